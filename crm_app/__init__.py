@@ -1,0 +1,1 @@
+"""A CRM that tells a sales rep what to do right now."""

@@ -1,0 +1,179 @@
+"""Tables. The database enforces the rules too: NOT NULL, FOREIGN KEY, CHECK, UNIQUE, indexes.
+
+Tables are created only by Alembic migrations (alembic/versions), never by `create_all`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from crm_app.domain import ActivityKind, Role, Source, Stage, Tier
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _in(column: str, values) -> str:
+    quoted = ", ".join(f"'{v.value}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+def _ts(**kw) -> Any:
+    return Column(DateTime(timezone=True), **kw)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_in("role", Role), name="ck_users_role"),
+        Index("uq_users_email", text("lower(email)"), unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(254), nullable=False))
+    name: str = Field(sa_column=Column(String(120), nullable=False))
+    role: str = Field(sa_column=Column(String(16), nullable=False, server_default="rep"))
+    is_active: bool = Field(default=True, nullable=False)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
+    )
+
+
+class Lead(SQLModel, table=True):
+    __tablename__ = "leads"
+    __table_args__ = (
+        CheckConstraint("score BETWEEN 0 AND 100", name="ck_leads_score_range"),
+        CheckConstraint(_in("tier", Tier), name="ck_leads_tier"),
+        CheckConstraint(
+            "tier = CASE WHEN score >= 70 THEN 'hot' WHEN score >= 40 THEN 'warm' ELSE 'cold' END",
+            name="ck_leads_tier_matches_score",
+        ),
+        CheckConstraint(_in("stage", Stage), name="ck_leads_stage"),
+        CheckConstraint(_in("source", Source), name="ck_leads_source"),
+        CheckConstraint("company_size IS NULL OR company_size >= 0", name="ck_leads_company_size"),
+        CheckConstraint("deal_value >= 0", name="ck_leads_deal_value"),
+        CheckConstraint("version >= 1", name="ck_leads_version"),
+        CheckConstraint("length(btrim(name)) > 0", name="ck_leads_name_not_blank"),
+        Index("uq_leads_email", text("lower(email)"), unique=True),
+        Index("uq_leads_external_id", "external_id", unique=True),
+        # Ranked lists: a rep's leads by score, the whole team by score, a stage column by score.
+        Index("ix_leads_owner_score", "owner_id", text("score DESC"), text("id DESC")),
+        Index("ix_leads_score", text("score DESC"), text("id DESC")),
+        Index("ix_leads_stage_score", "stage", text("score DESC"), text("id DESC")),
+        Index("ix_leads_source", "source"),
+        Index("ix_leads_created_at", "created_at"),
+        Index("ix_leads_score_valid_until", "score_valid_until"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str | None = Field(default=None, sa_column=Column(String(120)))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    email: str | None = Field(default=None, sa_column=Column(String(254)))
+    phone: str | None = Field(default=None, sa_column=Column(String(40)))
+    title: str | None = Field(default=None, sa_column=Column(String(120)))
+    company: str | None = Field(default=None, sa_column=Column(String(200)))
+    company_size: int | None = Field(default=None, sa_column=Column(Integer))
+    source: str = Field(sa_column=Column(String(32), nullable=False))
+    stage: str = Field(sa_column=Column(String(16), nullable=False, server_default="new"))
+    owner_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    )
+    deal_value: Decimal = Field(
+        default=Decimal(0), sa_column=Column(Numeric(12, 2), nullable=False, server_default="0")
+    )
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
+    )
+    stage_entered_at: datetime = Field(
+        default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
+    )
+    closed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # Last thing the prospect did, and last time a rep reached out (drives the action queue).
+    last_activity_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    last_contacted_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    score: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    tier: str = Field(sa_column=Column(String(8), nullable=False, server_default="cold"))
+    score_reasons: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    )
+    scored_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # When time alone will change the score (a recency bonus running out); swept by rescoring.
+    score_valid_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
+    custom_fields: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    )
+
+
+class Activity(SQLModel, table=True):
+    __tablename__ = "activities"
+    __table_args__ = (
+        CheckConstraint(_in("kind", ActivityKind), name="ck_activities_kind"),
+        Index("ix_activities_lead_occurred", "lead_id", text("occurred_at DESC")),
+        Index("ix_activities_user", "user_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False)
+    )
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    occurred_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    # The rep who did or logged it; NULL when the prospect did it (tracked by an integration).
+    user_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    )
+    subject: str | None = Field(default=None, sa_column=Column(String(300)))
+    body: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
+    )
+
+
+class StageChange(SQLModel, table=True):
+    __tablename__ = "stage_changes"
+    __table_args__ = (
+        CheckConstraint(
+            f"from_stage IS NULL OR {_in('from_stage', Stage)}", name="ck_stage_changes_from"
+        ),
+        CheckConstraint(_in("to_stage", Stage), name="ck_stage_changes_to"),
+        Index("ix_stage_changes_lead_changed", "lead_id", "changed_at"),
+        Index("ix_stage_changes_changed_at", "changed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False)
+    )
+    from_stage: str | None = Field(default=None, sa_column=Column(String(16)))
+    to_stage: str = Field(sa_column=Column(String(16), nullable=False))
+    changed_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    user_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    )

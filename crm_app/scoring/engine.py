@@ -1,0 +1,74 @@
+"""The interface every scoring engine implements (Strategy), and the values it speaks in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, Sequence
+
+from crm_app.domain import ActivityKind, Tier
+
+HOT_MIN = 70
+WARM_MIN = 40
+
+
+def tier_for(score: int) -> Tier:
+    """Hot 70-100 (call within the hour), Warm 40-69 (nurture), Cold 0-39 (leave to marketing)."""
+    if not 0 <= score <= 100:
+        raise ValueError(f"score must be within 0-100, got {score}")
+    if score >= HOT_MIN:
+        return Tier.HOT
+    if score >= WARM_MIN:
+        return Tier.WARM
+    return Tier.COLD
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityFact:
+    kind: ActivityKind
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFacts:
+    """What an engine may know about a lead: only facts, never the clock."""
+
+    company_size: int | None = None
+    source: str | None = None
+    activities: Sequence[ActivityFact] = ()
+    custom_fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One contribution to a score: its points and a sentence a rep understands."""
+
+    points: int
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"points": self.points, "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    score: int
+    tier: Tier
+    reasons: tuple[Reason, ...]
+    # When the score will change by the passage of time alone (a recency bonus running out);
+    # None when only new facts can change it.
+    valid_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if sum(r.points for r in self.reasons) != self.score:
+            raise ValueError("the points of the reasons must add up to the score")
+        if tier_for(self.score) is not self.tier:
+            raise ValueError(f"tier {self.tier} does not match score {self.score}")
+
+
+class ScoringEngine(Protocol):
+    """Scores one lead from its facts at a given moment."""
+
+    name: str
+
+    def score(self, facts: LeadFacts, now: datetime) -> ScoreResult: ...

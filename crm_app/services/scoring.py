@@ -1,0 +1,163 @@
+"""Keeping stored scores true: rescoring one lead, every lead, or those that time has changed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from psycopg2.extras import Json, execute_values
+from sqlalchemy import select, text
+from sqlmodel import Session
+
+from crm_app.db.models import Activity, Lead
+from crm_app.domain import ActivityKind
+from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine, ScoreResult, ScoringEngine
+
+
+def active_engine() -> ScoringEngine:
+    """The engine the team scores with. Only the rubric exists so far."""
+    return RuleBasedScoringEngine()
+
+
+def load_facts(session: Session, leads: Iterable[Lead]) -> dict[int, LeadFacts]:
+    """The facts an engine needs for each lead, in one query for all of them."""
+    leads = list(leads)
+    activities: dict[int, list[ActivityFact]] = defaultdict(list)
+    if leads:
+        rows = session.execute(
+            select(Activity.lead_id, Activity.kind, Activity.occurred_at).where(
+                Activity.lead_id.in_([lead.id for lead in leads])
+            )
+        )
+        for lead_id, kind, occurred_at in rows:
+            activities[lead_id].append(ActivityFact(ActivityKind(kind), occurred_at))
+    return {
+        lead.id: LeadFacts(
+            company_size=lead.company_size,
+            source=lead.source,
+            activities=tuple(activities[lead.id]),
+            custom_fields=dict(lead.custom_fields or {}),
+        )
+        for lead in leads
+    }
+
+
+def apply_score(lead: Lead, result: ScoreResult, now: datetime) -> None:
+    lead.score = result.score
+    lead.tier = result.tier.value
+    lead.score_reasons = [r.as_dict() for r in result.reasons]
+    lead.scored_at = now
+    lead.score_valid_until = result.valid_until
+
+
+def rescore_lead(session: Session, lead: Lead, now: datetime, engine: ScoringEngine | None = None) -> ScoreResult:
+    """Recompute and store one lead's score inside the caller's transaction (no commit)."""
+    session.flush()
+    engine = engine or active_engine()
+    result = engine.score(load_facts(session, [lead])[lead.id], now)
+    apply_score(lead, result, now)
+    session.add(lead)
+    return result
+
+
+_UPDATE_SCORES = """
+    UPDATE leads AS l
+       SET score = v.score, tier = v.tier, score_reasons = v.reasons,
+           scored_at = v.scored_at, score_valid_until = v.valid_until
+      FROM (VALUES %s) AS v(id, score, tier, reasons, scored_at, valid_until)
+     WHERE l.id = v.id
+"""
+_VALUES_TEMPLATE = "(%s, %s, %s, %s::jsonb, %s::timestamptz, %s::timestamptz)"
+
+
+def _store_scores(session: Session, scored: list[tuple[int, ScoreResult]], now: datetime) -> None:
+    if not scored:
+        return
+    cursor = session.connection().connection.cursor()
+    execute_values(
+        cursor,
+        _UPDATE_SCORES,
+        [
+            (lead_id, r.score, r.tier.value, Json([x.as_dict() for x in r.reasons]), now, r.valid_until)
+            for lead_id, r in scored
+        ],
+        template=_VALUES_TEMPLATE,
+        page_size=1000,
+    )
+
+
+def _rescore_where(
+    session: Session,
+    now: datetime,
+    condition: str,
+    params: dict,
+    engine: ScoringEngine | None,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> int:
+    engine = engine or active_engine()
+    done = 0
+    last_id = 0
+    while True:
+        leads = session.execute(
+            text(
+                f"SELECT id, company_size, source, custom_fields FROM leads "
+                f"WHERE id > :last_id AND ({condition}) ORDER BY id LIMIT :n"
+            ),
+            {"last_id": last_id, "n": batch_size, **params},
+        ).all()
+        if not leads:
+            break
+        first, last_id = leads[0].id, leads[-1].id
+        activities: dict[int, list[ActivityFact]] = defaultdict(list)
+        for lead_id, kind, occurred_at in session.execute(
+            text(
+                "SELECT lead_id, kind, occurred_at FROM activities "
+                "WHERE lead_id BETWEEN :first AND :last"
+            ),
+            {"first": first, "last": last_id},
+        ):
+            activities[lead_id].append(ActivityFact(ActivityKind(kind), occurred_at))
+        scored = [
+            (
+                row.id,
+                engine.score(
+                    LeadFacts(
+                        company_size=row.company_size,
+                        source=row.source,
+                        activities=activities[row.id],
+                        custom_fields=row.custom_fields or {},
+                    ),
+                    now,
+                ),
+            )
+            for row in leads
+        ]
+        _store_scores(session, scored, now)
+        done += len(scored)
+        if progress:
+            progress(done)
+    return done
+
+
+def rescore_all(
+    session: Session,
+    now: datetime,
+    engine: ScoringEngine | None = None,
+    batch_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Rescore every lead (after a rule or engine change) and commit. Returns the count."""
+    count = _rescore_where(session, now, "TRUE", {}, engine, batch_size, progress)
+    session.commit()
+    return count
+
+
+def rescore_expired(session: Session, now: datetime, engine: ScoringEngine | None = None) -> int:
+    """Rescore the leads whose score the passage of time has changed (a recency bonus ran out)."""
+    count = _rescore_where(
+        session, now, "score_valid_until <= :now", {"now": now}, engine, 2000, None
+    )
+    session.commit()
+    return count

