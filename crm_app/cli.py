@@ -1,0 +1,95 @@
+"""Command line: `python -m crm_app.cli <command>`.
+
+    migrate            bring the database to the newest schema
+    seed [--leads N]   fill an empty database with the demo team (deterministic)
+    setup              migrate, then seed if there are no leads yet (used by scripts/start.sh)
+    rescore            rescore every lead (after a rule or engine change)
+    sweep              rescore only the leads whose recency bonus has run out
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from crm_app.db.engine import database_url, get_engine
+from crm_app.db.migrate import upgrade_to_head
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _lead_count() -> int:
+    with get_engine().connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM leads")).scalar_one()
+
+
+def migrate(_: argparse.Namespace) -> None:
+    upgrade_to_head(database_url())
+    print("Database is at the newest schema.")
+
+
+def seed(args: argparse.Namespace) -> None:
+    from crm_app.demo.generator import generate_demo_data, reset_demo_data
+
+    if args.reset:
+        reset_demo_data(get_engine())
+    summary = generate_demo_data(get_engine(), leads=args.leads, seed=args.seed, now=_now(), progress=print)
+    print(summary)
+
+
+def setup(args: argparse.Namespace) -> None:
+    migrate(args)
+    count = _lead_count()
+    if count:
+        print(f"{count:,} leads already stored; demo data left alone.")
+        with Session(get_engine()) as session:
+            from crm_app.services.scoring import rescore_expired
+
+            print(f"Rescored {rescore_expired(session, _now()):,} leads whose recency bonus ran out.")
+        return
+    seed(args)
+
+
+def rescore(_: argparse.Namespace) -> None:
+    from crm_app.services.scoring import rescore_all
+
+    started = time.perf_counter()
+    with Session(get_engine()) as session:
+        count = rescore_all(session, _now(), progress=lambda n: print(f"  {n:,} rescored", end="\r"))
+    print(f"Rescored {count:,} leads in {time.perf_counter() - started:.1f} s.")
+
+
+def sweep(_: argparse.Namespace) -> None:
+    from crm_app.services.scoring import rescore_expired
+
+    with Session(get_engine()) as session:
+        print(f"Rescored {rescore_expired(session, _now()):,} leads.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m crm_app.cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate").set_defaults(run=migrate)
+    for name, run in (("seed", seed), ("setup", setup)):
+        sub = commands.add_parser(name)
+        sub.add_argument("--leads", type=int, default=3000, help="how many demo leads (default 3000)")
+        sub.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+        sub.add_argument("--reset", action="store_true", help="delete all data first")
+        sub.set_defaults(run=run)
+    commands.add_parser("rescore").set_defaults(run=rescore)
+    commands.add_parser("sweep").set_defaults(run=sweep)
+    args = parser.parse_args(argv)
+    args.run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

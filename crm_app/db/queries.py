@@ -1,0 +1,125 @@
+"""Read queries for the pages. Everything is filtered, sorted, paged and counted in SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+from sqlalchemy import func, or_, select
+from sqlmodel import Session
+
+from crm_app.db.models import Lead, User
+from crm_app.domain import Source, Stage
+
+
+@dataclass
+class ReasonRow:
+    points: int
+    text: str
+
+
+@dataclass
+class LeadListRow:
+    id: int
+    name: str
+    company: str
+    email: str
+    source: str
+    stage: str
+    owner: str
+    deal_value: float
+    value_label: str
+    score: int
+    tier: str
+    reasons: list[ReasonRow] = field(default_factory=list)
+    version: int = 1
+
+
+@dataclass
+class UserOption:
+    id: int
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class LeadFilter:
+    """What a list is narrowed to. `owner_id` 0 means the unassigned pool, None everyone."""
+
+    owner_id: int | None = None
+    tier: str | None = None
+    stage: str | None = None
+    source: str | None = None
+    search: str | None = None
+
+
+def money(amount) -> str:
+    """Whole dollars with thousands separators, as reps read deal values."""
+    return f"${float(amount):,.0f}"
+
+
+def list_users(session: Session) -> list[UserOption]:
+    rows = session.execute(
+        select(User.id, User.name, User.role).where(User.is_active).order_by(User.role.desc(), User.name)
+    )
+    return [UserOption(id=r.id, name=r.name, role=r.role) for r in rows]
+
+
+def _apply(query, flt: LeadFilter):
+    if flt.owner_id == 0:
+        query = query.where(Lead.owner_id.is_(None))
+    elif flt.owner_id is not None:
+        query = query.where(Lead.owner_id == flt.owner_id)
+    if flt.tier:
+        query = query.where(Lead.tier == flt.tier)
+    if flt.stage:
+        query = query.where(Lead.stage == flt.stage)
+    if flt.source:
+        query = query.where(Lead.source == flt.source)
+    if flt.search and flt.search.strip():
+        # Escape LIKE wildcards so what the user typed is matched literally.
+        term = flt.search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{term}%"
+        query = query.where(
+            or_(Lead.name.ilike(pattern), Lead.company.ilike(pattern), Lead.email.ilike(pattern))
+        )
+    return query
+
+
+def ranked_leads(
+    session: Session, flt: LeadFilter, *, limit: int = 25, offset: int = 0
+) -> tuple[list[LeadListRow], int]:
+    """One page of leads, best score first, and how many match in all."""
+    owner = User.__table__.alias("owner")
+    query = (
+        select(
+            Lead.id, Lead.name, Lead.company, Lead.email, Lead.source, Lead.stage,
+            owner.c.name.label("owner_name"), Lead.deal_value, Lead.score, Lead.tier,
+            Lead.score_reasons, Lead.version,
+        )
+        .select_from(Lead)
+        .outerjoin(owner, owner.c.id == Lead.owner_id)
+    )
+    query = _apply(query, flt).order_by(Lead.score.desc(), Lead.id.desc()).limit(limit).offset(offset)
+    rows = [
+        LeadListRow(
+            id=r.id,
+            name=r.name,
+            company=r.company or "",
+            email=r.email or "",
+            source=Source(r.source).label,
+            stage=Stage(r.stage).label,
+            owner=r.owner_name or "Unassigned",
+            deal_value=float(r.deal_value),
+            value_label=money(r.deal_value),
+            score=r.score,
+            tier=r.tier,
+            reasons=[ReasonRow(points=x["points"], text=x["text"]) for x in r.score_reasons],
+            version=r.version,
+        )
+        for r in session.execute(query)
+    ]
+    total = session.execute(_apply(select(func.count()).select_from(Lead), flt)).scalar_one()
+    return rows, total
+
+

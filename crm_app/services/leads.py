@@ -1,0 +1,112 @@
+"""Use cases on one lead: log an activity, move it to a stage. Each rescores in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from crm_app.db.models import Activity, Lead, StageChange
+from crm_app.domain import CONTACT_KINDS, ActivityKind, Stage
+from crm_app.scoring import ENGAGEMENT_KINDS, ScoreResult
+from crm_app.services.errors import InvalidInput, NotFound, StaleLead
+from crm_app.services.scoring import rescore_lead
+
+MAX_BODY = 20_000
+MAX_SUBJECT = 300
+
+
+def _lock_lead(session: Session, lead_id: int, expected_version: int | None) -> Lead:
+    """Load the lead FOR UPDATE so concurrent writers queue up, then check it is unchanged."""
+    lead = session.get(Lead, lead_id, with_for_update=True)
+    if lead is None:
+        raise NotFound(f"Lead {lead_id} no longer exists.")
+    if expected_version is not None and lead.version != expected_version:
+        raise StaleLead(
+            f"{lead.name} was changed by someone else a moment ago. "
+            "The latest version is shown; please try again."
+        )
+    return lead
+
+
+def _touch(lead: Lead, now: datetime) -> None:
+    lead.version += 1
+    lead.updated_at = now
+
+
+def log_activity(
+    session: Session,
+    *,
+    lead_id: int,
+    kind: ActivityKind | str,
+    now: datetime,
+    user_id: int | None = None,
+    occurred_at: datetime | None = None,
+    subject: str | None = None,
+    body: str | None = None,
+    expected_version: int | None = None,
+) -> ScoreResult:
+    """Record what happened with a lead, rescore it and commit. Returns the new score."""
+    try:
+        kind = ActivityKind(kind)
+    except ValueError:
+        raise InvalidInput(f"Unknown activity type {kind!r}.", field="kind") from None
+    occurred_at = occurred_at or now
+    if occurred_at > now:
+        raise InvalidInput("An activity cannot be in the future.", field="occurred_at")
+    subject = (subject or "").strip() or None
+    body = (body or "").strip() or None
+    if subject and len(subject) > MAX_SUBJECT:
+        raise InvalidInput(f"Subject is too long (max {MAX_SUBJECT} characters).", field="subject")
+    if body and len(body) > MAX_BODY:
+        raise InvalidInput(f"Text is too long (max {MAX_BODY:,} characters).", field="body")
+    if kind is ActivityKind.NOTE and not body:
+        raise InvalidInput("A note needs some text.", field="body")
+
+    lead = _lock_lead(session, lead_id, expected_version)
+    session.add(
+        Activity(lead_id=lead.id, kind=kind.value, occurred_at=occurred_at, user_id=user_id,
+                 subject=subject, body=body)
+    )
+    if kind in ENGAGEMENT_KINDS and (lead.last_activity_at is None or occurred_at > lead.last_activity_at):
+        lead.last_activity_at = occurred_at
+    if kind in CONTACT_KINDS and (lead.last_contacted_at is None or occurred_at > lead.last_contacted_at):
+        lead.last_contacted_at = occurred_at
+    _touch(lead, now)
+    result = rescore_lead(session, lead, now)
+    session.commit()
+    return result
+
+
+def move_lead_to_stage(
+    session: Session,
+    *,
+    lead_id: int,
+    to_stage: Stage | str,
+    now: datetime,
+    user_id: int | None = None,
+    expected_version: int | None = None,
+) -> Lead:
+    """Move a lead to another stage, record the change, rescore and commit.
+
+    `expected_version` is the version the user saw; if someone changed the lead since, the move is
+    refused with StaleLead and nothing is written.
+    """
+    try:
+        to_stage = Stage(to_stage)
+    except ValueError:
+        raise InvalidInput(f"Unknown stage {to_stage!r}.", field="stage") from None
+    lead = _lock_lead(session, lead_id, expected_version)
+    if lead.stage == to_stage.value:
+        return lead
+    session.add(
+        StageChange(lead_id=lead.id, from_stage=lead.stage, to_stage=to_stage.value,
+                    changed_at=now, user_id=user_id)
+    )
+    lead.stage = to_stage.value
+    lead.stage_entered_at = now
+    lead.closed_at = now if to_stage.is_closed else None
+    _touch(lead, now)
+    rescore_lead(session, lead, now)
+    session.commit()
+    return lead
