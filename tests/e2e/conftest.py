@@ -1,0 +1,176 @@
+"""Runs the real app (`reflex run --env prod`) on its own database and drives it with Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from crm_app.db.engine import ensure_database
+from crm_app.db.migrate import upgrade_to_head
+from crm_app.settings import REPO_ROOT
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+# The app's own clock runs during browser tests, so their data is placed relative to real now.
+APP_NOW = datetime.now(timezone.utc)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_database_url(database_url: str) -> Iterator[str]:
+    """A database of its own for the running app (tests' rollbacks cannot reach another process)."""
+    admin_url = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
+    name = f"crm_e2e_{uuid.uuid4().hex[:10]}"
+    ensure_database(admin_url, name)
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    upgrade_to_head(url)
+    yield url
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def app_engine(app_database_url: str):
+    eng = create_engine(app_database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def app_session(app_engine) -> Iterator[Session]:
+    with Session(app_engine, expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def seeded_app_data(app_session: Session) -> dict:
+    """The small, known team every browser test reads. Returns the objects by name."""
+    from crm_app.domain import ActivityKind as K
+    from crm_app.domain import Source, Stage
+    from tests.factories import make_lead, make_user
+
+    now = APP_NOW
+    ria = make_user(app_session, "Ria Rep")
+    sam = make_user(app_session, "Sam Seller")
+    maya = make_user(app_session, "Maya Manager", role="manager")
+    leads = {
+        "Ada Lovelace": make_lead(
+            app_session, "Ada Lovelace", now=now, owner=ria, company="Analytical Engines", company_size=120,
+            source=Source.REFERRAL, deal_value=48000,
+            activities=[(K.PRICING_REQUEST, timedelta(minutes=20)), (K.DEMO_REQUEST, timedelta(days=2))],
+        ),
+        "Grace Hopper": make_lead(
+            app_session, "Grace Hopper", now=now, owner=ria, company="Compilers Inc", company_size=30,
+            source=Source.WEBINAR, stage=Stage.CONTACTED, deal_value=12000,
+            activities=[(K.EMAIL_OPENED, timedelta(days=3)), (K.PAGE_VISIT, timedelta(days=4))],
+        ),
+        "Alan Turing": make_lead(
+            app_session, "Alan Turing", now=now, owner=sam, company="Bletchley Labs", company_size=800,
+            source=Source.LINKEDIN, stage=Stage.QUALIFIED, deal_value=90000,
+            activities=[(K.PRICING_PAGE_VISIT, timedelta(days=6))],
+        ),
+        "Edsger Dijkstra": make_lead(
+            app_session, "Edsger Dijkstra", now=now, owner=None, company="Shortest Path BV", company_size=5,
+            source=Source.COLD_OUTREACH, deal_value=3000,
+        ),
+    }
+    return {"users": {"Ria Rep": ria, "Sam Seller": sam, "Maya Manager": maya}, "leads": leads}
+
+
+@pytest.fixture(scope="session")
+def app_url(app_database_url: str, seeded_app_data: dict) -> Iterator[str]:
+    """Build and start the app in production mode against the test database; stop it afterwards."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": app_database_url,
+        "REFLEX_USE_NPM": "1",
+        "REFLEX_TELEMETRY_ENABLED": "false",
+        "REFLEX_CHECK_LATEST_VERSION": "false",
+    }
+    env.pop("REFLEX_REDIS_URL", None)
+    log = open(ARTIFACTS / "app.log", "w")
+    proc = subprocess.Popen(
+        ["reflex", "run", "--env", "prod", "--single-port",
+         "--frontend-port", str(port), "--backend-port", str(port)],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600  # the first build installs the frontend with npm
+    while True:
+        if proc.poll() is not None:
+            log.flush()
+            raise RuntimeError(f"The app exited ({proc.returncode}); see {ARTIFACTS / 'app.log'}:\n"
+                               + (ARTIFACTS / "app.log").read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise RuntimeError(f"The app did not start in 10 minutes; see {ARTIFACTS / 'app.log'}")
+        time.sleep(1)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = os.environ.get("CRM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, app_url: str, request):
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=app_url)
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    yield pg
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
+    context.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+

@@ -1,0 +1,59 @@
+"""Small, known data for tests, created through the same services the app uses."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlmodel import Session
+
+from crm_app.db.models import Lead, User
+from crm_app.domain import ActivityKind, Source, Stage
+from crm_app.services.leads import log_activity
+from crm_app.services.scoring import rescore_lead
+
+
+def make_user(session: Session, name: str, role: str = "rep") -> User:
+    user = User(email=f"{name.split()[0].lower()}@test.crm", name=name, role=role)
+    session.add(user)
+    session.commit()
+    return user
+
+
+def make_lead(
+    session: Session,
+    name: str,
+    *,
+    now: datetime,
+    owner: User | None = None,
+    company: str = "Acme",
+    company_size: int | None = 10,
+    source: Source = Source.WEBSITE,
+    stage: Stage = Stage.NEW,
+    deal_value: int = 1000,
+    activities: list[tuple[ActivityKind, timedelta]] = (),
+    created_ago: timedelta = timedelta(days=30),
+) -> Lead:
+    """A lead, then its activities (each `ago` before now), scored like the app would."""
+    lead = Lead(
+        name=name,
+        email=f"{name.replace(' ', '.').lower()}@example.com",
+        company=company,
+        company_size=company_size,
+        source=source.value,
+        stage=stage.value,
+        owner_id=owner.id if owner else None,
+        deal_value=Decimal(deal_value),
+        created_at=now - created_ago,
+        stage_entered_at=now - created_ago,
+        tier="cold",
+    )
+    session.add(lead)
+    session.flush()
+    rescore_lead(session, lead, now)
+    session.commit()
+    for kind, ago in activities:
+        log_activity(session, lead_id=lead.id, kind=kind, now=now, occurred_at=now - ago,
+                     user_id=owner.id if owner and kind in (ActivityKind.CALL, ActivityKind.NOTE) else None)
+    session.refresh(lead)
+    return lead
