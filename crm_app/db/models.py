@@ -81,6 +81,12 @@ class Lead(SQLModel, table=True):
         Index("ix_leads_source", "source"),
         Index("ix_leads_created_at", "created_at"),
         Index("ix_leads_score_valid_until", "score_valid_until"),
+        CheckConstraint(
+            "score_at_close IS NULL OR score_at_close BETWEEN 0 AND 100", name="ck_leads_score_at_close"
+        ),
+        # Kanban columns per owner, and stagnation checks per stage.
+        Index("ix_leads_owner_stage_score", "owner_id", "stage", text("score DESC"), text("id DESC")),
+        Index("ix_leads_stage_entered", "stage", "stage_entered_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -122,6 +128,10 @@ class Lead(SQLModel, table=True):
     scored_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     # When time alone will change the score (a recency bonus running out); swept by rescoring.
     score_valid_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # The score when the deal closed: what the score predicted, kept for "does the score predict wins?".
+    score_at_close: int | None = Field(default=None, sa_column=Column(Integer))
+    # Hidden from the action queue until then ("snooze"); cleared when the prospect does something.
+    snoozed_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
     custom_fields: dict[str, Any] = Field(
         default_factory=dict,
@@ -176,4 +186,58 @@ class StageChange(SQLModel, table=True):
     user_id: int | None = Field(
         default=None,
         sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    )
+
+
+class FollowUp(SQLModel, table=True):
+    """A promise to get back to a lead by a time; shows in the owner's action queue when due."""
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (
+        Index("ix_follow_ups_open_owner_due", "owner_id", "due_at", postgresql_where=text("done_at IS NULL")),
+        Index("ix_follow_ups_lead", "lead_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False)
+    )
+    owner_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    )
+    due_at: datetime = Field(sa_column=_ts(nullable=False))
+    note: str | None = Field(default=None, sa_column=Column(String(500)))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
+    )
+    done_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class StageRule(SQLModel, table=True):
+    """How long a deal may sit in an open stage before it is flagged as stagnating."""
+
+    __tablename__ = "stage_rules"
+    __table_args__ = (
+        CheckConstraint(_in("stage", [s for s in Stage if not s.is_closed]), name="ck_stage_rules_stage"),
+        CheckConstraint("stagnation_days BETWEEN 1 AND 365", name="ck_stage_rules_days"),
+    )
+
+    stage: str = Field(sa_column=Column(String(16), primary_key=True))
+    stagnation_days: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class SourceCost(SQLModel, table=True):
+    """What the team spent on a source, for cost per won deal and ROI."""
+
+    __tablename__ = "source_costs"
+    __table_args__ = (
+        CheckConstraint(_in("source", Source), name="ck_source_costs_source"),
+        CheckConstraint("cost >= 0", name="ck_source_costs_cost"),
+    )
+
+    source: str = Field(sa_column=Column(String(32), primary_key=True))
+    cost: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
     )

@@ -68,8 +68,11 @@ def log_activity(
         Activity(lead_id=lead.id, kind=kind.value, occurred_at=occurred_at, user_id=user_id,
                  subject=subject, body=body)
     )
-    if kind in ENGAGEMENT_KINDS and (lead.last_activity_at is None or occurred_at > lead.last_activity_at):
-        lead.last_activity_at = occurred_at
+    if kind in ENGAGEMENT_KINDS:
+        # The prospect did something new: a snoozed lead comes back to the queue.
+        lead.snoozed_until = None
+        if lead.last_activity_at is None or occurred_at > lead.last_activity_at:
+            lead.last_activity_at = occurred_at
     if kind in CONTACT_KINDS and (lead.last_contacted_at is None or occurred_at > lead.last_contacted_at):
         lead.last_contacted_at = occurred_at
     _touch(lead, now)
@@ -107,6 +110,8 @@ def move_lead_to_stage(
     lead.stage_entered_at = now
     lead.closed_at = now if to_stage.is_closed else None
     _touch(lead, now)
-    rescore_lead(session, lead, now)
+    result = rescore_lead(session, lead, now)
+    # Keep what the score said when the deal closed, to check later whether scores predict wins.
+    lead.score_at_close = result.score if to_stage.is_closed else None
     session.commit()
     return lead
