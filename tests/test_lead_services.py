@@ -1,0 +1,134 @@
+"""Logging activities and moving stages on real PostgreSQL: rescored in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
+from crm_app.db.models import Activity, Lead, StageChange
+from crm_app.domain import ActivityKind as K
+from crm_app.domain import Stage
+from crm_app.services.errors import InvalidInput, NotFound, StaleLead
+from crm_app.services.leads import log_activity, move_lead_to_stage
+from crm_app.services.scoring import rescore_all, rescore_expired
+from tests.conftest import NOW
+from tests.factories import make_lead, make_user
+
+
+def test_logging_a_pricing_request_rescores_and_stores_the_reasons(session):
+    rep = make_user(session, "Ria Rep")
+    lead = make_lead(session, "Ada", now=NOW, owner=rep, company_size=120)
+    assert lead.score == 10
+
+    result = log_activity(session, lead_id=lead.id, kind=K.PRICING_REQUEST, now=NOW,
+                          occurred_at=NOW - timedelta(minutes=20))
+
+    stored = session.get(Lead, lead.id)
+    session.refresh(stored)
+    assert result.score == stored.score == 10 + 30 + 20 + 5
+    assert stored.tier == "warm"
+    assert [r["points"] for r in stored.score_reasons] == [30, 20, 10, 5]
+    assert sum(r["points"] for r in stored.score_reasons) == stored.score
+    assert stored.last_activity_at == NOW - timedelta(minutes=20)
+    assert stored.version == 2
+    assert stored.score_valid_until == NOW - timedelta(minutes=20) + timedelta(hours=24)
+
+
+def test_a_reps_call_marks_the_lead_contacted_but_does_not_raise_the_score(session):
+    rep = make_user(session, "Ria Rep")
+    lead = make_lead(session, "Ada", now=NOW, owner=rep)
+    log_activity(session, lead_id=lead.id, kind=K.CALL, now=NOW, user_id=rep.id)
+    session.refresh(lead)
+    assert lead.score == 0
+    assert lead.last_contacted_at == NOW
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        ({"kind": "telepathy"}, "kind"),
+        ({"kind": K.NOTE, "body": "   "}, "body"),
+        ({"kind": K.CALL, "occurred_at": NOW + timedelta(hours=1)}, "occurred_at"),
+        ({"kind": K.NOTE, "body": "x" * 20_001}, "body"),
+    ],
+)
+def test_bad_activity_input_is_refused_with_the_field_and_nothing_is_written(session, kwargs, field):
+    lead = make_lead(session, "Ada", now=NOW)
+    with pytest.raises(InvalidInput) as refused:
+        log_activity(session, lead_id=lead.id, now=NOW, **kwargs)
+    assert refused.value.field == field
+    assert session.scalar(select(Activity).where(Activity.lead_id == lead.id)) is None
+
+
+def test_activity_on_a_missing_lead_says_so(session):
+    with pytest.raises(NotFound):
+        log_activity(session, lead_id=999_999, kind=K.CALL, now=NOW)
+
+
+def test_moving_a_lead_records_history_and_closing_keeps_the_score_at_close(session):
+    rep = make_user(session, "Ria Rep")
+    lead = make_lead(session, "Ada", now=NOW, owner=rep,
+                     activities=[(K.PRICING_REQUEST, timedelta(days=2))])
+    move_lead_to_stage(session, lead_id=lead.id, to_stage=Stage.QUALIFIED, now=NOW, user_id=rep.id,
+                       expected_version=lead.version)
+    later = NOW + timedelta(days=3)
+    moved = move_lead_to_stage(session, lead_id=lead.id, to_stage="won", now=later, user_id=rep.id)
+    assert (moved.stage, moved.stage_entered_at, moved.closed_at) == ("won", later, later)
+    assert moved.score_at_close == moved.score == 35
+    history = session.scalars(
+        select(StageChange).where(StageChange.lead_id == lead.id).order_by(StageChange.changed_at)
+    ).all()
+    assert [(h.from_stage, h.to_stage, h.user_id) for h in history] == [
+        ("new", "qualified", rep.id), ("qualified", "won", rep.id)
+    ]
+
+
+def test_a_stale_move_is_refused_and_changes_nothing(session):
+    lead = make_lead(session, "Ada", now=NOW)
+    seen_version = lead.version
+    move_lead_to_stage(session, lead_id=lead.id, to_stage=Stage.CONTACTED, now=NOW, expected_version=seen_version)
+    with pytest.raises(StaleLead, match="changed by someone else"):
+        move_lead_to_stage(session, lead_id=lead.id, to_stage=Stage.LOST, now=NOW, expected_version=seen_version)
+    session.refresh(lead)
+    assert lead.stage == "contacted"
+    assert session.scalar(select(text("count(*)")).select_from(StageChange).where(StageChange.lead_id == lead.id)) == 1
+
+
+def test_the_database_itself_refuses_a_score_out_of_range_or_a_tier_that_does_not_match(session):
+    lead = make_lead(session, "Ada", now=NOW)
+    for sql in ("UPDATE leads SET score = 101, tier = 'hot' WHERE id = :id",
+                "UPDATE leads SET score = 80, tier = 'cold' WHERE id = :id",
+                "UPDATE leads SET stage = 'maybe' WHERE id = :id",
+                "UPDATE leads SET deal_value = -1 WHERE id = :id",
+                "UPDATE leads SET company_size = -5 WHERE id = :id"):
+        nested = session.begin_nested()
+        with pytest.raises(IntegrityError):
+            session.execute(text(sql), {"id": lead.id})
+            session.flush()
+        nested.rollback()
+
+
+def test_time_alone_lowers_a_score_when_the_recency_bonus_runs_out(session):
+    lead = make_lead(session, "Ada", now=NOW, activities=[(K.PAGE_VISIT, timedelta(hours=2))])
+    assert lead.score == 25
+    assert rescore_expired(session, NOW + timedelta(hours=21)) == 0
+    assert rescore_expired(session, NOW + timedelta(hours=22)) == 1
+    session.refresh(lead)
+    assert (lead.score, lead.score_valid_until) == (5, None)
+
+
+def test_rescore_all_matches_scoring_each_lead_alone(session):
+    leads = [
+        make_lead(session, f"Lead {i}", now=NOW, company_size=10 * i,
+                  activities=[(K.EMAIL_OPENED, timedelta(days=d + 1)) for d in range(i)])
+        for i in range(8)
+    ]
+    session.execute(text("UPDATE leads SET score = 0, tier = 'cold', score_reasons = '[]'"))
+    assert rescore_all(session, NOW, batch_size=3) >= 8
+    for lead in leads:
+        session.refresh(lead)
+        assert lead.score == min(25, 5 * int(lead.name.split()[1])) + (10 if lead.company_size > 50 else 0)
+        assert sum(r["points"] for r in lead.score_reasons) == lead.score
