@@ -7,7 +7,7 @@ import reflex as rx
 from crm_app.state.base import AppState
 
 NAV = [
-    ("Leads", "/", "list-ordered"),
+    ("Leads", "/leads", "list-ordered"),
 ]
 
 
@@ -29,7 +29,7 @@ def viewer_picker(on_change) -> rx.Component:
     return rx.vstack(
         rx.text("Viewing as", size="1", color=rx.color("gray", 10), weight="medium"),
         rx.select.root(
-            rx.select.trigger(placeholder="Choose a rep", width="100%"),
+            rx.select.trigger(placeholder="Choose a rep", width="100%", class_name="viewer-trigger"),
             rx.select.content(
                 rx.foreach(
                     AppState.viewer_options,
@@ -42,6 +42,7 @@ def viewer_picker(on_change) -> rx.Component:
         ),
         spacing="1",
         width="100%",
+        class_name="viewer-picker",
     )
 
 

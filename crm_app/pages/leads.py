@@ -36,7 +36,8 @@ def _row(lead: LeadListRow) -> rx.Component:
         rx.table.cell(score_badge(lead.score, lead.tier)),
         rx.table.cell(
             rx.vstack(
-                rx.text(lead.name, weight="medium", class_name="lead-name"),
+                rx.link(lead.name, href="/leads/" + lead.id.to_string(), weight="medium",
+                        class_name="lead-name", color=rx.color("gray", 12)),
                 rx.text(lead.company, size="1", color=rx.color("gray", 10)),
                 spacing="0",
             )

@@ -16,7 +16,7 @@ MAX_BODY = 20_000
 MAX_SUBJECT = 300
 
 
-def _lock_lead(session: Session, lead_id: int, expected_version: int | None) -> Lead:
+def lock_lead(session: Session, lead_id: int, expected_version: int | None) -> Lead:
     """Load the lead FOR UPDATE so concurrent writers queue up, then check it is unchanged."""
     lead = session.get(Lead, lead_id, with_for_update=True)
     if lead is None:
@@ -29,7 +29,7 @@ def _lock_lead(session: Session, lead_id: int, expected_version: int | None) -> 
     return lead
 
 
-def _touch(lead: Lead, now: datetime) -> None:
+def bump_version(lead: Lead, now: datetime) -> None:
     lead.version += 1
     lead.updated_at = now
 
@@ -63,7 +63,7 @@ def log_activity(
     if kind is ActivityKind.NOTE and not body:
         raise InvalidInput("A note needs some text.", field="body")
 
-    lead = _lock_lead(session, lead_id, expected_version)
+    lead = lock_lead(session, lead_id, expected_version)
     session.add(
         Activity(lead_id=lead.id, kind=kind.value, occurred_at=occurred_at, user_id=user_id,
                  subject=subject, body=body)
@@ -75,7 +75,7 @@ def log_activity(
             lead.last_activity_at = occurred_at
     if kind in CONTACT_KINDS and (lead.last_contacted_at is None or occurred_at > lead.last_contacted_at):
         lead.last_contacted_at = occurred_at
-    _touch(lead, now)
+    bump_version(lead, now)
     result = rescore_lead(session, lead, now)
     session.commit()
     return result
@@ -99,7 +99,7 @@ def move_lead_to_stage(
         to_stage = Stage(to_stage)
     except ValueError:
         raise InvalidInput(f"Unknown stage {to_stage!r}.", field="stage") from None
-    lead = _lock_lead(session, lead_id, expected_version)
+    lead = lock_lead(session, lead_id, expected_version)
     if lead.stage == to_stage.value:
         return lead
     session.add(
@@ -109,7 +109,7 @@ def move_lead_to_stage(
     lead.stage = to_stage.value
     lead.stage_entered_at = now
     lead.closed_at = now if to_stage.is_closed else None
-    _touch(lead, now)
+    bump_version(lead, now)
     result = rescore_lead(session, lead, now)
     # Keep what the score said when the deal closed, to check later whether scores predict wins.
     lead.score_at_close = result.score if to_stage.is_closed else None

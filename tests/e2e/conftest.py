@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -174,3 +175,9 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{report.when}", report)
 
 
+
+
+def choose_viewer(page, name: str) -> None:
+    """Pick whose view this is in the sidebar's "Viewing as" select."""
+    page.locator(".viewer-picker button").click()
+    page.get_by_role("option", name=re.compile(f"^{re.escape(name)} ")).click()

@@ -1,0 +1,203 @@
+"""One lead, whole: its data, score breakdown and timeline; and editing it safely."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import literal, select, union_all
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from crm_app.db.models import Activity, Lead, StageChange, User
+from crm_app.db.queries import ReasonRow, money
+from crm_app.domain import ActivityKind, Source, Stage, Tier
+from crm_app.services.errors import InvalidInput, NotFound
+from crm_app.services.leads import lock_lead, bump_version
+from crm_app.services.scoring import rescore_lead
+
+TIMELINE_LIMIT = 100
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass
+class TimelineEntry:
+    kind: str  # an activity kind, or "stage_change"
+    title: str
+    body: str
+    at: str  # shown as is
+    by: str
+    icon: str
+
+
+@dataclass
+class LeadDetail:
+    id: int = 0
+    name: str = ""
+    email: str = ""
+    phone: str = ""
+    title: str = ""
+    company: str = ""
+    company_size: str = ""
+    source: str = ""
+    source_label: str = ""
+    stage: str = ""
+    stage_label: str = ""
+    owner_id: str = ""
+    owner: str = ""
+    deal_value: str = ""
+    value_label: str = ""
+    score: int = 0
+    tier: str = ""
+    tier_label: str = ""
+    tier_advice: str = ""
+    reasons: list[ReasonRow] = field(default_factory=list)
+    days_in_stage: int = 0
+    created: str = ""
+    version: int = 0
+    custom_fields: list[list[str]] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
+
+
+ICONS = {
+    "email_opened": "mail-open", "email_clicked": "mouse-pointer-click", "email_received": "mail",
+    "page_visit": "globe", "pricing_page_visit": "badge-dollar-sign", "pricing_request": "badge-dollar-sign",
+    "demo_request": "presentation", "form_submission": "clipboard-list", "meeting": "users",
+    "call": "phone", "email_sent": "send", "note": "sticky-note", "stage_change": "arrow-right-left",
+}
+
+
+def _stamp(moment: datetime) -> str:
+    return f"{moment.day} {moment:%b %Y, %H:%M}"
+
+
+def lead_detail(session: Session, lead_id: int, now: datetime) -> LeadDetail:
+    """Everything the lead page shows, in three small queries."""
+    lead = session.get(Lead, lead_id)
+    if lead is None:
+        raise NotFound(f"There is no lead {lead_id}.")
+    owner = session.get(User, lead.owner_id) if lead.owner_id else None
+    user_name = User.__table__.alias("actor")
+    activities = (
+        select(
+            Activity.kind.label("kind"), Activity.occurred_at.label("at"), Activity.subject.label("subject"),
+            Activity.body.label("body"), literal(None).label("from_stage"), literal(None).label("to_stage"),
+            Activity.user_id.label("user_id"), Activity.id.label("id"),
+        ).where(Activity.lead_id == lead_id)
+    )
+    changes = (
+        select(
+            literal("stage_change").label("kind"), StageChange.changed_at.label("at"), literal(None),
+            literal(None), StageChange.from_stage, StageChange.to_stage, StageChange.user_id, StageChange.id,
+        ).where(StageChange.lead_id == lead_id)
+    )
+    merged = union_all(activities, changes).subquery()
+    rows = session.execute(
+        select(merged, user_name.c.name.label("by"))
+        .outerjoin(user_name, user_name.c.id == merged.c.user_id)
+        .order_by(merged.c.at.desc(), merged.c.id.desc())
+        .limit(TIMELINE_LIMIT)
+    )
+    timeline = []
+    for r in rows:
+        if r.kind == "stage_change":
+            title = (f"Moved from {Stage(r.from_stage).label} to {Stage(r.to_stage).label}"
+                     if r.from_stage else f"Created in {Stage(r.to_stage).label}")
+            body = ""
+        else:
+            title = ActivityKind(r.kind).label + (f": {r.subject}" if r.subject else "")
+            body = r.body or ""
+        timeline.append(TimelineEntry(kind=r.kind, title=title, body=body, at=_stamp(r.at),
+                                      by=r.by or ("Prospect" if r.kind != "stage_change" else "System"),
+                                      icon=ICONS.get(r.kind, "circle")))
+    tier = Tier(lead.tier)
+    return LeadDetail(
+        id=lead.id, name=lead.name, email=lead.email or "", phone=lead.phone or "", title=lead.title or "",
+        company=lead.company or "", company_size="" if lead.company_size is None else str(lead.company_size),
+        source=lead.source, source_label=Source(lead.source).label, stage=lead.stage,
+        stage_label=Stage(lead.stage).label, owner_id=str(lead.owner_id or ""),
+        owner=owner.name if owner else "Unassigned", deal_value=f"{lead.deal_value:.2f}",
+        value_label=money(lead.deal_value), score=lead.score, tier=lead.tier, tier_label=tier.label,
+        tier_advice=tier.advice,
+        reasons=[ReasonRow(points=x["points"], text=x["text"]) for x in lead.score_reasons],
+        days_in_stage=max(0, (now - lead.stage_entered_at).days), created=_stamp(lead.created_at),
+        version=lead.version,
+        custom_fields=[[str(k), str(v)] for k, v in sorted((lead.custom_fields or {}).items())],
+        timeline=timeline,
+    )
+
+
+@dataclass(frozen=True)
+class LeadEdit:
+    """What the edit form sends: text as typed; `update_lead` validates and converts."""
+
+    name: str
+    email: str = ""
+    phone: str = ""
+    title: str = ""
+    company: str = ""
+    company_size: str = ""
+    deal_value: str = "0"
+    source: str = Source.WEBSITE.value
+    owner_id: str = ""
+
+
+def _validated(edit: LeadEdit) -> dict:
+    name = edit.name.strip()
+    if not name:
+        raise InvalidInput("Name is required.", field="name")
+    if len(name) > 200:
+        raise InvalidInput("Name is too long (max 200 characters).", field="name")
+    email = edit.email.strip().lower() or None
+    if email and (len(email) > 254 or not EMAIL_RE.match(email)):
+        raise InvalidInput("That is not an email address (like name@company.com).", field="email")
+    size_text = edit.company_size.strip().replace(",", "")
+    if size_text:
+        if not size_text.isdigit():
+            raise InvalidInput("Company size must be a whole number of employees, 0 or more.", field="company_size")
+        size = int(size_text)
+        if size > 10_000_000:
+            raise InvalidInput("Company size looks too large.", field="company_size")
+    else:
+        size = None
+    try:
+        value = Decimal(edit.deal_value.strip().replace(",", "").lstrip("$") or "0")
+    except InvalidOperation:
+        raise InvalidInput("Deal value must be an amount like 12000 or 12,000.50.", field="deal_value") from None
+    if not value.is_finite() or value < 0 or value >= Decimal("1e10"):
+        raise InvalidInput("Deal value must be between 0 and 9,999,999,999.", field="deal_value")
+    try:
+        source = Source(edit.source).value
+    except ValueError:
+        raise InvalidInput("Pick a source from the list.", field="source") from None
+    for label, text, limit in (("Phone", edit.phone, 40), ("Title", edit.title, 120), ("Company", edit.company, 200)):
+        if len(text.strip()) > limit:
+            raise InvalidInput(f"{label} is too long (max {limit} characters).", field=label.lower())
+    owner_id = int(edit.owner_id) if edit.owner_id.strip().isdigit() else None
+    return dict(name=name, email=email, phone=edit.phone.strip() or None, title=edit.title.strip() or None,
+                company=edit.company.strip() or None, company_size=size,
+                deal_value=value.quantize(Decimal("0.01")), source=source, owner_id=owner_id)
+
+
+def update_lead(
+    session: Session, *, lead_id: int, edit: LeadEdit, expected_version: int, now: datetime
+) -> Lead:
+    """Validate and save an edit, rescore, commit. A stale edit is refused (StaleLead)."""
+    values = _validated(edit)
+    if values["owner_id"] is not None and session.get(User, values["owner_id"]) is None:
+        raise InvalidInput("That owner does not exist any more.", field="owner_id")
+    lead = lock_lead(session, lead_id, expected_version)
+    for key, value in values.items():
+        setattr(lead, key, value)
+    bump_version(lead, now)
+    try:
+        rescore_lead(session, lead, now)  # flushes: a duplicate email surfaces here
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        if "uq_leads_email" in str(error.orig):
+            raise InvalidInput("Another lead already has this email.", field="email") from None
+        raise
+    return lead

@@ -1,0 +1,143 @@
+"""The lead page: breakdown, timeline, logging an activity, editing, moving the stage."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import reflex as rx
+
+from crm_app.domain import REP_LOGGED_KINDS, Stage
+from crm_app.services.errors import InvalidInput, NotFound, ServiceError
+from crm_app.services.lead_detail import LeadDetail, LeadEdit, lead_detail, update_lead
+from crm_app.services.leads import log_activity, move_lead_to_stage
+from crm_app.state.base import AppState, now_utc, run_db
+
+EDIT_FIELDS = [f.name for f in dataclasses.fields(LeadEdit)]
+
+
+class LeadDetailState(AppState):
+    lead: LeadDetail = LeadDetail()
+    missing: str = ""
+
+    activity_kind: str = REP_LOGGED_KINDS[0].value
+    activity_subject: str = ""
+    activity_body: str = ""
+    activity_error: str = ""
+    activity_error_field: str = ""
+    score_change: str = ""
+
+    edit_open: bool = False
+    edit: dict[str, str] = {}
+    edit_errors: dict[str, str] = {}
+    stage_error: str = ""
+
+    def _lead_id(self) -> int | None:
+        raw = str(self.router.url.path).rstrip("/").rsplit("/", 1)[-1]
+        return int(raw) if raw.isdigit() else None
+
+    async def _reload(self) -> None:
+        lead_id, now = self._lead_id(), now_utc()
+        try:
+            self.lead = await run_db(lambda s: lead_detail(s, lead_id, now)) if lead_id else LeadDetail()
+            self.missing = "" if lead_id else "That is not a lead address."
+        except NotFound as error:
+            self.lead, self.missing = LeadDetail(), str(error)
+
+    @rx.event
+    async def load(self):
+        await self._load_team()
+        self.score_change = self.activity_error = self.stage_error = ""
+        self.activity_body = self.activity_subject = ""
+        self.edit_open = False
+        await self._reload()
+
+    @rx.event
+    async def set_viewer(self, value: str):
+        self.viewer_id = value
+
+    # Logging an activity -------------------------------------------------------------------
+    @rx.event
+    def set_activity_kind(self, value: str):
+        self.activity_kind = value
+
+    @rx.event
+    def set_activity_subject(self, value: str):
+        self.activity_subject = value
+
+    @rx.event
+    def set_activity_body(self, value: str):
+        self.activity_body = value
+
+    @rx.event
+    async def submit_activity(self):
+        lead_id, before = self.lead.id, self.lead.score
+        kind, subject, body = self.activity_kind, self.activity_subject, self.activity_body
+        user_id, now = self.viewer_int(), now_utc()
+        try:
+            result = await run_db(lambda s: log_activity(
+                s, lead_id=lead_id, kind=kind, now=now, user_id=user_id, subject=subject, body=body))
+        except InvalidInput as error:
+            self.activity_error, self.activity_error_field = str(error), error.field or ""
+            return
+        except ServiceError as error:
+            self.activity_error, self.activity_error_field = str(error), ""
+            return
+        self.activity_error = self.activity_error_field = ""
+        self.activity_body = self.activity_subject = ""
+        self.score_change = (
+            f"Logged. Score {before} → {result.score}" if result.score != before
+            else f"Logged. Score stays {result.score}"
+        )
+        await self._reload()
+
+    # Moving the stage ----------------------------------------------------------------------
+    @rx.event
+    async def move_to_stage(self, stage: str):
+        lead_id, version, user_id, now = self.lead.id, self.lead.version, self.viewer_int(), now_utc()
+        try:
+            await run_db(lambda s: move_lead_to_stage(
+                s, lead_id=lead_id, to_stage=stage, now=now, user_id=user_id, expected_version=version))
+            self.stage_error = ""
+        except ServiceError as error:
+            self.stage_error = str(error)
+        await self._reload()
+        if not self.stage_error:
+            return rx.toast.success(f"Moved to {Stage(stage).label}")
+
+    # Editing ------------------------------------------------------------------------------
+    @rx.event
+    def open_edit(self):
+        self.edit = {name: str(getattr(self.lead, name)) for name in EDIT_FIELDS}
+        self.edit_errors = {}
+        self.edit_open = True
+
+    @rx.event
+    def close_edit(self):
+        self.edit_open = False
+
+    @rx.event
+    def set_edit_open(self, value: bool):
+        self.edit_open = value
+
+    @rx.event
+    def set_edit_field(self, name: str, value: str):
+        self.edit = {**self.edit, name: value}
+        if name in self.edit_errors:
+            self.edit_errors = {k: v for k, v in self.edit_errors.items() if k != name}
+
+    @rx.event
+    async def save_edit(self):
+        edit = LeadEdit(**{name: self.edit.get(name, "") for name in EDIT_FIELDS})
+        lead_id, version, now = self.lead.id, self.lead.version, now_utc()
+        try:
+            await run_db(lambda s: update_lead(s, lead_id=lead_id, edit=edit, expected_version=version, now=now))
+        except InvalidInput as error:
+            self.edit_errors = {error.field or "form": str(error)}
+            return
+        except ServiceError as error:
+            self.edit_errors = {"form": str(error)}
+            await self._reload()
+            return
+        self.edit_open = False
+        await self._reload()
+        return rx.toast.success("Saved")

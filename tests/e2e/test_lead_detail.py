@@ -1,0 +1,91 @@
+"""Lead detail in a real browser: the breakdown adds up, logging rescores, bad edits are explained."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from crm_app.db.models import Activity, Lead
+from crm_app.domain import ActivityKind as K
+from crm_app.domain import Source
+from tests.e2e.conftest import APP_NOW
+from tests.factories import make_lead, make_user
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def detail_leads(app_session):
+    rep = make_user(app_session, "Detta Rep")
+    warm = make_lead(app_session, "Katherine Johnson", now=APP_NOW, owner=rep, company="Orbital Co",
+                     company_size=300, source=Source.EVENTS, deal_value=25000,
+                     activities=[(K.DEMO_REQUEST, timedelta(days=3)), (K.EMAIL_OPENED, timedelta(days=2))])
+    other = make_lead(app_session, "Dorothy Vaughan", now=APP_NOW, owner=rep, company="Fortran Works")
+    return {"rep": rep, "warm": warm, "other": other}
+
+
+def _reason_points(page) -> list[int]:
+    return [int(t.strip().lstrip("+")) for t in page.locator(".reason-points").all_inner_texts()]
+
+
+def test_breakdown_adds_up_to_the_score_shown(page, detail_leads):
+    lead = detail_leads["warm"]
+    page.goto(f"/leads/{lead.id}")
+    expect(page.locator(".detail-score")).to_have_text(str(lead.score))
+    expect(page.locator(".reason-row")).to_have_count(len(lead.score_reasons))
+    assert sum(_reason_points(page)) == lead.score == 10 + 15 + 10
+    expect(page.locator(".reason-total")).to_have_text(str(lead.score))
+    expect(page.get_by_text("Requested a demo on")).to_be_visible()
+
+
+def test_logging_an_email_reply_raises_the_score_and_shows_it_at_once(page, detail_leads, app_session):
+    lead = detail_leads["warm"]
+    page.goto(f"/leads/{lead.id}")
+    expect(page.locator(".detail-score")).to_have_text(str(lead.score))
+    page.get_by_role("combobox", name="Activity type").click()
+    page.get_by_role("option", name="Email received").click()
+    page.get_by_placeholder("What happened?").fill("Can we see pricing for 300 seats?")
+    page.get_by_role("button", name="Log activity").click()
+    # +20 recent activity, +5 one more interaction.
+    new_score = lead.score + 25
+    expect(page.locator(".detail-score")).to_have_text(str(new_score))
+    expect(page.locator(".score-change")).to_have_text(f"Logged. Score {lead.score} → {new_score}")
+    assert sum(_reason_points(page)) == new_score
+    expect(page.locator(".timeline-entry").first).to_contain_text("Can we see pricing for 300 seats?")
+    app_session.expire_all()
+    assert app_session.get(Lead, lead.id).score == new_score
+    assert app_session.scalar(
+        select(Activity.body).where(Activity.lead_id == lead.id, Activity.kind == "email_received")
+    ) == "Can we see pricing for 300 seats?"
+
+
+def test_a_note_without_text_is_refused_where_it_was_typed(page, detail_leads):
+    lead = detail_leads["other"]
+    page.goto(f"/leads/{lead.id}")
+    page.get_by_role("combobox", name="Activity type").click()
+    page.get_by_role("option", name="Note").click()
+    page.get_by_role("button", name="Log activity").click()
+    expect(page.locator(".activity-error")).to_have_text("A note needs some text.")
+
+
+def test_a_bad_edit_is_explained_beside_the_field_and_nothing_is_lost(page, detail_leads, app_session):
+    lead = detail_leads["other"]
+    page.goto(f"/leads/{lead.id}")
+    page.get_by_role("button", name="Edit").click()
+    page.locator("input[name=company_size]").fill("lots")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".error-company_size")).to_contain_text("whole number")
+    page.locator("input[name=company_size]").fill("75")
+    page.locator("input[name=name]").fill("<script>alert(1)</script> Dorothy")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    # Stored and shown as plain text; the size over 50 now scores +10.
+    expect(page.get_by_role("heading", name=re.compile("alert"))).to_have_text("<script>alert(1)</script> Dorothy")
+    expect(page.locator(".detail-score")).to_have_text(str(lead.score + 10))
+    app_session.expire_all()
+    stored = app_session.get(Lead, lead.id)
+    assert (stored.company_size, stored.email) == (75, lead.email)
