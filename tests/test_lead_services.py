@@ -132,3 +132,16 @@ def test_rescore_all_matches_scoring_each_lead_alone(session):
         session.refresh(lead)
         assert lead.score == min(25, 5 * int(lead.name.split()[1])) + (10 if lead.company_size > 50 else 0)
         assert sum(r["points"] for r in lead.score_reasons) == lead.score
+
+
+def test_bulk_reassign_changes_only_the_selected_leads_and_bumps_their_versions(session):
+    from crm_app.services.leads import reassign_leads
+
+    ria, sam = make_user(session, "Ria Rep"), make_user(session, "Sam Seller")
+    a, b, c = (make_lead(session, name, now=NOW, owner=ria) for name in ("A", "B", "C"))
+    assert reassign_leads(session, lead_ids=[a.id, b.id], owner_id=sam.id, now=NOW) == 2
+    session.expire_all()
+    assert [(session.get(Lead, x.id).owner_id, session.get(Lead, x.id).version) for x in (a, b, c)] == [
+        (sam.id, a.version + 1), (sam.id, b.version + 1), (ria.id, c.version)]
+    with pytest.raises(InvalidInput):
+        reassign_leads(session, lead_ids=[], owner_id=sam.id, now=NOW)

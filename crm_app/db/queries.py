@@ -86,10 +86,19 @@ def _apply(query, flt: LeadFilter):
     return query
 
 
+SORTS = {
+    "score": (Lead.score.desc(), Lead.id.desc()),
+    "value": (Lead.deal_value.desc(), Lead.id.desc()),
+    "name": (func.lower(Lead.name), Lead.id),
+    "newest": (Lead.created_at.desc(), Lead.id.desc()),
+    "stage_age": (Lead.stage_entered_at, Lead.id),
+}
+
+
 def ranked_leads(
-    session: Session, flt: LeadFilter, *, limit: int = 25, offset: int = 0
+    session: Session, flt: LeadFilter, *, limit: int = 25, offset: int = 0, sort: str = "score"
 ) -> tuple[list[LeadListRow], int]:
-    """One page of leads, best score first, and how many match in all."""
+    """One page of leads (best score first unless `sort` says otherwise) and how many match in all."""
     owner = User.__table__.alias("owner")
     query = (
         select(
@@ -100,7 +109,7 @@ def ranked_leads(
         .select_from(Lead)
         .outerjoin(owner, owner.c.id == Lead.owner_id)
     )
-    query = _apply(query, flt).order_by(Lead.score.desc(), Lead.id.desc()).limit(limit).offset(offset)
+    query = _apply(query, flt).order_by(*SORTS.get(sort, SORTS["score"])).limit(limit).offset(offset)
     rows = [
         LeadListRow(
             id=r.id,

@@ -1,4 +1,4 @@
-"""The ranked lead list: who to work on first, and why."""
+"""The leads table: search, filter, sort, page in SQL; select and reassign in bulk."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import reflex as rx
 from crm_app.components.badges import score_badge, tier_pill
 from crm_app.components.layout import page_frame
 from crm_app.db.queries import LeadListRow
-from crm_app.state.leads import LeadsState
+from crm_app.domain import Source, Stage
+from crm_app.state.leads import ALL
+from crm_app.state.leads import LeadsState as S
+
+SORT_OPTIONS = [("score", "Best score"), ("value", "Highest value"), ("newest", "Newest"),
+                ("stage_age", "Longest in stage"), ("name", "Name A-Z")]
 
 
 def _reasons(lead: LeadListRow) -> rx.Component:
@@ -33,6 +38,8 @@ def _reasons(lead: LeadListRow) -> rx.Component:
 
 def _row(lead: LeadListRow) -> rx.Component:
     return rx.table.row(
+        rx.table.cell(rx.checkbox(checked=S.selected.contains(lead.id), on_change=lambda _: S.toggle_selected(lead.id),
+                                  aria_label="Select " + lead.name)),
         rx.table.cell(score_badge(lead.score, lead.tier)),
         rx.table.cell(
             rx.vstack(
@@ -43,9 +50,10 @@ def _row(lead: LeadListRow) -> rx.Component:
             )
         ),
         rx.table.cell(tier_pill(lead.tier)),
-        rx.table.cell(_reasons(lead), max_width="520px"),
+        rx.table.cell(_reasons(lead), max_width="480px"),
         rx.table.cell(rx.text(lead.stage, size="2")),
-        rx.table.cell(rx.text(lead.owner, size="2")),
+        rx.table.cell(rx.text(lead.source, size="2")),
+        rx.table.cell(rx.text(lead.owner, size="2", class_name="lead-owner")),
         rx.table.cell(rx.text(lead.value_label, size="2", font_variant_numeric="tabular-nums"), text_align="right"),
         class_name="lead-row",
         data_lead_id=lead.id,
@@ -53,57 +61,111 @@ def _row(lead: LeadListRow) -> rx.Component:
     )
 
 
+def _choice(value, on_change, options: list[tuple[str, str]], label: str, width: str = "150px") -> rx.Component:
+    return rx.select.root(
+        rx.select.trigger(width=width, aria_label=label),
+        rx.select.content(*[rx.select.item(text, value=key) for key, text in options]),
+        value=value,
+        on_change=on_change,
+    )
+
+
 def _toolbar() -> rx.Component:
-    return rx.hstack(
-        rx.input(
-            rx.input.slot(rx.icon("search", size=16)),
-            placeholder="Search name, company or email",
-            value=LeadsState.search,
-            on_change=LeadsState.set_search.debounce(300),
-            width="320px",
-            max_length=200,
+    return rx.vstack(
+        rx.hstack(
+            rx.input(
+                rx.input.slot(rx.icon("search", size=16)),
+                placeholder="Search name, company or email",
+                value=S.search,
+                on_change=S.set_search.debounce(300),
+                width="300px",
+                max_length=200,
+            ),
+            rx.segmented_control.root(
+                rx.segmented_control.item("My leads", value="mine"),
+                rx.segmented_control.item("Unassigned", value="unassigned"),
+                rx.segmented_control.item("Whole team", value="team"),
+                value=S.scope,
+                on_change=S.set_scope,
+            ),
+            rx.spacer(),
+            rx.text("Sort", size="2", color=rx.color("gray", 10)),
+            _choice(S.sort, S.set_sort, SORT_OPTIONS, "Sort by", width="170px"),
+            width="100%",
+            align="center",
+            spacing="3",
         ),
-        rx.segmented_control.root(
-            rx.segmented_control.item("My leads", value="mine"),
-            rx.segmented_control.item("Unassigned", value="unassigned"),
-            rx.segmented_control.item("Whole team", value="team"),
-            value=LeadsState.scope,
-            on_change=LeadsState.set_scope,
+        rx.hstack(
+            _choice(S.tier, S.set_tier, [(ALL, "All tiers"), ("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")],
+                    "Tier", width="130px"),
+            _choice(S.stage, S.set_stage, [(ALL, "All stages"), *[(s.value, s.label) for s in Stage]], "Stage"),
+            _choice(S.source, S.set_source, [(ALL, "All sources"), *[(s.value, s.label) for s in Source]], "Source"),
+            rx.spacer(),
+            rx.text(S.page_label, size="2", color=rx.color("gray", 10), class_name="page-label"),
+            rx.icon_button(rx.icon("chevron-left"), variant="soft", on_click=S.previous_page,
+                           disabled=~S.has_previous, aria_label="Previous page"),
+            rx.icon_button(rx.icon("chevron-right"), variant="soft", on_click=S.next_page,
+                           disabled=~S.has_next, aria_label="Next page"),
+            width="100%",
+            align="center",
+            spacing="3",
         ),
-        rx.select(
-            ["all", "hot", "warm", "cold"],
-            value=LeadsState.tier,
-            on_change=LeadsState.set_tier,
-        ),
-        rx.spacer(),
-        rx.text(LeadsState.page_label, size="2", color=rx.color("gray", 10)),
-        rx.icon_button(rx.icon("chevron-left"), variant="soft", on_click=LeadsState.previous_page,
-                       disabled=~LeadsState.has_previous, aria_label="Previous page"),
-        rx.icon_button(rx.icon("chevron-right"), variant="soft", on_click=LeadsState.next_page,
-                       disabled=~LeadsState.has_next, aria_label="Next page"),
         width="100%",
-        align="center",
         spacing="3",
         padding_bottom="1em",
     )
 
 
+def _bulk_bar() -> rx.Component:
+    return rx.cond(
+        S.selected_count > 0,
+        rx.hstack(
+            rx.text(S.selected_count, " selected", weight="medium", size="2"),
+            rx.select.root(
+                rx.select.trigger(placeholder="Reassign to…", width="220px", aria_label="Reassign to"),
+                rx.select.content(
+                    rx.select.item("Unassigned pool", value="none"),
+                    rx.foreach(S.users, lambda u: rx.select.item(u.name, value=u.id.to_string())),
+                ),
+                value=S.reassign_to,
+                on_change=S.set_reassign_to,
+            ),
+            rx.button("Reassign", on_click=S.reassign_selected, disabled=S.reassign_to == ""),
+            rx.cond(S.bulk_message != "", rx.text(S.bulk_message, color=rx.color("red", 11), size="2")),
+            align="center",
+            spacing="3",
+            padding="0.6em 1em",
+            margin_bottom="0.75em",
+            border_radius="10px",
+            background=rx.color("accent", 3),
+            width="100%",
+            class_name="bulk-bar",
+        ),
+    )
+
+
 def _table() -> rx.Component:
     return rx.cond(
-        LeadsState.total > 0,
+        S.total > 0,
         rx.table.root(
             rx.table.header(
                 rx.table.row(
+                    rx.table.column_header_cell(
+                        rx.checkbox(checked=S.all_on_page_selected, on_change=S.toggle_page,
+                                    aria_label="Select this page"),
+                        width="36px",
+                    ),
                     rx.table.column_header_cell("Score", width="72px"),
                     rx.table.column_header_cell("Lead"),
                     rx.table.column_header_cell("Tier"),
                     rx.table.column_header_cell("Why"),
                     rx.table.column_header_cell("Stage"),
+                    rx.table.column_header_cell("Source"),
                     rx.table.column_header_cell("Owner"),
                     rx.table.column_header_cell("Value", text_align="right"),
                 )
             ),
-            rx.table.body(rx.foreach(LeadsState.rows, _row)),
+            rx.table.body(rx.foreach(S.rows, _row)),
             variant="surface",
             width="100%",
         ),
@@ -117,6 +179,7 @@ def _table() -> rx.Component:
             width="100%",
             border=f"1px dashed {rx.color('gray', 6)}",
             border_radius="12px",
+            class_name="empty-state",
         ),
     )
 
@@ -126,6 +189,7 @@ def leads_page() -> rx.Component:
         "Leads",
         "Ranked by score: work from the top. Every point has a reason.",
         _toolbar(),
+        _bulk_bar(),
         _table(),
-        on_viewer_change=LeadsState.set_viewer,
+        on_viewer_change=S.set_viewer,
     )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlmodel import Session
 
-from crm_app.db.models import Activity, Lead, StageChange
+from crm_app.db.models import Activity, Lead, StageChange, User
 from crm_app.domain import CONTACT_KINDS, ActivityKind, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS, ScoreResult
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
@@ -115,3 +116,22 @@ def move_lead_to_stage(
     lead.score_at_close = result.score if to_stage.is_closed else None
     session.commit()
     return lead
+
+
+def reassign_leads(
+    session: Session, *, lead_ids: list[int], owner_id: int | None, now: datetime
+) -> int:
+    """Give many leads to one owner (None: back to the unassigned pool) and commit. Returns the count."""
+    if not lead_ids:
+        raise InvalidInput("Select at least one lead.", field="selection")
+    if len(lead_ids) > 500:
+        raise InvalidInput("Reassign at most 500 leads at a time.", field="selection")
+    if owner_id is not None and session.get(User, owner_id) is None:
+        raise InvalidInput("That owner does not exist any more.", field="owner")
+    changed = session.execute(
+        update(Lead)
+        .where(Lead.id.in_(lead_ids), Lead.owner_id.is_distinct_from(owner_id))
+        .values(owner_id=owner_id, version=Lead.version + 1, updated_at=now)
+    ).rowcount
+    session.commit()
+    return changed

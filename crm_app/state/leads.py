@@ -1,12 +1,16 @@
-"""The ranked lead list: one page of leads at a time, filtered and sorted in SQL."""
+"""The leads table: one page of leads at a time, filtered, sorted and counted in SQL."""
 
 from __future__ import annotations
 
 import reflex as rx
 
 from crm_app.db.queries import LeadFilter, LeadListRow, ranked_leads
+from crm_app.services.errors import ServiceError
+from crm_app.services.leads import reassign_leads
 from crm_app.settings import settings
-from crm_app.state.base import AppState, run_db
+from crm_app.state.base import AppState, now_utc, run_db
+
+ALL = "all"
 
 
 class LeadsState(AppState):
@@ -14,13 +18,14 @@ class LeadsState(AppState):
     total: int = 0
     page: int = 0
     search: str = ""
-    tier: str = "all"
+    tier: str = ALL
+    stage: str = ALL
+    source: str = ALL
     scope: str = "mine"  # mine | unassigned | team
-    loading: bool = False
-
-    @rx.var
-    def page_count(self) -> int:
-        return max(1, -(-self.total // settings.page_size))
+    sort: str = "score"
+    selected: list[int] = []
+    reassign_to: str = ""
+    bulk_message: str = ""
 
     @rx.var
     def page_label(self) -> str:
@@ -38,59 +43,110 @@ class LeadsState(AppState):
     def has_next(self) -> bool:
         return (self.page + 1) * settings.page_size < self.total
 
+    @rx.var
+    def selected_count(self) -> int:
+        return len(self.selected)
+
+    @rx.var
+    def all_on_page_selected(self) -> bool:
+        return bool(self.rows) and all(r.id in self.selected for r in self.rows)
+
     def _filter(self) -> LeadFilter:
         owner = {"mine": self.viewer_int(), "unassigned": 0, "team": None}[self.scope]
-        return LeadFilter(
-            owner_id=owner,
-            tier=None if self.tier == "all" else self.tier,
-            search=self.search or None,
-        )
+        pick = lambda value: None if value == ALL else value  # noqa: E731
+        return LeadFilter(owner_id=owner, tier=pick(self.tier), stage=pick(self.stage),
+                          source=pick(self.source), search=self.search or None)
 
-    async def _refresh(self) -> None:
-        flt, offset = self._filter(), self.page * settings.page_size
-        self.loading = True
+    async def _refresh(self, *, keep_page: bool = False) -> None:
+        if not keep_page:
+            self.page = 0
+        flt, offset, sort = self._filter(), self.page * settings.page_size, self.sort
         self.rows, self.total = await run_db(
-            lambda s: ranked_leads(s, flt, limit=settings.page_size, offset=offset)
+            lambda s: ranked_leads(s, flt, limit=settings.page_size, offset=offset, sort=sort)
         )
-        self.loading = False
 
     @rx.event
     async def load(self):
         await self._load_team()
-        await self._refresh()
+        self.selected, self.bulk_message = [], ""
+        await self._refresh(keep_page=True)
 
     @rx.event
     async def set_viewer(self, value: str):
         self.viewer_id = value
-        self.page = 0
+        self.selected = []
         await self._refresh()
 
     @rx.event
     async def set_search(self, value: str):
         self.search = value[:200]
-        self.page = 0
         await self._refresh()
 
     @rx.event
     async def set_tier(self, value: str):
         self.tier = value
-        self.page = 0
+        await self._refresh()
+
+    @rx.event
+    async def set_stage(self, value: str):
+        self.stage = value
+        await self._refresh()
+
+    @rx.event
+    async def set_source(self, value: str):
+        self.source = value
+        await self._refresh()
+
+    @rx.event
+    async def set_sort(self, value: str):
+        self.sort = value
         await self._refresh()
 
     @rx.event
     async def set_scope(self, value: str | list[str]):
         self.scope = value if isinstance(value, str) else value[0]
-        self.page = 0
+        self.selected = []
         await self._refresh()
 
     @rx.event
     async def next_page(self):
         if self.has_next:
             self.page += 1
-            await self._refresh()
+            await self._refresh(keep_page=True)
 
     @rx.event
     async def previous_page(self):
         if self.page > 0:
             self.page -= 1
-            await self._refresh()
+            await self._refresh(keep_page=True)
+
+    # Bulk reassign ---------------------------------------------------------------------------
+    @rx.event
+    def toggle_selected(self, lead_id: int):
+        self.selected = [i for i in self.selected if i != lead_id] if lead_id in self.selected \
+            else [*self.selected, lead_id]
+
+    @rx.event
+    def toggle_page(self, _checked: bool):
+        on_page = [r.id for r in self.rows]
+        if self.all_on_page_selected:
+            self.selected = [i for i in self.selected if i not in on_page]
+        else:
+            self.selected = list(dict.fromkeys([*self.selected, *on_page]))
+
+    @rx.event
+    def set_reassign_to(self, value: str):
+        self.reassign_to = value
+
+    @rx.event
+    async def reassign_selected(self):
+        ids, now = list(self.selected), now_utc()
+        owner = None if self.reassign_to in ("", "none") else int(self.reassign_to)
+        try:
+            count = await run_db(lambda s: reassign_leads(s, lead_ids=ids, owner_id=owner, now=now))
+        except ServiceError as error:
+            self.bulk_message = str(error)
+            return
+        self.selected, self.bulk_message = [], ""
+        await self._refresh(keep_page=True)
+        return rx.toast.success(f"Reassigned {count} lead{'s' if count != 1 else ''}")

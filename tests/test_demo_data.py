@@ -1,0 +1,315 @@
+"""The demo data: repeatable, complete, consistent with itself, and telling the story the pages and
+the models rely on.
+
+The generator commits and bulk-loads with COPY, so it cannot run inside the usual rolled-back
+session: this module fills a database of its own once, on the same server, and drops it after.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from crm_app.db.engine import ensure_database
+from crm_app.db.migrate import upgrade_to_head
+from crm_app.demo.generator import (
+    REPLIES,
+    DemoDataError,
+    generate_demo_data,
+    reset_demo_data,
+)
+from crm_app.domain import CONTACT_KINDS, ActivityKind, Role, Source, Stage
+from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine
+
+NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
+LEADS = 1500
+SEED = 7
+REP_KINDS = {ActivityKind.CALL, ActivityKind.EMAIL_SENT, ActivityKind.NOTE, ActivityKind.MEETING}
+
+
+@pytest.fixture(scope="module")
+def demo_engine(database_url: str) -> Iterator[Engine]:
+    """A migrated database of its own, filled once with LEADS demo leads."""
+    server = make_url(database_url)
+    admin_url = server.set(database="postgres").render_as_string(hide_password=False)
+    name = f"crm_demo_{uuid.uuid4().hex[:10]}"
+    ensure_database(admin_url, name)
+    url = server.set(database=name).render_as_string(hide_password=False)
+    upgrade_to_head(url)
+    engine = create_engine(url)
+    generate_demo_data(engine, leads=LEADS, seed=SEED, now=NOW)
+    yield engine
+    engine.dispose()
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def db(demo_engine: Engine) -> Iterator[Connection]:
+    with demo_engine.connect() as connection:
+        yield connection
+
+
+def digest(db: Connection) -> str:
+    """One fingerprint of the users, leads (with their scores), stage history and activities."""
+    return db.execute(
+        text(
+            """
+            SELECT md5(concat_ws('#',
+              (SELECT string_agg(concat_ws('|', id, email, name, role, created_at), ',' ORDER BY id)
+                 FROM users),
+              (SELECT string_agg(concat_ws('|', id, name, email, phone, title, company, company_size,
+                                           source, stage, owner_id, deal_value, created_at,
+                                           stage_entered_at, closed_at, last_activity_at,
+                                           last_contacted_at, score, tier, score_reasons,
+                                           custom_fields), ',' ORDER BY id)
+                 FROM leads),
+              (SELECT string_agg(concat_ws('|', id, lead_id, from_stage, to_stage, changed_at, user_id),
+                                 ',' ORDER BY id)
+                 FROM stage_changes),
+              (SELECT string_agg(concat_ws('|', id, lead_id, kind, occurred_at, user_id, subject, body),
+                                 ',' ORDER BY id)
+                 FROM activities)))
+            """
+        )
+    ).scalar_one()
+
+
+def win_rate(db: Connection, condition: str) -> float:
+    won, closed = db.execute(
+        text(
+            f"SELECT count(*) FILTER (WHERE stage = 'won'), count(*) FROM leads l "
+            f"WHERE stage IN ('won', 'lost') AND ({condition})"
+        )
+    ).one()
+    assert closed >= 20, f"too few closed leads where {condition} to compare"
+    return won / closed
+
+
+# --- Repeatable ---------------------------------------------------------------------------------
+
+
+def test_the_same_seed_gives_the_same_data_and_another_seed_other_data(demo_engine: Engine) -> None:
+    with demo_engine.connect() as connection:
+        first = digest(connection)
+
+    reset_demo_data(demo_engine)
+    generate_demo_data(demo_engine, leads=LEADS, seed=SEED + 1, now=NOW)
+    with demo_engine.connect() as connection:
+        other_seed = digest(connection)
+
+    reset_demo_data(demo_engine)
+    generate_demo_data(demo_engine, leads=LEADS, seed=SEED, now=NOW)
+    with demo_engine.connect() as connection:
+        again = digest(connection)
+
+    assert again == first
+    assert other_seed != first
+
+
+def test_refuses_a_database_that_already_has_leads(demo_engine: Engine) -> None:
+    with pytest.raises(DemoDataError, match=f"already has {LEADS:,} leads"):
+        generate_demo_data(demo_engine, leads=10, now=NOW)
+
+
+# --- Complete -----------------------------------------------------------------------------------
+
+
+def test_the_team_is_a_manager_an_admin_and_reps_at_demo_crm(db: Connection) -> None:
+    users = db.execute(text("SELECT email, role, is_active FROM users")).all()
+    roles = [role for _, role, _ in users]
+    assert roles.count(Role.MANAGER) == 1
+    assert roles.count(Role.ADMIN) == 1
+    assert roles.count(Role.REP) >= 5
+    assert all(email.endswith("@demo.crm") and active for email, _, active in users)
+
+
+def test_every_stage_and_source_appears_and_some_leads_wait_for_an_owner(db: Connection) -> None:
+    stages = dict(db.execute(text("SELECT stage, count(*) FROM leads GROUP BY stage")).all())
+    sources = dict(db.execute(text("SELECT source, count(*) FROM leads GROUP BY source")).all())
+    unassigned = db.execute(text("SELECT count(*) FROM leads WHERE owner_id IS NULL")).scalar_one()
+
+    assert set(stages) == set(Stage)
+    assert set(sources) == set(Source)
+    assert sum(stages.values()) == LEADS
+    # A funnel: more new leads than in negotiation; about a third closed.
+    assert stages[Stage.NEW] > stages[Stage.QUALIFIED] > stages[Stage.NEGOTIATION]
+    assert 0.25 < (stages[Stage.WON] + stages[Stage.LOST]) / LEADS < 0.45
+    # Paid search brings the most leads, referrals the fewest.
+    assert max(sources, key=sources.get) == Source.PAID_SEARCH
+    assert min(sources, key=sources.get) == Source.REFERRAL
+    assert 0.05 < unassigned / LEADS < 0.15
+
+
+def test_about_nine_activities_per_lead_and_every_lead_has_some(db: Connection) -> None:
+    counts = db.execute(
+        text("SELECT count(a.id) FROM leads l LEFT JOIN activities a ON a.lead_id = l.id GROUP BY l.id")
+    ).scalars().all()
+    assert min(counts) >= 1
+    assert 8 <= sum(counts) / len(counts) <= 11
+
+
+def test_emails_are_lowercase_and_unique_and_leads_look_real(db: Connection) -> None:
+    emails = db.execute(text("SELECT email FROM leads")).scalars().all()
+    assert len(set(emails)) == len(emails) == LEADS
+    assert all(email == email.lower() and "@" in email for email in emails)
+    incomplete = db.execute(
+        text(
+            "SELECT count(*) FROM leads WHERE company IS NULL OR title IS NULL OR phone IS NULL "
+            "OR company_size NOT BETWEEN 1 AND 5000 OR deal_value NOT BETWEEN 2000 AND 150000"
+        )
+    ).scalar_one()
+    assert incomplete == 0
+    enriched = db.execute(text("SELECT count(*) FROM leads WHERE custom_fields ? 'industry'")).scalar_one()
+    assert 0.3 < enriched / LEADS < 0.6
+
+
+# --- Consistent ---------------------------------------------------------------------------------
+
+
+def test_stage_history_walks_from_new_to_the_current_stage(db: Connection) -> None:
+    history = defaultdict(list)
+    for lead_id, before, after, changed_at in db.execute(
+        text("SELECT lead_id, from_stage, to_stage, changed_at FROM stage_changes ORDER BY lead_id, id")
+    ):
+        history[lead_id].append((before, after, changed_at))
+    leads = db.execute(text("SELECT id, stage, stage_entered_at, closed_at FROM leads")).all()
+
+    for lead in leads:
+        changes = history[lead.id]
+        assert changes[0][:2] == (None, Stage.NEW), lead.id
+        for (_, reached, earlier), (left, _, later) in zip(changes, changes[1:]):
+            assert left == reached and earlier <= later, lead.id
+        assert changes[-1][1] == lead.stage, lead.id
+        assert changes[-1][2] == lead.stage_entered_at, lead.id
+        assert lead.closed_at == (lead.stage_entered_at if Stage(lead.stage).is_closed else None), lead.id
+
+
+def test_activities_happen_within_the_life_of_their_lead(db: Connection) -> None:
+    outside = db.execute(
+        text(
+            """
+            SELECT count(*) FROM activities a JOIN leads l ON l.id = a.lead_id
+             WHERE a.occurred_at > :now
+                OR a.occurred_at < l.created_at
+                OR a.occurred_at > l.closed_at
+            """
+        ),
+        {"now": NOW},
+    ).scalar_one()
+    assert outside == 0
+
+
+def test_rep_work_belongs_to_the_owner_and_prospect_doings_to_nobody(db: Connection) -> None:
+    rows = db.execute(
+        text(
+            "SELECT a.kind, a.user_id IS NOT DISTINCT FROM l.owner_id, a.user_id IS NULL "
+            "FROM activities a JOIN leads l ON l.id = a.lead_id"
+        )
+    ).all()
+    for kind, by_owner, by_nobody in rows:
+        assert by_owner if kind in REP_KINDS else by_nobody, kind
+
+
+def test_last_activity_and_last_contact_are_the_latest_of_their_kinds(db: Connection) -> None:
+    prospect_kinds = [k.value for k in ActivityKind if k not in REP_KINDS]
+    mismatches = db.execute(
+        text(
+            """
+            SELECT count(*) FROM leads l
+              LEFT JOIN LATERAL (
+                SELECT max(occurred_at) FILTER (WHERE kind = ANY(:prospect)) AS last_activity,
+                       max(occurred_at) FILTER (WHERE kind = ANY(:contact)) AS last_contact
+                  FROM activities WHERE lead_id = l.id) a ON TRUE
+             WHERE l.last_activity_at IS DISTINCT FROM a.last_activity
+                OR l.last_contacted_at IS DISTINCT FROM a.last_contact
+            """
+        ),
+        {"prospect": prospect_kinds, "contact": [k.value for k in CONTACT_KINDS]},
+    ).scalar_one()
+    assert mismatches == 0
+
+
+def test_stored_scores_are_what_the_rubric_gives(db: Connection) -> None:
+    leads = db.execute(
+        text(
+            "SELECT id, company_size, source, custom_fields, score, tier, score_reasons "
+            "FROM leads WHERE id % 7 = 0"
+        )
+    ).all()
+    activities = defaultdict(list)
+    for lead_id, kind, occurred_at in db.execute(
+        text("SELECT lead_id, kind, occurred_at FROM activities WHERE lead_id % 7 = 0")
+    ):
+        activities[lead_id].append(ActivityFact(ActivityKind(kind), occurred_at))
+    engine = RuleBasedScoringEngine()
+
+    for lead in leads:
+        facts = LeadFacts(
+            company_size=lead.company_size,
+            source=lead.source,
+            activities=activities[lead.id],
+            custom_fields=lead.custom_fields,
+        )
+        result = engine.score(facts, NOW)
+        assert (lead.score, lead.tier) == (result.score, result.tier), lead.id
+        assert lead.score_reasons == [reason.as_dict() for reason in result.reasons], lead.id
+
+
+# --- The story ----------------------------------------------------------------------------------
+
+
+def test_referrals_win_more_often_than_paid_search(db: Connection) -> None:
+    assert win_rate(db, "source = 'referral'") > win_rate(db, "source = 'paid_search'") + 0.2
+
+
+def test_closed_leads_that_asked_for_pricing_win_more_often(db: Connection) -> None:
+    asked = "EXISTS (SELECT 1 FROM activities a WHERE a.lead_id = l.id AND a.kind = 'pricing_request')"
+    assert win_rate(db, asked) > win_rate(db, f"NOT {asked}") + 0.15
+
+
+def test_some_open_leads_are_hot_and_active_in_the_last_day(db: Connection) -> None:
+    hot_and_recent = db.execute(
+        text(
+            "SELECT count(*) FROM leads WHERE tier = 'hot' AND stage NOT IN ('won', 'lost') "
+            "AND last_activity_at > :since"
+        ),
+        {"since": NOW - timedelta(hours=24)},
+    ).scalar_one()
+    assert hot_and_recent >= 10
+
+
+def test_some_late_stage_deals_have_been_stuck_for_weeks(db: Connection) -> None:
+    stuck = db.execute(
+        text(
+            "SELECT count(*) FROM leads WHERE stage IN ('meeting', 'negotiation') "
+            "AND stage_entered_at < :weeks_ago"
+        ),
+        {"weeks_ago": NOW - timedelta(days=20)},
+    ).scalar_one()
+    assert stuck >= 3
+
+
+def test_replies_on_lost_deals_are_more_often_negative(db: Connection) -> None:
+    negative = [body for _, body in REPLIES["negative"]]
+
+    def negative_share(stage: Stage) -> float:
+        bodies = db.execute(
+            text(
+                "SELECT a.body FROM activities a JOIN leads l ON l.id = a.lead_id "
+                "WHERE a.kind = 'email_received' AND l.stage = :stage"
+            ),
+            {"stage": stage.value},
+        ).scalars().all()
+        assert bodies and all(bodies)
+        return sum(body in negative for body in bodies) / len(bodies)
+
+    assert negative_share(Stage.LOST) > negative_share(Stage.WON) + 0.2
