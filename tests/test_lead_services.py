@@ -139,9 +139,10 @@ def test_bulk_reassign_changes_only_the_selected_leads_and_bumps_their_versions(
 
     ria, sam = make_user(session, "Ria Rep"), make_user(session, "Sam Seller")
     a, b, c = (make_lead(session, name, now=NOW, owner=ria) for name in ("A", "B", "C"))
+    before = {x.id: x.version for x in (a, b, c)}
     assert reassign_leads(session, lead_ids=[a.id, b.id], owner_id=sam.id, now=NOW) == 2
     session.expire_all()
     assert [(session.get(Lead, x.id).owner_id, session.get(Lead, x.id).version) for x in (a, b, c)] == [
-        (sam.id, a.version + 1), (sam.id, b.version + 1), (ria.id, c.version)]
+        (sam.id, before[a.id] + 1), (sam.id, before[b.id] + 1), (ria.id, before[c.id])]
     with pytest.raises(InvalidInput):
         reassign_leads(session, lead_ids=[], owner_id=sam.id, now=NOW)
