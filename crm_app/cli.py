@@ -41,7 +41,8 @@ def seed(args: argparse.Namespace) -> None:
     if args.reset:
         reset_demo_data(get_engine())
     summary = generate_demo_data(get_engine(), leads=args.leads, seed=args.seed, now=_now(), progress=print)
-    print(summary)
+    print(f"Demo data: {summary.users} users, {summary.leads:,} leads, {summary.activities:,} activities, "
+          f"{summary.stage_changes:,} stage changes in {summary.elapsed_seconds:.1f} s.")
 
 
 def setup(args: argparse.Namespace) -> None:

@@ -24,3 +24,6 @@ export REFLEX_USE_NPM="${REFLEX_USE_NPM:-1}"  # bun would be downloaded from a w
 export REFLEX_TELEMETRY_ENABLED=false
 export REFLEX_CHECK_LATEST_VERSION=false
 export PYTHONUNBUFFERED=1
+# The embedded PostgreSQL keeps its lock and socket under the runtime dir.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
+mkdir -p -m 700 "$XDG_RUNTIME_DIR"

@@ -25,7 +25,7 @@ from crm_app.demo.generator import (
     reset_demo_data,
 )
 from crm_app.domain import CONTACT_KINDS, ActivityKind, Role, Source, Stage
-from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine
+from crm_app.scoring import ENGAGEMENT_KINDS, ActivityFact, LeadFacts, RuleBasedScoringEngine
 
 NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
 LEADS = 1500
@@ -220,7 +220,7 @@ def test_rep_work_belongs_to_the_owner_and_prospect_doings_to_nobody(db: Connect
 
 
 def test_last_activity_and_last_contact_are_the_latest_of_their_kinds(db: Connection) -> None:
-    prospect_kinds = [k.value for k in ActivityKind if k not in REP_KINDS]
+    engagement_kinds = [k.value for k in ENGAGEMENT_KINDS]
     mismatches = db.execute(
         text(
             """
@@ -233,7 +233,7 @@ def test_last_activity_and_last_contact_are_the_latest_of_their_kinds(db: Connec
                 OR l.last_contacted_at IS DISTINCT FROM a.last_contact
             """
         ),
-        {"prospect": prospect_kinds, "contact": [k.value for k in CONTACT_KINDS]},
+        {"prospect": engagement_kinds, "contact": [k.value for k in CONTACT_KINDS]},
     ).scalar_one()
     assert mismatches == 0
 

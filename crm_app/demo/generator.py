@@ -1,0 +1,852 @@
+"""Deterministic demo data: a small sales team and a year of its pipeline.
+
+The same seed and `now` always give the same rows. The data tells a believable story with real,
+noisy signal in it, so that the pages have something to show and a model trained on it later has
+something to find:
+
+- sources differ in volume and in quality: referrals are few and often won, paid search is
+  plentiful and rarely won;
+- leads walk the funnel over weeks, so older leads are more often closed; one late-stage deal in
+  ten has been stuck in its stage for weeks;
+- whether a closed deal was won is a logistic function of what a rep could see (pricing and demo
+  requests, engagement, company size, source) plus noise;
+- replies read more negative on lost and stalled deals;
+- a few dozen open leads asked for pricing or a demo in the last hours, so the action queue has
+  work in it right now.
+
+Rows go in with PostgreSQL COPY (100,000 leads with a million activities, scored, in under a minute
+on two cores); scores are then stored by the app's own rescoring, so they are exactly what the app
+would store.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Literal
+
+from faker import Faker
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Role, Source, Stage
+from crm_app.scoring import ENGAGEMENT_KINDS
+from crm_app.services.scoring import rescore_all
+
+# The simulation keeps every moment as whole seconds since the epoch: cheap to draw and compare,
+# and flooring keeps every drawn moment at or before `now`.
+HOUR = 3_600
+DAY = 24 * HOUR
+YEAR = 365 * DAY
+
+DEFAULT_ACTIVITIES_PER_LEAD = 9.0
+UNASSIGNED_SHARE = 0.10  # inbound leads nobody has picked up yet
+ENRICHED_SHARE = 0.45  # leads whose custom fields carry the company's industry and country
+STALLED_SHARE = 0.10  # late-stage open deals stuck in their stage for weeks
+STALLED_AFTER = 20 * DAY
+
+
+# --- The team -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TeamMember:
+    name: str
+    email: str
+    role: Role
+    # Relative share of the leads routed to this person (reps only): some reps carry more.
+    workload: float = 0.0
+
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0]
+
+
+TEAM = (
+    TeamMember("Maya Lindqvist", "maya@demo.crm", Role.MANAGER),
+    TeamMember("Adam Okafor", "adam@demo.crm", Role.ADMIN),
+    TeamMember("Riley Chen", "riley@demo.crm", Role.REP, workload=1.3),
+    TeamMember("Sam Novak", "sam@demo.crm", Role.REP, workload=1.2),
+    TeamMember("Priya Raman", "priya@demo.crm", Role.REP, workload=1.0),
+    TeamMember("Diego Alvarez", "diego@demo.crm", Role.REP, workload=1.0),
+    TeamMember("Hannah Weber", "hannah@demo.crm", Role.REP, workload=0.8),
+    TeamMember("Tom Brennan", "tom@demo.crm", Role.REP, workload=0.6),
+)
+REPS = tuple(member for member in TEAM if member.role is Role.REP)
+
+
+# --- Where leads come from and how good they are ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceProfile:
+    share: float  # of all leads
+    quality: float  # added to a lead's buying intent and to its log-odds of being won
+
+
+SOURCE_PROFILES = {
+    Source.PAID_SEARCH: SourceProfile(share=0.26, quality=-0.9),
+    Source.WEBSITE: SourceProfile(share=0.19, quality=-0.1),
+    Source.LINKEDIN: SourceProfile(share=0.16, quality=0.0),
+    Source.COLD_OUTREACH: SourceProfile(share=0.14, quality=-0.6),
+    Source.WEBINAR: SourceProfile(share=0.10, quality=0.3),
+    Source.EVENTS: SourceProfile(share=0.08, quality=0.5),
+    Source.REFERRAL: SourceProfile(share=0.07, quality=1.4),
+}
+
+# Company sizes are log-normal: a median of 36 employees, a long tail up to 5,000.
+SIZE_LOG_MEDIAN = math.log(36)
+SIZE_LOG_SPREAD = 1.4
+
+INDUSTRIES = {  # industry -> words that end company names in it
+    "Software": ("Software", "Labs", "Systems"),
+    "Manufacturing": ("Manufacturing", "Industries", "Works"),
+    "Healthcare": ("Health", "Medical", "Care"),
+    "Financial services": ("Capital", "Financial", "Partners"),
+    "Retail": ("Retail", "Stores", "Brands"),
+    "Logistics": ("Logistics", "Freight", "Transport"),
+    "Education": ("Learning", "Academy", "Education"),
+    "Professional services": ("Consulting", "Advisory", "Associates"),
+    "Real estate": ("Properties", "Realty", "Estates"),
+    "Media": ("Media", "Studios", "Publishing"),
+}
+COUNTRIES = {
+    "United States": 45,
+    "United Kingdom": 12,
+    "Germany": 10,
+    "Canada": 8,
+    "France": 6,
+    "Netherlands": 5,
+    "Australia": 5,
+    "Sweden": 3,
+    "Spain": 3,
+    "India": 3,
+}
+COMPANY_SUFFIXES = ("Inc", "LLC", "Group", "PLC", "Ltd", "& Co")
+DOMAIN_NOISE = frozenset({"and", "inc", "llc", "ltd", "plc", "co", "group"})  # left out of domains
+TITLES = {
+    "Head of Sales": 8,
+    "VP of Sales": 6,
+    "Sales Director": 6,
+    "Sales Operations Manager": 5,
+    "Revenue Operations Lead": 4,
+    "Chief Revenue Officer": 2,
+    "CEO": 4,
+    "Founder": 4,
+    "COO": 2,
+    "Marketing Director": 5,
+    "Head of Growth": 3,
+    "Operations Manager": 5,
+    "IT Director": 3,
+    "CTO": 2,
+    "Procurement Manager": 3,
+    "Business Development Manager": 5,
+    "Customer Success Manager": 3,
+}
+
+
+# --- How deals move ---------------------------------------------------------------------------
+
+# Median days a deal spends in each open stage before it moves on (log-normally spread).
+MEDIAN_DAYS_IN_STAGE = {
+    Stage.NEW: 2,
+    Stage.CONTACTED: 6,
+    Stage.QUALIFIED: 7,
+    Stage.MEETING: 9,
+    Stage.PROPOSAL: 10,
+    Stage.NEGOTIATION: 12,
+}
+LATE_STAGES = (Stage.MEETING, Stage.PROPOSAL, Stage.NEGOTIATION)
+# Log-odds that an open deal moves on from each stage (plus half its buying intent): most leads
+# stop early, so the funnel narrows.
+ADVANCE_LOG_ODDS = {
+    Stage.NEW: 1.2,
+    Stage.CONTACTED: 0.5,
+    Stage.QUALIFIED: 0.3,
+    Stage.MEETING: 0.2,
+    Stage.PROPOSAL: -0.3,
+}
+
+# How a deal is going, which colours what people write about it.
+Outlook = Literal["open", "stalled", "won", "lost"]
+
+
+# --- What happens to a lead -------------------------------------------------------------------
+
+REP_KINDS = frozenset({ActivityKind.CALL, ActivityKind.EMAIL_SENT, ActivityKind.NOTE, ActivityKind.MEETING})
+
+# The everyday mix. Pricing and demo requests and meetings are drawn on their own because they
+# carry the signal.
+PROSPECT_MIX = {
+    ActivityKind.EMAIL_OPENED: 40,
+    ActivityKind.PAGE_VISIT: 22,
+    ActivityKind.EMAIL_CLICKED: 14,
+    ActivityKind.EMAIL_RECEIVED: 10,
+    ActivityKind.PRICING_PAGE_VISIT: 6,
+    ActivityKind.FORM_SUBMISSION: 5,
+}
+REP_MIX = {ActivityKind.EMAIL_SENT: 45, ActivityKind.CALL: 35, ActivityKind.NOTE: 20}
+FIRST_TOUCH_KINDS = (ActivityKind.CALL, ActivityKind.EMAIL_SENT)
+HOT_REQUEST_KINDS = (ActivityKind.PRICING_REQUEST, ActivityKind.DEMO_REQUEST)
+
+# What reps write and prospects answer. {first}: the lead's first name, {company}: the lead's
+# company, {rep}: the owner's first name.
+OUTREACH_EMAILS = (
+    (
+        "Quick question about {company}",
+        "Hi {first}, I noticed {company} is growing its sales team. "
+        "Would a 20-minute call next week be useful?",
+    ),
+    (
+        "Following up",
+        "Hi {first}, just following up on my last note. "
+        "Happy to share how similar teams cut their response time in half.",
+    ),
+    (
+        "Your pricing overview",
+        "Hi {first}, attached is the pricing overview for a team your size. "
+        "Let me know what questions come up.",
+    ),
+    (
+        "Next steps",
+        "Hi {first}, thanks for your time today. As promised, here is a summary and the proposed next steps.",
+    ),
+    (
+        "Proposal for {company}",
+        "Hi {first}, please find our proposal attached. I'm around all week if you want to walk through it.",
+    ),
+    (
+        "Checking in",
+        "Hi {first}, checking in to see whether this is still a priority for {company} this quarter.",
+    ),
+)
+REPLIES = {
+    "positive": (
+        ("Re: Proposal for {company}", "Thanks, this looks great, can we talk pricing?"),
+        ("Re: Next steps", "Great call today. The team is excited; can you send over the contract?"),
+        (
+            "Re: Quick question about {company}",
+            "Yes, perfect timing, we were just looking for something like this. Does Thursday work?",
+        ),
+        ("Re: Following up", "Thanks {rep}, we'd love a demo for the wider team. Can we set one up?"),
+    ),
+    "neutral": (
+        ("Re: Following up", "Thanks for the info. I'll share it with my manager and get back to you."),
+        (
+            "Re: Quick question about {company}",
+            "Can you send a one-pager? We're reviewing options next month.",
+        ),
+        ("Re: Your pricing overview", "Got it, thanks. Do you offer annual billing?"),
+        ("Automatic reply", "I'm out of the office until Monday with limited access to email."),
+    ),
+    "negative": (
+        ("Re: Proposal for {company}", "We've decided to go with another vendor. Thanks for your time."),
+        (
+            "Re: Checking in",
+            "Budget frozen until next year, unfortunately. Please don't follow up before then.",
+        ),
+        ("Re: Following up", "This isn't a priority for us right now. Please take me off your list."),
+        ("Re: Next steps", "Honestly the price is too high for us. We can't justify it this year."),
+    ),
+}
+NOTES = {
+    "positive": (
+        ("Champion on board", "{first} is pushing internally at {company}; decision expected this month."),
+        ("Good call", "Strong fit. They want to roll out to the whole team after a pilot."),
+    ),
+    "neutral": (
+        ("Voicemail", "Left a voicemail for {first}. Will try again Thursday."),
+        ("Discovery notes", "{company} runs on spreadsheets today; two people involved in the decision."),
+    ),
+    "negative": (
+        ("Stalled", "Procurement stalled; no reply to the last three emails."),
+        ("Competitor", "{first} says they are evaluating a cheaper competitor."),
+    ),
+}
+CALL_SUBJECTS = ("Discovery call", "Follow-up call", "Left a voicemail", "Pricing questions")
+MEETING_SUBJECTS = ("Intro meeting", "Product demo", "Pricing review", "Kick-off with the wider team")
+TONES = ("positive", "neutral", "negative")
+TONE_ODDS: dict[Outlook, tuple[int, int, int]] = {  # positive, neutral, negative
+    "open": (35, 50, 15),
+    "stalled": (10, 45, 45),
+    "won": (55, 40, 5),
+    "lost": (15, 40, 45),
+}
+LOST_LAST_REPLY_NEGATIVE = 0.75  # a lost deal's last reply usually says why
+
+
+# --- Public API ---------------------------------------------------------------------------------
+
+
+class DemoDataError(RuntimeError):
+    """The database is not in a state demo data can go into."""
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    users: int
+    leads: int
+    activities: int
+    stage_changes: int
+    elapsed_seconds: float
+    # The parts of `elapsed_seconds`: drawing the data, storing it, scoring it.
+    simulate_seconds: float
+    insert_seconds: float
+    score_seconds: float
+
+
+def generate_demo_data(
+    engine: Engine,
+    *,
+    leads: int = 3000,
+    seed: int = 42,
+    now: datetime,
+    activities_per_lead: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> DemoSummary:
+    """Fill an empty, migrated database with a demo sales team and a year of its pipeline.
+
+    The same `seed` and `now` always produce the same rows. `activities_per_lead` is the average
+    number of activities per lead (default 9). `progress` receives short messages as the work goes
+    on. Commits; every lead's score is then stored by the app's own rescoring.
+
+    Raises DemoDataError when the database already has leads.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    if leads < 1:
+        raise ValueError(f"leads must be at least 1, got {leads}")
+    say = progress or (lambda message: None)
+    started = time.perf_counter()
+    _refuse_unless_empty(engine)
+
+    say(f"Simulating {leads:,} leads")
+    simulation = _Simulation(seed, int(now.timestamp()), activities_per_lead or DEFAULT_ACTIVITIES_PER_LEAD)
+    simulated = simulation.run(leads)
+    simulated_at = time.perf_counter()
+
+    with engine.begin() as connection:
+        cursor = connection.connection.cursor()
+        user_ids = _insert_team(cursor, joined_at=simulation.now - YEAR - 30 * DAY)
+        say(f"Inserting {len(simulated):,} leads")
+        _copy(cursor, "leads", _LEAD_COLUMNS, _lead_rows(simulated, user_ids))
+        stage_changes = sum(len(lead.history) for lead in simulated)
+        say(f"Inserting {stage_changes:,} stage changes")
+        _copy(cursor, "stage_changes", _STAGE_CHANGE_COLUMNS, _stage_change_rows(simulated, user_ids))
+        activities = sum(len(lead.activities) for lead in simulated)
+        say(f"Inserting {activities:,} activities")
+        _copy(cursor, "activities", _ACTIVITY_COLUMNS, _activity_rows(simulated, user_ids, simulation.rng))
+        # Ids were given explicitly, so the sequences must be moved past them.
+        for table in ("leads", "stage_changes", "activities"):
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
+    inserted_at = time.perf_counter()
+
+    with Session(engine) as session:
+        rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
+    # Rescoring rewrote every lead, and bulk-loaded tables have no planner statistics yet: without
+    # them the ranked lists may not use their indexes until autovacuum comes round.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM (ANALYZE) users, leads, stage_changes, activities"))
+    finished = time.perf_counter()
+
+    summary = DemoSummary(
+        users=len(TEAM),
+        leads=len(simulated),
+        activities=activities,
+        stage_changes=stage_changes,
+        elapsed_seconds=finished - started,
+        simulate_seconds=simulated_at - started,
+        insert_seconds=inserted_at - simulated_at,
+        score_seconds=finished - inserted_at,
+    )
+    say(f"Done in {summary.elapsed_seconds:.1f} s")
+    return summary
+
+
+def reset_demo_data(engine: Engine) -> None:
+    """Delete every user, lead, activity and stage change (and rows that refer to them), and
+    restart their ids at 1."""
+    with engine.begin() as connection:
+        connection.execute(
+            text("TRUNCATE users, leads, activities, stage_changes RESTART IDENTITY CASCADE")
+        )
+
+
+def _refuse_unless_empty(engine: Engine) -> None:
+    with engine.connect() as connection:
+        count = connection.execute(text("SELECT count(*) FROM leads")).scalar_one()
+    if count:
+        raise DemoDataError(
+            f"The database already has {count:,} leads; demo data only goes into an empty "
+            f"database. Reset it first (reset_demo_data) or point at another database."
+        )
+
+
+# --- The simulation -----------------------------------------------------------------------------
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _slug(word: str) -> str:
+    return re.sub(r"[^a-z]", "", word.lower())
+
+
+@dataclass(frozen=True)
+class _Odds:
+    """Options with relative weights, drawn quickly (the cumulative weights are summed once)."""
+
+    options: tuple
+    cumulative: tuple[float, ...]
+
+    @classmethod
+    def of(cls, weights: dict) -> _Odds:
+        return cls(tuple(weights), tuple(itertools.accumulate(weights.values())))
+
+    def draw(self, rng: random.Random, k: int = 1) -> list:
+        return rng.choices(self.options, cum_weights=self.cumulative, k=k)
+
+    def one(self, rng: random.Random):
+        return rng.choices(self.options, cum_weights=self.cumulative)[0]
+
+
+_SOURCE_ODDS = _Odds.of({source: profile.share for source, profile in SOURCE_PROFILES.items()})
+_REP_ODDS = _Odds.of({rep: rep.workload for rep in REPS})
+_TITLE_ODDS = _Odds.of(TITLES)
+_COUNTRY_ODDS = _Odds.of(COUNTRIES)
+_PROSPECT_MIX_ODDS = _Odds.of(PROSPECT_MIX)
+_REP_MIX_ODDS = _Odds.of(REP_MIX)
+_TONE_ODDS = {outlook: _Odds.of(dict(zip(TONES, odds))) for outlook, odds in TONE_ODDS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Company:
+    name: str
+    domain: str
+    size: int
+    industry: str
+    country: str
+
+    @property
+    def size_z(self) -> float:
+        """How big the company is on a standard scale: 0 is median, +1 one spread above."""
+        return (math.log(self.size) - SIZE_LOG_MEDIAN) / SIZE_LOG_SPREAD
+
+
+@dataclass(slots=True, eq=False)
+class _Lead:
+    """One simulated lead: stage history and activities in time order, moments in epoch seconds."""
+
+    number: int  # 1, 2, ...: also its id, since leads only go into an empty table
+    name: str
+    email: str
+    phone: str
+    title: str
+    company: _Company
+    source: Source
+    owner: TeamMember | None
+    created_at: int
+    intent: float  # latent buying intent: drives engagement and, through it, the outcome
+    closes: bool
+    deal_value: int
+    enriched: bool
+    activity_weight: float
+    history: list[tuple[Stage | None, Stage, int]] = field(default_factory=list)
+    activities: list[tuple[int, ActivityKind]] = field(default_factory=list)
+    outlook: Outlook = "open"
+
+    @property
+    def stage(self) -> Stage:
+        return self.history[-1][1]
+
+    @property
+    def stage_entered_at(self) -> int:
+        return self.history[-1][2]
+
+    @property
+    def closed_at(self) -> int | None:
+        return self.stage_entered_at if self.stage.is_closed else None
+
+    def entered(self, stage: Stage) -> int | None:
+        return next((moment for _, to, moment in self.history if to is stage), None)
+
+    def last(self, kinds: Collection[ActivityKind]) -> int | None:
+        return max((moment for moment, kind in self.activities if kind in kinds), default=None)
+
+
+def _rescale(history: list, new_last: int) -> list:
+    """The same history stretched or squeezed in time so that its last change is at `new_last`."""
+    first, last = history[0][2], history[-1][2]
+    if last == first:
+        return history
+    ratio = (new_last - first) / (last - first)
+    return [(before, after, first + int((moment - first) * ratio)) for before, after, moment in history]
+
+
+class _Simulation:
+    """Draws the whole pipeline from one seeded random generator, always in the same order."""
+
+    def __init__(self, seed: int, now: int, activities_per_lead: float) -> None:
+        self.rng = random.Random(seed)
+        self.now = now
+        self.activities_per_lead = activities_per_lead
+        fake = Faker("en_US")
+        fake.seed_instance(seed)
+        # Pools of names drawn once: Faker is too slow to call per row at 100,000 leads.
+        self.first_names = [fake.first_name() for _ in range(400)]
+        self.last_names = [fake.last_name() for _ in range(800)]
+
+    def run(self, count: int) -> list[_Lead]:
+        # About four contacts per company, as in a real B2B pipeline.
+        companies = [self._company() for _ in range(max(20, count // 4))]
+        leads = [self._arrive(number, companies) for number in range(1, count + 1)]
+        # Scale the activity counts so they average what was asked, whatever the mix of leads.
+        per_weight = self.activities_per_lead * count / sum(lead.activity_weight for lead in leads)
+        for lead in leads:
+            self._unfold(lead, per_weight)
+        self._heat_up(leads)
+        return leads
+
+    def _company(self) -> _Company:
+        rng = self.rng
+        industry = rng.choice(list(INDUSTRIES))
+        a, b, c = rng.sample(self.last_names, 3)
+        pattern = rng.random()
+        if pattern < 0.35:
+            name = f"{a} {rng.choice(COMPANY_SUFFIXES)}"
+        elif pattern < 0.6:
+            name = f"{a}-{b}"
+        elif pattern < 0.75:
+            name = f"{a}, {b} and {c}"
+        else:
+            name = f"{a} {rng.choice(INDUSTRIES[industry])}"
+        words = [w for w in re.findall(r"[a-z0-9]+", name.lower()) if w not in DOMAIN_NOISE]
+        size = min(5000, max(1, int(rng.lognormvariate(SIZE_LOG_MEDIAN, SIZE_LOG_SPREAD))))
+        country = _COUNTRY_ODDS.one(rng)
+        return _Company(name, "-".join(words) + ".example", size, industry, country)
+
+    def _arrive(self, number: int, companies: list[_Company]) -> _Lead:
+        """Who the lead is, where it came from and when: everything decided before any selling."""
+        rng = self.rng
+        company = rng.choice(companies)
+        source = _SOURCE_ODDS.one(rng)
+        intent = SOURCE_PROFILES[source].quality + 0.35 * company.size_z + rng.gauss(0, 1)
+        # A growing business: somewhat more leads in recent months. Every lead is at least ten
+        # minutes old.
+        created_at = self.now - 600 - int((YEAR - 600) * rng.random() ** 1.15)
+        age_days = (self.now - created_at) / DAY
+        owner = None if rng.random() < UNASSIGNED_SHARE else _REP_ODDS.one(rng)
+        # Deals take weeks: the older a lead, the likelier it is closed by now.
+        closes = owner is not None and rng.random() < 0.47 * min(1.0, age_days / 120)
+        first = rng.choice(self.first_names)
+        last = rng.choice(self.last_names)
+        # Bigger companies buy bigger deals.
+        value = math.exp(rng.gauss(math.log(9000) + 0.45 * company.size_z, 0.6))
+        # Fewer activities for young leads and for those nobody works on.
+        weight = math.exp(0.4 * intent) * min(1.0, (age_days + 1) / 30) ** 0.5
+        if owner is None:
+            weight *= 0.5
+        return _Lead(
+            number=number,
+            name=f"{first} {last}",
+            # The number keeps emails unique however many leads share a name and a company.
+            email=f"{_slug(first)}.{_slug(last)}{number}@{company.domain}",
+            phone=f"+1 {rng.randint(201, 989)}-555-01{rng.randint(0, 99):02d}",
+            title=_TITLE_ODDS.one(rng),
+            company=company,
+            source=source,
+            owner=owner,
+            created_at=created_at,
+            intent=intent,
+            closes=closes,
+            deal_value=int(min(150_000, max(2_000, value)) // 100 * 100),
+            enriched=rng.random() < ENRICHED_SHARE,
+            activity_weight=weight,
+        )
+
+    def _unfold(self, lead: _Lead, per_weight: float) -> None:
+        """What happened to the lead: activities, stage history and, when closed, the outcome."""
+        rng = self.rng
+        wanted = per_weight * lead.activity_weight * rng.lognormvariate(-0.08, 0.4)
+        count = max(1, int(wanted + rng.random()))  # rounded at random so the mean stays right
+        if lead.closes:
+            # Every closed deal was worked by a rep, and its outcome follows from what happened.
+            prospect, rep = self._draw_kinds(count, lead, contacted=True)
+            won = self._wins(lead, prospect)
+            lead.history = self._closed_history(lead, won)
+            lead.outlook = "won" if won else "lost"
+        else:
+            lead.history = self._open_history(lead)
+            prospect, rep = self._draw_kinds(count, lead, contacted=len(lead.history) > 1)
+            if lead.stage in LATE_STAGES and self.now - lead.stage_entered_at >= STALLED_AFTER:
+                lead.outlook = "stalled"
+        lead.activities = self._schedule(lead, prospect, rep)
+
+    def _draw_kinds(self, count: int, lead: _Lead, *, contacted: bool) -> tuple[list, list]:
+        """The kinds of the lead's activities: (the prospect's, the rep's)."""
+        rng = self.rng
+        prospect = []
+        if rng.random() < _sigmoid(-1.6 + 0.9 * lead.intent):
+            prospect.append(ActivityKind.PRICING_REQUEST)
+        if rng.random() < _sigmoid(-1.9 + 0.8 * lead.intent):
+            prospect.append(ActivityKind.DEMO_REQUEST)
+        rest = max(0, count - len(prospect))
+        # Keen prospects do more of the talking; a lead nobody contacted has only its own doings.
+        prospect_share = _sigmoid(0.3 + 0.6 * lead.intent) if contacted else 1.0
+        by_prospect = sum(rng.random() < prospect_share for _ in range(rest))
+        prospect += _PROSPECT_MIX_ODDS.draw(rng, by_prospect)
+        return prospect, _REP_MIX_ODDS.draw(rng, rest - by_prospect)
+
+    def _wins(self, lead: _Lead, prospect_kinds: list[ActivityKind]) -> bool:
+        """Whether a closed deal was won: a logistic function of what a rep could see, plus noise,
+        so a model can learn it from the data but not perfectly."""
+        log_odds = (
+            -1.4
+            + SOURCE_PROFILES[lead.source].quality
+            + 1.2 * (ActivityKind.PRICING_REQUEST in prospect_kinds)
+            + 0.8 * (ActivityKind.DEMO_REQUEST in prospect_kinds)
+            + 0.12 * (min(len(prospect_kinds), 15) - 5)
+            + 0.35 * lead.company.size_z
+            + self.rng.gauss(0, 0.8)
+        )
+        return self.rng.random() < _sigmoid(log_odds)
+
+    def _dwell(self, stage: Stage) -> int:
+        return int(MEDIAN_DAYS_IN_STAGE[stage] * DAY * self.rng.lognormvariate(0, 0.7))
+
+    def _closed_history(self, lead: _Lead, won: bool) -> list:
+        """NULL -> new -> ... -> won or lost. Won deals went all the way; lost ones dropped out
+        anywhere after being contacted, keener prospects later."""
+        rng = self.rng
+        depth = len(OPEN_STAGES) - 1
+        if not won:
+            depth = 1
+            while depth < len(OPEN_STAGES) - 1 and rng.random() < _sigmoid(0.5 + 0.5 * lead.intent):
+                depth += 1
+        history = [(None, Stage.NEW, lead.created_at)]
+        moment = lead.created_at
+        for before, after in zip(OPEN_STAGES, OPEN_STAGES[1 : depth + 1]):
+            moment += self._dwell(before)
+            history.append((before, after, moment))
+        moment += self._dwell(OPEN_STAGES[depth])
+        history.append((OPEN_STAGES[depth], Stage.WON if won else Stage.LOST, moment))
+        if moment >= self.now - HOUR:
+            # Drawn to close in the future: squeeze it so it closed a while ago.
+            span = self.now - lead.created_at
+            history = _rescale(history, lead.created_at + int(span * rng.uniform(0.5, 0.95)))
+        return history
+
+    def _open_history(self, lead: _Lead) -> list:
+        """NULL -> new -> ... as far as the lead has got by now."""
+        rng = self.rng
+        history = [(None, Stage.NEW, lead.created_at)]
+        if lead.owner is None:
+            return history  # nobody has picked it up yet
+        moment = lead.created_at
+        for before, after in zip(OPEN_STAGES, OPEN_STAGES[1:]):
+            if rng.random() >= _sigmoid(ADVANCE_LOG_ODDS[before] + 0.5 * lead.intent):
+                break
+            moment += self._dwell(before)
+            if moment >= self.now:
+                break
+            history.append((before, after, moment))
+        if history[-1][1] in LATE_STAGES:
+            # A late-stage deal that is still open is live: it entered its stage in the last two
+            # weeks, unless it is one of the stalled ones, stuck there for weeks.
+            days_ago = rng.uniform(20, 60) if rng.random() < STALLED_SHARE else rng.uniform(0, 14)
+            entered = self.now - int(days_ago * DAY)
+            if entered > lead.created_at:
+                history = _rescale(history, entered)
+        return history
+
+    def _schedule(self, lead: _Lead, prospect: list, rep: list) -> list[tuple[int, ActivityKind]]:
+        """When each activity happened: within the lead's life, rep work only once contacted,
+        meetings once the meeting stage was reached; in time order."""
+        rng = self.rng
+        start = lead.created_at
+        end = lead.closed_at or self.now
+        if lead.outlook == "stalled":
+            end = min(self.now, lead.stage_entered_at + int(DAY * rng.uniform(1, 10)))  # gone quiet
+        # A prospect's interest is keenest when they arrive and fades after (squared: front-loaded).
+        activities = [(start + int((end - start) * rng.random() ** 2), kind) for kind in prospect]
+        contacted_at = lead.entered(Stage.CONTACTED)
+        if rep and contacted_at is not None:
+            # The first touch is what moved the lead to contacted.
+            activities.append((contacted_at, rng.choice(FIRST_TOUCH_KINDS)))
+            activities += [
+                (contacted_at + int((end - contacted_at) * rng.random()), kind) for kind in rep[1:]
+            ]
+        meeting_at = lead.entered(Stage.MEETING)
+        if meeting_at is not None:
+            # Usually one or two meetings; now and then the "meeting" was only a call.
+            meetings = (rng.random() < 0.85) + (rng.random() < 0.45) + (rng.random() < 0.15)
+            activities += [
+                (meeting_at + int((end - meeting_at) * rng.random()), ActivityKind.MEETING)
+                for _ in range(meetings)
+            ]
+        activities.sort()
+        return activities
+
+    def _heat_up(self, leads: list[_Lead]) -> None:
+        """A few dozen open leads asked for pricing or a demo in the last hours: the reps' work
+        right now."""
+        rng = self.rng
+        candidates = [lead for lead in leads if lead.outlook == "open"]
+        count = min(len(candidates), max(12, min(60, len(leads) // 100)))
+        for lead in rng.sample(candidates, count):
+            asked_at = max(lead.created_at, self.now - rng.randint(10 * 60, 6 * HOUR))
+            looked_at = max(lead.created_at, asked_at - rng.randint(60, HOUR))
+            requests = rng.sample(HOT_REQUEST_KINDS, rng.choice((1, 2)))
+            lead.activities.append((looked_at, ActivityKind.PRICING_PAGE_VISIT))
+            lead.activities += [
+                (min(self.now, asked_at + i * rng.randint(60, 1800)), kind) for i, kind in enumerate(requests)
+            ]
+            lead.activities.sort()
+
+
+# --- Writing rows -------------------------------------------------------------------------------
+
+_LEAD_COLUMNS = (
+    "id", "name", "email", "phone", "title", "company", "company_size", "source", "stage",
+    "owner_id", "deal_value", "created_at", "updated_at", "stage_entered_at", "closed_at",
+    "last_activity_at", "last_contacted_at", "custom_fields",
+)  # fmt: skip
+_STAGE_CHANGE_COLUMNS = ("id", "lead_id", "from_stage", "to_stage", "changed_at", "user_id")
+_ACTIVITY_COLUMNS = ("id", "lead_id", "kind", "occurred_at", "user_id", "subject", "body", "created_at")
+
+
+def _timestamp(moment: int | None) -> str | None:
+    return None if moment is None else datetime.fromtimestamp(moment, timezone.utc).isoformat()
+
+
+def _insert_team(cursor, *, joined_at: int) -> dict[str, int]:
+    """The team's user ids by email; members already there (from an earlier run) are kept."""
+    for member in TEAM:
+        cursor.execute(
+            "INSERT INTO users (email, name, role, is_active, created_at) VALUES (%s, %s, %s, TRUE, %s) "
+            "ON CONFLICT ((lower(email))) DO NOTHING",
+            (member.email, member.name, member.role.value, _timestamp(joined_at)),
+        )
+    cursor.execute(
+        "SELECT lower(email), id FROM users WHERE lower(email) = ANY(%s)", ([m.email for m in TEAM],)
+    )
+    return dict(cursor.fetchall())
+
+
+def _owner_id(lead: _Lead, user_ids: dict[str, int]) -> int | None:
+    return user_ids[lead.owner.email] if lead.owner else None
+
+
+def _lead_rows(leads: list[_Lead], user_ids: dict[str, int]) -> Iterator[tuple]:
+    # Score, tier and reasons keep their defaults (0, cold, none) until rescoring fills them in.
+    for lead in leads:
+        # The same definition log_activity keeps: the last engagement the rubric counts.
+        last_activity_at = lead.last(ENGAGEMENT_KINDS)
+        custom_fields = (
+            {"industry": lead.company.industry, "country": lead.company.country} if lead.enriched else {}
+        )
+        yield (
+            lead.number,
+            lead.name,
+            lead.email,
+            lead.phone,
+            lead.title,
+            lead.company.name,
+            lead.company.size,
+            lead.source.value,
+            lead.stage.value,
+            _owner_id(lead, user_ids),
+            lead.deal_value,
+            _timestamp(lead.created_at),
+            _timestamp(max(lead.stage_entered_at, lead.activities[-1][0])),
+            _timestamp(lead.stage_entered_at),
+            _timestamp(lead.closed_at),
+            _timestamp(last_activity_at),
+            _timestamp(lead.last(CONTACT_KINDS)),
+            json.dumps(custom_fields),
+        )
+
+
+def _stage_change_rows(leads: list[_Lead], user_ids: dict[str, int]) -> Iterator[tuple]:
+    change_id = itertools.count(1)
+    for lead in leads:
+        owner_id = _owner_id(lead, user_ids)
+        for before, after, moment in lead.history:
+            # The lead's arrival was recorded by an integration, every later move by its owner.
+            user_id = owner_id if before is not None else None
+            yield (next(change_id), lead.number, before, after.value, _timestamp(moment), user_id)
+
+
+def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Random) -> Iterator[tuple]:
+    activity_id = itertools.count(1)
+    for lead in leads:
+        owner_id = _owner_id(lead, user_ids)
+        names = {
+            "first": lead.name.split()[0],
+            "company": lead.company.name,
+            "rep": lead.owner.first_name if lead.owner else "team",
+        }
+        tone_odds = _TONE_ODDS[lead.outlook]
+        last_reply = None
+        if lead.outlook == "lost":
+            replies = [i for i, (_, k) in enumerate(lead.activities) if k is ActivityKind.EMAIL_RECEIVED]
+            last_reply = replies[-1] if replies else None
+        for index, (moment, kind) in enumerate(lead.activities):
+            subject = body = None
+            if kind is ActivityKind.EMAIL_SENT:
+                subject, body = rng.choice(OUTREACH_EMAILS)
+            elif kind is ActivityKind.EMAIL_RECEIVED or kind is ActivityKind.NOTE:
+                if index == last_reply and rng.random() < LOST_LAST_REPLY_NEGATIVE:
+                    tone = "negative"
+                else:
+                    tone = tone_odds.one(rng)
+                subject, body = rng.choice((REPLIES if kind is ActivityKind.EMAIL_RECEIVED else NOTES)[tone])
+            elif kind is ActivityKind.CALL:
+                subject = rng.choice(CALL_SUBJECTS)
+            elif kind is ActivityKind.MEETING:
+                subject = rng.choice(MEETING_SUBJECTS)
+            occurred_at = _timestamp(moment)
+            yield (
+                next(activity_id),
+                lead.number,
+                kind.value,
+                occurred_at,
+                owner_id if kind in REP_KINDS else None,
+                subject and subject.format(**names),
+                body and body.format(**names),
+                occurred_at,  # logged as it happened
+            )
+
+
+class _CsvStream:
+    """A file-like source of CSV text for COPY that writes the next block only when asked, so
+    PostgreSQL stores one block while Python writes the next, and no table is held as text."""
+
+    BLOCK_ROWS = 5000
+
+    def __init__(self, rows: Iterable[Sequence]) -> None:
+        self._rows = iter(rows)
+
+    def read(self, size: int = -1) -> str:
+        # COPY passes a size hint; a block of whole rows of any length is fine by it. Empty = done.
+        block = io.StringIO()
+        csv.writer(block, lineterminator="\n").writerows(itertools.islice(self._rows, self.BLOCK_ROWS))
+        return block.getvalue()
+
+
+def _copy(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Bulk-insert rows with COPY; None becomes NULL (an unquoted empty CSV field)."""
+    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", _CsvStream(rows))

@@ -1,0 +1,233 @@
+"""How the CRM holds up at scale: bulk insert, rescoring and the ranked list, with figures.
+
+    python scripts/benchmark.py [--leads 100000] [--activities-per-lead 10] [--database-url URL]
+
+The benchmark (re)creates a scratch database `crm_bench` on the server of --database-url (or of
+BENCH_DATABASE_URL), else on the app's embedded PostgreSQL; migrates it, fills it with the demo
+generator and prints one figure per line, with its unit. The database is left in place to look at.
+
+Each section is a function of the shared `Bench`; to add one, write it and list it in SECTIONS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+# Run as a plain script from anywhere: make the app importable without installing it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import Engine, make_url  # noqa: E402
+from sqlmodel import Session  # noqa: E402
+
+from crm_app.db.engine import embedded_server_url, ensure_database, normalize_url  # noqa: E402
+from crm_app.db.migrate import upgrade_to_head  # noqa: E402
+from crm_app.demo.generator import DemoSummary, generate_demo_data  # noqa: E402
+from crm_app.domain import ActivityKind  # noqa: E402
+from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine  # noqa: E402
+from crm_app.services.scoring import rescore_all  # noqa: E402
+
+DATABASE = "crm_bench"
+PAGE_SIZE = 25
+RANKED_LIST_RUNS = 200
+RANKED_LIST_OFFSETS = (0, 25, 250)
+RANKED_LIST_INDEX = "ix_leads_owner_score"
+
+# A rep's leads, best first, one page of what the list shows.
+# TODO: use the app's own ranked-list query function once crm_app/db/queries.py has one.
+RANKED_LIST_SQL = text(
+    """
+    SELECT id, name, company, score, tier, score_reasons, stage, deal_value
+      FROM leads
+     WHERE owner_id = :owner_id
+     ORDER BY score DESC, id DESC
+     LIMIT :limit OFFSET :offset
+    """
+)
+
+
+@dataclass
+class Bench:
+    """What the sections share: the database, the clock they score at, and what was generated."""
+
+    engine: Engine
+    now: datetime
+    leads: int
+    activities_per_lead: float
+    seed: int = 42
+    summary: DemoSummary | None = None
+
+
+def figure(label: str, value: str) -> None:
+    print(f"{label}: {value}", flush=True)
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    """The value below which `share` of the values lie (nearest rank)."""
+    return sorted_values[min(len(sorted_values) - 1, int(share * len(sorted_values)))]
+
+
+# --- Sections ---------------------------------------------------------------------------------
+
+
+def insert_demo_data(bench: Bench) -> None:
+    """Generate the demo pipeline and time storing it (COPY) apart from drawing and scoring it."""
+    summary = generate_demo_data(
+        bench.engine,
+        leads=bench.leads,
+        seed=bench.seed,
+        now=bench.now,
+        activities_per_lead=bench.activities_per_lead,
+    )
+    bench.summary = summary
+    rows = summary.users + summary.leads + summary.stage_changes + summary.activities
+    figure(
+        "generated",
+        f"{summary.leads:,} leads, {summary.activities:,} activities, "
+        f"{summary.stage_changes:,} stage changes, {summary.users} users",
+    )
+    figure("simulate time", f"{summary.simulate_seconds:.1f} s")
+    figure("insert time (COPY)", f"{summary.insert_seconds:.1f} s")
+    figure("insert rate", f"{rows / summary.insert_seconds:,.0f} rows/s")
+    figure("score + vacuum time", f"{summary.score_seconds:.1f} s")
+    figure("total generation time", f"{summary.elapsed_seconds:.1f} s")
+
+
+def rescoring(bench: Bench) -> None:
+    """Full rescoring through the database, next to the bare engine on the same facts in memory."""
+    with Session(bench.engine) as session:
+        started = time.perf_counter()
+        count = rescore_all(session, bench.now)
+        seconds = time.perf_counter() - started
+    figure("rescore_all (database)", f"{count:,} leads in {seconds:.1f} s = {count / seconds:,.0f} leads/s")
+
+    started = time.perf_counter()
+    facts = load_all_facts(bench.engine)
+    figure("load facts into memory", f"{len(facts):,} leads in {time.perf_counter() - started:.1f} s")
+    engine = RuleBasedScoringEngine()
+    started = time.perf_counter()
+    for lead_facts in facts:
+        engine.score(lead_facts, bench.now)
+    seconds = time.perf_counter() - started
+    figure(
+        "RuleBasedScoringEngine (memory)",
+        f"{len(facts):,} leads in {seconds:.1f} s = {len(facts) / seconds:,.0f} leads/s",
+    )
+
+
+def load_all_facts(engine: Engine) -> list[LeadFacts]:
+    activities: dict[int, list[ActivityFact]] = defaultdict(list)
+    with engine.connect() as connection:
+        for lead_id, kind, occurred_at in connection.execute(
+            text("SELECT lead_id, kind, occurred_at FROM activities")
+        ):
+            activities[lead_id].append(ActivityFact(ActivityKind(kind), occurred_at))
+        leads = connection.execute(text("SELECT id, company_size, source, custom_fields FROM leads")).all()
+    return [
+        LeadFacts(
+            company_size=lead.company_size,
+            source=lead.source,
+            activities=tuple(activities[lead.id]),
+            custom_fields=lead.custom_fields,
+        )
+        for lead in leads
+    ]
+
+
+def ranked_list(bench: Bench) -> None:
+    """Latency of one page of a rep's ranked list, across reps and pages, and its query plan."""
+    rng = random.Random(bench.seed)
+    with bench.engine.connect() as connection:
+        owners = connection.execute(
+            text("SELECT DISTINCT owner_id FROM leads WHERE owner_id IS NOT NULL ORDER BY 1")
+        ).scalars().all()
+        plan = connection.execute(
+            text(f"EXPLAIN {RANKED_LIST_SQL.text}"),
+            {"owner_id": owners[0], "limit": PAGE_SIZE, "offset": 0},
+        ).scalars().all()
+        figure("ranked list plan", plan[0])
+        scan = next((line.strip() for line in plan if "Scan" in line), "no scan node")
+        figure("ranked list scan", scan)
+        figure(f"ranked list uses {RANKED_LIST_INDEX}", "yes" if RANKED_LIST_INDEX in scan else "NO")
+
+        timings = []
+        for run in range(RANKED_LIST_RUNS + 10):
+            owner_id, offset = rng.choice(owners), rng.choice(RANKED_LIST_OFFSETS)
+            started = time.perf_counter()
+            connection.execute(
+                RANKED_LIST_SQL, {"owner_id": owner_id, "limit": PAGE_SIZE, "offset": offset}
+            ).all()
+            if run >= 10:  # the first few warm the connection and the cache
+                timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    figure(
+        "ranked list latency",
+        f"p50 {percentile(timings, 0.50):.2f} ms, p95 {percentile(timings, 0.95):.2f} ms, "
+        f"p99 {percentile(timings, 0.99):.2f} ms, mean {statistics.fmean(timings):.2f} ms "
+        f"({len(timings)} queries, {len(owners)} reps, offsets {', '.join(map(str, RANKED_LIST_OFFSETS))})",
+    )
+
+
+SECTIONS: list[Callable[[Bench], None]] = [insert_demo_data, rescoring, ranked_list]
+
+
+# --- Setting up ---------------------------------------------------------------------------------
+
+
+def scratch_database_url(server_url: str | None) -> str:
+    """A freshly created, migrated `crm_bench` on the given server (or the embedded one)."""
+    url = normalize_url(server_url) if server_url else embedded_server_url(database=DATABASE)
+    admin_url = make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+    ensure_database(admin_url, DATABASE)
+    bench_url = make_url(url).set(database=DATABASE).render_as_string(hide_password=False)
+    upgrade_to_head(bench_url)
+    return bench_url
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=100_000)
+    parser.add_argument("--activities-per-lead", type=float, default=10.0)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL") or None,
+        help="a PostgreSQL server to benchmark on (its database name is ignored); "
+        "default: BENCH_DATABASE_URL, else the embedded server",
+    )
+    args = parser.parse_args(argv)
+
+    url = scratch_database_url(args.database_url)
+    figure("database", make_url(url).render_as_string(hide_password=True))
+    engine = create_engine(url)
+    bench = Bench(
+        engine=engine,
+        now=datetime.now(timezone.utc),
+        leads=args.leads,
+        activities_per_lead=args.activities_per_lead,
+    )
+    try:
+        for section in SECTIONS:
+            print(f"== {section.__name__.replace('_', ' ')}", flush=True)
+            section(bench)
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
