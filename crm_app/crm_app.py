@@ -2,6 +2,7 @@
 
 import reflex as rx
 
+from crm_app.background import sweep_expired_scores
 from crm_app.pages.lead_detail import lead_detail_page
 from crm_app.pages.leads import leads_page
 from crm_app.state.lead_detail import LeadDetailState
@@ -11,3 +12,4 @@ app = rx.App()
 app.add_page(leads_page, route="/", title="Leads · Pipeline CRM", on_load=LeadsState.load)
 app.add_page(leads_page, route="/leads", title="Leads · Pipeline CRM", on_load=LeadsState.load)
 app.add_page(lead_detail_page, route="/leads/[lead_id]", title="Lead · Pipeline CRM", on_load=LeadDetailState.load)
+app.register_lifespan_task(sweep_expired_scores)

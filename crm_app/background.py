@@ -1,0 +1,39 @@
+"""Work the app does on its own while it runs: keeping time-dependent scores true."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from crm_app.db.engine import get_engine
+from crm_app.services.scoring import rescore_expired
+
+SWEEP_EVERY_SECONDS = 300
+# Any constant shared by all workers: only one of them sweeps at a time.
+_SWEEP_LOCK_KEY = 0x5C0E
+
+log = logging.getLogger(__name__)
+
+
+def sweep_once(now: datetime) -> int:
+    """Rescore the leads whose 24-hour bonus ran out, unless another worker is already at it."""
+    with Session(get_engine()) as session:
+        if not session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _SWEEP_LOCK_KEY}).scalar():
+            return 0
+        return rescore_expired(session, now)
+
+
+async def sweep_expired_scores() -> None:
+    """Lifespan task: every few minutes, rescore what time alone has changed."""
+    while True:
+        try:
+            count = await asyncio.to_thread(sweep_once, datetime.now(timezone.utc))
+            if count:
+                log.info("Rescored %d leads whose recency bonus ran out", count)
+        except Exception:  # keep sweeping: a failed round (database restarting) is retried
+            log.exception("Score sweep failed")
+        await asyncio.sleep(SWEEP_EVERY_SECONDS)
