@@ -2,8 +2,11 @@
 
 import reflex as rx
 
+from crm_app.pages.analytics import analytics_page
 from crm_app.pages.leads import leads_page
+from crm_app.state.analytics import AnalyticsState
 from crm_app.state.leads import LeadsState
 
 app = rx.App()
 app.add_page(leads_page, route="/", title="Leads · Pipeline CRM", on_load=LeadsState.load)
+app.add_page(analytics_page, route="/analytics", title="Analytics · Pipeline CRM", on_load=AnalyticsState.load)
