@@ -168,8 +168,11 @@ def funnel(labels: Sequence[str], counts: Sequence[int], *, text: Sequence[str])
             x=list(counts),
             text=list(text),
             textinfo="text",
-            textposition="inside",
-            textfont=dict(size=12, color="white"),
+            # Inside the band when it fits, beside it when the band is too narrow to read.
+            textposition="auto",
+            insidetextfont=dict(size=12, color="white"),
+            outsidetextfont=dict(size=12, color=TEXT),
+            cliponaxis=False,
             marker=dict(color=ACCENT, line=dict(width=0)),
             connector=dict(fillcolor="#E0E4FF", line=dict(width=0)),  # indigo 4
             hoverinfo="text",

@@ -144,6 +144,9 @@ def test_date_range_keeps_only_leads_created_in_it(session, pipeline):
     # 30 days: "Ref One" (60) and "Ref Two" (40) are out; "Ref Three" was created exactly 30 days ago.
     rows = _by_source(analytics.source_roi(session, flt=period_filter("30d", now=NOW, owner_id=pipeline.anabel)))
     assert (rows["referral"].leads, rows["referral"].won, rows["referral"].lost) == (2, 0, 1)
+    # Their share of the spend, nothing won back: ROI -100%, no cost per won deal.
+    assert rows["referral"].cost == pytest.approx(3000 * 2 / 5)
+    assert rows["referral"].roi_label == "−100%" and rows["referral"].cost_per_won_label == "—"
     # A range with no leads at all.
     empty = AnalyticsFilter(created_from=NOW - 1000 * D, created_to=NOW - 900 * D)
     assert analytics.source_roi(session, flt=empty) == []
@@ -247,3 +250,11 @@ def test_period_filter_rejects_unknown_periods():
     with pytest.raises(ValueError):
         period_filter("7y", now=NOW)
     assert period_filter("all", now=NOW, owner_id=3) == AnalyticsFilter(owner_id=3)
+
+
+def test_no_roi_before_anything_has_closed(session, pipeline):
+    session.add(SourceCost(source="website", cost=Decimal(500)))
+    session.commit()
+    site = _by_source(analytics.source_roi(session, flt=AnalyticsFilter(owner_id=pipeline.anabel)))["website"]
+    assert site.has_cost and site.cost_label == "$500"
+    assert site.roi_label == "—" and site.cost_per_won_label == "—"

@@ -167,7 +167,7 @@ def source_roi(session: Session, *, flt: AnalyticsFilter) -> list[SourceRoiRow]:
     """Per source: leads, won, lost, conversion (won / closed), revenue, averages, cost and ROI.
 
     Ranked by quality: conversion rate, then won revenue per lead. Sources with nothing closed come
-    last. Cost and ROI only where `source_costs` has the source.
+    last. Cost and ROI only where `source_costs` has the source, ROI once something has closed.
     """
     where, params = _scope(flt)
     rows = []
@@ -176,7 +176,8 @@ def source_roi(session: Session, *, flt: AnalyticsFilter) -> list[SourceRoiRow]:
         cost = _float(r.cost)
         won_revenue = float(r.won_revenue)
         cost_per_won = cost / r.won if cost is not None and r.won else None
-        roi = (won_revenue - cost) / cost if cost else None
+        # Before anything has closed, a return of -100% would only say "too early".
+        roi = (won_revenue - cost) / cost if cost and r.won + r.lost else None
         rows.append(
             SourceRoiRow(
                 source=r.source,
