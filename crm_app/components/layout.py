@@ -9,6 +9,7 @@ from crm_app.state.base import AppState
 NAV = [
     ("Leads", "/", "list-ordered"),
     ("Analytics", "/analytics", "chart-column"),
+    ("Settings", "/settings", "settings"),
 ]
 
 
