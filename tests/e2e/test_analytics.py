@@ -96,3 +96,30 @@ def test_a_manager_can_look_at_one_rep(page, ana_team):
     expect(page.locator(".source-row")).to_have_count(1)
     expect(_source_row(page, "referral").locator(".conversion")).to_have_text("100%")
     expect(_source_row(page, "referral").locator(".won-revenue")).to_have_text("$7,000")
+
+
+def test_a_manager_sets_a_source_cost_and_a_bad_one_is_explained(page, ana_team, app_session):
+    from decimal import Decimal
+
+    from crm_app.db.models import SourceCost
+
+    page.goto("/settings")
+    _view_as(page, "Anais Boss (manager)")
+    row = page.locator(".cost-row[data-key=events]")
+    row.locator("input").fill("-40")
+    row.locator(".setting-save").click()
+    expect(row.locator(".setting-error")).to_have_text("A cost cannot be negative.")
+    app_session.expire_all()
+    assert app_session.get(SourceCost, "events") is None
+    row.locator("input").fill("1,500")
+    row.locator(".setting-save").click()
+    expect(row).to_contain_text("Saved")
+    expect(row.locator(".setting-error")).to_have_count(0)
+    app_session.expire_all()
+    try:
+        assert app_session.get(SourceCost, "events").cost == Decimal("1500")
+    finally:  # other modules' pages read the same database
+        stored = app_session.get(SourceCost, "events")
+        if stored is not None:
+            app_session.delete(stored)
+            app_session.commit()
