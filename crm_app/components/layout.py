@@ -8,6 +8,8 @@ from crm_app.state.base import AppState
 
 NAV = [
     ("Leads", "/leads", "list-ordered"),
+    ("Analytics", "/analytics", "chart-column"),
+    ("Settings", "/settings", "settings"),
 ]
 
 

@@ -1,0 +1,183 @@
+"""The one module that turns numbers into Plotly figures, so every chart in the app looks alike.
+
+Same font as the Radix theme, slate text and grid lines, one colour per tier and per source
+(the tier colours are those of the score badges), readable labels on the bars themselves, no
+toolbar, no legend unless colours need explaining. Functions take plain numbers and labels and
+return a `go.Figure`; pages show it with `rx.plotly(data=..., template=charts.TEMPLATE,
+config=charts.CONFIG)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+# Radix colours (light, step 9 for marks, slate for text and lines), matching the app's theme.
+FONT_FAMILY = (
+    "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', system-ui, sans-serif"
+)
+TEXT = "#1C2024"  # slate 12
+MUTED = "#60646C"  # slate 11
+GRID = "#E8E8EC"  # slate 4
+AXIS = "#D9D9E0"  # slate 6
+ACCENT = "#3E63DD"  # indigo 9
+
+# Same hues as components/badges.py TIER_COLORS (tomato, amber, indigo).
+TIER_COLORS = {"hot": "#E54D2E", "warm": "#FFC53D", "cold": "#3E63DD"}
+TIER_LABELS = {"hot": "Hot", "warm": "Warm", "cold": "Cold"}
+SOURCE_COLORS = {
+    "referral": "#46A758",  # grass
+    "linkedin": "#0090FF",  # blue
+    "website": "#12A594",  # teal
+    "webinar": "#6E56CF",  # violet
+    "paid_search": "#F76B15",  # orange
+    "events": "#D6409F",  # pink
+    "cold_outreach": "#8B8D98",  # slate
+}
+FALLBACK_COLOR = "#8B8D98"
+
+# Passed to rx.plotly: no mode bar, no plotly logo, resizes with its box.
+CONFIG = {"displayModeBar": False, "displaylogo": False, "responsive": True}
+
+_AXIS = dict(
+    gridcolor=GRID,
+    linecolor=AXIS,
+    zeroline=False,
+    tickfont=dict(size=12, color=MUTED),
+    title=dict(font=dict(size=12, color=MUTED)),
+    automargin=True,
+)
+
+TEMPLATE = go.layout.Template(
+    layout=go.Layout(
+        font=dict(family=FONT_FAMILY, size=13, color=TEXT),
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        colorway=[ACCENT, *SOURCE_COLORS.values()],
+        xaxis=_AXIS,
+        yaxis=_AXIS,
+        hoverlabel=dict(bgcolor="white", bordercolor=AXIS, font=dict(family=FONT_FAMILY, size=12, color=TEXT)),
+        legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom",
+                    font=dict(size=12, color=MUTED), bgcolor="rgba(0,0,0,0)"),
+        bargap=0.35,
+        margin=dict(l=8, r=16, t=8, b=8),
+        separators=".,",
+    )
+)
+
+
+def source_color(source: str) -> str:
+    return SOURCE_COLORS.get(source, FALLBACK_COLOR)
+
+
+def _figure(height: int, **layout) -> go.Figure:
+    fig = go.Figure()
+    # The template travels with the figure so it looks the same wherever it is shown.
+    fig.update_layout(template=TEMPLATE, height=height, autosize=True, **layout)
+    return fig
+
+
+def ranked_bars(
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    colors: Sequence[str],
+    text: Sequence[str],
+    hover: Sequence[str] | None = None,
+    percent: bool = False,
+    money: bool = False,
+) -> go.Figure:
+    """Horizontal bars, the first item on top (callers pass them best first), values written at
+    the end of each bar. `percent` takes values as fractions (0.67) and draws a 0-100% axis."""
+    fig = _figure(max(140, 44 * len(labels) + 40))
+    fig.add_bar(
+        y=list(labels),
+        x=list(values),
+        orientation="h",
+        marker=dict(color=list(colors), line=dict(width=0)),
+        text=list(text),
+        textposition="outside",
+        cliponaxis=False,
+        textfont=dict(size=12, color=TEXT),
+        hovertext=list(hover) if hover is not None else list(text),
+        hoverinfo="text",
+    )
+    top = max([v for v in values if v is not None] or [0])
+    fig.update_yaxes(autorange="reversed", showgrid=False, ticks="", ticklabelstandoff=6)
+    if percent:
+        # Room on the right for the labels written after the longest bar.
+        fig.update_xaxes(range=[0, max(1.0, top) * 1.35], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
+    else:
+        fig.update_xaxes(range=[0, (top or 1) * 1.3], tickprefix="$" if money else "", tickformat="~s")
+    return fig
+
+
+def stacked_tier_bars(
+    x: Sequence[str], counts: dict[str, Sequence[int]], *, x_title: str, y_title: str
+) -> go.Figure:
+    """Bars stacked Hot / Warm / Cold per category (e.g. per week), with a legend."""
+    fig = _figure(300, barmode="stack", bargap=0.25)
+    for tier in ("hot", "warm", "cold"):
+        fig.add_bar(
+            x=list(x),
+            y=list(counts.get(tier, [])),
+            name=TIER_LABELS[tier],
+            marker=dict(color=TIER_COLORS[tier], line=dict(width=0)),
+            hovertemplate=f"%{{x|%b %-d, %Y}}<br>{TIER_LABELS[tier]}: %{{y}}<extra></extra>",
+        )
+    fig.update_xaxes(title_text=x_title, type="date", showgrid=False, tickformat="%b %-d")
+    fig.update_yaxes(title_text=y_title, rangemode="tozero", tickformat=",d")
+    fig.update_layout(margin=dict(l=8, r=16, t=36, b=8), legend_traceorder="normal")
+    return fig
+
+
+def tier_bars(
+    tiers: Sequence[str],
+    values: Sequence[float],
+    *,
+    text: Sequence[str],
+    labels: Sequence[str] | None = None,
+    hover: Sequence[str] | None = None,
+) -> go.Figure:
+    """One vertical bar per tier in its colour, as fractions on a 0-100% axis, short values on top
+    (`labels` under the bars, e.g. "Hot<br>18 closed"; the tier names by default)."""
+    fig = _figure(260, bargap=0.45)
+    fig.add_bar(
+        x=list(labels) if labels is not None else [TIER_LABELS.get(t, t) for t in tiers],
+        y=list(values),
+        marker=dict(color=[TIER_COLORS.get(t, FALLBACK_COLOR) for t in tiers], line=dict(width=0)),
+        text=list(text),
+        textposition="outside",
+        cliponaxis=False,
+        textfont=dict(size=13, color=TEXT),
+        hovertext=list(hover) if hover is not None else list(text),
+        hoverinfo="text",
+    )
+    fig.update_yaxes(range=[0, 1.15], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
+    fig.update_xaxes(showgrid=False, ticks="")
+    return fig
+
+
+def funnel(labels: Sequence[str], counts: Sequence[int], *, text: Sequence[str]) -> go.Figure:
+    """A stage funnel: one band per stage, widest first, labelled with the count and share."""
+    fig = _figure(max(220, 44 * len(labels) + 20))
+    fig.add_trace(
+        go.Funnel(
+            y=list(labels),
+            x=list(counts),
+            text=list(text),
+            textinfo="text",
+            # Inside the band when it fits, beside it when the band is too narrow to read.
+            textposition="auto",
+            insidetextfont=dict(size=12, color="white"),
+            outsidetextfont=dict(size=12, color=TEXT),
+            cliponaxis=False,
+            marker=dict(color=ACCENT, line=dict(width=0)),
+            connector=dict(fillcolor="#E0E4FF", line=dict(width=0)),  # indigo 4
+            hoverinfo="text",
+            hovertext=[f"{label}: {t}" for label, t in zip(labels, text)],
+        )
+    )
+    fig.update_yaxes(showgrid=False, ticks="")
+    return fig

@@ -1,0 +1,96 @@
+"""Settings: what each source costs (for ROI) and how long a deal may sit in each stage."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from crm_app.components.layout import page_frame
+from crm_app.services.settings import SourceCostRow, StageRuleRow
+from crm_app.state.settings import SettingsState
+
+MUTED = rx.color("gray", 10)
+
+
+def _editor_row(key, label, value, on_change, on_save, placeholder: str, unit_before: str, unit_after: str,
+                class_name: str) -> rx.Component:
+    error = SettingsState.errors.get(key, "")
+    return rx.table.row(
+        rx.table.cell(rx.text(label, weight="medium"), vertical_align="middle", width="180px"),
+        rx.table.cell(
+            rx.vstack(
+                rx.hstack(
+                    rx.input(
+                        rx.input.slot(unit_before) if unit_before else rx.fragment(),
+                        value=value,
+                        on_change=on_change,
+                        placeholder=placeholder,
+                        disabled=~SettingsState.viewer_is_manager,
+                        width="160px",
+                        color_scheme=rx.cond(error != "", "tomato", "indigo"),
+                        class_name="setting-input",
+                    ),
+                    rx.text(unit_after, size="2", color=MUTED) if unit_after else rx.fragment(),
+                    rx.button("Save", size="2", variant="soft", on_click=on_save,
+                              disabled=~SettingsState.viewer_is_manager, class_name="setting-save"),
+                    rx.cond(SettingsState.saved.get(key, False),
+                            rx.badge(rx.icon("check", size=12), "Saved", color_scheme="grass", variant="soft")),
+                    align="center",
+                    spacing="2",
+                ),
+                rx.cond(error != "", rx.text(error, size="1", color=rx.color("tomato", 11),
+                                             class_name="setting-error")),
+                spacing="1",
+            )
+        ),
+        class_name=class_name,
+        data_key=key,
+    )
+
+
+def _cost_row(row: SourceCostRow) -> rx.Component:
+    return _editor_row(
+        row.source, row.label, SettingsState.cost_drafts.get(row.source, ""),
+        lambda value: SettingsState.type_cost(row.source, value), SettingsState.save_cost(row.source),
+        "Not set", "$", "", "cost-row",
+    )
+
+
+def _rule_row(row: StageRuleRow) -> rx.Component:
+    return _editor_row(
+        row.stage, row.label, SettingsState.day_drafts.get(row.stage, ""),
+        lambda value: SettingsState.type_days(row.stage, value), SettingsState.save_days(row.stage),
+        "Days", "", "days", "rule-row",
+    )
+
+
+def _card(title: str, caption: str, rows, render) -> rx.Component:
+    return rx.card(
+        rx.heading(title, size="4"),
+        rx.text(caption, size="2", color=MUTED, padding_bottom="0.75em"),
+        rx.table.root(rx.table.body(rx.foreach(rows, render)), variant="ghost", size="1", width="100%"),
+        size="3",
+        width="100%",
+    )
+
+
+def settings_page() -> rx.Component:
+    return page_frame(
+        "Settings",
+        "What the team spends per source, and how long a deal may wait in each stage.",
+        rx.cond(
+            ~SettingsState.viewer_is_manager,
+            rx.callout("Only managers can change settings; choose a manager in the sidebar to edit.",
+                       icon="lock", color_scheme="gray", variant="surface", margin_bottom="1em"),
+        ),
+        rx.grid(
+            _card("Cost per source", "Total spend on each channel, for cost per won deal and ROI on the "
+                  "analytics page. Leave blank when unknown.", SettingsState.costs, _cost_row),
+            _card("Stage limits", "Days a deal may sit in a stage before it is flagged as stagnating "
+                  "(1 to 365).", SettingsState.rules, _rule_row),
+            columns="2",
+            spacing="5",
+            width="100%",
+            align="start",
+        ),
+        on_viewer_change=SettingsState.set_viewer,
+    )

@@ -1,0 +1,85 @@
+"""The settings page: source costs and stage limits as typed, with a message per field."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from crm_app.services.errors import InvalidInput
+from crm_app.services.settings import (
+    SourceCostRow,
+    StageRuleRow,
+    set_source_cost,
+    set_stagnation_days,
+    source_costs,
+    stage_rules,
+)
+from crm_app.state.base import AppState, now_utc, run_db
+
+
+class SettingsState(AppState):
+    costs: list[SourceCostRow] = []
+    rules: list[StageRuleRow] = []
+    # What is in each input (by source / stage), and the message under it.
+    cost_drafts: dict[str, str] = {}
+    day_drafts: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    saved: dict[str, bool] = {}
+
+    async def _refresh(self) -> None:
+        self.costs, self.rules = await run_db(lambda s: (source_costs(s), stage_rules(s)))
+        self.cost_drafts = {r.source: r.cost for r in self.costs}
+        self.day_drafts = {r.stage: r.days for r in self.rules}
+        self.errors, self.saved = {}, {}
+
+    @rx.event
+    async def load(self):
+        await self._load_team()
+        await self._refresh()
+
+    @rx.event
+    async def set_viewer(self, value: str):
+        self.viewer_id = value
+
+    @rx.event
+    def type_cost(self, source: str, value: str):
+        self.cost_drafts[source] = value[:20]
+        self.saved[source] = False
+
+    @rx.event
+    def type_days(self, stage: str, value: str):
+        self.day_drafts[stage] = value[:6]
+        self.saved[stage] = False
+
+    @rx.event
+    async def save_cost(self, source: str):
+        if not self.viewer_is_manager:
+            self.errors[source] = "Only a manager can change costs."
+            return
+        typed, now = self.cost_drafts.get(source, ""), now_utc()
+        try:
+            row = await run_db(lambda s: set_source_cost(s, source=source, typed=typed, now=now))
+        except InvalidInput as error:
+            self.errors[source] = str(error)
+            self.saved[source] = False
+            return
+        self.costs = [row if r.source == source else r for r in self.costs]
+        self.cost_drafts[source] = row.cost
+        self.errors[source] = ""
+        self.saved[source] = True
+
+    @rx.event
+    async def save_days(self, stage: str):
+        if not self.viewer_is_manager:
+            self.errors[stage] = "Only a manager can change stage limits."
+            return
+        typed = self.day_drafts.get(stage, "")
+        try:
+            row = await run_db(lambda s: set_stagnation_days(s, stage=stage, typed=typed))
+        except InvalidInput as error:
+            self.errors[stage] = str(error)
+            self.saved[stage] = False
+            return
+        self.rules = [row if r.stage == stage else r for r in self.rules]
+        self.day_drafts[stage] = row.days
+        self.errors[stage] = ""
+        self.saved[stage] = True
