@@ -26,4 +26,4 @@ export REFLEX_CHECK_LATEST_VERSION=false
 export PYTHONUNBUFFERED=1
 # The embedded PostgreSQL keeps its lock and socket under the runtime dir.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
-mkdir -p -m 700 "$XDG_RUNTIME_DIR"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"

@@ -313,3 +313,14 @@ def test_replies_on_lost_deals_are_more_often_negative(db: Connection) -> None:
         return sum(body in negative for body in bodies) / len(bodies)
 
     assert negative_share(Stage.LOST) > negative_share(Stage.WON) + 0.2
+
+
+def test_every_closed_deal_keeps_its_score_at_close_and_open_ones_have_none(db: Connection) -> None:
+    missing, stray = db.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE stage IN ('won', 'lost') AND score_at_close IS NULL), "
+            "       count(*) FILTER (WHERE stage NOT IN ('won', 'lost') AND score_at_close IS NOT NULL) "
+            "FROM leads"
+        )
+    ).one()
+    assert (missing, stray) == (0, 0)

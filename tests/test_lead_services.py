@@ -146,3 +146,16 @@ def test_bulk_reassign_changes_only_the_selected_leads_and_bumps_their_versions(
         (sam.id, before[a.id] + 1), (sam.id, before[b.id] + 1), (ria.id, before[c.id])]
     with pytest.raises(InvalidInput):
         reassign_leads(session, lead_ids=[], owner_id=sam.id, now=NOW)
+
+
+def test_score_at_close_is_what_the_rubric_said_when_the_deal_closed(session):
+    from crm_app.services.scoring import record_scores_at_close
+
+    lead = make_lead(session, "Ada", now=NOW, company_size=120,
+                     activities=[(K.PRICING_REQUEST, timedelta(days=10)), (K.PAGE_VISIT, timedelta(hours=1))])
+    # Closed 5 days ago: the page visit an hour ago came after and must not count.
+    session.execute(text("UPDATE leads SET stage = 'won', closed_at = :t, score_at_close = NULL WHERE id = :id"),
+                    {"t": NOW - timedelta(days=5), "id": lead.id})
+    assert record_scores_at_close(session) >= 1
+    session.refresh(lead)
+    assert lead.score_at_close == 30 + 10 + 5

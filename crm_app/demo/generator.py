@@ -41,7 +41,7 @@ from sqlmodel import Session
 
 from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Role, Source, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
-from crm_app.services.scoring import rescore_all
+from crm_app.services.scoring import record_scores_at_close, rescore_all
 
 # The simulation keeps every moment as whole seconds since the epoch: cheap to draw and compare,
 # and flooring keeps every drawn moment at or before `now`.
@@ -355,6 +355,7 @@ def generate_demo_data(
 
     with Session(engine) as session:
         rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
+        record_scores_at_close(session)
     # Rescoring rewrote every lead, and bulk-loaded tables have no planner statistics yet: without
     # them the ranked lists may not use their indexes until autovacuum comes round.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

@@ -87,6 +87,17 @@ def _store_scores(session: Session, scored: list[tuple[int, ScoreResult]], now: 
     )
 
 
+def _activities_between(session: Session, first: int, last: int) -> dict[int, list[ActivityFact]]:
+    """Activities of the leads with ids in [first, last], grouped by lead (one range scan)."""
+    activities: dict[int, list[ActivityFact]] = defaultdict(list)
+    for lead_id, kind, occurred_at in session.execute(
+        text("SELECT lead_id, kind, occurred_at FROM activities WHERE lead_id BETWEEN :first AND :last"),
+        {"first": first, "last": last},
+    ):
+        activities[lead_id].append(ActivityFact(ActivityKind(kind), occurred_at))
+    return activities
+
+
 def _rescore_where(
     session: Session,
     now: datetime,
@@ -109,16 +120,8 @@ def _rescore_where(
         ).all()
         if not leads:
             break
-        first, last_id = leads[0].id, leads[-1].id
-        activities: dict[int, list[ActivityFact]] = defaultdict(list)
-        for lead_id, kind, occurred_at in session.execute(
-            text(
-                "SELECT lead_id, kind, occurred_at FROM activities "
-                "WHERE lead_id BETWEEN :first AND :last"
-            ),
-            {"first": first, "last": last_id},
-        ):
-            activities[lead_id].append(ActivityFact(ActivityKind(kind), occurred_at))
+        last_id = leads[-1].id
+        activities = _activities_between(session, leads[0].id, last_id)
         scored = [
             (
                 row.id,
@@ -161,3 +164,45 @@ def rescore_expired(session: Session, now: datetime, engine: ScoringEngine | Non
     )
     session.commit()
     return count
+
+
+def record_scores_at_close(
+    session: Session, engine: ScoringEngine | None = None, batch_size: int = 5000
+) -> int:
+    """Fill in score_at_close where it is missing: what the engine said at the moment each deal
+    closed, from the activities known then (after an import or for generated history). Commits."""
+    engine = engine or active_engine()
+    done, last_id = 0, 0
+    while True:
+        leads = session.execute(
+            text(
+                "SELECT id, company_size, source, custom_fields, closed_at FROM leads "
+                "WHERE id > :last_id AND closed_at IS NOT NULL AND score_at_close IS NULL "
+                "ORDER BY id LIMIT :n"
+            ),
+            {"last_id": last_id, "n": batch_size},
+        ).all()
+        if not leads:
+            break
+        last_id = leads[-1].id
+        activities = _activities_between(session, leads[0].id, last_id)
+        values = [
+            (
+                row.id,
+                engine.score(
+                    LeadFacts(company_size=row.company_size, source=row.source,
+                              activities=activities[row.id], custom_fields=row.custom_fields or {}),
+                    row.closed_at,
+                ).score,
+            )
+            for row in leads
+        ]
+        execute_values(
+            session.connection().connection.cursor(),
+            "UPDATE leads AS l SET score_at_close = v.score FROM (VALUES %s) AS v(id, score) WHERE l.id = v.id",
+            values,
+            page_size=1000,
+        )
+        done += len(values)
+    session.commit()
+    return done
