@@ -60,28 +60,28 @@ def team(session):
             "barbara": barbara, "linus": linus}
 
 
-def test_queue_lists_hot_then_overdue_then_stuck_with_words_a_rep_understands(session, team):
+def test_queue_lists_overdue_then_hot_then_stuck_with_words_a_rep_understands(session, team):
     items, total = action_queue(session, owner_id=team["ria"].id, now=NOW)
 
-    assert [i.name for i in items] == ["Ada", "Grace", "Alan"]
+    assert [i.name for i in items] == ["Grace", "Ada", "Alan"]
     assert total == 3
-    ada, grace, alan = items
+    grace, ada, alan = items
     assert (ada.kind, ada.headline) == ("hot", "Call: asked for pricing 20 min ago")
     assert ada.score == team["ada"].score == 85
     assert (grace.kind, grace.headline) == ("overdue", "Follow up: overdue by 2 days — ‘send the proposal’")
     assert grace.follow_up_id > 0
     assert (alan.kind, alan.headline) == (
         "stuck", "Stuck in Negotiation for 21 days (limit 14): re-engage or close")
-    assert [i.rank for i in items] == [300 + 85, 250 + 5, 100 + 10]
+    assert [i.rank for i in items] == [400 + 5, 300 + 85, 100 + 10]
 
 
 def test_manager_view_holds_the_whole_team_and_a_lead_appears_once_with_its_other_reasons(session, team):
     _follow_up(session, team["ada"], team["ria"], timedelta(hours=1), "confirm the budget")
     items, _ = action_queue(session, owner_id=None, now=NOW)
 
-    assert [i.name for i in items] == ["Ada", "Linus", "Grace", "Alan"]
-    assert items[0].headline.startswith("Call:")
-    assert items[0].secondary == ["Follow up: due today at 16:00 — ‘confirm the budget’"]
+    assert [i.name for i in items] == ["Grace", "Ada", "Linus", "Alan"]
+    assert items[1].headline.startswith("Call:")
+    assert items[1].secondary == ["Follow up: due today at 16:00 — ‘confirm the budget’"]
 
 
 def test_a_call_in_the_last_hour_takes_a_hot_lead_off_the_queue(session, team):
@@ -134,7 +134,7 @@ def test_snoozing_a_follow_up_item_postpones_the_follow_up(session, team):
 
 
 def test_done_on_a_follow_up_removes_it(session, team):
-    item = action_queue(session, owner_id=team["ria"].id, now=NOW)[0][1]
+    item = action_queue(session, owner_id=team["ria"].id, now=NOW)[0][0]
     assert item.name == "Grace"
     dismiss_item(session, lead_id=item.lead_id, follow_up_id=item.follow_up_id, now=NOW)
 
@@ -149,7 +149,8 @@ def test_done_on_a_hot_lead_hides_it_until_the_prospect_engages_again(session, t
 
     log_activity(session, lead_id=ada.id, kind=K.EMAIL_RECEIVED, now=NOW + timedelta(days=1))
     items = action_queue(session, owner_id=team["ria"].id, now=NOW + timedelta(days=1, minutes=3))[0]
-    assert (items[0].name, items[0].headline) == ("Ada", "Call: replied by email 3 min ago")
+    assert [(i.name, i.headline) for i in items if i.kind == "hot"] == [
+        ("Ada", "Call: replied by email 3 min ago")]
 
 
 def test_a_stale_version_is_refused_and_nothing_changes(session, team):
@@ -205,3 +206,10 @@ def test_nothing_to_do_gives_an_empty_queue(session):
     make_lead(session, "Calm", now=NOW, owner=rep, created_ago=timedelta(days=1))
     make_lead(session, "Closed", now=NOW, owner=rep, stage=Stage.LOST, company_size=120, activities=HOT)
     assert action_queue(session, owner_id=rep.id, now=NOW) == ([], 0)
+
+
+def test_a_deal_just_past_its_limit_reads_over_the_limit(session, team):
+    session.get(Lead, team["alan"].id).stage_entered_at = NOW - timedelta(days=14, hours=3)
+    session.commit()
+    alan = next(i for i in action_queue(session, owner_id=team["ria"].id, now=NOW)[0] if i.name == "Alan")
+    assert alan.headline == "Stuck in Negotiation for over 14 days (limit 14): re-engage or close"

@@ -8,6 +8,7 @@ from crm_app.state.base import AppState
 
 NAV = [
     ("Leads", "/", "list-ordered"),
+    ("Today", "/dashboard", "layout-dashboard"),
 ]
 
 

@@ -38,7 +38,7 @@ class StageHealth:
 
 @dataclass
 class WeekCount:
-    label: str  # "9 Nov"
+    label: str  # "9 Nov": the Monday it starts
     count: int
     current: bool  # this (incomplete) week
 

@@ -9,12 +9,12 @@ An item is a lead with a reason to act on it now:
 
 Ranking (all in SQL): rank = urgency points of the reason + the lead's score (0-100), where
 
-    hot 300, overdue follow-up 250, follow-up due today 200, stuck deal 100.
+    overdue follow-up 400, hot 300, follow-up due later today 200, stuck deal 100.
 
-So a Hot lead waiting for its call always comes first; an overdue promise beats one due later
-today unless the later one's lead scores 50+ points more; stuck deals come last. Ties go to the
-lead created first (lowest id). A lead appears once, under its highest-ranked reason; its other
-reasons are listed with it as secondary reasons.
+Points are 100 apart, so the reason decides and the score breaks ties: first the promises the rep
+has already broken (few, and made by the rep), then Hot leads waiting for their call, then what is
+due later today, then stuck deals. Equal ranks go to the lead created first (lowest id). A lead
+appears once, under its highest-ranked reason; its other reasons are listed with it as secondary.
 
 Snoozing hides a lead's hot and stuck reasons until the given time (the prospect doing something
 new brings it back early: `log_activity` clears the snooze). A follow-up is the rep's own promise,
@@ -36,8 +36,8 @@ from crm_app.scoring import ENGAGEMENT_KINDS
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
 from crm_app.services.leads import log_activity
 
+OVERDUE_POINTS = 400
 HOT_POINTS = 300
-OVERDUE_POINTS = 250
 DUE_TODAY_POINTS = 200
 STUCK_POINTS = 100
 CONTACT_WINDOW = timedelta(hours=1)
@@ -58,7 +58,7 @@ _ENGAGED = {
     ActivityKind.EMAIL_OPENED: "opened your email",
     ActivityKind.PAGE_VISIT: "visited the website",
     ActivityKind.FORM_SUBMISSION: "submitted a form",
-    ActivityKind.MEETING: "met with the team",
+    ActivityKind.MEETING: "had a meeting",
 }
 
 
@@ -122,7 +122,9 @@ def _follow_up_text(due_at: datetime, note: str | None, now: datetime) -> str:
 
 def _stuck_text(stage: str, entered_at: datetime, limit_days: int, now: datetime) -> str:
     days = (now - entered_at).days
-    return f"Stuck in {Stage(stage).label} for {days} days (limit {limit_days}): re-engage or close"
+    # Just past the limit the whole days still equal it: "over 14 days" reads right there.
+    span = f"over {days} days" if days <= limit_days else f"{days} days"
+    return f"Stuck in {Stage(stage).label} for {span} (limit {limit_days}): re-engage or close"
 
 
 def end_of_day(now: datetime) -> datetime:
@@ -247,7 +249,7 @@ def action_queue(
 
 # --- Actions --------------------------------------------------------------------------------
 
-SNOOZE_CHOICES = {"hour": "1 hour", "tomorrow": "Tomorrow 9:00", "next_week": "Next week"}
+SNOOZE_CHOICES = {"hour": "In 1 hour", "tomorrow": "Tomorrow 9:00", "next_week": "Next week"}
 
 
 def snooze_time(choice: str, now: datetime) -> datetime:
