@@ -239,17 +239,25 @@ def _health() -> rx.Component:
         rx.card(
             rx.vstack(
                 rx.heading("New leads per week", size="3"),
-                rx.hstack(
-                    rx.box(width="16px", border_top="2px dashed #ffa01c"),
-                    rx.text("usual pace: ", S.baseline_label, " a week (the 4 weeks before last)",
-                            size="1", color=rx.color("gray", 10)),
-                    align="center",
-                    spacing="2",
+                rx.cond(
+                    S.baseline > 0,
+                    rx.hstack(
+                        rx.box(width="16px", border_top="2px dashed #ffa01c"),
+                        rx.text("usual pace: ", S.baseline_label, " a week (the 4 weeks before last)",
+                                size="1", color=rx.color("gray", 10)),
+                        align="center",
+                        spacing="2",
+                    ),
                 ),
                 spacing="1",
             ),
-            rx.plotly(data=S.new_leads_chart, config={"displayModeBar": False}, width="100%",
-                      height="220px", use_resize_handler=True),
+            rx.cond(
+                S.has_new_leads,
+                rx.plotly(data=S.new_leads_chart, config={"displayModeBar": False}, width="100%",
+                          height="220px", use_resize_handler=True),
+                rx.center(rx.text("No new leads in the last 8 weeks.", size="2", color=rx.color("gray", 10)),
+                          padding="2.5em 0", class_name="no-new-leads"),
+            ),
             width="100%",
         ),
         spacing="3",

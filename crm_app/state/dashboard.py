@@ -74,6 +74,10 @@ class DashboardState(AppState):
         return new_leads_figure(self.weeks, self.baseline)
 
     @rx.var
+    def has_new_leads(self) -> bool:
+        return any(w.count for w in self.weeks)
+
+    @rx.var
     def baseline_label(self) -> str:
         return f"{self.baseline:.1f}"
 
@@ -209,6 +213,11 @@ class DashboardState(AppState):
         except ServiceError as error:
             self.log_error = str(error)
             self.log_saving = False
+            # Someone changed the lead meanwhile: show its latest state, so Save works on a retry.
+            await self._refresh()
+            item = self._item(lead_id)
+            if item is not None:
+                self.log_version, self.log_follow_up_id = item.version, item.follow_up_id
             return
         self.log_saving, self.log_open = False, False
         await self._refresh()

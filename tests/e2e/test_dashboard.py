@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from crm_app.db.models import Activity, Lead
+from crm_app.db.models import Activity, Lead, User
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Stage
 from tests.e2e.conftest import APP_NOW
@@ -24,7 +24,10 @@ RECENT = timedelta(days=1)  # in a stage for a day: not stuck
 
 @pytest.fixture(scope="module")
 def dash(app_session):
-    """One rep per test, so no test sees another's actions; leads of known scores."""
+    """One rep per test, so no test sees another's actions; leads of known scores.
+
+    Removed again afterwards: other modules read the shared app's team (the smoke test expects its
+    own rep to be the first rep in the picker and four leads in the whole team)."""
 
     def book(rep_name: str, prefix: str):
         rep = make_user(app_session, rep_name)
@@ -36,12 +39,20 @@ def dash(app_session):
                           stage=Stage.NEGOTIATION, created_ago=timedelta(days=21))
         return rep, first, second, stuck
 
-    return {
+    data = {
         "order": book("DashOrder Rep", "Dash Order"),
         "call": book("DashCall Rep", "Dash Call"),
         "snooze": book("DashSnooze Rep", "Dash Snooze"),
         "quiet": make_user(app_session, "DashQuiet Rep"),
     }
+    yield data
+    app_session.rollback()
+    reps = [data[k][0] for k in ("order", "call", "snooze")] + [data["quiet"]]
+    rep_ids = [rep.id for rep in reps]
+    # Activities, follow-ups and stage changes go with their leads (ON DELETE CASCADE).
+    app_session.execute(delete(Lead).where(Lead.owner_id.in_(rep_ids)))
+    app_session.execute(delete(User).where(User.id.in_(rep_ids)))
+    app_session.commit()
 
 
 def _view_as(page, rep_name: str) -> None:
