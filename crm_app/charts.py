@@ -22,6 +22,8 @@ MUTED = "#60646C"  # slate 11
 GRID = "#E8E8EC"  # slate 4
 AXIS = "#D9D9E0"  # slate 6
 ACCENT = "#3E63DD"  # indigo 9
+ACCENT_LIGHT = "#AEC0F5"  # indigo, lighter: a period that is not over yet
+BASELINE = "#FFA01C"  # amber 9: an average to compare against
 
 # Same hues as components/badges.py TIER_COLORS (tomato, amber, indigo).
 TIER_COLORS = {"hot": "#E54D2E", "warm": "#FFC53D", "cold": "#3E63DD"}
@@ -180,4 +182,31 @@ def funnel(labels: Sequence[str], counts: Sequence[int], *, text: Sequence[str])
         )
     )
     fig.update_yaxes(showgrid=False, ticks="")
+    return fig
+
+
+def new_leads_per_week(weeks, baseline: float) -> go.Figure:
+    """New leads per week as bars (this week lighter: it is not over), the baseline as a dashed line.
+
+    `weeks` are rows with `label`, `count` and `current`; the baseline is labelled by the card around
+    the chart, since an annotation here collides with the bars.
+    """
+    fig = _figure(
+        220,
+        showlegend=False,
+        margin=dict(l=8, r=8, t=24, b=8),
+        xaxis=dict(showgrid=False, fixedrange=True, tickfont=dict(size=11), tickangle=0),
+        yaxis=dict(fixedrange=True, rangemode="tozero", showticklabels=False),
+    )
+    fig.add_bar(
+        x=[w.label.replace(" ", "<br>") for w in weeks],  # "9<br>Nov": fits a narrow card upright
+        y=[w.count for w in weeks],
+        marker_color=[ACCENT_LIGHT if w.current else ACCENT for w in weeks],
+        text=[w.count for w in weeks],
+        textposition="outside",
+        cliponaxis=False,
+        hovertemplate="Week of %{x}: %{y} new leads<extra></extra>",
+    )
+    if baseline > 0:
+        fig.add_hline(y=baseline, line_dash="dash", line_color=BASELINE, line_width=2)
     return fig

@@ -7,6 +7,7 @@ import reflex as rx
 from crm_app.state.base import AppState
 
 NAV = [
+    ("Today", "/", "layout-dashboard"),
     ("Leads", "/leads", "list-ordered"),
     ("Analytics", "/analytics", "chart-column"),
     ("Settings", "/settings", "settings"),

@@ -1,0 +1,153 @@
+"""Pipeline health for one rep or the whole team: what is open per stage, how fresh leads arrive,
+how the open leads split by tier and how many deals are stuck. Two aggregate queries.
+
+Drying-up rule: the baseline is the average number of new leads a week over the four complete
+weeks before last week. The pipeline is drying up when last week brought fewer than 60% of the
+baseline, or when this week, with at least three days gone, is on pace for fewer than 60% of it
+(new leads so far / days gone x 7). No warning while the baseline is under two leads a week: too
+few to tell a trend from noise. Weeks start on Monday 00:00 in `now`'s time zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from crm_app.db.queries import money
+from crm_app.domain import OPEN_STAGES, Stage
+
+WEEKS_SHOWN = 8
+BASELINE_WEEKS = 4
+DRY_SHARE = 0.6
+MIN_DAYS_FOR_PACE = 3
+MIN_BASELINE = 2.0
+
+
+@dataclass
+class StageHealth:
+    stage: str
+    label: str
+    count: int
+    value: float
+    value_label: str
+    stuck: int
+
+
+@dataclass
+class WeekCount:
+    label: str  # "9 Nov": the Monday it starts
+    count: int
+    current: bool  # this (incomplete) week
+
+
+@dataclass
+class PipelineHealth:
+    stages: list[StageHealth] = field(default_factory=list)
+    open_count: int = 0
+    open_value_label: str = "$0"
+    hot: int = 0
+    warm: int = 0
+    cold: int = 0
+    stuck: int = 0
+    weeks: list[WeekCount] = field(default_factory=list)  # oldest first, this week last
+    baseline: float = 0.0
+    drying_up: bool = False
+    drying_message: str = ""
+
+
+_STAGES_SQL = """
+SELECT l.stage,
+       count(*) AS count,
+       coalesce(sum(l.deal_value), 0) AS value,
+       count(*) FILTER (WHERE l.tier = 'hot') AS hot,
+       count(*) FILTER (WHERE l.tier = 'warm') AS warm,
+       count(*) FILTER (WHERE l.tier = 'cold') AS cold,
+       count(*) FILTER (
+           WHERE l.stage_entered_at < CAST(:now AS timestamptz) - make_interval(days => r.stagnation_days)
+       ) AS stuck
+  FROM leads l
+  LEFT JOIN stage_rules r ON r.stage = l.stage
+ WHERE l.stage = ANY(:open_stages)
+   AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
+ GROUP BY l.stage
+"""
+
+_WEEKS_SQL = """
+SELECT date_bin('7 days', l.created_at, CAST(:origin AS timestamptz)) AS week, count(*) AS count
+  FROM leads l
+ WHERE l.created_at >= :since AND l.created_at <= :now
+   AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
+ GROUP BY 1
+"""
+
+
+def week_start(now: datetime) -> datetime:
+    """Monday 00:00 of `now`'s week, in `now`'s time zone."""
+    return datetime.combine(now.date() - timedelta(days=now.weekday()), time(0), tzinfo=now.tzinfo)
+
+
+def drying_up(weeks: list[int], days_into_week: float) -> tuple[bool, float, str]:
+    """Apply the drying-up rule (module docstring) to weekly counts, oldest first, this week last.
+
+    Returns whether to warn, the baseline and the sentence that says why."""
+    if len(weeks) < BASELINE_WEEKS + 2:
+        return False, 0.0, ""
+    this_week, last_week = weeks[-1], weeks[-2]
+    baseline = sum(weeks[-2 - BASELINE_WEEKS:-2]) / BASELINE_WEEKS
+    if baseline < MIN_BASELINE:
+        return False, baseline, ""
+    floor = DRY_SHARE * baseline
+    if last_week < floor:
+        return True, baseline, (
+            f"Last week brought {last_week} new leads, against {baseline:.1f} a week before that. "
+            "Time to prospect or ask marketing for more."
+        )
+    if days_into_week >= MIN_DAYS_FOR_PACE:
+        pace = this_week / days_into_week * 7
+        if pace < floor:
+            return True, baseline, (
+                f"This week is on pace for {pace:.0f} new leads, against {baseline:.1f} a week "
+                "before. Time to prospect or ask marketing for more."
+            )
+    return False, baseline, ""
+
+
+def pipeline_health(session: Session, *, owner_id: int | None, now: datetime) -> PipelineHealth:
+    """Counts and values per open stage, tiers, stuck deals and new leads per week, in SQL."""
+    params = {"owner_id": owner_id, "now": now, "open_stages": [s.value for s in OPEN_STAGES]}
+    by_stage = {r.stage: r for r in session.execute(text(_STAGES_SQL), params)}
+    health = PipelineHealth()
+    for stage in OPEN_STAGES:
+        r = by_stage.get(stage.value)
+        count, value = (r.count, float(r.value)) if r else (0, 0.0)
+        health.stages.append(
+            StageHealth(stage=stage.value, label=stage.label, count=count, value=value,
+                        value_label=money(value), stuck=r.stuck if r else 0)
+        )
+        if r:
+            health.hot += r.hot
+            health.warm += r.warm
+            health.cold += r.cold
+            health.stuck += r.stuck
+    health.open_count = sum(s.count for s in health.stages)
+    health.open_value_label = money(sum(s.value for s in health.stages))
+
+    origin = week_start(now)
+    since = origin - timedelta(weeks=WEEKS_SHOWN - 1)
+    counts = {
+        r.week: r.count
+        for r in session.execute(text(_WEEKS_SQL), {**params, "origin": origin, "since": since})
+    }
+    starts = [since + timedelta(weeks=i) for i in range(WEEKS_SHOWN)]
+    health.weeks = [
+        WeekCount(label=f"{start.day} {start:%b}", count=counts.get(start, 0), current=start == origin)
+        for start in starts
+    ]
+    days_in = (now - origin).total_seconds() / 86400
+    health.drying_up, health.baseline, health.drying_message = drying_up(
+        [w.count for w in health.weeks], days_in
+    )
+    return health

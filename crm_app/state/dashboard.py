@@ -1,0 +1,223 @@
+"""The dashboard: the viewer's action queue and pipeline health, and the one-click actions."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import reflex as rx
+
+from crm_app.charts import new_leads_per_week
+from crm_app.domain import ActivityKind
+from crm_app.services.errors import ServiceError
+from crm_app.services.pipeline_health import StageHealth, WeekCount, pipeline_health
+from crm_app.services.queue import QueueItem, action_queue, dismiss_item, snooze_lead, snooze_time, work_item
+from crm_app.state.base import AppState, now_utc, run_db
+
+QUEUE_LIMIT = 25
+LOG_KINDS = {
+    "call": ActivityKind.CALL,
+    "email": ActivityKind.EMAIL_SENT,
+    "meeting": ActivityKind.MEETING,
+    "note": ActivityKind.NOTE,
+}
+LOG_TITLES = {"call": "Log a call", "email": "Log an email", "meeting": "Log a meeting", "note": "Add a note"}
+
+
+class DashboardState(AppState):
+    items: list[QueueItem] = []
+    queue_total: int = 0
+    owner_filter: str = "all"  # managers: "all" or a rep's id
+    loaded: bool = False
+
+    stages: list[StageHealth] = []
+    weeks: list[WeekCount] = []
+    baseline: float = 0.0
+    open_count: int = 0
+    open_value_label: str = "$0"
+    hot: int = 0
+    warm: int = 0
+    cold: int = 0
+    stuck: int = 0
+    drying_up: bool = False
+    drying_message: str = ""
+
+    # An action on one item failed: its message, shown on that item.
+    error_lead_id: int = 0
+    error_message: str = ""
+
+    # The "log an activity" dialog.
+    log_open: bool = False
+    log_lead_id: int = 0
+    log_lead_name: str = ""
+    log_version: int = 0
+    log_follow_up_id: int = 0
+    log_kind: str = "call"
+    log_body: str = ""
+    log_follow_up_days: str = "none"
+    log_follow_up_note: str = ""
+    log_error: str = ""
+    log_saving: bool = False
+
+    @rx.var
+    def owner_options(self) -> list[list[str]]:
+        return [["all", "Whole team"]] + [[str(u.id), u.name] for u in self.users if u.role == "rep"]
+
+    @rx.var
+    def queue_caption(self) -> str:
+        if self.queue_total > len(self.items):
+            return f"Top {len(self.items)} of {self.queue_total} leads that need you"
+        if self.queue_total == 1:
+            return "1 lead needs you"
+        return f"{self.queue_total} leads need you"
+
+    @rx.var
+    def new_leads_chart(self) -> go.Figure:
+        return new_leads_per_week(self.weeks, self.baseline)
+
+    @rx.var
+    def has_new_leads(self) -> bool:
+        return any(w.count for w in self.weeks)
+
+    @rx.var
+    def baseline_label(self) -> str:
+        return f"{self.baseline:.1f}"
+
+    @rx.var
+    def log_title(self) -> str:
+        return LOG_TITLES.get(self.log_kind, "Log activity")
+
+    def _owner(self) -> int | None:
+        if self.viewer_is_manager:
+            return int(self.owner_filter) if self.owner_filter.isdigit() else None
+        return self.viewer_int()
+
+    async def _refresh(self) -> None:
+        owner, now = self._owner(), now_utc()
+        if owner is None and not self.viewer_is_manager:
+            self.items, self.queue_total = [], 0  # no viewer yet
+            return
+
+        def load(session):
+            return (action_queue(session, owner_id=owner, now=now, limit=QUEUE_LIMIT),
+                    pipeline_health(session, owner_id=owner, now=now))
+
+        (self.items, self.queue_total), health = await run_db(load)
+        self.stages, self.weeks, self.baseline = health.stages, health.weeks, health.baseline
+        self.open_count, self.open_value_label = health.open_count, health.open_value_label
+        self.hot, self.warm, self.cold, self.stuck = health.hot, health.warm, health.cold, health.stuck
+        self.drying_up, self.drying_message = health.drying_up, health.drying_message
+        self.loaded = True
+
+    def _item(self, lead_id: int) -> QueueItem | None:
+        return next((i for i in self.items if i.lead_id == lead_id), None)
+
+    @rx.event
+    async def load(self):
+        await self._load_team()
+        self.error_lead_id, self.error_message = 0, ""
+        await self._refresh()
+
+    @rx.event
+    async def set_viewer(self, value: str):
+        self.viewer_id = value
+        self.owner_filter = "all"
+        self.error_lead_id, self.error_message = 0, ""
+        await self._refresh()
+
+    @rx.event
+    async def set_owner_filter(self, value: str):
+        self.owner_filter = value
+        await self._refresh()
+
+    # --- Snooze and done ------------------------------------------------------------------
+
+    async def _act(self, lead_id: int, work) -> None:
+        self.error_lead_id, self.error_message = 0, ""
+        try:
+            await run_db(work)
+        except ServiceError as error:
+            self.error_lead_id, self.error_message = lead_id, str(error)
+        await self._refresh()
+
+    @rx.event
+    async def snooze(self, lead_id: int, choice: str):
+        item = self._item(lead_id)
+        if item is None:
+            return
+        now = now_utc()
+        until = snooze_time(choice, now)
+        await self._act(lead_id, lambda s: snooze_lead(
+            s, lead_id=lead_id, until=until, now=now, follow_up_id=item.follow_up_id or None,
+            expected_version=item.version))
+
+    @rx.event
+    async def mark_done(self, lead_id: int):
+        item = self._item(lead_id)
+        if item is None:
+            return
+        now = now_utc()
+        await self._act(lead_id, lambda s: dismiss_item(
+            s, lead_id=lead_id, now=now, follow_up_id=item.follow_up_id or None,
+            expected_version=item.version))
+
+    # --- The log dialog ---------------------------------------------------------------------
+
+    @rx.event
+    def open_log(self, lead_id: int, kind: str):
+        item = self._item(lead_id)
+        if item is None or kind not in LOG_KINDS:
+            return
+        self.log_lead_id, self.log_lead_name = item.lead_id, item.name
+        self.log_version, self.log_follow_up_id = item.version, item.follow_up_id
+        self.log_kind, self.log_body, self.log_error = kind, "", ""
+        self.log_follow_up_days, self.log_follow_up_note = "none", ""
+        self.log_open = True
+
+    @rx.event
+    def set_log_open(self, value: bool):
+        self.log_open = value
+
+    @rx.event
+    def set_log_kind(self, value: str | list[str]):
+        value = value if isinstance(value, str) else value[0]
+        if value in LOG_KINDS:
+            self.log_kind = value
+
+    @rx.event
+    def set_log_body(self, value: str):
+        self.log_body = value[:20_000]
+        self.log_error = ""
+
+    @rx.event
+    def set_log_follow_up_days(self, value: str):
+        self.log_follow_up_days = value
+
+    @rx.event
+    def set_log_follow_up_note(self, value: str):
+        self.log_follow_up_note = value[:500]
+
+    @rx.event
+    async def save_log(self):
+        if self.log_saving:
+            return
+        lead_id, kind, body = self.log_lead_id, LOG_KINDS[self.log_kind], self.log_body
+        version, follow_up_id, user_id = self.log_version, self.log_follow_up_id, self.viewer_int()
+        days = int(self.log_follow_up_days) if self.log_follow_up_days.isdigit() else None
+        note, now = self.log_follow_up_note, now_utc()
+        self.log_saving, self.log_error = True, ""
+        yield
+        try:
+            await run_db(lambda s: work_item(
+                s, lead_id=lead_id, kind=kind, now=now, user_id=user_id, body=body,
+                follow_up_id=follow_up_id or None, follow_up_days=days, follow_up_note=note,
+                expected_version=version))
+        except ServiceError as error:
+            self.log_error = str(error)
+            self.log_saving = False
+            # Someone changed the lead meanwhile: show its latest state, so Save works on a retry.
+            await self._refresh()
+            item = self._item(lead_id)
+            if item is not None:
+                self.log_version, self.log_follow_up_id = item.version, item.follow_up_id
+            return
+        self.log_saving, self.log_open = False, False
+        await self._refresh()
