@@ -140,9 +140,9 @@ def test_every_stage_and_source_appears_and_some_leads_wait_for_an_owner(db: Con
     assert set(stages) == set(Stage)
     assert set(sources) == set(Source)
     assert sum(stages.values()) == LEADS
-    # A funnel: more new leads than in negotiation; about a third closed.
+    # A funnel: more new leads than in negotiation; about half closed, as a year of work leaves it.
     assert stages[Stage.NEW] > stages[Stage.QUALIFIED] > stages[Stage.NEGOTIATION]
-    assert 0.25 < (stages[Stage.WON] + stages[Stage.LOST]) / LEADS < 0.45
+    assert 0.4 < (stages[Stage.WON] + stages[Stage.LOST]) / LEADS < 0.65
     # Paid search brings the most leads, referrals the fewest.
     assert max(sources, key=sources.get) == Source.PAID_SEARCH
     assert min(sources, key=sources.get) == Source.REFERRAL

@@ -34,7 +34,7 @@ def test_counts_and_values_per_open_stage_tiers_and_stuck_deals(session):
     assert (by_stage["negotiation"].count, by_stage["negotiation"].value, by_stage["negotiation"].stuck) \
         == (1, 40000.0, 1)
     assert by_stage["proposal"].count == 0
-    # A's "new" stage is 30 days old (limit 3): stuck too. B's is 1 day old.
+    # A's "new" stage is 30 days old (limit 7): stuck too. B's is 1 day old.
     assert (mine.open_count, mine.open_value_label, mine.stuck) == (3, "$43,500", 2)
     assert (mine.hot, mine.warm, mine.cold) == (1, 0, 2)
 

@@ -50,7 +50,7 @@ def team(session):
     alan = make_lead(session, "Alan", now=NOW, owner=ria, stage=Stage.NEGOTIATION, company_size=800,
                      created_ago=timedelta(days=21))  # 10, stuck 21 > 14 days
     edsger = make_lead(session, "Edsger", now=NOW, owner=ria, stage=Stage.PROPOSAL,
-                       created_ago=timedelta(days=3))  # proposal limit 10: not stuck
+                       created_ago=timedelta(days=3))  # proposal limit 14: not stuck
     barbara = make_lead(session, "Barbara", now=NOW, owner=ria, stage=Stage.WON, company_size=120,
                         activities=HOT)  # hot but closed
     linus = make_lead(session, "Linus", now=NOW, owner=sam, company_size=120, activities=HOT,

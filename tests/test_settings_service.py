@@ -50,7 +50,7 @@ def test_bad_costs_are_refused_with_a_message_and_nothing_changes(session, typed
 def test_stage_limits_are_listed_in_pipeline_order_and_edited(session):
     rows = team_settings.stage_rules(session)
     assert [r.stage for r in rows] == ["new", "contacted", "qualified", "meeting", "proposal", "negotiation"]
-    assert rows[0].days == "3"  # seeded by migration 0002
+    assert rows[0].days == "7"  # seeded by migration 0002
     team_settings.set_stagnation_days(session, stage="proposal", typed=" 21 ")
     assert session.get(StageRule, "proposal").stagnation_days == 21
 
@@ -70,4 +70,4 @@ def test_bad_stage_limits_are_refused(session, stage, typed, field, message):
     with pytest.raises(InvalidInput, match=message) as error:
         team_settings.set_stagnation_days(session, stage=stage, typed=typed)
     assert error.value.field == field
-    assert session.get(StageRule, "new").stagnation_days == 3
+    assert session.get(StageRule, "new").stagnation_days == 7  # the default, unchanged

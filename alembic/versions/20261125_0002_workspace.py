@@ -50,8 +50,8 @@ def upgrade() -> None:
         sa.table('stage_rules', sa.column('stage', sa.String), sa.column('stagnation_days', sa.Integer)),
         [
             {'stage': stage, 'stagnation_days': days}
-            for stage, days in [('new', 3), ('contacted', 7), ('qualified', 10), ('meeting', 7),
-                                ('proposal', 10), ('negotiation', 14)]
+            for stage, days in [('new', 7), ('contacted', 14), ('qualified', 21), ('meeting', 7),
+                                ('proposal', 14), ('negotiation', 14)]
         ],
     )
     op.create_index('ix_follow_ups_lead', 'follow_ups', ['lead_id'], unique=False)

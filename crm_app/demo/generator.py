@@ -550,8 +550,9 @@ class _Simulation:
         created_at = self.now - 600 - int((YEAR - 600) * rng.random() ** 1.15)
         age_days = (self.now - created_at) / DAY
         owner = None if rng.random() < UNASSIGNED_SHARE else _REP_ODDS.one(rng)
-        # Deals take weeks: the older a lead, the likelier it is closed by now.
-        closes = owner is not None and rng.random() < 0.47 * min(1.0, age_days / 120)
+        # Deals take weeks: the older a lead, the likelier it is closed by now; few leads older than
+        # eight months are still open (a working team closes out the ones that went cold).
+        closes = owner is not None and rng.random() < min(0.9, 0.47 * age_days / 120)
         first = rng.choice(self.first_names)
         last = rng.choice(self.last_names)
         # Bigger companies buy bigger deals.
