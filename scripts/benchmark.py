@@ -7,6 +7,7 @@ BENCH_DATABASE_URL), else on the app's embedded PostgreSQL; migrates it, fills i
 generator and prints one figure per line, with its unit. The database is left in place to look at.
 
 Each section is a function of the shared `Bench`; to add one, write it and list it in SECTIONS.
+`--sections pages` runs only some of them on the database a previous run left (no regeneration).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ from sqlmodel import Session  # noqa: E402
 from crm_app.db.engine import embedded_server_url, ensure_database, normalize_url  # noqa: E402
 from crm_app.db.migrate import upgrade_to_head  # noqa: E402
 from crm_app.db.queries import LeadFilter, ranked_leads  # noqa: E402
+from crm_app.domain import Stage  # noqa: E402
+from crm_app.services.analytics import analytics_report, period_filter  # noqa: E402
+from crm_app.services.lead_detail import lead_detail  # noqa: E402
+from crm_app.services.leads import move_lead_to_stage  # noqa: E402
+from crm_app.services.pipeline_health import pipeline_health  # noqa: E402
+from crm_app.services.queue import action_queue  # noqa: E402
 from crm_app.demo.generator import DemoSummary, generate_demo_data  # noqa: E402
 from crm_app.domain import ActivityKind  # noqa: E402
 from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine  # noqa: E402
@@ -178,7 +185,66 @@ def ranked_list(bench: Bench) -> None:
     )
 
 
-SECTIONS: list[Callable[[Bench], None]] = [insert_demo_data, rescoring, ranked_list]
+PAGE_RUNS = 30
+
+
+def _time_calls(label: str, call: Callable[[Session, int], object], owners: list[int], bench: Bench) -> None:
+    """p50/p95 of `call(session, owner_id)` over PAGE_RUNS runs across reps, after two warm-ups."""
+    rng = random.Random(bench.seed)
+    timings = []
+    with Session(bench.engine, expire_on_commit=False) as session:
+        for run in range(PAGE_RUNS + 2):
+            owner_id = rng.choice(owners)
+            started = time.perf_counter()
+            call(session, owner_id)
+            if run >= 2:
+                timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    figure(label, f"p50 {percentile(timings, 0.5):.1f} ms, p95 {percentile(timings, 0.95):.1f} ms "
+                  f"({len(timings)} runs)")
+
+
+def pages(bench: Bench) -> None:
+    """Server time of what each page's load event runs, for one rep (and the whole team where a
+    manager sees it), and the drag-and-drop persist: the database work of each event handler."""
+    with bench.engine.connect() as connection:
+        owners = connection.execute(
+            text("SELECT DISTINCT owner_id FROM leads WHERE owner_id IS NOT NULL ORDER BY 1")
+        ).scalars().all()
+        open_leads = connection.execute(
+            text("SELECT id FROM leads WHERE stage NOT IN ('won', 'lost') ORDER BY id LIMIT 500")
+        ).scalars().all()
+    now = bench.now
+    for scope, owner in (("rep", lambda o: o), ("team", lambda o: None)):
+        _time_calls(f"dashboard load ({scope})", lambda s, o: (
+            action_queue(s, owner_id=owner(o), now=now, limit=25),
+            pipeline_health(s, owner_id=owner(o), now=now)), owners, bench)
+        _time_calls(f"leads page load ({scope})",
+                    lambda s, o: ranked_leads(s, LeadFilter(owner_id=owner(o)), limit=PAGE_SIZE), owners, bench)
+        _time_calls(f"analytics load, all time ({scope})",
+                    lambda s, o: analytics_report(s, flt=period_filter("all", now=now, owner_id=owner(o))),
+                    owners, bench)
+    rng = random.Random(bench.seed)
+    _time_calls("lead detail load", lambda s, o: lead_detail(s, rng.choice(open_leads), now), owners, bench)
+
+    # Drag and drop: the handler's persist (lock, version check, history row, rescore, commit).
+    stages = [Stage.CONTACTED, Stage.QUALIFIED, Stage.MEETING, Stage.PROPOSAL]
+    timings = []
+    with Session(bench.engine, expire_on_commit=False) as session:
+        for run, lead_id in enumerate(rng.sample(open_leads, min(len(open_leads), PAGE_RUNS + 2))):
+            version = session.execute(text("SELECT version FROM leads WHERE id = :id"), {"id": lead_id}).scalar()
+            session.commit()
+            started = time.perf_counter()
+            move_lead_to_stage(session, lead_id=lead_id, to_stage=stages[run % len(stages)], now=now,
+                               expected_version=version)
+            if run >= 2:
+                timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    figure("drag-and-drop persist (move_lead_to_stage)",
+           f"p50 {percentile(timings, 0.5):.1f} ms, p95 {percentile(timings, 0.95):.1f} ms ({len(timings)} moves)")
+
+
+SECTIONS: list[Callable[[Bench], None]] = [insert_demo_data, rescoring, ranked_list, pages]
 
 
 # --- Setting up ---------------------------------------------------------------------------------
@@ -210,9 +276,15 @@ def main(argv: list[str] | None = None) -> None:
         help="a PostgreSQL server to benchmark on (its database name is ignored); "
         "default: BENCH_DATABASE_URL, else the embedded server",
     )
+    parser.add_argument("--sections", nargs="*", choices=[f.__name__ for f in SECTIONS],
+                        help="run only these sections, on the crm_bench database a full run left")
     args = parser.parse_args(argv)
 
-    url = scratch_database_url(args.database_url)
+    if args.sections:
+        server = normalize_url(args.database_url) if args.database_url else embedded_server_url(database=DATABASE)
+        url = make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
+    else:
+        url = scratch_database_url(args.database_url)
     figure("database", make_url(url).render_as_string(hide_password=True))
     engine = create_engine(url)
     bench = Bench(
@@ -222,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         activities_per_lead=args.activities_per_lead,
     )
     try:
-        for section in SECTIONS:
+        for section in [f for f in SECTIONS if not args.sections or f.__name__ in args.sections]:
             print(f"== {section.__name__.replace('_', ' ')}", flush=True)
             section(bench)
     finally:
