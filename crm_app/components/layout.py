@@ -8,6 +8,7 @@ from crm_app.state.base import AppState
 
 NAV = [
     ("Leads", "/leads", "list-ordered"),
+    ("Pipeline", "/pipeline", "columns-3"),
 ]
 
 
