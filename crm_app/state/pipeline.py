@@ -89,6 +89,11 @@ class PipelineState(AppState):
                     return card
         return None
 
+    async def _refilter(self) -> None:
+        """The user changed what the board shows: an old refusal message no longer applies."""
+        self.move_error = ""
+        await self._reload_board()
+
     async def _reload_board(self) -> None:
         flt, now = self._filter(), now_utc()
         self.columns = await run_db(lambda s: board_columns(s, flt=flt, now=now, limit=PAGE))
@@ -124,34 +129,34 @@ class PipelineState(AppState):
         self.owner = value
         if not self._owner_is_allowed():
             self.owner = self._default_owner()
-        await self._reload_board()
+        await self._refilter()
 
     @rx.event
     async def set_tier(self, value: str):
         self.tier = value
-        await self._reload_board()
+        await self._refilter()
 
     @rx.event
     async def set_source(self, value: str):
         self.source = value
-        await self._reload_board()
+        await self._refilter()
 
     @rx.event
     async def set_search(self, value: str):
         self.search = value[:200]
-        await self._reload_board()
+        await self._refilter()
 
     @rx.event
     async def set_only_stagnating(self, value: bool):
         self.only_stagnating = value
-        await self._reload_board()
+        await self._refilter()
 
     @rx.event
     async def clear_filters(self):
         self.tier = self.source = ALL
         self.search = ""
         self.only_stagnating = False
-        await self._reload_board()
+        await self._refilter()
 
     @rx.event
     async def load_more(self, stage: str):
@@ -188,7 +193,7 @@ class PipelineState(AppState):
             # have moved elsewhere meanwhile), which also puts the dragged card back.
             self.move_error = str(error)
             await self._reload_board()
-            return rx.toast.error(str(error))
+            return rx.toast.error("Move not saved", description=str(error), duration=8000)
         self.move_error = ""
         await self._reload_stages([from_stage, to_stage], extra=1)
         return rx.toast.success(f"{card.name} moved to {Stage(to_stage).label}")

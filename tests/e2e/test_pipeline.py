@@ -17,6 +17,7 @@ pytestmark = pytest.mark.e2e
 
 REP = "Kandice Kanban"
 OTHER_REP = "Kane Kanban"
+MANAGER = "Kanmanager Kanban"
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,7 @@ def kan(app_session):
     from tests.factories import make_lead, make_user
 
     rep, other = make_user(app_session, REP), make_user(app_session, OTHER_REP)
+    make_user(app_session, MANAGER, role="manager")
 
     def lead(name, stage=Stage.NEW, owner=rep, in_stage=timedelta(hours=2), **kw):
         made = make_lead(app_session, name, now=APP_NOW, owner=owner, stage=stage, company=f"{name} Ltd", **kw)
@@ -201,3 +203,29 @@ def test_a_long_column_loads_more_on_demand(page, kan):
     page.locator('.pipeline-column[data-stage="meeting"] .load-more').click()
     expect(meeting.locator(".deal-card")).to_have_count(27)
     expect(page.locator('.pipeline-column[data-stage="meeting"] .load-more')).to_have_count(0)
+
+
+def test_a_manager_sees_the_team_and_can_narrow_to_one_rep(page, kan):
+    stuck = kan["leads"]["stuck"]
+    kane_best = max(kan["leads"]["meetings"], key=lambda lead: (lead.score, lead.id))  # first in its column
+    page.goto("/pipeline")
+    choose_viewer(page, MANAGER)
+    expect(page.get_by_role("combobox", name="Owner")).to_have_text("Whole team")
+    # Other modules' deals are on the team board too; the search keeps to ours.
+    page.get_by_placeholder("Search deals").fill("Kan")
+    expect(card(page, stuck)).to_be_visible()
+    expect(card(page, kane_best)).to_be_visible()
+    expect(card(page, stuck)).to_contain_text(REP)
+
+    page.get_by_role("combobox", name="Owner").click()
+    page.get_by_role("option", name=OTHER_REP).click()
+    expect(card(page, stuck)).to_have_count(0)
+    expect(card(page, kane_best)).to_be_visible()
+    expect(page.locator('.pipeline-column[data-stage="meeting"] .column-count')).to_have_text("27")
+
+
+def test_a_rep_is_offered_only_their_own_deals_or_the_unassigned_pool(page, kan):
+    open_board(page, REP, kan["leads"]["stuck"])
+    page.get_by_role("combobox", name="Owner").click()
+    options = page.get_by_role("option")
+    expect(options).to_have_text(["My deals", "Unassigned"])
