@@ -214,6 +214,9 @@ def _card(card: DealCard, index) -> rx.Component:
         box_shadow=CARD_SHADOW,
         cursor="grab",
         _hover={"box_shadow": "0 4px 12px rgba(16, 24, 40, 0.12)", "border_color": rx.color("gray", 6)},
+        # Lifted: a deeper shadow so the card reads as picked up.
+        style={"&[data-dragging='true']": {"box_shadow": "0 12px 28px rgba(16, 24, 40, 0.22)",
+                                             "cursor": "grabbing"}},
     )
 
 
