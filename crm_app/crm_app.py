@@ -7,17 +7,20 @@ from crm_app.pages.analytics import analytics_page
 from crm_app.pages.dashboard import dashboard_page
 from crm_app.pages.lead_detail import lead_detail_page
 from crm_app.pages.leads import leads_page
+from crm_app.pages.pipeline import pipeline_page
 from crm_app.pages.settings import settings_page
 from crm_app.state.analytics import AnalyticsState
 from crm_app.state.dashboard import DashboardState
 from crm_app.state.lead_detail import LeadDetailState
 from crm_app.state.leads import LeadsState
+from crm_app.state.pipeline import PipelineState
 from crm_app.state.settings import SettingsState
 
 app = rx.App()
 # The home page answers "what should I do right now?".
 app.add_page(dashboard_page, route="/", title="Today · Pipeline CRM", on_load=DashboardState.load)
 app.add_page(dashboard_page, route="/dashboard", title="Today · Pipeline CRM", on_load=DashboardState.load)
+app.add_page(pipeline_page, route="/pipeline", title="Pipeline · Pipeline CRM", on_load=PipelineState.load)
 app.add_page(leads_page, route="/leads", title="Leads · Pipeline CRM", on_load=LeadsState.load)
 app.add_page(lead_detail_page, route="/leads/[lead_id]", title="Lead · Pipeline CRM", on_load=LeadDetailState.load)
 app.add_page(analytics_page, route="/analytics", title="Analytics · Pipeline CRM", on_load=AnalyticsState.load)

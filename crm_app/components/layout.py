@@ -8,6 +8,7 @@ from crm_app.state.base import AppState
 
 NAV = [
     ("Today", "/", "layout-dashboard"),
+    ("Pipeline", "/pipeline", "columns-3"),
     ("Leads", "/leads", "list-ordered"),
     ("Analytics", "/analytics", "chart-column"),
     ("Settings", "/settings", "settings"),

@@ -1,0 +1,322 @@
+"""The pipeline board: a drag-and-drop kanban of deals by stage, with stuck deals flagged."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from crm_app.components.badges import score_badge
+from crm_app.components.kanban_dnd import dnd_board, dnd_card, dnd_column
+from crm_app.components.layout import page_frame
+from crm_app.domain import Source, Stage
+from crm_app.services.pipeline import MAX_CARDS, DealCard
+from crm_app.state.pipeline import ALL
+from crm_app.state.pipeline import PipelineState as S
+
+COLUMN_WIDTH = "264px"
+# One colour per stage for the column's top edge: cool to warm along the funnel, then the outcome.
+STAGE_COLORS = {
+    "new": "sky", "contacted": "cyan", "qualified": "indigo", "meeting": "violet",
+    "proposal": "purple", "negotiation": "amber", "won": "grass", "lost": "gray",
+}
+CARD_SHADOW = "0 1px 2px rgba(16, 24, 40, 0.06), 0 1px 3px rgba(16, 24, 40, 0.08)"
+
+
+def _select(value, on_change, options: list[tuple[str, str]], label: str, width: str) -> rx.Component:
+    return rx.select.root(
+        rx.select.trigger(width=width, aria_label=label),
+        rx.select.content(*[rx.select.item(text, value=key) for key, text in options]),
+        value=value,
+        on_change=on_change,
+    )
+
+
+def _toolbar() -> rx.Component:
+    return rx.hstack(
+        rx.input(
+            rx.input.slot(rx.icon("search", size=16)),
+            placeholder="Search deals",
+            value=S.search,
+            on_change=S.set_search.debounce(300),
+            width="220px",
+            max_length=200,
+            aria_label="Search deals",
+        ),
+        rx.select.root(
+            rx.select.trigger(width="170px", aria_label="Owner"),
+            rx.select.content(rx.foreach(S.owner_options, lambda o: rx.select.item(o[1], value=o[0]))),
+            value=S.owner,
+            on_change=S.set_owner,
+        ),
+        _select(S.tier, S.set_tier, [(ALL, "All tiers"), ("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")],
+                "Tier", "120px"),
+        _select(S.source, S.set_source, [(ALL, "All sources"), *[(s.value, s.label) for s in Source]],
+                "Source", "150px"),
+        rx.el.label(
+            rx.hstack(
+                rx.switch(checked=S.only_stagnating, on_change=S.set_only_stagnating, size="1",
+                          color_scheme="red", aria_label="Only stuck deals"),
+                rx.text("Only stuck", size="2"),
+                align="center",
+                spacing="2",
+            ),
+            cursor="pointer",
+        ),
+        rx.cond(S.filtered, rx.button("Clear", variant="ghost", size="1", on_click=S.clear_filters)),
+        rx.spacer(),
+        rx.text(S.open_summary, size="2", color=rx.color("gray", 10), class_name="board-summary",
+                white_space="nowrap"),
+        width="100%",
+        align="center",
+        spacing="3",
+        wrap="wrap",
+        padding_bottom="1em",
+    )
+
+
+def _error_callout() -> rx.Component:
+    return rx.cond(
+        S.move_error != "",
+        rx.callout.root(
+            rx.callout.icon(rx.icon("triangle-alert", size=16)),
+            rx.callout.text(S.move_error),
+            rx.icon_button(rx.icon("x", size=14), variant="ghost", color_scheme="red", size="1",
+                           on_click=S.dismiss_error, aria_label="Dismiss", margin_left="auto"),
+            color_scheme="red",
+            role="alert",
+            class_name="move-error",
+            margin_bottom="1em",
+            display="flex",
+            align_items="center",
+        ),
+    )
+
+
+def _card_menu(card: DealCard) -> rx.Component:
+    # The wrapper keeps clicks on the menu (whose items render in a portal but still bubble
+    # through React) from reaching the card, which would open the lead.
+    return rx.box(
+        rx.dropdown_menu.root(
+            rx.dropdown_menu.trigger(
+                rx.icon_button(rx.icon("ellipsis", size=14), variant="ghost", color_scheme="gray", size="1",
+                               aria_label="Actions for " + card.name, class_name="card-menu"),
+            ),
+            rx.dropdown_menu.content(
+                rx.text("Move to", size="1", color=rx.color("gray", 10), weight="medium", padding="4px 8px"),
+                *[
+                    rx.dropdown_menu.item(
+                        rx.hstack(
+                            rx.box(width="8px", height="8px", border_radius="50%",
+                                   background=rx.color(STAGE_COLORS[s.value], 9)),
+                            rx.text(s.label),
+                            align="center",
+                            spacing="2",
+                        ),
+                        disabled=card.stage == s.value,
+                        on_select=S.move_from_menu(card.id, s.value),
+                        class_name="move-to-" + s.value,
+                    )
+                    for s in Stage
+                ],
+                rx.dropdown_menu.separator(),
+                rx.dropdown_menu.item(
+                    rx.hstack(rx.icon("external-link", size=14), rx.text("Open lead"), align="center", spacing="2"),
+                    on_select=rx.redirect("/leads/" + card.id.to_string()),
+                ),
+                size="1",
+                min_width="180px",
+            ),
+        ),
+        on_click=rx.stop_propagation,
+        margin_top="-4px",
+        margin_right="-6px",
+    )
+
+
+def _stuck_or_age(card: DealCard) -> rx.Component:
+    return rx.cond(
+        card.stagnating,
+        rx.badge(
+            rx.icon("flame", size=12),
+            "Stuck " + card.days_in_stage.to_string() + "d",
+            color_scheme="red",
+            variant="soft",
+            radius="full",
+            size="1",
+            class_name="stuck-flag",
+            title="Longer in this stage than the stage allows",
+        ),
+        rx.text(
+            rx.cond((card.stage == "won") | (card.stage == "lost"), "Closed ", ""),
+            card.days_in_stage.to_string(),
+            rx.cond((card.stage == "won") | (card.stage == "lost"), "d ago", "d in stage"),
+            size="1", color=rx.color("gray", 9), class_name="days-in-stage", white_space="nowrap",
+        ),
+    )
+
+
+def _card(card: DealCard, index) -> rx.Component:
+    lead_id = card.id.to_string()
+    return dnd_card(
+        rx.vstack(
+            rx.hstack(
+                rx.text(card.name, size="2", weight="medium", class_name="deal-name",
+                        overflow="hidden", text_overflow="ellipsis", white_space="nowrap", flex="1", min_width="0"),
+                _card_menu(card),
+                width="100%",
+                align="start",
+                spacing="1",
+            ),
+            rx.text(card.company, size="1", color=rx.color("gray", 10), overflow="hidden",
+                    text_overflow="ellipsis", white_space="nowrap", width="100%", margin_top="-2px"),
+            rx.hstack(
+                rx.text(card.value_label, size="2", weight="bold", class_name="deal-value",
+                        font_variant_numeric="tabular-nums"),
+                rx.spacer(),
+                score_badge(card.score, card.tier, size="1"),
+                width="100%",
+                align="center",
+                padding_top="4px",
+            ),
+            rx.hstack(
+                rx.hstack(
+                    rx.avatar(fallback=card.owner_initials, size="1", radius="full", variant="soft",
+                              color_scheme="gray"),
+                    rx.text(card.owner, size="1", color=rx.color("gray", 11), class_name="deal-owner",
+                            overflow="hidden", text_overflow="ellipsis", white_space="nowrap"),
+                    align="center",
+                    spacing="2",
+                    min_width="0",
+                    flex="1",
+                ),
+                _stuck_or_age(card),
+                width="100%",
+                align="center",
+                spacing="2",
+            ),
+            spacing="1",
+            width="100%",
+        ),
+        card_id=lead_id,
+        index=index,
+        key=lead_id,
+        on_click=rx.redirect("/leads/" + lead_id),
+        class_name="deal-card",
+        aria_label=card.name + ", " + card.value_label + ", score " + card.score.to_string(),
+        data_lead_id=lead_id,
+        data_stagnating=rx.cond(card.stagnating, "true", "false"),
+        padding="10px 12px",
+        margin_bottom="8px",
+        background="white",
+        border=f"1px solid {rx.color('gray', 4)}",
+        border_left=rx.cond(card.stagnating, f"3px solid {rx.color('red', 9)}",
+                            f"1px solid {rx.color('gray', 4)}"),
+        border_radius="8px",
+        box_shadow=CARD_SHADOW,
+        cursor="grab",
+        _hover={"box_shadow": "0 4px 12px rgba(16, 24, 40, 0.12)", "border_color": rx.color("gray", 6)},
+        # Lifted: a deeper shadow so the card reads as picked up.
+        style={"&[data-dragging='true']": {"box_shadow": "0 12px 28px rgba(16, 24, 40, 0.22)",
+                                             "cursor": "grabbing"}},
+    )
+
+
+def _column(i: int, stage: Stage) -> rx.Component:
+    column = S.columns[i]
+    header = rx.vstack(
+        rx.hstack(
+            rx.text(stage.label, size="2", weight="bold", class_name="column-title"),
+            rx.badge(column.count, variant="soft", color_scheme="gray", radius="full", size="1",
+                     class_name="column-count"),
+            rx.spacer(),
+            rx.cond(
+                column.stagnating > 0,
+                rx.tooltip(
+                    rx.badge(rx.icon("flame", size=11), column.stagnating, color_scheme="red", variant="soft",
+                             radius="full", size="1", class_name="column-stuck"),
+                    content="Deals stuck in this stage",
+                ),
+            ),
+            align="center",
+            spacing="2",
+            width="100%",
+        ),
+        rx.text(column.value_label, size="1", color=rx.color("gray", 10), class_name="column-value",
+                font_variant_numeric="tabular-nums"),
+        spacing="0",
+        padding="10px 12px 8px",
+        border_top=f"3px solid {rx.color(STAGE_COLORS[stage.value], 9)}",
+        border_radius="10px 10px 0 0",
+        width="100%",
+    )
+    remaining = column.count - column.cards.length()
+    footer = rx.cond(
+        remaining > 0,
+        rx.cond(
+            column.cards.length() < MAX_CARDS,
+            rx.button(
+                rx.icon("chevrons-down", size=14),
+                "Load more (" + remaining.to_string() + ")",
+                variant="ghost", size="1", color_scheme="gray", width="100%",
+                on_click=S.load_more(stage.value), class_name="load-more",
+            ),
+            rx.text("Showing the top " + str(MAX_CARDS) + ". Filter to narrow it down.", size="1",
+                    color=rx.color("gray", 10), text_align="center", width="100%"),
+        ),
+    )
+    return rx.box(
+        header,
+        dnd_column(
+            rx.foreach(column.cards, _card),
+            rx.cond(
+                column.count == 0,
+                rx.center(
+                    rx.text(rx.cond(S.filtered, "No deals match", "No deals here"), size="1",
+                            color=rx.color("gray", 9)),
+                    class_name="column-empty",
+                    height="96px",
+                    border=f"1px dashed {rx.color('gray', 6)}",
+                    border_radius="8px",
+                ),
+            ),
+            column_id=stage.value,
+            min_height="120px",
+            padding="0 8px",
+            class_name="pipeline-column-cards",
+            # While a card hovers over an empty column, its placeholder takes the empty note's place.
+            style={"&[data-dragging-over='true'] .column-empty": {"display": "none"}},
+        ),
+        rx.box(footer, padding="0 8px 8px"),
+        width=COLUMN_WIDTH,
+        min_width=COLUMN_WIDTH,
+        background=rx.color("gray", 2),
+        border=f"1px solid {rx.color('gray', 4)}",
+        border_radius="10px",
+        class_name="pipeline-column",
+        data_stage=stage.value,
+    )
+
+
+def _board() -> rx.Component:
+    return dnd_board(
+        *[_column(i, stage) for i, stage in enumerate(Stage)],
+        on_move=S.move_card,
+        class_name="pipeline-board",
+        data_ready=rx.cond(S.ready, "true", "false"),
+        display="flex",
+        gap="12px",
+        align_items="flex-start",
+        overflow_x="auto",
+        padding_bottom="16px",
+        width="100%",
+    )
+
+
+def pipeline_page() -> rx.Component:
+    return page_frame(
+        "Pipeline",
+        "Drag a deal to move it. A red flag means it has sat in its stage longer than the stage allows.",
+        _toolbar(),
+        _error_callout(),
+        _board(),
+        on_viewer_change=S.set_viewer,
+    )

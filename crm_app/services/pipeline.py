@@ -1,0 +1,210 @@
+"""The pipeline board: deals per stage, each column's count and value, and stagnating deals.
+
+Everything is filtered, counted, summed, sorted and paged in SQL. A column is loaded a page of
+cards at a time (best score first); its header counts the whole filtered set, not the loaded cards.
+A deal is *stagnating* when it has spent more whole days in its stage than the `stage_rules` limit
+for that stage (closed stages have no limit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Integer, String, and_, case, column, false, func, or_, select, true, tuple_, values
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session
+
+from crm_app.db.models import Lead, StageRule, User
+from crm_app.db.queries import money
+from crm_app.domain import Stage
+
+STAGES: tuple[str, ...] = tuple(s.value for s in Stage)
+PAGE = 25  # cards per column per load
+MAX_CARDS = 100  # a column never holds more than this many cards in the browser
+
+
+@dataclass(frozen=True)
+class BoardFilter:
+    """What the board is narrowed to. `owner_id` 0 means the unassigned pool, None the whole team."""
+
+    owner_id: int | None = None
+    tier: str | None = None
+    source: str | None = None
+    search: str | None = None
+    only_stagnating: bool = False
+
+
+@dataclass
+class DealCard:
+    id: int
+    name: str
+    company: str
+    stage: str
+    value_label: str
+    score: int
+    tier: str
+    owner: str
+    owner_initials: str
+    days_in_stage: int
+    stagnating: bool
+    version: int
+
+
+@dataclass
+class BoardColumn:
+    stage: str
+    label: str
+    count: int = 0  # deals in this stage under the filter (all of them, not just the loaded cards)
+    value_label: str = "$0"
+    stagnating: int = 0
+    cards: list[DealCard] = field(default_factory=list)
+
+
+# --- SQL building blocks ---------------------------------------------------------------------
+
+_DAY_SECONDS = 86_400
+
+
+def _days_in_stage(now: datetime) -> ColumnElement:
+    """Whole days since the deal entered its stage (what the card shows)."""
+    return func.floor(func.extract("epoch", now - Lead.stage_entered_at) / _DAY_SECONDS).cast(Integer)
+
+
+def _stagnating(now: datetime) -> ColumnElement:
+    """More whole days in the stage than its limit, i.e. in it for at least (limit + 1) x 24 hours.
+
+    Written as a comparison on `stage_entered_at` so it can use the (stage, stage_entered_at) index;
+    24-hour intervals (not calendar days) keep it exact across daylight-saving changes.
+    """
+    limit = (StageRule.stagnation_days + 1) * func.make_interval(0, 0, 0, 0, 24)
+    return and_(StageRule.stagnation_days.is_not(None), Lead.stage_entered_at <= now - limit)
+
+
+def _conditions(flt: BoardFilter, now: datetime) -> list[ColumnElement]:
+    where: list[ColumnElement] = []
+    if flt.owner_id == 0:
+        where.append(Lead.owner_id.is_(None))
+    elif flt.owner_id is not None:
+        where.append(Lead.owner_id == flt.owner_id)
+    if flt.tier:
+        where.append(Lead.tier == flt.tier)
+    if flt.source:
+        where.append(Lead.source == flt.source)
+    if flt.search and flt.search.strip():
+        # Escape LIKE wildcards so what the user typed is matched literally.
+        term = flt.search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{term}%"
+        where.append(or_(Lead.name.ilike(pattern), Lead.company.ilike(pattern), Lead.email.ilike(pattern)))
+    if flt.only_stagnating:
+        where.append(_stagnating(now))
+    return where
+
+
+def _with_rules(query):
+    return query.outerjoin(StageRule, StageRule.stage == Lead.stage)
+
+
+def _initials(name: str | None) -> str:
+    if not name:
+        return "–"
+    return "".join(part[0] for part in name.split()[:2]).upper()
+
+
+def _card(row) -> DealCard:
+    return DealCard(
+        id=row.id, name=row.name, company=row.company or "", stage=row.stage,
+        value_label=money(row.deal_value), score=row.score, tier=row.tier,
+        owner=row.owner_name or "Unassigned", owner_initials=_initials(row.owner_name),
+        days_in_stage=max(0, row.days_in_stage), stagnating=bool(row.stagnating), version=row.version,
+    )
+
+
+def _card_columns(now: datetime) -> list:
+    return [
+        Lead.id, Lead.name, Lead.company, Lead.stage, Lead.deal_value, Lead.score, Lead.tier,
+        Lead.version, User.name.label("owner_name"), _days_in_stage(now).label("days_in_stage"),
+        case((_stagnating(now), true()), else_=false()).label("stagnating"),
+    ]
+
+
+# --- Read models -----------------------------------------------------------------------------
+
+
+def column_totals(session: Session, *, flt: BoardFilter, now: datetime) -> dict[str, tuple[int, object, int]]:
+    """Per stage: (deals, total value, stagnating deals) over the whole filtered set, in one query."""
+    stuck = _stagnating(now)
+    query = _with_rules(
+        select(Lead.stage, func.count(), func.coalesce(func.sum(Lead.deal_value), 0),
+               func.count().filter(stuck))
+        .select_from(Lead)
+    ).where(*_conditions(flt, now)).group_by(Lead.stage)
+    return {stage: (count, value, stagnating) for stage, count, value, stagnating in session.execute(query)}
+
+
+def board_columns(
+    session: Session,
+    *,
+    flt: BoardFilter,
+    now: datetime,
+    limit: int = PAGE,
+    limits: Mapping[str, int] | None = None,
+    stages: Sequence[str] = STAGES,
+) -> list[BoardColumn]:
+    """The board's columns (all stages, or `stages`): headers and each column's best cards.
+
+    Each column gets its first `limit` cards by score (or `limits[stage]`, capped at MAX_CARDS).
+    Cards come from one query: a LATERAL subquery per stage walks the (owner, stage, score) index
+    and stops after that column's limit, so the cost does not grow with the size of the table.
+    Headers come from one aggregate query.
+    """
+    wanted = [s for s in STAGES if s in set(stages)]
+    per_column = {s: max(0, min(MAX_CARDS, (limits or {}).get(s, limit))) for s in wanted}
+    wanted_rows = values(column("stage", String), column("n", Integer), name="wanted").data(
+        [(s, per_column[s]) for s in wanted]
+    )
+    per_stage = (
+        _with_rules(select(*_card_columns(now)).select_from(Lead))
+        .outerjoin(User, User.id == Lead.owner_id)
+        .where(Lead.stage == wanted_rows.c.stage, *_conditions(flt, now))
+        .order_by(Lead.score.desc(), Lead.id.desc())
+        .limit(wanted_rows.c.n)
+        .lateral("card")
+    )
+    cards: dict[str, list[DealCard]] = {s: [] for s in wanted}
+    if wanted:
+        rows = session.execute(
+            select(per_stage).select_from(wanted_rows).join(per_stage, true())
+        )
+        for row in rows:
+            cards[row.stage].append(_card(row))
+    totals = column_totals(session, flt=flt, now=now)
+    columns = []
+    for stage in wanted:
+        count, value, stagnating = totals.get(stage, (0, 0, 0))
+        columns.append(BoardColumn(stage=stage, label=Stage(stage).label, count=count,
+                                   value_label=money(value), stagnating=stagnating, cards=cards[stage]))
+    return columns
+
+
+def column_cards(
+    session: Session,
+    *,
+    stage: str,
+    flt: BoardFilter,
+    now: datetime,
+    after: tuple[int, int] | None = None,
+    limit: int = PAGE,
+) -> list[DealCard]:
+    """The next cards of one column by score, after the card (score, id) the column shows last."""
+    query = (
+        _with_rules(select(*_card_columns(now)).select_from(Lead))
+        .outerjoin(User, User.id == Lead.owner_id)
+        .where(Lead.stage == stage, *_conditions(flt, now))
+    )
+    if after is not None:
+        # Keyset paging: stable even when cards above it move away meanwhile.
+        query = query.where(tuple_(Lead.score, Lead.id) < tuple_(*after))
+    query = query.order_by(Lead.score.desc(), Lead.id.desc()).limit(max(0, min(limit, MAX_CARDS)))
+    return [_card(row) for row in session.execute(query)]

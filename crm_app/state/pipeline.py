@@ -1,0 +1,215 @@
+"""The pipeline board: columns of deals by stage, filters, load more, and moving deals safely."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from crm_app.domain import Stage
+from crm_app.services.errors import ServiceError
+from crm_app.services.leads import move_lead_to_stage
+from crm_app.services.pipeline import (
+    MAX_CARDS,
+    PAGE,
+    STAGES,
+    BoardColumn,
+    BoardFilter,
+    DealCard,
+    board_columns,
+    column_cards,
+)
+from crm_app.state.base import AppState, now_utc, run_db
+
+ALL = "all"
+TEAM, MINE, UNASSIGNED = "team", "mine", "unassigned"
+
+
+def _empty_board() -> list[BoardColumn]:
+    return [BoardColumn(stage=s, label=Stage(s).label) for s in STAGES]
+
+
+class PipelineState(AppState):
+    # One entry per stage, in funnel order, each with at most MAX_CARDS cards.
+    columns: list[BoardColumn] = _empty_board()
+    ready: bool = False  # the board shows data from the database (not the prerendered default)
+    owner: str = ""  # team | mine | unassigned | "<user id>" (a manager looking at one rep)
+    tier: str = ALL
+    source: str = ALL
+    search: str = ""
+    only_stagnating: bool = False
+    # The last move the server refused, shown above the board until the next action.
+    move_error: str = ""
+
+    # Derived from held state only ------------------------------------------------------------
+    @rx.var
+    def owner_options(self) -> list[list[str]]:
+        """What the owner filter offers: a manager sees the team or any rep; a rep, theirs or the pool."""
+        if self._is_manager():
+            return [[TEAM, "Whole team"], [UNASSIGNED, "Unassigned"],
+                    *[[str(u.id), u.name] for u in self.users if u.role == "rep"]]
+        return [[MINE, "My deals"], [UNASSIGNED, "Unassigned"]]
+
+    @rx.var
+    def open_summary(self) -> str:
+        deals = sum(c.count for c in self.columns if not Stage(c.stage).is_closed)
+        stuck = sum(c.stagnating for c in self.columns)
+        text = f"{deals:,} open deal{'s' if deals != 1 else ''}"
+        return text + (f" · {stuck:,} stuck" if stuck else "")
+
+    @rx.var
+    def filtered(self) -> bool:
+        return bool(self.search.strip()) or self.only_stagnating or ALL not in (self.tier, self.source)
+
+    # Helpers -----------------------------------------------------------------------------------
+    def _is_manager(self) -> bool:
+        return any(str(u.id) == self.viewer_id and u.role != "rep" for u in self.users)
+
+    def _default_owner(self) -> str:
+        return TEAM if self._is_manager() else MINE
+
+    def _owner_is_allowed(self) -> bool:
+        return self.owner in {key for key, _ in self.owner_options}
+
+    def _filter(self) -> BoardFilter:
+        if self.owner == UNASSIGNED:
+            owner_id = 0
+        elif self._is_manager() and self.owner == TEAM:
+            owner_id = None
+        elif self._is_manager() and self.owner.isdigit():
+            owner_id = int(self.owner)
+        else:  # a rep sees their own deals (or the pool), never another rep's
+            owner_id = self.viewer_int()
+        pick = lambda value: None if value == ALL else value  # noqa: E731
+        return BoardFilter(owner_id=owner_id, tier=pick(self.tier), source=pick(self.source),
+                           search=self.search.strip() or None, only_stagnating=self.only_stagnating)
+
+    def _find(self, lead_id: int) -> DealCard | None:
+        for column in self.columns:
+            for card in column.cards:
+                if card.id == lead_id:
+                    return card
+        return None
+
+    async def _refilter(self) -> None:
+        """The user changed what the board shows: an old refusal message no longer applies."""
+        self.move_error = ""
+        await self._reload_board()
+
+    async def _reload_board(self) -> None:
+        flt, now = self._filter(), now_utc()
+        self.columns = await run_db(lambda s: board_columns(s, flt=flt, now=now, limit=PAGE))
+        self.ready = True
+
+    async def _reload_stages(self, stages: list[str], extra: int = 0) -> None:
+        """Reload some columns, keeping as many cards as they show now (what "load more" added)."""
+        flt, now = self._filter(), now_utc()
+        shown = {c.stage: len(c.cards) for c in self.columns}
+        limits = {s: max(PAGE, shown.get(s, 0) + extra) for s in stages}
+        fresh = {c.stage: c for c in await run_db(
+            lambda s: board_columns(s, flt=flt, now=now, limits=limits, stages=stages))}
+        self.columns = [fresh.get(c.stage, c) for c in self.columns]
+
+    # Page and filters ----------------------------------------------------------------------------
+    @rx.event
+    async def load(self):
+        await self._load_team()
+        if not self._owner_is_allowed():
+            self.owner = self._default_owner()
+        self.move_error = ""
+        await self._reload_board()
+
+    @rx.event
+    async def set_viewer(self, value: str):
+        self.viewer_id = value
+        self.owner = self._default_owner()
+        self.move_error = ""
+        await self._reload_board()
+
+    @rx.event
+    async def set_owner(self, value: str):
+        self.owner = value
+        if not self._owner_is_allowed():
+            self.owner = self._default_owner()
+        await self._refilter()
+
+    @rx.event
+    async def set_tier(self, value: str):
+        self.tier = value
+        await self._refilter()
+
+    @rx.event
+    async def set_source(self, value: str):
+        self.source = value
+        await self._refilter()
+
+    @rx.event
+    async def set_search(self, value: str):
+        self.search = value[:200]
+        await self._refilter()
+
+    @rx.event
+    async def set_only_stagnating(self, value: bool):
+        self.only_stagnating = value
+        await self._refilter()
+
+    @rx.event
+    async def clear_filters(self):
+        self.tier = self.source = ALL
+        self.search = ""
+        self.only_stagnating = False
+        await self._refilter()
+
+    @rx.event
+    async def load_more(self, stage: str):
+        column = next((c for c in self.columns if c.stage == stage), None)
+        if column is None or not column.cards or len(column.cards) >= min(column.count, MAX_CARDS):
+            return
+        last, room = column.cards[-1], MAX_CARDS - len(column.cards)
+        flt, now = self._filter(), now_utc()
+        more = await run_db(lambda s: column_cards(
+            s, stage=stage, flt=flt, now=now, after=(last.score, last.id), limit=min(PAGE, room)))
+        self.columns = [
+            BoardColumn(stage=c.stage, label=c.label, count=c.count, value_label=c.value_label,
+                        stagnating=c.stagnating, cards=[*c.cards, *more]) if c.stage == stage else c
+            for c in self.columns
+        ]
+
+    # Moving deals ---------------------------------------------------------------------------------
+    async def _move(self, lead_id: int, to_stage: str):
+        card = self._find(lead_id)
+        if card is None or to_stage not in STAGES:
+            # Not on this board any more (or a bad stage): show the truth again.
+            await self._reload_board()
+            return rx.toast.error("That deal is no longer on this board.")
+        if card.stage == to_stage:
+            # A drop within its own column: the order is by score, so just redraw the column.
+            await self._reload_stages([to_stage])
+            return None
+        from_stage, version, user_id, now = card.stage, card.version, self.viewer_int(), now_utc()
+        try:
+            await run_db(lambda s: move_lead_to_stage(
+                s, lead_id=lead_id, to_stage=to_stage, now=now, user_id=user_id, expected_version=version))
+        except ServiceError as error:
+            # Refused: nothing was written. Redraw the whole board from the database (the deal may
+            # have moved elsewhere meanwhile), which also puts the dragged card back.
+            self.move_error = str(error)
+            await self._reload_board()
+            return rx.toast.error("Move not saved", description=str(error), duration=8000)
+        self.move_error = ""
+        await self._reload_stages([from_stage, to_stage], extra=1)
+        return rx.toast.success(f"{card.name} moved to {Stage(to_stage).label}")
+
+    @rx.event
+    async def move_card(self, card_id: str, to_column: str, to_index: int):
+        """A card dropped on a column (drag and drop, mouse or keyboard)."""
+        if not str(card_id).isdigit():
+            return None
+        return await self._move(int(card_id), to_column)
+
+    @rx.event
+    async def move_from_menu(self, lead_id: int, to_stage: str):
+        """The card menu's "Move to" items."""
+        return await self._move(lead_id, to_stage)
+
+    @rx.event
+    def dismiss_error(self):
+        self.move_error = ""
