@@ -78,9 +78,9 @@ def test_tier_source_and_search_narrow_cards_and_headers_alike(session):
 
 
 def test_a_deal_is_stagnating_only_after_more_whole_days_than_its_stage_allows(session):
-    # Contacted allows 7 days (seeded default).
-    on_limit = make_lead(session, "On The Limit", now=NOW, stage=Stage.CONTACTED)
-    just_over = make_lead(session, "Just Over", now=NOW, stage=Stage.CONTACTED)
+    # Meeting allows 7 days (seeded default).
+    on_limit = make_lead(session, "On The Limit", now=NOW, stage=Stage.MEETING)
+    just_over = make_lead(session, "Just Over", now=NOW, stage=Stage.MEETING)
     long_won = make_lead(session, "Long Won", now=NOW, stage=Stage.WON)
     _entered(session, on_limit, timedelta(days=8) - timedelta(seconds=1))
     _entered(session, just_over, timedelta(days=8))
@@ -92,7 +92,7 @@ def test_a_deal_is_stagnating_only_after_more_whole_days_than_its_stage_allows(s
     assert (cards["Just Over"].days_in_stage, cards["Just Over"].stagnating) == (8, True)
     # Closed stages have no limit.
     assert (cards["Long Won"].days_in_stage, cards["Long Won"].stagnating) == (200, False)
-    assert cols["contacted"].stagnating == 1
+    assert cols["meeting"].stagnating == 1
 
 
 def test_the_limit_is_read_from_the_stage_rules_table(session):
@@ -115,9 +115,9 @@ def test_only_stagnating_shows_and_counts_only_stuck_deals(session):
     fresh_new = make_lead(session, "Fresh New", now=NOW, owner=rep, deal_value=5_000)
     stuck_prop = make_lead(session, "Stuck Proposal", now=NOW, owner=rep, stage=Stage.PROPOSAL, deal_value=8_000)
     make_lead(session, "Old Lost", now=NOW, owner=rep, stage=Stage.LOST)
-    _entered(session, stuck_new, timedelta(days=4))  # new allows 3
+    _entered(session, stuck_new, timedelta(days=8))  # new allows 7
     _entered(session, fresh_new, timedelta(days=2))
-    _entered(session, stuck_prop, timedelta(days=30))  # proposal allows 10
+    _entered(session, stuck_prop, timedelta(days=30))  # proposal allows 14
 
     cols = _by_stage(board_columns(session, flt=BoardFilter(owner_id=rep.id, only_stagnating=True), now=NOW))
     assert [c.name for c in cols["new"].cards] == ["Stuck New"]
