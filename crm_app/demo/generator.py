@@ -665,9 +665,12 @@ class _Simulation:
             if moment >= self.now:
                 break
             history.append((before, after, moment))
-        if history[-1][1] in LATE_STAGES:
-            # A late-stage deal that is still open is live: it entered its stage in the last two
-            # weeks, unless it is one of the stalled ones, stuck there for weeks.
+        if len(history) == 1 and self.now - lead.created_at > 5 * DAY:
+            # A rep contacts an owned lead within days of its arrival.
+            history.append((Stage.NEW, Stage.CONTACTED, lead.created_at + int(DAY * rng.uniform(0.2, 4))))
+        if len(history) > 1:
+            # A deal that is still open is live: it entered its stage in the last two weeks,
+            # unless it is one of the stalled ones, stuck there for weeks.
             days_ago = rng.uniform(20, 60) if rng.random() < STALLED_SHARE else rng.uniform(0, 14)
             entered = self.now - int(days_ago * DAY)
             if entered > lead.created_at:
