@@ -24,6 +24,7 @@ PAGES = [
     ("lead-detail", None, ".reason-row"),
     ("pipeline", "/pipeline", "[data-rfd-draggable-id]"),
     ("analytics", "/analytics", ".js-plotly-plot"),
+    ("settings", "/settings", "input"),
 ]
 
 
