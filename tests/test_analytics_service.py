@@ -258,3 +258,18 @@ def test_no_roi_before_anything_has_closed(session, pipeline):
     site = _by_source(analytics.source_roi(session, flt=AnalyticsFilter(owner_id=pipeline.anabel)))["website"]
     assert site.has_cost and site.cost_label == "$500"
     assert site.roi_label == "—" and site.cost_per_won_label == "—"
+
+
+def test_the_concurrent_report_equals_the_sequential_one(session, pipeline):
+    """The page's side-by-side path must show exactly what one query after another gives."""
+    from crm_app.services.analytics import analytics_report, analytics_report_concurrently
+
+    # Sessions on the test's own connection see its uncommitted rows; one worker keeps them in turn.
+    def on_this_connection() -> Session:
+        return Session(bind=session.connection())
+
+    for owner_id in (pipeline.anabel, None):
+        flt = period_filter("all", now=NOW, owner_id=owner_id)
+        report = analytics_report_concurrently(on_this_connection, flt=flt, workers=1)
+        assert report.total_leads > 0 and report.funnel
+        assert report == analytics_report(session, flt=flt)

@@ -7,6 +7,8 @@ All sections look at the same set of leads: those created in a date range (half-
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -398,22 +400,26 @@ SELECT stage, count(*) AS stays, avg(extract(epoch FROM left_at - entered_at) / 
 """
 
 
-def funnel(session: Session, *, flt: AnalyticsFilter) -> list[FunnelRow]:
-    """Leads that reached each stage, conversion from each stage to the next, and the average
-    completed stay in each stage (from the stage history, with a LEAD() window per lead).
-
-    A lead counts as having reached every stage up to the furthest it got to, so the funnel never
-    widens. Stays still going on are left out of the averages (they have no end yet).
-    """
+def funnel_reached(session: Session, *, flt: AnalyticsFilter) -> list[tuple[str, int]]:
+    """(stage, leads that reached it) in funnel order; a lead reached every stage up to its furthest."""
     where, params = _scope(flt)
-    reached = [
+    return [
         (r.stage, r.reached)
         for r in session.execute(text(_FUNNEL.format(where=where, ordinals=_stage_ordinals())), params)
     ]
-    stays = {
+
+
+def stage_stays(session: Session, *, flt: AnalyticsFilter) -> dict[str, tuple[int, float]]:
+    """stage -> (completed stays, their average days), from the stage history (LEAD() per lead)."""
+    where, params = _scope(flt)
+    return {
         r.stage: (r.stays, float(r.average_days))
         for r in session.execute(text(_TIME_IN_STAGE.format(where=where)), params)
     }
+
+
+def funnel_rows(reached: list[tuple[str, int]], stays: dict[str, tuple[int, float]]) -> list[FunnelRow]:
+    """The funnel table from its two queries' results."""
     total = reached[0][1] if reached else 0
     rows = []
     for i, (stage, count) in enumerate(reached):
@@ -440,6 +446,16 @@ def funnel(session: Session, *, flt: AnalyticsFilter) -> list[FunnelRow]:
     return rows
 
 
+def funnel(session: Session, *, flt: AnalyticsFilter) -> list[FunnelRow]:
+    """Leads that reached each stage, conversion from each stage to the next, and the average
+    completed stay in each stage (from the stage history, with a LEAD() window per lead).
+
+    A lead counts as having reached every stage up to the furthest it got to, so the funnel never
+    widens. Stays still going on are left out of the averages (they have no end yet).
+    """
+    return funnel_rows(funnel_reached(session, flt=flt), stage_stays(session, flt=flt))
+
+
 # ---------------------------------------------------------------------------------------------
 # Everything the page shows, in one call.
 
@@ -455,7 +471,7 @@ class AnalyticsReport:
 
 
 def analytics_report(session: Session, *, flt: AnalyticsFilter) -> AnalyticsReport:
-    """All sections of the analytics page for one filter."""
+    """All sections of the analytics page for one filter, one query after another."""
     sources = source_roi(session, flt=flt)
     return AnalyticsReport(
         sources=sources,
@@ -463,5 +479,28 @@ def analytics_report(session: Session, *, flt: AnalyticsFilter) -> AnalyticsRepo
         weekly=weekly_tiers(session, flt=flt),
         tier_conversion=tier_conversion(session, flt=flt),
         funnel=funnel(session, flt=flt),
+        total_leads=sum(r.leads for r in sources),
+    )
+
+
+def analytics_report_concurrently(
+    open_session: Callable[[], Session], *, flt: AnalyticsFilter, workers: int = 4
+) -> AnalyticsReport:
+    """The same report with its queries run side by side, each in a session of its own: the page
+    waits for the slowest query (the stage history ones, at scale) instead of for their sum."""
+
+    def run(query):
+        with open_session() as session:
+            return query(session, flt=flt)
+
+    queries = (source_roi, tier_counts, weekly_tiers, tier_conversion, funnel_reached, stage_stays)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        sources, tiers, weekly, conversion, reached, stays = pool.map(run, queries)
+    return AnalyticsReport(
+        sources=sources,
+        tiers=tiers,
+        weekly=weekly,
+        tier_conversion=conversion,
+        funnel=funnel_rows(reached, stays),
         total_leads=sum(r.leads for r in sources),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import plotly.graph_objects as go
 import reflex as rx
 
@@ -13,10 +15,10 @@ from crm_app.services.analytics import (
     SourceRoiRow,
     TierConversionRow,
     TierCount,
-    analytics_report,
+    analytics_report_concurrently,
     period_filter,
 )
-from crm_app.state.base import AppState, now_utc, run_db
+from crm_app.state.base import AppState, now_utc, open_session
 
 EVERYONE = "all"
 
@@ -62,7 +64,7 @@ class AnalyticsState(AppState):
         owner_id = None if self.owner == EVERYONE or not self.owner.isdigit() else int(self.owner)
         flt = period_filter(self.period, now=now_utc(), owner_id=owner_id)
         self.loading = True
-        report = await run_db(lambda s: analytics_report(s, flt=flt))
+        report = await asyncio.to_thread(analytics_report_concurrently, open_session, flt=flt)
         self._show(report)
         self.loading = False
 

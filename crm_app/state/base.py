@@ -20,8 +20,12 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def open_session() -> Session:
+    return Session(get_engine(), expire_on_commit=False)
+
+
 def _in_session(work: Callable[[Session], T]) -> T:
-    with Session(get_engine(), expire_on_commit=False) as session:
+    with open_session() as session:
         return work(session)
 
 
