@@ -10,12 +10,14 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -240,4 +242,33 @@ class SourceCost(SQLModel, table=True):
     cost: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
+    )
+
+
+class ScoringModel(SQLModel, table=True):
+    """A trained scoring model and how it did on its holdout; at most one is the team's active one."""
+
+    __tablename__ = "scoring_models"
+    __table_args__ = (
+        CheckConstraint("version >= 1", name="ck_scoring_models_version"),
+        CheckConstraint("rows > 0", name="ck_scoring_models_rows"),
+        Index("uq_scoring_models_version", "version", unique=True),
+        # Only one model scores the leads: a second active row is refused by the database.
+        Index("uq_scoring_models_active", "is_active", unique=True, postgresql_where=text("is_active")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    trained_at: datetime = Field(sa_column=_ts(nullable=False))
+    rows: int = Field(sa_column=Column(Integer, nullable=False))
+    features: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    metrics: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    is_active: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false"))
+    )
+    # The engine as bytes: a JSON header (feature spec, calibrator) and XGBoost's UBJSON; no pickle.
+    model: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    trained_by: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     )

@@ -1,0 +1,306 @@
+"""What a learned model sees of a lead: a fixed vector of numbers computed from `LeadFacts` at `now`.
+
+Pure, like the rest of the scoring package: the caller passes the facts and the moment. Only what had
+happened by `now` counts, so the same function builds training rows as of a lead's close time (no
+activity after the outcome leaks in) and live rows as of the present.
+
+Features come in *groups*: every column belongs to one group, and a model's contributions are
+summed per group before they are put into words ("Source is Referral", "No engagement in 30 days").
+
+Deliberately left out: the lead's age and the stages it went through. At close time they measure the
+length and depth of the sales cycle, which the outcome itself decides (won deals go all the way
+through the funnel), so a model would learn "old leads win" and misjudge every open lead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from crm_app.domain import CONTACT_KINDS, ActivityKind, Source
+from crm_app.scoring.engine import LeadFacts
+from crm_app.scoring.rules import ENGAGEMENT_KINDS
+
+DAY_SECONDS = 86_400.0
+# A custom field is a feature when at least this share of the training leads carry it ...
+MIN_FIELD_SHARE = 0.01
+# ... and is numeric when this share of its values are numbers; otherwise it is categorical.
+NUMERIC_SHARE = 0.95
+MAX_CUSTOM_FIELDS = 50
+MAX_CATEGORIES = 30
+MIN_CATEGORY_COUNT = 5
+
+# How each kind of activity reads in a sentence: (one, many).
+KIND_NOUNS = {
+    ActivityKind.EMAIL_OPENED: ("email opened", "emails opened"),
+    ActivityKind.EMAIL_CLICKED: ("email link clicked", "email links clicked"),
+    ActivityKind.EMAIL_RECEIVED: ("reply received", "replies received"),
+    ActivityKind.PAGE_VISIT: ("page visit", "page visits"),
+    ActivityKind.PRICING_PAGE_VISIT: ("pricing page visit", "pricing page visits"),
+    ActivityKind.PRICING_REQUEST: ("pricing request", "pricing requests"),
+    ActivityKind.DEMO_REQUEST: ("demo request", "demo requests"),
+    ActivityKind.FORM_SUBMISSION: ("form submitted", "forms submitted"),
+    ActivityKind.MEETING: ("meeting", "meetings"),
+    ActivityKind.CALL: ("call", "calls"),
+    ActivityKind.EMAIL_SENT: ("email sent", "emails sent"),
+    ActivityKind.NOTE: ("note", "notes"),
+}
+_KINDS = tuple(ActivityKind)
+_KIND_INDEX = {kind: i for i, kind in enumerate(_KINDS)}
+_ENGAGEMENT = tuple(kind in ENGAGEMENT_KINDS for kind in _KINDS)
+_CONTACT = tuple(kind in CONTACT_KINDS for kind in _KINDS)
+
+
+@dataclass(frozen=True)
+class CustomField:
+    """One key of `custom_fields` the model uses: a number, or one of the frequent categories."""
+
+    key: str
+    kind: str  # "numeric" or "categorical"
+    categories: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "categories": list(self.categories)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CustomField:
+        return cls(data["key"], data["kind"], tuple(data.get("categories", ())))
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    group: str
+    # True when the value grows with the passage of time alone (days since something).
+    ages: bool = False
+
+
+def _number(value: Any) -> float | None:
+    """A custom field's value as a number, or None when it is not one."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _category(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value).strip()
+
+
+def humanize(key: str) -> str:
+    """`company_industry` -> `Company industry`: a field's name as a rep reads it."""
+    words = key.replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words else key
+
+
+def _days(days: float) -> str:
+    whole = int(days)
+    return "1 day" if whole == 1 else f"{whole:,} days"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The columns a model was trained on, learned once from the training leads and stored with it."""
+
+    custom_fields: tuple[CustomField, ...] = ()
+    columns: tuple[Column, ...] = field(init=False)
+    _group_columns: dict[str, list[tuple[str, int]]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        columns = [Column(f"source={s.value}", "source") for s in Source]
+        columns.append(Column("log_company_size", "company_size"))
+        columns.append(Column("engagement_count", "engagement_count"))
+        columns.append(Column("days_since_engagement", "engagement_recency", ages=True))
+        columns.append(Column("days_since_contact", "contact_recency", ages=True))
+        for kind in _KINDS:
+            columns.append(Column(f"count:{kind.value}", f"kind:{kind.value}"))
+            columns.append(Column(f"days_since:{kind.value}", f"kind:{kind.value}", ages=True))
+        for custom in self.custom_fields:
+            group = f"field:{custom.key}"
+            if custom.kind == "numeric":
+                columns.append(Column(f"field:{custom.key}", group))
+            else:
+                columns += [Column(f"field:{custom.key}={c}", group) for c in custom.categories]
+                columns.append(Column(f"field:{custom.key}=<other>", group))
+        object.__setattr__(self, "columns", tuple(columns))
+        by_group: dict[str, list[tuple[str, int]]] = {}
+        for i, column in enumerate(columns):
+            by_group.setdefault(column.group, []).append((column.name, i))
+        object.__setattr__(self, "_group_columns", by_group)
+
+    # --- Learning and storing ------------------------------------------------------------------
+
+    @classmethod
+    def learn(cls, facts: Sequence[LeadFacts]) -> FeatureSpec:
+        """Pick the custom fields worth a column from the training leads: present often enough,
+        numbers when they nearly all are, else their most frequent categories."""
+        present: Counter[str] = Counter()
+        for lead in facts:
+            present.update(k for k, v in lead.custom_fields.items() if _category(v) is not None)
+        wanted = [k for k, n in present.most_common() if n >= MIN_FIELD_SHARE * len(facts)]
+        customs = []
+        for key in sorted(wanted[:MAX_CUSTOM_FIELDS]):
+            values = [lead.custom_fields.get(key) for lead in facts]
+            values = [v for v in values if _category(v) is not None]
+            numbers = sum(_number(v) is not None for v in values)
+            if numbers >= NUMERIC_SHARE * len(values):
+                customs.append(CustomField(key, "numeric"))
+                continue
+            counts = Counter(_category(v) for v in values)
+            categories = sorted(c for c, n in counts.most_common(MAX_CATEGORIES) if n >= MIN_CATEGORY_COUNT)
+            if categories:
+                customs.append(CustomField(key, "categorical", tuple(categories)))
+        return cls(tuple(customs))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "custom_fields": [c.as_dict() for c in self.custom_fields],
+            "columns": [c.name for c in self.columns],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        spec = cls(tuple(CustomField.from_dict(c) for c in data["custom_fields"]))
+        if "columns" in data and list(data["columns"]) != [c.name for c in spec.columns]:
+            raise ValueError("the stored feature columns do not match this version of the code")
+        return spec
+
+    # --- Computing -----------------------------------------------------------------------------
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The groups in column order, each once."""
+        return tuple(dict.fromkeys(c.group for c in self.columns))
+
+    def group_matrix(self) -> np.ndarray:
+        """columns x groups, 1 where a column belongs to a group: contributions @ this = per group."""
+        index = {g: i for i, g in enumerate(self.groups)}
+        matrix = np.zeros((len(self.columns), len(index)))
+        for row, column in enumerate(self.columns):
+            matrix[row, index[column.group]] = 1.0
+        return matrix
+
+    def row(self, facts: LeadFacts, now: datetime) -> list[float]:
+        """The lead's features as of `now`; NaN where a value is unknown (the model handles it)."""
+        nan = math.nan
+        values: list[float] = [1.0 if facts.source == s.value else 0.0 for s in Source]
+        size = facts.company_size
+        values.append(math.log1p(size) if size is not None and size >= 0 else nan)
+
+        counts = [0] * len(_KINDS)
+        latest: list[datetime | None] = [None] * len(_KINDS)
+        for activity in facts.activities:
+            if activity.occurred_at > now:
+                continue  # not known yet at `now`: when training, this keeps the outcome out
+            i = _KIND_INDEX[activity.kind]
+            counts[i] += 1
+            if latest[i] is None or activity.occurred_at > latest[i]:
+                latest[i] = activity.occurred_at
+        since = [nan if t is None else (now - t).total_seconds() / DAY_SECONDS for t in latest]
+        engaged = [s for s, e in zip(since, _ENGAGEMENT) if e and not math.isnan(s)]
+        contacted = [s for s, c in zip(since, _CONTACT) if c and not math.isnan(s)]
+        values.append(float(sum(n for n, e in zip(counts, _ENGAGEMENT) if e)))
+        values.append(min(engaged) if engaged else nan)
+        values.append(min(contacted) if contacted else nan)
+        for n, s in zip(counts, since):
+            values += [float(n), s]
+
+        for custom in self.custom_fields:
+            raw = facts.custom_fields.get(custom.key)
+            if custom.kind == "numeric":
+                number = _number(raw)
+                values.append(nan if number is None else number)
+            else:
+                category = _category(raw)
+                if category is None:
+                    values += [nan] * (len(custom.categories) + 1)
+                else:
+                    values += [1.0 if category == c else 0.0 for c in custom.categories]
+                    values.append(0.0 if category in custom.categories else 1.0)
+        return values
+
+    def matrix(self, facts: Sequence[LeadFacts], now: datetime | Sequence[datetime]) -> np.ndarray:
+        """Rows for many leads, at one moment or each at its own (training: each at its close)."""
+        moments = [now] * len(facts) if isinstance(now, datetime) else list(now)
+        if len(moments) != len(facts):
+            raise ValueError("one moment per lead is needed")
+        if not facts:
+            return np.zeros((0, len(self.columns)), dtype=np.float32)
+        return np.array([self.row(f, t) for f, t in zip(facts, moments)], dtype=np.float32)
+
+    # --- Words ---------------------------------------------------------------------------------
+
+    def describe(self, group: str, values: np.ndarray, facts: LeadFacts | None = None) -> str:
+        """The group's facts for one lead in a sentence, from that lead's row of features (and its
+        facts, for a category too rare to have a column of its own)."""
+        cols = {name: values[i] for name, i in self._group_columns[group]}
+        if group == "source":
+            for s in Source:
+                if cols[f"source={s.value}"] == 1.0:
+                    return f"Source is {s.label}"
+            return "Source unknown"
+        if group == "company_size":
+            value = cols["log_company_size"]
+            if math.isnan(value):
+                return "Company size unknown"
+            return f"Company has {round(math.expm1(value)):,} employees"
+        if group == "engagement_count":
+            n = int(cols["engagement_count"])
+            return "No interactions yet" if n == 0 else f"{n} interaction{'s' if n != 1 else ''} in total"
+        if group == "engagement_recency":
+            days = cols["days_since_engagement"]
+            if math.isnan(days):
+                return "Never engaged"
+            if days < 1:
+                return "Engaged in the last 24 hours"
+            return f"No engagement in {_days(days)}" if days >= 7 else f"Last engaged {_days(days)} ago"
+        if group == "contact_recency":
+            days = cols["days_since_contact"]
+            if math.isnan(days):
+                return "Never contacted by a rep"
+            if days < 1:
+                return "Contacted in the last 24 hours"
+            return f"Last contacted {_days(days)} ago"
+        if group.startswith("kind:"):
+            kind = ActivityKind(group.removeprefix("kind:"))
+            one, many = KIND_NOUNS[kind]
+            n = int(cols[f"count:{kind.value}"])
+            if n == 0:
+                return f"No {one}"
+            days = cols[f"days_since:{kind.value}"]
+            when = "in the last 24 hours" if days < 1 else f"{_days(days)} ago"
+            if n == 1:
+                return f"1 {one}, {when}"
+            return f"{n} {many}, last {when}"
+        if group.startswith("field:"):
+            key = group.removeprefix("field:")
+            custom = next(c for c in self.custom_fields if c.key == key)
+            if custom.kind == "numeric":
+                value = cols[f"field:{key}"]
+                return f"{humanize(key)} unknown" if math.isnan(value) else f"{humanize(key)} is {value:g}"
+            for category in custom.categories:
+                value = cols[f"field:{key}={category}"]
+                if math.isnan(value):
+                    return f"{humanize(key)} unknown"
+                if value == 1.0:
+                    return f"{humanize(key)} is {category}"
+            raw = _category(facts.custom_fields.get(key)) if facts is not None else None
+            return f"{humanize(key)} is {raw}" if raw else f"{humanize(key)} is an uncommon value"
+        raise KeyError(group)

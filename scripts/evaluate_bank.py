@@ -1,0 +1,112 @@
+"""Train and judge the scoring model on a public data set, through the app's own training code.
+
+    python scripts/evaluate_bank.py [--csv PATH]
+
+The UCI "Bank Marketing" data (bank-additional-full.csv, 41,188 phone calls of a Portuguese bank;
+`;`-separated; `y` = the client subscribed) stands in for a team's closed deals. Each row becomes a
+closed lead whose columns are its custom fields. Left out: `duration`, the length of the call, which
+is only known once the call is over and nearly decides `y` (the data set's own notes say to drop it
+for a realistic model).
+
+There is no date column. The rows are in the order the calls were made (May 2008 to November 2010),
+so the row order is used as time: row i "closed" i minutes after the first, and the newest 20 % of
+rows are the holdout, exactly as for the app's own leads. The rules score every row 0 (the file has
+no activities, source or company size): that is the honest point of the comparison.
+
+`--order shuffled` shuffles the rows (seed 0) before the same split: a random holdout, as most
+published results on this data use. It mixes the periods, so the economic indicators (euribor3m,
+emp.var.rate, ...) then tell the model *when* a call was made, and the win rate moved from about 6 %
+in 2008-09 to about 30 % in 2010. The file order is the honest test of scoring future leads.
+
+The data is read where it lies (../shared/data relative to the repository, or --csv) and never copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+# Run as a plain script from anywhere: make the app importable without installing it.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from crm_app.scoring.engine import LeadFacts  # noqa: E402
+from crm_app.scoring.training import LabeledLead, TrainingResult, fit_scoring_model  # noqa: E402
+
+DEFAULT_CSV = REPO_ROOT.parent / "shared" / "data" / "bank-additional-full.csv"
+TARGET = "y"
+EXCLUDED = ("duration",)  # known only after the call: it would leak the outcome
+FIRST_ROW_AT = datetime(2008, 5, 1, tzinfo=timezone.utc)
+
+
+def _value(text: str) -> int | float | str | None:
+    """A cell as a number when it is one, else as text; "unknown" counts as missing."""
+    text = text.strip()
+    if text in ("", "unknown"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def read_bank_csv(path: Path) -> list[LabeledLead]:
+    """Every row as a closed lead: custom fields from its columns, closed at its row's minute."""
+    leads = []
+    with path.open(newline="") as handle:
+        for i, row in enumerate(csv.DictReader(handle, delimiter=";")):
+            outcome = row.pop(TARGET).strip()
+            for column in EXCLUDED:
+                row.pop(column, None)
+            fields = {key: value for key, value in ((k, _value(v)) for k, v in row.items()) if value is not None}
+            leads.append(
+                LabeledLead(
+                    facts=LeadFacts(custom_fields=fields),
+                    closed_at=FIRST_ROW_AT + timedelta(minutes=i),
+                    won=outcome == "yes",
+                )
+            )
+    return leads
+
+
+def evaluate_bank(path: Path, *, order: str = "file", progress=None) -> TrainingResult:
+    """Train and measure on the file's rows, in file order (time) or shuffled (a random holdout)."""
+    leads = read_bank_csv(path)
+    if order == "shuffled":
+        random.Random(0).shuffle(leads)
+        leads = [LabeledLead(lead.facts, FIRST_ROW_AT + timedelta(minutes=i), lead.won) for i, lead in enumerate(leads)]
+    return fit_scoring_model(leads, progress=progress)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help=f"default: {DEFAULT_CSV}")
+    parser.add_argument(
+        "--order", choices=("file", "shuffled"), default="file",
+        help="file: the newest rows are the holdout (default); shuffled: a random holdout",
+    )
+    args = parser.parse_args()
+    if not args.csv.exists():
+        sys.exit(f"No data at {args.csv}: pass --csv PATH to bank-additional-full.csv")
+    started = time.perf_counter()
+    print(f"Bank marketing data: {args.csv} (holdout: {'newest rows' if args.order == 'file' else 'random rows'})")
+    result = evaluate_bank(args.csv, order=args.order, progress=lambda message: print(f"  {message}"))
+    print()
+    print(result.summary())
+    print("\nWhat moves the model's scores most (mean |log-odds| on the holdout):")
+    for group, pull in result.drivers:
+        print(f"  {group:30} {pull:.3f}")
+    print(f"\nDone in {time.perf_counter() - started:.1f} s.")
+
+
+if __name__ == "__main__":
+    main()
