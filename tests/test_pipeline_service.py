@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from sqlalchemy import update
 
 from crm_app.db.models import Lead, StageRule
@@ -180,3 +182,21 @@ def test_a_moved_deal_shows_in_its_new_column_with_zero_days_and_a_new_version(s
     assert (moved.id, moved.stage, moved.days_in_stage, moved.stagnating) == (lead.id, "qualified", 0, False)
     assert moved.version == card.version + 1
     assert after["qualified"].value_label == "$6,000"
+
+
+@pytest.mark.parametrize("in_stage", [timedelta(days=7, hours=12), timedelta(days=8), timedelta(days=8, hours=1)])
+def test_the_dashboard_and_the_board_agree_on_what_is_stuck(session, in_stage):
+    """One rule everywhere: more whole days in the stage than its limit (meeting: 7)."""
+    from crm_app.services.pipeline_health import pipeline_health
+    from crm_app.services.queue import action_queue
+
+    rep = make_user(session, "Ria Rep")
+    lead = make_lead(session, "Edge", now=NOW, owner=rep, stage=Stage.MEETING)
+    _entered(session, lead, in_stage)
+    board = _by_stage(board_columns(session, flt=BoardFilter(owner_id=rep.id), now=NOW))["meeting"]
+    health = pipeline_health(session, owner_id=rep.id, now=NOW)
+    queue, _total = action_queue(session, owner_id=rep.id, now=NOW)
+    on_board = board.cards[0].stagnating
+    assert on_board == (in_stage >= timedelta(days=8))
+    assert health.stuck == board.stagnating == int(on_board)
+    assert any(item.lead_id == lead.id for item in queue) == on_board

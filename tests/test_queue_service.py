@@ -42,7 +42,7 @@ def team(session):
     """Ria's book: one of each kind of item, plus leads that must not show."""
     ria = make_user(session, "Ria Rep")
     sam = make_user(session, "Sam Seller")
-    # New leads entered their stage 2 days ago: within the 3-day limit, so not stuck.
+    # New leads entered their stage 2 days ago: within the 7-day limit, so not stuck.
     ada = make_lead(session, "Ada", now=NOW, owner=ria, company_size=120, activities=HOT,
                     created_ago=timedelta(days=2))  # 85, hot
     grace = make_lead(session, "Grace", now=NOW, owner=ria, created_ago=timedelta(days=2),
@@ -103,10 +103,10 @@ def test_follow_ups_later_today_show_but_tomorrows_do_not(session, team):
 
 def test_stagnation_counts_from_the_stage_limit_exactly(session, team):
     alan = team["alan"]
-    limit = timedelta(days=14)
-    session.get(Lead, alan.id).stage_entered_at = NOW - limit
+    # Negotiation allows 14 days: stuck from the 15th whole day, the rule every page shares.
+    session.get(Lead, alan.id).stage_entered_at = NOW - timedelta(days=15) + timedelta(seconds=1)
     session.commit()
-    assert "Alan" not in _names(session, team["ria"].id)  # exactly at the limit: not yet
+    assert "Alan" not in _names(session, team["ria"].id)  # 14 whole days and then some: not yet
     assert "Alan" in _names(session, team["ria"].id, now=NOW + timedelta(seconds=1))
 
 
@@ -208,8 +208,8 @@ def test_nothing_to_do_gives_an_empty_queue(session):
     assert action_queue(session, owner_id=rep.id, now=NOW) == ([], 0)
 
 
-def test_a_deal_just_past_its_limit_reads_over_the_limit(session, team):
-    session.get(Lead, team["alan"].id).stage_entered_at = NOW - timedelta(days=14, hours=3)
+def test_a_deal_just_past_its_limit_says_its_whole_days(session, team):
+    session.get(Lead, team["alan"].id).stage_entered_at = NOW - timedelta(days=15, hours=3)
     session.commit()
     alan = next(i for i in action_queue(session, owner_id=team["ria"].id, now=NOW)[0] if i.name == "Alan")
-    assert alan.headline == "Stuck in Negotiation for over 14 days (limit 14): re-engage or close"
+    assert alan.headline == "Stuck in Negotiation for 15 days (limit 14): re-engage or close"

@@ -53,6 +53,13 @@ class LeadFilter:
     search: str | None = None
 
 
+def stuck_sql(entered_at: str, limit_days: str) -> str:
+    """The one rule for "stuck", as SQL over the named columns and a bound `:now`: more whole days
+    in the stage than its limit, i.e. in it for at least (limit + 1) x 24 hours. The pipeline board
+    (services/pipeline.py) writes the same comparison with SQLAlchemy."""
+    return f"{entered_at} <= CAST(:now AS timestamptz) - ({limit_days} + 1) * interval '24 hours'"
+
+
 def money(amount) -> str:
     """Whole dollars with thousands separators, as reps read deal values."""
     return f"${float(amount):,.0f}"

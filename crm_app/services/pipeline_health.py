@@ -16,7 +16,7 @@ from datetime import datetime, time, timedelta
 from sqlalchemy import text
 from sqlmodel import Session
 
-from crm_app.db.queries import money
+from crm_app.db.queries import money, stuck_sql
 from crm_app.domain import OPEN_STAGES, Stage
 
 WEEKS_SHOWN = 8
@@ -66,14 +66,14 @@ SELECT l.stage,
        count(*) FILTER (WHERE l.tier = 'warm') AS warm,
        count(*) FILTER (WHERE l.tier = 'cold') AS cold,
        count(*) FILTER (
-           WHERE l.stage_entered_at < CAST(:now AS timestamptz) - make_interval(days => r.stagnation_days)
+           WHERE {stuck}
        ) AS stuck
   FROM leads l
   LEFT JOIN stage_rules r ON r.stage = l.stage
  WHERE l.stage = ANY(:open_stages)
    AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
  GROUP BY l.stage
-"""
+""".replace("{stuck}", stuck_sql("l.stage_entered_at", "r.stagnation_days"))
 
 _WEEKS_SQL = """
 SELECT date_bin('7 days', l.created_at, CAST(:origin AS timestamptz)) AS week, count(*) AS count

@@ -30,7 +30,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.models import FollowUp, Lead
-from crm_app.db.queries import money
+from crm_app.db.queries import money, stuck_sql
 from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
@@ -121,10 +121,9 @@ def _follow_up_text(due_at: datetime, note: str | None, now: datetime) -> str:
 
 
 def _stuck_text(stage: str, entered_at: datetime, limit_days: int, now: datetime) -> str:
+    # Stuck means more whole days than the limit (db.queries.stuck_sql), so days > limit_days here.
     days = (now - entered_at).days
-    # Just past the limit the whole days still equal it: "over 14 days" reads right there.
-    span = f"over {days} days" if days <= limit_days else f"{days} days"
-    return f"Stuck in {Stage(stage).label} for {span} (limit {limit_days}): re-engage or close"
+    return f"Stuck in {Stage(stage).label} for {days} days (limit {limit_days}): re-engage or close"
 
 
 def end_of_day(now: datetime) -> datetime:
@@ -165,7 +164,7 @@ candidates AS (
     UNION ALL
     SELECT s.id, 'stuck', :stuck_points + s.score, NULL, NULL, NULL
       FROM scoped s JOIN stage_rules r ON r.stage = s.stage
-     WHERE s.stage_entered_at < CAST(:now AS timestamptz) - make_interval(days => r.stagnation_days)
+     WHERE {stuck}
        AND (s.snoozed_until IS NULL OR s.snoozed_until <= :now)
 ),
 best AS (
@@ -189,7 +188,7 @@ SELECT t.lead_id, t.best_rank, t.total, c.kind, c.rank, c.follow_up_id, c.due_at
          ORDER BY a.occurred_at DESC LIMIT 1
   ) e ON TRUE
  ORDER BY t.best_rank DESC, t.lead_id, c.rank DESC
-"""
+""".replace("{stuck}", stuck_sql("s.stage_entered_at", "r.stagnation_days"))
 
 
 def action_queue(
