@@ -159,3 +159,32 @@ def test_score_at_close_is_what_the_rubric_said_when_the_deal_closed(session):
     assert record_scores_at_close(session) >= 1
     session.refresh(lead)
     assert lead.score_at_close == 30 + 10 + 5
+
+
+def test_a_sweep_never_overwrites_a_score_a_concurrent_change_just_stored(engine):
+    """The sweep reads, scores, then writes; a rep's activity landing in between must win."""
+    from sqlmodel import Session
+
+    from crm_app.scoring import RuleBasedScoringEngine
+
+    with Session(engine, expire_on_commit=False) as setup:
+        lead = make_lead(setup, "Racey", now=NOW, activities=[(K.PAGE_VISIT, timedelta(hours=23))])
+    assert lead.score == 25
+
+    class RepLogsWhileSweepScores(RuleBasedScoringEngine):
+        def score(self, facts, now):
+            with Session(engine) as rep:  # another connection, committed before the sweep writes
+                log_activity(rep, lead_id=lead.id, kind=K.PRICING_REQUEST, now=NOW + timedelta(hours=2))
+            return super().score(facts, now)
+
+    try:
+        with Session(engine) as sweeper:
+            assert rescore_expired(sweeper, NOW + timedelta(hours=2), engine=RepLogsWhileSweepScores()) == 0
+        with Session(engine) as check:
+            stored = check.get(Lead, lead.id)
+            # Pricing +30, active in the last 24 h +20, 2 interactions +10: the rep's rescore stands.
+            assert stored.score == 60
+    finally:
+        with Session(engine) as cleanup:
+            cleanup.execute(text("DELETE FROM leads WHERE id = :id"), {"id": lead.id})
+            cleanup.commit()

@@ -65,34 +65,39 @@ _UPDATE_SCORES = """
     UPDATE leads AS l
        SET score = v.score, tier = v.tier, score_reasons = v.reasons,
            scored_at = v.scored_at, score_valid_until = v.valid_until
-      FROM (VALUES %s) AS v(id, score, tier, reasons, scored_at, valid_until)
-     WHERE l.id = v.id
+      FROM (VALUES %s) AS v(id, version, score, tier, reasons, scored_at, valid_until)
+     WHERE l.id = v.id AND l.version = v.version
+    RETURNING l.id
 """
-_VALUES_TEMPLATE = "(%s, %s, %s, %s::jsonb, %s::timestamptz, %s::timestamptz)"
+_VALUES_TEMPLATE = "(%s, %s, %s, %s, %s::jsonb, %s::timestamptz, %s::timestamptz)"
 
 
-def _store_scores(session: Session, scored: list[tuple[int, ScoreResult]], now: datetime) -> None:
+def _store_scores(session: Session, scored: list[tuple[int, int, ScoreResult]], now: datetime) -> int:
+    """Write (id, version, result) scores; a lead whose version moved on since it was read was
+    rescored by whoever changed it, so it is left alone. Returns how many were written."""
     if not scored:
-        return
-    cursor = session.connection().connection.cursor()
-    execute_values(
-        cursor,
+        return 0
+    written = execute_values(
+        session.connection().connection.cursor(),
         _UPDATE_SCORES,
         [
-            (lead_id, r.score, r.tier.value, Json([x.as_dict() for x in r.reasons]), now, r.valid_until)
-            for lead_id, r in scored
+            (lead_id, version, r.score, r.tier.value, Json([x.as_dict() for x in r.reasons]), now,
+             r.valid_until)
+            for lead_id, version, r in scored
         ],
         template=_VALUES_TEMPLATE,
         page_size=1000,
+        fetch=True,
     )
+    return len(written)
 
 
-def _activities_between(session: Session, first: int, last: int) -> dict[int, list[ActivityFact]]:
-    """Activities of the leads with ids in [first, last], grouped by lead (one range scan)."""
+def _activities_of(session: Session, lead_ids: list[int]) -> dict[int, list[ActivityFact]]:
+    """Activities of just these leads, grouped by lead (one index lookup per lead)."""
     activities: dict[int, list[ActivityFact]] = defaultdict(list)
     for lead_id, kind, occurred_at in session.execute(
-        text("SELECT lead_id, kind, occurred_at FROM activities WHERE lead_id BETWEEN :first AND :last"),
-        {"first": first, "last": last},
+        text("SELECT lead_id, kind, occurred_at FROM activities WHERE lead_id = ANY(:ids)"),
+        {"ids": lead_ids},
     ):
         activities[lead_id].append(ActivityFact(ActivityKind(kind), occurred_at))
     return activities
@@ -113,7 +118,7 @@ def _rescore_where(
     while True:
         leads = session.execute(
             text(
-                f"SELECT id, company_size, source, custom_fields FROM leads "
+                f"SELECT id, version, company_size, source, custom_fields FROM leads "
                 f"WHERE id > :last_id AND ({condition}) ORDER BY id LIMIT :n"
             ),
             {"last_id": last_id, "n": batch_size, **params},
@@ -121,10 +126,11 @@ def _rescore_where(
         if not leads:
             break
         last_id = leads[-1].id
-        activities = _activities_between(session, leads[0].id, last_id)
+        activities = _activities_of(session, [row.id for row in leads])
         scored = [
             (
                 row.id,
+                row.version,
                 engine.score(
                     LeadFacts(
                         company_size=row.company_size,
@@ -137,8 +143,9 @@ def _rescore_where(
             )
             for row in leads
         ]
-        _store_scores(session, scored, now)
-        done += len(scored)
+        done += _store_scores(session, scored, now)
+        # A batch at a time: row locks are held for one batch, never for the whole table.
+        session.commit()
         if progress:
             progress(done)
     return done
@@ -151,19 +158,14 @@ def rescore_all(
     batch_size: int = 5000,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Rescore every lead (after a rule or engine change) and commit. Returns the count."""
-    count = _rescore_where(session, now, "TRUE", {}, engine, batch_size, progress)
-    session.commit()
-    return count
+    """Rescore every lead (after a rule or engine change), committing batch by batch. Returns the
+    count written (a lead changed meanwhile keeps the score its change gave it)."""
+    return _rescore_where(session, now, "TRUE", {}, engine, batch_size, progress)
 
 
 def rescore_expired(session: Session, now: datetime, engine: ScoringEngine | None = None) -> int:
     """Rescore the leads whose score the passage of time has changed (a recency bonus ran out)."""
-    count = _rescore_where(
-        session, now, "score_valid_until <= :now", {"now": now}, engine, 2000, None
-    )
-    session.commit()
-    return count
+    return _rescore_where(session, now, "score_valid_until <= :now", {"now": now}, engine, 2000, None)
 
 
 def record_scores_at_close(
@@ -185,7 +187,7 @@ def record_scores_at_close(
         if not leads:
             break
         last_id = leads[-1].id
-        activities = _activities_between(session, leads[0].id, last_id)
+        activities = _activities_of(session, [row.id for row in leads])
         values = [
             (
                 row.id,
