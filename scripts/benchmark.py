@@ -31,7 +31,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from crm_app.db.engine import embedded_server_url, ensure_database, normalize_url  # noqa: E402
+from crm_app.db.engine import embedded_server_url, ensure_database, make_engine, normalize_url  # noqa: E402
 from crm_app.db.migrate import upgrade_to_head  # noqa: E402
 from crm_app.db.queries import LeadFilter, ranked_leads  # noqa: E402
 from crm_app.domain import Stage  # noqa: E402
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         url = scratch_database_url(args.database_url)
     figure("database", make_url(url).render_as_string(hide_password=True))
-    engine = create_engine(url)
+    engine = make_engine(url)
     bench = Bench(
         engine=engine,
         now=datetime.now(timezone.utc),

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
 from crm_app.db import engine as db_engine_module
-from crm_app.db.engine import ensure_database, normalize_url
+from crm_app.db.engine import ensure_database, make_engine, normalize_url
 from crm_app.db.migrate import upgrade_to_head
 from crm_app.settings import REPO_ROOT
 
@@ -57,7 +57,7 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
-    eng = create_engine(database_url)
+    eng = make_engine(database_url)
     db_engine_module.set_engine(eng)
     yield eng
     db_engine_module.set_engine(None)

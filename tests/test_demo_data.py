@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from crm_app.db.engine import ensure_database
+from crm_app.db.engine import ensure_database, make_engine
 from crm_app.db.migrate import upgrade_to_head
 from crm_app.demo.generator import (
     REPLIES,
@@ -42,7 +42,7 @@ def demo_engine(database_url: str) -> Iterator[Engine]:
     ensure_database(admin_url, name)
     url = server.set(database=name).render_as_string(hide_password=False)
     upgrade_to_head(url)
-    engine = create_engine(url)
+    engine = make_engine(url)
     generate_demo_data(engine, leads=LEADS, seed=SEED, now=NOW)
     yield engine
     engine.dispose()

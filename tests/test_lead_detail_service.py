@@ -34,6 +34,8 @@ def _edit(lead: Lead, **changes) -> LeadEdit:
         ({"deal_value": "NaN"}, "deal_value"),
         ({"source": "carrier pigeon"}, "source"),
         ({"owner_id": "999999"}, "owner_id"),
+        ({"owner_id": "Maya"}, "owner_id"),
+        ({"company_size": "²"}, "company_size"),
     ],
 )
 def test_bad_edits_name_the_field_and_keep_the_stored_lead(session, changes, field):

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from crm_app.db.engine import ensure_database
+from crm_app.db.engine import ensure_database, make_engine
 from crm_app.db.migrate import upgrade_to_head
 from crm_app.db.models import Activity, Lead
 from crm_app.demo.generator import generate_demo_data
@@ -54,7 +54,7 @@ def history(database_url: str) -> Iterator[Engine]:
     ensure_database(admin_url, name)
     url = server.set(database=name).render_as_string(hide_password=False)
     upgrade_to_head(url)
-    engine = create_engine(url)
+    engine = make_engine(url)
     generate_demo_data(engine, leads=LEADS, seed=SEED, now=NOW)
     yield engine
     engine.dispose()

@@ -61,6 +61,7 @@ def test_stage_limits_are_listed_in_pipeline_order_and_edited(session):
         ("new", "0", "days", "between 1 and 365"),
         ("new", "366", "days", "between 1 and 365"),
         ("new", "2.5", "days", "whole number"),
+        ("new", "²", "days", "whole number"),
         ("new", "", "days", "whole number"),
         ("won", "5", "stage", "closed stage"),
         ("limbo", "5", "stage", "Unknown stage"),

@@ -62,11 +62,17 @@ def database_url() -> str:
     return embedded_server_url()
 
 
+def make_engine(url: str, **options) -> Engine:
+    """An engine whose sessions speak UTC, so times read back and day boundaries in SQL do not
+    depend on the server's time zone setting."""
+    return create_engine(normalize_url(url), connect_args={"options": "-c timezone=UTC"}, **options)
+
+
 def get_engine() -> Engine:
     global _engine
     with _lock:
         if _engine is None:
-            _engine = create_engine(
+            _engine = make_engine(
                 database_url(),
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_pool_size,

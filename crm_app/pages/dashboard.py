@@ -110,6 +110,7 @@ def _queue_item(item: QueueItem) -> rx.Component:
             width="100%",
         ),
         class_name="queue-item",
+        key=item.lead_id,
         data_lead_id=item.lead_id,
         padding="0.9em 1em",
         border_bottom=f"1px solid {rx.color('gray', 4)}",

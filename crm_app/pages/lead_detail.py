@@ -196,6 +196,7 @@ def _timeline_item(entry: TimelineEntry) -> rx.Component:
             width="100%",
         ),
         class_name="timeline-entry",
+        key=entry.key,
         width="100%",
         align="start",
         padding_y="0.5em",

@@ -58,6 +58,7 @@ def _row(lead: LeadListRow) -> rx.Component:
         rx.table.cell(rx.text(lead.value_label, size="2", font_variant_numeric="tabular-nums"), text_align="right"),
         class_name="lead-row",
         data_lead_id=lead.id,
+        key=lead.id,
         vertical_align="middle",
     )
 
@@ -122,16 +123,25 @@ def _bulk_bar() -> rx.Component:
         S.selected_count > 0,
         rx.hstack(
             rx.text(S.selected_count, " selected", weight="medium", size="2"),
-            rx.select.root(
-                rx.select.trigger(placeholder="Reassign to…", width="220px", aria_label="Reassign to"),
-                rx.select.content(
-                    rx.select.item("Unassigned pool", value="none"),
-                    rx.foreach(S.users, lambda u: rx.select.item(u.name, value=u.id.to_string())),
+            rx.cond(
+                S.viewer_is_manager,
+                rx.hstack(
+                    rx.select.root(
+                        rx.select.trigger(placeholder="Reassign to…", width="220px", aria_label="Reassign to"),
+                        rx.select.content(
+                            rx.select.item("Unassigned pool", value="none"),
+                            rx.foreach(S.users, lambda u: rx.select.item(u.name, value=u.id.to_string())),
+                        ),
+                        value=S.reassign_to,
+                        on_change=S.set_reassign_to,
+                    ),
+                    rx.button("Reassign", on_click=S.reassign_selected, disabled=S.reassign_to == ""),
+                    align="center",
+                    spacing="3",
                 ),
-                value=S.reassign_to,
-                on_change=S.set_reassign_to,
+                rx.text("Only a manager can reassign leads: choose one in the sidebar.", size="2",
+                        color=rx.color("gray", 11)),
             ),
-            rx.button("Reassign", on_click=S.reassign_selected, disabled=S.reassign_to == ""),
             rx.cond(S.bulk_message != "", rx.text(S.bulk_message, color=rx.color("red", 11), size="2")),
             align="center",
             spacing="3",

@@ -24,6 +24,7 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 @dataclass
 class TimelineEntry:
+    key: str  # unique on the page: kind and row id
     kind: str  # an activity kind, or "stage_change"
     title: str
     body: str
@@ -109,7 +110,7 @@ def lead_detail(session: Session, lead_id: int, now: datetime) -> LeadDetail:
         else:
             title = ActivityKind(r.kind).label + (f": {r.subject}" if r.subject else "")
             body = r.body or ""
-        timeline.append(TimelineEntry(kind=r.kind, title=title, body=body, at=_stamp(r.at),
+        timeline.append(TimelineEntry(key=f"{r.kind}-{r.id}", kind=r.kind, title=title, body=body, at=_stamp(r.at),
                                       by=r.by or ("Prospect" if r.kind != "stage_change" else "System"),
                                       icon=ICONS.get(r.kind, "circle")))
     tier = Tier(lead.tier)
@@ -155,7 +156,7 @@ def _validated(edit: LeadEdit) -> dict:
         raise InvalidInput("That is not an email address (like name@company.com).", field="email")
     size_text = edit.company_size.strip().replace(",", "")
     if size_text:
-        if not size_text.isdigit():
+        if not size_text.isdecimal():
             raise InvalidInput("Company size must be a whole number of employees, 0 or more.", field="company_size")
         size = int(size_text)
         if size > 10_000_000:
@@ -175,7 +176,10 @@ def _validated(edit: LeadEdit) -> dict:
     for label, text, limit in (("Phone", edit.phone, 40), ("Title", edit.title, 120), ("Company", edit.company, 200)):
         if len(text.strip()) > limit:
             raise InvalidInput(f"{label} is too long (max {limit} characters).", field=label.lower())
-    owner_id = int(edit.owner_id) if edit.owner_id.strip().isdigit() else None
+    owner_text = edit.owner_id.strip()
+    if owner_text and not owner_text.isdecimal():
+        raise InvalidInput("Pick an owner from the list.", field="owner_id")
+    owner_id = int(owner_text) if owner_text else None
     return dict(name=name, email=email, phone=edit.phone.strip() or None, title=edit.title.strip() or None,
                 company=edit.company.strip() or None, company_size=size,
                 deal_value=value.quantize(Decimal("0.01")), source=source, owner_id=owner_id)

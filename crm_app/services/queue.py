@@ -34,7 +34,7 @@ from crm_app.db.queries import money, stuck_sql
 from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
-from crm_app.services.leads import log_activity
+from crm_app.services.leads import bump_version, lock_lead, log_activity
 
 OVERDUE_POINTS = 400
 HOT_POINTS = 300
@@ -263,21 +263,9 @@ def snooze_time(choice: str, now: datetime) -> datetime:
     raise InvalidInput(f"Unknown snooze choice {choice!r}.", field="snooze")
 
 
-def _locked_lead(session: Session, lead_id: int, expected_version: int | None) -> Lead:
-    lead = session.get(Lead, lead_id, with_for_update=True)
-    if lead is None:
-        raise NotFound(f"Lead {lead_id} no longer exists.")
-    if expected_version is not None and lead.version != expected_version:
-        raise StaleLead(
-            f"{lead.name} was changed by someone else a moment ago. "
-            "The latest version is shown; please try again."
-        )
-    return lead
-
-
-def _open_follow_up(session: Session, follow_up_id: int) -> FollowUp:
+def _open_follow_up(session: Session, follow_up_id: int, lead_id: int | None = None) -> FollowUp:
     follow_up = session.get(FollowUp, follow_up_id, with_for_update=True)
-    if follow_up is None:
+    if follow_up is None or (lead_id is not None and follow_up.lead_id != lead_id):
         raise NotFound("That follow-up no longer exists.")
     if follow_up.done_at is not None:
         raise StaleLead("That follow-up was already marked done.")
@@ -297,22 +285,23 @@ def snooze_lead(
     postponed to the same time, so the item really goes away until then."""
     if until <= now:
         raise InvalidInput("A snooze must end in the future.", field="snooze")
-    lead = _locked_lead(session, lead_id, expected_version)
+    lead = lock_lead(session, lead_id, expected_version)
     if follow_up_id:
-        follow_up = _open_follow_up(session, follow_up_id)
+        follow_up = _open_follow_up(session, follow_up_id, lead_id)
         follow_up.due_at = until
         session.add(follow_up)
     lead.snoozed_until = until
-    lead.version += 1
-    lead.updated_at = now
+    bump_version(lead, now)
     session.add(lead)
     session.commit()
     return lead
 
 
-def complete_follow_up(session: Session, *, follow_up_id: int, now: datetime) -> FollowUp:
-    """Mark a follow-up done and commit."""
-    follow_up = _open_follow_up(session, follow_up_id)
+def complete_follow_up(
+    session: Session, *, follow_up_id: int, now: datetime, lead_id: int | None = None
+) -> FollowUp:
+    """Mark a follow-up done (of `lead_id`, when given) and commit."""
+    follow_up = _open_follow_up(session, follow_up_id, lead_id)
     follow_up.done_at = now
     session.add(follow_up)
     session.commit()
@@ -354,7 +343,7 @@ def dismiss_item(
     """"Done" on a queue item: a follow-up is marked done; any other item is snoozed until the
     prospect's next engagement."""
     if follow_up_id:
-        complete_follow_up(session, follow_up_id=follow_up_id, now=now)
+        complete_follow_up(session, follow_up_id=follow_up_id, now=now, lead_id=lead_id)
     else:
         snooze_lead(session, lead_id=lead_id, until=UNTIL_NEXT_ENGAGEMENT, now=now,
                     expected_version=expected_version)
@@ -381,7 +370,7 @@ def work_item(
             _new_follow_up(session, lead_id=lead_id, owner_id=user_id, in_days=follow_up_days,
                            note=follow_up_note, now=now)
         if follow_up_id and kind in [k.value for k in CONTACT_KINDS]:
-            _open_follow_up(session, follow_up_id).done_at = now
+            _open_follow_up(session, follow_up_id, lead_id).done_at = now
         log_activity(session, lead_id=lead_id, kind=kind, now=now, user_id=user_id, body=body,
                      expected_version=expected_version)  # commits all of the above
     except BaseException:

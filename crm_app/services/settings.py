@@ -108,7 +108,7 @@ def set_stagnation_days(session: Session, *, stage: str, typed: str) -> StageRul
     if stage.is_closed:
         raise InvalidInput(f"{stage.label} is a closed stage: deals do not stagnate there.", field="stage")
     text = (typed or "").strip()
-    if not text.isdigit():
+    if not text.isdecimal():
         raise InvalidInput("Enter a whole number of days.", field="days")
     days = int(text)
     if not MIN_DAYS <= days <= MAX_DAYS:

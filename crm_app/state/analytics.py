@@ -61,7 +61,7 @@ class AnalyticsState(AppState):
         return EVERYONE if self.viewer_is_manager or self.viewer_int() is None else self.viewer_id
 
     async def _refresh(self) -> None:
-        owner_id = None if self.owner == EVERYONE or not self.owner.isdigit() else int(self.owner)
+        owner_id = None if self.owner == EVERYONE or not self.owner.isdecimal() else int(self.owner)
         flt = period_filter(self.period, now=now_utc(), owner_id=owner_id)
         self.loading = True
         report = await asyncio.to_thread(analytics_report_concurrently, open_session, flt=flt)

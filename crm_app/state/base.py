@@ -65,4 +65,4 @@ class AppState(rx.State):
             self.viewer_id = str((reps or self.users)[0].id)
 
     def viewer_int(self) -> int | None:
-        return int(self.viewer_id) if self.viewer_id.isdigit() else None
+        return int(self.viewer_id) if self.viewer_id.isdecimal() else None

@@ -87,7 +87,7 @@ class DashboardState(AppState):
 
     def _owner(self) -> int | None:
         if self.viewer_is_manager:
-            return int(self.owner_filter) if self.owner_filter.isdigit() else None
+            return int(self.owner_filter) if self.owner_filter.isdecimal() else None
         return self.viewer_int()
 
     async def _refresh(self) -> None:
@@ -144,7 +144,11 @@ class DashboardState(AppState):
         if item is None:
             return
         now = now_utc()
-        until = snooze_time(choice, now)
+        try:
+            until = snooze_time(choice, now)
+        except ServiceError as error:
+            self.error_lead_id, self.error_message = lead_id, str(error)
+            return
         await self._act(lead_id, lambda s: snooze_lead(
             s, lead_id=lead_id, until=until, now=now, follow_up_id=item.follow_up_id or None,
             expected_version=item.version))
@@ -201,7 +205,7 @@ class DashboardState(AppState):
             return
         lead_id, kind, body = self.log_lead_id, LOG_KINDS[self.log_kind], self.log_body
         version, follow_up_id, user_id = self.log_version, self.log_follow_up_id, self.viewer_int()
-        days = int(self.log_follow_up_days) if self.log_follow_up_days.isdigit() else None
+        days = int(self.log_follow_up_days) if self.log_follow_up_days.isdecimal() else None
         note, now = self.log_follow_up_note, now_utc()
         self.log_saving, self.log_error = True, ""
         yield
@@ -212,12 +216,14 @@ class DashboardState(AppState):
                 expected_version=version))
         except ServiceError as error:
             self.log_error = str(error)
-            self.log_saving = False
             # Someone changed the lead meanwhile: show its latest state, so Save works on a retry.
             await self._refresh()
             item = self._item(lead_id)
             if item is not None:
                 self.log_version, self.log_follow_up_id = item.version, item.follow_up_id
             return
-        self.log_saving, self.log_open = False, False
+        finally:
+            # Whatever happened, the button must work again.
+            self.log_saving = False
+        self.log_open = False
         await self._refresh()

@@ -33,7 +33,7 @@ class LeadDetailState(AppState):
 
     def _lead_id(self) -> int | None:
         raw = str(self.router.url.path).rstrip("/").rsplit("/", 1)[-1]
-        return int(raw) if raw.isdigit() else None
+        return int(raw) if raw.isdecimal() else None
 
     async def _reload(self) -> None:
         lead_id, now = self._lead_id(), now_utc()
@@ -135,8 +135,10 @@ class LeadDetailState(AppState):
             self.edit_errors = {error.field or "form": str(error)}
             return
         except ServiceError as error:
-            self.edit_errors = {"form": str(error)}
+            # Someone else saved first: show their version in the form, never resave ours over it.
             await self._reload()
+            self.edit = {name: str(getattr(self.lead, name)) for name in EDIT_FIELDS}
+            self.edit_errors = {"form": str(error)}
             return
         self.edit_open = False
         await self._reload()

@@ -123,6 +123,8 @@ class LeadsState(AppState):
     # Bulk reassign ---------------------------------------------------------------------------
     @rx.event
     def toggle_selected(self, lead_id: int):
+        if not any(r.id == lead_id for r in self.rows):
+            return  # only a lead this page shows can be picked
         self.selected = [i for i in self.selected if i != lead_id] if lead_id in self.selected \
             else [*self.selected, lead_id]
 
@@ -140,8 +142,14 @@ class LeadsState(AppState):
 
     @rx.event
     async def reassign_selected(self):
+        if not self.viewer_is_manager:
+            self.bulk_message = "Only a manager can reassign leads."
+            return
         ids, now = list(self.selected), now_utc()
-        owner = None if self.reassign_to in ("", "none") else int(self.reassign_to)
+        if self.reassign_to not in ("none", *(str(u.id) for u in self.users)):
+            self.bulk_message = "Pick who gets the leads."
+            return
+        owner = None if self.reassign_to == "none" else int(self.reassign_to)
         try:
             count = await run_db(lambda s: reassign_leads(s, lead_ids=ids, owner_id=owner, now=now))
         except ServiceError as error:

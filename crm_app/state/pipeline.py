@@ -74,7 +74,7 @@ class PipelineState(AppState):
             owner_id = 0
         elif self._is_manager() and self.owner == TEAM:
             owner_id = None
-        elif self._is_manager() and self.owner.isdigit():
+        elif self._is_manager() and self.owner.isdecimal():
             owner_id = int(self.owner)
         else:  # a rep sees their own deals (or the pool), never another rep's
             owner_id = self.viewer_int()
@@ -167,6 +167,10 @@ class PipelineState(AppState):
         flt, now = self._filter(), now_utc()
         more = await run_db(lambda s: column_cards(
             s, stage=stage, flt=flt, now=now, after=(last.score, last.id), limit=min(PAGE, room)))
+        # Scores move while the board is open (a rescore, the sweep): a card already shown can
+        # come round again after the last one's score; it is shown once.
+        shown = {card.id for card in column.cards}
+        more = [card for card in more if card.id not in shown]
         self.columns = [
             BoardColumn(stage=c.stage, label=c.label, count=c.count, value_label=c.value_label,
                         stagnating=c.stagnating, cards=[*c.cards, *more]) if c.stage == stage else c
@@ -201,7 +205,7 @@ class PipelineState(AppState):
     @rx.event
     async def move_card(self, card_id: str, to_column: str, to_index: int):
         """A card dropped on a column (drag and drop, mouse or keyboard)."""
-        if not str(card_id).isdigit():
+        if not str(card_id).isdecimal():
             return None
         return await self._move(int(card_id), to_column)
 

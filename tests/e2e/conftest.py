@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from crm_app.db.engine import ensure_database
+from crm_app.db.engine import ensure_database, make_engine
 from crm_app.db.migrate import upgrade_to_head
 from crm_app.settings import REPO_ROOT
 
@@ -55,7 +55,7 @@ def app_database_url(database_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def app_engine(app_database_url: str):
-    eng = create_engine(app_database_url)
+    eng = make_engine(app_database_url)
     yield eng
     eng.dispose()
 

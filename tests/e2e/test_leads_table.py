@@ -50,6 +50,7 @@ def test_bulk_reassign_moves_the_selected_leads_to_a_rep(page, seeded_app_data, 
 
     sam = seeded_app_data["users"]["Sam Seller"]
     page.goto("/leads")
+    choose_viewer(page, "Maya Manager")
     page.get_by_role("radio", name="Unassigned").click()
     page.get_by_placeholder("Search name, company or email").fill("Poolco")
     expect(page.locator(".lead-row")).to_have_count(3)
@@ -69,3 +70,11 @@ def test_bulk_reassign_moves_the_selected_leads_to_a_rep(page, seeded_app_data, 
     app_session.expire_all()
     owners = {lead.name: app_session.get(Lead, lead.id).owner_id for lead in pool_leads}
     assert owners == {"Pool Prospect 0": sam.id, "Pool Prospect 1": None, "Pool Prospect 2": sam.id}
+
+
+def test_a_rep_can_select_but_not_reassign(page, seeded_app_data):
+    page.goto("/leads")
+    choose_viewer(page, "Ria Rep")
+    page.get_by_label("Select Ada Lovelace").click()
+    expect(page.locator(".bulk-bar")).to_contain_text("Only a manager can reassign leads")
+    expect(page.get_by_role("button", name="Reassign", exact=True)).to_have_count(0)
