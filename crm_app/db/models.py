@@ -89,6 +89,14 @@ class Lead(SQLModel, table=True):
         # Kanban columns per owner, and stagnation checks per stage.
         Index("ix_leads_owner_stage_score", "owner_id", "stage", text("score DESC"), text("id DESC")),
         Index("ix_leads_stage_entered", "stage", "stage_entered_at"),
+        # Search (ILIKE '%term%') through trigrams, and the leads table's other sorts (migration 0004).
+        *(
+            Index(f"ix_leads_{c}_trgm", c, postgresql_using="gin", postgresql_ops={c: "gin_trgm_ops"})
+            for c in ("name", "company", "email")
+        ),
+        Index("ix_leads_value", text("deal_value DESC"), text("id DESC")),
+        Index("ix_leads_name_sort", text("lower(name)"), "id"),
+        Index("ix_leads_stage_age", "stage_entered_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
