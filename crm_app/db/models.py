@@ -97,6 +97,7 @@ class Lead(SQLModel, table=True):
         Index("ix_leads_value", text("deal_value DESC"), text("id DESC")),
         Index("ix_leads_name_sort", text("lower(name)"), "id"),
         Index("ix_leads_stage_age", "stage_entered_at", "id"),
+        Index("ix_leads_tier_score", "tier", text("score DESC"), text("id DESC")),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -103,9 +103,11 @@ SORTS = {
 
 
 def ranked_leads(
-    session: Session, flt: LeadFilter, *, limit: int = 25, offset: int = 0, sort: str = "score"
-) -> tuple[list[LeadListRow], int]:
-    """One page of leads (best score first unless `sort` says otherwise) and how many match in all."""
+    session: Session, flt: LeadFilter, *, limit: int = 25, offset: int = 0, sort: str = "score",
+    with_total: bool = True,
+) -> tuple[list[LeadListRow], int | None]:
+    """One page of leads (best score first unless `sort` says otherwise) and how many match in all
+    (None with `with_total=False`: paging through the same filter need not count again)."""
     owner = User.__table__.alias("owner")
     query = (
         select(
@@ -135,6 +137,8 @@ def ranked_leads(
         )
         for r in session.execute(query)
     ]
+    if not with_total:
+        return rows, None
     total = session.execute(_apply(select(func.count()).select_from(Lead), flt)).scalar_one()
     return rows, total
 

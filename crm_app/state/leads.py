@@ -57,13 +57,18 @@ class LeadsState(AppState):
         return LeadFilter(owner_id=owner, tier=pick(self.tier), stage=pick(self.stage),
                           source=pick(self.source), search=self.search or None)
 
-    async def _refresh(self, *, keep_page: bool = False) -> None:
+    async def _refresh(self, *, keep_page: bool = False, recount: bool = True) -> None:
         if not keep_page:
             self.page = 0
         flt, offset, sort = self._filter(), self.page * settings.page_size, self.sort
-        self.rows, self.total = await run_db(
-            lambda s: ranked_leads(s, flt, limit=settings.page_size, offset=offset, sort=sort)
+        # Turning a page keeps the filter, and so the count: only a new filter counts again.
+        count = recount or self.total == 0
+        rows, total = await run_db(
+            lambda s: ranked_leads(s, flt, limit=settings.page_size, offset=offset, sort=sort, with_total=count)
         )
+        self.rows = rows
+        if total is not None:
+            self.total = total
 
     @rx.event
     async def load(self):
@@ -112,13 +117,13 @@ class LeadsState(AppState):
     async def next_page(self):
         if self.has_next:
             self.page += 1
-            await self._refresh(keep_page=True)
+            await self._refresh(keep_page=True, recount=False)
 
     @rx.event
     async def previous_page(self):
         if self.page > 0:
             self.page -= 1
-            await self._refresh(keep_page=True)
+            await self._refresh(keep_page=True, recount=False)
 
     # Bulk reassign ---------------------------------------------------------------------------
     @rx.event
