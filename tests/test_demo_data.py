@@ -7,17 +7,15 @@ session: this module fills a database of its own once, on the same server, and d
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
 
-from crm_app.db.engine import ensure_database, make_engine
-from crm_app.db.migrate import upgrade_to_head
+from crm_app.db.engine import make_engine
 from crm_app.demo.generator import (
     REPLIES,
     DemoDataError,
@@ -26,6 +24,7 @@ from crm_app.demo.generator import (
 )
 from crm_app.domain import CONTACT_KINDS, ActivityKind, Role, Source, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS, ActivityFact, LeadFacts, RuleBasedScoringEngine
+from tests.conftest import scratch_database
 
 NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
 LEADS = 1500
@@ -36,20 +35,11 @@ REP_KINDS = {ActivityKind.CALL, ActivityKind.EMAIL_SENT, ActivityKind.NOTE, Acti
 @pytest.fixture(scope="module")
 def demo_engine(database_url: str) -> Iterator[Engine]:
     """A migrated database of its own, filled once with LEADS demo leads."""
-    server = make_url(database_url)
-    admin_url = server.set(database="postgres").render_as_string(hide_password=False)
-    name = f"crm_demo_{uuid.uuid4().hex[:10]}"
-    ensure_database(admin_url, name)
-    url = server.set(database=name).render_as_string(hide_password=False)
-    upgrade_to_head(url)
-    engine = make_engine(url)
-    generate_demo_data(engine, leads=LEADS, seed=SEED, now=NOW)
-    yield engine
-    engine.dispose()
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(database_url, "crm_demo") as url:
+        engine = make_engine(url)
+        generate_demo_data(engine, leads=LEADS, seed=SEED, now=NOW)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture

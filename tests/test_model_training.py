@@ -8,20 +8,18 @@ the same server (as in test_demo_data.py), filled and trained once for the modul
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from crm_app.db.engine import ensure_database, make_engine
-from crm_app.db.migrate import upgrade_to_head
+from crm_app.db.engine import make_engine
 from crm_app.db.models import Activity, Lead
 from crm_app.demo.generator import generate_demo_data
 from crm_app.domain import ActivityKind, Stage
@@ -38,6 +36,7 @@ from crm_app.services.model_training import (
     train_model,
 )
 from tests.factories import make_lead
+from tests.conftest import scratch_database
 
 NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
 LEADS = 3000
@@ -48,20 +47,11 @@ BANK_CSV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "
 @pytest.fixture(scope="module")
 def history(database_url: str) -> Iterator[Engine]:
     """A database of its own with a year of demo pipeline (about a thousand closed deals)."""
-    server = make_url(database_url)
-    admin_url = server.set(database="postgres").render_as_string(hide_password=False)
-    name = f"crm_model_{uuid.uuid4().hex[:10]}"
-    ensure_database(admin_url, name)
-    url = server.set(database=name).render_as_string(hide_password=False)
-    upgrade_to_head(url)
-    engine = make_engine(url)
-    generate_demo_data(engine, leads=LEADS, seed=SEED, now=NOW)
-    yield engine
-    engine.dispose()
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(database_url, "crm_model") as url:
+        engine = make_engine(url)
+        generate_demo_data(engine, leads=LEADS, seed=SEED, now=NOW)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,15 @@ import socket
 import subprocess
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from crm_app.db.engine import ensure_database, make_engine
-from crm_app.db.migrate import upgrade_to_head
+from crm_app.db.engine import make_engine
 from crm_app.settings import REPO_ROOT
+from tests.conftest import scratch_database
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
@@ -41,16 +38,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def app_database_url(database_url: str) -> Iterator[str]:
     """A database of its own for the running app (tests' rollbacks cannot reach another process)."""
-    admin_url = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
-    name = f"crm_e2e_{uuid.uuid4().hex[:10]}"
-    ensure_database(admin_url, name)
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    upgrade_to_head(url)
-    yield url
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(database_url, "crm_e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
