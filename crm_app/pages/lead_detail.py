@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from crm_app.components.badges import score_badge, tier_color
+from crm_app.components.badges import tier_color
 from crm_app.components.layout import page_frame
 from crm_app.domain import REP_LOGGED_KINDS, Source, Stage
 from crm_app.services.lead_detail import TimelineEntry

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from crm_app.components.badges import score_badge, tier_pill
+from crm_app.components.controls import choice
 from crm_app.components.layout import page_frame
 from crm_app.db.queries import LeadListRow
 from crm_app.domain import Source, Stage
@@ -63,15 +64,6 @@ def _row(lead: LeadListRow) -> rx.Component:
     )
 
 
-def _choice(value, on_change, options: list[tuple[str, str]], label: str, width: str = "150px") -> rx.Component:
-    return rx.select.root(
-        rx.select.trigger(width=width, aria_label=label),
-        rx.select.content(*[rx.select.item(text, value=key) for key, text in options]),
-        value=value,
-        on_change=on_change,
-    )
-
-
 def _toolbar() -> rx.Component:
     return rx.vstack(
         rx.hstack(
@@ -92,16 +84,16 @@ def _toolbar() -> rx.Component:
             ),
             rx.spacer(),
             rx.text("Sort", size="2", color=rx.color("gray", 10)),
-            _choice(S.sort, S.set_sort, SORT_OPTIONS, "Sort by", width="170px"),
+            choice(S.sort, S.set_sort, SORT_OPTIONS, "Sort by", width="170px"),
             width="100%",
             align="center",
             spacing="3",
         ),
         rx.hstack(
-            _choice(S.tier, S.set_tier, [(ALL, "All tiers"), ("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")],
+            choice(S.tier, S.set_tier, [(ALL, "All tiers"), ("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")],
                     "Tier", width="130px"),
-            _choice(S.stage, S.set_stage, [(ALL, "All stages"), *[(s.value, s.label) for s in Stage]], "Stage"),
-            _choice(S.source, S.set_source, [(ALL, "All sources"), *[(s.value, s.label) for s in Source]], "Source"),
+            choice(S.stage, S.set_stage, [(ALL, "All stages"), *[(s.value, s.label) for s in Stage]], "Stage"),
+            choice(S.source, S.set_source, [(ALL, "All sources"), *[(s.value, s.label) for s in Source]], "Source"),
             rx.spacer(),
             rx.text(S.page_label, size="2", color=rx.color("gray", 10), class_name="page-label"),
             rx.icon_button(rx.icon("chevron-left"), variant="soft", on_click=S.previous_page,

@@ -6,6 +6,7 @@ import reflex as rx
 
 from crm_app.components.badges import score_badge
 from crm_app.components.kanban_dnd import dnd_board, dnd_card, dnd_column
+from crm_app.components.controls import choice
 from crm_app.components.layout import page_frame
 from crm_app.domain import Source, Stage
 from crm_app.services.pipeline import MAX_CARDS, DealCard
@@ -19,15 +20,6 @@ STAGE_COLORS = {
     "proposal": "purple", "negotiation": "amber", "won": "grass", "lost": "gray",
 }
 CARD_SHADOW = "0 1px 2px rgba(16, 24, 40, 0.06), 0 1px 3px rgba(16, 24, 40, 0.08)"
-
-
-def _select(value, on_change, options: list[tuple[str, str]], label: str, width: str) -> rx.Component:
-    return rx.select.root(
-        rx.select.trigger(width=width, aria_label=label),
-        rx.select.content(*[rx.select.item(text, value=key) for key, text in options]),
-        value=value,
-        on_change=on_change,
-    )
 
 
 def _toolbar() -> rx.Component:
@@ -47,9 +39,9 @@ def _toolbar() -> rx.Component:
             value=S.owner,
             on_change=S.set_owner,
         ),
-        _select(S.tier, S.set_tier, [(ALL, "All tiers"), ("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")],
+        choice(S.tier, S.set_tier, [(ALL, "All tiers"), ("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")],
                 "Tier", "120px"),
-        _select(S.source, S.set_source, [(ALL, "All sources"), *[(s.value, s.label) for s in Source]],
+        choice(S.source, S.set_source, [(ALL, "All sources"), *[(s.value, s.label) for s in Source]],
                 "Source", "150px"),
         rx.el.label(
             rx.hstack(

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.queries import money, stuck_sql
-from crm_app.domain import OPEN_STAGES, Stage
+from crm_app.domain import OPEN_STAGES
 
 WEEKS_SHOWN = 8
 BASELINE_WEEKS = 4
