@@ -34,3 +34,12 @@ def tier_pill(tier) -> rx.Component:
         variant="soft",
         radius="full",
     )
+
+
+def signed_points(points) -> rx.Var:
+    """"+30" or "-8": a model's reasons can push a score down as well as up."""
+    return rx.cond(points >= 0, "+" + points.to_string(), points.to_string())
+
+
+def points_color(points) -> rx.Var:
+    return rx.cond(points >= 0, rx.color("grass", 11), rx.color("red", 11))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from crm_app.components.badges import tier_color
+from crm_app.components.badges import points_color, signed_points, tier_color
 from crm_app.components.layout import page_frame
 from crm_app.domain import REP_LOGGED_KINDS, Source, Stage
 from crm_app.services.lead_detail import TimelineEntry
@@ -74,8 +74,8 @@ def _breakdown() -> rx.Component:
                     rx.foreach(
                         S.lead.reasons,
                         lambda r: rx.hstack(
-                            rx.text(f"+{r.points}", weight="bold", width="3em", text_align="right",
-                                    color=rx.color("grass", 11), class_name="reason-points"),
+                            rx.text(signed_points(r.points), weight="bold", width="3em", text_align="right",
+                                    color=points_color(r.points), class_name="reason-points"),
                             rx.text(r.text, size="2"),
                             class_name="reason-row",
                             align="center",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from crm_app.components.badges import score_badge, tier_pill
+from crm_app.components.badges import score_badge, signed_points, tier_pill
 from crm_app.components.controls import choice
 from crm_app.components.layout import page_frame
 from crm_app.db.queries import LeadListRow
@@ -21,7 +21,7 @@ def _reasons(lead: LeadListRow) -> rx.Component:
         rx.foreach(
             lead.reasons,
             lambda reason: rx.text(
-                rx.text.strong(f"+{reason.points} "),
+                rx.text.strong(signed_points(reason.points), " "),
                 reason.text,
                 size="1",
                 color=rx.color("gray", 11),
