@@ -12,17 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
 
 from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.engine import database_url, get_engine
 from crm_app.db.migrate import upgrade_to_head
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+from crm_app.db.models import utcnow
 
 
 def _lead_count() -> int:
@@ -40,7 +36,7 @@ def seed(args: argparse.Namespace) -> None:
 
     if args.reset:
         reset_demo_data(get_engine())
-    summary = generate_demo_data(get_engine(), leads=args.leads, seed=args.seed, now=_now(), progress=print)
+    summary = generate_demo_data(get_engine(), leads=args.leads, seed=args.seed, now=utcnow(), progress=print)
     print(f"Demo data: {summary.users} users, {summary.leads:,} leads, {summary.activities:,} activities, "
           f"{summary.stage_changes:,} stage changes in {summary.elapsed_seconds:.1f} s.")
 
@@ -53,7 +49,7 @@ def setup(args: argparse.Namespace) -> None:
         with Session(get_engine()) as session:
             from crm_app.services.scoring import rescore_expired
 
-            print(f"Rescored {rescore_expired(session, _now()):,} leads whose recency bonus ran out.")
+            print(f"Rescored {rescore_expired(session, utcnow()):,} leads whose recency bonus ran out.")
         return
     seed(args)
 
@@ -63,7 +59,7 @@ def rescore(_: argparse.Namespace) -> None:
 
     started = time.perf_counter()
     with Session(get_engine()) as session:
-        count = rescore_all(session, _now(), progress=lambda n: print(f"  {n:,} rescored", end="\r"))
+        count = rescore_all(session, utcnow(), progress=lambda n: print(f"  {n:,} rescored", end="\r"))
     print(f"Rescored {count:,} leads in {time.perf_counter() - started:.1f} s.")
 
 
@@ -71,7 +67,7 @@ def sweep(_: argparse.Namespace) -> None:
     from crm_app.services.scoring import rescore_expired
 
     with Session(get_engine()) as session:
-        print(f"Rescored {rescore_expired(session, _now()):,} leads.")
+        print(f"Rescored {rescore_expired(session, utcnow()):,} leads.")
 
 
 def main(argv: list[str] | None = None) -> int:

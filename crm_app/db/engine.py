@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session
 
 from crm_app.settings import settings
 
@@ -86,15 +83,3 @@ def set_engine(engine: Engine | None) -> None:
     global _engine
     with _lock:
         _engine = engine
-
-
-@contextmanager
-def session_scope() -> Iterator[Session]:
-    """A session whose transaction commits on success and rolls back on error."""
-    with Session(get_engine(), expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import TypeVar
 
 import reflex as rx
 from sqlmodel import Session
 
 from crm_app.db.engine import get_engine
+from crm_app.db.models import utcnow
 from crm_app.db.queries import UserOption, list_users
 
 T = TypeVar("T")
 
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+# The app's one clock (db.models.utcnow), under the name the states use.
+now_utc = utcnow
 
 
 def open_session() -> Session:
