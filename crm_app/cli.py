@@ -5,11 +5,13 @@
     setup              migrate, then seed if there are no leads yet (used by scripts/start.sh)
     rescore            rescore every lead (after a rule or engine change)
     sweep              rescore only the leads whose recency bonus has run out
+    create-admin       create the first admin (asks for the password) when none can sign in yet
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -70,6 +72,21 @@ def sweep(_: argparse.Namespace) -> None:
         print(f"Rescored {rescore_expired(session, utcnow()):,} leads.")
 
 
+def create_admin(args: argparse.Namespace) -> None:
+    import getpass
+
+    from crm_app.services.accounts import create_first_admin
+    from crm_app.services.errors import ServiceError
+
+    password = os.environ.get("CRM_ADMIN_PASSWORD") or getpass.getpass("Password for the admin: ")
+    with Session(get_engine()) as session:
+        try:
+            admin = create_first_admin(session, email=args.email, name=args.name, password=password, now=utcnow())
+        except ServiceError as error:
+            sys.exit(str(error))
+    print(f"Admin {admin.name} <{admin.email}> can sign in now.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crm_app.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         sub.set_defaults(run=run)
     commands.add_parser("rescore").set_defaults(run=rescore)
     commands.add_parser("sweep").set_defaults(run=sweep)
+    admin = commands.add_parser("create-admin")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", required=True)
+    admin.set_defaults(run=create_admin)
     args = parser.parse_args(argv)
     args.run(args)
     return 0

@@ -28,12 +28,12 @@ from crm_app.db.models import AuthSession, SignInAttempt, User
 from crm_app.domain import Role
 from crm_app.services import audit
 from crm_app.services.errors import Forbidden, InvalidInput, NotFound, SignInRefused
+from crm_app.services.permissions import CurrentUser, require_role
 
 MIN_PASSWORD, MAX_PASSWORD = 10, 128  # the upper bound keeps hashing cheap to refuse, not cheap to do
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_RANK = {Role.REP: 0, Role.MANAGER: 1, Role.ADMIN: 2}
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so an unknown email costs as long as a wrong password.
@@ -48,37 +48,8 @@ def idle_minutes() -> float:
     return float(os.environ.get("CRM_SESSION_IDLE_MINUTES", "120"))
 
 
-@dataclass(frozen=True)
-class CurrentUser:
-    """Who is acting: what every service that checks permissions receives."""
-
-    id: int
-    email: str
-    name: str
-    role: Role
-
-    @property
-    def is_manager(self) -> bool:
-        """Managers and admins see and edit the whole team."""
-        return _RANK[self.role] >= _RANK[Role.MANAGER]
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role is Role.ADMIN
-
-
 def _current(user: User) -> CurrentUser:
     return CurrentUser(user.id, user.email, user.name, Role(user.role))
-
-
-def require_role(user: CurrentUser | None, role: Role, doing: str) -> CurrentUser:
-    """The user, if their role is at least `role`; else Forbidden naming what was refused."""
-    if user is None:
-        raise Forbidden(f"Sign in to {doing}.")
-    if _RANK[user.role] < _RANK[role]:
-        article = "an" if role is Role.ADMIN else "a"
-        raise Forbidden(f"Only {article} {role.value} can {doing}.")
-    return user
 
 
 # --- Passwords ------------------------------------------------------------------------------------

@@ -15,6 +15,25 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.models import AuditEntry
+from crm_app.domain import Role
+from crm_app.services.permissions import CurrentUser, require_role
+
+# Every action the log records, as a manager reads it in the filter.
+ACTION_LABELS = {
+    "lead_edited": "Lead edited",
+    "stage_moved": "Stage moved",
+    "lead_reassigned": "Lead reassigned",
+    "lead_claimed": "Lead claimed",
+    "leads_imported": "Leads imported",
+    "engine_switched": "Scoring engine switched",
+    "model_activated": "Model activated",
+    "user_created": "User added",
+    "role_changed": "Role changed",
+    "user_deactivated": "User deactivated",
+    "user_activated": "User reactivated",
+    "password_changed": "Password changed",
+    "first_admin": "First admin created",
+}
 
 
 def _plain(value: Any) -> Any:
@@ -63,29 +82,54 @@ def changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, An
     return {k: before.get(k) for k in keys}, {k: after.get(k) for k in keys}
 
 
+def _value(value: Any) -> str:
+    if value is None or value == "":
+        return "(empty)"
+    return str(value)
+
+
+def describe(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
+    """The change in words, one "field: old -> new" per changed field (plain text, shown inert)."""
+    old, new = old or {}, new or {}
+    parts = []
+    for key in list(dict.fromkeys([*old, *new])):
+        label = key.replace("_", " ")
+        if key in old and key in new:
+            parts.append(f"{label}: {_value(old[key])} \u2192 {_value(new[key])}")
+        elif key in new:
+            parts.append(f"{label}: {_value(new[key])}")
+        else:
+            parts.append(f"{label} was {_value(old[key])}")
+    return "; ".join(parts)
+
+
 @dataclass(frozen=True)
 class AuditRow:
     id: int
     at: datetime
+    at_label: str
     actor: str
     action: str
+    action_label: str
     entity: str
     entity_id: int | None
     lead_id: int | None
-    old: dict[str, Any] | None
-    new: dict[str, Any] | None
+    change: str
 
 
 def entries(
     session: Session,
     *,
+    actor: CurrentUser,
     lead_id: int | None = None,
     actor_id: int | None = None,
     action: str | None = None,
     before_id: int | None = None,
     limit: int = 50,
 ) -> list[AuditRow]:
-    """The newest entries first, filtered; page with `before_id` (the last id of the previous page)."""
+    """The newest entries first, filtered; page with `before_id` (the last id of the previous page).
+    Managers only: the log shows changes across the whole team."""
+    require_role(actor, Role.MANAGER, "read the audit log")
     rows = session.execute(
         text(
             """
@@ -102,4 +146,18 @@ def entries(
         ),
         {"lead_id": lead_id, "actor_id": actor_id, "action": action, "before_id": before_id, "limit": limit},
     )
-    return [AuditRow(*row) for row in rows]
+    return [
+        AuditRow(
+            id=r.id,
+            at=r.at,
+            at_label=f"{r.at:%Y-%m-%d %H:%M}",
+            actor=r.actor,
+            action=r.action,
+            action_label=ACTION_LABELS.get(r.action, r.action.replace("_", " ").capitalize()),
+            entity=r.entity,
+            entity_id=r.entity_id,
+            lead_id=r.lead_id,
+            change=describe(r.old, r.new),
+        )
+        for r in rows
+    ]

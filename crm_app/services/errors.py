@@ -27,3 +27,7 @@ class Forbidden(ServiceError):
 
 class SignInRefused(ServiceError):
     """Wrong email or password, a throttled email, or an expired session."""
+
+
+class NotSignedIn(ServiceError):
+    """No valid session: the browser goes to the sign-in page."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
 import urllib.request
+from urllib.parse import quote, urlsplit
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -27,6 +27,9 @@ CHROMIUM_ARGS = [
 ]
 # The app's own clock runs during browser tests, so their data is placed relative to real now.
 APP_NOW = datetime.now(timezone.utc)
+# Every test user's password (the browser tests sign in like anyone else).
+E2E_PASSWORD = "e2e-password-123"
+DEFAULT_VIEWER = "Ria Rep"
 
 
 def _free_port() -> int:
@@ -87,6 +90,9 @@ def seeded_app_data(app_session: Session) -> dict:
             source=Source.COLD_OUTREACH, deal_value=3000,
         ),
     }
+    from crm_app.services.accounts import set_password_for_all
+
+    set_password_for_all(app_session, E2E_PASSWORD)
     return {"users": {"Ria Rep": ria, "Sam Seller": sam, "Maya Manager": maya}, "leads": leads}
 
 
@@ -146,9 +152,24 @@ def browser():
         chromium.close()
 
 
+def sign_in_cookie(app_session: Session, app_url: str, name: str) -> dict:
+    """A session cookie for a test user, made through the same service the sign-in form calls."""
+    from crm_app.db.models import utcnow
+    from crm_app.services.accounts import sign_in
+
+    token, _ = sign_in(app_session, email=email_of(name), password=E2E_PASSWORD, now=utcnow())
+    return {"name": "crm_session", "value": token, "url": app_url}
+
+
+def email_of(name: str) -> str:
+    return f"{name.split()[0].lower()}@test.crm"  # as tests/factories.make_user names them
+
+
 @pytest.fixture
-def page(browser, app_url: str, request):
+def page(browser, app_url: str, app_session: Session, seeded_app_data: dict, request):
+    """A browser tab signed in as the default rep (tests switch with `choose_viewer`)."""
     context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=app_url)
+    context.add_cookies([sign_in_cookie(app_session, app_url, DEFAULT_VIEWER)])
     pg = context.new_page()
     pg.set_default_timeout(20_000)
     yield pg
@@ -166,7 +187,16 @@ def pytest_runtest_makereport(item, call):
 
 
 
+def sign_in_as(page, name: str, next_path: str = "/") -> None:
+    """Sign out, then sign in through the real form as `name`; lands on `next_path`."""
+    page.context.clear_cookies()
+    page.goto(f"/sign-in?next={quote(next_path)}")
+    page.locator("#field-email").fill(email_of(name))
+    page.locator("#field-password").fill(E2E_PASSWORD)
+    page.locator(".sign-in-submit").click()
+    page.wait_for_url(lambda url: urlsplit(url).path == next_path)
+
+
 def choose_viewer(page, name: str) -> None:
-    """Pick whose view this is in the sidebar's "Viewing as" select."""
-    page.locator(".viewer-picker button").click()
-    page.get_by_role("option", name=re.compile(f"^{re.escape(name)} ")).click()
+    """Look at the current page as `name`: sign in as them and come back to it."""
+    sign_in_as(page, name, urlsplit(page.url).path or "/")
