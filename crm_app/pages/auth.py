@@ -13,8 +13,8 @@ MUTED = rx.color("gray", 10)
 ERROR = rx.color("tomato", 11)
 
 
-def _field(label: str, name: str, value, on_change, errors, *, kind: str = "text", hint: str = "",
-           autocomplete: str = "") -> rx.Component:
+def _field(label: str, name: str, value, on_change, errors, *, kind: str = "text", hint="",
+           autocomplete="off") -> rx.Component:
     error = errors.get(name, "")
     return rx.vstack(
         rx.text(label, size="2", weight="medium", as_="label", html_for=f"field-{name}"),
@@ -24,14 +24,14 @@ def _field(label: str, name: str, value, on_change, errors, *, kind: str = "text
             type=kind,
             value=value,
             on_change=on_change,
-            auto_complete=autocomplete or None,
+            auto_complete=autocomplete,
             width="100%",
             size="3",
             color_scheme=rx.cond(error != "", "tomato", "indigo"),
             class_name=f"input-{name}",
         ),
         rx.cond(error != "", rx.text(error, size="1", color=ERROR, class_name=f"error-{name}"),
-                rx.text(hint, size="1", color=MUTED) if hint else rx.fragment()),
+                rx.text(hint, size="1", color=MUTED)),
         spacing="1",
         width="100%",
         align="start",

@@ -375,6 +375,5 @@ def dashboard_page() -> rx.Component:
             width="100%",
         ),
         _log_dialog(),
-        on_viewer_change=S.set_viewer,
         actions=_owner_filter(),
     )

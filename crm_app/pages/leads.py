@@ -194,5 +194,4 @@ def leads_page() -> rx.Component:
         _toolbar(),
         _bulk_bar(),
         _table(),
-        on_viewer_change=S.set_viewer,
     )

@@ -92,5 +92,4 @@ def settings_page() -> rx.Component:
             width="100%",
             align="start",
         ),
-        on_viewer_change=SettingsState.set_viewer,
     )

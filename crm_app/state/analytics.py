@@ -18,7 +18,7 @@ from crm_app.services.analytics import (
     analytics_report_concurrently,
     period_filter,
 )
-from crm_app.state.base import AppState, now_utc, open_session
+from crm_app.state.base import SIGN_IN, AppState, now_utc
 
 EVERYONE = "all"
 
@@ -64,7 +64,8 @@ class AnalyticsState(AppState):
         owner_id = None if self.owner == EVERYONE or not self.owner.isdecimal() else int(self.owner)
         flt = period_filter(self.period, now=now_utc(), owner_id=owner_id)
         self.loading = True
-        report = await asyncio.to_thread(analytics_report_concurrently, open_session, flt=flt)
+        sessions = await self._acting_sessions()
+        report = await asyncio.to_thread(analytics_report_concurrently, sessions, flt=flt)
         self._show(report)
         self.loading = False
 
@@ -116,17 +117,11 @@ class AnalyticsState(AppState):
 
     @rx.event
     async def load(self):
-        await self._load_team()
+        if not await self._load_team():
+            return rx.redirect(SIGN_IN)
         if self._owner_chosen_for != self.viewer_id:
             self.owner = self._default_owner()
             self._owner_chosen_for = self.viewer_id
-        await self._refresh()
-
-    @rx.event
-    async def set_viewer(self, value: str):
-        self.viewer_id = value
-        self.owner = self._default_owner()
-        self._owner_chosen_for = value
         await self._refresh()
 
     @rx.event

@@ -53,7 +53,7 @@ async def run_system_db(work: Callable[[Session], T]) -> T:
     return await asyncio.to_thread(_in_session, work, None)
 
 
-def handle_backend_exception(exception: Exception) -> EventSpec | list[EventSpec] | None:
+def handle_backend_exception(exception: Exception) -> EventSpec | None:
     """Refusals become what the user should see: the sign-in page, or the reason in a toast."""
     if isinstance(exception, NotSignedIn):
         return rx.redirect(SIGN_IN)
@@ -111,6 +111,11 @@ class AppState(rx.State):
         """Run `work(session)` off the event loop as the signed-in user, under row-level security."""
         user = await self._actor()
         return await asyncio.to_thread(_in_session, work, user.id)
+
+    async def _acting_sessions(self) -> Callable[[], Session]:
+        """A factory of sessions acting as the signed-in user, for work that opens several at once."""
+        user_id = (await self._actor()).id
+        return lambda: act_as(open_session(), user_id)
 
     async def _load_team(self) -> bool:
         """Every page's first step: False (and the page should redirect) when nobody is signed in."""

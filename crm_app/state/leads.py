@@ -8,7 +8,7 @@ from crm_app.db.queries import LeadFilter, LeadListRow, ranked_leads
 from crm_app.services.errors import ServiceError
 from crm_app.services.leads import reassign_leads
 from crm_app.settings import settings
-from crm_app.state.base import AppState, now_utc, run_db
+from crm_app.state.base import SIGN_IN, AppState, now_utc
 
 ALL = "all"
 
@@ -63,7 +63,7 @@ class LeadsState(AppState):
         flt, offset, sort = self._filter(), self.page * settings.page_size, self.sort
         # Turning a page keeps the filter, and so the count: only a new filter counts again.
         count = recount or self.total == 0
-        rows, total = await run_db(
+        rows, total = await self._db(
             lambda s: ranked_leads(s, flt, limit=settings.page_size, offset=offset, sort=sort, with_total=count)
         )
         self.rows = rows
@@ -72,15 +72,10 @@ class LeadsState(AppState):
 
     @rx.event
     async def load(self):
-        await self._load_team()
+        if not await self._load_team():
+            return rx.redirect(SIGN_IN)
         self.selected, self.bulk_message = [], ""
         await self._refresh(keep_page=True)
-
-    @rx.event
-    async def set_viewer(self, value: str):
-        self.viewer_id = value
-        self.selected = []
-        await self._refresh()
 
     @rx.event
     async def set_search(self, value: str):
@@ -156,7 +151,7 @@ class LeadsState(AppState):
             return
         owner = None if self.reassign_to == "none" else int(self.reassign_to)
         try:
-            count = await run_db(lambda s: reassign_leads(s, lead_ids=ids, owner_id=owner, now=now))
+            count = await self._db(lambda s: reassign_leads(s, lead_ids=ids, owner_id=owner, now=now))
         except ServiceError as error:
             self.bulk_message = str(error)
             return

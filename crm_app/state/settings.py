@@ -13,7 +13,7 @@ from crm_app.services.settings import (
     source_costs,
     stage_rules,
 )
-from crm_app.state.base import AppState, now_utc, run_db
+from crm_app.state.base import SIGN_IN, AppState, now_utc
 
 
 class SettingsState(AppState):
@@ -26,19 +26,16 @@ class SettingsState(AppState):
     saved: dict[str, bool] = {}
 
     async def _refresh(self) -> None:
-        self.costs, self.rules = await run_db(lambda s: (source_costs(s), stage_rules(s)))
+        self.costs, self.rules = await self._db(lambda s: (source_costs(s), stage_rules(s)))
         self.cost_drafts = {r.source: r.cost for r in self.costs}
         self.day_drafts = {r.stage: r.days for r in self.rules}
         self.errors, self.saved = {}, {}
 
     @rx.event
     async def load(self):
-        await self._load_team()
+        if not await self._load_team():
+            return rx.redirect(SIGN_IN)
         await self._refresh()
-
-    @rx.event
-    async def set_viewer(self, value: str):
-        self.viewer_id = value
 
     @rx.event
     def type_cost(self, source: str, value: str):
@@ -57,7 +54,7 @@ class SettingsState(AppState):
             return
         typed, now = self.cost_drafts.get(source, ""), now_utc()
         try:
-            row = await run_db(lambda s: set_source_cost(s, source=source, typed=typed, now=now))
+            row = await self._db(lambda s: set_source_cost(s, source=source, typed=typed, now=now))
         except InvalidInput as error:
             self.errors[source] = str(error)
             self.saved[source] = False
@@ -74,7 +71,7 @@ class SettingsState(AppState):
             return
         typed = self.day_drafts.get(stage, "")
         try:
-            row = await run_db(lambda s: set_stagnation_days(s, stage=stage, typed=typed))
+            row = await self._db(lambda s: set_stagnation_days(s, stage=stage, typed=typed))
         except InvalidInput as error:
             self.errors[stage] = str(error)
             self.saved[stage] = False
