@@ -99,7 +99,8 @@ def _clean_name(name: str) -> str:
 
 
 def _user_by_email(session: Session, email: str) -> User | None:
-    return session.execute(select(User).where(func.lower(User.email) == email.lower())).scalars().first()
+    query = select(User).where(func.lower(User.email) == email.lower()).execution_options(populate_existing=True)
+    return session.execute(query).scalars().first()
 
 
 # --- First run ------------------------------------------------------------------------------------
@@ -351,4 +352,5 @@ def set_password_for_all(session: Session, password: str) -> int:
         text("UPDATE users SET password_hash = :hash WHERE password_hash IS NULL"), {"hash": hashed}
     ).rowcount
     session.commit()
+    session.expire_all()  # users loaded before see their new hash
     return count

@@ -19,6 +19,7 @@ from sqlmodel import Session
 from crm_app.db.engine import make_engine
 from crm_app.settings import REPO_ROOT
 from tests.conftest import scratch_database
+from tests.factories import TEST_PASSWORD
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
@@ -28,7 +29,7 @@ CHROMIUM_ARGS = [
 # The app's own clock runs during browser tests, so their data is placed relative to real now.
 APP_NOW = datetime.now(timezone.utc)
 # Every test user's password (the browser tests sign in like anyone else).
-E2E_PASSWORD = "e2e-password-123"
+E2E_PASSWORD = TEST_PASSWORD
 DEFAULT_VIEWER = "Ria Rep"
 
 
@@ -90,9 +91,6 @@ def seeded_app_data(app_session: Session) -> dict:
             source=Source.COLD_OUTREACH, deal_value=3000,
         ),
     }
-    from crm_app.services.accounts import set_password_for_all
-
-    set_password_for_all(app_session, E2E_PASSWORD)
     return {"users": {"Ria Rep": ria, "Sam Seller": sam, "Maya Manager": maya}, "leads": leads}
 
 
