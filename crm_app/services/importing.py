@@ -466,35 +466,36 @@ _STAGE_LABELS = {s.value: s.label for s in Stage}
 _OUTCOME_LABELS = {"won": "Won", "lost": "Lost", "open": "Open"}
 
 
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
 def custom_value(value: str) -> int | float | str:
     """A custom field's cell as a number when it is one (the model reads numbers as numbers)."""
-    try:
+    if _INTEGER.fullmatch(value):
         return int(value)
-    except ValueError:
-        pass
-    try:
-        number = float(value)
-        if number == number and number not in (float("inf"), float("-inf")):
-            return number
-    except ValueError:
-        pass
+    if _NUMBER.fullmatch(value):
+        return float(value)
     return value
 
 
 def _check_row(
     number: int, cells: list[str], headers: tuple[str, ...], mapping: ImportMapping, now: datetime,
+    targets: tuple[str, ...] | None = None,
 ) -> tuple[LeadRecord | None, list[RowError]]:
+    """One row as a record, or its problems. `targets` (each header's field) is worked out once per file."""
     errors: list[RowError] = []
+    targets = targets or tuple(mapping.field_of(h) for h in headers)
+    missing = mapping.missing_values
     if len(cells) != len(headers):
         return None, [RowError(number, "", f"The row has {len(cells)} cells but the header names {len(headers)} "
                                            "columns (a missing or extra delimiter, or an unclosed quote?).")]
     values: dict[str, str] = {}
     columns: dict[str, str] = {}
     custom: dict[str, Any] = {}
-    for header, raw in zip(headers, cells):
+    for header, target, raw in zip(headers, targets, cells):
         cell = raw.strip()
-        target = mapping.field_of(header)
-        if not cell or cell.lower() in mapping.missing_values or target == IGNORE:
+        if not cell or target == IGNORE or (missing and cell.lower() in missing):
             continue
         if target == CUSTOM:
             custom[header[:MAX_CUSTOM_KEY]] = custom_value(cell)
@@ -582,12 +583,13 @@ def _checked_rows(
                                          "needs a source. Choose a default (e.g. cold_outreach)."))
         return
     first_row_of: dict[tuple[str, str], int] = {}
+    targets = tuple(mapping.field_of(h) for h in fmt.headers)
     for number, cells in _rows(path, fmt):
         if not any(c.strip() for c in cells):
             report.blank_rows += 1
             continue
         report.rows += 1
-        record, errors = _check_row(number, cells, fmt.headers, mapping, now)
+        record, errors = _check_row(number, cells, fmt.headers, mapping, now, targets)
         if record is not None:
             for kind, key in (("email", (record.email or "").lower()), ("external id", record.external_id or "")):
                 if key:
