@@ -2,6 +2,7 @@
 
 import reflex as rx
 
+from crm_app.api import api
 from crm_app.background import sweep_expired_scores
 from crm_app.pages.analytics import analytics_page
 from crm_app.pages.dashboard import dashboard_page
@@ -16,7 +17,8 @@ from crm_app.state.leads import LeadsState
 from crm_app.state.pipeline import PipelineState
 from crm_app.state.settings import SettingsState
 
-app = rx.App()
+# Backend routes (the CSV export) share the app's port.
+app = rx.App(api_transformer=api)
 # The home page answers "what should I do right now?".
 app.add_page(dashboard_page, route="/", title="Today · Pipeline CRM", on_load=DashboardState.load)
 app.add_page(dashboard_page, route="/dashboard", title="Today · Pipeline CRM", on_load=DashboardState.load)
