@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import logging
 import threading
 import uuid
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ UPLOAD_ID = "import_csv"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 NO_DEFAULT = "none"
 PREVIEW_COLUMNS = ["Name", "Email", "Company", "Size", "Source", "Stage", "Value", "External id", "Custom fields"]
+log = logging.getLogger(__name__)
 MANAGERS_ONLY = "Only a manager can import leads: choose one in the sidebar."
 
 
@@ -231,7 +233,11 @@ class ImportState(AppState):
                 latest[:] = [step]
 
         def work():
-            rows = total or max(1, sum(1 for _ in path.open("rb")) - 1)
+            if total:
+                rows = total
+            else:  # not validated first: count lines for the progress bar (fast, no parsing)
+                with path.open("rb") as handle:
+                    rows = max(1, sum(1 for _ in handle) - 1)
             with open_session() as session:
                 return rows, import_file(session, path, mapping, now=now, progress=note)
 
@@ -265,6 +271,11 @@ class ImportState(AppState):
                 return
             except ServiceError as error:
                 self.progress, self.progress_label, self.message = 0, "", f"Nothing was imported: {error}"
+                return
+            except Exception:  # the transaction was rolled back; say so rather than leave the bar hanging
+                log.exception("Import of %s failed", self.file_name)
+                self.progress, self.progress_label = 0, ""
+                self.message = "Nothing was imported: the import failed unexpectedly (see the server log)."
                 return
             self.file_rows = rows
             self.progress, self.progress_label = 100, "Done"
