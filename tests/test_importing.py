@@ -223,6 +223,17 @@ def test_files_without_email_use_row_numbers_as_ids_and_reimport_is_idempotent(s
     assert order == [f"bank-additional-full:row-{n}" for n in range(1, 31)]
 
 
+def test_defaults_fill_new_leads_only_and_never_move_stored_ones(session, tmp_path):
+    header = ["Name", "Email"]
+    path = write_csv(tmp_path / "plain.csv", [["Kim", "kim@example.com"]], header=header)
+    defaults = ImportMapping(columns=guess_mapping(header), defaults={"source": "events", "stage": "contacted"})
+    import_file(session, path, defaults, now=NOW)
+    session.execute(text("UPDATE leads SET stage = 'qualified', source = 'referral'"))
+    summary = import_file(session, path, defaults, now=NOW)
+    assert (summary.created, summary.updated, summary.skipped) == (0, 0, 1)
+    assert session.execute(text("SELECT stage, source FROM leads")).one() == ("qualified", "referral")
+
+
 def test_a_dry_run_reports_but_writes_nothing(session, tmp_path):
     before = snapshot(session)
     summary = import_file(session, write_csv(tmp_path / "dry.csv", people(10)), mapping(), now=NOW, dry_run=True)

@@ -6,7 +6,7 @@ The steps, shared by the Import page and the `import` command:
    (`,`, `;`, tab or `|`) and the header row. `guess_mapping` proposes a field for each column.
 2. An `ImportMapping` says what each column is: one of FIELDS, "custom" (kept in the lead's
    `custom_fields`, which the scoring model can learn from) or "ignore"; value maps turn the file's
-   words into ours (`yes` -> won); defaults fill a missing source or stage.
+   words into ours (`yes` -> won); defaults fill a new lead's missing source or stage.
 3. `validate_file` streams the file through the csv module and checks every row, collecting per-row
    errors (row, column, message; the report keeps the first MAX_REPORTED but counts all). No database.
 4. `import_file` validates again, refuses the whole file when any row is wrong, then writes in ONE
@@ -534,20 +534,21 @@ def _check_row(
             errors.append(RowError(number, columns["outcome"],
                                    f"The outcome says {outcome} but the stage says {stage}."))
         stage = outcome
-    if stage is None and "stage" in mapping.defaults:
-        stage = mapping.defaults["stage"]
-    if source is None and "source" not in values:
-        source = mapping.defaults.get("source")
+    # Defaults are for new leads only (applied when inserting): a re-import of a file without a stage
+    # must not move stored leads back to the default one.
+    if source is None and "source" not in values and "source" not in mapping.defaults:
+        errors.append(RowError(number, columns.get("source", ""), "No source: fill it in or choose a default source."))
+    effective_stage = stage or mapping.defaults.get("stage")
     if mapping.row_clock_first is not None:
         clock = mapping.row_clock_first + (number - 1) * mapping.row_clock_every
         created_at = created_at or clock
-        if stage in ("won", "lost"):
+        if effective_stage in ("won", "lost"):
             closed_at = closed_at or clock
     for moment, field_name in ((created_at, "created_at"), (closed_at, "closed_at")):
         if moment is not None and moment > now:
             errors.append(RowError(number, columns.get(field_name, ""),
                                    f"{FIELDS[field_name]} {moment:%Y-%m-%d} is in the future."))
-    if stage not in ("won", "lost"):
+    if effective_stage not in ("won", "lost"):
         closed_at = None  # an expected close date of an open deal is not a close
     elif created_at and closed_at and closed_at < created_at:
         errors.append(RowError(number, columns.get("closed_at", ""),
@@ -646,8 +647,8 @@ def preview(path: Path, mapping: ImportMapping, *, now: datetime, rows: int = 10
                 "Email": record.email or "",
                 "Company": record.company or "",
                 "Size": "" if record.company_size is None else str(record.company_size),
-                "Source": Source(record.source).label if record.source else "",
-                "Stage": Stage(record.stage).label if record.stage else "New",
+                "Source": Source(record.source or mapping.defaults["source"]).label,
+                "Stage": Stage(record.stage or mapping.defaults.get("stage") or "new").label,
                 "Value": "" if record.deal_value is None else f"{record.deal_value:,.2f}",
                 "External id": record.external_id or "",
                 "Custom fields": ", ".join(f"{k}: {v}" for k, v in record.custom_fields.items()),
@@ -674,15 +675,16 @@ _COPY_COLUMNS = (
 
 
 def _spool_rows(
-    records: Iterator[LeadRecord], engine: ScoringEngine, now: datetime, spool,
+    records: Iterator[LeadRecord], engine: ScoringEngine, now: datetime, spool, defaults: dict[str, str],
 ) -> int:
     """Write each record as a CSV line for COPY, with the score a new lead gets (no activities yet)."""
     writer = csv.writer(spool)
     count = 0
     for r in records:
-        facts = LeadFacts(company_size=r.company_size, source=r.source, custom_fields=r.custom_fields)
+        facts = LeadFacts(company_size=r.company_size, source=r.source or defaults.get("source"),
+                          custom_fields=r.custom_fields)
         result = engine.score(facts, now)
-        closed = r.stage in ("won", "lost")
+        closed = (r.stage or defaults.get("stage")) in ("won", "lost")
         at_close = engine.score(facts, r.closed_at or r.created_at or now).score if closed else None
         writer.writerow((
             r.row, r.external_id, r.name, r.email, r.phone, r.title, r.company, r.company_size, r.source, r.stage,
@@ -696,7 +698,7 @@ def _spool_rows(
     return count
 
 
-def _write(session: Session, spool, now: datetime, name_template: str,
+def _write(session: Session, spool, now: datetime, mapping: ImportMapping,
            say: Callable[[str, int], None]) -> tuple[int, list[int], int]:
     """COPY, match, insert, update, stage changes. Returns (created, ids updated, matched but unchanged)."""
     cursor = session.connection().connection.cursor()
@@ -752,18 +754,23 @@ def _write(session: Session, spool, now: datetime, name_template: str,
         """
     )
     cursor.execute(
+        "UPDATE import_rows SET source = coalesce(source, %(source)s), stage = coalesce(stage, %(stage)s, 'new') "
+        "WHERE is_new",
+        {"source": mapping.defaults.get("source"), "stage": mapping.defaults.get("stage")},
+    )
+    cursor.execute(
         """
         INSERT INTO leads (id, external_id, name, email, phone, title, company, company_size, source, stage,
                            deal_value, created_at, updated_at, stage_entered_at, closed_at, score, tier,
                            score_reasons, scored_at, score_valid_until, score_at_close, custom_fields)
         SELECT lead_id, external_id, coalesce(name, replace(%(template)s, '{row}', row_no::text)), email, phone,
-               title, company, company_size, source, coalesce(stage, 'new'), coalesce(deal_value, 0),
+               title, company, company_size, source, stage, coalesce(deal_value, 0),
                coalesce(created_at, %(now)s), %(now)s, coalesce(closed_at, created_at, %(now)s),
                CASE WHEN stage IN ('won', 'lost') THEN coalesce(closed_at, created_at, %(now)s) END,
                score, tier, reasons, %(now)s, valid_until, score_at_close, custom_fields
           FROM import_rows WHERE is_new ORDER BY row_no
         """,
-        {"now": now, "template": name_template},
+        {"now": now, "template": mapping.name_template},
     )
     created = cursor.rowcount
     say("New leads stored", created)
@@ -774,7 +781,7 @@ def _write(session: Session, spool, now: datetime, name_template: str,
         SELECT lead_id, NULL, 'new', coalesce(created_at, %(now)s) FROM import_rows WHERE is_new
         UNION ALL
         SELECT lead_id, 'new', stage, coalesce(closed_at, created_at, %(now)s)
-          FROM import_rows WHERE is_new AND stage IS NOT NULL AND stage <> 'new'
+          FROM import_rows WHERE is_new AND stage <> 'new'
         """,
         {"now": now},
     )
@@ -857,7 +864,7 @@ def import_file(
 
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
         # Pass 1, streamed: check every row; valid ones go to a spool file ready for COPY.
-        count = _spool_rows(_checked_rows(path, mapping, now, report, progress), engine, now, spool)
+        count = _spool_rows(_checked_rows(path, mapping, now, report, progress), engine, now, spool, mapping.defaults)
         rows_read = report.rows
         if not report.ok:
             raise ImportRejected(report.summary() if report.rows else
@@ -867,7 +874,7 @@ def import_file(
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _IMPORT_LOCK_KEY})
             say(f"Writing {count:,} rows", 0)
             created, updated_ids, unchanged = _write(
-                session, spool, now, mapping.name_template,
+                session, spool, now, mapping,
                 lambda message, n: say(message, n),
             )
             say(f"Scoring {len(updated_ids):,} updated leads", created + len(updated_ids), "scoring")
