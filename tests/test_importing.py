@@ -97,7 +97,7 @@ def test_every_bad_row_is_reported_with_its_row_column_and_reason(tmp_path):
     assert found[(4, "Employees")] == '"lots" is not a whole number of employees.'
     assert "is in the future" in found[(5, "Created")]
     assert found[(6, "E-mail")] == "Same email as row 1: a lead appears once per file."
-    assert "Nothing was imported" in report.summary()
+    assert "Nothing is imported until every row is valid" in report.summary()
 
 
 def test_the_report_keeps_the_first_errors_but_counts_all(tmp_path):

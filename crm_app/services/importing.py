@@ -226,7 +226,7 @@ class ValidationReport:
         bad_rows = self.rows - self.valid_rows
         shown = "" if self.error_count <= len(self.errors) else f" (the first {len(self.errors)} are listed)"
         return (f"{bad_rows:,} of {self.rows:,} rows have problems: {self.error_count:,} "
-                f"error{'s' if self.error_count != 1 else ''}{shown}. Nothing was imported.")
+                f"error{'s' if self.error_count != 1 else ''}{shown}. Nothing is imported until every row is valid.")
 
 
 @dataclass(frozen=True)
@@ -636,11 +636,17 @@ def preview(path: Path, mapping: ImportMapping, *, now: datetime, rows: int = 10
     """The first rows as they would be stored, each with its problems in words."""
     fmt = read_csv_format(path)
     shown: list[PreviewRow] = []
+    labels = {"name": "Name", "email": "Email", "company": "Company", "company_size": "Size", "source": "Source",
+              "stage": "Stage", "outcome": "Stage", "deal_value": "Value", "external_id": "External id"}
     for number, cells in _rows(path, fmt):
         if not any(c.strip() for c in cells):
             continue
         record, errors = _check_row(number, cells, fmt.headers, mapping, now)
-        fields: dict[str, str] = {}
+        # A row with problems shows its cells as typed, so the user sees what to fix.
+        fields = {labels[mapping.field_of(h)]: c.strip() for h, c in zip(fmt.headers, cells)
+                  if mapping.field_of(h) in labels and c.strip()}
+        fields["Custom fields"] = ", ".join(f"{h}: {c.strip()}" for h, c in zip(fmt.headers, cells)
+                                            if mapping.field_of(h) == CUSTOM and c.strip())
         if record is not None:
             fields = {
                 "Name": record.name or mapping.name_template.format(row=number),

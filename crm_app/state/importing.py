@@ -121,7 +121,7 @@ class ImportState(AppState):
             self.message, self.preview_lines = str(error), []
             return
         self.preview_lines = [
-            PreviewLine(row=p.row, cells=[p.fields.get(c, "") for c in PREVIEW_COLUMNS], problems="; ".join(p.errors))
+            PreviewLine(row=p.row, cells=[p.fields.get(c, "") for c in PREVIEW_COLUMNS], problems=" ".join(p.errors))
             for p in lines
         ]
 

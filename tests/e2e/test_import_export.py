@@ -58,7 +58,9 @@ def test_a_bad_row_is_reported_in_words_and_nothing_is_imported(page, seeded_app
     page.goto("/import")
     choose_viewer(page, "Maya Manager")
     _upload(page, path)
-    expect(page.locator(".preview-row").nth(1)).to_contain_text('"bad-at-example" is not an email address.')
+    bad = page.locator(".preview-row").nth(1)
+    expect(bad).to_contain_text('"bad-at-example" is not an email address.')
+    expect(bad).to_contain_text("Bad Person")  # a row with problems still shows what it holds
     page.get_by_role("button", name="Import", exact=True).click()
     expect(page.locator(".import-message")).to_contain_text("Nothing was imported")
     report = page.locator(".report-row")
