@@ -20,6 +20,7 @@ from crm_app.services.importing import (
     load_mapping,
     preview,
     read_csv_format,
+    unknown_values,
     validate_file,
 )
 from crm_app.settings import REPO_ROOT
@@ -98,6 +99,17 @@ def test_every_bad_row_is_reported_with_its_row_column_and_reason(tmp_path):
     assert "is in the future" in found[(5, "Created")]
     assert found[(6, "E-mail")] == "Same email as row 1: a lead appears once per file."
     assert "Nothing is imported until every row is valid" in report.summary()
+
+
+def test_unknown_source_words_are_listed_once_and_a_value_map_resolves_them(tmp_path):
+    rows = people(4)
+    rows[0][4], rows[1][4], rows[2][4] = "Trade show", "trade show", "Google Ads"
+    path = write_csv(tmp_path / "words.csv", rows)
+    assert unknown_values(path, mapping(), "source") == ["Trade show", "Google Ads"]
+    mapped = ImportMapping(columns=guess_mapping(HEADER),
+                           values={"source": {"trade show": "events", "google ads": "paid_search"}})
+    assert unknown_values(path, mapped, "source") == []
+    assert validate_file(path, mapped, now=NOW).ok
 
 
 def test_the_report_keeps_the_first_errors_but_counts_all(tmp_path):

@@ -5,9 +5,17 @@ from __future__ import annotations
 import reflex as rx
 
 from crm_app.components.layout import page_frame
-from crm_app.domain import Source
+from crm_app.domain import Source, Stage
 from crm_app.services.importing import CHOICES
-from crm_app.state.importing import NO_DEFAULT, PREVIEW_COLUMNS, UPLOAD_ID, ColumnChoice, PreviewLine, ReportLine
+from crm_app.state.importing import (
+    NO_DEFAULT,
+    PREVIEW_COLUMNS,
+    UPLOAD_ID,
+    ColumnChoice,
+    PreviewLine,
+    ReportLine,
+    UnknownWord,
+)
 from crm_app.state.importing import ImportState as S
 
 
@@ -75,6 +83,32 @@ def _column_row(column: ColumnChoice) -> rx.Component:
     )
 
 
+def _word_row(word: UnknownWord) -> rx.Component:
+    options = lambda values: [rx.select.item(v.label, value=v.value) for v in values]  # noqa: E731
+    return rx.hstack(
+        rx.text('"', word.word, '"', size="2", min_width="120px"),
+        rx.icon("arrow-right", size=14, color=rx.color("gray", 9)),
+        rx.cond(
+            word.field == "source",
+            rx.select.root(
+                rx.select.trigger(placeholder="Choose a source", width="170px", aria_label="Source for " + word.word),
+                rx.select.content(*options(Source)),
+                value=word.mapped,
+                on_change=lambda value: S.map_word("source|" + word.word, value),
+            ),
+            rx.select.root(
+                rx.select.trigger(placeholder="Choose a stage", width="170px", aria_label="Stage for " + word.word),
+                rx.select.content(*options(Stage)),
+                value=word.mapped,
+                on_change=lambda value: S.map_word("stage|" + word.word, value),
+            ),
+        ),
+        align="center",
+        spacing="2",
+        class_name="word-row",
+    )
+
+
 def _mapping() -> rx.Component:
     return _card(
         "2. Say what each column is",
@@ -108,6 +142,18 @@ def _mapping() -> rx.Component:
                 rx.text("Outcome values meaning lost", size="2", weight="medium"),
                 rx.input(value=S.lost_words, on_change=S.set_lost_words.debounce(400), width="220px",
                          aria_label="Lost values"),
+                rx.cond(
+                    S.unknown_words.length() > 0,
+                    rx.vstack(
+                        rx.text("Values to map to ours", size="2", weight="medium"),
+                        rx.foreach(S.unknown_words, _word_row),
+                        spacing="2",
+                        padding="0.6em",
+                        border_radius="8px",
+                        background=rx.color("amber", 2),
+                        border=f"1px solid {rx.color('amber', 6)}",
+                    ),
+                ),
                 rx.checkbox("Use row numbers as ids (no id or email column)", checked=S.row_ids,
                             on_change=S.set_row_ids),
                 rx.text("Re-importing the same file then updates those leads instead of adding them again.",

@@ -625,6 +625,28 @@ def validate_file(
     return report
 
 
+def unknown_values(path: Path, mapping: ImportMapping, field_name: str, limit: int = 30) -> list[str]:
+    """The distinct words in the file's `field_name` column (source, stage or outcome) that neither the
+    value map nor our own names explain, in order of first appearance: what the user must map."""
+    fmt = read_csv_format(path)
+    labels = {"source": _SOURCE_LABELS, "stage": _STAGE_LABELS, "outcome": _OUTCOME_LABELS}[field_name]
+    indexes = [i for i, h in enumerate(fmt.headers) if mapping.field_of(h) == field_name]
+    if not indexes:
+        return []
+    found: dict[str, str] = {}  # lower case -> first spelling (the value map ignores case)
+    for _, cells in _rows(path, fmt):
+        cell = cells[indexes[0]].strip() if len(cells) > indexes[0] else ""
+        if not cell or cell.lower() in mapping.missing_values or cell.lower() in found:
+            continue
+        try:
+            _choice(cell, field_name, mapping, labels)
+        except _Cell:
+            found[cell.lower()] = cell
+            if len(found) >= limit:
+                break
+    return list(found.values())
+
+
 @dataclass(frozen=True)
 class PreviewRow:
     row: int

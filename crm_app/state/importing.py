@@ -26,6 +26,7 @@ from crm_app.services.importing import (
     import_file,
     preview,
     read_csv_format,
+    unknown_values,
     validate_file,
 )
 from crm_app.settings import settings
@@ -44,6 +45,13 @@ class ColumnChoice:
     header: str
     field: str
     sample: str
+
+
+@dataclass
+class UnknownWord:
+    field: str  # source | stage
+    word: str
+    mapped: str
 
 
 @dataclass
@@ -78,6 +86,9 @@ class ImportState(AppState):
     won_words: str = "won, yes"
     lost_words: str = "lost, no"
     row_ids: bool = False
+    # Words in the source / stage columns that are not ours, and what the user mapped them to.
+    unknown_words: list[UnknownWord] = []
+    word_map: dict[str, str] = {}
     preview_lines: list[PreviewLine] = []
     report_lines: list[ReportLine] = []
     report_summary: str = ""
@@ -97,8 +108,14 @@ class ImportState(AppState):
         return imports_dir() / self.stored_name
 
     def _mapping(self) -> ImportMapping:
-        values = {"outcome": {**{w: "won" for w in _words(self.won_words)},
-                              **{w: "lost" for w in _words(self.lost_words)}}}
+        values: dict[str, dict[str, str]] = {
+            "outcome": {**{w: "won" for w in _words(self.won_words)}, **{w: "lost" for w in _words(self.lost_words)}},
+            "source": {}, "stage": {},
+        }
+        for key, ours in self.word_map.items():
+            field, _, word = key.partition("|")
+            if ours:
+                values[field][word.strip().lower()] = ours
         stem = Path(self.file_name).stem or "import"
         return ImportMapping(
             columns={c.header: c.field for c in self.columns},
@@ -115,7 +132,18 @@ class ImportState(AppState):
         if not self.stored_name:
             return
         path, mapping, now = self._path(), self._mapping(), now_utc()
+        # Words still to map: looked up without the user's own mapping so mapped ones stay listed.
+        bare = self._mapping()
+        bare.values.pop("source"), bare.values.pop("stage")
+
+        word_map = dict(self.word_map)
+
+        def unknown() -> list[UnknownWord]:
+            return [UnknownWord(field, word, word_map.get(f"{field}|{word}", ""))
+                    for field in ("source", "stage") for word in unknown_values(path, bare, field)]
+
         try:
+            self.unknown_words = await asyncio.to_thread(unknown)
             lines = await asyncio.to_thread(preview, path, mapping, now=now)
         except ServiceError as error:
             self.message, self.preview_lines = str(error), []
@@ -150,7 +178,7 @@ class ImportState(AppState):
         self.stored_name = f"{uuid.uuid4().hex}.csv"
         self._path().write_bytes(data)
         self.file_name = Path(upload.filename or "upload.csv").name[:200]
-        self.message = ""
+        self.message, self.word_map = "", {}
         self._forget_results()
         try:
             fmt = await asyncio.to_thread(read_csv_format, self._path())
@@ -172,6 +200,12 @@ class ImportState(AppState):
     async def set_column_field(self, header: str, value: str):
         self.columns = [ColumnChoice(c.header, value if c.header == header else c.field, c.sample)
                         for c in self.columns]
+        self._forget_results()
+        await self._refresh_preview()
+
+    @rx.event
+    async def map_word(self, key: str, value: str):
+        self.word_map = {**self.word_map, key: value}
         self._forget_results()
         await self._refresh_preview()
 
@@ -287,6 +321,7 @@ class ImportState(AppState):
         if self.stored_name:
             self._path().unlink(missing_ok=True)
         self.stored_name, self.file_name, self.columns, self.preview_lines = "", "", [], []
+        self.unknown_words, self.word_map = [], {}
         self.progress, self.progress_label, self.message = 0, "", ""
         self._forget_results()
 

@@ -69,6 +69,21 @@ def test_a_bad_row_is_reported_in_words_and_nothing_is_imported(page, seeded_app
     assert app_session.execute(text("SELECT count(*) FROM leads WHERE email = 'good@example.com'")).scalar_one() == 0
 
 
+def test_an_unknown_source_is_mapped_in_the_page(page, seeded_app_data, app_session, tmp_path):
+    path = tmp_path / "fair.csv"
+    path.write_text(HEADER + "Fair Visitor,fair@example.com,Fairco,10,Trade show,,South\n")
+    page.goto("/import")
+    choose_viewer(page, "Maya Manager")
+    _upload(page, path)
+    expect(page.locator(".preview-row").first).to_contain_text('Unknown source "Trade show"')
+    page.get_by_role("combobox", name="Source for Trade show").click()
+    page.get_by_role("option", name="Events").click()
+    expect(page.locator(".preview-row").first).to_contain_text("Events")
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.locator(".import-summary")).to_contain_text("Created 1")
+    assert app_session.execute(text("SELECT source FROM leads WHERE email = 'fair@example.com'")).scalar_one() == "events"
+
+
 def test_a_rep_cannot_import(page, seeded_app_data):
     page.goto("/import")
     choose_viewer(page, "Ria Rep")
