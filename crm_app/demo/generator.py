@@ -41,6 +41,7 @@ from sqlmodel import Session
 
 from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Role, Source, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
+from crm_app.services.risk import message_sentiment, reassess_all_risk
 from crm_app.services.scoring import record_scores_at_close, rescore_all
 
 # The simulation keeps every moment as whole seconds since the epoch: cheap to draw and compare,
@@ -356,6 +357,7 @@ def generate_demo_data(
     with Session(engine) as session:
         rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
         record_scores_at_close(session)
+        reassess_all_risk(session, now)
     # Rescoring rewrote every lead, and bulk-loaded tables have no planner statistics yet: without
     # them the ranked lists may not use their indexes until autovacuum comes round.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -730,7 +732,9 @@ _LEAD_COLUMNS = (
     "last_activity_at", "last_contacted_at", "custom_fields",
 )  # fmt: skip
 _STAGE_CHANGE_COLUMNS = ("id", "lead_id", "from_stage", "to_stage", "changed_at", "user_id")
-_ACTIVITY_COLUMNS = ("id", "lead_id", "kind", "occurred_at", "user_id", "subject", "body", "created_at")
+_ACTIVITY_COLUMNS = (
+    "id", "lead_id", "kind", "occurred_at", "user_id", "subject", "body", "created_at", "sentiment",
+)
 
 
 def _timestamp(moment: int | None) -> str | None:
@@ -824,6 +828,7 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
             elif kind is ActivityKind.MEETING:
                 subject = rng.choice(MEETING_SUBJECTS)
             occurred_at = _timestamp(moment)
+            body = body and body.format(**names)
             yield (
                 next(activity_id),
                 lead.number,
@@ -831,8 +836,9 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
                 occurred_at,
                 owner_id if kind in REP_KINDS else None,
                 subject and subject.format(**names),
-                body and body.format(**names),
+                body,
                 occurred_at,  # logged as it happened
+                message_sentiment(kind, body),  # as log_activity stores it
             )
 
 
