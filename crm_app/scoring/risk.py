@@ -4,15 +4,16 @@ no SQL, no clock (the caller passes `now`).
 Every reason carries its points, like a score's; the risk is their sum, capped at 100:
 
     negative reply: the prospect's latest email (last 30 days) reads negative        +40
-    their latest reply (last 30 days) has had no contact from us for over a day       +15
+    their latest reply (last 30 days) has had no contact from us for a day or more,
+             counted from their first reply since our last contact                   +15
     negative note: the latest note (last 30 days) reads negative                     +20
     stalled: more whole days in the stage than its limit (the board's "stuck")        +25
              more than twice the limit                                               +35
     falling engagement: the last 14 days hold under half the engagement of the
              14 before (which held at least 3)                                       +20
-    no reply for over 21 days (since their last reply, or since our first contact)    +15
-             over 42 days                                                            +25
-    no contact from us for over 14 days (since our last call/email/meeting, or
+    no reply for 21 days or more (since their last reply, or our first contact)       +15
+             42 days or more                                                          +25
+    no contact from us for 14 days or more (since our last call/email/meeting, or
              since the lead arrived)                                                 +15
 
 Levels: High 50-100, Medium 25-49, Low 0-24. Only the latest reply's tone counts, so a later
@@ -143,12 +144,16 @@ def assess_risk(facts: RiskFacts, now: datetime) -> RiskResult:
         if reply.sentiment is not None and reply.sentiment <= NEGATIVE_FROM:
             reasons.append(RiskReason(NEGATIVE_REPLY_POINTS, f"Negative reply on {_day(reply.occurred_at)}",
                                       "negative_reply", reply.occurred_at))
-        if contact_at is None or contact_at < reply.occurred_at:
-            moments.append(reply.occurred_at + UNANSWERED_AFTER)
-            if now - reply.occurred_at > UNANSWERED_AFTER:
-                reasons.append(RiskReason(UNANSWERED_POINTS,
-                                          f"No contact from us since their reply on {_day(reply.occurred_at)}",
-                                          "unanswered", reply.occurred_at))
+        # Unanswered since their first reply after our last contact: a second reply does not
+        # restart the clock.
+        waiting = min(m.occurred_at for m in messages
+                      if m.kind is ActivityKind.EMAIL_RECEIVED and (contact_at is None or m.occurred_at > contact_at)
+                      ) if contact_at is None or contact_at < reply.occurred_at else None
+        if waiting is not None:
+            moments.append(waiting + UNANSWERED_AFTER)
+            if now - waiting >= UNANSWERED_AFTER:
+                reasons.append(RiskReason(UNANSWERED_POINTS, f"No contact from us since their reply on {_day(waiting)}",
+                                          "unanswered", waiting))
 
     note = _latest(messages, {ActivityKind.NOTE})
     if note and now - note.occurred_at < MESSAGE_WINDOW:
@@ -185,14 +190,14 @@ def assess_risk(facts: RiskFacts, now: datetime) -> RiskResult:
         moments += [silent_since + NO_REPLY_AFTER, silent_since + NO_REPLY_LONG_AFTER]
         what = (f"No reply since {_day(silent_since)}" if reply
                 else f"No reply since our first contact on {_day(silent_since)}")
-        if now - silent_since > NO_REPLY_LONG_AFTER:
-            reasons.append(RiskReason(NO_REPLY_LONG_POINTS, f"{what} (over 6 weeks)", "no_reply", silent_since))
-        elif now - silent_since > NO_REPLY_AFTER:
-            reasons.append(RiskReason(NO_REPLY_POINTS, f"{what} (over 3 weeks)", "no_reply", silent_since))
+        if now - silent_since >= NO_REPLY_LONG_AFTER:
+            reasons.append(RiskReason(NO_REPLY_LONG_POINTS, f"{what} (6 weeks or more)", "no_reply", silent_since))
+        elif now - silent_since >= NO_REPLY_AFTER:
+            reasons.append(RiskReason(NO_REPLY_POINTS, f"{what} (3 weeks or more)", "no_reply", silent_since))
 
     quiet_since = contact_at or facts.created_at
     moments.append(quiet_since + NO_CONTACT_AFTER)
-    if now - quiet_since > NO_CONTACT_AFTER:
+    if now - quiet_since >= NO_CONTACT_AFTER:
         text = (f"No contact from us since {_day(contact_at)}" if contact_at
                 else f"Never contacted since it arrived on {_day(facts.created_at)}")
         reasons.append(RiskReason(NO_CONTACT_POINTS, text, "no_contact", contact_at))
