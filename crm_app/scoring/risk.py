@@ -10,9 +10,10 @@ Every reason carries its points, like a score's; the risk is their sum, capped a
     stalled: more whole days in the stage than its limit (the board's "stuck")        +25
              more than twice the limit                                               +35
     falling engagement: the last 14 days hold under half the engagement of the
-             14 before (which held at least 3)                                       +20
+             14 before (which held at least 3); negative replies do not count         +20
     no reply for 21 days or more (since their last reply, or our first contact)       +15
              42 days or more                                                          +25
+             (not after a negative reply: that reason already says it)
     no contact from us for 14 days or more (since our last call/email/meeting, or
              since the lead arrived)                                                 +15
 
@@ -175,7 +176,11 @@ def assess_risk(facts: RiskFacts, now: datetime) -> RiskResult:
             reasons.append(RiskReason(STALLED_POINTS, f"{where}, past its {limit}-day limit",
                                       "stalled", facts.stage_entered_at))
 
-    engaged = [a.occurred_at for a in activities if a.kind in ENGAGEMENT_KINDS]
+    # A reply saying no is not engagement that keeps a deal alive.
+    refusals = {m.occurred_at for m in messages if m.kind is ActivityKind.EMAIL_RECEIVED
+                and m.sentiment is not None and m.sentiment <= NEGATIVE_FROM}
+    engaged = [a.occurred_at for a in activities if a.kind in ENGAGEMENT_KINDS
+               and not (a.kind is ActivityKind.EMAIL_RECEIVED and a.occurred_at in refusals)]
     recent = sum(1 for t in engaged if now - t < ENGAGEMENT_WINDOW)
     before = sum(1 for t in engaged if ENGAGEMENT_WINDOW <= now - t < 2 * ENGAGEMENT_WINDOW)
     moments += [t + w for t in engaged for w in (ENGAGEMENT_WINDOW, 2 * ENGAGEMENT_WINDOW)]
@@ -186,7 +191,8 @@ def assess_risk(facts: RiskFacts, now: datetime) -> RiskResult:
 
     first_contact = min((a.occurred_at for a in activities if a.kind in CONTACT_KINDS), default=None)
     silent_since = reply.occurred_at if reply else first_contact
-    if silent_since is not None:
+    # After a negative reply, silence is its consequence, not a second reason.
+    if silent_since is not None and not any(r.code == "negative_reply" for r in reasons):
         moments += [silent_since + NO_REPLY_AFTER, silent_since + NO_REPLY_LONG_AFTER]
         what = (f"No reply since {_day(silent_since)}" if reply
                 else f"No reply since our first contact on {_day(silent_since)}")
