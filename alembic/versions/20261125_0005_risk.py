@@ -39,7 +39,7 @@ def upgrade() -> None:
     op.create_check_constraint("ck_leads_risk_points", "leads", "risk_points BETWEEN 0 AND 100")
     op.create_check_constraint(
         "ck_leads_risk_level_matches_points", "leads",
-        "(risk_level IS NULL AND risk_points IS NULL) OR risk_level = CASE WHEN risk_points >= 50 THEN 'high' "
+        "(risk_level IS NULL AND risk_points IS NULL) OR risk_level = CASE WHEN risk_points >= 55 THEN 'high' "
         "WHEN risk_points >= 25 THEN 'medium' ELSE 'low' END",
     )
     op.create_check_constraint(

@@ -103,7 +103,7 @@ class Lead(SQLModel, table=True):
         CheckConstraint(_in("risk_level", RiskLevel), name="ck_leads_risk_level"),
         CheckConstraint("risk_points BETWEEN 0 AND 100", name="ck_leads_risk_points"),
         CheckConstraint(
-            "(risk_level IS NULL AND risk_points IS NULL) OR risk_level = CASE WHEN risk_points >= 50 THEN 'high' "
+            "(risk_level IS NULL AND risk_points IS NULL) OR risk_level = CASE WHEN risk_points >= 55 THEN 'high' "
             "WHEN risk_points >= 25 THEN 'medium' ELSE 'low' END",
             name="ck_leads_risk_level_matches_points",
         ),

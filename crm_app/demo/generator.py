@@ -470,6 +470,8 @@ class _Lead:
     history: list[tuple[Stage | None, Stage, int]] = field(default_factory=list)
     activities: list[tuple[int, ActivityKind]] = field(default_factory=list)
     outlook: Outlook = "open"
+    # Moments of replies that must read negative (a deal turning sour this week; see _turn_sour).
+    sour_replies: set[int] = field(default_factory=set)
 
     @property
     def stage(self) -> Stage:
@@ -521,6 +523,7 @@ class _Simulation:
         for lead in leads:
             self._unfold(lead, per_weight)
         self._heat_up(leads)
+        self._turn_sour(leads)
         return leads
 
     def _company(self) -> _Company:
@@ -724,6 +727,31 @@ class _Simulation:
             lead.activities.sort()
 
 
+    def _turn_sour(self, leads: list[_Lead]) -> None:
+        """A few open deals got a "no" in the last days that nobody has answered yet: the deals at
+        risk the reps should save now. Drawn from a generator of their own, so adding them
+        changes none of the other draws."""
+        rng = random.Random(self.now)
+        candidates = [
+            lead for lead in leads
+            if lead.outlook == "open" and lead.owner is not None
+            and lead.stage in (Stage.QUALIFIED, Stage.MEETING, Stage.PROPOSAL, Stage.NEGOTIATION)
+        ]
+        wanted = max(6, min(40, len(leads) // 150))
+        rng.shuffle(candidates)
+        for lead in candidates:
+            if wanted == 0:
+                break
+            replied_at = self.now - int(DAY * rng.uniform(1.2, 4))
+            last_contact = lead.last(CONTACT_KINDS)
+            if replied_at <= lead.created_at or (last_contact is not None and last_contact >= replied_at):
+                continue  # contacted since: that "no" would already have an answer
+            lead.activities.append((replied_at, ActivityKind.EMAIL_RECEIVED))
+            lead.sour_replies.add(replied_at)
+            lead.activities.sort()
+            wanted -= 1
+
+
 # --- Writing rows -------------------------------------------------------------------------------
 
 _LEAD_COLUMNS = (
@@ -818,7 +846,9 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
             if kind is ActivityKind.EMAIL_SENT:
                 subject, body = rng.choice(OUTREACH_EMAILS)
             elif kind is ActivityKind.EMAIL_RECEIVED or kind is ActivityKind.NOTE:
-                if index == last_reply and rng.random() < LOST_LAST_REPLY_NEGATIVE:
+                if kind is ActivityKind.EMAIL_RECEIVED and moment in lead.sour_replies:
+                    tone = "negative"
+                elif index == last_reply and rng.random() < LOST_LAST_REPLY_NEGATIVE:
                     tone = "negative"
                 else:
                     tone = tone_odds.one(rng)

@@ -7,17 +7,20 @@ Every reason carries its points, like a score's; the risk is their sum, capped a
     their latest reply (last 30 days) has had no contact from us for a day or more,
              counted from their first reply since our last contact                   +15
     negative note: the latest note (last 30 days) reads negative                     +20
-    stalled: more whole days in the stage than its limit (the board's "stuck")        +25
-             more than twice the limit                                               +35
+    stalled: more whole days in the stage than its limit (the board's "stuck")        +20
+             more than twice the limit                                               +25
     falling engagement: the last 14 days hold under half the engagement of the
              14 before (which held at least 3); negative replies do not count         +20
-    no reply for 21 days or more (since their last reply, or our first contact)       +15
-             42 days or more                                                          +25
+    no reply for 21 days or more (since their last reply, or our first contact)       +10
+             42 days or more                                                          +15
              (not after a negative reply: that reason already says it)
     no contact from us for 14 days or more (since our last call/email/meeting, or
-             since the lead arrived)                                                 +15
+             since the lead arrived)                                                 +10
 
-Levels: High 50-100, Medium 25-49, Low 0-24. Only the latest reply's tone counts, so a later
+Levels: High 55-100, Medium 25-54, Low 0-24. The quiet reasons (stalled, no reply, no contact) add
+up to 50 at most, so a deal is at High risk only with a sign from the deal itself: a negative reply
+or note, a reply left unanswered, or falling engagement. A deal that is merely old and quiet is at
+Medium risk (and shows in the queue as stuck, if it is). Only the latest reply's tone counts, so a later
 friendly reply clears a negative one. Closed deals (won, lost) have no risk at all.
 
 Risk also changes with time alone (a deal goes past its limit, a reply ages out); the result says
@@ -38,14 +41,16 @@ from crm_app.scoring.sentiment import NEGATIVE_FROM
 NEGATIVE_REPLY_POINTS = 40
 UNANSWERED_POINTS = 15
 NEGATIVE_NOTE_POINTS = 20
-STALLED_POINTS = 25
-STALLED_TWICE_POINTS = 35
+STALLED_POINTS = 20
+STALLED_TWICE_POINTS = 25
 FALLING_POINTS = 20
-NO_REPLY_POINTS = 15
-NO_REPLY_LONG_POINTS = 25
-NO_CONTACT_POINTS = 15
+NO_REPLY_POINTS = 10
+NO_REPLY_LONG_POINTS = 15
+NO_CONTACT_POINTS = 10
 MAX_POINTS = 100
-HIGH_FROM = 50
+# High needs a warning sign from the deal itself (a negative reply or note, an unanswered reply,
+# falling engagement): the quiet reasons alone (stalled, no reply, no contact) add up to 50 at most.
+HIGH_FROM = 55
 MEDIUM_FROM = 25
 
 MESSAGE_WINDOW = timedelta(days=30)  # how long a reply's or note's tone counts
@@ -59,7 +64,7 @@ DAY = timedelta(hours=24)
 
 
 def level_for(points: int) -> RiskLevel:
-    """High 50-100, Medium 25-49, Low 0-24."""
+    """High 55-100, Medium 25-54, Low 0-24."""
     if not 0 <= points <= MAX_POINTS:
         raise ValueError(f"risk points must be within 0-{MAX_POINTS}, got {points}")
     if points >= HIGH_FROM:
@@ -248,7 +253,7 @@ def risk_headline(reasons: Sequence[dict[str, Any]], stage_label: str, now: date
         elif code == "falling_engagement":
             phrase = "engagement falling"
         elif code == "no_reply" and at:
-            phrase = f"no reply since {_ago(at, now)}"
+            phrase = f"no reply for {int((now - at).total_seconds() // 86400)} days"
         elif code == "no_contact":
             phrase = f"last contact {_ago(at, now)}" if at else "never contacted"
         else:
