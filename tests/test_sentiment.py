@@ -50,6 +50,12 @@ def test_negative_texts(text):
     assert tone_of(sentiment_of(text)) == "negative"
 
 
+def test_the_leads_own_name_carries_no_sentiment():
+    text = "Grace says they are evaluating a cheaper competitor."
+    assert tone_of(sentiment_of(text)) == "positive"  # "grace" is a positive word to VADER
+    assert tone_of(sentiment_of(text, names=["Grace Hopper", "Compilers Inc"])) == "negative"
+
+
 def test_negation_still_applies_around_a_sales_phrase():
     assert tone_of(sentiment_of("We are not going with another vendor, we chose you.")) == "positive"
 

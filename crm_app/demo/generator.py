@@ -868,7 +868,7 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
                 subject and subject.format(**names),
                 body,
                 occurred_at,  # logged as it happened
-                message_sentiment(kind, body),  # as log_activity stores it
+                message_sentiment(kind, body, (lead.name, lead.company.name)),  # as log_activity stores it
             )
 
 

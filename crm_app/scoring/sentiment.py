@@ -15,6 +15,7 @@ apply around it. Automatic replies carry no sentiment at all.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -57,11 +58,18 @@ def _analyzer() -> tuple[SentimentIntensityAnalyzer, list[tuple[re.Pattern[str],
     return analyzer, phrases
 
 
-def sentiment_of(text: str | None) -> float:
+def sentiment_of(text: str | None, names: Iterable[str] = ()) -> float:
     """The text's tone from -1 (very negative) to +1 (very positive); 0 for no text or an
-    automatic reply. Rounded to 3 decimals (it is stored)."""
+    automatic reply. Rounded to 3 decimals (it is stored).
+
+    `names` (the lead's and company's names) are left out: VADER's lexicon has words that are also
+    first names ("Grace" +1.8, "Joy", "Hope"), and "Grace says they chose a competitor" is not
+    positive."""
     if not text or not text.strip() or _AUTO_REPLY.search(text):
         return 0.0
+    words = {w for name in names if name for w in re.findall(r"[A-Za-z][A-Za-z'-]+", name)}
+    if words:
+        text = re.sub(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b", " ", text, flags=re.IGNORECASE)
     analyzer, phrases = _analyzer()
     for pattern, token in phrases:
         text = pattern.sub(f" {token} ", text)

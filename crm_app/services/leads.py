@@ -68,7 +68,8 @@ def log_activity(
     lead = lock_lead(session, lead_id, expected_version)
     session.add(
         Activity(lead_id=lead.id, kind=kind.value, occurred_at=occurred_at, user_id=user_id,
-                 subject=subject, body=body, created_at=now, sentiment=message_sentiment(kind, body))
+                 subject=subject, body=body, created_at=now,
+                 sentiment=message_sentiment(kind, body, names=(lead.name, lead.company or "")))
     )
     if kind in ENGAGEMENT_KINDS:
         # The prospect did something new: a snoozed lead comes back to the queue.

@@ -9,7 +9,7 @@ database, an import) are scored the first time their lead is reassessed and the 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from psycopg2.extras import Json, execute_values
@@ -27,10 +27,11 @@ MESSAGE_KINDS = (ActivityKind.EMAIL_RECEIVED, ActivityKind.NOTE)
 _MESSAGE_KIND_VALUES = [k.value for k in MESSAGE_KINDS]
 
 
-def message_sentiment(kind: ActivityKind | str, body: str | None) -> float | None:
-    """The sentiment to store on a new activity: for a reply or note with text, else None."""
+def message_sentiment(kind: ActivityKind | str, body: str | None, names: Iterable[str] = ()) -> float | None:
+    """The sentiment to store on a new activity: for a reply or note with text, else None. `names`
+    (the lead's, its company's) do not count as words of sentiment."""
     if ActivityKind(kind) in MESSAGE_KINDS and body and body.strip():
-        return sentiment_of(body)
+        return sentiment_of(body, names)
     return None
 
 

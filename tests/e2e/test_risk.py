@@ -7,9 +7,6 @@ from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import update
-
-from crm_app.db.models import Lead
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Stage
 from crm_app.services.leads import log_activity
@@ -27,16 +24,15 @@ def risky(app_session):
     from tests.factories import make_lead, make_user
 
     rep = make_user(app_session, REP)
+    # In Proposal and Negotiation for 3 days (not stuck), emailed or called since.
     sour = make_lead(app_session, "Rita Sour", now=APP_NOW, owner=rep, stage=Stage.PROPOSAL, company="Sour Ltd",
-                     deal_value=30_000, activities=[(K.EMAIL_SENT, timedelta(days=5))])
+                     deal_value=30_000, created_ago=timedelta(days=3),
+                     activities=[(K.EMAIL_SENT, timedelta(days=2, hours=5))])
     calm = make_lead(app_session, "Carl Calm", now=APP_NOW, owner=rep, stage=Stage.PROPOSAL, company="Calm Ltd",
-                     deal_value=20_000, activities=[(K.CALL, timedelta(hours=3))])
+                     deal_value=20_000, created_ago=timedelta(days=3), activities=[(K.CALL, timedelta(hours=3))])
     queued = make_lead(app_session, "Quinn Queue", now=APP_NOW, owner=rep, stage=Stage.NEGOTIATION,
-                       company="Queue Ltd", activities=[(K.EMAIL_SENT, timedelta(days=5))])
-    for lead in (sour, calm, queued):  # in the stage for 3 days: not stuck
-        app_session.execute(update(Lead).where(Lead.id == lead.id)
-                            .values(stage_entered_at=APP_NOW - timedelta(days=3)))
-    app_session.commit()
+                       company="Queue Ltd", created_ago=timedelta(days=3),
+                       activities=[(K.EMAIL_SENT, timedelta(days=2, hours=5))])
     log_activity(app_session, lead_id=sour.id, kind=K.EMAIL_RECEIVED, now=APP_NOW,
                  occurred_at=APP_NOW - timedelta(days=2, hours=1), subject="Re: Proposal", body=NO)
     log_activity(app_session, lead_id=queued.id, kind=K.EMAIL_RECEIVED, now=APP_NOW,
