@@ -164,6 +164,7 @@ class Lead(SQLModel, table=True):
         default_factory=list,
         sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     )
+    # When the risk last changed (a reassessment that finds the same risk leaves the row alone).
     risk_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     # When time alone will change the risk (a deal passing its stage limit); swept like scores.
     risk_valid_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

@@ -361,7 +361,7 @@ def _owner_filter() -> rx.Component:
 def dashboard_page() -> rx.Component:
     return page_frame(
         "Today",
-        "What to do right now, most urgent first: hot leads to call, follow-ups due, deals stuck.",
+        "What to do right now, most urgent first: hot leads to call, follow-ups due, deals at risk or stuck.",
         rx.vstack(
             _drying_banner(),
             _stats(),

@@ -329,7 +329,8 @@ def _board() -> rx.Component:
 def pipeline_page() -> rx.Component:
     return page_frame(
         "Pipeline",
-        "Drag a deal to move it. A red flag means it has sat in its stage longer than the stage allows.",
+        "Drag a deal to move it. \"Stuck\": longer in its stage than the stage allows. \"At risk\": the deal may be "
+        "slipping away (hover for why).",
         _toolbar(),
         _error_callout(),
         _board(),

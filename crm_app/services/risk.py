@@ -112,6 +112,10 @@ _UPDATE_RISK = """
            risk_valid_until = v.valid_until, last_reply_at = v.reply_at, last_reply_sentiment = v.reply_sentiment
       FROM (VALUES %s) AS v(id, version, level, points, reasons, at, valid_until, reply_at, reply_sentiment)
      WHERE l.id = v.id AND l.version = v.version
+       -- Only what changed: most reassessments (every closed deal, a quiet day) change nothing,
+       -- and an unchanged row is not rewritten with its indexes.
+       AND (l.risk_level, l.risk_points, l.risk_reasons, l.risk_valid_until, l.last_reply_at, l.last_reply_sentiment)
+           IS DISTINCT FROM (v.level, v.points, v.reasons, v.valid_until, v.reply_at, v.reply_sentiment)
     RETURNING l.id
 """
 _UPDATE_TEMPLATE = ("(%s, %s, %s, %s::integer, %s::jsonb, %s::timestamptz, %s::timestamptz, %s::timestamptz, "
@@ -119,8 +123,8 @@ _UPDATE_TEMPLATE = ("(%s, %s, %s, %s::integer, %s::jsonb, %s::timestamptz, %s::t
 
 
 def _store(session: Session, assessed: list[tuple[int, int, RiskResult]], now: datetime) -> int:
-    """Write (id, version, result); a lead changed since it was read was reassessed by that change
-    and is left alone. Returns how many were written."""
+    """Write (id, version, result) where the risk changed; a lead changed since it was read was
+    reassessed by that change and is left alone. Returns how many were written."""
     if not assessed:
         return 0
     written = execute_values(
@@ -162,13 +166,16 @@ def _reassess_where(
 def reassess_all_risk(
     session: Session, now: datetime, batch_size: int = 5000, progress: Callable[[int], None] | None = None
 ) -> int:
-    """Reassess every lead's risk (after a rule change, or for generated data), batch by batch."""
-    return _reassess_where(session, now, "TRUE", {}, batch_size, progress)
+    """Reassess every lead's risk (after a rule change, or for generated data), batch by batch.
+    Returns how many changed."""
+    # A closed deal already without risk has nothing to reassess.
+    return _reassess_where(session, now, "l.stage NOT IN ('won', 'lost') OR l.risk_level IS NOT NULL", {},
+                           batch_size, progress)
 
 
 def reassess_expired_risk(session: Session, now: datetime, batch_size: int = 2000) -> int:
     """Reassess the deals whose risk time alone has changed (a deal past its stage limit, a reply
-    ageing out): what the periodic sweep runs."""
+    ageing out): what the periodic sweep runs. Returns how many changed."""
     return _reassess_where(session, now, "l.risk_valid_until <= :now", {"now": now}, batch_size, None)
 
 
