@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.engine import get_engine
+from crm_app.services.risk import reassess_expired_risk
 from crm_app.services.scoring import rescore_expired
 
 SWEEP_EVERY_SECONDS = 300
@@ -27,6 +28,12 @@ def sweep_once(now: datetime) -> int:
         return rescore_expired(session, now)
 
 
+def sweep_risk_once(now: datetime) -> int:
+    """Reassess the deals whose risk time alone has changed (stagnation grows by the day)."""
+    with Session(get_engine()) as session:
+        return reassess_expired_risk(session, now)
+
+
 async def sweep_expired_scores() -> None:
     """Lifespan task: every few minutes, rescore what time alone has changed."""
     while True:
@@ -34,6 +41,9 @@ async def sweep_expired_scores() -> None:
             count = await asyncio.to_thread(sweep_once, datetime.now(timezone.utc))
             if count:
                 log.info("Rescored %d leads whose recency bonus ran out", count)
+            count = await asyncio.to_thread(sweep_risk_once, datetime.now(timezone.utc))
+            if count:
+                log.info("Reassessed the risk of %d deals that time has changed", count)
         except Exception:  # keep sweeping: a failed round (database restarting) is retried
             log.exception("Score sweep failed")
         await asyncio.sleep(SWEEP_EVERY_SECONDS)

@@ -3,8 +3,9 @@
     migrate            bring the database to the newest schema
     seed [--leads N]   fill an empty database with the demo team (deterministic)
     setup              migrate, then seed if there are no leads yet (used by scripts/start.sh)
-    rescore            rescore every lead (after a rule or engine change)
-    sweep              rescore only the leads whose recency bonus has run out
+    rescore            rescore every lead and reassess its deal risk (after a rule or engine change)
+    sweep              rescore only the leads whose recency bonus has run out, and reassess the
+                       risk of the deals that time has changed
     import FILE --mapping M.json [--dry-run]
                        import a CSV of leads (all rows or none; re-import updates, never duplicates)
     train              train a scoring model on the closed leads and store it (inactive)
@@ -32,6 +33,12 @@ def _lead_count() -> int:
         return conn.execute(text("SELECT count(*) FROM leads")).scalar_one()
 
 
+def _reassess_expired_risk(session: Session) -> int:
+    from crm_app.services.risk import reassess_expired_risk
+
+    return reassess_expired_risk(session, utcnow())
+
+
 def migrate(_: argparse.Namespace) -> None:
     upgrade_to_head(database_url())
     print("Database is at the newest schema.")
@@ -56,17 +63,22 @@ def setup(args: argparse.Namespace) -> None:
             from crm_app.services.scoring import rescore_expired
 
             print(f"Rescored {rescore_expired(session, utcnow()):,} leads whose recency bonus ran out.")
+            print(f"Reassessed the risk of {_reassess_expired_risk(session):,} deals that time has changed.")
         return
     seed(args)
 
 
 def rescore(_: argparse.Namespace) -> None:
+    from crm_app.services.risk import reassess_all_risk
     from crm_app.services.scoring import rescore_all
 
     started = time.perf_counter()
     with Session(get_engine()) as session:
         count = rescore_all(session, utcnow(), progress=lambda n: print(f"  {n:,} rescored", end="\r"))
-    print(f"Rescored {count:,} leads in {time.perf_counter() - started:.1f} s.")
+        print(f"Rescored {count:,} leads in {time.perf_counter() - started:.1f} s.")
+        started = time.perf_counter()
+        count = reassess_all_risk(session, utcnow())
+    print(f"Reassessed the risk of {count:,} leads in {time.perf_counter() - started:.1f} s.")
 
 
 def sweep(_: argparse.Namespace) -> None:
@@ -74,6 +86,7 @@ def sweep(_: argparse.Namespace) -> None:
 
     with Session(get_engine()) as session:
         print(f"Rescored {rescore_expired(session, utcnow()):,} leads.")
+        print(f"Reassessed the risk of {_reassess_expired_risk(session):,} deals.")
 
 
 def import_csv(args: argparse.Namespace) -> int:

@@ -122,3 +122,15 @@ class Tier(StrEnum):
             "warm": "Nurture",
             "cold": "Leave to marketing",
         }[self.value]
+
+
+class RiskLevel(StrEnum):
+    """How likely an open deal is to churn or stall (scoring/risk.py). Closed deals have none."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+    @property
+    def label(self) -> str:
+        return self.value.title()

@@ -145,6 +145,8 @@ def test_import_stores_fields_custom_fields_and_scores(session, tmp_path):
     history = session.execute(
         text("SELECT from_stage, to_stage FROM stage_changes WHERE lead_id = :id"), {"id": lead.id}).all()
     assert history == [(None, "new")]
+    # Open deals get their risk assessed in the same transaction too.
+    assert lead.risk_level is not None and lead.risk_at is not None
 
 
 def test_a_failed_import_leaves_the_database_exactly_as_it_was(session, tmp_path):

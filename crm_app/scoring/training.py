@@ -157,9 +157,10 @@ def check_history(won: int, lost: int) -> None:
         )
 
 
-def time_split(count: int) -> tuple[slice, slice, slice]:
-    """(fit, calibrate, holdout) slices of leads sorted oldest to newest."""
-    holdout = max(1, round(HOLDOUT_SHARE * count))
+def time_split(count: int, holdout: int | None = None) -> tuple[slice, slice, slice]:
+    """(fit, calibrate, holdout) slices of leads sorted oldest to newest; the newest HOLDOUT_SHARE
+    are held out unless `holdout` says how many."""
+    holdout = holdout or max(1, round(HOLDOUT_SHARE * count))
     calibration = max(1, round(CALIBRATION_SHARE * (count - holdout)))
     fit_end = count - holdout - calibration
     return slice(0, fit_end), slice(fit_end, count - holdout), slice(count - holdout, count)
@@ -170,10 +171,14 @@ def fit_scoring_model(
     *,
     progress: Callable[[str], None] | None = None,
     meta: dict[str, Any] | None = None,
+    keep_order: bool = False,
+    holdout_rows: int | None = None,
 ) -> TrainingResult:
     """Fit, calibrate and evaluate a model on closed leads; the rules are measured on the same holdout.
 
-    Leads are ordered by close time (ties keep the given order). Raises NotEnoughHistory below
+    Leads are ordered by close time (ties keep the given order); `keep_order` takes the given order as
+    the timeline instead and `holdout_rows` how many of the newest to hold out (cross-validation passes
+its folds that way). Raises NotEnoughHistory below
     MIN_CLOSED closed leads or MIN_EACH_OUTCOME of either outcome.
     """
     say = progress or (lambda message: None)
@@ -181,11 +186,12 @@ def fit_scoring_model(
     won_count = sum(lead.won for lead in leads)
     check_history(won_count, len(leads) - won_count)
 
-    ordered = sorted(leads, key=lambda lead: lead.closed_at)  # stable: ties keep their order
+    # Stable: ties keep their order.
+    ordered = list(leads) if keep_order else sorted(leads, key=lambda lead: lead.closed_at)
     facts = [lead.facts for lead in ordered]
     moments = [lead.closed_at for lead in ordered]
     won = np.array([lead.won for lead in ordered], dtype=float)
-    fit, calibrate, holdout = time_split(len(ordered))
+    fit, calibrate, holdout = time_split(len(ordered), holdout_rows)
 
     say(f"Computing features of {len(ordered):,} closed leads as of their close")
     spec = FeatureSpec.learn(facts[fit])
@@ -241,3 +247,85 @@ def fit_scoring_model(
         drivers=drivers,
         seconds=time.perf_counter() - started,
     )
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """The whole training recipe (fit, calibrate, measure) repeated on k random folds: each fold is
+    the holdout once. For data without meaningful dates (a public data set, an import without close
+    dates) this is the fair measure; the spread across folds says how much a single holdout wobbles."""
+
+    folds: list[TrainingResult]
+    seed: int
+
+    _MEASURES = (
+        ("ROC-AUC", "roc_auc", 3),
+        ("PR-AUC", "pr_auc", 3),
+        ("Brier (lower is better)", "brier", 4),
+        ("Win rate in top 20%", "top_20_win_rate", 3),
+        ("Lift of top 20%", "top_20_lift", 2),
+    )
+
+    def mean(self, scorer: str, measure: str) -> float | None:
+        values = [getattr(getattr(fold, scorer), measure) for fold in self.folds]
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+    def spread(self, scorer: str, measure: str) -> float | None:
+        values = [getattr(getattr(fold, scorer), measure) for fold in self.folds]
+        values = [v for v in values if v is not None]
+        return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "folds": len(self.folds),
+            "seed": self.seed,
+            **{
+                f"{scorer}_{key}": {"mean": self.mean(scorer, key), "sd": self.spread(scorer, key)}
+                for scorer in ("model", "rules")
+                for _, key, _ in self._MEASURES
+            },
+        }
+
+    def summary(self) -> str:
+        """Mean +- standard deviation over the folds, model next to rules."""
+        lines = [f"{len(self.folds)}-fold cross-validation (random folds, seed {self.seed}): mean +- sd", ""]
+        lines.append(f"{'':30}{'model':>18}{'rules':>18}")
+        for label, key, digits in self._MEASURES:
+            cells = []
+            for scorer in ("model", "rules"):
+                mean, sd = self.mean(scorer, key), self.spread(scorer, key)
+                cells.append("n/a" if mean is None else f"{mean:.{digits}f} +- {sd or 0:.{digits}f}")
+            lines.append(f"{label:30}{cells[0]:>18}{cells[1]:>18}")
+        rows = self.folds[0].rows
+        seconds = sum(fold.seconds for fold in self.folds)
+        lines.append("")
+        lines.append(
+            f"Each fold: trained on {self.folds[0].fit_rows:,}, calibrated on {self.folds[0].calibration_rows:,}, "
+            f"measured on {self.folds[0].holdout_rows:,} of {rows:,} closed leads; {seconds:.1f} s in all."
+        )
+        return "\n".join(lines)
+
+
+def cross_validate(
+    leads: Sequence[LabeledLead],
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> CrossValidation:
+    """Run `fit_scoring_model` once per random fold, that fold being the holdout: the newest rows of
+    a timeline made of the other folds (shuffled) followed by it."""
+    if not 2 <= folds <= len(leads):
+        raise ValueError(f"cannot split {len(leads)} leads into {folds} folds")
+    say = progress or (lambda message: None)
+    order = np.random.default_rng(seed).permutation(len(leads))
+    bounds = np.linspace(0, len(leads), folds + 1).round().astype(int)
+    results = []
+    for i in range(folds):
+        test = order[bounds[i] : bounds[i + 1]]
+        rest = np.concatenate([order[: bounds[i]], order[bounds[i + 1] :]])
+        ordered = [leads[j] for j in rest] + [leads[j] for j in test]
+        say(f"Fold {i + 1} of {folds}")
+        results.append(fit_scoring_model(ordered, keep_order=True, holdout_rows=len(test)))
+    return CrossValidation(results, seed)

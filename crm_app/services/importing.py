@@ -49,6 +49,7 @@ from sqlmodel import Session
 from crm_app.domain import Source, Stage
 from crm_app.scoring import LeadFacts, ScoringEngine
 from crm_app.services.errors import InvalidInput, ServiceError
+from crm_app.services.risk import reassess_risk_in_transaction
 from crm_app.services.scoring import active_engine, rescore_leads_in_transaction
 
 # What a column can be. Order is the order of the mapping selects on the Import page.
@@ -727,8 +728,8 @@ def _spool_rows(
 
 
 def _write(session: Session, spool, now: datetime, mapping: ImportMapping,
-           say: Callable[[str, int], None]) -> tuple[int, list[int], int]:
-    """COPY, match, insert, update, stage changes. Returns (created, ids updated, matched but unchanged)."""
+           say: Callable[[str, int], None]) -> tuple[list[int], list[int], int]:
+    """COPY, match, insert, update, stage changes. Returns (ids created, ids updated, matched but unchanged)."""
     cursor = session.connection().connection.cursor()
     cursor.execute("DROP TABLE IF EXISTS import_rows")
     cursor.execute(f"CREATE TEMP TABLE import_rows ({_TEMP_COLUMNS}) ON COMMIT DROP")
@@ -797,8 +798,7 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping,
         """,
         {"now": now, "template": mapping.name_template},
     )
-    created = cursor.rowcount
-    say("New leads stored", created)
+    say("New leads stored", cursor.rowcount)
     # Their history: created in "new", then (if elsewhere) moved to where they are.
     cursor.execute(
         """
@@ -855,10 +855,12 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping,
         {"now": now},
     )
     updated_ids = [row[0] for row in cursor.fetchall()]
+    cursor.execute("SELECT lead_id FROM import_rows WHERE is_new ORDER BY row_no")
+    new_ids = [row[0] for row in cursor.fetchall()]
     cursor.execute("SELECT count(*) FROM import_rows WHERE NOT is_new")
     matched = cursor.fetchone()[0]
     say("Matched leads updated", len(updated_ids))
-    return created, updated_ids, matched - len(updated_ids)
+    return new_ids, updated_ids, matched - len(updated_ids)
 
 
 def import_file(
@@ -898,12 +900,15 @@ def import_file(
         try:
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _IMPORT_LOCK_KEY})
             say(f"Writing {count:,} rows", 0)
-            created, updated_ids, unchanged = _write(
+            new_ids, updated_ids, unchanged = _write(
                 session, spool, now, mapping,
                 lambda message, n: say(message, n),
             )
+            created = len(new_ids)
             say(f"Scoring {len(updated_ids):,} updated leads", created + len(updated_ids), "scoring")
             rescore_leads_in_transaction(session, updated_ids, now, engine)
+            say("Assessing deal risk", created + len(updated_ids), "scoring")
+            reassess_risk_in_transaction(session, new_ids + updated_ids, now)
             if dry_run:
                 session.rollback()
             else:
