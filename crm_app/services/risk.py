@@ -184,3 +184,15 @@ def expire_stage_risk(session: Session, stage: str) -> None:
     already past will do; the moment each entered the stage needs no clock."""
     session.execute(text("UPDATE leads SET risk_valid_until = stage_entered_at WHERE stage = :stage"),
                     {"stage": stage})
+
+
+def reassess_risk_in_transaction(session: Session, lead_ids: list[int], now: datetime, batch_size: int = 5000) -> int:
+    """Assess these leads' risk inside the caller's transaction (no commit, unlike reassess_all_risk):
+    for writers such as the CSV import that store leads and what is derived from them all at once."""
+    done = 0
+    for start in range(0, len(lead_ids), batch_size):
+        leads = session.execute(text(_LEADS_SQL + " WHERE l.id = ANY(:ids)"),
+                                {"ids": lead_ids[start:start + batch_size]}).all()
+        facts = _facts_of(session, leads)
+        done += _store(session, [(row.id, row.version, assess_risk(facts[row.id], now)) for row in leads], now)
+    return done
