@@ -1,0 +1,129 @@
+"""Segment insights: which kinds of leads win far more often than the average, said in words.
+
+Pure: the caller counts closed leads per candidate segment in SQL (services/segments.py) and
+passes (source, trait, closed, won) rows; this module scores, filters and phrases them.
+
+A segment is a source ("Leads from LinkedIn"), a trait ("who read 2+ case studies"), or both.
+Its lift is its win rate over the overall win rate. A segment is shown only when it has at least
+MIN_SUPPORT closed leads and the lower end of its 95% Wilson interval is above the overall rate,
+so what is shown is unlikely to be luck; the strongest (by lift) come first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from crm_app.domain import Play, Source
+from crm_app.scoring.intervals import wilson_interval
+from crm_app.scoring.next_action import size_band_words
+
+MIN_SUPPORT = 30
+MAX_SHOWN = 8
+
+# Traits are coded "dimension:value" in SQL; these thresholds bound the search.
+ENGAGEMENT_THRESHOLDS = (5, 10)
+READ_THRESHOLDS = (1, 2)
+
+
+@dataclass(frozen=True)
+class SegmentCount:
+    source: str | None  # a Source value, or None for any source
+    trait: str | None  # e.g. "size:51-200", "industry:Software", "read:case_study:2", or None
+    closed: int
+    won: int
+
+
+@dataclass
+class SegmentInsight:
+    sentence: str  # "Leads from LinkedIn who read 2+ case studies convert 2.4x the average"
+    who: str  # "Leads from LinkedIn who read 2+ case studies"
+    support: int  # closed leads in the segment
+    won: int
+    rate: float
+    lift: float
+    low: float  # 95% Wilson interval of the rate
+    high: float
+    rate_label: str
+    lift_label: str
+    interval_label: str
+    support_label: str
+
+
+def _plural(play: Play) -> str:
+    return {"case_study": "case studies", "whitepaper": "whitepapers"}.get(play.value, play.label.lower() + "s")
+
+
+def trait_words(trait: str) -> str:
+    """A trait as the end of "Leads ... who/at/with ..."."""
+    dimension, _, rest = trait.partition(":")
+    if dimension == "size":
+        return f"at companies of {size_band_words(rest)}"
+    if dimension == "industry":
+        return f"in {rest}"
+    if dimension == "read":
+        play_value, _, count = rest.partition(":")
+        play = Play(play_value)
+        return f"who read a {play.label.lower()}" if count == "1" else f"who read {count}+ {_plural(play)}"
+    if dimension == "play":
+        return f"who got a {Play(rest).label.lower()}"
+    if dimension == "engaged":
+        return f"with {rest}+ interactions"
+    raise ValueError(f"Unknown trait {trait!r}")
+
+
+def segment_words(source: str | None, trait: str | None) -> str:
+    """"Leads from LinkedIn who read 2+ case studies"; "Leads at companies of 51-200 employees"."""
+    words = ["Leads"]
+    if source:
+        words.append(f"from {Source(source).label}")
+    if trait:
+        words.append(trait_words(trait))
+    return " ".join(words)
+
+
+def _lift_label(lift: float) -> str:
+    return f"{lift:.1f}x"
+
+
+def insights(
+    counts: Iterable[SegmentCount],
+    *,
+    overall_closed: int,
+    overall_won: int,
+    min_support: int = MIN_SUPPORT,
+    limit: int = MAX_SHOWN,
+) -> list[SegmentInsight]:
+    """The strongest segments: support >= min_support, 95% interval entirely above the overall win
+    rate, ranked by lift (then support). Nothing when nothing has closed or nobody ever won."""
+    if not overall_closed or not overall_won:
+        return []
+    overall = overall_won / overall_closed
+    found = []
+    for c in counts:
+        if (c.source is None and c.trait is None) or c.closed < min_support:
+            continue
+        low, high = wilson_interval(c.won, c.closed)
+        if low <= overall:
+            continue
+        rate = c.won / c.closed
+        lift = rate / overall
+        who = segment_words(c.source, c.trait)
+        found.append(
+            SegmentInsight(
+                sentence=f"{who} convert {_lift_label(lift)} the average",
+                who=who,
+                support=c.closed,
+                won=c.won,
+                rate=rate,
+                lift=lift,
+                low=low,
+                high=high,
+                rate_label=f"{rate * 100:.0f}%",
+                lift_label=_lift_label(lift),
+                interval_label=f"{low * 100:.0f}–{high * 100:.0f}%",
+                support_label=f"{c.won:,} won of {c.closed:,} closed",
+            )
+        )
+    found.sort(key=lambda s: (-s.lift, -s.support, s.who))
+    return found[:limit]
