@@ -5,6 +5,7 @@
     setup              migrate, then seed if there are no leads yet (used by scripts/start.sh)
     rescore            rescore every lead (after a rule or engine change)
     sweep              rescore only the leads whose recency bonus has run out
+    mine-plays         recompute the play statistics behind the next best action
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def seed(args: argparse.Namespace) -> None:
     summary = generate_demo_data(get_engine(), leads=args.leads, seed=args.seed, now=utcnow(), progress=print)
     print(f"Demo data: {summary.users} users, {summary.leads:,} leads, {summary.activities:,} activities, "
           f"{summary.stage_changes:,} stage changes in {summary.elapsed_seconds:.1f} s.")
+    mine_plays(args)
 
 
 def setup(args: argparse.Namespace) -> None:
@@ -70,6 +72,15 @@ def sweep(_: argparse.Namespace) -> None:
         print(f"Rescored {rescore_expired(session, utcnow()):,} leads.")
 
 
+def mine_plays(_: argparse.Namespace) -> None:
+    from crm_app.services.next_action import refresh_play_stats
+
+    started = time.perf_counter()
+    with Session(get_engine()) as session:
+        rows = refresh_play_stats(session, utcnow())
+    print(f"Play statistics: {rows:,} segment rows in {time.perf_counter() - started:.1f} s.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crm_app.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.set_defaults(run=run)
     commands.add_parser("rescore").set_defaults(run=rescore)
     commands.add_parser("sweep").set_defaults(run=sweep)
+    commands.add_parser("mine-plays").set_defaults(run=mine_plays)
     args = parser.parse_args(argv)
     args.run(args)
     return 0

@@ -126,7 +126,7 @@ def _segment_words(stage: str, source: str, band: str) -> str:
     if source != ANY:
         parts.append(f"from {Source(source).label}")
     if band != ANY:
-        parts.append(f"at {size_band_words(band)} companies")
+        parts.append(f"at companies of {size_band_words(band)}")
     where = f"in {Stage(stage).label}"
     return " ".join(["similar leads", *parts, where]) if parts else f"leads {where}"
 

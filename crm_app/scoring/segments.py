@@ -6,7 +6,9 @@ passes (source, trait, closed, won) rows; this module scores, filters and phrase
 A segment is a source ("Leads from LinkedIn"), a trait ("who read 2+ case studies"), or both.
 Its lift is its win rate over the overall win rate. A segment is shown only when it has at least
 MIN_SUPPORT closed leads and the lower end of its 95% Wilson interval is above the overall rate,
-so what is shown is unlikely to be luck; the strongest (by lift) come first.
+so what is shown is unlikely to be luck; the strongest (by lift) come first. A source-and-trait
+segment must also clear its source's own rate, so a strong source does not fill the list with
+everything its leads happen to have ("Referrals who got a whitepaper" says nothing new).
 """
 
 from __future__ import annotations
@@ -99,12 +101,15 @@ def insights(
     if not overall_closed or not overall_won:
         return []
     overall = overall_won / overall_closed
+    counts = list(counts)
+    source_rates = {c.source: c.won / c.closed for c in counts if c.trait is None and c.source and c.closed}
     found = []
     for c in counts:
         if (c.source is None and c.trait is None) or c.closed < min_support:
             continue
         low, high = wilson_interval(c.won, c.closed)
-        if low <= overall:
+        parent = source_rates.get(c.source, overall) if c.trait is not None else overall
+        if low <= max(overall, parent):
             continue
         rate = c.won / c.closed
         lift = rate / overall
