@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from crm_app.db.models import Activity, Lead, StageChange
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Play, Source, Stage
 from crm_app.scoring.intervals import wilson_interval
@@ -17,30 +16,10 @@ from crm_app.services.leads import log_activity
 from crm_app.services.next_action import next_action_for, next_actions, refresh_play_stats
 from crm_app.services.queue import action_queue
 from tests.conftest import NOW
-from tests.factories import make_lead, make_user
+from tests.factories import make_lead, make_past_stay, make_user
 
 HOT = [(K.PRICING_REQUEST, timedelta(minutes=20)), (K.DEMO_REQUEST, timedelta(hours=2)),
        (K.PRICING_PAGE_VISIT, timedelta(hours=3))]
-
-
-def _past_stay(session, owner, n: int, *, moved: bool, play: Play | None, source=Source.LINKEDIN, size=100,
-               stage=Stage.CONTACTED) -> None:
-    """A lead that entered `stage` 90 days ago, got `play` there, and moved on 10 days later or not."""
-    entered = NOW - timedelta(days=90)
-    nxt = Stage.QUALIFIED if stage is Stage.CONTACTED else Stage.NEGOTIATION
-    lead = Lead(name=f"Past {n}", email=f"past{n}@example.com", company="Past Co", company_size=size,
-                source=source.value, stage=(nxt if moved else stage).value, owner_id=owner.id,
-                created_at=entered - timedelta(days=5), stage_entered_at=entered, tier="cold")
-    session.add(lead)
-    session.flush()
-    session.add(StageChange(lead_id=lead.id, from_stage=None, to_stage=Stage.NEW.value, changed_at=lead.created_at))
-    session.add(StageChange(lead_id=lead.id, from_stage=Stage.NEW.value, to_stage=stage.value, changed_at=entered))
-    if moved:
-        session.add(StageChange(lead_id=lead.id, from_stage=stage.value, to_stage=nxt.value,
-                                changed_at=entered + timedelta(days=10)))
-    if play is not None:
-        session.add(Activity(lead_id=lead.id, kind=play.kinds[0].value, play=play.value, user_id=owner.id,
-                             occurred_at=entered + timedelta(days=3)))
 
 
 @pytest.fixture
@@ -52,7 +31,7 @@ def history(session):
     for play, moved_count, total in ((Play.CASE_STUDY, 42, 60), (Play.WHITEPAPER, 18, 60), (None, 36, 120)):
         for i in range(total):
             n += 1
-            _past_stay(session, owner, n, moved=i < moved_count, play=play)
+            make_past_stay(session, owner, n, now=NOW, moved=i < moved_count, play=play)
     session.commit()
     return owner
 

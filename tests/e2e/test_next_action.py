@@ -14,8 +14,7 @@ from crm_app.domain import ActivityKind as K
 from crm_app.domain import Play, Source, Stage
 from crm_app.services.next_action import refresh_play_stats
 from tests.e2e.conftest import APP_NOW, choose_viewer
-from tests.factories import make_lead, make_user
-from tests.test_next_action import _past_stay
+from tests.factories import make_lead, make_past_stay, make_user
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +31,7 @@ def nba_team(app_session):
     for play, moved_count, total in ((Play.CASE_STUDY, 42, 60), (Play.WHITEPAPER, 18, 60), (None, 36, 120)):
         for i in range(total):
             n += 1
-            _past_stay(app_session, nia, n, moved=i < moved_count, play=play)
+            make_past_stay(app_session, nia, n, now=APP_NOW, moved=i < moved_count, play=play)
     for source, won, lost in ((Source.LINKEDIN, 30, 10), (Source.WEBSITE, 8, 32)):
         for i in range(won + lost):
             n += 1
