@@ -136,3 +136,13 @@ def test_confidence_needs_both_separation_and_support():
     assert confidence(PlayStat("new", "any", "any", "demo", 200, 140, 800, 240)) == "High"
     assert confidence(PlayStat("new", "any", "any", "demo", 60, 42, 180, 54)) == "Medium"
     assert confidence(PlayStat("new", "any", "any", "demo", 40, 24, 200, 80)) == "Low"
+
+
+def test_history_that_shows_no_clear_winner_says_so_and_a_new_lead_is_never_stalled():
+    situation = LeadSituation(stage="new", source="website", size_band="1-50", tier="cold", days_in_stage=60,
+                              stall_days=7)
+    flat = PlayStat("new", "any", "any", "whitepaper", 200, 60, 800, 240)  # 30% with and without
+    action = next_best_action(situation, [flat])
+    # Never contacted: a break-up email would be the first thing it ever got. The tier rule instead.
+    assert action.play == Play.NURTURE_SEQUENCE.value
+    assert action.why.endswith("No play has clearly moved leads like this forward in your history yet.")

@@ -62,3 +62,9 @@ def test_ranked_by_lift_and_phrased_in_words():
     ]
     assert segment_words(None, "size:51-200") == "Leads at companies of 51-200 employees"
     assert segment_words("events", "industry:Retail") == "Leads from Events in Retail"
+
+
+def test_a_significant_but_small_lift_is_not_a_strong_segment():
+    # 1,200 of 4,000 (30%) against 25% overall: surely above average, but only 1.2x.
+    counts = [SegmentCount("webinar", None, closed=4000, won=1200)]
+    assert insights(counts, overall_closed=20000, overall_won=5000) == []

@@ -15,7 +15,8 @@ something to find:
   work in it right now;
 - reps use sales plays (case studies, demos, pricing calls, ...) whose effect differs by segment:
   case studies move LinkedIn and mid-size leads on early, demos move big companies, pricing calls
-  move keen late-stage deals, break-up emails revive stalled proposals, whitepapers do nothing.
+  move keen late-stage deals, break-up emails revive stalled proposals, whitepapers do nothing (and
+  go to deals that are going nowhere).
   Next best action and segment insights should find exactly that.
 
 Rows go in with PostgreSQL COPY (100,000 leads with a million activities, scored, in under a minute
@@ -309,7 +310,9 @@ def _play_effect(play: Play, lead: _Lead, stage: Stage, stay_days: float) -> flo
         return 0.6 if stage is Stage.CONTACTED and cool else 0.0
     if play is Play.BREAKUP_EMAIL:
         return 0.9 if stage in (Stage.PROPOSAL, Stage.NEGOTIATION) and stay_days > 14 else 0.0
-    return 0.0  # whitepapers: read, but they move nobody
+    # Whitepapers move nobody, and reps reach for them when a deal is going nowhere: leads that
+    # got one moved on less often (what a naive look at the history would wrongly credit).
+    return -0.5
 
 
 # What a tagged activity says: fixed words, so tagging draws nothing from the main generator.

@@ -348,9 +348,9 @@ def _segments() -> rx.Component:
         rx.text(
             "Lift: the segment's win rate ÷ the average. A segment is listed only with at least ",
             AnalyticsState.segment_min_support,
-            " closed leads and a 95% Wilson interval wholly above the average (and above its source's own "
-            "rate, for a source with a trait); strongest lift first. Traits: company size, industry, the "
-            "plays reps used, content read and interactions.",
+            " closed leads, a 95% Wilson interval wholly above the average and a lift of at least 1.25 (held "
+            "to its source's own rate instead, for a source with a trait); strongest lift first. Traits: "
+            "company size, industry, the plays reps used, content read and interactions.",
             size="1",
             color=MUTED,
             padding_top="0.75em",

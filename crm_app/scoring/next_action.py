@@ -193,11 +193,13 @@ def from_history(
     return None
 
 
-def from_tier_rules(situation: LeadSituation) -> NextAction:
-    """The rule of thumb when history is thin: stalled long -> break-up email; Hot -> pricing
-    call; Warm -> case study; Cold -> nurture sequence."""
+def from_tier_rules(situation: LeadSituation, thin: bool = True) -> NextAction:
+    """The rule of thumb when history does not say: stalled past its stage limit (once contacted)
+    -> break-up email; Hot -> pricing call; Warm -> case study; Cold -> nurture sequence.
+    `thin`: too little history to judge, rather than no play clearly beating doing nothing."""
     limit = situation.stall_days or DEFAULT_STALL_DAYS
-    if situation.days_in_stage > limit and Play.BREAKUP_EMAIL.value not in situation.plays_this_stage:
+    stalled = situation.days_in_stage > limit and situation.stage != Stage.NEW.value
+    if stalled and Play.BREAKUP_EMAIL.value not in situation.plays_this_stage:
         play = Play.BREAKUP_EMAIL
         reason = (f"{situation.days_in_stage} days in {Stage(situation.stage).label} "
                   f"(limit {limit}): a break-up email often gets a stalled deal to answer")
@@ -207,10 +209,11 @@ def from_tier_rules(situation: LeadSituation) -> NextAction:
         play, reason = Play.CASE_STUDY, "Warm leads need proof that it works for teams like theirs"
     else:
         play, reason = Play.NURTURE_SEQUENCE, "Cold leads are best kept warm by a nurture sequence"
+    history = ("Too little history on leads like this yet to learn from." if thin
+               else "No play has clearly moved leads like this forward in your history yet.")
     return NextAction(
         play=play.value, label=play.label, icon=play.icon, basis="rule", confidence="",
-        headline=f"{play.label} · Rule of thumb",
-        why=f"{reason}. Too little history on leads like this yet to learn from.",
+        headline=f"{play.label} · Rule of thumb", why=f"{reason}. {history}",
     )
 
 
@@ -219,4 +222,8 @@ def next_best_action(
 ) -> NextAction:
     """The next best action for an open lead: from the history when it is clear enough, else the
     tier rules."""
-    return from_history(situation, stats, min_support) or from_tier_rules(situation)
+    stats = [s for s in stats if s.stage == situation.stage]
+    found = from_history(situation, stats, min_support)
+    if found is not None:
+        return found
+    return from_tier_rules(situation, thin=not any(s.stays_with >= min_support for s in stats))

@@ -6,9 +6,10 @@ passes (source, trait, closed, won) rows; this module scores, filters and phrase
 A segment is a source ("Leads from LinkedIn"), a trait ("who read 2+ case studies"), or both.
 Its lift is its win rate over the overall win rate. A segment is shown only when it has at least
 MIN_SUPPORT closed leads and the lower end of its 95% Wilson interval is above the overall rate,
-so what is shown is unlikely to be luck; the strongest (by lift) come first. A source-and-trait
-segment must also clear its source's own rate, so a strong source does not fill the list with
-everything its leads happen to have ("Referrals who got a whitepaper" says nothing new).
+so what is shown is unlikely to be luck, and its rate is at least MIN_LIFT_OVER_PARENT times the
+average; the strongest (by lift) come first. A source-and-trait segment is held to its source's
+own rate instead, so a strong source does not fill the list with everything its leads happen to
+have ("Referrals who got a whitepaper" says nothing Referral alone does not).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from crm_app.scoring.next_action import size_band_words
 
 MIN_SUPPORT = 30
 MAX_SHOWN = 8
+# A segment must win at least this many times as often as its parent (the average; a source's
+# own rate for a source with a trait): strong, not merely significant on a large history.
+MIN_LIFT_OVER_PARENT = 1.25
 
 # Traits are coded "dimension:value" in SQL; these thresholds bound the search.
 ENGAGEMENT_THRESHOLDS = (5, 10)
@@ -108,8 +112,8 @@ def insights(
         if (c.source is None and c.trait is None) or c.closed < min_support:
             continue
         low, high = wilson_interval(c.won, c.closed)
-        parent = source_rates.get(c.source, overall) if c.trait is not None else overall
-        if low <= max(overall, parent):
+        parent = max(overall, source_rates.get(c.source, overall)) if c.trait is not None else overall
+        if low <= parent or c.won / c.closed < MIN_LIFT_OVER_PARENT * parent:
             continue
         rate = c.won / c.closed
         lift = rate / overall

@@ -30,49 +30,47 @@ from crm_app.services.analytics import AnalyticsFilter, _scope
 CONTENT_PLAYS = tuple(p for p in Play if p.is_content)
 
 
-def _trait_sql() -> str:
-    """One VALUES row per trait a lead may have (NULL when it does not)."""
-    rows = [f"('size:' || {size_band_sql('c.company_size')})", "('industry:' || (c.custom_fields ->> 'industry'))"]
+def _trait_selects() -> str:
+    """One SELECT per trait over the per-lead counts, UNION ALL'ed: a lead appears once per trait
+    it has (bounded: size, industry, 6 plays, 2 x 2 reads, 2 engagement thresholds)."""
+    conditions = [("'size:' || size_band", "TRUE"), ("'industry:' || industry", "industry IS NOT NULL")]
     for play in Play:
-        rows.append(f"(CASE WHEN c.played_{play.value} > 0 THEN 'play:{play.value}' END)")
+        conditions.append((f"'play:{play.value}'", f"played_{play.value} > 0"))
     for play in CONTENT_PLAYS:
         for n in READ_THRESHOLDS:
-            rows.append(f"(CASE WHEN c.read_{play.value} >= {n} THEN 'read:{play.value}:{n}' END)")
+            conditions.append((f"'read:{play.value}:{n}'", f"read_{play.value} >= {n}"))
     for n in ENGAGEMENT_THRESHOLDS:
-        rows.append(f"(CASE WHEN c.engagements >= {n} THEN 'engaged:{n}' END)")
-    return ", ".join(rows)
+        conditions.append((f"'engaged:{n}'", f"engagements >= {n}"))
+    return "\n    UNION ALL ".join(
+        f"SELECT source, won, {trait} AS trait FROM counted WHERE {condition}" for trait, condition in conditions
+    )
 
 
-def _counts_sql() -> str:
-    columns = ["count(*) FILTER (WHERE a.kind = ANY(:engagement_kinds)) AS engagements"]
-    for play in Play:
-        columns.append(f"count(*) FILTER (WHERE a.play = '{play.value}' AND a.kind = ANY(:rep_kinds)) "
-                       f"AS played_{play.value}")
-    for play in CONTENT_PLAYS:
-        columns.append(f"count(*) FILTER (WHERE a.play = '{play.value}' AND a.kind = ANY(:read_kinds)) "
-                       f"AS read_{play.value}")
-    return ",\n           ".join(columns)
+def _count_columns() -> list[tuple[str, str]]:
+    """(name, FILTER condition) of the per-lead activity counts the traits need."""
+    columns = [("engagements", "a.kind = ANY(:engagement_kinds)")]
+    columns += [(f"played_{p.value}", f"a.play = '{p.value}' AND a.kind = ANY(:rep_kinds)") for p in Play]
+    columns += [(f"read_{p.value}", f"a.play = '{p.value}' AND a.kind = ANY(:read_kinds)") for p in CONTENT_PLAYS]
+    return columns
 
 
 _SEGMENTS_SQL = """
-WITH closed AS (
-    SELECT id, source, company_size, custom_fields, stage = 'won' AS won
+WITH closed AS MATERIALIZED (
+    SELECT id, source, {band} AS size_band, custom_fields ->> 'industry' AS industry, stage = 'won' AS won
       FROM leads WHERE {where} AND stage IN ('won', 'lost')
 ),
-counted AS (
-    SELECT l.*, coalesce(x.engagements, 0) AS engagements, {zeroes}
-      FROM closed l
-      LEFT JOIN (
-        SELECT a.lead_id,
-           {counts}
-          FROM activities a JOIN closed l ON l.id = a.lead_id
-         GROUP BY a.lead_id
-      ) x ON x.lead_id = l.id
+per_lead AS (
+    SELECT a.lead_id, {counts}
+      FROM activities a
+     WHERE a.lead_id IN (SELECT id FROM closed)
+     GROUP BY a.lead_id
+),
+counted AS MATERIALIZED (
+    SELECT l.source, l.won, l.size_band, l.industry, {zeroes}
+      FROM closed l LEFT JOIN per_lead x ON x.lead_id = l.id
 ),
 traits AS (
-    SELECT c.id, c.source, c.won, t.trait
-      FROM counted c CROSS JOIN LATERAL (VALUES {traits}) AS t(trait)
-     WHERE t.trait IS NOT NULL
+    {traits}
 )
 SELECT source, trait, count(*) AS closed, count(*) FILTER (WHERE won) AS won
   FROM traits GROUP BY GROUPING SETS ((source, trait), (trait))
@@ -81,9 +79,15 @@ SELECT source, NULL, count(*), count(*) FILTER (WHERE won) FROM closed GROUP BY 
 """
 
 
-def _zeroes() -> str:
-    names = ([f"played_{p.value}" for p in Play] + [f"read_{p.value}" for p in CONTENT_PLAYS])
-    return ", ".join(f"coalesce(x.{n}, 0) AS {n}" for n in names)
+def _segments_sql(where: str) -> str:
+    columns = _count_columns()
+    return _SEGMENTS_SQL.format(
+        where=where,
+        band=size_band_sql("company_size"),
+        counts=", ".join(f"count(*) FILTER (WHERE {condition}) AS {name}" for name, condition in columns),
+        zeroes=", ".join(f"coalesce(x.{name}, 0) AS {name}" for name, _ in columns),
+        traits=_trait_selects(),
+    )
 
 
 @dataclass
@@ -99,9 +103,13 @@ def segment_insights(session: Session, *, flt: AnalyticsFilter, min_support: int
     """The strongest segments among closed leads in scope (lift over the average win rate, 95%
     Wilson interval above it, at least `min_support` closed leads), strongest first."""
     where, params = _scope(flt)
-    sql = _SEGMENTS_SQL.format(where=where, counts=_counts_sql(), zeroes=_zeroes(), traits=_trait_sql())
+    # The statement is big enough for PostgreSQL to JIT-compile it, which costs more (about 1 s at
+    # 100,000 leads) than it saves on a one-pass aggregate; off for this transaction only.
+    session.execute(text("SET LOCAL jit = off"))
+    # The per-lead counts are hashed in memory rather than spilled to disk (one statement's worth).
+    session.execute(text("SET LOCAL work_mem = '64MB'"))
     rows = session.execute(
-        text(sql),
+        text(_segments_sql(where)),
         {
             **params,
             "engagement_kinds": [k.value for k in ENGAGEMENT_KINDS],
