@@ -61,7 +61,8 @@ def test_ranked_by_lift_and_phrased_in_words():
         "Leads who got a pricing call convert 2.4x the average",
     ]
     assert segment_words(None, "size:51-200") == "Leads at companies of 51-200 employees"
-    assert segment_words("events", "industry:Retail") == "Leads from Events in Retail"
+    assert segment_words("events", "field:industry:Retail") == "Leads from Events in Retail"
+    assert segment_words(None, "field:plan_tier:Gold") == "Leads with plan tier Gold"
 
 
 def test_a_significant_but_small_lift_is_not_a_strong_segment():

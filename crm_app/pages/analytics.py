@@ -350,7 +350,8 @@ def _segments() -> rx.Component:
             AnalyticsState.segment_min_support,
             " closed leads, a 95% Wilson interval wholly above the average and a lift of at least 1.25 (held "
             "to its source's own rate instead, for a source with a trait); strongest lift first. Traits: "
-            "company size, industry, the plays reps used, content read and interactions.",
+            "company size, custom fields (industry, country), the plays reps used, content read and "
+            "interactions.",
             size="1",
             color=MUTED,
             padding_top="0.75em",

@@ -27,6 +27,8 @@ MAX_SHOWN = 8
 # own rate for a source with a trait): strong, not merely significant on a large history.
 MIN_LIFT_OVER_PARENT = 1.25
 
+# Custom fields whose value reads as a place or a market: "Leads in Software".
+PLACE_FIELDS = frozenset({"industry", "country", "region", "city", "market", "sector"})
 # Traits are coded "dimension:value" in SQL; these thresholds bound the search.
 ENGAGEMENT_THRESHOLDS = (5, 10)
 READ_THRESHOLDS = (1, 2)
@@ -35,7 +37,7 @@ READ_THRESHOLDS = (1, 2)
 @dataclass(frozen=True)
 class SegmentCount:
     source: str | None  # a Source value, or None for any source
-    trait: str | None  # e.g. "size:51-200", "industry:Software", "read:case_study:2", or None
+    trait: str | None  # e.g. "size:51-200", "field:industry:Software", "read:case_study:2", or None
     closed: int
     won: int
 
@@ -65,8 +67,11 @@ def trait_words(trait: str) -> str:
     dimension, _, rest = trait.partition(":")
     if dimension == "size":
         return f"at companies of {size_band_words(rest)}"
-    if dimension == "industry":
-        return f"in {rest}"
+    if dimension == "field":
+        key, _, value = rest.partition(":")
+        if key in PLACE_FIELDS:
+            return f"in {value}"  # "Leads in Software", "Leads in Germany"
+        return f"with {key.replace('_', ' ')} {value}"
     if dimension == "read":
         play_value, _, count = rest.partition(":")
         play = Play(play_value)

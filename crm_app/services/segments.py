@@ -1,8 +1,9 @@
 """Segment insights for the analytics page: the strongest segments in closed history.
 
 Candidate segments are a source, a trait, or a source and a trait, where traits are bounded:
-company size band, industry (custom field), each play a rep used, reading 1+ / 2+ of each content
-play, and 5+ / 10+ interactions. Closed leads in the page's scope (period, owner) are counted per
+company size band, each custom field value (short ones: industry, country, ...), each play a rep
+used, reading 1+ / 2+ of each content play, and 5+ / 10+ interactions. Only groups with the
+minimum support leave the database. Closed leads in the page's scope (period, owner) are counted per
 candidate in one SQL statement (GROUPING SETS); scoring.segments decides what is strong enough to
 show and says it in words.
 """
@@ -28,12 +29,13 @@ from crm_app.scoring.segments import (
 from crm_app.services.analytics import AnalyticsFilter, _scope
 
 CONTENT_PLAYS = tuple(p for p in Play if p.is_content)
+MAX_FIELD_VALUE = 60
 
 
 def _trait_selects() -> str:
     """One SELECT per trait over the per-lead counts, UNION ALL'ed: a lead appears once per trait
-    it has (bounded: size, industry, 6 plays, 2 x 2 reads, 2 engagement thresholds)."""
-    conditions = [("'size:' || size_band", "TRUE"), ("'industry:' || industry", "industry IS NOT NULL")]
+    it has (bounded: size, custom field values, 6 plays, 2 x 2 reads, 2 engagement thresholds)."""
+    conditions = [("'size:' || size_band", "TRUE")]
     for play in Play:
         conditions.append((f"'play:{play.value}'", f"played_{play.value} > 0"))
     for play in CONTENT_PLAYS:
@@ -41,9 +43,14 @@ def _trait_selects() -> str:
             conditions.append((f"'read:{play.value}:{n}'", f"read_{play.value} >= {n}"))
     for n in ENGAGEMENT_THRESHOLDS:
         conditions.append((f"'engaged:{n}'", f"engagements >= {n}"))
-    return "\n    UNION ALL ".join(
-        f"SELECT source, won, {trait} AS trait FROM counted WHERE {condition}" for trait, condition in conditions
+    selects = [f"SELECT source, won, {trait} AS trait FROM counted WHERE {condition}" for trait, condition in conditions]
+    # Custom field values: short text only (a value is a category, not a note).
+    selects.append(
+        "SELECT source, won, 'field:' || f.key || ':' || f.value FROM counted "
+        "CROSS JOIN LATERAL jsonb_each_text(custom_fields) AS f(key, value) "
+        f"WHERE length(f.value) BETWEEN 1 AND {MAX_FIELD_VALUE}"
     )
+    return "\n    UNION ALL ".join(selects)
 
 
 def _count_columns() -> list[tuple[str, str]]:
@@ -56,7 +63,7 @@ def _count_columns() -> list[tuple[str, str]]:
 
 _SEGMENTS_SQL = """
 WITH closed AS MATERIALIZED (
-    SELECT id, source, {band} AS size_band, custom_fields ->> 'industry' AS industry, stage = 'won' AS won
+    SELECT id, source, {band} AS size_band, custom_fields, stage = 'won' AS won
       FROM leads WHERE {where} AND stage IN ('won', 'lost')
 ),
 per_lead AS (
@@ -66,7 +73,7 @@ per_lead AS (
      GROUP BY a.lead_id
 ),
 counted AS MATERIALIZED (
-    SELECT l.source, l.won, l.size_band, l.industry, {zeroes}
+    SELECT l.source, l.won, l.size_band, l.custom_fields, {zeroes}
       FROM closed l LEFT JOIN per_lead x ON x.lead_id = l.id
 ),
 traits AS (
@@ -74,6 +81,7 @@ traits AS (
 )
 SELECT source, trait, count(*) AS closed, count(*) FILTER (WHERE won) AS won
   FROM traits GROUP BY GROUPING SETS ((source, trait), (trait))
+HAVING count(*) >= :min_support
 UNION ALL
 SELECT source, NULL, count(*), count(*) FILTER (WHERE won) FROM closed GROUP BY GROUPING SETS ((source), ())
 """
@@ -115,6 +123,7 @@ def segment_insights(session: Session, *, flt: AnalyticsFilter, min_support: int
             "engagement_kinds": [k.value for k in ENGAGEMENT_KINDS],
             "rep_kinds": [k.value for k in CONTACT_KINDS],
             "read_kinds": [k.value for k in CONTENT_READ_KINDS],
+            "min_support": min_support,
         },
     ).all()
     counts, closed, won = [], 0, 0
