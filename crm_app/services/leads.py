@@ -98,7 +98,7 @@ def _checked_play(play: Play | str | None, kind: ActivityKind) -> Play | None:
     fits = play.kinds + (CONTENT_READ_KINDS if play.is_content else ())
     if kind not in fits:
         done_as = " or ".join(k.label.lower() for k in play.kinds)
-        raise InvalidInput(f"A {play.label.lower()} is logged as a {done_as}, not a {kind.label.lower()}.",
+        raise InvalidInput(f"A {play.label.lower()} is logged as a {done_as}: pick that as the activity type.",
                            field="play")
     return play
 

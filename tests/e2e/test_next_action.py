@@ -75,3 +75,28 @@ def test_analytics_lists_the_strongest_segment_with_support_lift_and_interval(pa
     expect(rows.first).to_contain_text("30 won of 40 closed")
     expect(rows.first.locator(".segment-interval")).to_have_text("60–86%")
     expect(page.locator(".segments")).to_contain_text("48% of 80 closed leads won")
+
+
+def test_logging_the_suggested_play_shows_it_and_moves_on_to_the_next_step(page, nba_team):
+    page.goto(f"/leads/{nba_team['hot'].id}")
+    expect(page.locator(".next-action .next-action-play")).to_have_text("Case study")
+    page.get_by_role("combobox", name="Activity type").click()
+    page.get_by_role("option", name="Email sent").click()
+    page.get_by_role("combobox", name="Play").click()
+    page.get_by_role("option", name="Case study").click()
+    page.get_by_role("button", name="Log activity").click()
+    expect(page.locator(".timeline-entry").first).to_contain_text("Email sent · Case study")
+    # The case study is done in this stage; nothing else clearly helped: the tier rule for a Hot lead.
+    expect(page.locator(".next-action .next-action-play")).to_have_text("Pricing call")
+    expect(page.locator(".next-action .next-action-confidence")).to_have_text("Rule of thumb")
+
+
+def test_a_play_that_does_not_fit_the_activity_is_explained_in_the_form(page, nba_team):
+    page.goto(f"/leads/{nba_team['hot'].id}")
+    page.get_by_role("combobox", name="Activity type").click()
+    page.get_by_role("option", name="Email sent").click()
+    page.get_by_role("combobox", name="Play").click()
+    page.get_by_role("option", name="Pricing call").click()
+    page.get_by_role("button", name="Log activity").click()
+    expect(page.locator(".activity-error")).to_have_text(
+        "A pricing call is logged as a call or meeting: pick that as the activity type.")
