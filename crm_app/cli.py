@@ -3,8 +3,9 @@
     migrate            bring the database to the newest schema
     seed [--leads N]   fill an empty database with the demo team (deterministic)
     setup              migrate, then seed if there are no leads yet (used by scripts/start.sh)
-    rescore            rescore every lead (after a rule or engine change)
-    sweep              rescore only the leads whose recency bonus has run out
+    rescore            rescore every lead and reassess its deal risk (after a rule or engine change)
+    sweep              rescore only the leads whose recency bonus has run out, and reassess the
+                       risk of the deals that time has changed
     mine-plays         recompute the play statistics behind the next best action
 """
 
@@ -25,6 +26,12 @@ from crm_app.db.models import utcnow
 def _lead_count() -> int:
     with get_engine().connect() as conn:
         return conn.execute(text("SELECT count(*) FROM leads")).scalar_one()
+
+
+def _reassess_expired_risk(session: Session) -> int:
+    from crm_app.services.risk import reassess_expired_risk
+
+    return reassess_expired_risk(session, utcnow())
 
 
 def migrate(_: argparse.Namespace) -> None:
@@ -52,17 +59,22 @@ def setup(args: argparse.Namespace) -> None:
             from crm_app.services.scoring import rescore_expired
 
             print(f"Rescored {rescore_expired(session, utcnow()):,} leads whose recency bonus ran out.")
+            print(f"Reassessed the risk of {_reassess_expired_risk(session):,} deals that time has changed.")
         return
     seed(args)
 
 
 def rescore(_: argparse.Namespace) -> None:
+    from crm_app.services.risk import reassess_all_risk
     from crm_app.services.scoring import rescore_all
 
     started = time.perf_counter()
     with Session(get_engine()) as session:
         count = rescore_all(session, utcnow(), progress=lambda n: print(f"  {n:,} rescored", end="\r"))
-    print(f"Rescored {count:,} leads in {time.perf_counter() - started:.1f} s.")
+        print(f"Rescored {count:,} leads in {time.perf_counter() - started:.1f} s.")
+        started = time.perf_counter()
+        count = reassess_all_risk(session, utcnow())
+    print(f"Reassessed the risk of {count:,} leads in {time.perf_counter() - started:.1f} s.")
 
 
 def sweep(_: argparse.Namespace) -> None:
@@ -70,6 +82,7 @@ def sweep(_: argparse.Namespace) -> None:
 
     with Session(get_engine()) as session:
         print(f"Rescored {rescore_expired(session, utcnow()):,} leads.")
+        print(f"Reassessed the risk of {_reassess_expired_risk(session):,} deals.")
 
 
 def mine_plays(_: argparse.Namespace) -> None:

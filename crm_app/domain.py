@@ -124,6 +124,18 @@ class Tier(StrEnum):
         }[self.value]
 
 
+class RiskLevel(StrEnum):
+    """How likely an open deal is to churn or stall (scoring/risk.py). Closed deals have none."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+    @property
+    def label(self) -> str:
+        return self.value.title()
+
+
 class Play(StrEnum):
     """A sales play: the specific step or content a rep uses to move a lead forward.
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Float,
     Column,
     DateTime,
     ForeignKey,
@@ -26,7 +27,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from crm_app.domain import CONTENT_READ_KINDS, PLAY_KINDS, ActivityKind, Play, Role, Source, Stage, Tier
+from crm_app.domain import (
+    CONTENT_READ_KINDS,
+    PLAY_KINDS,
+    ActivityKind,
+    Play,
+    RiskLevel,
+    Role,
+    Source,
+    Stage,
+    Tier,
+)
 
 
 def utcnow() -> datetime:
@@ -101,6 +112,18 @@ class Lead(SQLModel, table=True):
         Index("ix_leads_name_sort", text("lower(name)"), "id"),
         Index("ix_leads_stage_age", "stage_entered_at", "id"),
         Index("ix_leads_tier_score", "tier", text("score DESC"), text("id DESC")),
+        # Deal risk (migration 0005_risk).
+        CheckConstraint(_in("risk_level", RiskLevel), name="ck_leads_risk_level"),
+        CheckConstraint("risk_points BETWEEN 0 AND 100", name="ck_leads_risk_points"),
+        CheckConstraint(
+            "(risk_level IS NULL AND risk_points IS NULL) OR risk_level = CASE WHEN risk_points >= 55 THEN 'high' "
+            "WHEN risk_points >= 25 THEN 'medium' ELSE 'low' END",
+            name="ck_leads_risk_level_matches_points",
+        ),
+        CheckConstraint("last_reply_sentiment BETWEEN -1 AND 1", name="ck_leads_last_reply_sentiment"),
+        Index("ix_leads_risk_valid_until", "risk_valid_until"),
+        Index("ix_leads_owner_risk", "owner_id", text("risk_points DESC"), text("id DESC"),
+              postgresql_where=text("risk_level IN ('medium', 'high')")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -147,6 +170,20 @@ class Lead(SQLModel, table=True):
     # Hidden from the action queue until then ("snooze"); cleared when the prospect does something.
     snoozed_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
+    # Churn and stall risk of an open deal (scoring/risk.py); NULL for closed deals and until assessed.
+    risk_level: str | None = Field(default=None, sa_column=Column(String(8), nullable=True))
+    risk_points: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    risk_reasons: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    )
+    # When the risk last changed (a reassessment that finds the same risk leaves the row alone).
+    risk_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # When time alone will change the risk (a deal passing its stage limit); swept like scores.
+    risk_valid_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # The prospect's latest reply (email_received) and its sentiment, -1..1.
+    last_reply_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    last_reply_sentiment: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
     custom_fields: dict[str, Any] = Field(
         default_factory=dict,
         sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
@@ -169,6 +206,7 @@ class Activity(SQLModel, table=True):
     __tablename__ = "activities"
     __table_args__ = (
         CheckConstraint(_in("kind", ActivityKind), name="ck_activities_kind"),
+        CheckConstraint("sentiment BETWEEN -1 AND 1", name="ck_activities_sentiment"),
         Index("ix_activities_lead_occurred", "lead_id", text("occurred_at DESC")),
         Index("ix_activities_user", "user_id"),
         # A play tags rep outreach of the kinds it is done as, or a prospect opening its content.
@@ -189,6 +227,8 @@ class Activity(SQLModel, table=True):
     )
     subject: str | None = Field(default=None, sa_column=Column(String(300)))
     body: str | None = Field(default=None, sa_column=Column(Text))
+    # The tone of a reply or note, -1..1 (scoring/sentiment.py), computed once when it is written.
+    sentiment: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
     )

@@ -46,6 +46,7 @@ from sqlmodel import Session
 
 from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Play, Role, Source, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
+from crm_app.services.risk import message_sentiment, reassess_all_risk
 from crm_app.services.scoring import record_scores_at_close, rescore_all
 
 # The simulation keeps every moment as whole seconds since the epoch: cheap to draw and compare,
@@ -412,6 +413,7 @@ def generate_demo_data(
     with Session(engine) as session:
         rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
         record_scores_at_close(session)
+        reassess_all_risk(session, now)
     # Rescoring rewrote every lead, and bulk-loaded tables have no planner statistics yet: without
     # them the ranked lists may not use their indexes until autovacuum comes round.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -525,6 +527,8 @@ class _Lead:
     # (moment, kind, play value or "" when untagged)
     activities: list[tuple[int, ActivityKind, str]] = field(default_factory=list)
     outlook: Outlook = "open"
+    # Moments of replies that must read negative (a deal turning sour this week; see _turn_sour).
+    sour_replies: set[int] = field(default_factory=set)
 
     @property
     def stage(self) -> Stage:
@@ -579,6 +583,7 @@ class _Simulation:
         for lead in leads:
             self._unfold(lead, per_weight)
         self._heat_up(leads)
+        self._turn_sour(leads)
         for lead in leads:
             self._add_plays(lead)
         return leads
@@ -797,6 +802,9 @@ class _Simulation:
             return
         rng = self.play_rng
         end_of_life = lead.closed_at or self.now
+        if lead.sour_replies:
+            # Nobody has answered that "no" yet (_turn_sour): no outreach after it.
+            end_of_life = min(end_of_life, min(lead.sour_replies))
         added = []
         for index in range(1, len(lead.history)):
             _, stage, entered = lead.history[index]
@@ -833,6 +841,29 @@ class _Simulation:
                         added.append((read_at, ActivityKind.PAGE_VISIT, play.value))
         if added:
             lead.activities = sorted(lead.activities + added)
+    def _turn_sour(self, leads: list[_Lead]) -> None:
+        """A few open deals got a "no" in the last days that nobody has answered yet: the deals at
+        risk the reps should save now. Drawn from a generator of their own, so adding them
+        changes none of the other draws."""
+        rng = random.Random(self.now)
+        candidates = [
+            lead for lead in leads
+            if lead.outlook == "open" and lead.owner is not None
+            and lead.stage in (Stage.QUALIFIED, Stage.MEETING, Stage.PROPOSAL, Stage.NEGOTIATION)
+        ]
+        wanted = max(6, min(40, len(leads) // 150))
+        rng.shuffle(candidates)
+        for lead in candidates:
+            if wanted == 0:
+                break
+            replied_at = self.now - int(DAY * rng.uniform(1.2, 4))
+            last_contact = lead.last(CONTACT_KINDS)
+            if replied_at <= lead.created_at or (last_contact is not None and last_contact >= replied_at):
+                continue  # contacted since: that "no" would already have an answer
+            lead.activities.append((replied_at, ActivityKind.EMAIL_RECEIVED, ""))
+            lead.sour_replies.add(replied_at)
+            lead.activities.sort()
+            wanted -= 1
 
 
 # --- Writing rows -------------------------------------------------------------------------------
@@ -843,7 +874,9 @@ _LEAD_COLUMNS = (
     "last_activity_at", "last_contacted_at", "custom_fields",
 )  # fmt: skip
 _STAGE_CHANGE_COLUMNS = ("id", "lead_id", "from_stage", "to_stage", "changed_at", "user_id")
-_ACTIVITY_COLUMNS = ("id", "lead_id", "kind", "occurred_at", "user_id", "subject", "body", "created_at", "play")
+_ACTIVITY_COLUMNS = (
+    "id", "lead_id", "kind", "occurred_at", "user_id", "subject", "body", "created_at", "sentiment", "play",
+)
 
 
 def _timestamp(moment: int | None) -> str | None:
@@ -930,7 +963,9 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
             elif kind is ActivityKind.EMAIL_SENT:
                 subject, body = rng.choice(OUTREACH_EMAILS)
             elif kind is ActivityKind.EMAIL_RECEIVED or kind is ActivityKind.NOTE:
-                if index == last_reply and rng.random() < LOST_LAST_REPLY_NEGATIVE:
+                if kind is ActivityKind.EMAIL_RECEIVED and moment in lead.sour_replies:
+                    tone = "negative"
+                elif index == last_reply and rng.random() < LOST_LAST_REPLY_NEGATIVE:
                     tone = "negative"
                 else:
                     tone = tone_odds.one(rng)
@@ -940,6 +975,7 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
             elif kind is ActivityKind.MEETING:
                 subject = rng.choice(MEETING_SUBJECTS)
             occurred_at = _timestamp(moment)
+            body = body and body.format(**names)
             yield (
                 next(activity_id),
                 lead.number,
@@ -947,8 +983,9 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
                 occurred_at,
                 owner_id if kind in REP_KINDS else None,
                 subject and subject.format(**names),
-                body and body.format(**names),
+                body,
                 occurred_at,  # logged as it happened
+                message_sentiment(kind, body, (lead.name, lead.company.name)),  # as log_activity stores it
                 play or None,
             )
 

@@ -16,8 +16,10 @@ S = DashboardState
 
 def _kind_badge(kind) -> rx.Component:
     return rx.badge(
-        rx.match(kind, ("hot", "Hot, call now"), ("overdue", "Overdue"), ("due", "Due today"), "Stuck"),
-        color_scheme=rx.match(kind, ("hot", "tomato"), ("overdue", "red"), ("due", "amber"), "gray"),
+        rx.match(kind, ("hot", "Hot, call now"), ("overdue", "Overdue"), ("due", "Due today"), ("risk", "At risk"),
+                 "Stuck"),
+        color_scheme=rx.match(kind, ("hot", "tomato"), ("overdue", "red"), ("due", "amber"), ("risk", "orange"),
+                              "gray"),
         variant="soft",
         radius="full",
         size="1",
@@ -362,7 +364,7 @@ def _owner_filter() -> rx.Component:
 def dashboard_page() -> rx.Component:
     return page_frame(
         "Today",
-        "What to do right now, most urgent first: hot leads to call, follow-ups due, deals stuck.",
+        "What to do right now, most urgent first: hot leads to call, follow-ups due, deals at risk or stuck.",
         rx.vstack(
             _drying_banner(),
             _stats(),

@@ -103,6 +103,54 @@ def _breakdown() -> rx.Component:
     )
 
 
+def _risk_color(level) -> rx.Var:
+    return rx.match(level, ("high", "red"), ("medium", "orange"), "grass")
+
+
+def _risk_panel() -> rx.Component:
+    """Deal risk (scoring/risk.py): the level and the reasons with their points."""
+    lead = S.lead
+    return rx.cond(
+        lead.risk_level != "",
+        card(
+            rx.vstack(
+                rx.hstack(
+                    section_title("Deal risk"),
+                    rx.spacer(),
+                    rx.badge(rx.icon("triangle-alert", size=12), lead.risk_label, " · ", lead.risk_points,
+                             color_scheme=_risk_color(lead.risk_level), variant="soft", size="2",
+                             class_name="risk-level"),
+                    width="100%",
+                    align="center",
+                ),
+                rx.cond(
+                    lead.risk_reasons.length() > 0,
+                    rx.vstack(
+                        rx.foreach(
+                            lead.risk_reasons,
+                            lambda r: rx.hstack(
+                                rx.text("+", r.points, weight="bold", width="3em", text_align="right",
+                                        color=rx.color(_risk_color(lead.risk_level), 11)),
+                                rx.text(r.text, size="2"),
+                                class_name="risk-reason",
+                                align="center",
+                                width="100%",
+                            ),
+                        ),
+                        spacing="2",
+                        width="100%",
+                    ),
+                    rx.text("No warning signs: they reply, we keep in touch, the deal moves.", size="2",
+                            color=rx.color("gray", 10)),
+                ),
+                spacing="3",
+                width="100%",
+            ),
+            class_name="risk-panel",
+        ),
+    )
+
+
 def _contact() -> rx.Component:
     lead = S.lead
     return card(
@@ -202,12 +250,24 @@ def _log_form() -> rx.Component:
     )
 
 
+def _tone_badge(tone) -> rx.Component:
+    """The sentiment of a reply or note."""
+    return rx.cond(
+        tone != "",
+        rx.badge(
+            rx.match(tone, ("positive", "Positive"), ("negative", "Negative"), "Neutral"),
+            color_scheme=rx.match(tone, ("positive", "grass"), ("negative", "red"), "gray"),
+            variant="soft", radius="full", size="1", class_name="tone-badge",
+        ),
+    )
+
+
 def _timeline_item(entry: TimelineEntry) -> rx.Component:
     return rx.hstack(
         rx.center(rx.icon(entry.icon, size=16), width="32px", height="32px", min_width="32px",
                   border_radius="50%", background=rx.color("accent", 3), color=rx.color("accent", 11)),
         rx.vstack(
-            rx.hstack(rx.text(entry.title, size="2", weight="medium"), rx.spacer(),
+            rx.hstack(rx.text(entry.title, size="2", weight="medium"), _tone_badge(entry.tone), rx.spacer(),
                       rx.text(entry.at, size="1", color=rx.color("gray", 10), white_space="nowrap"),
                       width="100%"),
             rx.cond(entry.body != "", rx.text(entry.body, size="2", color=rx.color("gray", 11),
@@ -307,7 +367,7 @@ def lead_detail_page() -> rx.Component:
         rx.callout(S.missing, icon="search-x", color_scheme="gray"),
         rx.grid(
             rx.vstack(_summary(), _next_action(), _log_form(), _timeline(), spacing="4", width="100%"),
-            rx.vstack(_breakdown(), _stage_mover(), _contact(), spacing="4", width="100%"),
+            rx.vstack(_risk_panel(), _breakdown(), _stage_mover(), _contact(), spacing="4", width="100%"),
             columns="minmax(0, 2fr) minmax(280px, 1fr)",
             gap="1.25em",
             width="100%",

@@ -11,6 +11,7 @@ from crm_app.db.models import Activity, Lead, StageChange, User
 from crm_app.domain import CONTACT_KINDS, CONTENT_READ_KINDS, ActivityKind, Play, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS, ScoreResult
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
+from crm_app.services.risk import message_sentiment
 from crm_app.services.scoring import rescore_lead
 
 MAX_BODY = 20_000
@@ -72,7 +73,8 @@ def log_activity(
     lead = lock_lead(session, lead_id, expected_version)
     session.add(
         Activity(lead_id=lead.id, kind=kind.value, occurred_at=occurred_at, user_id=user_id,
-                 subject=subject, body=body, created_at=now, play=play and play.value)
+                 subject=subject, body=body, created_at=now, play=play and play.value,
+                 sentiment=message_sentiment(kind, body, names=(lead.name, lead.company or "")))
     )
     if kind in ENGAGEMENT_KINDS:
         # The prospect did something new: a snoozed lead comes back to the queue.

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from crm_app.db.models import Activity, Lead
 from crm_app.domain import ActivityKind
 from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine, ScoreResult, ScoringEngine
+from crm_app.services.risk import assess_lead_risk
 
 
 def active_engine() -> ScoringEngine:
@@ -52,11 +53,13 @@ def apply_score(lead: Lead, result: ScoreResult, now: datetime) -> None:
 
 
 def rescore_lead(session: Session, lead: Lead, now: datetime, engine: ScoringEngine | None = None) -> ScoreResult:
-    """Recompute and store one lead's score inside the caller's transaction (no commit)."""
+    """Recompute and store one lead's score, and its deal risk, inside the caller's transaction
+    (no commit)."""
     session.flush()
     engine = engine or active_engine()
     result = engine.score(load_facts(session, [lead])[lead.id], now)
     apply_score(lead, result, now)
+    assess_lead_risk(session, lead, now)
     session.add(lead)
     return result
 

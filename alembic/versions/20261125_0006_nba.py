@@ -6,8 +6,8 @@ segment (source x company size band, either possibly 'any'), how often past lead
 with and without each play; it is recomputed from the history in bulk, so showing a next best
 action reads a few rows instead of rescanning history.
 
-Revision ID: 0005_nba
-Revises: 0004
+Revision ID: 0006_nba
+Revises: 0005_risk
 Create Date: 2026-11-25
 """
 from typing import Sequence, Union
@@ -15,8 +15,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_nba"
-down_revision: Union[str, None] = "0004"
+revision: str = "0006_nba"
+down_revision: Union[str, None] = "0005_risk"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
