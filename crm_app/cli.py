@@ -11,6 +11,7 @@
     train              train a scoring model on the closed leads and store it (inactive)
     evaluate [--version N]
                        print a stored model's holdout figures next to the rules' (default: newest)
+    mine-plays         recompute the play statistics behind the next best action
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def seed(args: argparse.Namespace) -> None:
     summary = generate_demo_data(get_engine(), leads=args.leads, seed=args.seed, now=utcnow(), progress=print)
     print(f"Demo data: {summary.users} users, {summary.leads:,} leads, {summary.activities:,} activities, "
           f"{summary.stage_changes:,} stage changes in {summary.elapsed_seconds:.1f} s.")
+    mine_plays(args)
 
 
 def setup(args: argparse.Namespace) -> None:
@@ -152,6 +154,15 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def mine_plays(_: argparse.Namespace) -> None:
+    from crm_app.services.next_action import refresh_play_stats
+
+    started = time.perf_counter()
+    with Session(get_engine()) as session:
+        rows = refresh_play_stats(session, utcnow())
+    print(f"Play statistics: {rows:,} segment rows in {time.perf_counter() - started:.1f} s.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crm_app.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -174,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = commands.add_parser("evaluate")
     sub.add_argument("--version", type=int, default=None, help="model version (default: the newest)")
     sub.set_defaults(run=evaluate)
+    commands.add_parser("mine-plays").set_defaults(run=mine_plays)
     args = parser.parse_args(argv)
     return args.run(args) or 0
 

@@ -47,6 +47,8 @@ from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine  # n
 from crm_app.services.scoring import rescore_all  # noqa: E402
 from crm_app.services.exporting import stream_leads_csv  # noqa: E402
 from crm_app.services.importing import ImportMapping, guess_mapping, import_file  # noqa: E402
+from crm_app.services.next_action import next_actions, refresh_play_stats  # noqa: E402
+from crm_app.services.segments import segment_insights  # noqa: E402
 
 DATABASE = "crm_bench"
 PAGE_SIZE = 25
@@ -250,6 +252,34 @@ def pages(bench: Bench) -> None:
            f"p50 {percentile(timings, 0.5):.1f} ms, p95 {percentile(timings, 0.95):.1f} ms ({len(timings)} moves)")
 
 
+def insights(bench: Bench) -> None:
+    """Next best action and segment insights: mining the play statistics from the whole history
+    (a bulk refresh), the next best actions of 25 queue items (reads only the precomputed rows),
+    and the analytics page's segment search over all closed history."""
+    timings = []
+    with Session(bench.engine) as session:
+        for _ in range(3):
+            started = time.perf_counter()
+            rows = refresh_play_stats(session, bench.now)
+            timings.append(time.perf_counter() - started)
+    figure("refresh play statistics (whole history)",
+           f"best {min(timings):.2f} s of {len(timings)}, {rows:,} segment rows")
+    with bench.engine.connect() as connection:
+        owners = connection.execute(
+            text("SELECT DISTINCT owner_id FROM leads WHERE owner_id IS NOT NULL ORDER BY 1")
+        ).scalars().all()
+        open_leads = connection.execute(
+            text("SELECT id FROM leads WHERE stage NOT IN ('won', 'lost') ORDER BY score DESC, id LIMIT 2000")
+        ).scalars().all()
+    rng = random.Random(bench.seed)
+    _time_calls("next best actions for 25 queue items",
+                lambda s, o: next_actions(s, rng.sample(open_leads, 25), bench.now), owners, bench)
+    for scope, owner in (("rep", lambda o: o), ("team", lambda o: None)):
+        _time_calls(f"segment insights, all time ({scope})",
+                    lambda s, o: segment_insights(s, flt=period_filter("all", now=bench.now, owner_id=owner(o))),
+                    owners, bench)
+
+
 def risk(bench: Bench) -> None:
     """Deal risk through the database: every lead, then a day's sweep; and what storing each
     reply's sentiment at write time saves against scoring the bodies again at every reassessment."""
@@ -352,24 +382,24 @@ def import_export(bench: Bench) -> None:
         figure(label, f"{rows - 1:,} rows, {size / 1e6:.1f} MB in {seconds:.1f} s = {(rows - 1) / seconds:,.0f} rows/s")
 
 
-SECTIONS: list[Callable[[Bench], None]] = [insert_demo_data, rescoring, ranked_list, pages, risk, import_export]
+SECTIONS: list[Callable[[Bench], None]] = [insert_demo_data, rescoring, ranked_list, pages, risk, insights, import_export]
 
 
 # --- Setting up ---------------------------------------------------------------------------------
 
 
-def scratch_database_url(server_url: str | None) -> str:
-    """A freshly created, migrated `crm_bench` on the given server (or the embedded one)."""
-    url = normalize_url(server_url) if server_url else embedded_server_url(database=DATABASE)
+def scratch_database_url(server_url: str | None, database: str = DATABASE) -> str:
+    """A freshly created, migrated scratch database on the given server (or the embedded one)."""
+    url = normalize_url(server_url) if server_url else embedded_server_url(database=database)
     admin_url = make_url(url).set(database="postgres").render_as_string(hide_password=False)
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     finally:
         admin.dispose()
-    ensure_database(admin_url, DATABASE)
-    bench_url = make_url(url).set(database=DATABASE).render_as_string(hide_password=False)
+    ensure_database(admin_url, database)
+    bench_url = make_url(url).set(database=database).render_as_string(hide_password=False)
     upgrade_to_head(bench_url)
     return bench_url
 
@@ -384,15 +414,18 @@ def main(argv: list[str] | None = None) -> None:
         help="a PostgreSQL server to benchmark on (its database name is ignored); "
         "default: BENCH_DATABASE_URL, else the embedded server",
     )
+    parser.add_argument("--database", default=DATABASE,
+                        help=f"name of the scratch database (default {DATABASE}); engineers sharing a server "
+                             "each pick their own")
     parser.add_argument("--sections", nargs="*", choices=[f.__name__ for f in SECTIONS],
                         help="run only these sections, on the crm_bench database a full run left")
     args = parser.parse_args(argv)
 
     if args.sections:
-        server = normalize_url(args.database_url) if args.database_url else embedded_server_url(database=DATABASE)
-        url = make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
+        server = normalize_url(args.database_url) if args.database_url else embedded_server_url(database=args.database)
+        url = make_url(server).set(database=args.database).render_as_string(hide_password=False)
     else:
-        url = scratch_database_url(args.database_url)
+        url = scratch_database_url(args.database_url, args.database)
     figure("database", make_url(url).render_as_string(hide_password=True))
     engine = make_engine(url)
     bench = Bench(

@@ -27,7 +27,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from crm_app.domain import ActivityKind, RiskLevel, Role, Source, Stage, Tier
+from crm_app.domain import (
+    CONTENT_READ_KINDS,
+    PLAY_KINDS,
+    ActivityKind,
+    Play,
+    RiskLevel,
+    Role,
+    Source,
+    Stage,
+    Tier,
+)
 
 
 def utcnow() -> datetime:
@@ -37,6 +47,9 @@ def utcnow() -> datetime:
 def _in(column: str, values) -> str:
     quoted = ", ".join(f"'{v.value}'" for v in values)
     return f"{column} IN ({quoted})"
+
+
+OPEN_STAGES_FOR_CHECK = [s for s in Stage if not s.is_closed]
 
 
 def _ts(**kw) -> Any:
@@ -177,6 +190,18 @@ class Lead(SQLModel, table=True):
     )
 
 
+def _play_kind_rule() -> str:
+    """SQL: the activity's kind is one its play can be done as (or a read of content)."""
+    parts = []
+    for play in Play:
+        kinds = PLAY_KINDS[play] + (CONTENT_READ_KINDS if play.is_content else ())
+        parts.append(f"(play = '{play.value}' AND {_in('kind', kinds)})")
+    return " OR ".join(parts)
+
+
+PLAY_KIND_RULE = _play_kind_rule()
+
+
 class Activity(SQLModel, table=True):
     __tablename__ = "activities"
     __table_args__ = (
@@ -184,6 +209,9 @@ class Activity(SQLModel, table=True):
         CheckConstraint("sentiment BETWEEN -1 AND 1", name="ck_activities_sentiment"),
         Index("ix_activities_lead_occurred", "lead_id", text("occurred_at DESC")),
         Index("ix_activities_user", "user_id"),
+        # A play tags rep outreach of the kinds it is done as, or a prospect opening its content.
+        CheckConstraint(f"play IS NULL OR ({PLAY_KIND_RULE})", name="ck_activities_play"),
+        Index("ix_activities_lead_play", "lead_id", "occurred_at", postgresql_where=text("play IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -204,6 +232,8 @@ class Activity(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
     )
+    # Which sales play this was (domain.Play), when a rep tagged it; NULL for untagged work.
+    play: str | None = Field(default=None, sa_column=Column(String(32)))
 
 
 class StageChange(SQLModel, table=True):
@@ -311,3 +341,30 @@ class ScoringModel(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     )
+
+
+class PlayStat(SQLModel, table=True):
+    """How often past leads in a stage moved forward with and without a play, per segment.
+
+    Precomputed from the history by services/next_action.refresh_play_stats (at seeding and by the
+    background sweep), so showing next best actions never rescans history. `source` and
+    `size_band` are 'any' on the coarser rows (a segment widened when a narrow one is too thin).
+    """
+
+    __tablename__ = "play_stats"
+    __table_args__ = (
+        CheckConstraint(_in("stage", OPEN_STAGES_FOR_CHECK), name="ck_play_stats_stage"),
+        CheckConstraint(_in("play", Play), name="ck_play_stats_play"),
+        CheckConstraint("moved_with BETWEEN 0 AND stays_with", name="ck_play_stats_with"),
+        CheckConstraint("moved_without BETWEEN 0 AND stays_without", name="ck_play_stats_without"),
+    )
+
+    stage: str = Field(sa_column=Column(String(16), primary_key=True))
+    source: str = Field(sa_column=Column(String(32), primary_key=True))
+    size_band: str = Field(sa_column=Column(String(16), primary_key=True))
+    play: str = Field(sa_column=Column(String(32), primary_key=True))
+    stays_with: int = Field(sa_column=Column(Integer, nullable=False))
+    moved_with: int = Field(sa_column=Column(Integer, nullable=False))
+    stays_without: int = Field(sa_column=Column(Integer, nullable=False))
+    moved_without: int = Field(sa_column=Column(Integer, nullable=False))
+    refreshed_at: datetime = Field(sa_column=_ts(nullable=False))

@@ -6,6 +6,7 @@ import reflex as rx
 
 from crm_app.components.badges import score_badge
 from crm_app.components.layout import page_frame
+from crm_app.components.next_action import suggestion_line
 from crm_app.services.pipeline_health import StageHealth
 from crm_app.services.queue import SNOOZE_CHOICES, QueueItem
 from crm_app.state.dashboard import DashboardState
@@ -95,6 +96,8 @@ def _queue_item(item: QueueItem) -> rx.Component:
                     item.secondary,
                     lambda reason: rx.text("Also: ", reason, size="1", color=rx.color("gray", 10)),
                 ),
+                rx.cond(item.suggestion != "",
+                        suggestion_line(item.suggestion, item.suggestion_why, item.suggestion_basis)),
                 rx.text(item.stage, " · ", item.value_label, " · ", item.owner,
                         size="1", color=rx.color("gray", 9)),
                 rx.cond(

@@ -6,8 +6,10 @@ import reflex as rx
 
 from crm_app.components.badges import points_color, signed_points, tier_color
 from crm_app.components.layout import page_frame
-from crm_app.domain import REP_LOGGED_KINDS, Source, Stage
+from crm_app.components.next_action import next_action_card
+from crm_app.domain import REP_LOGGED_KINDS, Play, Source, Stage
 from crm_app.services.lead_detail import TimelineEntry
+from crm_app.state.lead_detail import NO_PLAY
 from crm_app.state.lead_detail import LeadDetailState as S
 
 
@@ -192,6 +194,24 @@ def _stage_mover() -> rx.Component:
     )
 
 
+def _play_select() -> rx.Component:
+    """Which sales play this was, if any: what the next best action learns from."""
+    return rx.select.root(
+        rx.select.trigger(width="180px", aria_label="Play",
+                          color=rx.cond(S.activity_error_field == "play", rx.color("red", 11), None)),
+        rx.select.content(
+            rx.select.item("No play", value=NO_PLAY),
+            *[rx.select.item(p.label, value=p.value) for p in Play],
+        ),
+        value=S.activity_play,
+        on_change=S.set_activity_play,
+    )
+
+
+def _next_action() -> rx.Component:
+    return rx.cond(S.next_action.play != "", next_action_card(S.next_action, section_title("Next best action")))
+
+
 def _log_form() -> rx.Component:
     return card(
         rx.form(
@@ -204,6 +224,7 @@ def _log_form() -> rx.Component:
                         value=S.activity_kind,
                         on_change=S.set_activity_kind,
                     ),
+                    _play_select(),
                     rx.input(placeholder="Subject (optional)", value=S.activity_subject,
                              on_change=S.set_activity_subject, max_length=300, width="100%"),
                     width="100%",
@@ -345,7 +366,7 @@ def lead_detail_page() -> rx.Component:
         S.missing != "",
         rx.callout(S.missing, icon="search-x", color_scheme="gray"),
         rx.grid(
-            rx.vstack(_summary(), _log_form(), _timeline(), spacing="4", width="100%"),
+            rx.vstack(_summary(), _next_action(), _log_form(), _timeline(), spacing="4", width="100%"),
             rx.vstack(_risk_panel(), _breakdown(), _stage_mover(), _contact(), spacing="4", width="100%"),
             columns="minmax(0, 2fr) minmax(280px, 1fr)",
             gap="1.25em",

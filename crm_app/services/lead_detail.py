@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from crm_app.db.models import Activity, Lead, StageChange, User
 from crm_app.db.queries import ReasonRow, money
-from crm_app.domain import ActivityKind, RiskLevel, Source, Stage, Tier
+from crm_app.domain import ActivityKind, Play, RiskLevel, Source, Stage, Tier
 from crm_app.scoring.sentiment import tone_of
 from crm_app.services.errors import InvalidInput, NotFound
 from crm_app.services.leads import lock_lead, bump_version
@@ -93,13 +93,14 @@ def lead_detail(session: Session, lead_id: int, now: datetime) -> LeadDetail:
             Activity.kind.label("kind"), Activity.occurred_at.label("at"), Activity.subject.label("subject"),
             Activity.body.label("body"), literal(None).label("from_stage"), literal(None).label("to_stage"),
             Activity.user_id.label("user_id"), Activity.id.label("id"), Activity.sentiment.label("sentiment"),
+            Activity.play.label("play"),
         ).where(Activity.lead_id == lead_id)
     )
     changes = (
         select(
             literal("stage_change").label("kind"), StageChange.changed_at.label("at"), literal(None),
             literal(None), StageChange.from_stage, StageChange.to_stage, StageChange.user_id, StageChange.id,
-            literal(None),
+            literal(None), literal(None),  # no sentiment, no play
         ).where(StageChange.lead_id == lead_id)
     )
     merged = union_all(activities, changes).subquery()
@@ -117,6 +118,8 @@ def lead_detail(session: Session, lead_id: int, now: datetime) -> LeadDetail:
             body = ""
         else:
             title = ActivityKind(r.kind).label + (f": {r.subject}" if r.subject else "")
+            if r.play:
+                title += f" · {Play(r.play).label}"  # the sales play it was
             body = r.body or ""
         timeline.append(TimelineEntry(key=f"{r.kind}-{r.id}", kind=r.kind, title=title, body=body, at=_stamp(r.at),
                                       by=r.by or ("Prospect" if r.kind != "stage_change" else "System"),

@@ -42,6 +42,7 @@ from crm_app.scoring import ENGAGEMENT_KINDS
 from crm_app.scoring.risk import risk_headline
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
 from crm_app.services.leads import bump_version, lock_lead, log_activity
+from crm_app.services.next_action import next_actions
 
 OVERDUE_POINTS = 500
 HOT_POINTS = 400
@@ -89,6 +90,10 @@ class QueueItem:
     version: int
     follow_up_id: int = 0  # the follow-up this item is about (0: none)
     secondary: list[str] = field(default_factory=list)
+    # The suggested step: the next best action (services/next_action.py).
+    suggestion: str = ""  # "Case study · High confidence"
+    suggestion_why: str = ""
+    suggestion_basis: str = ""  # history | rule
 
 
 # --- Words ---------------------------------------------------------------------------------
@@ -261,7 +266,17 @@ def action_queue(
                 follow_up_id=r.follow_up_id or 0,
             )
         )
+    _attach_suggestions(session, items, now)
     return items, total
+
+
+def _attach_suggestions(session: Session, items: list[QueueItem], now: datetime) -> None:
+    """Each item's next best action, from the precomputed play statistics (no history scan)."""
+    actions = next_actions(session, [item.lead_id for item in items], now)
+    for item in items:
+        action = actions.get(item.lead_id)
+        if action is not None:
+            item.suggestion, item.suggestion_why, item.suggestion_basis = action.headline, action.why, action.basis
 
 
 # --- Actions --------------------------------------------------------------------------------
