@@ -1,4 +1,5 @@
-"""Work the app does on its own while it runs: keeping time-dependent scores true."""
+"""Work the app does on its own while it runs: keeping time-dependent scores and deal risks true,
+and the play statistics behind the next best action fresh."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.engine import get_engine
+from crm_app.services.next_action import refresh_play_stats_if_stale
+from crm_app.services.risk import reassess_expired_risk
 from crm_app.services.scoring import rescore_expired
 
 SWEEP_EVERY_SECONDS = 300
@@ -27,6 +30,18 @@ def sweep_once(now: datetime) -> int:
         return rescore_expired(session, now)
 
 
+def refresh_plays_once(now: datetime) -> int | None:
+    """Recompute the play statistics when they are older than their refresh interval."""
+    with Session(get_engine()) as session:
+        return refresh_play_stats_if_stale(session, now)
+
+
+def sweep_risk_once(now: datetime) -> int:
+    """Reassess the deals whose risk time alone has changed (stagnation grows by the day)."""
+    with Session(get_engine()) as session:
+        return reassess_expired_risk(session, now)
+
+
 async def sweep_expired_scores() -> None:
     """Lifespan task: every few minutes, rescore what time alone has changed."""
     while True:
@@ -34,6 +49,15 @@ async def sweep_expired_scores() -> None:
             count = await asyncio.to_thread(sweep_once, datetime.now(timezone.utc))
             if count:
                 log.info("Rescored %d leads whose recency bonus ran out", count)
+            count = await asyncio.to_thread(sweep_risk_once, datetime.now(timezone.utc))
+            if count:
+                log.info("Reassessed the risk of %d deals that time has changed", count)
         except Exception:  # keep sweeping: a failed round (database restarting) is retried
             log.exception("Score sweep failed")
+        try:
+            rows = await asyncio.to_thread(refresh_plays_once, datetime.now(timezone.utc))
+            if rows is not None:
+                log.info("Play statistics refreshed: %d segment rows", rows)
+        except Exception:
+            log.exception("Play statistics refresh failed")
         await asyncio.sleep(SWEEP_EVERY_SECONDS)

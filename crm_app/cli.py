@@ -3,8 +3,15 @@
     migrate            bring the database to the newest schema
     seed [--leads N]   fill an empty database with the demo team (deterministic)
     setup              migrate, then seed if there are no leads yet (used by scripts/start.sh)
-    rescore            rescore every lead (after a rule or engine change)
-    sweep              rescore only the leads whose recency bonus has run out
+    rescore            rescore every lead and reassess its deal risk (after a rule or engine change)
+    sweep              rescore only the leads whose recency bonus has run out, and reassess the
+                       risk of the deals that time has changed
+    import FILE --mapping M.json [--dry-run]
+                       import a CSV of leads (all rows or none; re-import updates, never duplicates)
+    train              train a scoring model on the closed leads and store it (inactive)
+    evaluate [--version N]
+                       print a stored model's holdout figures next to the rules' (default: newest)
+    mine-plays         recompute the play statistics behind the next best action
     create-admin       create the first admin (asks for the password) when none can sign in yet
 """
 
@@ -14,6 +21,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlmodel import Session
@@ -26,6 +34,12 @@ from crm_app.db.models import utcnow
 def _lead_count() -> int:
     with get_engine().connect() as conn:
         return conn.execute(text("SELECT count(*) FROM leads")).scalar_one()
+
+
+def _reassess_expired_risk(session: Session) -> int:
+    from crm_app.services.risk import reassess_expired_risk
+
+    return reassess_expired_risk(session, utcnow())
 
 
 def migrate(_: argparse.Namespace) -> None:
@@ -41,6 +55,7 @@ def seed(args: argparse.Namespace) -> None:
     summary = generate_demo_data(get_engine(), leads=args.leads, seed=args.seed, now=utcnow(), progress=print)
     print(f"Demo data: {summary.users} users, {summary.leads:,} leads, {summary.activities:,} activities, "
           f"{summary.stage_changes:,} stage changes in {summary.elapsed_seconds:.1f} s.")
+    mine_plays(args)
 
 
 def setup(args: argparse.Namespace) -> None:
@@ -52,17 +67,22 @@ def setup(args: argparse.Namespace) -> None:
             from crm_app.services.scoring import rescore_expired
 
             print(f"Rescored {rescore_expired(session, utcnow()):,} leads whose recency bonus ran out.")
+            print(f"Reassessed the risk of {_reassess_expired_risk(session):,} deals that time has changed.")
         return
     seed(args)
 
 
 def rescore(_: argparse.Namespace) -> None:
+    from crm_app.services.risk import reassess_all_risk
     from crm_app.services.scoring import rescore_all
 
     started = time.perf_counter()
     with Session(get_engine()) as session:
         count = rescore_all(session, utcnow(), progress=lambda n: print(f"  {n:,} rescored", end="\r"))
-    print(f"Rescored {count:,} leads in {time.perf_counter() - started:.1f} s.")
+        print(f"Rescored {count:,} leads in {time.perf_counter() - started:.1f} s.")
+        started = time.perf_counter()
+        count = reassess_all_risk(session, utcnow())
+    print(f"Reassessed the risk of {count:,} leads in {time.perf_counter() - started:.1f} s.")
 
 
 def sweep(_: argparse.Namespace) -> None:
@@ -70,6 +90,79 @@ def sweep(_: argparse.Namespace) -> None:
 
     with Session(get_engine()) as session:
         print(f"Rescored {rescore_expired(session, utcnow()):,} leads.")
+        print(f"Reassessed the risk of {_reassess_expired_risk(session):,} deals.")
+
+
+def import_csv(args: argparse.Namespace) -> int:
+    from crm_app.services.importing import ImportProgress, ImportRejected, import_file, load_mapping
+    from crm_app.services.errors import ServiceError
+
+    def show(step: ImportProgress) -> None:
+        if step.phase == "reading":
+            print(f"  {step.rows_read:,} rows read and checked", end="\r", flush=True)
+        elif step.phase != "done":
+            print(f"  {step.message}" + " " * 20, flush=True)
+
+    try:
+        mapping = load_mapping(args.mapping)
+        with Session(get_engine()) as session:
+            summary = import_file(session, args.file, mapping, now=utcnow(), dry_run=args.dry_run, progress=show)
+    except ImportRejected as rejected:
+        print(f"\nNot imported: {rejected}")
+        for error in (rejected.report.errors if rejected.report else [])[:50]:
+            where = f"row {error.row}" if error.row else "file"
+            print(f"  {where}{', column ' + error.column if error.column else ''}: {error.message}")
+        return 1
+    except ServiceError as error:
+        print(f"Not imported: {error}")
+        return 1
+    print()
+    print(summary.describe() + (" Dry run: nothing was stored." if args.dry_run else ""))
+    return 0
+
+
+def train(_: argparse.Namespace) -> int:
+    from crm_app.services.errors import ServiceError
+    from crm_app.services.model_training import train_model
+
+    with Session(get_engine()) as session:
+        try:
+            report = train_model(session, now=utcnow(), progress=lambda message: print(f"  {message}"))
+        except ServiceError as error:
+            print(f"Not trained: {error}")
+            return 1
+    print(f"\nModel version {report.version} on {report.rows:,} closed leads "
+          f"(holdout: the newest {report.holdout_rows:,}):\n")
+    print(report.summary)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from crm_app.scoring.evaluation import Evaluation
+    from crm_app.scoring.training import format_comparison
+    from crm_app.services.model_training import list_models, stored_metrics
+
+    with Session(get_engine()) as session:
+        models = [m for m in list_models(session, limit=1000) if args.version in (None, m.version)]
+        if not models:
+            print("No stored model" + (f" version {args.version}" if args.version else "") + ": run `train` first.")
+            return 1
+        model = models[0]
+        metrics = stored_metrics(session, model.id)
+    print(f"Model version {model.version}, trained {model.trained_at:%Y-%m-%d %H:%M} on {model.rows:,} closed leads"
+          f"{' (active)' if model.is_active else ''}; holdout: the newest {metrics['holdout_rows']:,}.\n")
+    print(format_comparison(Evaluation.from_dict(metrics["model"]), Evaluation.from_dict(metrics["rules"]),
+                            metrics.get("base_rate_brier")))
+    return 0
+
+
+def mine_plays(_: argparse.Namespace) -> None:
+    from crm_app.services.next_action import refresh_play_stats
+
+    started = time.perf_counter()
+    with Session(get_engine()) as session:
+        rows = refresh_play_stats(session, utcnow())
+    print(f"Play statistics: {rows:,} segment rows in {time.perf_counter() - started:.1f} s.")
 
 
 def create_admin(args: argparse.Namespace) -> None:
@@ -100,13 +193,22 @@ def main(argv: list[str] | None = None) -> int:
         sub.set_defaults(run=run)
     commands.add_parser("rescore").set_defaults(run=rescore)
     commands.add_parser("sweep").set_defaults(run=sweep)
+    sub = commands.add_parser("import", help="import a CSV of leads")
+    sub.add_argument("file", type=Path, help="the CSV file (any delimiter; UTF-8 or Latin-1)")
+    sub.add_argument("--mapping", type=Path, required=True, help="JSON mapping, e.g. docs/mappings/bank-marketing.json")
+    sub.add_argument("--dry-run", action="store_true", help="check and count, store nothing")
+    sub.set_defaults(run=import_csv)
+    commands.add_parser("train").set_defaults(run=train)
+    sub = commands.add_parser("evaluate")
+    sub.add_argument("--version", type=int, default=None, help="model version (default: the newest)")
+    sub.set_defaults(run=evaluate)
+    commands.add_parser("mine-plays").set_defaults(run=mine_plays)
     admin = commands.add_parser("create-admin")
     admin.add_argument("--email", required=True)
     admin.add_argument("--name", required=True)
     admin.set_defaults(run=create_admin)
     args = parser.parse_args(argv)
-    args.run(args)
-    return 0
+    return args.run(args) or 0
 
 
 if __name__ == "__main__":

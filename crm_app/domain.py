@@ -122,3 +122,87 @@ class Tier(StrEnum):
             "warm": "Nurture",
             "cold": "Leave to marketing",
         }[self.value]
+
+
+class RiskLevel(StrEnum):
+    """How likely an open deal is to churn or stall (scoring/risk.py). Closed deals have none."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+    @property
+    def label(self) -> str:
+        return self.value.title()
+
+
+class Play(StrEnum):
+    """A sales play: the specific step or content a rep uses to move a lead forward.
+
+    Rep outreach (a call, an email, a meeting) can be tagged with the play it was; a prospect's page
+    visit or email click can be tagged with the content it opened ("read the case study"). Mined by
+    the next-best-action and segment insights.
+    """
+
+    CASE_STUDY = "case_study"
+    WHITEPAPER = "whitepaper"
+    PRICING_CALL = "pricing_call"
+    DEMO = "demo"
+    NURTURE_SEQUENCE = "nurture_sequence"
+    BREAKUP_EMAIL = "breakup_email"
+
+    @property
+    def label(self) -> str:
+        return {
+            "case_study": "Case study",
+            "whitepaper": "Whitepaper",
+            "pricing_call": "Pricing call",
+            "demo": "Demo",
+            "nurture_sequence": "Nurture sequence",
+            "breakup_email": "Break-up email",
+        }[self.value]
+
+    @property
+    def after_phrase(self) -> str:
+        """How "after ..." reads in a sentence: "after a case study"."""
+        return {
+            "case_study": "after a case study",
+            "whitepaper": "after a whitepaper",
+            "pricing_call": "after a pricing call",
+            "demo": "after a demo",
+            "nurture_sequence": "after a nurture sequence",
+            "breakup_email": "after a break-up email",
+        }[self.value]
+
+    @property
+    def kinds(self) -> tuple[ActivityKind, ...]:
+        """The rep activities this play is done as; the first is the usual one."""
+        return PLAY_KINDS[self]
+
+    @property
+    def is_content(self) -> bool:
+        """Content a prospect reads (their visits and clicks can be tagged with it)."""
+        return self in (Play.CASE_STUDY, Play.WHITEPAPER)
+
+    @property
+    def icon(self) -> str:
+        return {
+            "case_study": "book-open",
+            "whitepaper": "file-text",
+            "pricing_call": "phone",
+            "demo": "presentation",
+            "nurture_sequence": "repeat",
+            "breakup_email": "mail-x",
+        }[self.value]
+
+
+PLAY_KINDS: dict[Play, tuple[ActivityKind, ...]] = {
+    Play.CASE_STUDY: (ActivityKind.EMAIL_SENT, ActivityKind.MEETING),
+    Play.WHITEPAPER: (ActivityKind.EMAIL_SENT,),
+    Play.PRICING_CALL: (ActivityKind.CALL, ActivityKind.MEETING),
+    Play.DEMO: (ActivityKind.MEETING, ActivityKind.CALL),
+    Play.NURTURE_SEQUENCE: (ActivityKind.EMAIL_SENT,),
+    Play.BREAKUP_EMAIL: (ActivityKind.EMAIL_SENT,),
+}
+# A prospect opening a play's content: these activities may carry a content play's tag.
+CONTENT_READ_KINDS = (ActivityKind.PAGE_VISIT, ActivityKind.EMAIL_CLICKED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,9 @@ class Settings:
     db_pool_size: int
     # Rows per page in lists.
     page_size: int
+    # Signs short-lived links (CSV export). Random per process when CRM_SECRET_KEY is unset, which is
+    # fine for one worker; several workers (or machines) need the same key.
+    secret_key: bytes
 
 
 def load_settings() -> Settings:
@@ -27,6 +31,7 @@ def load_settings() -> Settings:
         data_dir=Path(os.environ.get("CRM_DATA_DIR", REPO_ROOT / ".data")).expanduser(),
         db_pool_size=int(os.environ.get("CRM_DB_POOL_SIZE", "10")),
         page_size=int(os.environ.get("CRM_PAGE_SIZE", "25")),
+        secret_key=(os.environ.get("CRM_SECRET_KEY", "").strip().encode() or secrets.token_bytes(32)),
     )
 
 

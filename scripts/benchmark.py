@@ -13,6 +13,7 @@ Each section is a function of the shared `Bench`; to add one, write it and list 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import random
 import statistics
@@ -44,6 +45,10 @@ from crm_app.demo.generator import DemoSummary, generate_demo_data  # noqa: E402
 from crm_app.domain import ActivityKind  # noqa: E402
 from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine  # noqa: E402
 from crm_app.services.scoring import rescore_all  # noqa: E402
+from crm_app.services.exporting import stream_leads_csv  # noqa: E402
+from crm_app.services.importing import ImportMapping, guess_mapping, import_file  # noqa: E402
+from crm_app.services.next_action import next_actions, refresh_play_stats  # noqa: E402
+from crm_app.services.segments import segment_insights  # noqa: E402
 
 DATABASE = "crm_bench"
 PAGE_SIZE = 25
@@ -247,24 +252,154 @@ def pages(bench: Bench) -> None:
            f"p50 {percentile(timings, 0.5):.1f} ms, p95 {percentile(timings, 0.95):.1f} ms ({len(timings)} moves)")
 
 
-SECTIONS: list[Callable[[Bench], None]] = [insert_demo_data, rescoring, ranked_list, pages]
+def insights(bench: Bench) -> None:
+    """Next best action and segment insights: mining the play statistics from the whole history
+    (a bulk refresh), the next best actions of 25 queue items (reads only the precomputed rows),
+    and the analytics page's segment search over all closed history."""
+    timings = []
+    with Session(bench.engine) as session:
+        for _ in range(3):
+            started = time.perf_counter()
+            rows = refresh_play_stats(session, bench.now)
+            timings.append(time.perf_counter() - started)
+    figure("refresh play statistics (whole history)",
+           f"best {min(timings):.2f} s of {len(timings)}, {rows:,} segment rows")
+    with bench.engine.connect() as connection:
+        owners = connection.execute(
+            text("SELECT DISTINCT owner_id FROM leads WHERE owner_id IS NOT NULL ORDER BY 1")
+        ).scalars().all()
+        open_leads = connection.execute(
+            text("SELECT id FROM leads WHERE stage NOT IN ('won', 'lost') ORDER BY score DESC, id LIMIT 2000")
+        ).scalars().all()
+    rng = random.Random(bench.seed)
+    _time_calls("next best actions for 25 queue items",
+                lambda s, o: next_actions(s, rng.sample(open_leads, 25), bench.now), owners, bench)
+    for scope, owner in (("rep", lambda o: o), ("team", lambda o: None)):
+        _time_calls(f"segment insights, all time ({scope})",
+                    lambda s, o: segment_insights(s, flt=period_filter("all", now=bench.now, owner_id=owner(o))),
+                    owners, bench)
+
+
+def risk(bench: Bench) -> None:
+    """Deal risk through the database: every lead, then a day's sweep; and what storing each
+    reply's sentiment at write time saves against scoring the bodies again at every reassessment."""
+    from datetime import timedelta
+
+    from crm_app.scoring.sentiment import sentiment_of
+    from crm_app.services.risk import reassess_all_risk, reassess_expired_risk
+
+    with Session(bench.engine) as session:
+        # From scratch, as after the migration (the generator has assessed every lead already).
+        session.execute(text("UPDATE leads SET risk_level = NULL, risk_points = NULL, risk_reasons = '[]', "
+                             "risk_valid_until = NULL, last_reply_at = NULL, last_reply_sentiment = NULL"))
+        session.commit()
+        started = time.perf_counter()
+        count = reassess_all_risk(session, bench.now)
+        seconds = time.perf_counter() - started
+        figure("reassess_all_risk (database)", f"{bench.leads:,} leads in {seconds:.1f} s = "
+               f"{bench.leads / seconds:,.0f} leads/s ({count:,} written)")
+        started = time.perf_counter()
+        count = reassess_all_risk(session, bench.now)
+        seconds = time.perf_counter() - started
+        figure("reassess_all_risk again (nothing changed)", f"{bench.leads:,} leads in {seconds:.1f} s = "
+               f"{bench.leads / seconds:,.0f} leads/s ({count:,} written)")
+        levels = dict(session.execute(text(
+            "SELECT coalesce(risk_level, 'closed'), count(*) FROM leads GROUP BY 1")).all())
+        figure("risk levels", ", ".join(f"{k} {v:,}" for k, v in sorted(levels.items())))
+        started = time.perf_counter()
+        swept = reassess_expired_risk(session, bench.now + timedelta(days=1))
+        figure("sweep a day later (reassess_expired_risk)",
+               f"{swept:,} deals in {time.perf_counter() - started:.1f} s")
+
+    with bench.engine.connect() as connection:
+        started = time.perf_counter()
+        bodies = connection.execute(text(
+            "SELECT body FROM activities WHERE kind IN ('email_received', 'note') AND body IS NOT NULL")).scalars().all()
+        read = time.perf_counter() - started
+    started = time.perf_counter()
+    for body in bodies:
+        sentiment_of(body)
+    scored = time.perf_counter() - started
+    figure("re-reading bodies instead (avoided)",
+           f"{len(bodies):,} replies and notes: read {read:.1f} s + sentiment {scored:.1f} s "
+           f"= {(scored / len(bodies)) * 1e6:,.0f} us each")
+
+
+
+IMPORT_ROWS = 100_000
+IMPORT_HEADER = ["Name", "Email", "Company", "Employees", "Source", "Stage", "Amount", "Created", "Industry", "Region"]
+
+
+def _write_import_csv(path: Path, rows: int, run: str) -> None:
+    rng = random.Random(7)
+    stages = ["New", "Contacted", "Qualified", "Proposal", "Won", "Lost"]
+    sources = ["LinkedIn", "Website", "Referral", "Webinar", "Paid search", "Events"]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(IMPORT_HEADER)
+        for i in range(rows):
+            writer.writerow([
+                f"Imported Person {i}", f"p{i}.{run}@import.test", f"Company {i % 5000}", rng.randint(1, 2000),
+                rng.choice(sources), rng.choice(stages), rng.randint(0, 90_000),
+                f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}", rng.choice(["Retail", "Banking", "SaaS"]),
+                rng.choice(["North", "South", "East", "West"]),
+            ])
+
+
+def import_export(bench: Bench) -> None:
+    """Import of a generated 100,000-row CSV (all rows checked, one transaction, scored), a re-import
+    of the same file (matches every row, changes nothing), and CSV export of every lead."""
+    import tempfile
+
+    run = f"{int(time.time())}"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "leads.csv"
+        started = time.perf_counter()
+        _write_import_csv(path, IMPORT_ROWS, run)
+        figure("generate CSV", f"{IMPORT_ROWS:,} rows, {path.stat().st_size / 1e6:.1f} MB in "
+                               f"{time.perf_counter() - started:.1f} s")
+        mapping = ImportMapping(columns=guess_mapping(IMPORT_HEADER))
+        for label in ("import (new leads)", "re-import (unchanged)"):
+            phases: dict[str, float] = {}
+            started = time.perf_counter()
+
+            def note(step, phases=phases, started=started) -> None:
+                phases.setdefault(step.phase, time.perf_counter() - started)
+
+            with Session(bench.engine) as session:
+                summary = import_file(session, path, mapping, now=bench.now, progress=note)
+            seconds = time.perf_counter() - started
+            figure(label, f"{summary.rows:,} rows in {seconds:.1f} s = {summary.rows / seconds:,.0f} rows/s "
+                          f"(created {summary.created:,}, updated {summary.updated:,}, skipped {summary.skipped:,}; "
+                          f"checking took {phases.get('writing', seconds):.1f} s)")
+    for label, flt in (("export all leads", LeadFilter()), ("export Hot leads", LeadFilter(tier="hot"))):
+        started = time.perf_counter()
+        size = rows = 0
+        for chunk in stream_leads_csv(bench.engine, flt):
+            size += len(chunk)
+            rows += chunk.count("\n")
+        seconds = time.perf_counter() - started
+        figure(label, f"{rows - 1:,} rows, {size / 1e6:.1f} MB in {seconds:.1f} s = {(rows - 1) / seconds:,.0f} rows/s")
+
+
+SECTIONS: list[Callable[[Bench], None]] = [insert_demo_data, rescoring, ranked_list, pages, risk, insights, import_export]
 
 
 # --- Setting up ---------------------------------------------------------------------------------
 
 
-def scratch_database_url(server_url: str | None) -> str:
-    """A freshly created, migrated `crm_bench` on the given server (or the embedded one)."""
-    url = normalize_url(server_url) if server_url else embedded_server_url(database=DATABASE)
+def scratch_database_url(server_url: str | None, database: str = DATABASE) -> str:
+    """A freshly created, migrated scratch database on the given server (or the embedded one)."""
+    url = normalize_url(server_url) if server_url else embedded_server_url(database=database)
     admin_url = make_url(url).set(database="postgres").render_as_string(hide_password=False)
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     finally:
         admin.dispose()
-    ensure_database(admin_url, DATABASE)
-    bench_url = make_url(url).set(database=DATABASE).render_as_string(hide_password=False)
+    ensure_database(admin_url, database)
+    bench_url = make_url(url).set(database=database).render_as_string(hide_password=False)
     upgrade_to_head(bench_url)
     return bench_url
 
@@ -279,15 +414,18 @@ def main(argv: list[str] | None = None) -> None:
         help="a PostgreSQL server to benchmark on (its database name is ignored); "
         "default: BENCH_DATABASE_URL, else the embedded server",
     )
+    parser.add_argument("--database", default=DATABASE,
+                        help=f"name of the scratch database (default {DATABASE}); engineers sharing a server "
+                             "each pick their own")
     parser.add_argument("--sections", nargs="*", choices=[f.__name__ for f in SECTIONS],
                         help="run only these sections, on the crm_bench database a full run left")
     args = parser.parse_args(argv)
 
     if args.sections:
-        server = normalize_url(args.database_url) if args.database_url else embedded_server_url(database=DATABASE)
-        url = make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
+        server = normalize_url(args.database_url) if args.database_url else embedded_server_url(database=args.database)
+        url = make_url(server).set(database=args.database).render_as_string(hide_password=False)
     else:
-        url = scratch_database_url(args.database_url)
+        url = scratch_database_url(args.database_url, args.database)
     figure("database", make_url(url).render_as_string(hide_password=True))
     engine = make_engine(url)
     bench = Bench(

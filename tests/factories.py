@@ -8,8 +8,8 @@ from decimal import Decimal
 
 from sqlmodel import Session
 
-from crm_app.db.models import Lead, User
-from crm_app.domain import ActivityKind, Source, Stage
+from crm_app.db.models import Activity, Lead, StageChange, User
+from crm_app.domain import ActivityKind, Play, Source, Stage
 from crm_app.services.leads import log_activity
 from crm_app.services.scoring import rescore_lead
 
@@ -71,3 +71,24 @@ def make_lead(
                      user_id=owner.id if owner and kind in (ActivityKind.CALL, ActivityKind.NOTE) else None)
     session.refresh(lead)
     return lead
+
+
+def make_past_stay(session: Session, owner: User, n: int, *, now: datetime, moved: bool, play: Play | None,
+                   source: Source = Source.LINKEDIN, size: int = 100, stage: Stage = Stage.CONTACTED) -> None:
+    """A lead that entered `stage` 90 days ago, got `play` there, and moved on 10 days later or not."""
+    entered = now - timedelta(days=90)
+    left = entered + timedelta(days=10)
+    nxt = Stage.QUALIFIED if stage is Stage.CONTACTED else Stage.NEGOTIATION
+    lead = Lead(name=f"Past {n}", email=f"past{n}@example.com", company="Past Co", company_size=size,
+                source=source.value, stage=(nxt if moved else stage).value, owner_id=owner.id,
+                created_at=entered - timedelta(days=5), stage_entered_at=left if moved else entered, tier="cold")
+    session.add(lead)
+    session.flush()
+    session.add(StageChange(lead_id=lead.id, from_stage=None, to_stage=Stage.NEW.value, changed_at=lead.created_at))
+    session.add(StageChange(lead_id=lead.id, from_stage=Stage.NEW.value, to_stage=stage.value, changed_at=entered))
+    if moved:
+        session.add(StageChange(lead_id=lead.id, from_stage=stage.value, to_stage=nxt.value,
+                                changed_at=left))
+    if play is not None:
+        session.add(Activity(lead_id=lead.id, kind=play.kinds[0].value, play=play.value, user_id=owner.id,
+                             occurred_at=entered + timedelta(days=3)))

@@ -314,3 +314,55 @@ def test_every_closed_deal_keeps_its_score_at_close_and_open_ones_have_none(db: 
         )
     ).one()
     assert (missing, stray) == (0, 0)
+
+
+# --- Plays: the planted effects can be found again ---------------------------------------------
+
+
+def test_case_studies_truly_help_early_and_whitepapers_do_not(demo_engine: Engine) -> None:
+    from sqlmodel import Session
+
+    from crm_app.scoring.next_action import PlayStat, clears_bar
+    from crm_app.services.next_action import refresh_play_stats
+
+    with Session(demo_engine) as session:
+        refresh_play_stats(session, NOW)
+        rows = {
+            (r.stage, r.play): PlayStat(*r)
+            for r in session.execute(text(
+                "SELECT stage, source, size_band, play, stays_with, moved_with, stays_without, moved_without "
+                "FROM play_stats WHERE source = 'any' AND size_band = 'any'"))
+        }
+        session.rollback()
+    helped = rows[("qualified", "case_study")]
+    assert clears_bar(helped, min_support=20), helped
+    for stage in ("contacted", "qualified"):
+        placebo = rows[(stage, "whitepaper")]
+        assert not clears_bar(placebo, min_support=20), placebo
+
+
+def test_tagged_activities_fit_their_play_and_belong_to_the_lead_life(db: Connection) -> None:
+    tagged, reads_by_nobody = db.execute(text(
+        "SELECT count(*), count(*) FILTER (WHERE kind = 'page_visit' AND user_id IS NULL) "
+        "FROM activities WHERE play IS NOT NULL")).one()
+    assert tagged > LEADS * 0.2 and reads_by_nobody > 0
+
+
+def test_some_open_deals_are_at_high_risk_for_a_recent_no_and_closed_ones_have_no_risk(db: Connection) -> None:
+    rows = db.execute(
+        text(
+            "SELECT stage IN ('won', 'lost') AS closed, risk_level, risk_reasons, risk_at FROM leads"
+        )
+    ).all()
+    assert all(r.risk_level is None and r.risk_reasons == [] for r in rows if r.closed)
+    open_rows = [r for r in rows if not r.closed]
+    assert all(r.risk_level in ("low", "medium", "high") and r.risk_at == NOW for r in open_rows)
+    high = [r for r in open_rows if r.risk_level == "high"]
+    # A few, for good reasons: the red badge must mean something, not cover the board.
+    assert 6 <= len(high) <= 0.1 * len(open_rows)
+    fresh_no = [r for r in high if any(x["code"] == "negative_reply" and x["at"] >= (NOW - timedelta(days=5)).isoformat()
+                                       for x in r.risk_reasons)]
+    assert len(fresh_no) >= 5
+    stored = db.execute(text("SELECT count(*) FROM activities WHERE kind IN ('email_received', 'note') "
+                             "AND body IS NOT NULL AND sentiment IS NULL")).scalar_one()
+    assert stored == 0  # every reply and note was scored when written

@@ -72,7 +72,7 @@ def test_queue_lists_overdue_then_hot_then_stuck_with_words_a_rep_understands(se
     assert grace.follow_up_id > 0
     assert (alan.kind, alan.headline) == (
         "stuck", "Stuck in Negotiation for 21 days (limit 14): re-engage or close")
-    assert [i.rank for i in items] == [400 + 5, 300 + 85, 100 + 10]
+    assert [i.rank for i in items] == [500 + 5, 400 + 85, 100 + 10]
 
 
 def test_manager_view_holds_the_whole_team_and_a_lead_appears_once_with_its_other_reasons(session, team):

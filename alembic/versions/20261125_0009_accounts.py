@@ -6,7 +6,7 @@ SHA-256, so a stolen copy of the table signs nobody in. Failed sign-ins are coun
 throttle password guessing. The audit log keeps who changed what, with old and new values.
 
 Revision ID: 0009_accounts
-Revises: 0004
+Revises: 0006_nba
 Create Date: 2026-11-25
 """
 from typing import Sequence, Union
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0009_accounts"
-down_revision: Union[str, None] = "0004"
+down_revision: Union[str, None] = "0006_nba"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

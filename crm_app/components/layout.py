@@ -11,6 +11,7 @@ NAV = [
     ("Pipeline", "/pipeline", "columns-3"),
     ("Leads", "/leads", "list-ordered"),
     ("Analytics", "/analytics", "chart-column"),
+    ("Import", "/import", "upload"),
     ("Settings", "/settings", "settings"),
 ]
 

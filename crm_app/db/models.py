@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     Column,
     DateTime,
     ForeignKey,
@@ -27,7 +28,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from crm_app.domain import ActivityKind, Role, Source, Stage, Tier
+from crm_app.domain import (
+    CONTENT_READ_KINDS,
+    PLAY_KINDS,
+    ActivityKind,
+    Play,
+    RiskLevel,
+    Role,
+    Source,
+    Stage,
+    Tier,
+)
 
 
 def utcnow() -> datetime:
@@ -37,6 +48,9 @@ def utcnow() -> datetime:
 def _in(column: str, values) -> str:
     quoted = ", ".join(f"'{v.value}'" for v in values)
     return f"{column} IN ({quoted})"
+
+
+OPEN_STAGES_FOR_CHECK = [s for s in Stage if not s.is_closed]
 
 
 def _ts(**kw) -> Any:
@@ -102,6 +116,18 @@ class Lead(SQLModel, table=True):
         Index("ix_leads_name_sort", text("lower(name)"), "id"),
         Index("ix_leads_stage_age", "stage_entered_at", "id"),
         Index("ix_leads_tier_score", "tier", text("score DESC"), text("id DESC")),
+        # Deal risk (migration 0005_risk).
+        CheckConstraint(_in("risk_level", RiskLevel), name="ck_leads_risk_level"),
+        CheckConstraint("risk_points BETWEEN 0 AND 100", name="ck_leads_risk_points"),
+        CheckConstraint(
+            "(risk_level IS NULL AND risk_points IS NULL) OR risk_level = CASE WHEN risk_points >= 55 THEN 'high' "
+            "WHEN risk_points >= 25 THEN 'medium' ELSE 'low' END",
+            name="ck_leads_risk_level_matches_points",
+        ),
+        CheckConstraint("last_reply_sentiment BETWEEN -1 AND 1", name="ck_leads_last_reply_sentiment"),
+        Index("ix_leads_risk_valid_until", "risk_valid_until"),
+        Index("ix_leads_owner_risk", "owner_id", text("risk_points DESC"), text("id DESC"),
+              postgresql_where=text("risk_level IN ('medium', 'high')")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -148,18 +174,48 @@ class Lead(SQLModel, table=True):
     # Hidden from the action queue until then ("snooze"); cleared when the prospect does something.
     snoozed_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
+    # Churn and stall risk of an open deal (scoring/risk.py); NULL for closed deals and until assessed.
+    risk_level: str | None = Field(default=None, sa_column=Column(String(8), nullable=True))
+    risk_points: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    risk_reasons: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    )
+    # When the risk last changed (a reassessment that finds the same risk leaves the row alone).
+    risk_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # When time alone will change the risk (a deal passing its stage limit); swept like scores.
+    risk_valid_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # The prospect's latest reply (email_received) and its sentiment, -1..1.
+    last_reply_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    last_reply_sentiment: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
     custom_fields: dict[str, Any] = Field(
         default_factory=dict,
         sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     )
 
 
+def _play_kind_rule() -> str:
+    """SQL: the activity's kind is one its play can be done as (or a read of content)."""
+    parts = []
+    for play in Play:
+        kinds = PLAY_KINDS[play] + (CONTENT_READ_KINDS if play.is_content else ())
+        parts.append(f"(play = '{play.value}' AND {_in('kind', kinds)})")
+    return " OR ".join(parts)
+
+
+PLAY_KIND_RULE = _play_kind_rule()
+
+
 class Activity(SQLModel, table=True):
     __tablename__ = "activities"
     __table_args__ = (
         CheckConstraint(_in("kind", ActivityKind), name="ck_activities_kind"),
+        CheckConstraint("sentiment BETWEEN -1 AND 1", name="ck_activities_sentiment"),
         Index("ix_activities_lead_occurred", "lead_id", text("occurred_at DESC")),
         Index("ix_activities_user", "user_id"),
+        # A play tags rep outreach of the kinds it is done as, or a prospect opening its content.
+        CheckConstraint(f"play IS NULL OR ({PLAY_KIND_RULE})", name="ck_activities_play"),
+        Index("ix_activities_lead_play", "lead_id", "occurred_at", postgresql_where=text("play IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -175,9 +231,13 @@ class Activity(SQLModel, table=True):
     )
     subject: str | None = Field(default=None, sa_column=Column(String(300)))
     body: str | None = Field(default=None, sa_column=Column(Text))
+    # The tone of a reply or note, -1..1 (scoring/sentiment.py), computed once when it is written.
+    sentiment: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
     )
+    # Which sales play this was (domain.Play), when a rep tagged it; NULL for untagged work.
+    play: str | None = Field(default=None, sa_column=Column(String(32)))
 
 
 class StageChange(SQLModel, table=True):
@@ -285,6 +345,33 @@ class ScoringModel(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     )
+
+
+class PlayStat(SQLModel, table=True):
+    """How often past leads in a stage moved forward with and without a play, per segment.
+
+    Precomputed from the history by services/next_action.refresh_play_stats (at seeding and by the
+    background sweep), so showing next best actions never rescans history. `source` and
+    `size_band` are 'any' on the coarser rows (a segment widened when a narrow one is too thin).
+    """
+
+    __tablename__ = "play_stats"
+    __table_args__ = (
+        CheckConstraint(_in("stage", OPEN_STAGES_FOR_CHECK), name="ck_play_stats_stage"),
+        CheckConstraint(_in("play", Play), name="ck_play_stats_play"),
+        CheckConstraint("moved_with BETWEEN 0 AND stays_with", name="ck_play_stats_with"),
+        CheckConstraint("moved_without BETWEEN 0 AND stays_without", name="ck_play_stats_without"),
+    )
+
+    stage: str = Field(sa_column=Column(String(16), primary_key=True))
+    source: str = Field(sa_column=Column(String(32), primary_key=True))
+    size_band: str = Field(sa_column=Column(String(16), primary_key=True))
+    play: str = Field(sa_column=Column(String(32), primary_key=True))
+    stays_with: int = Field(sa_column=Column(Integer, nullable=False))
+    moved_with: int = Field(sa_column=Column(Integer, nullable=False))
+    stays_without: int = Field(sa_column=Column(Integer, nullable=False))
+    moved_without: int = Field(sa_column=Column(Integer, nullable=False))
+    refreshed_at: datetime = Field(sa_column=_ts(nullable=False))
 
 
 class AuthSession(SQLModel, table=True):

@@ -143,3 +143,32 @@ def ranked_leads(
     return rows, total
 
 
+
+
+def lead_export_query(flt: LeadFilter, sort: str = "score"):
+    """Every lead matching the filter, in the list's order, with what an export shows (no paging)."""
+    owner = User.__table__.alias("owner")
+    query = (
+        select(
+            Lead.id, Lead.external_id, Lead.name, Lead.email, Lead.phone, Lead.title, Lead.company,
+            Lead.company_size, Lead.source, Lead.stage, owner.c.name.label("owner_name"), Lead.deal_value,
+            Lead.score, Lead.tier, Lead.score_reasons, Lead.created_at, Lead.stage_entered_at, Lead.closed_at,
+            Lead.custom_fields,
+        )
+        .select_from(Lead)
+        .outerjoin(owner, owner.c.id == Lead.owner_id)
+    )
+    return _apply(query, flt).order_by(*SORTS.get(sort, SORTS["score"]))
+
+
+def custom_field_keys(session: Session, flt: LeadFilter, limit: int = 200) -> list[str]:
+    """The custom field names the matching leads carry (an export's extra columns), in SQL."""
+    keys = _apply(select(Lead.id), flt).subquery()
+    rows = session.execute(
+        select(func.jsonb_object_keys(Lead.custom_fields).label("key"))
+        .where(Lead.id.in_(select(keys.c.id)))
+        .distinct()
+        .order_by("key")
+        .limit(limit)
+    )
+    return [r.key for r in rows]

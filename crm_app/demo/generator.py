@@ -12,7 +12,12 @@ something to find:
   requests, engagement, company size, source) plus noise;
 - replies read more negative on lost and stalled deals;
 - a few dozen open leads asked for pricing or a demo in the last hours, so the action queue has
-  work in it right now.
+  work in it right now;
+- reps use sales plays (case studies, demos, pricing calls, ...) whose effect differs by segment:
+  case studies move LinkedIn and mid-size leads on early, demos move big companies, pricing calls
+  move keen late-stage deals, break-up emails revive stalled proposals, whitepapers do nothing (and
+  go to deals that are going nowhere).
+  Next best action and segment insights should find exactly that.
 
 Rows go in with PostgreSQL COPY (100,000 leads with a million activities, scored, in under a minute
 on two cores); scores are then stored by the app's own rescoring, so they are exactly what the app
@@ -39,8 +44,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Role, Source, Stage
+from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Play, Role, Source, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
+from crm_app.services.risk import message_sentiment, reassess_all_risk
 from crm_app.services.scoring import record_scores_at_close, rescore_all
 
 # The simulation keeps every moment as whole seconds since the epoch: cheap to draw and compare,
@@ -287,6 +293,57 @@ TONE_ODDS: dict[Outlook, tuple[int, int, int]] = {  # positive, neutral, negativ
 LOST_LAST_REPLY_NEGATIVE = 0.75  # a lost deal's last reply usually says why
 
 
+# Sales plays: how often a rep uses each one in a stay, and how much it truly helps (0: not at
+# all). The effects are what the next best action and segment insights should find again.
+PLAY_BASE_RATE = 0.05
+PLAY_WINDOW = 45 * DAY  # as scoring.next_action.MOVE_WINDOW_DAYS: "moved forward" within it
+MID_SIZE = range(51, 1001)
+
+
+def _play_effect(play: Play, lead: _Lead, stage: Stage, stay_days: float) -> float:
+    early = stage in (Stage.CONTACTED, Stage.QUALIFIED)
+    if play is Play.CASE_STUDY:
+        return 0.9 if early and (lead.source is Source.LINKEDIN or lead.company.size in MID_SIZE) else 0.0
+    if play is Play.DEMO:
+        return 0.8 if stage in (Stage.QUALIFIED, Stage.MEETING) and lead.company.size > 200 else 0.0
+    if play is Play.PRICING_CALL:
+        return 0.8 if stage in LATE_STAGES and lead.intent > 0.3 else 0.0
+    if play is Play.NURTURE_SEQUENCE:
+        cool = lead.source in (Source.PAID_SEARCH, Source.WEBSITE, Source.COLD_OUTREACH)
+        return 0.6 if stage is Stage.CONTACTED and cool else 0.0
+    if play is Play.BREAKUP_EMAIL:
+        return 0.9 if stage in (Stage.PROPOSAL, Stage.NEGOTIATION) and stay_days > 14 else 0.0
+    # Whitepapers move nobody, and reps reach for them when a deal is going nowhere: leads that
+    # got one moved on less often (what a naive look at the history would wrongly credit).
+    return -0.5
+
+
+# What a tagged activity says: fixed words, so tagging draws nothing from the main generator.
+PLAY_WORDS = {
+    (Play.CASE_STUDY, ActivityKind.EMAIL_SENT): (
+        "How a team like {company}'s halved its response time",
+        "Hi {first}, here is a short case study from a team much like yours. Worth a look before we talk.",
+    ),
+    (Play.CASE_STUDY, ActivityKind.PAGE_VISIT): ("Read the case study", None),
+    (Play.WHITEPAPER, ActivityKind.EMAIL_SENT): (
+        "Whitepaper: the state of sales follow-up",
+        "Hi {first}, our new whitepaper on follow-up times might be useful for {company}.",
+    ),
+    (Play.WHITEPAPER, ActivityKind.PAGE_VISIT): ("Read the whitepaper", None),
+    (Play.PRICING_CALL, ActivityKind.CALL): ("Pricing call", "Walked {first} through pricing for their team size."),
+    (Play.DEMO, ActivityKind.MEETING): ("Product demo", "Live demo for {first} and the team at {company}."),
+    (Play.NURTURE_SEQUENCE, ActivityKind.EMAIL_SENT): (
+        "Three ways to answer leads faster",
+        "Hi {first}, the first of a few short notes on getting back to leads faster.",
+    ),
+    (Play.BREAKUP_EMAIL, ActivityKind.EMAIL_SENT): (
+        "Should I close your file?",
+        "Hi {first}, I haven't heard back, so I'll assume the timing isn't right. "
+        "Should I close your file, or is this still a priority for {company}?",
+    ),
+}
+
+
 # --- Public API ---------------------------------------------------------------------------------
 
 
@@ -358,6 +415,7 @@ def generate_demo_data(
     with Session(engine) as session:
         rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
         record_scores_at_close(session)
+        reassess_all_risk(session, now)
     # Rescoring rewrote every lead, and bulk-loaded tables have no planner statistics yet: without
     # them the ranked lists may not use their indexes until autovacuum comes round.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -468,8 +526,11 @@ class _Lead:
     enriched: bool
     activity_weight: float
     history: list[tuple[Stage | None, Stage, int]] = field(default_factory=list)
-    activities: list[tuple[int, ActivityKind]] = field(default_factory=list)
+    # (moment, kind, play value or "" when untagged)
+    activities: list[tuple[int, ActivityKind, str]] = field(default_factory=list)
     outlook: Outlook = "open"
+    # Moments of replies that must read negative (a deal turning sour this week; see _turn_sour).
+    sour_replies: set[int] = field(default_factory=set)
 
     @property
     def stage(self) -> Stage:
@@ -487,7 +548,7 @@ class _Lead:
         return next((moment for _, to, moment in self.history if to is stage), None)
 
     def last(self, kinds: Collection[ActivityKind]) -> int | None:
-        return max((moment for moment, kind in self.activities if kind in kinds), default=None)
+        return max((moment for moment, kind, _ in self.activities if kind in kinds), default=None)
 
 
 def _rescale(history: list, new_last: int) -> list:
@@ -504,6 +565,9 @@ class _Simulation:
 
     def __init__(self, seed: int, now: int, activities_per_lead: float) -> None:
         self.rng = random.Random(seed)
+        # Plays are drawn from a generator of their own, after everything else: the rest of the
+        # data is the same with or without them.
+        self.play_rng = random.Random(seed + 0x9BA)
         self.now = now
         self.activities_per_lead = activities_per_lead
         fake = Faker("en_US")
@@ -521,6 +585,9 @@ class _Simulation:
         for lead in leads:
             self._unfold(lead, per_weight)
         self._heat_up(leads)
+        self._turn_sour(leads)
+        for lead in leads:
+            self._add_plays(lead)
         return leads
 
     def _company(self) -> _Company:
@@ -688,20 +755,20 @@ class _Simulation:
         if lead.outlook == "stalled":
             end = min(self.now, lead.stage_entered_at + int(DAY * rng.uniform(1, 10)))  # gone quiet
         # A prospect's interest is keenest when they arrive and fades after (squared: front-loaded).
-        activities = [(start + int((end - start) * rng.random() ** 2), kind) for kind in prospect]
+        activities = [(start + int((end - start) * rng.random() ** 2), kind, "") for kind in prospect]
         contacted_at = lead.entered(Stage.CONTACTED)
         if rep and contacted_at is not None:
             # The first touch is what moved the lead to contacted.
-            activities.append((contacted_at, rng.choice(FIRST_TOUCH_KINDS)))
+            activities.append((contacted_at, rng.choice(FIRST_TOUCH_KINDS), ""))
             activities += [
-                (contacted_at + int((end - contacted_at) * rng.random()), kind) for kind in rep[1:]
+                (contacted_at + int((end - contacted_at) * rng.random()), kind, "") for kind in rep[1:]
             ]
         meeting_at = lead.entered(Stage.MEETING)
         if meeting_at is not None:
             # Usually one or two meetings; now and then the "meeting" was only a call.
             meetings = (rng.random() < 0.85) + (rng.random() < 0.45) + (rng.random() < 0.15)
             activities += [
-                (meeting_at + int((end - meeting_at) * rng.random()), ActivityKind.MEETING)
+                (meeting_at + int((end - meeting_at) * rng.random()), ActivityKind.MEETING, "")
                 for _ in range(meetings)
             ]
         activities.sort()
@@ -717,11 +784,88 @@ class _Simulation:
             asked_at = max(lead.created_at, self.now - rng.randint(10 * 60, 6 * HOUR))
             looked_at = max(lead.created_at, asked_at - rng.randint(60, HOUR))
             requests = rng.sample(HOT_REQUEST_KINDS, rng.choice((1, 2)))
-            lead.activities.append((looked_at, ActivityKind.PRICING_PAGE_VISIT))
+            lead.activities.append((looked_at, ActivityKind.PRICING_PAGE_VISIT, ""))
             lead.activities += [
-                (min(self.now, asked_at + i * rng.randint(60, 1800)), kind) for i, kind in enumerate(requests)
+                (min(self.now, asked_at + i * rng.randint(60, 1800)), kind, "")
+                for i, kind in enumerate(requests)
             ]
             lead.activities.sort()
+
+
+    def _add_plays(self, lead: _Lead) -> None:
+        """Tag the rep's outreach in each stay with sales plays, planting their true effects.
+
+        How often a play was used in a stay depends on whether the stay moved forward and on the
+        play's effect for this lead and stage (PLAY_EFFECTS): P(used | moved) = base x (1 + e),
+        P(used | not moved) = base x (1 - e), so the leads that got a helpful play moved forward
+        more often, by about as much as e says. Stays still going on get plays at the base rate.
+        A prospect often reads the content of a case study or whitepaper after it is sent."""
+        if lead.owner is None or len(lead.history) < 2:
+            return
+        rng = self.play_rng
+        end_of_life = lead.closed_at or self.now
+        if lead.sour_replies:
+            # Nobody has answered that "no" yet (_turn_sour): no outreach after it.
+            end_of_life = min(end_of_life, min(lead.sour_replies))
+        added = []
+        for index in range(1, len(lead.history)):
+            _, stage, entered = lead.history[index]
+            if stage.is_closed:
+                continue
+            following = lead.history[index + 1] if index + 1 < len(lead.history) else None
+            left = following[2] if following else None
+            moved = None
+            if following is not None:
+                forward = following[1] is Stage.WON or (
+                    not following[1].is_closed and OPEN_STAGES.index(following[1]) > OPEN_STAGES.index(stage))
+                moved = forward and left - entered <= PLAY_WINDOW
+            until = min(left if left is not None else self.now, end_of_life)
+            if until - entered < HOUR:
+                continue
+            for play in Play:
+                effect = _play_effect(play, lead, stage, (until - entered) / DAY)
+                if moved is None:
+                    odds = PLAY_BASE_RATE
+                elif moved:
+                    odds = PLAY_BASE_RATE * (1 + effect)
+                else:
+                    odds = PLAY_BASE_RATE * (1 - effect)
+                if rng.random() >= odds:
+                    continue
+                # Before the move it helped; a break-up email only once the deal has gone quiet.
+                low, high = (0.5, 0.9) if play is Play.BREAKUP_EMAIL else (0.05, 0.8)
+                at = entered + int((until - entered) * rng.uniform(low, high))
+                added.append((at, play.kinds[0], play.value))
+                if play.is_content:
+                    reads = (rng.random() < 0.75) + (rng.random() < 0.45)
+                    for _ in range(reads):
+                        read_at = min(until - 1, at + int(rng.uniform(0.1, 3) * DAY))
+                        added.append((read_at, ActivityKind.PAGE_VISIT, play.value))
+        if added:
+            lead.activities = sorted(lead.activities + added)
+    def _turn_sour(self, leads: list[_Lead]) -> None:
+        """A few open deals got a "no" in the last days that nobody has answered yet: the deals at
+        risk the reps should save now. Drawn from a generator of their own, so adding them
+        changes none of the other draws."""
+        rng = random.Random(self.now)
+        candidates = [
+            lead for lead in leads
+            if lead.outlook == "open" and lead.owner is not None
+            and lead.stage in (Stage.QUALIFIED, Stage.MEETING, Stage.PROPOSAL, Stage.NEGOTIATION)
+        ]
+        wanted = max(6, min(40, len(leads) // 150))
+        rng.shuffle(candidates)
+        for lead in candidates:
+            if wanted == 0:
+                break
+            replied_at = self.now - int(DAY * rng.uniform(1.2, 4))
+            last_contact = lead.last(CONTACT_KINDS)
+            if replied_at <= lead.created_at or (last_contact is not None and last_contact >= replied_at):
+                continue  # contacted since: that "no" would already have an answer
+            lead.activities.append((replied_at, ActivityKind.EMAIL_RECEIVED, ""))
+            lead.sour_replies.add(replied_at)
+            lead.activities.sort()
+            wanted -= 1
 
 
 # --- Writing rows -------------------------------------------------------------------------------
@@ -732,7 +876,9 @@ _LEAD_COLUMNS = (
     "last_activity_at", "last_contacted_at", "custom_fields",
 )  # fmt: skip
 _STAGE_CHANGE_COLUMNS = ("id", "lead_id", "from_stage", "to_stage", "changed_at", "user_id")
-_ACTIVITY_COLUMNS = ("id", "lead_id", "kind", "occurred_at", "user_id", "subject", "body", "created_at")
+_ACTIVITY_COLUMNS = (
+    "id", "lead_id", "kind", "occurred_at", "user_id", "subject", "body", "created_at", "sentiment", "play",
+)
 
 
 def _timestamp(moment: int | None) -> str | None:
@@ -811,14 +957,19 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
         tone_odds = _TONE_ODDS[lead.outlook]
         last_reply = None
         if lead.outlook == "lost":
-            replies = [i for i, (_, k) in enumerate(lead.activities) if k is ActivityKind.EMAIL_RECEIVED]
+            replies = [i for i, (_, k, _) in enumerate(lead.activities) if k is ActivityKind.EMAIL_RECEIVED]
             last_reply = replies[-1] if replies else None
-        for index, (moment, kind) in enumerate(lead.activities):
+        for index, (moment, kind, play) in enumerate(lead.activities):
             subject = body = None
-            if kind is ActivityKind.EMAIL_SENT:
+            if play:
+                # Fixed words, no draw: the other rows' random choices stay as they were.
+                subject, body = PLAY_WORDS[(Play(play), kind)]
+            elif kind is ActivityKind.EMAIL_SENT:
                 subject, body = rng.choice(OUTREACH_EMAILS)
             elif kind is ActivityKind.EMAIL_RECEIVED or kind is ActivityKind.NOTE:
-                if index == last_reply and rng.random() < LOST_LAST_REPLY_NEGATIVE:
+                if kind is ActivityKind.EMAIL_RECEIVED and moment in lead.sour_replies:
+                    tone = "negative"
+                elif index == last_reply and rng.random() < LOST_LAST_REPLY_NEGATIVE:
                     tone = "negative"
                 else:
                     tone = tone_odds.one(rng)
@@ -828,6 +979,7 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
             elif kind is ActivityKind.MEETING:
                 subject = rng.choice(MEETING_SUBJECTS)
             occurred_at = _timestamp(moment)
+            body = body and body.format(**names)
             yield (
                 next(activity_id),
                 lead.number,
@@ -835,8 +987,10 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
                 occurred_at,
                 owner_id if kind in REP_KINDS else None,
                 subject and subject.format(**names),
-                body and body.format(**names),
+                body,
                 occurred_at,  # logged as it happened
+                message_sentiment(kind, body, (lead.name, lead.company.name)),  # as log_activity stores it
+                play or None,
             )
 
 

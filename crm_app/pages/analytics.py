@@ -7,6 +7,7 @@ import reflex as rx
 from crm_app import charts
 from crm_app.components.badges import tier_color
 from crm_app.components.layout import page_frame
+from crm_app.scoring.segments import SegmentInsight
 from crm_app.services.analytics import PERIODS, FunnelRow, SourceRoiRow, TierCount
 from crm_app.state.analytics import AnalyticsState
 
@@ -301,6 +302,64 @@ def _funnel() -> rx.Component:
     )
 
 
+def _segment_row(row: SegmentInsight, index) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text(index + 1, color=MUTED, size="1")),
+        rx.table.cell(rx.text(row.sentence, weight="medium"), class_name="segment-sentence"),
+        _num(row.support_label, white_space="nowrap"),
+        _num(rx.text(row.rate_label, weight="bold")),
+        _num(rx.text(row.lift_label, weight="bold", color=rx.color("grass", 11)), class_name="segment-lift"),
+        _num(row.interval_label, white_space="nowrap", class_name="segment-interval"),
+        class_name="segment-row",
+        vertical_align="middle",
+    )
+
+
+def _segments() -> rx.Component:
+    return _section(
+        "Strongest segments",
+        rx.text("Kinds of leads that closed as won far more often than the average (",
+                AnalyticsState.segment_average, "), from this period's closed history."),
+        rx.cond(
+            AnalyticsState.segments.length() > 0,
+            rx.box(
+                rx.table.root(
+                    rx.table.header(
+                        rx.table.row(
+                            _header("#", right=False, width="32px"),
+                            _header("Segment", right=False),
+                            _header("Support"),
+                            _header("Win rate"),
+                            _header("Lift"),
+                            _header("95% interval"),
+                        )
+                    ),
+                    rx.table.body(rx.foreach(AnalyticsState.segments, _segment_row)),
+                    variant="ghost",
+                    size="1",
+                    width="100%",
+                ),
+                overflow_x="auto",
+                width="100%",
+            ),
+            _empty("search", "No segment stands out yet.",
+                   "A segment needs enough closed leads and a win rate clearly above the average."),
+        ),
+        rx.text(
+            "Lift: the segment's win rate ÷ the average. A segment is listed only with at least ",
+            AnalyticsState.segment_min_support,
+            " closed leads, a 95% Wilson interval wholly above the average and a lift of at least 1.25 (held "
+            "to its source's own rate instead, for a source with a trait); strongest lift first. Traits: "
+            "company size, custom fields (industry, country), the plays reps used, content read and "
+            "interactions.",
+            size="1",
+            color=MUTED,
+            padding_top="0.75em",
+        ),
+        class_name="segments",
+    )
+
+
 def analytics_page() -> rx.Component:
     return page_frame(
         "Analytics",
@@ -308,7 +367,7 @@ def analytics_page() -> rx.Component:
         _toolbar(),
         rx.cond(
             AnalyticsState.total_leads > 0,
-            rx.vstack(_source_roi(), _priority(), _funnel(), spacing="5", width="100%"),
+            rx.vstack(_source_roi(), _segments(), _priority(), _funnel(), spacing="5", width="100%"),
             _empty("chart-no-axes-column", "No leads were created in this period for this owner.",
                    "Try a longer period, or the whole team."),
         ),

@@ -6,6 +6,7 @@ import reflex as rx
 
 from crm_app.components.badges import score_badge
 from crm_app.components.layout import page_frame
+from crm_app.components.next_action import suggestion_line
 from crm_app.services.pipeline_health import StageHealth
 from crm_app.services.queue import SNOOZE_CHOICES, QueueItem
 from crm_app.state.dashboard import DashboardState
@@ -15,8 +16,10 @@ S = DashboardState
 
 def _kind_badge(kind) -> rx.Component:
     return rx.badge(
-        rx.match(kind, ("hot", "Hot, call now"), ("overdue", "Overdue"), ("due", "Due today"), "Stuck"),
-        color_scheme=rx.match(kind, ("hot", "tomato"), ("overdue", "red"), ("due", "amber"), "gray"),
+        rx.match(kind, ("hot", "Hot, call now"), ("overdue", "Overdue"), ("due", "Due today"), ("risk", "At risk"),
+                 "Stuck"),
+        color_scheme=rx.match(kind, ("hot", "tomato"), ("overdue", "red"), ("due", "amber"), ("risk", "orange"),
+                              "gray"),
         variant="soft",
         radius="full",
         size="1",
@@ -93,6 +96,8 @@ def _queue_item(item: QueueItem) -> rx.Component:
                     item.secondary,
                     lambda reason: rx.text("Also: ", reason, size="1", color=rx.color("gray", 10)),
                 ),
+                rx.cond(item.suggestion != "",
+                        suggestion_line(item.suggestion, item.suggestion_why, item.suggestion_basis)),
                 rx.text(item.stage, " · ", item.value_label, " · ", item.owner,
                         size="1", color=rx.color("gray", 9)),
                 rx.cond(
@@ -359,7 +364,7 @@ def _owner_filter() -> rx.Component:
 def dashboard_page() -> rx.Component:
     return page_frame(
         "Today",
-        "What to do right now, most urgent first: hot leads to call, follow-ups due, deals stuck.",
+        "What to do right now, most urgent first: hot leads to call, follow-ups due, deals at risk or stuck.",
         rx.vstack(
             _drying_banner(),
             _stats(),

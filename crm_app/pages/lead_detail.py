@@ -6,8 +6,10 @@ import reflex as rx
 
 from crm_app.components.badges import points_color, signed_points, tier_color
 from crm_app.components.layout import page_frame
-from crm_app.domain import REP_LOGGED_KINDS, Source, Stage
+from crm_app.components.next_action import next_action_card
+from crm_app.domain import REP_LOGGED_KINDS, Play, Source, Stage
 from crm_app.services.lead_detail import TimelineEntry
+from crm_app.state.lead_detail import NO_PLAY
 from crm_app.state.lead_detail import LeadDetailState as S
 
 
@@ -101,6 +103,54 @@ def _breakdown() -> rx.Component:
     )
 
 
+def _risk_color(level) -> rx.Var:
+    return rx.match(level, ("high", "red"), ("medium", "orange"), "grass")
+
+
+def _risk_panel() -> rx.Component:
+    """Deal risk (scoring/risk.py): the level and the reasons with their points."""
+    lead = S.lead
+    return rx.cond(
+        lead.risk_level != "",
+        card(
+            rx.vstack(
+                rx.hstack(
+                    section_title("Deal risk"),
+                    rx.spacer(),
+                    rx.badge(rx.icon("triangle-alert", size=12), lead.risk_label, " · ", lead.risk_points,
+                             color_scheme=_risk_color(lead.risk_level), variant="soft", size="2",
+                             class_name="risk-level"),
+                    width="100%",
+                    align="center",
+                ),
+                rx.cond(
+                    lead.risk_reasons.length() > 0,
+                    rx.vstack(
+                        rx.foreach(
+                            lead.risk_reasons,
+                            lambda r: rx.hstack(
+                                rx.text("+", r.points, weight="bold", width="3em", text_align="right",
+                                        color=rx.color(_risk_color(lead.risk_level), 11)),
+                                rx.text(r.text, size="2"),
+                                class_name="risk-reason",
+                                align="center",
+                                width="100%",
+                            ),
+                        ),
+                        spacing="2",
+                        width="100%",
+                    ),
+                    rx.text("No warning signs: they reply, we keep in touch, the deal moves.", size="2",
+                            color=rx.color("gray", 10)),
+                ),
+                spacing="3",
+                width="100%",
+            ),
+            class_name="risk-panel",
+        ),
+    )
+
+
 def _contact() -> rx.Component:
     lead = S.lead
     return card(
@@ -144,6 +194,24 @@ def _stage_mover() -> rx.Component:
     )
 
 
+def _play_select() -> rx.Component:
+    """Which sales play this was, if any: what the next best action learns from."""
+    return rx.select.root(
+        rx.select.trigger(width="180px", aria_label="Play",
+                          color=rx.cond(S.activity_error_field == "play", rx.color("red", 11), None)),
+        rx.select.content(
+            rx.select.item("No play", value=NO_PLAY),
+            *[rx.select.item(p.label, value=p.value) for p in Play],
+        ),
+        value=S.activity_play,
+        on_change=S.set_activity_play,
+    )
+
+
+def _next_action() -> rx.Component:
+    return rx.cond(S.next_action.play != "", next_action_card(S.next_action, section_title("Next best action")))
+
+
 def _log_form() -> rx.Component:
     return card(
         rx.form(
@@ -156,6 +224,7 @@ def _log_form() -> rx.Component:
                         value=S.activity_kind,
                         on_change=S.set_activity_kind,
                     ),
+                    _play_select(),
                     rx.input(placeholder="Subject (optional)", value=S.activity_subject,
                              on_change=S.set_activity_subject, max_length=300, width="100%"),
                     width="100%",
@@ -181,12 +250,24 @@ def _log_form() -> rx.Component:
     )
 
 
+def _tone_badge(tone) -> rx.Component:
+    """The sentiment of a reply or note."""
+    return rx.cond(
+        tone != "",
+        rx.badge(
+            rx.match(tone, ("positive", "Positive"), ("negative", "Negative"), "Neutral"),
+            color_scheme=rx.match(tone, ("positive", "grass"), ("negative", "red"), "gray"),
+            variant="soft", radius="full", size="1", class_name="tone-badge",
+        ),
+    )
+
+
 def _timeline_item(entry: TimelineEntry) -> rx.Component:
     return rx.hstack(
         rx.center(rx.icon(entry.icon, size=16), width="32px", height="32px", min_width="32px",
                   border_radius="50%", background=rx.color("accent", 3), color=rx.color("accent", 11)),
         rx.vstack(
-            rx.hstack(rx.text(entry.title, size="2", weight="medium"), rx.spacer(),
+            rx.hstack(rx.text(entry.title, size="2", weight="medium"), _tone_badge(entry.tone), rx.spacer(),
                       rx.text(entry.at, size="1", color=rx.color("gray", 10), white_space="nowrap"),
                       width="100%"),
             rx.cond(entry.body != "", rx.text(entry.body, size="2", color=rx.color("gray", 11),
@@ -285,8 +366,8 @@ def lead_detail_page() -> rx.Component:
         S.missing != "",
         rx.callout(S.missing, icon="search-x", color_scheme="gray"),
         rx.grid(
-            rx.vstack(_summary(), _log_form(), _timeline(), spacing="4", width="100%"),
-            rx.vstack(_breakdown(), _stage_mover(), _contact(), spacing="4", width="100%"),
+            rx.vstack(_summary(), _next_action(), _log_form(), _timeline(), spacing="4", width="100%"),
+            rx.vstack(_risk_panel(), _breakdown(), _stage_mover(), _contact(), spacing="4", width="100%"),
             columns="minmax(0, 2fr) minmax(280px, 1fr)",
             gap="1.25em",
             width="100%",

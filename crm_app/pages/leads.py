@@ -85,6 +85,8 @@ def _toolbar() -> rx.Component:
             rx.spacer(),
             rx.text("Sort", size="2", color=rx.color("gray", 10)),
             choice(S.sort, S.set_sort, SORT_OPTIONS, "Sort by", width="170px"),
+            rx.button(rx.icon("download", size=16), "Export CSV", variant="soft", on_click=S.export_csv,
+                      disabled=S.total == 0, class_name="export-csv"),
             width="100%",
             align="center",
             spacing="3",

@@ -43,6 +43,8 @@ def _toolbar() -> rx.Component:
                 "Tier", "120px"),
         choice(S.source, S.set_source, [(ALL, "All sources"), *[(s.value, s.label) for s in Source]],
                 "Source", "150px"),
+        choice(S.risk, S.set_risk, [(ALL, "Any risk"), ("any", "At risk"), ("high", "High risk")], "Risk",
+               "130px"),
         rx.el.label(
             rx.hstack(
                 rx.switch(checked=S.only_stagnating, on_change=S.set_only_stagnating, size="1",
@@ -146,6 +148,25 @@ def _stuck_or_age(card: DealCard) -> rx.Component:
     )
 
 
+def _risk_flag(card: DealCard) -> rx.Component:
+    """Medium or High deal risk (scoring/risk.py); its weightiest reason on hover."""
+    return rx.cond(
+        (card.risk_level == "high") | (card.risk_level == "medium"),
+        rx.tooltip(
+            rx.badge(
+                rx.icon("triangle-alert", size=11),
+                rx.cond(card.risk_level == "high", "At risk", "Risk"),
+                color_scheme=rx.cond(card.risk_level == "high", "red", "orange"),
+                variant=rx.cond(card.risk_level == "high", "solid", "soft"),
+                radius="full",
+                size="1",
+                class_name="risk-flag",
+            ),
+            content=card.risk_reason,
+        ),
+    )
+
+
 def _card(card: DealCard, index) -> rx.Component:
     lead_id = card.id.to_string()
     return dnd_card(
@@ -164,6 +185,7 @@ def _card(card: DealCard, index) -> rx.Component:
                 rx.text(card.value_label, size="2", weight="bold", class_name="deal-value",
                         font_variant_numeric="tabular-nums"),
                 rx.spacer(),
+                _risk_flag(card),
                 score_badge(card.score, card.tier, size="1"),
                 width="100%",
                 align="center",
@@ -196,6 +218,7 @@ def _card(card: DealCard, index) -> rx.Component:
         aria_label=card.name + ", " + card.value_label + ", score " + card.score.to_string(),
         data_lead_id=lead_id,
         data_stagnating=rx.cond(card.stagnating, "true", "false"),
+        data_risk=card.risk_level,
         padding="10px 12px",
         margin_bottom="8px",
         background="white",
@@ -306,7 +329,8 @@ def _board() -> rx.Component:
 def pipeline_page() -> rx.Component:
     return page_frame(
         "Pipeline",
-        "Drag a deal to move it. A red flag means it has sat in its stage longer than the stage allows.",
+        "Drag a deal to move it. \"Stuck\": longer in its stage than the stage allows. \"At risk\": the deal may be "
+        "slipping away (hover for why).",
         _toolbar(),
         _error_callout(),
         _board(),

@@ -13,7 +13,8 @@ from sqlmodel import Session
 
 from crm_app.db.models import Activity, Lead, StageChange, User
 from crm_app.db.queries import ReasonRow, money
-from crm_app.domain import ActivityKind, Source, Stage, Tier
+from crm_app.domain import ActivityKind, Play, RiskLevel, Source, Stage, Tier
+from crm_app.scoring.sentiment import tone_of
 from crm_app.services.errors import InvalidInput, NotFound
 from crm_app.services.leads import lock_lead, bump_version
 from crm_app.services.scoring import rescore_lead
@@ -31,6 +32,7 @@ class TimelineEntry:
     at: str  # shown as is
     by: str
     icon: str
+    tone: str = ""  # a reply's or note's sentiment: positive | neutral | negative ("" for none)
 
 
 @dataclass
@@ -60,6 +62,11 @@ class LeadDetail:
     version: int = 0
     custom_fields: list[list[str]] = field(default_factory=list)
     timeline: list[TimelineEntry] = field(default_factory=list)
+    # Deal risk (scoring/risk.py): "" for a closed deal or one not assessed yet.
+    risk_level: str = ""
+    risk_label: str = ""
+    risk_points: int = 0
+    risk_reasons: list[ReasonRow] = field(default_factory=list)
 
 
 ICONS = {
@@ -85,13 +92,15 @@ def lead_detail(session: Session, lead_id: int, now: datetime) -> LeadDetail:
         select(
             Activity.kind.label("kind"), Activity.occurred_at.label("at"), Activity.subject.label("subject"),
             Activity.body.label("body"), literal(None).label("from_stage"), literal(None).label("to_stage"),
-            Activity.user_id.label("user_id"), Activity.id.label("id"),
+            Activity.user_id.label("user_id"), Activity.id.label("id"), Activity.sentiment.label("sentiment"),
+            Activity.play.label("play"),
         ).where(Activity.lead_id == lead_id)
     )
     changes = (
         select(
             literal("stage_change").label("kind"), StageChange.changed_at.label("at"), literal(None),
             literal(None), StageChange.from_stage, StageChange.to_stage, StageChange.user_id, StageChange.id,
+            literal(None), literal(None),  # no sentiment, no play
         ).where(StageChange.lead_id == lead_id)
     )
     merged = union_all(activities, changes).subquery()
@@ -109,10 +118,12 @@ def lead_detail(session: Session, lead_id: int, now: datetime) -> LeadDetail:
             body = ""
         else:
             title = ActivityKind(r.kind).label + (f": {r.subject}" if r.subject else "")
+            if r.play:
+                title += f" · {Play(r.play).label}"  # the sales play it was
             body = r.body or ""
         timeline.append(TimelineEntry(key=f"{r.kind}-{r.id}", kind=r.kind, title=title, body=body, at=_stamp(r.at),
                                       by=r.by or ("Prospect" if r.kind != "stage_change" else "System"),
-                                      icon=ICONS.get(r.kind, "circle")))
+                                      icon=ICONS.get(r.kind, "circle"), tone=tone_of(r.sentiment)))
     tier = Tier(lead.tier)
     return LeadDetail(
         id=lead.id, name=lead.name, email=lead.email or "", phone=lead.phone or "", title=lead.title or "",
@@ -127,6 +138,10 @@ def lead_detail(session: Session, lead_id: int, now: datetime) -> LeadDetail:
         version=lead.version,
         custom_fields=[[str(k), str(v)] for k, v in sorted((lead.custom_fields or {}).items())],
         timeline=timeline,
+        risk_level=lead.risk_level or "",
+        risk_label=RiskLevel(lead.risk_level).label if lead.risk_level else "",
+        risk_points=lead.risk_points or 0,
+        risk_reasons=[ReasonRow(points=x["points"], text=x["text"]) for x in lead.risk_reasons or []],
     )
 
 

@@ -8,9 +8,10 @@ from sqlalchemy import update
 from sqlmodel import Session
 
 from crm_app.db.models import Activity, Lead, StageChange, User
-from crm_app.domain import CONTACT_KINDS, ActivityKind, Stage
+from crm_app.domain import CONTACT_KINDS, CONTENT_READ_KINDS, ActivityKind, Play, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS, ScoreResult
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
+from crm_app.services.risk import message_sentiment
 from crm_app.services.scoring import rescore_lead
 
 MAX_BODY = 20_000
@@ -46,8 +47,12 @@ def log_activity(
     subject: str | None = None,
     body: str | None = None,
     expected_version: int | None = None,
+    play: Play | str | None = None,
 ) -> ScoreResult:
-    """Record what happened with a lead, rescore it and commit. Returns the new score."""
+    """Record what happened with a lead, rescore it and commit. Returns the new score.
+
+    `play` tags rep outreach with the sales play it was (a call as a pricing call), or a
+    prospect's visit or click with the content it opened; it must fit the activity's kind."""
     try:
         kind = ActivityKind(kind)
     except ValueError:
@@ -63,11 +68,13 @@ def log_activity(
         raise InvalidInput(f"Text is too long (max {MAX_BODY:,} characters).", field="body")
     if kind is ActivityKind.NOTE and not body:
         raise InvalidInput("A note needs some text.", field="body")
+    play = _checked_play(play, kind)
 
     lead = lock_lead(session, lead_id, expected_version)
     session.add(
         Activity(lead_id=lead.id, kind=kind.value, occurred_at=occurred_at, user_id=user_id,
-                 subject=subject, body=body, created_at=now)
+                 subject=subject, body=body, created_at=now, play=play and play.value,
+                 sentiment=message_sentiment(kind, body, names=(lead.name, lead.company or "")))
     )
     if kind in ENGAGEMENT_KINDS:
         # The prospect did something new: a snoozed lead comes back to the queue.
@@ -80,6 +87,22 @@ def log_activity(
     result = rescore_lead(session, lead, now)
     session.commit()
     return result
+
+
+def _checked_play(play: Play | str | None, kind: ActivityKind) -> Play | None:
+    """The play as a Play, or None; refused when the activity cannot be that play."""
+    if play in (None, ""):
+        return None
+    try:
+        play = Play(play)
+    except ValueError:
+        raise InvalidInput(f"Unknown play {play!r}.", field="play") from None
+    fits = play.kinds + (CONTENT_READ_KINDS if play.is_content else ())
+    if kind not in fits:
+        done_as = " or ".join(k.label.lower() for k in play.kinds)
+        raise InvalidInput(f"A {play.label.lower()} is logged as a {done_as}: pick that as the activity type.",
+                           field="play")
+    return play
 
 
 def move_lead_to_stage(

@@ -34,6 +34,7 @@ class BoardFilter:
     source: str | None = None
     search: str | None = None
     only_stagnating: bool = False
+    risk: str | None = None  # "high": deals at high risk; "any": at medium or high risk
 
 
 @dataclass
@@ -50,6 +51,8 @@ class DealCard:
     days_in_stage: int
     stagnating: bool
     version: int
+    risk_level: str = ""  # low | medium | high; "" for closed deals (scoring/risk.py)
+    risk_reason: str = ""  # the weightiest reason, for the badge's tooltip
 
 
 @dataclass
@@ -99,6 +102,10 @@ def _conditions(flt: BoardFilter, now: datetime) -> list[ColumnElement]:
         where.append(or_(Lead.name.ilike(pattern), Lead.company.ilike(pattern), Lead.email.ilike(pattern)))
     if flt.only_stagnating:
         where.append(_stagnating(now))
+    if flt.risk == "high":
+        where.append(Lead.risk_level == "high")
+    elif flt.risk == "any":
+        where.append(Lead.risk_level.in_(("medium", "high")))
     return where
 
 
@@ -118,6 +125,8 @@ def _card(row) -> DealCard:
         value_label=money(row.deal_value), score=row.score, tier=row.tier,
         owner=row.owner_name or "Unassigned", owner_initials=_initials(row.owner_name),
         days_in_stage=max(0, row.days_in_stage), stagnating=bool(row.stagnating), version=row.version,
+        risk_level=row.risk_level or "",
+        risk_reason=max(row.risk_reasons, key=lambda r: r["points"])["text"] if row.risk_reasons else "",
     )
 
 
@@ -125,6 +134,7 @@ def _card_columns(now: datetime) -> list:
     return [
         Lead.id, Lead.name, Lead.company, Lead.stage, Lead.deal_value, Lead.score, Lead.tier,
         Lead.version, User.name.label("owner_name"), _days_in_stage(now).label("days_in_stage"),
+        Lead.risk_level, Lead.risk_reasons,
         case((_stagnating(now), true()), else_=false()).label("stagnating"),
     ]
 

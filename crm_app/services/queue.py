@@ -5,15 +5,21 @@ An item is a lead with a reason to act on it now:
     hot        a Hot open lead nobody has called, emailed or met in the last hour, not snoozed
     overdue    an open follow-up whose due time has passed
     due        an open follow-up due later today
+    risk       an open deal at High risk (scoring/risk.py: a negative reply, no contact since,
+               stalled, ...), not snoozed
     stuck      an open deal longer in its stage than the stage rule allows, not snoozed
 
 Ranking (all in SQL): rank = urgency points of the reason + the lead's score (0-100), where
 
-    overdue follow-up 400, hot 300, follow-up due later today 200, stuck deal 100.
+    overdue follow-up 500, hot 400, follow-up due later today 300, deal at high risk 200,
+    stuck deal 100.
 
 Points are 100 apart, so the reason decides and the score breaks ties: first the promises the rep
 has already broken (few, and made by the rep), then Hot leads waiting for their call, then what is
-due later today, then stuck deals. Equal ranks go to the lead created first (lowest id). A lead
+due later today, then deals at high risk, then stuck deals. A deal at risk is a deal slipping away
+that can still be saved today (a "no" to answer, a silence to break), so it comes before a deal
+that is merely stuck; it comes after the follow-ups the rep promised for today and the Hot leads
+whose hour is running out. A stuck deal that is also at high risk shows once, as at risk. Equal ranks go to the lead created first (lowest id). A lead
 appears once, under its highest-ranked reason; its other reasons are listed with it as secondary.
 
 Snoozing hides a lead's hot and stuck reasons until the given time (the prospect doing something
@@ -33,12 +39,15 @@ from crm_app.db.models import FollowUp, Lead
 from crm_app.db.queries import money, stuck_sql
 from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
+from crm_app.scoring.risk import risk_headline
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
 from crm_app.services.leads import bump_version, lock_lead, log_activity
+from crm_app.services.next_action import next_actions
 
-OVERDUE_POINTS = 400
-HOT_POINTS = 300
-DUE_TODAY_POINTS = 200
+OVERDUE_POINTS = 500
+HOT_POINTS = 400
+DUE_TODAY_POINTS = 300
+AT_RISK_POINTS = 200
 STUCK_POINTS = 100
 CONTACT_WINDOW = timedelta(hours=1)
 # "Done" on a lead without a follow-up: hidden until the prospect does something new.
@@ -46,7 +55,7 @@ UNTIL_NEXT_ENGAGEMENT = datetime(9999, 12, 31, tzinfo=timezone.utc)
 MAX_FOLLOW_UP_DAYS = 365
 MAX_FOLLOW_UP_NOTE = 500
 
-KIND_LABELS = {"hot": "Hot", "overdue": "Overdue", "due": "Due today", "stuck": "Stuck"}
+KIND_LABELS = {"hot": "Hot", "overdue": "Overdue", "due": "Due today", "risk": "At risk", "stuck": "Stuck"}
 
 # What the prospect last did, as a rep would say it after "Call: ".
 _ENGAGED = {
@@ -74,13 +83,17 @@ class QueueItem:
     value_label: str
     score: int
     tier: str
-    kind: str  # hot | overdue | due | stuck
+    kind: str  # hot | overdue | due | risk | stuck
     kind_label: str
     headline: str  # "Call: asked for pricing 20 min ago"
     rank: int
     version: int
     follow_up_id: int = 0  # the follow-up this item is about (0: none)
     secondary: list[str] = field(default_factory=list)
+    # The suggested step: the next best action (services/next_action.py).
+    suggestion: str = ""  # "Case study · High confidence"
+    suggestion_why: str = ""
+    suggestion_basis: str = ""  # history | rule
 
 
 # --- Words ---------------------------------------------------------------------------------
@@ -135,7 +148,8 @@ def end_of_day(now: datetime) -> datetime:
 
 _QUEUE_SQL = """
 WITH scoped AS (
-    SELECT l.id, l.score, l.tier, l.stage, l.stage_entered_at, l.last_contacted_at, l.snoozed_until
+    SELECT l.id, l.score, l.tier, l.stage, l.stage_entered_at, l.last_contacted_at, l.snoozed_until,
+           l.risk_level
       FROM leads l
      WHERE l.stage = ANY(:open_stages)
        AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
@@ -162,6 +176,11 @@ candidates AS (
            f.id, f.due_at, f.note
       FROM follow_ups_due f JOIN leads l ON l.id = f.lead_id
     UNION ALL
+    SELECT s.id, 'risk', :risk_points + s.score, NULL, NULL, NULL
+      FROM scoped s
+     WHERE s.risk_level = 'high'
+       AND (s.snoozed_until IS NULL OR s.snoozed_until <= :now)
+    UNION ALL
     SELECT s.id, 'stuck', :stuck_points + s.score, NULL, NULL, NULL
       FROM scoped s JOIN stage_rules r ON r.stage = s.stage
      WHERE {stuck}
@@ -176,7 +195,8 @@ top AS (
 )
 SELECT t.lead_id, t.best_rank, t.total, c.kind, c.rank, c.follow_up_id, c.due_at, c.note,
        l.name, l.company, l.score, l.tier, l.stage, l.stage_entered_at, l.deal_value, l.version,
-       u.name AS owner_name, r.stagnation_days, e.kind AS last_kind, e.occurred_at AS last_at
+       u.name AS owner_name, r.stagnation_days, e.kind AS last_kind, e.occurred_at AS last_at,
+       l.risk_reasons
   FROM top t
   JOIN candidates c ON c.lead_id = t.lead_id
   JOIN leads l ON l.id = t.lead_id
@@ -208,6 +228,7 @@ def action_queue(
             "hot_points": HOT_POINTS,
             "overdue_points": OVERDUE_POINTS,
             "due_points": DUE_TODAY_POINTS,
+            "risk_points": AT_RISK_POINTS,
             "stuck_points": STUCK_POINTS,
             "limit": limit,
         },
@@ -220,6 +241,8 @@ def action_queue(
             words = _hot_text(r.last_kind, r.last_at, now)
         elif r.kind == "stuck":
             words = _stuck_text(r.stage, r.stage_entered_at, r.stagnation_days, now)
+        elif r.kind == "risk":
+            words = risk_headline(r.risk_reasons, Stage(r.stage).label, now)
         else:
             words = _follow_up_text(r.due_at, r.note, now)
         if items and items[-1].lead_id == r.lead_id:
@@ -243,7 +266,17 @@ def action_queue(
                 follow_up_id=r.follow_up_id or 0,
             )
         )
+    _attach_suggestions(session, items, now)
     return items, total
+
+
+def _attach_suggestions(session: Session, items: list[QueueItem], now: datetime) -> None:
+    """Each item's next best action, from the precomputed play statistics (no history scan)."""
+    actions = next_actions(session, [item.lead_id for item in items], now)
+    for item in items:
+        action = actions.get(item.lead_id)
+        if action is not None:
+            item.suggestion, item.suggestion_why, item.suggestion_basis = action.headline, action.why, action.basis
 
 
 # --- Actions --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from crm_app.db.models import Activity, Lead
 from crm_app.domain import ActivityKind
 from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine, ScoreResult, ScoringEngine
+from crm_app.services.risk import assess_lead_risk
 
 
 def active_engine() -> ScoringEngine:
@@ -52,11 +53,13 @@ def apply_score(lead: Lead, result: ScoreResult, now: datetime) -> None:
 
 
 def rescore_lead(session: Session, lead: Lead, now: datetime, engine: ScoringEngine | None = None) -> ScoreResult:
-    """Recompute and store one lead's score inside the caller's transaction (no commit)."""
+    """Recompute and store one lead's score, and its deal risk, inside the caller's transaction
+    (no commit)."""
     session.flush()
     engine = engine or active_engine()
     result = engine.score(load_facts(session, [lead])[lead.id], now)
     apply_score(lead, result, now)
+    assess_lead_risk(session, lead, now)
     session.add(lead)
     return result
 
@@ -207,4 +210,42 @@ def record_scores_at_close(
         )
         done += len(values)
     session.commit()
+    return done
+
+
+def rescore_leads_in_transaction(
+    session: Session, lead_ids: list[int], now: datetime, engine: ScoringEngine | None = None,
+    batch_size: int = 5000,
+) -> int:
+    """Rescore these leads inside the caller's transaction (no commit, unlike rescore_all), and fill in
+    score_at_close where a closed lead lacks it, from the activities before it closed. For writers
+    such as the CSV import that must store leads and their scores all at once or not at all."""
+    engine = engine or active_engine()
+    done = 0
+    for start in range(0, len(lead_ids), batch_size):
+        batch = lead_ids[start:start + batch_size]
+        leads = session.execute(
+            text("SELECT id, version, company_size, source, custom_fields, closed_at, score_at_close "
+                 "FROM leads WHERE id = ANY(:ids)"),
+            {"ids": batch},
+        ).all()
+        activities = _activities_of(session, batch)
+        scored, at_close = [], []
+        for row in leads:
+            facts = LeadFacts(company_size=row.company_size, source=row.source,
+                              activities=activities[row.id], custom_fields=row.custom_fields or {})
+            scored.append((row.id, row.version, engine.score(facts, now)))
+            if row.closed_at is not None and row.score_at_close is None:
+                before = tuple(a for a in activities[row.id] if a.occurred_at < row.closed_at)
+                facts_then = LeadFacts(company_size=row.company_size, source=row.source,
+                                       activities=before, custom_fields=row.custom_fields or {})
+                at_close.append((row.id, engine.score(facts_then, row.closed_at).score))
+        done += _store_scores(session, scored, now)
+        if at_close:
+            execute_values(
+                session.connection().connection.cursor(),
+                "UPDATE leads AS l SET score_at_close = v.score FROM (VALUES %s) AS v(id, score) WHERE l.id = v.id",
+                at_close,
+                page_size=1000,
+            )
     return done

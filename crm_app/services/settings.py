@@ -13,6 +13,7 @@ from crm_app.db.models import SourceCost, StageRule
 from crm_app.db.queries import money
 from crm_app.domain import OPEN_STAGES, Source, Stage
 from crm_app.services.errors import InvalidInput
+from crm_app.services.risk import expire_stage_risk
 
 MAX_COST = Decimal("9999999999.99")  # what NUMERIC(12, 2) holds
 MIN_DAYS, MAX_DAYS = 1, 365
@@ -119,5 +120,6 @@ def set_stagnation_days(session: Session, *, stage: str, typed: str) -> StageRul
     else:
         row.stagnation_days = days
         session.add(row)
+    expire_stage_risk(session, stage.value)  # stalled-deal risk depends on the limit
     session.commit()
     return StageRuleRow(stage=stage.value, label=stage.label, days=str(days))

@@ -18,6 +18,8 @@ from crm_app.services.analytics import (
     analytics_report_concurrently,
     period_filter,
 )
+from crm_app.scoring.segments import SegmentInsight
+from crm_app.services.segments import segment_insights
 from crm_app.state.base import SIGN_IN, AppState, now_utc
 
 EVERYONE = "all"
@@ -40,6 +42,9 @@ class AnalyticsState(AppState):
     tier_conversion_figure: go.Figure = go.Figure()
     funnel_figure: go.Figure = go.Figure()
     loading: bool = False
+    segments: list[SegmentInsight] = []
+    segment_average: str = ""
+    segment_min_support: int = 0
     # The viewer the owner default was chosen for: a new viewer gets their own default again.
     _owner_chosen_for: str = ""
 
@@ -65,8 +70,14 @@ class AnalyticsState(AppState):
         flt = period_filter(self.period, now=now_utc(), owner_id=owner_id)
         self.loading = True
         sessions = await self._acting_sessions()
-        report = await asyncio.to_thread(analytics_report_concurrently, sessions, flt=flt)
+        report, segments = await asyncio.gather(
+            asyncio.to_thread(analytics_report_concurrently, sessions, flt=flt),
+            self._db(lambda s: segment_insights(s, flt=flt)),
+        )
         self._show(report)
+        self.segments = segments.insights
+        self.segment_average = segments.average_label
+        self.segment_min_support = segments.min_support
         self.loading = False
 
     def _show(self, report: AnalyticsReport) -> None:

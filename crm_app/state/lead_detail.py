@@ -7,12 +7,15 @@ import dataclasses
 import reflex as rx
 
 from crm_app.domain import REP_LOGGED_KINDS, Stage
+from crm_app.scoring.next_action import NextAction
 from crm_app.services.errors import InvalidInput, NotFound, ServiceError
 from crm_app.services.lead_detail import LeadDetail, LeadEdit, lead_detail, update_lead
 from crm_app.services.leads import log_activity, move_lead_to_stage
+from crm_app.services.next_action import next_action_for
 from crm_app.state.base import SIGN_IN, AppState, now_utc
 
 EDIT_FIELDS = [f.name for f in dataclasses.fields(LeadEdit)]
+NO_PLAY = "none"  # the play select's "no play" (a select item cannot have an empty value)
 
 
 class LeadDetailState(AppState):
@@ -20,6 +23,9 @@ class LeadDetailState(AppState):
     missing: str = ""
 
     activity_kind: str = REP_LOGGED_KINDS[0].value
+    activity_play: str = NO_PLAY
+    # The next best action for an open lead (NextAction().play == "" for a closed one).
+    next_action: NextAction = NextAction()
     activity_subject: str = ""
     activity_body: str = ""
     activity_error: str = ""
@@ -42,6 +48,11 @@ class LeadDetailState(AppState):
             self.missing = "" if lead_id else "That is not a lead address."
         except NotFound as error:
             self.lead, self.missing = LeadDetail(), str(error)
+        await self._load_next_action(lead_id, now)
+
+    async def _load_next_action(self, lead_id: int | None, now) -> None:
+        action = await self._db(lambda s: next_action_for(s, lead_id, now)) if lead_id and not self.missing else None
+        self.next_action = action or NextAction()
 
     @rx.event
     async def load(self):
@@ -49,6 +60,7 @@ class LeadDetailState(AppState):
             return rx.redirect(SIGN_IN)
         self.score_change = self.activity_error = self.stage_error = ""
         self.activity_body = self.activity_subject = ""
+        self.activity_play = NO_PLAY
         self.edit_open = False
         await self._reload()
 
@@ -57,6 +69,12 @@ class LeadDetailState(AppState):
     @rx.event
     def set_activity_kind(self, value: str):
         self.activity_kind = value
+
+    @rx.event
+    def set_activity_play(self, value: str):
+        self.activity_play = value
+        if self.activity_error_field == "play":
+            self.activity_error = self.activity_error_field = ""
 
     @rx.event
     def set_activity_subject(self, value: str):
@@ -70,10 +88,12 @@ class LeadDetailState(AppState):
     async def submit_activity(self):
         lead_id, before = self.lead.id, self.lead.score
         kind, subject, body = self.activity_kind, self.activity_subject, self.activity_body
+        play = None if self.activity_play == NO_PLAY else self.activity_play
         user_id, now = self.viewer_int(), now_utc()
         try:
             result = await self._db(lambda s: log_activity(
-                s, lead_id=lead_id, kind=kind, now=now, user_id=user_id, subject=subject, body=body))
+                s, lead_id=lead_id, kind=kind, now=now, user_id=user_id, subject=subject, body=body,
+                play=play))
         except InvalidInput as error:
             self.activity_error, self.activity_error_field = str(error), error.field or ""
             return
@@ -82,6 +102,7 @@ class LeadDetailState(AppState):
             return
         self.activity_error = self.activity_error_field = ""
         self.activity_body = self.activity_subject = ""
+        self.activity_play = NO_PLAY
         self.score_change = (
             f"Logged. Score {before} → {result.score}" if result.score != before
             else f"Logged. Score stays {result.score}"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import reflex as rx
 
+from crm_app.api import EXPORT_PATH, EXPORT_PURPOSE
 from crm_app.db.queries import LeadFilter, LeadListRow, ranked_leads
+from crm_app.services.exporting import filter_to_dict
+from crm_app.services.signed_links import sign_link
 from crm_app.services.errors import ServiceError
 from crm_app.services.leads import reassign_leads
 from crm_app.settings import settings
@@ -119,6 +122,15 @@ class LeadsState(AppState):
         if self.page > 0:
             self.page -= 1
             await self._refresh(keep_page=True, recount=False)
+
+    @rx.event
+    def export_csv(self):
+        """Download exactly this list (filter, search, sort; all pages) as CSV. The file is streamed by
+        a backend route (crm_app/api.py) through a short-lived signed link, not over the websocket."""
+        now = now_utc()
+        payload = {**filter_to_dict(self._filter(), self.sort), "viewer": self.viewer_int()}
+        token = sign_link(EXPORT_PURPOSE, payload, now=now)
+        return rx.download(url=f"{EXPORT_PATH}?token={token}", filename=f"leads-{now:%Y-%m-%d-%H%M}.csv")
 
     # Bulk reassign ---------------------------------------------------------------------------
     @rx.event

@@ -36,6 +36,7 @@ class PipelineState(AppState):
     source: str = ALL
     search: str = ""
     only_stagnating: bool = False
+    risk: str = ALL  # all | any (medium or high) | high
     # The last move the server refused, shown above the board until the next action.
     move_error: str = ""
 
@@ -57,7 +58,7 @@ class PipelineState(AppState):
 
     @rx.var
     def filtered(self) -> bool:
-        return bool(self.search.strip()) or self.only_stagnating or ALL not in (self.tier, self.source)
+        return bool(self.search.strip()) or self.only_stagnating or ALL not in (self.tier, self.source, self.risk)
 
     # Helpers -----------------------------------------------------------------------------------
     def _is_manager(self) -> bool:
@@ -80,7 +81,8 @@ class PipelineState(AppState):
             owner_id = self.viewer_int()
         pick = lambda value: None if value == ALL else value  # noqa: E731
         return BoardFilter(owner_id=owner_id, tier=pick(self.tier), source=pick(self.source),
-                           search=self.search.strip() or None, only_stagnating=self.only_stagnating)
+                           search=self.search.strip() or None, only_stagnating=self.only_stagnating,
+                           risk=self.risk if self.risk in ("any", "high") else None)
 
     def _find(self, lead_id: int) -> DealCard | None:
         for column in self.columns:
@@ -146,8 +148,13 @@ class PipelineState(AppState):
         await self._refilter()
 
     @rx.event
+    async def set_risk(self, value: str):
+        self.risk = value
+        await self._refilter()
+
+    @rx.event
     async def clear_filters(self):
-        self.tier = self.source = ALL
+        self.tier = self.source = self.risk = ALL
         self.search = ""
         self.only_stagnating = False
         await self._refilter()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import E2E_PASSWORD, email_of, sign_in_as
+
+pytestmark = pytest.mark.e2e
 
 
 def _signed_out(page) -> None:

@@ -1,0 +1,38 @@
+"""Backend routes served beside the Reflex app on the same port (rx.App(api_transformer=...)).
+
+Large downloads go here rather than through the websocket: the CSV export streams from PostgreSQL
+straight into the HTTP response. Every route checks its signed link first (services/signed_links.py).
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.routing import Route
+
+from crm_app.db.engine import get_engine
+from crm_app.db.models import utcnow
+from crm_app.services.exporting import filter_from_dict, stream_leads_csv
+from crm_app.services.signed_links import InvalidLink, verify_link
+
+EXPORT_PATH = "/export/leads.csv"
+EXPORT_PURPOSE = "export-leads"
+
+
+def export_leads(request: Request):
+    try:
+        payload = verify_link(EXPORT_PURPOSE, request.query_params.get("token", ""), now=utcnow())
+    except InvalidLink as error:
+        return PlainTextResponse(str(error), status_code=403)
+    flt, sort = filter_from_dict(payload)
+    filename = f"leads-{utcnow():%Y-%m-%d-%H%M}.csv"
+    # A sync generator: Starlette iterates it in a worker thread, so the event loop stays free.
+    return StreamingResponse(
+        stream_leads_csv(get_engine(), flt, sort),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
+
+
+api = Starlette(routes=[Route(EXPORT_PATH, export_leads, methods=["GET"])])

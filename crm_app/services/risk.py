@@ -1,0 +1,198 @@
+"""Keeping stored deal risk true: one lead inside a change's transaction, every lead, or the leads
+whose risk time alone has moved (the sweep). The rules are in scoring/risk.py.
+
+Sentiment is computed once per reply or note, when it is written (`message_sentiment`), and stored
+on the activity: reassessing risk reads numbers, never bodies. Replies stored before that (an older
+database, an import) are scored the first time their lead is reassessed and the result is kept.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from psycopg2.extras import Json, execute_values
+from sqlalchemy import text
+from sqlmodel import Session
+
+from crm_app.db.models import Lead
+from crm_app.domain import ActivityKind, Stage
+from crm_app.scoring.engine import ActivityFact
+from crm_app.scoring.risk import Message, RiskFacts, RiskResult, assess_risk
+from crm_app.scoring.sentiment import sentiment_of
+
+# Texts whose tone says something about the deal: what the prospect wrote, what the rep noted.
+MESSAGE_KINDS = (ActivityKind.EMAIL_RECEIVED, ActivityKind.NOTE)
+_MESSAGE_KIND_VALUES = [k.value for k in MESSAGE_KINDS]
+
+
+def message_sentiment(kind: ActivityKind | str, body: str | None, names: Iterable[str] = ()) -> float | None:
+    """The sentiment to store on a new activity: for a reply or note with text, else None. `names`
+    (the lead's, its company's) do not count as words of sentiment."""
+    if ActivityKind(kind) in MESSAGE_KINDS and body and body.strip():
+        return sentiment_of(body, names)
+    return None
+
+
+_ACTIVITIES_SQL = text(
+    """
+    SELECT id, lead_id, kind, occurred_at, sentiment,
+           CASE WHEN sentiment IS NULL AND kind = ANY(:message_kinds) THEN body END AS unscored_body
+      FROM activities
+     WHERE lead_id = ANY(:ids)
+    """
+)
+
+
+def _facts_of(session: Session, leads: list) -> dict[int, RiskFacts]:
+    """RiskFacts for rows with (id, stage, stage_entered_at, created_at, stagnation_days), in one
+    query for all their activities. Scores and stores the sentiment of replies and notes that
+    have none yet."""
+    open_ids = [row.id for row in leads if not Stage(row.stage).is_closed]
+    activities: dict[int, list[ActivityFact]] = defaultdict(list)
+    messages: dict[int, list[Message]] = defaultdict(list)
+    newly_scored: list[tuple[int, float]] = []
+    if open_ids:
+        for row in session.execute(_ACTIVITIES_SQL, {"ids": open_ids, "message_kinds": _MESSAGE_KIND_VALUES}):
+            kind = ActivityKind(row.kind)
+            activities[row.lead_id].append(ActivityFact(kind, row.occurred_at))
+            if kind in MESSAGE_KINDS:
+                sentiment = row.sentiment
+                if sentiment is None and row.unscored_body and row.unscored_body.strip():
+                    sentiment = sentiment_of(row.unscored_body)
+                    newly_scored.append((row.id, sentiment))
+                messages[row.lead_id].append(Message(kind, row.occurred_at, sentiment))
+    if newly_scored:
+        execute_values(
+            session.connection().connection.cursor(),
+            "UPDATE activities AS a SET sentiment = v.s FROM (VALUES %s) AS v(id, s) WHERE a.id = v.id",
+            newly_scored,
+            page_size=1000,
+        )
+    return {
+        row.id: RiskFacts(
+            stage=Stage(row.stage), stage_entered_at=row.stage_entered_at, created_at=row.created_at,
+            stage_limit_days=row.stagnation_days, activities=tuple(activities[row.id]),
+            messages=tuple(messages[row.id]),
+        )
+        for row in leads
+    }
+
+
+_LEADS_SQL = """
+    SELECT l.id, l.version, l.stage, l.stage_entered_at, l.created_at, r.stagnation_days
+      FROM leads l LEFT JOIN stage_rules r ON r.stage = l.stage
+"""
+
+
+def apply_risk(lead: Lead, result: RiskResult, now: datetime) -> None:
+    lead.risk_level = result.level.value if result.level else None
+    lead.risk_points = result.points if result.level else None
+    lead.risk_reasons = [r.as_dict() for r in result.reasons]
+    lead.risk_at = now
+    lead.risk_valid_until = result.valid_until
+    lead.last_reply_at = result.last_reply_at
+    lead.last_reply_sentiment = result.last_reply_sentiment
+
+
+def assess_lead_risk(session: Session, lead: Lead, now: datetime) -> RiskResult:
+    """Reassess and store one lead's risk inside the caller's transaction (no commit)."""
+    session.flush()
+    row = session.execute(text(_LEADS_SQL + " WHERE l.id = :id"), {"id": lead.id}).one()
+    result = assess_risk(_facts_of(session, [row])[lead.id], now)
+    apply_risk(lead, result, now)
+    session.add(lead)
+    return result
+
+
+_UPDATE_RISK = """
+    UPDATE leads AS l
+       SET risk_level = v.level, risk_points = v.points, risk_reasons = v.reasons, risk_at = v.at,
+           risk_valid_until = v.valid_until, last_reply_at = v.reply_at, last_reply_sentiment = v.reply_sentiment
+      FROM (VALUES %s) AS v(id, version, level, points, reasons, at, valid_until, reply_at, reply_sentiment)
+     WHERE l.id = v.id AND l.version = v.version
+       -- Only what changed: most reassessments (every closed deal, a quiet day) change nothing,
+       -- and an unchanged row is not rewritten with its indexes.
+       AND (l.risk_level, l.risk_points, l.risk_reasons, l.risk_valid_until, l.last_reply_at, l.last_reply_sentiment)
+           IS DISTINCT FROM (v.level, v.points, v.reasons, v.valid_until, v.reply_at, v.reply_sentiment)
+    RETURNING l.id
+"""
+_UPDATE_TEMPLATE = ("(%s, %s, %s, %s::integer, %s::jsonb, %s::timestamptz, %s::timestamptz, %s::timestamptz, "
+                    "%s::double precision)")
+
+
+def _store(session: Session, assessed: list[tuple[int, int, RiskResult]], now: datetime) -> int:
+    """Write (id, version, result) where the risk changed; a lead changed since it was read was
+    reassessed by that change and is left alone. Returns how many were written."""
+    if not assessed:
+        return 0
+    written = execute_values(
+        session.connection().connection.cursor(),
+        _UPDATE_RISK,
+        [
+            (lead_id, version, r.level.value if r.level else None, r.points if r.level else None,
+             Json([x.as_dict() for x in r.reasons]), now, r.valid_until, r.last_reply_at, r.last_reply_sentiment)
+            for lead_id, version, r in assessed
+        ],
+        template=_UPDATE_TEMPLATE,
+        page_size=1000,
+        fetch=True,
+    )
+    return len(written)
+
+
+def _reassess_where(
+    session: Session, now: datetime, condition: str, params: dict, batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> int:
+    done, last_id = 0, 0
+    while True:
+        leads = session.execute(
+            text(f"{_LEADS_SQL} WHERE l.id > :last_id AND ({condition}) ORDER BY l.id LIMIT :n"),
+            {"last_id": last_id, "n": batch_size, **params},
+        ).all()
+        if not leads:
+            break
+        last_id = leads[-1].id
+        facts = _facts_of(session, leads)
+        done += _store(session, [(row.id, row.version, assess_risk(facts[row.id], now)) for row in leads], now)
+        session.commit()  # a batch at a time: row locks are held for one batch only
+        if progress:
+            progress(done)
+    return done
+
+
+def reassess_all_risk(
+    session: Session, now: datetime, batch_size: int = 5000, progress: Callable[[int], None] | None = None
+) -> int:
+    """Reassess every lead's risk (after a rule change, or for generated data), batch by batch.
+    Returns how many changed."""
+    # A closed deal already without risk has nothing to reassess.
+    return _reassess_where(session, now, "l.stage NOT IN ('won', 'lost') OR l.risk_level IS NOT NULL", {},
+                           batch_size, progress)
+
+
+def reassess_expired_risk(session: Session, now: datetime, batch_size: int = 2000) -> int:
+    """Reassess the deals whose risk time alone has changed (a deal past its stage limit, a reply
+    ageing out): what the periodic sweep runs. Returns how many changed."""
+    return _reassess_where(session, now, "l.risk_valid_until <= :now", {"now": now}, batch_size, None)
+
+
+def expire_stage_risk(session: Session, stage: str) -> None:
+    """A stage's limit changed: its deals' risk is due again, for the sweep (no commit). Any moment
+    already past will do; the moment each entered the stage needs no clock."""
+    session.execute(text("UPDATE leads SET risk_valid_until = stage_entered_at WHERE stage = :stage"),
+                    {"stage": stage})
+
+
+def reassess_risk_in_transaction(session: Session, lead_ids: list[int], now: datetime, batch_size: int = 5000) -> int:
+    """Assess these leads' risk inside the caller's transaction (no commit, unlike reassess_all_risk):
+    for writers such as the CSV import that store leads and what is derived from them all at once."""
+    done = 0
+    for start in range(0, len(lead_ids), batch_size):
+        leads = session.execute(text(_LEADS_SQL + " WHERE l.id = ANY(:ids)"),
+                                {"ids": lead_ids[start:start + batch_size]}).all()
+        facts = _facts_of(session, leads)
+        done += _store(session, [(row.id, row.version, assess_risk(facts[row.id], now)) for row in leads], now)
+    return done
