@@ -261,3 +261,12 @@ def cumulative_gains(shares: Sequence[float], model: Sequence[float], rules: Seq
     fig.update_yaxes(title_text="Share of wins found", range=[0, 1.02], tickformat=".0%",
                      tickvals=[0, 0.25, 0.5, 0.75, 1])
     return fig
+
+
+def share_bars(labels: Sequence[str], shares: Sequence[float]) -> go.Figure:
+    """Shares of a whole (fractions) as ranked horizontal bars, the axis fitted to the largest share
+    rather than to 100%, so small shares stay readable."""
+    fig = ranked_bars(labels, shares, colors=[ACCENT] * len(labels), text=[f"{s:.0%}" for s in shares])
+    top = max([*shares, 0.01])
+    fig.update_xaxes(range=[0, top * 1.25], tickformat=".0%", nticks=5)
+    return fig

@@ -22,7 +22,13 @@ from sqlmodel import Session
 
 from crm_app.services.errors import ServiceError
 from crm_app.services.model_training import activate_model, train_model
-from crm_app.services.scoring import count_open_leads, engine_config, engine_from_config, rescore_open_leads
+from crm_app.services.scoring import (
+    EngineConfig,
+    count_open_leads,
+    engine_config,
+    engine_from_config,
+    rescore_open_leads,
+)
 
 TRAIN = "train"
 RESCORE = "rescore"
@@ -156,6 +162,21 @@ def latest_job(session: Session, kind: str) -> JobView | None:
     )
 
 
+def rescore_if_changed(
+    session: Session, before: EngineConfig, *, now: datetime, requested_by: int | None = None
+) -> int | None:
+    """After a switch (engine, blend share or active model): start a rescoring job when the scores
+    can change. Returns the job to run, or None when nothing changed or a rescoring already runs (it
+    notices the switch and starts over with the new engine)."""
+    if engine_config(session).key == before.key:
+        return None
+    try:
+        return start_job(session, kind=RESCORE, now=now, requested_by=requested_by,
+                         message="Waiting to rescore the open leads")
+    except JobAlreadyRunning:
+        return None
+
+
 def _user_message(error: Exception) -> str:
     if isinstance(error, ServiceError):
         return str(error)
@@ -163,11 +184,15 @@ def _user_message(error: Exception) -> str:
 
 
 def run_training_job(
-    open_session: SessionFactory, job_id: int, *, clock: Clock, trained_by: int | None = None
+    open_session: SessionFactory, job_id: int, *, clock: Clock, trained_by: int | None = None,
+    then_rescore: bool = True,
 ) -> int | None:
     """Train a model for a started job, reporting progress; returns the new model's id, or None when
     it failed (the job row says why). The first model of a team becomes the active one; later ones
-    wait for a manager to activate them after comparing. Never raises: a failure is recorded."""
+    wait for a manager to activate them after comparing. When activating changes what scores the
+    leads (the team chose the model), the open leads are rescored next, in this same thread, with a
+    job of their own. Never raises: a failure is recorded."""
+    rescore_job: int | None = None
     with open_session() as progress_session, open_session() as work:
         def step(message: str) -> None:
             percent = next((p for prefix, p in TRAINING_STEPS if message.startswith(prefix)), None)
@@ -180,9 +205,12 @@ def run_training_job(
         try:
             report = train_model(work, now=clock(), progress=step, trained_by=trained_by)
             activated = False
-            if engine_config(work).model_id is None:
+            before = engine_config(work)
+            if before.model_id is None:
                 activate_model(work, report.model_id)
                 activated = True
+                if then_rescore:
+                    rescore_job = rescore_if_changed(work, before, now=clock(), requested_by=trained_by)
             auc = report.model.roc_auc
             finish_job(
                 progress_session, job_id, now=clock(), model_id=report.model_id,
@@ -190,13 +218,15 @@ def run_training_job(
                          + (f" (ROC-AUC {auc:.3f})" if auc is not None else "")
                          + ("; it is now the active model." if activated else "; activate it to use it.")),
             )
-            return report.model_id
         except Exception as error:  # recorded for the page, never swallowed silently
             work.rollback()
             if not isinstance(error, ServiceError):
                 log.exception("Training job %s failed", job_id)
             fail_job(progress_session, job_id, now=clock(), error=_user_message(error))
             return None
+    if rescore_job is not None:
+        run_rescore_job(open_session, rescore_job, clock=clock)
+    return report.model_id
 
 
 def run_rescore_job(open_session: SessionFactory, job_id: int, *, clock: Clock, batch_size: int = 2000) -> int:

@@ -92,9 +92,11 @@ def set_engine_choice(
     before = engine_config(session)
     weight = before.blend_weight if blend_percent is None else parse_blend_percent(blend_percent)
     session.execute(
+        # An upsert: the migration creates the row, but a TRUNCATE ... CASCADE of users empties it.
         text(
-            "UPDATE scoring_settings SET engine = :mode, blend_weight = :weight, updated_at = :now, "
-            "updated_by = :user WHERE id = 1"
+            "INSERT INTO scoring_settings (id, engine, blend_weight, updated_at, updated_by) "
+            "VALUES (1, :mode, :weight, :now, :user) ON CONFLICT (id) DO UPDATE SET engine = :mode, "
+            "blend_weight = :weight, updated_at = :now, updated_by = :user"
         ),
         {"mode": mode, "weight": weight, "now": now, "user": user_id},
     )
