@@ -155,6 +155,8 @@ def test_a_blend_is_the_weighted_mix_and_its_reasons_add_up_with_their_signs(tea
             m, r = model.score(facts, NOW), rules.score(facts, NOW)
             assert abs(result.score - (weight * m.score + (1 - weight) * r.score)) <= 0.5
             assert sum(reason.points for reason in result.reasons) == result.score
+            texts = [reason.text for reason in result.reasons]
+            assert len(texts) == len(set(texts))  # one line per reason, "Other factors" included
             # A reason keeps the sign it had in the engine that gave it.
             signs = {x.text: x.points > 0 for x in (*m.reasons, *r.reasons)}
             for reason in result.reasons:

@@ -32,10 +32,12 @@ def blend_results(model: ScoreResult, rules: ScoreResult, weight: float, max_rea
     for result, share in ((model, weight), (rules, 1 - weight)):
         for reason in result.reasons:
             merged[reason.text] = merged.get(reason.text, 0.0) + share * reason.points
+    # The model's own "Other factors" joins the reasons folded here: one line of that name, not two.
+    folded = merged.pop(OTHER_TEXT, 0.0)
     ranked = sorted((item for item in merged.items() if item[1] != 0), key=lambda item: -abs(item[1]))
     shown, rest = ranked[:max_reasons], ranked[max_reasons:]
-    if rest or not shown:
-        shown.append((OTHER_TEXT, sum(points for _, points in rest)))
+    if rest or folded or not shown:
+        shown.append((OTHER_TEXT, folded + sum(points for _, points in rest)))
     whole = apportion([points for _, points in shown], score)
     reasons = sorted(
         (Reason(points, text) for (text, _), points in zip(shown, whole) if points),
