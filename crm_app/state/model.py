@@ -165,18 +165,18 @@ class ModelState(AppState):
     @rx.event(background=True)
     async def poll(self):
         async with self:
-            if self.polling:
-                return  # one poller per page
+            if self.polling or not self.viewer_is_manager:
+                return  # one poller per page, and only for a manager
             self.polling = True
         try:
             while True:
                 await asyncio.sleep(POLL_SECONDS)
+                now = now_utc()
+                # Read outside the state lock, so the page's own events are not held up by the query.
+                page = await run_db(lambda s: model_page(s, now=now))
                 async with self:
-                    was_running = self.training_running or self.rescoring_running
-                    await self._refresh(keep_draft=True)
+                    self._show(page, keep_draft=True)
                     if not (self.training_running or self.rescoring_running):
-                        if was_running:
-                            await self._refresh()
                         break
         finally:
             async with self:
