@@ -20,6 +20,7 @@ from crm_app.services.model_report import DriverRow, MeasureRow, ModelPage, Mode
 from crm_app.services.model_training import HistoryCounts, activate_model
 from crm_app.services.scoring import engine_config
 from crm_app.services.scoring_jobs import (
+    RESCORE,
     TRAIN,
     JobView,
     rescore_if_changed,
@@ -75,6 +76,7 @@ class ModelState(AppState):
     measures: list[MeasureRow] = []
     drivers: list[DriverRow] = []
     versions: list[ModelVersionRow] = []
+    _shown_id: int = 0  # the model the report below was drawn for
     calibration_figure: go.Figure = go.Figure()
     gains_figure: go.Figure = go.Figure()
     drivers_figure: go.Figure = go.Figure()
@@ -115,12 +117,15 @@ class ModelState(AppState):
         self.won, self.lost, self.enough_history = status.won, status.lost, status.enough_history
         self.versions = page.versions
         self._show_job(TRAIN, page.training)
-        self._show_job("rescore", page.rescoring)
+        self._show_job(RESCORE, page.rescoring)
         shown = page.shown
         self.has_model = shown is not None
         if shown is None:
-            self.measures, self.drivers = [], []
+            self.measures, self.drivers, self._shown_id = [], [], 0
             return
+        if shown.id == self._shown_id and shown.is_active == self.shown_active:
+            return  # the same model as shown: polling sends only the jobs' progress, not the figures again
+        self._shown_id = shown.id
         self.shown_version, self.shown_active = shown.version, shown.is_active
         self.trained_at, self.trained_rows, self.holdout_rows = shown.trained_at, shown.rows, shown.holdout_rows
         self.holdout_from, self.trees, self.calibration_method = shown.holdout_from, shown.trees, shown.calibration_method
