@@ -306,7 +306,7 @@ def rescore_leads_in_transaction(
     """Rescore these leads inside the caller's transaction (no commit, unlike rescore_all), and fill in
     score_at_close where a closed lead lacks it, from the activities before it closed. For writers
     such as the CSV import that must store leads and their scores all at once or not at all."""
-    engine = engine or active_engine()
+    engine = engine or active_engine(session)
     done = 0
     for start in range(0, len(lead_ids), batch_size):
         batch = lead_ids[start:start + batch_size]
@@ -316,11 +316,15 @@ def rescore_leads_in_transaction(
             {"ids": batch},
         ).all()
         activities = _activities_of(session, batch)
-        scored, at_close = [], []
+        facts_now = [
+            LeadFacts(company_size=row.company_size, source=row.source,
+                      activities=activities[row.id], custom_fields=row.custom_fields or {})
+            for row in leads
+        ]
+        # One call per batch for the present scores (a model is far faster batched).
+        scored = [(row.id, row.version, result) for row, result in zip(leads, score_many(engine, facts_now, now))]
+        at_close = []
         for row in leads:
-            facts = LeadFacts(company_size=row.company_size, source=row.source,
-                              activities=activities[row.id], custom_fields=row.custom_fields or {})
-            scored.append((row.id, row.version, engine.score(facts, now)))
             if row.closed_at is not None and row.score_at_close is None:
                 before = tuple(a for a in activities[row.id] if a.occurred_at < row.closed_at)
                 facts_then = LeadFacts(company_size=row.company_size, source=row.source,

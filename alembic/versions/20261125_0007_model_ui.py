@@ -5,8 +5,8 @@ a single row, so every worker reads the same answer with one primary-key lookup.
 records each training run and each bulk rescoring with its progress, so any worker (and a reloaded
 page) can show it; a partial unique index lets only one job of each kind run at a time.
 
-Revision ID: 0005_model_ui
-Revises: 0004
+Revision ID: 0007_model_ui
+Revises: 0006_nba
 Create Date: 2026-11-25
 """
 from typing import Sequence, Union
@@ -14,8 +14,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_model_ui"
-down_revision: Union[str, None] = "0004"
+revision: str = "0007_model_ui"
+down_revision: Union[str, None] = "0006_nba"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
