@@ -1,10 +1,13 @@
 """Work the app does on its own while it runs: keeping time-dependent scores and deal risks true,
-and the play statistics behind the next best action fresh."""
+the play statistics behind the next best action fresh, and running slow scoring jobs (training,
+bulk rescoring) off the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from sqlalchemy import text
@@ -61,3 +64,18 @@ async def sweep_expired_scores() -> None:
         except Exception:
             log.exception("Play statistics refresh failed")
         await asyncio.sleep(SWEEP_EVERY_SECONDS)
+
+
+def run_in_thread(name: str, work: Callable[[], object]) -> threading.Thread:
+    """Run slow work (training, bulk rescoring) in a daemon thread of this worker, so the event loop
+    stays free. The work records its own progress and failures in the database."""
+
+    def guarded() -> None:
+        try:
+            work()
+        except Exception:  # the job functions record failures themselves; this is the last net
+            log.exception("Background work %s failed", name)
+
+    thread = threading.Thread(target=guarded, name=name, daemon=True)
+    thread.start()
+    return thread

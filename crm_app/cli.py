@@ -1,9 +1,10 @@
 """Command line: `python -m crm_app.cli <command>`.
 
     migrate            bring the database to the newest schema
-    seed [--leads N]   fill an empty database with the demo team (deterministic)
+    seed [--leads N]   fill an empty database with the demo team (deterministic) and train a model on
+                       its history that then scores the leads (--no-model: keep the rules)
     setup              migrate, then seed if there are no leads yet (used by scripts/start.sh)
-    rescore            rescore every lead and reassess its deal risk (after a rule or engine change)
+    rescore            rescore every lead with the team's engine and reassess its deal risk
     sweep              rescore only the leads whose recency bonus has run out, and reassess the
                        risk of the deals that time has changed
     import FILE --mapping M.json [--dry-run]
@@ -54,6 +55,30 @@ def seed(args: argparse.Namespace) -> None:
     print(f"Demo data: {summary.users} users, {summary.leads:,} leads, {summary.activities:,} activities, "
           f"{summary.stage_changes:,} stage changes in {summary.elapsed_seconds:.1f} s.")
     mine_plays(args)
+    if not args.no_model:
+        demo_model()
+
+
+def demo_model() -> None:
+    """Train a model on the demo history and let it score, so the model page shows one out of the box.
+    When training fails (too little history) the rules keep scoring, and the reason is printed."""
+    from crm_app.services.errors import ServiceError
+    from crm_app.services.model_training import activate_model, train_model
+    from crm_app.services.scoring import rescore_open_leads
+    from crm_app.services.scoring_settings import set_engine_choice
+
+    with Session(get_engine()) as session:
+        try:
+            report = train_model(session, now=utcnow(), progress=lambda message: print(f"  {message}"))
+        except ServiceError as error:
+            print(f"No demo model: {error}")
+            return
+        activate_model(session, report.model_id)
+        set_engine_choice(session, mode="model", now=utcnow())
+        count = rescore_open_leads(session, utcnow())
+    auc = report.model.roc_auc
+    print(f"Demo model v{report.version} (holdout ROC-AUC {auc:.3f} vs the rules' {report.rules.roc_auc:.3f}) "
+          f"now scores the {count:,} open leads.")
 
 
 def setup(args: argparse.Namespace) -> None:
@@ -173,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--leads", type=int, default=3000, help="how many demo leads (default 3000)")
         sub.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
         sub.add_argument("--reset", action="store_true", help="delete all data first")
+        sub.add_argument("--no-model", action="store_true",
+                         help="keep the rules scoring (default: train a model on the demo history and use it)")
         sub.set_defaults(run=run)
     commands.add_parser("rescore").set_defaults(run=rescore)
     commands.add_parser("sweep").set_defaults(run=sweep)

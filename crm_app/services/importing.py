@@ -881,7 +881,7 @@ def import_file(
     """
     started = perf_counter()
     path = Path(path)
-    engine = engine or active_engine()
+    engine = engine or active_engine(session)
     report = ValidationReport()
     rows_read = 0
 
