@@ -1,10 +1,14 @@
 """Work the app does on its own while it runs: keeping time-dependent scores and deal risks true,
-and the play statistics behind the next best action fresh."""
+the play statistics behind the next best action fresh, and running slow scoring jobs (training,
+bulk rescoring) off the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 from datetime import datetime, timezone
 
 from sqlalchemy import text
@@ -20,26 +24,38 @@ SWEEP_EVERY_SECONDS = 300
 _SWEEP_LOCK_KEY = 0x5C0E
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def exclusively(work: Callable[[Session], T]) -> T | None:
+    """Run `work` unless another worker is already running a sweep; None when one is.
+
+    The lock is a session-level advisory lock held on a connection of its own for the whole round:
+    the work commits in batches, and a transaction-level lock would be released at its first commit.
+    """
+    with get_engine().connect() as lock:
+        if not lock.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _SWEEP_LOCK_KEY}).scalar():
+            return None
+        try:
+            with Session(get_engine()) as session:
+                return work(session)
+        finally:
+            lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SWEEP_LOCK_KEY})
 
 
 def sweep_once(now: datetime) -> int:
     """Rescore the leads whose 24-hour bonus ran out, unless another worker is already at it."""
-    with Session(get_engine()) as session:
-        if not session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _SWEEP_LOCK_KEY}).scalar():
-            return 0
-        return rescore_expired(session, now)
+    return exclusively(lambda session: rescore_expired(session, now)) or 0
 
 
 def refresh_plays_once(now: datetime) -> int | None:
     """Recompute the play statistics when they are older than their refresh interval."""
-    with Session(get_engine()) as session:
-        return refresh_play_stats_if_stale(session, now)
+    return exclusively(lambda session: refresh_play_stats_if_stale(session, now))
 
 
 def sweep_risk_once(now: datetime) -> int:
     """Reassess the deals whose risk time alone has changed (stagnation grows by the day)."""
-    with Session(get_engine()) as session:
-        return reassess_expired_risk(session, now)
+    return exclusively(lambda session: reassess_expired_risk(session, now)) or 0
 
 
 async def sweep_expired_scores() -> None:
@@ -61,3 +77,18 @@ async def sweep_expired_scores() -> None:
         except Exception:
             log.exception("Play statistics refresh failed")
         await asyncio.sleep(SWEEP_EVERY_SECONDS)
+
+
+def run_in_thread(name: str, work: Callable[[], object]) -> threading.Thread:
+    """Run slow work (training, bulk rescoring) in a daemon thread of this worker, so the event loop
+    stays free. The work records its own progress and failures in the database."""
+
+    def guarded() -> None:
+        try:
+            work()
+        except Exception:  # the job functions record failures themselves; this is the last net
+            log.exception("Background work %s failed", name)
+
+    thread = threading.Thread(target=guarded, name=name, daemon=True)
+    thread.start()
+    return thread

@@ -210,3 +210,63 @@ def new_leads_per_week(weeks, baseline: float) -> go.Figure:
     if baseline > 0:
         fig.add_hline(y=baseline, line_dash="dash", line_color=BASELINE, line_width=2)
     return fig
+
+
+RULES_COLOR = "#8B8D98"  # slate 9: the rules, next to the model in indigo
+
+
+def calibration(
+    model: Sequence[tuple[float, float, int]], rules: Sequence[tuple[float, float, int]]
+) -> go.Figure:
+    """Predicted against observed win rate per group of leads (predicted, observed, leads), model and
+    rules, with the diagonal a perfectly calibrated score would follow."""
+    fig = _figure(320, margin=dict(l=8, r=16, t=36, b=8))
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="Perfectly calibrated",
+                    line=dict(color=AXIS, dash="dash", width=2), hoverinfo="skip")
+    for name, points, color in (("Rules", rules, RULES_COLOR), ("Model", model, ACCENT)):
+        fig.add_scatter(
+            x=[p for p, _, _ in points],
+            y=[o for _, o, _ in points],
+            mode="lines+markers",
+            name=name,
+            line=dict(color=color, width=2),
+            marker=dict(size=8, color=color),
+            customdata=[n for _, _, n in points],
+            hovertemplate=f"{name}: predicted %{{x:.0%}}, won %{{y:.0%}} of %{{customdata}} leads<extra></extra>",
+        )
+    fig.update_xaxes(title_text="Predicted win rate", range=[0, 1], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
+    fig.update_yaxes(title_text="Observed win rate", range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
+    return fig
+
+
+def cumulative_gains(shares: Sequence[float], model: Sequence[float], rules: Sequence[float]) -> go.Figure:
+    """Share of all wins found by working the best-scored leads first, model and rules, against the
+    diagonal of a list in random order."""
+    fig = _figure(320, margin=dict(l=8, r=16, t=36, b=8))
+    xs = [0.0, *shares]
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="Random order",
+                    line=dict(color=AXIS, dash="dash", width=2), hoverinfo="skip")
+    for name, values, color in (("Rules", rules, RULES_COLOR), ("Model", model, ACCENT)):
+        fig.add_scatter(
+            x=xs,
+            y=[0.0, *values],
+            mode="lines+markers",
+            name=name,
+            line=dict(color=color, width=2),
+            marker=dict(size=7, color=color),
+            hovertemplate=f"{name}: top %{{x:.0%}} of leads hold %{{y:.0%}} of the wins<extra></extra>",
+        )
+    fig.update_xaxes(title_text="Leads worked, best score first", range=[0, 1], tickformat=".0%",
+                     tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1])
+    fig.update_yaxes(title_text="Share of wins found", range=[0, 1.02], tickformat=".0%",
+                     tickvals=[0, 0.25, 0.5, 0.75, 1])
+    return fig
+
+
+def share_bars(labels: Sequence[str], shares: Sequence[float]) -> go.Figure:
+    """Shares of a whole (fractions) as ranked horizontal bars, the axis fitted to the largest share
+    rather than to 100%, so small shares stay readable."""
+    fig = ranked_bars(labels, shares, colors=[ACCENT] * len(labels), text=[f"{s:.0%}" for s in shares])
+    top = max([*shares, 0.01])
+    fig.update_xaxes(range=[0, top * 1.25], tickformat=".0%", nticks=5)
+    return fig

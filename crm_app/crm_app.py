@@ -10,6 +10,7 @@ from crm_app.pages.dashboard import dashboard_page
 from crm_app.pages.importing import import_page
 from crm_app.pages.lead_detail import lead_detail_page
 from crm_app.pages.leads import leads_page
+from crm_app.pages.model import model_page
 from crm_app.pages.pipeline import pipeline_page
 from crm_app.pages.settings import settings_page
 from crm_app.state.analytics import AnalyticsState
@@ -18,6 +19,7 @@ from crm_app.state.dashboard import DashboardState
 from crm_app.state.importing import ImportState
 from crm_app.state.lead_detail import LeadDetailState
 from crm_app.state.leads import LeadsState
+from crm_app.state.model import ModelState
 from crm_app.state.pipeline import PipelineState
 from crm_app.state.base import handle_backend_exception
 from crm_app.state.settings import SettingsState
@@ -31,6 +33,7 @@ app.add_page(pipeline_page, route="/pipeline", title="Pipeline · Pipeline CRM",
 app.add_page(leads_page, route="/leads", title="Leads · Pipeline CRM", on_load=LeadsState.load)
 app.add_page(lead_detail_page, route="/leads/[lead_id]", title="Lead · Pipeline CRM", on_load=LeadDetailState.load)
 app.add_page(analytics_page, route="/analytics", title="Analytics · Pipeline CRM", on_load=AnalyticsState.load)
+app.add_page(model_page, route="/model", title="Model · Pipeline CRM", on_load=ModelState.load)
 app.add_page(settings_page, route="/settings", title="Settings · Pipeline CRM", on_load=SettingsState.load)
 app.add_page(import_page, route="/import", title="Import · Pipeline CRM", on_load=ImportState.load)
 app.add_page(sign_in_page, route="/sign-in", title="Sign in · Pipeline CRM", on_load=SignInState.load)

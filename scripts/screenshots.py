@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ PAGES = [
     ("pipeline", "/pipeline", "[data-rfd-draggable-id]"),
     ("analytics", "/analytics", ".js-plotly-plot"),
     ("settings", "/settings", "input"),
+    ("model", "/model", ".calibration-chart"),  # managers only: taken as the demo manager
 ]
 
 
@@ -46,6 +48,9 @@ def main() -> None:
                 page.locator(".lead-row .lead-name").first.click()
             else:
                 page.goto(path)
+            if name == "model":
+                page.locator(".viewer-picker button").click()
+                page.get_by_role("option", name=re.compile(r"\(manager\)$")).first.click()
             page.locator(ready).first.wait_for()
             page.wait_for_timeout(1500)  # let charts and fonts settle
             page.screenshot(path=str(out / f"{name}.png"))

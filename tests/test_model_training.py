@@ -135,7 +135,7 @@ def test_a_stored_model_scores_its_holdout_exactly_as_measured(history: Engine, 
         assert engine.meta["version"] == report.version
         leads = load_closed_leads(session, now=NOW)
     held_out = leads[-report.holdout_rows :]
-    features = engine.spec.matrix([lead.facts for lead in held_out], [lead.closed_at for lead in held_out])
+    features = engine.spec.matrix([lead.facts for lead in held_out], [lead.moment for lead in held_out])
     again = evaluate(engine.probabilities(features), np.array([lead.won for lead in held_out], dtype=float))
     assert again == report.model
 
@@ -176,10 +176,15 @@ def test_a_closed_deal_is_learned_from_without_what_happened_after_it_closed(ses
     row.stage, row.closed_at = Stage.WON.value, closed_at
     session.commit()
 
-    mine = [c for c in load_closed_leads(session, now=NOW) if c.closed_at == closed_at and c.won]
-    assert len(mine) == 1
-    kinds = sorted(a.kind for a in mine[0].facts.activities)
+    at_close = [c for c in load_closed_leads(session, now=NOW, at_close=True) if c.closed_at == closed_at and c.won]
+    assert len(at_close) == 1
+    kinds = sorted(a.kind for a in at_close[0].facts.activities)
     assert kinds == sorted([ActivityKind.PAGE_VISIT, ActivityKind.EMAIL_OPENED])  # nothing at or after the close
+    # Trained as an open lead: at a moment of its open life, with only what had happened by then.
+    (open_life,) = [c for c in load_closed_leads(session, now=NOW) if c.closed_at == closed_at and c.won]
+    assert lead.created_at <= open_life.moment < closed_at
+    assert all(a.occurred_at < open_life.moment for a in open_life.facts.activities)
+    assert {a.kind for a in open_life.facts.activities} <= {ActivityKind.PAGE_VISIT, ActivityKind.EMAIL_OPENED}
     # And a deal that closes after `now` is not history yet.
     assert not [c for c in load_closed_leads(session, now=closed_at - timedelta(seconds=1)) if c.closed_at == closed_at]
 

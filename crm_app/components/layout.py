@@ -12,6 +12,7 @@ NAV = [
     ("Leads", "/leads", "list-ordered"),
     ("Analytics", "/analytics", "chart-column"),
     ("Import", "/import", "upload"),
+    ("Model", "/model", "brain-circuit"),
     ("Settings", "/settings", "settings"),
 ]
 

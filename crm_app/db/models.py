@@ -13,9 +13,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Float,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -372,6 +372,63 @@ class PlayStat(SQLModel, table=True):
     stays_without: int = Field(sa_column=Column(Integer, nullable=False))
     moved_without: int = Field(sa_column=Column(Integer, nullable=False))
     refreshed_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class ScoringSettings(SQLModel, table=True):
+    """The team's choice of scoring engine: one row (id 1), created by the migration."""
+
+    __tablename__ = "scoring_settings"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="ck_scoring_settings_single_row"),
+        CheckConstraint("engine IN ('rules', 'model', 'blend')", name="ck_scoring_settings_engine"),
+        CheckConstraint("blend_weight BETWEEN 0 AND 1", name="ck_scoring_settings_blend_weight"),
+    )
+
+    id: int | None = Field(default=1, sa_column=Column(Integer, primary_key=True, server_default="1"))
+    engine: str = Field(sa_column=Column(String(8), nullable=False, server_default="rules"))
+    # The model's share of a blended score (the rules get the rest).
+    blend_weight: float = Field(sa_column=Column(Float, nullable=False, server_default="0.5"))
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
+    )
+    updated_by: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    )
+
+
+class ScoringJob(SQLModel, table=True):
+    """A training run or a bulk rescoring, with the progress every worker and page can read."""
+
+    __tablename__ = "scoring_jobs"
+    __table_args__ = (
+        CheckConstraint("kind IN ('train', 'rescore')", name="ck_scoring_jobs_kind"),
+        CheckConstraint("status IN ('running', 'succeeded', 'failed')", name="ck_scoring_jobs_status"),
+        CheckConstraint("percent BETWEEN 0 AND 100", name="ck_scoring_jobs_percent"),
+        CheckConstraint("(status = 'running') = (finished_at IS NULL)", name="ck_scoring_jobs_finished"),
+        # One training and one rescoring at a time, whichever worker starts them.
+        Index("uq_scoring_jobs_running", "kind", unique=True, postgresql_where=text("status = 'running'")),
+        Index("ix_scoring_jobs_kind_started", "kind", text("started_at DESC")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(sa_column=Column(String(8), nullable=False))
+    status: str = Field(sa_column=Column(String(10), nullable=False, server_default="running"))
+    percent: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    message: str = Field(default="", sa_column=Column(String(300), nullable=False, server_default=""))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: datetime = Field(sa_column=_ts(nullable=False))
+    # Moved on at every step: a running job whose heartbeat stopped long ago was interrupted.
+    heartbeat_at: datetime = Field(sa_column=_ts(nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    model_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("scoring_models.id", ondelete="SET NULL"), nullable=True),
+    )
+    requested_by: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    )
 
 
 class AuthSession(SQLModel, table=True):

@@ -1,5 +1,5 @@
 """Acting as a user inside PostgreSQL: every transaction of a session marked with `act_as` runs under
-the app's non-owner role with the acting user's id, so row-level security (migration 0010) limits
+the app's non-owner role with the acting user's id, so row-level security (migration 0009) limits
 what it can read and write to what that user may see.
 
 The setting is re-applied at the start of every transaction of the session (services commit and go
@@ -21,7 +21,7 @@ def act_as(session: OrmSession, user_id: int) -> OrmSession:
     Call before the session's first query (a transaction already open is switched too)."""
     session.info[_KEY] = int(user_id)
     if session.in_transaction():
-        _apply(session.connection(), int(user_id))
+        apply_acting_user(session.connection(), int(user_id))
     return session
 
 
@@ -29,7 +29,8 @@ def acting_user_id(session: OrmSession) -> int | None:
     return session.info.get(_KEY)
 
 
-def _apply(connection, user_id: int) -> None:
+def apply_acting_user(connection, user_id: int) -> None:
+    """Inside an open transaction of a Core connection: act as `user_id` until it ends."""
     connection.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
     connection.execute(text("SELECT set_config('crm.user_id', :id, true)"), {"id": str(user_id)})
 
@@ -38,4 +39,4 @@ def _apply(connection, user_id: int) -> None:
 def _after_begin(session: OrmSession, transaction, connection) -> None:
     user_id = session.info.get(_KEY)
     if user_id is not None:
-        _apply(connection, user_id)
+        apply_acting_user(connection, user_id)

@@ -73,10 +73,38 @@ def _card(title: str, caption: str, rows, render) -> rx.Component:
     )
 
 
+def _engine_card() -> rx.Component:
+    """Which engine scores the leads; managers choose it (rules, model or a blend) on the model page,
+    next to the measures that tell them which to choose."""
+    return rx.card(
+        rx.hstack(
+            rx.vstack(
+                rx.heading("Scoring engine", size="4"),
+                rx.text("The rules, a model trained on your deals, or a blend of both. Choose it on the "
+                        "Model page, next to how each does on your newest closed deals.", size="2", color=MUTED),
+                rx.cond(SettingsState.engine_note != "",
+                        rx.text(SettingsState.engine_note, size="2", color=rx.color("amber", 11))),
+                spacing="1",
+            ),
+            rx.spacer(),
+            rx.badge(SettingsState.engine_label, size="2", variant="soft", class_name="settings-engine"),
+            rx.link(rx.button("Model page", rx.icon("arrow-right", size=14), variant="soft", size="2",
+                              white_space="nowrap"),
+                    href="/model", flex_shrink="0"),
+            align="center",
+            spacing="3",
+            width="100%",
+        ),
+        size="3",
+        width="100%",
+        margin_top="1.5em",
+    )
+
+
 def settings_page() -> rx.Component:
     return page_frame(
         "Settings",
-        "What the team spends per source, and how long a deal may wait in each stage.",
+        "What the team spends per source, how long a deal may wait in each stage, and what scores the leads.",
         rx.cond(
             ~SettingsState.viewer_is_manager,
             rx.callout("Only managers can change settings; choose a manager in the sidebar to edit.",
@@ -92,4 +120,5 @@ def settings_page() -> rx.Component:
             width="100%",
             align="start",
         ),
+        _engine_card(),
     )

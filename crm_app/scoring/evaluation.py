@@ -131,3 +131,20 @@ def evaluate(probability: np.ndarray, won: np.ndarray) -> Evaluation:
         top_20_lift=top / base_rate if base_rate else None,
         calibration=calibration_table(probability, won),
     )
+
+
+GAINS_SHARES = tuple(i / 10 for i in range(1, 11))
+
+
+def gains_curve(probability: np.ndarray, won: np.ndarray, shares: tuple[float, ...] = GAINS_SHARES) -> list[float]:
+    """For each share of leads taken best score first (10%, 20%, ...), the share of all wins among
+    them: the cumulative gains chart. A score that knows nothing follows the diagonal."""
+    probability = np.asarray(probability, dtype=float)
+    won = np.asarray(won, dtype=float)
+    total = won.sum()
+    if not total or not probability.size:
+        return [0.0 for _ in shares]
+    return [
+        float(top_share_win_rate(probability, won, share) * max(1, math.ceil(share * probability.size)) / total)
+        for share in shares
+    ]

@@ -14,11 +14,12 @@ through the funnel), so a model would learn "old leads win" and misjudge every o
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,45 @@ _KINDS = tuple(ActivityKind)
 _KIND_INDEX = {kind: i for i, kind in enumerate(_KINDS)}
 _ENGAGEMENT = tuple(kind in ENGAGEMENT_KINDS for kind in _KINDS)
 _CONTACT = tuple(kind in CONTACT_KINDS for kind in _KINDS)
+
+
+def open_life_moment(key: int, opened_at: datetime, closed_at: datetime) -> datetime:
+    """A moment of a closed lead's open life to take its training features at: spread evenly
+    between its creation and its close, pseudo-random but the same for the same lead every time.
+
+    Features as of the close would teach lifecycle effects rather than signals: a lost deal stops
+    having meetings before it is closed, so "no meeting" would count against every brand-new open
+    lead. Taken inside the open life, training rows look like the open leads the model scores.
+    """
+    span = closed_at - opened_at
+    if span <= timedelta(0):
+        return closed_at
+    share = int.from_bytes(hashlib.blake2b(str(key).encode(), digest_size=8).digest(), "big") / 2**64
+    return opened_at + span * share
+
+
+GROUP_TITLES = {
+    "source": "Lead source",
+    "company_size": "Company size",
+    "engagement_count": "Number of interactions",
+    "engagement_recency": "Time since the prospect last engaged",
+    "contact_recency": "Time since a rep last reached out",
+}
+
+
+def group_title(group: str) -> str:
+    """A feature group as a manager reads it: `kind:pricing_request` -> `Pricing requests`."""
+    if group in GROUP_TITLES:
+        return GROUP_TITLES[group]
+    if group.startswith("kind:"):
+        try:
+            many = KIND_NOUNS[ActivityKind(group.removeprefix("kind:"))][1]
+        except (KeyError, ValueError):
+            return humanize(group.removeprefix("kind:"))
+        return many[:1].upper() + many[1:]
+    if group.startswith("field:"):
+        return humanize(group.removeprefix("field:"))
+    return humanize(group)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ ones it learned from:
     next 16 %                     calibrate the probabilities (and stop adding trees)
     newest 20 %                   the holdout: model and rules are measured here, and only here
 
-Each lead's features are computed as of its close time, from activities up to then only.
+Each lead's features are computed as of its `moment` (a moment of its open life, or its close), from
+activities up to then only.
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ class LabeledLead:
     facts: LeadFacts
     closed_at: datetime
     won: bool
+    # The moment its features are taken at: a moment of its open life, so training rows look like the
+    # open leads the model will score (None: at the close, as the public data sets have it).
+    as_of: datetime | None = None
+
+    @property
+    def moment(self) -> datetime:
+        return self.as_of or self.closed_at
 
 
 @dataclass(frozen=True)
@@ -189,11 +197,11 @@ its folds that way). Raises NotEnoughHistory below
     # Stable: ties keep their order.
     ordered = list(leads) if keep_order else sorted(leads, key=lambda lead: lead.closed_at)
     facts = [lead.facts for lead in ordered]
-    moments = [lead.closed_at for lead in ordered]
+    moments = [lead.moment for lead in ordered]
     won = np.array([lead.won for lead in ordered], dtype=float)
     fit, calibrate, holdout = time_split(len(ordered), holdout_rows)
 
-    say(f"Computing features of {len(ordered):,} closed leads as of their close")
+    say(f"Computing features of {len(ordered):,} closed leads")
     spec = FeatureSpec.learn(facts[fit])
     features = spec.matrix(facts, moments)
 
@@ -241,7 +249,7 @@ its folds that way). Raises NotEnoughHistory below
         fit_rows=fit.stop,
         calibration_rows=calibrate.stop - calibrate.start,
         holdout_rows=holdout.stop - holdout.start,
-        holdout_from=moments[holdout.start],
+        holdout_from=ordered[holdout.start].closed_at,
         trees=trees,
         calibration_method=calibrator.method,
         drivers=drivers,

@@ -48,6 +48,7 @@ from sqlmodel import Session
 
 from crm_app.domain import Source, Stage
 from crm_app.scoring import LeadFacts, ScoringEngine
+from crm_app.scoring.blend import score_many
 from crm_app.services import audit
 from crm_app.services.errors import InvalidInput, ServiceError
 from crm_app.services.risk import reassess_risk_in_transaction
@@ -704,27 +705,47 @@ _COPY_COLUMNS = (
 )
 
 
+SCORE_BATCH = 2_000
+
+
 def _spool_rows(
     records: Iterator[LeadRecord], engine: ScoringEngine, now: datetime, spool, defaults: dict[str, str],
 ) -> int:
-    """Write each record as a CSV line for COPY, with the score a new lead gets (no activities yet)."""
+    """Write each record as a CSV line for COPY, with the score a new lead gets (no activities yet).
+
+    Rows are scored in batches (a model scores a batch ~30x faster than one lead at a time). An
+    imported lead has no activities, so nothing in its facts ages: its score at close is the score
+    it gets now, computed once."""
     writer = csv.writer(spool)
     count = 0
-    for r in records:
-        facts = LeadFacts(company_size=r.company_size, source=r.source or defaults.get("source"),
-                          custom_fields=r.custom_fields)
-        result = engine.score(facts, now)
-        closed = (r.stage or defaults.get("stage")) in ("won", "lost")
-        at_close = engine.score(facts, r.closed_at or r.created_at or now).score if closed else None
-        writer.writerow((
-            r.row, r.external_id, r.name, r.email, r.phone, r.title, r.company, r.company_size, r.source, r.stage,
-            r.deal_value, r.created_at.isoformat() if r.created_at else None,
-            r.closed_at.isoformat() if r.closed_at else None,
-            json.dumps(r.custom_fields, ensure_ascii=False), result.score, result.tier.value,
-            json.dumps([x.as_dict() for x in result.reasons], ensure_ascii=False),
-            result.valid_until.isoformat() if result.valid_until else None, at_close,
-        ))
+    batch: list[LeadRecord] = []
+
+    def flush() -> None:
+        facts = [
+            LeadFacts(company_size=r.company_size, source=r.source or defaults.get("source"),
+                      custom_fields=r.custom_fields)
+            for r in batch
+        ]
+        for r, result in zip(batch, score_many(engine, facts, now)):
+            closed = (r.stage or defaults.get("stage")) in ("won", "lost")
+            writer.writerow((
+                r.row, r.external_id, r.name, r.email, r.phone, r.title, r.company, r.company_size, r.source,
+                r.stage, r.deal_value, r.created_at.isoformat() if r.created_at else None,
+                r.closed_at.isoformat() if r.closed_at else None,
+                json.dumps(r.custom_fields, ensure_ascii=False), result.score, result.tier.value,
+                json.dumps([x.as_dict() for x in result.reasons], ensure_ascii=False),
+                result.valid_until.isoformat() if result.valid_until else None,
+                result.score if closed else None,
+            ))
+        batch.clear()
+
+    for record in records:
+        batch.append(record)
         count += 1
+        if len(batch) >= SCORE_BATCH:
+            flush()
+    if batch:
+        flush()
     return count
 
 
@@ -883,7 +904,7 @@ def import_file(
     """
     started = perf_counter()
     path = Path(path)
-    engine = engine or active_engine()
+    engine = engine or active_engine(session)
     report = ValidationReport()
     rows_read = 0
 

@@ -1,5 +1,5 @@
 """Who is acting and what their role allows: checked by every service that reads or changes what a
-role may not see. Row-level security in PostgreSQL (migration 0010) enforces lead visibility again."""
+role may not see. Row-level security in PostgreSQL (migration 0009) enforces lead visibility again."""
 
 from __future__ import annotations
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from psycopg2.extras import Json, execute_values
@@ -11,14 +13,83 @@ from sqlalchemy import select, text
 from sqlmodel import Session
 
 from crm_app.db.models import Activity, Lead
-from crm_app.domain import ActivityKind
+from crm_app.domain import ActivityKind, Stage
 from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine, ScoreResult, ScoringEngine
+from crm_app.scoring.blend import BlendedScoringEngine, score_many
+from crm_app.services.model_training import engine_for_model
 from crm_app.services.risk import assess_lead_risk
 
+RULES = RuleBasedScoringEngine()
+ENGINE_MODES = ("rules", "model", "blend")
 
-def active_engine() -> ScoringEngine:
-    """The engine the team scores with. Only the rubric exists so far."""
-    return RuleBasedScoringEngine()
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the team chose and what actually scores: the model only when one is active."""
+
+    mode: str  # rules | model | blend, as chosen in settings
+    blend_weight: float  # the model's share of a blended score
+    model_id: int | None  # the active model, if any
+    model_version: int | None
+
+    @property
+    def effective(self) -> str:
+        """The engine that really scores: the rules when the model is chosen but none is active."""
+        return "rules" if self.model_id is None else self.mode
+
+    @property
+    def key(self) -> tuple:
+        """Changes exactly when the scores the team's engine gives can change."""
+        if self.effective == "rules":
+            return ("rules",)
+        if self.effective == "model":
+            return ("model", self.model_id)
+        return ("blend", self.model_id, round(self.blend_weight, 4))
+
+
+_ENGINE_CONFIG = text(
+    """
+    SELECT s.engine, s.blend_weight, m.id AS model_id, m.version AS model_version
+      FROM scoring_settings s LEFT JOIN scoring_models m ON m.is_active
+     WHERE s.id = 1
+    """
+)
+
+
+def engine_config(session: Session) -> EngineConfig:
+    """The team's engine choice and active model, in one indexed lookup."""
+    row = session.execute(_ENGINE_CONFIG).one_or_none()
+    if row is None:  # the migration inserts the row; a database without it scores with the rules
+        return EngineConfig("rules", 0.5, None, None)
+    return EngineConfig(row.engine, float(row.blend_weight), row.model_id, row.model_version)
+
+
+_blend_lock = threading.Lock()
+_blend_cache: tuple[tuple, ScoringEngine] | None = None
+
+
+def engine_from_config(session: Session, config: EngineConfig) -> ScoringEngine:
+    """The engine for a configuration; the model is deserialised once per worker and version."""
+    global _blend_cache
+    if config.effective == "rules":
+        return RULES
+    model = engine_for_model(session, config.model_id)
+    if model is None:  # deleted meanwhile
+        return RULES
+    if config.effective == "model":
+        return model
+    with _blend_lock:
+        if _blend_cache is not None and _blend_cache[0] == (config.key, id(model)):
+            return _blend_cache[1]
+        blended = BlendedScoringEngine(model, RULES, config.blend_weight)
+        _blend_cache = ((config.key, id(model)), blended)
+        return blended
+
+
+def active_engine(session: Session) -> ScoringEngine:
+    """The engine the team scores with, as chosen in settings (rules, model or a blend). Every worker
+    asks the database (one cheap query), so a switch reaches all of them at their next score."""
+    return engine_from_config(session, engine_config(session))
 
 
 def load_facts(session: Session, leads: Iterable[Lead]) -> dict[int, LeadFacts]:
@@ -56,7 +127,7 @@ def rescore_lead(session: Session, lead: Lead, now: datetime, engine: ScoringEng
     """Recompute and store one lead's score, and its deal risk, inside the caller's transaction
     (no commit)."""
     session.flush()
-    engine = engine or active_engine()
+    engine = engine or active_engine(session)
     result = engine.score(load_facts(session, [lead])[lead.id], now)
     apply_score(lead, result, now)
     assess_lead_risk(session, lead, now)
@@ -115,7 +186,7 @@ def _rescore_where(
     batch_size: int,
     progress: Callable[[int], None] | None,
 ) -> int:
-    engine = engine or active_engine()
+    engine = engine or active_engine(session)
     done = 0
     last_id = 0
     while True:
@@ -130,22 +201,18 @@ def _rescore_where(
             break
         last_id = leads[-1].id
         activities = _activities_of(session, [row.id for row in leads])
-        scored = [
-            (
-                row.id,
-                row.version,
-                engine.score(
-                    LeadFacts(
-                        company_size=row.company_size,
-                        source=row.source,
-                        activities=activities[row.id],
-                        custom_fields=row.custom_fields or {},
-                    ),
-                    now,
-                ),
+        facts = [
+            LeadFacts(
+                company_size=row.company_size,
+                source=row.source,
+                activities=activities[row.id],
+                custom_fields=row.custom_fields or {},
             )
             for row in leads
         ]
+        # One call per batch: a model scores a batch ~30x faster than lead by lead.
+        results = score_many(engine, facts, now)
+        scored = [(row.id, row.version, result) for row, result in zip(leads, results)]
         done += _store_scores(session, scored, now)
         # A batch at a time: row locks are held for one batch, never for the whole table.
         session.commit()
@@ -166,6 +233,25 @@ def rescore_all(
     return _rescore_where(session, now, "TRUE", {}, engine, batch_size, progress)
 
 
+_OPEN = f"stage NOT IN ('{Stage.WON.value}', '{Stage.LOST.value}')"
+
+
+def count_open_leads(session: Session) -> int:
+    return session.execute(text(f"SELECT count(*) FROM leads WHERE {_OPEN}")).scalar_one()
+
+
+def rescore_open_leads(
+    session: Session,
+    now: datetime,
+    engine: ScoringEngine | None = None,
+    batch_size: int = 2000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Rescore every open lead (after the team switched engine or model), batch by batch with a
+    commit after each. Closed leads keep their scores and score_at_close: what was predicted then."""
+    return _rescore_where(session, now, _OPEN, {}, engine, batch_size, progress)
+
+
 def rescore_expired(session: Session, now: datetime, engine: ScoringEngine | None = None) -> int:
     """Rescore the leads whose score the passage of time has changed (a recency bonus ran out)."""
     return _rescore_where(session, now, "score_valid_until <= :now", {"now": now}, engine, 2000, None)
@@ -176,7 +262,7 @@ def record_scores_at_close(
 ) -> int:
     """Fill in score_at_close where it is missing: what the engine said at the moment each deal
     closed, from the activities known then (after an import or for generated history). Commits."""
-    engine = engine or active_engine()
+    engine = engine or active_engine(session)
     done, last_id = 0, 0
     while True:
         leads = session.execute(
@@ -220,7 +306,7 @@ def rescore_leads_in_transaction(
     """Rescore these leads inside the caller's transaction (no commit, unlike rescore_all), and fill in
     score_at_close where a closed lead lacks it, from the activities before it closed. For writers
     such as the CSV import that must store leads and their scores all at once or not at all."""
-    engine = engine or active_engine()
+    engine = engine or active_engine(session)
     done = 0
     for start in range(0, len(lead_ids), batch_size):
         batch = lead_ids[start:start + batch_size]
@@ -230,11 +316,15 @@ def rescore_leads_in_transaction(
             {"ids": batch},
         ).all()
         activities = _activities_of(session, batch)
-        scored, at_close = [], []
+        facts_now = [
+            LeadFacts(company_size=row.company_size, source=row.source,
+                      activities=activities[row.id], custom_fields=row.custom_fields or {})
+            for row in leads
+        ]
+        # One call per batch for the present scores (a model is far faster batched).
+        scored = [(row.id, row.version, result) for row, result in zip(leads, score_many(engine, facts_now, now))]
+        at_close = []
         for row in leads:
-            facts = LeadFacts(company_size=row.company_size, source=row.source,
-                              activities=activities[row.id], custom_fields=row.custom_fields or {})
-            scored.append((row.id, row.version, engine.score(facts, now)))
             if row.closed_at is not None and row.score_at_close is None:
                 before = tuple(a for a in activities[row.id] if a.occurred_at < row.closed_at)
                 facts_then = LeadFacts(company_size=row.company_size, source=row.source,

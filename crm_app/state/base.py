@@ -53,6 +53,12 @@ async def run_system_db(work: Callable[[Session], T]) -> T:
     return await asyncio.to_thread(_in_session, work, None)
 
 
+async def db_as(user_id: int, work: Callable[[Session], T]) -> T:
+    """`work(session)` as `user_id` under row-level security, for background events that looked the
+    user up inside `async with self` (AppState._db would touch the state outside its lock)."""
+    return await asyncio.to_thread(_in_session, work, user_id)
+
+
 def handle_backend_exception(exception: Exception) -> EventSpec | None:
     """Refusals become what the user should see: the sign-in page, or the reason in a toast."""
     if isinstance(exception, NotSignedIn):

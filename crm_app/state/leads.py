@@ -124,11 +124,12 @@ class LeadsState(AppState):
             await self._refresh(keep_page=True, recount=False)
 
     @rx.event
-    def export_csv(self):
+    async def export_csv(self):
         """Download exactly this list (filter, search, sort; all pages) as CSV. The file is streamed by
-        a backend route (crm_app/api.py) through a short-lived signed link, not over the websocket."""
-        now = now_utc()
-        payload = {**filter_to_dict(self._filter(), self.sort), "viewer": self.viewer_int()}
+        a backend route (crm_app/api.py) through a short-lived signed link, not over the websocket;
+        the link names the signed-in user, whose row-level security the export runs under."""
+        now, user = now_utc(), await self._actor()
+        payload = {**filter_to_dict(self._filter(), self.sort), "viewer": user.id}
         token = sign_link(EXPORT_PURPOSE, payload, now=now)
         return rx.download(url=f"{EXPORT_PATH}?token={token}", filename=f"leads-{now:%Y-%m-%d-%H%M}.csv")
 

@@ -13,6 +13,7 @@ from crm_app.services.settings import (
     source_costs,
     stage_rules,
 )
+from crm_app.services.scoring_settings import engine_status
 from crm_app.state.base import SIGN_IN, AppState, now_utc
 
 
@@ -24,9 +25,16 @@ class SettingsState(AppState):
     day_drafts: dict[str, str] = {}
     errors: dict[str, str] = {}
     saved: dict[str, bool] = {}
+    # Which engine scores the leads (chosen on the model page).
+    engine_label: str = ""
+    engine_note: str = ""
 
     async def _refresh(self) -> None:
-        self.costs, self.rules = await self._db(lambda s: (source_costs(s), stage_rules(s)))
+        now = now_utc()
+        self.costs, self.rules, status = await self._db(
+            lambda s: (source_costs(s), stage_rules(s), engine_status(s, now=now))
+        )
+        self.engine_label, self.engine_note = status.effective_label, status.note
         self.cost_drafts = {r.source: r.cost for r in self.costs}
         self.day_drafts = {r.stage: r.days for r in self.rules}
         self.errors, self.saved = {}, {}

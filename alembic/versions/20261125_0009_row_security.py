@@ -14,16 +14,16 @@ A bug in a service must not leak another rep's leads, so PostgreSQL enforces the
 
 The role is cluster-wide and shared by every database of the cluster; downgrade keeps it.
 
-Revision ID: 0010_row_security
-Revises: 0009_accounts
+Revision ID: 0009_row_security
+Revises: 0008_accounts
 Create Date: 2026-11-25
 """
 from typing import Sequence, Union
 
 from alembic import op
 
-revision: str = "0010_row_security"
-down_revision: Union[str, None] = "0009_accounts"
+revision: str = "0009_row_security"
+down_revision: Union[str, None] = "0008_accounts"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

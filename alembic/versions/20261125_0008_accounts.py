@@ -5,8 +5,8 @@ A sign-in session is a random token the browser keeps in a cookie; the database 
 SHA-256, so a stolen copy of the table signs nobody in. Failed sign-ins are counted per email to
 throttle password guessing. The audit log keeps who changed what, with old and new values.
 
-Revision ID: 0009_accounts
-Revises: 0006_nba
+Revision ID: 0008_accounts
+Revises: 0007_model_ui
 Create Date: 2026-11-25
 """
 from typing import Sequence, Union
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "0009_accounts"
-down_revision: Union[str, None] = "0006_nba"
+revision: str = "0008_accounts"
+down_revision: Union[str, None] = "0007_model_ui"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -1,0 +1,275 @@
+"""Slow scoring work as jobs with progress in PostgreSQL: training a model, rescoring open leads.
+
+A job is a `scoring_jobs` row that the worker running it moves on (percent, message, heartbeat) in
+short transactions of their own, so every worker and a reloaded page read the same progress. A
+partial unique index lets one job of each kind run at a time; a second start is refused with a
+message. A job whose heartbeat stopped long ago (its process died) is marked failed at the next start.
+
+`run_training_job` and `run_rescore_job` do the work; the caller runs them off the event loop (a
+thread, see crm_app/background.py) and hands them a way to open sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from crm_app.services.errors import ServiceError
+from crm_app.services.model_training import activate_model, train_model
+from crm_app.services.scoring import (
+    EngineConfig,
+    count_open_leads,
+    engine_config,
+    engine_from_config,
+    rescore_open_leads,
+)
+
+TRAIN = "train"
+RESCORE = "rescore"
+JOB_KINDS = (TRAIN, RESCORE)
+# No heartbeat for this long: the process running the job is gone.
+STALE_AFTER = timedelta(minutes=10)
+# Training reports in steps; each step's message starts with one of these, at this percent.
+TRAINING_STEPS = (
+    ("Loading", 5),
+    ("Computing features", 20),
+    ("Training", 35),
+    ("Measuring", 80),
+    ("Saving", 92),
+    ("Model version", 97),
+)
+
+log = logging.getLogger(__name__)
+SessionFactory = Callable[[], Session]
+Clock = Callable[[], datetime]
+
+
+class JobAlreadyRunning(ServiceError):
+    """A job of the same kind is running; the message says since when."""
+
+
+@dataclass
+class JobView:
+    """A job as the model page shows it."""
+
+    id: int
+    kind: str
+    status: str  # running | succeeded | failed
+    percent: int
+    message: str
+    error: str
+    started_at: str
+    finished_at: str
+    model_id: int
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+def _fail_stale(session: Session, kind: str, now: datetime) -> None:
+    session.execute(
+        text(
+            "UPDATE scoring_jobs SET status = 'failed', finished_at = :now, "
+            "error = 'Interrupted: the app stopped while this job ran. Start it again.' "
+            "WHERE kind = :kind AND status = 'running' AND heartbeat_at < :stale"
+        ),
+        {"kind": kind, "now": now, "stale": now - STALE_AFTER},
+    )
+
+
+def start_job(session: Session, *, kind: str, now: datetime, requested_by: int | None = None,
+              message: str = "Starting") -> int:
+    """Record a new running job and commit; returns its id. Raises JobAlreadyRunning."""
+    if kind not in JOB_KINDS:
+        raise ValueError(f"unknown job kind {kind!r}")
+    _fail_stale(session, kind, now)
+    try:
+        job_id = session.execute(
+            text(
+                "INSERT INTO scoring_jobs (kind, status, percent, message, started_at, heartbeat_at, requested_by) "
+                "VALUES (:kind, 'running', 0, :message, :now, :now, :by) RETURNING id"
+            ),
+            {"kind": kind, "message": message, "now": now, "by": requested_by},
+        ).scalar_one()
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        running = latest_job(session, kind)
+        what = "A model is already being trained" if kind == TRAIN else "Scores are already being recomputed"
+        since = f" (started {running.started_at})" if running else ""
+        raise JobAlreadyRunning(f"{what}{since}; wait for it to finish.") from None
+    return job_id
+
+
+def report_progress(session: Session, job_id: int, *, percent: int, message: str, now: datetime) -> None:
+    """Move a running job on and commit (a transaction of its own, visible to every worker)."""
+    session.execute(
+        text(
+            "UPDATE scoring_jobs SET percent = :percent, message = :message, heartbeat_at = :now "
+            "WHERE id = :id AND status = 'running'"
+        ),
+        {"id": job_id, "percent": max(0, min(100, int(percent))), "message": message[:300], "now": now},
+    )
+    session.commit()
+
+
+def finish_job(session: Session, job_id: int, *, now: datetime, message: str, model_id: int | None = None) -> None:
+    session.execute(
+        text(
+            "UPDATE scoring_jobs SET status = 'succeeded', percent = 100, message = :message, "
+            "finished_at = :now, heartbeat_at = :now, model_id = coalesce(:model_id, model_id) "
+            "WHERE id = :id AND status = 'running'"
+        ),
+        {"id": job_id, "message": message[:300], "now": now, "model_id": model_id},
+    )
+    session.commit()
+
+
+def fail_job(session: Session, job_id: int, *, now: datetime, error: str) -> None:
+    session.execute(
+        text(
+            "UPDATE scoring_jobs SET status = 'failed', error = :error, finished_at = :now, heartbeat_at = :now "
+            "WHERE id = :id AND status = 'running'"
+        ),
+        {"id": job_id, "error": error, "now": now},
+    )
+    session.commit()
+
+
+def latest_job(session: Session, kind: str) -> JobView | None:
+    """The newest job of a kind (running or finished), or None when there was none."""
+    row = session.execute(
+        text(
+            "SELECT id, kind, status, percent, message, error, started_at, finished_at, model_id "
+            "FROM scoring_jobs WHERE kind = :kind ORDER BY started_at DESC, id DESC LIMIT 1"
+        ),
+        {"kind": kind},
+    ).one_or_none()
+    if row is None:
+        return None
+    return JobView(
+        id=row.id, kind=row.kind, status=row.status, percent=row.percent, message=row.message,
+        error=row.error or "", started_at=f"{row.started_at:%Y-%m-%d %H:%M} UTC",
+        finished_at=f"{row.finished_at:%Y-%m-%d %H:%M} UTC" if row.finished_at else "",
+        model_id=row.model_id or 0,
+    )
+
+
+def rescore_if_changed(
+    session: Session, before: EngineConfig, *, now: datetime, requested_by: int | None = None
+) -> int | None:
+    """After a switch (engine, blend share or active model): start a rescoring job when the scores
+    can change. Returns the job to run, or None when nothing changed or a rescoring already runs (it
+    notices the switch and starts over with the new engine)."""
+    if engine_config(session).key == before.key:
+        return None
+    try:
+        return start_job(session, kind=RESCORE, now=now, requested_by=requested_by,
+                         message="Waiting to rescore the open leads")
+    except JobAlreadyRunning:
+        return None
+
+
+def _user_message(error: Exception) -> str:
+    if isinstance(error, ServiceError):
+        return str(error)
+    return f"Training failed unexpectedly ({type(error).__name__}: {error}). The rules keep scoring."
+
+
+def run_training_job(
+    open_session: SessionFactory, job_id: int, *, clock: Clock, trained_by: int | None = None,
+    then_rescore: bool = True,
+) -> int | None:
+    """Train a model for a started job, reporting progress; returns the new model's id, or None when
+    it failed (the job row says why). The first model of a team becomes the active one; later ones
+    wait for a manager to activate them after comparing. When activating changes what scores the
+    leads (the team chose the model), the open leads are rescored next, in this same thread, with a
+    job of their own. Never raises: a failure is recorded."""
+    rescore_job: int | None = None
+    with open_session() as progress_session, open_session() as work:
+        def step(message: str) -> None:
+            percent = next((p for prefix, p in TRAINING_STEPS if message.startswith(prefix)), None)
+            current = progress_session.execute(
+                text("SELECT percent FROM scoring_jobs WHERE id = :id"), {"id": job_id}
+            ).scalar_one()
+            report_progress(progress_session, job_id, percent=max(current, percent or current), message=message,
+                            now=clock())
+
+        try:
+            report = train_model(work, now=clock(), progress=step, trained_by=trained_by)
+            activated = False
+            before = engine_config(work)
+            if before.model_id is None:
+                activate_model(work, report.model_id)
+                activated = True
+                if then_rescore:
+                    rescore_job = rescore_if_changed(work, before, now=clock(), requested_by=trained_by)
+            auc = report.model.roc_auc
+            finish_job(
+                progress_session, job_id, now=clock(), model_id=report.model_id,
+                message=(f"Model version {report.version} trained on {report.rows:,} closed deals"
+                         + (f" (ROC-AUC {auc:.3f})" if auc is not None else "")
+                         + ("; it is now the active model." if activated else "; activate it to use it.")),
+            )
+        except Exception as error:  # recorded for the page, never swallowed silently
+            work.rollback()
+            if not isinstance(error, ServiceError):
+                log.exception("Training job %s failed", job_id)
+            fail_job(progress_session, job_id, now=clock(), error=_user_message(error))
+            return None
+    if rescore_job is not None:
+        run_rescore_job(open_session, rescore_job, clock=clock)
+    return report.model_id
+
+
+def run_rescore_job(open_session: SessionFactory, job_id: int, *, clock: Clock, batch_size: int = 2000) -> int:
+    """Rescore every open lead with the team's engine for a started job, batch by batch, reporting
+    progress. If the engine changes meanwhile (another switch), it starts over with the new one, so
+    the last switch always wins. Returns how many scores were written. Never raises."""
+    written = 0
+    with open_session() as progress_session, open_session() as work:
+        try:
+            for _attempt in range(5):
+                config = engine_config(work)
+                engine = engine_from_config(work, config)
+                total = max(1, count_open_leads(work))
+                changed = False
+                written = 0
+
+                def step(done: int) -> None:
+                    nonlocal changed
+                    report_progress(progress_session, job_id, percent=min(99, 100 * done // total),
+                                    message=f"Rescored {done:,} of {total:,} open leads", now=clock())
+                    if engine_config(progress_session).key != config.key:
+                        changed = True
+                        raise _EngineChanged
+
+                try:
+                    written = rescore_open_leads(work, clock(), engine=engine, batch_size=batch_size, progress=step)
+                except _EngineChanged:
+                    work.rollback()
+                    continue
+                if not changed:
+                    break
+            label = config.effective
+            finish_job(progress_session, job_id, now=clock(),
+                       message=f"Rescored {written:,} open leads with the {label if label != 'blend' else 'blended'} "
+                               f"{'rules' if label == 'rules' else 'score'}")
+        except Exception as error:
+            work.rollback()
+            log.exception("Rescoring job %s failed", job_id)
+            fail_job(progress_session, job_id, now=clock(),
+                     error=f"Rescoring stopped ({type(error).__name__}: {error}). Leads not reached keep "
+                           "their previous score; start it again.")
+    return written
+
+
+class _EngineChanged(Exception):
+    """The team switched engine while a rescoring ran: start over with the new one."""

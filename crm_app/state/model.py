@@ -1,0 +1,265 @@
+"""The model page: the engine choice, training and rescoring progress, and the shown model's report.
+
+Managers only (AppState.viewer_is_manager until accounts exist): every handler that changes
+something checks it, not just the page. Training and rescoring run in a worker thread
+(crm_app/background.py) and record their progress in PostgreSQL; this state polls it with a
+background event while a job runs, so progress survives a reload and shows in every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import plotly.graph_objects as go
+import reflex as rx
+
+from crm_app import charts
+from crm_app.background import run_in_thread
+from crm_app.services.errors import InvalidInput, NotFound, ServiceError
+from crm_app.services.model_report import DriverRow, MeasureRow, ModelPage, ModelVersionRow, model_page
+from crm_app.services.model_training import HistoryCounts, activate_model
+from crm_app.services.scoring import engine_config
+from crm_app.services.scoring_jobs import (
+    RESCORE,
+    TRAIN,
+    JobView,
+    rescore_if_changed,
+    run_rescore_job,
+    run_training_job,
+    start_job,
+)
+from crm_app.services.scoring_settings import set_engine_choice
+from crm_app.state.base import SIGN_IN, AppState, db_as, now_utc, open_session
+
+POLL_SECONDS = 1.0
+MANAGERS_ONLY = "Only a manager can change how leads are scored."
+
+
+def _start_rescoring(job_id: int | None) -> None:
+    if job_id is not None:
+        run_in_thread(f"rescore-{job_id}", lambda: run_rescore_job(open_session, job_id, clock=now_utc))
+
+
+class ModelState(AppState):
+    loaded: bool = False
+    # The engine choice and what really scores.
+    mode: str = "rules"
+    blend_draft: str = "50"
+    blend_error: str = ""
+    effective_label: str = ""
+    engine_note: str = ""
+    won: int = 0
+    lost: int = 0
+    enough_history: bool = False
+    action_message: str = ""
+    # Jobs: the newest of each kind.
+    train_status: str = ""
+    train_percent: int = 0
+    train_message: str = ""
+    train_error: str = ""
+    rescore_status: str = ""
+    rescore_percent: int = 0
+    rescore_message: str = ""
+    rescore_error: str = ""
+    polling: bool = False
+    # The shown model (the active one, else the newest).
+    has_model: bool = False
+    shown_version: int = 0
+    shown_active: bool = False
+    trained_at: str = ""
+    trained_rows: int = 0
+    holdout_rows: int = 0
+    holdout_from: str = ""
+    trees: int = 0
+    calibration_method: str = ""
+    features_at: str = ""
+    measures: list[MeasureRow] = []
+    drivers: list[DriverRow] = []
+    versions: list[ModelVersionRow] = []
+    _shown_id: int = 0  # the model the report below was drawn for
+    calibration_figure: go.Figure = go.Figure()
+    gains_figure: go.Figure = go.Figure()
+    drivers_figure: go.Figure = go.Figure()
+
+    @rx.var
+    def training_running(self) -> bool:
+        return self.train_status == "running"
+
+    @rx.var
+    def rescoring_running(self) -> bool:
+        return self.rescore_status == "running"
+
+    @rx.var
+    def history_label(self) -> str:
+        closed = self.won + self.lost
+        return f"{closed:,} closed deals to learn from ({self.won:,} won, {self.lost:,} lost)"
+
+    @rx.var
+    def missing_label(self) -> str:
+        return HistoryCounts(self.won, self.lost).missing
+
+    # --- Loading ----------------------------------------------------------------------------
+
+    def _show_job(self, kind: str, job: JobView | None) -> None:
+        values = ("", 0, "", "") if job is None else (job.status, job.percent, job.message, job.error)
+        if kind == TRAIN:
+            self.train_status, self.train_percent, self.train_message, self.train_error = values
+        else:
+            self.rescore_status, self.rescore_percent, self.rescore_message, self.rescore_error = values
+
+    def _show(self, page: ModelPage, keep_draft: bool = False) -> None:
+        status = page.status
+        self.mode = status.mode
+        if not keep_draft:
+            self.blend_draft = status.blend_percent
+        self.effective_label = status.effective_label
+        self.engine_note = status.note
+        self.won, self.lost, self.enough_history = status.won, status.lost, status.enough_history
+        self.versions = page.versions
+        self._show_job(TRAIN, page.training)
+        self._show_job(RESCORE, page.rescoring)
+        shown = page.shown
+        self.has_model = shown is not None
+        if shown is None:
+            self.measures, self.drivers, self._shown_id = [], [], 0
+            return
+        if shown.id == self._shown_id and shown.is_active == self.shown_active:
+            return  # the same model as shown: polling sends only the jobs' progress, not the figures again
+        self._shown_id = shown.id
+        self.shown_version, self.shown_active = shown.version, shown.is_active
+        self.trained_at, self.trained_rows, self.holdout_rows = shown.trained_at, shown.rows, shown.holdout_rows
+        self.holdout_from, self.trees, self.calibration_method = shown.holdout_from, shown.trees, shown.calibration_method
+        self.features_at = (
+            "each deal as it was at a moment of its open life" if shown.features_at == "open_life"
+            else "each deal as it was when it closed"
+        )
+        self.measures, self.drivers = shown.measures, shown.drivers
+        metrics = shown.metrics
+        as_points = lambda table: [(b["predicted"], b["observed"], b["count"]) for b in table]  # noqa: E731
+        self.calibration_figure = charts.calibration(
+            as_points(metrics["model"]["calibration"]), as_points(metrics["rules"]["calibration"])
+        )
+        gains = metrics.get("gains")
+        self.gains_figure = (
+            charts.cumulative_gains(gains["shares"], gains["model"], gains["rules"]) if gains else go.Figure()
+        )
+        self.drivers_figure = charts.share_bars([d.title for d in shown.drivers], [d.share for d in shown.drivers])
+
+    async def _refresh(self, keep_draft: bool = False) -> None:
+        now = now_utc()
+        self._show(await self._db(lambda s: model_page(s, now=now)), keep_draft=keep_draft)
+        self.loaded = True
+
+    @rx.event
+    async def load(self):
+        if not await self._load_team():
+            return rx.redirect(SIGN_IN)
+        self.action_message, self.blend_error = "", ""
+        if not self.viewer_is_manager:
+            return  # a rep gets the refusal, not the numbers
+        await self._refresh()
+        if self.training_running or self.rescoring_running:
+            return ModelState.poll
+
+    # --- Polling while a job runs -------------------------------------------------------------
+
+    @rx.event(background=True)
+    async def poll(self):
+        async with self:
+            if self.polling or not self.viewer_is_manager:
+                return  # one poller per page, and only for a manager
+            self.polling = True
+            user_id = (await self._actor()).id
+        try:
+            while True:
+                await asyncio.sleep(POLL_SECONDS)
+                now = now_utc()
+                # Read outside the state lock, so the page's own events are not held up by the query.
+                page = await db_as(user_id, lambda s: model_page(s, now=now))
+                async with self:
+                    self._show(page, keep_draft=True)
+                    if not (self.training_running or self.rescoring_running):
+                        break
+        finally:
+            async with self:
+                self.polling = False
+
+    # --- Changing things (managers only) -------------------------------------------------------
+
+    @rx.event
+    def type_blend(self, value: str):
+        self.blend_draft = value[:8]
+        self.blend_error = ""
+
+    async def _switch(self, mode: str):
+        if not self.viewer_is_manager:
+            self.action_message = MANAGERS_ONLY
+            return None
+        typed, now, user = self.blend_draft, now_utc(), self.viewer_int()
+
+        def switch(session):
+            before, _after = set_engine_choice(session, mode=mode, blend_percent=typed, now=now, user_id=user)
+            return rescore_if_changed(session, before, now=now, requested_by=user)
+
+        try:
+            job_id = await self._db(switch)
+        except InvalidInput as error:
+            if error.field == "blend_weight":
+                self.blend_error = str(error)
+            else:
+                self.action_message = str(error)
+            return None
+        self.blend_error, self.action_message = "", ""
+        _start_rescoring(job_id)
+        await self._refresh()
+        return ModelState.poll
+
+    @rx.event
+    async def choose_mode(self, mode: str | list[str]):
+        return await self._switch(mode if isinstance(mode, str) else mode[0])
+
+    @rx.event
+    async def save_blend(self):
+        return await self._switch("blend")
+
+    @rx.event
+    async def train(self):
+        if not self.viewer_is_manager:
+            self.action_message = "Only a manager can train a model."
+            return None
+        now, user = now_utc(), self.viewer_int()
+        try:
+            job_id = await self._db(lambda s: start_job(s, kind=TRAIN, now=now, requested_by=user,
+                                                      message="Waiting to start"))
+        except ServiceError as error:
+            self.action_message = str(error)
+            return None
+        self.action_message = ""
+        run_in_thread(
+            f"train-{job_id}",
+            lambda: run_training_job(open_session, job_id, clock=now_utc, trained_by=user),
+        )
+        await self._refresh(keep_draft=True)
+        return ModelState.poll
+
+    @rx.event
+    async def activate(self, model_id: int):
+        if not self.viewer_is_manager:
+            self.action_message = "Only a manager can choose the active model."
+            return None
+        now, user = now_utc(), self.viewer_int()
+
+        def activate_and_rescore(session):
+            before = engine_config(session)
+            activate_model(session, model_id)
+            return rescore_if_changed(session, before, now=now, requested_by=user)
+
+        try:
+            job_id = await self._db(activate_and_rescore)
+        except NotFound as error:
+            self.action_message = str(error)
+            return None
+        self.action_message = ""
+        _start_rescoring(job_id)
+        await self._refresh(keep_draft=True)
+        return ModelState.poll
