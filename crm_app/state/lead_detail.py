@@ -149,7 +149,9 @@ class LeadDetailState(AppState):
         edit = LeadEdit(**{name: self.edit.get(name, "") for name in EDIT_FIELDS})
         lead_id, version, now = self.lead.id, self.lead.version, now_utc()
         try:
-            await self._db(lambda s: update_lead(s, lead_id=lead_id, edit=edit, expected_version=version, now=now))
+            actor_id = self.viewer_int()
+            await self._db(lambda s: update_lead(s, lead_id=lead_id, edit=edit, expected_version=version, now=now,
+                                                 actor_id=actor_id))
         except InvalidInput as error:
             self.edit_errors = {error.field or "form": str(error)}
             return

@@ -163,8 +163,9 @@ class LeadsState(AppState):
             self.bulk_message = "Pick who gets the leads."
             return
         owner = None if self.reassign_to == "none" else int(self.reassign_to)
+        actor = await self._actor()
         try:
-            count = await self._db(lambda s: reassign_leads(s, lead_ids=ids, owner_id=owner, now=now))
+            count = await self._db(lambda s: reassign_leads(s, lead_ids=ids, owner_id=owner, now=now, actor=actor))
         except ServiceError as error:
             self.bulk_message = str(error)
             return

@@ -251,7 +251,7 @@ class ModelState(AppState):
 
         def activate_and_rescore(session):
             before = engine_config(session)
-            activate_model(session, model_id)
+            activate_model(session, model_id, actor_id=user, now=now)
             return rescore_if_changed(session, before, now=now, requested_by=user)
 
         try:

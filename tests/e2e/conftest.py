@@ -70,6 +70,7 @@ def seeded_app_data(app_session: Session) -> dict:
     ria = make_user(app_session, "Ria Rep")
     sam = make_user(app_session, "Sam Seller")
     maya = make_user(app_session, "Maya Manager", role="manager")
+    make_user(app_session, "Abe Admin", role="admin")  # a team with an admin: sign-in is not the first run
     leads = {
         "Ada Lovelace": make_lead(
             app_session, "Ada Lovelace", now=now, owner=ria, company="Analytical Engines", company_size=120,
