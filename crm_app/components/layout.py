@@ -11,9 +11,13 @@ NAV = [
     ("Pipeline", "/pipeline", "columns-3"),
     ("Leads", "/leads", "list-ordered"),
     ("Analytics", "/analytics", "chart-column"),
+    ("Settings", "/settings", "settings"),
+]
+# Pages only managers (and admins) may open: not offered to reps, and refused if typed in.
+MANAGER_NAV = [
     ("Import", "/import", "upload"),
     ("Model", "/model", "brain-circuit"),
-    ("Settings", "/settings", "settings"),
+    ("Audit log", "/audit", "history"),
 ]
 
 
@@ -73,7 +77,7 @@ def page_frame(title: str, subtitle, *body: rx.Component, on_viewer_change=None,
             padding_bottom="1em",
         ),
         *[_nav_link(*item) for item in NAV],
-        _role_link("Audit log", "/audit", "history", AppState.viewer_is_manager),
+        *[_role_link(*item, AppState.viewer_is_manager) for item in MANAGER_NAV],
         _role_link("Users", "/users", "users", AppState.viewer_is_admin),
         rx.spacer(),
         user_menu(),

@@ -1,6 +1,6 @@
 """The import page: upload a CSV, map its columns, preview, validate, import with a progress bar.
 
-Managers only (until accounts exist, issue #6, the sidebar's viewer decides); every handler checks it
+Managers only (the signed-in user's role); every handler checks it
 again. The uploaded file is kept under the data directory (CRM_DATA_DIR/imports) with a random name,
 not in Reflex's upload directory, which the backend serves publicly at /_upload.
 """
@@ -38,7 +38,7 @@ MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 NO_DEFAULT = "none"
 PREVIEW_COLUMNS = ["Name", "Email", "Company", "Size", "Source", "Stage", "Value", "External id", "Custom fields"]
 log = logging.getLogger(__name__)
-MANAGERS_ONLY = "Only a manager can import leads: choose one in the sidebar."
+MANAGERS_ONLY = "Only a manager can import leads."
 
 
 @dataclass

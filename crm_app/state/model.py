@@ -1,6 +1,6 @@
 """The model page: the engine choice, training and rescoring progress, and the shown model's report.
 
-Managers only (AppState.viewer_is_manager until accounts exist): every handler that changes
+Managers only (the signed-in user's role, AppState.viewer_is_manager): every handler that changes
 something checks it, not just the page. Training and rescoring run in a worker thread
 (crm_app/background.py) and record their progress in PostgreSQL; this state polls it with a
 background event while a job runs, so progress survives a reload and shows in every worker.

@@ -186,9 +186,17 @@ def pytest_runtest_makereport(item, call):
 
 
 
-def sign_in_as(page, name: str, next_path: str = "/") -> None:
-    """Sign out, then sign in through the real form as `name`; lands on `next_path`."""
+def forget_browser(page) -> None:
+    """Like a new browser: no session cookie, and a new tab whose app state starts empty (Reflex keys
+    a tab's state by a token in sessionStorage)."""
     page.context.clear_cookies()
+    if page.url.startswith("http"):
+        page.evaluate("window.sessionStorage.clear()")
+
+
+def sign_in_as(page, name: str, next_path: str = "/") -> None:
+    """A fresh browser signing in through the real form as `name`; lands on `next_path`."""
+    forget_browser(page)
     page.goto(f"/sign-in?next={quote(next_path)}")
     page.locator("#field-email").fill(email_of(name))
     page.locator("#field-password").fill(E2E_PASSWORD)

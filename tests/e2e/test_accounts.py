@@ -7,13 +7,13 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import E2E_PASSWORD, email_of, sign_in_as
+from tests.e2e.conftest import E2E_PASSWORD, email_of, forget_browser, sign_in_as
 
 pytestmark = pytest.mark.e2e
 
 
 def _signed_out(page) -> None:
-    page.context.clear_cookies()
+    forget_browser(page)
 
 
 def test_a_signed_out_browser_is_sent_to_sign_in_and_back_after(page) -> None:
@@ -53,6 +53,9 @@ def test_sign_out_ends_the_session(page) -> None:
 
 
 def test_a_rep_is_refused_the_admin_and_manager_pages(page) -> None:
+    for path, refusal in (("/model", "Only a manager"), ("/import", "Only a manager")):
+        page.goto(path)
+        expect(page.get_by_text(re.compile(refusal)).first).to_be_visible()
     page.goto("/users")
     expect(page.locator(".refused")).to_have_text("Only an admin can manage users.")
     expect(page.locator(".user-row")).to_have_count(0)
@@ -60,8 +63,8 @@ def test_a_rep_is_refused_the_admin_and_manager_pages(page) -> None:
     expect(page.locator(".refused")).to_have_text("Only a manager can read the audit log.")
     expect(page.locator(".audit-row")).to_have_count(0)
     # Nor are they offered in the navigation.
-    expect(page.get_by_role("link", name="Users")).to_have_count(0)
-    expect(page.get_by_role("link", name="Audit log")).to_have_count(0)
+    for link in ("Users", "Audit log", "Import", "Model"):
+        expect(page.get_by_role("link", name=link)).to_have_count(0)
 
 
 def test_a_manager_reads_the_audit_log(page) -> None:
