@@ -20,7 +20,7 @@ from crm_app.services.analytics import (
 )
 from crm_app.scoring.segments import SegmentInsight
 from crm_app.services.segments import segment_insights
-from crm_app.state.base import SIGN_IN, AppState, now_utc
+from crm_app.state.base import AppState, now_utc
 
 EVERYONE = "all"
 
@@ -129,7 +129,7 @@ class AnalyticsState(AppState):
     @rx.event
     async def load(self):
         if not await self._load_team():
-            return rx.redirect(SIGN_IN)
+            return self._sign_in_redirect()
         if self._owner_chosen_for != self.viewer_id:
             self.owner = self._default_owner()
             self._owner_chosen_for = self.viewer_id

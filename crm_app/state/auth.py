@@ -86,7 +86,7 @@ class AccountState(AppState):
     @rx.event
     async def load(self):
         if not await self._load_team():
-            return rx.redirect(SIGN_IN)
+            return self._sign_in_redirect()
         self.current = self.new = self.confirm = ""
         self.errors, self.saved = {}, False
 
@@ -129,7 +129,7 @@ class UsersState(AppState):
     @rx.event
     async def load(self):
         if not await self._load_team():
-            return rx.redirect(SIGN_IN)
+            return self._sign_in_redirect()
         if not self.viewer_is_admin:
             self.accounts, self.message = [], "Only an admin can manage users."
             return
@@ -204,7 +204,7 @@ class AuditState(AppState):
     @rx.event
     async def load(self):
         if not await self._load_team():
-            return rx.redirect(SIGN_IN)
+            return self._sign_in_redirect()
         if not self.viewer_is_manager:
             self.rows, self.message = [], "Only a manager can read the audit log."
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import quote
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -130,6 +131,11 @@ class AppState(rx.State):
         if not self.users:
             self.users = await self._db(list_users)
         return True
+
+    def _sign_in_redirect(self):
+        """To the sign-in page, coming back here afterwards."""
+        path = str(self.router.url.path) or "/"
+        return rx.redirect(f"{SIGN_IN}?next={quote(path)}")
 
     def viewer_int(self) -> int | None:
         return self._user.id if self._user else None

@@ -10,7 +10,7 @@ from crm_app.domain import ActivityKind
 from crm_app.services.errors import ServiceError
 from crm_app.services.pipeline_health import StageHealth, WeekCount, pipeline_health
 from crm_app.services.queue import QueueItem, action_queue, dismiss_item, snooze_lead, snooze_time, work_item
-from crm_app.state.base import SIGN_IN, AppState, now_utc
+from crm_app.state.base import AppState, now_utc
 
 QUEUE_LIMIT = 25
 LOG_KINDS = {
@@ -113,7 +113,7 @@ class DashboardState(AppState):
     @rx.event
     async def load(self):
         if not await self._load_team():
-            return rx.redirect(SIGN_IN)
+            return self._sign_in_redirect()
         self.error_lead_id, self.error_message = 0, ""
         await self._refresh()
 

@@ -31,7 +31,7 @@ from crm_app.services.importing import (
     validate_file,
 )
 from crm_app.settings import settings
-from crm_app.state.base import SIGN_IN, AppState, now_utc, open_session
+from crm_app.state.base import AppState, now_utc, open_session
 
 UPLOAD_ID = "import_csv"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -157,7 +157,7 @@ class ImportState(AppState):
     @rx.event
     async def load(self):
         if not await self._load_team():
-            return rx.redirect(SIGN_IN)
+            return self._sign_in_redirect()
 
     @rx.event
     async def handle_upload(self, files: list[rx.UploadFile]):

@@ -12,7 +12,7 @@ from crm_app.services.errors import InvalidInput, NotFound, ServiceError
 from crm_app.services.lead_detail import LeadDetail, LeadEdit, lead_detail, update_lead
 from crm_app.services.leads import log_activity, move_lead_to_stage
 from crm_app.services.next_action import next_action_for
-from crm_app.state.base import SIGN_IN, AppState, now_utc
+from crm_app.state.base import AppState, now_utc
 
 EDIT_FIELDS = [f.name for f in dataclasses.fields(LeadEdit)]
 NO_PLAY = "none"  # the play select's "no play" (a select item cannot have an empty value)
@@ -57,7 +57,7 @@ class LeadDetailState(AppState):
     @rx.event
     async def load(self):
         if not await self._load_team():
-            return rx.redirect(SIGN_IN)
+            return self._sign_in_redirect()
         self.score_change = self.activity_error = self.stage_error = ""
         self.activity_body = self.activity_subject = ""
         self.activity_play = NO_PLAY

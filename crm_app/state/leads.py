@@ -11,7 +11,7 @@ from crm_app.services.signed_links import sign_link
 from crm_app.services.errors import ServiceError
 from crm_app.services.leads import reassign_leads
 from crm_app.settings import settings
-from crm_app.state.base import SIGN_IN, AppState, now_utc
+from crm_app.state.base import AppState, now_utc
 
 ALL = "all"
 
@@ -76,7 +76,7 @@ class LeadsState(AppState):
     @rx.event
     async def load(self):
         if not await self._load_team():
-            return rx.redirect(SIGN_IN)
+            return self._sign_in_redirect()
         self.selected, self.bulk_message = [], ""
         await self._refresh(keep_page=True)
 

@@ -29,7 +29,7 @@ from crm_app.services.scoring_jobs import (
     start_job,
 )
 from crm_app.services.scoring_settings import set_engine_choice
-from crm_app.state.base import SIGN_IN, AppState, db_as, now_utc, open_session
+from crm_app.state.base import AppState, db_as, now_utc, open_session
 
 POLL_SECONDS = 1.0
 MANAGERS_ONLY = "Only a manager can change how leads are scored."
@@ -153,7 +153,7 @@ class ModelState(AppState):
     @rx.event
     async def load(self):
         if not await self._load_team():
-            return rx.redirect(SIGN_IN)
+            return self._sign_in_redirect()
         self.action_message, self.blend_error = "", ""
         if not self.viewer_is_manager:
             return  # a rep gets the refusal, not the numbers

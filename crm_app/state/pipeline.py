@@ -17,7 +17,7 @@ from crm_app.services.pipeline import (
     board_columns,
     column_cards,
 )
-from crm_app.state.base import SIGN_IN, AppState, now_utc
+from crm_app.state.base import AppState, now_utc
 
 ALL = "all"
 TEAM, MINE, UNASSIGNED = "team", "mine", "unassigned"
@@ -114,7 +114,7 @@ class PipelineState(AppState):
     @rx.event
     async def load(self):
         if not await self._load_team():
-            return rx.redirect(SIGN_IN)
+            return self._sign_in_redirect()
         if not self._owner_is_allowed():
             self.owner = self._default_owner()
         self.move_error = ""

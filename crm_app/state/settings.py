@@ -14,7 +14,7 @@ from crm_app.services.settings import (
     stage_rules,
 )
 from crm_app.services.scoring_settings import engine_status
-from crm_app.state.base import SIGN_IN, AppState, now_utc
+from crm_app.state.base import AppState, now_utc
 
 
 class SettingsState(AppState):
@@ -42,7 +42,7 @@ class SettingsState(AppState):
     @rx.event
     async def load(self):
         if not await self._load_team():
-            return rx.redirect(SIGN_IN)
+            return self._sign_in_redirect()
         await self._refresh()
 
     @rx.event
