@@ -201,7 +201,7 @@ def sign_in_as(page, name: str, next_path: str = "/") -> None:
     page.locator("#field-email").fill(email_of(name))
     page.locator("#field-password").fill(E2E_PASSWORD)
     page.locator(".sign-in-submit").click()
-    page.wait_for_url(lambda url: urlsplit(url).path == next_path)
+    page.wait_for_url(lambda url: urlsplit(url).path.rstrip("/") == next_path.rstrip("/"))
 
 
 def choose_viewer(page, name: str) -> None:

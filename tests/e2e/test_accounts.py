@@ -30,7 +30,7 @@ def test_a_signed_out_browser_is_sent_to_sign_in_and_back_after(page) -> None:
 
     page.locator("#field-password").fill(E2E_PASSWORD)
     page.locator(".sign-in-submit").click()
-    page.wait_for_url(re.compile(r"/leads$"))
+    page.wait_for_url(re.compile(r"/leads/?$"))
     expect(page.locator(".signed-in-name")).to_have_text("Ria Rep")
 
 
