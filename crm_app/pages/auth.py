@@ -72,6 +72,7 @@ def sign_in_page() -> rx.Component:
         ),
         on_submit=lambda _: S.submit(),
         reset_on_submit=False,
+        no_validate=True,  # the app's own checks answer under each field, in words
         width="100%",
     )
     return rx.center(
@@ -124,6 +125,7 @@ def account_page() -> rx.Component:
                 ),
                 on_submit=lambda _: S.change_password(),
                 reset_on_submit=False,
+                no_validate=True,
             ),
             max_width="420px",
             size="3",
@@ -185,6 +187,7 @@ def users_page() -> rx.Component:
             ),
             on_submit=lambda _: S.add_user(),
             reset_on_submit=False,
+            no_validate=True,
         ),
         width="100%",
     )

@@ -187,11 +187,12 @@ def pytest_runtest_makereport(item, call):
 
 
 def forget_browser(page) -> None:
-    """Like a new browser: no session cookie, and a new tab whose app state starts empty (Reflex keys
-    a tab's state by a token in sessionStorage)."""
+    """Like a new browser: no session cookie, and a tab whose app state starts empty (Reflex keys a
+    tab's state by a token in sessionStorage). Done from a page of the app's origin that runs none of
+    its JavaScript (the health check), so no pending update can write the old cookie back."""
+    page.goto("/_health")
     page.context.clear_cookies()
-    if page.url.startswith("http"):
-        page.evaluate("window.sessionStorage.clear()")
+    page.evaluate("window.sessionStorage.clear()")
 
 
 def sign_in_as(page, name: str, next_path: str = "/") -> None:
