@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from crm_app.db.engine import get_engine
 from crm_app.db.models import utcnow
+from crm_app.db.security import apply_acting_user
 from crm_app.services.exporting import filter_from_dict, stream_leads_csv
 from crm_app.services.signed_links import InvalidLink, verify_link
 
@@ -25,14 +26,25 @@ def export_leads(request: Request):
         payload = verify_link(EXPORT_PURPOSE, request.query_params.get("token", ""), now=utcnow())
     except InvalidLink as error:
         return PlainTextResponse(str(error), status_code=403)
+    viewer = payload.get("viewer")
+    if not isinstance(viewer, int):
+        return PlainTextResponse("This export link names nobody: export again from the Leads page.", status_code=403)
     flt, sort = filter_from_dict(payload)
     filename = f"leads-{utcnow():%Y-%m-%d-%H%M}.csv"
     # A sync generator: Starlette iterates it in a worker thread, so the event loop stays free.
     return StreamingResponse(
-        stream_leads_csv(get_engine(), flt, sort),
+        _rows_the_viewer_may_see(viewer, flt, sort),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )
+
+
+def _rows_the_viewer_may_see(viewer_id: int, flt, sort: str):
+    """The export as the user who asked for it, under row-level security: a rep's "whole team"
+    export holds their own leads and the pool, never another rep's."""
+    with get_engine().connect() as connection, connection.begin():
+        apply_acting_user(connection, viewer_id)
+        yield from stream_leads_csv(connection, flt, sort)
 
 
 api = Starlette(routes=[Route(EXPORT_PATH, export_leads, methods=["GET"])])

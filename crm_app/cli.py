@@ -14,11 +14,13 @@
                        print a stored model's holdout figures next to the rules' (default: newest),
                        or cross-validate the training recipe on random folds of the closed leads
     mine-plays         recompute the play statistics behind the next best action
+    create-admin       create the first admin (asks for the password) when none can sign in yet
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -201,6 +203,21 @@ def mine_plays(_: argparse.Namespace) -> None:
     print(f"Play statistics: {rows:,} segment rows in {time.perf_counter() - started:.1f} s.")
 
 
+def create_admin(args: argparse.Namespace) -> None:
+    import getpass
+
+    from crm_app.services.accounts import create_first_admin
+    from crm_app.services.errors import ServiceError
+
+    password = os.environ.get("CRM_ADMIN_PASSWORD") or getpass.getpass("Password for the admin: ")
+    with Session(get_engine()) as session:
+        try:
+            admin = create_first_admin(session, email=args.email, name=args.name, password=password, now=utcnow())
+        except ServiceError as error:
+            sys.exit(str(error))
+    print(f"Admin {admin.name} <{admin.email}> can sign in now.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crm_app.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="instead: cross-validate the training recipe on N random folds of the closed leads")
     sub.set_defaults(run=evaluate)
     commands.add_parser("mine-plays").set_defaults(run=mine_plays)
+    admin = commands.add_parser("create-admin")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", required=True)
+    admin.set_defaults(run=create_admin)
     args = parser.parse_args(argv)
     return args.run(args) or 0
 

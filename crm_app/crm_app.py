@@ -5,6 +5,7 @@ import reflex as rx
 from crm_app.api import api
 from crm_app.background import sweep_expired_scores
 from crm_app.pages.analytics import analytics_page
+from crm_app.pages.auth import account_page, audit_page, sign_in_page, users_page
 from crm_app.pages.dashboard import dashboard_page
 from crm_app.pages.importing import import_page
 from crm_app.pages.lead_detail import lead_detail_page
@@ -13,16 +14,18 @@ from crm_app.pages.model import model_page
 from crm_app.pages.pipeline import pipeline_page
 from crm_app.pages.settings import settings_page
 from crm_app.state.analytics import AnalyticsState
+from crm_app.state.auth import AccountState, AuditState, SignInState, UsersState
 from crm_app.state.dashboard import DashboardState
 from crm_app.state.importing import ImportState
 from crm_app.state.lead_detail import LeadDetailState
 from crm_app.state.leads import LeadsState
 from crm_app.state.model import ModelState
 from crm_app.state.pipeline import PipelineState
+from crm_app.state.base import handle_backend_exception
 from crm_app.state.settings import SettingsState
 
 # Backend routes (the CSV export) share the app's port.
-app = rx.App(api_transformer=api)
+app = rx.App(api_transformer=api, backend_exception_handler=handle_backend_exception)
 # The home page answers "what should I do right now?".
 app.add_page(dashboard_page, route="/", title="Today · Pipeline CRM", on_load=DashboardState.load)
 app.add_page(dashboard_page, route="/dashboard", title="Today · Pipeline CRM", on_load=DashboardState.load)
@@ -33,4 +36,8 @@ app.add_page(analytics_page, route="/analytics", title="Analytics · Pipeline CR
 app.add_page(model_page, route="/model", title="Model · Pipeline CRM", on_load=ModelState.load)
 app.add_page(settings_page, route="/settings", title="Settings · Pipeline CRM", on_load=SettingsState.load)
 app.add_page(import_page, route="/import", title="Import · Pipeline CRM", on_load=ImportState.load)
+app.add_page(sign_in_page, route="/sign-in", title="Sign in · Pipeline CRM", on_load=SignInState.load)
+app.add_page(account_page, route="/account", title="Account · Pipeline CRM", on_load=AccountState.load)
+app.add_page(users_page, route="/users", title="Users · Pipeline CRM", on_load=UsersState.load)
+app.add_page(audit_page, route="/audit", title="Audit log · Pipeline CRM", on_load=AuditState.load)
 app.register_lifespan_task(sweep_expired_scores)

@@ -3,6 +3,7 @@
     .venv/bin/python scripts/screenshots.py [--url http://localhost:3000] [--out docs/screenshots]
 
 Needs the app running with demo data (bash scripts/start.sh) and Chromium (CRM_CHROMIUM or `chromium`).
+Signs in through the sign-in form as the demo people (password in the README, demo only).
 """
 
 from __future__ import annotations
@@ -18,16 +19,33 @@ from playwright.sync_api import sync_playwright
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-# (file name, path, a selector that shows the page has its data)
+REP, MANAGER, ADMIN = "riley@demo.crm", "maya@demo.crm", "adam@demo.crm"
+DEMO_PASSWORD = "demo-password"
+# (file name, who looks, path, a selector that shows the page has its data)
 PAGES = [
-    ("dashboard", "/", ".queue-item, .empty-state"),
-    ("leads", "/leads", ".lead-row"),
-    ("lead-detail", None, ".reason-row"),
-    ("pipeline", "/pipeline", "[data-rfd-draggable-id]"),
-    ("analytics", "/analytics", ".js-plotly-plot"),
-    ("settings", "/settings", "input"),
-    ("model", "/model", ".calibration-chart"),  # managers only: taken as the demo manager
+    ("sign-in", None, "/sign-in", ".sign-in-submit"),
+    ("dashboard", REP, "/", ".queue-item, .empty-state"),
+    ("leads", REP, "/leads", ".lead-row"),
+    ("lead-detail", REP, None, ".reason-row"),
+    ("pipeline", REP, "/pipeline", "[data-rfd-draggable-id]"),
+    ("analytics", MANAGER, "/analytics", ".js-plotly-plot"),
+    ("model", MANAGER, "/model", ".calibration-chart"),
+    ("import", MANAGER, "/import", "input[type=file], .rt-Button"),
+    ("settings", MANAGER, "/settings", "input"),
+    ("audit", MANAGER, "/audit", "table"),
+    ("users", ADMIN, "/users", ".user-row"),
 ]
+
+
+def sign_in(page, email: str | None) -> None:
+    page.context.clear_cookies()
+    if email is None:
+        return
+    page.goto("/sign-in")
+    page.locator("#field-email").fill(email)
+    page.locator("#field-password").fill(DEMO_PASSWORD)
+    page.locator(".sign-in-submit").click()
+    page.wait_for_url(re.compile(r"/$"))
 
 
 def main() -> None:
@@ -42,15 +60,16 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=executable, args=ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 900}, base_url=args.url)
         page.set_default_timeout(30_000)
-        for name, path, ready in PAGES:
+        signed_in = ""
+        for name, who, path, ready in PAGES:
+            if who != signed_in:
+                sign_in(page, who)
+                signed_in = who
             if path is None:  # the detail page of the best lead on the list
                 page.goto("/leads")
                 page.locator(".lead-row .lead-name").first.click()
             else:
                 page.goto(path)
-            if name == "model":
-                page.locator(".viewer-picker button").click()
-                page.get_by_role("option", name=re.compile(r"\(manager\)$")).first.click()
             page.locator(ready).first.wait_for()
             page.wait_for_timeout(1500)  # let charts and fonts settle
             page.screenshot(path=str(out / f"{name}.png"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -13,8 +14,21 @@ from crm_app.services.leads import log_activity
 from crm_app.services.scoring import rescore_lead
 
 
+# Every test user's password; hashed once (argon2 is slow on purpose).
+TEST_PASSWORD = "e2e-password-123"
+
+
+@functools.cache
+def _test_password_hash() -> str:
+    from crm_app.services.accounts import hash_password
+
+    return hash_password(TEST_PASSWORD)
+
+
 def make_user(session: Session, name: str, role: str = "rep") -> User:
-    user = User(email=f"{name.split()[0].lower()}@test.crm", name=name, role=role)
+    """A teammate who can sign in as `<first name>@test.crm` with TEST_PASSWORD."""
+    user = User(email=f"{name.split()[0].lower()}@test.crm", name=name, role=role,
+                password_hash=_test_password_hash())
     session.add(user)
     session.commit()
     return user

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -137,15 +138,28 @@ def test_rescore_all_matches_scoring_each_lead_alone(session):
 def test_bulk_reassign_changes_only_the_selected_leads_and_bumps_their_versions(session):
     from crm_app.services.leads import reassign_leads
 
+    from crm_app.domain import Role
+    from crm_app.services.errors import Forbidden
+    from crm_app.services.permissions import CurrentUser
+
     ria, sam = make_user(session, "Ria Rep"), make_user(session, "Sam Seller")
+    meg = make_user(session, "Meg Manager", role="manager")
+    manager = CurrentUser(meg.id, meg.email, meg.name, Role.MANAGER)
     a, b, c = (make_lead(session, name, now=NOW, owner=ria) for name in ("A", "B", "C"))
     before = {x.id: x.version for x in (a, b, c)}
-    assert reassign_leads(session, lead_ids=[a.id, b.id], owner_id=sam.id, now=NOW) == 2
+    assert reassign_leads(session, lead_ids=[a.id, b.id], owner_id=sam.id, now=NOW, actor=manager) == 2
     session.expire_all()
     assert [(session.get(Lead, x.id).owner_id, session.get(Lead, x.id).version) for x in (a, b, c)] == [
         (sam.id, before[a.id] + 1), (sam.id, before[b.id] + 1), (ria.id, before[c.id])]
+    trail = session.execute(text(
+        "SELECT lead_id, actor_id, old, new FROM audit_log WHERE action = 'lead_reassigned' ORDER BY lead_id")).all()
+    assert [tuple(t) for t in trail] == [(a.id, meg.id, {"owner_id": ria.id}, {"owner_id": sam.id}),
+                                         (b.id, meg.id, {"owner_id": ria.id}, {"owner_id": sam.id})]
     with pytest.raises(InvalidInput):
-        reassign_leads(session, lead_ids=[], owner_id=sam.id, now=NOW)
+        reassign_leads(session, lead_ids=[], owner_id=sam.id, now=NOW, actor=manager)
+    rep = CurrentUser(ria.id, ria.email, ria.name, Role.REP)
+    with pytest.raises(Forbidden, match="Only a manager can reassign leads."):
+        reassign_leads(session, lead_ids=[c.id], owner_id=ria.id, now=NOW, actor=rep)
 
 
 def test_score_at_close_is_what_the_rubric_said_when_the_deal_closed(session):

@@ -11,9 +11,13 @@ NAV = [
     ("Pipeline", "/pipeline", "columns-3"),
     ("Leads", "/leads", "list-ordered"),
     ("Analytics", "/analytics", "chart-column"),
+    ("Settings", "/settings", "settings"),
+]
+# Pages only managers (and admins) may open: not offered to reps, and refused if typed in.
+MANAGER_NAV = [
     ("Import", "/import", "upload"),
     ("Model", "/model", "brain-circuit"),
-    ("Settings", "/settings", "settings"),
+    ("Audit log", "/audit", "history"),
 ]
 
 
@@ -31,28 +35,37 @@ def _nav_link(label: str, href: str, icon: str) -> rx.Component:
     )
 
 
-def viewer_picker(on_change) -> rx.Component:
+def _role_link(label: str, href: str, icon: str, visible) -> rx.Component:
+    return rx.cond(visible, _nav_link(label, href, icon))
+
+
+def user_menu() -> rx.Component:
+    """Who is signed in, with their account page and sign-out."""
     return rx.vstack(
-        rx.text("Viewing as", size="1", color=rx.color("gray", 10), weight="medium"),
-        rx.select.root(
-            rx.select.trigger(placeholder="Choose a rep", width="100%", class_name="viewer-trigger"),
-            rx.select.content(
-                rx.foreach(
-                    AppState.viewer_options,
-                    lambda option: rx.select.item(option[1], value=option[0]),
-                )
+        rx.text("Signed in as", size="1", color=rx.color("gray", 10), weight="medium"),
+        rx.hstack(
+            rx.avatar(fallback=AppState.viewer_name.to(str)[:1], size="2", radius="full"),
+            rx.vstack(
+                rx.text(AppState.viewer_name, size="2", weight="medium", class_name="signed-in-name"),
+                rx.text(AppState.viewer_role, size="1", color=rx.color("gray", 10), class_name="signed-in-role"),
+                spacing="0",
             ),
-            value=AppState.viewer_id,
-            on_change=on_change,
-            size="2",
+            align="center",
+            spacing="2",
+        ),
+        rx.hstack(
+            rx.link("Account", href="/account", size="1"),
+            rx.text("\u00b7", size="1", color=rx.color("gray", 9)),
+            rx.link("Sign out", on_click=AppState.sign_out, size="1", class_name="sign-out", cursor="pointer"),
+            spacing="2",
         ),
         spacing="1",
         width="100%",
-        class_name="viewer-picker",
+        class_name="user-menu",
     )
 
 
-def page_frame(title: str, subtitle, *body: rx.Component, on_viewer_change, actions=None) -> rx.Component:
+def page_frame(title: str, subtitle, *body: rx.Component, on_viewer_change=None, actions=None) -> rx.Component:
     """Sidebar on the left, a titled page on the right."""
     sidebar = rx.vstack(
         rx.hstack(
@@ -64,8 +77,10 @@ def page_frame(title: str, subtitle, *body: rx.Component, on_viewer_change, acti
             padding_bottom="1em",
         ),
         *[_nav_link(*item) for item in NAV],
+        *[_role_link(*item, AppState.viewer_is_manager) for item in MANAGER_NAV],
+        _role_link("Users", "/users", "users", AppState.viewer_is_admin),
         rx.spacer(),
-        viewer_picker(on_viewer_change),
+        user_menu(),
         width="240px",
         min_width="240px",
         height="100vh",

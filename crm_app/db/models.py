@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -71,6 +72,9 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
     )
+    # argon2id hash; NULL until a password is set (the user cannot sign in yet). Never the password.
+    password_hash: str | None = Field(default=None, sa_column=Column(Text, nullable=True), repr=False)
+    password_changed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class Lead(SQLModel, table=True):
@@ -425,3 +429,58 @@ class ScoringJob(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     )
+
+
+class AuthSession(SQLModel, table=True):
+    """A signed-in browser. Only the SHA-256 of its token is stored."""
+
+    __tablename__ = "auth_sessions"
+    __table_args__ = (
+        CheckConstraint("expires_at > created_at", name="ck_auth_sessions_expiry"),
+        Index("uq_auth_sessions_token", "token_hash", unique=True),
+        Index("ix_auth_sessions_user", "user_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False), repr=False)
+    user_id: int = Field(sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()")))
+    last_seen_at: datetime = Field(sa_column=_ts(nullable=False))
+    expires_at: datetime = Field(sa_column=_ts(nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class SignInAttempt(SQLModel, table=True):
+    """One try at signing in, kept to throttle password guessing per email."""
+
+    __tablename__ = "sign_in_attempts"
+    __table_args__ = (Index("ix_sign_in_attempts_email", text("lower(email)"), "attempted_at"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
+    email: str = Field(sa_column=Column(String(254), nullable=False))
+    attempted_at: datetime = Field(sa_column=_ts(nullable=False))
+    succeeded: bool = Field(sa_column=Column(Boolean, nullable=False))
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who changed what and when, with the values before and after."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_lead", "lead_id", text("id DESC")),
+        Index("ix_audit_log_actor", "actor_id", text("id DESC")),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
+    at: datetime = Field(sa_column=_ts(nullable=False))
+    actor_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    )
+    action: str = Field(sa_column=Column(String(48), nullable=False))
+    entity: str = Field(sa_column=Column(String(32), nullable=False))
+    entity_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    lead_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("leads.id", ondelete="SET NULL"), nullable=True)
+    )
+    old: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    new: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))

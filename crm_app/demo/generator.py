@@ -89,6 +89,8 @@ TEAM = (
     TeamMember("Tom Brennan", "tom@demo.crm", Role.REP, workload=0.6),
 )
 REPS = tuple(member for member in TEAM if member.role is Role.REP)
+# Every demo account signs in with this password. Demo data only: the README shows it.
+DEMO_PASSWORD = "demo-password"
 
 
 # --- Where leads come from and how good they are ---------------------------------------------
@@ -885,11 +887,13 @@ def _timestamp(moment: int | None) -> str | None:
 
 def _insert_team(cursor, *, joined_at: int) -> dict[str, int]:
     """The team's user ids by email; members already there (from an earlier run) are kept."""
+    from crm_app.services.accounts import hash_password
+
     for member in TEAM:
         cursor.execute(
-            "INSERT INTO users (email, name, role, is_active, created_at) VALUES (%s, %s, %s, TRUE, %s) "
-            "ON CONFLICT ((lower(email))) DO NOTHING",
-            (member.email, member.name, member.role.value, _timestamp(joined_at)),
+            "INSERT INTO users (email, name, role, is_active, created_at, password_hash) "
+            "VALUES (%s, %s, %s, TRUE, %s, %s) ON CONFLICT ((lower(email))) DO NOTHING",
+            (member.email, member.name, member.role.value, _timestamp(joined_at), hash_password(DEMO_PASSWORD)),
         )
     cursor.execute(
         "SELECT lower(email), id FROM users WHERE lower(email) = ANY(%s)", ([m.email for m in TEAM],)

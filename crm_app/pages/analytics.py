@@ -371,5 +371,4 @@ def analytics_page() -> rx.Component:
             _empty("chart-no-axes-column", "No leads were created in this period for this owner.",
                    "Try a longer period, or the whole team."),
         ),
-        on_viewer_change=AnalyticsState.set_viewer,
     )

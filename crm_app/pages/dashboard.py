@@ -380,6 +380,5 @@ def dashboard_page() -> rx.Component:
             width="100%",
         ),
         _log_dialog(),
-        on_viewer_change=S.set_viewer,
         actions=_owner_filter(),
     )

@@ -271,8 +271,7 @@ def import_page() -> rx.Component:
                 spacing="4",
                 width="100%",
             ),
-            rx.callout("Only a manager can import leads: choose one in the sidebar.", icon="lock",
+            rx.callout("Only a manager can import leads.", icon="lock",
                        class_name="managers-only"),
         ),
-        on_viewer_change=S.set_viewer,
     )

@@ -378,7 +378,6 @@ def lead_detail_page() -> rx.Component:
         rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("All leads")), href="/leads", size="2"),
         body,
         _edit_dialog(),
-        on_viewer_change=S.set_viewer,
     )
 
 

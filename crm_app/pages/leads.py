@@ -133,7 +133,7 @@ def _bulk_bar() -> rx.Component:
                     align="center",
                     spacing="3",
                 ),
-                rx.text("Only a manager can reassign leads: choose one in the sidebar.", size="2",
+                rx.text("Only a manager can reassign leads.", size="2",
                         color=rx.color("gray", 11)),
             ),
             rx.cond(S.bulk_message != "", rx.text(S.bulk_message, color=rx.color("red", 11), size="2")),
@@ -196,5 +196,4 @@ def leads_page() -> rx.Component:
         _toolbar(),
         _bulk_bar(),
         _table(),
-        on_viewer_change=S.set_viewer,
     )

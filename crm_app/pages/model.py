@@ -290,8 +290,7 @@ def model_page() -> rx.Component:
         rx.cond(
             ModelState.viewer_is_manager,
             rx.cond(ModelState.loaded, _manager_view(), rx.center(rx.spinner(size="3"), padding="3em")),
-            rx.callout("The model page is for managers. Choose a manager in the sidebar to see it.",
+            rx.callout("Only a manager can see the model page: it chooses how the whole team is scored.",
                        icon="lock", color_scheme="gray", variant="surface", class_name="model-refused"),
         ),
-        on_viewer_change=ModelState.set_viewer,
     )

@@ -334,5 +334,4 @@ def pipeline_page() -> rx.Component:
         _toolbar(),
         _error_callout(),
         _board(),
-        on_viewer_change=S.set_viewer,
     )

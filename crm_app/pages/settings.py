@@ -107,7 +107,7 @@ def settings_page() -> rx.Component:
         "What the team spends per source, how long a deal may wait in each stage, and what scores the leads.",
         rx.cond(
             ~SettingsState.viewer_is_manager,
-            rx.callout("Only managers can change settings; choose a manager in the sidebar to edit.",
+            rx.callout("Only a manager can change settings.",
                        icon="lock", color_scheme="gray", variant="surface", margin_bottom="1em"),
         ),
         rx.grid(
@@ -121,5 +121,4 @@ def settings_page() -> rx.Component:
             align="start",
         ),
         _engine_card(),
-        on_viewer_change=SettingsState.set_viewer,
     )

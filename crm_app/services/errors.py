@@ -19,3 +19,15 @@ class InvalidInput(ServiceError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+
+class Forbidden(ServiceError):
+    """The acting user's role does not allow this; refused, not just hidden."""
+
+
+class SignInRefused(ServiceError):
+    """Wrong email or password, a throttled email, or an expired session."""
+
+
+class NotSignedIn(ServiceError):
+    """No valid session: the browser goes to the sign-in page."""

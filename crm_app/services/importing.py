@@ -49,6 +49,7 @@ from sqlmodel import Session
 from crm_app.domain import Source, Stage
 from crm_app.scoring import LeadFacts, ScoringEngine
 from crm_app.scoring.blend import score_many
+from crm_app.services import audit
 from crm_app.services.errors import InvalidInput, ServiceError
 from crm_app.services.risk import reassess_risk_in_transaction
 from crm_app.services.scoring import active_engine, rescore_leads_in_transaction
@@ -893,8 +894,9 @@ def import_file(
     dry_run: bool = False,
     progress: Callable[[ImportProgress], None] | None = None,
     engine: ScoringEngine | None = None,
+    actor_id: int | None = None,
 ) -> ImportSummary:
-    """Import every row of the file or none: validate all rows, then write and score them in one
+    """Import every row of the file or none (recorded in the audit log as `actor_id`'s import): validate all rows, then write and score them in one
     transaction and commit (roll back with `dry_run`, which still reports what would happen).
 
     Raises ImportRejected (with the validation report) when any row is wrong, and for rows that clash
@@ -930,6 +932,9 @@ def import_file(
             rescore_leads_in_transaction(session, updated_ids, now, engine)
             say("Assessing deal risk", created + len(updated_ids), "scoring")
             reassess_risk_in_transaction(session, new_ids + updated_ids, now)
+            audit.record(session, now=now, actor_id=actor_id, action="leads_imported", entity="import",
+                         new={"file": path.name, "rows": report.rows, "created": created,
+                              "updated": len(updated_ids), "unchanged": unchanged})
             if dry_run:
                 session.rollback()
             else:

@@ -15,6 +15,7 @@ from crm_app.db.models import Activity, Lead, StageChange, User
 from crm_app.db.queries import ReasonRow, money
 from crm_app.domain import ActivityKind, Play, RiskLevel, Source, Stage, Tier
 from crm_app.scoring.sentiment import tone_of
+from crm_app.services import audit
 from crm_app.services.errors import InvalidInput, NotFound
 from crm_app.services.leads import lock_lead, bump_version
 from crm_app.services.scoring import rescore_lead
@@ -201,16 +202,22 @@ def _validated(edit: LeadEdit) -> dict:
 
 
 def update_lead(
-    session: Session, *, lead_id: int, edit: LeadEdit, expected_version: int, now: datetime
+    session: Session, *, lead_id: int, edit: LeadEdit, expected_version: int, now: datetime,
+    actor_id: int | None = None,
 ) -> Lead:
-    """Validate and save an edit, rescore, commit. A stale edit is refused (StaleLead)."""
+    """Validate and save an edit, rescore, commit; the changed fields go to the audit log with their
+    old and new values. A stale edit is refused (StaleLead)."""
     values = _validated(edit)
     if values["owner_id"] is not None and session.get(User, values["owner_id"]) is None:
         raise InvalidInput("That owner does not exist any more.", field="owner_id")
     lead = lock_lead(session, lead_id, expected_version)
+    old, new = audit.changed({key: getattr(lead, key) for key in values}, values)
     for key, value in values.items():
         setattr(lead, key, value)
     bump_version(lead, now)
+    if new:
+        audit.record(session, now=now, actor_id=actor_id, action="lead_edited", entity="lead", entity_id=lead.id,
+                     lead_id=lead.id, old=old, new=new)
     try:
         rescore_lead(session, lead, now)  # flushes: a duplicate email surfaces here
         session.commit()

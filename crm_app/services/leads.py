@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from crm_app.db.models import Activity, Lead, StageChange, User
-from crm_app.domain import CONTACT_KINDS, CONTENT_READ_KINDS, ActivityKind, Play, Stage
+from crm_app.domain import CONTACT_KINDS, CONTENT_READ_KINDS, ActivityKind, Play, Role, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS, ScoreResult
+from crm_app.services import audit
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
+from crm_app.services.permissions import CurrentUser, require_role
 from crm_app.services.risk import message_sentiment
 from crm_app.services.scoring import rescore_lead
 
@@ -126,6 +128,7 @@ def move_lead_to_stage(
     lead = lock_lead(session, lead_id, expected_version)
     if lead.stage == to_stage.value:
         return lead
+    from_stage = lead.stage
     session.add(
         StageChange(lead_id=lead.id, from_stage=lead.stage, to_stage=to_stage.value,
                     changed_at=now, user_id=user_id)
@@ -137,24 +140,36 @@ def move_lead_to_stage(
     result = rescore_lead(session, lead, now)
     # Keep what the score said when the deal closed, to check later whether scores predict wins.
     lead.score_at_close = result.score if to_stage.is_closed else None
+    audit.record(session, now=now, actor_id=user_id, action="stage_moved", entity="lead", entity_id=lead.id,
+                 lead_id=lead.id, old={"stage": from_stage}, new={"stage": to_stage.value})
     session.commit()
     return lead
 
 
 def reassign_leads(
-    session: Session, *, lead_ids: list[int], owner_id: int | None, now: datetime
+    session: Session, *, lead_ids: list[int], owner_id: int | None, now: datetime, actor: CurrentUser
 ) -> int:
-    """Give many leads to one owner (None: back to the unassigned pool) and commit. Returns the count."""
+    """A manager gives many leads to one owner (None: back to the unassigned pool) and commits.
+    Returns the count; each reassigned lead gets an audit entry with its old and new owner."""
+    require_role(actor, Role.MANAGER, "reassign leads")
     if not lead_ids:
         raise InvalidInput("Select at least one lead.", field="selection")
     if len(lead_ids) > 500:
         raise InvalidInput("Reassign at most 500 leads at a time.", field="selection")
     if owner_id is not None and session.get(User, owner_id) is None:
         raise InvalidInput("That owner does not exist any more.", field="owner")
+    previous = dict(session.execute(
+        select(Lead.id, Lead.owner_id)
+        .where(Lead.id.in_(lead_ids), Lead.owner_id.is_distinct_from(owner_id))
+        .with_for_update()
+    ).all())
     changed = session.execute(
         update(Lead)
-        .where(Lead.id.in_(lead_ids), Lead.owner_id.is_distinct_from(owner_id))
+        .where(Lead.id.in_(list(previous)), Lead.owner_id.is_distinct_from(owner_id))
         .values(owner_id=owner_id, version=Lead.version + 1, updated_at=now)
     ).rowcount
+    for lead_id, old_owner in previous.items():
+        audit.record(session, now=now, actor_id=actor.id, action="lead_reassigned", entity="lead",
+                     entity_id=lead_id, lead_id=lead_id, old={"owner_id": old_owner}, new={"owner_id": owner_id})
     session.commit()
     return changed

@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlmodel import Session
 
-from crm_app.db.models import ScoringModel
+from crm_app.db.models import ScoringModel, utcnow
 from crm_app.domain import ActivityKind, Stage
 from crm_app.scoring.engine import ActivityFact, LeadFacts
 from crm_app.scoring.evaluation import GAINS_SHARES, Evaluation, gains_curve
@@ -38,6 +38,7 @@ from crm_app.scoring.training import (
     fit_scoring_model,
 )
 from crm_app.scoring.training import NotEnoughHistory as _NotEnoughHistory
+from crm_app.services import audit
 from crm_app.services.errors import NotFound, ServiceError
 
 
@@ -246,7 +247,7 @@ def _chart_metrics(result: TrainingResult, leads: list[LabeledLead], at_close: b
     }
 
 
-def activate_model(session: Session, model_id: int) -> None:
+def activate_model(session: Session, model_id: int, *, actor_id: int | None = None, now: datetime | None = None) -> None:
     """Make `model_id` the team's one active model (the others stop being active) and commit."""
     # Serialise activations: each then sees the others' committed result before it changes rows.
     session.execute(text("LOCK TABLE scoring_models IN EXCLUSIVE MODE"))
@@ -255,7 +256,12 @@ def activate_model(session: Session, model_id: int) -> None:
     session.execute(
         text("UPDATE scoring_models SET is_active = false WHERE is_active AND id <> :id"), {"id": model_id}
     )
+    previous = session.execute(text("SELECT version FROM scoring_models WHERE is_active")).scalar()
     session.execute(text("UPDATE scoring_models SET is_active = true WHERE id = :id"), {"id": model_id})
+    version = session.execute(text("SELECT version FROM scoring_models WHERE id = :id"), {"id": model_id}).scalar()
+    if previous != version:
+        audit.record(session, now=now or utcnow(), actor_id=actor_id, action="model_activated", entity="scoring_model",
+                     entity_id=model_id, old={"active_version": previous}, new={"active_version": version})
     session.commit()
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlmodel import Session
 
+from crm_app.services import audit
 from crm_app.services.errors import InvalidInput
 from crm_app.services.model_training import history_counts
 from crm_app.services.scoring import ENGINE_MODES, EngineConfig, engine_config
@@ -100,5 +101,9 @@ def set_engine_choice(
         ),
         {"mode": mode, "weight": weight, "now": now, "user": user_id},
     )
+    if (before.mode, before.blend_weight) != (mode, weight):
+        audit.record(session, now=now, actor_id=user_id, action="engine_switched", entity="scoring_settings",
+                     entity_id=1, old={"engine": before.mode, "blend_weight": before.blend_weight},
+                     new={"engine": mode, "blend_weight": weight})
     session.commit()
     return before, engine_config(session)

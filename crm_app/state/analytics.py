@@ -20,7 +20,7 @@ from crm_app.services.analytics import (
 )
 from crm_app.scoring.segments import SegmentInsight
 from crm_app.services.segments import segment_insights
-from crm_app.state.base import AppState, now_utc, open_session, run_db
+from crm_app.state.base import AppState, now_utc
 
 EVERYONE = "all"
 
@@ -69,9 +69,10 @@ class AnalyticsState(AppState):
         owner_id = None if self.owner == EVERYONE or not self.owner.isdecimal() else int(self.owner)
         flt = period_filter(self.period, now=now_utc(), owner_id=owner_id)
         self.loading = True
+        sessions = await self._acting_sessions()
         report, segments = await asyncio.gather(
-            asyncio.to_thread(analytics_report_concurrently, open_session, flt=flt),
-            run_db(lambda s: segment_insights(s, flt=flt)),
+            asyncio.to_thread(analytics_report_concurrently, sessions, flt=flt),
+            self._db(lambda s: segment_insights(s, flt=flt)),
         )
         self._show(report)
         self.segments = segments.insights
@@ -127,17 +128,11 @@ class AnalyticsState(AppState):
 
     @rx.event
     async def load(self):
-        await self._load_team()
+        if not await self._load_team():
+            return self._sign_in_redirect()
         if self._owner_chosen_for != self.viewer_id:
             self.owner = self._default_owner()
             self._owner_chosen_for = self.viewer_id
-        await self._refresh()
-
-    @rx.event
-    async def set_viewer(self, value: str):
-        self.viewer_id = value
-        self.owner = self._default_owner()
-        self._owner_chosen_for = value
         await self._refresh()
 
     @rx.event

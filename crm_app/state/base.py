@@ -1,67 +1,151 @@
-"""The base state: who is looking (a rep picker until accounts exist) and the team list."""
+"""The base state: who is signed in, and the one door every page's database work goes through.
+
+`AppState._db(work)` is the only way a state reaches the database. It checks the browser's session
+token (again at most every RECHECK_SECONDS, so a sign-out or deactivation elsewhere takes effect
+within that), then runs `work(session)` in a thread, in a session that acts as the signed-in user
+under PostgreSQL row-level security (crm_app/db/security.py). A crafted event from a browser that
+is not signed in never reaches a service: it raises NotSignedIn, which sends the browser to the
+sign-in page (see `handle_backend_exception`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from urllib.parse import quote
 from collections.abc import Callable
 from typing import TypeVar
 
 import reflex as rx
+from reflex.app import default_backend_exception_handler
+from reflex_base.event import EventSpec
 from sqlmodel import Session
 
 from crm_app.db.engine import get_engine
 from crm_app.db.models import utcnow
 from crm_app.db.queries import UserOption, list_users
+from crm_app.db.security import act_as
+from crm_app.services import accounts
+from crm_app.services.accounts import CurrentUser
+from crm_app.services.errors import Forbidden, NotSignedIn
 
 T = TypeVar("T")
 
 # The app's one clock (db.models.utcnow), under the name the states use.
 now_utc = utcnow
+RECHECK_SECONDS = 30.0
+SIGN_IN = "/sign-in"
 
 
 def open_session() -> Session:
     return Session(get_engine(), expire_on_commit=False)
 
 
-def _in_session(work: Callable[[Session], T]) -> T:
+def _in_session(work: Callable[[Session], T], user_id: int | None) -> T:
     with open_session() as session:
+        if user_id is not None:
+            act_as(session, user_id)
         return work(session)
 
 
-async def run_db(work: Callable[[Session], T]) -> T:
-    """Run database work in a thread so a slow query never blocks other users' events."""
-    return await asyncio.to_thread(_in_session, work)
+async def run_system_db(work: Callable[[Session], T]) -> T:
+    """Database work that is nobody's in particular (signing in, the first admin), off the event loop.
+    Runs as the tables' owner: never call it with a lead-facing service."""
+    return await asyncio.to_thread(_in_session, work, None)
+
+
+async def db_as(user_id: int, work: Callable[[Session], T]) -> T:
+    """`work(session)` as `user_id` under row-level security, for background events that looked the
+    user up inside `async with self` (AppState._db would touch the state outside its lock)."""
+    return await asyncio.to_thread(_in_session, work, user_id)
+
+
+def handle_backend_exception(exception: Exception) -> EventSpec | None:
+    """Refusals become what the user should see: the sign-in page, or the reason in a toast."""
+    if isinstance(exception, NotSignedIn):
+        return rx.redirect(SIGN_IN)
+    if isinstance(exception, Forbidden):
+        return rx.toast.error(str(exception), position="top-center")
+    return default_backend_exception_handler(exception)
 
 
 class AppState(rx.State):
-    """Shared by every page: the team and whose view this is."""
+    """Shared by every page: the signed-in user and the team."""
 
-    # Chosen in the sidebar and remembered in the browser; "" until the team has loaded.
-    viewer_id: str = rx.LocalStorage("", name="crm_viewer_id")
+    # The session token, kept by the browser; only its hash is in the database.
+    auth_token: str = rx.Cookie("", name="crm_session", same_site="strict", max_age=14 * 24 * 3600)
+    viewer_id: str = ""
+    viewer_name: str = ""
+    viewer_role: str = ""
     users: list[UserOption] = []
-
-    @rx.var
-    def viewer_options(self) -> list[list[str]]:
-        return [[str(u.id), f"{u.name} ({u.role})"] for u in self.users]
-
-    @rx.var
-    def viewer_name(self) -> str:
-        for user in self.users:
-            if str(user.id) == self.viewer_id:
-                return user.name
-        return ""
+    _user: CurrentUser | None = None
+    _checked_at: float = 0.0
+    _checked_token: str = ""
 
     @rx.var
     def viewer_is_manager(self) -> bool:
-        return any(str(u.id) == self.viewer_id and u.role != "rep" for u in self.users)
+        return self.viewer_role in ("manager", "admin")
 
-    async def _load_team(self) -> None:
+    @rx.var
+    def viewer_is_admin(self) -> bool:
+        return self.viewer_role == "admin"
+
+    async def _current_user(self) -> CurrentUser | None:
+        """The signed-in user, checked against the database at most every RECHECK_SECONDS."""
+        token = self.auth_token
+        fresh = time.monotonic() - self._checked_at < RECHECK_SECONDS
+        if self._user is not None and fresh and token == self._checked_token:
+            return self._user
+        now = now_utc()
+        user = await run_system_db(lambda s: accounts.session_user(s, token, now)) if token else None
+        self._set_user(user)
+        return user
+
+    def _set_user(self, user: CurrentUser | None) -> None:
+        self._user, self._checked_at, self._checked_token = user, time.monotonic(), self.auth_token
+        self.viewer_id = str(user.id) if user else ""
+        self.viewer_name = user.name if user else ""
+        self.viewer_role = user.role.value if user else ""
+
+    async def _actor(self) -> CurrentUser:
+        """The signed-in user, or NotSignedIn (the browser is sent to the sign-in page)."""
+        user = await self._current_user()
+        if user is None:
+            raise NotSignedIn("Your session has ended: sign in again.")
+        return user
+
+    async def _db(self, work: Callable[[Session], T]) -> T:
+        """Run `work(session)` off the event loop as the signed-in user, under row-level security."""
+        user = await self._actor()
+        return await asyncio.to_thread(_in_session, work, user.id)
+
+    async def _acting_sessions(self) -> Callable[[], Session]:
+        """A factory of sessions acting as the signed-in user, for work that opens several at once."""
+        user_id = (await self._actor()).id
+        return lambda: act_as(open_session(), user_id)
+
+    async def _load_team(self) -> bool:
+        """Every page's first step: False (and the page should redirect) when nobody is signed in."""
+        if await self._current_user() is None:
+            return False
         if not self.users:
-            self.users = await run_db(list_users)
-        ids = {str(u.id) for u in self.users}
-        if self.viewer_id not in ids and self.users:
-            reps = [u for u in self.users if u.role == "rep"]
-            self.viewer_id = str((reps or self.users)[0].id)
+            self.users = await self._db(list_users)
+        return True
+
+    def _sign_in_redirect(self):
+        """To the sign-in page, coming back here afterwards."""
+        path = str(self.router.url.path) or "/"
+        return rx.redirect(f"{SIGN_IN}?next={quote(path)}")
 
     def viewer_int(self) -> int | None:
-        return int(self.viewer_id) if self.viewer_id.isdecimal() else None
+        return self._user.id if self._user else None
+
+    @rx.event
+    async def sign_out(self):
+        token, now = self.auth_token, now_utc()
+        if token:
+            await run_system_db(lambda s: accounts.sign_out(s, token, now))
+        self.auth_token = ""
+        self._set_user(None)
+        self.users = []
+        return rx.redirect(SIGN_IN)

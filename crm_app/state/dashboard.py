@@ -10,7 +10,7 @@ from crm_app.domain import ActivityKind
 from crm_app.services.errors import ServiceError
 from crm_app.services.pipeline_health import StageHealth, WeekCount, pipeline_health
 from crm_app.services.queue import QueueItem, action_queue, dismiss_item, snooze_lead, snooze_time, work_item
-from crm_app.state.base import AppState, now_utc, run_db
+from crm_app.state.base import AppState, now_utc
 
 QUEUE_LIMIT = 25
 LOG_KINDS = {
@@ -100,7 +100,7 @@ class DashboardState(AppState):
             return (action_queue(session, owner_id=owner, now=now, limit=QUEUE_LIMIT),
                     pipeline_health(session, owner_id=owner, now=now))
 
-        (self.items, self.queue_total), health = await run_db(load)
+        (self.items, self.queue_total), health = await self._db(load)
         self.stages, self.weeks, self.baseline = health.stages, health.weeks, health.baseline
         self.open_count, self.open_value_label = health.open_count, health.open_value_label
         self.hot, self.warm, self.cold, self.stuck = health.hot, health.warm, health.cold, health.stuck
@@ -112,14 +112,8 @@ class DashboardState(AppState):
 
     @rx.event
     async def load(self):
-        await self._load_team()
-        self.error_lead_id, self.error_message = 0, ""
-        await self._refresh()
-
-    @rx.event
-    async def set_viewer(self, value: str):
-        self.viewer_id = value
-        self.owner_filter = "all"
+        if not await self._load_team():
+            return self._sign_in_redirect()
         self.error_lead_id, self.error_message = 0, ""
         await self._refresh()
 
@@ -133,7 +127,7 @@ class DashboardState(AppState):
     async def _act(self, lead_id: int, work) -> None:
         self.error_lead_id, self.error_message = 0, ""
         try:
-            await run_db(work)
+            await self._db(work)
         except ServiceError as error:
             self.error_lead_id, self.error_message = lead_id, str(error)
         await self._refresh()
@@ -210,7 +204,7 @@ class DashboardState(AppState):
         self.log_saving, self.log_error = True, ""
         yield
         try:
-            await run_db(lambda s: work_item(
+            await self._db(lambda s: work_item(
                 s, lead_id=lead_id, kind=kind, now=now, user_id=user_id, body=body,
                 follow_up_id=follow_up_id or None, follow_up_days=days, follow_up_note=note,
                 expected_version=version))

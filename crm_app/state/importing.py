@@ -1,6 +1,6 @@
 """The import page: upload a CSV, map its columns, preview, validate, import with a progress bar.
 
-Managers only (until accounts exist, issue #6, the sidebar's viewer decides); every handler checks it
+Managers only (the signed-in user's role); every handler checks it
 again. The uploaded file is kept under the data directory (CRM_DATA_DIR/imports) with a random name,
 not in Reflex's upload directory, which the backend serves publicly at /_upload.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import reflex as rx
 
+from crm_app.db.security import act_as
 from crm_app.services.errors import ServiceError
 from crm_app.services.importing import (
     ImportMapping,
@@ -37,7 +38,7 @@ MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 NO_DEFAULT = "none"
 PREVIEW_COLUMNS = ["Name", "Email", "Company", "Size", "Source", "Stage", "Value", "External id", "Custom fields"]
 log = logging.getLogger(__name__)
-MANAGERS_ONLY = "Only a manager can import leads: choose one in the sidebar."
+MANAGERS_ONLY = "Only a manager can import leads."
 
 
 @dataclass
@@ -155,11 +156,8 @@ class ImportState(AppState):
 
     @rx.event
     async def load(self):
-        await self._load_team()
-
-    @rx.event
-    async def set_viewer(self, value: str):
-        self.viewer_id = value
+        if not await self._load_team():
+            return self._sign_in_redirect()
 
     @rx.event
     async def handle_upload(self, files: list[rx.UploadFile]):
@@ -258,6 +256,7 @@ class ImportState(AppState):
             self.importing, self.progress, self.result, self.message = True, 0, "", ""
             self.progress_label = "Reading the file"
             path, mapping, now, total = self._path(), self._mapping(), now_utc(), self.file_rows
+            user_id = (await self._actor()).id
 
         latest: list[ImportProgress] = []
         lock = threading.Lock()
@@ -272,8 +271,8 @@ class ImportState(AppState):
             else:  # not validated first: count lines for the progress bar (fast, no parsing)
                 with path.open("rb") as handle:
                     rows = max(1, sum(1 for _ in handle) - 1)
-            with open_session() as session:
-                return rows, import_file(session, path, mapping, now=now, progress=note)
+            with act_as(open_session(), user_id) as session:
+                return rows, import_file(session, path, mapping, now=now, progress=note, actor_id=user_id)
 
         task = asyncio.create_task(asyncio.to_thread(work))
         while not task.done():

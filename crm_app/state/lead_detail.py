@@ -12,7 +12,7 @@ from crm_app.services.errors import InvalidInput, NotFound, ServiceError
 from crm_app.services.lead_detail import LeadDetail, LeadEdit, lead_detail, update_lead
 from crm_app.services.leads import log_activity, move_lead_to_stage
 from crm_app.services.next_action import next_action_for
-from crm_app.state.base import AppState, now_utc, run_db
+from crm_app.state.base import AppState, now_utc
 
 EDIT_FIELDS = [f.name for f in dataclasses.fields(LeadEdit)]
 NO_PLAY = "none"  # the play select's "no play" (a select item cannot have an empty value)
@@ -44,28 +44,26 @@ class LeadDetailState(AppState):
     async def _reload(self) -> None:
         lead_id, now = self._lead_id(), now_utc()
         try:
-            self.lead = await run_db(lambda s: lead_detail(s, lead_id, now)) if lead_id else LeadDetail()
+            self.lead = await self._db(lambda s: lead_detail(s, lead_id, now)) if lead_id else LeadDetail()
             self.missing = "" if lead_id else "That is not a lead address."
         except NotFound as error:
             self.lead, self.missing = LeadDetail(), str(error)
         await self._load_next_action(lead_id, now)
 
     async def _load_next_action(self, lead_id: int | None, now) -> None:
-        action = await run_db(lambda s: next_action_for(s, lead_id, now)) if lead_id and not self.missing else None
+        action = await self._db(lambda s: next_action_for(s, lead_id, now)) if lead_id and not self.missing else None
         self.next_action = action or NextAction()
 
     @rx.event
     async def load(self):
-        await self._load_team()
+        if not await self._load_team():
+            return self._sign_in_redirect()
         self.score_change = self.activity_error = self.stage_error = ""
         self.activity_body = self.activity_subject = ""
         self.activity_play = NO_PLAY
         self.edit_open = False
         await self._reload()
 
-    @rx.event
-    async def set_viewer(self, value: str):
-        self.viewer_id = value
 
     # Logging an activity -------------------------------------------------------------------
     @rx.event
@@ -93,7 +91,7 @@ class LeadDetailState(AppState):
         play = None if self.activity_play == NO_PLAY else self.activity_play
         user_id, now = self.viewer_int(), now_utc()
         try:
-            result = await run_db(lambda s: log_activity(
+            result = await self._db(lambda s: log_activity(
                 s, lead_id=lead_id, kind=kind, now=now, user_id=user_id, subject=subject, body=body,
                 play=play))
         except InvalidInput as error:
@@ -116,7 +114,7 @@ class LeadDetailState(AppState):
     async def move_to_stage(self, stage: str):
         lead_id, version, user_id, now = self.lead.id, self.lead.version, self.viewer_int(), now_utc()
         try:
-            await run_db(lambda s: move_lead_to_stage(
+            await self._db(lambda s: move_lead_to_stage(
                 s, lead_id=lead_id, to_stage=stage, now=now, user_id=user_id, expected_version=version))
             self.stage_error = ""
         except ServiceError as error:
@@ -151,7 +149,9 @@ class LeadDetailState(AppState):
         edit = LeadEdit(**{name: self.edit.get(name, "") for name in EDIT_FIELDS})
         lead_id, version, now = self.lead.id, self.lead.version, now_utc()
         try:
-            await run_db(lambda s: update_lead(s, lead_id=lead_id, edit=edit, expected_version=version, now=now))
+            actor_id = self.viewer_int()
+            await self._db(lambda s: update_lead(s, lead_id=lead_id, edit=edit, expected_version=version, now=now,
+                                                 actor_id=actor_id))
         except InvalidInput as error:
             self.edit_errors = {error.field or "form": str(error)}
             return

@@ -11,7 +11,7 @@ from crm_app.services.signed_links import sign_link
 from crm_app.services.errors import ServiceError
 from crm_app.services.leads import reassign_leads
 from crm_app.settings import settings
-from crm_app.state.base import AppState, now_utc, run_db
+from crm_app.state.base import AppState, now_utc
 
 ALL = "all"
 
@@ -66,7 +66,7 @@ class LeadsState(AppState):
         flt, offset, sort = self._filter(), self.page * settings.page_size, self.sort
         # Turning a page keeps the filter, and so the count: only a new filter counts again.
         count = recount or self.total == 0
-        rows, total = await run_db(
+        rows, total = await self._db(
             lambda s: ranked_leads(s, flt, limit=settings.page_size, offset=offset, sort=sort, with_total=count)
         )
         self.rows = rows
@@ -75,15 +75,10 @@ class LeadsState(AppState):
 
     @rx.event
     async def load(self):
-        await self._load_team()
+        if not await self._load_team():
+            return self._sign_in_redirect()
         self.selected, self.bulk_message = [], ""
         await self._refresh(keep_page=True)
-
-    @rx.event
-    async def set_viewer(self, value: str):
-        self.viewer_id = value
-        self.selected = []
-        await self._refresh()
 
     @rx.event
     async def set_search(self, value: str):
@@ -129,11 +124,12 @@ class LeadsState(AppState):
             await self._refresh(keep_page=True, recount=False)
 
     @rx.event
-    def export_csv(self):
+    async def export_csv(self):
         """Download exactly this list (filter, search, sort; all pages) as CSV. The file is streamed by
-        a backend route (crm_app/api.py) through a short-lived signed link, not over the websocket."""
-        now = now_utc()
-        payload = {**filter_to_dict(self._filter(), self.sort), "viewer": self.viewer_int()}
+        a backend route (crm_app/api.py) through a short-lived signed link, not over the websocket;
+        the link names the signed-in user, whose row-level security the export runs under."""
+        now, user = now_utc(), await self._actor()
+        payload = {**filter_to_dict(self._filter(), self.sort), "viewer": user.id}
         token = sign_link(EXPORT_PURPOSE, payload, now=now)
         return rx.download(url=f"{EXPORT_PATH}?token={token}", filename=f"leads-{now:%Y-%m-%d-%H%M}.csv")
 
@@ -167,8 +163,9 @@ class LeadsState(AppState):
             self.bulk_message = "Pick who gets the leads."
             return
         owner = None if self.reassign_to == "none" else int(self.reassign_to)
+        actor = await self._actor()
         try:
-            count = await run_db(lambda s: reassign_leads(s, lead_ids=ids, owner_id=owner, now=now))
+            count = await self._db(lambda s: reassign_leads(s, lead_ids=ids, owner_id=owner, now=now, actor=actor))
         except ServiceError as error:
             self.bulk_message = str(error)
             return

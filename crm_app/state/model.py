@@ -1,6 +1,6 @@
 """The model page: the engine choice, training and rescoring progress, and the shown model's report.
 
-Managers only (AppState.viewer_is_manager until accounts exist): every handler that changes
+Managers only (the signed-in user's role, AppState.viewer_is_manager): every handler that changes
 something checks it, not just the page. Training and rescoring run in a worker thread
 (crm_app/background.py) and record their progress in PostgreSQL; this state polls it with a
 background event while a job runs, so progress survives a reload and shows in every worker.
@@ -29,7 +29,7 @@ from crm_app.services.scoring_jobs import (
     start_job,
 )
 from crm_app.services.scoring_settings import set_engine_choice
-from crm_app.state.base import AppState, now_utc, open_session, run_db
+from crm_app.state.base import AppState, db_as, now_utc, open_session
 
 POLL_SECONDS = 1.0
 MANAGERS_ONLY = "Only a manager can change how leads are scored."
@@ -147,23 +147,19 @@ class ModelState(AppState):
 
     async def _refresh(self, keep_draft: bool = False) -> None:
         now = now_utc()
-        self._show(await run_db(lambda s: model_page(s, now=now)), keep_draft=keep_draft)
+        self._show(await self._db(lambda s: model_page(s, now=now)), keep_draft=keep_draft)
         self.loaded = True
 
     @rx.event
     async def load(self):
-        await self._load_team()
+        if not await self._load_team():
+            return self._sign_in_redirect()
         self.action_message, self.blend_error = "", ""
         if not self.viewer_is_manager:
             return  # a rep gets the refusal, not the numbers
         await self._refresh()
         if self.training_running or self.rescoring_running:
             return ModelState.poll
-
-    @rx.event
-    async def set_viewer(self, value: str):
-        self.viewer_id = value
-        return ModelState.load
 
     # --- Polling while a job runs -------------------------------------------------------------
 
@@ -173,12 +169,13 @@ class ModelState(AppState):
             if self.polling or not self.viewer_is_manager:
                 return  # one poller per page, and only for a manager
             self.polling = True
+            user_id = (await self._actor()).id
         try:
             while True:
                 await asyncio.sleep(POLL_SECONDS)
                 now = now_utc()
                 # Read outside the state lock, so the page's own events are not held up by the query.
-                page = await run_db(lambda s: model_page(s, now=now))
+                page = await db_as(user_id, lambda s: model_page(s, now=now))
                 async with self:
                     self._show(page, keep_draft=True)
                     if not (self.training_running or self.rescoring_running):
@@ -205,7 +202,7 @@ class ModelState(AppState):
             return rescore_if_changed(session, before, now=now, requested_by=user)
 
         try:
-            job_id = await run_db(switch)
+            job_id = await self._db(switch)
         except InvalidInput as error:
             if error.field == "blend_weight":
                 self.blend_error = str(error)
@@ -232,7 +229,7 @@ class ModelState(AppState):
             return None
         now, user = now_utc(), self.viewer_int()
         try:
-            job_id = await run_db(lambda s: start_job(s, kind=TRAIN, now=now, requested_by=user,
+            job_id = await self._db(lambda s: start_job(s, kind=TRAIN, now=now, requested_by=user,
                                                       message="Waiting to start"))
         except ServiceError as error:
             self.action_message = str(error)
@@ -254,11 +251,11 @@ class ModelState(AppState):
 
         def activate_and_rescore(session):
             before = engine_config(session)
-            activate_model(session, model_id)
+            activate_model(session, model_id, actor_id=user, now=now)
             return rescore_if_changed(session, before, now=now, requested_by=user)
 
         try:
-            job_id = await run_db(activate_and_rescore)
+            job_id = await self._db(activate_and_rescore)
         except NotFound as error:
             self.action_message = str(error)
             return None

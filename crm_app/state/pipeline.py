@@ -17,7 +17,7 @@ from crm_app.services.pipeline import (
     board_columns,
     column_cards,
 )
-from crm_app.state.base import AppState, now_utc, run_db
+from crm_app.state.base import AppState, now_utc
 
 ALL = "all"
 TEAM, MINE, UNASSIGNED = "team", "mine", "unassigned"
@@ -98,7 +98,7 @@ class PipelineState(AppState):
 
     async def _reload_board(self) -> None:
         flt, now = self._filter(), now_utc()
-        self.columns = await run_db(lambda s: board_columns(s, flt=flt, now=now, limit=PAGE))
+        self.columns = await self._db(lambda s: board_columns(s, flt=flt, now=now, limit=PAGE))
         self.ready = True
 
     async def _reload_stages(self, stages: list[str], extra: int = 0) -> None:
@@ -106,23 +106,17 @@ class PipelineState(AppState):
         flt, now = self._filter(), now_utc()
         shown = {c.stage: len(c.cards) for c in self.columns}
         limits = {s: max(PAGE, shown.get(s, 0) + extra) for s in stages}
-        fresh = {c.stage: c for c in await run_db(
+        fresh = {c.stage: c for c in await self._db(
             lambda s: board_columns(s, flt=flt, now=now, limits=limits, stages=stages))}
         self.columns = [fresh.get(c.stage, c) for c in self.columns]
 
     # Page and filters ----------------------------------------------------------------------------
     @rx.event
     async def load(self):
-        await self._load_team()
+        if not await self._load_team():
+            return self._sign_in_redirect()
         if not self._owner_is_allowed():
             self.owner = self._default_owner()
-        self.move_error = ""
-        await self._reload_board()
-
-    @rx.event
-    async def set_viewer(self, value: str):
-        self.viewer_id = value
-        self.owner = self._default_owner()
         self.move_error = ""
         await self._reload_board()
 
@@ -172,7 +166,7 @@ class PipelineState(AppState):
             return
         last, room = column.cards[-1], MAX_CARDS - len(column.cards)
         flt, now = self._filter(), now_utc()
-        more = await run_db(lambda s: column_cards(
+        more = await self._db(lambda s: column_cards(
             s, stage=stage, flt=flt, now=now, after=(last.score, last.id), limit=min(PAGE, room)))
         # Scores move while the board is open (a rescore, the sweep): a card already shown can
         # come round again after the last one's score; it is shown once.
@@ -197,7 +191,7 @@ class PipelineState(AppState):
             return None
         from_stage, version, user_id, now = card.stage, card.version, self.viewer_int(), now_utc()
         try:
-            await run_db(lambda s: move_lead_to_stage(
+            await self._db(lambda s: move_lead_to_stage(
                 s, lead_id=lead_id, to_stage=to_stage, now=now, user_id=user_id, expected_version=version))
         except ServiceError as error:
             # Refused: nothing was written. Redraw the whole board from the database (the deal may

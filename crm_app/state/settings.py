@@ -14,7 +14,7 @@ from crm_app.services.settings import (
     stage_rules,
 )
 from crm_app.services.scoring_settings import engine_status
-from crm_app.state.base import AppState, now_utc, run_db
+from crm_app.state.base import AppState, now_utc
 
 
 class SettingsState(AppState):
@@ -31,7 +31,7 @@ class SettingsState(AppState):
 
     async def _refresh(self) -> None:
         now = now_utc()
-        self.costs, self.rules, status = await run_db(
+        self.costs, self.rules, status = await self._db(
             lambda s: (source_costs(s), stage_rules(s), engine_status(s, now=now))
         )
         self.engine_label, self.engine_note = status.effective_label, status.note
@@ -41,12 +41,9 @@ class SettingsState(AppState):
 
     @rx.event
     async def load(self):
-        await self._load_team()
+        if not await self._load_team():
+            return self._sign_in_redirect()
         await self._refresh()
-
-    @rx.event
-    async def set_viewer(self, value: str):
-        self.viewer_id = value
 
     @rx.event
     def type_cost(self, source: str, value: str):
@@ -65,7 +62,7 @@ class SettingsState(AppState):
             return
         typed, now = self.cost_drafts.get(source, ""), now_utc()
         try:
-            row = await run_db(lambda s: set_source_cost(s, source=source, typed=typed, now=now))
+            row = await self._db(lambda s: set_source_cost(s, source=source, typed=typed, now=now))
         except InvalidInput as error:
             self.errors[source] = str(error)
             self.saved[source] = False
@@ -82,7 +79,7 @@ class SettingsState(AppState):
             return
         typed = self.day_drafts.get(stage, "")
         try:
-            row = await run_db(lambda s: set_stagnation_days(s, stage=stage, typed=typed))
+            row = await self._db(lambda s: set_stagnation_days(s, stage=stage, typed=typed))
         except InvalidInput as error:
             self.errors[stage] = str(error)
             self.saved[stage] = False

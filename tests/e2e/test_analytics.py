@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from crm_app.domain import Source, Stage
 from crm_app.services.leads import move_lead_to_stage
-from tests.e2e.conftest import APP_NOW
+from tests.e2e.conftest import APP_NOW, choose_viewer
 from tests.factories import make_lead, make_user
 
 pytestmark = pytest.mark.e2e
@@ -41,9 +41,8 @@ def ana_team(app_session) -> dict:
 
 
 def _view_as(page: Page, option: str) -> None:
-    """Choose who is looking in the sidebar picker (a Radix select)."""
-    page.locator("[role=combobox]:not(.owner-filter)").click()
-    page.get_by_role("option", name=option).click()
+    """Look at this page signed in as the person of `option` ("Name (role)")."""
+    choose_viewer(page, option.rsplit(" (", 1)[0])
 
 
 def _source_row(page: Page, source: str):

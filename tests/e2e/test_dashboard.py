@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from crm_app.db.models import Activity, Lead, User
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Stage
-from tests.e2e.conftest import APP_NOW
+from tests.e2e.conftest import APP_NOW, sign_in_as
 from tests.factories import make_lead, make_user
 
 pytestmark = pytest.mark.e2e
@@ -56,10 +56,8 @@ def dash(app_session):
 
 
 def _view_as(page, rep_name: str) -> None:
-    page.goto("/dashboard")
-    page.get_by_role("combobox").first.click()
-    page.get_by_role("option", name=f"{rep_name} (rep)").click()
-    expect(page.get_by_role("combobox").first).to_contain_text(rep_name)
+    sign_in_as(page, rep_name, "/dashboard")
+    expect(page.locator(".signed-in-name")).to_have_text(rep_name)
 
 
 def test_queue_shows_the_reps_hot_leads_first_then_the_stuck_deal(page, dash):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from crm_app.db.models import Activity, Lead
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Source
-from tests.e2e.conftest import APP_NOW
+from tests.e2e.conftest import APP_NOW, forget_browser, sign_in_cookie
 from tests.factories import make_lead, make_user
 
 pytestmark = pytest.mark.e2e
@@ -26,6 +26,23 @@ def detail_leads(app_session):
                      activities=[(K.DEMO_REQUEST, timedelta(days=3)), (K.EMAIL_OPENED, timedelta(days=2))])
     other = make_lead(app_session, "Dorothy Vaughan", now=APP_NOW, owner=rep, company="Fortran Works")
     return {"rep": rep, "warm": warm, "other": other}
+
+
+@pytest.fixture
+def page(page, app_session, app_url, detail_leads):
+    """This module's leads belong to Detta Rep: look at them signed in as her."""
+    page.context.clear_cookies()
+    page.context.add_cookies([sign_in_cookie(app_session, app_url, "Detta Rep")])
+    return page
+
+
+def test_another_rep_guessing_the_id_sees_no_lead(page, detail_leads, app_session, app_url):
+    lead = detail_leads["warm"]
+    forget_browser(page)
+    page.context.add_cookies([sign_in_cookie(app_session, app_url, "Ria Rep")])
+    page.goto(f"/leads/{lead.id}")
+    expect(page.get_by_text(f"There is no lead {lead.id}.")).to_be_visible()
+    expect(page.get_by_text("Katherine Johnson")).to_have_count(0)
 
 
 def _reason_points(page) -> list[int]:

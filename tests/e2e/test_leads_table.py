@@ -26,13 +26,25 @@ def test_ranked_list_shows_the_top_lead_with_its_score_and_reasons(page, seeded_
 
 def test_switching_to_whole_team_and_searching_filters_in_sql(page, seeded_app_data):
     page.goto("/leads")
-    choose_viewer(page, "Ria Rep")
-    expect(page.locator(".lead-row").first).to_contain_text("Ada Lovelace")
+    choose_viewer(page, "Maya Manager")
     page.get_by_role("radio", name="Whole team").click()
     page.get_by_placeholder("Search name, company or email").fill("bletchley")
     expect(page.locator(".lead-row")).to_have_count(1)
     expect(page.locator(".lead-row").first).to_contain_text("Alan Turing")
     expect(page.get_by_text(re.compile(r"1-1 of 1"))).to_be_visible()
+
+
+def test_a_rep_searching_the_whole_team_never_finds_another_reps_lead(page, seeded_app_data):
+    """Alan Turing is Sam's lead: Ria's "whole team" is her own leads and the pool (row-level security)."""
+    page.goto("/leads")
+    choose_viewer(page, "Ria Rep")
+    expect(page.locator(".lead-row").first).to_contain_text("Ada Lovelace")
+    page.get_by_role("radio", name="Whole team").click()
+    page.get_by_placeholder("Search name, company or email").fill("bletchley")
+    expect(page.get_by_text("No leads match these filters.")).to_be_visible()
+    page.get_by_placeholder("Search name, company or email").fill("")
+    expect(page.locator(".lead-row").filter(has_text="Edsger Dijkstra")).to_have_count(1)  # the pool
+    expect(page.locator(".lead-row").filter(has_text="Alan Turing")).to_have_count(0)
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ def closed_history(app_session):
 def test_a_rep_is_refused_the_model_page(page, seeded_app_data, closed_history):
     page.goto("/model")
     choose_viewer(page, "Ria Rep")
-    expect(page.locator(".model-refused")).to_contain_text("The model page is for managers")
+    expect(page.locator(".model-refused")).to_contain_text("Only a manager can see the model page")
     expect(page.locator(".train-button")).to_have_count(0)
     expect(page.locator(".measure-row")).to_have_count(0)
 

@@ -13,7 +13,7 @@ from crm_app.db.models import Lead
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Play, Source, Stage
 from crm_app.services.next_action import refresh_play_stats
-from tests.e2e.conftest import APP_NOW, choose_viewer
+from tests.e2e.conftest import APP_NOW, choose_viewer, sign_in_as
 from tests.factories import make_lead, make_past_stay, make_user
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +52,7 @@ def nba_team(app_session):
 
 
 def test_lead_page_shows_the_next_best_action_with_confidence_and_why(page, nba_team):
-    page.goto(f"/leads/{nba_team['hot'].id}")
+    sign_in_as(page, "Nia Nextstep", f"/leads/{nba_team['hot'].id}")
     card = page.locator(".next-action")
     expect(card.locator(".next-action-play")).to_have_text("Case study")
     expect(card.locator(".next-action-confidence")).to_have_text("Medium confidence")
@@ -78,7 +78,7 @@ def test_analytics_lists_the_strongest_segment_with_support_lift_and_interval(pa
 
 
 def test_logging_the_suggested_play_shows_it_and_moves_on_to_the_next_step(page, nba_team):
-    page.goto(f"/leads/{nba_team['hot'].id}")
+    sign_in_as(page, "Nia Nextstep", f"/leads/{nba_team['hot'].id}")
     expect(page.locator(".next-action .next-action-play")).to_have_text("Case study")
     page.get_by_role("combobox", name="Activity type").click()
     page.get_by_role("option", name="Email sent").click()
@@ -92,7 +92,7 @@ def test_logging_the_suggested_play_shows_it_and_moves_on_to_the_next_step(page,
 
 
 def test_a_play_that_does_not_fit_the_activity_is_explained_in_the_form(page, nba_team):
-    page.goto(f"/leads/{nba_team['hot'].id}")
+    sign_in_as(page, "Nia Nextstep", f"/leads/{nba_team['hot'].id}")
     page.get_by_role("combobox", name="Activity type").click()
     page.get_by_role("option", name="Email sent").click()
     page.get_by_role("combobox", name="Play").click()

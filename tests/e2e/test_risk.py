@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Stage
 from crm_app.services.leads import log_activity
-from tests.e2e.conftest import APP_NOW, choose_viewer
+from tests.e2e.conftest import APP_NOW, choose_viewer, sign_in_as
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +62,7 @@ def test_the_kanban_card_flags_the_deal_at_risk_and_the_filter_keeps_only_it(pag
 
 def test_the_lead_page_shows_the_risk_with_its_reasons_and_the_tone_of_the_reply(page, risky):
     lead = risky["sour"]
-    page.goto(f"/leads/{lead.id}")
+    sign_in_as(page, REP, f"/leads/{lead.id}")
     panel = page.locator(".risk-panel")
     expect(panel.locator(".risk-level")).to_have_text(re.compile(r"High\s*·\s*55"))
     expect(panel.locator(".risk-reason")).to_have_count(2)

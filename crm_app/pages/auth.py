@@ -1,0 +1,272 @@
+"""Sign-in (and first admin), one's account, the team's users (admin) and the audit log (managers)."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from crm_app.components.layout import page_frame
+from crm_app.services.accounts import MIN_PASSWORD, UserRow
+from crm_app.services.audit import AuditRow
+from crm_app.state.auth import AccountState, AuditState, SignInState, UsersState
+
+MUTED = rx.color("gray", 10)
+ERROR = rx.color("tomato", 11)
+
+
+def _field(label: str, name: str, value, on_change, errors, *, kind: str = "text", hint="",
+           autocomplete="off") -> rx.Component:
+    error = errors.get(name, "")
+    return rx.vstack(
+        rx.text(label, size="2", weight="medium", as_="label", html_for=f"field-{name}"),
+        rx.input(
+            id=f"field-{name}",
+            name=name,
+            type=kind,
+            value=value,
+            on_change=on_change,
+            auto_complete=autocomplete,
+            width="100%",
+            size="3",
+            color_scheme=rx.cond(error != "", "tomato", "indigo"),
+            class_name=f"input-{name}",
+        ),
+        rx.cond(error != "", rx.text(error, size="1", color=ERROR, class_name=f"error-{name}"),
+                rx.text(hint, size="1", color=MUTED)),
+        spacing="1",
+        width="100%",
+        align="start",
+    )
+
+
+def sign_in_page() -> rx.Component:
+    S = SignInState
+    form = rx.form(
+        rx.vstack(
+            rx.cond(
+                S.first_run,
+                rx.vstack(
+                    rx.callout("No admin yet: create the first admin account. You can add the team after.",
+                               icon="info", size="1", width="100%"),
+                    _field("Your name", "name", S.name, lambda v: S.set_field("name", v), S.errors,
+                           autocomplete="name"),
+                    spacing="3",
+                    width="100%",
+                ),
+            ),
+            _field("Email", "email", S.email, lambda v: S.set_field("email", v), S.errors, kind="email",
+                   autocomplete="username"),
+            _field("Password", "password", S.password, lambda v: S.set_field("password", v), S.errors,
+                   kind="password", autocomplete=rx.cond(S.first_run, "new-password", "current-password"),
+                   hint=rx.cond(S.first_run, f"At least {MIN_PASSWORD} characters.", "")),
+            rx.cond(
+                S.first_run,
+                _field("Password again", "confirm", S.confirm, lambda v: S.set_field("confirm", v), S.errors,
+                       kind="password", autocomplete="new-password"),
+            ),
+            rx.cond(S.message != "", rx.callout(S.message, icon="triangle-alert", color_scheme="tomato",
+                                                size="1", width="100%", class_name="sign-in-message")),
+            rx.button(rx.cond(S.first_run, "Create admin and sign in", "Sign in"), type="submit", size="3",
+                      width="100%", loading=S.busy, class_name="sign-in-submit"),
+            spacing="4",
+            width="100%",
+        ),
+        on_submit=lambda _: S.submit(),
+        reset_on_submit=False,
+        no_validate=True,  # the app's own checks answer under each field, in words
+        width="100%",
+    )
+    return rx.center(
+        rx.card(
+            rx.vstack(
+                rx.hstack(
+                    rx.center(rx.icon("target", size=20, color="white"), width="32px", height="32px",
+                              background=rx.color("accent", 9), border_radius="8px"),
+                    rx.heading("Pipeline CRM", size="5"),
+                    align="center",
+                    spacing="2",
+                ),
+                rx.text(rx.cond(S.first_run, "Set up your team", "Sign in to see what to do right now"),
+                        color=MUTED, size="2"),
+                form,
+                spacing="4",
+                width="100%",
+            ),
+            size="4",
+            width="400px",
+            max_width="94vw",
+        ),
+        min_height="100vh",
+        background=rx.color("gray", 2),
+    )
+
+
+def account_page() -> rx.Component:
+    S = AccountState
+    return page_frame(
+        "Account",
+        "Your password. Changing it signs you out in every other browser.",
+        rx.card(
+            rx.form(
+                rx.vstack(
+                    _field("Current password", "current", S.current, lambda v: S.set_field("current", v),
+                           S.errors, kind="password", autocomplete="current-password"),
+                    _field("New password", "new", S.new, lambda v: S.set_field("new", v), S.errors,
+                           kind="password", autocomplete="new-password", hint=f"At least {MIN_PASSWORD} characters."),
+                    _field("New password again", "confirm", S.confirm, lambda v: S.set_field("confirm", v),
+                           S.errors, kind="password", autocomplete="new-password"),
+                    rx.hstack(
+                        rx.button("Change password", type="submit", class_name="change-password"),
+                        rx.cond(S.saved, rx.badge(rx.icon("check", size=12), "Password changed",
+                                                  color_scheme="grass", variant="soft", class_name="password-saved")),
+                        align="center",
+                    ),
+                    spacing="3",
+                    width="100%",
+                ),
+                on_submit=lambda _: S.change_password(),
+                reset_on_submit=False,
+                no_validate=True,
+            ),
+            max_width="420px",
+            size="3",
+        ),
+    )
+
+
+def _user_row(row: UserRow) -> rx.Component:
+    S = UsersState
+    return rx.table.row(
+        rx.table.cell(rx.text(row.name, weight="medium")),
+        rx.table.cell(rx.text(row.email, color=MUTED)),
+        rx.table.cell(
+            rx.select(S.role_options, value=row.role, on_change=lambda v: S.set_role(row.id, v), size="1",
+                      disabled=~row.is_active)
+        ),
+        rx.table.cell(
+            rx.cond(row.is_active,
+                    rx.cond(row.can_sign_in, rx.badge("Active", color_scheme="grass", variant="soft"),
+                            rx.badge("No password yet", color_scheme="amber", variant="soft")),
+                    rx.badge("Deactivated", color_scheme="gray", variant="soft"))
+        ),
+        rx.table.cell(
+            rx.button(rx.cond(row.is_active, "Deactivate", "Reactivate"), size="1", variant="soft",
+                      color_scheme=rx.cond(row.is_active, "tomato", "grass"),
+                      on_click=S.set_active(row.id, ~row.is_active))
+        ),
+        class_name="user-row",
+        data_email=row.email,
+    )
+
+
+def users_page() -> rx.Component:
+    S = UsersState
+    add = rx.card(
+        rx.form(
+            rx.vstack(
+                rx.text("Add a teammate", weight="bold"),
+                rx.hstack(
+                    _field("Name", "name", S.draft["name"], lambda v: S.set_draft("name", v), S.errors),
+                    _field("Email", "email", S.draft["email"], lambda v: S.set_draft("email", v), S.errors,
+                           kind="email"),
+                    rx.vstack(
+                        rx.text("Role", size="2", weight="medium"),
+                        rx.select(S.role_options, value=S.draft["role"], on_change=lambda v: S.set_draft("role", v),
+                                  size="3"),
+                        spacing="1",
+                    ),
+                    _field("First password", "password", S.draft["password"],
+                           lambda v: S.set_draft("password", v), S.errors, kind="password",
+                           autocomplete="new-password", hint=f"At least {MIN_PASSWORD} characters."),
+                    spacing="3",
+                    width="100%",
+                    align="start",
+                ),
+                rx.button("Add user", type="submit", class_name="add-user"),
+                spacing="3",
+                width="100%",
+            ),
+            on_submit=lambda _: S.add_user(),
+            reset_on_submit=False,
+            no_validate=True,
+        ),
+        width="100%",
+    )
+    return page_frame(
+        "Users",
+        "Who can sign in, and with which role. Reps see their own leads and the unassigned pool.",
+        rx.cond(
+            S.viewer_is_admin,
+            rx.vstack(
+                rx.cond(S.message != "", rx.callout(S.message, icon="info", size="1", class_name="users-message")),
+                rx.table.root(
+                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in
+                                                   ("Name", "Email", "Role", "Status", "")])),
+                    rx.table.body(rx.foreach(S.accounts, _user_row)),
+                    width="100%",
+                    variant="surface",
+                ),
+                add,
+                spacing="4",
+                width="100%",
+            ),
+            rx.callout(S.message, icon="lock", color_scheme="tomato", class_name="refused"),
+        ),
+    )
+
+
+def _audit_row(row: AuditRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text(row.at_label, size="2", color=MUTED, white_space="nowrap")),
+        rx.table.cell(rx.text(row.actor, size="2", weight="medium")),
+        rx.table.cell(rx.badge(row.action_label, variant="soft", color_scheme="indigo")),
+        rx.table.cell(
+            rx.cond(row.lead_id, rx.link(f"Lead #", row.lead_id, href="/leads/" + row.lead_id.to(str), size="2"),
+                    rx.text(row.entity, " #", row.entity_id, size="2", color=MUTED))
+        ),
+        rx.table.cell(rx.text(row.change, size="2", class_name="audit-change")),
+        class_name="audit-row",
+    )
+
+
+def audit_page() -> rx.Component:
+    S = AuditState
+    filters = rx.hstack(
+        rx.select.root(
+            rx.select.trigger(width="220px"),
+            rx.select.content(rx.foreach(S.action_options, lambda o: rx.select.item(o[1], value=o[0]))),
+            value=S.action,
+            on_change=S.set_action,
+        ),
+        rx.select.root(
+            rx.select.trigger(width="200px"),
+            rx.select.content(
+                rx.select.item("Everyone", value="all"),
+                rx.foreach(S.users, lambda u: rx.select.item(u.name, value=u.id.to(str))),
+            ),
+            value=S.actor,
+            on_change=S.set_actor,
+        ),
+        spacing="3",
+    )
+    return page_frame(
+        "Audit log",
+        "Who changed what, and when, with the values before and after.",
+        rx.cond(
+            S.viewer_is_manager,
+            rx.vstack(
+                filters,
+                rx.table.root(
+                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in
+                                                   ("When (UTC)", "Who", "What", "Record", "Change")])),
+                    rx.table.body(rx.foreach(S.rows, _audit_row)),
+                    width="100%",
+                    variant="surface",
+                ),
+                rx.cond(S.rows.length() == 0, rx.text("No changes recorded for this filter.", color=MUTED)),
+                rx.cond(S.has_more, rx.button("Older changes", variant="soft", on_click=S.older)),
+                spacing="4",
+                width="100%",
+            ),
+            rx.callout(S.message, icon="lock", color_scheme="tomato", class_name="refused"),
+        ),
+    )

@@ -1,0 +1,356 @@
+"""Accounts: passwords, sign-in sessions, throttling, roles and the first admin.
+
+- Passwords are hashed with argon2id (argon2-cffi, its recommended parameters) and never stored,
+  logged or returned in clear. A hash made with older parameters is upgraded at the next sign-in.
+- A sign-in gives the browser a random token (256 bits); the database keeps only its SHA-256.
+  A session ends at sign-out, after `session_hours` in all, or after `idle_minutes` without use.
+- Failed sign-ins are counted per email: after MAX_FAILURES within FAILURE_WINDOW the email is
+  refused until the window has passed, whatever the password (a guesser learns nothing more).
+- Roles: rep < manager < admin. `require_role` refuses with a message; every service that changes
+  or reveals what a role may not see calls it with the acting user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, select, text, update
+from sqlmodel import Session
+
+from crm_app.db.models import AuthSession, SignInAttempt, User
+from crm_app.domain import Role
+from crm_app.services import audit
+from crm_app.services.errors import Forbidden, InvalidInput, NotFound, SignInRefused
+from crm_app.services.permissions import CurrentUser, require_role
+
+MIN_PASSWORD, MAX_PASSWORD = 10, 128  # the upper bound keeps hashing cheap to refuse, not cheap to do
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=15)
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so an unknown email costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("not a password anyone has")
+
+
+def session_hours() -> float:
+    return float(os.environ.get("CRM_SESSION_HOURS", "12"))
+
+
+def idle_minutes() -> float:
+    return float(os.environ.get("CRM_SESSION_IDLE_MINUTES", "120"))
+
+
+def _current(user: User) -> CurrentUser:
+    return CurrentUser(user.id, user.email, user.name, Role(user.role))
+
+
+# --- Passwords ------------------------------------------------------------------------------------
+
+
+def check_password_rules(password: str, field: str = "password") -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"Use at least {MIN_PASSWORD} characters.", field=field)
+    if len(password) > MAX_PASSWORD:
+        raise InvalidInput(f"Use at most {MAX_PASSWORD} characters.", field=field)
+    if not password.strip():
+        raise InvalidInput("A password cannot be only spaces.", field=field)
+
+
+def hash_password(password: str) -> str:
+    check_password_rules(password)
+    return _hasher.hash(password)
+
+
+def _verify(stored: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _clean_email(email: str, field: str = "email") -> str:
+    email = (email or "").strip()
+    if not email:
+        raise InvalidInput("Enter your email address.", field=field)
+    if len(email) > 254 or not EMAIL_RE.match(email):
+        raise InvalidInput("That is not an email address (like name@company.com).", field=field)
+    return email
+
+
+def _clean_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("Enter a name.", field="name")
+    if len(name) > 120:
+        raise InvalidInput("Use at most 120 characters.", field="name")
+    return name
+
+
+def _user_by_email(session: Session, email: str) -> User | None:
+    query = select(User).where(func.lower(User.email) == email.lower()).execution_options(populate_existing=True)
+    return session.execute(query).scalars().first()
+
+
+# --- First run ------------------------------------------------------------------------------------
+
+
+def needs_first_admin(session: Session) -> bool:
+    """True until an admin who can sign in exists: the sign-in page then offers to create one."""
+    count = session.execute(
+        text("SELECT count(*) FROM users WHERE role = 'admin' AND is_active AND password_hash IS NOT NULL")
+    ).scalar_one()
+    return count == 0
+
+
+def create_first_admin(session: Session, *, email: str, name: str, password: str, now: datetime) -> CurrentUser:
+    """Create (or give a password to) the first admin. Refused once an admin can sign in. Commits."""
+    session.execute(text("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"))  # two first-runs at once: one wins
+    if not needs_first_admin(session):
+        raise Forbidden("An admin already exists: sign in, and ask them for an account.")
+    email, name = _clean_email(email), _clean_name(name)
+    check_password_rules(password)
+    user = _user_by_email(session, email)
+    if user is None:
+        user = User(email=email, name=name, role=Role.ADMIN.value)
+    user.role, user.name, user.is_active = Role.ADMIN.value, name, True
+    user.password_hash, user.password_changed_at = _hasher.hash(password), now
+    session.add(user)
+    session.flush()
+    audit.record(session, now=now, actor_id=user.id, action="first_admin", entity="user", entity_id=user.id,
+                 new={"email": email, "name": name, "role": Role.ADMIN.value})
+    session.commit()
+    return _current(user)
+
+
+# --- Signing in and out ---------------------------------------------------------------------------
+
+
+def _recent_failures(session: Session, email: str, now: datetime) -> tuple[int, datetime | None]:
+    """Failures for this email since its last success within the window, and the oldest of them."""
+    count, oldest = session.execute(
+        text(
+            """
+            SELECT count(*), min(attempted_at) FROM sign_in_attempts
+             WHERE lower(email) = lower(:email) AND attempted_at > :since AND NOT succeeded
+               AND attempted_at > coalesce((SELECT max(attempted_at) FROM sign_in_attempts
+                                             WHERE lower(email) = lower(:email) AND succeeded), '-infinity')
+            """
+        ),
+        {"email": email, "since": now - FAILURE_WINDOW},
+    ).one()
+    return count, oldest
+
+
+def sign_in(session: Session, *, email: str, password: str, now: datetime) -> tuple[str, CurrentUser]:
+    """Check the password and open a session: (token for the browser's cookie, the user). Commits.
+
+    The same message for an unknown email and a wrong password, so the form does not tell which
+    emails have accounts."""
+    email = _clean_email(email)
+    if not password:
+        raise InvalidInput("Enter your password.", field="password")
+    failures, oldest = _recent_failures(session, email, now)
+    if failures >= MAX_FAILURES:
+        wait = max(1, int(((oldest + FAILURE_WINDOW) - now).total_seconds() // 60) + 1)
+        raise SignInRefused(
+            f"Too many failed sign-ins for this email. Try again in {wait} minute{'s' if wait != 1 else ''}."
+        )
+    user = _user_by_email(session, email)
+    too_long = len(password) > MAX_PASSWORD  # no stored password is longer: refuse without hashing it
+    ok = not too_long and _verify(user.password_hash if user else None, password) and bool(user and user.is_active)
+    session.add(SignInAttempt(email=email, attempted_at=now, succeeded=ok))
+    if not ok:
+        session.commit()
+        left = MAX_FAILURES - failures - 1
+        hint = f" {left} more tr{'y' if left == 1 else 'ies'} before a 15-minute pause." if 0 < left <= 2 else ""
+        raise SignInRefused("Wrong email or password." + hint)
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+        session.add(user)
+    token = secrets.token_urlsafe(32)
+    session.add(
+        AuthSession(
+            token_hash=_token_hash(token),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(hours=session_hours()),
+        )
+    )
+    session.commit()
+    return token, _current(user)
+
+
+def session_user(session: Session, token: str, now: datetime) -> CurrentUser | None:
+    """The signed-in user of a browser's token, or None when it is unknown, expired, idle too long,
+    signed out, or the user was deactivated. Use counts as activity (commits the touch)."""
+    if not token:
+        return None
+    row = session.execute(
+        text(
+            """
+            SELECT s.id, s.last_seen_at, u.id AS user_id, u.email, u.name, u.role
+              FROM auth_sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = :hash AND s.revoked_at IS NULL AND s.expires_at > :now
+               AND s.last_seen_at > :idle_since AND u.is_active AND u.password_hash IS NOT NULL
+            """
+        ),
+        {"hash": _token_hash(token), "now": now, "idle_since": now - timedelta(minutes=idle_minutes())},
+    ).first()
+    if row is None:
+        return None
+    if now - row.last_seen_at > timedelta(minutes=1):  # one write a minute, not one per event
+        session.execute(text("UPDATE auth_sessions SET last_seen_at = :now WHERE id = :id"), {"now": now, "id": row.id})
+        session.commit()
+    return CurrentUser(row.user_id, row.email, row.name, Role(row.role))
+
+
+def sign_out(session: Session, token: str, now: datetime) -> None:
+    """End this browser's session. Commits."""
+    if token:
+        session.execute(
+            update(AuthSession)
+            .where(AuthSession.token_hash == _token_hash(token), AuthSession.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        session.commit()
+
+
+def _revoke_sessions(session: Session, user_id: int, now: datetime, keep_token: str | None = None) -> None:
+    keep = _token_hash(keep_token) if keep_token else ""
+    session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None), AuthSession.token_hash != keep)
+        .values(revoked_at=now)
+    )
+
+
+def change_password(
+    session: Session, user: CurrentUser, *, current: str, new: str, now: datetime, keep_token: str | None = None
+) -> None:
+    """Change one's own password; every other signed-in browser of this user is signed out. Commits."""
+    row = session.get(User, user.id)
+    if row is None:
+        raise NotFound("Your account no longer exists.")
+    if not _verify(row.password_hash, current):
+        raise InvalidInput("That is not your current password.", field="current")
+    check_password_rules(new, field="new")
+    if new == current:
+        raise InvalidInput("Choose a password different from the current one.", field="new")
+    row.password_hash, row.password_changed_at = _hasher.hash(new), now
+    session.add(row)
+    _revoke_sessions(session, user.id, now, keep_token)
+    audit.record(session, now=now, actor_id=user.id, action="password_changed", entity="user", entity_id=user.id)
+    session.commit()
+
+
+# --- Users (admin) --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: int
+    email: str
+    name: str
+    role: str
+    is_active: bool
+    can_sign_in: bool
+
+
+def list_accounts(session: Session, actor: CurrentUser) -> list[UserRow]:
+    require_role(actor, Role.ADMIN, "manage users")
+    rows = session.execute(
+        text("SELECT id, email, name, role, is_active, password_hash IS NOT NULL FROM users ORDER BY lower(name), id")
+    )
+    return [UserRow(*row) for row in rows]
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidInput("Choose rep, manager or admin.", field="role") from None
+
+
+def create_user(
+    session: Session, actor: CurrentUser, *, email: str, name: str, role: str, password: str, now: datetime
+) -> int:
+    """An admin adds a teammate with a first password to hand over. Commits."""
+    require_role(actor, Role.ADMIN, "add users")
+    email, name, role_ = _clean_email(email), _clean_name(name), _role(role)
+    check_password_rules(password)
+    if _user_by_email(session, email) is not None:
+        raise InvalidInput("Someone on the team already has this email.", field="email")
+    user = User(email=email, name=name, role=role_.value, password_hash=_hasher.hash(password), password_changed_at=now)
+    session.add(user)
+    session.flush()
+    audit.record(session, now=now, actor_id=actor.id, action="user_created", entity="user", entity_id=user.id,
+                 new={"email": email, "name": name, "role": role_.value})
+    session.commit()
+    return user.id
+
+
+def _other_admins(session: Session, user_id: int) -> int:
+    return session.execute(
+        text("SELECT count(*) FROM users WHERE role = 'admin' AND is_active AND id <> :id"), {"id": user_id}
+    ).scalar_one()
+
+
+def set_role(session: Session, actor: CurrentUser, user_id: int, role: str, now: datetime) -> None:
+    """An admin changes a teammate's role; the last active admin cannot demote themselves. Commits."""
+    require_role(actor, Role.ADMIN, "change roles")
+    role_ = _role(role)
+    session.execute(text("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"))
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"User {user_id} does not exist.")
+    if user.role == Role.ADMIN.value and role_ is not Role.ADMIN and _other_admins(session, user_id) == 0:
+        raise InvalidInput("The team needs at least one admin: make someone else admin first.", field="role")
+    if user.role != role_.value:
+        audit.record(session, now=now, actor_id=actor.id, action="role_changed", entity="user", entity_id=user_id,
+                     old={"role": user.role}, new={"role": role_.value})
+        user.role = role_.value
+        session.add(user)
+        _revoke_sessions(session, user_id, now)  # the new role applies from the next sign-in
+    session.commit()
+
+
+def set_active(session: Session, actor: CurrentUser, user_id: int, active: bool, now: datetime) -> None:
+    """An admin deactivates (signs out everywhere, cannot sign in) or reactivates a teammate. Commits."""
+    require_role(actor, Role.ADMIN, "deactivate users")
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"User {user_id} does not exist.")
+    if not active and user.role == Role.ADMIN.value and _other_admins(session, user_id) == 0:
+        raise InvalidInput("The last admin cannot be deactivated.", field="active")
+    if user.is_active != active:
+        audit.record(session, now=now, actor_id=actor.id, action="user_activated" if active else "user_deactivated",
+                     entity="user", entity_id=user_id, old={"is_active": user.is_active}, new={"is_active": active})
+        user.is_active = active
+        session.add(user)
+        if not active:
+            _revoke_sessions(session, user_id, now)
+    session.commit()
+
+
+def set_password_for_all(session: Session, password: str) -> int:
+    """Give every user without one the same password (demo data only: the README shows it). Commits."""
+    hashed = _hasher.hash(password)
+    count = session.execute(
+        text("UPDATE users SET password_hash = :hash WHERE password_hash IS NULL"), {"hash": hashed}
+    ).rowcount
+    session.commit()
+    session.expire_all()  # users loaded before see their new hash
+    return count

@@ -1,0 +1,40 @@
+"""Who is acting and what their role allows: checked by every service that reads or changes what a
+role may not see. Row-level security in PostgreSQL (migration 0009) enforces lead visibility again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crm_app.domain import Role
+from crm_app.services.errors import Forbidden
+
+_RANK = {Role.REP: 0, Role.MANAGER: 1, Role.ADMIN: 2}
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    """Who is acting: what every service that checks permissions receives."""
+
+    id: int
+    email: str
+    name: str
+    role: Role
+
+    @property
+    def is_manager(self) -> bool:
+        """Managers and admins see and edit the whole team."""
+        return _RANK[self.role] >= _RANK[Role.MANAGER]
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+def require_role(user: CurrentUser | None, role: Role, doing: str) -> CurrentUser:
+    """The user, if their role is at least `role`; else Forbidden naming what was refused."""
+    if user is None:
+        raise Forbidden(f"Sign in to {doing}.")
+    if _RANK[user.role] < _RANK[role]:
+        article = "an" if role is Role.ADMIN else "a"
+        raise Forbidden(f"Only {article} {role.value} can {doing}.")
+    return user

@@ -1,0 +1,74 @@
+"""Signing in and out, and pages a role may not see, in a real browser against the running app."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import E2E_PASSWORD, email_of, forget_browser, sign_in_as
+
+pytestmark = pytest.mark.e2e
+
+
+def _signed_out(page) -> None:
+    forget_browser(page)
+
+
+def test_a_signed_out_browser_is_sent_to_sign_in_and_back_after(page) -> None:
+    _signed_out(page)
+    page.goto("/leads")
+    page.wait_for_url(re.compile(r"/sign-in"))
+    expect(page.get_by_text("Sign in to see what to do right now")).to_be_visible()
+
+    page.locator("#field-email").fill(email_of("Ria Rep"))
+    page.locator("#field-password").fill("not the password")
+    page.locator(".sign-in-submit").click()
+    expect(page.locator(".sign-in-message")).to_have_text("Wrong email or password.")
+    expect(page).to_have_url(re.compile(r"/sign-in"))
+
+    page.locator("#field-password").fill(E2E_PASSWORD)
+    page.locator(".sign-in-submit").click()
+    page.wait_for_url(re.compile(r"/leads/?$"))
+    expect(page.locator(".signed-in-name")).to_have_text("Ria Rep")
+
+
+def test_a_bad_email_is_named_under_the_field(page) -> None:
+    _signed_out(page)
+    page.goto("/sign-in")
+    page.locator("#field-email").fill("ria-at-test")
+    page.locator("#field-password").fill(E2E_PASSWORD)
+    page.locator(".sign-in-submit").click()
+    expect(page.locator(".error-email")).to_have_text("That is not an email address (like name@company.com).")
+
+
+def test_sign_out_ends_the_session(page) -> None:
+    page.goto("/")
+    expect(page.locator(".signed-in-name")).to_have_text("Ria Rep")
+    page.locator(".sign-out").click()
+    page.wait_for_url(re.compile(r"/sign-in"))
+    page.goto("/pipeline")
+    page.wait_for_url(re.compile(r"/sign-in"))
+
+
+def test_a_rep_is_refused_the_admin_and_manager_pages(page) -> None:
+    for path, refusal in (("/model", "Only a manager"), ("/import", "Only a manager")):
+        page.goto(path)
+        expect(page.get_by_text(re.compile(refusal)).first).to_be_visible()
+    page.goto("/users")
+    expect(page.locator(".refused")).to_have_text("Only an admin can manage users.")
+    expect(page.locator(".user-row")).to_have_count(0)
+    page.goto("/audit")
+    expect(page.locator(".refused")).to_have_text("Only a manager can read the audit log.")
+    expect(page.locator(".audit-row")).to_have_count(0)
+    # Nor are they offered in the navigation.
+    for link in ("Users", "Audit log", "Import", "Model"):
+        expect(page.get_by_role("link", name=link)).to_have_count(0)
+
+
+def test_a_manager_reads_the_audit_log(page) -> None:
+    sign_in_as(page, "Maya Manager", "/audit")
+    expect(page.get_by_role("link", name="Audit log")).to_be_visible()
+    expect(page.locator(".refused")).to_have_count(0)
+    expect(page.get_by_text("When (UTC)")).to_be_visible()

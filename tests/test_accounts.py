@@ -1,0 +1,181 @@
+"""Accounts on real PostgreSQL: hashing, sign-in, throttling, session expiry, roles, first admin."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session
+
+from crm_app.db.models import User
+from crm_app.domain import Role
+from crm_app.services import accounts
+from crm_app.services.accounts import CurrentUser, require_role
+from crm_app.services.errors import Forbidden, InvalidInput, SignInRefused
+from tests.conftest import NOW
+
+PASSWORD = "correct horse battery"
+
+
+def _user(session: Session, email: str, role: str = "rep", password: str | None = PASSWORD) -> User:
+    user = User(email=email, name=email.split("@")[0].title(), role=role,
+                password_hash=accounts.hash_password(password) if password else None)
+    session.add(user)
+    session.commit()
+    return user
+
+
+def _stored_hash(session: Session, user_id: int) -> str:
+    return session.execute(text("SELECT password_hash FROM users WHERE id = :id"), {"id": user_id}).scalar_one()
+
+
+def test_passwords_are_stored_only_as_argon2id_hashes(session: Session) -> None:
+    user = _user(session, "ana@team.test")
+    stored = _stored_hash(session, user.id)
+    assert stored.startswith("$argon2id$")
+    assert PASSWORD not in stored
+    # The same password hashes differently each time (a salt per hash).
+    assert accounts.hash_password(PASSWORD) != accounts.hash_password(PASSWORD)
+
+
+def test_sign_in_opens_a_session_the_token_finds_again(session: Session) -> None:
+    user = _user(session, "ana@team.test", role="manager")
+    token, signed_in = accounts.sign_in(session, email="ANA@team.test ", password=PASSWORD, now=NOW)
+    assert signed_in == CurrentUser(user.id, "ana@team.test", "Ana", Role.MANAGER)
+    assert accounts.session_user(session, token, NOW + timedelta(minutes=5)) == signed_in
+    # Only a hash of the token is stored.
+    stored = session.execute(text("SELECT token_hash FROM auth_sessions WHERE user_id = :id"), {"id": user.id}).scalar_one()
+    assert token not in stored and len(stored) == 64
+
+
+@pytest.mark.parametrize("email,password", [("ana@team.test", "wrong password!"), ("nobody@team.test", PASSWORD)])
+def test_wrong_password_and_unknown_email_get_the_same_answer(session: Session, email: str, password: str) -> None:
+    _user(session, "ana@team.test")
+    with pytest.raises(SignInRefused, match=r"^Wrong email or password\.$"):
+        accounts.sign_in(session, email=email, password=password, now=NOW)
+
+
+def test_bad_input_is_named_by_field(session: Session) -> None:
+    with pytest.raises(InvalidInput) as error:
+        accounts.sign_in(session, email="not-an-email", password=PASSWORD, now=NOW)
+    assert error.value.field == "email"
+    with pytest.raises(InvalidInput) as error:
+        accounts.sign_in(session, email="ana@team.test", password="", now=NOW)
+    assert error.value.field == "password"
+
+
+def test_repeated_failures_pause_the_email_even_for_the_right_password(session: Session) -> None:
+    _user(session, "ana@team.test")
+    for i in range(accounts.MAX_FAILURES):
+        with pytest.raises(SignInRefused, match="Wrong email or password"):
+            accounts.sign_in(session, email="ana@team.test", password=f"guess number {i}", now=NOW + timedelta(seconds=i))
+    with pytest.raises(SignInRefused, match=r"Too many failed sign-ins for this email\. Try again in 15 minutes\."):
+        accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=30))
+    # Another email is not affected, and the pause ends with the window.
+    _user(session, "ben@team.test")
+    accounts.sign_in(session, email="ben@team.test", password=PASSWORD, now=NOW + timedelta(seconds=31))
+    token, _ = accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(minutes=16))
+    assert token
+
+
+def test_a_success_clears_the_count_of_earlier_failures(session: Session) -> None:
+    _user(session, "ana@team.test")
+    for i in range(accounts.MAX_FAILURES - 1):
+        with pytest.raises(SignInRefused):
+            accounts.sign_in(session, email="ana@team.test", password=f"guess number {i}", now=NOW)
+    accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=1))
+    with pytest.raises(SignInRefused, match="Wrong email or password"):  # not "too many"
+        accounts.sign_in(session, email="ana@team.test", password="one more guess", now=NOW + timedelta(seconds=2))
+
+
+def test_sessions_end_at_sign_out_after_idling_and_at_their_age_limit(session: Session) -> None:
+    _user(session, "ana@team.test")
+    token, _ = accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW)
+    accounts.sign_out(session, token, NOW + timedelta(minutes=1))
+    assert accounts.session_user(session, token, NOW + timedelta(minutes=2)) is None
+
+    idle = accounts.idle_minutes()
+    token, _ = accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW)
+    assert accounts.session_user(session, token, NOW + timedelta(minutes=idle + 1)) is None
+
+    # Used every hour, a session still ends at its age limit.
+    token, _ = accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW)
+    hours = int(accounts.session_hours())
+    for hour in range(1, hours):
+        assert accounts.session_user(session, token, NOW + timedelta(hours=hour)) is not None
+    assert accounts.session_user(session, token, NOW + timedelta(hours=hours, minutes=1)) is None
+    assert accounts.session_user(session, "made-up-token", NOW) is None
+
+
+def test_deactivating_a_user_signs_them_out_everywhere(session: Session) -> None:
+    admin = _user(session, "root@team.test", role="admin")
+    rep = _user(session, "ana@team.test")
+    token, _ = accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW)
+    acting = CurrentUser(admin.id, admin.email, admin.name, Role.ADMIN)
+    accounts.set_active(session, acting, rep.id, False, NOW)
+    assert accounts.session_user(session, token, NOW) is None
+    with pytest.raises(SignInRefused):
+        accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW)
+
+
+def test_changing_the_password_needs_the_current_one_and_signs_out_other_browsers(session: Session) -> None:
+    _user(session, "ana@team.test")
+    here, me = accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW)
+    elsewhere, _ = accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW)
+    with pytest.raises(InvalidInput) as error:
+        accounts.change_password(session, me, current="not it at all", new="a brand new secret", now=NOW)
+    assert error.value.field == "current"
+    with pytest.raises(InvalidInput) as error:
+        accounts.change_password(session, me, current=PASSWORD, new="short", now=NOW)
+    assert error.value.field == "new"
+
+    accounts.change_password(session, me, current=PASSWORD, new="a brand new secret", now=NOW, keep_token=here)
+    assert accounts.session_user(session, here, NOW) == me
+    assert accounts.session_user(session, elsewhere, NOW) is None
+    with pytest.raises(SignInRefused):
+        accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW)
+    accounts.sign_in(session, email="ana@team.test", password="a brand new secret", now=NOW)
+
+
+def test_the_first_admin_is_created_once(session: Session) -> None:
+    assert accounts.needs_first_admin(session)
+    admin = accounts.create_first_admin(session, email="boss@team.test", name="Boss", password=PASSWORD, now=NOW)
+    assert admin.role is Role.ADMIN
+    assert not accounts.needs_first_admin(session)
+    with pytest.raises(Forbidden, match="An admin already exists"):
+        accounts.create_first_admin(session, email="mallory@team.test", name="Mallory", password=PASSWORD, now=NOW)
+    assert session.execute(text("SELECT count(*) FROM users WHERE role = 'admin'")).scalar_one() == 1
+
+
+def test_roles_are_checked_and_changes_are_audited(session: Session) -> None:
+    admin_row = _user(session, "root@team.test", role="admin")
+    admin = CurrentUser(admin_row.id, admin_row.email, admin_row.name, Role.ADMIN)
+    manager = CurrentUser(0, "m@team.test", "M", Role.MANAGER)
+    rep = CurrentUser(0, "r@team.test", "R", Role.REP)
+
+    with pytest.raises(Forbidden, match=r"^Only an admin can add users\.$"):
+        accounts.create_user(session, manager, email="x@team.test", name="X", role="rep", password=PASSWORD, now=NOW)
+    with pytest.raises(Forbidden):
+        accounts.list_accounts(session, rep)
+    assert require_role(manager, Role.MANAGER, "reassign leads") is manager
+    with pytest.raises(Forbidden, match="Only a manager can reassign leads."):
+        require_role(rep, Role.MANAGER, "reassign leads")
+    with pytest.raises(Forbidden, match="Sign in to reassign leads."):
+        require_role(None, Role.MANAGER, "reassign leads")
+
+    new_id = accounts.create_user(session, admin, email="cat@team.test", name="Cat", role="rep", password=PASSWORD, now=NOW)
+    accounts.set_role(session, admin, new_id, "manager", NOW)
+    with pytest.raises(InvalidInput, match="at least one admin"):
+        accounts.set_role(session, admin, admin.id, "rep", NOW)
+    with pytest.raises(InvalidInput, match="Choose rep, manager or admin."):
+        accounts.set_role(session, admin, new_id, "owner", NOW)
+    with pytest.raises(InvalidInput, match="already has this email"):
+        accounts.create_user(session, admin, email="CAT@team.test", name="Cat 2", role="rep", password=PASSWORD, now=NOW)
+
+    trail = session.execute(
+        text("SELECT action, old, new FROM audit_log WHERE entity_id = :id ORDER BY id"), {"id": new_id}
+    ).all()
+    assert [row.action for row in trail] == ["user_created", "role_changed"]
+    assert trail[1].old == {"role": "rep"} and trail[1].new == {"role": "manager"}
+    assert "password" not in str(trail[0].new).lower()  # never the password, not even hashed

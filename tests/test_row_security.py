@@ -1,0 +1,171 @@
+"""Row-level security on its own: raw SQL under the app's database role, no service in the way.
+
+Each attempt runs as `crm_app_user` with an acting user set the way crm_app/db/security.py sets it.
+A rep must not read, change, reassign or attach anything to another rep's lead, even with its id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
+
+from crm_app.db.models import Lead, User
+from crm_app.db.security import APP_ROLE, act_as
+from tests.conftest import NOW
+from tests.factories import make_lead
+
+
+@dataclass
+class Team:
+    ana: int  # rep
+    ben: int  # rep
+    meg: int  # manager
+    ana_lead: int
+    ben_lead: int
+    pool_lead: int
+
+
+@pytest.fixture
+def team(session: Session) -> Team:
+    users = {}
+    for name, role in (("ana", "rep"), ("ben", "rep"), ("meg", "manager")):
+        user = User(email=f"{name}@rls.test", name=name.title(), role=role)
+        session.add(user)
+        session.commit()
+        users[name] = user
+    ana_lead = make_lead(session, "Ana Lead", now=NOW, owner=users["ana"])
+    ben_lead = make_lead(session, "Ben Lead", now=NOW, owner=users["ben"])
+    pool_lead = make_lead(session, "Pool Lead", now=NOW, owner=None)
+    return Team(users["ana"].id, users["ben"].id, users["meg"].id, ana_lead.id, ben_lead.id, pool_lead.id)
+
+
+def _as(session: Session, user_id: int | None) -> None:
+    session.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
+    session.execute(text("SELECT set_config('crm.user_id', :id, true)"), {"id": "" if user_id is None else str(user_id)})
+
+
+def _ids(session: Session, sql: str) -> set[int]:
+    return {row[0] for row in session.execute(text(sql))}
+
+
+def _refused(session: Session, sql: str, params: dict) -> bool:
+    """True when the statement is refused by PostgreSQL or changes no row."""
+    try:
+        with session.begin_nested():
+            return session.execute(text(sql), params).rowcount == 0
+    except DBAPIError as error:
+        assert "row-level security" in str(error.orig) or "permission denied" in str(error.orig)
+        return True
+
+
+def test_the_app_role_is_not_privileged(session: Session, team: Team) -> None:
+    row = session.execute(
+        text("SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE}
+    ).one()
+    assert tuple(row) == (False, False, False)
+    owners = session.execute(
+        text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = :r"), {"r": APP_ROLE}
+    ).scalar_one()
+    assert owners == 0
+
+
+def test_a_rep_sees_own_leads_and_the_pool_only(session: Session, team: Team) -> None:
+    _as(session, team.ana)
+    assert _ids(session, "SELECT id FROM leads") == {team.ana_lead, team.pool_lead}
+    activity_leads = _ids(session, "SELECT DISTINCT lead_id FROM activities")
+    assert team.ben_lead not in activity_leads
+    assert _ids(session, f"SELECT lead_id FROM stage_changes WHERE lead_id = {team.ben_lead}") == set()
+
+
+def test_a_manager_sees_the_whole_team(session: Session, team: Team) -> None:
+    _as(session, team.meg)
+    assert {team.ana_lead, team.ben_lead, team.pool_lead} <= _ids(session, "SELECT id FROM leads")
+
+
+def test_no_acting_user_sees_nothing(session: Session, team: Team) -> None:
+    _as(session, None)
+    assert _ids(session, "SELECT id FROM leads") == set()
+    assert _ids(session, "SELECT id FROM activities") == set()
+
+
+ATTEMPTS = {
+    "read by guessed id": ("SELECT id FROM leads WHERE id = :ben_lead", None),
+    "edit another rep's lead": ("UPDATE leads SET name = 'taken' WHERE id = :ben_lead", None),
+    "move another rep's lead": ("UPDATE leads SET stage = 'lost' WHERE id = :ben_lead", None),
+    "delete another rep's lead": ("DELETE FROM leads WHERE id = :ben_lead", None),
+    "take another rep's lead": ("UPDATE leads SET owner_id = :ana WHERE id = :ben_lead", None),
+    "give own lead to another rep": ("UPDATE leads SET owner_id = :ben WHERE id = :ana_lead", None),
+    "give a pool lead to another rep": ("UPDATE leads SET owner_id = :ben WHERE id = :pool_lead", None),
+    "create a lead owned by another rep": (
+        "INSERT INTO leads (name, email, source, stage, owner_id, score, tier, score_reasons, created_at, "
+        "stage_entered_at, version) SELECT 'X', 'x@rls.test', source, 'new', :ben, 0, 'cold', '[]', now(), now(), 1 "
+        "FROM leads WHERE id = :ana_lead",
+        None,
+    ),
+    "log an activity on another rep's lead": (
+        "INSERT INTO activities (lead_id, kind, occurred_at, created_at) VALUES (:ben_lead, 'call', now(), now())",
+        None,
+    ),
+    "add a stage change to another rep's lead": (
+        "INSERT INTO stage_changes (lead_id, from_stage, to_stage, changed_at) VALUES (:ben_lead, 'new', 'won', now())",
+        None,
+    ),
+    "read another rep's activities": ("SELECT id FROM activities WHERE lead_id = :ben_lead", None),
+    "delete another rep's activities": ("DELETE FROM activities WHERE lead_id = :ben_lead", None),
+    "rewrite another rep's stage history": ("UPDATE stage_changes SET to_stage = 'won' WHERE lead_id = :ben_lead", None),
+    "touch the schema history": ("UPDATE alembic_version SET version_num = version_num", None),
+}
+
+
+@pytest.mark.parametrize("attempt", list(ATTEMPTS))
+def test_a_rep_is_refused(session: Session, team: Team, attempt: str) -> None:
+    sql, _ = ATTEMPTS[attempt]
+    params = {"ana": team.ana, "ben": team.ben, "ana_lead": team.ana_lead, "ben_lead": team.ben_lead,
+              "pool_lead": team.pool_lead}
+    _as(session, team.ana)
+    if sql.lstrip().upper().startswith("SELECT"):
+        assert not session.execute(text(sql), params).first()
+    else:
+        assert _refused(session, sql, params)
+    # And the other rep's lead is exactly as it was.
+    session.execute(text("RESET ROLE"))
+    lead = session.execute(text("SELECT name, stage, owner_id FROM leads WHERE id = :id"), {"id": team.ben_lead}).one()
+    assert tuple(lead) == ("Ben Lead", "new", team.ben)
+
+
+def test_a_rep_may_claim_from_the_pool_and_work_own_leads(session: Session, team: Team) -> None:
+    _as(session, team.ana)
+    assert session.execute(text("UPDATE leads SET owner_id = :ana WHERE id = :id"),
+                           {"ana": team.ana, "id": team.pool_lead}).rowcount == 1
+    assert session.execute(text("UPDATE leads SET stage = 'contacted' WHERE id = :id"), {"id": team.ana_lead}).rowcount == 1
+    session.execute(text("INSERT INTO activities (lead_id, kind, occurred_at, created_at) VALUES (:id, 'call', now(), now())"),
+                    {"id": team.ana_lead})
+
+
+def test_act_as_applies_to_every_transaction_of_a_session(engine, team: Team) -> None:
+    """The ORM path the services use: rows committed by the fixture are invisible here, so this test
+    makes its own in a separate committed transaction and removes them afterwards."""
+    with Session(engine) as setup:
+        rep = User(email="solo@rls.test", name="Solo", role="rep")
+        other = User(email="other@rls.test", name="Other", role="rep")
+        setup.add_all([rep, other])
+        setup.commit()
+        mine = make_lead(setup, "Solo Lead", now=NOW, owner=rep)
+        theirs = make_lead(setup, "Other Lead", now=NOW, owner=other)
+        ids = (rep.id, other.id, mine.id, theirs.id)
+    try:
+        with act_as(Session(engine), ids[0]) as acting:
+            assert acting.get(Lead, ids[3]) is None
+            assert acting.get(Lead, ids[2]) is not None
+            acting.commit()  # a new transaction begins: still acting as the rep
+            assert acting.execute(text("SELECT count(*) FROM leads WHERE id = :id"), {"id": ids[3]}).scalar_one() == 0
+            assert acting.execute(text("SELECT current_user")).scalar_one() == APP_ROLE
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM leads WHERE id IN (:a, :b)"), {"a": ids[2], "b": ids[3]})
+            conn.execute(text("DELETE FROM users WHERE id IN (:a, :b)"), {"a": ids[0], "b": ids[1]})
