@@ -37,15 +37,20 @@ PAGES = [
 ]
 
 
-def sign_in(page, email: str | None) -> None:
-    page.context.clear_cookies()
-    if email is None:
-        return
-    page.goto("/sign-in")
-    page.locator("#field-email").fill(email)
-    page.locator("#field-password").fill(DEMO_PASSWORD)
-    page.locator(".sign-in-submit").click()
-    page.wait_for_url(re.compile(r"/$"))
+def sign_in(browser, url: str, email: str | None):
+    """A new browser context (no cookie, no app state), signed in through the form as `email`."""
+    page = browser.new_page(viewport={"width": 1440, "height": 900}, base_url=url)
+    page.set_default_timeout(30_000)
+    if email is not None:
+        page.goto("/sign-in")
+        page.locator(".sign-in-submit").wait_for()
+        page.wait_for_timeout(500)  # let the form hydrate before typing into it
+        page.locator("#field-email").fill(email)
+        page.locator("#field-password").fill(DEMO_PASSWORD)
+        page.locator(".sign-in-submit").click()
+        page.wait_for_url(re.compile(r"/$"))
+        page.wait_for_function("document.cookie.includes('crm_session=')")
+    return page
 
 
 def main() -> None:
@@ -58,13 +63,12 @@ def main() -> None:
     executable = os.environ.get("CRM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 900}, base_url=args.url)
-        page.set_default_timeout(30_000)
-        signed_in = ""
+        page, signed_in = None, ""
         for name, who, path, ready in PAGES:
-            if who != signed_in:
-                sign_in(page, who)
-                signed_in = who
+            if page is None or who != signed_in:
+                if page is not None:
+                    page.close()
+                page, signed_in = sign_in(browser, args.url, who), who
             if path is None:  # the detail page of the best lead on the list
                 page.goto("/leads")
                 page.locator(".lead-row .lead-name").first.click()

@@ -203,6 +203,7 @@ def sign_in_as(page, name: str, next_path: str = "/") -> None:
     page.locator("#field-password").fill(E2E_PASSWORD)
     page.locator(".sign-in-submit").click()
     page.wait_for_url(lambda url: urlsplit(url).path.rstrip("/") == next_path.rstrip("/"))
+    page.wait_for_function("document.cookie.includes('crm_session=')")  # survives a reload from here on
 
 
 def choose_viewer(page, name: str) -> None:
