@@ -22,6 +22,7 @@ from crm_app.services.permissions import CurrentUser, require_role
 ACTION_LABELS = {
     "lead_edited": "Lead edited",
     "stage_moved": "Stage moved",
+    "stage_move_refused": "Stage move refused (someone moved it first)",
     "lead_reassigned": "Lead reassigned",
     "lead_claimed": "Lead claimed",
     "leads_imported": "Leads imported",

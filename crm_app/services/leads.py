@@ -125,7 +125,18 @@ def move_lead_to_stage(
         to_stage = Stage(to_stage)
     except ValueError:
         raise InvalidInput(f"Unknown stage {to_stage!r}.", field="stage") from None
-    lead = lock_lead(session, lead_id, expected_version)
+    try:
+        lead = lock_lead(session, lead_id, expected_version)
+    except StaleLead:
+        # The refused attempt is history too: who tried to move it where, from what they saw.
+        current = session.get(Lead, lead_id)
+        current_stage, name = (current.stage, current.name) if current else (None, None)
+        session.rollback()
+        audit.record(session, now=now, actor_id=user_id, action="stage_move_refused", entity="lead",
+                     entity_id=lead_id, lead_id=lead_id, old={"stage": current_stage, "seen_version": expected_version},
+                     new={"stage": to_stage.value})
+        session.commit()
+        raise
     if lead.stage == to_stage.value:
         return lead
     from_stage = lead.stage
