@@ -6,7 +6,12 @@ one concept has one name everywhere.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
+
+# What the app accepts as an email address wherever one is typed or imported: something@domain.tld,
+# no spaces. Deliverability is the mail system's business, not a form's.
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class Stage(StrEnum):

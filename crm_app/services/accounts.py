@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +24,7 @@ from sqlalchemy import func, select, text, update
 from sqlmodel import Session
 
 from crm_app.db.models import AuthSession, SignInAttempt, User
-from crm_app.domain import Role
+from crm_app.domain import EMAIL_RE, Role
 from crm_app.services import audit
 from crm_app.services.errors import Forbidden, InvalidInput, NotFound, SignInRefused
 from crm_app.services.permissions import CurrentUser, require_role
@@ -33,7 +32,6 @@ from crm_app.services.permissions import CurrentUser, require_role
 MIN_PASSWORD, MAX_PASSWORD = 10, 128  # the upper bound keeps hashing cheap to refuse, not cheap to do
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so an unknown email costs as long as a wrong password.

@@ -46,7 +46,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from crm_app.domain import Source, Stage
+from crm_app.domain import EMAIL_RE, Source, Stage
 from crm_app.scoring import LeadFacts, ScoringEngine
 from crm_app.scoring.blend import score_many
 from crm_app.services import audit
@@ -80,7 +80,6 @@ MAX_REPORTED = 200  # errors kept for the report; all are counted
 MAX_LENGTHS = {"name": 200, "email": 254, "phone": 40, "title": 120, "company": 200, "external_id": 120}
 MAX_DEAL_VALUE = Decimal("9999999999.99")  # numeric(12, 2)
 MAX_CUSTOM_KEY = 100
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _IMPORT_LOCK_KEY = 0x1A9017  # one import at a time: two imports of the same people would race
 _DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d", "%d.%m.%Y")
 
@@ -520,7 +519,7 @@ def _check_row(
                                    f"{FIELDS[field_name]} is {len(values[field_name])} characters long; "
                                    f"at most {limit} are kept."))
     email = values.get("email")
-    if email and not _EMAIL.match(email):
+    if email and not EMAIL_RE.match(email):
         errors.append(RowError(number, columns["email"], f'"{email}" is not an email address.'))
     name = values.get("name") or " ".join(v for v in (values.get("first_name"), values.get("last_name")) if v)
     name = name or None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -13,7 +12,7 @@ from sqlmodel import Session
 
 from crm_app.db.models import Activity, Lead, StageChange, User
 from crm_app.db.queries import ReasonRow, money
-from crm_app.domain import ActivityKind, Play, RiskLevel, Source, Stage, Tier
+from crm_app.domain import EMAIL_RE, ActivityKind, Play, RiskLevel, Source, Stage, Tier
 from crm_app.scoring.sentiment import tone_of
 from crm_app.services import audit
 from crm_app.services.errors import InvalidInput, NotFound
@@ -21,7 +20,6 @@ from crm_app.services.leads import lock_lead, bump_version
 from crm_app.services.scoring import rescore_lead
 
 TIMELINE_LIMIT = 100
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass
