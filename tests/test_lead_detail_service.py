@@ -83,3 +83,24 @@ def test_detail_timeline_merges_activities_and_stage_changes_newest_first(sessio
     assert detail.timeline[0].body == "Budget approved"
     assert sum(r.points for r in detail.reasons) == detail.score
     assert detail.days_in_stage == 1
+
+
+def test_managers_see_the_leads_own_changes_on_its_timeline_reps_do_not(session):
+    from crm_app.domain import Role
+    from crm_app.services.permissions import CurrentUser
+
+    rep_row, boss_row = make_user(session, "Ria Rep"), make_user(session, "Meg Manager", role="manager")
+    rep = CurrentUser(rep_row.id, rep_row.email, rep_row.name, Role.REP)
+    boss = CurrentUser(boss_row.id, boss_row.email, boss_row.name, Role.MANAGER)
+    lead = make_lead(session, "Ada", now=NOW, owner=rep_row, company="Engines")
+    update_lead(session, lead_id=lead.id, edit=_edit(lead, company="Analytical Engines"),
+                expected_version=lead.version, now=NOW + timedelta(minutes=5), actor_id=rep_row.id)
+    move_lead_to_stage(session, lead_id=lead.id, to_stage="contacted", now=NOW + timedelta(minutes=6),
+                       user_id=rep_row.id)
+
+    managers_view = lead_detail(session, lead.id, NOW + timedelta(minutes=7), boss).timeline
+    edits = [e for e in managers_view if e.kind == "audit"]
+    assert [(e.title, e.body, e.by) for e in edits] == [("Lead edited", "company: Engines \u2192 Analytical Engines",
+                                                         "Ria Rep")]
+    assert managers_view[0].title == "Moved from New to Contacted"  # newest first; a move is shown once
+    assert not [e for e in lead_detail(session, lead.id, NOW + timedelta(minutes=7), rep).timeline if e.kind == "audit"]

@@ -16,7 +16,8 @@ from crm_app.domain import EMAIL_RE, ActivityKind, Play, RiskLevel, Source, Stag
 from crm_app.scoring.sentiment import tone_of
 from crm_app.services import audit
 from crm_app.services.errors import InvalidInput, NotFound
-from crm_app.services.leads import lock_lead, bump_version
+from crm_app.services.leads import bump_version, lock_lead
+from crm_app.services.permissions import CurrentUser
 from crm_app.services.scoring import rescore_lead
 
 TIMELINE_LIMIT = 100
@@ -73,6 +74,7 @@ ICONS = {
     "page_visit": "globe", "pricing_page_visit": "badge-dollar-sign", "pricing_request": "badge-dollar-sign",
     "demo_request": "presentation", "form_submission": "clipboard-list", "meeting": "users",
     "call": "phone", "email_sent": "send", "note": "sticky-note", "stage_change": "arrow-right-left",
+    "audit": "history",
 }
 
 
@@ -80,7 +82,7 @@ def _stamp(moment: datetime) -> str:
     return f"{moment.day} {moment:%b %Y, %H:%M}"
 
 
-def lead_detail(session: Session, lead_id: int, now: datetime) -> LeadDetail:
+def lead_detail(session: Session, lead_id: int, now: datetime, viewer: CurrentUser | None = None) -> LeadDetail:
     """Everything the lead page shows, in three small queries."""
     lead = session.get(Lead, lead_id)
     if lead is None:
@@ -109,7 +111,7 @@ def lead_detail(session: Session, lead_id: int, now: datetime) -> LeadDetail:
         .order_by(merged.c.at.desc(), merged.c.id.desc())
         .limit(TIMELINE_LIMIT)
     )
-    timeline = []
+    timeline: list[tuple[datetime, TimelineEntry]] = []
     for r in rows:
         if r.kind == "stage_change":
             title = (f"Moved from {Stage(r.from_stage).label} to {Stage(r.to_stage).label}"
@@ -120,9 +122,20 @@ def lead_detail(session: Session, lead_id: int, now: datetime) -> LeadDetail:
             if r.play:
                 title += f" · {Play(r.play).label}"  # the sales play it was
             body = r.body or ""
-        timeline.append(TimelineEntry(key=f"{r.kind}-{r.id}", kind=r.kind, title=title, body=body, at=_stamp(r.at),
-                                      by=r.by or ("Prospect" if r.kind != "stage_change" else "System"),
-                                      icon=ICONS.get(r.kind, "circle"), tone=tone_of(r.sentiment)))
+        timeline.append((r.at, TimelineEntry(
+            key=f"{r.kind}-{r.id}", kind=r.kind, title=title, body=body, at=_stamp(r.at),
+            by=r.by or ("Prospect" if r.kind != "stage_change" else "System"),
+            icon=ICONS.get(r.kind, "circle"), tone=tone_of(r.sentiment))))
+    if viewer is not None and viewer.is_manager:
+        # Managers also see the changes made to the lead itself (edits, reassignments, refused moves),
+        # with old and new values; stage moves are already on the timeline as moves.
+        for entry in audit.entries(session, actor=viewer, lead_id=lead_id, limit=TIMELINE_LIMIT):
+            if entry.action == "stage_moved":
+                continue
+            timeline.append((entry.at, TimelineEntry(
+                key=f"audit-{entry.id}", kind="audit", title=entry.action_label, body=entry.change,
+                at=_stamp(entry.at), by=entry.actor, icon=ICONS["audit"])))
+        timeline.sort(key=lambda pair: pair[0], reverse=True)
     tier = Tier(lead.tier)
     return LeadDetail(
         id=lead.id, name=lead.name, email=lead.email or "", phone=lead.phone or "", title=lead.title or "",
@@ -136,7 +149,7 @@ def lead_detail(session: Session, lead_id: int, now: datetime) -> LeadDetail:
         days_in_stage=max(0, (now - lead.stage_entered_at).days), created=_stamp(lead.created_at),
         version=lead.version,
         custom_fields=[[str(k), str(v)] for k, v in sorted((lead.custom_fields or {}).items())],
-        timeline=timeline,
+        timeline=[entry for _, entry in timeline[:TIMELINE_LIMIT]],
         risk_level=lead.risk_level or "",
         risk_label=RiskLevel(lead.risk_level).label if lead.risk_level else "",
         risk_points=lead.risk_points or 0,

@@ -44,7 +44,8 @@ class LeadDetailState(AppState):
     async def _reload(self) -> None:
         lead_id, now = self._lead_id(), now_utc()
         try:
-            self.lead = await self._db(lambda s: lead_detail(s, lead_id, now)) if lead_id else LeadDetail()
+            viewer = await self._actor()
+            self.lead = await self._db(lambda s: lead_detail(s, lead_id, now, viewer)) if lead_id else LeadDetail()
             self.missing = "" if lead_id else "That is not a lead address."
         except NotFound as error:
             self.lead, self.missing = LeadDetail(), str(error)

@@ -106,3 +106,19 @@ def test_a_bad_edit_is_explained_beside_the_field_and_nothing_is_lost(page, deta
     app_session.expire_all()
     stored = app_session.get(Lead, lead.id)
     assert (stored.company_size, stored.email) == (75, lead.email)
+
+
+def test_markup_and_sql_looking_text_in_a_note_is_stored_and_shown_as_plain_text(page, detail_leads, app_session):
+    lead = detail_leads["other"]
+    hostile = """<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> '); DROP TABLE leads; --"""
+    page.goto(f"/leads/{lead.id}")
+    page.get_by_role("combobox", name="Activity type").click()
+    page.get_by_role("option", name="Note").click()
+    page.get_by_placeholder("What happened?").fill(hostile)
+    page.get_by_role("button", name="Log activity").click()
+    expect(page.locator(".timeline-entry").first).to_contain_text(hostile)  # the text, character for character
+    assert page.evaluate("window.__pwned === undefined")  # nothing in it ran
+    expect(page.locator(".timeline-entry img")).to_have_count(0)
+    app_session.expire_all()
+    assert app_session.scalar(select(Activity.body).where(Activity.lead_id == lead.id, Activity.kind == "note")) == hostile
+    assert app_session.scalar(select(Lead.id).where(Lead.id == lead.id)) == lead.id  # the table is still there
