@@ -43,8 +43,7 @@ def sign_in(browser, url: str, email: str | None):
     page.set_default_timeout(30_000)
     if email is not None:
         page.goto("/sign-in")
-        page.locator(".sign-in-submit").wait_for()
-        page.wait_for_timeout(500)  # let the form hydrate before typing into it
+        page.locator(".sign-in-ready").wait_for(state="attached")  # the page's state has arrived
         page.locator("#field-email").fill(email)
         page.locator("#field-password").fill(DEMO_PASSWORD)
         page.locator(".sign-in-submit").click()

@@ -88,6 +88,8 @@ def sign_in_page() -> rx.Component:
                 rx.text(rx.cond(S.first_run, "Set up your team", "Sign in to see what to do right now"),
                         color=MUTED, size="2"),
                 form,
+                # Present once the page's state has arrived (what is typed before could be overwritten).
+                rx.cond(S.is_hydrated, rx.box(class_name="sign-in-ready", display="none")),
                 spacing="4",
                 width="100%",
             ),

@@ -36,7 +36,7 @@ class SignInState(AppState):
         if await self._current_user() is not None:
             return rx.redirect(_safe_next(str(self.router.url)))
         self.first_run = await run_system_db(accounts.needs_first_admin)
-        self.password = self.confirm = ""
+        # What was typed stays (a fast typist may be ahead of this event); only old messages go.
         self.errors, self.message = {}, ""
 
     @rx.event

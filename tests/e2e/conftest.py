@@ -199,6 +199,7 @@ def sign_in_as(page, name: str, next_path: str = "/") -> None:
     """A fresh browser signing in through the real form as `name`; lands on `next_path`."""
     forget_browser(page)
     page.goto(f"/sign-in?next={quote(next_path)}")
+    page.locator(".sign-in-ready").wait_for(state="attached")
     page.locator("#field-email").fill(email_of(name))
     page.locator("#field-password").fill(E2E_PASSWORD)
     page.locator(".sign-in-submit").click()

@@ -21,6 +21,7 @@ def test_a_signed_out_browser_is_sent_to_sign_in_and_back_after(page) -> None:
     page.goto("/leads")
     page.wait_for_url(re.compile(r"/sign-in"))
     expect(page.get_by_text("Sign in to see what to do right now")).to_be_visible()
+    page.locator(".sign-in-ready").wait_for(state="attached")
 
     page.locator("#field-email").fill(email_of("Ria Rep"))
     page.locator("#field-password").fill("not the password")
@@ -37,6 +38,7 @@ def test_a_signed_out_browser_is_sent_to_sign_in_and_back_after(page) -> None:
 def test_a_bad_email_is_named_under_the_field(page) -> None:
     _signed_out(page)
     page.goto("/sign-in")
+    page.locator(".sign-in-ready").wait_for(state="attached")
     page.locator("#field-email").fill("ria-at-test")
     page.locator("#field-password").fill(E2E_PASSWORD)
     page.locator(".sign-in-submit").click()
