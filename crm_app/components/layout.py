@@ -65,7 +65,7 @@ def user_menu() -> rx.Component:
     )
 
 
-def page_frame(title: str, subtitle, *body: rx.Component, on_viewer_change=None, actions=None) -> rx.Component:
+def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Component:
     """Sidebar on the left, a titled page on the right."""
     sidebar = rx.vstack(
         rx.hstack(

@@ -341,14 +341,3 @@ def set_active(session: Session, actor: CurrentUser, user_id: int, active: bool,
         if not active:
             _revoke_sessions(session, user_id, now)
     session.commit()
-
-
-def set_password_for_all(session: Session, password: str) -> int:
-    """Give every user without one the same password (demo data only: the README shows it). Commits."""
-    hashed = _hasher.hash(password)
-    count = session.execute(
-        text("UPDATE users SET password_hash = :hash WHERE password_hash IS NULL"), {"hash": hashed}
-    ).rowcount
-    session.commit()
-    session.expire_all()  # users loaded before see their new hash
-    return count

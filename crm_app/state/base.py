@@ -116,8 +116,7 @@ class AppState(rx.State):
 
     async def _db(self, work: Callable[[Session], T]) -> T:
         """Run `work(session)` off the event loop as the signed-in user, under row-level security."""
-        user = await self._actor()
-        return await asyncio.to_thread(_in_session, work, user.id)
+        return await db_as((await self._actor()).id, work)
 
     async def _acting_sessions(self) -> Callable[[], Session]:
         """A factory of sessions acting as the signed-in user, for work that opens several at once."""
