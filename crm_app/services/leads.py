@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -38,6 +39,66 @@ def bump_version(lead: Lead, now: datetime) -> None:
     lead.updated_at = now
 
 
+@dataclass(frozen=True)
+class CheckedActivity:
+    """An activity that passed every rule, ready to be added to its lead."""
+
+    kind: ActivityKind
+    occurred_at: datetime
+    subject: str | None
+    body: str | None
+    play: Play | None
+
+
+def check_activity(
+    *,
+    kind: ActivityKind | str,
+    now: datetime,
+    occurred_at: datetime | None = None,
+    subject: str | None = None,
+    body: str | None = None,
+    play: Play | str | None = None,
+) -> CheckedActivity:
+    """The activity's fields checked and tidied; InvalidInput naming the field otherwise."""
+    try:
+        kind = ActivityKind(kind)
+    except ValueError:
+        raise InvalidInput(f"Unknown activity type {kind!r}.", field="kind") from None
+    occurred_at = occurred_at or now
+    if occurred_at > now:
+        raise InvalidInput("An activity cannot be in the future.", field="occurred_at")
+    subject = (subject or "").strip() or None
+    body = (body or "").strip() or None
+    if subject and len(subject) > MAX_SUBJECT:
+        raise InvalidInput(f"Subject is too long (max {MAX_SUBJECT} characters).", field="subject")
+    if body and len(body) > MAX_BODY:
+        raise InvalidInput(f"Text is too long (max {MAX_BODY:,} characters).", field="body")
+    if kind is ActivityKind.NOTE and not body:
+        raise InvalidInput("A note needs some text.", field="body")
+    return CheckedActivity(kind, occurred_at, subject, body, _checked_play(play, kind))
+
+
+def add_activity(session: Session, lead: Lead, activity: CheckedActivity, *, now: datetime,
+                 user_id: int | None = None) -> None:
+    """Add a checked activity to a locked lead and update what it changes on the lead (last
+    activity, last contact, snooze, version). No rescoring and no commit: the caller does both."""
+    kind, occurred_at = activity.kind, activity.occurred_at
+    session.add(
+        Activity(lead_id=lead.id, kind=kind.value, occurred_at=occurred_at, user_id=user_id,
+                 subject=activity.subject, body=activity.body, created_at=now,
+                 play=activity.play and activity.play.value,
+                 sentiment=message_sentiment(kind, activity.body, names=(lead.name, lead.company or "")))
+    )
+    if kind in ENGAGEMENT_KINDS:
+        # The prospect did something new: a snoozed lead comes back to the queue.
+        lead.snoozed_until = None
+        if lead.last_activity_at is None or occurred_at > lead.last_activity_at:
+            lead.last_activity_at = occurred_at
+    if kind in CONTACT_KINDS and (lead.last_contacted_at is None or occurred_at > lead.last_contacted_at):
+        lead.last_contacted_at = occurred_at
+    bump_version(lead, now)
+
+
 def log_activity(
     session: Session,
     *,
@@ -55,37 +116,9 @@ def log_activity(
 
     `play` tags rep outreach with the sales play it was (a call as a pricing call), or a
     prospect's visit or click with the content it opened; it must fit the activity's kind."""
-    try:
-        kind = ActivityKind(kind)
-    except ValueError:
-        raise InvalidInput(f"Unknown activity type {kind!r}.", field="kind") from None
-    occurred_at = occurred_at or now
-    if occurred_at > now:
-        raise InvalidInput("An activity cannot be in the future.", field="occurred_at")
-    subject = (subject or "").strip() or None
-    body = (body or "").strip() or None
-    if subject and len(subject) > MAX_SUBJECT:
-        raise InvalidInput(f"Subject is too long (max {MAX_SUBJECT} characters).", field="subject")
-    if body and len(body) > MAX_BODY:
-        raise InvalidInput(f"Text is too long (max {MAX_BODY:,} characters).", field="body")
-    if kind is ActivityKind.NOTE and not body:
-        raise InvalidInput("A note needs some text.", field="body")
-    play = _checked_play(play, kind)
-
+    activity = check_activity(kind=kind, now=now, occurred_at=occurred_at, subject=subject, body=body, play=play)
     lead = lock_lead(session, lead_id, expected_version)
-    session.add(
-        Activity(lead_id=lead.id, kind=kind.value, occurred_at=occurred_at, user_id=user_id,
-                 subject=subject, body=body, created_at=now, play=play and play.value,
-                 sentiment=message_sentiment(kind, body, names=(lead.name, lead.company or "")))
-    )
-    if kind in ENGAGEMENT_KINDS:
-        # The prospect did something new: a snoozed lead comes back to the queue.
-        lead.snoozed_until = None
-        if lead.last_activity_at is None or occurred_at > lead.last_activity_at:
-            lead.last_activity_at = occurred_at
-    if kind in CONTACT_KINDS and (lead.last_contacted_at is None or occurred_at > lead.last_contacted_at):
-        lead.last_contacted_at = occurred_at
-    bump_version(lead, now)
+    add_activity(session, lead, activity, now=now, user_id=user_id)
     result = rescore_lead(session, lead, now)
     session.commit()
     return result
