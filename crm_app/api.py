@@ -1,12 +1,14 @@
 """Backend routes served beside the Reflex app on the same port (rx.App(api_transformer=...)).
 
-Large downloads go here rather than through the websocket: the CSV export streams from PostgreSQL
-straight into the HTTP response. Every route checks its signed link first (services/signed_links.py).
+- `/api/v1/...`: the REST API for other systems, with its OpenAPI docs at /api/v1/docs (rest/app.py).
+- `/export/leads.csv`: large downloads go here rather than through the websocket; the CSV export
+  streams from PostgreSQL straight into the HTTP response behind a signed link
+  (services/signed_links.py).
 """
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
@@ -14,6 +16,7 @@ from starlette.routing import Route
 from crm_app.db.engine import get_engine
 from crm_app.db.models import utcnow
 from crm_app.db.security import apply_acting_user
+from crm_app.rest.app import API_PREFIX, v1
 from crm_app.services.exporting import filter_from_dict, stream_leads_csv
 from crm_app.services.signed_links import InvalidLink, verify_link
 
@@ -47,4 +50,6 @@ def _rows_the_viewer_may_see(viewer_id: int, flt, sort: str):
         yield from stream_leads_csv(connection, flt, sort)
 
 
-api = Starlette(routes=[Route(EXPORT_PATH, export_leads, methods=["GET"])])
+# No docs at the root: the API's own docs are at /api/v1/docs.
+api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, routes=[Route(EXPORT_PATH, export_leads, methods=["GET"])])
+api.mount(API_PREFIX, v1)

@@ -484,3 +484,61 @@ class AuditEntry(SQLModel, table=True):
     )
     old: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     new: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+
+
+class ApiKey(SQLModel, table=True):
+    """A key for the REST API: acts as one user, under that user's row-level security.
+    Only the SHA-256 of the secret is stored; `prefix` (its first characters) tells keys apart."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("scope IN ('read', 'write')", name="ck_api_keys_scope"),
+        CheckConstraint("length(btrim(name)) > 0", name="ck_api_keys_name_not_blank"),
+        CheckConstraint("rate_per_minute > 0", name="ck_api_keys_rate"),
+        Index("uq_api_keys_secret", "secret_hash", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(80), nullable=False))
+    prefix: str = Field(sa_column=Column(String(16), nullable=False))
+    secret_hash: str = Field(sa_column=Column(String(64), nullable=False), repr=False)
+    scope: str = Field(sa_column=Column(String(8), nullable=False))
+    user_id: int = Field(sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    created_by: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()")))
+    last_used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    revoked_by: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    )
+    rate_per_minute: int = Field(default=600, sa_column=Column(Integer, nullable=False, server_default="600"))
+
+
+class ApiIdempotency(SQLModel, table=True):
+    """The answer to a POST sent with an Idempotency-Key, stored with the change it made."""
+
+    __tablename__ = "api_idempotency"
+    __table_args__ = (Index("ix_api_idempotency_created", "created_at"),)
+
+    api_key_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    )
+    key: str = Field(sa_column=Column(String(200), primary_key=True))
+    request_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    status_code: int = Field(sa_column=Column(Integer, nullable=False))
+    response: str = Field(sa_column=Column(Text, nullable=False))  # the JSON body as first sent
+    created_at: datetime = Field(sa_column=_ts(nullable=False))
+
+
+class ApiRateWindow(SQLModel, table=True):
+    """Requests one key made in one minute (shared by every worker process)."""
+
+    __tablename__ = "api_rate_windows"
+
+    api_key_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    )
+    window_start: datetime = Field(sa_column=_ts(primary_key=True))
+    requests: int = Field(sa_column=Column(Integer, nullable=False))

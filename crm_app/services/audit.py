@@ -25,6 +25,7 @@ ACTION_LABELS = {
     "stage_move_refused": "Stage move refused (someone moved it first)",
     "lead_reassigned": "Lead reassigned",
     "lead_claimed": "Lead claimed",
+    "lead_created": "Lead created (API)",
     "leads_imported": "Leads imported",
     "engine_switched": "Scoring engine switched",
     "model_activated": "Model activated",
@@ -34,6 +35,8 @@ ACTION_LABELS = {
     "user_activated": "User reactivated",
     "password_changed": "Password changed",
     "first_admin": "First admin created",
+    "api_key_created": "API key created",
+    "api_key_revoked": "API key revoked",
 }
 
 

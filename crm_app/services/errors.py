@@ -31,3 +31,24 @@ class SignInRefused(ServiceError):
 
 class NotSignedIn(ServiceError):
     """No valid session: the browser goes to the sign-in page."""
+
+
+class Conflict(ServiceError):
+    """The change collides with data that exists (a duplicate the user may not see, a key reused
+    for another request); `field` names what collides."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidFields(ServiceError):
+    """Several inputs are wrong at once (a batch): `errors` is a list of (field path, message)."""
+
+    def __init__(self, message: str, errors: list[tuple[str, str]]):
+        super().__init__(message)
+        self.errors = errors
+
+
+class MissingFields(InvalidFields):
+    """Inputs that name something that does not exist (or that the user may not see)."""
