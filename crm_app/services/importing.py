@@ -46,11 +46,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from crm_app.domain import EMAIL_RE, Source, Stage
+from crm_app.domain import EMAIL_RE, Role, Source, Stage
 from crm_app.scoring import LeadFacts, ScoringEngine
 from crm_app.scoring.blend import score_many
 from crm_app.services import audit
 from crm_app.services.errors import InvalidInput, ServiceError
+from crm_app.services.permissions import acting_user, require_role
 from crm_app.services.risk import reassess_risk_in_transaction
 from crm_app.services.scoring import active_engine, rescore_leads_in_transaction
 
@@ -899,8 +900,13 @@ def import_file(
     transaction and commit (roll back with `dry_run`, which still reports what would happen).
 
     Raises ImportRejected (with the validation report) when any row is wrong, and for rows that clash
-    with stored leads; the database is then exactly as it was.
+    with stored leads; the database is then exactly as it was. Only a manager imports (Forbidden for a
+    rep: under their row security the rows could not be matched to the leads they cannot see); the
+    command line runs as the tables' owner, acting for nobody in particular.
     """
+    actor = acting_user(session, actor_id)
+    if actor is not None:
+        require_role(actor, Role.MANAGER, "import leads")
     started = perf_counter()
     path = Path(path)
     engine = engine or active_engine(session)

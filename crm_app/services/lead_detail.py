@@ -15,9 +15,9 @@ from crm_app.db.queries import ReasonRow, money
 from crm_app.domain import EMAIL_RE, ActivityKind, Play, RiskLevel, Source, Stage, Tier
 from crm_app.scoring.sentiment import tone_of
 from crm_app.services import audit
-from crm_app.services.errors import InvalidInput, NotFound
+from crm_app.services.errors import Forbidden, InvalidInput, NotFound
 from crm_app.services.leads import bump_version, lock_lead
-from crm_app.services.permissions import CurrentUser
+from crm_app.services.permissions import CurrentUser, acting_user
 from crm_app.services.scoring import rescore_lead
 
 TIMELINE_LIMIT = 100
@@ -212,16 +212,29 @@ def _validated(edit: LeadEdit) -> dict:
                 deal_value=value.quantize(Decimal("0.01")), source=source, owner_id=owner_id)
 
 
+def _check_new_owner(session: Session, lead: Lead, owner_id: int | None, actor_id: int | None) -> None:
+    """A rep may take a lead for themself (from the pool) or put it back in the pool; giving a lead to
+    someone else is a manager's call. Row security refuses it too, but as a database error."""
+    if owner_id is None or owner_id == lead.owner_id:
+        return
+    actor = acting_user(session, actor_id)
+    if actor is not None and not actor.is_manager and owner_id != actor.id:
+        raise Forbidden("Only a manager can give a lead to someone else. You can take an unassigned lead "
+                        "for yourself.")
+
+
 def update_lead(
     session: Session, *, lead_id: int, edit: LeadEdit, expected_version: int, now: datetime,
     actor_id: int | None = None,
 ) -> Lead:
     """Validate and save an edit, rescore, commit; the changed fields go to the audit log with their
-    old and new values. A stale edit is refused (StaleLead)."""
+    old and new values. A stale edit is refused (StaleLead), and a rep giving the lead to someone else
+    (Forbidden)."""
     values = _validated(edit)
     if values["owner_id"] is not None and session.get(User, values["owner_id"]) is None:
         raise InvalidInput("That owner does not exist any more.", field="owner_id")
     lead = lock_lead(session, lead_id, expected_version)
+    _check_new_owner(session, lead, values["owner_id"], actor_id)
     old, new = audit.changed({key: getattr(lead, key) for key in values}, values)
     for key, value in values.items():
         setattr(lead, key, value)

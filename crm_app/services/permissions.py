@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlmodel import Session
+
+from crm_app.db.models import User
+from crm_app.db.security import acting_user_id
 from crm_app.domain import Role
 from crm_app.services.errors import Forbidden
 
@@ -38,3 +42,11 @@ def require_role(user: CurrentUser | None, role: Role, doing: str) -> CurrentUse
         article = "an" if role is Role.ADMIN else "a"
         raise Forbidden(f"Only {article} {role.value} can {doing}.")
     return user
+
+
+def acting_user(session: Session, actor_id: int | None = None) -> CurrentUser | None:
+    """Who a service works for: `actor_id` when given, else the user `session` acts as under row-level
+    security; None when neither (the tables' owner: the command line, background work)."""
+    user_id = actor_id if actor_id is not None else acting_user_id(session)
+    user = session.get(User, user_id) if user_id is not None else None
+    return CurrentUser(user.id, user.email, user.name, Role(user.role)) if user is not None else None

@@ -298,7 +298,9 @@ def snooze_time(choice: str, now: datetime) -> datetime:
 
 def _open_follow_up(session: Session, follow_up_id: int, lead_id: int | None = None) -> FollowUp:
     follow_up = session.get(FollowUp, follow_up_id, with_for_update=True)
-    if follow_up is None or (lead_id is not None and follow_up.lead_id != lead_id):
+    # follow_ups has no row-level security of its own: its lead must be one the acting user may see.
+    if (follow_up is None or (lead_id is not None and follow_up.lead_id != lead_id)
+            or session.get(Lead, follow_up.lead_id) is None):
         raise NotFound("That follow-up no longer exists.")
     if follow_up.done_at is not None:
         raise StaleLead("That follow-up was already marked done.")
