@@ -4,38 +4,12 @@ from __future__ import annotations
 
 import reflex as rx
 
+from crm_app.components.controls import MUTED, form_field
 from crm_app.components.layout import page_frame
 from crm_app.services.accounts import MIN_PASSWORD, UserRow
 from crm_app.services.audit import AuditRow
 from crm_app.state.auth import AccountState, AuditState, SignInState, UsersState
 
-MUTED = rx.color("gray", 10)
-ERROR = rx.color("tomato", 11)
-
-
-def _field(label: str, name: str, value, on_change, errors, *, kind: str = "text", hint="",
-           autocomplete="off") -> rx.Component:
-    error = errors.get(name, "")
-    return rx.vstack(
-        rx.text(label, size="2", weight="medium", as_="label", html_for=f"field-{name}"),
-        rx.input(
-            id=f"field-{name}",
-            name=name,
-            type=kind,
-            value=value,
-            on_change=on_change,
-            auto_complete=autocomplete,
-            width="100%",
-            size="3",
-            color_scheme=rx.cond(error != "", "tomato", "indigo"),
-            class_name=f"input-{name}",
-        ),
-        rx.cond(error != "", rx.text(error, size="1", color=ERROR, class_name=f"error-{name}"),
-                rx.text(hint, size="1", color=MUTED)),
-        spacing="1",
-        width="100%",
-        align="start",
-    )
 
 
 def sign_in_page() -> rx.Component:
@@ -47,20 +21,20 @@ def sign_in_page() -> rx.Component:
                 rx.vstack(
                     rx.callout("No admin yet: create the first admin account. You can add the team after.",
                                icon="info", size="1", width="100%"),
-                    _field("Your name", "name", S.name, lambda v: S.set_field("name", v), S.errors,
+                    form_field("Your name", "name", S.name, lambda v: S.set_field("name", v), S.errors,
                            autocomplete="name"),
                     spacing="3",
                     width="100%",
                 ),
             ),
-            _field("Email", "email", S.email, lambda v: S.set_field("email", v), S.errors, kind="email",
+            form_field("Email", "email", S.email, lambda v: S.set_field("email", v), S.errors, kind="email",
                    autocomplete="username"),
-            _field("Password", "password", S.password, lambda v: S.set_field("password", v), S.errors,
+            form_field("Password", "password", S.password, lambda v: S.set_field("password", v), S.errors,
                    kind="password", autocomplete=rx.cond(S.first_run, "new-password", "current-password"),
                    hint=rx.cond(S.first_run, f"At least {MIN_PASSWORD} characters.", "")),
             rx.cond(
                 S.first_run,
-                _field("Password again", "confirm", S.confirm, lambda v: S.set_field("confirm", v), S.errors,
+                form_field("Password again", "confirm", S.confirm, lambda v: S.set_field("confirm", v), S.errors,
                        kind="password", autocomplete="new-password"),
             ),
             rx.cond(S.message != "", rx.callout(S.message, icon="triangle-alert", color_scheme="tomato",
@@ -110,11 +84,11 @@ def account_page() -> rx.Component:
         rx.card(
             rx.form(
                 rx.vstack(
-                    _field("Current password", "current", S.current, lambda v: S.set_field("current", v),
+                    form_field("Current password", "current", S.current, lambda v: S.set_field("current", v),
                            S.errors, kind="password", autocomplete="current-password"),
-                    _field("New password", "new", S.new, lambda v: S.set_field("new", v), S.errors,
+                    form_field("New password", "new", S.new, lambda v: S.set_field("new", v), S.errors,
                            kind="password", autocomplete="new-password", hint=f"At least {MIN_PASSWORD} characters."),
-                    _field("New password again", "confirm", S.confirm, lambda v: S.set_field("confirm", v),
+                    form_field("New password again", "confirm", S.confirm, lambda v: S.set_field("confirm", v),
                            S.errors, kind="password", autocomplete="new-password"),
                     rx.hstack(
                         rx.button("Change password", type="submit", class_name="change-password"),
@@ -167,8 +141,8 @@ def users_page() -> rx.Component:
             rx.vstack(
                 rx.text("Add a teammate", weight="bold"),
                 rx.hstack(
-                    _field("Name", "name", S.draft["name"], lambda v: S.set_draft("name", v), S.errors),
-                    _field("Email", "email", S.draft["email"], lambda v: S.set_draft("email", v), S.errors,
+                    form_field("Name", "name", S.draft["name"], lambda v: S.set_draft("name", v), S.errors),
+                    form_field("Email", "email", S.draft["email"], lambda v: S.set_draft("email", v), S.errors,
                            kind="email"),
                     rx.vstack(
                         rx.text("Role", size="2", weight="medium"),
@@ -176,7 +150,7 @@ def users_page() -> rx.Component:
                                   size="3"),
                         spacing="1",
                     ),
-                    _field("First password", "password", S.draft["password"],
+                    form_field("First password", "password", S.draft["password"],
                            lambda v: S.set_draft("password", v), S.errors, kind="password",
                            autocomplete="new-password", hint=f"At least {MIN_PASSWORD} characters."),
                     spacing="3",
