@@ -4,7 +4,9 @@ import reflex as rx
 
 from crm_app.api import api
 from crm_app.background import sweep_expired_scores
+from crm_app.live import listen_for_changes
 from crm_app.pages.analytics import analytics_page
+from crm_app.pages.api_keys import api_keys_page
 from crm_app.pages.auth import account_page, audit_page, sign_in_page, users_page
 from crm_app.pages.dashboard import dashboard_page
 from crm_app.pages.importing import import_page
@@ -14,6 +16,7 @@ from crm_app.pages.model import model_page
 from crm_app.pages.pipeline import pipeline_page
 from crm_app.pages.settings import settings_page
 from crm_app.state.analytics import AnalyticsState
+from crm_app.state.api_keys import ApiKeysState
 from crm_app.state.auth import AccountState, AuditState, SignInState, UsersState
 from crm_app.state.dashboard import DashboardState
 from crm_app.state.importing import ImportState
@@ -40,4 +43,6 @@ app.add_page(sign_in_page, route="/sign-in", title="Sign in · Pipeline CRM", on
 app.add_page(account_page, route="/account", title="Account · Pipeline CRM", on_load=AccountState.load)
 app.add_page(users_page, route="/users", title="Users · Pipeline CRM", on_load=UsersState.load)
 app.add_page(audit_page, route="/audit", title="Audit log · Pipeline CRM", on_load=AuditState.load)
+app.add_page(api_keys_page, route="/api-keys", title="API keys · Pipeline CRM", on_load=ApiKeysState.load)
 app.register_lifespan_task(sweep_expired_scores)
+app.register_lifespan_task(listen_for_changes)  # open pages update when leads change

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from crm_app.components.badges import score_badge
+from crm_app.components.live import live_ticker
 from crm_app.components.layout import page_frame
 from crm_app.components.next_action import suggestion_line
 from crm_app.services.pipeline_health import StageHealth
@@ -366,6 +367,7 @@ def dashboard_page() -> rx.Component:
         "Today",
         "What to do right now, most urgent first: hot leads to call, follow-ups due, deals at risk or stuck.",
         rx.vstack(
+            live_ticker(S.refresh_if_changed),
             _drying_banner(),
             _stats(),
             rx.grid(

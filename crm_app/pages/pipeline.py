@@ -7,6 +7,7 @@ import reflex as rx
 from crm_app.components.badges import score_badge
 from crm_app.components.kanban_dnd import dnd_board, dnd_card, dnd_column
 from crm_app.components.controls import choice
+from crm_app.components.live import live_ticker
 from crm_app.components.layout import page_frame
 from crm_app.domain import Source, Stage
 from crm_app.services.pipeline import MAX_CARDS, DealCard
@@ -331,6 +332,7 @@ def pipeline_page() -> rx.Component:
         "Pipeline",
         "Drag a deal to move it. \"Stuck\": longer in its stage than the stage allows. \"At risk\": the deal may be "
         "slipping away (hover for why).",
+        live_ticker(S.refresh_if_changed),
         _toolbar(),
         _error_callout(),
         _board(),

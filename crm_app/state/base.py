@@ -24,6 +24,7 @@ from sqlmodel import Session
 from crm_app.db.engine import get_engine
 from crm_app.db.models import utcnow
 from crm_app.db.queries import UserOption, list_users
+from crm_app import live
 from crm_app.db.security import act_as
 from crm_app.services import accounts
 from crm_app.services.accounts import CurrentUser
@@ -130,6 +131,12 @@ class AppState(rx.State):
         if not self.users:
             self.users = await self._db(list_users)
         return True
+
+    async def _news_since(self, moment: float) -> bool:
+        """Have leads this viewer can see changed since `moment` (time.time() when the page read
+        them)? Answered from the worker's memory (crm_app/live.py); no query."""
+        user = await self._current_user()
+        return user is not None and live.changed_since(moment, live.owners_seen_by(user.id, user.is_manager))
 
     def _sign_in_redirect(self):
         """To the sign-in page, coming back here afterwards."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import plotly.graph_objects as go
 import reflex as rx
 
@@ -27,6 +29,7 @@ class DashboardState(AppState):
     queue_total: int = 0
     owner_filter: str = "all"  # managers: "all" or a rep's id
     loaded: bool = False
+    _read_at: float = 0.0  # time.time() when the queue was last read (live updates)
 
     stages: list[StageHealth] = []
     weeks: list[WeekCount] = []
@@ -91,6 +94,7 @@ class DashboardState(AppState):
         return self.viewer_int()
 
     async def _refresh(self) -> None:
+        self._read_at = time.time()  # before reading: a change committed meanwhile shows next tick
         owner, now = self._owner(), now_utc()
         if owner is None and not self.viewer_is_manager:
             self.items, self.queue_total = [], 0  # no viewer yet
@@ -116,6 +120,13 @@ class DashboardState(AppState):
             return self._sign_in_redirect()
         self.error_lead_id, self.error_message = 0, ""
         await self._refresh()
+
+    @rx.event
+    async def refresh_if_changed(self):
+        """Every few seconds while the page is open: reload when leads it shows have changed
+        (another rep, the REST API, the sweep); otherwise nothing is sent."""
+        if self.loaded and not self.log_open and await self._news_since(self._read_at):
+            await self._refresh()
 
     @rx.event
     async def set_owner_filter(self, value: str):

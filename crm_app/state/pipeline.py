@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import reflex as rx
 
 from crm_app.domain import Stage
@@ -39,6 +41,7 @@ class PipelineState(AppState):
     risk: str = ALL  # all | any (medium or high) | high
     # The last move the server refused, shown above the board until the next action.
     move_error: str = ""
+    _read_at: float = 0.0  # time.time() when the board was last read (live updates)
 
     # Derived from held state only ------------------------------------------------------------
     @rx.var
@@ -97,6 +100,7 @@ class PipelineState(AppState):
         await self._reload_board()
 
     async def _reload_board(self) -> None:
+        self._read_at = time.time()
         flt, now = self._filter(), now_utc()
         self.columns = await self._db(lambda s: board_columns(s, flt=flt, now=now, limit=PAGE))
         self.ready = True
@@ -109,6 +113,14 @@ class PipelineState(AppState):
         fresh = {c.stage: c for c in await self._db(
             lambda s: board_columns(s, flt=flt, now=now, limits=limits, stages=stages))}
         self.columns = [fresh.get(c.stage, c) for c in self.columns]
+
+    @rx.event
+    async def refresh_if_changed(self):
+        """Every few seconds while the board is open: redraw it when deals it can show have changed
+        (another rep's move, a score the REST API changed), keeping what "load more" added."""
+        if self.ready and await self._news_since(self._read_at):
+            self._read_at = time.time()
+            await self._reload_stages(list(STAGES))
 
     # Page and filters ----------------------------------------------------------------------------
     @rx.event
