@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.engine import get_engine
+from crm_app.services.api_keys import purge_old_records
 from crm_app.services.next_action import refresh_play_stats_if_stale
 from crm_app.services.risk import reassess_expired_risk
 from crm_app.services.scoring import rescore_expired
@@ -70,6 +71,10 @@ async def sweep_expired_scores() -> None:
                 log.info("Reassessed the risk of %d deals that time has changed", count)
         except Exception:  # keep sweeping: a failed round (database restarting) is retried
             log.exception("Score sweep failed")
+        try:
+            await asyncio.to_thread(exclusively, lambda s: purge_old_records(s, datetime.now(timezone.utc)))
+        except Exception:
+            log.exception("Purging old API records failed")
         try:
             rows = await asyncio.to_thread(refresh_plays_once, datetime.now(timezone.utc))
             if rows is not None:

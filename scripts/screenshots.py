@@ -34,6 +34,7 @@ PAGES = [
     ("settings", MANAGER, "/settings", "input"),
     ("audit", MANAGER, "/audit", "table"),
     ("users", ADMIN, "/users", ".user-row"),
+    ("api-keys", ADMIN, "/api-keys", ".key-row"),
 ]
 
 

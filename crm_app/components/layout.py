@@ -19,6 +19,10 @@ MANAGER_NAV = [
     ("Model", "/model", "brain-circuit"),
     ("Audit log", "/audit", "history"),
 ]
+ADMIN_NAV = [
+    ("Users", "/users", "users"),
+    ("API keys", "/api-keys", "key-round"),
+]
 
 
 def _nav_link(label: str, href: str, icon: str) -> rx.Component:
@@ -78,7 +82,7 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
         ),
         *[_nav_link(*item) for item in NAV],
         *[_role_link(*item, AppState.viewer_is_manager) for item in MANAGER_NAV],
-        _role_link("Users", "/users", "users", AppState.viewer_is_admin),
+        *[_role_link(*item, AppState.viewer_is_admin) for item in ADMIN_NAV],
         rx.spacer(),
         user_menu(),
         width="240px",

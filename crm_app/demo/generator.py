@@ -91,6 +91,8 @@ TEAM = (
 REPS = tuple(member for member in TEAM if member.role is Role.REP)
 # Every demo account signs in with this password. Demo data only: the README shows it.
 DEMO_PASSWORD = "demo-password"
+# A demo-only REST API key (README), acting as the manager, so the API can be tried at once.
+DEMO_API_KEY = "crm_demo_website_forms_key_demo_only"
 
 
 # --- Where leads come from and how good they are ---------------------------------------------
@@ -898,7 +900,21 @@ def _insert_team(cursor, *, joined_at: int) -> dict[str, int]:
     cursor.execute(
         "SELECT lower(email), id FROM users WHERE lower(email) = ANY(%s)", ([m.email for m in TEAM],)
     )
-    return dict(cursor.fetchall())
+    user_ids = dict(cursor.fetchall())
+    _insert_demo_key(cursor, user_ids, joined_at=joined_at)
+    return user_ids
+
+
+def _insert_demo_key(cursor, user_ids: dict[str, int], *, joined_at: int) -> None:
+    from crm_app.services.api_keys import SHOWN_PREFIX, secret_hash
+
+    manager = next(m for m in TEAM if m.role is Role.MANAGER)
+    cursor.execute(
+        "INSERT INTO api_keys (name, prefix, secret_hash, scope, user_id, created_at, rate_per_minute) "
+        "VALUES (%s, %s, %s, 'write', %s, %s, 600) ON CONFLICT (secret_hash) DO NOTHING",
+        ("Website forms (demo)", DEMO_API_KEY[:SHOWN_PREFIX], secret_hash(DEMO_API_KEY),
+         user_ids[manager.email.lower()], _timestamp(joined_at)),
+    )
 
 
 def _owner_id(lead: _Lead, user_ids: dict[str, int]) -> int | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
@@ -61,7 +61,6 @@ from crm_app.services.errors import (
 from crm_app.services.leads import move_lead_to_stage
 
 API_PREFIX = "/api/v1"
-IDEMPOTENCY_DAYS = 1  # a retry within a day of the first try is answered from the store
 
 DESCRIPTION = """
 Feed the CRM from websites, forms and email tools, and read leads with their score.
@@ -287,12 +286,6 @@ def _claim(connection, who: ApiPrincipal, key: str, request_hash: str, now: date
 def _unclaim(connection, who: ApiPrincipal, key: str) -> None:
     connection.execute(text("DELETE FROM api_idempotency WHERE api_key_id = :key_id AND key = :key"),
                        {"key_id": who.key_id, "key": key})
-
-
-def purge_idempotency(session: Session, now: datetime) -> int:
-    """Forget stored answers older than IDEMPOTENCY_DAYS (the periodic sweep calls this)."""
-    return session.execute(text("DELETE FROM api_idempotency WHERE created_at < :old"),
-                           {"old": now - timedelta(days=IDEMPOTENCY_DAYS)}).rowcount
 
 
 def _scores(session: Session, lead_ids: list[int]) -> list[dict[str, Any]]:

@@ -24,11 +24,13 @@ from crm_app.domain import Role
 from crm_app.services import audit
 from crm_app.services.errors import Forbidden, InvalidInput, NotFound, ServiceError
 from crm_app.services.permissions import CurrentUser, require_role
+from crm_app.services.queue import relative_time
 
 SECRET_PREFIX = "crm_"
 SHOWN_PREFIX = 12  # characters of the secret kept in clear to recognise a key ("crm_AbC123xy")
 SCOPES = ("read", "write")
 DEFAULT_RATE = 600  # requests per minute
+IDEMPOTENCY_KEPT = timedelta(days=1)  # a retry within a day of the first try is answered from the store
 MAX_RATE = 100_000
 
 
@@ -53,15 +55,18 @@ class ApiPrincipal:
 
 @dataclass(frozen=True)
 class KeyRow:
+    """A key as the API keys page lists it (never its secret)."""
+
     id: int
     name: str
     prefix: str
     scope: str
-    user_name: str
-    user_role: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    acts_as: str
+    acts_as_role: str
+    created_label: str
+    last_used_label: str
+    revoked: bool
+    revoked_label: str
     rate_per_minute: int
 
 
@@ -124,7 +129,8 @@ def create_key(
     return secret, key.id
 
 
-def list_keys(session: Session, actor: CurrentUser) -> list[KeyRow]:
+def list_keys(session: Session, actor: CurrentUser, now: datetime) -> list[KeyRow]:
+    """Every key, usable ones first, newest first."""
     require_role(actor, Role.ADMIN, "manage API keys")
     rows = session.execute(
         text(
@@ -136,7 +142,22 @@ def list_keys(session: Session, actor: CurrentUser) -> list[KeyRow]:
             """
         )
     )
-    return [KeyRow(*row) for row in rows]
+    return [
+        KeyRow(key_id, name, prefix, scope, user_name, role, f"{created:%Y-%m-%d %H:%M}",
+               relative_time(used, now) if used else "never", revoked is not None,
+               f"{revoked:%Y-%m-%d %H:%M}" if revoked else "", rate)
+        for key_id, name, prefix, scope, user_name, role, created, used, revoked, rate in rows
+    ]
+
+
+def purge_old_records(session: Session, now: datetime) -> int:
+    """Forget idempotency answers older than a day and rate windows older than an hour; commits.
+    (The periodic sweep calls this.) Returns how many idempotency answers went."""
+    gone = session.execute(text("DELETE FROM api_idempotency WHERE created_at < :old"),
+                           {"old": now - IDEMPOTENCY_KEPT}).rowcount
+    session.execute(text("DELETE FROM api_rate_windows WHERE window_start < :old"), {"old": now - timedelta(hours=1)})
+    session.commit()
+    return gone
 
 
 def revoke_key(session: Session, actor: CurrentUser, key_id: int, now: datetime) -> None:

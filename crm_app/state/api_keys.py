@@ -1,0 +1,80 @@
+"""Admin: API keys for the REST API (create, see, revoke)."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from crm_app.services import accounts, api_keys
+from crm_app.services.errors import InvalidInput, ServiceError
+from crm_app.state.base import AppState, now_utc
+
+BLANK = {"name": "", "scope": "write", "user": "", "rate": str(api_keys.DEFAULT_RATE)}
+
+
+class ApiKeysState(AppState):
+    keys: list[api_keys.KeyRow] = []
+    # [user id, "Name (role)"] for the people a key can act as.
+    people: list[list[str]] = []
+    draft: dict[str, str] = dict(BLANK)
+    errors: dict[str, str] = {}
+    message: str = ""
+    # The secret of the key just created: shown once, never stored in clear anywhere.
+    new_secret: str = ""
+    new_secret_name: str = ""
+
+    async def _refresh(self) -> None:
+        actor, now = await self._actor(), now_utc()
+
+        def load(session):
+            return (api_keys.list_keys(session, actor, now),
+                    [u for u in accounts.list_accounts(session, actor) if u.is_active])
+
+        self.keys, active = await self._db(load)
+        self.people = [[str(u.id), f"{u.name} ({u.role})"] for u in active]
+
+    @rx.event
+    async def load(self):
+        if not await self._load_team():
+            return self._sign_in_redirect()
+        self.new_secret, self.new_secret_name = "", ""
+        if not self.viewer_is_admin:
+            self.keys, self.people, self.message = [], [], "Only an admin can manage API keys."
+            return
+        self.message = ""
+        await self._refresh()
+
+    @rx.event
+    def set_draft(self, field: str, value: str):
+        if field in self.draft:
+            self.draft = {**self.draft, field: value[:300]}
+            self.errors = {k: v for k, v in self.errors.items() if k != field}
+
+    @rx.event
+    async def create(self):
+        actor, draft, now = await self._actor(), dict(self.draft), now_utc()
+        user_id = int(draft["user"]) if draft["user"].isdecimal() else None
+        try:
+            secret, _ = await self._db(lambda s: api_keys.create_key(
+                s, actor, name=draft["name"], scope=draft["scope"], user_id=user_id, now=now,
+                rate_per_minute=draft["rate"]))
+        except InvalidInput as error:
+            self.errors = {error.field or "name": str(error)}
+            return
+        self.new_secret, self.new_secret_name = secret, draft["name"].strip()
+        self.draft, self.errors, self.message = dict(BLANK), {}, ""
+        await self._refresh()
+
+    @rx.event
+    def forget_secret(self):
+        self.new_secret, self.new_secret_name = "", ""
+
+    @rx.event
+    async def revoke(self, key_id: int):
+        actor, now = await self._actor(), now_utc()
+        try:
+            await self._db(lambda s: api_keys.revoke_key(s, actor, int(key_id), now))
+            name = next((k.name for k in self.keys if k.id == int(key_id)), "The key")
+            self.message = f"Revoked \u201c{name}\u201d: its next request is refused."
+        except ServiceError as error:
+            self.message = str(error)
+        await self._refresh()
