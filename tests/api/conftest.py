@@ -4,11 +4,6 @@ its own, with a small team and one key per kind of caller."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -20,16 +15,11 @@ from sqlmodel import Session
 from crm_app.db.engine import make_engine
 from crm_app.settings import REPO_ROOT
 from tests.conftest import scratch_database
+from tests.servers import free_port, serve
 
 # The server's own clock runs, so data is placed relative to real now.
 NOW = datetime.now(timezone.utc)
 LOG = REPO_ROOT / "test-artifacts" / "api-server.log"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -86,35 +76,12 @@ def team(api_db: Session) -> Team:
 
 @pytest.fixture(scope="session")
 def api_url(api_database_url: str, team: Team) -> Iterator[str]:
-    LOG.parent.mkdir(exist_ok=True)
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": api_database_url}
-    log = open(LOG, "w")
-    proc = subprocess.Popen(
-        ["granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "crm_app.api:api"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            log.flush()
-            raise RuntimeError(f"The API server exited ({proc.returncode}):\n{LOG.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/api/v1/openapi.json", timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                raise RuntimeError(f"The API server did not start; see {LOG}") from None
-            time.sleep(0.3)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    command = ["granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "crm_app.api:api"]
+    with serve(command, env={**os.environ, "DATABASE_URL": api_database_url},
+               ready_url=f"{url}/api/v1/openapi.json", log_path=LOG, what="The API server", timeout=60):
+        yield url
 
 
 @pytest.fixture(scope="session")

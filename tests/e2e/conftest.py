@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 from urllib.parse import quote, urlsplit
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -19,6 +14,7 @@ from sqlmodel import Session
 from crm_app.db.engine import make_engine
 from crm_app.settings import REPO_ROOT
 from tests.conftest import scratch_database
+from tests.servers import free_port, serve
 from tests.factories import TEST_PASSWORD
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -31,12 +27,6 @@ APP_NOW = datetime.now(timezone.utc)
 # Every test user's password (the browser tests sign in like anyone else).
 E2E_PASSWORD = TEST_PASSWORD
 DEFAULT_VIEWER = "Ria Rep"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -98,8 +88,7 @@ def seeded_app_data(app_session: Session) -> dict:
 @pytest.fixture(scope="session")
 def app_url(app_database_url: str, seeded_app_data: dict) -> Iterator[str]:
     """Build and start the app in production mode against the test database; stop it afterwards."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": app_database_url,
@@ -108,36 +97,13 @@ def app_url(app_database_url: str, seeded_app_data: dict) -> Iterator[str]:
         "REFLEX_CHECK_LATEST_VERSION": "false",
     }
     env.pop("REFLEX_REDIS_URL", None)
-    log = open(ARTIFACTS / "app.log", "w")
-    proc = subprocess.Popen(
-        ["reflex", "run", "--env", "prod", "--single-port",
-         "--frontend-port", str(port), "--backend-port", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600  # the first build installs the frontend with npm
-    while True:
-        if proc.poll() is not None:
-            log.flush()
-            raise RuntimeError(f"The app exited ({proc.returncode}); see {ARTIFACTS / 'app.log'}:\n"
-                               + (ARTIFACTS / "app.log").read_text()[-3000:])
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise RuntimeError(f"The app did not start in 10 minutes; see {ARTIFACTS / 'app.log'}")
-        time.sleep(1)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    command = ["reflex", "run", "--env", "prod", "--single-port", "--frontend-port", str(port),
+               "--backend-port", str(port)]
+    # The first build installs the frontend with npm: allow it ten minutes.
+    with serve(command, env=env, ready_url=f"{url}/ping", log_path=ARTIFACTS / "app.log", what="The app",
+               timeout=600):
+        yield url
 
 
 @pytest.fixture(scope="session")
