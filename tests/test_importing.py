@@ -149,6 +149,18 @@ def test_import_stores_fields_custom_fields_and_scores(session, tmp_path):
     assert lead.risk_level is not None and lead.risk_at is not None
 
 
+def test_a_custom_number_too_large_for_a_float_is_kept_as_text(session, tmp_path):
+    # Stored as a JSON number it would be Infinity, which PostgreSQL refuses: the import used to fail
+    # as "unexpected" after validation had called the file valid.
+    rows = people(3)
+    rows[0][8], rows[1][8], rows[2][8] = "1e999", "9" * 400, "-2.5e3"
+    path = write_csv(tmp_path / "huge.csv", rows)
+    assert validate_file(path, mapping(), now=NOW).ok
+    import_file(session, path, mapping(), now=NOW)
+    stored = session.execute(text("SELECT custom_fields->'Industry' FROM leads ORDER BY email")).scalars().all()
+    assert stored == ["1e999", "9" * 400, -2500.0]
+
+
 def test_a_failed_import_leaves_the_database_exactly_as_it_was(session, tmp_path):
     make_lead(session, "Already Here", now=NOW)
     import_file(session, write_csv(tmp_path / "first.csv", people(5)), mapping(), now=NOW)

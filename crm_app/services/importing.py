@@ -32,6 +32,7 @@ import codecs
 import csv
 import io
 import json
+import math
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -474,11 +475,10 @@ _INTEGER = re.compile(r"[+-]?\d+")
 
 
 def custom_value(value: str) -> int | float | str:
-    """A custom field's cell as a number when it is one (the model reads numbers as numbers)."""
-    if _INTEGER.fullmatch(value):
-        return int(value)
-    if _NUMBER.fullmatch(value):
-        return float(value)
+    """A custom field's cell as a number when it is one (the model reads numbers as numbers).
+    A number too large for a float ("1e999", hundreds of digits) stays text: JSON has no Infinity."""
+    if _NUMBER.fullmatch(value) and math.isfinite(float(value)):
+        return int(value) if _INTEGER.fullmatch(value) else float(value)
     return value
 
 

@@ -65,7 +65,7 @@ def parse_cost(typed: str) -> Decimal | None:
     if cost < 0:
         raise InvalidInput("A cost cannot be negative.", field="cost")
     if cost > MAX_COST:
-        raise InvalidInput(f"That is more than {money(MAX_COST)}.", field="cost")
+        raise InvalidInput(f"That is more than ${MAX_COST:,}.", field="cost")  # to the cent, not rounded
     if cost != cost.quantize(Decimal("0.01")):
         raise InvalidInput("Use at most two decimals (cents).", field="cost")
     return cost

@@ -9,7 +9,7 @@ import reflex as rx
 from crm_app.domain import Role
 from crm_app.services import accounts, audit
 from crm_app.services.errors import Forbidden, InvalidInput, ServiceError
-from crm_app.state.base import SIGN_IN, AppState, now_utc, run_system_db
+from crm_app.state.base import SESSION_ENDED, SIGN_IN, AppState, now_utc, run_system_db
 
 
 def _safe_next(url: str) -> str:
@@ -36,8 +36,9 @@ class SignInState(AppState):
         if await self._current_user() is not None:
             return rx.redirect(_safe_next(str(self.router.url)))
         self.first_run = await run_system_db(accounts.needs_first_admin)
-        # What was typed stays (a fast typist may be ahead of this event); only old messages go.
-        self.errors, self.message = {}, ""
+        # What was typed stays (a fast typist may be ahead of this event); only old messages go. A
+        # token the browser still holds belonged to a session that ended (expired, idle, revoked).
+        self.errors, self.message = {}, SESSION_ENDED if self.auth_token else ""
 
     @rx.event
     def set_field(self, field: str, value: str):

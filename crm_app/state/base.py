@@ -36,6 +36,7 @@ T = TypeVar("T")
 now_utc = utcnow
 RECHECK_SECONDS = 30.0
 SIGN_IN = "/sign-in"
+SESSION_ENDED = "Your session has ended: sign in again."
 
 
 def open_session() -> Session:
@@ -64,7 +65,9 @@ async def db_as(user_id: int, work: Callable[[Session], T]) -> T:
 def handle_backend_exception(exception: Exception) -> EventSpec | None:
     """Refusals become what the user should see: the sign-in page, or the reason in a toast."""
     if isinstance(exception, NotSignedIn):
-        return rx.redirect(SIGN_IN)
+        # Back to this page after signing in again; only the browser knows which page it is.
+        return rx.call_script(f"window.location.assign('{SIGN_IN}?next=' + "
+                              "encodeURIComponent(window.location.pathname))")
     if isinstance(exception, Forbidden):
         return rx.toast.error(str(exception), position="top-center")
     return default_backend_exception_handler(exception)
@@ -112,7 +115,7 @@ class AppState(rx.State):
         """The signed-in user, or NotSignedIn (the browser is sent to the sign-in page)."""
         user = await self._current_user()
         if user is None:
-            raise NotSignedIn("Your session has ended: sign in again.")
+            raise NotSignedIn(SESSION_ENDED)
         return user
 
     async def _db(self, work: Callable[[Session], T]) -> T:
@@ -154,4 +157,6 @@ class AppState(rx.State):
         self.auth_token = ""
         self._set_user(None)
         self.users = []
-        return rx.redirect(SIGN_IN)
+        # Removed in the browser before the sign-in page loads: the page change reads the cookie back into
+        # the state, and an old token read there was written back and reached the other tabs.
+        return [rx.remove_cookie("crm_session", {"path": "/", "sameSite": "strict"}), rx.redirect(SIGN_IN)]
