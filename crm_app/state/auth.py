@@ -38,7 +38,10 @@ class SignInState(AppState):
         self.first_run = await run_system_db(accounts.needs_first_admin)
         # What was typed stays (a fast typist may be ahead of this event); only old messages go. A
         # token the browser still holds belonged to a session that ended (expired, idle, revoked).
-        self.errors, self.message = {}, SESSION_ENDED if self.auth_token else ""
+        ended = bool(self.auth_token) and self.auth_token != self._signed_out_token
+        if self.auth_token and not ended:
+            self.auth_token = ""  # the token signed out of, handed back by the browser: forget it again
+        self.errors, self.message = {}, SESSION_ENDED if ended else ""
 
     @rx.event
     def set_field(self, field: str, value: str):

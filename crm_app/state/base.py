@@ -85,6 +85,9 @@ class AppState(rx.State):
     _user: CurrentUser | None = None
     _checked_at: float = 0.0
     _checked_token: str = ""
+    # The token this tab signed out of: if the browser hands it back (a cookie write racing the
+    # sign-out), the sign-in page knows the user chose to leave and does not say "session ended".
+    _signed_out_token: str = ""
 
     @rx.var
     def viewer_is_manager(self) -> bool:
@@ -94,10 +97,11 @@ class AppState(rx.State):
     def viewer_is_admin(self) -> bool:
         return self.viewer_role == "admin"
 
-    async def _current_user(self) -> CurrentUser | None:
-        """The signed-in user, checked against the database at most every RECHECK_SECONDS."""
+    async def _current_user(self, recheck: bool = False) -> CurrentUser | None:
+        """The signed-in user, checked against the database at most every RECHECK_SECONDS (always
+        with `recheck`: every page load does, so a session ended elsewhere stops a new page at once)."""
         token = self.auth_token
-        fresh = time.monotonic() - self._checked_at < RECHECK_SECONDS
+        fresh = not recheck and time.monotonic() - self._checked_at < RECHECK_SECONDS
         if self._user is not None and fresh and token == self._checked_token:
             return self._user
         now = now_utc()
@@ -129,7 +133,7 @@ class AppState(rx.State):
 
     async def _load_team(self) -> bool:
         """Every page's first step: False (and the page should redirect) when nobody is signed in."""
-        if await self._current_user() is None:
+        if await self._current_user(recheck=True) is None:
             return False
         if not self.users:
             self.users = await self._db(list_users)
@@ -154,6 +158,7 @@ class AppState(rx.State):
         token, now = self.auth_token, now_utc()
         if token:
             await run_system_db(lambda s: accounts.sign_out(s, token, now))
+        self._signed_out_token = token
         self.auth_token = ""
         self._set_user(None)
         self.users = []

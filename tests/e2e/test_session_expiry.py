@@ -115,10 +115,6 @@ def test_signing_out_ends_the_session_for_any_browser_holding_its_token(page, ap
         elsewhere.close()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Flaky in the app (2 of 4 runs failed): after a sign-out the sign-in page sometimes shows 'Your session "
-    "has ended' (the tab's state holds the old token again), and once another tab stayed signed in on a "
-    "fresh load until its 30 s recheck. The session is revoked in the database either way."))
 def test_signing_out_in_one_tab_ends_the_session_for_a_fresh_load_in_another(page):
     sign_in_as(page, "Sam Seller", "/")
     other = page.context.new_page()
