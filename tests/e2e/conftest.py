@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from playwright.sync_api import expect
 from sqlmodel import Session
 
 from crm_app.db.engine import make_engine
@@ -27,6 +28,9 @@ APP_NOW = datetime.now(timezone.utc)
 # Every test user's password (the browser tests sign in like anyone else).
 E2E_PASSWORD = TEST_PASSWORD
 DEFAULT_VIEWER = "Ria Rep"
+# What a user sees may take a while on a busy 2-core CI machine (a full analytics reload took over the
+# default 5 s there); a check still fails if the page never gets there.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="session")

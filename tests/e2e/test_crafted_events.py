@@ -41,7 +41,7 @@ class CraftedSocket:
         client_token = str(uuid.uuid4())
         url = app_url.replace("http://", "ws://") + f"/_event/?EIO=4&transport=websocket&token={client_token}"
         self.ws = Client.connect(url)
-        assert self.ws.receive(timeout=10).startswith("0")  # Engine.IO open
+        assert (self.ws.receive(timeout=30) or "").startswith("0")  # Engine.IO open (slow when the machine is busy)
         payload = {"vars": {f"{APP}.auth_token_rx_state_": token}} if token else {}
         boot = {"name": f"{ROOT}.hydrate_and_load", "payload": payload, "router_data": self._router()}
         self.ws.send(f"40{NS}," + json.dumps({"event": boot}))
