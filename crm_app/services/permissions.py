@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.models import User
-from crm_app.db.security import acting_user_id
+from crm_app.db.security import APP_ROLE, acting_user_id
 from crm_app.domain import Role
 from crm_app.services.errors import Forbidden
 
@@ -42,6 +43,26 @@ def require_role(user: CurrentUser | None, role: Role, doing: str) -> CurrentUse
         article = "an" if role is Role.ADMIN else "a"
         raise Forbidden(f"Only {article} {role.value} can {doing}.")
     return user
+
+
+def require_manager(session: Session, actor: CurrentUser | None, doing: str) -> CurrentUser | None:
+    """For team-wide changes only a manager makes (how leads are scored, team settings): `actor` must
+    be a manager or admin, and the user `session` acts as when it acts as one. `actor=None` means the
+    tables' owner (the command line, background jobs, tests) and is refused on a session under the
+    app's database role, so a page that forgot to pass its signed-in user gets Forbidden, not the
+    owner's rights. A session under the app's role that acts as nobody is refused whatever `actor`
+    says, and so is an `actor` other than the user the session acts as."""
+    acting = acting_user_id(session)
+    if acting is None and session.execute(text("SELECT current_user")).scalar_one() == APP_ROLE:
+        raise Forbidden(f"Sign in to {doing}.")
+    if actor is None:
+        if acting is not None:
+            raise Forbidden(f"Sign in to {doing}.")
+        return None
+    require_role(actor, Role.MANAGER, doing)
+    if acting is not None and acting != actor.id:
+        raise Forbidden(f"You can only {doing} as yourself, not as {actor.name}.")
+    return actor
 
 
 def acting_user(session: Session, actor_id: int | None = None) -> CurrentUser | None:
