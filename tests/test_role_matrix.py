@@ -314,6 +314,7 @@ def _and(*checks: Callable[[World, str, dict, Any], None]) -> Callable[[World, s
 
 WORKS_ON_OWN = {OWNER: OK, OTHER: NotFound, MANAGER: OK, ADMIN: OK, NOBODY: NotFound}
 MANAGERS_ONLY = {OWNER: Forbidden, OTHER: Forbidden, MANAGER: OK, ADMIN: OK, NOBODY: Forbidden}
+AS_SOMEONE_ELSE = {OWNER: Forbidden, OTHER: NotFound, MANAGER: Forbidden, ADMIN: Forbidden, NOBODY: NotFound}
 
 WRITES: dict[str, Write] = {
     "lead_detail.update_lead (edit a field)": Write(
@@ -339,6 +340,30 @@ WRITES: dict[str, Write] = {
                                                          user_id=actor_id(w, a),
                                                          expected_version=lead_row(w, w.ana_lead)["version"]),
         _changed("stage", "contacted"), WORKS_ON_OWN),
+    # Recorded as someone else: the other rep's id passed by whoever acts. Only the other rep himself
+    # may log as himself, and on Ana's lead he is refused anyway (he cannot see it).
+    "leads.log_activity (as the other rep)": Write(
+        lambda w, s, a: leads_service.log_activity(s, lead_id=w.ana_lead, kind=ActivityKind.CALL, now=NOW,
+                                                   user_id=w.ben),
+        _more(0), AS_SOMEONE_ELSE),
+    "leads.move_lead_to_stage (as the other rep)": Write(
+        lambda w, s, a: leads_service.move_lead_to_stage(s, lead_id=w.ana_lead, to_stage=Stage.CONTACTED, now=NOW,
+                                                         user_id=w.ben,
+                                                         expected_version=lead_row(w, w.ana_lead)["version"]),
+        _changed("stage", "contacted"), AS_SOMEONE_ELSE),
+    "leads.move_lead_to_stage (as the other rep, after someone moved it)": Write(
+        lambda w, s, a: leads_service.move_lead_to_stage(s, lead_id=w.ana_lead, to_stage=Stage.CONTACTED, now=NOW,
+                                                         user_id=w.ben, expected_version=0),
+        _more(2), AS_SOMEONE_ELSE),
+    "queue.work_item (as the other rep)": Write(
+        lambda w, s, a: queue_service.work_item(s, lead_id=w.ana_lead, kind=ActivityKind.CALL.value, now=NOW,
+                                                user_id=w.ben, body="Called", follow_up_days=3),
+        _more(0), AS_SOMEONE_ELSE),
+    "lead_detail.update_lead (recorded as the other rep)": Write(
+        lambda w, s, a: detail_service.update_lead(s, lead_id=w.ana_lead, edit=_edit(w, w.ana_lead, company="Forged"),
+                                                   expected_version=lead_row(w, w.ana_lead)["version"], now=NOW,
+                                                   actor_id=w.ben),
+        _changed("company", "Forged"), AS_SOMEONE_ELSE),
     "leads.reassign_leads (Ana's lead to the other rep)": Write(
         lambda w, s, a: leads_service.reassign_leads(s, lead_ids=[w.ana_lead], owner_id=w.ben, now=NOW,
                                                      actor=viewer(w, a)),

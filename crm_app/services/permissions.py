@@ -65,9 +65,22 @@ def require_manager(session: Session, actor: CurrentUser | None, doing: str) -> 
     return actor
 
 
+def recorded_as(session: Session, user_id: int | None, doing: str) -> int | None:
+    """Whom a change is recorded as (the activity's or stage change's user, the audit entry's actor).
+    On a session acting as a user that is the user: `user_id` None means them, and another user's id is
+    refused (a rep cannot log a call as another rep). Otherwise (the tables' owner) `user_id` as given."""
+    acting = acting_user_id(session)
+    if acting is None or user_id is None:
+        return user_id if acting is None else acting
+    if user_id != acting:
+        raise Forbidden(f"You can only {doing} as yourself.")
+    return user_id
+
+
 def acting_user(session: Session, actor_id: int | None = None) -> CurrentUser | None:
     """Who a service works for: `actor_id` when given, else the user `session` acts as under row-level
-    security; None when neither (the tables' owner: the command line, background work)."""
-    user_id = actor_id if actor_id is not None else acting_user_id(session)
+    security; None when neither (the tables' owner: the command line, background work). Forbidden when
+    `actor_id` is not the user the session acts as."""
+    user_id = recorded_as(session, actor_id, "act")
     user = session.get(User, user_id) if user_id is not None else None
     return CurrentUser(user.id, user.email, user.name, Role(user.role)) if user is not None else None

@@ -43,6 +43,7 @@ from crm_app.scoring.risk import risk_headline
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
 from crm_app.services.leads import bump_version, lock_lead, log_activity
 from crm_app.services.next_action import next_actions
+from crm_app.services.permissions import recorded_as
 
 OVERDUE_POINTS = 500
 HOT_POINTS = 400
@@ -401,6 +402,7 @@ def work_item(
     """Log what the rep did from the queue (call, email, meeting, note), in one transaction:
     the activity is logged and the lead rescored; reaching out (call, email, meeting) on a
     follow-up item marks that follow-up done; `follow_up_days` schedules the next one."""
+    user_id = recorded_as(session, user_id, "log an activity")  # the next follow-up is theirs too
     try:
         # The lead first: a follow-up queued for a lead the user cannot see would be refused by row
         # security as a database error at the next flush, not as "no longer exists".
