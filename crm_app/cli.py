@@ -76,8 +76,9 @@ def demo_model() -> None:
         except ServiceError as error:
             print(f"No demo model: {error}")
             return
-        activate_model(session, report.model_id)
-        set_engine_choice(session, mode="model", now=utcnow())
+        # actor=None: the command line works as the tables' owner, for the whole team.
+        activate_model(session, report.model_id, actor=None)
+        set_engine_choice(session, mode="model", now=utcnow(), actor=None)
         count = rescore_open_leads(session, utcnow())
     auc = report.model.roc_auc
     print(f"Demo model v{report.version} (holdout ROC-AUC {auc:.3f} vs the rules' {report.rules.roc_auc:.3f}) "

@@ -401,16 +401,16 @@ def model(bench: Bench) -> None:
                                  f"(features + fit + evaluation {report.seconds:.1f} s)")
         figure("model vs rules on the holdout", f"ROC-AUC {report.model.roc_auc:.3f} vs {report.rules.roc_auc:.3f} "
                                                 f"on {report.holdout_rows:,} closed leads")
-        activate_model(session, report.model_id)
+        activate_model(session, report.model_id, actor=None)
         for mode in ("model", "blend"):
-            set_engine_choice(session, mode=mode, blend_percent="50", now=bench.now)
+            set_engine_choice(session, mode=mode, blend_percent="50", now=bench.now, actor=None)
             started = time.perf_counter()
             count = rescore_all(session, bench.now)
             seconds = time.perf_counter() - started
             figure(f"rescore_all with the {mode} (database)",
                    f"{count:,} leads in {seconds:.1f} s = {count / seconds:,.0f} leads/s")
         engine = engine_for_model(session, report.model_id)
-        set_engine_choice(session, mode="rules", now=bench.now)
+        set_engine_choice(session, mode="rules", now=bench.now, actor=None)
         restored = rescore_all(session, bench.now)
     facts = load_all_facts(bench.engine)[:20_000]
     started = time.perf_counter()

@@ -130,7 +130,7 @@ def test_thin_history_is_refused_with_a_clear_message(session: Session, won: int
 
 def test_a_stored_model_scores_its_holdout_exactly_as_measured(history: Engine, report: TrainingReport) -> None:
     with Session(history) as session:
-        activate_model(session, report.model_id)
+        activate_model(session, report.model_id, actor=None)
         engine = load_active_engine(session)
         assert engine.meta["version"] == report.version
         leads = load_closed_leads(session, now=NOW)
@@ -144,10 +144,10 @@ def test_only_one_model_is_active_and_every_worker_loads_that_one(history: Engin
     with Session(history) as session:
         second = train_model(session, now=NOW + timedelta(days=1))
         assert second.version == report.version + 1
-        activate_model(session, report.model_id)
+        activate_model(session, report.model_id, actor=None)
         first_engine = load_active_engine(session)
         assert load_active_engine(session) is first_engine  # cached while it stays active
-        activate_model(session, second.model_id)
+        activate_model(session, second.model_id, actor=None)
         rows = {row.id: row.is_active for row in list_models(session)}
         assert rows == {report.model_id: False, second.model_id: True}
         assert load_active_engine(session).meta["version"] == second.version
@@ -155,8 +155,8 @@ def test_only_one_model_is_active_and_every_worker_loads_that_one(history: Engin
             session.execute(text("UPDATE scoring_models SET is_active = true WHERE id = :id"), {"id": report.model_id})
         session.rollback()
         with pytest.raises(NotFound):
-            activate_model(session, 999_999)
-        deactivate_models(session)
+            activate_model(session, 999_999, actor=None)
+        deactivate_models(session, actor=None)
         assert load_active_engine(session) is None
 
 

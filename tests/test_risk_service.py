@@ -104,7 +104,7 @@ def test_a_changed_stage_limit_makes_that_stage_due_for_the_sweep(session):
     ria = make_user(session, "Ria Rep")
     lead = make_lead(session, "Barbara", now=NOW, owner=ria, stage=Stage.PROPOSAL, created_ago=timedelta(days=10),
                      activities=[(K.CALL, timedelta(days=1))])
-    set_stagnation_days(session, stage=Stage.PROPOSAL.value, typed="7")
+    set_stagnation_days(session, stage=Stage.PROPOSAL.value, typed="7", actor=None)
     assert reassess_expired_risk(session, NOW) == 1
     session.refresh(lead)
     assert lead.risk_reasons[0]["text"] == "In Proposal since 2 Nov, past its 7-day limit"

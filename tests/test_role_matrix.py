@@ -1,4 +1,5 @@
-"""Every role against every service call that reads or writes leads, the way the pages call them.
+"""Every role against every service call that reads or writes leads, and every team-wide change only
+a manager makes (settings, scoring), the way the pages call them.
 
 The target is always the owner rep's data (Ana's lead, her follow-up, her closed deal). The actors:
 
@@ -14,7 +15,8 @@ act_as), on the test's own connection so the rolled-back fixture data is visible
 
     allowed   the effect is really there (the row changed, the rows are returned)
     refused   a ServiceError whose message is plain words (no SQL, no driver text), and every stored
-              lead, follow-up, activity, stage change and audit entry is exactly as before; for a read,
+              lead, follow-up, activity, stage change, audit entry and team setting (source costs,
+              stage limits, engine choice, scoring jobs, the active model) is exactly as before; for a read,
               nothing of Ana's comes back (and in every read cell, nothing the actor may not see)
 
 tests/test_row_security.py checks the policies with raw SQL; this file checks the services on top.
@@ -45,15 +47,19 @@ from crm_app.services import audit
 from crm_app.services import lead_detail as detail_service
 from crm_app.services import leads as leads_service
 from crm_app.services import queue as queue_service
+from crm_app.services import settings as settings_service
 from crm_app.services.analytics import AnalyticsFilter, analytics_report
 from crm_app.services.errors import Forbidden, NotFound, ServiceError
 from crm_app.services.exporting import stream_leads_csv
 from crm_app.services.importing import ImportMapping, guess_mapping, import_file
 from crm_app.services.lead_detail import LeadEdit
+from crm_app.services.model_training import activate_model, deactivate_models
 from crm_app.services.next_action import next_action_for
 from crm_app.services.permissions import CurrentUser
 from crm_app.services.pipeline import BoardFilter, board_columns, column_cards
 from crm_app.services.pipeline_health import pipeline_health
+from crm_app.services.scoring_jobs import TRAIN, start_job
+from crm_app.services.scoring_settings import set_engine_choice
 from crm_app.services.segments import segment_insights
 from tests.conftest import NOW
 from tests.factories import make_lead, make_user
@@ -77,6 +83,7 @@ class World:
     ben_follow_up: int
     connection: Connection
     tmp_path: Path
+    inactive_model: int = 0  # a stored model that is not the active one (another one is)
 
     @property
     def ana(self) -> int:
@@ -128,9 +135,22 @@ def world(session: Session, tmp_path: Path) -> World:
                  lead_id=ana_won.id, old={"deal_value": "1000.00"}, new={"deal_value": "1500.00"})
     session.commit()
     world = World(users, ana_lead.id, ana_won.id, ben_lead.id, ben_won.id, pool_lead.id, follow_ups[0].id,
-                  follow_ups[1].id, session.bind, tmp_path)
+                  follow_ups[1].id, session.bind, tmp_path, _two_models(session))
     session.commit()  # no savepoint of the fixture's session stays open under the actors' work
     return world
+
+
+def _two_models(session: Session) -> int:
+    """Two stored models (stand-ins: only their rows matter here), the first active; the rules still
+    score (the engine choice is "rules"). Returns the inactive one."""
+    session.execute(text("UPDATE scoring_models SET is_active = false WHERE is_active"))
+    top = session.execute(text("SELECT coalesce(max(version), 0) FROM scoring_models")).scalar_one()
+    ids = [session.execute(text(
+        "INSERT INTO scoring_models (version, trained_at, rows, features, metrics, is_active, model) "
+        "VALUES (:v, :now, 100, '{}', '{}', :active, '\\x00') RETURNING id"),
+        {"v": top + n, "now": NOW, "active": n == 1}).scalar_one() for n in (1, 2)]
+    session.commit()
+    return ids[1]
 
 
 def _as_nobody(connection: Connection) -> None:
@@ -165,7 +185,14 @@ def stored(world: World) -> dict[str, Any]:
         "SELECT (SELECT count(*) FROM activities), (SELECT count(*) FROM stage_changes), "
         "(SELECT count(*) FROM audit_log)"
     )).one()
-    return {"leads": leads, "follow_ups": follow_ups, "counts": tuple(counts)}
+    team = conn.execute(text(
+        "SELECT (SELECT jsonb_agg(to_jsonb(c) ORDER BY source) FROM source_costs c), "
+        "(SELECT jsonb_agg(to_jsonb(r) ORDER BY stage) FROM stage_rules r), "
+        "(SELECT jsonb_agg(to_jsonb(e)) FROM scoring_settings e), "
+        "(SELECT jsonb_agg(to_jsonb(j) ORDER BY id) FROM scoring_jobs j), "
+        "(SELECT jsonb_agg(jsonb_build_array(id, is_active) ORDER BY id) FROM scoring_models)"
+    )).one()
+    return {"leads": leads, "follow_ups": follow_ups, "counts": tuple(counts), "team settings": tuple(team)}
 
 
 def lead_row(world: World, lead_id: int) -> dict[str, Any]:
@@ -268,8 +295,26 @@ def _imported(world: World, actor: str, before: dict, summary: Any) -> None:
     assert lead_row(world, world.ana_lead)["company"] == "Imported Co"
 
 
+def _team_setting(sql: str, expected: Any) -> Callable[[World, str, dict, Any], None]:
+    """`sql` (read as the tables' owner, with :actor the acting user's id) now returns `expected`."""
+    def check(world: World, actor: str, before: dict, _result: Any) -> None:
+        value = world.connection.execute(text(sql), {"actor": actor_id(world, actor), "model": world.inactive_model})
+        assert value.scalar_one() == expected
+
+    return check
+
+
+def _and(*checks: Callable[[World, str, dict, Any], None]) -> Callable[[World, str, dict, Any], None]:
+    def check(world: World, actor: str, before: dict, result: Any) -> None:
+        for one in checks:
+            one(world, actor, before, result)
+
+    return check
+
+
 WORKS_ON_OWN = {OWNER: OK, OTHER: NotFound, MANAGER: OK, ADMIN: OK, NOBODY: NotFound}
 MANAGERS_ONLY = {OWNER: Forbidden, OTHER: Forbidden, MANAGER: OK, ADMIN: OK, NOBODY: Forbidden}
+AS_SOMEONE_ELSE = {OWNER: Forbidden, OTHER: NotFound, MANAGER: Forbidden, ADMIN: Forbidden, NOBODY: NotFound}
 
 WRITES: dict[str, Write] = {
     "lead_detail.update_lead (edit a field)": Write(
@@ -295,6 +340,30 @@ WRITES: dict[str, Write] = {
                                                          user_id=actor_id(w, a),
                                                          expected_version=lead_row(w, w.ana_lead)["version"]),
         _changed("stage", "contacted"), WORKS_ON_OWN),
+    # Recorded as someone else: the other rep's id passed by whoever acts. Only the other rep himself
+    # may log as himself, and on Ana's lead he is refused anyway (he cannot see it).
+    "leads.log_activity (as the other rep)": Write(
+        lambda w, s, a: leads_service.log_activity(s, lead_id=w.ana_lead, kind=ActivityKind.CALL, now=NOW,
+                                                   user_id=w.ben),
+        _more(0), AS_SOMEONE_ELSE),
+    "leads.move_lead_to_stage (as the other rep)": Write(
+        lambda w, s, a: leads_service.move_lead_to_stage(s, lead_id=w.ana_lead, to_stage=Stage.CONTACTED, now=NOW,
+                                                         user_id=w.ben,
+                                                         expected_version=lead_row(w, w.ana_lead)["version"]),
+        _changed("stage", "contacted"), AS_SOMEONE_ELSE),
+    "leads.move_lead_to_stage (as the other rep, after someone moved it)": Write(
+        lambda w, s, a: leads_service.move_lead_to_stage(s, lead_id=w.ana_lead, to_stage=Stage.CONTACTED, now=NOW,
+                                                         user_id=w.ben, expected_version=0),
+        _more(2), AS_SOMEONE_ELSE),
+    "queue.work_item (as the other rep)": Write(
+        lambda w, s, a: queue_service.work_item(s, lead_id=w.ana_lead, kind=ActivityKind.CALL.value, now=NOW,
+                                                user_id=w.ben, body="Called", follow_up_days=3),
+        _more(0), AS_SOMEONE_ELSE),
+    "lead_detail.update_lead (recorded as the other rep)": Write(
+        lambda w, s, a: detail_service.update_lead(s, lead_id=w.ana_lead, edit=_edit(w, w.ana_lead, company="Forged"),
+                                                   expected_version=lead_row(w, w.ana_lead)["version"], now=NOW,
+                                                   actor_id=w.ben),
+        _changed("company", "Forged"), AS_SOMEONE_ELSE),
     "leads.reassign_leads (Ana's lead to the other rep)": Write(
         lambda w, s, a: leads_service.reassign_leads(s, lead_ids=[w.ana_lead], owner_id=w.ben, now=NOW,
                                                      actor=viewer(w, a)),
@@ -337,6 +406,39 @@ WRITES: dict[str, Write] = {
     # runs as the signed-in manager, or from the command line as the tables' owner.
     "importing.import_file (updates Ana's lead by email, adds one)": Write(
         _import, _imported, {OWNER: Forbidden, OTHER: Forbidden, MANAGER: OK, ADMIN: OK}),
+    # Team settings and scoring: the pages show their controls to managers only; the services refuse
+    # too. "nobody" stands for a page that forgot to pass its user (actor=None on a session under the
+    # app's role): refused, although actor=None is the command line's way to act as the tables' owner.
+    "settings.set_source_cost": Write(
+        lambda w, s, a: settings_service.set_source_cost(s, source=Source.EVENTS.value, typed="812", now=NOW,
+                                                         actor=viewer(w, a)),
+        _team_setting("SELECT cost FROM source_costs WHERE source = 'events'", 812), MANAGERS_ONLY),
+    # The manager's CurrentUser passed by whoever acts (a forged or stale actor): only Meg herself.
+    "settings.set_source_cost (the manager named as actor, whoever acts)": Write(
+        lambda w, s, a: settings_service.set_source_cost(s, source=Source.EVENTS.value, typed="812", now=NOW,
+                                                         actor=w.users[MANAGER]),
+        _team_setting("SELECT cost FROM source_costs WHERE source = 'events'", 812),
+        {OWNER: Forbidden, OTHER: Forbidden, MANAGER: OK, ADMIN: Forbidden, NOBODY: Forbidden}),
+    "settings.set_stagnation_days": Write(
+        lambda w, s, a: settings_service.set_stagnation_days(s, stage=Stage.PROPOSAL.value, typed="123",
+                                                             actor=viewer(w, a)),
+        _team_setting("SELECT stagnation_days FROM stage_rules WHERE stage = 'proposal'", 123), MANAGERS_ONLY),
+    "scoring_settings.set_engine_choice": Write(
+        lambda w, s, a: set_engine_choice(s, mode="blend", blend_percent="40", now=NOW, actor=viewer(w, a)),
+        _and(_team_setting("SELECT engine || ' ' || blend_weight || ' ' || (updated_by = :actor) "
+                           "FROM scoring_settings", "blend 0.4 true"), _more(2)),
+        MANAGERS_ONLY),
+    "scoring_jobs.start_job (train a model)": Write(
+        lambda w, s, a: start_job(s, kind=TRAIN, now=NOW, actor=viewer(w, a)),
+        _team_setting("SELECT count(*) FROM scoring_jobs WHERE kind = 'train' AND status = 'running' "
+                      "AND requested_by = :actor", 1), MANAGERS_ONLY),
+    "model_training.activate_model": Write(
+        lambda w, s, a: activate_model(s, w.inactive_model, actor=viewer(w, a), now=NOW),
+        _and(_team_setting("SELECT bool_and(is_active = (id = :model)) FROM scoring_models", True), _more(2)),
+        MANAGERS_ONLY),
+    "model_training.deactivate_models": Write(
+        lambda w, s, a: deactivate_models(s, actor=viewer(w, a)),
+        _team_setting("SELECT count(*) FROM scoring_models WHERE is_active", 0), MANAGERS_ONLY),
 }
 
 

@@ -59,7 +59,7 @@ def team(history: Engine) -> Iterator[Session]:
     with Session(history, expire_on_commit=False) as session:
         session.execute(text("DELETE FROM scoring_jobs"))
         session.execute(text("UPDATE scoring_models SET is_active = false"))
-        set_engine_choice(session, mode="rules", blend_percent="50", now=NOW)
+        set_engine_choice(session, mode="rules", blend_percent="50", now=NOW, actor=None)
         yield session
 
 
@@ -87,7 +87,7 @@ def open_scores(session: Session) -> dict[int, tuple[int, list]]:
 
 def test_the_rules_score_until_a_model_is_active_and_the_page_says_why(team: Session) -> None:
     assert isinstance(active_engine(team), RuleBasedScoringEngine)
-    set_engine_choice(team, mode="model", now=NOW)
+    set_engine_choice(team, mode="model", now=NOW, actor=None)
     assert engine_config(team).mode == "model"
     assert isinstance(active_engine(team), RuleBasedScoringEngine)  # no model yet
     status = engine_status(team, now=NOW)
@@ -97,7 +97,7 @@ def test_the_rules_score_until_a_model_is_active_and_the_page_says_why(team: Ses
 
 def test_thin_history_is_explained_with_what_is_missing(session: Session) -> None:
     # The rolled-back test database has no closed deals at all.
-    set_engine_choice(session, mode="blend", blend_percent="40", now=NOW)
+    set_engine_choice(session, mode="blend", blend_percent="40", now=NOW, actor=None)
     status = engine_status(session, now=NOW)
     assert not status.enough_history
     assert status.effective == "rules"
@@ -114,21 +114,21 @@ def test_thin_history_is_explained_with_what_is_missing(session: Session) -> Non
     ],
 )
 def test_a_bad_choice_is_refused_and_the_stored_one_kept(team: Session, mode, typed, field, message) -> None:
-    set_engine_choice(team, mode="blend", blend_percent="30", now=NOW)
+    set_engine_choice(team, mode="blend", blend_percent="30", now=NOW, actor=None)
     with pytest.raises(InvalidInput, match=message) as refused:
-        set_engine_choice(team, mode=mode, blend_percent=typed, now=NOW)
+        set_engine_choice(team, mode=mode, blend_percent=typed, now=NOW, actor=None)
     assert refused.value.field == field
     config = engine_config(team)
     assert (config.mode, config.blend_weight) == ("blend", 0.3)
 
 
 def test_every_worker_uses_the_active_model_and_deserialises_it_once(team: Session, model_id: int) -> None:
-    activate_model(team, model_id)
-    set_engine_choice(team, mode="model", now=NOW)
+    activate_model(team, model_id, actor=None)
+    set_engine_choice(team, mode="model", now=NOW, actor=None)
     first = active_engine(team)
     assert isinstance(first, ModelScoringEngine)
     assert active_engine(team) is first
-    set_engine_choice(team, mode="blend", blend_percent="25", now=NOW)
+    set_engine_choice(team, mode="blend", blend_percent="25", now=NOW, actor=None)
     blended = active_engine(team)
     assert isinstance(blended, BlendedScoringEngine) and blended.weight == 0.25 and blended.model is first
     assert engine_status(team, now=NOW).effective_label.startswith("Blend: 25% model v")
@@ -173,9 +173,9 @@ def test_training_runs_as_a_job_with_progress_and_the_first_model_becomes_active
     team.execute(text("DELETE FROM scoring_models WHERE NOT is_active AND id NOT IN (SELECT min(id) FROM scoring_models)"))
     team.execute(text("UPDATE scoring_models SET is_active = false"))
     team.commit()
-    job_id = start_job(team, kind=TRAIN, now=NOW)
+    job_id = start_job(team, kind=TRAIN, now=NOW, actor=None)
     with pytest.raises(JobAlreadyRunning, match="A model is already being trained"):
-        start_job(team, kind=TRAIN, now=NOW + timedelta(seconds=5))
+        start_job(team, kind=TRAIN, now=NOW + timedelta(seconds=5), actor=None)
     seen: list[tuple[int, str]] = []
 
     class Watching(Session):
@@ -195,7 +195,7 @@ def test_training_runs_as_a_job_with_progress_and_the_first_model_becomes_active
     assert percents == sorted(percents) and len(set(percents)) >= 4  # moved on step by step
     assert any(message.startswith("Training on") for _, message in seen)
     # A second model does not replace the active one by itself.
-    second = start_job(team, kind=TRAIN, now=NOW + timedelta(minutes=1))
+    second = start_job(team, kind=TRAIN, now=NOW + timedelta(minutes=1), actor=None)
     other = run_training_job(open_sessions(history), second, clock=clock)
     assert engine_config(team).model_id == new_id != other
     assert "activate it to use it" in latest_job(team, TRAIN).message
@@ -203,7 +203,7 @@ def test_training_runs_as_a_job_with_progress_and_the_first_model_becomes_active
 
 def test_a_failed_training_is_shown_not_swallowed(session: Session) -> None:
     # Thin history in the rolled-back database: the job fails with the reason.
-    job_id = start_job(session, kind=TRAIN, now=NOW)
+    job_id = start_job(session, kind=TRAIN, now=NOW, actor=None)
 
     def same_session():
         return _Borrowed(session)
@@ -212,14 +212,14 @@ def test_a_failed_training_is_shown_not_swallowed(session: Session) -> None:
     job = latest_job(session, TRAIN)
     assert job.status == "failed" and job.finished_at
     assert job.error.startswith("Not enough closed deals to learn from yet")
-    start_job(session, kind=TRAIN, now=NOW)  # a failed job does not block the next
+    start_job(session, kind=TRAIN, now=NOW, actor=None)  # a failed job does not block the next
 
 
 def test_an_interrupted_job_does_not_block_training_forever(team: Session) -> None:
-    start_job(team, kind=TRAIN, now=NOW - timedelta(hours=1))
+    start_job(team, kind=TRAIN, now=NOW - timedelta(hours=1), actor=None)
     with pytest.raises(JobAlreadyRunning):
-        start_job(team, kind=TRAIN, now=NOW - timedelta(minutes=55))
-    start_job(team, kind=TRAIN, now=NOW)  # the first one's heartbeat stopped 60 minutes ago
+        start_job(team, kind=TRAIN, now=NOW - timedelta(minutes=55), actor=None)
+    start_job(team, kind=TRAIN, now=NOW, actor=None)  # the first one's heartbeat stopped 60 minutes ago
     statuses = team.execute(text("SELECT status, error FROM scoring_jobs ORDER BY id")).all()
     assert statuses[0].status == "failed" and statuses[0].error.startswith("Interrupted")
     assert statuses[-1].status == "running"
@@ -229,14 +229,14 @@ def test_an_interrupted_job_does_not_block_training_forever(team: Session) -> No
 
 
 def test_a_switch_rescores_every_open_lead_and_leaves_closed_ones_alone(team: Session, history: Engine, model_id: int) -> None:
-    activate_model(team, model_id)
+    activate_model(team, model_id, actor=None)
     rescore_open_leads(team, NOW)  # the rules, as the fixture chose
     before = open_scores(team)
     closed_before = team.execute(
         text("SELECT id, score, score_at_close FROM leads WHERE stage IN ('won', 'lost') ORDER BY id")
     ).all()
-    set_engine_choice(team, mode="model", now=NOW)
-    job_id = start_job(team, kind=RESCORE, now=NOW)
+    set_engine_choice(team, mode="model", now=NOW, actor=None)
+    job_id = start_job(team, kind=RESCORE, now=NOW, actor=None)
     written = run_rescore_job(open_sessions(history), job_id, clock=clock, batch_size=250)
     assert written == len(before)
     job = latest_job(team, RESCORE)
@@ -258,8 +258,8 @@ def test_a_switch_rescores_every_open_lead_and_leaves_closed_ones_alone(team: Se
 
 
 def test_a_switch_during_a_rescoring_ends_with_the_newest_choice(team: Session, history: Engine, model_id: int) -> None:
-    activate_model(team, model_id)
-    job_id = start_job(team, kind=RESCORE, now=NOW)
+    activate_model(team, model_id, actor=None)
+    job_id = start_job(team, kind=RESCORE, now=NOW, actor=None)
     switched = False
 
     class SwitchingMidway(Session):
@@ -268,7 +268,7 @@ def test_a_switch_during_a_rescoring_ends_with_the_newest_choice(team: Session, 
             super().commit()
             if not switched and latest_job(self, RESCORE).percent > 0:
                 switched = True
-                set_engine_choice(self, mode="blend", blend_percent="50", now=NOW)
+                set_engine_choice(self, mode="blend", blend_percent="50", now=NOW, actor=None)
 
     run_rescore_job(lambda: SwitchingMidway(history, expire_on_commit=False), job_id, clock=clock, batch_size=200)
     assert switched
@@ -283,7 +283,7 @@ def test_a_switch_during_a_rescoring_ends_with_the_newest_choice(team: Session, 
 
 
 def test_the_model_page_shows_measures_side_by_side_and_what_the_charts_need(team: Session, model_id: int) -> None:
-    activate_model(team, model_id)
+    activate_model(team, model_id, actor=None)
     page = model_page(team, now=NOW)
     shown = page.shown
     assert shown.id == model_id and shown.is_active and shown.features_at == "open_life"
@@ -301,8 +301,8 @@ def test_the_model_page_shows_measures_side_by_side_and_what_the_charts_need(tea
 def test_open_leads_are_not_told_what_only_closing_deals_lack(team: Session, model_id: int) -> None:
     """Trained on moments of the open life, the model does not hold 'no meeting yet' against every
     new lead (trained at the close it did: a lost deal stops having meetings)."""
-    activate_model(team, model_id)
-    set_engine_choice(team, mode="model", now=NOW)
+    activate_model(team, model_id, actor=None)
+    set_engine_choice(team, mode="model", now=NOW, actor=None)
     fresh = active_engine(team).score(LeadFacts(company_size=20, source="website"), NOW)
     assert all(r.points > -10 for r in fresh.reasons if r.text != "Baseline for your team"), fresh.reasons
 

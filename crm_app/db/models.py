@@ -463,12 +463,16 @@ class SignInAttempt(SQLModel, table=True):
 
 
 class AuditEntry(SQLModel, table=True):
-    """Who changed what and when, with the values before and after."""
+    """Who changed what and when, with the values before and after.
+
+    A rep's transaction adds entries it may not read back (row security, migration 0011), so an
+    INSERT ... RETURNING would be refused: the id is taken from the sequence before the INSERT."""
 
     __tablename__ = "audit_log"
     __table_args__ = (
         Index("ix_audit_log_lead", "lead_id", text("id DESC")),
         Index("ix_audit_log_actor", "actor_id", text("id DESC")),
+        {"implicit_returning": False},
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))

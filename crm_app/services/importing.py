@@ -937,7 +937,8 @@ def import_file(
             rescore_leads_in_transaction(session, updated_ids, now, engine)
             say("Assessing deal risk", created + len(updated_ids), "scoring")
             reassess_risk_in_transaction(session, new_ids + updated_ids, now)
-            audit.record(session, now=now, actor_id=actor_id, action="leads_imported", entity="import",
+            audit.record(session, now=now, actor_id=actor.id if actor is not None else None, action="leads_imported",
+                         entity="import",
                          new={"file": path.name, "rows": report.rows, "created": created,
                               "updated": len(updated_ids), "unchanged": unchanged})
             if dry_run:

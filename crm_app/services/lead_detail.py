@@ -17,7 +17,7 @@ from crm_app.scoring.sentiment import tone_of
 from crm_app.services import audit
 from crm_app.services.errors import Forbidden, InvalidInput, NotFound
 from crm_app.services.leads import bump_version, lock_lead
-from crm_app.services.permissions import CurrentUser, acting_user
+from crm_app.services.permissions import CurrentUser, acting_user, recorded_as
 from crm_app.services.scoring import rescore_lead
 
 TIMELINE_LIMIT = 100
@@ -230,6 +230,7 @@ def update_lead(
     """Validate and save an edit, rescore, commit; the changed fields go to the audit log with their
     old and new values. A stale edit is refused (StaleLead), and a rep giving the lead to someone else
     (Forbidden)."""
+    actor_id = recorded_as(session, actor_id, "edit a lead")
     values = _validated(edit)
     if values["owner_id"] is not None and session.get(User, values["owner_id"]) is None:
         raise InvalidInput("That owner does not exist any more.", field="owner_id")

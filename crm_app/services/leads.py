@@ -13,7 +13,7 @@ from crm_app.domain import CONTACT_KINDS, CONTENT_READ_KINDS, ActivityKind, Play
 from crm_app.scoring import ENGAGEMENT_KINDS, ScoreResult
 from crm_app.services import audit
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
-from crm_app.services.permissions import CurrentUser, require_role
+from crm_app.services.permissions import CurrentUser, recorded_as, require_role
 from crm_app.services.risk import message_sentiment
 from crm_app.services.scoring import rescore_lead
 
@@ -115,7 +115,11 @@ def log_activity(
     """Record what happened with a lead, rescore it and commit. Returns the new score.
 
     `play` tags rep outreach with the sales play it was (a call as a pricing call), or a
-    prospect's visit or click with the content it opened; it must fit the activity's kind."""
+    prospect's visit or click with the content it opened; it must fit the activity's kind.
+
+    On a session acting as a user, the activity is that user's: `user_id` None means them, and
+    another user's id is refused (Forbidden)."""
+    user_id = recorded_as(session, user_id, "log an activity")
     activity = check_activity(kind=kind, now=now, occurred_at=occurred_at, subject=subject, body=body, play=play)
     lead = lock_lead(session, lead_id, expected_version)
     add_activity(session, lead, activity, now=now, user_id=user_id)
@@ -153,7 +157,11 @@ def move_lead_to_stage(
 
     `expected_version` is the version the user saw; if someone changed the lead since, the move is
     refused with StaleLead and nothing is written.
+
+    On a session acting as a user, the move is that user's: `user_id` None means them, and another
+    user's id is refused (Forbidden).
     """
+    user_id = recorded_as(session, user_id, "move a lead")
     try:
         to_stage = Stage(to_stage)
     except ValueError:

@@ -40,6 +40,7 @@ from crm_app.scoring.training import (
 from crm_app.scoring.training import NotEnoughHistory as _NotEnoughHistory
 from crm_app.services import audit
 from crm_app.services.errors import NotFound, ServiceError
+from crm_app.services.permissions import CurrentUser, require_manager
 
 
 class NotEnoughHistory(ServiceError):
@@ -247,8 +248,11 @@ def _chart_metrics(result: TrainingResult, leads: list[LabeledLead], at_close: b
     }
 
 
-def activate_model(session: Session, model_id: int, *, actor_id: int | None = None, now: datetime | None = None) -> None:
-    """Make `model_id` the team's one active model (the others stop being active) and commit."""
+def activate_model(session: Session, model_id: int, *, actor: CurrentUser | None, now: datetime | None = None) -> None:
+    """Make `model_id` the team's one active model (the others stop being active) and commit.
+    Forbidden unless `actor` is a manager (None: the tables' owner, see permissions.require_manager)."""
+    require_manager(session, actor, "choose the active model")
+    actor_id = actor.id if actor is not None else None
     # Serialise activations: each then sees the others' committed result before it changes rows.
     session.execute(text("LOCK TABLE scoring_models IN EXCLUSIVE MODE"))
     if session.get(ScoringModel, model_id) is None:
@@ -265,8 +269,10 @@ def activate_model(session: Session, model_id: int, *, actor_id: int | None = No
     session.commit()
 
 
-def deactivate_models(session: Session) -> None:
-    """No active model: the rules score the leads again. Commits."""
+def deactivate_models(session: Session, *, actor: CurrentUser | None) -> None:
+    """No active model: the rules score the leads again. Commits. Forbidden unless `actor` is a
+    manager (None: the tables' owner)."""
+    require_manager(session, actor, "choose the active model")
     session.execute(text("UPDATE scoring_models SET is_active = false WHERE is_active"))
     session.commit()
 

@@ -43,6 +43,7 @@ from crm_app.scoring.risk import risk_headline
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
 from crm_app.services.leads import bump_version, lock_lead, log_activity
 from crm_app.services.next_action import next_actions
+from crm_app.services.permissions import recorded_as
 
 OVERDUE_POINTS = 500
 HOT_POINTS = 400
@@ -298,7 +299,8 @@ def snooze_time(choice: str, now: datetime) -> datetime:
 
 def _open_follow_up(session: Session, follow_up_id: int, lead_id: int | None = None) -> FollowUp:
     follow_up = session.get(FollowUp, follow_up_id, with_for_update=True)
-    # follow_ups has no row-level security of its own: its lead must be one the acting user may see.
+    # Row security hides another rep's follow-up (migration 0011); its lead is checked here too, so
+    # the service refuses the same way on a session that is not under row security.
     if (follow_up is None or (lead_id is not None and follow_up.lead_id != lead_id)
             or session.get(Lead, follow_up.lead_id) is None):
         raise NotFound("That follow-up no longer exists.")
@@ -400,7 +402,11 @@ def work_item(
     """Log what the rep did from the queue (call, email, meeting, note), in one transaction:
     the activity is logged and the lead rescored; reaching out (call, email, meeting) on a
     follow-up item marks that follow-up done; `follow_up_days` schedules the next one."""
+    user_id = recorded_as(session, user_id, "log an activity")  # the next follow-up is theirs too
     try:
+        # The lead first: a follow-up queued for a lead the user cannot see would be refused by row
+        # security as a database error at the next flush, not as "no longer exists".
+        lock_lead(session, lead_id, expected_version)
         if follow_up_days:
             _new_follow_up(session, lead_id=lead_id, owner_id=user_id, in_days=follow_up_days,
                            note=follow_up_note, now=now)

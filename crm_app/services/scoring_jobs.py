@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from crm_app.services.errors import ServiceError
 from crm_app.services.model_training import activate_model, train_model
+from crm_app.services.permissions import CurrentUser, require_manager
 from crm_app.services.scoring import (
     EngineConfig,
     count_open_leads,
@@ -84,11 +85,15 @@ def _fail_stale(session: Session, kind: str, now: datetime) -> None:
     )
 
 
-def start_job(session: Session, *, kind: str, now: datetime, requested_by: int | None = None,
+def start_job(session: Session, *, kind: str, now: datetime, actor: CurrentUser | None,
               message: str = "Starting") -> int:
-    """Record a new running job and commit; returns its id. Raises JobAlreadyRunning."""
+    """Record a new running job requested by `actor` and commit; returns its id. Raises
+    JobAlreadyRunning, and Forbidden unless `actor` is a manager (None: the tables' owner, see
+    permissions.require_manager)."""
     if kind not in JOB_KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
+    require_manager(session, actor, "train a model" if kind == TRAIN else "rescore the leads")
+    requested_by = actor.id if actor is not None else None
     _fail_stale(session, kind, now)
     try:
         job_id = session.execute(
@@ -163,7 +168,7 @@ def latest_job(session: Session, kind: str) -> JobView | None:
 
 
 def rescore_if_changed(
-    session: Session, before: EngineConfig, *, now: datetime, requested_by: int | None = None
+    session: Session, before: EngineConfig, *, now: datetime, actor: CurrentUser | None
 ) -> int | None:
     """After a switch (engine, blend share or active model): start a rescoring job when the scores
     can change. Returns the job to run, or None when nothing changed or a rescoring already runs (it
@@ -171,8 +176,7 @@ def rescore_if_changed(
     if engine_config(session).key == before.key:
         return None
     try:
-        return start_job(session, kind=RESCORE, now=now, requested_by=requested_by,
-                         message="Waiting to rescore the open leads")
+        return start_job(session, kind=RESCORE, now=now, actor=actor, message="Waiting to rescore the open leads")
     except JobAlreadyRunning:
         return None
 
@@ -184,14 +188,15 @@ def _user_message(error: Exception) -> str:
 
 
 def run_training_job(
-    open_session: SessionFactory, job_id: int, *, clock: Clock, trained_by: int | None = None,
+    open_session: SessionFactory, job_id: int, *, clock: Clock, trained_by: CurrentUser | None = None,
     then_rescore: bool = True,
 ) -> int | None:
     """Train a model for a started job, reporting progress; returns the new model's id, or None when
     it failed (the job row says why). The first model of a team becomes the active one; later ones
     wait for a manager to activate them after comparing. When activating changes what scores the
     leads (the team chose the model), the open leads are rescored next, in this same thread, with a
-    job of their own. Never raises: a failure is recorded."""
+    job of their own, requested by `trained_by`. `open_session` opens sessions as the tables' owner
+    (the job was started by a manager, see start_job). Never raises: a failure is recorded."""
     rescore_job: int | None = None
     with open_session() as progress_session, open_session() as work:
         def step(message: str) -> None:
@@ -203,14 +208,15 @@ def run_training_job(
                             now=clock())
 
         try:
-            report = train_model(work, now=clock(), progress=step, trained_by=trained_by)
+            report = train_model(work, now=clock(), progress=step,
+                                 trained_by=trained_by.id if trained_by is not None else None)
             activated = False
             before = engine_config(work)
             if before.model_id is None:
-                activate_model(work, report.model_id)
+                activate_model(work, report.model_id, actor=None)  # the system's choice: the only model
                 activated = True
                 if then_rescore:
-                    rescore_job = rescore_if_changed(work, before, now=clock(), requested_by=trained_by)
+                    rescore_job = rescore_if_changed(work, before, now=clock(), actor=trained_by)
             auc = report.model.roc_auc
             finish_job(
                 progress_session, job_id, now=clock(), model_id=report.model_id,

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from crm_app.services import audit
 from crm_app.services.errors import InvalidInput
 from crm_app.services.model_training import history_counts
+from crm_app.services.permissions import CurrentUser, require_manager
 from crm_app.services.scoring import ENGINE_MODES, EngineConfig, engine_config
 
 ENGINE_LABELS = {"rules": "Rules", "model": "Model", "blend": "Blend"}
@@ -84,10 +85,14 @@ def parse_blend_percent(typed: str) -> float:
 
 
 def set_engine_choice(
-    session: Session, *, mode: str, blend_percent: str | None = None, now: datetime, user_id: int | None = None
+    session: Session, *, mode: str, blend_percent: str | None = None, now: datetime, actor: CurrentUser | None
 ) -> tuple[EngineConfig, EngineConfig]:
-    """Store the team's engine (and the blend's share) and commit. Returns (before, after): when
-    their `key` differs, open leads must be rescored. Raises InvalidInput; nothing changes then."""
+    """Store the team's engine (and the blend's share) as `actor`'s choice and commit. Returns
+    (before, after): when their `key` differs, open leads must be rescored. Raises InvalidInput, and
+    Forbidden unless `actor` is a manager (None: the tables' owner, see permissions.require_manager);
+    nothing changes then."""
+    require_manager(session, actor, "change how leads are scored")
+    user_id = actor.id if actor is not None else None
     if mode not in ENGINE_MODES:
         raise InvalidInput(f"Unknown scoring engine {mode!r}.", field="engine")
     before = engine_config(session)

@@ -13,6 +13,7 @@ from crm_app.db.models import SourceCost, StageRule
 from crm_app.db.queries import money
 from crm_app.domain import OPEN_STAGES, Source, Stage
 from crm_app.services.errors import InvalidInput
+from crm_app.services.permissions import CurrentUser, require_manager
 from crm_app.services.risk import expire_stage_risk
 
 MAX_COST = Decimal("9999999999.99")  # what NUMERIC(12, 2) holds
@@ -71,8 +72,12 @@ def parse_cost(typed: str) -> Decimal | None:
     return cost
 
 
-def set_source_cost(session: Session, *, source: str, typed: str, now: datetime) -> SourceCostRow:
-    """Store what a source cost (blank removes it) and commit. Raises InvalidInput."""
+def set_source_cost(
+    session: Session, *, source: str, typed: str, now: datetime, actor: CurrentUser | None
+) -> SourceCostRow:
+    """Store what a source cost (blank removes it) and commit. Raises InvalidInput, and Forbidden
+    unless `actor` is a manager (None: the tables' owner, see permissions.require_manager)."""
+    require_manager(session, actor, "change source costs")
     try:
         source = Source(source)
     except ValueError:
@@ -100,8 +105,10 @@ def stage_rules(session: Session) -> list[StageRuleRow]:
     ]
 
 
-def set_stagnation_days(session: Session, *, stage: str, typed: str) -> StageRuleRow:
-    """Store how many days a deal may sit in an open stage (1-365) and commit. Raises InvalidInput."""
+def set_stagnation_days(session: Session, *, stage: str, typed: str, actor: CurrentUser | None) -> StageRuleRow:
+    """Store how many days a deal may sit in an open stage (1-365) and commit. Raises InvalidInput,
+    and Forbidden unless `actor` is a manager (None: the tables' owner)."""
+    require_manager(session, actor, "change stage limits")
     try:
         stage = Stage(stage)
     except ValueError:

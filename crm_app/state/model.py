@@ -195,11 +195,11 @@ class ModelState(AppState):
         if not self.viewer_is_manager:
             self.action_message = MANAGERS_ONLY
             return None
-        typed, now, user = self.blend_draft, now_utc(), self.viewer_int()
+        typed, now, actor = self.blend_draft, now_utc(), await self._actor()
 
         def switch(session):
-            before, _after = set_engine_choice(session, mode=mode, blend_percent=typed, now=now, user_id=user)
-            return rescore_if_changed(session, before, now=now, requested_by=user)
+            before, _after = set_engine_choice(session, mode=mode, blend_percent=typed, now=now, actor=actor)
+            return rescore_if_changed(session, before, now=now, actor=actor)
 
         try:
             job_id = await self._db(switch)
@@ -227,9 +227,9 @@ class ModelState(AppState):
         if not self.viewer_is_manager:
             self.action_message = "Only a manager can train a model."
             return None
-        now, user = now_utc(), self.viewer_int()
+        now, actor = now_utc(), await self._actor()
         try:
-            job_id = await self._db(lambda s: start_job(s, kind=TRAIN, now=now, requested_by=user,
+            job_id = await self._db(lambda s: start_job(s, kind=TRAIN, now=now, actor=actor,
                                                       message="Waiting to start"))
         except ServiceError as error:
             self.action_message = str(error)
@@ -237,7 +237,7 @@ class ModelState(AppState):
         self.action_message = ""
         run_in_thread(
             f"train-{job_id}",
-            lambda: run_training_job(open_session, job_id, clock=now_utc, trained_by=user),
+            lambda: run_training_job(open_session, job_id, clock=now_utc, trained_by=actor),
         )
         await self._refresh(keep_draft=True)
         return ModelState.poll
@@ -247,12 +247,12 @@ class ModelState(AppState):
         if not self.viewer_is_manager:
             self.action_message = "Only a manager can choose the active model."
             return None
-        now, user = now_utc(), self.viewer_int()
+        now, actor = now_utc(), await self._actor()
 
         def activate_and_rescore(session):
             before = engine_config(session)
-            activate_model(session, model_id, actor_id=user, now=now)
-            return rescore_if_changed(session, before, now=now, requested_by=user)
+            activate_model(session, model_id, actor=actor, now=now)
+            return rescore_if_changed(session, before, now=now, actor=actor)
 
         try:
             job_id = await self._db(activate_and_rescore)

@@ -60,9 +60,9 @@ class SettingsState(AppState):
         if not self.viewer_is_manager:
             self.errors[source] = "Only a manager can change costs."
             return
-        typed, now = self.cost_drafts.get(source, ""), now_utc()
+        typed, now, actor = self.cost_drafts.get(source, ""), now_utc(), await self._actor()
         try:
-            row = await self._db(lambda s: set_source_cost(s, source=source, typed=typed, now=now))
+            row = await self._db(lambda s: set_source_cost(s, source=source, typed=typed, now=now, actor=actor))
         except InvalidInput as error:
             self.errors[source] = str(error)
             self.saved[source] = False
@@ -77,9 +77,9 @@ class SettingsState(AppState):
         if not self.viewer_is_manager:
             self.errors[stage] = "Only a manager can change stage limits."
             return
-        typed = self.day_drafts.get(stage, "")
+        typed, actor = self.day_drafts.get(stage, ""), await self._actor()
         try:
-            row = await self._db(lambda s: set_stagnation_days(s, stage=stage, typed=typed))
+            row = await self._db(lambda s: set_stagnation_days(s, stage=stage, typed=typed, actor=actor))
         except InvalidInput as error:
             self.errors[stage] = str(error)
             self.saved[stage] = False

@@ -67,7 +67,7 @@ def closed_history(app_session):
     app_session.commit()
     yield owner
     # Back to the rules for the other modules: the rubric's scores, no model, no jobs, no history.
-    set_engine_choice(app_session, mode="rules", now=APP_NOW)
+    set_engine_choice(app_session, mode="rules", now=APP_NOW, actor=None)
     app_session.execute(text("DELETE FROM scoring_jobs"))
     app_session.execute(text("DELETE FROM scoring_models"))
     app_session.execute(text("DELETE FROM leads WHERE owner_id = :owner"), {"owner": owner.id})
