@@ -50,7 +50,7 @@ def test_bad_costs_are_refused_with_a_message_and_nothing_changes(session, typed
 def test_the_largest_cost_is_named_to_the_cent(session):
     # Rounded to whole dollars it read "more than $10,000,000,000" for exactly $10,000,000,000.
     with pytest.raises(InvalidInput, match=r"^That is more than \$9,999,999,999\.99\.$"):
-        team_settings.set_source_cost(session, source="webinar", typed="10,000,000,000", now=NOW)
+        team_settings.set_source_cost(session, source="webinar", typed="10,000,000,000", now=NOW, actor=None)
     assert team_settings.parse_cost("9,999,999,999.99") == Decimal("9999999999.99")
 
 
