@@ -205,6 +205,7 @@ class Totals:
     replays: int = 0
     retries: int = 0
     touched: set[int] = field(default_factory=set)
+    table: list[tuple] = field(default_factory=list)  # (clients, label, req/s, events/s, p50, p95, p99, errors)
 
 
 def run_scenario(name: str, scenario: Scenario, *, api: str, key: str, clients: int, duration: float,
@@ -259,6 +260,9 @@ def run_scenario(name: str, scenario: Scenario, *, api: str, key: str, clients: 
             totals.retries += len(mine)
         parts.append("errors: " + (", ".join(f"{s or 'no answer'} x{c}" for s, c in sorted(errors.items())) or "none"))
         figure(f"  {label:<32}", " | ".join(parts))
+        totals.table.append((clients, label.strip(), len(mine) / elapsed, events / elapsed if events else None,
+                             percentile(timings, 0.50), percentile(timings, 0.95), percentile(timings, 0.99),
+                             sum(errors.values())))
         totals.events += events
         for outcome in mine:
             totals.touched.update(outcome.leads)
@@ -394,6 +398,16 @@ def check(engine: Engine, before: int, totals: Totals, seed: int) -> None:
            f"{len(rows) - len(stale)} of {len(rows)}: {'OK' if not stale else f'MISMATCH {stale[:10]}'}")
 
 
+def print_table(totals: Totals) -> None:
+    """Every figure again as one Markdown table, to paste into a note."""
+    print("== table", flush=True)
+    print("| clients | request | req/s | events/s | p50 ms | p95 ms | p99 ms | errors |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for clients, label, rate, events, p50, p95, p99, errors in totals.table:
+        print(f"| {clients} | {label} | {rate:,.1f} | {'' if events is None else f'{events:,.0f}'} | "
+              f"{p50:,.0f} | {p95:,.0f} | {p99:,.0f} | {errors} |")
+
+
 # --- Main ---------------------------------------------------------------------------------------
 
 
@@ -456,6 +470,7 @@ def main(argv: list[str] | None = None) -> None:
                              work=work, totals=totals, seed=args.seed)
         print("== checks", flush=True)
         check(engine, before, totals, args.seed)
+        print_table(totals)
     finally:
         if server is not None:
             server.stop()
