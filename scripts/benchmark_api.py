@@ -404,6 +404,16 @@ def check(engine: Engine, before: int, totals: Totals, seed: int) -> None:
            f"{len(leads) - len(stale)} of {len(leads)}: {'OK' if not stale else f'MISMATCH {stale[:10]}'}")
 
 
+def print_table(totals: Totals) -> None:
+    """Every figure again as one Markdown table, to paste into a note."""
+    print("== table", flush=True)
+    print("| clients | request | req/s | events/s | p50 ms | p95 ms | p99 ms | errors |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for clients, label, rate, events, p50, p95, p99, errors in totals.table:
+        print(f"| {clients} | {label} | {rate:,.1f} | {'' if events is None else f'{events:,.0f}'} | "
+              f"{p50:,.0f} | {p95:,.0f} | {p99:,.0f} | {errors} |")
+
+
 # --- Main ---------------------------------------------------------------------------------------
 
 
