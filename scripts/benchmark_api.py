@@ -15,9 +15,10 @@ number of concurrent clients and each scenario, sends requests for --duration se
 threads (one httpx client each) and prints requests/s, events/s, p50/p95/p99 latency and errors.
 
 Afterwards it checks what the API wrote: the activity count grew by exactly the events the API
-accepted, and a sample of touched leads has a score equal to the sum of its reasons' points and to
-what the team's engine gives all of its stored events. Figures only: nothing is asserted on timing. The server it started
-is stopped; the database is left in place to look at (or to reuse with --use-database).
+accepted (so nothing else may write events to that database meanwhile), and a sample of touched
+leads has a score equal to the sum of its reasons' points and to what the team's engine gives all
+of its stored events. Figures only: nothing is asserted on timing. The server it started is
+stopped; the database is left in place to look at (or to reuse with --use-database).
 """
 
 from __future__ import annotations
