@@ -110,7 +110,8 @@ class Outcome:
 Scenario = Callable[[httpx.Client, random.Random, Workload, int], list[Outcome]]
 
 
-def _post(client: httpx.Client, label: str, path: str, body: dict, headers: dict | None = None) -> tuple[Outcome, httpx.Response | None]:
+def _post(client: httpx.Client, label: str, path: str, body: dict,
+          headers: dict | None = None) -> tuple[Outcome, httpx.Response | None]:
     started = time.perf_counter()
     try:
         response = client.post(path, json=body, headers=headers)
