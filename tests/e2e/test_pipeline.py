@@ -170,6 +170,8 @@ def test_the_keyboard_moves_a_deal_to_the_next_stage(page, kan, app_session):
     page.keyboard.press("Space")
 
     expect(column(page, "contacted").locator(f'[data-card-id="{lead.id}"]')).to_have_count(1)
+    # The card shows in its new column at once (optimistic); the server's answer says it is saved.
+    expect(page.get_by_text(f"{lead.name} moved to Contacted")).to_be_visible()
     assert stored(app_session, lead).stage == "contacted"
 
 
