@@ -21,10 +21,10 @@ from crm_app.db.models import AuditEntry, FollowUp, Lead, User
 from crm_app.db.security import APP_ROLE, act_as
 from crm_app.domain import Role
 from crm_app.services import accounts, api_keys
-from crm_app.services.errors import InvalidInput
+from crm_app.services.errors import Forbidden, InvalidInput
 from crm_app.services.permissions import CurrentUser
 from tests.conftest import NOW
-from tests.factories import make_lead
+from tests.factories import TEST_PASSWORD, make_lead
 
 
 @dataclass
@@ -511,6 +511,34 @@ def test_the_services_manage_accounts_and_keys_as_an_admin(session: Session, tea
         accounts.set_role(s, ada, team.meg, "admin", NOW)
         accounts.set_role(s, ada, team.ada, "manager", NOW)
     assert session.execute(text("SELECT role FROM users WHERE id = :id"), {"id": team.ada}).scalar_one() == "manager"
+
+
+def test_a_user_changes_their_own_password_only(session: Session, team: Team) -> None:
+    hashed = accounts.hash_password(TEST_PASSWORD)
+    session.execute(text("UPDATE users SET password_hash = :h WHERE id IN (:ana, :ben)"),
+                    {"h": hashed, "ana": team.ana, "ben": team.ben})
+    ana = _user(session, team.ana)
+    with _acting(session, team.ana) as s:
+        accounts.change_password(s, ana, current=TEST_PASSWORD, new="a brand new secret", now=NOW)
+    stored = dict(session.execute(text("SELECT id, password_hash FROM users WHERE id IN (:a, :b)"),
+                                  {"a": team.ana, "b": team.ben}).all())
+    assert accounts._verify(stored[team.ana], "a brand new secret")
+    assert stored[team.ben] == hashed
+    assert session.execute(text("SELECT count(*) FROM audit_log WHERE actor_id = :id AND action = 'password_changed'"),
+                           {"id": team.ana}).scalar_one() == 1
+    # Acting as Ben, Ana's account is not his to change, whatever he knows.
+    with _acting(session, team.ben) as s, pytest.raises(Forbidden):
+        accounts.change_password(s, ana, current="a brand new secret", new="ben was here 123", now=NOW)
+    # The database's narrow door: the acting user's own hash, an argon2 hash only, nobody else's row.
+    _as(session, team.ben)
+    assert session.execute(text("SELECT crm_set_own_password(:h, now())"), {"h": hashed}).scalar_one()
+    with pytest.raises(DBAPIError, match="not a password hash"), session.begin_nested():
+        session.execute(text("SELECT crm_set_own_password('', now())"))
+    _as(session, None)
+    assert session.execute(text("SELECT crm_set_own_password(:h, now())"), {"h": hashed}).scalar_one() is False
+    session.execute(text("RESET ROLE"))
+    assert session.execute(text("SELECT password_hash FROM users WHERE id = :id"), {"id": team.ana}).scalar_one() \
+        == stored[team.ana]
 
 
 def test_a_key_user_works_with_own_stored_answers(session: Session, team: Team) -> None:
