@@ -1,12 +1,15 @@
 """Row-level security on its own: raw SQL under the app's database role, no service in the way.
 
 Each attempt runs as `crm_app_user` with an acting user set the way crm_app/db/security.py sets it.
-A rep must not read, change, reassign or attach anything to another rep's lead, even with its id.
+A rep must not read, change, reassign or attach anything to another rep's lead, even with its id;
+nor change anyone's account, the team's settings or scoring state, or reach the API keys and another
+key's stored answers (migration 0012).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -16,8 +19,12 @@ from sqlmodel import Session
 
 from crm_app.db.models import AuditEntry, FollowUp, Lead, User
 from crm_app.db.security import APP_ROLE, act_as
+from crm_app.domain import Role
+from crm_app.services import accounts, api_keys
+from crm_app.services.errors import Forbidden, InvalidInput
+from crm_app.services.permissions import CurrentUser
 from tests.conftest import NOW
-from tests.factories import make_lead
+from tests.factories import TEST_PASSWORD, make_lead
 
 
 @dataclass
@@ -32,12 +39,16 @@ class Team:
     ben_follow_up: int
     ana_audit: int  # Ana's edit of her own lead
     ben_audit: int  # Ben's edit of his own lead
+    ada: int = 0  # admin, the only active one
+    model: int = 0  # a stored model, not the active one
+    ana_key: int = 0  # an API key acting as Ana
+    ben_key: int = 0  # an API key acting as Ben
 
 
 @pytest.fixture
 def team(session: Session) -> Team:
     users = {}
-    for name, role in (("ana", "rep"), ("ben", "rep"), ("meg", "manager")):
+    for name, role in (("ana", "rep"), ("ben", "rep"), ("meg", "manager"), ("ada", "admin")):
         user = User(email=f"{name}@rls.test", name=name.title(), role=role)
         session.add(user)
         session.commit()
@@ -53,8 +64,38 @@ def team(session: Session) -> Team:
                for lead in (ana_lead, ben_lead)]
     session.add_all(entries)
     session.commit()
-    return Team(users["ana"].id, users["ben"].id, users["meg"].id, ana_lead.id, ben_lead.id, pool_lead.id,
-                follow_ups[0].id, follow_ups[1].id, entries[0].id, entries[1].id)
+    team = Team(users["ana"].id, users["ben"].id, users["meg"].id, ana_lead.id, ben_lead.id, pool_lead.id,
+                follow_ups[0].id, follow_ups[1].id, entries[0].id, entries[1].id, ada=users["ada"].id)
+    _settings_and_keys(session, team)
+    return team
+
+
+def _settings_and_keys(session: Session, team: Team) -> None:
+    """A row in every team-settings table, two API keys (Ana's and Ben's) with a stored answer each,
+    and a rate window; Ada is the only active admin (within this test's transaction)."""
+    run = lambda sql, **params: session.execute(text(sql), params)  # noqa: E731
+    run("UPDATE users SET role = 'rep' WHERE role = 'admin' AND id <> :ada", ada=team.ada)
+    run("INSERT INTO source_costs (source, cost, updated_at) VALUES ('events', 100, now()) "
+        "ON CONFLICT (source) DO UPDATE SET cost = 100")
+    run("INSERT INTO play_stats (stage, source, size_band, play, stays_with, moved_with, stays_without, "
+        "moved_without, refreshed_at) VALUES ('new', 'website', 'small', 'demo', 10, 4, 10, 2, now()) "
+        "ON CONFLICT DO NOTHING")
+    top = run("SELECT coalesce(max(version), 0) FROM scoring_models").scalar_one()
+    team.model = run("INSERT INTO scoring_models (version, trained_at, rows, features, metrics, is_active, model) "
+                     "VALUES (:v, now(), 100, '{}', '{}', false, '\\x00') RETURNING id", v=top + 1).scalar_one()
+    run("INSERT INTO scoring_jobs (kind, status, percent, message, started_at, heartbeat_at, finished_at) "
+        "VALUES ('rescore', 'succeeded', 100, 'Done', now(), now(), now())")
+    team.ana_key, team.ben_key = (
+        run("INSERT INTO api_keys (name, prefix, secret_hash, scope, user_id, rate_per_minute) "
+            "VALUES (:name, 'crm_test', :hash, 'write', :user, 600) RETURNING id",
+            name=f"{who} key", hash=(who[0] * 64), user=user).scalar_one()
+        for who, user in (("ana", team.ana), ("ben", team.ben)))
+    for key in (team.ana_key, team.ben_key):
+        run("INSERT INTO api_idempotency (api_key_id, key, request_hash, status_code, response, created_at) "
+            "VALUES (:key, 'retry-1', 'h', 201, '{\"id\": 1}', now())", key=key)
+    run("INSERT INTO api_rate_windows (api_key_id, window_start, requests) VALUES (:key, date_trunc('minute', now()), 3)",
+        key=team.ana_key)
+    session.commit()
 
 
 def _as(session: Session, user_id: int | None) -> None:
@@ -64,6 +105,16 @@ def _as(session: Session, user_id: int | None) -> None:
 
 def _ids(session: Session, sql: str) -> set[int]:
     return {row[0] for row in session.execute(text(sql))}
+
+
+def _reads_nothing(session: Session, sql: str, params: dict) -> bool:
+    """True when the query returns no row, or is refused by PostgreSQL."""
+    try:
+        with session.begin_nested():
+            return session.execute(text(sql), params).first() is None
+    except DBAPIError as error:
+        assert "permission denied" in str(error.orig)
+        return True
 
 
 def _refused(session: Session, sql: str, params: dict) -> bool:
@@ -160,26 +211,86 @@ ATTEMPTS = {
     "add an entry to another rep's lead history": (
         "INSERT INTO audit_log (at, actor_id, action, entity, entity_id, lead_id) "
         "VALUES (now(), :ana, 'lead_edited', 'lead', :ben_lead, :ben_lead)", None),
+    # Accounts: only an active admin adds or changes one; nobody deletes one under the app role.
+    "make oneself admin": ("UPDATE users SET role = 'admin' WHERE id = :ana", None),
+    "make oneself manager": ("UPDATE users SET role = 'manager' WHERE id = :ana", None),
+    "deactivate a manager": ("UPDATE users SET is_active = false WHERE id = :meg", None),
+    "deactivate the admin": ("UPDATE users SET is_active = false WHERE id = :ada", None),
+    "change another user's email": ("UPDATE users SET email = 'mine@rls.test' WHERE id = :ben", None),
+    "change another user's password hash": (
+        "UPDATE users SET password_hash = '$argon2id$forged', password_changed_at = now() WHERE id = :ben", None),
+    "change own account row directly": ("UPDATE users SET name = 'Boss', password_hash = NULL WHERE id = :ana", None),
+    "add a user": ("INSERT INTO users (email, name, role, is_active) VALUES ('new@rls.test', 'New', 'rep', true)", None),
+    "add an admin": (
+        "INSERT INTO users (email, name, role, is_active, password_hash) "
+        "VALUES ('boss@rls.test', 'Boss', 'admin', true, '$argon2id$forged')", None),
+    "delete a user": ("DELETE FROM users WHERE id = :ben", None),
+    # Team settings and scoring state: managers and admins only.
+    "change a source cost": ("UPDATE source_costs SET cost = 0", None),
+    "add a source cost": ("INSERT INTO source_costs (source, cost, updated_at) VALUES ('referral', 1, now())", None),
+    "delete the source costs": ("DELETE FROM source_costs", None),
+    "change a stage rule": ("UPDATE stage_rules SET stagnation_days = 365", None),
+    "switch the scoring engine": ("UPDATE scoring_settings SET engine = 'model', updated_by = :ana", None),
+    "switch the scoring engine by upsert": (
+        "INSERT INTO scoring_settings (id, engine, blend_weight, updated_at) VALUES (1, 'blend', 1, now()) "
+        "ON CONFLICT (id) DO UPDATE SET engine = 'blend', blend_weight = 1", None),
+    "activate a model": ("UPDATE scoring_models SET is_active = (id = :model)", None),
+    "delete a model": ("DELETE FROM scoring_models WHERE id = :model", None),
+    "start a scoring job": (
+        "INSERT INTO scoring_jobs (kind, status, percent, message, started_at, heartbeat_at, requested_by) "
+        "VALUES ('train', 'running', 0, 'x', now(), now(), :ana)", None),
+    "rewrite a scoring job": ("UPDATE scoring_jobs SET message = 'nothing happened'", None),
+    "rewrite the play statistics": ("UPDATE play_stats SET moved_with = stays_with", None),
+    "add play statistics": (
+        "INSERT INTO play_stats (stage, source, size_band, play, stays_with, moved_with, stays_without, "
+        "moved_without, refreshed_at) VALUES ('new', 'events', 'small', 'demo', 9, 9, 9, 0, now())", None),
+    "erase the play statistics": ("DELETE FROM play_stats", None),
+    # API keys: admins only, and only through their rows; stored answers: only a key acting as oneself.
+    "read API key secret hashes": ("SELECT secret_hash FROM api_keys", None),
+    "read own API key": ("SELECT secret_hash FROM api_keys WHERE user_id = :ana", None),
+    "create an API key": (
+        "INSERT INTO api_keys (name, prefix, secret_hash, scope, user_id, rate_per_minute) "
+        "VALUES ('mine', 'crm_mine', repeat('c', 64), 'write', :ana, 600)", None),
+    "lift own key's rate limit": ("UPDATE api_keys SET rate_per_minute = 100000 WHERE id = :ana_key", None),
+    "re-point another user's key to oneself": ("UPDATE api_keys SET revoked_at = NULL, user_id = :ana WHERE id = :ben_key", None),
+    "delete a key": ("DELETE FROM api_keys WHERE id = :ben_key", None),
+    "read another key's stored answers": ("SELECT response FROM api_idempotency WHERE api_key_id = :ben_key", None),
+    "read every stored answer but one's own": (
+        "SELECT response FROM api_idempotency WHERE api_key_id <> :ana_key", None),
+    "rewrite another key's stored answer": (
+        "UPDATE api_idempotency SET response = '{}' WHERE api_key_id = :ben_key", None),
+    "delete another key's stored answer": ("DELETE FROM api_idempotency WHERE api_key_id = :ben_key", None),
+    "claim an idempotency key for another key": (
+        "INSERT INTO api_idempotency (api_key_id, key, request_hash, status_code, response, created_at) "
+        "VALUES (:ben_key, 'retry-2', 'h', 0, '', now())", None),
+    "move own stored answer to another key": (
+        "UPDATE api_idempotency SET api_key_id = :ben_key, key = 'moved' WHERE api_key_id = :ana_key", None),
+    "read the rate windows": ("SELECT requests FROM api_rate_windows", None),
+    "reset own rate window": ("UPDATE api_rate_windows SET requests = 0 WHERE api_key_id = :ana_key", None),
+    "clear the rate windows": ("DELETE FROM api_rate_windows", None),
+    "open a rate window": (
+        "INSERT INTO api_rate_windows (api_key_id, window_start, requests) VALUES (:ana_key, now(), 0)", None),
 }
 
 
 @pytest.mark.parametrize("attempt", list(ATTEMPTS))
 def test_a_rep_is_refused(session: Session, team: Team, attempt: str) -> None:
     sql, _ = ATTEMPTS[attempt]
-    params = {"ana": team.ana, "ben": team.ben, "ana_lead": team.ana_lead, "ben_lead": team.ben_lead,
-              "pool_lead": team.pool_lead, "ana_follow_up": team.ana_follow_up, "ben_follow_up": team.ben_follow_up,
-              "ana_audit": team.ana_audit, "ben_audit": team.ben_audit}
-    before = _ben_follow_up(session, team), _audit_trail(session)
+    params = {"ana": team.ana, "ben": team.ben, "meg": team.meg, "ada": team.ada, "ana_lead": team.ana_lead,
+              "ben_lead": team.ben_lead, "pool_lead": team.pool_lead, "ana_follow_up": team.ana_follow_up,
+              "ben_follow_up": team.ben_follow_up, "ana_audit": team.ana_audit, "ben_audit": team.ben_audit,
+              "model": team.model, "ana_key": team.ana_key, "ben_key": team.ben_key}
+    before = _ben_follow_up(session, team), _audit_trail(session), _accounts_settings_and_keys(session)
     _as(session, team.ana)
     if sql.lstrip().upper().startswith("SELECT"):
-        assert not session.execute(text(sql), params).first()
+        assert _reads_nothing(session, sql, params)
     else:
         assert _refused(session, sql, params)
     # And the other rep's lead is exactly as it was.
     session.execute(text("RESET ROLE"))
     lead = session.execute(text("SELECT name, stage, owner_id FROM leads WHERE id = :id"), {"id": team.ben_lead}).one()
     assert tuple(lead) == ("Ben Lead", "new", team.ben)
-    assert (_ben_follow_up(session, team), _audit_trail(session)) == before
+    assert (_ben_follow_up(session, team), _audit_trail(session), _accounts_settings_and_keys(session)) == before
     assert session.execute(text("SELECT count(*) FROM follow_ups WHERE lead_id = :id"),
                            {"id": team.ben_lead}).scalar_one() == 1
 
@@ -187,6 +298,17 @@ def test_a_rep_is_refused(session: Session, team: Team, attempt: str) -> None:
 def _ben_follow_up(session: Session, team: Team) -> dict:
     return session.execute(text("SELECT to_jsonb(f) FROM follow_ups f WHERE id = :id"),
                            {"id": team.ben_follow_up}).scalar_one()
+
+
+PROTECTED_BY_0012 = ("users", "source_costs", "stage_rules", "scoring_settings", "scoring_models", "scoring_jobs",
+                     "play_stats", "api_keys", "api_idempotency", "api_rate_windows")
+
+
+def _accounts_settings_and_keys(session: Session) -> dict:
+    """Every row of the tables migration 0012 protects, read as the tables' owner."""
+    return {table: session.execute(text(f"SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY to_jsonb(t)::text), '[]') "
+                                        f"FROM {table} t")).scalar_one()
+            for table in PROTECTED_BY_0012}
 
 
 def _audit_trail(session: Session) -> list:
@@ -282,3 +404,158 @@ def test_act_as_applies_to_every_transaction_of_a_session(engine, team: Team) ->
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM leads WHERE id IN (:a, :b)"), {"a": ids[2], "b": ids[3]})
             conn.execute(text("DELETE FROM users WHERE id IN (:a, :b)"), {"a": ids[0], "b": ids[1]})
+
+
+# --- Accounts, team settings and API keys (migration 0012): what each role still may do ------------
+
+
+@contextmanager
+def _acting(session: Session, user_id: int) -> Iterator[Session]:
+    """A service session acting as `user_id` on the test's connection (the fixture's rows are visible);
+    its commits land in savepoints that the test's rollback removes."""
+    acting = act_as(Session(bind=session.connection(), join_transaction_mode="create_savepoint",
+                            expire_on_commit=False), user_id)
+    try:
+        yield acting
+    finally:
+        acting.close()
+        session.execute(text("RESET ROLE"))
+        session.execute(text("SELECT set_config('crm.user_id', '', true)"))
+
+
+def _user(session: Session, user_id: int) -> CurrentUser:
+    row = session.execute(text("SELECT email, name, role FROM users WHERE id = :id"), {"id": user_id}).one()
+    return CurrentUser(user_id, row.email, row.name, Role(row.role))
+
+
+def test_every_acting_user_reads_the_team_and_its_settings(session: Session, team: Team) -> None:
+    _as(session, team.ana)
+    assert {team.ana, team.ben, team.meg, team.ada} <= _ids(session, "SELECT id FROM users")
+    for table in ("source_costs", "stage_rules", "scoring_settings", "scoring_models", "scoring_jobs", "play_stats"):
+        assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() > 0, table
+    assert team.model in _ids(session, "SELECT id FROM scoring_models")
+    assert _ids(session, "SELECT api_key_id FROM api_idempotency") == {team.ana_key}  # her own key's answers
+    _as(session, None)
+    for table in ("users", "source_costs", "stage_rules", "scoring_settings", "scoring_models", "scoring_jobs",
+                  "play_stats", "api_keys", "api_idempotency"):
+        assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0, table
+
+
+def test_an_admin_manages_users_and_keys_with_raw_sql(session: Session, team: Team) -> None:
+    _as(session, team.ada)
+    run = lambda sql, **params: session.execute(text(sql), params)  # noqa: E731
+    assert run("INSERT INTO users (email, name, role, is_active) VALUES ('new@rls.test', 'New', 'rep', true) "
+               "RETURNING id").scalar_one()
+    assert run("UPDATE users SET role = 'manager' WHERE id = :id", id=team.ben).rowcount == 1
+    assert run("UPDATE users SET is_active = false WHERE id = :id", id=team.meg).rowcount == 1
+    assert {team.ana_key, team.ben_key} <= _ids(session, "SELECT id FROM api_keys")
+    key = run("INSERT INTO api_keys (name, prefix, secret_hash, scope, user_id, created_by) "
+              "VALUES ('Forms', 'crm_forms', repeat('f', 64), 'read', :ana, :ada) RETURNING id",
+              ana=team.ana, ada=team.ada).scalar_one()
+    assert run("UPDATE api_keys SET revoked_at = now(), revoked_by = :ada WHERE id = :id", ada=team.ada, id=key).rowcount == 1
+    # Not even an admin deletes accounts or keys under the app role, or reads another user's stored answers.
+    assert _refused(session, "DELETE FROM users WHERE id = :id", {"id": team.ben})
+    assert _refused(session, "DELETE FROM api_keys WHERE id = :id", {"id": key})
+    assert _ids(session, "SELECT api_key_id FROM api_idempotency") == set()
+    assert _reads_nothing(session, "SELECT requests FROM api_rate_windows", {})
+    # The admin may demote themself in SQL (the service keeps the last admin, see below).
+    assert run("UPDATE users SET role = 'rep' WHERE id = :id", id=team.ada).rowcount == 1
+    # ... and from then on manages nothing.
+    assert _refused(session, "UPDATE users SET role = 'admin' WHERE id = :id", {"id": team.ada})
+    assert _ids(session, "SELECT id FROM api_keys") == set()
+
+
+def test_a_manager_changes_team_settings_but_not_accounts_or_keys(session: Session, team: Team) -> None:
+    _as(session, team.meg)
+    run = lambda sql, **params: session.execute(text(sql), params).rowcount  # noqa: E731
+    assert run("UPDATE source_costs SET cost = 250 WHERE source = 'events'") == 1
+    assert run("INSERT INTO source_costs (source, cost, updated_at) VALUES ('referral', 5, now()) "
+               "ON CONFLICT (source) DO UPDATE SET cost = 5") == 1
+    assert run("UPDATE stage_rules SET stagnation_days = 30 WHERE stage = 'proposal'") == 1
+    assert run("INSERT INTO scoring_settings (id, engine, blend_weight, updated_at, updated_by) "
+               "VALUES (1, 'blend', 0.4, now(), :meg) ON CONFLICT (id) DO UPDATE SET engine = 'blend', "
+               "blend_weight = 0.4, updated_by = :meg", meg=team.meg) == 1
+    assert run("UPDATE scoring_models SET is_active = false WHERE is_active") >= 0
+    assert run("UPDATE scoring_models SET is_active = true WHERE id = :id", id=team.model) == 1
+    assert run("UPDATE scoring_jobs SET status = 'failed', finished_at = now() WHERE kind = 'train' AND status = 'running'") >= 0
+    assert run("INSERT INTO scoring_jobs (kind, status, percent, message, started_at, heartbeat_at, requested_by) "
+               "VALUES ('train', 'running', 0, 'Starting', now(), now(), :meg)", meg=team.meg) == 1
+    assert run("UPDATE play_stats SET refreshed_at = now()") >= 1
+    assert _refused(session, "UPDATE users SET role = 'admin' WHERE id = :id", {"id": team.meg})
+    assert _refused(session, "UPDATE users SET is_active = false WHERE id = :id", {"id": team.ana})
+    assert _ids(session, "SELECT id FROM api_keys") == set()
+
+
+def test_the_services_manage_accounts_and_keys_as_an_admin(session: Session, team: Team) -> None:
+    """The Users and API keys pages' calls, acting as the admin; the last-admin rules still hold."""
+    ada = _user(session, team.ada)
+    with _acting(session, team.ada) as s:
+        new_id = accounts.create_user(s, ada, email="cal@rls.test", name="Cal", role="rep",
+                                      password="a long first password", now=NOW)
+        accounts.set_role(s, ada, new_id, "manager", NOW)
+        accounts.set_active(s, ada, team.ben, False, NOW)
+        with pytest.raises(InvalidInput, match="at least one admin"):
+            accounts.set_role(s, ada, team.ada, "rep", NOW)
+        with pytest.raises(InvalidInput, match="last admin"):
+            accounts.set_active(s, ada, team.ada, False, NOW)
+        assert {row.id for row in accounts.list_accounts(s, ada)} >= {team.ana, team.ada, new_id}
+        secret, key_id = api_keys.create_key(s, ada, name="Website forms", scope="write", user_id=team.ana, now=NOW)
+        assert key_id in {row.id for row in api_keys.list_keys(s, ada, NOW)}
+        api_keys.revoke_key(s, ada, key_id, NOW)
+    rows = {row.id: row for row in session.execute(text("SELECT id, role, is_active FROM users"))}
+    assert (rows[new_id].role, rows[team.ben].is_active, rows[team.ada].role) == ("manager", False, "admin")
+    revoked = session.execute(text("SELECT revoked_by FROM api_keys WHERE id = :id"), {"id": key_id}).scalar_one()
+    assert revoked == team.ada and secret.startswith("crm_")
+    # With another admin, the first one may step down.
+    with _acting(session, team.ada) as s:
+        accounts.set_role(s, ada, team.meg, "admin", NOW)
+        accounts.set_role(s, ada, team.ada, "manager", NOW)
+    assert session.execute(text("SELECT role FROM users WHERE id = :id"), {"id": team.ada}).scalar_one() == "manager"
+
+
+def test_a_user_changes_their_own_password_only(session: Session, team: Team) -> None:
+    hashed = accounts.hash_password(TEST_PASSWORD)
+    session.execute(text("UPDATE users SET password_hash = :h WHERE id IN (:ana, :ben)"),
+                    {"h": hashed, "ana": team.ana, "ben": team.ben})
+    ana = _user(session, team.ana)
+    with _acting(session, team.ana) as s:
+        accounts.change_password(s, ana, current=TEST_PASSWORD, new="a brand new secret", now=NOW)
+    stored = dict(session.execute(text("SELECT id, password_hash FROM users WHERE id IN (:a, :b)"),
+                                  {"a": team.ana, "b": team.ben}).all())
+    assert accounts._verify(stored[team.ana], "a brand new secret")
+    assert stored[team.ben] == hashed
+    assert session.execute(text("SELECT count(*) FROM audit_log WHERE actor_id = :id AND action = 'password_changed'"),
+                           {"id": team.ana}).scalar_one() == 1
+    # Acting as Ben, Ana's account is not his to change, whatever he knows.
+    with _acting(session, team.ben) as s, pytest.raises(Forbidden):
+        accounts.change_password(s, ana, current="a brand new secret", new="ben was here 123", now=NOW)
+    # The database's narrow door: the acting user's own hash, an argon2 hash only, nobody else's row.
+    _as(session, team.ben)
+    assert session.execute(text("SELECT crm_set_own_password(:h, now())"), {"h": hashed}).scalar_one()
+    with pytest.raises(DBAPIError, match="not a password hash"), session.begin_nested():
+        session.execute(text("SELECT crm_set_own_password('', now())"))
+    _as(session, None)
+    assert session.execute(text("SELECT crm_set_own_password(:h, now())"), {"h": hashed}).scalar_one() is False
+    session.execute(text("RESET ROLE"))
+    assert session.execute(text("SELECT password_hash FROM users WHERE id = :id"), {"id": team.ana}).scalar_one() \
+        == stored[team.ana]
+
+
+def test_a_key_user_works_with_own_stored_answers(session: Session, team: Team) -> None:
+    """What the REST API does in a write request, acting as the key's user (rest/app.py _claim,
+    the answer's UPDATE, _unclaim)."""
+    _as(session, team.ana)
+    claimed = session.execute(text(
+        "INSERT INTO api_idempotency (api_key_id, key, request_hash, status_code, response, created_at) "
+        "VALUES (:key, 'retry-9', 'h9', 0, '', now()) ON CONFLICT DO NOTHING RETURNING 1"), {"key": team.ana_key}).first()
+    assert claimed
+    replay = session.execute(text(
+        "INSERT INTO api_idempotency (api_key_id, key, request_hash, status_code, response, created_at) "
+        "VALUES (:key, 'retry-1', 'h', 0, '', now()) ON CONFLICT DO NOTHING RETURNING 1"), {"key": team.ana_key}).first()
+    assert replay is None
+    assert session.execute(text("SELECT status_code FROM api_idempotency WHERE api_key_id = :key AND key = 'retry-1'"),
+                           {"key": team.ana_key}).scalar_one() == 201
+    assert session.execute(text("UPDATE api_idempotency SET status_code = 201, response = '{}' "
+                                "WHERE api_key_id = :key AND key = 'retry-9'"), {"key": team.ana_key}).rowcount == 1
+    assert session.execute(text("DELETE FROM api_idempotency WHERE api_key_id = :key AND key = 'retry-9'"),
+                           {"key": team.ana_key}).rowcount == 1

@@ -24,6 +24,7 @@ from sqlalchemy import func, select, text, update
 from sqlmodel import Session
 
 from crm_app.db.models import AuthSession, SignInAttempt, User
+from crm_app.db.security import acting_user_id
 from crm_app.domain import EMAIL_RE, Role
 from crm_app.services import audit
 from crm_app.services.errors import Forbidden, InvalidInput, NotFound, SignInRefused
@@ -239,6 +240,9 @@ def change_password(
     session: Session, user: CurrentUser, *, current: str, new: str, now: datetime, keep_token: str | None = None
 ) -> None:
     """Change one's own password; every other signed-in browser of this user is signed out. Commits."""
+    acting = acting_user_id(session)
+    if acting is not None and acting != user.id:
+        raise Forbidden("You can change only your own password.")
     row = session.get(User, user.id)
     if row is None:
         raise NotFound("Your account no longer exists.")
@@ -247,8 +251,15 @@ def change_password(
     check_password_rules(new, field="new")
     if new == current:
         raise InvalidInput("Choose a password different from the current one.", field="new")
-    row.password_hash, row.password_changed_at = _hasher.hash(new), now
-    session.add(row)
+    new_hash = _hasher.hash(new)
+    if acting is None:  # the tables' owner (command line, tests)
+        row.password_hash, row.password_changed_at = new_hash, now
+        session.add(row)
+    # Under row security only an admin may UPDATE users (migration 0012): one's own password goes
+    # through the database function that changes the acting user's hash and nothing else.
+    elif not session.execute(text("SELECT crm_set_own_password(:hash, :now)"),
+                             {"hash": new_hash, "now": now}).scalar_one():
+        raise NotFound("Your account no longer exists.")
     _revoke_sessions(session, user.id, now, keep_token)
     audit.record(session, now=now, actor_id=user.id, action="password_changed", entity="user", entity_id=user.id)
     session.commit()

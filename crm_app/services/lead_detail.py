@@ -232,9 +232,9 @@ def update_lead(
     (Forbidden)."""
     actor_id = recorded_as(session, actor_id, "edit a lead")
     values = _validated(edit)
+    lead = lock_lead(session, lead_id, expected_version)  # first: a lead one may not see is NotFound
     if values["owner_id"] is not None and session.get(User, values["owner_id"]) is None:
         raise InvalidInput("That owner does not exist any more.", field="owner_id")
-    lead = lock_lead(session, lead_id, expected_version)
     _check_new_owner(session, lead, values["owner_id"], actor_id)
     old, new = audit.changed({key: getattr(lead, key) for key in values}, values)
     for key, value in values.items():
