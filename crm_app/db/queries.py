@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from crm_app.db.models import Lead, User
@@ -84,13 +84,21 @@ def _apply(query, flt: LeadFilter):
     if flt.source:
         query = query.where(Lead.source == flt.source)
     if flt.search and flt.search.strip():
-        # Escape LIKE wildcards so what the user typed is matched literally.
-        term = flt.search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{term}%"
-        query = query.where(
-            or_(Lead.name.ilike(pattern), Lead.company.ilike(pattern), Lead.email.ilike(pattern))
-        )
+        query = query.where(search_condition(flt.search))
     return query
+
+
+def search_pattern(typed: str) -> str:
+    """What the user typed as an ILIKE pattern matching it anywhere, wildcards taken literally."""
+    term = typed.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{term}%"
+
+
+def search_condition(typed: str):
+    """Leads whose name, company or email contains `typed`. Found through the trigram indexes by
+    crm_lead_ids_matching (migration 0013): under row-level security a plain ILIKE would read every
+    lead the policy allows before filtering."""
+    return Lead.id.in_(select(func.crm_lead_ids_matching(search_pattern(typed))))
 
 
 SORTS = {

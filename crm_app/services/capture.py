@@ -14,7 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Text, func, or_, select
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -160,10 +161,15 @@ def _find_lead(session: Session, external_id: str | None, email: str | None) -> 
         if lead is not None:
             return lead
     if email:
-        return session.execute(
-            select(Lead).where(func.lower(Lead.email) == email.lower()).with_for_update()
-        ).scalars().first()
+        return session.execute(select(Lead).where(_email_in([email])).with_for_update()).scalars().first()
     return None
+
+
+def _email_in(emails: list[str]):
+    """Leads with one of these emails (any case), found through the lower(email) index by
+    crm_lead_ids_by_email (migration 0013): under row-level security `lower(email) = ...` is not
+    leakproof, so PostgreSQL would read every visible lead first."""
+    return Lead.id.in_(select(func.crm_lead_ids_by_email(array([e.lower() for e in emails], type_=Text))))
 
 
 def upsert_leads(
@@ -333,7 +339,7 @@ def _locked_leads(session: Session, refs: list[LeadRef]) -> list[Lead]:
     if external:
         conditions.append(Lead.external_id.in_(external))
     if emails:
-        conditions.append(func.lower(Lead.email).in_(emails))
+        conditions.append(_email_in(list(emails)))
     if not conditions:
         return []
     return list(session.execute(select(Lead).where(or_(*conditions)).order_by(Lead.id).with_for_update()).scalars())

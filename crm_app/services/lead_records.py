@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
+from crm_app.db.queries import search_pattern
 from crm_app.domain import Stage, Tier
 from crm_app.services.errors import InvalidInput, NotFound
 
@@ -117,8 +118,8 @@ def list_leads(session: Session, query: LeadQuery, *, viewer_id: int) -> tuple[l
     if query.search:
         term = query.search.strip()[:100]
         if term:
-            where.append("(l.name ILIKE :term OR l.company ILIKE :term OR l.email ILIKE :term)")
-            params["term"] = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("l.id IN (SELECT crm_lead_ids_matching(:term))")  # see db.queries.search_condition
+            params["term"] = search_pattern(term)
     if query.updated_since:
         where.append("l.updated_at >= :since")
         params["since"] = query.updated_since

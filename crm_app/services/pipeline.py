@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Integer, String, and_, case, column, false, func, or_, select, true, tuple_, values
+from sqlalchemy import Integer, String, and_, case, column, false, func, select, true, tuple_, values
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from crm_app.db.models import Lead, StageRule, User
-from crm_app.db.queries import money
+from crm_app.db.queries import money, search_condition
 from crm_app.domain import Stage
 
 STAGES: tuple[str, ...] = tuple(s.value for s in Stage)
@@ -96,10 +96,7 @@ def _conditions(flt: BoardFilter, now: datetime) -> list[ColumnElement]:
     if flt.source:
         where.append(Lead.source == flt.source)
     if flt.search and flt.search.strip():
-        # Escape LIKE wildcards so what the user typed is matched literally.
-        term = flt.search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{term}%"
-        where.append(or_(Lead.name.ilike(pattern), Lead.company.ilike(pattern), Lead.email.ilike(pattern)))
+        where.append(search_condition(flt.search))
     if flt.only_stagnating:
         where.append(_stagnating(now))
     if flt.risk == "high":
