@@ -25,7 +25,9 @@ branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
 APP_ROLE = "crm_app_user"
-VISIBLE = "(crm_acting_user() IS NULL OR crm_may_see_owner(owner_id))"
+# The policy's rule (migration 0014), with the acting user and their role looked up once per call.
+VISIBLE = ("((SELECT crm_acting_user()) IS NULL OR owner_id IS NULL OR owner_id = (SELECT crm_acting_user()) "
+           "OR (SELECT crm_sees_team()))")
 
 
 def upgrade() -> None:
