@@ -32,6 +32,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
+from crm_app.db.security import act_as  # noqa: E402
 from crm_app.db.engine import embedded_server_url, ensure_database, make_engine, normalize_url  # noqa: E402
 from crm_app.db.migrate import upgrade_to_head  # noqa: E402
 from crm_app.db.queries import LeadFilter, ranked_leads  # noqa: E402
@@ -196,15 +197,18 @@ def ranked_list(bench: Bench) -> None:
 PAGE_RUNS = 30
 
 
-def _time_calls(label: str, call: Callable[[Session, int], object], owners: list[int], bench: Bench) -> None:
-    """p50/p95 of `call(session, owner_id)` over PAGE_RUNS runs across reps, after two warm-ups."""
+def _time_calls(label: str, call: Callable[[Session, int, int], object], owners: list[int], bench: Bench, *,
+                as_user: Callable[[int], int]) -> None:
+    """p50/p95 of `call(session, owner_id, user_id)` over PAGE_RUNS runs across reps, after two
+    warm-ups. Each run acts as `as_user(owner_id)` under row-level security, as the page would."""
     rng = random.Random(bench.seed)
     timings = []
-    with Session(bench.engine, expire_on_commit=False) as session:
-        for run in range(PAGE_RUNS + 2):
-            owner_id = rng.choice(owners)
+    for run in range(PAGE_RUNS + 2):
+        owner_id = rng.choice(owners)
+        user_id = as_user(owner_id)
+        with act_as(Session(bench.engine, expire_on_commit=False), user_id) as session:
             started = time.perf_counter()
-            call(session, owner_id)
+            call(session, owner_id, user_id)
             if run >= 2:
                 timings.append((time.perf_counter() - started) * 1000)
     timings.sort()
@@ -214,7 +218,8 @@ def _time_calls(label: str, call: Callable[[Session, int], object], owners: list
 
 def pages(bench: Bench) -> None:
     """Server time of what each page's load event runs, for one rep (and the whole team where a
-    manager sees it), and the drag-and-drop persist: the database work of each event handler."""
+    manager sees it), and the drag-and-drop persist: the database work of each event handler, under
+    row-level security as the rep or manager the page would act as."""
     with bench.engine.connect() as connection:
         owners = connection.execute(
             text("SELECT DISTINCT owner_id FROM leads WHERE owner_id IS NOT NULL ORDER BY 1")
@@ -222,24 +227,31 @@ def pages(bench: Bench) -> None:
         open_leads = connection.execute(
             text("SELECT id FROM leads WHERE stage NOT IN ('won', 'lost') ORDER BY id LIMIT 500")
         ).scalars().all()
+        manager = connection.execute(
+            text("SELECT id FROM users WHERE role = 'manager' AND is_active ORDER BY id LIMIT 1")).scalar_one()
     now = bench.now
-    for scope, owner in (("rep", lambda o: o), ("team", lambda o: None)):
-        _time_calls(f"dashboard load ({scope})", lambda s, o: (
+    for scope, owner, as_user in (("rep", lambda o: o, lambda o: o), ("team", lambda o: None, lambda o: manager)):
+        _time_calls(f"dashboard load ({scope})", lambda s, o, u: (
             action_queue(s, owner_id=owner(o), now=now, limit=25),
-            pipeline_health(s, owner_id=owner(o), now=now)), owners, bench)
+            pipeline_health(s, owner_id=owner(o), now=now)), owners, bench, as_user=as_user)
         _time_calls(f"leads page load ({scope})",
-                    lambda s, o: ranked_leads(s, LeadFilter(owner_id=owner(o)), limit=PAGE_SIZE), owners, bench)
+                    lambda s, o, u: ranked_leads(s, LeadFilter(owner_id=owner(o)), limit=PAGE_SIZE), owners, bench,
+                    as_user=as_user)
+        _time_calls(f"leads search 'smith' ({scope})",
+                    lambda s, o, u: ranked_leads(s, LeadFilter(owner_id=owner(o), search="smith"), limit=PAGE_SIZE),
+                    owners, bench, as_user=as_user)
         _time_calls(f"analytics load, all time ({scope})",
-                    lambda s, o: analytics_report_concurrently(
-                        lambda: Session(bench.engine), flt=period_filter("all", now=now, owner_id=owner(o))),
-                    owners, bench)
+                    lambda s, o, u: analytics_report_concurrently(
+                        lambda: act_as(Session(bench.engine), u), flt=period_filter("all", now=now, owner_id=owner(o))),
+                    owners, bench, as_user=as_user)
     rng = random.Random(bench.seed)
-    _time_calls("lead detail load", lambda s, o: lead_detail(s, rng.choice(open_leads), now), owners, bench)
+    _time_calls("lead detail load (manager)", lambda s, o, u: lead_detail(s, rng.choice(open_leads), now), owners,
+                bench, as_user=lambda o: manager)
 
-    # Drag and drop: the handler's persist (lock, version check, history row, rescore, commit).
+    # Drag and drop: the handler's persist (lock, version check, history row, rescore, commit), as a manager.
     stages = [Stage.CONTACTED, Stage.QUALIFIED, Stage.MEETING, Stage.PROPOSAL]
     timings = []
-    with Session(bench.engine, expire_on_commit=False) as session:
+    with act_as(Session(bench.engine, expire_on_commit=False), manager) as session:
         for run, lead_id in enumerate(rng.sample(open_leads, min(len(open_leads), PAGE_RUNS + 2))):
             version, stage = session.execute(
                 text("SELECT version, stage FROM leads WHERE id = :id"), {"id": lead_id}).one()
@@ -247,7 +259,8 @@ def pages(bench: Bench) -> None:
             # Always a real move (a drop on the card's own stage writes nothing).
             to_stage = next(s for s in stages[run % len(stages):] + stages if s != stage)
             started = time.perf_counter()
-            move_lead_to_stage(session, lead_id=lead_id, to_stage=to_stage, now=now, expected_version=version)
+            move_lead_to_stage(session, lead_id=lead_id, to_stage=to_stage, now=now, expected_version=version,
+                               user_id=manager)
             if run >= 2:
                 timings.append((time.perf_counter() - started) * 1000)
     timings.sort()
