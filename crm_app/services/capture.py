@@ -23,7 +23,7 @@ from crm_app.db.models import Lead, User
 from crm_app.domain import EMAIL_RE, Role, Source
 from crm_app.services import audit
 from crm_app.services.errors import Conflict, Forbidden, InvalidFields, InvalidInput, MissingFields
-from crm_app.services.leads import add_activity, check_activity
+from crm_app.services.leads import add_activity, bump_version, check_activity
 from crm_app.services.permissions import CurrentUser
 from crm_app.services.risk import reassess_risk_in_transaction
 from crm_app.services.scoring import rescore_leads_in_transaction
@@ -209,7 +209,7 @@ def upsert_leads(
             raise Conflict(str(error), field=prefix + (error.field or "email")) from None
         except MissingFields as error:
             raise MissingFields(str(error), [(prefix + f, m) for f, m in error.errors]) from None
-    touched = [r.lead_id for r in results]
+    touched = [r.lead_id for r in results if r.created or r.changed]  # an unchanged lead keeps its score
     rescore_leads_in_transaction(session, touched, now)
     reassess_risk_in_transaction(session, touched, now)
     return results
@@ -256,8 +256,7 @@ def _upsert_one(session: Session, actor: CurrentUser, fields: dict[str, Any], *,
                 return UpsertResult(lead.id, False, ())
             for key, value in values.items():
                 setattr(lead, key, value)
-            lead.version += 1
-            lead.updated_at = now
+            bump_version(lead, now)
             if new:
                 audit.record(session, now=now, actor_id=actor.id, action="lead_edited", entity="lead",
                              entity_id=lead.id, lead_id=lead.id, old=old, new={**new, "via": via})

@@ -49,6 +49,9 @@ def test_a_form_creates_a_lead_and_a_second_post_updates_it(http, team, api_db):
     assert again["company"] == "Big Co"  # a field not sent is kept
     assert again["version"] == lead["version"] + 1
     assert _count(api_db, "SELECT count(*) FROM leads WHERE lower(email) = :e", e=email) == 1
+    # Sending the same again changes nothing: same version, no new audit entry.
+    same = http.post("/leads", json={"email": email, "title": "CTO"}, headers=key)
+    assert same.status_code == 200 and same.json()["version"] == again["version"]
     # The edit is in the audit log, naming the key.
     change = api_db.execute(text("SELECT old, new FROM audit_log WHERE lead_id = :id AND action = 'lead_edited'"),
                             {"id": lead["id"]}).one()
