@@ -95,6 +95,12 @@ def _settings_and_keys(session: Session, team: Team) -> None:
             "VALUES (:key, 'retry-1', 'h', 201, '{\"id\": 1}', now())", key=key)
     run("INSERT INTO api_rate_windows (api_key_id, window_start, requests) VALUES (:key, date_trunc('minute', now()), 3)",
         key=team.ana_key)
+    # Sign-in sessions (Ana has a live one and one she signed out of; Ben a live one) and an attempt.
+    for user, token, revoked in ((team.ana, "a1", None), (team.ana, "a2", "now()"), (team.ben, "b1", None)):
+        run("INSERT INTO auth_sessions (token_hash, user_id, last_seen_at, expires_at, revoked_at) "
+            f"VALUES (:token, :user, now(), now() + interval '1 hour', {revoked or 'NULL'})",
+            token=token * 32, user=user)
+    run("INSERT INTO sign_in_attempts (email, attempted_at, succeeded) VALUES ('ben@rls.test', now(), false)")
     session.commit()
 
 
@@ -270,6 +276,23 @@ ATTEMPTS = {
     "clear the rate windows": ("DELETE FROM api_rate_windows", None),
     "open a rate window": (
         "INSERT INTO api_rate_windows (api_key_id, window_start, requests) VALUES (:ana_key, now(), 0)", None),
+    # Sign-in sessions and the sign-in throttle (migration 0015).
+    "read another user's sessions": ("SELECT id FROM auth_sessions WHERE user_id = :ben", None),
+    "read when own sessions expire": ("SELECT expires_at FROM auth_sessions WHERE user_id = :ana", None),
+    "extend own session": (
+        "UPDATE auth_sessions SET expires_at = now() + interval '1 year' WHERE user_id = :ana", None),
+    "revive own signed-out session": ("UPDATE auth_sessions SET revoked_at = NULL WHERE user_id = :ana", None),
+    "sign another user out": ("UPDATE auth_sessions SET revoked_at = now() WHERE user_id = :ben", None),
+    "take over another user's session": ("UPDATE auth_sessions SET revoked_at = now(), user_id = :ana WHERE user_id = :ben",
+                                         None),
+    "forge a session": (
+        "INSERT INTO auth_sessions (token_hash, user_id, last_seen_at, expires_at) "
+        "VALUES (repeat('f', 64), :ana, now(), now() + interval '1 day')", None),
+    "erase own sessions": ("DELETE FROM auth_sessions WHERE user_id = :ana", None),
+    "read the sign-in attempts": ("SELECT email FROM sign_in_attempts", None),
+    "clear the sign-in throttle": ("DELETE FROM sign_in_attempts", None),
+    "record a successful sign-in to lift the throttle": (
+        "INSERT INTO sign_in_attempts (email, attempted_at, succeeded) VALUES ('ben@rls.test', now(), true)", None),
 }
 
 
@@ -301,7 +324,8 @@ def _ben_follow_up(session: Session, team: Team) -> dict:
 
 
 PROTECTED_BY_0012 = ("users", "source_costs", "stage_rules", "scoring_settings", "scoring_models", "scoring_jobs",
-                     "play_stats", "api_keys", "api_idempotency", "api_rate_windows")
+                     "play_stats", "api_keys", "api_idempotency", "api_rate_windows",
+                     "auth_sessions", "sign_in_attempts")  # the last two: migration 0015
 
 
 def _accounts_settings_and_keys(session: Session) -> dict:
