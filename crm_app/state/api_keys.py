@@ -6,7 +6,7 @@ import reflex as rx
 
 from crm_app.services import accounts, api_keys
 from crm_app.services.errors import InvalidInput, ServiceError
-from crm_app.state.base import AppState, now_utc
+from crm_app.state.base import AppState, now_utc, typed_into
 
 BLANK = {"name": "", "scope": "write", "user": "", "rate": str(api_keys.DEFAULT_RATE)}
 
@@ -45,9 +45,7 @@ class ApiKeysState(AppState):
 
     @rx.event
     def set_draft(self, field: str, value: str):
-        if field in self.draft:
-            self.draft = {**self.draft, field: value[:300]}
-            self.errors = {k: v for k, v in self.errors.items() if k != field}
+        self.draft, self.errors = typed_into(self.draft, self.errors, field, value)
 
     @rx.event
     async def create(self):

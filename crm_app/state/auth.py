@@ -9,7 +9,7 @@ import reflex as rx
 from crm_app.domain import Role
 from crm_app.services import accounts, audit
 from crm_app.services.errors import Forbidden, InvalidInput, ServiceError
-from crm_app.state.base import SESSION_ENDED, SIGN_IN, AppState, now_utc, run_system_db
+from crm_app.state.base import SESSION_ENDED, SIGN_IN, AppState, now_utc, run_system_db, typed_into
 
 
 def _safe_next(url: str) -> str:
@@ -142,9 +142,7 @@ class UsersState(AppState):
 
     @rx.event
     def set_draft(self, field: str, value: str):
-        if field in self.draft:
-            self.draft = {**self.draft, field: value[:300]}
-            self.errors = {k: v for k, v in self.errors.items() if k != field}
+        self.draft, self.errors = typed_into(self.draft, self.errors, field, value)
 
     @rx.event
     async def add_user(self):

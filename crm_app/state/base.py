@@ -39,6 +39,15 @@ SIGN_IN = "/sign-in"
 SESSION_ENDED = "Your session has ended: sign in again."
 
 
+def typed_into(draft: dict[str, str], errors: dict[str, str], field: str, value: str,
+               limit: int = 300) -> tuple[dict[str, str], dict[str, str]]:
+    """A form's draft with `value` typed into `field` (cut at `limit`) and that field's error gone;
+    both unchanged for a field the form does not have."""
+    if field not in draft:
+        return draft, errors
+    return {**draft, field: value[:limit]}, {k: v for k, v in errors.items() if k != field}
+
+
 def open_session() -> Session:
     return Session(get_engine(), expire_on_commit=False)
 
