@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from crm_app.domain import ActivityKind, Play, Source, Stage, Tier
-from crm_app.services.capture import MAX_BATCH
+from crm_app.services.capture import MAX_BATCH, MAX_DEAL_VALUE
 
 EventType = StrEnum("EventType", {k.value: k.value for k in ActivityKind} | {"email_replied": "email_replied"})
 SourceName = StrEnum("SourceName", {s.value: s.value for s in Source})
@@ -86,7 +86,7 @@ class LeadUpsert(_Strict):
     company: Annotated[Text | None, Field(max_length=200)] = None
     company_size: Annotated[int | None, Field(ge=0, le=10_000_000, description="Employees.")] = None
     source: Annotated[SourceName | None, Field(description="The channel; a new lead without one is 'website'.")] = None
-    deal_value: Annotated[Decimal | None, Field(ge=0, le=Decimal("9999999999.99"), max_digits=12,
+    deal_value: Annotated[Decimal | None, Field(ge=0, le=MAX_DEAL_VALUE, max_digits=12,
                                                 decimal_places=2)] = None
     owner_email: Annotated[Email | None, Field(
         description="Give the lead to this teammate; null puts it in the unassigned pool. A new lead "

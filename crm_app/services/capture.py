@@ -23,19 +23,18 @@ from crm_app.db.models import Lead, User
 from crm_app.domain import EMAIL_RE, Role, Source
 from crm_app.services import audit
 from crm_app.services.errors import Conflict, Forbidden, InvalidFields, InvalidInput, MissingFields
+from crm_app.services.importing import MAX_DEAL_VALUE, MAX_LENGTHS
 from crm_app.services.leads import add_activity, bump_version, check_activity
 from crm_app.services.permissions import CurrentUser
 from crm_app.services.risk import reassess_risk_in_transaction
 from crm_app.services.scoring import rescore_leads_in_transaction
 
 MAX_BATCH = 1000
-# Fields an upsert may set, with their longest allowed text (None: not text).
+# Fields an upsert may set, with their longest allowed text (None: not text); the same limits as import.
 LEAD_FIELDS: dict[str, int | None] = {
-    "name": 200, "email": 254, "phone": 40, "title": 120, "company": 200, "external_id": 120,
-    "company_size": None, "source": None, "deal_value": None, "custom_fields": None,
+    **MAX_LENGTHS, "company_size": None, "source": None, "deal_value": None, "custom_fields": None,
 }
 MAX_CUSTOM_FIELDS = 100
-MAX_DEAL_VALUE = Decimal("9999999999.99")
 EVENT_ALIASES = {"email_replied": "email_received"}
 
 
