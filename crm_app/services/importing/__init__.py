@@ -1,0 +1,63 @@
+"""Importing leads from any CRM's CSV export, all rows or none.
+
+The steps, shared by the Import page and the `import` command, one module each:
+
+1. `read`: `read_csv_format` sniffs the file: encoding (UTF-8 with or without BOM, else Latin-1),
+   delimiter (`,`, `;`, tab or `|`) and the header row.
+2. `mapping`: `guess_mapping` proposes a field for each column. An `ImportMapping` says what each
+   column is: one of FIELDS, "custom" (kept in the lead's `custom_fields`, which the scoring model can
+   learn from) or "ignore"; value maps turn the file's words into ours (`yes` -> won); defaults fill a
+   new lead's missing source or stage. `cells` reads one cell as its field (a date, an amount, ...).
+3. `validate`: `validate_file` streams the file through the csv module and checks every row, collecting
+   per-row errors (row, column, message; the report keeps the first MAX_REPORTED but counts all). No
+   database. `preview` shows the first rows as they will be stored.
+4. `load`: `import_file` validates again, refuses the whole file when any row is wrong, then writes in
+   ONE transaction: COPY into a temporary table, match existing leads (external id, else lower(email)),
+   INSERT the new ones with their scores, UPDATE the matched ones, record stage changes, rescore the
+   updated ones with the team's engine, commit. A failure anywhere rolls everything back.
+
+Rows are numbered as data rows: row 1 is the first row under the header. A new won or lost lead without a
+closed date is taken as closed when it was created (or at import time when that is unknown too); a
+stored lead that the file moves to won or lost without a date closes at import time.
+
+Re-import (the same file again, or a newer export) updates the leads it matches instead of adding
+new ones. A cell with a value overwrites the stored one; a blank cell keeps what is stored; custom
+fields are merged (the file's keys win). When the file states a stage or outcome that differs from
+the lead's, the lead moves there and a stage change is recorded (closing sets closed_at; reopening
+clears it). Activities, owner and follow-ups are never touched by an import. A matched row that
+changes nothing is counted as skipped.
+"""
+
+from crm_app.services.importing.cells import MAX_DEAL_VALUE, custom_value
+from crm_app.services.importing.load import SCORE_BATCH, ImportSummary, import_file
+from crm_app.services.importing.mapping import (
+    CHOICES,
+    CUSTOM,
+    FIELDS,
+    IGNORE,
+    ImportMapping,
+    guess_mapping,
+    load_mapping,
+)
+from crm_app.services.importing.read import CsvFormat, ImportRejected, read_csv_format
+from crm_app.services.importing.validate import (
+    MAX_CUSTOM_KEY,
+    MAX_LENGTHS,
+    MAX_REPORTED,
+    ImportProgress,
+    LeadRecord,
+    PreviewRow,
+    RowError,
+    ValidationReport,
+    check_mapping,
+    preview,
+    unknown_values,
+    validate_file,
+)
+
+__all__ = [
+    "CHOICES", "CUSTOM", "FIELDS", "IGNORE", "MAX_CUSTOM_KEY", "MAX_DEAL_VALUE", "MAX_LENGTHS", "MAX_REPORTED",
+    "SCORE_BATCH", "CsvFormat", "ImportMapping", "ImportProgress", "ImportRejected", "ImportSummary", "LeadRecord",
+    "PreviewRow", "RowError", "ValidationReport", "check_mapping", "custom_value", "guess_mapping", "import_file",
+    "load_mapping", "preview", "read_csv_format", "unknown_values", "validate_file",
+]
