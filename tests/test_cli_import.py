@@ -81,3 +81,37 @@ def test_a_bad_file_is_refused_with_its_rows_and_stores_nothing(cli_engine, tmp_
     assert 'row 2, column Email: "bob-at-example" is not an email address.' in out
     with cli_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM leads")).scalar_one() == 0
+
+
+def test_a_missing_mapping_or_data_file_is_a_sentence_not_a_traceback(cli_engine, tmp_path, capsys):
+    path = calls_csv(tmp_path / "calls.csv", rows=5)
+    assert cli.main(["import", str(path), "--mapping", str(tmp_path / "nowhere.json")]) == 1
+    assert capsys.readouterr().out.strip() == f"Not imported: There is no mapping file {tmp_path / 'nowhere.json'}."
+    assert cli.main(["import", str(tmp_path / "missing.csv"), "--mapping", BANK_MAPPING]) == 1
+    assert f"There is no file {tmp_path / 'missing.csv'}." in capsys.readouterr().out
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert cli.main(["import", str(path), "--mapping", str(tmp_path / "list.json")]) == 1
+    assert "should hold one JSON object" in capsys.readouterr().out
+
+
+def test_a_mapping_without_value_maps_names_each_unknown_word_once_with_its_rows(cli_engine, tmp_path, capsys):
+    path = tmp_path / "leads.csv"
+    sources = ["Google"] * 30 + ["Olark Chat"] * 12 + ["Reference"] * 3
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Email", "Lead Source", "Converted"])
+        writer.writerows([f"p{i}@example.com", s, str(i % 2)] for i, s in enumerate(sources))
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text('{"columns": {"Email": "email", "Lead Source": "source", "Converted": "outcome"}}')
+    assert cli.main(["import", str(path), "--mapping", str(mapping)]) == 1
+    out = capsys.readouterr().out
+    problems = [line for line in out.splitlines() if line.startswith("  row ")]
+    assert problems == [
+        '  row 1, column Lead Source: Unknown source "Google" in 30 rows (the first is row 1): map it to one of '
+        "LinkedIn, Website, Referral, Webinar, Paid search, Cold outreach, Events or choose a default source.",
+        '  row 31, column Lead Source: Unknown source "Olark Chat" in 12 rows (the first is row 31): map it to one '
+        "of LinkedIn, Website, Referral, Webinar, Paid search, Cold outreach, Events or choose a default source.",
+        '  row 43, column Lead Source: Unknown source "Reference" in 3 rows (the first is row 43): map it to one '
+        "of LinkedIn, Website, Referral, Webinar, Paid search, Cold outreach, Events or choose a default source.",
+    ]
+    assert "45 of 45 rows have problems: 3 problems." in out

@@ -8,6 +8,7 @@ import io
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from crm_app.db.queries import LeadFilter
 from crm_app.domain import ActivityKind, Source, Stage
@@ -86,3 +87,45 @@ def test_signed_links_expire_and_refuse_tampering():
         verify_link("export-leads", forged, now=NOW, key=b"k")
     with pytest.raises(InvalidLink, match="something else"):
         verify_link("import", token, now=NOW, key=b"k")
+
+
+def test_export_then_import_keeps_numbers_numbers(session, tmp_path):
+    """A file with formatted numbers, imported, exported and imported again: every number stays a
+    number (deal value, company size, numeric custom fields), and the export writes them plainly."""
+    source = tmp_path / "crm.csv"
+    source.write_text(
+        "Name,Email,Amount,Employees,Budget,Share,Tiny\n"
+        'Mia Numbers,mia@example.com,"$12,000.50","1,532","€ 3 400",12%,0.00001\n'
+        'Leo Numbers,leo@example.com,"1,200",45,"-2,500",7.5%,1e-7\n'
+    )
+    header = ["Name", "Email", "Amount", "Employees", "Budget", "Share", "Tiny"]
+    import_file(session, source, ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}),
+                now=NOW)
+    first = {r.email: r for r in session.execute(text(
+        "SELECT email, deal_value, company_size, custom_fields FROM leads "
+        "WHERE email IN ('mia@example.com', 'leo@example.com')")).all()}
+    assert first["mia@example.com"].custom_fields == {"Budget": 3400, "Share": 0.12, "Tiny": 0.00001}
+
+    rows = exported(session, LeadFilter(search="Numbers"))
+    mia = next(r for r in rows if r["Email"] == "mia@example.com")
+    assert (mia["Deal value"], mia["Company size"], mia["Budget"], mia["Share"]) == ("12000.50", "1532", "3400",
+                                                                                    "0.12")
+    assert not any("," in r[k] for r in rows for k in ("Deal value", "Company size", "Budget", "Share", "Tiny"))
+
+    path = tmp_path / "export.csv"
+    path.write_text("".join(stream_leads_csv(session.connection(), LeadFilter(search="Numbers"))))
+    session.execute(text("DELETE FROM leads WHERE email IN ('mia@example.com', 'leo@example.com')"))
+    header = next(csv.reader(path.open()))
+    columns = {**guess_mapping(header), "Owner": "ignore", "Score": "ignore", "Tier": "ignore",
+               "Why (score reasons)": "ignore", "In stage since": "ignore", "Pipeline CRM id": "ignore"}
+    summary = import_file(session, path, ImportMapping(columns=columns), now=NOW)
+    assert summary.created == 2
+    again = {r.email: r for r in session.execute(text(
+        "SELECT email, deal_value, company_size, custom_fields FROM leads "
+        "WHERE email IN ('mia@example.com', 'leo@example.com')")).all()}
+    for email, before in first.items():
+        assert (again[email].deal_value, again[email].company_size, again[email].custom_fields) == (
+            before.deal_value, before.company_size, before.custom_fields)
+    assert session.execute(text(
+        "SELECT count(*) FROM leads, jsonb_each(custom_fields) f WHERE email IN ('mia@example.com', "
+        "'leo@example.com') AND jsonb_typeof(f.value) <> 'number'")).scalar_one() == 0

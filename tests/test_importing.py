@@ -19,6 +19,7 @@ from crm_app.services.importing import (
     import_file,
     load_mapping,
     preview,
+    profile_file,
     read_csv_format,
     unknown_values,
     validate_file,
@@ -303,3 +304,187 @@ def test_the_bank_file_validates_with_its_mapping():
     report = validate_file(BANK_CSV, bank, now=NOW)
     assert (report.rows, report.error_count) == (41188, 0)
     assert read_csv_format(BANK_CSV).delimiter == ";"
+
+
+# --- Files as CRMs export them (issue #13) ----------------------------------------------------------
+
+
+def _custom(session, email: str) -> dict:
+    return session.execute(text("SELECT custom_fields FROM leads WHERE email = :e"), {"e": email}).scalar_one()
+
+
+def test_formatted_numbers_are_stored_as_numbers_each_column_read_its_own_way(session, tmp_path):
+    header = ["Name", "Email", "Amount", "Employees", "Views", "Budget", "Discount"]
+    rows = [
+        ["Ann", "ann@example.com", "$1,200", "1,532", "2,5", "1.234,5", "12%"],
+        ["Bob", "bob@example.com", "1,532.50", "12", "1,25", "2.000", "5%"],
+        ["Cy", "cy@example.com", "€ 3 400", "2,000", "3", "900", "0%"],
+    ]
+    path = write_csv(tmp_path / "formatted.csv", rows, header=header)
+    plain = ImportMapping(columns=guess_mapping(header), defaults={"source": "website"})
+    report = validate_file(path, plain, now=NOW)
+    assert report.ok, report.errors
+    # "Employees" has only "1,532"-like values: read with a point, and the report says so.
+    assert [w.column for w in report.warnings] == ["Employees"]
+    assert '"1,532" could be 1532 or 1.532' in report.warnings[0].message
+    import_file(session, path, plain, now=NOW)
+    stored = session.execute(text(
+        "SELECT email, deal_value, company_size, custom_fields FROM leads ORDER BY email")).all()
+    assert [(r.email, float(r.deal_value), r.company_size) for r in stored] == [
+        ("ann@example.com", 1200.0, 1532), ("bob@example.com", 1532.5, 12), ("cy@example.com", 3400.0, 2000)]
+    # Custom fields are JSON numbers, so the model's feature spec sees numeric columns.
+    assert [r.custom_fields for r in stored] == [
+        {"Views": 2.5, "Budget": 1234.5, "Discount": 0.12},
+        {"Views": 1.25, "Budget": 2000, "Discount": 0.05},
+        {"Views": 3, "Budget": 900, "Discount": 0},
+    ]
+    assert session.execute(text(
+        "SELECT count(*) FROM leads, jsonb_each(custom_fields) f WHERE jsonb_typeof(f.value) <> 'number'"
+    )).scalar_one() == 0
+
+
+def test_a_decimal_separator_given_in_the_mapping_settles_an_ambiguous_column(tmp_path):
+    header = ["Name", "Email", "Employees"]
+    path = write_csv(tmp_path / "de.csv", [["Ann", "ann@example.com", "1.532"]], header=header)
+    mapping_ = ImportMapping.from_dict({"columns": guess_mapping(header), "defaults": {"source": "website"},
+                                        "decimal_separators": {"Employees": ","}})
+    report = validate_file(path, mapping_, now=NOW)
+    assert report.ok and report.warnings == []
+    assert preview(path, mapping_, now=NOW)[0].fields["Size"] == "1532"
+
+
+def test_a_mostly_numeric_column_below_the_models_numeric_share_is_noted_with_the_values_that_broke_it(tmp_path):
+    from crm_app.scoring.features import NUMERIC_SHARE
+
+    header = ["Name", "Email", "Budget"]
+    rows = [[f"P{i}", f"p{i}@example.com", str(1000 + i)] for i in range(90)]
+    rows += [[f"Q{i}", f"q{i}@example.com", "TBD"] for i in range(8)]
+    rows += [["R1", "r1@example.com", "ask Bob"], ["R2", "r2@example.com", "n/a"]]  # n/a: a placeholder
+    report = validate_file(write_csv(tmp_path / "budget.csv", rows, header=header),
+                           ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}), now=NOW)
+    assert report.ok
+    (note,) = report.warnings
+    assert note.column == "Budget"
+    assert f"at least {NUMERIC_SHARE:.0%}" in note.message and '"Budget" is 91% numbers' in note.message
+    assert '"TBD" (8 rows), "ask Bob" (1 row)' in note.message
+
+
+def test_placeholder_words_are_missing_values_by_default(session, tmp_path):
+    header = ["Name", "Email", "Lead Source", "Specialization", "City", "Country"]
+    rows = [["Ann", "ann@example.com", "-", "Select", "N/A", "null"],
+            ["Bob", "bob@example.com", "Referral", "Finance", "Pune", "India"]]
+    path = write_csv(tmp_path / "selects.csv", rows, header=header)
+    defaults = {"source": "website"}
+    import_file(session, path, ImportMapping(columns=guess_mapping(header), defaults=defaults), now=NOW)
+    ann = session.execute(text("SELECT source, custom_fields FROM leads WHERE email = 'ann@example.com'")).one()
+    assert ann == ("website", {})
+    assert _custom(session, "bob@example.com") == {"Specialization": "Finance", "City": "Pune", "Country": "India"}
+    # A mapping file without "missing_values" gets the same list; an empty list turns it off.
+    assert ImportMapping.from_dict({}).missing_values == ImportMapping().missing_values
+    assert "select" in ImportMapping().missing_values and "n/a" in ImportMapping().missing_values
+    kept = validate_file(path, ImportMapping.from_dict({"columns": guess_mapping(header), "defaults": defaults,
+                                                        "missing_values": []}), now=NOW)
+    assert kept.ok and any(w.message.startswith("1 source words") for w in kept.warnings)  # "-" took the default
+
+
+def test_an_export_with_a_converted_flag_and_prospect_ids_maps_itself(session, tmp_path):
+    from crm_app.demo.crm_export import write_lead_history_csv
+
+    path = write_lead_history_csv(tmp_path / "Leads.csv", rows=300, seed=5)
+    fmt_profile = profile_file(path)
+    guessed = guess_mapping(fmt_profile.fmt.headers, fmt_profile)
+    assert guessed["Converted"] == "outcome"
+    assert guessed["Prospect ID"] == "external_id"
+    assert guessed["Lead Number"] == "ignore"  # a second id: no signal, and it counts up with time
+    assert guessed["Lead Source"] == "source"
+    assert guessed["Do Not Email"] == "custom"
+    # 0/1 are understood: the only words left to map are the old CRM's sources.
+    mapping_ = ImportMapping(columns=guessed, defaults={"source": "website"})
+    assert unknown_values(path, mapping_, "outcome") == []
+    summary = import_file(session, path, mapping_, now=NOW)
+    assert summary.created == 300
+    with path.open() as handle:
+        converted = sum(row["Converted"] == "1" for row in csv.DictReader(handle))
+    assert session.execute(text("SELECT count(*) FROM leads WHERE stage = 'won'")).scalar_one() == converted
+    assert session.execute(text("SELECT count(*) FROM leads WHERE stage = 'lost'")).scalar_one() == 300 - converted
+    # Each lead keeps the file's own source word next to the source it counts under.
+    details = dict(session.execute(text(
+        "SELECT custom_fields->>'source_detail', count(*) FROM leads GROUP BY 1")).all())
+    assert details["Google"] > 0 and details["Olark Chat"] > 0 and None not in details
+
+
+def test_status_is_the_outcome_when_it_holds_flags_and_the_stage_when_it_holds_stages(tmp_path):
+    header = ["Email", "Status", "Lead ID", "Account Number"]
+    flags = write_csv(tmp_path / "flags.csv", [[f"p{i}@example.com", ("Yes", "No")[i % 2], f"L-{i}", "A-1"]
+                                               for i in range(6)], header=header)
+    profile = profile_file(flags)
+    assert guess_mapping(header, profile) == {"Email": "email", "Status": "outcome", "Lead ID": "external_id",
+                                              "Account Number": "custom"}  # repeats: not an id
+    stages = write_csv(tmp_path / "stages.csv", [[f"p{i}@example.com", ("New", "Won", "Lost")[i % 3], "L-1", "A-1"]
+                                                 for i in range(6)], header=header)
+    assert guess_mapping(header, profile_file(stages)) == {"Email": "email", "Status": "stage", "Lead ID": "custom",
+                                                           "Account Number": "custom"}
+
+
+def test_row_number_ids_next_to_an_id_column_report_the_clash_not_an_empty_file(tmp_path):
+    header = ["Prospect ID", "Email"]
+    path = write_csv(tmp_path / "ids.csv", [["P-1", "a@example.com"], ["P-2", "b@example.com"]], header=header)
+    both = ImportMapping(columns={"Prospect ID": "external_id", "Email": "email"}, defaults={"source": "website"},
+                         row_id_prefix="ids:row-")
+    report = validate_file(path, both, now=NOW)
+    assert not report.ok
+    assert report.summary().startswith("Fix the mapping first:")
+    assert "row numbers are ids too" in report.summary()
+    assert "no data rows" not in report.summary()
+
+
+def test_unknown_words_are_reported_once_each_with_their_rows(tmp_path):
+    rows = people(40)
+    for i, row in enumerate(rows):
+        row[4] = ("Google", "Olark Chat", "LinkedIn", "google")[i % 4]
+    report = validate_file(write_csv(tmp_path / "words.csv", rows), mapping(), now=NOW)
+    assert report.error_count == 2  # two words, not thirty rows
+    assert [e.message.split(":")[0] for e in report.errors] == [
+        'Unknown source "Google" in 20 rows (the first is row 1)',
+        'Unknown source "Olark Chat" in 10 rows (the first is row 2)',
+    ]
+    assert report.valid_rows == 10
+    assert report.summary().startswith("30 of 40 rows have problems: 2 problems.")
+
+
+def test_ambiguous_dates_are_a_question_for_the_user_not_a_guess(tmp_path):
+    header = ["Email", "Created"]
+    path = write_csv(tmp_path / "dates.csv", [["a@example.com", "03/04/2026"], ["b@example.com", "05/06/2026"]],
+                     header=header)
+    auto = ImportMapping(columns=guess_mapping(header), defaults={"source": "website"})
+    report = validate_file(path, auto, now=NOW)
+    assert not report.ok and "could be day first or month first" in report.summary()
+    auto.date_format = "month_first"
+    assert validate_file(path, auto, now=NOW).ok
+    assert preview(path, auto, now=NOW)[0].errors == []
+
+
+def test_cells_are_stored_as_typed_except_for_the_spaces_around_them(session, tmp_path):
+    header = ["Name", "Email", "Note"]
+    path = write_csv(tmp_path / "tabs.csv", [["\t=1+1", "t@example.com", "\t=HYPERLINK(\"x\")"],
+                                             ["  Ann  ", "ann@example.com", " =2+2 "]], header=header)
+    import_file(session, path, ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}), now=NOW)
+    stored = dict(session.execute(text("SELECT email, name FROM leads")).all())
+    assert stored == {"t@example.com": "\t=1+1", "ann@example.com": "Ann"}
+    assert _custom(session, "t@example.com") == {"Note": "\t=HYPERLINK(\"x\")"}
+    assert _custom(session, "ann@example.com") == {"Note": " =2+2"}  # no formula made by removing a space
+
+
+def test_the_preview_comes_from_the_profile_kept_for_the_file(tmp_path, monkeypatch):
+    from crm_app.services.importing import read
+
+    path = write_csv(tmp_path / "kept.csv", people(50))
+    preview(path, mapping(), now=NOW)
+    reads = []
+    monkeypatch.setattr(read, "_rows", lambda *a: reads.append(a) or iter(()))
+    shown = preview(path, mapping(), now=NOW)
+    unknown_values(path, mapping(), "source")
+    assert len(shown) == 10 and reads == []  # no reading of the file for a mapping change
+    path.write_text(path.read_text() + "Person X,px@example.com,Co,5,LinkedIn,New,1,2026-01-15,Retail\n")
+    preview(path, mapping(), now=NOW)
+    assert len(reads) == 1  # a changed file is read again

@@ -28,18 +28,30 @@ clears it). Activities, owner and follow-ups are never touched by an import. A m
 changes nothing is counted as skipped.
 """
 
-from crm_app.services.importing.cells import MAX_DEAL_VALUE, custom_value
+from crm_app.services.importing.cells import AUTO, DATE_ORDERS, MAX_DEAL_VALUE, PLACEHOLDERS, custom_value
 from crm_app.services.importing.load import SCORE_BATCH, ImportSummary, import_file
 from crm_app.services.importing.mapping import (
     CHOICES,
     CUSTOM,
     FIELDS,
     IGNORE,
+    NEWEST_FIRST,
+    OLDEST_FIRST,
+    ROW_ORDERS,
+    SOURCE_DETAIL,
+    UNKNOWN_ORDER,
     ImportMapping,
     guess_mapping,
     load_mapping,
 )
-from crm_app.services.importing.read import CsvFormat, ImportRejected, read_csv_format
+from crm_app.services.importing.read import (
+    CsvFormat,
+    FileProfile,
+    ImportRejected,
+    forget_profile,
+    profile_file,
+    read_csv_format,
+)
 from crm_app.services.importing.validate import (
     MAX_CUSTOM_KEY,
     MAX_LENGTHS,
@@ -50,14 +62,18 @@ from crm_app.services.importing.validate import (
     RowError,
     ValidationReport,
     check_mapping,
+    file_has_dates,
     preview,
     unknown_values,
+    unknown_words,
     validate_file,
 )
 
 __all__ = [
-    "CHOICES", "CUSTOM", "FIELDS", "IGNORE", "MAX_CUSTOM_KEY", "MAX_DEAL_VALUE", "MAX_LENGTHS", "MAX_REPORTED",
-    "SCORE_BATCH", "CsvFormat", "ImportMapping", "ImportProgress", "ImportRejected", "ImportSummary", "LeadRecord",
-    "PreviewRow", "RowError", "ValidationReport", "check_mapping", "custom_value", "guess_mapping", "import_file",
-    "load_mapping", "preview", "read_csv_format", "unknown_values", "validate_file",
+    "AUTO", "CHOICES", "CUSTOM", "DATE_ORDERS", "FIELDS", "IGNORE", "MAX_CUSTOM_KEY", "MAX_DEAL_VALUE",
+    "MAX_LENGTHS", "MAX_REPORTED", "NEWEST_FIRST", "OLDEST_FIRST", "PLACEHOLDERS", "ROW_ORDERS", "SCORE_BATCH",
+    "SOURCE_DETAIL", "UNKNOWN_ORDER", "CsvFormat", "FileProfile", "ImportMapping", "ImportProgress",
+    "ImportRejected", "ImportSummary", "LeadRecord", "PreviewRow", "RowError", "ValidationReport", "check_mapping",
+    "custom_value", "file_has_dates", "forget_profile", "guess_mapping", "import_file", "load_mapping", "preview",
+    "profile_file", "read_csv_format", "unknown_values", "unknown_words", "validate_file",
 ]

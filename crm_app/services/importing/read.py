@@ -1,16 +1,26 @@
-"""Reading an uploaded CSV: its encoding, delimiter and header row, then its rows one by one."""
+"""Reading an uploaded CSV: its encoding, delimiter and header row, its rows one by one, and a profile
+of every column's values (one pass, kept per file) that the mapping step works from.
+
+The profile is what lets a mapping change answer at once on a large file: the words still to map,
+the guesses, how each column writes numbers and dates, and the preview's first rows all come from
+it, not from reading the file again. It is kept for the last few files (keyed by path, size and
+modification time, so a changed file is read again).
+"""
 
 from __future__ import annotations
 
 import codecs
 import csv
 import io
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crm_app.services.errors import ServiceError
+from crm_app.services.importing.cells import FORMULA_STARTS, date_shape, number_shape
 
 if TYPE_CHECKING:
     from crm_app.services.importing.validate import ValidationReport
@@ -50,7 +60,9 @@ def _detect_encoding(path: Path) -> str:
 def read_csv_format(path: Path) -> CsvFormat:
     """Sniff encoding, delimiter and headers. Raises ImportRejected for a file that is not a table."""
     path = Path(path)
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.is_file():
+        raise ImportRejected(f"There is no file {path}.")
+    if path.stat().st_size == 0:
         raise ImportRejected("The file is empty.")
     encoding = _detect_encoding(path)
     with path.open(encoding=encoding, newline="") as handle:
@@ -85,3 +97,134 @@ def _rows(path: Path, fmt: CsvFormat) -> Iterator[tuple[int, list[str]]]:
         for number, cells in enumerate(reader, start=1):
             yield number, cells
 
+
+
+# --- The profile of a file ----------------------------------------------------------------------
+
+MAX_DISTINCT = 2_000  # distinct values counted per column; a column with more is not a list of words
+SAMPLE_ROWS = 10  # rows kept for the preview
+TEXT = "text"  # the shape of a value that is not a number (or not a date)
+
+
+@dataclass
+class ColumnProfile:
+    """What one column holds, over every row of the file."""
+
+    header: str
+    filled: int = 0  # cells that are not blank
+    counts: Counter[str] = field(default_factory=Counter)  # value (as typed, less spaces) -> rows
+    complete: bool = True  # `counts` has every distinct value (else the first MAX_DISTINCT)
+    unique: bool = True  # no value appears twice
+    number_shapes: Counter[str] = field(default_factory=Counter)  # cells.number_shape (or TEXT) -> rows
+    number_examples: dict[str, str] = field(default_factory=dict)  # a value of each shape
+    date_shapes: Counter[str] = field(default_factory=Counter)
+    date_examples: dict[str, str] = field(default_factory=dict)
+
+    def words(self, missing: tuple[str, ...] | frozenset[str] = ()) -> list[tuple[str, int]]:
+        """Distinct values (first spelling, any case) with their rows, most frequent first; placeholder
+        words left out."""
+        merged: dict[str, list] = {}
+        for value, count in self.counts.items():
+            key = value.lower()
+            if key in missing:
+                continue
+            if key in merged:
+                merged[key][1] += count
+            else:
+                merged[key] = [value, count]
+        return sorted(((v, c) for v, c in merged.values()), key=lambda vc: -vc[1])
+
+    def placeholder_rows(self, missing: tuple[str, ...] | frozenset[str]) -> int:
+        return sum(c for v, c in self.counts.items() if v.lower() in missing)
+
+
+@dataclass
+class FileProfile:
+    fmt: CsvFormat
+    rows: int  # data rows that are not blank
+    blank_rows: int
+    sample: list[tuple[int, list[str]]]  # the first SAMPLE_ROWS rows that are not blank, with their numbers
+    columns: dict[str, ColumnProfile]
+
+
+def _profile(path: Path) -> FileProfile:
+    fmt = read_csv_format(path)
+    columns = [ColumnProfile(h) for h in fmt.headers]
+    shapes: list[dict[str, tuple[str, str]]] = [{} for _ in columns]  # value -> (number shape, date shape)
+    overflow_seen: list[set[str] | None] = [set() for _ in columns]
+    rows = blank_rows = 0
+    sample: list[tuple[int, list[str]]] = []
+    for number, cells in _rows(path, fmt):
+        if not "".join(cells).strip():
+            blank_rows += 1
+            continue
+        rows += 1
+        if len(sample) < SAMPLE_ROWS:
+            sample.append((number, cells))
+        for column, known, seen, raw in zip(columns, shapes, overflow_seen, cells):
+            # cells.trim_cell and is_blank, inlined: this loop sees every cell of the file.
+            cell = raw.strip(" ")
+            if not cell or cell.isspace():
+                continue
+            if cell[0] in FORMULA_STARTS and raw[0] == " ":
+                cell = raw.rstrip(" ")
+            column.filled += 1
+            counts = column.counts
+            if cell in counts:
+                counts[cell] += 1
+                column.unique = False
+                continue
+            if column.complete and len(counts) < MAX_DISTINCT:
+                counts[cell] = 1
+                known[cell] = (number_shape(cell) or TEXT, date_shape(cell) or TEXT)
+                continue
+            column.complete = False
+            if column.unique and seen is not None:
+                if cell in seen:
+                    column.unique = False
+                seen.add(cell)
+            kind, when = number_shape(cell) or TEXT, date_shape(cell) or TEXT
+            column.number_shapes[kind] += 1
+            column.number_examples.setdefault(kind, cell)
+            column.date_shapes[when] += 1
+            column.date_examples.setdefault(when, cell)
+    for column, known in zip(columns, shapes):
+        for value, (kind, when) in known.items():
+            count = column.counts[value]
+            column.number_shapes[kind] += count
+            column.number_examples.setdefault(kind, value)
+            column.date_shapes[when] += count
+            column.date_examples.setdefault(when, value)
+    return FileProfile(fmt, rows, blank_rows, sample, {c.header: c for c in columns})
+
+
+_KEEP = 4
+_profiles: OrderedDict[tuple[str, int, int], FileProfile] = OrderedDict()
+_profiles_lock = threading.Lock()
+
+
+def profile_file(path: Path) -> FileProfile:
+    """The file's profile: read once per file (and again when the file changes), then kept."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImportRejected(f"There is no file {path}.")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _profiles_lock:
+        if key in _profiles:
+            _profiles.move_to_end(key)
+            return _profiles[key]
+    profile = _profile(path)
+    with _profiles_lock:
+        _profiles[key] = profile
+        while len(_profiles) > _KEEP:
+            _profiles.popitem(last=False)
+    return profile
+
+
+def forget_profile(path: Path) -> None:
+    """Drop what is kept of a file (it is being deleted)."""
+    name = str(Path(path).resolve())
+    with _profiles_lock:
+        for key in [k for k in _profiles if k[0] == name]:
+            del _profiles[key]
