@@ -115,3 +115,12 @@ def test_a_mapping_without_value_maps_names_each_unknown_word_once_with_its_rows
         "of LinkedIn, Website, Referral, Webinar, Paid search, Cold outreach, Events or choose a default source.",
     ]
     assert "45 of 45 rows have problems: 3 problems." in out
+
+
+def test_a_dry_run_from_the_command_line_uses_no_lead_ids(cli_engine, tmp_path, capsys):
+    path = calls_csv(tmp_path / "calls.csv", rows=20)
+    assert cli.main(["import", str(path), "--mapping", BANK_MAPPING, "--dry-run"]) == 0
+    assert cli.main(["import", str(path), "--mapping", BANK_MAPPING]) == 0
+    with cli_engine.connect() as conn:
+        assert conn.execute(text("SELECT min(id), max(id) FROM leads")).one() == (1, 20)
+        assert conn.execute(text("SELECT file_name FROM imports")).scalars().all() == ["calls.csv"]

@@ -452,6 +452,62 @@ def test_unknown_words_are_reported_once_each_with_their_rows(tmp_path):
     assert report.summary().startswith("30 of 40 rows have problems: 2 problems.")
 
 
+def _lead_id_sequence(session) -> tuple:
+    return session.execute(text("SELECT last_value, is_called FROM leads_id_seq")).one()
+
+
+def test_a_dry_run_leaves_the_lead_id_sequence_alone(session, tmp_path):
+    make_lead(session, "Already Here", now=NOW)
+    before = _lead_id_sequence(session)
+    summary = import_file(session, write_csv(tmp_path / "dry.csv", people(25)), mapping(), now=NOW, dry_run=True)
+    assert summary.created == 25
+    assert _lead_id_sequence(session) == before
+    import_file(session, write_csv(tmp_path / "real.csv", people(2)), mapping(), now=NOW)
+    ids = session.execute(text("SELECT id FROM leads ORDER BY id")).scalars().all()
+    assert ids[1:] == [ids[0] + 1, ids[0] + 2]  # the real import numbers on from the stored lead
+
+
+def test_an_undated_file_keeps_its_rows_order_and_records_no_made_up_history(session, tmp_path):
+    header = ["Prospect ID", "Converted", "Origin"]
+    rows = [[f"P-{n}", str(n % 2), "API"] for n in range(6, 0, -1)]  # listed newest (P-6) first
+    path = write_csv(tmp_path / "undated.csv", rows, header=header)
+    profile = profile_file(path)
+    mapping_ = ImportMapping(columns=guess_mapping(header, profile), defaults={"source": "website"},
+                             row_order="newest_first")
+    assert validate_file(path, mapping_, now=NOW).has_dates is False
+    summary = import_file(session, path, mapping_, now=NOW, file_name="Leads export (old CRM).csv")
+    leads = session.execute(text(
+        "SELECT id, external_id, import_id, import_row, dates_known, created_at, closed_at, stage FROM leads"
+        " ORDER BY id")).all()
+    # Ids oldest first: the file's last row is the oldest lead.
+    assert [r.external_id for r in leads] == [f"P-{n}" for n in range(1, 7)]
+    assert [r.import_row for r in leads] == [6, 5, 4, 3, 2, 1]
+    assert {r.import_id for r in leads} == {summary.import_id}
+    assert not any(r.dates_known for r in leads)
+    # One stage change per lead: it arrived where it is; no "new", no stages passed on the way.
+    history = session.execute(text(
+        "SELECT lead_id, from_stage, to_stage FROM stage_changes ORDER BY lead_id")).all()
+    assert [(h.from_stage, h.to_stage) for h in history] == [(None, r.stage) for r in leads]
+    record = session.execute(text("SELECT * FROM imports WHERE id = :id"), {"id": summary.import_id}).one()
+    assert (record.file_name, record.row_count, record.dated_rows, record.row_order, record.date_format) == (
+        "Leads export (old CRM).csv", 6, 0, "newest_first", "auto")
+    audit = session.execute(text("SELECT new FROM audit_log WHERE action = 'leads_imported'")).scalar_one()
+    assert audit["file"] == "Leads export (old CRM).csv"
+
+
+def test_a_dated_file_records_its_dates_and_no_row_order(session, tmp_path):
+    header = ["Email", "Created", "Closed", "Outcome"]
+    rows = [["a@example.com", "31/01/2026", "03/02/2026", "won"], ["b@example.com", "02/02/2026", "", ""]]
+    path = write_csv(tmp_path / "dated.csv", rows, header=header)
+    mapping_ = ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}, row_order="oldest_first")
+    summary = import_file(session, path, mapping_, now=NOW)
+    a = session.execute(text("SELECT * FROM leads WHERE email = 'a@example.com'")).one()
+    assert (a.created_at.date().isoformat(), a.closed_at.date().isoformat(), a.dates_known) == (
+        "2026-01-31", "2026-02-03", True)  # "31/01" settles the column: day first
+    assert session.execute(text("SELECT row_order, dated_rows FROM imports WHERE id = :id"),
+                           {"id": summary.import_id}).one() == (None, 2)
+
+
 def test_ambiguous_dates_are_a_question_for_the_user_not_a_guess(tmp_path):
     header = ["Email", "Created"]
     path = write_csv(tmp_path / "dates.csv", [["a@example.com", "03/04/2026"], ["b@example.com", "05/06/2026"]],
@@ -488,3 +544,36 @@ def test_the_preview_comes_from_the_profile_kept_for_the_file(tmp_path, monkeypa
     path.write_text(path.read_text() + "Person X,px@example.com,Co,5,LinkedIn,New,1,2026-01-15,Retail\n")
     preview(path, mapping(), now=NOW)
     assert len(reads) == 1  # a changed file is read again
+
+
+def test_imports_are_read_and_added_by_managers_only_and_never_changed(session, tmp_path):
+    from sqlalchemy.exc import DBAPIError
+
+    from crm_app.db.security import APP_ROLE
+    from tests.factories import make_user
+
+    rep, manager = make_user(session, "Rita Rep"), make_user(session, "Manny Manager", role="manager")
+    import_id = import_file(session, write_csv(tmp_path / "a.csv", people(2)), mapping(), now=NOW).import_id
+
+    def attempt(user_id: int, sql: str) -> int | str:
+        try:
+            with session.begin_nested():
+                session.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
+                session.execute(text("SELECT set_config('crm.user_id', :id, true)"), {"id": str(user_id)})
+                result = session.execute(text(sql), {"id": import_id, "rep": rep.id, "manager": manager.id})
+                count = len(result.all()) if result.returns_rows else result.rowcount
+                session.execute(text("RESET ROLE"))
+                return count
+        except DBAPIError as error:
+            return "refused" if ("row-level security" in str(error.orig) or "permission denied" in str(error.orig)) \
+                else str(error.orig)
+
+    add = ("INSERT INTO imports (file_name, imported_at, actor_id, row_count, dated_rows, date_format) "
+           "VALUES ('x.csv', now(), :{who}, 1, 0, 'auto')")
+    assert attempt(rep.id, "SELECT * FROM imports") == 0
+    assert attempt(rep.id, add.format(who="rep")) == "refused"
+    assert attempt(manager.id, "SELECT * FROM imports WHERE id = :id") == 1
+    assert attempt(manager.id, add.format(who="rep")) == "refused"  # only as themself
+    assert attempt(manager.id, add.format(who="manager")) == 1
+    assert attempt(manager.id, "UPDATE imports SET file_name = 'y.csv' WHERE id = :id") == "refused"
+    assert attempt(manager.id, "DELETE FROM imports WHERE id = :id") == "refused"

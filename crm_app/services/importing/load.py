@@ -20,9 +20,9 @@ from crm_app.domain import Role
 from crm_app.scoring import LeadFacts, ScoringEngine
 from crm_app.scoring.blend import score_many
 from crm_app.services import audit
-from crm_app.services.importing.mapping import ImportMapping
+from crm_app.services.importing.mapping import NEWEST_FIRST, UNKNOWN_ORDER, ImportMapping
 from crm_app.services.importing.read import ImportRejected
-from crm_app.services.importing.validate import ImportProgress, LeadRecord, ValidationReport, _checked_rows
+from crm_app.services.importing.validate import ImportProgress, LeadRecord, RowError, ValidationReport, _checked_rows
 from crm_app.services.permissions import acting_user, require_role
 from crm_app.services.risk import reassess_risk_in_transaction
 from crm_app.services.scoring import active_engine, rescore_leads_in_transaction
@@ -38,6 +38,8 @@ class ImportSummary:
     skipped: int  # matched rows that changed nothing, and blank lines
     seconds: float
     dry_run: bool = False
+    notes: tuple[RowError, ...] = ()  # the validation report's notes: how columns were read
+    import_id: int | None = None  # the import's row in `imports` (None for a dry run)
 
     def describe(self) -> str:
         verb = "Would create" if self.dry_run else "Created"
@@ -51,12 +53,12 @@ _TEMP_COLUMNS = (
     "row_no int, external_id text, name text, email text, phone text, title text, company text, "
     "company_size int, source text, stage text, deal_value numeric(12,2), created_at timestamptz, "
     "closed_at timestamptz, custom_fields jsonb, score int, tier text, reasons jsonb, valid_until timestamptz, "
-    "score_at_close int, lead_id int, is_new boolean NOT NULL DEFAULT false"
+    "score_at_close int, dated boolean NOT NULL, lead_id int, is_new boolean NOT NULL DEFAULT false"
 )
 _COPY_COLUMNS = (
     "row_no", "external_id", "name", "email", "phone", "title", "company", "company_size", "source", "stage",
     "deal_value", "created_at", "closed_at", "custom_fields", "score", "tier", "reasons", "valid_until",
-    "score_at_close",
+    "score_at_close", "dated",
 )
 
 
@@ -90,7 +92,7 @@ def _spool_rows(
                 json.dumps(r.custom_fields, ensure_ascii=False), result.score, result.tier.value,
                 json.dumps([x.as_dict() for x in result.reasons], ensure_ascii=False),
                 result.valid_until.isoformat() if result.valid_until else None,
-                result.score if closed else None,
+                result.score if closed else None, r.dated,
             ))
         batch.clear()
 
@@ -104,9 +106,13 @@ def _spool_rows(
     return count
 
 
-def _write(session: Session, spool, now: datetime, mapping: ImportMapping,
-           say: Callable[[str, int], None]) -> tuple[list[int], list[int], int]:
-    """COPY, match, insert, update, stage changes. Returns (ids created, ids updated, matched but unchanged)."""
+def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: Callable[[str, int], None], *,
+           import_id: int | None, dry_run: bool) -> tuple[list[int], list[int], int]:
+    """COPY, match, insert, update, stage changes. Returns (ids created, ids updated, matched but unchanged).
+
+    A dry run numbers its new leads -1, -2, ... instead of drawing from the leads' id sequence: a
+    sequence does not roll back, so a dry run would otherwise use up the ids the real import then
+    gives (the sequence never hands out negative ids, so they cannot clash)."""
     cursor = session.connection().connection.cursor()
     cursor.execute("DROP TABLE IF EXISTS import_rows")
     cursor.execute(f"CREATE TEMP TABLE import_rows ({_TEMP_COLUMNS}) ON COMMIT DROP")
@@ -149,14 +155,18 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping,
         raise ImportRejected("; ".join(f"Rows {', '.join(map(str, rows))} are all stored lead {lead_id} (one by its "
                                        "external id, another by its email)" for lead_id, rows in twice)
                              + ". A lead appears once per file.")
-    # New leads get their ids in file order, so "newest id" means "later in the file"; the mapping's
-    # defaults fill their missing source and stage.
+    # New leads get their ids oldest first: in file order, or from the last row up when the manager
+    # says the file lists the newest first, so "newest id" means "newer". The mapping's defaults fill
+    # their missing source and stage.
+    order = "DESC" if mapping.row_order == NEWEST_FIRST else "ASC"
+    new_id = ("-row_number() OVER (ORDER BY row_no)" if dry_run
+              else "nextval(pg_get_serial_sequence('leads', 'id'))")
     cursor.execute(
-        """
+        f"""
         UPDATE import_rows t SET lead_id = n.id, is_new = true, source = coalesce(t.source, %(source)s),
                                  stage = coalesce(t.stage, %(stage)s, 'new')
-          FROM (SELECT row_no, nextval(pg_get_serial_sequence('leads', 'id')) AS id
-                  FROM (SELECT row_no FROM import_rows WHERE lead_id IS NULL ORDER BY row_no) o) n
+          FROM (SELECT row_no, {new_id} AS id
+                  FROM (SELECT row_no FROM import_rows WHERE lead_id IS NULL ORDER BY row_no {order}) o) n
          WHERE n.row_no = t.row_no
         """,
         {"source": mapping.defaults.get("source"), "stage": mapping.defaults.get("stage")},
@@ -165,25 +175,31 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping,
         """
         INSERT INTO leads (id, external_id, name, email, phone, title, company, company_size, source, stage,
                            deal_value, created_at, updated_at, stage_entered_at, closed_at, score, tier,
-                           score_reasons, scored_at, score_valid_until, score_at_close, custom_fields)
+                           score_reasons, scored_at, score_valid_until, score_at_close, custom_fields,
+                           import_id, import_row, dates_known)
         SELECT lead_id, external_id, coalesce(name, replace(%(template)s, '{row}', row_no::text)), email, phone,
                title, company, company_size, source, stage, coalesce(deal_value, 0),
-               coalesce(created_at, %(now)s), %(now)s, coalesce(closed_at, created_at, %(now)s),
+               coalesce(created_at, closed_at, %(now)s), %(now)s, coalesce(closed_at, created_at, %(now)s),
                CASE WHEN stage IN ('won', 'lost') THEN coalesce(closed_at, created_at, %(now)s) END,
-               score, tier, reasons, %(now)s, valid_until, score_at_close, custom_fields
+               score, tier, reasons, %(now)s, valid_until, score_at_close, custom_fields,
+               %(import_id)s, row_no, dated
           FROM import_rows WHERE is_new ORDER BY row_no
         """,
-        {"now": now, "template": mapping.name_template},
+        {"now": now, "template": mapping.name_template, "import_id": import_id},
     )
     say("New leads stored", cursor.rowcount)
-    # Their history: created in "new", then (if elsewhere) moved to where they are.
+    # Their history: created in "new", then (if elsewhere) moved to where they are. A row without
+    # dates says nothing of the way: it only arrived, at the import, in the stage it is in.
     cursor.execute(
         """
         INSERT INTO stage_changes (lead_id, from_stage, to_stage, changed_at)
-        SELECT lead_id, NULL, 'new', coalesce(created_at, %(now)s) FROM import_rows WHERE is_new
+        SELECT lead_id, NULL, 'new', coalesce(created_at, closed_at, %(now)s) FROM import_rows
+         WHERE is_new AND (dated OR stage = 'new')
         UNION ALL
         SELECT lead_id, 'new', stage, coalesce(closed_at, created_at, %(now)s)
-          FROM import_rows WHERE is_new AND stage <> 'new'
+          FROM import_rows WHERE is_new AND dated AND stage <> 'new'
+        UNION ALL
+        SELECT lead_id, NULL, stage, %(now)s FROM import_rows WHERE is_new AND NOT dated AND stage <> 'new'
         """,
         {"now": now},
     )
@@ -240,6 +256,21 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping,
     return new_ids, updated_ids, matched - len(updated_ids)
 
 
+def _record_import(session: Session, report: ValidationReport, mapping: ImportMapping, *, now: datetime,
+                   file_name: str, actor_id: int | None) -> int:
+    """Add the import's row to `imports` and return its id. The id is drawn first: under row security
+    an INSERT ... RETURNING needs a read policy the owner's command line does not go through anyway."""
+    import_id = session.execute(text("SELECT nextval(pg_get_serial_sequence('imports', 'id'))")).scalar_one()
+    session.execute(
+        text("INSERT INTO imports (id, file_name, imported_at, actor_id, row_count, dated_rows, date_format, row_order) "
+             "VALUES (:id, :file_name, :now, :actor_id, :rows, :dated, :date_format, :row_order)"),
+        {"id": import_id, "file_name": file_name, "now": now, "actor_id": actor_id, "rows": report.rows,
+         "dated": report.dated_rows, "date_format": mapping.date_format,
+         "row_order": None if report.has_dates else (mapping.row_order or UNKNOWN_ORDER)},
+    )
+    return import_id
+
+
 def import_file(
     session: Session,
     path: Path,
@@ -250,9 +281,15 @@ def import_file(
     progress: Callable[[ImportProgress], None] | None = None,
     engine: ScoringEngine | None = None,
     actor_id: int | None = None,
+    file_name: str | None = None,
 ) -> ImportSummary:
-    """Import every row of the file or none (recorded in the audit log as `actor_id`'s import): validate all rows, then write and score them in one
-    transaction and commit (roll back with `dry_run`, which still reports what would happen).
+    """Import every row of the file or none (recorded in the audit log as `actor_id`'s import): validate
+    all rows, then write and score them in one transaction and commit (roll back with `dry_run`, which
+    still reports what would happen and leaves even the id sequences alone).
+
+    `file_name` is the name the user knows the file by (an upload is kept under a random one); the
+    import is recorded under it in `imports`, with how its dates were read and the order of its rows
+    (mapping.row_order) when it has no dates. Every new lead keeps its import and file row.
 
     Raises ImportRejected (with the validation report) when any row is wrong, and for rows that clash
     with stored leads; the database is then exactly as it was. Only a manager imports (Forbidden for a
@@ -277,15 +314,17 @@ def import_file(
         count = _spool_rows(_checked_rows(path, mapping, now, report, progress), engine, now, spool, mapping.defaults)
         rows_read = report.rows
         if not report.ok:
-            raise ImportRejected(report.summary() if report.rows else
-                                 (report.errors[0].message if report.errors else "The file has no data rows."),
-                                 report)
+            raise ImportRejected(report.summary(), report)
+        name = (file_name or path.name).strip()[:255] or "import.csv"
         try:
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _IMPORT_LOCK_KEY})
+            import_id = None if dry_run else _record_import(session, report, mapping, now=now, file_name=name,
+                                                             actor_id=actor.id if actor is not None else None)
             say(f"Writing {count:,} rows", 0)
             new_ids, updated_ids, unchanged = _write(
                 session, spool, now, mapping,
                 lambda message, n: say(message, n),
+                import_id=import_id, dry_run=dry_run,
             )
             created = len(new_ids)
             say(f"Scoring {len(updated_ids):,} updated leads", created + len(updated_ids), "scoring")
@@ -293,8 +332,8 @@ def import_file(
             say("Assessing deal risk", created + len(updated_ids), "scoring")
             reassess_risk_in_transaction(session, new_ids + updated_ids, now)
             audit.record(session, now=now, actor_id=actor.id if actor is not None else None, action="leads_imported",
-                         entity="import",
-                         new={"file": path.name, "rows": report.rows, "created": created,
+                         entity="import", entity_id=import_id,
+                         new={"file": name, "rows": report.rows, "created": created,
                               "updated": len(updated_ids), "unchanged": unchanged})
             if dry_run:
                 session.rollback()
@@ -308,7 +347,7 @@ def import_file(
             raise
     summary = ImportSummary(rows=report.rows, created=created, updated=len(updated_ids),
                             skipped=unchanged + report.blank_rows, seconds=perf_counter() - started,
-                            dry_run=dry_run)
+                            dry_run=dry_run, notes=tuple(report.warnings), import_id=import_id)
     say(summary.describe(), created + len(updated_ids), "done")
     return summary
 
