@@ -577,3 +577,32 @@ def test_imports_are_read_and_added_by_managers_only_and_never_changed(session, 
     assert attempt(manager.id, add.format(who="manager")) == 1
     assert attempt(manager.id, "UPDATE imports SET file_name = 'y.csv' WHERE id = :id") == "refused"
     assert attempt(manager.id, "DELETE FROM imports WHERE id = :id") == "refused"
+
+
+def test_a_column_of_many_values_is_profiled_one_by_one_past_the_limit(tmp_path, monkeypatch):
+    from crm_app.services.importing import read
+
+    monkeypatch.setattr(read, "MAX_DISTINCT", 5)
+    monkeypatch.setattr(read, "_CHUNK", 4)
+    header = ["Id", "Twice", "Amount", "Kind"]
+    rows = [[f"ID-{i}", f"T-{i % 9}", f"{1000 + i:,}", ("a", "b")[i % 2]] for i in range(12)]
+    profile = read._profile(write_csv(tmp_path / "many.csv", rows, header=header))
+    ids, twice, amount, kind = (profile.columns[h] for h in header)
+    assert (ids.complete, ids.unique, ids.filled) == (False, True, 12)
+    assert (twice.complete, twice.unique) == (False, False)  # T-0 comes back in row 10
+    assert amount.number_shapes == {"either_comma": 12}
+    assert (kind.complete, dict(kind.counts)) == (True, {"a": 6, "b": 6})
+
+
+def test_the_lead_history_example_mapping_reads_the_generated_export(session, tmp_path):
+    from crm_app.demo.crm_export import write_lead_history_csv
+
+    path = write_lead_history_csv(tmp_path / "Leads.csv", rows=400, seed=9)
+    example = load_mapping(REPO_ROOT / "docs" / "mappings" / "lead-history.json")
+    report = validate_file(path, example, now=NOW)
+    assert report.ok and report.warnings == [] and not report.has_dates
+    summary = import_file(session, path, example, now=NOW)
+    assert session.execute(text("SELECT row_order FROM imports WHERE id = :id"),
+                           {"id": summary.import_id}).scalar_one() == "newest_first"
+    assert session.execute(text(
+        "SELECT count(*) FROM leads WHERE custom_fields ? 'Tags' OR custom_fields ? 'Lead Number'")).scalar_one() == 0

@@ -107,7 +107,7 @@ def _spool_rows(
 
 
 def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: Callable[[str, int], None], *,
-           import_id: int | None, dry_run: bool) -> tuple[list[int], list[int], int]:
+           import_id: int | None, dry_run: bool, newest_first: bool) -> tuple[list[int], list[int], int]:
     """COPY, match, insert, update, stage changes. Returns (ids created, ids updated, matched but unchanged).
 
     A dry run numbers its new leads -1, -2, ... instead of drawing from the leads' id sequence: a
@@ -158,7 +158,7 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: 
     # New leads get their ids oldest first: in file order, or from the last row up when the manager
     # says the file lists the newest first, so "newest id" means "newer". The mapping's defaults fill
     # their missing source and stage.
-    order = "DESC" if mapping.row_order == NEWEST_FIRST else "ASC"
+    order = "DESC" if newest_first else "ASC"
     new_id = ("-row_number() OVER (ORDER BY row_no)" if dry_run
               else "nextval(pg_get_serial_sequence('leads', 'id'))")
     cursor.execute(
@@ -325,6 +325,7 @@ def import_file(
                 session, spool, now, mapping,
                 lambda message, n: say(message, n),
                 import_id=import_id, dry_run=dry_run,
+                newest_first=mapping.row_order == NEWEST_FIRST and not report.has_dates,
             )
             created = len(new_ids)
             say(f"Scoring {len(updated_ids):,} updated leads", created + len(updated_ids), "scoring")

@@ -101,7 +101,7 @@ def _rows(path: Path, fmt: CsvFormat) -> Iterator[tuple[int, list[str]]]:
 
 # --- The profile of a file ----------------------------------------------------------------------
 
-MAX_DISTINCT = 2_000  # distinct values counted per column; a column with more is not a list of words
+MAX_DISTINCT = 20_000  # distinct values counted per column; a column with more is not a list of words
 SAMPLE_ROWS = 10  # rows kept for the preview
 TEXT = "text"  # the shape of a value that is not a number (or not a date)
 
@@ -147,13 +147,36 @@ class FileProfile:
     columns: dict[str, ColumnProfile]
 
 
+_CHUNK = 5_000  # rows counted at a time, column by column
+
+
 def _profile(path: Path) -> FileProfile:
+    """One pass over the file. Cells are counted a chunk of rows at a time, column by column, with
+    Counter (which counts in C); a value's shapes and spaces are then looked at once per distinct
+    value, not once per cell. A column with more than MAX_DISTINCT values stops being counted (its
+    words are not a list to map) and its further cells are looked at one by one."""
     fmt = read_csv_format(path)
+    width = len(fmt.headers)
     columns = [ColumnProfile(h) for h in fmt.headers]
-    shapes: list[dict[str, tuple[str, str]]] = [{} for _ in columns]  # value -> (number shape, date shape)
-    overflow_seen: list[set[str] | None] = [set() for _ in columns]
+    raw_counts: list[Counter[str] | None] = [Counter() for _ in columns]  # cell as read -> rows
+    seen: list[set[str] | None] = [set() for _ in columns]  # values past MAX_DISTINCT, while all differ
     rows = blank_rows = 0
     sample: list[tuple[int, list[str]]] = []
+    chunk: list[list[str]] = []
+
+    def count(chunk: list[list[str]]) -> None:
+        for i, cells in enumerate(zip(*chunk)):
+            counter = raw_counts[i]
+            if counter is not None:
+                counter.update(cells)
+                if len(counter) > MAX_DISTINCT:
+                    _settle(columns[i], counter)
+                    columns[i].complete, raw_counts[i] = False, None
+            else:
+                _count_one_by_one(columns[i], cells, seen[i])
+                if not columns[i].unique:
+                    seen[i] = None
+
     for number, cells in _rows(path, fmt):
         if not "".join(cells).strip():
             blank_rows += 1
@@ -161,41 +184,65 @@ def _profile(path: Path) -> FileProfile:
         rows += 1
         if len(sample) < SAMPLE_ROWS:
             sample.append((number, cells))
-        for column, known, seen, raw in zip(columns, shapes, overflow_seen, cells):
-            # cells.trim_cell and is_blank, inlined: this loop sees every cell of the file.
-            cell = raw.strip(" ")
-            if not cell or cell.isspace():
-                continue
-            if cell[0] in FORMULA_STARTS and raw[0] == " ":
-                cell = raw.rstrip(" ")
-            column.filled += 1
-            counts = column.counts
-            if cell in counts:
-                counts[cell] += 1
-                column.unique = False
-                continue
-            if column.complete and len(counts) < MAX_DISTINCT:
-                counts[cell] = 1
-                known[cell] = (number_shape(cell) or TEXT, date_shape(cell) or TEXT)
-                continue
-            column.complete = False
-            if column.unique and seen is not None:
-                if cell in seen:
-                    column.unique = False
-                seen.add(cell)
-            kind, when = number_shape(cell) or TEXT, date_shape(cell) or TEXT
-            column.number_shapes[kind] += 1
-            column.number_examples.setdefault(kind, cell)
-            column.date_shapes[when] += 1
-            column.date_examples.setdefault(when, cell)
-    for column, known in zip(columns, shapes):
-        for value, (kind, when) in known.items():
-            count = column.counts[value]
-            column.number_shapes[kind] += count
-            column.number_examples.setdefault(kind, value)
-            column.date_shapes[when] += count
-            column.date_examples.setdefault(when, value)
+        chunk.append(cells if len(cells) == width else (cells + [""] * width)[:width])
+        if len(chunk) >= _CHUNK:
+            count(chunk)
+            chunk = []
+    if chunk:
+        count(chunk)
+    for column, counter in zip(columns, raw_counts):
+        if counter is not None:
+            _settle(column, counter)
     return FileProfile(fmt, rows, blank_rows, sample, {c.header: c for c in columns})
+
+
+def _trimmed(raw: str) -> str | None:
+    """cells.trim_cell, None for a blank cell (inlined: called for every distinct value)."""
+    cell = raw.strip(" ")
+    if not cell or cell.isspace():
+        return None
+    if cell[0] in FORMULA_STARTS and raw[0] == " ":
+        return raw.rstrip(" ")
+    return cell
+
+
+def _settle(column: ColumnProfile, counter: Counter[str]) -> None:
+    """Fold the raw counts of a column into its profile: values less their spaces, shapes per value."""
+    for raw, rows in counter.items():
+        cell = _trimmed(raw)
+        if cell is None:
+            continue
+        column.filled += rows
+        if rows > 1 or cell in column.counts:
+            column.unique = False
+        column.counts[cell] += rows
+    for cell, rows in column.counts.items():
+        kind, when = number_shape(cell) or TEXT, date_shape(cell) or TEXT
+        column.number_shapes[kind] += rows
+        column.number_examples.setdefault(kind, cell)
+        column.date_shapes[when] += rows
+        column.date_examples.setdefault(when, cell)
+
+
+def _count_one_by_one(column: ColumnProfile, cells: tuple[str, ...], seen: set[str] | None) -> None:
+    for raw in cells:
+        cell = _trimmed(raw)
+        if cell is None:
+            continue
+        column.filled += 1
+        if cell in column.counts:
+            column.counts[cell] += 1
+            column.unique = False
+            continue
+        if seen is not None and column.unique:
+            if cell in seen:
+                column.unique = False
+            seen.add(cell)
+        kind, when = number_shape(cell) or TEXT, date_shape(cell) or TEXT
+        column.number_shapes[kind] += 1
+        column.number_examples.setdefault(kind, cell)
+        column.date_shapes[when] += 1
+        column.date_examples.setdefault(when, cell)
 
 
 _KEEP = 4
