@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
-from crm_app.db.engine import get_engine
+from crm_app.db.engine import get_app_engine
 from crm_app.db.models import utcnow
 from crm_app.db.security import apply_acting_user
 from crm_app.rest.app import API_PREFIX, v1
@@ -45,7 +45,7 @@ def export_leads(request: Request):
 def _rows_the_viewer_may_see(viewer_id: int, flt, sort: str):
     """The export as the user who asked for it, under row-level security: a rep's "whole team"
     export holds their own leads and the pool, never another rep's."""
-    with get_engine().connect() as connection, connection.begin():
+    with get_app_engine().connect() as connection, connection.begin():
         apply_acting_user(connection, viewer_id)
         yield from stream_leads_csv(connection, flt, sort)
 
