@@ -192,28 +192,47 @@ def sign_in(session: Session, *, email: str, password: str, now: datetime) -> tu
     return token, _current(user)
 
 
+def _live_session(session: Session, which: str, params: dict, now: datetime):
+    """The session row matching `which` if it is still signed in: not signed out, expired or idle too
+    long, and its user active with a password. As the tables' owner."""
+    return session.execute(
+        text(
+            f"""
+            SELECT s.id, s.last_seen_at, u.id AS user_id, u.email, u.name, u.role
+              FROM auth_sessions s JOIN users u ON u.id = s.user_id
+             WHERE {which} AND s.revoked_at IS NULL AND s.expires_at > :now
+               AND s.last_seen_at > :idle_since AND u.is_active AND u.password_hash IS NOT NULL
+            """
+        ),
+        {**params, "now": now, "idle_since": now - timedelta(minutes=idle_minutes())},
+    ).first()
+
+
 def session_user(session: Session, token: str, now: datetime) -> CurrentUser | None:
     """The signed-in user of a browser's token, or None when it is unknown, expired, idle too long,
     signed out, or the user was deactivated. Use counts as activity (commits the touch)."""
     if not token:
         return None
-    row = session.execute(
-        text(
-            """
-            SELECT s.id, s.last_seen_at, u.id AS user_id, u.email, u.name, u.role
-              FROM auth_sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = :hash AND s.revoked_at IS NULL AND s.expires_at > :now
-               AND s.last_seen_at > :idle_since AND u.is_active AND u.password_hash IS NOT NULL
-            """
-        ),
-        {"hash": _token_hash(token), "now": now, "idle_since": now - timedelta(minutes=idle_minutes())},
-    ).first()
+    row = _live_session(session, "s.token_hash = :hash", {"hash": _token_hash(token)}, now)
     if row is None:
         return None
     if now - row.last_seen_at > timedelta(minutes=1):  # one write a minute, not one per event
         session.execute(text("UPDATE auth_sessions SET last_seen_at = :now WHERE id = :id"), {"now": now, "id": row.id})
         session.commit()
     return CurrentUser(row.user_id, row.email, row.name, Role(row.role))
+
+
+def live_session_id(session: Session, token: str, now: datetime) -> int | None:
+    """The id of the browser's session while it is signed in (for links that must end with it, such
+    as an export link), else None. Does not count as use."""
+    row = _live_session(session, "s.token_hash = :hash", {"hash": _token_hash(token)}, now) if token else None
+    return row.id if row is not None else None
+
+
+def session_is_live(session: Session, session_id: int, user_id: int, now: datetime) -> bool:
+    """Is session `session_id` still signed in, as `user_id`, and that user active? Does not count as use."""
+    return _live_session(session, "s.id = :id AND s.user_id = :user", {"id": session_id, "user": user_id},
+                         now) is not None
 
 
 def sign_out(session: Session, token: str, now: datetime) -> None:
