@@ -63,9 +63,10 @@ def seed(args: argparse.Namespace) -> None:
         demo_model()
 
 
-def demo_model() -> None:
+def demo_model(*, choose_model: bool = True) -> None:
     """Train a model on the demo history and let it score, so the model page shows one out of the box.
-    When training fails (too little history) the rules keep scoring, and the reason is printed."""
+    When training fails (too little history) the rules keep scoring, and the reason is printed.
+    `choose_model=False` keeps the team's engine choice (model or blend) as it is."""
     from crm_app.services.errors import ServiceError
     from crm_app.services.model_training import activate_model, train_model
     from crm_app.services.scoring import rescore_open_leads
@@ -79,7 +80,8 @@ def demo_model() -> None:
             return
         # actor=None: the command line works as the tables' owner, for the whole team.
         activate_model(session, report.model_id, actor=None)
-        set_engine_choice(session, mode="model", now=utcnow(), actor=None)
+        if choose_model:
+            set_engine_choice(session, mode="model", now=utcnow(), actor=None)
         count = rescore_open_leads(session, utcnow())
     auc = report.model.roc_auc
     print(f"Demo model v{report.version} (holdout ROC-AUC {auc:.3f} vs the rules' {report.rules.roc_auc:.3f}) "
@@ -97,6 +99,20 @@ def _check_web_login() -> None:
     print("The web app's database login can only act as the signed-in user.")
 
 
+def retrain_outdated_model() -> None:
+    """An active model stored by an earlier version of the app cannot score any more (the rules do
+    meanwhile): train a new one on the same history, let it score and rescore the open leads, so an
+    upgrade keeps the team's engine choice and no lead keeps reasons the old engine gave."""
+    from crm_app.scoring.model import FORMAT_MAGIC
+
+    with Session(get_engine()) as session:
+        blob = session.execute(text("SELECT model FROM scoring_models WHERE is_active")).scalar()
+    if blob is None or bytes(blob).startswith(FORMAT_MAGIC):
+        return
+    print("The active scoring model was trained by an earlier version of the app: training a new one.")
+    demo_model(choose_model=False)
+
+
 def setup(args: argparse.Namespace) -> None:
     migrate(args)
     _check_web_login()
@@ -108,6 +124,7 @@ def setup(args: argparse.Namespace) -> None:
 
             print(f"Rescored {rescore_expired(session, utcnow()):,} leads whose recency bonus ran out.")
             print(f"Reassessed the risk of {_reassess_expired_risk(session):,} deals that time has changed.")
+        retrain_outdated_model()
         return
     seed(args)
 
