@@ -19,7 +19,8 @@ with `SET LOCAL ROLE` and a plain setting `crm.user_id`: SQL that ever slipped i
   random, from gen_random_uuid's strong source) is in `crm_private.acting_key`, a schema nobody but
   the owner may even look into. A proof seen in pg_stat_activity or read with current_setting is good
   for that one transaction only. The app reads the key through the owner's login and computes the
-  proof (crm_app/db/security.py).
+  proof (crm_app/db/security.py). Nothing is written per transaction (a table of acting users keyed
+  by pid and transaction id would give every read-only page an xid and a commit record).
 - The policies' helpers crm_sees_team() and crm_is_admin() read `public.users` by its full name:
   they run with the caller's search_path, and a temporary table named `users` put first on it
   (`SET search_path = pg_temp, public`) made any rep a manager.
@@ -27,7 +28,7 @@ with `SET LOCAL ROLE` and a plain setting `crm.user_id`: SQL that ever slipped i
   acts, unless the session's login is exempt from row-level security on leads anyway (the tables'
   owner or a superuser: the command line, sweeps, tests), instead of every match to anyone.
 - `users.password_hash`: the app role may not read it (column privileges: every other column stays
-  readable; a new column must be granted here too). Password checks, sign-in and password changes,
+  readable; a new column must be granted here too). Password checks (sign-in, password changes)
   run as the tables' owner with fixed queries for the user of a checked session, because argon2 is
   verified in Python. `has_password` (generated) answers "can this account sign in" for the Users
   page. The app role no longer writes a hash either, except in a new account an admin adds: a
