@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from crm_app.db.engine import UnsafeLogin, check_login_role
 from crm_app.db.models import AuditEntry, FollowUp, Lead, User
 from crm_app.db.security import APP_ROLE, WEB_ROLE, act_as, apply_acting_user
 from crm_app.domain import Role
@@ -661,6 +662,13 @@ def test_the_web_login_is_not_privileged(web_engine, committed: Committed) -> No
         assert tuple(row) == (WEB_ROLE, False, False, False, False, False)
         # Without becoming the app role it may read nothing at all.
         assert "permission denied" in _denied(conn, "SELECT id FROM leads")
+
+
+def test_the_app_refuses_a_web_login_that_could_do_more(engine, web_engine) -> None:
+    """CRM_APP_DATABASE_URL pointing at the owner (here a superuser) stops the app before it serves."""
+    check_login_role(web_engine)
+    with pytest.raises(UnsafeLogin, match="is a superuser.*owns the tables"):
+        check_login_role(engine)
 
 
 def test_acting_as_a_rep_on_the_web_login_sees_own_leads_and_the_pool(web_engine, committed: Committed) -> None:

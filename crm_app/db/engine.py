@@ -158,7 +158,11 @@ def make_app_engine(url: str, key_source, **options) -> Engine:
     (a read through the owner's login); checked by check_login_role before it is handed out."""
     engine = make_engine(url, **options)
     provide_acting_key(engine, key_source)
-    check_login_role(engine)
+    try:
+        check_login_role(engine)
+    except UnsafeLogin:
+        engine.dispose()
+        raise
     return engine
 
 
