@@ -549,7 +549,7 @@ def test_the_preview_comes_from_the_profile_kept_for_the_file(tmp_path, monkeypa
 def test_imports_are_read_and_added_by_managers_only_and_never_changed(session, tmp_path):
     from sqlalchemy.exc import DBAPIError
 
-    from crm_app.db.security import APP_ROLE
+    from crm_app.db.security import apply_acting_user
     from tests.factories import make_user
 
     rep, manager = make_user(session, "Rita Rep"), make_user(session, "Manny Manager", role="manager")
@@ -558,8 +558,7 @@ def test_imports_are_read_and_added_by_managers_only_and_never_changed(session, 
     def attempt(user_id: int, sql: str) -> int | str:
         try:
             with session.begin_nested():
-                session.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
-                session.execute(text("SELECT set_config('crm.user_id', :id, true)"), {"id": str(user_id)})
+                apply_acting_user(session.connection(), user_id)
                 result = session.execute(text(sql), {"id": import_id, "rep": rep.id, "manager": manager.id})
                 count = len(result.all()) if result.returns_rows else result.rowcount
                 session.execute(text("RESET ROLE"))

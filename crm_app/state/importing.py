@@ -21,7 +21,6 @@ from pathlib import Path
 
 import reflex as rx
 
-from crm_app.db.security import act_as
 from crm_app.services.errors import ServiceError
 from crm_app.services.importing import (
     AUTO,
@@ -41,7 +40,7 @@ from crm_app.services.importing import (
     validate_file,
 )
 from crm_app.settings import settings
-from crm_app.state.base import AppState, now_utc, open_session
+from crm_app.state.base import AppState, now_utc, open_acting_session
 
 UPLOAD_ID = "import_csv"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -340,7 +339,7 @@ class ImportState(AppState):
 
         def work():
             rows = total or profile_file(path).rows  # known since the upload
-            with act_as(open_session(), user_id) as session:
+            with open_acting_session(user_id) as session:
                 return rows, import_file(session, path, mapping, now=now, progress=note, actor_id=user_id,
                                          file_name=file_name)
 

@@ -16,8 +16,8 @@
 Row-level security: managers and admins read and add imports (as themselves); nobody changes or
 deletes one through the app's role.
 
-Revision ID: 0016_imports
-Revises: 0015_sessions_security
+Revision ID: 0017_imports
+Revises: 0016_least_privilege_login
 Create Date: 2026-11-25
 """
 from typing import Sequence, Union
@@ -25,8 +25,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_imports"
-down_revision: Union[str, None] = "0015_sessions_security"
+revision: str = "0017_imports"
+down_revision: Union[str, None] = "0016_least_privilege_login"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
@@ -62,6 +62,7 @@ def upgrade() -> None:
     op.execute(f"CREATE POLICY imports_add ON imports FOR INSERT TO {APP_ROLE} "
                "WITH CHECK ((SELECT crm_sees_team()) AND actor_id = (SELECT crm_acting_user()))")
     op.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON imports FROM {APP_ROLE}")
+    # The app role may insert into leads' columns by table privilege; nothing more to grant there.
 
 
 def downgrade() -> None:
