@@ -288,7 +288,7 @@ def _import(session, tmp_path, name: str, text_: str, **mapping):
 def test_source_roi_shows_each_word_an_import_kept_instead_of_lumping_them(session, pipeline, tmp_path):
     _import(session, tmp_path, "old-crm.csv",
             "Email,Lead Source,Converted,Created\n"
-            "g1@example.com,Google,1,2026-01-05\ng2@example.com,Google,0,2026-01-05\n"
+            "g1@example.com,Google,1,2026-01-05\ng2@example.com,google,0,2026-01-05\n"
             "o1@example.com,Olark Chat,0,2026-01-06\nd1@example.com,Direct Traffic,1,2026-01-07\n"
             "w1@example.com,Website,0,2026-01-08\n",
             defaults={"source": "website"})
@@ -313,6 +313,9 @@ def test_leads_imported_without_dates_stay_out_of_what_needs_dates(session, pipe
     assert [r.reached for r in analytics.funnel(session, flt=AnalyticsFilter())] == before_funnel
     assert analytics.weekly_tiers(session, flt=AnalyticsFilter()) == before_weeks
     assert analytics.funnel(session, flt=period_filter("30d", now=NOW))[0].reached == before_month
+    # The page says where they went.
+    assert analytics.undated_leads(session, flt=period_filter("30d", now=NOW)) == 40
+    assert analytics.undated_leads(session, flt=AnalyticsFilter()) == 0
     # They still count where no date is needed: leads and wins per source.
     website = sum(r.leads for r in analytics.source_roi(session, flt=AnalyticsFilter()) if r.source == "website")
     assert website == 41

@@ -145,9 +145,9 @@ WITH scoped AS (SELECT * FROM leads WHERE {where}),
 -- so a filtered view (a period, one rep) is charged only for its own leads.
 source_totals AS (SELECT source, count(*) AS all_leads FROM leads GROUP BY source),
 -- An import keeps the file's own word for the source ("Google", "Olark Chat") as source_detail: a row
--- per word, so twenty words mapped to a few sources are not lumped together.
+-- per word (in any case), so twenty words mapped to a few sources are not lumped together.
 per_source AS (
-    SELECT source, nullif(custom_fields->>'source_detail', '') AS detail,
+    SELECT source, min(nullif(custom_fields->>'source_detail', '')) AS detail,
            count(*) AS leads,
            count(*) FILTER (WHERE stage = 'won') AS won,
            count(*) FILTER (WHERE stage = 'lost') AS lost,
@@ -157,7 +157,7 @@ per_source AS (
            avg(extract(epoch FROM closed_at - created_at) / 86400.0)
                FILTER (WHERE stage = 'won' AND closed_at IS NOT NULL AND dates_known) AS average_days_to_close
       FROM scoped
-     GROUP BY source, detail
+     GROUP BY source, lower(nullif(custom_fields->>'source_detail', ''))
 )
 SELECT p.*,
        sc.cost * p.leads / t.all_leads AS cost,
@@ -466,6 +466,16 @@ def funnel(session: Session, *, flt: AnalyticsFilter) -> list[FunnelRow]:
     return funnel_rows(funnel_reached(session, flt=flt), stage_stays(session, flt=flt))
 
 
+def undated_leads(session: Session, *, flt: AnalyticsFilter) -> int:
+    """Leads imported without dates that the filter's period leaves out (none without a period): the
+    page says so, rather than let an imported history seem to have vanished."""
+    if flt.created_from is None and flt.created_to is None:
+        return 0
+    owner = "" if flt.owner_id is None else " AND owner_id = :owner_id"
+    return session.execute(text(f"SELECT count(*) FROM leads WHERE NOT dates_known{owner}"),
+                           {"owner_id": flt.owner_id}).scalar_one()
+
+
 # ---------------------------------------------------------------------------------------------
 # Everything the page shows, in one call.
 
@@ -478,6 +488,7 @@ class AnalyticsReport:
     tier_conversion: list[TierConversionRow]
     funnel: list[FunnelRow]
     total_leads: int
+    undated_leads: int = 0  # imported without dates, left out by the period (see undated_leads)
 
 
 def analytics_report(session: Session, *, flt: AnalyticsFilter) -> AnalyticsReport:
@@ -490,6 +501,7 @@ def analytics_report(session: Session, *, flt: AnalyticsFilter) -> AnalyticsRepo
         tier_conversion=tier_conversion(session, flt=flt),
         funnel=funnel(session, flt=flt),
         total_leads=sum(r.leads for r in sources),
+        undated_leads=undated_leads(session, flt=flt),
     )
 
 
@@ -503,9 +515,9 @@ def analytics_report_concurrently(
         with open_session() as session:
             return query(session, flt=flt)
 
-    queries = (source_roi, tier_counts, weekly_tiers, tier_conversion, funnel_reached, stage_stays)
+    queries = (source_roi, tier_counts, weekly_tiers, tier_conversion, funnel_reached, stage_stays, undated_leads)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        sources, tiers, weekly, conversion, reached, stays = pool.map(run, queries)
+        sources, tiers, weekly, conversion, reached, stays, undated = pool.map(run, queries)
     return AnalyticsReport(
         sources=sources,
         tiers=tiers,
@@ -513,4 +525,5 @@ def analytics_report_concurrently(
         tier_conversion=conversion,
         funnel=funnel_rows(reached, stays),
         total_leads=sum(r.leads for r in sources),
+        undated_leads=undated,
     )
