@@ -124,3 +124,19 @@ def test_a_dry_run_from_the_command_line_uses_no_lead_ids(cli_engine, tmp_path, 
     with cli_engine.connect() as conn:
         assert conn.execute(text("SELECT min(id), max(id) FROM leads")).one() == (1, 20)
         assert conn.execute(text("SELECT file_name FROM imports")).scalars().all() == ["calls.csv"]
+
+
+def test_the_command_line_prints_the_reports_notes(cli_engine, tmp_path, capsys):
+    path = tmp_path / "sizes.csv"
+    path.write_text("Email,Employees,Lead Source\na@example.com,\"1,532\",Google\nb@example.com,12,Referral\n")
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text('{"columns": {"Email": "email", "Employees": "company_size", "Lead Source": "source"}, '
+                       '"defaults": {"source": "paid_search"}}')
+    assert cli.main(["import", str(path), "--mapping", str(mapping)]) == 0
+    out = capsys.readouterr().out
+    assert "Created 2, updated 0, skipped 0" in out
+    notes = out.split("Notes (they do not stop the import):\n")[1].splitlines()
+    assert notes[0].startswith('  "Employees": "1,532" could be 1532 or 1.532')
+    assert notes[1].startswith('  1 source word is not ours and takes the default source Paid search')
+    with cli_engine.connect() as conn:
+        assert conn.execute(text("SELECT company_size FROM leads WHERE email = 'a@example.com'")).scalar_one() == 1532

@@ -384,7 +384,7 @@ def test_placeholder_words_are_missing_values_by_default(session, tmp_path):
     assert "select" in ImportMapping().missing_values and "n/a" in ImportMapping().missing_values
     kept = validate_file(path, ImportMapping.from_dict({"columns": guess_mapping(header), "defaults": defaults,
                                                         "missing_values": []}), now=NOW)
-    assert kept.ok and any(w.message.startswith("1 source words") for w in kept.warnings)  # "-" took the default
+    assert kept.ok and any(w.message.startswith("1 source word is not ours") for w in kept.warnings)  # "-" took the default
 
 
 def test_an_export_with_a_converted_flag_and_prospect_ids_maps_itself(session, tmp_path):

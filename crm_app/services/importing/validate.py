@@ -396,9 +396,13 @@ class RowChecker:
             shown = ", ".join(f'"{v}" ({n:,})' for v, n in self.defaulted.most_common(8))
             more = len(self.defaulted) - 8
             report.warnings.append(RowError(0, next((h for h, t in zip(self.headers, self.targets) if t == "source"), ""),
-                                            f"{len(self.defaulted):,} source words are not ours and take the default "
-                                            f"source {default} (each lead keeps its word as the custom field "
+                                            f"{_words_are(len(self.defaulted))} the default source "
+                                            f"{default} (each lead keeps its word as the custom field "
                                             f"{SOURCE_DETAIL}): {shown}" + (f" and {more:,} more." if more > 0 else ".")))
+
+
+def _words_are(count: int) -> str:
+    return "1 source word is not ours and takes" if count == 1 else f"{count:,} source words are not ours and take"
 
 
 def _checked_rows(
