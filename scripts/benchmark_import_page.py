@@ -32,7 +32,8 @@ COLUMN = "Tags"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://localhost:3000")
     parser.add_argument("--rows", type=int, default=9_240)
     parser.add_argument("--runs", type=int, default=6)
@@ -51,12 +52,14 @@ def main() -> None:
         page.locator(".csv-drop input[type=file]").set_input_files(str(path))
         first_row = page.locator(".preview-row").first
         first_row.wait_for()
-        print(f"choose file -> first preview ({args.rows:,} rows): {(time.perf_counter() - started) * 1000:.0f} ms")
+        first = (time.perf_counter() - started) * 1000
+        print(f"choose file -> first preview ({args.rows:,} rows): {first:.0f} ms")
         shown = "Tags: " in first_row.inner_text()
         times = []
         for _ in range(args.runs):
             page.get_by_role("combobox", name=f"Field for {COLUMN}").click()
-            option = page.get_by_role("option", name="Ignore" if shown else "Keep as custom field", exact=True)
+            name = "Ignore" if shown else "Keep as custom field"
+            option = page.get_by_role("option", name=name, exact=True)
             sent.clear()
             option.click()
             page.wait_for_function(
@@ -64,7 +67,8 @@ def main() -> None:
                 " return row && row.innerText.includes('Tags: ') !== shown; }", arg=[shown], polling="raf")
             times.append((time.perf_counter() - sent[0]) * 1000)
             shown = not shown
-        print(f"change a column's field -> preview shows it: min {min(times):.0f} ms, median {statistics.median(times):.0f} ms, "
+        print(f"change a column's field -> preview shows it: min {min(times):.0f} ms, "
+              f"median {statistics.median(times):.0f} ms, "
               f"max {max(times):.0f} ms over {len(times)} changes")
         browser.close()
 

@@ -317,5 +317,6 @@ def test_leads_imported_without_dates_stay_out_of_what_needs_dates(session, pipe
     assert analytics.undated_leads(session, flt=period_filter("30d", now=NOW)) == 40
     assert analytics.undated_leads(session, flt=AnalyticsFilter()) == 0
     # They still count where no date is needed: leads and wins per source.
-    website = sum(r.leads for r in analytics.source_roi(session, flt=AnalyticsFilter()) if r.source == "website")
+    rows = analytics.source_roi(session, flt=AnalyticsFilter())
+    website = sum(r.leads for r in rows if r.source == "website")
     assert website == 41

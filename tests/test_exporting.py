@@ -114,9 +114,10 @@ def test_export_then_import_keeps_numbers_numbers(session, tmp_path):
 
     rows = exported(session, LeadFilter(search="Numbers"))
     mia = next(r for r in rows if r["Email"] == "mia@example.com")
-    assert (mia["Deal value"], mia["Company size"], mia["Budget"], mia["Share"]) == ("12000.50", "1532", "3400",
-                                                                                    "0.12")
-    assert not any("," in r[k] for r in rows for k in ("Deal value", "Company size", "Budget", "Share", "Tiny"))
+    assert (mia["Deal value"], mia["Company size"], mia["Budget"], mia["Share"]) == (
+        "12000.50", "1532", "3400", "0.12")
+    numbers = ("Deal value", "Company size", "Budget", "Share", "Tiny")
+    assert not any("," in r[k] for r in rows for k in numbers)
 
     path = tmp_path / "export.csv"
     path.write_text("".join(stream_leads_csv(session.connection(), LeadFilter(search="Numbers"))))

@@ -37,7 +37,8 @@ from crm_app.services.importing.cells import (
     ("1532", PLAIN), ("-7", PLAIN), ("1 532", PLAIN), ("1'532", PLAIN), ("1e-05", PLAIN),
     ("12.5", SAYS_POINT), ("1,234.5", SAYS_POINT), ("1,234,567", SAYS_POINT), ("0.532", SAYS_POINT),
     ("2,5", SAYS_COMMA), ("1.234,5", SAYS_COMMA), ("1.234.567", SAYS_COMMA), ("1 234,5", SAYS_COMMA),
-    ("€ 3 400", PLAIN), ("$1,200", EITHER_COMMA), ("12%", PLAIN), ("1,532", EITHER_COMMA), ("1.532", EITHER_POINT),
+    ("€ 3 400", PLAIN), ("$1,200", EITHER_COMMA), ("12%", PLAIN), ("1,532", EITHER_COMMA),
+    ("1.532", EITHER_POINT),
     ("1234,567", SAYS_COMMA), ("0,532", SAYS_COMMA),
     ("12,34,567", None), ("1,2345", SAYS_COMMA), ("abc", None), ("2026-01-15", None), ("15.01.2026", None),
     ("555 123 4567", None), ("N/A", None), ("-", None), ("1.234,5.6", None),
@@ -57,8 +58,8 @@ def test_a_number_is_read_with_its_columns_decimal_separator(text, decimal, valu
     assert read_number(text, decimal).value == Decimal(value)
 
 
-@pytest.mark.parametrize("text, decimal", [("2,5", POINT), ("1,234.5", COMMA), ("12,34", POINT), ("abc", POINT),
-                                           ("$", POINT), ("1.2.3", POINT)])
+@pytest.mark.parametrize("text, decimal", [("2,5", POINT), ("1,234.5", COMMA), ("12,34", POINT),
+                                           ("abc", POINT), ("$", POINT), ("1.2.3", POINT)])
 def test_a_number_written_against_its_columns_convention_is_not_a_number(text, decimal):
     assert read_number(text, decimal) is None
 
@@ -74,7 +75,8 @@ def test_a_column_decides_its_decimal_separator_from_the_values_that_settle_it()
 
 
 def test_a_column_nothing_settles_is_read_with_a_point_and_the_note_says_so():
-    reading = decide_decimal("Size", Counter({EITHER_COMMA: 4, PLAIN: 9}), {EITHER_COMMA: "1,532", PLAIN: "12"})
+    reading = decide_decimal("Size", Counter({EITHER_COMMA: 4, PLAIN: 9}),
+                             {EITHER_COMMA: "1,532", PLAIN: "12"})
     assert reading.decimal == POINT
     assert '"1,532" could be 1532 or 1.532' in reading.note and "read as 1532" in reading.note
 
@@ -84,7 +86,8 @@ def test_a_column_written_both_ways_is_read_as_most_of_it_and_the_note_names_the
                                                                                  SAYS_COMMA: "2,5"})
     assert reading.decimal == COMMA
     assert '"2,5" (9 values' in reading.note and '"1,234.5" (2,' in reading.note
-    assert decide_decimal("Budget", Counter({SAYS_POINT: 2, SAYS_COMMA: 9}), {}, declared=POINT).decimal == POINT
+    declared = decide_decimal("Budget", Counter({SAYS_POINT: 2, SAYS_COMMA: 9}), {}, declared=POINT)
+    assert declared.decimal == POINT
 
 
 def test_deal_values_and_company_sizes():
@@ -113,7 +116,8 @@ def test_custom_values_are_numbers_in_a_column_of_numbers_and_plain_otherwise():
 
 @pytest.mark.parametrize("text, shape", [
     ("31/03/2026", "day_first"), ("03/31/2026", "month_first"), ("03/04/2026", "either_date"),
-    ("03.04.2026", "dotted_date"), ("2026-03-04", "iso_date"), ("2026-03-04 10:00", "iso_date"), ("hello", None),
+    ("03.04.2026", "dotted_date"), ("2026-03-04", "iso_date"), ("2026-03-04 10:00", "iso_date"),
+    ("hello", None),
 ])
 def test_what_a_date_says_about_its_column(text, shape):
     assert date_shape(text) == shape
@@ -124,7 +128,8 @@ def test_a_date_column_is_day_first_or_month_first_by_its_values_or_by_the_users
     assert decide_date_order("Created", Counter({"month_first": 1}), {}) == (MONTH_FIRST, "")
     order, problem = decide_date_order("Created", Counter({"either_date": 5}), {"either_date": "03/04/2026"})
     assert 'a date like "03/04/2026" could be day first or month first' in problem
-    assert decide_date_order("Created", Counter({"either_date": 5}), {}, chosen=MONTH_FIRST) == (MONTH_FIRST, "")
+    chosen = decide_date_order("Created", Counter({"either_date": 5}), {}, chosen=MONTH_FIRST)
+    assert chosen == (MONTH_FIRST, "")
     order, problem = decide_date_order("Created", Counter({"day_first": 1, "month_first": 1}),
                                        {"day_first": "31/03/2026", "month_first": "03/31/2026"})
     assert "with the day first" in problem and "with the month" in problem

@@ -310,7 +310,8 @@ def test_the_bank_file_validates_with_its_mapping():
 
 
 def _custom(session, email: str) -> dict:
-    return session.execute(text("SELECT custom_fields FROM leads WHERE email = :e"), {"e": email}).scalar_one()
+    return session.execute(text("SELECT custom_fields FROM leads WHERE email = :e"),
+                           {"e": email}).scalar_one()
 
 
 def test_formatted_numbers_are_stored_as_numbers_each_column_read_its_own_way(session, tmp_path):
@@ -353,7 +354,7 @@ def test_a_decimal_separator_given_in_the_mapping_settles_an_ambiguous_column(tm
     assert preview(path, mapping_, now=NOW)[0].fields["Size"] == "1532"
 
 
-def test_a_mostly_numeric_column_below_the_models_numeric_share_is_noted_with_the_values_that_broke_it(tmp_path):
+def test_a_mostly_numeric_column_under_the_models_numeric_share_is_noted_with_what_broke_it(tmp_path):
     from crm_app.scoring.features import NUMERIC_SHARE
 
     header = ["Name", "Email", "Budget"]
@@ -361,7 +362,8 @@ def test_a_mostly_numeric_column_below_the_models_numeric_share_is_noted_with_th
     rows += [[f"Q{i}", f"q{i}@example.com", "TBD"] for i in range(8)]
     rows += [["R1", "r1@example.com", "ask Bob"], ["R2", "r2@example.com", "n/a"]]  # n/a: a placeholder
     report = validate_file(write_csv(tmp_path / "budget.csv", rows, header=header),
-                           ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}), now=NOW)
+                           ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}),
+                           now=NOW)
     assert report.ok
     (note,) = report.warnings
     assert note.column == "Budget"
@@ -376,15 +378,18 @@ def test_placeholder_words_are_missing_values_by_default(session, tmp_path):
     path = write_csv(tmp_path / "selects.csv", rows, header=header)
     defaults = {"source": "website"}
     import_file(session, path, ImportMapping(columns=guess_mapping(header), defaults=defaults), now=NOW)
-    ann = session.execute(text("SELECT source, custom_fields FROM leads WHERE email = 'ann@example.com'")).one()
+    ann = session.execute(text("SELECT source, custom_fields FROM leads "
+                               "WHERE email = 'ann@example.com'")).one()
     assert ann == ("website", {})
-    assert _custom(session, "bob@example.com") == {"Specialization": "Finance", "City": "Pune", "Country": "India"}
+    assert _custom(session, "bob@example.com") == {"Specialization": "Finance", "City": "Pune",
+                                                   "Country": "India"}
     # A mapping file without "missing_values" gets the same list; an empty list turns it off.
     assert ImportMapping.from_dict({}).missing_values == ImportMapping().missing_values
     assert "select" in ImportMapping().missing_values and "n/a" in ImportMapping().missing_values
     kept = validate_file(path, ImportMapping.from_dict({"columns": guess_mapping(header), "defaults": defaults,
                                                         "missing_values": []}), now=NOW)
-    assert kept.ok and any(w.message.startswith("1 source word is not ours") for w in kept.warnings)  # "-" took the default
+    # "-" is then a source word, which takes the default.
+    assert kept.ok and any(w.message.startswith("1 source word is not ours") for w in kept.warnings)
 
 
 def test_an_export_with_a_converted_flag_and_prospect_ids_maps_itself(session, tmp_path):
@@ -406,7 +411,8 @@ def test_an_export_with_a_converted_flag_and_prospect_ids_maps_itself(session, t
     with path.open() as handle:
         converted = sum(row["Converted"] == "1" for row in csv.DictReader(handle))
     assert session.execute(text("SELECT count(*) FROM leads WHERE stage = 'won'")).scalar_one() == converted
-    assert session.execute(text("SELECT count(*) FROM leads WHERE stage = 'lost'")).scalar_one() == 300 - converted
+    lost = session.execute(text("SELECT count(*) FROM leads WHERE stage = 'lost'")).scalar_one()
+    assert lost == 300 - converted
     # Each lead keeps the file's own source word next to the source it counts under.
     details = dict(session.execute(text(
         "SELECT custom_fields->>'source_detail', count(*) FROM leads GROUP BY 1")).all())
@@ -420,17 +426,19 @@ def test_status_is_the_outcome_when_it_holds_flags_and_the_stage_when_it_holds_s
     profile = profile_file(flags)
     assert guess_mapping(header, profile) == {"Email": "email", "Status": "outcome", "Lead ID": "external_id",
                                               "Account Number": "custom"}  # repeats: not an id
-    stages = write_csv(tmp_path / "stages.csv", [[f"p{i}@example.com", ("New", "Won", "Lost")[i % 3], "L-1", "A-1"]
-                                                 for i in range(6)], header=header)
-    assert guess_mapping(header, profile_file(stages)) == {"Email": "email", "Status": "stage", "Lead ID": "custom",
-                                                           "Account Number": "custom"}
+    stages = write_csv(tmp_path / "stages.csv",
+                       [[f"p{i}@example.com", ("New", "Won", "Lost")[i % 3], "L-1", "A-1"] for i in range(6)],
+                       header=header)
+    assert guess_mapping(header, profile_file(stages)) == {"Email": "email", "Status": "stage",
+                                                           "Lead ID": "custom", "Account Number": "custom"}
 
 
 def test_row_number_ids_next_to_an_id_column_report_the_clash_not_an_empty_file(tmp_path):
     header = ["Prospect ID", "Email"]
-    path = write_csv(tmp_path / "ids.csv", [["P-1", "a@example.com"], ["P-2", "b@example.com"]], header=header)
-    both = ImportMapping(columns={"Prospect ID": "external_id", "Email": "email"}, defaults={"source": "website"},
-                         row_id_prefix="ids:row-")
+    path = write_csv(tmp_path / "ids.csv", [["P-1", "a@example.com"], ["P-2", "b@example.com"]],
+                     header=header)
+    both = ImportMapping(columns={"Prospect ID": "external_id", "Email": "email"},
+                         defaults={"source": "website"}, row_id_prefix="ids:row-")
     report = validate_file(path, both, now=NOW)
     assert not report.ok
     assert report.summary().startswith("Fix the mapping first:")
@@ -459,7 +467,8 @@ def _lead_id_sequence(session) -> tuple:
 def test_a_dry_run_leaves_the_lead_id_sequence_alone(session, tmp_path):
     make_lead(session, "Already Here", now=NOW)
     before = _lead_id_sequence(session)
-    summary = import_file(session, write_csv(tmp_path / "dry.csv", people(25)), mapping(), now=NOW, dry_run=True)
+    summary = import_file(session, write_csv(tmp_path / "dry.csv", people(25)), mapping(), now=NOW,
+                          dry_run=True)
     assert summary.created == 25
     assert _lead_id_sequence(session) == before
     import_file(session, write_csv(tmp_path / "real.csv", people(2)), mapping(), now=NOW)
@@ -499,7 +508,8 @@ def test_a_dated_file_records_its_dates_and_no_row_order(session, tmp_path):
     header = ["Email", "Created", "Closed", "Outcome"]
     rows = [["a@example.com", "31/01/2026", "03/02/2026", "won"], ["b@example.com", "02/02/2026", "", ""]]
     path = write_csv(tmp_path / "dated.csv", rows, header=header)
-    mapping_ = ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}, row_order="oldest_first")
+    mapping_ = ImportMapping(columns=guess_mapping(header), defaults={"source": "website"},
+                             row_order="oldest_first")
     summary = import_file(session, path, mapping_, now=NOW)
     a = session.execute(text("SELECT * FROM leads WHERE email = 'a@example.com'")).one()
     assert (a.created_at.date().isoformat(), a.closed_at.date().isoformat(), a.dates_known) == (
@@ -510,8 +520,8 @@ def test_a_dated_file_records_its_dates_and_no_row_order(session, tmp_path):
 
 def test_ambiguous_dates_are_a_question_for_the_user_not_a_guess(tmp_path):
     header = ["Email", "Created"]
-    path = write_csv(tmp_path / "dates.csv", [["a@example.com", "03/04/2026"], ["b@example.com", "05/06/2026"]],
-                     header=header)
+    path = write_csv(tmp_path / "dates.csv",
+                     [["a@example.com", "03/04/2026"], ["b@example.com", "05/06/2026"]], header=header)
     auto = ImportMapping(columns=guess_mapping(header), defaults={"source": "website"})
     report = validate_file(path, auto, now=NOW)
     assert not report.ok and "could be day first or month first" in report.summary()
@@ -524,7 +534,8 @@ def test_cells_are_stored_as_typed_except_for_the_spaces_around_them(session, tm
     header = ["Name", "Email", "Note"]
     path = write_csv(tmp_path / "tabs.csv", [["\t=1+1", "t@example.com", "\t=HYPERLINK(\"x\")"],
                                              ["  Ann  ", "ann@example.com", " =2+2 "]], header=header)
-    import_file(session, path, ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}), now=NOW)
+    import_file(session, path, ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}),
+                now=NOW)
     stored = dict(session.execute(text("SELECT email, name FROM leads")).all())
     assert stored == {"t@example.com": "\t=1+1", "ann@example.com": "Ann"}
     assert _custom(session, "t@example.com") == {"Note": "\t=HYPERLINK(\"x\")"}
@@ -564,8 +575,8 @@ def test_imports_are_read_and_added_by_managers_only_and_never_changed(session, 
                 session.execute(text("RESET ROLE"))
                 return count
         except DBAPIError as error:
-            return "refused" if ("row-level security" in str(error.orig) or "permission denied" in str(error.orig)) \
-                else str(error.orig)
+            refused = "row-level security" in str(error.orig) or "permission denied" in str(error.orig)
+            return "refused" if refused else str(error.orig)
 
     add = ("INSERT INTO imports (file_name, imported_at, actor_id, row_count, dated_rows, date_format) "
            "VALUES ('x.csv', now(), :{who}, 1, 0, 'auto')")
@@ -604,4 +615,5 @@ def test_the_lead_history_example_mapping_reads_the_generated_export(session, tm
     assert session.execute(text("SELECT row_order FROM imports WHERE id = :id"),
                            {"id": summary.import_id}).scalar_one() == "newest_first"
     assert session.execute(text(
-        "SELECT count(*) FROM leads WHERE custom_fields ? 'Tags' OR custom_fields ? 'Lead Number'")).scalar_one() == 0
+        "SELECT count(*) FROM leads WHERE custom_fields ? 'Tags' OR custom_fields ? 'Lead Number'"
+    )).scalar_one() == 0

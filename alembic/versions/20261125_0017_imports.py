@@ -44,13 +44,13 @@ def upgrade() -> None:
         sa.Column("dated_rows", sa.Integer(), nullable=False),
         sa.Column("date_format", sa.String(64), nullable=False),
         sa.Column("row_order", sa.String(16), nullable=True),
-        sa.CheckConstraint("row_order IN ('newest_first', 'oldest_first', 'unknown')", name="ck_imports_row_order"),
+        sa.CheckConstraint("row_order IN ('newest_first', 'oldest_first', 'unknown')",
+                           name="ck_imports_row_order"),
         sa.CheckConstraint("row_count >= 0 AND dated_rows BETWEEN 0 AND row_count", name="ck_imports_rows"),
         sa.CheckConstraint("length(btrim(file_name)) > 0", name="ck_imports_file_name"),
     )
-    op.add_column("leads", sa.Column("import_id", sa.Integer(),
-                                     sa.ForeignKey("imports.id", ondelete="SET NULL", name="fk_leads_import_id"),
-                                     nullable=True))
+    imports = sa.ForeignKey("imports.id", ondelete="SET NULL", name="fk_leads_import_id")
+    op.add_column("leads", sa.Column("import_id", sa.Integer(), imports, nullable=True))
     op.add_column("leads", sa.Column("import_row", sa.Integer(), nullable=True))
     op.add_column("leads", sa.Column("dates_known", sa.Boolean(), nullable=False, server_default=sa.true()))
     op.create_check_constraint("ck_leads_import_row", "leads", "import_row IS NULL OR import_row >= 1")
@@ -58,7 +58,8 @@ def upgrade() -> None:
                     postgresql_where=sa.text("import_id IS NOT NULL"))
 
     op.execute("ALTER TABLE imports ENABLE ROW LEVEL SECURITY")
-    op.execute(f"CREATE POLICY imports_read ON imports FOR SELECT TO {APP_ROLE} USING ((SELECT crm_sees_team()))")
+    op.execute(f"CREATE POLICY imports_read ON imports FOR SELECT TO {APP_ROLE} "
+               "USING ((SELECT crm_sees_team()))")
     op.execute(f"CREATE POLICY imports_add ON imports FOR INSERT TO {APP_ROLE} "
                "WITH CHECK ((SELECT crm_sees_team()) AND actor_id = (SELECT crm_acting_user()))")
     op.execute(f"REVOKE UPDATE, DELETE, TRUNCATE ON imports FROM {APP_ROLE}")

@@ -80,8 +80,9 @@ def write_lead_history_csv(path: Path, rows: int = 9_240, *, seed: int = 13, new
             seconds_text = str(seconds)
             views_text = "" if views is None else f"{views}"
         records.append([
-            str(uuid.UUID(int=rng.getrandbits(128), version=4)), str(579_533 + i), rng.choice(ORIGINS), source,
-            rng.choices(("No", "Yes"), (92, 8))[0], rng.choices(("No", "Yes"), (99.9, 0.1))[0], "1" if won else "0",
+            str(uuid.UUID(int=rng.getrandbits(128), version=4)), str(579_533 + i), rng.choice(ORIGINS),
+            source, rng.choices(("No", "Yes"), (92, 8))[0], rng.choices(("No", "Yes"), (99.9, 0.1))[0],
+            "1" if won else "0",
             "" if visits is None else str(visits), seconds_text, views_text, rng.choice(ACTIVITIES),
             rng.choices(("India", "", "United States", "Singapore"), (70, 26, 0.8, 0.3))[0],
             rng.choice(SPECIALIZATIONS), rng.choice(("Select", "Online Search", "Word Of Mouth", "")),

@@ -126,7 +126,8 @@ def _dates() -> rx.Component:
                 rx.text("Dates in the file", size="2", weight="medium"),
                 rx.select.root(
                     rx.select.trigger(width="220px", aria_label="Date format"),
-                    rx.select.content(*[rx.select.item(label, value=key) for key, label in DATE_ORDERS.items()]),
+                    rx.select.content(*[rx.select.item(label, value=key)
+                                        for key, label in DATE_ORDERS.items()]),
                     value=S.date_format,
                     on_change=S.set_date_format,
                 ),
@@ -169,8 +170,8 @@ def _placeholders() -> rx.Component:
 def _mapping() -> rx.Component:
     return _card(
         "2. Say what each column is",
-        rx.text("Guessed from the headers and the values. Columns you keep as custom fields are stored with the "
-                "lead and the scoring model can learn from them.", size="2", color=rx.color("gray", 10)),
+        rx.text("Guessed from the headers and the values. Columns you keep as custom fields are stored with "
+                "the lead and the scoring model can learn from them.", size="2", color=rx.color("gray", 10)),
         rx.flex(
             rx.vstack(
                 rx.text("Source when the file has none", size="2", weight="medium"),
@@ -200,11 +201,11 @@ def _mapping() -> rx.Component:
             S.unknown_words.length() > 0,
             rx.vstack(
                 rx.text("Values to map to ours", size="2", weight="medium"),
-                rx.text("0/1, yes/no, true/false and won/lost are understood as outcomes. Each source word is "
-                        "kept with the lead as the custom field source_detail; with a default source, the words "
-                        "not mapped here take it.", size="1", color=rx.color("gray", 10)),
-                rx.grid(rx.foreach(S.unknown_words, _word_row), columns="repeat(auto-fill, minmax(400px, 1fr))",
-                        gap="0.5em 1.5em", width="100%"),
+                rx.text("0/1, yes/no, true/false and won/lost are understood as outcomes. Each source word "
+                        "is kept with the lead as the custom field source_detail; with a default source, the "
+                        "words not mapped here take it.", size="1", color=rx.color("gray", 10)),
+                rx.grid(rx.foreach(S.unknown_words, _word_row),
+                        columns="repeat(auto-fill, minmax(400px, 1fr))", gap="0.5em 1.5em", width="100%"),
                 spacing="2",
                 padding="0.6em",
                 border_radius="8px",
@@ -235,8 +236,8 @@ def _preview_row(line: PreviewLine) -> rx.Component:
     return rx.table.row(
         rx.table.cell(line.row),
         rx.foreach(line.cells, lambda cell: rx.table.cell(rx.text(
-            cell, size="1", max_width="200px", overflow="hidden", text_overflow="ellipsis", white_space="nowrap",
-            title=cell))),
+            cell, size="1", max_width="200px", overflow="hidden", text_overflow="ellipsis",
+            white_space="nowrap", title=cell))),
         _scroll_cell(rx.text(rx.cond(line.custom_count > 1, line.custom_count.to_string() + " fields: ", ""),
                              line.custom, size="1"), min_width="260px", max_width="380px",
                      class_name="preview-custom"),

@@ -515,7 +515,8 @@ def analytics_report_concurrently(
         with open_session() as session:
             return query(session, flt=flt)
 
-    queries = (source_roi, tier_counts, weekly_tiers, tier_conversion, funnel_reached, stage_stays, undated_leads)
+    queries = (source_roi, tier_counts, weekly_tiers, tier_conversion, funnel_reached, stage_stays,
+               undated_leads)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         sources, tiers, weekly, conversion, reached, stays, undated = pool.map(run, queries)
     return AnalyticsReport(

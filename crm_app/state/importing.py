@@ -163,7 +163,8 @@ class ImportState(AppState):
         )
 
     def _forget_results(self) -> None:
-        self.report_lines, self.note_lines, self.report_summary, self.report_ok, self.result = [], [], "", False, ""
+        self.report_lines, self.note_lines, self.report_summary = [], [], ""
+        self.report_ok, self.result = False, ""
 
     def _show_report(self, report: ValidationReport) -> None:
         self.file_rows = report.rows
@@ -183,7 +184,8 @@ class ImportState(AppState):
 
         def work():
             words = [UnknownWord(field, word, word_map.get(f"{field}|{word}", ""), rows)
-                     for field in ("source", "stage", "outcome") for word, rows in unknown_words(path, bare, field)]
+                     for field in ("source", "stage", "outcome")
+                     for word, rows in unknown_words(path, bare, field)]
             return words, preview(path, mapping, now=now), file_has_dates(path, mapping)
 
         try:

@@ -112,7 +112,8 @@ def test_a_crm_export_maps_itself_and_its_undated_rows_keep_the_order_the_manage
     expect(page.get_by_role("combobox", name="Field for Converted")).to_have_text("Outcome (won / lost)")
     expect(page.get_by_role("combobox", name="Field for Prospect ID")).to_have_text("External id")
     expect(page.get_by_role("combobox", name="Field for Lead Number")).to_have_text("Ignore")
-    expect(page.get_by_role("checkbox", name="Use row numbers as ids (no id or email column)")).not_to_be_checked()
+    row_ids = page.get_by_role("checkbox", name="Use row numbers as ids (no id or email column)")
+    expect(row_ids).not_to_be_checked()
     # Placeholder words are missing values, on, with the list in view.
     expect(page.get_by_role("checkbox", name="Read these words as missing values")).to_be_checked()
     expect(page.get_by_role("textbox", name="Placeholder words")).to_have_value(
@@ -138,11 +139,12 @@ def test_a_crm_export_maps_itself_and_its_undated_rows_keep_the_order_the_manage
         "SELECT id, file_name, row_order, dated_rows, row_count FROM imports ORDER BY id DESC LIMIT 1")).one()
     assert (record.file_name, record.row_order, record.dated_rows, record.row_count) == (
         "Lead history (old CRM).csv", "newest_first", 0, 60)
-    leads = app_session.execute(text("SELECT import_row, dates_known FROM leads WHERE import_id = :id ORDER BY id"),
-                                {"id": record.id}).all()
+    leads = app_session.execute(text("SELECT import_row, dates_known FROM leads WHERE import_id = :id "
+                                     "ORDER BY id"), {"id": record.id}).all()
     assert [r.import_row for r in leads] == list(range(60, 0, -1)) and not any(r.dates_known for r in leads)
     audit = app_session.execute(text(
-        "SELECT new->>'file' FROM audit_log WHERE action = 'leads_imported' ORDER BY id DESC LIMIT 1")).scalar_one()
+        "SELECT new->>'file' FROM audit_log WHERE action = 'leads_imported' ORDER BY id DESC LIMIT 1"
+    )).scalar_one()
     assert audit == "Lead history (old CRM).csv"
     assert _uploads() == before  # the upload was deleted
 
@@ -150,7 +152,8 @@ def test_a_crm_export_maps_itself_and_its_undated_rows_keep_the_order_the_manage
 def test_dates_and_id_clashes_are_questions_in_the_page(page, seeded_app_data, app_session, tmp_path):
     path = tmp_path / "dated.csv"
     path.write_text("Record ID,E-mail,Created,Lead Source\n"
-                    "R-1,dated1@example.com,03/04/2026,Referral\nR-2,dated2@example.com,05/06/2026,Referral\n")
+                    "R-1,dated1@example.com,03/04/2026,Referral\n"
+                    "R-2,dated2@example.com,05/06/2026,Referral\n")
     before = _uploads()
     page.goto("/import")
     choose_viewer(page, "Maya Manager")
@@ -169,10 +172,11 @@ def test_dates_and_id_clashes_are_questions_in_the_page(page, seeded_app_data, a
     expect(page.locator(".report-summary")).to_contain_text("All 2 rows are valid.")
     page.get_by_role("button", name="Import", exact=True).click()
     expect(page.locator(".import-summary")).to_contain_text("Created 2")
-    created = app_session.execute(text("SELECT created_at FROM leads WHERE email = 'dated1@example.com'")).scalar_one()
+    created = app_session.execute(text("SELECT created_at FROM leads "
+                                       "WHERE email = 'dated1@example.com'")).scalar_one()
     assert (created.day, created.month) == (3, 4)
-    assert app_session.execute(text("SELECT date_format FROM imports ORDER BY id DESC LIMIT 1")).scalar_one() == (
-        "day_first")
+    assert app_session.execute(text("SELECT date_format FROM imports ORDER BY id DESC LIMIT 1")
+                               ).scalar_one() == "day_first"
     assert _uploads() == before
 
 

@@ -77,9 +77,10 @@ from crm_app.services.importing.validate import (
 
 __all__ = [
     "AUTO", "CHOICES", "CUSTOM", "DATE_ORDERS", "FIELDS", "IGNORE", "MAX_CUSTOM_KEY", "MAX_DEAL_VALUE",
-    "MAX_LENGTHS", "MAX_REPORTED", "NEWEST_FIRST", "OLDEST_FIRST", "PLACEHOLDERS", "ROW_ORDERS", "SCORE_BATCH",
-    "SOURCE_DETAIL", "UNKNOWN_ORDER", "CsvFormat", "FileProfile", "ImportMapping", "ImportProgress",
-    "ImportRejected", "ImportSummary", "LeadRecord", "PreviewRow", "RowError", "ValidationReport", "check_mapping",
-    "custom_value", "file_has_dates", "forget_profile", "guess_mapping", "import_file", "load_mapping", "preview",
-    "profile_file", "read_csv_format", "unknown_values", "unknown_words", "validate_file",
+    "MAX_LENGTHS", "MAX_REPORTED", "NEWEST_FIRST", "OLDEST_FIRST", "PLACEHOLDERS", "ROW_ORDERS",
+    "SCORE_BATCH", "SOURCE_DETAIL", "UNKNOWN_ORDER", "CsvFormat", "FileProfile", "ImportMapping",
+    "ImportProgress", "ImportRejected", "ImportSummary", "LeadRecord", "PreviewRow", "RowError",
+    "ValidationReport", "check_mapping", "custom_value", "file_has_dates", "forget_profile", "guess_mapping",
+    "import_file", "load_mapping", "preview", "profile_file", "read_csv_format", "unknown_values",
+    "unknown_words", "validate_file",
 ]

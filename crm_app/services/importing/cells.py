@@ -166,7 +166,8 @@ def read_number(text: str, decimal: str = POINT) -> WrittenNumber | None:
         return None
     negative, body, percent, currency = parts
     shape = _shape(body)
-    if shape is None or (shape == SAYS_POINT and decimal == COMMA) or (shape == SAYS_COMMA and decimal == POINT):
+    against = SAYS_COMMA if decimal == POINT else SAYS_POINT  # a decimal comma in a column of points
+    if shape is None or shape == against:
         return None
     if _EXPONENT.fullmatch(body):
         cleaned = body
@@ -213,10 +214,11 @@ def decide_decimal(header: str, shapes: Counter[str], examples: dict[str, str],
     if point and comma:
         decimal = COMMA if comma > point else POINT
         kept, other = (SAYS_POINT, SAYS_COMMA) if decimal == POINT else (SAYS_COMMA, SAYS_POINT)
+        mark = "point" if decimal == POINT else "comma"
         return NumberReading(decimal, (
-            f'"{header}" writes numbers two ways: "{examples[kept]}" ({max(point, comma):,} values, read with a '
-            f'decimal {"point" if decimal == POINT else "comma"}) and "{examples[other]}" ({min(point, comma):,}, '
-            "which are then not numbers). Correct those values in the file, or set the column's decimal separator."))
+            f'"{header}" writes numbers two ways: "{examples[kept]}" ({max(point, comma):,} values, read '
+            f'with a decimal {mark}) and "{examples[other]}" ({min(point, comma):,}, which are then not '
+            "numbers). Correct those values in the file, or set the column's decimal separator."))
     if point or comma:
         return NumberReading(POINT if point else COMMA)
     either = _example(examples, EITHER_COMMA, EITHER_POINT)
@@ -225,9 +227,10 @@ def decide_decimal(header: str, shapes: Counter[str], examples: dict[str, str],
     as_point = read_number(either, POINT)
     as_comma = read_number(either, COMMA)
     assert as_point is not None and as_comma is not None
+    point_value, comma_value = _plain(as_point.value), _plain(as_comma.value)
     return NumberReading(POINT, (
-        f'"{header}": "{either}" could be {_plain(as_point.value)} or {_plain(as_comma.value)}, and no value in the '
-        f"column settles it; read as {_plain(as_point.value)} (a decimal point, commas between thousands). "
+        f'"{header}": "{either}" could be {point_value} or {comma_value}, and no value in the '
+        f"column settles it; read as {point_value} (a decimal point, commas between thousands). "
         "If the file writes decimal commas, set the column's decimal separator to a comma."))
 
 
@@ -324,14 +327,15 @@ def decide_date_order(header: str, shapes: Counter[str], examples: dict[str, str
         return chosen, ""
     day, month = shapes.get(SAYS_DAY_FIRST, 0), shapes.get(SAYS_MONTH_FIRST, 0)
     if day and month:
-        return AUTO, (f'"{header}" has dates with the day first ("{examples[SAYS_DAY_FIRST]}") and with the month '
-                      f'first ("{examples[SAYS_MONTH_FIRST]}"): correct the file, or choose the date format.')
+        day_example, month_example = examples[SAYS_DAY_FIRST], examples[SAYS_MONTH_FIRST]
+        return AUTO, (f'"{header}" has dates with the day first ("{day_example}") and with the month first '
+                      f'("{month_example}"): correct the file, or choose the date format.')
     if day or month:
         return (DAY_FIRST if day else MONTH_FIRST), ""
     if shapes.get(EITHER_DATE):
         example = examples[EITHER_DATE]
-        return AUTO, (f'"{header}": a date like "{example}" could be day first or month first, and no date in the '
-                      "column settles it: choose the date format (day first or month first).")
+        return AUTO, (f'"{header}": a date like "{example}" could be day first or month first, and no date '
+                      "in the column settles it: choose the date format (day first or month first).")
     return (DAY_FIRST if shapes.get(DOTTED_DATE) else ISO), ""
 
 
@@ -379,9 +383,10 @@ STAGE_LABELS = {s.value: s.label for s in Stage}
 OUTCOME_LABELS = {"won": "Won", "lost": "Lost", "open": "Open"}
 # How CRM exports write an outcome: a flag (Converted 0/1, Is won true/false) or a word.
 OUTCOME_WORDS = {
-    **{w: "won" for w in ("won", "win", "yes", "y", "true", "t", "1", "1.0", "converted", "closed won", "success")},
-    **{w: "lost" for w in ("lost", "loss", "no", "n", "false", "f", "0", "0.0", "not converted", "closed lost",
-                           "failed")},
+    **dict.fromkeys(("won", "win", "yes", "y", "true", "t", "1", "1.0", "converted", "closed won", "success"),
+                    "won"),
+    **dict.fromkeys(("lost", "loss", "no", "n", "false", "f", "0", "0.0", "not converted", "closed lost",
+                     "failed"), "lost"),
     "open": "open",
 }
 STAGE_WORDS = {"closed won": "won", "closed lost": "lost", "closed - won": "won", "closed - lost": "lost"}

@@ -22,7 +22,13 @@ from crm_app.scoring.blend import score_many
 from crm_app.services import audit
 from crm_app.services.importing.mapping import NEWEST_FIRST, UNKNOWN_ORDER, ImportMapping
 from crm_app.services.importing.read import ImportRejected
-from crm_app.services.importing.validate import ImportProgress, LeadRecord, RowError, ValidationReport, _checked_rows
+from crm_app.services.importing.validate import (
+    ImportProgress,
+    LeadRecord,
+    RowError,
+    ValidationReport,
+    _checked_rows,
+)
 from crm_app.services.permissions import acting_user, require_role
 from crm_app.services.risk import reassess_risk_in_transaction
 from crm_app.services.scoring import active_engine, rescore_leads_in_transaction
@@ -262,8 +268,8 @@ def _record_import(session: Session, report: ValidationReport, mapping: ImportMa
     an INSERT ... RETURNING needs a read policy the owner's command line does not go through anyway."""
     import_id = session.execute(text("SELECT nextval(pg_get_serial_sequence('imports', 'id'))")).scalar_one()
     session.execute(
-        text("INSERT INTO imports (id, file_name, imported_at, actor_id, row_count, dated_rows, date_format, row_order) "
-             "VALUES (:id, :file_name, :now, :actor_id, :rows, :dated, :date_format, :row_order)"),
+        text("INSERT INTO imports (id, file_name, imported_at, actor_id, row_count, dated_rows, date_format, "
+             "row_order) VALUES (:id, :file_name, :now, :actor_id, :rows, :dated, :date_format, :row_order)"),
         {"id": import_id, "file_name": file_name, "now": now, "actor_id": actor_id, "rows": report.rows,
          "dated": report.dated_rows, "date_format": mapping.date_format,
          "row_order": None if report.has_dates else (mapping.row_order or UNKNOWN_ORDER)},

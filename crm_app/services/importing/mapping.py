@@ -107,7 +107,8 @@ class ImportMapping:
     def from_dict(cls, data: dict[str, Any]) -> ImportMapping:
         """From the JSON form (the `--mapping` file, or the Import page's choices)."""
         known = {"columns", "unmapped", "values", "defaults", "row_id_prefix", "name_template",
-                 "missing_values", "row_clock", "date_format", "row_order", "decimal_separators", "description"}
+                 "missing_values", "row_clock", "date_format", "row_order", "decimal_separators",
+                 "description"}
         unknown = set(data) - known
         if unknown:
             raise InvalidInput(f"Unknown mapping keys: {', '.join(sorted(unknown))}.", field="mapping")
@@ -139,7 +140,8 @@ class ImportMapping:
             defaults={str(k): str(v) for k, v in (data.get("defaults") or {}).items()},
             row_id_prefix=data.get("row_id_prefix") or None,
             name_template=str(data.get("name_template") or "Imported lead {row}"),
-            missing_values=PLACEHOLDERS if missing is None else tuple(str(v).strip().lower() for v in missing),
+            missing_values=(PLACEHOLDERS if missing is None
+                            else tuple(str(v).strip().lower() for v in missing)),
             row_clock_first=first,
             row_clock_every=every if clock else timedelta(minutes=1),
             date_format=date_format,
@@ -176,7 +178,8 @@ def load_mapping(path: Path) -> ImportMapping:
     except json.JSONDecodeError as error:
         raise InvalidInput(f"The mapping file is not valid JSON: {error}", field="mapping") from None
     if not isinstance(data, dict):
-        raise InvalidInput("The mapping file should hold one JSON object ({\"columns\": ...}).", field="mapping")
+        raise InvalidInput('The mapping file should hold one JSON object ({"columns": ...}).',
+                           field="mapping")
     return ImportMapping.from_dict(data)
 
 
@@ -237,7 +240,8 @@ def guess_mapping(headers: tuple[str, ...] | list[str], profile: FileProfile | N
                     break
         if choice == CUSTOM and profile is not None:
             words = _header_words(header)
-            if words and words[-1] in _ID_WORDS and not set(words) & set(_NOT_IDS) and _id_values(profile, header):
+            named_id = bool(words) and words[-1] in _ID_WORDS and not set(words) & set(_NOT_IDS)
+            if named_id and _id_values(profile, header):
                 choice = IGNORE if "external_id" in taken else "external_id"
         elif choice == "external_id" and profile is not None and not _id_values(profile, header):
             choice = CUSTOM

@@ -78,7 +78,8 @@ class ValidationReport:
             self.errors.append(error)
 
     def summary(self) -> str:
-        notes = f" {len(self.warnings)} note{'s' if len(self.warnings) != 1 else ''} below." if self.warnings else ""
+        count = len(self.warnings)
+        notes = f" {count} note{'s' if count != 1 else ''} below." if count else ""
         if self.rows == 0 and self.error_count:
             more = self.error_count - 1
             return ("Fix the mapping first: " + self.errors[0].message
@@ -90,8 +91,8 @@ class ValidationReport:
         bad_rows = self.rows - self.valid_rows
         shown = "" if self.error_count <= len(self.errors) else f" (the first {len(self.errors)} are listed)"
         return (f"{bad_rows:,} of {self.rows:,} rows have problems: {self.error_count:,} "
-                f"problem{'s' if self.error_count != 1 else ''}{shown}. Nothing is imported until every row is "
-                f"valid.{notes}")
+                f"problem{'s' if self.error_count != 1 else ''}{shown}. Nothing is imported until every row "
+                f"is valid.{notes}")
 
 
 @dataclass(frozen=True)
@@ -144,10 +145,10 @@ def check_mapping(mapping: ImportMapping, headers: tuple[str, ...]) -> list[RowE
     if mapping.unmapped not in (CUSTOM, IGNORE):
         problems.append(RowError(0, "", 'Columns not in the mapping must be "custom" or "ignore".'))
     if "external_id" in used and mapping.row_id_prefix:
-        problems.append(RowError(0, used["external_id"],
-                                 f'"{used["external_id"]}" is the external id column and row numbers are ids too: '
-                                 "use one or the other (untick row-number ids, or choose another field for "
-                                 "the column)."))
+        column = used["external_id"]
+        problems.append(RowError(0, column, f'"{column}" is the external id column and row numbers are ids '
+                                            "too: use one or the other (untick row-number ids, or choose "
+                                            "another field for the column)."))
     for name, allowed in (("source", [s.value for s in Source]), ("stage", [s.value for s in Stage])):
         default = mapping.defaults.get(name)
         if default and default not in allowed:
@@ -190,7 +191,7 @@ class RowChecker:
         self.missing = frozenset(mapping.missing_values)
         self.problems: list[RowError] = []  # about a column as a whole; the rows cannot be read before
         self.notes: list[RowError] = []
-        self.decimals: dict[str, str | None] = {}  # header -> decimal separator; None: a custom column of text
+        self.decimals: dict[str, str | None] = {}  # header -> decimal separator (None: a column of text)
         self.date_formats: dict[str, str] = {}
         for header, target in zip(self.headers, self.targets):
             column = profile.columns[header]
@@ -214,8 +215,8 @@ class RowChecker:
                 shapes.update(profile.columns[header].date_shapes)
                 for shape, example in profile.columns[header].date_examples.items():
                     examples.setdefault(shape, example)
-            order, problem = decide_date_order(" and ".join(f'"{h}"' for h in date_headers).strip('"'), shapes,
-                                               examples, mapping.date_format)
+            label = '" and "'.join(date_headers)  # quoted around it by the message: "Created" and "Closed"
+            order, problem = decide_date_order(label, shapes, examples, mapping.date_format)
             self.date_formats = dict.fromkeys(date_headers, order)
             if problem:
                 self.problems.append(RowError(0, date_headers[0], problem))
@@ -304,9 +305,11 @@ class RowChecker:
             errors.append(RowError(number, columns["email"], f'"{email}" is not an email address.'))
         name = values.get("name") or " ".join(v for v in (values.get("first_name"), values.get("last_name")) if v)
         name = name or None
-        company_size = parsed("company_size",
-                              lambda v: read_employees(v, self.decimals.get(columns["company_size"]) or POINT))
-        deal_value = parsed("deal_value", lambda v: read_amount(v, self.decimals.get(columns["deal_value"]) or POINT))
+        def decimal(field_name: str) -> str:
+            return self.decimals.get(columns[field_name]) or POINT
+
+        company_size = parsed("company_size", lambda v: read_employees(v, decimal("company_size")))
+        deal_value = parsed("deal_value", lambda v: read_amount(v, decimal("deal_value")))
         source = word("source")
         if source is not None and not self.has_detail_column:
             typed = values["source"]
@@ -366,7 +369,8 @@ class RowChecker:
     def word_errors(self) -> list[RowError]:
         """One error per unknown word, most frequent first, with its rows."""
         words = sorted(self.unknown.items(), key=lambda item: -item[1].rows)
-        found = [RowError(w.first_row, w.column, unknown_word_message(field_name, w.spelling, w.rows, w.first_row))
+        found = [RowError(w.first_row, w.column,
+                          unknown_word_message(field_name, w.spelling, w.rows, w.first_row))
                  for (field_name, _), w in words[:MAX_WORDS_LISTED]]
         rest = words[MAX_WORDS_LISTED:]
         if rest:
@@ -384,25 +388,30 @@ class RowChecker:
             numbers = self.numbers[header]
             total = numbers + sum(others.values())
             if total and numbers < NUMERIC_SHARE * total:
-                shown = ", ".join(f'"{v}" ({n:,} row{"s" if n != 1 else ""})' for v, n in others.most_common(5))
+                shown = ", ".join(f'"{v}" ({n:,} row{"s" if n != 1 else ""})'
+                                  for v, n in others.most_common(5))
                 more = len(others) - 5
                 report.warnings.append(RowError(0, header, (
-                    f'"{header}" is {numbers / total:.0%} numbers; the scoring model takes a column as numbers only '
-                    f"when at least {NUMERIC_SHARE:.0%} of its values are, else as categories. Not numbers: {shown}"
+                    f'"{header}" is {numbers / total:.0%} numbers; the scoring model takes a column as '
+                    f"numbers only when at least {NUMERIC_SHARE:.0%} of its values are, else as categories. "
+                    f"Not numbers: {shown}"
                     + (f" and {more:,} more" if more > 0 else "")
                     + ". Mark placeholder words as missing values, or correct them in the file.")))
         if self.defaulted:
             default = Source(self.mapping.defaults["source"]).label
             shown = ", ".join(f'"{v}" ({n:,})' for v, n in self.defaulted.most_common(8))
             more = len(self.defaulted) - 8
-            report.warnings.append(RowError(0, next((h for h, t in zip(self.headers, self.targets) if t == "source"), ""),
-                                            f"{_words_are(len(self.defaulted))} the default source "
-                                            f"{default} (each lead keeps its word as the custom field "
-                                            f"{SOURCE_DETAIL}): {shown}" + (f" and {more:,} more." if more > 0 else ".")))
+            column = next((h for h, t in zip(self.headers, self.targets) if t == "source"), "")
+            report.warnings.append(RowError(0, column, (
+                f"{_words_are(len(self.defaulted))} the default source {default} (each lead keeps its word "
+                f"as the custom field {SOURCE_DETAIL}): {shown}"
+                + (f" and {more:,} more." if more > 0 else "."))))
 
 
 def _words_are(count: int) -> str:
-    return "1 source word is not ours and takes" if count == 1 else f"{count:,} source words are not ours and take"
+    if count == 1:
+        return "1 source word is not ours and takes"
+    return f"{count:,} source words are not ours and take"
 
 
 def _checked_rows(
@@ -475,7 +484,8 @@ def validate_file(
 # --- The mapping step: words to map, and the preview ---------------------------------------------
 
 
-def unknown_words(path: Path, mapping: ImportMapping, field_name: str, limit: int = 30) -> list[tuple[str, int]]:
+def unknown_words(path: Path, mapping: ImportMapping, field_name: str,
+                  limit: int = 30) -> list[tuple[str, int]]:
     """The distinct words in the file's `field_name` column (source, stage or outcome) that neither the
     value map, our own names nor the usual CRM words explain, with their rows, most frequent first:
     what the user must map. From the file's profile: no reading of the file."""
