@@ -51,6 +51,8 @@ class LeadFilter:
     stage: str | None = None
     source: str | None = None
     search: str | None = None
+    # Only these leads (the rows a user selected), when given.
+    ids: tuple[int, ...] | None = None
 
 
 def stuck_sql(entered_at: str, limit_days: str) -> str:
@@ -85,6 +87,8 @@ def _apply(query, flt: LeadFilter):
         query = query.where(Lead.source == flt.source)
     if flt.search and flt.search.strip():
         query = query.where(search_condition(flt.search))
+    if flt.ids is not None:
+        query = query.where(Lead.id.in_(flt.ids))
     return query
 
 

@@ -172,7 +172,9 @@ class LeadEdit:
     owner_id: str = ""
 
 
-def _validated(edit: LeadEdit) -> dict:
+def validated_edit(edit: LeadEdit) -> dict:
+    """The edit's values checked and converted for the leads table (the lead page's edit and the
+    quick-add form share these rules); InvalidInput naming the first bad field otherwise."""
     name = edit.name.strip()
     if not name:
         raise InvalidInput("Name is required.", field="name")
@@ -231,7 +233,7 @@ def update_lead(
     old and new values. A stale edit is refused (StaleLead), and a rep giving the lead to someone else
     (Forbidden)."""
     actor_id = recorded_as(session, actor_id, "edit a lead")
-    values = _validated(edit)
+    values = validated_edit(edit)
     lead = lock_lead(session, lead_id, expected_version)  # first: a lead one may not see is NotFound
     if values["owner_id"] is not None and session.get(User, values["owner_id"]) is None:
         raise InvalidInput("That owner does not exist any more.", field="owner_id")
