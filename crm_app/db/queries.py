@@ -33,6 +33,7 @@ class LeadListRow:
     tier: str
     reasons: list[ReasonRow] = field(default_factory=list)
     version: int = 1
+    owner_id: int = 0  # 0: the unassigned pool
 
 
 @dataclass
@@ -125,7 +126,7 @@ def ranked_leads(
         select(
             Lead.id, Lead.name, Lead.company, Lead.email, Lead.source, Lead.stage,
             owner.c.name.label("owner_name"), Lead.deal_value, Lead.score, Lead.tier,
-            Lead.score_reasons, Lead.version,
+            Lead.score_reasons, Lead.version, Lead.owner_id,
         )
         .select_from(Lead)
         .outerjoin(owner, owner.c.id == Lead.owner_id)
@@ -146,6 +147,7 @@ def ranked_leads(
             tier=r.tier,
             reasons=[ReasonRow(points=x["points"], text=x["text"]) for x in r.score_reasons],
             version=r.version,
+            owner_id=r.owner_id or 0,
         )
         for r in session.execute(query)
     ]
