@@ -267,3 +267,13 @@ def test_a_logged_pricing_request_still_counts_after_an_inline_edit(session, tea
     with acting(session, team["ria"]) as db:
         saved = edit_inline(db, lead_id=lead.id, expected_version=lead.version, now=NOW, changes={"deal_value": "9000"})
     assert saved.score == score > 0
+
+
+def test_the_owner_select_offers_only_what_the_role_may_choose():
+    from crm_app.db.queries import UserOption
+    from crm_app.state.new_lead import owner_choices
+
+    team = [UserOption(1, "Maya Manager", "manager"), UserOption(2, "Ria Rep", "rep"), UserOption(3, "Sam Seller", "rep")]
+    assert owner_choices("2", "rep", team) == [["2", "Me"], ["pool", "Unassigned pool"]]
+    assert owner_choices("1", "manager", team) == [["pool", "Unassigned pool"], ["1", "Maya Manager (me)"],
+                                                   ["2", "Ria Rep"], ["3", "Sam Seller"]]

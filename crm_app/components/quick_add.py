@@ -33,7 +33,9 @@ document.body.dataset.quickAdd = 'ready';
 def quick_add_button() -> rx.Component:
     return rx.button(
         rx.icon("plus", size=16), "Lead",
-        rx.kbd("N", size="1", margin_left="auto", aria_hidden="true"),
+        rx.el.kbd("N", aria_hidden="true", style={"margin_left": "auto", "font_size": "11px", "opacity": "0.8",
+                                                 "padding": "0 0.4em", "border_radius": "4px",
+                                                 "border": "1px solid rgba(255,255,255,0.5)"}),
         id=BUTTON_ID,
         on_click=S.open_form,
         on_mount=rx.call_script(SHORTCUT_JS),
@@ -87,6 +89,7 @@ def quick_add_dialog() -> rx.Component:
                 ),
                 on_submit=lambda _: S.save(),
                 reset_on_submit=False,
+                no_validate=True,  # our messages, under each field, not the browser's bubbles
             ),
             max_width="620px",
             class_name="quick-add-form",

@@ -131,7 +131,7 @@ def test_inline_edit_shows_the_error_in_the_cell_and_saves_a_good_value(page, ri
     _open_leads(page, "Inlineco")
     row = page.locator(".lead-row").filter(has_text="Inline Ivy")
     row.get_by_role("button", name="Edit Inline Ivy in place").click()
-    value = row.locator(".inline-deal_value")
+    value = row.get_by_role("textbox", name="Deal value")
     value.fill("lots")
     row.locator(".inline-save").click()
     expect(row.locator(".error-deal_value")).to_have_text("Deal value must be an amount like 12000 or 12,000.50.")
