@@ -9,9 +9,10 @@ import dataclasses
 from crm_app.api import EXPORT_PATH, EXPORT_PURPOSE
 from crm_app.db.queries import LeadFilter, LeadListRow, ranked_leads
 from crm_app.domain import Stage
+from crm_app.services import accounts
 from crm_app.services.exporting import filter_to_dict
 from crm_app.services.signed_links import sign_link
-from crm_app.services.errors import Forbidden, InvalidInput, ServiceError, StaleLead
+from crm_app.services.errors import Forbidden, InvalidInput, NotSignedIn, ServiceError, StaleLead
 from crm_app.services.lead_actions import (
     INLINE_FIELDS,
     BulkOutcome,
@@ -24,7 +25,7 @@ from crm_app.services.lead_actions import (
 from crm_app.services.leads import reassign_leads
 from crm_app.services.queue import SNOOZE_CHOICES
 from crm_app.settings import settings
-from crm_app.state.base import AppState, now_utc
+from crm_app.state.base import SESSION_ENDED, AppState, now_utc, run_system_db
 from crm_app.state.new_lead import POOL, owner_choices, owner_text
 
 ALL = "all"
@@ -148,15 +149,22 @@ class LeadsState(AppState):
             self.page -= 1
             await self._refresh(keep_page=True, recount=False)
 
+    async def _export_link(self, flt: LeadFilter, name: str):
+        """A download of `flt`'s leads through a short-lived signed link, not over the websocket. The link
+        names the signed-in user, whose row-level security the export runs under, and is served only
+        while this sign-in lasts (crm_app/api.py checks at download)."""
+        now, user, token = now_utc(), await self._actor(), self.auth_token
+        session_id = await run_system_db(lambda s: accounts.live_session_id(s, token, now))
+        if session_id is None:
+            raise NotSignedIn(SESSION_ENDED)
+        payload = {**filter_to_dict(flt, self.sort), "viewer": user.id, "session": session_id}
+        link = sign_link(EXPORT_PURPOSE, payload, now=now)
+        return rx.download(url=f"{EXPORT_PATH}?token={link}", filename=f"{name}-{now:%Y-%m-%d-%H%M}.csv")
+
     @rx.event
     async def export_csv(self):
-        """Download exactly this list (filter, search, sort; all pages) as CSV. The file is streamed by
-        a backend route (crm_app/api.py) through a short-lived signed link, not over the websocket;
-        the link names the signed-in user, whose row-level security the export runs under."""
-        now, user = now_utc(), await self._actor()
-        payload = {**filter_to_dict(self._filter(), self.sort), "viewer": user.id}
-        token = sign_link(EXPORT_PURPOSE, payload, now=now)
-        return rx.download(url=f"{EXPORT_PATH}?token={token}", filename=f"leads-{now:%Y-%m-%d-%H%M}.csv")
+        """Download exactly this list (filter, search, sort; all pages) as CSV."""
+        return await self._export_link(self._filter(), "leads")
 
     # Bulk reassign ---------------------------------------------------------------------------
     @rx.event
@@ -256,15 +264,12 @@ class LeadsState(AppState):
 
     @rx.event
     async def export_selected(self):
-        """The signed export (crm_app/api.py), restricted to the selected rows and still under the
-        user's row-level security."""
+        """The same signed export, restricted to the selected rows (still under row-level security)."""
         if not self.selected:
             self.bulk_message = "Select at least one lead."
             return None
-        now, user = now_utc(), await self._actor()
-        flt = dataclasses.replace(self._filter(), ids=tuple(self.selected[:500]))
-        token = sign_link(EXPORT_PURPOSE, {**filter_to_dict(flt, self.sort), "viewer": user.id}, now=now)
-        return rx.download(url=f"{EXPORT_PATH}?token={token}", filename=f"leads-selected-{now:%Y-%m-%d-%H%M}.csv")
+        return await self._export_link(dataclasses.replace(self._filter(), ids=tuple(self.selected[:500])),
+                                       "leads-selected")
 
     # Inline edit of stage, value and owner ---------------------------------------------------
     def _edit_row(self, lead_id: int) -> None:
