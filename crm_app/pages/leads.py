@@ -28,7 +28,7 @@ def _reasons(lead: LeadListRow) -> rx.Component:
                 size="1",
                 color=rx.color("gray", 11),
                 class_name="score-reason",
-                white_space="nowrap",
+                white_space="normal",  # a long reason wraps inside its column instead of running over the next
                 padding="0.1em 0.5em",
                 border_radius="6px",
                 background=rx.color("gray", 3),
@@ -49,7 +49,7 @@ def _inline_select(name: str, label: str, options=None, items=None) -> rx.Compon
                else rx.fragment(*[rx.select.item(text, value=key) for key, text in options]))
     return rx.vstack(
         rx.select.root(
-            rx.select.trigger(aria_label=label, class_name=f"inline-{name}", width="100%"),
+            rx.select.trigger(aria_label=label, class_name=f"inline-{name}", width="95px"),
             rx.select.content(content),
             value=S.row_edit.get(name, ""),
             on_change=lambda v: S.set_row_field(name, v),
@@ -79,7 +79,7 @@ def _value_cell(lead: LeadListRow) -> rx.Component:
         _editing(lead),
         rx.vstack(
             rx.input(value=S.row_edit.get("deal_value", ""), on_change=lambda v: S.set_row_field("deal_value", v),
-                     aria_label="Deal value", class_name="inline-deal_value", size="1", width="110px",
+                     aria_label="Deal value", class_name="inline-deal_value", size="1", width="90px",
                      max_length=20, input_mode="decimal", text_align="right",
                      color_scheme=rx.cond(S.row_errors.contains("deal_value"), "tomato", "indigo")),
             _cell_error("deal_value"),
@@ -95,12 +95,15 @@ def _row_actions(lead: LeadListRow) -> rx.Component:
         _editing(lead),
         rx.vstack(
             rx.hstack(
-                rx.button("Save", size="1", on_click=S.save_row, class_name="inline-save"),
-                rx.button("Cancel", size="1", variant="soft", color_scheme="gray", on_click=S.cancel_edit),
+                rx.icon_button(rx.icon("check", size=14), size="1", on_click=S.save_row, class_name="inline-save",
+                               aria_label="Save"),
+                rx.icon_button(rx.icon("x", size=14), size="1", variant="soft", color_scheme="gray",
+                               on_click=S.cancel_edit, aria_label="Cancel"),
                 spacing="1",
             ),
             _cell_error("form"),
             spacing="1",
+            align="end",
         ),
         rx.hstack(
             rx.cond(
@@ -137,10 +140,10 @@ def _row(lead: LeadListRow) -> rx.Component:
             min_width="170px",
         ),
         rx.table.cell(tier_pill(lead.tier)),
-        rx.table.cell(_reasons(lead), max_width="400px"),
-        rx.table.cell(_stage_cell(lead), class_name="lead-stage", min_width="110px"),
+        rx.table.cell(_reasons(lead), max_width="280px"),
+        rx.table.cell(_stage_cell(lead), class_name="lead-stage"),
         rx.table.cell(rx.text(lead.source, size="2")),
-        rx.table.cell(_owner_cell(lead), min_width="120px"),
+        rx.table.cell(_owner_cell(lead), min_width="110px"),
         rx.table.cell(_value_cell(lead), text_align="right", class_name="lead-value"),
         rx.table.cell(_row_actions(lead), text_align="right"),
         class_name="lead-row",
