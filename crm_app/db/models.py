@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    FetchedValue,
     Float,
     ForeignKey,
     Index,
@@ -125,6 +126,7 @@ class Lead(SQLModel, table=True):
             name="ck_leads_risk_level_matches_points",
         ),
         CheckConstraint("last_reply_sentiment BETWEEN -1 AND 1", name="ck_leads_last_reply_sentiment"),
+        CheckConstraint("(tier = 'hot') = (hot_since IS NOT NULL)", name="ck_leads_hot_since"),
         Index("ix_leads_risk_valid_until", "risk_valid_until"),
         Index("ix_leads_owner_risk", "owner_id", text("risk_points DESC"), text("id DESC"),
               postgresql_where=text("risk_level IN ('medium', 'high')")),
@@ -171,6 +173,11 @@ class Lead(SQLModel, table=True):
     score_valid_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     # The score when the deal closed: what the score predicted, kept for "does the score predict wins?".
     score_at_close: int | None = Field(default=None, sa_column=Column(Integer))
+    # When the lead last turned Hot; NULL while it is not Hot. Kept by a trigger (migration 0016) on
+    # every write of the tier, so the ORM reads it back after a flush rather than setting it.
+    hot_since: datetime | None = Field(
+        default=None, sa_column=_ts(nullable=True, server_default=FetchedValue(), server_onupdate=FetchedValue())
+    )
     # Hidden from the action queue until then ("snooze"); cleared when the prospect does something.
     snoozed_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
