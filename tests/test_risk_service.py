@@ -24,7 +24,7 @@ YES = "Great call today. The team is excited; can you send over the contract?"
 
 
 def _queue(session, owner, now=NOW):
-    return {item.name: item for item in action_queue(session, owner_id=owner.id, now=now)[0]}
+    return {item.name: item for item in action_queue(session, owner_id=owner.id, now=now).items}
 
 
 def test_a_negative_reply_raises_the_risk_and_the_queue_says_so(session):
@@ -49,7 +49,7 @@ def test_a_negative_reply_raises_the_risk_and_the_queue_says_so(session):
     item = _queue(session, ria)["Ada"]
     assert (item.kind, item.kind_label) == ("risk", "At risk")
     assert item.headline == "At risk: negative reply 2 days ago, no contact since"
-    assert item.rank == 200 + lead.score
+    assert item.position == 1
 
     # The rep calls back: the reply is answered, the risk drops to Medium and leaves the queue.
     log_activity(session, lead_id=lead.id, kind=K.CALL, now=NOW, user_id=ria.id)
