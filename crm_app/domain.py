@@ -135,7 +135,8 @@ class Tier(StrEnum):
     @property
     def advice(self) -> str:
         return {
-            "hot": "Call within the hour",
+            # "Call within the hour" is said only of a lead with a fresh signal (services/queue.py).
+            "hot": "Most likely to buy: work first",
             "warm": "Nurture",
             "cold": "Leave to marketing",
         }[self.value]
