@@ -419,6 +419,14 @@ def test_follow_ups_later_today_show_but_tomorrows_do_not(session, team):
     assert edsger.secondary == []
 
 
+def test_a_follow_up_on_a_pool_lead_shows_in_the_queue_of_the_rep_who_promised_it(session, team):
+    pool = make_lead(session, "Pool Pat", now=NOW, owner=None, created_ago=RECENT)
+    _follow_up(session, pool, team["ria"], -timedelta(hours=1), "call back")
+    items = _queue(session, team["ria"].id).items
+    assert [(i.name, i.kind) for i in items if i.name == "Pool Pat"] == [("Pool Pat", "overdue")]
+    assert "Pool Pat" not in _names(session, team["sam"].id)
+
+
 def test_stagnation_counts_from_the_stage_limit_exactly(session, team):
     alan = team["alan"]
     # Negotiation allows 14 days: stuck from the 15th whole day, the rule every page shares.

@@ -32,6 +32,7 @@ from sqlmodel import Field, SQLModel
 from crm_app.domain import (
     CONTENT_READ_KINDS,
     PLAY_KINDS,
+    REQUEST_KINDS,
     ActivityKind,
     Play,
     RiskLevel,
@@ -127,6 +128,8 @@ class Lead(SQLModel, table=True):
         ),
         CheckConstraint("last_reply_sentiment BETWEEN -1 AND 1", name="ck_leads_last_reply_sentiment"),
         CheckConstraint("(tier = 'hot') = (hot_since IS NOT NULL)", name="ck_leads_hot_since"),
+        # The action queue's fresh signals: leads whose last engagement is recent (migration 0016).
+        Index("ix_leads_last_activity", "last_activity_at"),
         Index("ix_leads_risk_valid_until", "risk_valid_until"),
         Index("ix_leads_owner_risk", "owner_id", text("risk_points DESC"), text("id DESC"),
               postgresql_where=text("risk_level IN ('medium', 'high')")),
@@ -223,6 +226,9 @@ class Activity(SQLModel, table=True):
         # A play tags rep outreach of the kinds it is done as, or a prospect opening its content.
         CheckConstraint(f"play IS NULL OR ({PLAY_KIND_RULE})", name="ck_activities_play"),
         Index("ix_activities_lead_play", "lead_id", "occurred_at", postgresql_where=text("play IS NOT NULL")),
+        # The action queue's fresh requests of the last hours (migration 0016).
+        Index("ix_activities_requests", "occurred_at",
+              postgresql_where=text(_in("kind", REQUEST_KINDS))),
     )
 
     id: int | None = Field(default=None, primary_key=True)

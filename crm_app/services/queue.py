@@ -203,103 +203,100 @@ def end_of_day(now: datetime) -> datetime:
 
 # --- The queue ----------------------------------------------------------------------------
 
-# The open leads in view, with what every group needs to know about them. `{where}` narrows them
-# (one owner, or one lead for the lead page).
-_SCOPED_SQL = """
-scoped AS (
-    SELECT l.id, l.score, l.tier, l.stage, l.stage_entered_at, l.deal_value, l.risk_level, l.risk_points,
-           l.last_contacted_at, l.last_activity_at, l.hot_since,
-           (l.snoozed_until IS NULL OR l.snoozed_until <= :now) AS awake,
-           -- Contacted lately, and nothing from the prospect since: the ball is in their court.
-           (l.last_contacted_at IS NOT NULL AND l.last_contacted_at > :answered_cutoff
-            AND (l.last_activity_at IS NULL OR l.last_activity_at <= l.last_contacted_at)) AS answered
-      FROM leads l
-     WHERE l.stage = ANY(:open_stages) AND ({where})
-),
+# Waiting on the rep: not snoozed, and not contacted lately with nothing from the prospect since (then
+# the ball is in their court).
+_WAITING = """(l.snoozed_until IS NULL OR l.snoozed_until <= :now)
+       AND NOT (l.last_contacted_at IS NOT NULL AND l.last_contacted_at > :answered_cutoff
+                AND (l.last_activity_at IS NULL OR l.last_activity_at <= l.last_contacted_at))"""
+
+# Leads in view (`{where}`) with a fresh signal: the queue's first group, and the lead page's promise
+# of a call.
+_FRESH_SQL = """
 fresh AS (
     -- The newest request since our last contact within the window; or, without one, the lead
     -- turned Hot in the window after something the prospect did in it (an engine switch or a
-    -- retrain that makes a quiet lead Hot is arithmetic, not intent).
-    SELECT s.id, r.kind AS signal_kind, coalesce(r.occurred_at, s.last_activity_at) AS signal_at
-      FROM scoped s
-      LEFT JOIN LATERAL (
-            SELECT a.kind, a.occurred_at FROM activities a
-             WHERE a.lead_id = s.id AND a.kind = ANY(:request_kinds)
-               AND a.occurred_at > :fresh_cutoff AND a.occurred_at <= :now
-               AND (s.last_contacted_at IS NULL OR a.occurred_at > s.last_contacted_at)
-             ORDER BY a.occurred_at DESC LIMIT 1
-      ) r ON TRUE
-     WHERE s.awake
-       -- Cheap first: a request is an engagement, so the prospect did something in the window.
-       AND s.last_activity_at > :fresh_cutoff
+    -- retrain that makes a quiet lead Hot is arithmetic, not intent). Only leads whose last
+    -- engagement falls in the window can have either (a request is an engagement): a few percent,
+    -- found through ix_leads_last_activity; the window's requests through ix_activities_requests.
+    SELECT l.id, r.kind AS signal_kind, coalesce(r.occurred_at, l.last_activity_at) AS signal_at
+      FROM leads l
+      LEFT JOIN (
+            SELECT DISTINCT ON (a.lead_id) a.lead_id, a.kind, a.occurred_at
+              FROM activities a
+             WHERE a.kind = ANY(:request_kinds) AND a.occurred_at > :fresh_cutoff AND a.occurred_at <= :now
+             ORDER BY a.lead_id, a.occurred_at DESC
+      ) r ON r.lead_id = l.id AND (l.last_contacted_at IS NULL OR r.occurred_at > l.last_contacted_at)
+     WHERE l.last_activity_at > :fresh_cutoff
+       AND l.stage = ANY(:open_stages) AND ({where})
+       AND (l.snoozed_until IS NULL OR l.snoozed_until <= :now)
        AND (r.kind IS NOT NULL
-            OR (s.tier = 'hot' AND s.hot_since > :fresh_cutoff AND s.last_activity_at <= :now
-                AND (s.last_contacted_at IS NULL
-                     OR s.last_contacted_at < least(s.hot_since, s.last_activity_at))))
+            OR (l.tier = 'hot' AND l.hot_since > :fresh_cutoff AND l.last_activity_at <= :now
+                AND (l.last_contacted_at IS NULL
+                     OR l.last_contacted_at < least(l.hot_since, l.last_activity_at))))
 )"""
 
+_OWNER = "CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id"
+
+# One row per lead with a reason to be in the queue, all its reasons as columns; its group is its
+# first reason. The leads in view are read once (the rep's through their owner index), the fresh
+# ones and the follow-ups due through their own indexes, and only the page's leads are read again
+# for their words.
 _QUEUE_SQL = """
-WITH {scoped},
+WITH {fresh},
 follow_ups_due AS (
     -- A lead's earliest open follow-up that is due by the end of today.
-    SELECT DISTINCT ON (f.lead_id) f.lead_id, f.id, f.due_at, f.note, l.score, l.deal_value
+    SELECT DISTINCT ON (f.lead_id) f.lead_id, f.id, f.due_at, f.note
       FROM follow_ups f
-      JOIN leads l ON l.id = f.lead_id AND l.stage = ANY(:open_stages)
      WHERE f.done_at IS NULL AND f.due_at < :day_end
        AND (CAST(:owner_id AS integer) IS NULL OR f.owner_id = :owner_id)
      ORDER BY f.lead_id, f.due_at, f.id
 ),
-candidates AS (
-    SELECT f.id AS lead_id, 1 AS grp, f.signal_at AS at, f.signal_kind, NULL::integer AS follow_up_id,
-           NULL::text AS note, s.score, s.deal_value, 0 AS risk_points
-      FROM fresh f JOIN scoped s ON s.id = f.id
-    UNION ALL
-    SELECT f.lead_id, CASE WHEN f.due_at < :now THEN 2 ELSE 4 END, f.due_at, NULL, f.id, f.note,
-           f.score, f.deal_value, 0
-      FROM follow_ups_due f
-    UNION ALL
-    SELECT s.id, 3, NULL, NULL, NULL, NULL, s.score, s.deal_value, 0
-      FROM scoped s
-     WHERE s.tier = 'hot' AND s.awake AND NOT s.answered
-    UNION ALL
-    SELECT s.id, 5, NULL, NULL, NULL, NULL, s.score, s.deal_value, s.risk_points
-      FROM scoped s
-     WHERE s.risk_level = 'high' AND s.awake AND NOT s.answered
-    UNION ALL
-    SELECT s.id, 6, NULL, NULL, NULL, NULL, s.score, s.deal_value, 0
-      FROM scoped s JOIN stage_rules r ON r.stage = s.stage
-     WHERE {stuck} AND s.awake AND NOT s.answered
+in_view AS (
+    SELECT {columns} FROM leads l WHERE l.stage = ANY(:open_stages) AND ({owner})
+    UNION ALL  -- and a rep's promise on a lead that is not theirs (a pool lead)
+    SELECT {columns} FROM follow_ups_due d JOIN leads l ON l.id = d.lead_id
+     WHERE l.stage = ANY(:open_stages) AND ({owner}) IS NOT TRUE
+),
+reasons AS (
+    SELECT l.id AS lead_id, l.score, l.deal_value, l.risk_points, f.signal_at, f.signal_kind,
+           d.id AS follow_up_id, d.due_at, d.note,
+           w.waiting AND l.tier = 'hot' AS hot,
+           w.waiting AND l.risk_level = 'high' AS at_risk,
+           w.waiting AND coalesce({stuck}, false) AS stuck
+      FROM in_view l
+      LEFT JOIN stage_rules r ON r.stage = l.stage
+      LEFT JOIN fresh f ON f.id = l.id
+      LEFT JOIN follow_ups_due d ON d.lead_id = l.id
+      CROSS JOIN LATERAL (SELECT {waiting} AS waiting) w
 ),
 best AS (
-    -- Each lead once, in its first group.
-    SELECT DISTINCT ON (lead_id) lead_id, grp, at, score, deal_value, risk_points
-      FROM candidates ORDER BY lead_id, grp
+    -- The leads with a reason, each in the group of its first one.
+    SELECT * FROM (
+        SELECT *,
+               CASE WHEN signal_at IS NOT NULL THEN 1 WHEN due_at < :now THEN 2 WHEN hot THEN 3
+                    WHEN due_at IS NOT NULL THEN 4 WHEN at_risk THEN 5 WHEN stuck THEN 6 END AS grp
+          FROM reasons
+    ) grouped
+     WHERE grp IS NOT NULL
 ),
 counts AS (
     SELECT coalesce(json_object_agg(grp, n), '{{}}') AS by_group
       FROM (SELECT grp, count(*) AS n FROM best GROUP BY grp) g
 ),
-ranked AS (
-    SELECT b.lead_id, b.grp,
-           row_number() OVER (
-               ORDER BY b.grp,
-                        CASE WHEN b.grp = 1 THEN b.at END DESC,  -- fresh: the newest signal first
-                        CASE WHEN b.grp = 4 THEN b.at END,       -- due today: the earliest first
-                        b.risk_points DESC, b.score DESC, b.deal_value DESC, b.lead_id) AS n
-      FROM best b
-     WHERE CAST(:grp AS integer) IS NULL OR b.grp = :grp
-),
 page AS (
-    SELECT * FROM ranked WHERE n > :offset ORDER BY n LIMIT :limit
+    SELECT * FROM best
+     WHERE CAST(:grp AS integer) IS NULL OR grp = :grp
+     ORDER BY grp,
+              CASE WHEN grp = 1 THEN signal_at END DESC,  -- fresh: the newest signal first
+              CASE WHEN grp = 4 THEN due_at END,          -- due today: the earliest first
+              CASE WHEN grp = 5 THEN risk_points END DESC, score DESC, deal_value DESC, lead_id
+     LIMIT :limit OFFSET :offset
 )
-SELECT c.by_group, (SELECT count(*) FROM ranked) AS matching,
-       p.n, p.lead_id, p.grp AS best_grp, x.grp, x.at, x.signal_kind, x.follow_up_id, x.note,
-       l.name, l.company, l.score, l.tier, l.stage, l.stage_entered_at, l.deal_value, l.version,
+SELECT c.by_group, p.*, l.name, l.company, l.tier, l.stage, l.stage_entered_at, l.version,
        l.last_contacted_at, l.risk_reasons, u.name AS owner_name, r.stagnation_days,
        e.kind AS last_kind, e.occurred_at AS last_at
   FROM counts c
   LEFT JOIN page p ON TRUE
-  LEFT JOIN candidates x ON x.lead_id = p.lead_id
   LEFT JOIN leads l ON l.id = p.lead_id
   LEFT JOIN users u ON u.id = l.owner_id
   LEFT JOIN stage_rules r ON r.stage = l.stage
@@ -308,9 +305,14 @@ SELECT c.by_group, (SELECT count(*) FROM ranked) AS matching,
          WHERE a.lead_id = l.id AND a.kind = ANY(:engagement_kinds) AND a.occurred_at <= :now
          ORDER BY a.occurred_at DESC LIMIT 1
   ) e ON TRUE
- ORDER BY p.n, x.grp
-""".format(scoped=_SCOPED_SQL.format(where="CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id"),
-           stuck=stuck_sql("s.stage_entered_at", "r.stagnation_days"))
+ ORDER BY p.grp,
+          CASE WHEN p.grp = 1 THEN p.signal_at END DESC,
+          CASE WHEN p.grp = 4 THEN p.due_at END,
+          CASE WHEN p.grp = 5 THEN p.risk_points END DESC, p.score DESC, p.deal_value DESC, p.lead_id
+""".format(fresh=_FRESH_SQL.format(where=_OWNER), waiting=_WAITING, owner=_OWNER,
+           stuck=stuck_sql("l.stage_entered_at", "r.stagnation_days"),
+           columns="l.id, l.score, l.deal_value, l.risk_points, l.tier, l.risk_level, l.stage, l.stage_entered_at, "
+                   "l.snoozed_until, l.last_contacted_at, l.last_activity_at")
 
 
 def _params(now: datetime) -> dict:
@@ -346,18 +348,13 @@ def action_queue(
     ).all()
     counts = {int(k): v for k, v in rows[0].by_group.items()}
     groups = [QueueGroup(kind, label, counts.get(_GROUP_NUMBER[kind], 0)) for kind, label in GROUPS.items()]
+    total = sum(counts.values())
+    offset = max(offset, 0)
     items: list[QueueItem] = []
     for r in rows:
         if r.lead_id is None:
             continue  # nothing on this page: only the counts came back
         kind = _GROUP_KIND[r.grp]
-        if items and items[-1].lead_id == r.lead_id:
-            item = items[-1]
-            if kind in FOLLOW_UP_KINDS:
-                item.follow_up_id = r.follow_up_id
-            if not (kind == "hot" and item.kind == "fresh"):  # the same news, told once
-                item.secondary.append(_words(kind, r, now))
-            continue  # rows of one lead come first group first
         items.append(
             QueueItem(
                 lead_id=r.lead_id,
@@ -371,30 +368,40 @@ def action_queue(
                 kind=kind,
                 kind_label=GROUPS[kind],
                 headline=_words(kind, r, now),
-                position=r.n,
+                position=offset + len(items) + 1,
                 version=r.version,
                 follow_up_id=r.follow_up_id or 0,
+                secondary=[_words(other, r, now) for other in _reasons_of(r, now)
+                           if other != kind and not (other == "hot" and kind == "fresh")],  # same news once
             )
         )
     _attach_suggestions(session, items, now)
-    return QueuePage(items=items, groups=groups, total=sum(counts.values()), matching=rows[0].matching,
-                     offset=max(offset, 0))
+    matching = counts.get(_GROUP_NUMBER[group], 0) if group else total
+    return QueuePage(items=items, groups=groups, total=total, matching=matching, offset=offset)
+
+
+def _reasons_of(r, now: datetime) -> list[str]:
+    """Every group a queue row belongs to, in queue order (its first is its group)."""
+    overdue = r.due_at is not None and r.due_at < now
+    flags = {"fresh": r.signal_at is not None, "overdue": overdue, "hot": r.hot,
+             "due": r.due_at is not None and not overdue, "risk": r.at_risk, "stuck": r.stuck}
+    return [kind for kind in GROUPS if flags[kind]]
 
 
 def _words(kind: str, r, now: datetime) -> str:
     if kind == "fresh":
-        return _fresh_text(r.signal_kind, r.last_kind, r.at if r.signal_kind else r.last_at, now)
+        return _fresh_text(r.signal_kind, r.last_kind, r.signal_at if r.signal_kind else r.last_at, now)
     if kind == "hot":
         return _hot_text(r.last_kind, r.last_at, r.last_contacted_at, now)
     if kind == "stuck":
         return _stuck_text(r.stage, r.stage_entered_at, r.stagnation_days, now)
     if kind == "risk":
         return risk_headline(r.risk_reasons, Stage(r.stage).label, now)
-    return _follow_up_text(r.at, r.note, now)
+    return _follow_up_text(r.due_at, r.note, now)
 
 
 _FRESH_ONE_SQL = """
-WITH {scoped}
+WITH {fresh}
 SELECT f.signal_kind, f.signal_at, e.kind AS last_kind, e.occurred_at AS last_at
   FROM fresh f
   LEFT JOIN LATERAL (
@@ -402,7 +409,7 @@ SELECT f.signal_kind, f.signal_at, e.kind AS last_kind, e.occurred_at AS last_at
          WHERE a.lead_id = f.id AND a.kind = ANY(:engagement_kinds) AND a.occurred_at <= :now
          ORDER BY a.occurred_at DESC LIMIT 1
   ) e ON TRUE
-""".format(scoped=_SCOPED_SQL.format(where="l.id = :lead_id"))
+""".format(fresh=_FRESH_SQL.format(where="l.id = :lead_id"))
 
 
 def fresh_signal(session: Session, lead_id: int, now: datetime) -> str | None:
