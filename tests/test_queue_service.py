@@ -199,6 +199,14 @@ def test_a_look_at_the_website_after_our_call_brings_a_hot_lead_back_but_not_to_
         ("hot", "Hot: last signal 30 min ago (visited the website), not contacted since: follow up")]
 
 
+def test_a_hot_lead_last_met_says_so_once(session):
+    rep = make_user(session, "Ria Rep")
+    lead = make_lead(session, "Met", now=NOW, owner=rep, created_ago=RECENT,
+                     activities=[(K.PRICING_REQUEST, timedelta(days=6)), (K.MEETING, timedelta(days=2))])
+    _score(session, lead, 85, at=NOW - timedelta(days=6))
+    assert [i.headline for i in _queue(session, rep.id).items] == ["Hot: last met 2 days ago: follow up"]
+
+
 def test_a_lead_that_turned_hot_after_something_the_prospect_did_is_fresh(session):
     rep = make_user(session, "Ria Rep")
     visits = make_lead(session, "Visits", now=NOW, owner=rep, created_ago=RECENT,

@@ -10,7 +10,7 @@ from crm_app.components.layout import page_frame
 from crm_app.components.next_action import suggestion_line
 from crm_app.services.pipeline_health import StageHealth
 from crm_app.services.queue import SNOOZE_CHOICES, QueueItem
-from crm_app.state.dashboard import DashboardState
+from crm_app.state.dashboard import QUEUE_TOP, DashboardState
 
 S = DashboardState
 
@@ -215,6 +215,7 @@ def _queue() -> rx.Component:
             _empty_queue(),
         ),
         _pager(),
+        id=QUEUE_TOP,
         padding="0",
         width="100%",
         overflow="hidden",

@@ -176,6 +176,8 @@ def _hot_text(last_kind: str | None, last_at: datetime | None, contacted_at: dat
     """An older Hot lead: its last signal and our last contact, never "call now"."""
     if not (last_kind and last_at):
         return "Hot: no signal from them yet: reach out"
+    if last_kind == ActivityKind.MEETING and contacted_at is not None and contacted_at <= last_at:
+        return f"Hot: last met {relative_time(last_at, now)}: follow up"  # their signal and our contact at once
     signal = f"Hot: last signal {relative_time(last_at, now)} ({_ENGAGED[ActivityKind(last_kind)]})"
     if contacted_at is None:
         return f"{signal}, never contacted: follow up"

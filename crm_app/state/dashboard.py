@@ -26,6 +26,7 @@ from crm_app.services.queue import (
 from crm_app.state.base import AppState, now_utc
 
 ALL_GROUPS = "all"
+QUEUE_TOP = "do-next"  # the queue card's element id
 LOG_KINDS = {
     "call": ActivityKind.CALL,
     "email": ActivityKind.EMAIL_SENT,
@@ -184,12 +185,14 @@ class DashboardState(AppState):
         if self.queue_offset + PAGE_SIZE < self.queue_matching:
             self.queue_offset += PAGE_SIZE
             await self._refresh()
+            return rx.scroll_to(QUEUE_TOP)  # the pager is at the bottom: show the new page from its top
 
     @rx.event
     async def previous_page(self):
         if self.queue_offset > 0:
             self.queue_offset = max(0, self.queue_offset - PAGE_SIZE)
             await self._refresh()
+            return rx.scroll_to(QUEUE_TOP)
 
     # --- Snooze and done ------------------------------------------------------------------
 
