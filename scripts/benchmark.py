@@ -278,18 +278,20 @@ def queue(bench: Bench) -> None:
             text("SELECT DISTINCT owner_id FROM leads WHERE owner_id IS NOT NULL ORDER BY 1")
         ).scalars().all()
         manager = connection.execute(
-            text("SELECT id FROM users WHERE role = 'manager' AND is_active ORDER BY id LIMIT 1")).scalar_one()
+            text("SELECT id FROM users WHERE role = 'manager' AND is_active ORDER BY id LIMIT 1")
+        ).scalar_one()
         now = connection.execute(text("SELECT max(occurred_at) FROM activities")).scalar_one()
-    for scope, owner, as_user in (("rep", lambda o: o, lambda o: o), ("team", lambda o: None, lambda o: manager)):
+    scopes = (("rep", lambda o: o, lambda o: o), ("team", lambda o: None, lambda o: manager))
+    for scope, owner, as_user in scopes:
         _time_calls(f"action queue, first 25 ({scope})",
                     lambda s, o, u: action_queue(s, owner_id=owner(o), now=now, limit=25), owners, bench,
                     as_user=as_user)
         _time_calls(f"action queue, items 26-50 ({scope})",
-                    lambda s, o, u: action_queue(s, owner_id=owner(o), now=now, limit=25, offset=25), owners, bench,
-                    as_user=as_user)
-        _time_calls(f"action queue, Hot group only ({scope})",
-                    lambda s, o, u: action_queue(s, owner_id=owner(o), now=now, limit=25, group="hot"), owners,
+                    lambda s, o, u: action_queue(s, owner_id=owner(o), now=now, limit=25, offset=25), owners,
                     bench, as_user=as_user)
+        _time_calls(f"action queue, Hot group only ({scope})",
+                    lambda s, o, u: action_queue(s, owner_id=owner(o), now=now, limit=25, group="hot"),
+                    owners, bench, as_user=as_user)
         with act_as(Session(bench.engine), as_user(owners[0])) as session:
             page = action_queue(session, owner_id=owner(owners[0]), now=now)
         figure(f"action queue groups ({scope})", ", ".join(f"{g.label} {g.count:,}" for g in page.groups)

@@ -111,9 +111,11 @@ def test_only_a_fresh_signal_promises_a_call_within_the_hour(session):
     """Issue #12: "Call within the hour" was promised for every Hot lead, even one quiet for weeks."""
     fresh = make_lead(session, "Fresh", now=NOW, company_size=120,
                       activities=[(K.PRICING_REQUEST, timedelta(minutes=12))])
-    assert lead_detail(session, fresh.id, NOW).tier_advice == "Asked for pricing 12 min ago: call within the hour"
+    assert lead_detail(session, fresh.id, NOW).tier_advice == (
+        "Asked for pricing 12 min ago: call within the hour")
     stale = make_lead(session, "Stale", now=NOW, company_size=120,
-                      activities=[(K.PRICING_REQUEST, timedelta(days=9)), (K.DEMO_REQUEST, timedelta(days=9))])
+                      activities=[(K.PRICING_REQUEST, timedelta(days=9)),
+                                  (K.DEMO_REQUEST, timedelta(days=9))])
     session.execute(text("UPDATE leads SET score = 80, tier = 'hot', scored_at = :at WHERE id = :id"),
                     {"at": NOW - timedelta(days=9), "id": stale.id})
     session.expire_all()

@@ -186,7 +186,8 @@ def test_contacting_after_the_signal_takes_it_off_and_a_new_signal_brings_it_bac
     log_activity(session, lead_id=lead.id, kind=K.EMAIL_RECEIVED, now=NOW + timedelta(minutes=2))
     _score(session, lead, 80, at=NOW + timedelta(minutes=2))
     back = _queue(session, rep.id, now=NOW + timedelta(minutes=5)).items
-    assert [(i.kind, i.headline) for i in back] == [("fresh", "Replied by email 3 min ago: call within the hour")]
+    assert [(i.kind, i.headline) for i in back] == [
+        ("fresh", "Replied by email 3 min ago: call within the hour")]
 
 
 def test_a_look_at_the_website_after_our_call_brings_a_hot_lead_back_but_not_to_the_top(session):
@@ -252,7 +253,8 @@ def test_call_within_the_hour_is_promised_only_for_a_fresh_signal(session, team)
                         activities=[(K.PRICING_REQUEST, timedelta(days=9 + n))])
         _score(session, old, 90 - n, at=NOW - timedelta(days=9))
     items = _queue(session, ria.id).items
-    promising = [i.name for i in items if "call within the hour" in i.headline or "call now" in i.headline.lower()]
+    promising = [i.name for i in items
+                 if "call within the hour" in i.headline or "call now" in i.headline.lower()]
     assert promising == ["Ada"]
     assert [i.kind for i in items].count("hot") == 5
 
@@ -265,8 +267,8 @@ def big_book(session):
     """A rep with 36 leads waiting: 3 fresh, 2 overdue, 30 older Hot, 1 stuck."""
     rep = make_user(session, "Busy Rep")
     for n in range(30):
-        _score(session, make_lead(session, f"Hot {n:02}", now=NOW, owner=rep, created_ago=RECENT), 70 + n % 30,
-               at=NOW - timedelta(days=3))
+        _score(session, make_lead(session, f"Hot {n:02}", now=NOW, owner=rep, created_ago=RECENT),
+               70 + n % 30, at=NOW - timedelta(days=3))
     for n in range(3):
         make_lead(session, f"Fresh {n}", now=NOW, owner=rep, created_ago=RECENT,
                   activities=[(K.DEMO_REQUEST, timedelta(minutes=10 + n))])
@@ -292,12 +294,15 @@ def test_paging_reaches_every_item_and_the_counts_match_the_database(session, bi
     assert counts == {"fresh": 3, "overdue": 2, "hot": 30, "due": 0, "risk": 0, "stuck": 1}
     db = session.execute(text(
         """SELECT count(*) FILTER (WHERE tier = 'hot' AND last_activity_at IS NULL) AS hot,
-                  count(*) FILTER (WHERE EXISTS (SELECT 1 FROM activities a WHERE a.lead_id = leads.id
-                                                 AND a.kind = 'demo_request' AND a.occurred_at > :cut)) AS fresh,
-                  (SELECT count(*) FROM follow_ups WHERE owner_id = :rep AND done_at IS NULL AND due_at < :now)
-                    AS overdue,
+                  count(*) FILTER (WHERE EXISTS (
+                      SELECT 1 FROM activities a
+                       WHERE a.lead_id = leads.id AND a.kind = 'demo_request'
+                         AND a.occurred_at > :cut)) AS fresh,
+                  (SELECT count(*) FROM follow_ups
+                    WHERE owner_id = :rep AND done_at IS NULL AND due_at < :now) AS overdue,
                   count(*) AS all_leads
-             FROM leads WHERE owner_id = :rep"""), {"rep": big_book.id, "now": NOW, "cut": NOW - FRESH_WINDOW}).one()
+             FROM leads WHERE owner_id = :rep"""),
+        {"rep": big_book.id, "now": NOW, "cut": NOW - FRESH_WINDOW}).one()
     assert (counts["hot"], counts["fresh"], counts["overdue"]) == (db.hot, db.fresh, db.overdue)
     assert sum(counts.values()) == first.total == db.all_leads
 
@@ -374,10 +379,11 @@ def test_any_book_pages_to_the_same_list_in_group_order_with_true_counts_and_wor
             session.add(lead)
             session.flush()
             for kind, ago in spec["activities"]:
-                add_activity(session, lead, check_activity(kind=kind, now=NOW, occurred_at=NOW - timedelta(minutes=ago)),
-                             now=NOW)
+                checked = check_activity(kind=kind, now=NOW, occurred_at=NOW - timedelta(minutes=ago))
+                add_activity(session, lead, checked, now=NOW)
             if spec["follow_up_in"] is not None:
-                session.add(FollowUp(lead_id=lead.id, owner_id=rep, due_at=NOW + timedelta(minutes=spec["follow_up_in"])))
+                session.add(FollowUp(lead_id=lead.id, owner_id=rep,
+                                     due_at=NOW + timedelta(minutes=spec["follow_up_in"])))
             session.flush()
             made[lead.id] = (lead, spec)
 
@@ -390,7 +396,8 @@ def test_any_book_pages_to_the_same_list_in_group_order_with_true_counts_and_wor
             paged += page.items
             offset += size
         # Every item reachable, each once, in the same order.
-        assert [(i.lead_id, i.kind, i.position) for i in paged] == [(i.lead_id, i.kind, i.position) for i in whole.items]
+        assert [(i.lead_id, i.kind, i.position) for i in paged] == [
+            (i.lead_id, i.kind, i.position) for i in whole.items]
         assert [i.position for i in whole.items] == list(range(1, len(whole.items) + 1))
         assert len({i.lead_id for i in whole.items}) == len(whole.items) == whole.total
         # Counts are the items of each group; groups come in their order.
@@ -403,12 +410,15 @@ def test_any_book_pages_to_the_same_list_in_group_order_with_true_counts_and_wor
             # Only a fresh signal promises a call within the hour.
             assert ("call within the hour" in item.headline) == (item.kind == "fresh")
             if item.kind == "fresh":
-                requests = [NOW - timedelta(minutes=ago) for kind, ago in spec["activities"] if kind in REQUEST_KINDS]
-                assert any(t > NOW - FRESH_WINDOW and (lead.last_contacted_at is None or t > lead.last_contacted_at)
-                           for t in requests) or (lead.hot_since and lead.hot_since > NOW - FRESH_WINDOW)
+                requests = [NOW - timedelta(minutes=ago) for kind, ago in spec["activities"]
+                            if kind in REQUEST_KINDS]
+                contacted = lead.last_contacted_at
+                asked = any(t > NOW - FRESH_WINDOW and (contacted is None or t > contacted) for t in requests)
+                assert asked or (lead.hot_since and lead.hot_since > NOW - FRESH_WINDOW)
             # Contacted lately with nothing from the prospect since: only a promise keeps it here.
-            answered = (lead.last_contacted_at is not None and lead.last_contacted_at > NOW - ANSWERED_FOR
-                        and (lead.last_activity_at is None or lead.last_activity_at <= lead.last_contacted_at))
+            contacted = lead.last_contacted_at
+            answered = (contacted is not None and contacted > NOW - ANSWERED_FOR
+                        and (lead.last_activity_at is None or lead.last_activity_at <= contacted))
             if answered:
                 assert item.kind in ("overdue", "due")
         example.rollback()

@@ -48,8 +48,8 @@ CASES = [
      deal((K.CALL, ago(hours=1)), messages=[(K.EMAIL_RECEIVED, ago(days=5), NEG),
                                             (K.EMAIL_RECEIVED, ago(days=2), POS)]), 0, []),
     ("a negative reply older than 30 days no longer counts (our email since is unanswered)",
-     deal((K.EMAIL_SENT, ago(days=25)), (K.CALL, ago(days=1)), messages=[(K.EMAIL_RECEIVED, ago(days=31), NEG)]),
-     10, ["no_reply"]),
+     deal((K.EMAIL_SENT, ago(days=25)), (K.CALL, ago(days=1)),
+          messages=[(K.EMAIL_RECEIVED, ago(days=31), NEG)]), 10, ["no_reply"]),
     ("a reply with no text has no tone",
      deal((K.CALL, ago(days=1)), messages=[(K.EMAIL_RECEIVED, ago(days=2), None)]), 0, []),
     ("a reply unanswered for just under a day is not yet a reason",
@@ -78,8 +78,9 @@ CASES = [
     ("a pricing request today ends the silence since our first contact",
      deal((K.EMAIL_SENT, ago(days=60)), CONTACTED, (K.PRICING_REQUEST, ago(hours=2)),
           (K.PRICING_REQUEST, ago(hours=1)), created=ago(days=70)), 0, []),
-    ("a demo request is an answer", deal((K.EMAIL_SENT, ago(days=60)), CONTACTED, (K.DEMO_REQUEST, ago(days=3)),
-                                         created=ago(days=70)), 0, []),
+    ("a demo request is an answer",
+     deal((K.EMAIL_SENT, ago(days=60)), CONTACTED, (K.DEMO_REQUEST, ago(days=3)), created=ago(days=70)),
+     0, []),
     ("a form is an answer", deal((K.EMAIL_SENT, ago(days=60)), CONTACTED, (K.FORM_SUBMISSION, ago(days=3)),
                                  created=ago(days=70)), 0, []),
     ("a meeting is an answer (and our contact)", deal((K.EMAIL_SENT, ago(days=60)), (K.MEETING, ago(days=2)),
@@ -88,8 +89,8 @@ CASES = [
      deal((K.EMAIL_SENT, ago(days=43)), CONTACTED, (K.PAGE_VISIT, ago(days=1)), created=ago(days=50)), 15,
      ["no_reply"]),
     ("a pricing request left two days without contact from us: +15",
-     deal((K.EMAIL_SENT, ago(days=5)), (K.PRICING_REQUEST, ago(days=2)), (K.PRICING_REQUEST, ago(hours=3))), 15,
-     ["unanswered"]),
+     deal((K.EMAIL_SENT, ago(days=5)), (K.PRICING_REQUEST, ago(days=2)), (K.PRICING_REQUEST, ago(hours=3))),
+     15, ["unanswered"]),
     ("a request older than 30 days no longer waits on us (no contact from us does)",
      deal((K.EMAIL_SENT, ago(days=40)), (K.FORM_SUBMISSION, ago(days=31)), created=ago(days=50)), 10,
      ["no_contact"]),
@@ -262,7 +263,8 @@ def _no_reply_points(result) -> int:
 
 
 @settings(max_examples=1000, deadline=None)
-@given(any_deal, st.sampled_from(ANSWERS), moments, st.one_of(st.none(), st.floats(min_value=-1, max_value=1)))
+@given(any_deal, st.sampled_from(ANSWERS), moments,
+       st.one_of(st.none(), st.floats(min_value=-1, max_value=1)))
 def test_an_answer_never_adds_to_the_silence(facts, kind, at, sentiment):
     """Whenever it came and whatever it was, an answer from the prospect never makes "no reply" worse."""
     before, after = assess_risk(facts, NOW), assess_risk(_with_answer(facts, kind, at, sentiment), NOW)

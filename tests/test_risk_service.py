@@ -64,12 +64,13 @@ def test_a_pricing_request_through_the_api_is_the_prospect_answering(session):
     ria = make_user(session, "Ria Rep")
     lead = make_lead(session, "Ada", now=NOW, owner=ria, stage=Stage.PROPOSAL, created_ago=timedelta(days=3),
                      activities=[(K.EMAIL_SENT, timedelta(days=60)), (K.CALL, timedelta(days=2))])
-    assert [r["text"] for r in lead.risk_reasons] == ["No reply since our first contact on 13 Sep (6 weeks or more)"]
+    assert [r["text"] for r in lead.risk_reasons] == [
+        "No reply since our first contact on 13 Sep (6 weeks or more)"]
 
     actor = CurrentUser(ria.id, ria.email, ria.name, Role.REP)
-    record_events(session, actor, [EventInput(LeadRef(lead_id=lead.id), "pricing_request",
-                                              occurred_at=NOW - timedelta(hours=3)),
-                                   EventInput(LeadRef(lead_id=lead.id), "pricing_request")], now=NOW, batch=True)
+    events = [EventInput(LeadRef(lead_id=lead.id), "pricing_request", occurred_at=NOW - timedelta(hours=3)),
+              EventInput(LeadRef(lead_id=lead.id), "pricing_request")]
+    record_events(session, actor, events, now=NOW, batch=True)
     session.commit()
     session.refresh(lead)
     assert (lead.risk_level, lead.risk_points, lead.risk_reasons) == ("low", 0, [])
@@ -77,7 +78,8 @@ def test_a_pricing_request_through_the_api_is_the_prospect_answering(session):
     # A day later nobody has called them back: their request waits on us, in the stored reasons too.
     assert reassess_expired_risk(session, NOW + timedelta(days=1)) >= 1
     session.refresh(lead)
-    assert [r["text"] for r in lead.risk_reasons] == ["No contact from us since their pricing request on 12 Nov"]
+    assert [r["text"] for r in lead.risk_reasons] == [
+        "No contact from us since their pricing request on 12 Nov"]
 
 
 def test_a_friendly_reply_is_no_risk_and_a_note_counts_too(session):

@@ -179,7 +179,8 @@ class Lead(SQLModel, table=True):
     # When the lead last turned Hot; NULL while it is not Hot. Kept by a trigger (migration 0016) on
     # every write of the tier, so the ORM reads it back after a flush rather than setting it.
     hot_since: datetime | None = Field(
-        default=None, sa_column=_ts(nullable=True, server_default=FetchedValue(), server_onupdate=FetchedValue())
+        default=None,
+        sa_column=_ts(nullable=True, server_default=FetchedValue(), server_onupdate=FetchedValue()),
     )
     # Hidden from the action queue until then ("snooze"); cleared when the prospect does something.
     snoozed_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

@@ -16,7 +16,8 @@ S = DashboardState
 
 
 # Only a fresh signal says "call now" (services/queue.py); an older Hot lead reads "Hot".
-_KIND_COLORS = (("fresh", "tomato"), ("overdue", "red"), ("hot", "crimson"), ("due", "amber"), ("risk", "orange"))
+_KIND_COLORS = (("fresh", "tomato"), ("overdue", "red"), ("hot", "crimson"), ("due", "amber"),
+                ("risk", "orange"))
 
 
 def _kind_badge(kind) -> rx.Component:
@@ -136,7 +137,8 @@ def _empty_queue() -> rx.Component:
                       width="48px", height="48px", border_radius="50%", background=rx.color("green", 3)),
             rx.text("Nothing urgent. Nice work.", size="4", weight="bold"),
             rx.text(rx.cond(S.queue_group == "all",
-                            "No new signal, no Hot lead waiting, no follow-up due and no deal at risk or stuck.",
+                            "No new signal, no Hot lead waiting, no follow-up due, "
+                            "no deal at risk or stuck.",
                             "Nothing in this group. The other groups are above."),
                     size="2", color=rx.color("gray", 10), text_align="center"),
             align="center",
@@ -162,7 +164,8 @@ def _section_title(title: str, caption) -> rx.Component:
 def _group_button(label, count, value, selected) -> rx.Component:
     return rx.button(
         label,
-        rx.text(count, as_="span", weight="bold", font_variant_numeric="tabular-nums", class_name="group-count"),
+        rx.text(count, as_="span", weight="bold", font_variant_numeric="tabular-nums",
+                class_name="group-count"),
         size="1",
         radius="full",
         variant=rx.cond(selected, "solid", "soft"),
@@ -192,11 +195,13 @@ def _pager() -> rx.Component:
     return rx.cond(
         S.page_label != "",
         rx.hstack(
-            rx.button(rx.icon("chevron-left", size=14), "Previous", size="1", variant="soft", color_scheme="gray",
-                      disabled=~S.has_previous_page, on_click=S.previous_page, class_name="queue-previous"),
+            rx.button(rx.icon("chevron-left", size=14), "Previous", size="1", variant="soft",
+                      color_scheme="gray", disabled=~S.has_previous_page, on_click=S.previous_page,
+                      class_name="queue-previous"),
             rx.text(S.page_label, size="1", color=rx.color("gray", 10), class_name="queue-page-label"),
-            rx.button("Next", rx.icon("chevron-right", size=14), size="1", variant="soft", color_scheme="gray",
-                      disabled=~S.has_next_page, on_click=S.next_page, class_name="queue-next"),
+            rx.button("Next", rx.icon("chevron-right", size=14), size="1", variant="soft",
+                      color_scheme="gray", disabled=~S.has_next_page, on_click=S.next_page,
+                      class_name="queue-next"),
             justify="between",
             align="center",
             width="100%",
@@ -421,7 +426,8 @@ def _owner_filter() -> rx.Component:
 def dashboard_page() -> rx.Component:
     return page_frame(
         "Today",
-        "What to do right now: new requests first, then follow-ups you promised, Hot leads, deals at risk or stuck.",
+        "What to do right now: new requests first, then follow-ups you promised, Hot leads, "
+        "deals at risk or stuck.",
         rx.vstack(
             live_ticker(S.refresh_if_changed),
             _drying_banner(),

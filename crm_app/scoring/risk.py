@@ -79,7 +79,9 @@ ANSWER_NOUNS = {
     ActivityKind.FORM_SUBMISSION: "form",
     ActivityKind.MEETING: "meeting",
 }
-OUTREACH_NOUNS = {ActivityKind.CALL: "call", ActivityKind.EMAIL_SENT: "email", ActivityKind.MEETING: "meeting"}
+OUTREACH_NOUNS = {
+    ActivityKind.CALL: "call", ActivityKind.EMAIL_SENT: "email", ActivityKind.MEETING: "meeting",
+}
 
 
 def level_for(points: int) -> RiskLevel:

@@ -38,6 +38,10 @@ the same time.
 
 Everything is selected, grouped, counted, ordered and paged in one SQL statement, under the acting
 user's row-level security; the page asks for one group or all of them, 25 at a time.
+
+One module (past 500 lines) on purpose: the list and the actions on its items (done, snooze, log)
+share one set of rules, what each group hides and brings back, and reading one without the other
+would miss half of it.
 """
 
 from __future__ import annotations
@@ -161,13 +165,15 @@ def _quoted(note: str | None) -> str:
     return f" — ‘{note.strip()}’" if note and note.strip() else ""
 
 
-def _fresh_text(signal_kind: str | None, last_kind: str | None, last_at: datetime | None, now: datetime) -> str:
+def _fresh_text(signal_kind: str | None, last_kind: str | None, last_at: datetime | None,
+                now: datetime) -> str:
     """"Asked for pricing 12 min ago: call within the hour"; a lead that turned Hot says after what."""
     if signal_kind:  # the request itself is the newest thing worth a call
         what = _ENGAGED[ActivityKind(signal_kind)]
         return f"{what[0].upper()}{what[1:]} {relative_time(last_at, now)}: call within the hour"
     if last_kind and last_at:
-        return f"Turned Hot ({_ENGAGED[ActivityKind(last_kind)]} {relative_time(last_at, now)}): call within the hour"
+        what = f"{_ENGAGED[ActivityKind(last_kind)]} {relative_time(last_at, now)}"
+        return f"Turned Hot ({what}): call within the hour"
     return "Turned Hot: call within the hour"
 
 
@@ -177,7 +183,8 @@ def _hot_text(last_kind: str | None, last_at: datetime | None, contacted_at: dat
     if not (last_kind and last_at):
         return "Hot: no signal from them yet: reach out"
     if last_kind == ActivityKind.MEETING and contacted_at is not None and contacted_at <= last_at:
-        return f"Hot: last met {relative_time(last_at, now)}: follow up"  # their signal and our contact at once
+        # Their signal and our contact at once: say it once.
+        return f"Hot: last met {relative_time(last_at, now)}: follow up"
     signal = f"Hot: last signal {relative_time(last_at, now)} ({_ENGAGED[ActivityKind(last_kind)]})"
     if contacted_at is None:
         return f"{signal}, never contacted: follow up"
@@ -313,8 +320,8 @@ SELECT c.by_group, p.*, l.name, l.company, l.tier, l.stage, l.stage_entered_at, 
           CASE WHEN p.grp = 5 THEN p.risk_points END DESC, p.score DESC, p.deal_value DESC, p.lead_id
 """.format(fresh=_FRESH_SQL.format(where=_OWNER), waiting=_WAITING, owner=_OWNER,
            stuck=stuck_sql("l.stage_entered_at", "r.stagnation_days"),
-           columns="l.id, l.score, l.deal_value, l.risk_points, l.tier, l.risk_level, l.stage, l.stage_entered_at, "
-                   "l.snoozed_until, l.last_contacted_at, l.last_activity_at")
+           columns="l.id, l.score, l.deal_value, l.risk_points, l.tier, l.risk_level, l.stage, "
+                   "l.stage_entered_at, l.snoozed_until, l.last_contacted_at, l.last_activity_at")
 
 
 def _params(now: datetime) -> dict:

@@ -138,7 +138,8 @@ class DashboardState(AppState):
             if not page.items and offset:
                 # The page emptied (items done, or moved to another group): show the last one left.
                 last = max(0, (page.matching - 1) // PAGE_SIZE * PAGE_SIZE)
-                page = action_queue(session, owner_id=owner, now=now, limit=PAGE_SIZE, offset=last, group=group)
+                page = action_queue(session, owner_id=owner, now=now, limit=PAGE_SIZE, offset=last,
+                                    group=group)
             return page, pipeline_health(session, owner_id=owner, now=now)
 
         page, health = await self._db(load)

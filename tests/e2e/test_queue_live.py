@@ -35,20 +35,26 @@ def book(app_session):
     rep = make_user(app_session, REP)
     for n in range(OLD_HOT):
         lead = make_lead(app_session, f"Old Hot {n:02}", now=APP_NOW, owner=rep, company=f"Old Co {n}",
-                         created_ago=timedelta(days=20), activities=[(K.PRICING_REQUEST, timedelta(days=9 + n % 5))])
+                         created_ago=timedelta(days=20),
+                         activities=[(K.PRICING_REQUEST, timedelta(days=9 + n % 5))])
         # Hot since the news (whatever the engine would say today); nothing time alone will change.
-        app_session.execute(text("UPDATE leads SET score = :s, tier = 'hot', scored_at = :at, score_valid_until = NULL "
-                                 "WHERE id = :id"), {"s": 99 - n % 25, "at": APP_NOW - timedelta(days=9), "id": lead.id})
-    penny = make_lead(app_session, "Penny Pricing", now=APP_NOW, owner=rep, company="Penny Ltd", deal_value=20_000,
-                      created_ago=timedelta(days=20), activities=[(K.PAGE_VISIT, timedelta(days=3))])
+        app_session.execute(
+            text("UPDATE leads SET score = :s, tier = 'hot', scored_at = :at, score_valid_until = NULL "
+                 "WHERE id = :id"),
+            {"s": 99 - n % 25, "at": APP_NOW - timedelta(days=9), "id": lead.id})
+    penny = make_lead(app_session, "Penny Pricing", now=APP_NOW, owner=rep, company="Penny Ltd",
+                      deal_value=20_000, created_ago=timedelta(days=20),
+                      activities=[(K.PAGE_VISIT, timedelta(days=3))])
     app_session.commit()
-    admin = app_session.execute(text("SELECT id, email, name FROM users WHERE role = 'admin' ORDER BY id LIMIT 1")).one()
+    admin = app_session.execute(
+        text("SELECT id, email, name FROM users WHERE role = 'admin' ORDER BY id LIMIT 1")).one()
     secret, _ = create_key(app_session, CurrentUser(admin.id, admin.email, admin.name, Role.ADMIN),
                            name="Website (queue test)", scope="write", user_id=rep.id, now=APP_NOW)
     yield {"rep": rep, "penny": penny, "secret": secret}
     app_session.rollback()
     # Activities, follow-ups and stage changes go with their leads, keys and sessions with the user.
-    ids = [row[0] for row in app_session.execute(text("SELECT id FROM leads WHERE owner_id = :u"), {"u": rep.id})]
+    ids = [row[0] for row in
+           app_session.execute(text("SELECT id FROM leads WHERE owner_id = :u"), {"u": rep.id})]
     app_session.execute(text("DELETE FROM audit_log WHERE lead_id = ANY(:ids)"), {"ids": ids})
     app_session.execute(text("DELETE FROM leads WHERE id = ANY(:ids)"), {"ids": ids})
     app_session.execute(text("DELETE FROM users WHERE id = :u"), {"u": rep.id})
