@@ -14,8 +14,8 @@ lead or activity.
 Leads already Hot at the upgrade count as Hot since they arrived (`created_at`): when they turned is
 not known, and "just now" would put every one of them in the queue's first group at once.
 
-Revision ID: 0016_hot_since
-Revises: 0015_sessions_security
+Revision ID: 0017_hot_since
+Revises: 0016_least_privilege_login
 Create Date: 2026-11-25
 """
 from typing import Sequence, Union
@@ -23,8 +23,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_hot_since"
-down_revision: Union[str, None] = "0015_sessions_security"
+revision: str = "0017_hot_since"
+down_revision: Union[str, None] = "0016_least_privilege_login"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
