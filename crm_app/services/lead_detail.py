@@ -18,6 +18,7 @@ from crm_app.services import audit
 from crm_app.services.errors import Forbidden, InvalidInput, NotFound
 from crm_app.services.leads import bump_version, lock_lead
 from crm_app.services.permissions import CurrentUser, acting_user, recorded_as
+from crm_app.services.queue import fresh_signal
 from crm_app.services.scoring import rescore_lead
 
 TIMELINE_LIMIT = 100
@@ -144,7 +145,8 @@ def lead_detail(session: Session, lead_id: int, now: datetime, viewer: CurrentUs
         stage_label=Stage(lead.stage).label, owner_id=str(lead.owner_id or ""),
         owner=owner.name if owner else "Unassigned", deal_value=f"{lead.deal_value:.2f}",
         value_label=money(lead.deal_value), score=lead.score, tier=lead.tier, tier_label=tier.label,
-        tier_advice=tier.advice,
+        # The queue's fresh signal is the one thing that earns "call within the hour".
+        tier_advice=fresh_signal(session, lead.id, now) or tier.advice,
         reasons=[ReasonRow(points=x["points"], text=x["text"]) for x in lead.score_reasons],
         days_in_stage=max(0, (now - lead.stage_entered_at).days), created=_stamp(lead.created_at),
         version=lead.version,
