@@ -16,8 +16,8 @@
 Row-level security: managers and admins read and add imports (as themselves); nobody changes or
 deletes one through the app's role.
 
-Revision ID: 0017_imports
-Revises: 0016_least_privilege_login
+Revision ID: 0018_imports
+Revises: 0017_hot_since
 Create Date: 2026-11-25
 """
 from typing import Sequence, Union
@@ -25,8 +25,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0017_imports"
-down_revision: Union[str, None] = "0016_least_privilege_login"
+revision: str = "0018_imports"
+down_revision: Union[str, None] = "0017_hot_since"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
