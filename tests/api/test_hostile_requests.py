@@ -93,3 +93,93 @@ def test_a_lone_surrogate_in_an_event_is_a_422(http, team):
     response = http.post("/events", content=body.encode(), headers={**auth(team.keys["rep_write"]),
                                                                      "Content-Type": "application/json"})
     assert _is_json_error(response, 422), response.text
+
+
+# --- Bodies and rate limits (issue #17, item 7) --------------------------------------------------------
+
+
+def _raw_request(api_url: str, head: str, body: bytes = b"", wait: float = 15) -> tuple[int, dict]:
+    """Send a request's head (and maybe part of its body) on a raw socket and read the answer,
+    without ever sending the rest of the body: an answer proves the server did not wait for it."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(api_url)
+    with socket.create_connection((where.hostname, where.port), timeout=wait) as conn:
+        conn.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < 10:
+            chunk = conn.recv(65536)  # socket.timeout here: the server is still waiting for the body
+            if not chunk:
+                break
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    head_part, _, payload = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), json.loads(payload[: payload.rfind(b"}") + 1] or b"{}")
+
+
+def test_a_52_mb_body_is_refused_from_its_length_before_it_is_read(api_url, team):
+    from tests.api.conftest import MAX_BODY_MB
+
+    head = (f"POST /api/v1/leads/batch HTTP/1.1\nHost: test\nAuthorization: Bearer {team.keys['manager_write']}\n"
+            f"Content-Type: application/json\nContent-Length: {52 * 1024 * 1024}\n")
+    status, body = _raw_request(api_url, head, b'{"leads": [')
+    assert status == 413 and body["error"]["status"] == 413
+    assert f"{MAX_BODY_MB} MB" in body["error"]["message"]
+
+
+def test_no_key_is_refused_before_the_body_is_read(api_url):
+    head = "POST /api/v1/leads HTTP/1.1\nHost: test\nContent-Type: application/json\nContent-Length: 1000000\n"
+    status, body = _raw_request(api_url, head, b'{"name": ')
+    assert status == 401 and body["error"]["status"] == 401
+
+
+def test_a_body_streamed_past_the_limit_is_413(http, team, api_db):
+    from tests.api.conftest import MAX_BODY_MB
+
+    marker = f"stream-{uuid.uuid4().hex[:8]}"
+
+    def chunks():  # no Content-Length: the server learns the size only by reading
+        yield b'{"leads": ['
+        for i in range(MAX_BODY_MB * 1024 + 512):
+            yield b'{"email": "%s-%d@example.com", "name": "%s"},' % (marker.encode(), i, b"x" * 900)
+        yield b'{"email": "last@example.com", "name": "Last"}]}'
+
+    response = http.post("/leads/batch", content=chunks(), headers={**auth(team.keys["manager_write"]),
+                                                                     "Content-Type": "application/json"})
+    assert _is_json_error(response, 413), response.text[:300]
+    api_db.rollback()
+    assert api_db.execute(text("SELECT count(*) FROM leads WHERE email LIKE :m"), {"m": marker + "%"}).scalar() == 0
+
+
+def test_malformed_requests_count_against_the_keys_limit(http, team, api_db):
+    from crm_app.domain import Role
+    from crm_app.services.api_keys import create_key
+    from crm_app.services.permissions import CurrentUser
+    from tests.api.conftest import NOW
+
+    admin = CurrentUser(team.admin.id, team.admin.email, team.admin.name, Role.ADMIN)
+    secret, _ = create_key(api_db, admin, name="Three a minute", scope="write", user_id=team.rep.id, now=NOW,
+                           rate_per_minute=3)
+    key = {**auth(secret), "Content-Type": "application/json"}
+    garbage = [b"{nope", b"\xff\xfe", b'{"leads": ' + b"[" * 5000]
+    answers = [http.post(path, content=body, headers=key) for path, body in zip(("/leads", "/events", "/leads/batch"),
+                                                                                   garbage)]
+    assert [a.status_code for a in answers] == [422, 422, 400], [a.text[:200] for a in answers]  # 400: too deep
+    assert answers[-1].headers["X-RateLimit-Remaining"] == "0"
+    over = http.get("/me", headers=key)
+    assert _is_json_error(over, 429) and 1 <= int(over.headers["Retry-After"]) <= 60
+
+
+def test_requests_without_a_valid_key_count_against_their_address(http, team):
+    from tests.api.conftest import FAILED_KEY_RATE
+
+    here, elsewhere = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.9"}
+    guesses = [http.get("/leads", headers={**here, **auth(f"crm_guess{i:040d}")}) for i in range(FAILED_KEY_RATE)]
+    assert {g.status_code for g in guesses} == {401}
+    no_key = http.post("/leads", content=b"{nope", headers={**here, "Content-Type": "application/json"})
+    assert _is_json_error(no_key, 429) and "203.0.113.7" in no_key.json()["error"]["message"]
+    assert 1 <= int(no_key.headers["Retry-After"]) <= 60
+    # Only that address pays: another one is still told 401, and a valid key works from both.
+    assert http.get("/leads", headers={**elsewhere, **auth("crm_" + "y" * 43)}).status_code == 401
+    assert http.get("/me", headers={**here, **auth(team.keys["rep_read"])}).status_code == 200
