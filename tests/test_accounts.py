@@ -179,3 +179,61 @@ def test_roles_are_checked_and_changes_are_audited(session: Session) -> None:
     assert [row.action for row in trail] == ["user_created", "role_changed"]
     assert trail[1].old == {"role": "rep"} and trail[1].new == {"role": "manager"}
     assert "password" not in str(trail[0].new).lower()  # never the password, not even hashed
+
+
+# --- Password strength (issue #17, item 8) -------------------------------------------------------------
+
+GUESSABLE = ["aaaaaaaaaa", "password12", "1234567890", "qwertyuiop", "abcdefghij", "Password123!", "iloveyou2026",
+             "crmcrmcrmcrm"]
+
+
+def test_common_and_repetitive_passwords_are_refused_wherever_one_is_chosen(session: Session) -> None:
+    for weak in GUESSABLE:
+        with pytest.raises(InvalidInput, match=r"^Too easy to guess\. ") as error:
+            accounts.create_first_admin(session, email="boss@team.test", name="Boss", password=weak, now=NOW)
+        assert error.value.field == "password"
+    admin_row = _user(session, "root@team.test", role="admin")
+    admin = CurrentUser(admin_row.id, admin_row.email, admin_row.name, Role.ADMIN)
+    ana = _user(session, "ana@team.test")
+    me = CurrentUser(ana.id, ana.email, ana.name, Role.REP)
+    chooses = {
+        "users page": lambda pw: accounts.create_user(session, admin, email="cat@team.test", name="Cat Smith",
+                                                      role="rep", password=pw, now=NOW),
+        "account page": lambda pw: accounts.change_password(session, me, current=PASSWORD, new=pw, now=NOW),
+    }
+    for where, choose in chooses.items():
+        for weak in [*GUESSABLE, "cat@team.test" if where == "users page" else "ana@team.test1"]:
+            with pytest.raises(InvalidInput, match=r"^Too easy to guess\. ") as error:
+                choose(weak)
+            assert error.value.field == ("new" if where == "account page" else "password"), where
+    # Nothing was stored: no new user, Ana's password unchanged.
+    assert session.execute(text("SELECT count(*) FROM users WHERE email IN ('boss@team.test', 'cat@team.test')")
+                           ).scalar_one() == 0
+    accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW)
+    # A passphrase passes everywhere.
+    accounts.create_user(session, admin, email="cat@team.test", name="Cat Smith", role="rep",
+                         password="violet tugboat sketches", now=NOW)
+    accounts.change_password(session, me, current=PASSWORD, new="seventeen quiet lanterns", now=NOW)
+
+
+def test_the_command_line_refuses_a_guessable_first_admin_password(database_url, monkeypatch) -> None:
+    from crm_app import cli
+    from crm_app.db import engine as db_engine_module
+    from crm_app.db.engine import make_engine
+    from tests.conftest import scratch_database
+
+    with scratch_database(database_url, "crm_cli_admin") as url:  # the command commits: a database of its own
+        engine, previous = make_engine(url), db_engine_module._engine
+        db_engine_module.set_engine(engine)
+        try:
+            monkeypatch.setenv("CRM_ADMIN_PASSWORD", "password12")
+            with pytest.raises(SystemExit) as stopped:
+                cli.main(["create-admin", "--email", "weak.admin@team.test", "--name", "Weak Admin"])
+            assert str(stopped.value.code).startswith("Too easy to guess. This is a very common password.")
+            with Session(engine) as fresh:
+                assert fresh.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
+            monkeypatch.setenv("CRM_ADMIN_PASSWORD", "violet tugboat sketches")
+            cli.main(["create-admin", "--email", "weak.admin@team.test", "--name", "Weak Admin"])
+        finally:
+            db_engine_module.set_engine(previous)
+            engine.dispose()

@@ -2,6 +2,9 @@
 
 - Passwords are hashed with argon2id (argon2-cffi, its recommended parameters) and never stored,
   logged or returned in clear. A hash made with older parameters is upgraded at the next sign-in.
+  A password someone chooses (first admin, new user, own password) must also be hard to guess:
+  zxcvbn (Dropbox's estimator, maintained on PyPI) refuses common, repetitive and sequential ones
+  and ones made of the user's own name or email, saying why, as ASVS 2.1.7 asks.
 - A sign-in gives the browser a random token (256 bits); the database keeps only its SHA-256.
   A session ends at sign-out, after `session_hours` in all, or after `idle_minutes` without use.
 - Failed sign-ins are counted per email: after MAX_FAILURES within FAILURE_WINDOW the email is
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
+from zxcvbn import zxcvbn
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import func, select, text, update
 from sqlmodel import Session
@@ -61,6 +65,25 @@ def check_password_rules(password: str, field: str = "password") -> None:
         raise InvalidInput(f"Use at most {MAX_PASSWORD} characters.", field=field)
     if not password.strip():
         raise InvalidInput("A password cannot be only spaces.", field=field)
+
+
+# zxcvbn's score, 0-4: 3 is "safely unguessable" (about 10^8 guesses and more), enough behind argon2
+# and the sign-in throttles. zxcvbn reads at most 72 characters (its own cap: longer inputs get slow).
+MIN_STRENGTH = 3
+STRENGTH_CHECKED = 72
+
+
+def check_password_strength(password: str, field: str = "password", *, about: tuple[str, ...] = ()) -> None:
+    """The length rules, then refuse a password that is easy to guess (common, repetitive, a
+    sequence, or built from `about`: the user's name and email), with zxcvbn's reason and advice."""
+    check_password_rules(password, field)
+    words = [w for text in about if text for w in (text, *text.replace("@", " ").replace(".", " ").split())]
+    result = zxcvbn(password[:STRENGTH_CHECKED], user_inputs=words, max_length=STRENGTH_CHECKED)
+    if result["score"] < MIN_STRENGTH:
+        feedback = result.get("feedback") or {}
+        advice = [feedback.get("warning") or "", *(feedback.get("suggestions") or [])[:1]]
+        advice = [a for a in advice if a] or ["Use a few unrelated words."]
+        raise InvalidInput("Too easy to guess. " + " ".join(advice), field=field)
 
 
 def hash_password(password: str) -> str:
@@ -119,7 +142,7 @@ def create_first_admin(session: Session, *, email: str, name: str, password: str
     if not needs_first_admin(session):
         raise Forbidden("An admin already exists: sign in, and ask them for an account.")
     email, name = _clean_email(email), _clean_name(name)
-    check_password_rules(password)
+    check_password_strength(password, about=(email, name))
     user = _user_by_email(session, email)
     if user is None:
         user = User(email=email, name=name, role=Role.ADMIN.value)
@@ -248,7 +271,7 @@ def change_password(
         raise NotFound("Your account no longer exists.")
     if not _verify(row.password_hash, current):
         raise InvalidInput("That is not your current password.", field="current")
-    check_password_rules(new, field="new")
+    check_password_strength(new, field="new", about=(row.email, row.name))
     if new == current:
         raise InvalidInput("Choose a password different from the current one.", field="new")
     new_hash = _hasher.hash(new)
@@ -299,7 +322,7 @@ def create_user(
     """An admin adds a teammate with a first password to hand over. Commits."""
     require_role(actor, Role.ADMIN, "add users")
     email, name, role_ = _clean_email(email), _clean_name(name), _role(role)
-    check_password_rules(password)
+    check_password_strength(password, about=(email, name))
     if _user_by_email(session, email) is not None:
         raise InvalidInput("Someone on the team already has this email.", field="email")
     user = User(email=email, name=name, role=role_.value, password_hash=_hasher.hash(password), password_changed_at=now)
