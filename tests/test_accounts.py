@@ -237,3 +237,61 @@ def test_the_command_line_refuses_a_guessable_first_admin_password(database_url,
         finally:
             db_engine_module.set_engine(previous)
             engine.dispose()
+
+
+# --- Throttles per address (issue #17, item 9) -------------------------------------------------------
+
+ATTACKER, HOME, OFFICE = "198.51.100.66", "203.0.113.5", "192.0.2.44"
+
+
+def test_a_password_spray_from_one_address_is_stopped_even_at_the_right_password(session: Session) -> None:
+    for name in ("ana", "ben", "cat"):
+        _user(session, f"{name}@team.test")
+    sprayed = ["Summer2026!", "Welcome123", "Password1", "letmein99"]
+    # One guess per account per round, never 5 for one email: the old per-email pause never came.
+    rounds = [(name, guess) for guess in sprayed for name in ("ana", "ben", "cat")]
+    at = NOW
+    for name, guess in rounds[: accounts.MAX_SOURCE_FAILURES]:
+        with pytest.raises(SignInRefused, match="Wrong email or password"):
+            accounts.sign_in(session, email=f"{name}@team.test", password=guess, now=at, source=ATTACKER)
+        at += timedelta(seconds=1)
+    # The next guess is the right one for Cat: the address is paused, whatever the password.
+    with pytest.raises(SignInRefused, match=r"^Too many failed sign-ins from your network\. Try again in 15 minutes\."):
+        accounts.sign_in(session, email="cat@team.test", password=PASSWORD, now=at, source=ATTACKER)
+    # Everyone signs in from their own address meanwhile; the pause ends with the window.
+    for name in ("ana", "ben", "cat"):
+        accounts.sign_in(session, email=f"{name}@team.test", password=PASSWORD, now=at, source=HOME)
+    accounts.sign_in(session, email="cat@team.test", password=PASSWORD, now=at + timedelta(minutes=16),
+                     source=ATTACKER)
+
+
+def test_someone_elses_failures_do_not_lock_the_user_out(session: Session) -> None:
+    _user(session, "ana@team.test")
+    for i in range(accounts.MAX_FAILURES):
+        with pytest.raises(SignInRefused, match="Wrong email or password"):
+            accounts.sign_in(session, email="ana@team.test", password=f"guess number {i}",
+                             now=NOW + timedelta(seconds=i), source=ATTACKER)
+    with pytest.raises(SignInRefused, match=r"^Too many failed sign-ins for this email\."):
+        accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=10),
+                         source=ATTACKER)
+    # Ana, at home, never typed a wrong password: she signs in, and that does not free the attacker.
+    accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=11), source=HOME)
+    with pytest.raises(SignInRefused, match=r"^Too many failed sign-ins for this email\."):
+        accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=12),
+                         source=ATTACKER)
+
+
+def test_guessing_from_many_addresses_pauses_new_addresses_but_not_the_users_own(session: Session) -> None:
+    _user(session, "ana@team.test")
+    accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW - timedelta(days=3), source=HOME)
+    for i in range(accounts.MAX_EMAIL_FAILURES):  # a botnet: one guess per address
+        with pytest.raises(SignInRefused, match="Wrong email or password"):
+            accounts.sign_in(session, email="ana@team.test", password=f"guess number {i}",
+                             now=NOW + timedelta(seconds=i), source=f"100.64.0.{i}")
+    later = NOW + timedelta(minutes=1)
+    with pytest.raises(SignInRefused, match=r"^Too many failed sign-ins for this email\."):
+        accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=later, source="100.64.1.1")
+    with pytest.raises(SignInRefused, match=r"^Too many failed sign-ins for this email\."):
+        accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=later, source=OFFICE)
+    token, _ = accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=later, source=HOME)
+    assert token

@@ -7,8 +7,12 @@
   and ones made of the user's own name or email, saying why, as ASVS 2.1.7 asks.
 - A sign-in gives the browser a random token (256 bits); the database keeps only its SHA-256.
   A session ends at sign-out, after `session_hours` in all, or after `idle_minutes` without use.
-- Failed sign-ins are counted per email: after MAX_FAILURES within FAILURE_WINDOW the email is
-  refused until the window has passed, whatever the password (a guesser learns nothing more).
+- Failed sign-ins are counted per client address ("source"), so a guesser's failures cost the
+  guesser, not the user: MAX_FAILURES for one email from one address pause that address for that
+  email (the user, elsewhere, still signs in); MAX_SOURCE_FAILURES from one address over any emails
+  (a password spray) pause that address; MAX_EMAIL_FAILURES for one email from many addresses (a
+  botnet) pause the addresses the user never signed in from, not the ones they use. A paused
+  sign-in is refused whatever the password, until its window has passed (the guesser learns nothing).
 - Roles: rep < manager < admin. `require_role` refuses with a message; every service that changes
   or reveals what a role may not see calls it with the acting user.
 """
@@ -35,8 +39,12 @@ from crm_app.services.errors import Forbidden, InvalidInput, NotFound, SignInRef
 from crm_app.services.permissions import CurrentUser, require_role
 
 MIN_PASSWORD, MAX_PASSWORD = 10, 128  # the upper bound keeps hashing cheap to refuse, not cheap to do
-MAX_FAILURES = 5
+MAX_FAILURES = 5  # one email from one address
+MAX_SOURCE_FAILURES = 10  # one address, any emails
+MAX_EMAIL_FAILURES = 20  # one email, from addresses it has not signed in from
 FAILURE_WINDOW = timedelta(minutes=15)
+KNOWN_SOURCE_FOR = timedelta(days=90)  # an address the user signed in from this recently is theirs
+LOCAL = "local"  # the source of sign-ins not made over the network (scripts, tests)
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so an unknown email costs as long as a wrong password.
@@ -159,43 +167,69 @@ def create_first_admin(session: Session, *, email: str, name: str, password: str
 # --- Signing in and out ---------------------------------------------------------------------------
 
 
-def _recent_failures(session: Session, email: str, now: datetime) -> tuple[int, datetime | None]:
-    """Failures for this email since its last success within the window, and the oldest of them."""
-    count, oldest = session.execute(
+def _failures(session: Session, email: str, source: str, now: datetime) -> dict[str, tuple[int, datetime | None]]:
+    """The failures that may pause this sign-in, each as (count, oldest) within the window:
+    - "pair": this email from this address, since this address last signed in to it;
+    - "source": this address, any emails (successes do not reset it: a sprayer has accounts too);
+    - "email": this email from anywhere, since its last success; and whether `source` is "known",
+      an address this email signed in from within KNOWN_SOURCE_FOR."""
+    rows = session.execute(
         text(
             """
-            SELECT count(*), min(attempted_at) FROM sign_in_attempts
-             WHERE lower(email) = lower(:email) AND attempted_at > :since AND NOT succeeded
-               AND attempted_at > coalesce((SELECT max(attempted_at) FROM sign_in_attempts
-                                             WHERE lower(email) = lower(:email) AND succeeded), '-infinity')
+            WITH last_ok AS (
+              SELECT max(attempted_at) FILTER (WHERE source IS NOT DISTINCT FROM :source) AS here,
+                     max(attempted_at) AS anywhere
+                FROM sign_in_attempts WHERE lower(email) = lower(:email) AND succeeded
+            )
+            SELECT 'pair', count(*), min(attempted_at) FROM sign_in_attempts, last_ok
+             WHERE lower(email) = lower(:email) AND source IS NOT DISTINCT FROM :source AND NOT succeeded
+               AND attempted_at > :since AND attempted_at > coalesce(last_ok.here, '-infinity')
+            UNION ALL
+            SELECT 'source', count(*), min(attempted_at) FROM sign_in_attempts
+             WHERE source = :source AND NOT succeeded AND attempted_at > :since
+            UNION ALL
+            SELECT 'email', count(*), min(attempted_at) FROM sign_in_attempts, last_ok
+             WHERE lower(email) = lower(:email) AND NOT succeeded
+               AND attempted_at > :since AND attempted_at > coalesce(last_ok.anywhere, '-infinity')
+            UNION ALL
+            SELECT 'known', count(*), NULL FROM last_ok WHERE last_ok.here > :known_since
             """
         ),
-        {"email": email, "since": now - FAILURE_WINDOW},
-    ).one()
-    return count, oldest
+        {"email": email, "source": source, "since": now - FAILURE_WINDOW, "known_since": now - KNOWN_SOURCE_FOR},
+    ).all()
+    return {kind: (count, oldest) for kind, count, oldest in rows}
 
 
-def sign_in(session: Session, *, email: str, password: str, now: datetime) -> tuple[str, CurrentUser]:
+def _pause(oldest: datetime, now: datetime) -> str:
+    wait = max(1, int(((oldest + FAILURE_WINDOW) - now).total_seconds() // 60) + 1)
+    return f"Try again in {wait} minute{'s' if wait != 1 else ''}."
+
+
+def sign_in(session: Session, *, email: str, password: str, now: datetime, source: str = LOCAL
+            ) -> tuple[str, CurrentUser]:
     """Check the password and open a session: (token for the browser's cookie, the user). Commits.
+    `source` is the client's address (see the module's docstring for what pauses a sign-in).
 
     The same message for an unknown email and a wrong password, so the form does not tell which
     emails have accounts."""
-    email = _clean_email(email)
+    email, source = _clean_email(email), (source or LOCAL)[:64]
     if not password:
         raise InvalidInput("Enter your password.", field="password")
-    failures, oldest = _recent_failures(session, email, now)
-    if failures >= MAX_FAILURES:
-        wait = max(1, int(((oldest + FAILURE_WINDOW) - now).total_seconds() // 60) + 1)
-        raise SignInRefused(
-            f"Too many failed sign-ins for this email. Try again in {wait} minute{'s' if wait != 1 else ''}."
-        )
+    failures = _failures(session, email, source, now)
+    pair, from_source, for_email = failures["pair"], failures["source"], failures["email"]
+    if pair[0] >= MAX_FAILURES:
+        raise SignInRefused(f"Too many failed sign-ins for this email. {_pause(pair[1], now)}")
+    if from_source[0] >= MAX_SOURCE_FAILURES:
+        raise SignInRefused(f"Too many failed sign-ins from your network. {_pause(from_source[1], now)}")
+    if for_email[0] >= MAX_EMAIL_FAILURES and not failures["known"][0]:
+        raise SignInRefused(f"Too many failed sign-ins for this email. {_pause(for_email[1], now)}")
     user = _user_by_email(session, email)
     too_long = len(password) > MAX_PASSWORD  # no stored password is longer: refuse without hashing it
     ok = not too_long and _verify(user.password_hash if user else None, password) and bool(user and user.is_active)
-    session.add(SignInAttempt(email=email, attempted_at=now, succeeded=ok))
+    session.add(SignInAttempt(email=email, attempted_at=now, succeeded=ok, source=source))
     if not ok:
         session.commit()
-        left = MAX_FAILURES - failures - 1
+        left = MAX_FAILURES - pair[0] - 1
         hint = f" {left} more tr{'y' if left == 1 else 'ies'} before a 15-minute pause." if 0 < left <= 2 else ""
         raise SignInRefused("Wrong email or password." + hint)
     if _hasher.check_needs_rehash(user.password_hash):

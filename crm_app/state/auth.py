@@ -54,6 +54,7 @@ class SignInState(AppState):
         self.errors, self.message, self.busy = {}, "", True
         yield
         email, password, name, now = self.email, self.password, self.name, now_utc()
+        source = self.router.session.client_ip  # throttles count per address (accounts.sign_in)
         try:
             if self.first_run:
                 if password != self.confirm:
@@ -62,7 +63,7 @@ class SignInState(AppState):
                     lambda s: accounts.create_first_admin(s, email=email, name=name, password=password, now=now)
                 )
             token, user = await run_system_db(
-                lambda s: accounts.sign_in(s, email=email, password=password, now=now)
+                lambda s: accounts.sign_in(s, email=email, password=password, now=now, source=source)
             )
         except InvalidInput as error:
             self.errors = {error.field or "form": str(error)}
