@@ -69,7 +69,10 @@ Feed the CRM from websites, forms and email tools, and read leads with their sco
 
 **Authentication.** Send an API key created by an admin on the app's *API keys* page:
 `Authorization: Bearer crm_...`. A key acts as one teammate and sees exactly what they see.
-Read keys may only read.
+Read keys may only read. A rep's key does what the rep's pages allow: it updates and claims the
+rep's leads and the pool and logs rep-side events (call, email_sent, meeting, note, email_replied);
+it creates no lead (one it cannot see is 404) and sends no prospect-side event (403). Systems that
+report what prospects do use a key acting as a manager or admin.
 
 **Retries.** Send `Idempotency-Key: <unique id>` with a POST. A retry with the same key and body gets
 the first answer back (header `Idempotent-Replayed: true`) and is never applied twice.
