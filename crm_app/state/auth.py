@@ -8,8 +8,18 @@ import reflex as rx
 
 from crm_app.domain import Role
 from crm_app.services import accounts, audit
-from crm_app.services.errors import Forbidden, InvalidInput, ServiceError
-from crm_app.state.base import SESSION_ENDED, SIGN_IN, AppState, now_utc, run_system_db, typed_into
+from crm_app.services.errors import Forbidden, InvalidInput, NotFound, ServiceError
+from crm_app.state.base import (
+    SESSION_ENDED,
+    SIGN_IN,
+    AppState,
+    now_utc,
+    picked,
+    run_system_db,
+    typed_into,
+    typed_text,
+    whole_number,
+)
 
 
 def _safe_next(url: str) -> str:
@@ -46,7 +56,7 @@ class SignInState(AppState):
     @rx.event
     def set_field(self, field: str, value: str):
         if field in ("email", "name", "password", "confirm"):
-            setattr(self, field, value[:300])
+            setattr(self, field, typed_text(value, 300))
             self.errors = {k: v for k, v in self.errors.items() if k != field}
 
     @rx.event
@@ -98,7 +108,7 @@ class AccountState(AppState):
     @rx.event
     def set_field(self, field: str, value: str):
         if field in ("current", "new", "confirm"):
-            setattr(self, field, value[:300])
+            setattr(self, field, typed_text(value, 300))
             self.saved = False
 
     @rx.event
@@ -160,9 +170,11 @@ class UsersState(AppState):
 
     @rx.event
     async def set_role(self, user_id: int, role: str):
-        actor, now = await self._actor(), now_utc()
+        actor, now, user_id, role = await self._actor(), now_utc(), whole_number(user_id), typed_text(role, 20)
         try:
-            await self._db(lambda s: accounts.set_role(s, actor, int(user_id), role, now))
+            if user_id is None:
+                raise NotFound("That user does not exist.")
+            await self._db(lambda s: accounts.set_role(s, actor, user_id, role, now))
             self.message = "Role changed; it applies from their next sign-in."
         except ServiceError as error:
             self.message = str(error)
@@ -170,9 +182,11 @@ class UsersState(AppState):
 
     @rx.event
     async def set_active(self, user_id: int, active: bool):
-        actor, now = await self._actor(), now_utc()
+        actor, now, user_id, active = await self._actor(), now_utc(), whole_number(user_id), active is True
         try:
-            await self._db(lambda s: accounts.set_active(s, actor, int(user_id), bool(active), now))
+            if user_id is None:
+                raise NotFound("That user does not exist.")
+            await self._db(lambda s: accounts.set_active(s, actor, user_id, active, now))
             self.message = "Reactivated." if active else "Deactivated and signed out everywhere."
         except ServiceError as error:
             self.message = str(error)
@@ -216,12 +230,12 @@ class AuditState(AppState):
 
     @rx.event
     async def set_action(self, value: str):
-        self.action = value
+        self.action = picked(value, {"all", *audit.ACTION_LABELS}, self.action)
         await self._refresh()
 
     @rx.event
     async def set_actor(self, value: str):
-        self.actor = value
+        self.actor = picked(value, {"all", *(str(u.id) for u in self.users)}, self.actor)
         await self._refresh()
 
     @rx.event

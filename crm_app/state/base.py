@@ -39,13 +39,45 @@ SIGN_IN = "/sign-in"
 SESSION_ENDED = "Your session has ended: sign in again."
 
 
+# What a browser sends is whatever its socket sends: a crafted event may put any JSON in any
+# argument. Handlers keep only what their page could have sent (issue #17, item 12).
+
+
+def typed_text(value: object, limit: int = 300) -> str:
+    """Text from the browser, safe to keep and to query with: a string (anything else is empty),
+    without NUL or lone surrogates (PostgreSQL text holds neither; the driver refuses the query),
+    at most `limit` characters."""
+    if not isinstance(value, str):
+        return ""
+    if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+        value = "".join(ch for ch in value if ch != "\x00" and not "\ud800" <= ch <= "\udfff")
+    return value[:limit]
+
+
+def picked(value: object, allowed, current: str) -> str:
+    """A select's or a radio group's value: one of `allowed` (a radio may send a one-item list),
+    else `current` unchanged."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value if isinstance(value, str) and value in allowed else current
+
+
+def whole_number(value: object) -> int | None:
+    """An id the page sent: a positive int (or its digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isdecimal() and len(value) < 10:
+        value = int(value)
+    return value if isinstance(value, int) and 0 < value < 2**31 else None
+
+
 def typed_into(draft: dict[str, str], errors: dict[str, str], field: str, value: str,
                limit: int = 300) -> tuple[dict[str, str], dict[str, str]]:
     """A form's draft with `value` typed into `field` (cut at `limit`) and that field's error gone;
     both unchanged for a field the form does not have."""
-    if field not in draft:
+    if not isinstance(field, str) or field not in draft:
         return draft, errors
-    return {**draft, field: value[:limit]}, {k: v for k, v in errors.items() if k != field}
+    return {**draft, field: typed_text(value, limit)}, {k: v for k, v in errors.items() if k != field}
 
 
 def open_session() -> Session:

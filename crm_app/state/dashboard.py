@@ -12,7 +12,7 @@ from crm_app.domain import ActivityKind
 from crm_app.services.errors import ServiceError
 from crm_app.services.pipeline_health import StageHealth, WeekCount, pipeline_health
 from crm_app.services.queue import QueueItem, action_queue, dismiss_item, snooze_lead, snooze_time, work_item
-from crm_app.state.base import AppState, now_utc
+from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
 
 QUEUE_LIMIT = 25
 LOG_KINDS = {
@@ -21,6 +21,7 @@ LOG_KINDS = {
     "meeting": ActivityKind.MEETING,
     "note": ActivityKind.NOTE,
 }
+FOLLOW_UP_DAYS = ("none", "1", "2", "3", "7", "14")  # what the log dialog's select offers
 LOG_TITLES = {"call": "Log a call", "email": "Log an email", "meeting": "Log a meeting", "note": "Add a note"}
 
 
@@ -112,6 +113,7 @@ class DashboardState(AppState):
         self.loaded = True
 
     def _item(self, lead_id: int) -> QueueItem | None:
+        lead_id = whole_number(lead_id)
         return next((i for i in self.items if i.lead_id == lead_id), None)
 
     @rx.event
@@ -130,7 +132,7 @@ class DashboardState(AppState):
 
     @rx.event
     async def set_owner_filter(self, value: str):
-        self.owner_filter = value
+        self.owner_filter = picked(value, {key for key, _ in self.owner_options}, self.owner_filter)
         await self._refresh()
 
     # --- Snooze and done ------------------------------------------------------------------
@@ -148,9 +150,10 @@ class DashboardState(AppState):
         item = self._item(lead_id)
         if item is None:
             return
+        lead_id = item.lead_id
         now = now_utc()
         try:
-            until = snooze_time(choice, now)
+            until = snooze_time(typed_text(choice, 20), now)
         except ServiceError as error:
             self.error_lead_id, self.error_message = lead_id, str(error)
             return
@@ -163,6 +166,7 @@ class DashboardState(AppState):
         item = self._item(lead_id)
         if item is None:
             return
+        lead_id = item.lead_id
         now = now_utc()
         await self._act(lead_id, lambda s: dismiss_item(
             s, lead_id=lead_id, now=now, follow_up_id=item.follow_up_id or None,
@@ -173,7 +177,7 @@ class DashboardState(AppState):
     @rx.event
     def open_log(self, lead_id: int, kind: str):
         item = self._item(lead_id)
-        if item is None or kind not in LOG_KINDS:
+        if item is None or picked(kind, LOG_KINDS, "") == "":
             return
         self.log_lead_id, self.log_lead_name = item.lead_id, item.name
         self.log_version, self.log_follow_up_id = item.version, item.follow_up_id
@@ -183,26 +187,24 @@ class DashboardState(AppState):
 
     @rx.event
     def set_log_open(self, value: bool):
-        self.log_open = value
+        self.log_open = value is True
 
     @rx.event
     def set_log_kind(self, value: str | list[str]):
-        value = value if isinstance(value, str) else value[0]
-        if value in LOG_KINDS:
-            self.log_kind = value
+        self.log_kind = picked(value, LOG_KINDS, self.log_kind)
 
     @rx.event
     def set_log_body(self, value: str):
-        self.log_body = value[:20_000]
+        self.log_body = typed_text(value, 20_000)
         self.log_error = ""
 
     @rx.event
     def set_log_follow_up_days(self, value: str):
-        self.log_follow_up_days = value
+        self.log_follow_up_days = picked(value, FOLLOW_UP_DAYS, self.log_follow_up_days)
 
     @rx.event
     def set_log_follow_up_note(self, value: str):
-        self.log_follow_up_note = value[:500]
+        self.log_follow_up_note = typed_text(value, 500)
 
     @rx.event
     async def save_log(self):

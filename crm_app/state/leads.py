@@ -5,15 +5,20 @@ from __future__ import annotations
 import reflex as rx
 
 from crm_app.api import EXPORT_PATH, EXPORT_PURPOSE
-from crm_app.db.queries import LeadFilter, LeadListRow, ranked_leads
+from crm_app.db.queries import SORTS, LeadFilter, LeadListRow, ranked_leads
+from crm_app.domain import Source, Stage, Tier
 from crm_app.services.exporting import filter_to_dict
 from crm_app.services.signed_links import sign_link
 from crm_app.services.errors import ServiceError
 from crm_app.services.leads import reassign_leads
 from crm_app.settings import settings
-from crm_app.state.base import AppState, now_utc
+from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
 
 ALL = "all"
+SCOPES = ("mine", "unassigned", "team")
+TIERS = (ALL, *(t.value for t in Tier))
+STAGES = (ALL, *(s.value for s in Stage))
+SOURCES = (ALL, *(s.value for s in Source))
 
 
 class LeadsState(AppState):
@@ -82,32 +87,32 @@ class LeadsState(AppState):
 
     @rx.event
     async def set_search(self, value: str):
-        self.search = value[:200]
+        self.search = typed_text(value, 200)
         await self._refresh()
 
     @rx.event
     async def set_tier(self, value: str):
-        self.tier = value
+        self.tier = picked(value, TIERS, self.tier)
         await self._refresh()
 
     @rx.event
     async def set_stage(self, value: str):
-        self.stage = value
+        self.stage = picked(value, STAGES, self.stage)
         await self._refresh()
 
     @rx.event
     async def set_source(self, value: str):
-        self.source = value
+        self.source = picked(value, SOURCES, self.source)
         await self._refresh()
 
     @rx.event
     async def set_sort(self, value: str):
-        self.sort = value
+        self.sort = picked(value, SORTS, self.sort)
         await self._refresh()
 
     @rx.event
     async def set_scope(self, value: str | list[str]):
-        self.scope = value if isinstance(value, str) else value[0]
+        self.scope = picked(value, SCOPES, self.scope)
         self.selected = []
         await self._refresh()
 
@@ -136,6 +141,7 @@ class LeadsState(AppState):
     # Bulk reassign ---------------------------------------------------------------------------
     @rx.event
     def toggle_selected(self, lead_id: int):
+        lead_id = whole_number(lead_id)
         if not any(r.id == lead_id for r in self.rows):
             return  # only a lead this page shows can be picked
         self.selected = [i for i in self.selected if i != lead_id] if lead_id in self.selected \
@@ -151,7 +157,7 @@ class LeadsState(AppState):
 
     @rx.event
     def set_reassign_to(self, value: str):
-        self.reassign_to = value
+        self.reassign_to = typed_text(value, 12)
 
     @rx.event
     async def reassign_selected(self):
