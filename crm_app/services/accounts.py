@@ -7,6 +7,8 @@
   and ones made of the user's own name or email, saying why, as ASVS 2.1.7 asks.
 - A sign-in gives the browser a random token (256 bits); the database keeps only its SHA-256.
   A session ends at sign-out, after `session_hours` in all, or after `idle_minutes` without use.
+  The sign-in form gets a one-time ticket instead (`sign_in_ticket`), which a backend route swaps
+  for the token and sets as an HttpOnly cookie (crm_app/auth_routes.py).
 - Failed sign-ins are counted per client address ("source"), so a guesser's failures cost the
   guesser, not the user: MAX_FAILURES for one email from one address pause that address for that
   email (the user, elsewhere, still signs in); MAX_SOURCE_FAILURES from one address over any emails
@@ -31,7 +33,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import func, select, text, update
 from sqlmodel import Session
 
-from crm_app.db.models import AuthSession, SignInAttempt, User
+from crm_app.db.models import AuthSession, SignInAttempt, SignInHandoff, User
 from crm_app.db.security import acting_user_id
 from crm_app.domain import EMAIL_RE, Role
 from crm_app.services import audit
@@ -45,6 +47,7 @@ MAX_EMAIL_FAILURES = 20  # one email, from addresses it has not signed in from
 FAILURE_WINDOW = timedelta(minutes=15)
 KNOWN_SOURCE_FOR = timedelta(days=90)  # an address the user signed in from this recently is theirs
 LOCAL = "local"  # the source of sign-ins not made over the network (scripts, tests)
+HANDOFF_SECONDS = 60  # a sign-in ticket's life: the form's page spends it at once
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so an unknown email costs as long as a wrong password.
@@ -205,13 +208,10 @@ def _pause(oldest: datetime, now: datetime) -> str:
     return f"Try again in {wait} minute{'s' if wait != 1 else ''}."
 
 
-def sign_in(session: Session, *, email: str, password: str, now: datetime, source: str = LOCAL
-            ) -> tuple[str, CurrentUser]:
-    """Check the password and open a session: (token for the browser's cookie, the user). Commits.
-    `source` is the client's address (see the module's docstring for what pauses a sign-in).
-
-    The same message for an unknown email and a wrong password, so the form does not tell which
-    emails have accounts."""
+def _check_credentials(session: Session, email: str, password: str, now: datetime, source: str) -> User:
+    """The user whose password this is, after the throttles; the attempt is recorded (a failure is
+    committed at once). SignInRefused otherwise, with the same message for an unknown email and a
+    wrong password, so the form does not tell which emails have accounts."""
     email, source = _clean_email(email), (source or LOCAL)[:64]
     if not password:
         raise InvalidInput("Enter your password.", field="password")
@@ -235,18 +235,60 @@ def sign_in(session: Session, *, email: str, password: str, now: datetime, sourc
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
         session.add(user)
+    return user
+
+
+def _open_session(session: Session, user_id: int, now: datetime) -> str:
     token = secrets.token_urlsafe(32)
-    session.add(
-        AuthSession(
-            token_hash=_token_hash(token),
-            user_id=user.id,
-            created_at=now,
-            last_seen_at=now,
-            expires_at=now + timedelta(hours=session_hours()),
-        )
-    )
+    session.add(AuthSession(token_hash=_token_hash(token), user_id=user_id, created_at=now, last_seen_at=now,
+                            expires_at=now + timedelta(hours=session_hours())))
+    return token
+
+
+def sign_in(session: Session, *, email: str, password: str, now: datetime, source: str = LOCAL
+            ) -> tuple[str, CurrentUser]:
+    """Check the password and open a session: (token for the browser's cookie, the user). Commits.
+    `source` is the client's address (see the module's docstring for what pauses a sign-in)."""
+    user = _check_credentials(session, email, password, now, source)
+    token = _open_session(session, user.id, now)
     session.commit()
     return token, _current(user)
+
+
+def sign_in_ticket(session: Session, *, email: str, password: str, now: datetime, source: str = LOCAL
+                   ) -> tuple[str, CurrentUser]:
+    """Check the password like `sign_in`, but instead of a session token give a one-time ticket
+    (valid HANDOFF_SECONDS) that `redeem_ticket` swaps for one. The sign-in form hands the ticket to
+    a backend route, which sets the session cookie HttpOnly: the page's JavaScript never sees the
+    session token, only a ticket that is spent at once. Commits."""
+    user = _check_credentials(session, email, password, now, source)
+    ticket = secrets.token_urlsafe(32)
+    session.execute(text("DELETE FROM sign_in_handoffs WHERE expires_at < :now"), {"now": now})
+    session.add(SignInHandoff(ticket_hash=_token_hash(ticket), user_id=user.id,
+                              expires_at=now + timedelta(seconds=HANDOFF_SECONDS)))
+    session.commit()
+    return ticket, _current(user)
+
+
+def redeem_ticket(session: Session, ticket: str, now: datetime) -> str | None:
+    """The session token for a sign-in ticket, once: None when the ticket is unknown, spent, expired,
+    or its user can no longer sign in. Commits."""
+    if not ticket or len(ticket) > 100:
+        return None
+    user_id = session.execute(
+        text("DELETE FROM sign_in_handoffs WHERE ticket_hash = :hash RETURNING user_id, expires_at > :now"),
+        {"hash": _token_hash(ticket), "now": now},
+    ).first()
+    if user_id is None or not user_id[1]:
+        session.commit()
+        return None
+    user = session.get(User, user_id[0])
+    if user is None or not user.is_active or user.password_hash is None:
+        session.commit()
+        return None
+    token = _open_session(session, user.id, now)
+    session.commit()
+    return token
 
 
 def session_user(session: Session, token: str, now: datetime) -> CurrentUser | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+import json
+from urllib.parse import quote
 
 import reflex as rx
 
+from crm_app.auth_routes import SESSION_PATH
 from crm_app.domain import Role
+from crm_app.http_security import next_from_url
 from crm_app.services import accounts, audit
 from crm_app.services.errors import Forbidden, InvalidInput, NotFound, ServiceError
 from crm_app.state.base import (
@@ -24,11 +27,19 @@ from crm_app.state.base import (
 
 def _safe_next(url: str) -> str:
     """Where to go after signing in: a path of this app only (never another site)."""
-    query = parse_qs(urlsplit(url).query)
-    target = (query.get("next") or ["/"])[0]
-    if not target.startswith("/") or target.startswith("//") or "\\" in target or target.startswith(SIGN_IN):
-        return "/"
-    return target
+    return next_from_url(url)
+
+
+def _handoff(ticket: str, next_path: str):
+    """The browser swaps the sign-in ticket for its HttpOnly session cookie (crm_app/auth_routes.py),
+    then loads the page it came for: a new page opens a new websocket, which carries the cookie."""
+    again = f"{SIGN_IN}?next={quote(next_path)}"
+    return rx.call_script(
+        f"fetch({json.dumps(SESSION_PATH)}, {{method: 'POST', credentials: 'same-origin', "
+        f"headers: {{'Content-Type': 'application/json'}}, body: JSON.stringify({{ticket: {json.dumps(ticket)}}})}})"
+        f".then(r => window.location.replace(r.ok ? {json.dumps(next_path)} : {json.dumps(again)}))"
+        f".catch(() => window.location.replace({json.dumps(again)}))"
+    )
 
 
 class SignInState(AppState):
@@ -47,11 +58,11 @@ class SignInState(AppState):
             return rx.redirect(_safe_next(str(self.router.url)))
         self.first_run = await run_system_db(accounts.needs_first_admin)
         # What was typed stays (a fast typist may be ahead of this event); only old messages go. A
-        # token the browser still holds belonged to a session that ended (expired, idle, revoked).
-        ended = bool(self.auth_token) and self.auth_token != self._signed_out_token
-        if self.auth_token and not ended:
-            self.auth_token = ""  # the token signed out of, handed back by the browser: forget it again
-        self.errors, self.message = {}, SESSION_ENDED if ended else ""
+        # token the browser still holds belonged to a session that ended (expired, idle, revoked),
+        # unless it is the one this tab just signed out of.
+        token = self._session_token()
+        ended = bool(token) and token != self._signed_out_token
+        self.errors, self.message, self.busy = {}, SESSION_ENDED if ended else "", False
 
     @rx.event
     def set_field(self, field: str, value: str):
@@ -72,8 +83,8 @@ class SignInState(AppState):
                 await run_system_db(
                     lambda s: accounts.create_first_admin(s, email=email, name=name, password=password, now=now)
                 )
-            token, user = await run_system_db(
-                lambda s: accounts.sign_in(s, email=email, password=password, now=now, source=source)
+            ticket, _user = await run_system_db(
+                lambda s: accounts.sign_in_ticket(s, email=email, password=password, now=now, source=source)
             )
         except InvalidInput as error:
             self.errors = {error.field or "form": str(error)}
@@ -84,11 +95,8 @@ class SignInState(AppState):
             if isinstance(error, Forbidden):  # someone else created the admin meanwhile
                 self.first_run = False
             return
-        self.auth_token = token
-        self._set_user(user)
         self.password = self.confirm = ""
-        self.busy = False
-        yield rx.redirect(_safe_next(str(self.router.url)))
+        yield _handoff(ticket, _safe_next(str(self.router.url)))
 
 
 class AccountState(AppState):
@@ -118,7 +126,7 @@ class AccountState(AppState):
         if self.new != self.confirm:
             self.errors = {"confirm": "The two new passwords differ."}
             return
-        current, new, token, now = self.current, self.new, self.auth_token, now_utc()
+        current, new, token, now = self.current, self.new, self._session_token(), now_utc()
         try:
             await self._db(lambda s: accounts.change_password(s, user, current=current, new=new, now=now,
                                                               keep_token=token))
