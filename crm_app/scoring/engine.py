@@ -13,7 +13,8 @@ WARM_MIN = 40
 
 
 def tier_for(score: int) -> Tier:
-    """Hot 70-100 (call within the hour), Warm 40-69 (nurture), Cold 0-39 (leave to marketing)."""
+    """Hot 70-100 (most likely to buy: work first; "call within the hour" when a signal is fresh, which
+    the action queue decides), Warm 40-69 (nurture), Cold 0-39 (leave to marketing)."""
     if not 0 <= score <= 100:
         raise ValueError(f"score must be within 0-100, got {score}")
     if score >= HOT_MIN:
@@ -41,10 +42,14 @@ class LeadFacts:
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One contribution to a score: its points and a sentence a rep understands."""
+    """One contribution to a score: its points and a sentence a rep understands.
+
+    `key` names the fact ("pricing_request", "company_size"), the same in every engine, so a blend of
+    two engines shows one line per fact; it is not stored (the text is what a rep reads)."""
 
     points: int
     text: str
+    key: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"points": self.points, "text": self.text}

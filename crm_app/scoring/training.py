@@ -52,6 +52,12 @@ XGB_PARAMS: dict[str, Any] = {
     "seed": 0,
 }
 MAX_TREES = 1000
+
+
+def booster_params(spec: FeatureSpec) -> dict[str, Any]:
+    """XGB_PARAMS for a spec's columns: monotone in every prospect-activity column, so more or newer
+    buying intent never lowers a score (features.py)."""
+    return {**XGB_PARAMS, "monotone_constraints": spec.monotone_constraints()}
 EARLY_STOPPING_TREES = 50
 
 
@@ -209,7 +215,7 @@ its folds that way). Raises NotEnoughHistory below
     train_matrix = xgb.DMatrix(features[fit], label=won[fit], missing=np.nan)
     calibration_matrix = xgb.DMatrix(features[calibrate], label=won[calibrate], missing=np.nan)
     booster = xgb.train(
-        XGB_PARAMS,
+        booster_params(spec),
         train_matrix,
         num_boost_round=MAX_TREES,
         evals=[(calibration_matrix, "calibration")],

@@ -11,6 +11,8 @@ as a background job (services/scoring_jobs.py) and pass `progress`.
 
 from __future__ import annotations
 
+import logging
+
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -27,7 +29,7 @@ from crm_app.domain import ActivityKind, Stage
 from crm_app.scoring.engine import ActivityFact, LeadFacts
 from crm_app.scoring.evaluation import GAINS_SHARES, Evaluation, gains_curve
 from crm_app.scoring.features import group_title, open_life_moment
-from crm_app.scoring.model import ModelScoringEngine
+from crm_app.scoring.model import ModelScoringEngine, OutdatedModel
 from crm_app.scoring.rules import RuleBasedScoringEngine
 from crm_app.scoring.training import (
     MIN_CLOSED,
@@ -41,6 +43,8 @@ from crm_app.scoring.training import NotEnoughHistory as _NotEnoughHistory
 from crm_app.services import audit
 from crm_app.services.errors import NotFound, ServiceError
 from crm_app.services.permissions import CurrentUser, require_manager
+
+logger = logging.getLogger(__name__)
 
 
 class NotEnoughHistory(ServiceError):
@@ -308,7 +312,13 @@ def engine_for_model(session: Session, model_id: int | None) -> ModelScoringEngi
     blob = session.execute(text("SELECT model FROM scoring_models WHERE id = :id"), {"id": model_id}).scalar()
     if blob is None:  # deleted meanwhile
         return None
-    engine = ModelScoringEngine.from_bytes(blob)
+    try:
+        engine = ModelScoringEngine.from_bytes(blob)
+    except OutdatedModel:
+        # Trained by an earlier version (`cli setup` retrains it): the rules score meanwhile.
+        logger.warning("Scoring model %s was trained by an earlier version of the app; the rules score "
+                       "until a new model is trained", model_id)
+        return None
     with _cache_lock:
         _cached = (model_id, engine)
     return engine

@@ -13,8 +13,8 @@
 All three are the tables' owner's alone, like `api_rate_windows`: row-level security on and no
 policy for the app role (new tables inherit the app role's default grants, revoked here).
 
-Revision ID: 0016_source_throttles
-Revises: 0015_sessions_security
+Revision ID: 0018_source_throttles
+Revises: 0017_hot_since
 Create Date: 2026-12-03
 """
 from typing import Sequence, Union
@@ -22,8 +22,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_source_throttles"
-down_revision: Union[str, None] = "0015_sessions_security"
+revision: str = "0018_source_throttles"
+down_revision: Union[str, None] = "0017_hot_since"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
