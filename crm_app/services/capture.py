@@ -5,12 +5,14 @@ leads it touched in that same transaction, so a score never lags what is stored.
 The caller's session acts as the API key's user (row-level security): a lead that user may not see
 is "not found" here, exactly as on the pages.
 
-A key acting as a rep does what the rep may do on the pages, no more: it updates and claims the
-leads the rep sees and logs what a rep logs by hand (REP_LOGGED_KINDS). It creates no lead (a rep
-cannot on the pages either), so a lead in another rep's book answers exactly like one that does not
-exist: with email unique across the team, "create if missing" would otherwise tell the rep that
-someone else has this person. And it reports no prospect-side events (a pricing or demo request),
-which would let a rep push their own leads Hot. Systems that report what prospects do (website
+A key acting as a rep does no more than the rep may do on the pages: it updates and claims the
+leads the rep sees and logs what a rep logs by hand (REP_LOGGED_KINDS). It creates no lead, so a
+lead in another rep's book answers exactly like one that does not exist: with email unique across
+the team, "create if missing" would tell the rep that someone else has this person. (The quick-add
+form does let a rep add a lead, and says only that the email is taken; a script driving the API
+could ask that of thousands of addresses a minute, so the API does not answer it at all.) And it
+reports no prospect-side events (a pricing or demo request), which would let a rep push their own
+leads Hot. Systems that report what prospects do (website
 forms, email tools) use a key acting as a manager or admin, which sees the whole team: new leads
 go to the pool or to the `owner_email` they name.
 """

@@ -51,7 +51,7 @@ class NewLeadState(AppState):
 
     @rx.event
     def set_form_open(self, value: bool):
-        self.form_open = value
+        self.form_open = value is True
 
     @rx.event
     def set_field(self, name: str, value: str):
