@@ -174,7 +174,8 @@ class SecurityHeaders:
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []), *((k, v) for k, v in added if k not in present)]
+                missing = [(k, v) for k, v in added if k not in present]
+                message["headers"] = [*message.get("headers", []), *missing]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -54,8 +54,8 @@ def load_settings() -> Settings:
         api_max_body_bytes=int(float(os.environ.get("CRM_API_MAX_BODY_MB", "16")) * 1024 * 1024),
         api_failed_key_rate=int(os.environ.get("CRM_API_FAILED_KEY_RATE", "30")),
         secure_cookies=_flag("CRM_SECURE_COOKIES"),
-        allowed_origins=tuple(o.strip().rstrip("/") for o in os.environ.get("CRM_ALLOWED_ORIGINS", "").split(",")
-                              if o.strip()),
+        allowed_origins=tuple(origin.strip().rstrip("/") for origin in
+                              os.environ.get("CRM_ALLOWED_ORIGINS", "").split(",") if origin.strip()),
     )
 
 

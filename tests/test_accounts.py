@@ -183,8 +183,8 @@ def test_roles_are_checked_and_changes_are_audited(session: Session) -> None:
 
 # --- Password strength (issue #17, item 8) -------------------------------------------------------------
 
-GUESSABLE = ["aaaaaaaaaa", "password12", "1234567890", "qwertyuiop", "abcdefghij", "Password123!", "iloveyou2026",
-             "crmcrmcrmcrm"]
+GUESSABLE = ["aaaaaaaaaa", "password12", "1234567890", "qwertyuiop", "abcdefghij", "Password123!",
+             "iloveyou2026", "crmcrmcrmcrm"]
 
 
 def test_common_and_repetitive_passwords_are_refused_wherever_one_is_chosen(session: Session) -> None:
@@ -207,8 +207,8 @@ def test_common_and_repetitive_passwords_are_refused_wherever_one_is_chosen(sess
                 choose(weak)
             assert error.value.field == ("new" if where == "account page" else "password"), where
     # Nothing was stored: no new user, Ana's password unchanged.
-    assert session.execute(text("SELECT count(*) FROM users WHERE email IN ('boss@team.test', 'cat@team.test')")
-                           ).scalar_one() == 0
+    stored = text("SELECT count(*) FROM users WHERE email IN ('boss@team.test', 'cat@team.test')")
+    assert session.execute(stored).scalar_one() == 0
     accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW)
     # A passphrase passes everywhere.
     accounts.create_user(session, admin, email="cat@team.test", name="Cat Smith", role="rep",
@@ -256,7 +256,8 @@ def test_a_password_spray_from_one_address_is_stopped_even_at_the_right_password
             accounts.sign_in(session, email=f"{name}@team.test", password=guess, now=at, source=ATTACKER)
         at += timedelta(seconds=1)
     # The next guess is the right one for Cat: the address is paused, whatever the password.
-    with pytest.raises(SignInRefused, match=r"^Too many failed sign-ins from your network\. Try again in 15 minutes\."):
+    paused = r"^Too many failed sign-ins from your network\. Try again in 15 minutes\."
+    with pytest.raises(SignInRefused, match=paused):
         accounts.sign_in(session, email="cat@team.test", password=PASSWORD, now=at, source=ATTACKER)
     # Everyone signs in from their own address meanwhile; the pause ends with the window.
     for name in ("ana", "ben", "cat"):
@@ -275,7 +276,8 @@ def test_someone_elses_failures_do_not_lock_the_user_out(session: Session) -> No
         accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=10),
                          source=ATTACKER)
     # Ana, at home, never typed a wrong password: she signs in, and that does not free the attacker.
-    accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=11), source=HOME)
+    accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=11),
+                     source=HOME)
     with pytest.raises(SignInRefused, match=r"^Too many failed sign-ins for this email\."):
         accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=12),
                          source=ATTACKER)
@@ -283,7 +285,8 @@ def test_someone_elses_failures_do_not_lock_the_user_out(session: Session) -> No
 
 def test_guessing_from_many_addresses_pauses_new_addresses_but_not_the_users_own(session: Session) -> None:
     _user(session, "ana@team.test")
-    accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW - timedelta(days=3), source=HOME)
+    accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW - timedelta(days=3),
+                     source=HOME)
     for i in range(accounts.MAX_EMAIL_FAILURES):  # a botnet: one guess per address
         with pytest.raises(SignInRefused, match="Wrong email or password"):
             accounts.sign_in(session, email="ana@team.test", password=f"guess number {i}",

@@ -18,16 +18,53 @@ from starlette.testclient import TestClient
 from crm_app.http_security import SecurityHeaders, safe_next_path
 
 LEAVES_THE_SITE = [
-    "/\t/evil.example", "/%09/evil.example", "/\n/evil.example", "/\r/evil.example", "/\t\t/evil.example",
-    "\t//evil.example", "//evil.example", "///evil.example", "/\\evil.example", "\\\\evil.example",
-    "/\\/evil.example", "https://evil.example", "http:evil.example", "javascript:alert(1)", "evil.example",
-    "//evil.example/%2F..", " /leads", "/ /evil.example", "/\u00a0/evil.example", "/\u2028/evil.example",
-    "/\x00/evil.example", "/\x7f/evil.example", "/\x85/evil.example", "/\u3000/evil.example", "",
-    "/sign-in", "/sign-in/", "/sign-in?next=//evil.example", None, 42, ["/leads"],
-    "/%2F%2Fevil.example", "/%2fevil.example", "/%5Cevil.example", "/%0a/evil.example", "/%E2%80%A8/evil.example",
+    "/\t/evil.example",
+    "/%09/evil.example",
+    "/\n/evil.example",
+    "/\r/evil.example",
+    "/\t\t/evil.example",
+    "\t//evil.example",
+    "//evil.example",
+    "///evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/\\/evil.example",
+    "https://evil.example",
+    "http:evil.example",
+    "javascript:alert(1)",
+    "evil.example",
+    "//evil.example/%2F..",
+    " /leads",
+    "/ /evil.example",
+    "/\u00a0/evil.example",
+    "/\u2028/evil.example",
+    "/\x00/evil.example",
+    "/\x7f/evil.example",
+    "/\x85/evil.example",
+    "/\u3000/evil.example",
+    "",
+    "/sign-in",
+    "/sign-in/",
+    "/sign-in?next=//evil.example",
+    None,
+    42,
+    ["/leads"],
+    "/%2F%2Fevil.example",
+    "/%2fevil.example",
+    "/%5Cevil.example",
+    "/%0a/evil.example",
+    "/%E2%80%A8/evil.example",
 ]
-STAYS = ["/", "/leads", "/leads/12", "/pipeline?owner=mine", "/leads?q=a%2Fb", "/leads#top", "/sign-inx",
-         "/leads?q=caf%C3%A9"]
+STAYS = [
+    "/",
+    "/leads",
+    "/leads/12",
+    "/pipeline?owner=mine",
+    "/leads?q=a%2Fb",
+    "/leads#top",
+    "/sign-inx",
+    "/leads?q=caf%C3%A9",
+]
 
 
 @pytest.mark.parametrize("target", LEAVES_THE_SITE)
@@ -46,12 +83,17 @@ def test_a_next_inside_the_app_is_kept(target):
 
 
 def _app(**routes) -> Starlette:
-    return Starlette(routes=[Route(path, lambda request, body=body: PlainTextResponse(body)) for path, body in
-                             routes.items()])
+    return Starlette(
+        routes=[
+            Route(path, lambda request, body=body: PlainTextResponse(body)) for path, body in routes.items()
+        ]
+    )
 
 
 def test_every_answer_carries_the_security_headers():
-    client = TestClient(SecurityHeaders(_app(**{"/leads": "page", "/api/v1/me": "{}", "/api/v1/docs": "docs"})))
+    client = TestClient(
+        SecurityHeaders(_app(**{"/leads": "page", "/api/v1/me": "{}", "/api/v1/docs": "docs"}))
+    )
     for path in ("/leads", "/api/v1/me", "/api/v1/docs", "/missing"):
         headers = client.get(path).headers
         assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff", path
@@ -108,7 +150,9 @@ def test_the_sign_in_route_sets_an_httponly_cookie_once_per_ticket(engine, signe
     from crm_app.db.models import utcnow
     from crm_app.services.accounts import session_user
 
-    monkeypatch.setattr(auth_routes, "settings", dataclasses.replace(auth_routes.settings, secure_cookies=secure))
+    monkeypatch.setattr(
+        auth_routes, "settings", dataclasses.replace(auth_routes.settings, secure_cookies=secure)
+    )
     client = TestClient(api, base_url="https://app.test" if secure else "http://app.test")
     ticket = _ticket(engine, signed_up)
     answer = client.post("/auth/session", json={"ticket": ticket}, headers={"Origin": str(client.base_url)})
@@ -122,11 +166,16 @@ def test_the_sign_in_route_sets_an_httponly_cookie_once_per_ticket(engine, signe
     # A ticket is spent once; another site's page cannot sign a browser in (login CSRF).
     again = client.post("/auth/session", json={"ticket": ticket}, headers={"Origin": str(client.base_url)})
     assert again.status_code == 403 and "set-cookie" not in again.headers
-    csrf = client.post("/auth/session", json={"ticket": _ticket(engine, signed_up)},
-                       headers={"Origin": "https://evil.example"})
+    csrf = client.post(
+        "/auth/session",
+        json={"ticket": _ticket(engine, signed_up)},
+        headers={"Origin": "https://evil.example"},
+    )
     assert csrf.status_code == 403 and "set-cookie" not in csrf.headers
     # Signing out ends the session and clears the cookie.
-    out = client.post("/auth/sign-out", headers={"Origin": str(client.base_url)}, cookies={"crm_session": token})
+    out = client.post(
+        "/auth/sign-out", headers={"Origin": str(client.base_url)}, cookies={"crm_session": token}
+    )
     assert out.status_code == 204 and 'crm_session=""' in out.headers["set-cookie"]
     with Session(engine) as session:
         assert session_user(session, token, utcnow()) is None

@@ -116,7 +116,8 @@ class ApiGate:
         async def send_with_rate(message):
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
-                missing = [(k.lower().encode(), v.encode()) for k, v in rate.items() if k.lower().encode() not in present]
+                missing = [(k.lower().encode(), v.encode()) for k, v in rate.items()
+                           if k.lower().encode() not in present]
                 message["headers"] = [*message.get("headers", []), *missing]
             await send(message)
 

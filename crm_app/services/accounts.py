@@ -170,7 +170,8 @@ def create_first_admin(session: Session, *, email: str, name: str, password: str
 # --- Signing in and out ---------------------------------------------------------------------------
 
 
-def _failures(session: Session, email: str, source: str, now: datetime) -> dict[str, tuple[int, datetime | None]]:
+def _failures(session: Session, email: str, source: str, now: datetime
+              ) -> dict[str, tuple[int, datetime | None]]:
     """The failures that may pause this sign-in, each as (count, oldest) within the window:
     - "pair": this email from this address, since this address last signed in to it;
     - "source": this address, any emails (successes do not reset it: a sprayer has accounts too);
@@ -198,7 +199,8 @@ def _failures(session: Session, email: str, source: str, now: datetime) -> dict[
             SELECT 'known', count(*), NULL FROM last_ok WHERE last_ok.here > :known_since
             """
         ),
-        {"email": email, "source": source, "since": now - FAILURE_WINDOW, "known_since": now - KNOWN_SOURCE_FOR},
+        {"email": email, "source": source, "since": now - FAILURE_WINDOW,
+         "known_since": now - KNOWN_SOURCE_FOR},
     ).all()
     return {kind: (count, oldest) for kind, count, oldest in rows}
 

@@ -157,7 +157,8 @@ def purge_old_records(session: Session, now: datetime) -> int:
     gone = session.execute(text("DELETE FROM api_idempotency WHERE created_at < :old"),
                            {"old": now - IDEMPOTENCY_KEPT}).rowcount
     session.execute(text("DELETE FROM api_rate_windows WHERE window_start < :old"), {"old": now - timedelta(hours=1)})
-    session.execute(text("DELETE FROM api_rate_sources WHERE window_start < :old"), {"old": now - timedelta(hours=1)})
+    session.execute(text("DELETE FROM api_rate_sources WHERE window_start < :old"),
+                    {"old": now - timedelta(hours=1)})
     session.commit()
     return gone
 

@@ -47,6 +47,8 @@ LEAD_FIELDS: dict[str, int | None] = {
 }
 MAX_CUSTOM_FIELDS = 100
 EVENT_ALIASES = {"email_replied": "email_received"}
+# What the prospect does (the rest a rep logs by hand): only a manager's or admin's key reports these.
+PROSPECT_KINDS = frozenset(k.value for k in ActivityKind) - {k.value for k in REP_LOGGED_KINDS}
 
 
 @dataclass(frozen=True)
@@ -234,8 +236,9 @@ def _upsert_one(session: Session, actor: CurrentUser, fields: dict[str, Any], *,
         which = "external_id" if fields.get("external_id") else "email"
         raise MissingFields(
             f"There is no such lead that {actor.name} can see; nothing was saved.",
-            [(which, f"No lead {actor.name} can see has this {which.replace('_', ' ')}. A rep's key changes the "
-                     "rep's own leads and the pool; new leads come in through a key acting as a manager or admin.")],
+            [(which, f"No lead {actor.name} can see has this {which.replace('_', ' ')}. A rep's key "
+                     "changes the rep's own leads and the pool; new leads come in through a key acting "
+                     "as a manager or admin.")],
         )
     try:
         with session.begin_nested():
@@ -312,7 +315,7 @@ def record_events(
     for index, event in enumerate(events):
         prefix = "" if single else f"events[{index}]."
         kind = EVENT_ALIASES.get(event.type, event.type)
-        if actor.role is Role.REP and kind in {k.value for k in ActivityKind} - {k.value for k in REP_LOGGED_KINDS}:
+        if actor.role is Role.REP and kind in PROSPECT_KINDS:
             raise Forbidden(
                 f"{prefix}type: a rep's key records only what a rep logs by hand (call, email_sent, meeting, "
                 f"note, email_replied); '{event.type}' is something the prospect did: report it with a key "

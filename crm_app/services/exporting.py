@@ -102,7 +102,8 @@ def stream_leads_csv(db: Engine | Connection, flt: LeadFilter, sort: str = "scor
     for count, r in enumerate(result, start=1):
         custom = r.custom_fields or {}
         writer.writerow([
-            _cell(r.external_id), _cell(r.name), _cell(r.email), _cell(r.phone), _cell(r.title), _cell(r.company),
+            _cell(r.external_id), _cell(r.name), _cell(r.email), _cell(r.phone), _cell(r.title),
+            _cell(r.company),
             "" if r.company_size is None else r.company_size, Source(r.source).label, Stage(r.stage).label,
             _cell(r.owner_name), f"{r.deal_value:.2f}", r.score, r.tier.title(),
             _cell(reasons_in_words(r.score_reasons)),

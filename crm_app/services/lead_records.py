@@ -100,7 +100,7 @@ def _decode_cursor(cursor: str, sort: str) -> list[Any]:
         if moment.tzinfo is None:
             raise ValueError(values[0])
         return [moment, last_id]
-    except (ValueError, TypeError, OverflowError, RecursionError):  # JSONDecodeError, binascii.Error: ValueError
+    except (ValueError, TypeError, OverflowError, RecursionError):  # JSON and base64 errors are ValueErrors
         raise InvalidInput("This cursor is not one this API gave out; start again without it.",
                            field="cursor") from None
 

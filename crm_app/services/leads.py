@@ -10,7 +10,15 @@ from sqlmodel import Session
 
 from crm_app.db.models import Activity, Lead, StageChange, User
 from crm_app.db.security import acting_user_id
-from crm_app.domain import CONTACT_KINDS, CONTENT_READ_KINDS, REP_LOGGED_KINDS, ActivityKind, Play, Role, Stage
+from crm_app.domain import (
+    CONTACT_KINDS,
+    CONTENT_READ_KINDS,
+    REP_LOGGED_KINDS,
+    ActivityKind,
+    Play,
+    Role,
+    Stage,
+)
 from crm_app.scoring import ENGAGEMENT_KINDS, ScoreResult
 from crm_app.services import audit
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead

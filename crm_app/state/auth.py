@@ -36,7 +36,8 @@ def _handoff(ticket: str, next_path: str):
     again = f"{SIGN_IN}?next={quote(next_path)}"
     return rx.call_script(
         f"fetch({json.dumps(SESSION_PATH)}, {{method: 'POST', credentials: 'same-origin', "
-        f"headers: {{'Content-Type': 'application/json'}}, body: JSON.stringify({{ticket: {json.dumps(ticket)}}})}})"
+        f"headers: {{'Content-Type': 'application/json'}}, "
+        f"body: JSON.stringify({{ticket: {json.dumps(ticket)}}})}})"
         f".then(r => window.location.replace(r.ok ? {json.dumps(next_path)} : {json.dumps(again)}))"
         f".catch(() => window.location.replace({json.dumps(again)}))"
     )
@@ -178,7 +179,8 @@ class UsersState(AppState):
 
     @rx.event
     async def set_role(self, user_id: int, role: str):
-        actor, now, user_id, role = await self._actor(), now_utc(), whole_number(user_id), typed_text(role, 20)
+        actor, now = await self._actor(), now_utc()
+        user_id, role = whole_number(user_id), typed_text(role, 20)
         try:
             if user_id is None:
                 raise NotFound("That user does not exist.")

@@ -25,7 +25,15 @@ from crm_app.services.lead_actions import (
 from crm_app.services.leads import reassign_leads
 from crm_app.services.queue import SNOOZE_CHOICES
 from crm_app.settings import settings
-from crm_app.state.base import SESSION_ENDED, AppState, now_utc, picked, run_system_db, typed_text, whole_number
+from crm_app.state.base import (
+    SESSION_ENDED,
+    AppState,
+    now_utc,
+    picked,
+    run_system_db,
+    typed_text,
+    whole_number,
+)
 from crm_app.state.new_lead import POOL, owner_choices, owner_text
 
 ALL = "all"

@@ -101,8 +101,9 @@ def test_lead_batch_is_all_or_nothing_and_names_the_bad_item(http, team, api_db)
 def test_an_event_rescores_its_lead_in_the_same_request(http, team, api_db):
     lead = make_lead(api_db, f"Eve {uuid.uuid4().hex[:6]}", now=NOW, owner=team.rep, company_size=10)
     before = lead.score
+    website = auth(team.keys["manager_write"])  # prospects' events come from a manager's (the website's) key
     response = http.post("/events", json={"lead": {"email": lead.email}, "type": "pricing_request",
-                                          "occurred_at": ago(minutes=5)}, headers=auth(team.keys["manager_write"]))
+                                          "occurred_at": ago(minutes=5)}, headers=website)
     assert response.status_code == 201, response.text
     scored = response.json()["lead"]
     assert scored["id"] == lead.id and scored["score"] == before + 30 + 20 + 5  # pricing, recent, engagement
@@ -153,7 +154,8 @@ def test_a_thousand_events_in_one_batch_and_no_more(http, team, api_db):
     # Engagement is capped at 25 however many opens there are.
     [scored] = response.json()["leads"]
     assert any(r["points"] == 25 and "interaction" in r["text"].lower() for r in scored["reasons"]), scored
-    too_many = http.post("/events/batch", json={"events": events + events[:1]}, headers=auth(team.keys["manager_write"]))
+    too_many = http.post("/events/batch", json={"events": events + events[:1]},
+                         headers=auth(team.keys["manager_write"]))
     assert too_many.status_code == 422 and "events" in _fields(too_many)
 
 

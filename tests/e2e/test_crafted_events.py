@@ -36,8 +36,8 @@ def _state(module: str, cls: str) -> str:
 class CraftedSocket:
     """One browser tab's websocket, driven by hand."""
 
-    def __init__(self, app_url: str, *, token: str | None = None, path: str = "/", payload: dict | None = None,
-                 headers: dict | None = None):
+    def __init__(self, app_url: str, *, token: str | None = None, path: str = "/",
+                 payload: dict | None = None, headers: dict | None = None):
         self.path = path
         self.messages: list[Any] = []
         client_token = str(uuid.uuid4())
@@ -225,7 +225,8 @@ CRAFTED_TARGETS = [
     ("/pipeline", ("pipeline", "pipeline_state"), "set_risk", "value", {}),
     ("/pipeline", ("pipeline", "pipeline_state"), "set_only_stagnating", "value", {}),
     ("/pipeline", ("pipeline", "pipeline_state"), "load_more", "stage", {}),
-    ("/pipeline", ("pipeline", "pipeline_state"), "move_card", "card_id", {"to_column": "won", "to_index": 0}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "move_card", "card_id",
+     {"to_column": "won", "to_index": 0}),
     ("/pipeline", ("pipeline", "pipeline_state"), "move_card", "to_column", {"card_id": "1", "to_index": 0}),
     ("/pipeline", ("pipeline", "pipeline_state"), "move_from_menu", "to_stage", {"lead_id": 1}),
     ("/", ("dashboard", "dashboard_state"), "set_owner_filter", "value", {}),

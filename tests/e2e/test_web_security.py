@@ -61,9 +61,13 @@ def test_the_session_cookie_is_httponly_and_the_app_works_under_its_csp(watched,
     _no_csp_trouble(page)
 
     ada = seeded_app_data["leads"]["Ada Lovelace"]
-    for path, ready in (("/", ".queue-item"), ("/pipeline", ".pipeline-column"),
-                        ("/analytics", ".js-plotly-plot"), (f"/leads/{ada.id}", "text=Analytical Engines"),
-                        ("/account", "#field-current")):
+    for path, ready in (
+        ("/", ".queue-item"),
+        ("/pipeline", ".pipeline-column"),
+        ("/analytics", ".js-plotly-plot"),
+        (f"/leads/{ada.id}", "text=Analytical Engines"),
+        ("/account", "#field-current"),
+    ):
         page.goto(path)
         expect(page.locator(ready).first).to_be_visible()
         _no_csp_trouble(page)
@@ -78,8 +82,14 @@ def test_the_session_cookie_is_httponly_and_the_app_works_under_its_csp(watched,
 
 
 def test_pages_and_api_answers_carry_the_protections(app_url):
-    for path, status in (("/", 200), ("/leads", 200), ("/api/v1/me", 401), ("/api/v1/docs", 200),
-                         ("/export/leads.csv?token=x", 403), ("/api/v1/openapi.json", 200)):
+    for path, status in (
+        ("/", 200),
+        ("/leads", 200),
+        ("/api/v1/me", 401),
+        ("/api/v1/docs", 200),
+        ("/export/leads.csv?token=x", 403),
+        ("/api/v1/openapi.json", 200),
+    ):
         answer = httpx.get(app_url + path, timeout=30, follow_redirects=True)
         assert answer.status_code == status, path
         headers = answer.headers
@@ -109,14 +119,27 @@ def test_the_app_cannot_be_framed(watched, app_url):
 def test_no_other_site_reads_answers_with_the_users_cookies(app_url, app_session):
     token = sign_in_cookie(app_session, app_url, "Ria Rep")["value"]
     cookies = {"crm_session": token}
-    simple = httpx.get(f"{app_url}/api/v1/openapi.json", headers={"Origin": EVIL}, cookies=cookies, timeout=30)
+    simple = httpx.get(
+        f"{app_url}/api/v1/openapi.json", headers={"Origin": EVIL}, cookies=cookies, timeout=30
+    )
     assert "access-control-allow-origin" not in simple.headers
-    preflight = httpx.options(f"{app_url}/auth/sign-out", timeout=30, headers={
-        "Origin": EVIL, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+    preflight = httpx.options(
+        f"{app_url}/auth/sign-out",
+        timeout=30,
+        headers={
+            "Origin": EVIL,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert preflight.headers.get("access-control-allow-origin") not in (EVIL, "*")
     # Nor signs the user out, nor opens the app's websocket with their cookie.
-    assert httpx.post(f"{app_url}/auth/sign-out", headers={"Origin": EVIL}, cookies=cookies,
-                      timeout=30).status_code == 403
+    assert (
+        httpx.post(
+            f"{app_url}/auth/sign-out", headers={"Origin": EVIL}, cookies=cookies, timeout=30
+        ).status_code
+        == 403
+    )
     ws_url = app_url.replace("http://", "ws://") + "/_event/?EIO=4&transport=websocket&token=x"
     with pytest.raises(Exception):
         Client.connect(ws_url, headers={"Origin": EVIL, "Cookie": f"crm_session={token}"}).receive(timeout=10)
@@ -127,8 +150,17 @@ def test_no_other_site_reads_answers_with_the_users_cookies(app_url, app_session
     own.close()
 
 
-@pytest.mark.parametrize("trick", ["/%09/evil.example", "/\t/evil.example", "//evil.example", "/\\evil.example",
-                                   "https://evil.example", "/%2F%2Fevil.example"])
+@pytest.mark.parametrize(
+    "trick",
+    [
+        "/%09/evil.example",
+        "/\t/evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example",
+        "/%2F%2Fevil.example",
+    ],
+)
 def test_signing_in_never_leaves_the_site(watched, app_url, trick):
     page = watched
     forget_browser(page)
