@@ -16,7 +16,8 @@ from starlette.routing import Route
 from crm_app.db.engine import get_engine
 from crm_app.db.models import utcnow
 from crm_app.db.security import apply_acting_user
-from crm_app.rest.app import API_PREFIX, v1
+from crm_app.rest import outage
+from crm_app.rest.app import API_PREFIX, _error_response, v1
 from crm_app.services.exporting import filter_from_dict, stream_leads_csv
 from crm_app.services.signed_links import InvalidLink, verify_link
 
@@ -52,4 +53,5 @@ def _rows_the_viewer_may_see(viewer_id: int, flt, sort: str):
 
 # No docs at the root: the API's own docs are at /api/v1/docs.
 api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, routes=[Route(EXPORT_PATH, export_leads, methods=["GET"])])
+outage.install(v1, _error_response)  # 503 + Retry-After while the database is away
 api.mount(API_PREFIX, v1)

@@ -20,6 +20,7 @@ from tests.servers import free_port, serve
 # The server's own clock runs, so data is placed relative to real now.
 NOW = datetime.now(timezone.utc)
 LOG = REPO_ROOT / "test-artifacts" / "api-server.log"
+SERVER_APP_NAME = "crm-api-under-test"
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +80,8 @@ def api_url(api_database_url: str, team: Team) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = ["granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "crm_app.api:api"]
-    with serve(command, env={**os.environ, "DATABASE_URL": api_database_url},
+    # PGAPPNAME names the server's connections, so a test can cut exactly those (test_outage.py).
+    with serve(command, env={**os.environ, "DATABASE_URL": api_database_url, "PGAPPNAME": SERVER_APP_NAME},
                ready_url=f"{url}/api/v1/openapi.json", log_path=LOG, what="The API server", timeout=60):
         yield url
 
