@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -161,11 +162,12 @@ def _server_bindir() -> Path | None:
 
 
 @contextmanager
-def private_cluster(base: Path) -> Iterator[PrivateCluster]:
+def private_cluster() -> Iterator[PrivateCluster]:
     bindir = _server_bindir()
     if bindir is None or os.geteuid() != 0 or shutil.which("runuser") is None:
         pytest.skip("needs PostgreSQL's server binaries (pg_config --bindir) and root to run them as postgres")
-    base.mkdir(parents=True, exist_ok=True)
+    # Outside pytest's private temporary directory, which the postgres user may not enter.
+    base = Path(tempfile.mkdtemp(prefix="crm-faults-cluster-"))
     os.chmod(base, 0o777)
     cluster = PrivateCluster(bindir, base / "pgdata", base / "sockets", free_port(), base / "postgres.log")
     cluster.socket_dir.mkdir()
@@ -184,6 +186,7 @@ def private_cluster(base: Path) -> Iterator[PrivateCluster]:
             cluster.stop("immediate")
         except subprocess.SubprocessError:
             pass
+        shutil.rmtree(base, ignore_errors=True)
 
 
 # --- Servers under test ----------------------------------------------------------------------------

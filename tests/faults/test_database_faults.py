@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
+import psutil
 
 from tests.faults.conftest import (
     ARTIFACTS,
@@ -72,6 +72,41 @@ def test_the_embedded_postgres_killed_under_writers_is_restarted_and_loses_nothi
         assert "is back" in server_log, "the restart is not logged (test-artifacts/faults-embedded-api.log)"
         assert recovered <= 10, f"first 2xx {recovered:.1f} s after the kill (target: 10 s)"
         assert outage, "the kill cut no request: the test did not hit the outage"
+        _assert_clean_outage_answers(writers)
+        _assert_every_acknowledged_write_stored_once(writers, team.engine)
+        team.engine.dispose()
+
+
+def test_an_external_postgres_restarted_in_immediate_mode_under_writers(tmp_path):
+    down_seconds = 3
+    with private_cluster() as cluster:
+        from crm_app.db.engine import ensure_database
+
+        ensure_database(cluster.url("postgres"), "crm")
+        team = prepare_database(cluster.url("crm"))
+        env = server_env(DATABASE_URL=cluster.url("crm"), CRM_DATA_DIR=str(tmp_path / "app-data"))
+        with api_server(env, "faults-external-api.log") as (url, server_pid):
+            writers = Writers(url, team.key, team.lead_ids, count=15)
+            writers.start()
+            try:
+                assert wait_until(lambda: len(writers.acknowledged) >= 45, 60), "no writes went through"
+                stopped_at = time.monotonic()
+                cluster.stop("immediate")
+                time.sleep(down_seconds)
+                cluster.start()
+                back_at = time.monotonic()
+                assert wait_until(lambda: writers.first_success_after(back_at) is not None, 30)
+                recovered = writers.first_success_after(back_at)
+                time.sleep(2)
+            finally:
+                writers.stop()
+            assert psutil.pid_exists(server_pid)  # the same server, not restarted
+        record("external_postgres_stopped_immediate_3s", first_2xx_after_postgres_back_s=round(recovered, 2),
+               outage_s=round(back_at - stopped_at, 2), writers=15, acknowledged=len(writers.acknowledged),
+               outage_answers=len(writers.failures()))
+        assert not (tmp_path / "app-data" / "pgdata").exists(), "the app started an embedded server of its own"
+        assert recovered <= 5, f"first 2xx {recovered:.1f} s after PostgreSQL was back"
+        assert writers.failures(), "the restart cut no request: the test did not hit the outage"
         _assert_clean_outage_answers(writers)
         _assert_every_acknowledged_write_stored_once(writers, team.engine)
         team.engine.dispose()
