@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from crm_app.state.base import AppState
+from crm_app.state.database import DatabaseState, reconnecting_notice
 
 NAV = [
     ("Today", "/", "layout-dashboard"),
@@ -107,9 +108,11 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
         width="100%",
         padding_bottom="1em",
     )
+    # While the database is away the page's content is hidden (not removed: drafts typed in it stay).
+    content = rx.box(*body, display=rx.cond(DatabaseState.reconnecting, "none", "block"), width="100%")
     return rx.hstack(
         sidebar,
-        rx.box(header, *body, padding="1.5em 2em", width="100%", min_width="0"),
+        rx.box(header, reconnecting_notice(), content, padding="1.5em 2em", width="100%", min_width="0"),
         spacing="0",
         align="start",
         width="100%",

@@ -18,6 +18,7 @@ from pathlib import Path
 import reflex as rx
 
 from crm_app.db.security import act_as
+from crm_app.services import import_runs
 from crm_app.services.errors import ServiceError
 from crm_app.services.importing import (
     ImportMapping,
@@ -158,6 +159,12 @@ class ImportState(AppState):
     async def load(self):
         if not await self._load_team():
             return self._sign_in_redirect()
+        # An import cut off by its process dying (the tab's saved state may still say "importing").
+        user_id = self._user.id
+        note = import_runs.interrupted(user_id)
+        if note or (self.importing and not import_runs.running(user_id)):
+            self.importing, self.progress, self.progress_label = False, 0, ""
+            self.message = note or import_runs.INTERRUPTED
 
     @rx.event
     async def handle_upload(self, files: list[rx.UploadFile]):
@@ -257,6 +264,7 @@ class ImportState(AppState):
             self.progress_label = "Reading the file"
             path, mapping, now, total = self._path(), self._mapping(), now_utc(), self.file_rows
             user_id = (await self._actor()).id
+            import_runs.note_started(user_id, self.file_name)
 
         latest: list[ImportProgress] = []
         lock = threading.Lock()
@@ -291,6 +299,7 @@ class ImportState(AppState):
                     self.progress_label = step.message
         async with self:
             self.importing = False
+            import_runs.note_finished(user_id)
             try:
                 rows, summary = task.result()
             except ImportRejected as rejected:

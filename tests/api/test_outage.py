@@ -8,30 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from contextlib import contextmanager
-
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tests.api.conftest import SERVER_APP_NAME, auth
-
-
-@contextmanager
-def database_away(database_url: str):
-    """No new connections to the server's database, and its open ones cut, until the block ends."""
-    url = make_url(database_url)
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS false'))
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = :db AND application_name = :app"),
-                         {"db": url.database, "app": SERVER_APP_NAME})
-        yield
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS true'))
-        admin.dispose()
+from tests.conftest import database_away
 
 
 def _assert_unavailable(response) -> None:
@@ -47,7 +26,7 @@ def test_while_the_database_is_away_the_api_answers_503_json_and_recovers_withou
     reader, writer = auth(team.keys["rep_read"]), auth(team.keys["rep_write"])
     assert http.get("/me", headers=reader).status_code == 200  # the server holds pooled connections
     email = f"outage-{uuid.uuid4().hex[:8]}@example.com"
-    with database_away(api_database_url):
+    with database_away(api_database_url, SERVER_APP_NAME):
         _assert_unavailable(http.get("/leads", headers=reader))
         _assert_unavailable(http.post("/leads", json={"email": email, "name": "Out Age"}, headers=writer))
     # Back: the same server answers again, no restart; the refused write was not half-applied.
