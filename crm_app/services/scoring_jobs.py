@@ -22,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from crm_app.services.errors import ServiceError
-from crm_app.services.job_heartbeat import HEARTBEAT_SECONDS, INTERRUPTED, with_heartbeat
+from crm_app.db.outage import database_unavailable
+from crm_app.services.job_heartbeat import HEARTBEAT_SECONDS, INTERRUPTED, run_as_job
 from crm_app.services.model_training import activate_model, train_model
 from crm_app.services.permissions import CurrentUser, require_manager
 from crm_app.services.scoring import (
@@ -192,7 +193,7 @@ def _user_message(error: Exception) -> str:
     return f"Training failed unexpectedly ({type(error).__name__}: {error}). The rules keep scoring."
 
 
-@with_heartbeat
+@run_as_job
 def run_training_job(
     open_session: SessionFactory, job_id: int, *, clock: Clock, trained_by: CurrentUser | None = None,
     then_rescore: bool = True,
@@ -232,6 +233,8 @@ def run_training_job(
             )
         except Exception as error:  # recorded for the page, never swallowed silently
             work.rollback()
+            if database_unavailable(error):
+                raise  # run_as_job runs it again once the database is back
             if not isinstance(error, ServiceError):
                 log.exception("Training job %s failed", job_id)
             fail_job(progress_session, job_id, now=clock(), error=_user_message(error))
@@ -241,7 +244,7 @@ def run_training_job(
     return report.model_id
 
 
-@with_heartbeat
+@run_as_job
 def run_rescore_job(open_session: SessionFactory, job_id: int, *, clock: Clock, batch_size: int = 2000) -> int:
     """Rescore every open lead with the team's engine for a started job, batch by batch, reporting
     progress. If the engine changes meanwhile (another switch), it starts over with the new one, so
@@ -277,6 +280,8 @@ def run_rescore_job(open_session: SessionFactory, job_id: int, *, clock: Clock, 
                                f"{'rules' if label == 'rules' else 'score'}")
         except Exception as error:
             work.rollback()
+            if database_unavailable(error):
+                raise  # run_as_job runs it again once the database is back
             log.exception("Rescoring job %s failed", job_id)
             fail_job(progress_session, job_id, now=clock(),
                      error=f"Rescoring stopped ({type(error).__name__}: {error}). Leads not reached keep "

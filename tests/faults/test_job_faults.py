@@ -4,6 +4,7 @@ was working stops working."""
 from __future__ import annotations
 
 import subprocess
+import threading
 import sys
 import time
 from collections.abc import Iterator
@@ -105,3 +106,81 @@ def test_training_killed_mid_way_frees_training_within_30_s_and_the_active_model
         session.rollback()
     # And the new training runs to the end.
     assert run_training_job(lambda: Session(history, expire_on_commit=False), new_job, clock=utcnow) is not None
+
+
+JOB_CONNECTIONS = "crm-faults-job"
+
+
+def _engine_named(url: str, name: str):
+    """An engine like the app's whose connections carry `name`, so a test can cut exactly those."""
+    from sqlalchemy import create_engine
+
+    from crm_app.db.engine import normalize_url
+
+    return create_engine(normalize_url(url), pool_pre_ping=True,
+                         connect_args={"application_name": name, "options": "-c timezone=UTC"})
+
+
+def test_a_rescoring_cut_off_by_a_database_outage_runs_again_when_it_is_back(history_url):
+    from crm_app.services.scoring_jobs import RESCORE, run_rescore_job
+    from tests.conftest import database_away
+
+    engine = _engine_named(history_url, JOB_CONNECTIONS)
+    with Session(engine) as session:
+        job_id = start_job(session, kind=RESCORE, now=utcnow(), actor=None)
+    done: dict = {}
+    runner = threading.Thread(target=lambda: done.setdefault(
+        "written", run_rescore_job(lambda: Session(engine, expire_on_commit=False), job_id, clock=utcnow,
+                                   batch_size=25)))
+    with database_away(history_url, JOB_CONNECTIONS):
+        runner.start()
+        time.sleep(3)  # the job starts while the database refuses it, and waits
+    runner.join(120)
+    with Session(engine) as session:
+        job = session.execute(text("SELECT status, error, message FROM scoring_jobs WHERE id = :id"),
+                              {"id": job_id}).one()
+    engine.dispose()
+    assert job.status == "succeeded", f"the job failed instead of waiting for the database: {job.error}"
+    assert done["written"] > 0 and job.message.startswith("Rescored")
+
+
+def test_the_background_sweep_retries_in_seconds_while_the_database_is_away(history_url):
+    import asyncio
+
+    from crm_app.background import sweep_expired_scores
+    from crm_app.db import engine as app_engine
+    from tests.conftest import database_away
+
+    engine = _engine_named(history_url, JOB_CONNECTIONS)
+    with engine.begin() as connection:
+        expired = connection.execute(text(
+            "UPDATE leads SET score_valid_until = now() - interval '1 minute' WHERE id IN "
+            "(SELECT id FROM leads WHERE stage NOT IN ('won', 'lost') ORDER BY id LIMIT 5) RETURNING id")).scalars().all()
+    assert expired
+
+    def still_expired() -> int:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT count(*) FROM leads WHERE id = ANY(:ids) AND "
+                                            "score_valid_until <= now()"), {"ids": expired}).scalar_one()
+
+    async def scenario() -> float:
+        sweeping = asyncio.create_task(sweep_expired_scores())
+        try:
+            with database_away(history_url, JOB_CONNECTIONS):
+                await asyncio.sleep(3)
+            back = time.monotonic()
+            while await asyncio.to_thread(still_expired):
+                assert time.monotonic() - back < 30, "the sweep did not run again soon after the outage"
+                await asyncio.sleep(0.2)
+            return time.monotonic() - back
+        finally:
+            sweeping.cancel()
+
+    before = app_engine._engine
+    app_engine.set_engine(engine)
+    try:
+        swept_after = asyncio.run(scenario())
+    finally:
+        app_engine.set_engine(before)
+        engine.dispose()
+    record("background_sweep_outage", swept_after_database_back_s=round(swept_after, 1))
