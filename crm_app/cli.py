@@ -3,7 +3,8 @@
     migrate            bring the database to the newest schema
     seed [--leads N]   fill an empty database with the demo team (deterministic) and train a model on
                        its history that then scores the leads (--no-model: keep the rules)
-    setup              migrate, then seed if there are no leads yet (used by scripts/start.sh)
+    setup              migrate, check the web app's own database login, then seed if there are no
+                       leads yet (used by scripts/start.sh)
     rescore            rescore every lead with the team's engine and reassess its deal risk
     sweep              rescore only the leads whose recency bonus has run out, and reassess the
                        risk of the deals that time has changed
@@ -87,6 +88,17 @@ def demo_model(*, choose_model: bool = True) -> None:
           f"now scores the {count:,} open leads.")
 
 
+def _check_web_login() -> None:
+    """Stop before the app starts when its own database login is missing or could do too much."""
+    from crm_app.db.engine import UnsafeLogin, get_app_engine
+
+    try:
+        get_app_engine()
+    except UnsafeLogin as error:
+        sys.exit(str(error))
+    print("The web app's database login can only act as the signed-in user.")
+
+
 def retrain_outdated_model() -> None:
     """An active model stored by an earlier version of the app cannot score any more (the rules do
     meanwhile): train a new one on the same history, let it score and rescore the open leads, so an
@@ -103,6 +115,7 @@ def retrain_outdated_model() -> None:
 
 def setup(args: argparse.Namespace) -> None:
     migrate(args)
+    _check_web_login()
     count = _lead_count()
     if count:
         print(f"{count:,} leads already stored; demo data left alone.")

@@ -1,9 +1,10 @@
-"""The frame around every page: sidebar navigation, whose view this is, and the page body."""
+"""The frame around every page: sidebar navigation with "+ Lead", whose view this is, and the page body."""
 
 from __future__ import annotations
 
 import reflex as rx
 
+from crm_app.components.quick_add import quick_add_button, quick_add_dialog
 from crm_app.state.base import AppState
 from crm_app.state.database import DatabaseState, reconnecting_notice
 
@@ -81,6 +82,7 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
             spacing="2",
             padding_bottom="1em",
         ),
+        quick_add_button(),
         *[_nav_link(*item) for item in NAV],
         *[_role_link(*item, AppState.viewer_is_manager) for item in MANAGER_NAV],
         *[_role_link(*item, AppState.viewer_is_admin) for item in ADMIN_NAV],
@@ -112,7 +114,8 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
     content = rx.box(*body, display=rx.cond(DatabaseState.reconnecting, "none", "block"), width="100%")
     return rx.hstack(
         sidebar,
-        rx.box(header, reconnecting_notice(), content, padding="1.5em 2em", width="100%", min_width="0"),
+        rx.box(header, reconnecting_notice(), content, quick_add_dialog(), padding="1.5em 2em", width="100%",
+               min_width="0"),
         spacing="0",
         align="start",
         width="100%",

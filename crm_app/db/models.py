@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    FetchedValue,
     Float,
     ForeignKey,
     Index,
@@ -26,11 +27,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
 from crm_app.domain import (
     CONTENT_READ_KINDS,
     PLAY_KINDS,
+    REQUEST_KINDS,
     ActivityKind,
     Play,
     RiskLevel,
@@ -57,12 +60,22 @@ def _ts(**kw) -> Any:
     return Column(DateTime(timezone=True), **kw)
 
 
+# argon2id hash; NULL until a password is set (the user cannot sign in yet). Never the password.
+# Deferred: loading a user never reads it, because the app role may not (migration 0016); only the
+# tables' owner touches it, when a password is checked or set.
+_password_hash = Column("password_hash", Text, nullable=True)
+
+
 class User(SQLModel, table=True):
+    """A teammate. The table also has `has_password` (generated from password_hash, migration 0016),
+    the one thing about the hash the app role may read; it is not mapped, so inserts leave it alone."""
+
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint(_in("role", Role), name="ck_users_role"),
         Index("uq_users_email", text("lower(email)"), unique=True),
     )
+    __mapper_args__ = {"properties": {"password_hash": deferred(_password_hash)}}
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(sa_column=Column(String(254), nullable=False))
@@ -72,8 +85,7 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
     )
-    # argon2id hash; NULL until a password is set (the user cannot sign in yet). Never the password.
-    password_hash: str | None = Field(default=None, sa_column=Column(Text, nullable=True), repr=False)
+    password_hash: str | None = Field(default=None, sa_column=_password_hash, repr=False)
     password_changed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
@@ -125,6 +137,9 @@ class Lead(SQLModel, table=True):
             name="ck_leads_risk_level_matches_points",
         ),
         CheckConstraint("last_reply_sentiment BETWEEN -1 AND 1", name="ck_leads_last_reply_sentiment"),
+        CheckConstraint("(tier = 'hot') = (hot_since IS NOT NULL)", name="ck_leads_hot_since"),
+        # The action queue's fresh signals: leads whose last engagement is recent (migration 0017).
+        Index("ix_leads_last_activity", "last_activity_at"),
         Index("ix_leads_risk_valid_until", "risk_valid_until"),
         Index("ix_leads_owner_risk", "owner_id", text("risk_points DESC"), text("id DESC"),
               postgresql_where=text("risk_level IN ('medium', 'high')")),
@@ -171,6 +186,12 @@ class Lead(SQLModel, table=True):
     score_valid_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     # The score when the deal closed: what the score predicted, kept for "does the score predict wins?".
     score_at_close: int | None = Field(default=None, sa_column=Column(Integer))
+    # When the lead last turned Hot; NULL while it is not Hot. Kept by a trigger (migration 0017) on
+    # every write of the tier, so the ORM reads it back after a flush rather than setting it.
+    hot_since: datetime | None = Field(
+        default=None,
+        sa_column=_ts(nullable=True, server_default=FetchedValue(), server_onupdate=FetchedValue()),
+    )
     # Hidden from the action queue until then ("snooze"); cleared when the prospect does something.
     snoozed_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
@@ -216,6 +237,9 @@ class Activity(SQLModel, table=True):
         # A play tags rep outreach of the kinds it is done as, or a prospect opening its content.
         CheckConstraint(f"play IS NULL OR ({PLAY_KIND_RULE})", name="ck_activities_play"),
         Index("ix_activities_lead_play", "lead_id", "occurred_at", postgresql_where=text("play IS NOT NULL")),
+        # The action queue's fresh requests of the last hours (migration 0017).
+        Index("ix_activities_requests", "occurred_at",
+              postgresql_where=text(_in("kind", REQUEST_KINDS))),
     )
 
     id: int | None = Field(default=None, primary_key=True)

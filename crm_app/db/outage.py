@@ -50,7 +50,11 @@ def database_unavailable(error: BaseException) -> bool:
         if error.connection_invalidated:
             return True
         return error.orig is not None and _driver_error_is_outage(error.orig)
-    return _driver_error_is_outage(error)
+    if _driver_error_is_outage(error):
+        return True
+    # An error raised because of an outage (e.g. the web login's check could not connect) is one too.
+    cause = error.__cause__
+    return cause is not None and cause is not error and database_unavailable(cause)
 
 
 def backoff(attempt: int) -> float:
