@@ -11,11 +11,13 @@ written into the bundle) and the REFLEX_* settings; `.web/crm-frontend.version` 
 build in `.web/build/client` was made from. Every later start, and every restart, only boots the
 backend, which serves that build on the same port (as `reflex run --env prod --single-port` does).
 
-The server runs in a process group of its own. When it exits unexpectedly, whatever is left of it is
-killed and it starts again: at once the first time, then after 1, 2, 5, 10, 30 s while it keeps
-dying within a minute of starting. Granian itself replaces a worker that dies (a fork of its
-already-loaded main process, about a second) and gives up when a worker dies again within seconds;
-then this supervisor takes over. Ctrl-C or SIGTERM stops it: SIGTERM is passed on, the server stops
+Importing the app costs about 6 CPU-seconds, so the supervisor imports it once and forks each server
+from itself: a restart starts serving in about a second instead of paying the import again. The
+server runs in a session of its own. When it exits unexpectedly, whatever is left of it is killed
+and it starts again: at once the first time, then after 1, 2, 5, 10, 30 s while it keeps dying
+within a minute of starting. Granian itself replaces a worker that dies (a fork of its main
+process, about a second) and gives up when a worker dies again within seconds; then this
+supervisor takes over. Ctrl-C or SIGTERM stops it: SIGTERM is passed on, the server stops
 taking new connections, finishes the requests in flight and runs its shutdown (jobs it runs are
 marked interrupted); after CRM_STOP_SECONDS it is killed. Then the embedded PostgreSQL (the
 zero-setup default) is stopped unless another process still uses it; it outlives restarts.
@@ -79,13 +81,16 @@ def ensure_frontend(port: int) -> None:
     say(f"Frontend built in {time.monotonic() - started:.0f} s")
 
 
-def serve(port: int) -> None:
-    """One server process: the backend, serving the built frontend on the same port (no compile, no
-    build). What `reflex run --env prod --single-port` ends with, plus worker respawn."""
+def prepare_server(port: int):
+    """Set up this process to serve the app on `port` (what `reflex run --env prod --single-port`
+    does, minus compiling and building) and import the app; returns a function that runs the server.
+    Import costs about 6 CPU-seconds (15 s on a busy machine): a process prepared once forks every
+    server it starts, so a restart does not pay it again."""
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
     import granian.server
     from reflex.utils import exec as reflex_exec
+    from reflex.utils import prerequisites
     from reflex_base import constants
     from reflex_base.config import get_config
     from reflex_base.environment import environment
@@ -107,8 +112,53 @@ def serve(port: int) -> None:
             super().__init__(*args, **kwargs)
 
     granian.server.Server = RespawningServer  # reflex's runner looks it up when it starts
-    reflex_exec.run_backend_prod(config.backend_host, port, config.loglevel.subprocess_level(),
-                                 mount_frontend_compiled_app=True)
+    prerequisites.get_app()  # the import, once
+
+    def run() -> None:
+        reflex_exec.run_backend_prod(config.backend_host, port, config.loglevel.subprocess_level(),
+                                     mount_frontend_compiled_app=True)
+
+    return run
+
+
+class ForkedServer:
+    """A server process forked from this (prepared) process, in a session of its own; the parts of
+    subprocess.Popen the supervisor uses."""
+
+    def __init__(self, run):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.returncode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # the server
+            code = 1
+            try:
+                os.setsid()
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                run()
+                code = 0
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
 
 
 def stop_unused_embedded_database() -> None:
@@ -128,9 +178,12 @@ def stop_unused_embedded_database() -> None:
 
 
 class Supervisor:
-    def __init__(self, command: list[str], ready_url: str | None, stop_seconds: float):
-        self.command, self.ready_url, self.stop_seconds = command, ready_url, stop_seconds
-        self.process: subprocess.Popen | None = None
+    """Runs what `start()` starts (a process with pid, poll, send_signal, returncode in a session of
+    its own) until asked to stop, starting it again when it dies."""
+
+    def __init__(self, start, ready_url: str | None, stop_seconds: float):
+        self.start, self.ready_url, self.stop_seconds = start, ready_url, stop_seconds
+        self.process = None
         self.stopping = False
         self.stop_requested_at = 0.0
 
@@ -171,7 +224,7 @@ class Supervisor:
         crashes = 0
         while not self.stopping:
             started = time.monotonic()
-            self.process = subprocess.Popen(self.command, cwd=ROOT, start_new_session=True)
+            self.process = self.start()
             self._wait_ready(started)
             while self.process.poll() is None:
                 if self.stopping and time.monotonic() - self.stop_requested_at > self.stop_seconds:
@@ -206,20 +259,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("CRM_PORT", "3000")))
     parser.add_argument("--serve", action="store_true", help="(internal) run one server process, unsupervised")
     args = parser.parse_args(argv)
-    if args.serve:
-        serve(args.port)
-        return 0
     stop_seconds = float(os.environ.get("CRM_STOP_SECONDS", "30"))
     if command:
-        return Supervisor(command, None, stop_seconds).run()
-    ensure_frontend(args.port)
+        return Supervisor(lambda: subprocess.Popen(command, cwd=ROOT, start_new_session=True), None,
+                          stop_seconds).run()
+    if not args.serve:
+        ensure_frontend(args.port)
     # A fresh start forgets the tabs' saved state (as `reflex run` does); a restart keeps it, so open
     # tabs carry on where they were.
     for saved in (ROOT / ".states").glob("*"):
         saved.unlink(missing_ok=True)
-    server = [sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(args.port)]
-    say(f"Starting the app on http://localhost:{args.port}")
-    return Supervisor(server, f"http://127.0.0.1:{args.port}/ping", stop_seconds).run()
+    started = time.monotonic()
+    run_server = prepare_server(args.port)
+    if args.serve:
+        run_server()
+        return 0
+    say(f"Loaded the app in {time.monotonic() - started:.1f} s; starting it on http://localhost:{args.port}")
+    return Supervisor(lambda: ForkedServer(run_server), f"http://127.0.0.1:{args.port}/ping", stop_seconds).run()
 
 
 if __name__ == "__main__":

@@ -220,9 +220,15 @@ def granian_workers(root_pid: int) -> list[psutil.Process]:
         root = psutil.Process(root_pid)
     except psutil.NoSuchProcess:
         return []
-    children = root.children(recursive=True)
-    # granian's main process forks the workers; the workers are the leaves that run Python.
-    return [c for c in children if not c.children() and "python" in (c.name() + " ".join(c.cmdline()[:1]))]
+    workers = []
+    for child in root.children(recursive=True):
+        # granian's main process forks the workers; the workers are the leaves that run Python.
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and not child.children() and "python" in child.name():
+                workers.append(child)
+        except psutil.Error:  # gone (or a zombie) while we looked
+            continue
+    return workers
 
 
 # --- Writers -------------------------------------------------------------------------------------
