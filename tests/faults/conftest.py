@@ -224,7 +224,8 @@ def granian_workers(root_pid: int) -> list[psutil.Process]:
     for child in root.children(recursive=True):
         # granian's main process forks the workers; the workers are the leaves that run Python.
         try:
-            if child.status() != psutil.STATUS_ZOMBIE and not child.children() and "python" in child.name():
+            runs_python = "python" in child.name() + " ".join(child.cmdline()[:1])
+            if child.status() != psutil.STATUS_ZOMBIE and not child.children() and runs_python:
                 workers.append(child)
         except psutil.Error:  # gone (or a zombie) while we looked
             continue
