@@ -1,4 +1,5 @@
-"""Runs the real app (`reflex run --env prod`) on its own database and drives it with Chromium."""
+"""Runs the real app (as start.sh does: scripts/supervise.py, production mode) on its own database and drives
+it with Chromium."""
 
 from __future__ import annotations
 
