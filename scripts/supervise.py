@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/supervise.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("CRM_PORT", "3000")))
-    parser.add_argument("--serve", action="store_true", help="(internal) run one server process, unsupervised")
+    parser.add_argument("--serve", action="store_true",
+                        help="(internal) run one server process, unsupervised")
     args = parser.parse_args(argv)
     stop_seconds = float(os.environ.get("CRM_STOP_SECONDS", "30"))
     if command:
@@ -275,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         run_server()
         return 0
     say(f"Loaded the app in {time.monotonic() - started:.1f} s; starting it on http://localhost:{args.port}")
-    return Supervisor(lambda: ForkedServer(run_server), f"http://127.0.0.1:{args.port}/ping", stop_seconds).run()
+    ready_url = f"http://127.0.0.1:{args.port}/ping"
+    return Supervisor(lambda: ForkedServer(run_server), ready_url, stop_seconds).run()
 
 
 if __name__ == "__main__":

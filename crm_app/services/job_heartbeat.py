@@ -41,7 +41,8 @@ def _beat(open_session: Callable[[], Session], job_id: int, now: datetime) -> bo
     interrupted by someone who thought this process dead)."""
     with open_session() as session:
         alive = session.execute(
-            text("UPDATE scoring_jobs SET heartbeat_at = :now WHERE id = :id AND status = 'running' RETURNING id"),
+            text("UPDATE scoring_jobs SET heartbeat_at = :now "
+                 "WHERE id = :id AND status = 'running' RETURNING id"),
             {"id": job_id, "now": now},
         ).first()
         session.commit()
@@ -49,7 +50,8 @@ def _beat(open_session: Callable[[], Session], job_id: int, now: datetime) -> bo
 
 
 @contextmanager
-def heartbeat(open_session: Callable[[], Session], job_id: int, clock: Callable[[], datetime]) -> Iterator[None]:
+def heartbeat(open_session: Callable[[], Session], job_id: int,
+              clock: Callable[[], datetime]) -> Iterator[None]:
     """Keep job `job_id` beating while the block runs."""
     stop = threading.Event()
 
@@ -106,8 +108,9 @@ def run_as_job(run_job):
 def _fail_quietly(open_session, job_id: int, now: datetime, error: str) -> None:
     try:
         with open_session() as session:
-            session.execute(text("UPDATE scoring_jobs SET status = 'failed', error = :error, finished_at = :now, "
-                                 "heartbeat_at = :now WHERE id = :id AND status = 'running'"),
+            session.execute(text("UPDATE scoring_jobs SET status = 'failed', error = :error, "
+                                 "finished_at = :now, heartbeat_at = :now "
+                                 "WHERE id = :id AND status = 'running'"),
                             {"id": job_id, "error": error, "now": now})
             session.commit()
     except Exception:  # still away: the job shows as interrupted once its heartbeat is stale

@@ -155,7 +155,8 @@ def latest_job(session: Session, kind: str, now: datetime | None = None) -> JobV
     running job whose heartbeat stopped shows as interrupted (the next start marks it so)."""
     row = session.execute(
         text(
-            "SELECT id, kind, status, percent, message, error, started_at, finished_at, model_id, heartbeat_at "
+            "SELECT id, kind, status, percent, message, error, started_at, finished_at, model_id, "
+            "heartbeat_at "
             "FROM scoring_jobs WHERE kind = :kind ORDER BY started_at DESC, id DESC LIMIT 1"
         ),
         {"kind": kind},

@@ -27,7 +27,7 @@ import httpx
 import psutil
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from crm_app.db.engine import ensure_database, normalize_url
@@ -143,7 +143,8 @@ class PrivateCluster:
 
     def pg_ctl(self, *args: str, timeout: float = 60) -> None:
         subprocess.run(["runuser", "-u", "postgres", "--", str(self.bindir / "pg_ctl"), "-D", str(self.pgdata),
-                        *args], check=True, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        *args], check=True, timeout=timeout,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start(self) -> None:
         self.pg_ctl("-w", "-l", str(self.log), "-o",
@@ -165,7 +166,8 @@ def _server_bindir() -> Path | None:
 def private_cluster() -> Iterator[PrivateCluster]:
     bindir = _server_bindir()
     if bindir is None or os.geteuid() != 0 or shutil.which("runuser") is None:
-        pytest.skip("needs PostgreSQL's server binaries (pg_config --bindir) and root to run them as postgres")
+        pytest.skip("needs PostgreSQL's server binaries (pg_config --bindir) and root to run them "
+                    "as postgres")
     # Outside pytest's private temporary directory, which the postgres user may not enter.
     base = Path(tempfile.mkdtemp(prefix="crm-faults-cluster-"))
     os.chmod(base, 0o777)
@@ -205,7 +207,8 @@ def api_server(env: dict[str, str], log_name: str, *, supervised: bool = False) 
     """The REST API (granian, as in production) on a free port; yields its URL and the pid of the
     process started (the supervisor's when `supervised`)."""
     port = free_port()
-    command = ["granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "crm_app.api:api"]
+    command = ["granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+               "crm_app.api:api"]
     if supervised:
         command = ["python", "scripts/supervise.py", "--", *command]
     url = f"http://127.0.0.1:{port}"
@@ -284,13 +287,14 @@ class Writers:
                 subject = f"{self.run_id}-w{w}-{n}"
                 sent = time.monotonic()
                 try:
-                    response = client.post("/events", headers={**headers, "Idempotency-Key": subject},
-                                           json={"lead": {"id": lead_id}, "type": "page_visit", "subject": subject})
+                    event = {"lead": {"id": lead_id}, "type": "page_visit", "subject": subject}
+                    response = client.post("/events", headers={**headers, "Idempotency-Key": subject}, json=event)
                     answer = Answer(w, n, sent, time.monotonic(), response.status_code,
                                     response.headers.get("content-type", ""), response.headers.get("retry-after"),
                                     response.text[:300] if response.status_code >= 300 else "")
                 except httpx.HTTPError as error:
-                    answer = Answer(w, n, sent, time.monotonic(), None, error=f"{type(error).__name__}: {error}")
+                    answer = Answer(w, n, sent, time.monotonic(), None,
+                                    error=f"{type(error).__name__}: {error}")
                 with self._lock:
                     self.answers.append(answer)
                     if answer.status is not None and 200 <= answer.status < 300:

@@ -54,7 +54,8 @@ def test_the_embedded_postgres_killed_under_writers_is_restarted_and_loses_nothi
             writers = Writers(url, team.key, team.lead_ids, count=WRITERS)
             writers.start()
             try:
-                assert wait_until(lambda: len(writers.acknowledged) >= 3 * WRITERS, 60), "no writes went through"
+                assert wait_until(lambda: len(writers.acknowledged) >= 3 * WRITERS, 60), \
+                    "no writes went through"
                 victim = db.postmaster_pid()
                 killed_at = time.monotonic()
                 kill(victim)
@@ -104,7 +105,8 @@ def test_an_external_postgres_restarted_in_immediate_mode_under_writers(tmp_path
         record("external_postgres_stopped_immediate_3s", first_2xx_after_postgres_back_s=round(recovered, 2),
                outage_s=round(back_at - stopped_at, 2), writers=15, acknowledged=len(writers.acknowledged),
                outage_answers=len(writers.failures()))
-        assert not (tmp_path / "app-data" / "pgdata").exists(), "the app started an embedded server of its own"
+        assert not (tmp_path / "app-data" / "pgdata").exists(), \
+            "the app started an embedded server of its own"
         assert recovered <= 5, f"first 2xx {recovered:.1f} s after PostgreSQL was back"
         assert writers.failures(), "the restart cut no request: the test did not hit the outage"
         _assert_clean_outage_answers(writers)

@@ -4,8 +4,8 @@ was working stops working."""
 from __future__ import annotations
 
 import subprocess
-import threading
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -17,7 +17,6 @@ from sqlmodel import Session
 
 from crm_app.db.engine import make_engine
 from crm_app.demo.generator import generate_demo_data
-from crm_app.services.errors import ServiceError
 from crm_app.services.model_training import activate_model, train_model
 from crm_app.services.scoring import active_engine, engine_config, rescore_lead
 from crm_app.services.scoring_jobs import TRAIN, JobAlreadyRunning, latest_job, run_training_job, start_job
@@ -56,13 +55,15 @@ def history(history_url: str) -> Iterator[Engine]:
 
 def _percent(engine: Engine, job_id: int) -> int:
     with engine.connect() as connection:
-        return connection.execute(text("SELECT percent FROM scoring_jobs WHERE id = :id"), {"id": job_id}).scalar_one()
+        return connection.execute(text("SELECT percent FROM scoring_jobs WHERE id = :id"),
+                                  {"id": job_id}).scalar_one()
 
 
 def test_training_killed_mid_way_frees_training_within_30_s_and_the_active_model_still_scores(history):
     with Session(history) as session:
         active_before = engine_config(session).model_id
-    trainer = subprocess.Popen([sys.executable, "-m", "tests.faults.train_in_process", str(history.url.render_as_string(hide_password=False))],
+    url = history.url.render_as_string(hide_password=False)
+    trainer = subprocess.Popen([sys.executable, "-m", "tests.faults.train_in_process", url],
                                cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         job_id = int(trainer.stdout.readline())
@@ -81,7 +82,8 @@ def test_training_killed_mid_way_frees_training_within_30_s_and_the_active_model
     deadline = killed_at + 60
     while time.monotonic() < deadline and new_job is None:
         with Session(history, expire_on_commit=False) as session:
-            if shown_interrupted_after is None and latest_job(session, TRAIN, now=utcnow()).status == "failed":
+            shown = latest_job(session, TRAIN, now=utcnow())
+            if shown_interrupted_after is None and shown.status == "failed":
                 shown_interrupted_after = time.monotonic() - killed_at
             try:
                 new_job = start_job(session, kind=TRAIN, now=utcnow(), actor=None)
@@ -90,14 +92,17 @@ def test_training_killed_mid_way_frees_training_within_30_s_and_the_active_model
                 time.sleep(0.5)
     record("training_killed", new_training_accepted_after_s=accepted_after and round(accepted_after, 1),
            shown_interrupted_after_s=shown_interrupted_after and round(shown_interrupted_after, 1))
-    assert accepted_after is not None and accepted_after <= 30, f"a new training was refused {deadline - killed_at:.0f} s"
+    assert accepted_after is not None and accepted_after <= 30, \
+        f"a new training was refused for {deadline - killed_at:.0f} s"
     assert shown_interrupted_after is not None and shown_interrupted_after <= 30
     with Session(history, expire_on_commit=False) as session:
-        killed = session.execute(text("SELECT status, error FROM scoring_jobs WHERE id = :id"), {"id": job_id}).one()
+        killed = session.execute(text("SELECT status, error FROM scoring_jobs WHERE id = :id"),
+                                 {"id": job_id}).one()
         assert killed.status == "failed" and killed.error.startswith("Interrupted")
         # The model that scored before still does, and nothing half-trained replaced it.
         assert engine_config(session).model_id == active_before
-        lead = session.execute(text("SELECT id FROM leads WHERE stage NOT IN ('won', 'lost') LIMIT 1")).scalar_one()
+        lead = session.execute(text("SELECT id FROM leads WHERE stage NOT IN ('won', 'lost') LIMIT 1")
+                               ).scalar_one()
         from crm_app.db.models import Lead
 
         result = rescore_lead(session, session.get(Lead, lead), utcnow(), engine=active_engine(session))
@@ -105,7 +110,8 @@ def test_training_killed_mid_way_frees_training_within_30_s_and_the_active_model
         assert type(active_engine(session)).__name__ != "RuleBasedScoringEngine"
         session.rollback()
     # And the new training runs to the end.
-    assert run_training_job(lambda: Session(history, expire_on_commit=False), new_job, clock=utcnow) is not None
+    new_model = run_training_job(lambda: Session(history, expire_on_commit=False), new_job, clock=utcnow)
+    assert new_model is not None
 
 
 JOB_CONNECTIONS = "crm-faults-job"
@@ -155,7 +161,8 @@ def test_the_background_sweep_retries_in_seconds_while_the_database_is_away(hist
     with engine.begin() as connection:
         expired = connection.execute(text(
             "UPDATE leads SET score_valid_until = now() - interval '1 minute' WHERE id IN "
-            "(SELECT id FROM leads WHERE stage NOT IN ('won', 'lost') ORDER BY id LIMIT 5) RETURNING id")).scalars().all()
+            "(SELECT id FROM leads WHERE stage NOT IN ('won', 'lost') ORDER BY id LIMIT 5) RETURNING id")
+        ).scalars().all()
     assert expired
 
     def still_expired() -> int:

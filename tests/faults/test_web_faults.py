@@ -8,7 +8,6 @@ import time
 import uuid
 
 import httpx
-import psutil
 from sqlalchemy import text
 
 from tests.conftest import scratch_database
