@@ -121,6 +121,17 @@ def prepare_server(port: int):
     return run
 
 
+def _die_with_parent() -> None:
+    """In a child: receive SIGTERM when the supervisor dies (Linux), so a supervisor killed outright
+    leaves no server behind holding the port; elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (AttributeError, OSError):
+        pass
+
+
 class ForkedServer:
     """A server process forked from this (prepared) process, in a session of its own; the parts of
     subprocess.Popen the supervisor uses."""
@@ -134,6 +145,7 @@ class ForkedServer:
             code = 1
             try:
                 os.setsid()
+                _die_with_parent()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 run()
@@ -262,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stop_seconds = float(os.environ.get("CRM_STOP_SECONDS", "30"))
     if command:
-        return Supervisor(lambda: subprocess.Popen(command, cwd=ROOT, start_new_session=True), None,
-                          stop_seconds).run()
+        return Supervisor(lambda: subprocess.Popen(command, cwd=ROOT, start_new_session=True,
+                                                   preexec_fn=_die_with_parent), None, stop_seconds).run()
     if not args.serve:
         ensure_frontend(args.port)
     # A fresh start forgets the tabs' saved state (as `reflex run` does); a restart keeps it, so open
