@@ -40,12 +40,6 @@ MEASURES = ARTIFACTS / "faults.json"
 APP_NAME = "crm-fault-server"  # PGAPPNAME of the servers under test
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "/faults/" in str(item.fspath):
-            item.add_marker(pytest.mark.faults)
-
-
 def record(name: str, **values) -> None:
     """Keep a measurement (seconds and counts) for the report and print it."""
     ARTIFACTS.mkdir(exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import psutil
+import pytest
 
 from tests.faults.conftest import (
     ARTIFACTS,
@@ -24,6 +25,8 @@ from tests.faults.conftest import (
     stored_subjects,
     wait_until,
 )
+
+pytestmark = pytest.mark.faults
 
 WRITERS = 12
 

@@ -3,6 +3,7 @@ was working stops working."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -11,19 +12,32 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from crm_app.db.engine import make_engine
+from crm_app.background import sweep_expired_scores
+from crm_app.db import engine as app_engine
+from crm_app.db.engine import make_engine, normalize_url
+from crm_app.db.models import Lead
 from crm_app.demo.generator import generate_demo_data
 from crm_app.services.model_training import activate_model, train_model
 from crm_app.services.scoring import active_engine, engine_config, rescore_lead
-from crm_app.services.scoring_jobs import TRAIN, JobAlreadyRunning, latest_job, run_training_job, start_job
+from crm_app.services.scoring_jobs import (
+    RESCORE,
+    TRAIN,
+    JobAlreadyRunning,
+    latest_job,
+    run_rescore_job,
+    run_training_job,
+    start_job,
+)
 from crm_app.services.scoring_settings import set_engine_choice
 from crm_app.settings import REPO_ROOT
-from tests.conftest import scratch_database
+from tests.conftest import database_away, scratch_database
 from tests.faults.conftest import kill, record, wait_until
+
+pytestmark = pytest.mark.faults
 
 LEADS = 600
 
@@ -103,8 +117,6 @@ def test_training_killed_mid_way_frees_training_within_30_s_and_the_active_model
         assert engine_config(session).model_id == active_before
         lead = session.execute(text("SELECT id FROM leads WHERE stage NOT IN ('won', 'lost') LIMIT 1")
                                ).scalar_one()
-        from crm_app.db.models import Lead
-
         result = rescore_lead(session, session.get(Lead, lead), utcnow(), engine=active_engine(session))
         assert 0 <= result.score <= 100 and result.reasons
         assert type(active_engine(session)).__name__ != "RuleBasedScoringEngine"
@@ -119,18 +131,11 @@ JOB_CONNECTIONS = "crm-faults-job"
 
 def _engine_named(url: str, name: str):
     """An engine like the app's whose connections carry `name`, so a test can cut exactly those."""
-    from sqlalchemy import create_engine
-
-    from crm_app.db.engine import normalize_url
-
     return create_engine(normalize_url(url), pool_pre_ping=True,
                          connect_args={"application_name": name, "options": "-c timezone=UTC"})
 
 
 def test_a_rescoring_cut_off_by_a_database_outage_runs_again_when_it_is_back(history_url):
-    from crm_app.services.scoring_jobs import RESCORE, run_rescore_job
-    from tests.conftest import database_away
-
     engine = _engine_named(history_url, JOB_CONNECTIONS)
     with Session(engine) as session:
         job_id = start_job(session, kind=RESCORE, now=utcnow(), actor=None)
@@ -151,12 +156,6 @@ def test_a_rescoring_cut_off_by_a_database_outage_runs_again_when_it_is_back(his
 
 
 def test_the_background_sweep_retries_in_seconds_while_the_database_is_away(history_url):
-    import asyncio
-
-    from crm_app.background import sweep_expired_scores
-    from crm_app.db import engine as app_engine
-    from tests.conftest import database_away
-
     engine = _engine_named(history_url, JOB_CONNECTIONS)
     with engine.begin() as connection:
         expired = connection.execute(text(

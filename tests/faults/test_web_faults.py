@@ -8,6 +8,7 @@ import time
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from tests.conftest import scratch_database
@@ -22,6 +23,8 @@ from tests.faults.conftest import (
     stored_subjects,
     wait_until,
 )
+
+pytestmark = pytest.mark.faults
 
 BATCH = 1000
 
