@@ -147,6 +147,6 @@ def model_page(session: Session, *, now: datetime) -> ModelPage:
         status=engine_status(session, now=now),
         versions=versions,
         shown=_shown_model(session, versions),
-        training=latest_job(session, TRAIN),
-        rescoring=latest_job(session, RESCORE),
+        training=latest_job(session, TRAIN, now=now),
+        rescoring=latest_job(session, RESCORE, now=now),
     )

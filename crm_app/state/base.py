@@ -30,6 +30,7 @@ from sqlmodel import Session
 from crm_app.auth_routes import SESSION_COOKIE, SIGN_OUT_PATH
 from crm_app.db.engine import get_app_engine, get_engine
 from crm_app.db.models import utcnow
+from crm_app.db.outage import database_unavailable
 from crm_app.db.queries import UserOption, list_users
 from crm_app import live
 from crm_app.db.security import act_as
@@ -122,6 +123,10 @@ def handle_backend_exception(exception: Exception) -> EventSpec | None:
                               "encodeURIComponent(window.location.pathname))")
     if isinstance(exception, Forbidden):
         return rx.toast.error(str(exception), position="top-center")
+    if database_unavailable(exception):  # a notice and a retry, not "An error occurred" (state/database.py)
+        from crm_app.state.database import DatabaseState
+
+        return DatabaseState.reconnect
     return default_backend_exception_handler(exception)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import reflex as rx
 
+from crm_app.services import import_runs
 from crm_app.services.errors import ServiceError
 from crm_app.services.importing import (
     AUTO,
@@ -213,6 +214,12 @@ class ImportState(AppState):
     async def load(self):
         if not await self._load_team():
             return self._sign_in_redirect()
+        # An import cut off by its process dying (the tab's saved state may still say "importing").
+        user_id = self._user.id
+        note = import_runs.interrupted(user_id)
+        if note or (self.importing and not import_runs.running(user_id)):
+            self.importing, self.progress, self.progress_label = False, 0, ""
+            self.message = note or import_runs.INTERRUPTED
 
     @rx.event
     async def handle_upload(self, files: list[rx.UploadFile]):
@@ -331,6 +338,7 @@ class ImportState(AppState):
             path, mapping, now, total = self._path(), self._mapping(), now_utc(), self.file_rows
             file_name = self.file_name
             user_id = (await self._actor()).id
+            import_runs.note_started(user_id, self.file_name)
 
         latest: list[ImportProgress] = []
         lock = threading.Lock()
@@ -364,6 +372,7 @@ class ImportState(AppState):
             self.importing = False
             # Imported or refused, the upload is not kept (a corrected file is chosen again).
             self._drop_file()
+            import_runs.note_finished(user_id)
             try:
                 rows, summary = task.result()
             except ImportRejected as rejected:

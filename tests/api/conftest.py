@@ -22,6 +22,7 @@ NOW = datetime.now(timezone.utc)
 LOG = REPO_ROOT / "test-artifacts" / "api-server.log"
 MAX_BODY_MB = 4
 FAILED_KEY_RATE = 100
+SERVER_APP_NAME = "crm-api-under-test"
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +85,9 @@ def api_url(api_database_url: str, team: Team) -> Iterator[str]:
     env = {**os.environ, "DATABASE_URL": api_database_url,
            # Small limits the tests can reach quickly; one proxy hop lets a test speak for other addresses.
            "CRM_API_MAX_BODY_MB": str(MAX_BODY_MB), "CRM_API_FAILED_KEY_RATE": str(FAILED_KEY_RATE),
-           "REFLEX_TRUSTED_PROXY_HOPS": "1"}
+           "REFLEX_TRUSTED_PROXY_HOPS": "1",
+           # PGAPPNAME names the server's connections, so a test can cut exactly those (test_outage.py).
+           "PGAPPNAME": SERVER_APP_NAME}
     with serve(command, env=env,
                ready_url=f"{url}/api/v1/openapi.json", log_path=LOG, what="The API server", timeout=60):
         yield url
