@@ -22,7 +22,8 @@ from crm_app.db.engine import get_app_engine, get_engine
 from crm_app.db.models import utcnow
 from crm_app.db.security import apply_acting_user
 from crm_app.rest import outage
-from crm_app.rest.app import API_PREFIX, _error_response, v1
+from crm_app.rest.app import API_PREFIX, v1
+from crm_app.rest.gate import error_response
 from crm_app.services.accounts import session_is_live
 from crm_app.services.exporting import filter_from_dict, stream_leads_csv
 from crm_app.services.signed_links import InvalidLink, verify_link
@@ -69,5 +70,5 @@ api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, routes=[
     Route(SESSION_PATH, start_session, methods=["POST"]),
     Route(SIGN_OUT_PATH, end_session, methods=["POST"]),
 ])
-outage.install(v1, _error_response)  # 503 + Retry-After while the database is away
+outage.install(v1, error_response)  # 503 + Retry-After while the database is away
 api.mount(API_PREFIX, v1)

@@ -90,8 +90,17 @@ class ApiGate:
             refusal = error_response(413, _too_large(), headers={"Connection": "close"})
             return await refusal(scope, receive, send)
 
-        status, message, principal, decision = await run_in_threadpool(_admit, _secret(headers),
-                                                                       client_address(scope))
+        try:
+            status, message, principal, decision = await run_in_threadpool(_admit, _secret(headers),
+                                                                           client_address(scope))
+        except Exception as error:  # the key check reads the database: while it is away, 503 JSON
+            from crm_app.db.outage import database_unavailable
+            from crm_app.rest.outage import RETRY_AFTER_SECONDS, UNAVAILABLE
+
+            if not database_unavailable(error):
+                raise
+            refusal = error_response(503, UNAVAILABLE, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return await refusal(scope, receive, send)
         rate = {"X-RateLimit-Limit": str(decision.limit), "X-RateLimit-Remaining": str(decision.remaining)}
         if status:
             extra = ({"WWW-Authenticate": "Bearer"} if status == 401
