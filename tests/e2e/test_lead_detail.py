@@ -129,6 +129,7 @@ def model_scores(app_session, database_url):
     """The app scores with a real model for this test: trained by the app's own training on a demo
     history (in a scratch database), stored in the app's database and made the team's engine; the
     rules again afterwards, so the other browser tests see the scores they expect."""
+    from sqlalchemy import text
     from sqlmodel import Session
 
     from crm_app.db.engine import make_engine
@@ -154,6 +155,9 @@ def model_scores(app_session, database_url):
     yield stored
     set_engine_choice(app_session, mode="rules", now=APP_NOW, actor=None)
     deactivate_models(app_session, actor=None)
+    # Gone again: the model page's tests expect a database where no model was trained yet.
+    app_session.execute(text("DELETE FROM scoring_models WHERE id = :id"), {"id": stored})
+    app_session.commit()
 
 
 def test_logging_a_call_leaves_the_models_score_and_reasons_as_they_were(page, app_session, detail_leads,

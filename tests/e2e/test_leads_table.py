@@ -42,8 +42,9 @@ def test_a_rep_searching_the_whole_team_never_finds_another_reps_lead(page, seed
     page.get_by_role("radio", name="Whole team").click()
     page.get_by_placeholder("Search name, company or email").fill("bletchley")
     expect(page.get_by_text("No leads match these filters.")).to_be_visible()
-    page.get_by_placeholder("Search name, company or email").fill("")
-    expect(page.locator(".lead-row").filter(has_text="Edsger Dijkstra")).to_have_count(1)  # the pool
+    # The pool is in it (searched for: other modules' imports may fill the first page with pool leads).
+    page.get_by_placeholder("Search name, company or email").fill("dijkstra")
+    expect(page.locator(".lead-row").filter(has_text="Edsger Dijkstra")).to_have_count(1)
     expect(page.locator(".lead-row").filter(has_text="Alan Turing")).to_have_count(0)
 
 
