@@ -165,8 +165,9 @@ class ModelScoringEngine:
         """Calibrated P(won) for rows of features."""
         return self.calibrator(self.margins(features))
 
-    def explain_many(self, facts: Sequence[LeadFacts], now: datetime) -> list[Explanation]:
-        """Scores with every number behind their reasons, for many leads as of `now`."""
+    def explain_many(self, facts: Sequence[LeadFacts], now: datetime | Sequence[datetime]) -> list[Explanation]:
+        """Scores with every number behind their reasons, for many leads as of `now`, or each as of
+        its own moment (the training rows' out-of-fold scores; no `valid_until` then)."""
         if not facts:
             return []
         features = self.spec.matrix(facts, now)
@@ -194,7 +195,7 @@ class ModelScoringEngine:
         )
         scores = np.clip(_round_half_up(100 * p_all), 0, 100)
         baselines = np.clip(_round_half_up(100 * p_base), 0, 100)
-        expiries = self._valid_until(features, now)
+        expiries = self._valid_until(features, now) if isinstance(now, datetime) else [None] * len(facts)
 
         explanations = []
         for row in range(len(facts)):
