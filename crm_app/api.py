@@ -3,7 +3,8 @@
 - `/api/v1/...`: the REST API for other systems, with its OpenAPI docs at /api/v1/docs (rest/app.py).
 - `/export/leads.csv`: large downloads go here rather than through the websocket; the CSV export
   streams from PostgreSQL straight into the HTTP response behind a signed link
-  (services/signed_links.py).
+  (services/signed_links.py). The link names the sign-in session it was made in and is served only
+  while that session is signed in and its user active.
 """
 
 from __future__ import annotations
@@ -13,15 +14,20 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
-from crm_app.db.engine import get_engine
+from sqlmodel import Session
+
+from crm_app.db.engine import get_app_engine, get_engine
 from crm_app.db.models import utcnow
 from crm_app.db.security import apply_acting_user
 from crm_app.rest.app import API_PREFIX, v1
+from crm_app.services.accounts import session_is_live
 from crm_app.services.exporting import filter_from_dict, stream_leads_csv
 from crm_app.services.signed_links import InvalidLink, verify_link
 
 EXPORT_PATH = "/export/leads.csv"
 EXPORT_PURPOSE = "export-leads"
+ENDED = ("The session this export link was made in has ended (signed out, expired or the account deactivated): "
+         "sign in and export again from the Leads page.")
 
 
 def export_leads(request: Request):
@@ -29,9 +35,13 @@ def export_leads(request: Request):
         payload = verify_link(EXPORT_PURPOSE, request.query_params.get("token", ""), now=utcnow())
     except InvalidLink as error:
         return PlainTextResponse(str(error), status_code=403)
-    viewer = payload.get("viewer")
-    if not isinstance(viewer, int):
+    viewer, signed_in = payload.get("viewer"), payload.get("session")
+    if not isinstance(viewer, int) or not isinstance(signed_in, int):
         return PlainTextResponse("This export link names nobody: export again from the Leads page.", status_code=403)
+    with Session(get_engine()) as session:  # as the owner: sessions are not the app role's to read
+        live = session_is_live(session, signed_in, viewer, utcnow())
+    if not live:
+        return PlainTextResponse(ENDED, status_code=403)
     flt, sort = filter_from_dict(payload)
     filename = f"leads-{utcnow():%Y-%m-%d-%H%M}.csv"
     # A sync generator: Starlette iterates it in a worker thread, so the event loop stays free.
@@ -45,7 +55,7 @@ def export_leads(request: Request):
 def _rows_the_viewer_may_see(viewer_id: int, flt, sort: str):
     """The export as the user who asked for it, under row-level security: a rep's "whole team"
     export holds their own leads and the pool, never another rep's."""
-    with get_engine().connect() as connection, connection.begin():
+    with get_app_engine().connect() as connection, connection.begin():
         apply_acting_user(connection, viewer_id)
         yield from stream_leads_csv(connection, flt, sort)
 

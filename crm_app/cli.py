@@ -3,7 +3,8 @@
     migrate            bring the database to the newest schema
     seed [--leads N]   fill an empty database with the demo team (deterministic) and train a model on
                        its history that then scores the leads (--no-model: keep the rules)
-    setup              migrate, then seed if there are no leads yet (used by scripts/start.sh)
+    setup              migrate, check the web app's own database login, then seed if there are no
+                       leads yet (used by scripts/start.sh)
     rescore            rescore every lead with the team's engine and reassess its deal risk
     sweep              rescore only the leads whose recency bonus has run out, and reassess the
                        risk of the deals that time has changed
@@ -69,9 +70,10 @@ def seed(args: argparse.Namespace) -> None:
         demo_model()
 
 
-def demo_model() -> None:
+def demo_model(*, choose_model: bool = True) -> None:
     """Train a model on the demo history and let it score, so the model page shows one out of the box.
-    When training fails (too little history) the rules keep scoring, and the reason is printed."""
+    When training fails (too little history) the rules keep scoring, and the reason is printed.
+    `choose_model=False` keeps the team's engine choice (model or blend) as it is."""
     from crm_app.services.errors import ServiceError
     from crm_app.services.model_training import activate_model, train_model
     from crm_app.services.scoring import rescore_history, rescore_open_leads
@@ -85,7 +87,8 @@ def demo_model() -> None:
             return
         # actor=None: the command line works as the tables' owner, for the whole team.
         activate_model(session, report.model_id, actor=None)
-        set_engine_choice(session, mode="model", now=utcnow(), actor=None)
+        if choose_model:
+            set_engine_choice(session, mode="model", now=utcnow(), actor=None)
         count = rescore_open_leads(session, utcnow())
         history = rescore_history(session, utcnow())
     auc = report.model.roc_auc
@@ -93,8 +96,34 @@ def demo_model() -> None:
           f"now scores the {count:,} open leads; {history:,} closed deals show out-of-fold scores.")
 
 
+def _check_web_login() -> None:
+    """Stop before the app starts when its own database login is missing or could do too much."""
+    from crm_app.db.engine import UnsafeLogin, get_app_engine
+
+    try:
+        get_app_engine()
+    except UnsafeLogin as error:
+        sys.exit(str(error))
+    print("The web app's database login can only act as the signed-in user.")
+
+
+def retrain_outdated_model() -> None:
+    """An active model stored by an earlier version of the app cannot score any more (the rules do
+    meanwhile): train a new one on the same history, let it score and rescore the open leads, so an
+    upgrade keeps the team's engine choice and no lead keeps reasons the old engine gave."""
+    from crm_app.scoring.model import FORMAT_MAGIC
+
+    with Session(get_engine()) as session:
+        blob = session.execute(text("SELECT model FROM scoring_models WHERE is_active")).scalar()
+    if blob is None or bytes(blob).startswith(FORMAT_MAGIC):
+        return
+    print("The active scoring model was trained by an earlier version of the app: training a new one.")
+    demo_model(choose_model=False)
+
+
 def setup(args: argparse.Namespace) -> None:
     migrate(args)
+    _check_web_login()
     count = _lead_count()
     if count:
         print(f"{count:,} leads already stored; demo data left alone.")
@@ -103,6 +132,7 @@ def setup(args: argparse.Namespace) -> None:
 
             print(f"Rescored {rescore_expired(session, utcnow()):,} leads whose recency bonus ran out.")
             print(f"Reassessed the risk of {_reassess_expired_risk(session):,} deals that time has changed.")
+        retrain_outdated_model()
         return
     seed(args)
 

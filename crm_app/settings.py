@@ -12,8 +12,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Settings:
-    # An external PostgreSQL; when empty the app starts an embedded one in `data_dir`.
+    # An external PostgreSQL; when empty the app starts an embedded one in `data_dir`. The tables'
+    # owner connects with it: migrations, seeding, the command line, sign-in and background work.
     database_url: str
+    # The web app's login for the signed-in users' work: a role that owns nothing and can only become
+    # the app role (crm_app/db/security.py). Empty: `database_url` with the role `crm_web`, no password.
+    app_database_url: str
     # Where the embedded PostgreSQL keeps its data (and other local state).
     data_dir: Path
     # Size of the SQLAlchemy connection pool per app worker.
@@ -28,6 +32,7 @@ class Settings:
 def load_settings() -> Settings:
     return Settings(
         database_url=os.environ.get("DATABASE_URL", "").strip(),
+        app_database_url=os.environ.get("CRM_APP_DATABASE_URL", "").strip(),
         data_dir=Path(os.environ.get("CRM_DATA_DIR", REPO_ROOT / ".data")).expanduser(),
         db_pool_size=int(os.environ.get("CRM_DB_POOL_SIZE", "10")),
         page_size=int(os.environ.get("CRM_PAGE_SIZE", "25")),

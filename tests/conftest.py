@@ -21,7 +21,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
 from crm_app.db import engine as db_engine_module
-from crm_app.db.engine import ensure_database, make_engine, normalize_url
+from crm_app.db.engine import ensure_database, login_role_url, make_app_engine, make_engine, normalize_url
+from crm_app.db.security import read_acting_key
 from crm_app.db.migrate import upgrade_to_head
 from crm_app.settings import REPO_ROOT
 
@@ -72,6 +73,21 @@ def engine(database_url: str) -> Iterator[Engine]:
     db_engine_module.set_engine(eng)
     yield eng
     db_engine_module.set_engine(None)
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def web_engine(database_url: str, engine: Engine) -> Iterator[Engine]:
+    """The test database through the web app's own login (`crm_web`, migration 0016), as the app uses
+    it for signed-in users' work; also what get_app_engine() hands out during the run."""
+    def key() -> bytes:
+        with engine.connect() as conn:
+            return read_acting_key(conn)
+
+    eng = make_app_engine(login_role_url(database_url), key)
+    db_engine_module.set_app_engine(eng)
+    yield eng
+    db_engine_module.set_app_engine(None)
     eng.dispose()
 
 

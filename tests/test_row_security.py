@@ -17,8 +17,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from crm_app.db.engine import UnsafeLogin, check_login_role
 from crm_app.db.models import AuditEntry, FollowUp, Lead, User
-from crm_app.db.security import APP_ROLE, act_as
+from crm_app.db.security import APP_ROLE, WEB_ROLE, act_as, apply_acting_user
 from crm_app.domain import Role
 from crm_app.services import accounts, api_keys
 from crm_app.services.errors import Forbidden, InvalidInput
@@ -105,8 +106,12 @@ def _settings_and_keys(session: Session, team: Team) -> None:
 
 
 def _as(session: Session, user_id: int | None) -> None:
+    """The app role acting as `user_id` the way crm_app/db/security.py proves it; None: nobody."""
+    if user_id is not None:
+        apply_acting_user(session.connection(), user_id)
+        return
     session.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
-    session.execute(text("SELECT set_config('crm.user_id', :id, true)"), {"id": "" if user_id is None else str(user_id)})
+    session.execute(text("SELECT set_config('crm.user_id', '', true), set_config('crm.acting_proof', '', true)"))
 
 
 def _ids(session: Session, sql: str) -> set[int]:
@@ -538,28 +543,29 @@ def test_the_services_manage_accounts_and_keys_as_an_admin(session: Session, tea
 
 
 def test_a_user_changes_their_own_password_only(session: Session, team: Team) -> None:
+    """Changing a password checks the current one against the stored hash, which the app role may not
+    read (migration 0016): the page runs it as the tables' owner for the signed-in user, and a
+    session acting as someone is refused, whoever it names."""
     hashed = accounts.hash_password(TEST_PASSWORD)
     session.execute(text("UPDATE users SET password_hash = :h WHERE id IN (:ana, :ben)"),
                     {"h": hashed, "ana": team.ana, "ben": team.ben})
     ana = _user(session, team.ana)
-    with _acting(session, team.ana) as s:
-        accounts.change_password(s, ana, current=TEST_PASSWORD, new="a brand new secret", now=NOW)
+    accounts.change_password(session, ana, current=TEST_PASSWORD, new="a brand new secret", now=NOW)
     stored = dict(session.execute(text("SELECT id, password_hash FROM users WHERE id IN (:a, :b)"),
                                   {"a": team.ana, "b": team.ben}).all())
     assert accounts._verify(stored[team.ana], "a brand new secret")
     assert stored[team.ben] == hashed
     assert session.execute(text("SELECT count(*) FROM audit_log WHERE actor_id = :id AND action = 'password_changed'"),
                            {"id": team.ana}).scalar_one() == 1
-    # Acting as Ben, Ana's account is not his to change, whatever he knows.
-    with _acting(session, team.ben) as s, pytest.raises(Forbidden):
-        accounts.change_password(s, ana, current="a brand new secret", new="ben was here 123", now=NOW)
-    # The database's narrow door: the acting user's own hash, an argon2 hash only, nobody else's row.
-    _as(session, team.ben)
-    assert session.execute(text("SELECT crm_set_own_password(:h, now())"), {"h": hashed}).scalar_one()
-    with pytest.raises(DBAPIError, match="not a password hash"), session.begin_nested():
-        session.execute(text("SELECT crm_set_own_password('', now())"))
-    _as(session, None)
-    assert session.execute(text("SELECT crm_set_own_password(:h, now())"), {"h": hashed}).scalar_one() is False
+    for who in (team.ana, team.ben):
+        with _acting(session, who) as s, pytest.raises(Forbidden):
+            accounts.change_password(s, ana, current="a brand new secret", new="ben was here 123", now=NOW)
+    # No door in the database either: the function 0012 added for it is gone, and the hash column
+    # cannot be changed under the app role, not even by an admin.
+    assert session.execute(text("SELECT count(*) FROM pg_proc WHERE proname = 'crm_set_own_password'")).scalar_one() == 0
+    _as(session, team.ada)
+    assert _refused(session, "UPDATE users SET password_hash = :h WHERE id = :id",
+                    {"h": accounts.hash_password("an admin's pick 123"), "id": team.ben})
     session.execute(text("RESET ROLE"))
     assert session.execute(text("SELECT password_hash FROM users WHERE id = :id"), {"id": team.ana}).scalar_one() \
         == stored[team.ana]
@@ -583,3 +589,206 @@ def test_a_key_user_works_with_own_stored_answers(session: Session, team: Team) 
                                 "WHERE api_key_id = :key AND key = 'retry-9'"), {"key": team.ana_key}).rowcount == 1
     assert session.execute(text("DELETE FROM api_idempotency WHERE api_key_id = :key AND key = 'retry-9'"),
                            {"key": team.ana_key}).rowcount == 1
+
+
+# --- The web app's own login (migration 0016): what SQL that slipped into a query could still do ------
+#
+# The web app connects as `crm_web`, which can only become the app role; it acts as a user through a
+# proof it computes with a key only the tables' owner reads. Each attempt below runs on a real
+# connection of that login (the app's get_app_engine), acting as Ana, a rep, with committed rows.
+
+
+@dataclass
+class Committed:
+    ana: int
+    ben: int
+    ana_lead: int
+    ben_lead: int
+    pool_lead: int
+
+
+@pytest.fixture(scope="module")
+def committed(engine) -> Iterator[Committed]:
+    """Rows the web login's own connections can see (the per-test rollback would hide them); removed
+    afterwards."""
+    with Session(engine, expire_on_commit=False) as setup:
+        ana = User(email="ana@login.test", name="Ana Login", role="rep", password_hash=accounts.hash_password(TEST_PASSWORD))
+        ben = User(email="ben@login.test", name="Ben Login", role="rep", password_hash=accounts.hash_password(TEST_PASSWORD))
+        setup.add_all([ana, ben])
+        setup.commit()
+        leads = [make_lead(setup, f"{who} Login Lead", now=NOW, owner=owner)
+                 for who, owner in (("Ana", ana), ("Ben", ben), ("Pool", None))]
+        rows = Committed(ana.id, ben.id, *(lead.id for lead in leads))
+    yield rows
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM leads WHERE id IN (:a, :b, :c)"),
+                     {"a": rows.ana_lead, "b": rows.ben_lead, "c": rows.pool_lead})
+        conn.execute(text("DELETE FROM users WHERE id IN (:a, :b)"), {"a": rows.ana, "b": rows.ben})
+
+
+@contextmanager
+def _web_as(web_engine, user_id: int | None) -> Iterator:
+    """A transaction on the web app's login, acting as `user_id` (None: the app role, nobody acting);
+    rolled back at the end."""
+    with web_engine.connect() as conn:
+        with conn.begin() as transaction:
+            if user_id is None:
+                conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
+            else:
+                apply_acting_user(conn, user_id)
+            yield conn
+            transaction.rollback()
+
+
+def _lead_ids(conn) -> set[int]:
+    return set(conn.execute(text("SELECT id FROM leads")).scalars())
+
+
+def _denied(conn, sql: str, params: dict | None = None) -> str:
+    """Runs `sql` in a savepoint; returns PostgreSQL's refusal (the test fails if it was allowed)."""
+    try:
+        with conn.begin_nested():
+            conn.execute(text(sql), params or {})
+    except DBAPIError as error:
+        return str(error.orig)
+    raise AssertionError(f"allowed: {sql}")
+
+
+def test_the_web_login_is_not_privileged(web_engine, committed: Committed) -> None:
+    with web_engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT current_user, rolsuper, rolbypassrls, rolinherit, rolcreaterole, rolcreatedb FROM pg_roles "
+            "WHERE rolname = current_user")).one()
+        assert tuple(row) == (WEB_ROLE, False, False, False, False, False)
+        # Without becoming the app role it may read nothing at all.
+        assert "permission denied" in _denied(conn, "SELECT id FROM leads")
+
+
+def test_the_app_refuses_a_web_login_that_could_do_more(engine, web_engine) -> None:
+    """CRM_APP_DATABASE_URL pointing at the owner (here a superuser) stops the app before it serves."""
+    check_login_role(web_engine)
+    with pytest.raises(UnsafeLogin, match="is a superuser.*owns the tables"):
+        check_login_role(engine)
+
+
+def test_acting_as_a_rep_on_the_web_login_sees_own_leads_and_the_pool(web_engine, committed: Committed) -> None:
+    c = committed
+    with _web_as(web_engine, c.ana) as conn:
+        assert {c.ana_lead, c.pool_lead} <= _lead_ids(conn) and c.ben_lead not in _lead_ids(conn)
+        assert conn.execute(text("SELECT crm_acting_user()")).scalar_one() == c.ana
+
+
+def test_reset_role_leaves_the_web_login_with_nothing(web_engine, committed: Committed) -> None:
+    with _web_as(web_engine, committed.ana) as conn:
+        conn.execute(text("RESET ROLE"))
+        assert conn.execute(text("SELECT current_user")).scalar_one() == WEB_ROLE
+        assert "permission denied" in _denied(conn, "SELECT id FROM leads WHERE id = :id", {"id": committed.ben_lead})
+        assert "permission denied" in _denied(conn, "UPDATE leads SET name = 'taken' WHERE id = :id",
+                                              {"id": committed.ben_lead})
+
+
+def test_the_web_login_cannot_become_the_owner(web_engine, committed: Committed) -> None:
+    with _web_as(web_engine, committed.ana) as conn:
+        owner = conn.execute(text("SELECT tableowner FROM pg_tables WHERE tablename = 'leads'")).scalar_one()
+        for sql in (f'SET ROLE "{owner}"', f"SET SESSION AUTHORIZATION \"{owner}\"",
+                    f"SELECT set_config('role', '{owner}', true)"):
+            assert "permission denied" in _denied(conn, sql), sql
+        assert "permission denied" in _denied(conn, "SET ROLE postgres")
+
+
+def test_setting_the_acting_user_by_hand_names_nobody(web_engine, committed: Committed) -> None:
+    c = committed
+    with _web_as(web_engine, c.ben) as ben_conn:  # a proof another connection could glimpse (pg_stat_activity)
+        bens_proof = ben_conn.execute(text("SELECT current_setting('crm.acting_proof', true)")).scalar_one()
+    with _web_as(web_engine, c.ana) as conn:
+        conn.execute(text("SELECT set_config('crm.user_id', :ben, true)"), {"ben": str(c.ben)})
+        assert conn.execute(text("SELECT crm_acting_user()")).scalar_one() is None
+        assert c.ben_lead not in _lead_ids(conn)
+        conn.execute(text("SELECT set_config('crm.acting_proof', :p, true)"), {"p": bens_proof})
+        assert conn.execute(text("SELECT crm_acting_user()")).scalar_one() is None
+        assert c.ben_lead not in _lead_ids(conn)
+        conn.execute(text("SET crm.user_id = :ben".replace(":ben", str(c.ben))))
+        assert conn.execute(text("SELECT count(*) FROM leads WHERE id = :id"), {"id": c.ben_lead}).scalar_one() == 0
+    with _web_as(web_engine, None) as conn:  # the app role, nobody acting: a claimed id alone is nobody
+        conn.execute(text("SELECT set_config('crm.user_id', :ben, false)"), {"ben": str(c.ben)})
+        assert _lead_ids(conn) == set()
+
+
+def test_a_proof_is_good_for_its_own_transaction_only(web_engine, committed: Committed) -> None:
+    c = committed
+    with web_engine.connect() as conn:
+        with conn.begin():
+            apply_acting_user(conn, c.ben)
+            user, proof = conn.execute(text(
+                "SELECT current_setting('crm.user_id'), current_setting('crm.acting_proof', true)")).one()
+        with conn.begin():  # the same backend, the next transaction: replaying Ben's proof names nobody
+            conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
+            conn.execute(text("SELECT set_config('crm.user_id', :u, true), set_config('crm.acting_proof', :p, true)"),
+                         {"u": user, "p": proof})
+            assert conn.execute(text("SELECT crm_acting_user()")).scalar_one() is None
+            assert _lead_ids(conn) == set()
+
+
+def test_the_acting_key_is_out_of_reach(web_engine, committed: Committed) -> None:
+    with _web_as(web_engine, committed.ana) as conn:
+        assert "permission denied" in _denied(conn, "SELECT key FROM crm_private.acting_key")
+        conn.execute(text("RESET ROLE"))
+        assert "permission denied" in _denied(conn, "SELECT key FROM crm_private.acting_key")
+
+
+def test_no_password_hash_is_readable_on_the_web_login(web_engine, committed: Committed) -> None:
+    c = committed
+    with _web_as(web_engine, c.ana) as conn:
+        for sql in ("SELECT password_hash FROM users WHERE id = :ben", "SELECT password_hash FROM users WHERE id = :ana",
+                    "SELECT * FROM users", "SELECT to_jsonb(u) FROM users u",
+                    "SELECT id FROM users WHERE password_hash LIKE '$argon2%'",
+                    "UPDATE users SET name = name WHERE id = :ana RETURNING password_hash"):
+            assert "permission denied" in _denied(conn, sql, {"ana": c.ana, "ben": c.ben}), sql
+        # What the pages need stays readable, including whether an account can sign in.
+        assert conn.execute(text("SELECT has_password FROM users WHERE id = :ben"), {"ben": c.ben}).scalar_one()
+
+
+def test_a_rep_deletes_no_lead_on_the_web_login(web_engine, committed: Committed) -> None:
+    c = committed
+    with _web_as(web_engine, c.ana) as conn:
+        for lead in (c.ana_lead, c.pool_lead):
+            assert "permission denied" in _denied(conn, "DELETE FROM leads WHERE id = :id", {"id": lead})
+        for table in ("activities", "stage_changes"):
+            assert "permission denied" in _denied(conn, f"DELETE FROM {table} WHERE lead_id = :id", {"id": c.ana_lead})
+
+
+def test_the_lookups_find_nothing_for_nobody_on_the_web_login(web_engine, committed: Committed) -> None:
+    c = committed
+    with _web_as(web_engine, None) as conn:
+        assert conn.execute(text("SELECT count(*) FROM crm_lead_ids_matching('%')")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM crm_lead_ids_by_email(ARRAY['ana@login.test'])")).scalar_one() == 0
+        conn.execute(text("SELECT set_config('crm.user_id', :ben, true)"), {"ben": str(c.ben)})
+        assert conn.execute(text("SELECT count(*) FROM crm_lead_ids_matching('%')")).scalar_one() == 0
+    with _web_as(web_engine, c.ana) as conn:
+        found = set(conn.execute(text("SELECT crm_lead_ids_matching('%Login Lead')")).scalars())
+        assert found == {c.ana_lead, c.pool_lead}
+
+
+def test_a_temporary_users_table_does_not_make_a_rep_a_manager(web_engine, committed: Committed) -> None:
+    """The policies' helper functions read `users`; with the caller's search_path a temporary table of
+    that name, searched first, would have answered for them."""
+    c = committed
+    with _web_as(web_engine, c.ana) as conn:
+        conn.execute(text("CREATE TEMP TABLE users (id integer, is_active boolean, role text) ON COMMIT DROP"))
+        conn.execute(text("INSERT INTO pg_temp.users VALUES (:ana, true, 'manager')"), {"ana": c.ana})
+        conn.execute(text("SET LOCAL search_path = pg_temp, public"))
+        assert c.ben_lead not in _lead_ids(conn)
+        assert conn.execute(text("SELECT crm_sees_team()")).scalar_one() is False
+
+
+def test_the_web_login_creates_nothing(web_engine, committed: Committed) -> None:
+    """Neither as the app role nor as itself: an object it owned could outlive the transaction (a
+    function overload in public, a schema put first on a search path)."""
+    with _web_as(web_engine, committed.ana) as conn:
+        for reset in (False, True):
+            if reset:
+                conn.execute(text("RESET ROLE"))
+            for sql in ("CREATE TABLE public.mine (id integer)",
+                        "CREATE FUNCTION public.crm_acting_user(x integer) RETURNS integer LANGUAGE sql AS 'SELECT 1'",
+                        "CREATE SCHEMA mine"):
+                assert "permission denied" in _denied(conn, sql), sql

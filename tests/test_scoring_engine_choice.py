@@ -263,7 +263,9 @@ def test_a_switch_rescores_every_open_lead_and_gives_closed_deals_out_of_fold_sc
         {"m": model_id},
     ).all()
     assert len(closed_after) == len(closed_before)
-    assert all(row.score == row.honest and row.score_reasons == row.reasons for row in closed_after)
+    assert all(row.score == row.honest for row in closed_after)
+    assert all(row.score_reasons == [{"points": r["points"], "text": r["text"]} for r in row.reasons]
+               for row in closed_after)
     assert {row.id: row.score_at_close for row in closed_after} == closed_before
     # From now on a lead's own change is scored by the model too.
     lead_id = next(iter(after))

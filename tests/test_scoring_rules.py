@@ -95,6 +95,22 @@ def test_reasons_read_like_a_rep_would_say_them() -> None:
     assert result.tier is Tier.HOT
 
 
+def test_every_pricing_request_is_named_with_its_date_and_a_view_of_the_page_only_without_one() -> None:
+    asked_twice = ENGINE.score(
+        facts((K.PRICING_PAGE_VISIT, ago(hours=1)), (K.PRICING_REQUEST, ago(days=2)),
+              (K.PRICING_REQUEST, ago(days=400))), NOW,
+    )  # fmt: skip
+    assert asked_twice.reasons[0].text == "Asked for pricing 2 times: 10 Nov and 8 Oct 2025"
+    only_viewed = ENGINE.score(facts((K.PRICING_PAGE_VISIT, ago(days=3)), (K.PRICING_PAGE_VISIT, ago(days=1))), NOW)
+    assert only_viewed.reasons[0].text == "Viewed the pricing page 2 times, last on 11 Nov"
+    assert sum(r.points == 30 for r in asked_twice.reasons) == 1  # pricing interest counts once
+
+
+def test_a_reps_own_work_is_never_a_reason() -> None:
+    logged = ENGINE.score(facts((K.CALL, ago(minutes=5)), (K.EMAIL_SENT, ago(days=1)), (K.NOTE, ago(hours=2))), NOW)
+    assert logged.score == 0 and logged.reasons == ()
+
+
 def test_recency_bonus_says_when_it_runs_out() -> None:
     result = ENGINE.score(facts((K.PAGE_VISIT, ago(hours=5))), NOW)
     assert result.valid_until == ago(hours=5) + timedelta(hours=24)

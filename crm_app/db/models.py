@@ -27,6 +27,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
 from crm_app.domain import (
@@ -58,12 +59,22 @@ def _ts(**kw) -> Any:
     return Column(DateTime(timezone=True), **kw)
 
 
+# argon2id hash; NULL until a password is set (the user cannot sign in yet). Never the password.
+# Deferred: loading a user never reads it, because the app role may not (migration 0016); only the
+# tables' owner touches it, when a password is checked or set.
+_password_hash = Column("password_hash", Text, nullable=True)
+
+
 class User(SQLModel, table=True):
+    """A teammate. The table also has `has_password` (generated from password_hash, migration 0016),
+    the one thing about the hash the app role may read; it is not mapped, so inserts leave it alone."""
+
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint(_in("role", Role), name="ck_users_role"),
         Index("uq_users_email", text("lower(email)"), unique=True),
     )
+    __mapper_args__ = {"properties": {"password_hash": deferred(_password_hash)}}
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(sa_column=Column(String(254), nullable=False))
@@ -73,8 +84,7 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
     )
-    # argon2id hash; NULL until a password is set (the user cannot sign in yet). Never the password.
-    password_hash: str | None = Field(default=None, sa_column=Column(Text, nullable=True), repr=False)
+    password_hash: str | None = Field(default=None, sa_column=_password_hash, repr=False)
     password_changed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
@@ -356,7 +366,7 @@ class ModelScore(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint("score BETWEEN 0 AND 100", name="ck_model_scores_score"),
         CheckConstraint(_in("tier", Tier), name="ck_model_scores_tier"),
-        Index("ix_model_scores_lead", "lead_id", postgresql_where=text("out_of_fold")),
+        Index("ix_model_scores_lead", "lead_id"),
     )
 
     model_id: int = Field(

@@ -26,7 +26,7 @@ from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from crm_app.db.engine import get_engine
+from crm_app.db.engine import get_app_engine, get_engine
 from crm_app.db.models import utcnow
 from crm_app.db.security import act_as, apply_acting_user
 from crm_app.rest.schemas import (
@@ -209,7 +209,7 @@ IdempotencyKey = Annotated[str | None, Header(
 
 @contextmanager
 def _reading_as(who: ApiPrincipal) -> Iterator[Session]:
-    with Session(get_engine(), expire_on_commit=False) as session:
+    with Session(get_app_engine(), expire_on_commit=False) as session:
         act_as(session, who.user.id)
         yield session
 
@@ -225,7 +225,7 @@ def _write(who: ApiPrincipal, idempotency_key: str | None, request_fingerprint: 
     now = utcnow()
     request_hash = hashlib.sha256(request_fingerprint.encode()).hexdigest()
     response: JSONResponse | None = None
-    with get_engine().connect() as connection:
+    with get_app_engine().connect() as connection:
         transaction = connection.begin()
         try:
             apply_acting_user(connection, who.user.id)

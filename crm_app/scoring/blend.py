@@ -3,7 +3,10 @@
 The blended score is `weight * model + (1 - weight) * rules`, both on the 0-100 scale where a score
 reads as a chance of winning. Each engine's reasons are scaled by its share, so the reasons still
 add up to the score: whole points by largest remainder (`apportion`), which never flips a reason's
-sign. A reason both engines give in the same words is shown once, with the points of both.
+sign. A fact both engines give a reason for (the same `key`: a pricing request, the company size) is
+shown once, with the points of both, in the model's words (the engines share the words for activity,
+`phrases.py`). Both engines ignore a rep's own calls, emails and notes and are monotone in the
+prospect's activity, so the blend is too.
 
 Pure: no Reflex, no SQL, no clock.
 """
@@ -14,36 +17,41 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from crm_app.scoring.engine import LeadFacts, Reason, ScoreResult, ScoringEngine, tier_for
-from crm_app.scoring.model import OTHER_TEXT, apportion
-
-MAX_REASONS = 6
-
+from crm_app.scoring.model import _LISTED_KEYS, OTHER_TEXT, apportion
 
 def _round_half_up(value: float) -> int:
     return int(value + 0.5) if value >= 0 else -int(-value + 0.5)
 
 
-def blend_results(model: ScoreResult, rules: ScoreResult, weight: float, max_reasons: int = MAX_REASONS) -> ScoreResult:
+def blend_results(model: ScoreResult, rules: ScoreResult, weight: float) -> ScoreResult:
     """One blended result from a model's and the rules' results for the same lead and moment."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"the blend weight must be within 0-1, got {weight}")
     score = min(100, max(0, _round_half_up(weight * model.score + (1 - weight) * rules.score)))
-    merged: dict[str, float] = {}
+    merged: dict[str, list] = {}  # key -> [text, points]
     for result, share in ((model, weight), (rules, 1 - weight)):
         for reason in result.reasons:
-            merged[reason.text] = merged.get(reason.text, 0.0) + share * reason.points
+            key = reason.key or reason.text
+            if key in merged:
+                merged[key][1] += share * reason.points
+            else:
+                merged[key] = [reason.text, share * reason.points]
     # The model's own "Other factors" joins the reasons folded here: one line of that name, not two.
-    folded = merged.pop(OTHER_TEXT, 0.0)
-    ranked = sorted((item for item in merged.items() if item[1] != 0), key=lambda item: -abs(item[1]))
-    shown, rest = ranked[:max_reasons], ranked[max_reasons:]
-    if rest or folded or not shown:
-        shown.append((OTHER_TEXT, folded + sum(points for _, points in rest)))
-    whole = apportion([points for _, points in shown], score)
+    folded = merged.pop("other", [OTHER_TEXT, 0.0])[1]
+    # Every fact either engine named keeps its line (the model already folded its smallest ones, and
+    # the rules have five at most); pricing and demo requests whatever their points.
+    shown = [(text, points, key) for key, (text, points) in merged.items() if points or key in _LISTED_KEYS]
+    if folded or not shown:
+        shown.append((OTHER_TEXT, folded, "other"))
+    whole = apportion([points for _, points, _ in shown], score)
     reasons = sorted(
-        (Reason(points, text) for (text, _), points in zip(shown, whole) if points),
-        key=lambda reason: -abs(reason.points),
+        (Reason(points, text, key) for (text, _, key), points in zip(shown, whole)
+         if points or key in _LISTED_KEYS),
+        key=lambda reason: (reason.key != "baseline", -abs(reason.points)),  # as the model orders them
     )
-    expiries = [t for t in (model.valid_until, rules.valid_until) if t is not None]
+    # Only an engine with a share can make the blend expire.
+    expiries = [t for t, share in ((model.valid_until, weight), (rules.valid_until, 1 - weight))
+                if t is not None and share > 0]
     return ScoreResult(score=score, tier=tier_for(score), reasons=tuple(reasons),
                        valid_until=min(expiries) if expiries else None)
 

@@ -41,10 +41,14 @@ class LeadFacts:
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One contribution to a score: its points and a sentence a rep understands."""
+    """One contribution to a score: its points and a sentence a rep understands.
+
+    `key` names the fact ("pricing_request", "company_size"), the same in every engine, so a blend of
+    two engines shows one line per fact; it is not stored (the text is what a rep reads)."""
 
     points: int
     text: str
+    key: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"points": self.points, "text": self.text}

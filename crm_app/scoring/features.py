@@ -5,7 +5,19 @@ happened by `now` counts, so the same function builds training rows as of a lead
 activity after the outcome leaks in) and live rows as of the present.
 
 Features come in *groups*: every column belongs to one group, and a model's contributions are
-summed per group before they are put into words ("Source is Referral", "No engagement in 30 days").
+summed per group before they are put into words ("Source is Referral", "Asked for pricing on 2 Dec").
+
+Two kinds of group:
+- the lead's *profile* (source, company size, custom fields): facts about who the lead is;
+- the prospect's *activity*, one group per kind the prospect does (pricing requests, replies, ...),
+  plus the totals across them. Every activity column is *monotone* in buying intent: a count only
+  rises with more activity, and "days since" only falls with a newer one ("never" is a long time ago,
+  `NEVER_DAYS`, not a missing value a tree could send either way). The model is trained with those
+  monotone constraints, so more or newer intent never lowers a score.
+
+A rep's own calls, sent emails and notes are not features at all: they are the rep's work, not the
+prospect's intent, and a score a rep lowers by logging a call teaches reps not to log. How recently a
+rep reached out belongs to the action queue, not to the score.
 
 Deliberately left out: the lead's age and the stages it went through. At close time they measure the
 length and depth of the sales cycle, which the outcome itself decides (won deals go all the way
@@ -24,11 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from crm_app.domain import CONTACT_KINDS, ActivityKind, Source
+from crm_app.domain import ActivityKind, Source
 from crm_app.scoring.engine import LeadFacts
 from crm_app.scoring.rules import ENGAGEMENT_KINDS
 
 DAY_SECONDS = 86_400.0
+# "Never" for a days-since column: far enough back that any real activity is more recent. Older
+# activity is capped here too, so never and ten years ago read alike.
+NEVER_DAYS = 3650.0
 # A custom field is a feature when at least this share of the training leads carry it ...
 MIN_FIELD_SHARE = 0.01
 # ... and is numeric when this share of its values are numbers; otherwise it is categorical.
@@ -48,14 +63,23 @@ KIND_NOUNS = {
     ActivityKind.DEMO_REQUEST: ("demo request", "demo requests"),
     ActivityKind.FORM_SUBMISSION: ("form submitted", "forms submitted"),
     ActivityKind.MEETING: ("meeting", "meetings"),
-    ActivityKind.CALL: ("call", "calls"),
-    ActivityKind.EMAIL_SENT: ("email sent", "emails sent"),
-    ActivityKind.NOTE: ("note", "notes"),
 }
-_KINDS = tuple(ActivityKind)
+# The prospect's own kinds, in the order their pull is put into words (`ACTIVITY_ORDER`): the
+# strongest buying signals first, so each is credited with what it adds on its own.
+ACTIVITY_ORDER = (
+    ActivityKind.PRICING_REQUEST,
+    ActivityKind.DEMO_REQUEST,
+    ActivityKind.EMAIL_RECEIVED,
+    ActivityKind.FORM_SUBMISSION,
+    ActivityKind.MEETING,
+    ActivityKind.PRICING_PAGE_VISIT,
+    ActivityKind.EMAIL_CLICKED,
+    ActivityKind.PAGE_VISIT,
+    ActivityKind.EMAIL_OPENED,
+)
+assert set(ACTIVITY_ORDER) == set(ENGAGEMENT_KINDS), "every prospect kind is a feature, and only those"
+_KINDS = tuple(kind for kind in ActivityKind if kind in ENGAGEMENT_KINDS)
 _KIND_INDEX = {kind: i for i, kind in enumerate(_KINDS)}
-_ENGAGEMENT = tuple(kind in ENGAGEMENT_KINDS for kind in _KINDS)
-_CONTACT = tuple(kind in CONTACT_KINDS for kind in _KINDS)
 
 
 def open_life_moment(key: int, opened_at: datetime, closed_at: datetime) -> datetime:
@@ -78,8 +102,9 @@ GROUP_TITLES = {
     "company_size": "Company size",
     "engagement_count": "Number of interactions",
     "engagement_recency": "Time since the prospect last engaged",
-    "contact_recency": "Time since a rep last reached out",
 }
+# Groups that describe the prospect's activity (the rest describe the lead's profile).
+ACTIVITY_TOTAL_GROUPS = ("engagement_count", "engagement_recency")
 
 
 def group_title(group: str) -> str:
@@ -119,6 +144,8 @@ class Column:
     group: str
     # True when the value grows with the passage of time alone (days since something).
     ages: bool = False
+    # +1: the score may only rise with the value; -1: only fall; 0: free (XGBoost's convention).
+    monotone: int = 0
 
 
 def _number(value: Any) -> float | None:
@@ -150,11 +177,6 @@ def humanize(key: str) -> str:
     return words[:1].upper() + words[1:] if words else key
 
 
-def _days(days: float) -> str:
-    whole = int(days)
-    return "1 day" if whole == 1 else f"{whole:,} days"
-
-
 @dataclass(frozen=True)
 class FeatureSpec:
     """The columns a model was trained on, learned once from the training leads and stored with it."""
@@ -162,16 +184,16 @@ class FeatureSpec:
     custom_fields: tuple[CustomField, ...] = ()
     columns: tuple[Column, ...] = field(init=False)
     _group_columns: dict[str, list[tuple[str, int]]] = field(init=False, repr=False, compare=False)
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         columns = [Column(f"source={s.value}", "source") for s in Source]
         columns.append(Column("log_company_size", "company_size"))
-        columns.append(Column("engagement_count", "engagement_count"))
-        columns.append(Column("days_since_engagement", "engagement_recency", ages=True))
-        columns.append(Column("days_since_contact", "contact_recency", ages=True))
+        columns.append(Column("engagement_count", "engagement_count", monotone=1))
+        columns.append(Column("days_since_engagement", "engagement_recency", ages=True, monotone=-1))
         for kind in _KINDS:
-            columns.append(Column(f"count:{kind.value}", f"kind:{kind.value}"))
-            columns.append(Column(f"days_since:{kind.value}", f"kind:{kind.value}", ages=True))
+            columns.append(Column(f"count:{kind.value}", f"kind:{kind.value}", monotone=1))
+            columns.append(Column(f"days_since:{kind.value}", f"kind:{kind.value}", ages=True, monotone=-1))
         for custom in self.custom_fields:
             group = f"field:{custom.key}"
             if custom.kind == "numeric":
@@ -184,6 +206,7 @@ class FeatureSpec:
         for i, column in enumerate(columns):
             by_group.setdefault(column.group, []).append((column.name, i))
         object.__setattr__(self, "_group_columns", by_group)
+        object.__setattr__(self, "_index", {c.name: i for i, c in enumerate(columns)})
 
     # --- Learning and storing ------------------------------------------------------------------
 
@@ -229,6 +252,32 @@ class FeatureSpec:
         """The groups in column order, each once."""
         return tuple(dict.fromkeys(c.group for c in self.columns))
 
+    def monotone_constraints(self) -> str:
+        """XGBoost's `monotone_constraints` for these columns: intent only ever pushes a score up."""
+        return "(" + ",".join(str(c.monotone) for c in self.columns) + ")"
+
+    def activity_columns(self) -> np.ndarray:
+        """Indexes of the prospect-activity columns (what a lead with no activity has at their floor)."""
+        return np.array([i for i, c in enumerate(self.columns) if c.monotone], dtype=int)
+
+    def no_activity(self, features: np.ndarray) -> np.ndarray:
+        """The same rows as if the prospects had done nothing yet: counts 0, every "days since" never."""
+        blank = np.array(features, dtype=np.float32, copy=True)
+        for i, column in enumerate(self.columns):
+            if column.monotone > 0:
+                blank[:, i] = 0.0
+            elif column.monotone < 0:
+                blank[:, i] = NEVER_DAYS
+        return blank
+
+    def kind_columns(self, kind: ActivityKind) -> tuple[int, int]:
+        """(count, days since) column indexes of one prospect kind."""
+        return self._index[f"count:{kind.value}"], self._index[f"days_since:{kind.value}"]
+
+    def total_columns(self) -> tuple[int, int]:
+        """(engagement count, days since any engagement) column indexes."""
+        return self._index["engagement_count"], self._index["days_since_engagement"]
+
     def group_matrix(self) -> np.ndarray:
         """columns x groups, 1 where a column belongs to a group: contributions @ this = per group."""
         index = {g: i for i, g in enumerate(self.groups)}
@@ -249,16 +298,17 @@ class FeatureSpec:
         for activity in facts.activities:
             if activity.occurred_at > now:
                 continue  # not known yet at `now`: when training, this keeps the outcome out
-            i = _KIND_INDEX[activity.kind]
+            i = _KIND_INDEX.get(activity.kind)
+            if i is None:
+                continue  # a rep's own call, email or note: their work, not the prospect's intent
             counts[i] += 1
             if latest[i] is None or activity.occurred_at > latest[i]:
                 latest[i] = activity.occurred_at
-        since = [nan if t is None else (now - t).total_seconds() / DAY_SECONDS for t in latest]
-        engaged = [s for s, e in zip(since, _ENGAGEMENT) if e and not math.isnan(s)]
-        contacted = [s for s, c in zip(since, _CONTACT) if c and not math.isnan(s)]
-        values.append(float(sum(n for n, e in zip(counts, _ENGAGEMENT) if e)))
-        values.append(min(engaged) if engaged else nan)
-        values.append(min(contacted) if contacted else nan)
+        since = [
+            NEVER_DAYS if t is None else min(NEVER_DAYS, (now - t).total_seconds() / DAY_SECONDS) for t in latest
+        ]
+        values.append(float(sum(counts)))
+        values.append(min(since) if since else NEVER_DAYS)
         for n, s in zip(counts, since):
             values += [float(n), s]
 
@@ -287,9 +337,21 @@ class FeatureSpec:
 
     # --- Words ---------------------------------------------------------------------------------
 
+    def is_activity(self, group: str) -> bool:
+        """True for a group of the prospect's activity (a kind, or the totals across kinds)."""
+        return group.startswith("kind:") or group in ACTIVITY_TOTAL_GROUPS
+
+    def is_known(self, group: str, values: np.ndarray) -> bool:
+        """Whether a profile group has a value for this lead (an unknown is no fact to name)."""
+        cols = [values[i] for _, i in self._group_columns[group]]
+        if group == "source":
+            return any(v == 1.0 for v in cols)
+        return not any(math.isnan(v) for v in cols)
+
     def describe(self, group: str, values: np.ndarray, facts: LeadFacts | None = None) -> str:
-        """The group's facts for one lead in a sentence, from that lead's row of features (and its
-        facts, for a category too rare to have a column of its own)."""
+        """A profile group's fact for one lead in a sentence, from that lead's row of features (and its
+        facts, for a category too rare to have a column of its own). Activity is put into words from
+        the activities themselves (`phrases.activity_phrase`), with their dates."""
         cols = {name: values[i] for name, i in self._group_columns[group]}
         if group == "source":
             for s in Source:
@@ -301,34 +363,6 @@ class FeatureSpec:
             if math.isnan(value):
                 return "Company size unknown"
             return f"Company has {round(math.expm1(value)):,} employees"
-        if group == "engagement_count":
-            n = int(cols["engagement_count"])
-            return "No interactions yet" if n == 0 else f"{n} interaction{'s' if n != 1 else ''} in total"
-        if group == "engagement_recency":
-            days = cols["days_since_engagement"]
-            if math.isnan(days):
-                return "Never engaged"
-            if days < 1:
-                return "Engaged in the last 24 hours"
-            return f"No engagement in {_days(days)}" if days >= 7 else f"Last engaged {_days(days)} ago"
-        if group == "contact_recency":
-            days = cols["days_since_contact"]
-            if math.isnan(days):
-                return "Never contacted by a rep"
-            if days < 1:
-                return "Contacted in the last 24 hours"
-            return f"Last contacted {_days(days)} ago"
-        if group.startswith("kind:"):
-            kind = ActivityKind(group.removeprefix("kind:"))
-            one, many = KIND_NOUNS[kind]
-            n = int(cols[f"count:{kind.value}"])
-            if n == 0:
-                return f"No {one}"
-            days = cols[f"days_since:{kind.value}"]
-            when = "in the last 24 hours" if days < 1 else f"{_days(days)} ago"
-            if n == 1:
-                return f"1 {one}, {when}"
-            return f"{n} {many}, last {when}"
         if group.startswith("field:"):
             key = group.removeprefix("field:")
             custom = next(c for c in self.custom_fields if c.key == key)

@@ -1,23 +1,31 @@
 """A scoring engine learned from the team's own won and lost deals, explained like the rubric.
 
 `ModelScoringEngine` implements the same `ScoringEngine` interface as the rules: facts and `now` in,
-a 0-100 score, its tier and reasons out. It holds a gradient-boosted tree model (XGBoost), a
-calibrator and the feature spec it was trained with.
+a 0-100 score, its tier and reasons out. It holds a gradient-boosted tree model (XGBoost, trained
+monotone in every prospect-activity feature: see features.py), a calibrator and the feature spec.
 
-The score is the calibrated probability of winning, times 100, rounded. The reasons come from the
-model's own per-lead contributions (XGBoost's exact TreeSHAP, `pred_contribs=True`), summed per group
-of features and converted from log-odds to points of calibrated probability:
+The score is the calibrated probability of winning, times 100, rounded. The reasons split it in two:
 
-    Baseline for your team   +18   the score of a lead the model knows nothing special about
-    Source is Referral       +12
-    No engagement in 30 days  -8
-    ...
-    Other factors             +1   the smaller groups together
+    Baseline for your team        +18   a lead with no activity yet and nothing known about it
+    Source is Referral            +12   } the lead's profile: XGBoost's exact TreeSHAP contributions
+    Company has 40 employees       -3   } on the lead *without* its activity, per group
+    Asked for pricing on 2 Dec    +21   } the prospect's activity, kind by kind: what adding that
+    Replied 2 times, last on 1 Dec +6   } kind's activities adds to the calibrated probability
+    Other factors                  +1   the smallest profile groups together (at most a few points)
 
-The points add up to the score exactly, and each group's points have the sign of its contribution:
-the contributions that push up share the rise the positives cause, those that push down share the
-fall (averaged over both orders of applying them, so neither side is favoured), and the totals are
-rounded by largest remainder, which never turns a push up into a push down.
+- Activity is credited in a fixed order, strongest signals first (`ACTIVITY_ORDER`): pricing
+  requests, then demo requests, replies, ... Each step adds one kind's activities to the lead as
+  it stood after the steps before. Because the model is monotone in activity, no step can lower the
+  score: buying signals are never shown pushing a score down, and every pricing and demo request is
+  named with its date, whatever its points.
+- Absences are no reasons ("No page visit", "Company size unknown"): what a lead with nothing known
+  scores is folded into the baseline.
+- A rep's own calls, emails and notes are not features, so they are never a reason.
+
+Profile points are in calibrated probability too: the groups that push up share the rise the
+positives cause, those that push down share the fall (averaged over both orders of applying them),
+and all points are rounded by largest remainder so they add up to the score exactly without turning a
+push up into a push down.
 
 Pure: no Reflex, no SQL, no clock. Serialized without pickle: XGBoost's own UBJSON for the trees and
 JSON for the rest.
@@ -35,14 +43,20 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from crm_app.domain import ActivityKind
 from crm_app.scoring.calibration import Calibrator, calibrator_from_dict
 from crm_app.scoring.engine import LeadFacts, Reason, ScoreResult, tier_for
-from crm_app.scoring.features import FeatureSpec
+from crm_app.scoring.features import ACTIVITY_ORDER, FeatureSpec
+from crm_app.scoring.phrases import LISTED_KINDS, activity_key, activity_phrase
 
-FORMAT_MAGIC = b"CRM-SCORING-MODEL/1\n"
+# Version 2: features without a rep's own activity, monotone in the prospect's (older models cannot
+# be read by this code: they are retrained).
+FORMAT_MAGIC = b"CRM-SCORING-MODEL/2\n"
 BASELINE_TEXT = "Baseline for your team"
 OTHER_TEXT = "Other factors"
 TOP_REASONS = 5
+# "Other factors" holds at most this many points (either way): past it, more profile groups are named.
+OTHER_MAX_POINTS = 3.0
 # A rescore a moment after a split threshold is crossed, so float rounding cannot land just before it.
 VALID_UNTIL_MARGIN = timedelta(minutes=1)
 
@@ -55,6 +69,7 @@ class Factor:
     text: str
     log_odds: float
     points: int
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +81,16 @@ class Explanation:
     valid_until: datetime | None
 
     def result(self) -> ScoreResult:
-        reasons = [Reason(self.baseline, BASELINE_TEXT)] if self.baseline else []
-        reasons += [Reason(f.points, f.text) for f in self.factors if f.points]
+        reasons = [Reason(self.baseline, BASELINE_TEXT, "baseline")] if self.baseline else []
+        # A pricing or demo request is named even when the model gives it no points.
+        reasons += [Reason(f.points, f.text, f.key) for f in self.factors if f.points or f.key in _LISTED_KEYS]
         return ScoreResult(
             score=self.score, tier=tier_for(self.score), reasons=tuple(reasons), valid_until=self.valid_until
         )
+
+
+class OutdatedModel(ValueError):
+    """A stored model of an earlier format: the app scores with the rules until one is trained again."""
 
 
 def _round_half_up(values: np.ndarray) -> np.ndarray:
@@ -118,6 +138,9 @@ def _split_thresholds(booster: xgb.Booster, columns: int) -> list[np.ndarray]:
     for tree in booster.get_dump(dump_format="json"):
         walk(json.loads(tree))
     return [np.array(sorted(values)) for values in found]
+
+
+_LISTED_KEYS = frozenset(activity_key(kind) for kind in LISTED_KINDS)
 
 
 class ModelScoringEngine:
@@ -170,68 +193,148 @@ class ModelScoringEngine:
         its own moment (the training rows' out-of-fold scores; no `valid_until` then)."""
         if not facts:
             return []
-        features = self.spec.matrix(facts, now)
+        spec = self.spec
+        features = spec.matrix(facts, now)
+        blank = spec.no_activity(features)
+        rows = len(facts)
+
+        # The profile: TreeSHAP on the lead without its activity. What the activity groups' absence
+        # and unknown profile values contribute there belongs to the baseline, not to a reason.
         contributions = self.booster.predict(
-            xgb.DMatrix(features, missing=np.nan), pred_contribs=True
+            xgb.DMatrix(blank, missing=np.nan), pred_contribs=True
         ).astype(float)
-        bias = contributions[:, -1]
         by_group = contributions[:, :-1] @ self._group_matrix
-        up = np.where(by_group > 0, by_group, 0.0).sum(axis=1)
-        down = np.where(by_group < 0, by_group, 0.0).sum(axis=1)
-
-        def prob(margin: np.ndarray) -> np.ndarray:
-            return self.calibrator(margin)
-
-        p_base, p_all = prob(bias), prob(bias + up + down)
-        p_up, p_down = prob(bias + up), prob(bias + down)
+        named = np.zeros_like(by_group, dtype=bool)
+        for g, group in enumerate(self._groups):
+            if not spec.is_activity(group):
+                named[:, g] = [spec.is_known(group, blank[r]) for r in range(rows)]
+        profile = np.where(named, by_group, 0.0)
+        base_margin = contributions[:, -1] + np.where(named, 0.0, by_group).sum(axis=1)
+        up = np.where(profile > 0, profile, 0.0).sum(axis=1)
+        down = np.where(profile < 0, profile, 0.0).sum(axis=1)
+        prob = self.calibrator
+        p_base, p_blank = prob(base_margin), prob(base_margin + up + down)
+        p_up, p_down = prob(base_margin + up), prob(base_margin + down)
         # Shapley between "all that pushes up" and "all that pushes down", in probability points.
-        up_points = 50 * ((p_up - p_base) + (p_all - p_down))
-        down_points = 50 * ((p_down - p_base) + (p_all - p_up))
+        up_points = 50 * ((p_up - p_base) + (p_blank - p_down))
+        down_points = 50 * ((p_down - p_base) + (p_blank - p_up))
         with np.errstate(divide="ignore", invalid="ignore"):
-            share_up = np.where(up[:, None] > 0, by_group / up[:, None], 0.0)
-            share_down = np.where(down[:, None] < 0, by_group / down[:, None], 0.0)
-        group_points = np.where(
-            by_group > 0, share_up * up_points[:, None], np.where(by_group < 0, share_down * down_points[:, None], 0.0)
+            share_up = np.where(up[:, None] > 0, profile / up[:, None], 0.0)
+            share_down = np.where(down[:, None] < 0, profile / down[:, None], 0.0)
+        profile_points = np.where(
+            profile > 0, share_up * up_points[:, None], np.where(profile < 0, share_down * down_points[:, None], 0.0)
         )
+
+        # The activity: add one kind at a time (strongest signals first) and see what each adds.
+        p_all = prob(self.margins(features))
+        activity_points = self._activity_steps(features, blank, p_blank, p_all)
+
         scores = np.clip(_round_half_up(100 * p_all), 0, 100)
         baselines = np.clip(_round_half_up(100 * p_base), 0, 100)
-        expiries = self._valid_until(features, now) if isinstance(now, datetime) else [None] * len(facts)
+        if isinstance(now, datetime):
+            moments, expiries = [now] * rows, self._valid_until(features, now)
+        else:  # each lead as of its own moment (training rows): nothing to expire
+            moments, expiries = list(now), [None] * rows
+        return [
+            self._explain_row(
+                facts[r], moments[r], features[r], profile[r], profile_points[r],
+                {kind: float(column[r]) for kind, column in activity_points.items()},
+                int(scores[r]), int(baselines[r]), float(p_all[r]), expiries[r],
+            )
+            for r in range(rows)
+        ]  # fmt: skip
 
-        explanations = []
-        for row in range(len(facts)):
-            explanations.append(
-                self._explain_row(
-                    facts[row], features[row], by_group[row], group_points[row],
-                    int(scores[row]), int(baselines[row]), float(p_all[row]), expiries[row],
-                )
-            )  # fmt: skip
-        return explanations
+    def _activity_steps(
+        self, features: np.ndarray, blank: np.ndarray, p_blank: np.ndarray, p_all: np.ndarray
+    ) -> dict[ActivityKind, np.ndarray]:
+        """Per kind, the probability points its activities add (rows x 1; 0 where the lead has none).
+
+        Step by step in `ACTIVITY_ORDER`, each step adding that kind's count and recency and moving the
+        totals with them, so every intermediate row is a lead that could exist. All steps of all
+        leads go to XGBoost in one call. The last step of a lead is its own row, so the steps add up to
+        its score exactly."""
+        spec = self.spec
+        total_count, total_days = spec.total_columns()
+        current = blank.copy()
+        steps: list[tuple[ActivityKind, np.ndarray]] = []
+        batches = []
+        for kind in ACTIVITY_ORDER:
+            count, days = spec.kind_columns(kind)
+            present = np.flatnonzero(features[:, count] > 0)
+            if present.size == 0:
+                continue
+            current[present, count] = features[present, count]
+            current[present, days] = features[present, days]
+            current[present, total_count] += features[present, count]
+            current[present, total_days] = np.minimum(current[present, total_days], features[present, days])
+            steps.append((kind, present))
+            batches.append(current[present].copy())
+        points: dict[ActivityKind, np.ndarray] = {}
+        if not steps:
+            return points
+        p_steps = self.calibrator(self.margins(np.concatenate(batches)))
+        before = p_blank.copy()
+        last_step = np.full(len(features), -1)
+        for s, (_, present) in enumerate(steps):
+            last_step[present] = s
+        offset = 0
+        for s, (kind, present) in enumerate(steps):
+            after = p_steps[offset : offset + present.size]
+            offset += present.size
+            # The lead's last step is the lead itself (same row; this only removes float noise).
+            after = np.where(last_step[present] == s, p_all[present], after)
+            column = np.zeros(len(features))
+            column[present] = 100 * (after - before[present])
+            points[kind] = column
+            before[present] = after
+        return points
 
     def _explain_row(
         self,
         facts: LeadFacts,
+        now: datetime,
         features: np.ndarray,
         log_odds: np.ndarray,
-        points: np.ndarray,
+        profile_points: np.ndarray,
+        activity_points: dict[ActivityKind, float],
         score: int,
         baseline: int,
         probability: float,
         valid_until: datetime | None,
     ) -> Explanation:
-        ranked = sorted((i for i in range(len(points)) if points[i] != 0), key=lambda i: -abs(points[i]))
-        shown, rest = ranked[: self.top_reasons], ranked[self.top_reasons :]
-        reals = [float(points[i]) for i in shown]
-        # "Other factors" holds the rest; with nothing shown it takes whatever rounding leaves.
-        other = bool(rest) or not shown
-        if other:
-            reals.append(float(sum(points[i] for i in rest)))
-        whole = apportion(reals, score - baseline)
-        factors = [
-            Factor(self._groups[i], self.spec.describe(self._groups[i], features, facts), float(log_odds[i]), p)
-            for i, p in zip(shown, whole)
-        ]
-        if other:
-            factors.append(Factor("", OTHER_TEXT, float(sum(log_odds[i] for i in rest)), whole[-1]))
+        # (text, key, real points, log-odds) of every fact that gets a line of its own
+        lines: list[tuple[str, str, float, float]] = []
+        moments: dict[ActivityKind, list[datetime]] = {}
+        for activity in facts.activities:
+            if activity.occurred_at <= now and activity.kind in activity_points:
+                moments.setdefault(activity.kind, []).append(activity.occurred_at)
+        for kind in ACTIVITY_ORDER:
+            if kind in moments:
+                lines.append(
+                    (activity_phrase(kind, moments[kind], now), activity_key(kind), activity_points[kind], 0.0)
+                )
+        # Profile groups, largest first, until what is left for "Other factors" is a few points.
+        ranked = sorted((g for g in range(len(profile_points)) if profile_points[g] != 0),
+                        key=lambda g: -abs(profile_points[g]))
+        rest_abs = sum(abs(float(profile_points[g])) for g in ranked)
+        shown: list[int] = []
+        for g in ranked:
+            if rest_abs <= OTHER_MAX_POINTS and len(shown) >= self.top_reasons:
+                break
+            if rest_abs <= OTHER_MAX_POINTS and abs(float(profile_points[g])) < 1:
+                break
+            shown.append(g)
+            rest_abs -= abs(float(profile_points[g]))
+        rest = [g for g in ranked if g not in shown]
+        for g in shown:
+            group = self._groups[g]
+            lines.append((self.spec.describe(group, features, facts), group, float(profile_points[g]),
+                          float(log_odds[g])))
+        if rest or not lines:
+            lines.append((OTHER_TEXT, "other", float(sum(profile_points[g] for g in rest)),
+                          float(sum(log_odds[g] for g in rest))))
+        whole = apportion([pts for _, _, pts, _ in lines], score - baseline)
+        factors = [Factor(key, text, lo, p, key) for (text, key, _, lo), p in zip(lines, whole)]
         factors.sort(key=lambda f: -abs(f.points))
         return Explanation(score, probability, baseline, tuple(factors), valid_until)
 
@@ -262,6 +365,8 @@ class ModelScoringEngine:
     def from_bytes(cls, blob: bytes) -> ModelScoringEngine:
         blob = bytes(blob)
         if not blob.startswith(FORMAT_MAGIC):
+            if blob.startswith(b"CRM-SCORING-MODEL/"):
+                raise OutdatedModel("this model was trained by an earlier version of the app: train a new one")
             raise ValueError("not a stored scoring model")
         start = len(FORMAT_MAGIC)
         size = int.from_bytes(blob[start : start + 8], "big")

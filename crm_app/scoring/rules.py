@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from crm_app.domain import ActivityKind
 from crm_app.scoring.engine import LeadFacts, Reason, ScoreResult, tier_for
+from crm_app.scoring.phrases import activity_key, activity_phrase, day
 
 PRICING_POINTS = 30
 RECENT_POINTS = 20
@@ -40,11 +41,6 @@ ENGAGEMENT_KINDS = frozenset(
         ActivityKind.MEETING,
     }
 )
-PRICING_KINDS = frozenset({ActivityKind.PRICING_REQUEST, ActivityKind.PRICING_PAGE_VISIT})
-
-
-def _day(moment: datetime) -> str:
-    return f"{moment.day} {moment:%b}"
 
 
 class RuleBasedScoringEngine:
@@ -61,15 +57,15 @@ class RuleBasedScoringEngine:
         reasons: list[Reason] = []
         valid_until = None
 
-        pricing = [a for a in engaged if a.kind in PRICING_KINDS]
-        if pricing:
-            last = pricing[-1]
-            what = (
-                "Asked for pricing"
-                if last.kind is ActivityKind.PRICING_REQUEST
-                else "Viewed the pricing page"
+        # Pricing interest counts once; the reason names every pricing request (or, with none, the
+        # pricing page visits) in the words every engine uses.
+        requests = [a.occurred_at for a in engaged if a.kind is ActivityKind.PRICING_REQUEST]
+        views = [a.occurred_at for a in engaged if a.kind is ActivityKind.PRICING_PAGE_VISIT]
+        if requests or views:
+            kind = ActivityKind.PRICING_REQUEST if requests else ActivityKind.PRICING_PAGE_VISIT
+            reasons.append(
+                Reason(PRICING_POINTS, activity_phrase(kind, requests or views, now), activity_key(kind))
             )
-            reasons.append(Reason(PRICING_POINTS, f"{what} on {_day(last.occurred_at)}"))
 
         if engaged and now - engaged[-1].occurred_at < RECENT_WINDOW:
             last = engaged[-1]
@@ -77,20 +73,25 @@ class RuleBasedScoringEngine:
                 Reason(
                     RECENT_POINTS,
                     f"Active in the last 24 hours ({last.kind.label.lower()}, "
-                    f"{_day(last.occurred_at)} {last.occurred_at:%H:%M})",
+                    f"{day(last.occurred_at)} {last.occurred_at:%H:%M})",
+                    "recent",
                 )
             )
             valid_until = last.occurred_at + RECENT_WINDOW
 
-        demos = [a for a in engaged if a.kind is ActivityKind.DEMO_REQUEST]
+        demos = [a.occurred_at for a in engaged if a.kind is ActivityKind.DEMO_REQUEST]
         if demos:
-            reasons.append(Reason(DEMO_POINTS, f"Requested a demo on {_day(demos[-1].occurred_at)}"))
+            reasons.append(
+                Reason(DEMO_POINTS, activity_phrase(ActivityKind.DEMO_REQUEST, demos, now),
+                       activity_key(ActivityKind.DEMO_REQUEST))
+            )
 
         if facts.company_size is not None and facts.company_size > COMPANY_SIZE_OVER:
             reasons.append(
                 Reason(
                     COMPANY_SIZE_POINTS,
                     f"Company has {facts.company_size:,} employees (over {COMPANY_SIZE_OVER})",
+                    "company_size",
                 )
             )
 
@@ -100,7 +101,7 @@ class RuleBasedScoringEngine:
             times = "interaction" if count == 1 else "interactions"
             capped = f", capped at {ENGAGEMENT_CAP}" if POINTS_PER_INTERACTION * count > ENGAGEMENT_CAP else ""
             reasons.append(
-                Reason(points, f"{count} {times} (+{POINTS_PER_INTERACTION} each{capped})")
+                Reason(points, f"{count} {times} (+{POINTS_PER_INTERACTION} each{capped})", "engagement")
             )
 
         score = sum(r.points for r in reasons)

@@ -103,9 +103,10 @@ CROSS_VALIDATION = "cross_validation"
 
 
 def booster_params(spec: FeatureSpec) -> dict[str, Any]:
-    """The booster's parameters for models on this feature spec: the one place every fit takes them
-    from (so a constraint per column belongs here)."""
-    return dict(XGB_PARAMS)
+    """XGB_PARAMS for a spec's columns, the one place every fit (fold models, the refit) takes them
+    from: monotone in every prospect-activity column, so more or newer buying intent never lowers a
+    score (features.py)."""
+    return {**XGB_PARAMS, "monotone_constraints": spec.monotone_constraints()}
 
 
 class NotEnoughHistory(ValueError):

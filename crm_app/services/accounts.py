@@ -192,28 +192,47 @@ def sign_in(session: Session, *, email: str, password: str, now: datetime) -> tu
     return token, _current(user)
 
 
+def _live_session(session: Session, which: str, params: dict, now: datetime):
+    """The session row matching `which` if it is still signed in: not signed out, expired or idle too
+    long, and its user active with a password. As the tables' owner."""
+    return session.execute(
+        text(
+            f"""
+            SELECT s.id, s.last_seen_at, u.id AS user_id, u.email, u.name, u.role
+              FROM auth_sessions s JOIN users u ON u.id = s.user_id
+             WHERE {which} AND s.revoked_at IS NULL AND s.expires_at > :now
+               AND s.last_seen_at > :idle_since AND u.is_active AND u.password_hash IS NOT NULL
+            """
+        ),
+        {**params, "now": now, "idle_since": now - timedelta(minutes=idle_minutes())},
+    ).first()
+
+
 def session_user(session: Session, token: str, now: datetime) -> CurrentUser | None:
     """The signed-in user of a browser's token, or None when it is unknown, expired, idle too long,
     signed out, or the user was deactivated. Use counts as activity (commits the touch)."""
     if not token:
         return None
-    row = session.execute(
-        text(
-            """
-            SELECT s.id, s.last_seen_at, u.id AS user_id, u.email, u.name, u.role
-              FROM auth_sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = :hash AND s.revoked_at IS NULL AND s.expires_at > :now
-               AND s.last_seen_at > :idle_since AND u.is_active AND u.password_hash IS NOT NULL
-            """
-        ),
-        {"hash": _token_hash(token), "now": now, "idle_since": now - timedelta(minutes=idle_minutes())},
-    ).first()
+    row = _live_session(session, "s.token_hash = :hash", {"hash": _token_hash(token)}, now)
     if row is None:
         return None
     if now - row.last_seen_at > timedelta(minutes=1):  # one write a minute, not one per event
         session.execute(text("UPDATE auth_sessions SET last_seen_at = :now WHERE id = :id"), {"now": now, "id": row.id})
         session.commit()
     return CurrentUser(row.user_id, row.email, row.name, Role(row.role))
+
+
+def live_session_id(session: Session, token: str, now: datetime) -> int | None:
+    """The id of the browser's session while it is signed in (for links that must end with it, such
+    as an export link), else None. Does not count as use."""
+    row = _live_session(session, "s.token_hash = :hash", {"hash": _token_hash(token)}, now) if token else None
+    return row.id if row is not None else None
+
+
+def session_is_live(session: Session, session_id: int, user_id: int, now: datetime) -> bool:
+    """Is session `session_id` still signed in, as `user_id`, and that user active? Does not count as use."""
+    return _live_session(session, "s.id = :id AND s.user_id = :user", {"id": session_id, "user": user_id},
+                         now) is not None
 
 
 def sign_out(session: Session, token: str, now: datetime) -> None:
@@ -239,10 +258,12 @@ def _revoke_sessions(session: Session, user_id: int, now: datetime, keep_token: 
 def change_password(
     session: Session, user: CurrentUser, *, current: str, new: str, now: datetime, keep_token: str | None = None
 ) -> None:
-    """Change one's own password; every other signed-in browser of this user is signed out. Commits."""
-    acting = acting_user_id(session)
-    if acting is not None and acting != user.id:
-        raise Forbidden("You can change only your own password.")
+    """Change one's own password; every other signed-in browser of this user is signed out. Commits.
+
+    Runs as the tables' owner, for the user of a checked session (like signing in): the current
+    password is checked against the stored hash, which the app role may not read (migration 0016)."""
+    if acting_user_id(session) is not None:
+        raise Forbidden("A password is changed by the sign-in service, not under row-level security.")
     row = session.get(User, user.id)
     if row is None:
         raise NotFound("Your account no longer exists.")
@@ -251,15 +272,8 @@ def change_password(
     check_password_rules(new, field="new")
     if new == current:
         raise InvalidInput("Choose a password different from the current one.", field="new")
-    new_hash = _hasher.hash(new)
-    if acting is None:  # the tables' owner (command line, tests)
-        row.password_hash, row.password_changed_at = new_hash, now
-        session.add(row)
-    # Under row security only an admin may UPDATE users (migration 0012): one's own password goes
-    # through the database function that changes the acting user's hash and nothing else.
-    elif not session.execute(text("SELECT crm_set_own_password(:hash, :now)"),
-                             {"hash": new_hash, "now": now}).scalar_one():
-        raise NotFound("Your account no longer exists.")
+    row.password_hash, row.password_changed_at = _hasher.hash(new), now
+    session.add(row)
     _revoke_sessions(session, user.id, now, keep_token)
     audit.record(session, now=now, actor_id=user.id, action="password_changed", entity="user", entity_id=user.id)
     session.commit()
@@ -281,7 +295,7 @@ class UserRow:
 def list_accounts(session: Session, actor: CurrentUser) -> list[UserRow]:
     require_role(actor, Role.ADMIN, "manage users")
     rows = session.execute(
-        text("SELECT id, email, name, role, is_active, password_hash IS NOT NULL FROM users ORDER BY lower(name), id")
+        text("SELECT id, email, name, role, is_active, has_password FROM users ORDER BY lower(name), id")
     )
     return [UserRow(*row) for row in rows]
 

@@ -14,6 +14,8 @@ with the metrics; every closed deal's out-of-fold score and every open lead's pr
 
 from __future__ import annotations
 
+import logging
+
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection
@@ -31,7 +33,7 @@ from crm_app.domain import ActivityKind, Stage
 from crm_app.scoring.engine import ActivityFact, LeadFacts, tier_for
 from crm_app.scoring.evaluation import Evaluation
 from crm_app.scoring.features import group_title, open_life_moment
-from crm_app.scoring.model import ModelScoringEngine
+from crm_app.scoring.model import ModelScoringEngine, OutdatedModel
 from crm_app.scoring.training import (
     MIN_CLOSED,
     MIN_EACH_OUTCOME,
@@ -47,6 +49,8 @@ from crm_app.scoring.training import NotEnoughHistory as _NotEnoughHistory
 from crm_app.services import audit
 from crm_app.services.errors import NotFound, ServiceError
 from crm_app.services.permissions import CurrentUser, require_manager
+
+logger = logging.getLogger(__name__)
 
 
 class NotEnoughHistory(ServiceError):
@@ -281,8 +285,9 @@ KEEP_REASONS_OF = 3
 
 
 def _store_model_scores(session: Session, model_id: int, honest: list, preview: list) -> None:
-    rows = [(model_id, lead_id, r.score, r.tier.value, Json([x.as_dict() for x in r.reasons]), True)
-            for lead_id, r in honest]
+    # With each reason's fact key (not kept on leads), so a blend shows one line per fact here too.
+    rows = [(model_id, lead_id, r.score, r.tier.value, Json([{**x.as_dict(), "key": x.key} for x in r.reasons]),
+             True) for lead_id, r in honest]
     rows += [(model_id, lead_id, score, tier_for(score).value, None, False) for lead_id, score in preview]
     execute_values(
         session.connection().connection.cursor(),
@@ -388,7 +393,8 @@ def list_models(session: Session, *, limit: int = 20) -> list[ModelRow]:
 
 
 _cache_lock = threading.Lock()
-_cached: tuple[int, ModelScoringEngine] | None = None
+# Keyed by the database too: model ids are only unique within one (tests run several in one process).
+_cached: tuple[tuple[str, int], ModelScoringEngine] | None = None
 
 
 def engine_for_model(session: Session, model_id: int | None) -> ModelScoringEngine | None:
@@ -396,15 +402,24 @@ def engine_for_model(session: Session, model_id: int | None) -> ModelScoringEngi
     global _cached
     if model_id is None:
         return None
+    bind = session.get_bind()
+    url = getattr(bind, "url", None) or bind.engine.url  # an Engine, or a Connection (tests)
+    key = (f"{url.host}:{url.port}/{url.database}", model_id)  # any login to the same database
     with _cache_lock:
-        if _cached is not None and _cached[0] == model_id:
+        if _cached is not None and _cached[0] == key:
             return _cached[1]
     blob = session.execute(text("SELECT model FROM scoring_models WHERE id = :id"), {"id": model_id}).scalar()
     if blob is None:  # deleted meanwhile
         return None
-    engine = ModelScoringEngine.from_bytes(blob)
+    try:
+        engine = ModelScoringEngine.from_bytes(blob)
+    except OutdatedModel:
+        # Trained by an earlier version (`cli setup` retrains it): the rules score meanwhile.
+        logger.warning("Scoring model %s was trained by an earlier version of the app; the rules score "
+                       "until a new model is trained", model_id)
+        return None
     with _cache_lock:
-        _cached = (model_id, engine)
+        _cached = (key, engine)
     return engine
 
 

@@ -58,7 +58,7 @@ def stored_out_of_fold(session: Session, engine: ScoringEngine, lead_ids: Sequen
     )
     found = {}
     for lead_id, score, reasons in rows:
-        listed = tuple(Reason(int(r["points"]), str(r["text"])) for r in (reasons or ()))
+        listed = tuple(Reason(int(r["points"]), str(r["text"]), str(r.get("key", ""))) for r in (reasons or ()))
         if not reasons:
             listed = (Reason(score, PRUNED_REASON),)
         found[lead_id] = ScoreResult(score=score, tier=tier_for(score), reasons=listed, valid_until=None)

@@ -2,7 +2,8 @@
 
 A page's state signs what the link is for (the export's filter, who asked) with HMAC-SHA256 and the
 app's secret (settings.secret_key, CRM_SECRET_KEY); the backend route checks the signature and the
-expiry before it serves anything. Accounts (issue #6) will add "is this user still allowed" here.
+expiry before it serves anything. A link also names the sign-in session it was made in; the route
+serves it only while that session is signed in and its user active (accounts.session_is_live).
 """
 
 from __future__ import annotations

@@ -108,9 +108,9 @@ class AccountState(AppState):
             self.errors = {"confirm": "The two new passwords differ."}
             return
         current, new, token, now = self.current, self.new, self.auth_token, now_utc()
-        try:
-            await self._db(lambda s: accounts.change_password(s, user, current=current, new=new, now=now,
-                                                              keep_token=token))
+        try:  # as the owner: the app role may not read the hash the current password is checked against
+            await run_system_db(lambda s: accounts.change_password(s, user, current=current, new=new, now=now,
+                                                                   keep_token=token))
         except InvalidInput as error:
             self.errors = {error.field or "form": str(error)}
             return

@@ -3,9 +3,11 @@
 `AppState._db(work)` is the only way a state reaches the database. It checks the browser's session
 token (again at most every RECHECK_SECONDS, so a sign-out or deactivation elsewhere takes effect
 within that), then runs `work(session)` in a thread, in a session that acts as the signed-in user
-under PostgreSQL row-level security (crm_app/db/security.py). A crafted event from a browser that
-is not signed in never reaches a service: it raises NotSignedIn, which sends the browser to the
-sign-in page (see `handle_backend_exception`).
+under PostgreSQL row-level security (crm_app/db/security.py), on the web app's own database login,
+which can only become the app role (crm_app/db/engine.py). Checking the token, signing in and out and
+changing a password run as the tables' owner with fixed queries (`run_system_db`). A crafted event
+from a browser that is not signed in never reaches a service: it raises NotSignedIn, which sends the
+browser to the sign-in page (see `handle_backend_exception`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from reflex.app import default_backend_exception_handler
 from reflex_base.event import EventSpec
 from sqlmodel import Session
 
-from crm_app.db.engine import get_engine
+from crm_app.db.engine import get_app_engine, get_engine
 from crm_app.db.models import utcnow
 from crm_app.db.queries import UserOption, list_users
 from crm_app import live
@@ -49,13 +51,17 @@ def typed_into(draft: dict[str, str], errors: dict[str, str], field: str, value:
 
 
 def open_session() -> Session:
+    """A session as the tables' owner: system work only (scoring jobs, signing in)."""
     return Session(get_engine(), expire_on_commit=False)
 
 
+def open_acting_session(user_id: int) -> Session:
+    """A session acting as `user_id` under row-level security, on the web app's login."""
+    return act_as(Session(get_app_engine(), expire_on_commit=False), user_id)
+
+
 def _in_session(work: Callable[[Session], T], user_id: int | None) -> T:
-    with open_session() as session:
-        if user_id is not None:
-            act_as(session, user_id)
+    with open_session() if user_id is None else open_acting_session(user_id) as session:
         return work(session)
 
 
@@ -138,7 +144,7 @@ class AppState(rx.State):
     async def _acting_sessions(self) -> Callable[[], Session]:
         """A factory of sessions acting as the signed-in user, for work that opens several at once."""
         user_id = (await self._actor()).id
-        return lambda: act_as(open_session(), user_id)
+        return lambda: open_acting_session(user_id)
 
     async def _load_team(self) -> bool:
         """Every page's first step: False (and the page should redirect) when nobody is signed in."""

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import reflex as rx
 
-from crm_app.db.security import act_as
 from crm_app.services.errors import ServiceError
 from crm_app.services.importing import (
     ImportMapping,
@@ -31,7 +30,7 @@ from crm_app.services.importing import (
     validate_file,
 )
 from crm_app.settings import settings
-from crm_app.state.base import AppState, now_utc, open_session
+from crm_app.state.base import AppState, now_utc, open_acting_session
 
 UPLOAD_ID = "import_csv"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -271,7 +270,7 @@ class ImportState(AppState):
             else:  # not validated first: count lines for the progress bar (fast, no parsing)
                 with path.open("rb") as handle:
                     rows = max(1, sum(1 for _ in handle) - 1)
-            with act_as(open_session(), user_id) as session:
+            with open_acting_session(user_id) as session:
                 return rows, import_file(session, path, mapping, now=now, progress=note, actor_id=user_id)
 
         task = asyncio.create_task(asyncio.to_thread(work))

@@ -6,12 +6,13 @@ import reflex as rx
 
 from crm_app.api import EXPORT_PATH, EXPORT_PURPOSE
 from crm_app.db.queries import LeadFilter, LeadListRow, ranked_leads
+from crm_app.services import accounts
 from crm_app.services.exporting import filter_to_dict
 from crm_app.services.signed_links import sign_link
-from crm_app.services.errors import ServiceError
+from crm_app.services.errors import NotSignedIn, ServiceError
 from crm_app.services.leads import reassign_leads
 from crm_app.settings import settings
-from crm_app.state.base import AppState, now_utc
+from crm_app.state.base import SESSION_ENDED, AppState, now_utc, run_system_db
 
 ALL = "all"
 
@@ -128,8 +129,12 @@ class LeadsState(AppState):
         """Download exactly this list (filter, search, sort; all pages) as CSV. The file is streamed by
         a backend route (crm_app/api.py) through a short-lived signed link, not over the websocket;
         the link names the signed-in user, whose row-level security the export runs under."""
-        now, user = now_utc(), await self._actor()
-        payload = {**filter_to_dict(self._filter(), self.sort), "viewer": user.id}
+        now, user, token = now_utc(), await self._actor(), self.auth_token
+        # The link is served only while this sign-in lasts (crm_app/api.py checks at download).
+        session_id = await run_system_db(lambda s: accounts.live_session_id(s, token, now))
+        if session_id is None:
+            raise NotSignedIn(SESSION_ENDED)
+        payload = {**filter_to_dict(self._filter(), self.sort), "viewer": user.id, "session": session_id}
         token = sign_link(EXPORT_PURPOSE, payload, now=now)
         return rx.download(url=f"{EXPORT_PATH}?token={token}", filename=f"leads-{now:%Y-%m-%d-%H%M}.csv")
 

@@ -74,3 +74,26 @@ def test_a_manager_reads_the_audit_log(page) -> None:
     expect(page.get_by_role("link", name="Audit log")).to_be_visible()
     expect(page.locator(".refused")).to_have_count(0)
     expect(page.get_by_text("When (UTC)")).to_be_visible()
+
+
+def test_changing_ones_password_on_the_account_page(page, app_session) -> None:
+    """The current password is checked against the stored hash, which the web app's database login
+    may not read (migration 0016): the page checks it as the tables' owner, for the signed-in user."""
+    from crm_app.db.models import utcnow
+    from crm_app.services import accounts
+    from crm_app.services.errors import SignInRefused
+    from tests.factories import make_user
+
+    make_user(app_session, "Pat Password")  # a user of this test's own: the others keep theirs
+    sign_in_as(page, "Pat Password", "/account")
+    page.locator("#field-current").fill("not my password at all")
+    page.locator("#field-new").fill("a brand new secret 42")
+    page.locator("#field-confirm").fill("a brand new secret 42")
+    page.locator(".change-password").click()
+    expect(page.locator(".error-current")).to_have_text("That is not your current password.")
+    page.locator("#field-current").fill(E2E_PASSWORD)
+    page.locator(".change-password").click()
+    expect(page.locator(".password-saved")).to_be_visible()
+    accounts.sign_in(app_session, email=email_of("Pat Password"), password="a brand new secret 42", now=utcnow())
+    with pytest.raises(SignInRefused):
+        accounts.sign_in(app_session, email=email_of("Pat Password"), password=E2E_PASSWORD, now=utcnow())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -104,6 +105,21 @@ def test_export_csv_downloads_exactly_the_filtered_list(page, seeded_app_data):
     rows = list(csv.DictReader(io.StringIO(open(download.path(), encoding="utf-8").read())))
     assert [r["Name"] for r in rows] == ["Grace Hopper"]
     assert rows[0]["Owner"] == "Ria Rep" and rows[0]["Tier"] in ("Hot", "Warm", "Cold")
+
+
+def test_an_export_link_stops_working_once_its_user_signs_out(page, seeded_app_data):
+    page.goto("/leads")
+    choose_viewer(page, "Ria Rep")
+    expect(page.locator(".lead-row")).to_have_count(2)
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Export CSV").click()
+    link = download_info.value.url
+    assert page.request.get(link).status == 200
+    page.locator(".sign-out").click()
+    page.wait_for_url(re.compile(r"/sign-in"))
+    refused = page.request.get(link)
+    assert refused.status == 403
+    assert "has ended" in refused.text() and "Grace Hopper" not in refused.text()
 
 
 def test_an_export_link_without_a_valid_token_is_refused(page, seeded_app_data):

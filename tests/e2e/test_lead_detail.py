@@ -122,3 +122,64 @@ def test_markup_and_sql_looking_text_in_a_note_is_stored_and_shown_as_plain_text
     app_session.expire_all()
     assert app_session.scalar(select(Activity.body).where(Activity.lead_id == lead.id, Activity.kind == "note")) == hostile
     assert app_session.scalar(select(Lead.id).where(Lead.id == lead.id)) == lead.id  # the table is still there
+
+
+@pytest.fixture
+def model_scores(app_session, database_url):
+    """The app scores with a real model for this test: trained by the app's own training on a demo
+    history (in a scratch database), stored in the app's database and made the team's engine; the
+    rules again afterwards, so the other browser tests see the scores they expect."""
+    from sqlmodel import Session
+
+    from crm_app.db.engine import make_engine
+    from crm_app.db.models import ScoringModel
+    from crm_app.demo.generator import generate_demo_data
+    from crm_app.services.model_training import activate_model, deactivate_models, train_model
+    from crm_app.services.scoring_settings import set_engine_choice
+    from tests.conftest import scratch_database
+
+    with scratch_database(database_url, "crm_e2e_history") as url:
+        history = make_engine(url)
+        generate_demo_data(history, leads=800, seed=5, now=APP_NOW)
+        with Session(history) as session:
+            trained = session.get(ScoringModel, train_model(session, now=APP_NOW).model_id)
+        history.dispose()
+    copy = ScoringModel(version=9000 + trained.version, trained_at=trained.trained_at, rows=trained.rows,
+                        features=trained.features, metrics=trained.metrics, is_active=False, model=trained.model)
+    app_session.add(copy)
+    app_session.commit()
+    stored = copy.id
+    activate_model(app_session, stored, actor=None)
+    set_engine_choice(app_session, mode="model", now=APP_NOW, actor=None)
+    yield stored
+    set_engine_choice(app_session, mode="rules", now=APP_NOW, actor=None)
+    deactivate_models(app_session, actor=None)
+
+
+def test_logging_a_call_leaves_the_models_score_and_reasons_as_they_were(page, app_session, detail_leads,
+                                                                           model_scores):
+    """A rep's own work is never a signal: with the model scoring, a logged call changes nothing."""
+    from crm_app.services.scoring import rescore_lead
+
+    lead = make_lead(app_session, "Mary Jackson", now=APP_NOW, owner=detail_leads["rep"],
+        company="Wind Tunnel Ltd", company_size=200,
+        source=Source.REFERRAL, deal_value=30000,
+        activities=[(K.PRICING_REQUEST, timedelta(days=2)), (K.EMAIL_RECEIVED, timedelta(days=1)),
+                    (K.PAGE_VISIT, timedelta(hours=5))])  # fmt: skip
+    rescore_lead(app_session, lead, APP_NOW)  # by the model now
+    app_session.commit()
+    before = (lead.score, lead.score_reasons)
+    assert any(r["text"].startswith("Asked for pricing on") for r in lead.score_reasons), lead.score_reasons
+    page.goto(f"/leads/{lead.id}")
+    expect(page.locator(".detail-score")).to_have_text(str(lead.score))
+    page.get_by_role("combobox", name="Activity type").click()
+    page.get_by_role("option", name="Call").click()
+    page.get_by_placeholder("What happened?").fill("Walked through the proposal; she will talk to finance.")
+    page.get_by_role("button", name="Log activity").click()
+    expect(page.locator(".score-change")).to_have_text(f"Logged. Score stays {lead.score}")
+    expect(page.locator(".detail-score")).to_have_text(str(lead.score))
+    expect(page.locator(".timeline-entry").first).to_contain_text("Walked through the proposal")
+    assert sum(_reason_points(page)) == lead.score
+    app_session.expire_all()
+    stored = app_session.get(Lead, lead.id)
+    assert (stored.score, stored.score_reasons) == before

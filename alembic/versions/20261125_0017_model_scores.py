@@ -8,12 +8,13 @@ imported history), so no stored score is the model grading its own homework. Tra
 the open leads as the model would, so the model page can say what switching to it changes (tiers
 before and after) without writing a lead. Rows go with their model (ON DELETE CASCADE) and their lead.
 
-Row security as for the scoring state (migration 0012), but read by managers only: the scores of
-leads a rep may not see are none of a rep's business, and only the model page (managers) reads them;
-the training and rescoring workers run as the tables' owner.
+Under the app role a row is read by whoever may see its lead (a manager: all, the model page's preview
+counts them; a rep: their own leads' rows, which scoring an edit of a closed deal reads, so that it
+keeps its out-of-fold score) and written by nobody: training, the rescoring jobs and the command line
+write as the tables' owner.
 
-Revision ID: 0016_model_scores
-Revises: 0015_sessions_security
+Revision ID: 0017_model_scores
+Revises: 0016_least_privilege_login
 Create Date: 2026-12-03
 """
 from typing import Sequence, Union
@@ -22,8 +23,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0016_model_scores"
-down_revision: Union[str, None] = "0015_sessions_security"
+revision: str = "0017_model_scores"
+down_revision: Union[str, None] = "0016_least_privilege_login"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
@@ -45,15 +46,14 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["lead_id"], ["leads.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("model_id", "lead_id"),
     )
-    # "Has a model learned from this closed deal?" (every rescore asks it per lead) and the cascade.
-    op.create_index("ix_model_scores_lead", "model_scores", ["lead_id"], postgresql_where=sa.text("out_of_fold"))
+    # "Has a model learned from this closed deal?" (rescoring asks it per lead), and deleting a lead.
+    op.create_index("ix_model_scores_lead", "model_scores", ["lead_id"])
     op.execute("ALTER TABLE model_scores ENABLE ROW LEVEL SECURITY")
-    for command in ("SELECT", "INSERT", "UPDATE", "DELETE"):
-        check = {"SELECT": "USING ((SELECT crm_sees_team()))", "INSERT": "WITH CHECK ((SELECT crm_sees_team()))",
-                 "UPDATE": "USING ((SELECT crm_sees_team())) WITH CHECK ((SELECT crm_sees_team()))",
-                 "DELETE": "USING ((SELECT crm_sees_team()))"}[command]
-        op.execute(f"CREATE POLICY model_scores_team_{command.lower()} ON model_scores FOR {command} "
-                   f"TO {APP_ROLE} {check}")
+    op.execute(f"REVOKE ALL ON model_scores FROM {APP_ROLE}")
+    op.execute(f"GRANT SELECT ON model_scores TO {APP_ROLE}")
+    # The leads subquery applies the leads policy for the caller; a manager skips it.
+    op.execute(f"CREATE POLICY model_scores_read ON model_scores FOR SELECT TO {APP_ROLE} "
+               "USING ((SELECT crm_sees_team()) OR EXISTS (SELECT 1 FROM leads l WHERE l.id = model_scores.lead_id))")
 
 
 def downgrade() -> None:
