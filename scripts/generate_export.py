@@ -82,7 +82,7 @@ def rows(count: int, open_rows: int, seed: int):
             tags = ""
         else:
             names, weights = WON_TAGS if won else LOST_TAGS
-            tags = rng.choices(names, weights)[0] if rng.random() < 0.75 else ""
+            tags = rng.choices(names, weights)[0] if rng.random() < 0.8 else ""
         yield [
             str(uuid.UUID(int=rng.getrandbits(128))),
             str(660_737 - 9 * i - rng.randint(0, 8)),

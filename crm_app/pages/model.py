@@ -327,8 +327,8 @@ def _report() -> rx.Component:
         rx.cond(ModelState.fields.length() > 0, _fields_card()),
         rx.grid(
             _comparison_card(),
-            _card("Strongest signals", "What moves the model's scores most on the held-out deals: each "
-                  "group's share of the total pull.", _chart(ModelState.drivers_figure, "drivers-chart"),
+            _card("Strongest signals", "What moves the model's scores most: each group's share of the "
+                  "total pull on the deals it was measured on.", _chart(ModelState.drivers_figure, "drivers-chart"),
                   class_name="drivers-card"),
             columns="2", spacing="5", width="100%", align="start",
         ),

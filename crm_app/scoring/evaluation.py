@@ -207,31 +207,33 @@ def fold_spread(values: Sequence[float | None]) -> tuple[float | None, float | N
 
 # --- Printing a figure no more precisely than it is known ---------------------------------------------
 
-# Decimals for a precise figure, and the interval width beyond which one decimal fewer is printed.
-_DIGITS = {"roc_auc": (3, 0.04), "pr_auc": (3, 0.04), "brier": (4, 0.004), "top_20_lift": (2, 0.4)}
+# Decimals for a precise figure, and the interval width beyond which one decimal fewer is printed
+# (a win rate's decimals are those of its percentage).
+_DIGITS = {"roc_auc": (3, 0.04), "pr_auc": (3, 0.04), "brier": (4, 0.004), "top_20_lift": (2, 0.4),
+           "top_20_win_rate": (1, 0.05)}
 
 
-def digits_for(measure: str, interval: Interval | None) -> int:
-    """Decimals to print a measure with: one fewer when its interval is wide (a small holdout)."""
+def digits_for(measure: str, *intervals: Interval | None) -> int:
+    """Decimals to print a measure with: one fewer when an interval is wide (a small holdout). Given
+    several (model and rules on one row), the fewest, so a row's figures line up."""
     digits, wide = _DIGITS.get(measure, (3, 0.04))
-    if interval is not None and interval.high - interval.low > wide:
+    if any(i is not None and i.high - i.low > wide for i in intervals):
         return digits - 1
     return digits
 
 
 def figure_text(measure: str, value: float | None, interval: Interval | None = None,
-                *, with_interval: bool = True) -> str:
+                *, with_interval: bool = True, digits: int | None = None) -> str:
     """A measure for a person: "0.861 (0.842-0.879)" (bootstrap), "0.907 +- 0.010" (folds), "n/a".
-    Win rates print as percentages, lifts with an x."""
+    Win rates print as percentages, lifts with an x. `digits` overrides digits_for."""
     if value is None:
         return "n/a"
+    places = digits_for(measure, interval) if digits is None else digits
     if measure == "top_20_win_rate":
-        wide = interval is not None and interval.high - interval.low > 0.05
-        number = (lambda v: f"{v:.0%}") if wide else (lambda v: f"{v:.1%}")
+        number = lambda v: f"{v:.{places}%}"  # noqa: E731
     else:
-        digits = digits_for(measure, interval)
         suffix = "x" if measure == "top_20_lift" else ""
-        number = lambda v: f"{v:.{digits}f}{suffix}"  # noqa: E731
+        number = lambda v: f"{v:.{places}f}{suffix}"  # noqa: E731
     text = number(value)
     if not with_interval or interval is None:
         return text

@@ -58,6 +58,7 @@ from crm_app.scoring.evaluation import (
     Interval,
     bootstrap_intervals,
     brier,
+    digits_for,
     evaluate,
     figure_text,
     fold_spread,
@@ -84,7 +85,10 @@ XGB_PARAMS: dict[str, Any] = {
     "subsample": 0.8,
     "colsample_bytree": 0.8,
     "lambda": 2.0,
-    "nthread": 2,
+    # One thread: training runs beside the app (a thread of its server), and on a busy machine two
+    # OpenMP threads spin-wait for each other: 200 trees on 26,000 bank rows took 1.2-4.8 s with one
+    # thread and 36-44 s with two (CPU 0.8-1.0 s against 10.5-13.5 s).
+    "nthread": 1,
     "seed": 0,
 }
 MAX_TREES = 1000
@@ -552,9 +556,11 @@ def stored_headline(metrics: dict[str, Any], scorer: str, measure: str) -> float
 def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
     lines = [f"{'':26}{'model':>26}{'rules':>26}"]
     for measure in MEASURES:
+        intervals = [stored_interval(metrics, s, measure) for s in ("model", "rules")]
+        digits = digits_for(measure, *intervals)
         cells = [
-            figure_text(measure, stored_headline(metrics, s, measure), stored_interval(metrics, s, measure))
-            for s in ("model", "rules")
+            figure_text(measure, stored_headline(metrics, s, measure), interval, digits=digits)
+            for s, interval in zip(("model", "rules"), intervals)
         ]
         lines.append(f"{_LABELS[measure]:26}{cells[0]:>26}{cells[1]:>26}")
     lines.append(f"{'Base rate':26}{metrics['model']['base_rate']:>26.1%}{metrics['rules']['base_rate']:>26.1%}")

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.domain import Tier
-from crm_app.scoring.evaluation import MEASURES, figure_text
+from crm_app.scoring.evaluation import MEASURES, digits_for, figure_text
 from crm_app.scoring.field_guard import FieldVerdict
 from crm_app.scoring.training import (
     CROSS_VALIDATION,
@@ -153,11 +153,11 @@ _HINTS = {
 }
 
 
-def _interval_text(measure: str, value: float | None, metrics: dict[str, Any], scorer: str) -> str:
+def _interval_text(measure: str, value: float | None, metrics: dict[str, Any], scorer: str, digits: int) -> str:
     interval = stored_interval(metrics, scorer, measure)
     if value is None or interval is None or interval.high - interval.low < 1e-9:
         return ""  # none known, or none to speak of (the rules' constant score)
-    shown = figure_text(measure, value, interval)
+    shown = figure_text(measure, value, interval, digits=digits)
     return shown.split(" ", 1)[1].strip("()").replace("+- ", "± ") if " " in shown else ""
 
 
@@ -169,14 +169,15 @@ def measure_rows(metrics: dict[str, Any]) -> list[MeasureRow]:
         title, hint = _HINTS[measure]
         model, rules = stored_headline(metrics, "model", measure), stored_headline(metrics, "rules", measure)
         model_i, rules_i = stored_interval(metrics, "model", measure), stored_interval(metrics, "rules", measure)
+        digits = digits_for(measure, model_i, rules_i)
         rows.append(MeasureRow(
             measure=title,
             hint=hint,
-            model=figure_text(measure, model, model_i, with_interval=False),
-            rules=figure_text(measure, rules, rules_i, with_interval=False),
+            model=figure_text(measure, model, model_i, with_interval=False, digits=digits),
+            rules=figure_text(measure, rules, rules_i, with_interval=False, digits=digits),
             better=_better(model, rules, higher_is_better=measure != "brier"),
-            model_interval=_interval_text(measure, model, metrics, "model"),
-            rules_interval=_interval_text(measure, rules, metrics, "rules"),
+            model_interval=_interval_text(measure, model, metrics, "model", digits),
+            rules_interval=_interval_text(measure, rules, metrics, "rules", digits),
         ))
     return rows
 
@@ -185,7 +186,7 @@ def _method_note(metrics: dict[str, Any]) -> str:
     if metrics.get("validation") == CROSS_VALIDATION:
         folds = metrics.get("folds_count", 5)
         return (NO_DATES_SENTENCE.format(folds=folds) + f". Each of the {metrics['rows']:,} closed deals was scored "
-                f"by a model trained on the other {folds - 1} fifths; +- is the spread over the {folds} folds. "
+                f"by a model trained on the other {folds - 1} fifths; ± is the spread over the {folds} folds. "
                 "The model that scores learned from every deal.")
     since = str(metrics.get("holdout_from") or "")[:10]
     note = (f"Both scored the newest {metrics.get('holdout_rows', 0):,} closed deals (closed since {since}), "
