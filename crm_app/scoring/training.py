@@ -474,17 +474,18 @@ def fit_scoring_model(
         ModelScoringEngine(b, c, spec, meta={"fold": j})
         for j, (b, c) in enumerate(zip(recipe.fold_boosters, recipe.fold_calibrators))
     ]
-    rules_p = _rule_probabilities(ordered)
     time_holdout = None
     if validation == HOLDOUT:
         say(f"Measuring model and rules on the newest {held:,} closed leads")
         test = slice(count - held, count)
         model_p = engine.probabilities(features[test])
-        figures = _holdout_figures(model_p, rules_p[test], won[test], float(won[train].mean()), rounds)
+        figures = _holdout_figures(model_p, _rule_probabilities(ordered[test]), won[test], float(won[train].mean()),
+                                   rounds)
         drivers = _drivers(recipe.booster, spec, features[test])
         honest_scorer = np.r_[recipe.fold_of, np.full(held, -1)]
     else:
         say(f"Measuring model and rules over {folds} folds of {count:,} closed leads")
+        rules_p = _rule_probabilities(ordered)
         figures = _cross_validated_figures(recipe.oof_probability, rules_p, won, recipe.fold_of, folds)
         sample = np.random.default_rng(seed).permutation(count)[:DRIVER_ROWS]
         drivers = _drivers(recipe.booster, spec, features[np.sort(sample)])
@@ -650,11 +651,11 @@ class CrossValidation:
         lines = [f"{len(self.folds)}-fold cross-validation (random folds, seed {self.seed}): mean +- sd", ""]
         lines.append(f"{'':26}{'model':>22}{'rules':>22}")
         for measure in MEASURES:
-            cells = []
-            for scorer in ("model", "rules"):
-                mean, sd = self.mean(scorer, measure), self.spread(scorer, measure)
-                interval = None if mean is None else Interval(mean - (sd or 0), mean + (sd or 0), "folds")
-                cells.append(figure_text(measure, mean, interval))
+            means = [self.mean(scorer, measure) for scorer in ("model", "rules")]
+            sds = [self.spread(scorer, measure) or 0.0 for scorer in ("model", "rules")]
+            intervals = [None if m is None else Interval(m - sd, m + sd, "folds") for m, sd in zip(means, sds)]
+            digits = digits_for(measure, *intervals)
+            cells = [figure_text(measure, m, i, digits=digits) for m, i in zip(means, intervals)]
             lines.append(f"{_LABELS[measure]:26}{cells[0]:>22}{cells[1]:>22}")
         first = self.folds[0]
         seconds = sum(fold.seconds for fold in self.folds)

@@ -21,6 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from crm_app.scoring.evaluation import figure_text
+from crm_app.scoring.training import stored_headline, stored_interval
 from crm_app.services.errors import ServiceError
 from crm_app.services.model_training import activate_model, train_model
 from crm_app.services.permissions import CurrentUser, require_manager
@@ -253,9 +255,6 @@ def run_training_job(
 
 def _auc_words(metrics: dict) -> str:
     """" (ROC-AUC 0.86, 0.84-0.88)": the headline figure with its interval, as precise as it is known."""
-    from crm_app.scoring.evaluation import figure_text
-    from crm_app.scoring.training import stored_headline, stored_interval
-
     value = stored_headline(metrics, "model", "roc_auc")
     if value is None:
         return ""

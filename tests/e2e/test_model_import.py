@@ -104,3 +104,23 @@ def test_a_manager_trains_on_an_import_reviews_it_and_scores_the_imported_leads(
         score = app_session.execute(text("SELECT score FROM leads WHERE id = :id"), {"id": lead_id}).scalar()
         assert score > 0
         expect(page.locator(".detail-score")).to_have_text(str(score))
+
+
+def test_a_flagged_field_is_kept_in_the_next_training_when_ticked(page, seeded_app_data, imported_history):
+    page.goto("/model")
+    choose_viewer(page, "Maya Manager")
+    tags = page.locator(".field-row[data-field=Tags]")
+    expect(tags.locator(".field-outcome")).to_have_text("Left out of the model.")
+    tags.locator(".keep-field").click()
+    expect(tags.locator(".keep-field")).to_have_attribute("data-state", "checked")
+    page.locator(".train-button").click()
+    expect(page.locator(".train-job[data-status=succeeded]")).to_contain_text(
+        re.compile(r"Model version (\d+) trained .*activate it to use it"), timeout=240_000
+    )
+    newest = page.locator(".version-row").first
+    newest.locator(".activate-button").click()
+    expect(newest.get_by_text("Active")).to_be_visible()
+    # The model now shown learned from Tags, as asked, and says so; it measures far better, which is
+    # exactly why the field is flagged.
+    expect(tags.locator(".field-outcome")).to_have_text("Kept, as you asked.")
+    expect(tags.locator(".keep-field")).to_have_attribute("data-state", "checked")
