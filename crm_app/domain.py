@@ -104,6 +104,18 @@ REP_LOGGED_KINDS = (
 # Outreach by a rep: "contacted" for the action queue.
 CONTACT_KINDS = (ActivityKind.CALL, ActivityKind.EMAIL_SENT, ActivityKind.MEETING)
 
+# The prospect asking something of us: a reply, a pricing or demo request, a form. Each waits on the
+# rep's answer: a fresh one heads the action queue, one left unanswered for a day is a deal risk.
+REQUEST_KINDS = (
+    ActivityKind.EMAIL_RECEIVED,
+    ActivityKind.PRICING_REQUEST,
+    ActivityKind.DEMO_REQUEST,
+    ActivityKind.FORM_SUBMISSION,
+)
+# The prospect answering: a request, or a meeting they came to. Any of them ends their silence
+# (deal risk's "no reply"); opens, clicks and page visits are attention, not an answer.
+ANSWER_KINDS = (*REQUEST_KINDS, ActivityKind.MEETING)
+
 
 class Role(StrEnum):
     REP = "rep"
@@ -123,7 +135,8 @@ class Tier(StrEnum):
     @property
     def advice(self) -> str:
         return {
-            "hot": "Call within the hour",
+            # "Call within the hour" is said only of a lead with a fresh signal (services/queue.py).
+            "hot": "Most likely to buy: work first",
             "warm": "Nurture",
             "cold": "Leave to marketing",
         }[self.value]

@@ -268,6 +268,36 @@ def pages(bench: Bench) -> None:
            f"p50 {percentile(timings, 0.5):.1f} ms, p95 {percentile(timings, 0.95):.1f} ms ({len(timings)} moves)")
 
 
+def queue(bench: Bench) -> None:
+    """The Today page's action queue alone, for a rep and for a manager (the whole team), under
+    row-level security as the page runs it. The clock is the moment the data was generated (its
+    newest activity), so the queue holds its usual share of fresh signals however long ago the
+    database was made."""
+    with bench.engine.connect() as connection:
+        owners = connection.execute(
+            text("SELECT DISTINCT owner_id FROM leads WHERE owner_id IS NOT NULL ORDER BY 1")
+        ).scalars().all()
+        manager = connection.execute(
+            text("SELECT id FROM users WHERE role = 'manager' AND is_active ORDER BY id LIMIT 1")
+        ).scalar_one()
+        now = connection.execute(text("SELECT max(occurred_at) FROM activities")).scalar_one()
+    scopes = (("rep", lambda o: o, lambda o: o), ("team", lambda o: None, lambda o: manager))
+    for scope, owner, as_user in scopes:
+        _time_calls(f"action queue, first 25 ({scope})",
+                    lambda s, o, u: action_queue(s, owner_id=owner(o), now=now, limit=25), owners, bench,
+                    as_user=as_user)
+        _time_calls(f"action queue, items 26-50 ({scope})",
+                    lambda s, o, u: action_queue(s, owner_id=owner(o), now=now, limit=25, offset=25), owners,
+                    bench, as_user=as_user)
+        _time_calls(f"action queue, Hot group only ({scope})",
+                    lambda s, o, u: action_queue(s, owner_id=owner(o), now=now, limit=25, group="hot"),
+                    owners, bench, as_user=as_user)
+        with act_as(Session(bench.engine), as_user(owners[0])) as session:
+            page = action_queue(session, owner_id=owner(owners[0]), now=now)
+        figure(f"action queue groups ({scope})", ", ".join(f"{g.label} {g.count:,}" for g in page.groups)
+               + f"; {page.total:,} in all")
+
+
 def insights(bench: Bench) -> None:
     """Next best action and segment insights: mining the play statistics from the whole history
     (a bulk refresh), the next best actions of 25 queue items (reads only the precomputed rows),
@@ -440,7 +470,7 @@ def model(bench: Bench) -> None:
 
 
 SECTIONS: list[Callable[[Bench], None]] = [
-    insert_demo_data, rescoring, ranked_list, pages, risk, insights, import_export, model,
+    insert_demo_data, rescoring, ranked_list, pages, queue, risk, insights, import_export, model,
 ]
 
 

@@ -26,6 +26,7 @@ PAGES = [
     ("sign-in", None, "/sign-in", ".sign-in-submit"),
     ("dashboard", REP, "/", ".queue-item, .empty-state"),
     ("leads", REP, "/leads", ".lead-row"),
+    ("quick-add", REP, "/leads", ".lead-row"),  # then "+ Lead" is clicked (OPENS below)
     ("lead-detail", REP, None, ".reason-row"),
     ("pipeline", REP, "/pipeline", "[data-rfd-draggable-id]"),
     ("analytics", MANAGER, "/analytics", ".js-plotly-plot"),
@@ -36,6 +37,10 @@ PAGES = [
     ("users", ADMIN, "/users", ".user-row"),
     ("api-keys", ADMIN, "/api-keys", ".key-row"),
 ]
+
+
+# Pages shown with something opened on them: the button to click and what must then be visible.
+OPENS = {"quick-add": ("#quick-add-lead", ".quick-add-form")}
 
 
 def sign_in(browser, url: str, email: str | None):
@@ -75,6 +80,10 @@ def main() -> None:
             else:
                 page.goto(path)
             page.locator(ready).first.wait_for()
+            if name in OPENS:
+                button, opened = OPENS[name]
+                page.locator(button).click()
+                page.locator(opened).wait_for()
             page.wait_for_timeout(1500)  # let charts and fonts settle
             page.screenshot(path=str(out / f"{name}.png"))
             print(f"{out / name}.png")

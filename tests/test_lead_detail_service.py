@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from crm_app.db.models import Lead
 from crm_app.domain import ActivityKind as K
@@ -104,3 +105,18 @@ def test_managers_see_the_leads_own_changes_on_its_timeline_reps_do_not(session)
                                                          "Ria Rep")]
     assert managers_view[0].title == "Moved from New to Contacted"  # newest first; a move is shown once
     assert not [e for e in lead_detail(session, lead.id, NOW + timedelta(minutes=7), rep).timeline if e.kind == "audit"]
+
+
+def test_only_a_fresh_signal_promises_a_call_within_the_hour(session):
+    """Issue #12: "Call within the hour" was promised for every Hot lead, even one quiet for weeks."""
+    fresh = make_lead(session, "Fresh", now=NOW, company_size=120,
+                      activities=[(K.PRICING_REQUEST, timedelta(minutes=12))])
+    assert lead_detail(session, fresh.id, NOW).tier_advice == (
+        "Asked for pricing 12 min ago: call within the hour")
+    stale = make_lead(session, "Stale", now=NOW, company_size=120,
+                      activities=[(K.PRICING_REQUEST, timedelta(days=9)),
+                                  (K.DEMO_REQUEST, timedelta(days=9))])
+    session.execute(text("UPDATE leads SET score = 80, tier = 'hot', scored_at = :at WHERE id = :id"),
+                    {"at": NOW - timedelta(days=9), "id": stale.id})
+    session.expire_all()
+    assert lead_detail(session, stale.id, NOW).tier_advice == "Most likely to buy: work first"

@@ -104,7 +104,7 @@ def test_the_queue_shows_the_next_best_action_as_the_suggested_step(session, his
     refresh_play_stats(session, NOW)
     lead = make_lead(session, "Queue Hot", now=NOW, owner=history, source=Source.LINKEDIN, company_size=120,
                      stage=Stage.CONTACTED, activities=HOT)
-    items, _ = action_queue(session, owner_id=history.id, now=NOW)
+    items = action_queue(session, owner_id=history.id, now=NOW).items
     item = next(i for i in items if i.lead_id == lead.id)
     assert item.suggestion == "Case study · Medium confidence"
     assert item.suggestion_basis == "history" and "after a case study" in item.suggestion_why

@@ -195,7 +195,7 @@ def test_the_dashboard_and_the_board_agree_on_what_is_stuck(session, in_stage):
     _entered(session, lead, in_stage)
     board = _by_stage(board_columns(session, flt=BoardFilter(owner_id=rep.id), now=NOW))["meeting"]
     health = pipeline_health(session, owner_id=rep.id, now=NOW)
-    queue, _total = action_queue(session, owner_id=rep.id, now=NOW)
+    queue = action_queue(session, owner_id=rep.id, now=NOW).items
     on_board = board.cards[0].stagnating
     assert on_board == (in_stage >= timedelta(days=8))
     assert health.stuck == board.stagnating == int(on_board)

@@ -47,8 +47,9 @@ CASES = [
     ("a later friendly reply clears the negative one",
      deal((K.CALL, ago(hours=1)), messages=[(K.EMAIL_RECEIVED, ago(days=5), NEG),
                                             (K.EMAIL_RECEIVED, ago(days=2), POS)]), 0, []),
-    ("a negative reply older than 30 days no longer counts",
-     deal((K.CALL, ago(days=1)), messages=[(K.EMAIL_RECEIVED, ago(days=31), NEG)]), 10, ["no_reply"]),
+    ("a negative reply older than 30 days no longer counts (our email since is unanswered)",
+     deal((K.EMAIL_SENT, ago(days=25)), (K.CALL, ago(days=1)),
+          messages=[(K.EMAIL_RECEIVED, ago(days=31), NEG)]), 10, ["no_reply"]),
     ("a reply with no text has no tone",
      deal((K.CALL, ago(days=1)), messages=[(K.EMAIL_RECEIVED, ago(days=2), None)]), 0, []),
     ("a reply unanswered for just under a day is not yet a reason",
@@ -67,8 +68,32 @@ CASES = [
           (K.EMAIL_OPENED, ago(days=2)), (K.EMAIL_OPENED, ago(days=3))), 0, []),
     ("2 to 0 is too little to call a trend",
      deal(CONTACTED, (K.PAGE_VISIT, ago(days=16)), (K.PAGE_VISIT, ago(days=17))), 0, []),
-    ("no reply for 22 days: +10",
-     deal(CONTACTED, messages=[(K.EMAIL_RECEIVED, ago(days=22), POS)]), 10, ["no_reply"]),
+    ("no reply to our email of 22 days ago: +10",
+     deal((K.EMAIL_SENT, ago(days=22)), CONTACTED, messages=[(K.EMAIL_RECEIVED, ago(days=30), POS)]), 10,
+     ["no_reply"]),
+    ("their reply 22 days ago, our first call since yesterday: they have had a day, not 3 weeks",
+     deal(CONTACTED, messages=[(K.EMAIL_RECEIVED, ago(days=22), POS)]), 0, []),
+    # Every answer counts, whatever its channel (issue #12: "No reply since our first contact on 11 Sep"
+    # on a lead that asked for pricing twice that day).
+    ("a pricing request today ends the silence since our first contact",
+     deal((K.EMAIL_SENT, ago(days=60)), CONTACTED, (K.PRICING_REQUEST, ago(hours=2)),
+          (K.PRICING_REQUEST, ago(hours=1)), created=ago(days=70)), 0, []),
+    ("a demo request is an answer",
+     deal((K.EMAIL_SENT, ago(days=60)), CONTACTED, (K.DEMO_REQUEST, ago(days=3)), created=ago(days=70)),
+     0, []),
+    ("a form is an answer", deal((K.EMAIL_SENT, ago(days=60)), CONTACTED, (K.FORM_SUBMISSION, ago(days=3)),
+                                 created=ago(days=70)), 0, []),
+    ("a meeting is an answer (and our contact)", deal((K.EMAIL_SENT, ago(days=60)), (K.MEETING, ago(days=2)),
+                                                       created=ago(days=70)), 0, []),
+    ("a page visit is attention, not an answer",
+     deal((K.EMAIL_SENT, ago(days=43)), CONTACTED, (K.PAGE_VISIT, ago(days=1)), created=ago(days=50)), 15,
+     ["no_reply"]),
+    ("a pricing request left two days without contact from us: +15",
+     deal((K.EMAIL_SENT, ago(days=5)), (K.PRICING_REQUEST, ago(days=2)), (K.PRICING_REQUEST, ago(hours=3))),
+     15, ["unanswered"]),
+    ("a request older than 30 days no longer waits on us (no contact from us does)",
+     deal((K.EMAIL_SENT, ago(days=40)), (K.FORM_SUBMISSION, ago(days=31)), created=ago(days=50)), 10,
+     ["no_contact"]),
     ("no reply since our first contact 43 days ago: +15",
      deal((K.EMAIL_SENT, ago(days=43)), CONTACTED, created=ago(days=50)), 15, ["no_reply"]),
     ("no contact from us for 15 days: +10", deal((K.CALL, ago(days=15)), created=ago(days=16)), 10,
@@ -116,6 +141,18 @@ def test_reasons_say_what_happened_and_when():
         (20, "In Proposal since 23 Oct, past its 14-day limit"),
     ]
     assert (result.last_reply_at, result.last_reply_sentiment) == (ago(days=2), NEG)
+
+
+def test_an_answer_says_what_it_was():
+    waiting = assess_risk(deal((K.EMAIL_SENT, ago(days=5)), (K.PRICING_REQUEST, ago(days=2))), NOW)
+    assert [r.text for r in waiting.reasons] == ["No contact from us since their pricing request on 10 Nov"]
+    assert risk_headline([r.as_dict() for r in waiting.reasons], "Proposal", NOW) == (
+        "At risk: pricing request 2 days ago unanswered")
+    silent = assess_risk(deal((K.DEMO_REQUEST, ago(days=50)), (K.EMAIL_SENT, ago(days=45)), CONTACTED,
+                              created=ago(days=60)), NOW)
+    assert [r.text for r in silent.reasons] == ["No reply since our email on 28 Sep (6 weeks or more)"]
+    never = assess_risk(deal((K.EMAIL_SENT, ago(days=22)), CONTACTED, created=ago(days=30)), NOW)
+    assert [r.text for r in never.reasons] == ["No reply since our first contact on 21 Oct (3 weeks or more)"]
 
 
 def test_queue_words_are_relative_to_now():
@@ -208,3 +245,39 @@ def test_only_a_sign_from_the_deal_makes_it_high(facts):
     signs = {"negative_reply", "negative_note", "unanswered", "falling_engagement"}
     if result.level is RiskLevel.HIGH:
         assert signs & {r.code for r in result.reasons}
+
+
+ANSWERS = [K.EMAIL_RECEIVED, K.PRICING_REQUEST, K.DEMO_REQUEST, K.FORM_SUBMISSION, K.MEETING]
+
+
+def _with_answer(facts: RiskFacts, kind: K, at: datetime, sentiment: float | None = None) -> RiskFacts:
+    """The same deal with one more answer from the prospect; a reply is a message too, as in the database."""
+    messages = [*facts.messages, Message(kind, at, sentiment)] if kind is K.EMAIL_RECEIVED else facts.messages
+    return RiskFacts(stage=facts.stage, stage_entered_at=facts.stage_entered_at, created_at=facts.created_at,
+                     stage_limit_days=facts.stage_limit_days,
+                     activities=[*facts.activities, ActivityFact(kind, at)], messages=messages)
+
+
+def _no_reply_points(result) -> int:
+    return sum(r.points for r in result.reasons if r.code == "no_reply")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(any_deal, st.sampled_from(ANSWERS), moments,
+       st.one_of(st.none(), st.floats(min_value=-1, max_value=1)))
+def test_an_answer_never_adds_to_the_silence(facts, kind, at, sentiment):
+    """Whenever it came and whatever it was, an answer from the prospect never makes "no reply" worse."""
+    before, after = assess_risk(facts, NOW), assess_risk(_with_answer(facts, kind, at, sentiment), NOW)
+    assert _no_reply_points(after) <= _no_reply_points(before)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(any_deal, st.sampled_from(ANSWERS), st.one_of(st.none(), st.floats(min_value=0, max_value=1)))
+def test_an_answer_just_now_never_raises_the_risk(facts, kind, sentiment):
+    """The prospect answering right now (a friendly or toneless reply, a pricing or demo request, a
+    form, a meeting) never makes the deal riskier, in points or in level."""
+    order = [None, RiskLevel.LOW, RiskLevel.MEDIUM, RiskLevel.HIGH]
+    before, after = assess_risk(facts, NOW), assess_risk(_with_answer(facts, kind, NOW, sentiment), NOW)
+    assert after.points <= before.points
+    assert order.index(after.level) <= order.index(before.level)
+    assert not any(r.code == "no_reply" for r in after.reasons)

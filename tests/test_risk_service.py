@@ -9,8 +9,10 @@ from sqlalchemy import select, text
 
 from crm_app.db.models import Activity, Lead
 from crm_app.domain import ActivityKind as K
-from crm_app.domain import Stage
+from crm_app.domain import Role, Stage
+from crm_app.services.capture import EventInput, LeadRef, record_events
 from crm_app.services.leads import log_activity, move_lead_to_stage
+from crm_app.services.permissions import CurrentUser
 from crm_app.services.queue import action_queue
 from crm_app.services.risk import reassess_all_risk, reassess_expired_risk
 from crm_app.services.settings import set_stagnation_days
@@ -22,7 +24,7 @@ YES = "Great call today. The team is excited; can you send over the contract?"
 
 
 def _queue(session, owner, now=NOW):
-    return {item.name: item for item in action_queue(session, owner_id=owner.id, now=now)[0]}
+    return {item.name: item for item in action_queue(session, owner_id=owner.id, now=now).items}
 
 
 def test_a_negative_reply_raises_the_risk_and_the_queue_says_so(session):
@@ -47,13 +49,37 @@ def test_a_negative_reply_raises_the_risk_and_the_queue_says_so(session):
     item = _queue(session, ria)["Ada"]
     assert (item.kind, item.kind_label) == ("risk", "At risk")
     assert item.headline == "At risk: negative reply 2 days ago, no contact since"
-    assert item.rank == 200 + lead.score
+    assert item.position == 1
 
     # The rep calls back: the reply is answered, the risk drops to Medium and leaves the queue.
     log_activity(session, lead_id=lead.id, kind=K.CALL, now=NOW, user_id=ria.id)
     session.refresh(lead)
     assert (lead.risk_level, lead.risk_points) == ("medium", 40)
     assert "Ada" not in _queue(session, ria)
+
+
+def test_a_pricing_request_through_the_api_is_the_prospect_answering(session):
+    """Issue #12: "No reply since our first contact on 11 Sep" on a lead that asked for pricing twice
+    today. Events arrive through the REST API's service; risk reads every kind of answer."""
+    ria = make_user(session, "Ria Rep")
+    lead = make_lead(session, "Ada", now=NOW, owner=ria, stage=Stage.PROPOSAL, created_ago=timedelta(days=3),
+                     activities=[(K.EMAIL_SENT, timedelta(days=60)), (K.CALL, timedelta(days=2))])
+    assert [r["text"] for r in lead.risk_reasons] == [
+        "No reply since our first contact on 13 Sep (6 weeks or more)"]
+
+    actor = CurrentUser(ria.id, ria.email, ria.name, Role.REP)
+    events = [EventInput(LeadRef(lead_id=lead.id), "pricing_request", occurred_at=NOW - timedelta(hours=3)),
+              EventInput(LeadRef(lead_id=lead.id), "pricing_request")]
+    record_events(session, actor, events, now=NOW, batch=True)
+    session.commit()
+    session.refresh(lead)
+    assert (lead.risk_level, lead.risk_points, lead.risk_reasons) == ("low", 0, [])
+
+    # A day later nobody has called them back: their request waits on us, in the stored reasons too.
+    assert reassess_expired_risk(session, NOW + timedelta(days=1)) >= 1
+    session.refresh(lead)
+    assert [r["text"] for r in lead.risk_reasons] == [
+        "No contact from us since their pricing request on 12 Nov"]
 
 
 def test_a_friendly_reply_is_no_risk_and_a_note_counts_too(session):

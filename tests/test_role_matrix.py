@@ -465,9 +465,9 @@ def _next_action(w: World, s: Session, a: str) -> set[int]:
 
 def _queue(owner: Callable[[World], int | None]) -> Callable[[World, Session, str], set[int]]:
     def run(w: World, s: Session, a: str) -> set[int]:
-        items, total = queue_service.action_queue(s, owner_id=owner(w), now=NOW)
-        assert total == len(items)
-        return {item.lead_id for item in items}
+        page = queue_service.action_queue(s, owner_id=owner(w), now=NOW)
+        assert page.total == len(page.items) == sum(g.count for g in page.groups)
+        return {item.lead_id for item in page.items}
 
     return run
 

@@ -42,3 +42,25 @@ def form_field(label: str, name: str, value, on_change, errors, *, kind: str = "
         width="100%",
         align="start",
     )
+
+
+def select_field(label: str, name: str, value, on_change, errors, options=None, *, items=None) -> rx.Component:
+    """A labelled select whose error (errors[name]) shows right under it: `options` as static
+    (value, text) pairs, or `items` a Var of [value, text] lists (choices that depend on the user)."""
+    error = errors.get(name, "")
+    content = (rx.foreach(items, lambda pair: rx.select.item(pair[1], value=pair[0])) if items is not None
+               else rx.fragment(*[rx.select.item(text, value=key) for key, text in options]))
+    return rx.vstack(
+        rx.text(label, size="2", weight="medium", as_="label", id=f"label-{name}"),
+        rx.select.root(
+            rx.select.trigger(width="100%", aria_labelledby=f"label-{name}", class_name=f"select-{name}"),
+            rx.select.content(content),
+            value=value,
+            on_change=on_change,
+            size="3",
+        ),
+        rx.cond(error != "", rx.text(error, size="1", color=ERROR, class_name=f"error-{name}")),
+        spacing="1",
+        width="100%",
+        align="start",
+    )

@@ -1,9 +1,10 @@
-"""The frame around every page: sidebar navigation, whose view this is, and the page body."""
+"""The frame around every page: sidebar navigation with "+ Lead", whose view this is, and the page body."""
 
 from __future__ import annotations
 
 import reflex as rx
 
+from crm_app.components.quick_add import quick_add_button, quick_add_dialog
 from crm_app.state.base import AppState
 
 NAV = [
@@ -80,6 +81,7 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
             spacing="2",
             padding_bottom="1em",
         ),
+        quick_add_button(),
         *[_nav_link(*item) for item in NAV],
         *[_role_link(*item, AppState.viewer_is_manager) for item in MANAGER_NAV],
         *[_role_link(*item, AppState.viewer_is_admin) for item in ADMIN_NAV],
@@ -109,7 +111,7 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
     )
     return rx.hstack(
         sidebar,
-        rx.box(header, *body, padding="1.5em 2em", width="100%", min_width="0"),
+        rx.box(header, *body, quick_add_dialog(), padding="1.5em 2em", width="100%", min_width="0"),
         spacing="0",
         align="start",
         width="100%",

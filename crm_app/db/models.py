@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    FetchedValue,
     Float,
     ForeignKey,
     Index,
@@ -33,6 +34,7 @@ from sqlmodel import Field, SQLModel
 from crm_app.domain import (
     CONTENT_READ_KINDS,
     PLAY_KINDS,
+    REQUEST_KINDS,
     ActivityKind,
     Play,
     RiskLevel,
@@ -136,6 +138,9 @@ class Lead(SQLModel, table=True):
             name="ck_leads_risk_level_matches_points",
         ),
         CheckConstraint("last_reply_sentiment BETWEEN -1 AND 1", name="ck_leads_last_reply_sentiment"),
+        CheckConstraint("(tier = 'hot') = (hot_since IS NOT NULL)", name="ck_leads_hot_since"),
+        # The action queue's fresh signals: leads whose last engagement is recent (migration 0017).
+        Index("ix_leads_last_activity", "last_activity_at"),
         Index("ix_leads_risk_valid_until", "risk_valid_until"),
         Index("ix_leads_owner_risk", "owner_id", text("risk_points DESC"), text("id DESC"),
               postgresql_where=text("risk_level IN ('medium', 'high')")),
@@ -182,6 +187,12 @@ class Lead(SQLModel, table=True):
     score_valid_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     # The score when the deal closed: what the score predicted, kept for "does the score predict wins?".
     score_at_close: int | None = Field(default=None, sa_column=Column(Integer))
+    # When the lead last turned Hot; NULL while it is not Hot. Kept by a trigger (migration 0017) on
+    # every write of the tier, so the ORM reads it back after a flush rather than setting it.
+    hot_since: datetime | None = Field(
+        default=None,
+        sa_column=_ts(nullable=True, server_default=FetchedValue(), server_onupdate=FetchedValue()),
+    )
     # Hidden from the action queue until then ("snooze"); cleared when the prospect does something.
     snoozed_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
@@ -227,6 +238,9 @@ class Activity(SQLModel, table=True):
         # A play tags rep outreach of the kinds it is done as, or a prospect opening its content.
         CheckConstraint(f"play IS NULL OR ({PLAY_KIND_RULE})", name="ck_activities_play"),
         Index("ix_activities_lead_play", "lead_id", "occurred_at", postgresql_where=text("play IS NOT NULL")),
+        # The action queue's fresh requests of the last hours (migration 0017).
+        Index("ix_activities_requests", "occurred_at",
+              postgresql_where=text(_in("kind", REQUEST_KINDS))),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -33,6 +33,7 @@ class LeadListRow:
     tier: str
     reasons: list[ReasonRow] = field(default_factory=list)
     version: int = 1
+    owner_id: int = 0  # 0: the unassigned pool
 
 
 @dataclass
@@ -51,6 +52,8 @@ class LeadFilter:
     stage: str | None = None
     source: str | None = None
     search: str | None = None
+    # Only these leads (the rows a user selected), when given.
+    ids: tuple[int, ...] | None = None
 
 
 def stuck_sql(entered_at: str, limit_days: str) -> str:
@@ -85,6 +88,8 @@ def _apply(query, flt: LeadFilter):
         query = query.where(Lead.source == flt.source)
     if flt.search and flt.search.strip():
         query = query.where(search_condition(flt.search))
+    if flt.ids is not None:
+        query = query.where(Lead.id.in_(flt.ids))
     return query
 
 
@@ -121,7 +126,7 @@ def ranked_leads(
         select(
             Lead.id, Lead.name, Lead.company, Lead.email, Lead.source, Lead.stage,
             owner.c.name.label("owner_name"), Lead.deal_value, Lead.score, Lead.tier,
-            Lead.score_reasons, Lead.version,
+            Lead.score_reasons, Lead.version, Lead.owner_id,
         )
         .select_from(Lead)
         .outerjoin(owner, owner.c.id == Lead.owner_id)
@@ -142,6 +147,7 @@ def ranked_leads(
             tier=r.tier,
             reasons=[ReasonRow(points=x["points"], text=x["text"]) for x in r.score_reasons],
             version=r.version,
+            owner_id=r.owner_id or 0,
         )
         for r in session.execute(query)
     ]

@@ -10,17 +10,22 @@ from crm_app.components.layout import page_frame
 from crm_app.components.next_action import suggestion_line
 from crm_app.services.pipeline_health import StageHealth
 from crm_app.services.queue import SNOOZE_CHOICES, QueueItem
-from crm_app.state.dashboard import DashboardState
+from crm_app.state.dashboard import QUEUE_TOP, DashboardState
 
 S = DashboardState
 
 
+# Only a fresh signal says "call now" (services/queue.py); an older Hot lead reads "Hot".
+_KIND_COLORS = (("fresh", "tomato"), ("overdue", "red"), ("hot", "crimson"), ("due", "amber"),
+                ("risk", "orange"))
+
+
 def _kind_badge(kind) -> rx.Component:
     return rx.badge(
-        rx.match(kind, ("hot", "Hot, call now"), ("overdue", "Overdue"), ("due", "Due today"), ("risk", "At risk"),
-                 "Stuck"),
-        color_scheme=rx.match(kind, ("hot", "tomato"), ("overdue", "red"), ("due", "amber"), ("risk", "orange"),
-                              "gray"),
+        rx.match(kind, ("fresh", "Call now"), ("overdue", "Overdue"), ("hot", "Hot"), ("due", "Due today"),
+                 ("risk", "At risk"), "Stuck"),
+        color_scheme=rx.match(kind, *_KIND_COLORS, "gray"),
+        class_name="queue-kind",
         variant="soft",
         radius="full",
         size="1",
@@ -36,7 +41,7 @@ def _actions(item: QueueItem) -> rx.Component:
             rx.icon_button(rx.icon("check", size=16), variant="soft", color_scheme="green", size="2",
                            on_click=S.mark_done(item.lead_id), aria_label="Mark done",
                            class_name="mark-done"),
-            content=rx.cond(item.follow_up_id > 0, "Mark the follow-up done",
+            content=rx.cond((item.kind == "overdue") | (item.kind == "due"), "Mark the follow-up done",
                             "Done: hide until they engage again"),
         ),
         rx.dropdown_menu.root(
@@ -118,6 +123,7 @@ def _queue_item(item: QueueItem) -> rx.Component:
         class_name="queue-item",
         key=item.lead_id,
         data_lead_id=item.lead_id,
+        data_kind=item.kind,
         padding="0.9em 1em",
         border_bottom=f"1px solid {rx.color('gray', 4)}",
         _hover={"background": rx.color("gray", 2)},
@@ -130,7 +136,10 @@ def _empty_queue() -> rx.Component:
             rx.center(rx.icon("party-popper", size=24, color=rx.color("green", 10)),
                       width="48px", height="48px", border_radius="50%", background=rx.color("green", 3)),
             rx.text("Nothing urgent. Nice work.", size="4", weight="bold"),
-            rx.text("No hot lead waits for a call, no follow-up is due and no deal is stuck.",
+            rx.text(rx.cond(S.queue_group == "all",
+                            "No new signal, no Hot lead waiting, no follow-up due, "
+                            "no deal at risk or stuck.",
+                            "Nothing in this group. The other groups are above."),
                     size="2", color=rx.color("gray", 10), text_align="center"),
             align="center",
             spacing="2",
@@ -152,14 +161,66 @@ def _section_title(title: str, caption) -> rx.Component:
     )
 
 
+def _group_button(label, count, value, selected) -> rx.Component:
+    return rx.button(
+        label,
+        rx.text(count, as_="span", weight="bold", font_variant_numeric="tabular-nums",
+                class_name="group-count"),
+        size="1",
+        radius="full",
+        variant=rx.cond(selected, "solid", "soft"),
+        color_scheme=rx.cond(selected, "indigo", "gray"),
+        on_click=S.show_group(value),
+        class_name="queue-group",
+        data_group=value,
+        aria_pressed=rx.cond(selected, "true", "false"),
+    )
+
+
+def _group_bar() -> rx.Component:
+    """Every group with how many leads wait in it; a click shows that group alone."""
+    return rx.hstack(
+        _group_button("All", S.queue_total, "all", S.queue_group == "all"),
+        rx.foreach(S.groups, lambda g: rx.cond(
+            g.count > 0, _group_button(g.label, g.count, g.kind, S.queue_group == g.kind))),
+        spacing="2",
+        wrap="wrap",
+        padding="0.75em 1em",
+        border_bottom=f"1px solid {rx.color('gray', 4)}",
+        class_name="queue-groups",
+    )
+
+
+def _pager() -> rx.Component:
+    return rx.cond(
+        S.page_label != "",
+        rx.hstack(
+            rx.button(rx.icon("chevron-left", size=14), "Previous", size="1", variant="soft",
+                      color_scheme="gray", disabled=~S.has_previous_page, on_click=S.previous_page,
+                      class_name="queue-previous"),
+            rx.text(S.page_label, size="1", color=rx.color("gray", 10), class_name="queue-page-label"),
+            rx.button("Next", rx.icon("chevron-right", size=14), size="1", variant="soft",
+                      color_scheme="gray", disabled=~S.has_next_page, on_click=S.next_page,
+                      class_name="queue-next"),
+            justify="between",
+            align="center",
+            width="100%",
+            padding="0.75em 1em",
+        ),
+    )
+
+
 def _queue() -> rx.Component:
     return rx.card(
         _section_title("Do next", S.queue_caption),
+        rx.cond(S.queue_total > 0, _group_bar()),
         rx.cond(
             S.items.length() > 0,
             rx.box(rx.foreach(S.items, _queue_item), class_name="queue"),
             _empty_queue(),
         ),
+        _pager(),
+        id=QUEUE_TOP,
         padding="0",
         width="100%",
         overflow="hidden",
@@ -190,7 +251,7 @@ def _stats() -> rx.Component:
     return rx.grid(
         _stat("Open pipeline", S.open_value_label, S.open_count.to_string() + " open deals",
               "indigo", "briefcase"),
-        _stat("Hot", S.hot, "Call within the hour", "tomato", "flame"),
+        _stat("Hot", S.hot, "Most likely to buy", "tomato", "flame"),
         _stat("Warm", S.warm, "Nurture", "amber", "sun"),
         _stat("Cold", S.cold, "Leave to marketing", "indigo", "snowflake"),
         _stat("Stuck deals", S.stuck, "Past their stage limit", "gray", "hourglass"),
@@ -365,7 +426,8 @@ def _owner_filter() -> rx.Component:
 def dashboard_page() -> rx.Component:
     return page_frame(
         "Today",
-        "What to do right now, most urgent first: hot leads to call, follow-ups due, deals at risk or stuck.",
+        "What to do right now: new requests first, then follow-ups you promised, Hot leads, "
+        "deals at risk or stuck.",
         rx.vstack(
             live_ticker(S.refresh_if_changed),
             _drying_banner(),

@@ -31,6 +31,17 @@ def _fact(label: str, value) -> rx.Component:
     )
 
 
+def _ownership_action() -> rx.Component:
+    """Claim a lead from the pool, or put one's own back (both in the audit log)."""
+    return rx.cond(
+        S.lead.owner_id == "",
+        rx.button(rx.icon("hand", size=14), "Claim", size="2", on_click=S.claim, class_name="claim-lead"),
+        rx.cond(S.lead.owner_id == S.viewer_id,
+                rx.button("Return to pool", size="2", variant="soft", color_scheme="gray", on_click=S.return_to_pool,
+                          class_name="return-lead")),
+    )
+
+
 def _summary() -> rx.Component:
     lead = S.lead
     return card(
@@ -54,9 +65,11 @@ def _summary() -> rx.Component:
                     _fact("Owner", lead.owner),
                     _fact("Deal value", lead.value_label),
                     _fact("Source", lead.source_label),
+                    _ownership_action(),
                     spacing="5",
                     wrap="wrap",
                     padding_top="0.5em",
+                    align="end",
                 ),
                 spacing="1",
             ),

@@ -1,14 +1,16 @@
-"""The leads table: search, filter, sort, page in SQL; select and reassign in bulk."""
+"""The leads table: search, filter, sort, page in SQL; claim, edit a row in place, and act on a selection
+(claim, return, move stage, snooze, export; a manager also reassigns)."""
 
 from __future__ import annotations
 
 import reflex as rx
 
 from crm_app.components.badges import score_badge, signed_points, tier_pill
-from crm_app.components.controls import choice
+from crm_app.components.controls import ERROR, choice
 from crm_app.components.layout import page_frame
 from crm_app.db.queries import LeadListRow
 from crm_app.domain import Source, Stage
+from crm_app.services.queue import SNOOZE_CHOICES
 from crm_app.state.leads import ALL
 from crm_app.state.leads import LeadsState as S
 
@@ -26,7 +28,7 @@ def _reasons(lead: LeadListRow) -> rx.Component:
                 size="1",
                 color=rx.color("gray", 11),
                 class_name="score-reason",
-                white_space="nowrap",
+                white_space="normal",  # a long reason wraps inside its column instead of running over the next
                 padding="0.1em 0.5em",
                 border_radius="6px",
                 background=rx.color("gray", 3),
@@ -34,6 +36,92 @@ def _reasons(lead: LeadListRow) -> rx.Component:
         ),
         wrap="wrap",
         gap="0.35em",
+    )
+
+
+def _cell_error(name: str) -> rx.Component:
+    return rx.cond(S.row_errors.contains(name),
+                   rx.text(S.row_errors[name], size="1", color=ERROR, class_name=f"error-{name}", max_width="220px"))
+
+
+def _inline_select(name: str, label: str, options=None, items=None) -> rx.Component:
+    content = (rx.foreach(items, lambda pair: rx.select.item(pair[1], value=pair[0])) if items is not None
+               else rx.fragment(*[rx.select.item(text, value=key) for key, text in options]))
+    return rx.vstack(
+        rx.select.root(
+            rx.select.trigger(aria_label=label, class_name=f"inline-{name}", width="95px"),
+            rx.select.content(content),
+            value=S.row_edit.get(name, ""),
+            on_change=lambda v: S.set_row_field(name, v),
+            size="1",
+        ),
+        _cell_error(name),
+        spacing="1",
+    )
+
+
+def _editing(lead: LeadListRow):
+    return S.editing_id == lead.id
+
+
+def _stage_cell(lead: LeadListRow) -> rx.Component:
+    return rx.cond(_editing(lead), _inline_select("stage", "Stage", [(s.value, s.label) for s in Stage]),
+                   rx.text(lead.stage, size="2"))
+
+
+def _owner_cell(lead: LeadListRow) -> rx.Component:
+    return rx.cond(_editing(lead), _inline_select("owner_id", "Owner", items=S.owner_options),
+                   rx.text(lead.owner, size="2", class_name="lead-owner"))
+
+
+def _value_cell(lead: LeadListRow) -> rx.Component:
+    return rx.cond(
+        _editing(lead),
+        rx.vstack(
+            rx.input(value=S.row_edit.get("deal_value", ""), on_change=lambda v: S.set_row_field("deal_value", v),
+                     aria_label="Deal value", class_name="inline-deal_value", size="1", width="90px",
+                     max_length=20, input_mode="decimal", text_align="right",
+                     color_scheme=rx.cond(S.row_errors.contains("deal_value"), "tomato", "indigo")),
+            _cell_error("deal_value"),
+            spacing="1",
+            align="end",
+        ),
+        rx.text(lead.value_label, size="2", font_variant_numeric="tabular-nums"),
+    )
+
+
+def _row_actions(lead: LeadListRow) -> rx.Component:
+    return rx.cond(
+        _editing(lead),
+        rx.vstack(
+            rx.hstack(
+                rx.icon_button(rx.icon("check", size=14), size="1", on_click=S.save_row, class_name="inline-save",
+                               aria_label="Save"),
+                rx.icon_button(rx.icon("x", size=14), size="1", variant="soft", color_scheme="gray",
+                               on_click=S.cancel_edit, aria_label="Cancel"),
+                spacing="1",
+            ),
+            _cell_error("form"),
+            spacing="1",
+            align="end",
+        ),
+        rx.hstack(
+            rx.cond(
+                lead.owner_id == 0,
+                rx.button("Claim", size="1", variant="soft", on_click=S.claim_one(lead.id), class_name="claim-lead",
+                          aria_label="Claim " + lead.name),
+                rx.cond(lead.owner_id.to_string() == S.viewer_id,
+                        rx.icon_button(rx.icon("undo-2", size=14), size="1", variant="ghost", color_scheme="gray",
+                                       on_click=S.return_one(lead.id), class_name="return-lead",
+                                       title="Return to the unassigned pool",
+                                       aria_label="Return " + lead.name + " to the pool")),
+            ),
+            rx.icon_button(rx.icon("pencil", size=14), size="1", variant="ghost", on_click=S.start_edit(lead.id),
+                           aria_label="Edit " + lead.name + " in place", class_name="edit-row"),
+            spacing="2",
+            align="center",
+            justify="end",
+        ),
     )
 
 
@@ -52,13 +140,15 @@ def _row(lead: LeadListRow) -> rx.Component:
             min_width="170px",
         ),
         rx.table.cell(tier_pill(lead.tier)),
-        rx.table.cell(_reasons(lead), max_width="560px"),
-        rx.table.cell(rx.text(lead.stage, size="2")),
+        rx.table.cell(_reasons(lead), max_width="280px"),
+        rx.table.cell(_stage_cell(lead), class_name="lead-stage"),
         rx.table.cell(rx.text(lead.source, size="2")),
-        rx.table.cell(rx.text(lead.owner, size="2", class_name="lead-owner"), min_width="110px"),
-        rx.table.cell(rx.text(lead.value_label, size="2", font_variant_numeric="tabular-nums"), text_align="right"),
+        rx.table.cell(_owner_cell(lead), min_width="110px"),
+        rx.table.cell(_value_cell(lead), text_align="right", class_name="lead-value"),
+        rx.table.cell(_row_actions(lead), text_align="right"),
         class_name="lead-row",
         data_lead_id=lead.id,
+        data_editing=rx.cond(_editing(lead), "true", "false"),
         key=lead.id,
         vertical_align="middle",
     )
@@ -113,39 +203,68 @@ def _toolbar() -> rx.Component:
 
 
 def _bulk_bar() -> rx.Component:
-    return rx.cond(
-        S.selected_count > 0,
-        rx.hstack(
-            rx.text(S.selected_count, " selected", weight="medium", size="2"),
-            rx.cond(
-                S.viewer_is_manager,
+    return rx.vstack(
+        rx.cond(
+            S.selected_count > 0,
+            rx.hstack(
+                rx.text(S.selected_count, " selected", weight="medium", size="2"),
+                rx.button(rx.icon("hand", size=14), "Claim", size="2", variant="soft", on_click=S.claim_selected,
+                          class_name="bulk-claim"),
+                rx.button("Return to pool", size="2", variant="soft", color_scheme="gray",
+                          on_click=S.return_selected, class_name="bulk-return"),
                 rx.hstack(
                     rx.select.root(
-                        rx.select.trigger(placeholder="Reassign to…", width="220px", aria_label="Reassign to"),
-                        rx.select.content(
-                            rx.select.item("Unassigned pool", value="none"),
-                            rx.foreach(S.users, lambda u: rx.select.item(u.name, value=u.id.to_string())),
-                        ),
-                        value=S.reassign_to,
-                        on_change=S.set_reassign_to,
+                        rx.select.trigger(placeholder="Move to stage…", width="150px", aria_label="Move to stage"),
+                        rx.select.content(*[rx.select.item(s.label, value=s.value) for s in Stage]),
+                        value=S.bulk_stage,
+                        on_change=S.set_bulk_stage,
                     ),
-                    rx.button("Reassign", on_click=S.reassign_selected, disabled=S.reassign_to == ""),
+                    rx.button("Move", size="2", on_click=S.move_selected, disabled=S.bulk_stage == "",
+                              class_name="bulk-move"),
+                    spacing="1",
                     align="center",
-                    spacing="3",
                 ),
-                rx.text("Only a manager can reassign leads.", size="2",
-                        color=rx.color("gray", 11)),
+                rx.menu.root(
+                    rx.menu.trigger(rx.button(rx.icon("alarm-clock", size=14), "Snooze", size="2", variant="soft",
+                                              class_name="bulk-snooze")),
+                    rx.menu.content(*[rx.menu.item(label, on_click=S.snooze_selected(key))
+                                      for key, label in SNOOZE_CHOICES.items()]),
+                ),
+                rx.button(rx.icon("download", size=14), "Export selected", size="2", variant="soft",
+                          on_click=S.export_selected, class_name="bulk-export"),
+                rx.cond(
+                    S.viewer_is_manager,
+                    rx.hstack(
+                        rx.select.root(
+                            rx.select.trigger(placeholder="Reassign to…", width="180px", aria_label="Reassign to"),
+                            rx.select.content(
+                                rx.select.item("Unassigned pool", value="none"),
+                                rx.foreach(S.users, lambda u: rx.select.item(u.name, value=u.id.to_string())),
+                            ),
+                            value=S.reassign_to,
+                            on_change=S.set_reassign_to,
+                        ),
+                        rx.button("Reassign", size="2", on_click=S.reassign_selected, disabled=S.reassign_to == ""),
+                        align="center",
+                        spacing="1",
+                    ),
+                ),
+                align="center",
+                spacing="3",
+                wrap="wrap",
+                padding="0.6em 1em",
+                border_radius="10px",
+                background=rx.color("accent", 3),
+                width="100%",
+                class_name="bulk-bar",
             ),
-            rx.cond(S.bulk_message != "", rx.text(S.bulk_message, color=rx.color("red", 11), size="2")),
-            align="center",
-            spacing="3",
-            padding="0.6em 1em",
-            margin_bottom="0.75em",
-            border_radius="10px",
-            background=rx.color("accent", 3),
-            width="100%",
-            class_name="bulk-bar",
         ),
+        rx.cond(S.bulk_message != "", rx.text(S.bulk_message, color=ERROR, size="2", class_name="bulk-error")),
+        rx.cond(S.bulk_result != "", rx.text(S.bulk_result, size="2", color=rx.color("gray", 11),
+                                             class_name="bulk-result")),
+        spacing="2",
+        width="100%",
+        margin_bottom="0.75em",
     )
 
 
@@ -168,6 +287,7 @@ def _table() -> rx.Component:
                     rx.table.column_header_cell("Source"),
                     rx.table.column_header_cell("Owner"),
                     rx.table.column_header_cell("Value", text_align="right"),
+                    rx.table.column_header_cell(""),
                 )
             ),
             rx.table.body(rx.foreach(S.rows, _row)),

@@ -13,7 +13,8 @@ WARM_MIN = 40
 
 
 def tier_for(score: int) -> Tier:
-    """Hot 70-100 (call within the hour), Warm 40-69 (nurture), Cold 0-39 (leave to marketing)."""
+    """Hot 70-100 (most likely to buy: work first; "call within the hour" when a signal is fresh, which
+    the action queue decides), Warm 40-69 (nurture), Cold 0-39 (leave to marketing)."""
     if not 0 <= score <= 100:
         raise ValueError(f"score must be within 0-100, got {score}")
     if score >= HOT_MIN:

@@ -4,18 +4,27 @@ no SQL, no clock (the caller passes `now`).
 Every reason carries its points, like a score's; the risk is their sum, capped at 100:
 
     negative reply: the prospect's latest email (last 30 days) reads negative        +40
-    their latest reply (last 30 days) has had no contact from us for a day or more,
-             counted from their first reply since our last contact                   +15
+    unanswered: their request (a reply, a pricing or demo request, a form; last 30
+             days) has had no contact from us for a day or more, counted from their
+             first request since our last contact                                    +15
     negative note: the latest note (last 30 days) reads negative                     +20
     stalled: more whole days in the stage than its limit (the board's "stuck")        +20
              more than twice the limit                                               +25
     falling engagement: the last 14 days hold under half the engagement of the
              14 before (which held at least 3); negative replies do not count         +20
-    no reply for 21 days or more (since their last reply, or our first contact)       +10
+    no reply for 21 days or more: our outreach has had no answer (a reply, a pricing
+             or demo request, a form, a meeting), counted from our first call or
+             email after their last answer (or our first contact, if they never
+             answered)                                                               +10
              42 days or more                                                          +15
              (not after a negative reply: that reason already says it)
     no contact from us for 14 days or more (since our last call/email/meeting, or
              since the lead arrived)                                                 +10
+
+Any answer from the prospect counts, whatever its channel: a lead that asked for pricing today is
+never "no reply since our first contact". "No reply" is our outreach waiting on them, "unanswered"
+their request waiting on us, so adding an answer can only shorten the silence (tests/test_risk_rules.py
+checks both as properties).
 
 Levels: High 55-100, Medium 25-54, Low 0-24. The quiet reasons (stalled, no reply, no contact) add
 up to 50 at most, so a deal is at High risk only with a sign from the deal itself: a negative reply
@@ -33,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
-from crm_app.domain import CONTACT_KINDS, ActivityKind, RiskLevel, Stage
+from crm_app.domain import ANSWER_KINDS, CONTACT_KINDS, REQUEST_KINDS, ActivityKind, RiskLevel, Stage
 from crm_app.scoring.engine import ActivityFact
 from crm_app.scoring.rules import ENGAGEMENT_KINDS
 from crm_app.scoring.sentiment import NEGATIVE_FROM
@@ -61,6 +70,18 @@ NO_REPLY_AFTER = timedelta(days=21)
 NO_REPLY_LONG_AFTER = timedelta(days=42)
 NO_CONTACT_AFTER = timedelta(days=14)
 DAY = timedelta(hours=24)
+
+# What the prospect's answer was, and our outreach, as a rep says them ("their pricing request").
+ANSWER_NOUNS = {
+    ActivityKind.EMAIL_RECEIVED: "reply",
+    ActivityKind.PRICING_REQUEST: "pricing request",
+    ActivityKind.DEMO_REQUEST: "demo request",
+    ActivityKind.FORM_SUBMISSION: "form",
+    ActivityKind.MEETING: "meeting",
+}
+OUTREACH_NOUNS = {
+    ActivityKind.CALL: "call", ActivityKind.EMAIL_SENT: "email", ActivityKind.MEETING: "meeting",
+}
 
 
 def level_for(points: int) -> RiskLevel:
@@ -99,16 +120,21 @@ class RiskFacts:
 @dataclass(frozen=True, slots=True)
 class RiskReason:
     """One contribution to a risk: its points, a sentence a rep understands, which rule (`code`)
-    and the moment it is about (the reply, the last contact, the day the stage was entered)."""
+    and the moment it is about (the reply, the last contact, the day the stage was entered); `kind`
+    is the activity that moment was, where the queue's words need it (an unanswered request)."""
 
     points: int
     text: str
     code: str
     at: datetime | None = None
+    kind: ActivityKind | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"points": self.points, "text": self.text, "code": self.code,
-                "at": self.at.isoformat() if self.at else None}
+        stored = {"points": self.points, "text": self.text, "code": self.code,
+                  "at": self.at.isoformat() if self.at else None}
+        if self.kind is not None:  # only where it says something: stored reasons stay as they were
+            stored["kind"] = self.kind.value
+        return stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,16 +176,20 @@ def assess_risk(facts: RiskFacts, now: datetime) -> RiskResult:
         if reply.sentiment is not None and reply.sentiment <= NEGATIVE_FROM:
             reasons.append(RiskReason(NEGATIVE_REPLY_POINTS, f"Negative reply on {_day(reply.occurred_at)}",
                                       "negative_reply", reply.occurred_at))
-        # Unanswered since their first reply after our last contact: a second reply does not
-        # restart the clock.
-        waiting = min(m.occurred_at for m in messages
-                      if m.kind is ActivityKind.EMAIL_RECEIVED and (contact_at is None or m.occurred_at > contact_at)
-                      ) if contact_at is None or contact_at < reply.occurred_at else None
-        if waiting is not None:
-            moments.append(waiting + UNANSWERED_AFTER)
-            if now - waiting >= UNANSWERED_AFTER:
-                reasons.append(RiskReason(UNANSWERED_POINTS, f"No contact from us since their reply on {_day(waiting)}",
-                                          "unanswered", waiting))
+    # Their requests since our last contact, within the window: unanswered from the first of them (a
+    # second request does not restart the clock).
+    waiting = sorted((a for a in activities if a.kind in REQUEST_KINDS
+                      and (contact_at is None or a.occurred_at > contact_at)
+                      and now - a.occurred_at < MESSAGE_WINDOW), key=lambda a: a.occurred_at)
+    moments += [a.occurred_at + MESSAGE_WINDOW for a in waiting]
+    if waiting:
+        first = waiting[0]
+        moments.append(first.occurred_at + UNANSWERED_AFTER)
+        if now - first.occurred_at >= UNANSWERED_AFTER:
+            reasons.append(RiskReason(
+                UNANSWERED_POINTS,
+                f"No contact from us since their {ANSWER_NOUNS[first.kind]} on {_day(first.occurred_at)}",
+                "unanswered", first.occurred_at, first.kind))
 
     note = _latest(messages, {ActivityKind.NOTE})
     if note and now - note.occurred_at < MESSAGE_WINDOW:
@@ -194,13 +224,17 @@ def assess_risk(facts: RiskFacts, now: datetime) -> RiskResult:
                                   f"Engagement fell: {recent} in the last 14 days, {before} in the 14 before",
                                   "falling_engagement"))
 
-    first_contact = min((a.occurred_at for a in activities if a.kind in CONTACT_KINDS), default=None)
-    silent_since = reply.occurred_at if reply else first_contact
+    # Silence is our outreach waiting on them: from our first call or email after their last answer.
+    last_answer = max((a.occurred_at for a in activities if a.kind in ANSWER_KINDS), default=None)
+    outreach = min((a for a in activities if a.kind in CONTACT_KINDS
+                    and (last_answer is None or a.occurred_at > last_answer)),
+                   key=lambda a: a.occurred_at, default=None)
     # After a negative reply, silence is its consequence, not a second reason.
-    if silent_since is not None and not any(r.code == "negative_reply" for r in reasons):
+    if outreach is not None and not any(r.code == "negative_reply" for r in reasons):
+        silent_since = outreach.occurred_at
         moments += [silent_since + NO_REPLY_AFTER, silent_since + NO_REPLY_LONG_AFTER]
-        what = (f"No reply since {_day(silent_since)}" if reply
-                else f"No reply since our first contact on {_day(silent_since)}")
+        what = (f"No reply since our first contact on {_day(silent_since)}" if last_answer is None
+                else f"No reply since our {OUTREACH_NOUNS[outreach.kind]} on {_day(silent_since)}")
         if now - silent_since >= NO_REPLY_LONG_AFTER:
             reasons.append(RiskReason(NO_REPLY_LONG_POINTS, f"{what} (6 weeks or more)", "no_reply", silent_since))
         elif now - silent_since >= NO_REPLY_AFTER:
@@ -244,8 +278,9 @@ def risk_headline(reasons: Sequence[dict[str, Any]], stage_label: str, now: date
         at = datetime.fromisoformat(reason["at"]) if reason.get("at") else None
         if code == "negative_reply" and at:
             phrase = f"negative reply {_ago(at, now)}"
-        elif code == "unanswered":
-            phrase = "no contact since" if "negative_reply" in codes else f"reply {_ago(at, now)} unanswered"
+        elif code == "unanswered" and at:
+            noun = ANSWER_NOUNS.get(ActivityKind(reason.get("kind") or "email_received"), "reply")
+            phrase = "no contact since" if "negative_reply" in codes else f"{noun} {_ago(at, now)} unanswered"
         elif code == "negative_note" and at:
             phrase = f"negative note {_ago(at, now)}"
         elif code == "stalled" and at:

@@ -81,13 +81,14 @@ def stream_leads_csv(db: Engine | Connection, flt: LeadFilter, sort: str = "scor
 
 def filter_to_dict(flt: LeadFilter, sort: str) -> dict[str, Any]:
     return {"owner_id": flt.owner_id, "tier": flt.tier, "stage": flt.stage, "source": flt.source,
-            "search": flt.search, "sort": sort}
+            "search": flt.search, "sort": sort, "ids": None if flt.ids is None else list(flt.ids)}
 
 
 def filter_from_dict(data: dict[str, Any]) -> tuple[LeadFilter, str]:
-    owner = data.get("owner_id")
+    owner, ids = data.get("owner_id"), data.get("ids")
     return (
         LeadFilter(owner_id=int(owner) if owner is not None else None, tier=data.get("tier"),
-                   stage=data.get("stage"), source=data.get("source"), search=data.get("search")),
+                   stage=data.get("stage"), source=data.get("source"), search=data.get("search"),
+                   ids=None if ids is None else tuple(int(i) for i in ids)),
         str(data.get("sort") or "score"),
     )

@@ -18,6 +18,7 @@ from crm_app.services import audit
 from crm_app.services.errors import Forbidden, InvalidInput, NotFound
 from crm_app.services.leads import bump_version, lock_lead
 from crm_app.services.permissions import CurrentUser, acting_user, recorded_as
+from crm_app.services.queue import fresh_signal
 from crm_app.services.scoring import rescore_lead
 
 TIMELINE_LIMIT = 100
@@ -144,7 +145,8 @@ def lead_detail(session: Session, lead_id: int, now: datetime, viewer: CurrentUs
         stage_label=Stage(lead.stage).label, owner_id=str(lead.owner_id or ""),
         owner=owner.name if owner else "Unassigned", deal_value=f"{lead.deal_value:.2f}",
         value_label=money(lead.deal_value), score=lead.score, tier=lead.tier, tier_label=tier.label,
-        tier_advice=tier.advice,
+        # The queue's fresh signal is the one thing that earns "call within the hour".
+        tier_advice=fresh_signal(session, lead.id, now) or tier.advice,
         reasons=[ReasonRow(points=x["points"], text=x["text"]) for x in lead.score_reasons],
         days_in_stage=max(0, (now - lead.stage_entered_at).days), created=_stamp(lead.created_at),
         version=lead.version,
@@ -172,7 +174,9 @@ class LeadEdit:
     owner_id: str = ""
 
 
-def _validated(edit: LeadEdit) -> dict:
+def validated_edit(edit: LeadEdit) -> dict:
+    """The edit's values checked and converted for the leads table (the lead page's edit and the
+    quick-add form share these rules); InvalidInput naming the first bad field otherwise."""
     name = edit.name.strip()
     if not name:
         raise InvalidInput("Name is required.", field="name")
@@ -231,7 +235,7 @@ def update_lead(
     old and new values. A stale edit is refused (StaleLead), and a rep giving the lead to someone else
     (Forbidden)."""
     actor_id = recorded_as(session, actor_id, "edit a lead")
-    values = _validated(edit)
+    values = validated_edit(edit)
     lead = lock_lead(session, lead_id, expected_version)  # first: a lead one may not see is NotFound
     if values["owner_id"] is not None and session.get(User, values["owner_id"]) is None:
         raise InvalidInput("That owner does not exist any more.", field="owner_id")

@@ -1,30 +1,47 @@
 """The action queue: what a rep should do right now, most urgent first, and the one-click actions on it.
 
-An item is a lead with a reason to act on it now:
+An item is an open lead with a reason to act on it now. The reasons form six groups, in this order:
 
-    hot        a Hot open lead nobody has called, emailed or met in the last hour, not snoozed
+    fresh      the prospect just asked for something: a pricing or demo request, a reply, a form,
+               within the last FRESH_WINDOW (4 hours) and after the rep's last contact; or the lead
+               turned Hot within that window after something the prospect did in it
     overdue    an open follow-up whose due time has passed
+    hot        a Hot lead without a fresh signal, not answered lately (below)
     due        an open follow-up due later today
-    risk       an open deal at High risk (scoring/risk.py: a negative reply, no contact since,
-               stalled, ...), not snoozed
-    stuck      an open deal longer in its stage than the stage rule allows, not snoozed
+    risk       an open deal at High risk (scoring/risk.py: a negative reply, a request left
+               unanswered, falling engagement, ...)
+    stuck      an open deal longer in its stage than the stage rule allows
 
-Ranking (all in SQL): rank = urgency points of the reason + the lead's score (0-100), where
+Why this order. A fresh request is perishable: the prospect is at their desk thinking about it now,
+and the chance of reaching them falls within hours, so it goes first and is the only item that
+promises "call within the hour". Fresh items are ordered by recency (the newest signal first), then
+by probability (score) and deal value. Overdue follow-ups come next: each is a promise the rep
+already broke to a person, and there are few of them; an hour more costs them less than it costs a
+request made minutes ago, but they come before every lead the rep did not promise anything to.
+Older Hot leads follow ("Hot: last signal 9 days ago (asked for pricing), not contacted since:
+follow up"), then what is due later today, then deals at high risk (slipping, but savable today),
+then stuck deals. Within a group: overdue and Hot by score, then deal value; due today by due time;
+at risk by risk points, then score; stuck by score, then deal value; lead id breaks ties.
 
-    overdue follow-up 500, hot 400, follow-up due later today 300, deal at high risk 200,
-    stuck deal 100.
+A lead appears once, under its first group; its other reasons are listed with it as secondary.
 
-Points are 100 apart, so the reason decides and the score breaks ties: first the promises the rep
-has already broken (few, and made by the rep), then Hot leads waiting for their call, then what is
-due later today, then deals at high risk, then stuck deals. A deal at risk is a deal slipping away
-that can still be saved today (a "no" to answer, a silence to break), so it comes before a deal
-that is merely stuck; it comes after the follow-ups the rep promised for today and the Hot leads
-whose hour is running out. A stuck deal that is also at high risk shows once, as at risk. Equal ranks go to the lead created first (lowest id). A lead
-appears once, under its highest-ranked reason; its other reasons are listed with it as secondary.
+Contact recency belongs to the queue, not to the score: a lead the rep contacted within the last
+ANSWERED_FOR (24 hours), with nothing from the prospect since, is waiting on the prospect, not on
+the rep, so it leaves the hot, risk and stuck groups ("nothing to do now"). Anything new from the
+prospect after that contact brings it back; a request brings it back at the top. Follow-ups are the
+rep's own promises and stay until done or postponed.
 
-Snoozing hides a lead's hot and stuck reasons until the given time (the prospect doing something
-new brings it back early: `log_activity` clears the snooze). A follow-up is the rep's own promise,
-so a snooze does not hide it; snoozing a follow-up item postpones that follow-up to the same time.
+Snoozing hides a lead's fresh, hot, risk and stuck reasons until the given time (the prospect doing
+something new brings it back early: `add_activity` clears the snooze). A follow-up is the rep's own
+promise, so a snooze does not hide it; snoozing an item with a follow-up postpones that follow-up to
+the same time.
+
+Everything is selected, grouped, counted, ordered and paged in one SQL statement, under the acting
+user's row-level security; the page asks for one group or all of them, 25 at a time.
+
+One module (past 500 lines) on purpose: the list and the actions on its items (done, snooze, log)
+share one set of rules, what each group hides and brings back, and reading one without the other
+would miss half of it.
 """
 
 from __future__ import annotations
@@ -37,7 +54,7 @@ from sqlmodel import Session
 
 from crm_app.db.models import FollowUp, Lead
 from crm_app.db.queries import money, stuck_sql
-from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Stage
+from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, REQUEST_KINDS, ActivityKind, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
 from crm_app.scoring.risk import risk_headline
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
@@ -45,20 +62,24 @@ from crm_app.services.leads import bump_version, lock_lead, log_activity
 from crm_app.services.next_action import next_actions
 from crm_app.services.permissions import recorded_as
 
-OVERDUE_POINTS = 500
-HOT_POINTS = 400
-DUE_TODAY_POINTS = 300
-AT_RISK_POINTS = 200
-STUCK_POINTS = 100
-CONTACT_WINDOW = timedelta(hours=1)
+# How long a request (or turning Hot) counts as fresh: first in the queue, "call within the hour".
+FRESH_WINDOW = timedelta(hours=4)
+# Contacted within this, with nothing from the prospect since: waiting on them, not on the rep.
+ANSWERED_FOR = timedelta(hours=24)
+PAGE_SIZE = 25
 # "Done" on a lead without a follow-up: hidden until the prospect does something new.
 UNTIL_NEXT_ENGAGEMENT = datetime(9999, 12, 31, tzinfo=timezone.utc)
 MAX_FOLLOW_UP_DAYS = 365
 MAX_FOLLOW_UP_NOTE = 500
 
-KIND_LABELS = {"hot": "Hot", "overdue": "Overdue", "due": "Due today", "risk": "At risk", "stuck": "Stuck"}
+# The groups in queue order: kind -> what the page calls the group.
+GROUPS = {"fresh": "New signals", "overdue": "Overdue", "hot": "Hot", "due": "Due today", "risk": "At risk",
+          "stuck": "Stuck"}
+_GROUP_NUMBER = {kind: number for number, kind in enumerate(GROUPS, start=1)}
+_GROUP_KIND = {number: kind for kind, number in _GROUP_NUMBER.items()}
+FOLLOW_UP_KINDS = ("overdue", "due")
 
-# What the prospect last did, as a rep would say it after "Call: ".
+# What the prospect did, as a rep would say it: "asked for pricing 12 min ago".
 _ENGAGED = {
     ActivityKind.PRICING_REQUEST: "asked for pricing",
     ActivityKind.DEMO_REQUEST: "asked for a demo",
@@ -84,17 +105,39 @@ class QueueItem:
     value_label: str
     score: int
     tier: str
-    kind: str  # hot | overdue | due | risk | stuck
+    kind: str  # fresh | overdue | hot | due | risk | stuck
     kind_label: str
-    headline: str  # "Call: asked for pricing 20 min ago"
-    rank: int
+    headline: str  # "Asked for pricing 12 min ago: call within the hour"
+    position: int  # 1-based, in the list asked for (one group or all)
     version: int
-    follow_up_id: int = 0  # the follow-up this item is about (0: none)
+    # The lead's open follow-up due by tonight (0: none), whichever reason the item shows first:
+    # logging a call completes it, snoozing postpones it.
+    follow_up_id: int = 0
     secondary: list[str] = field(default_factory=list)
     # The suggested step: the next best action (services/next_action.py).
     suggestion: str = ""  # "Case study · High confidence"
     suggestion_why: str = ""
     suggestion_basis: str = ""  # history | rule
+
+
+@dataclass
+class QueueGroup:
+    """One group of the queue and how many leads wait in it."""
+
+    kind: str
+    label: str
+    count: int
+
+
+@dataclass
+class QueuePage:
+    """A page of the queue, with the count of every group (each lead counted once, in its first group)."""
+
+    items: list[QueueItem]
+    groups: list[QueueGroup]  # all six, in queue order, zeros included
+    total: int  # leads waiting, all groups
+    matching: int  # leads in the group asked for (the total when all)
+    offset: int
 
 
 # --- Words ---------------------------------------------------------------------------------
@@ -122,10 +165,32 @@ def _quoted(note: str | None) -> str:
     return f" — ‘{note.strip()}’" if note and note.strip() else ""
 
 
-def _hot_text(last_kind: str | None, last_at: datetime | None, now: datetime) -> str:
+def _fresh_text(signal_kind: str | None, last_kind: str | None, last_at: datetime | None,
+                now: datetime) -> str:
+    """"Asked for pricing 12 min ago: call within the hour"; a lead that turned Hot says after what."""
+    if signal_kind:  # the request itself is the newest thing worth a call
+        what = _ENGAGED[ActivityKind(signal_kind)]
+        return f"{what[0].upper()}{what[1:]} {relative_time(last_at, now)}: call within the hour"
     if last_kind and last_at:
-        return f"Call: {_ENGAGED[ActivityKind(last_kind)]} {relative_time(last_at, now)}"
-    return "Call: Hot lead, not contacted yet"
+        what = f"{_ENGAGED[ActivityKind(last_kind)]} {relative_time(last_at, now)}"
+        return f"Turned Hot ({what}): call within the hour"
+    return "Turned Hot: call within the hour"
+
+
+def _hot_text(last_kind: str | None, last_at: datetime | None, contacted_at: datetime | None,
+              now: datetime) -> str:
+    """An older Hot lead: its last signal and our last contact, never "call now"."""
+    if not (last_kind and last_at):
+        return "Hot: no signal from them yet: reach out"
+    if last_kind == ActivityKind.MEETING and contacted_at is not None and contacted_at <= last_at:
+        # Their signal and our contact at once: say it once.
+        return f"Hot: last met {relative_time(last_at, now)}: follow up"
+    signal = f"Hot: last signal {relative_time(last_at, now)} ({_ENGAGED[ActivityKind(last_kind)]})"
+    if contacted_at is None:
+        return f"{signal}, never contacted: follow up"
+    if contacted_at < last_at:
+        return f"{signal}, not contacted since: follow up"
+    return f"{signal}, last contact {relative_time(contacted_at, now)}: follow up"
 
 
 def _follow_up_text(due_at: datetime, note: str | None, now: datetime) -> str:
@@ -147,60 +212,101 @@ def end_of_day(now: datetime) -> datetime:
 
 # --- The queue ----------------------------------------------------------------------------
 
-_QUEUE_SQL = """
-WITH scoped AS (
-    SELECT l.id, l.score, l.tier, l.stage, l.stage_entered_at, l.last_contacted_at, l.snoozed_until,
-           l.risk_level
+# Waiting on the rep: not snoozed, and not contacted lately with nothing from the prospect since (then
+# the ball is in their court).
+_WAITING = """(l.snoozed_until IS NULL OR l.snoozed_until <= :now)
+       AND NOT (l.last_contacted_at IS NOT NULL AND l.last_contacted_at > :answered_cutoff
+                AND (l.last_activity_at IS NULL OR l.last_activity_at <= l.last_contacted_at))"""
+
+# Leads in view (`{where}`) with a fresh signal: the queue's first group, and the lead page's promise
+# of a call.
+_FRESH_SQL = """
+fresh AS (
+    -- The newest request since our last contact within the window; or, without one, the lead
+    -- turned Hot in the window after something the prospect did in it (an engine switch or a
+    -- retrain that makes a quiet lead Hot is arithmetic, not intent). Only leads whose last
+    -- engagement falls in the window can have either (a request is an engagement): a few percent,
+    -- found through ix_leads_last_activity; the window's requests through ix_activities_requests.
+    SELECT l.id, r.kind AS signal_kind, coalesce(r.occurred_at, l.last_activity_at) AS signal_at
       FROM leads l
-     WHERE l.stage = ANY(:open_stages)
-       AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
-),
+      LEFT JOIN (
+            SELECT DISTINCT ON (a.lead_id) a.lead_id, a.kind, a.occurred_at
+              FROM activities a
+             WHERE a.kind = ANY(:request_kinds) AND a.occurred_at > :fresh_cutoff AND a.occurred_at <= :now
+             ORDER BY a.lead_id, a.occurred_at DESC
+      ) r ON r.lead_id = l.id AND (l.last_contacted_at IS NULL OR r.occurred_at > l.last_contacted_at)
+     WHERE l.last_activity_at > :fresh_cutoff
+       AND l.stage = ANY(:open_stages) AND ({where})
+       AND (l.snoozed_until IS NULL OR l.snoozed_until <= :now)
+       AND (r.kind IS NOT NULL
+            OR (l.tier = 'hot' AND l.hot_since > :fresh_cutoff AND l.last_activity_at <= :now
+                AND (l.last_contacted_at IS NULL
+                     OR l.last_contacted_at < least(l.hot_since, l.last_activity_at))))
+)"""
+
+_OWNER = "CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id"
+
+# One row per lead with a reason to be in the queue, all its reasons as columns; its group is its
+# first reason. The leads in view are read once (the rep's through their owner index), the fresh
+# ones and the follow-ups due through their own indexes, and only the page's leads are read again
+# for their words.
+_QUEUE_SQL = """
+WITH {fresh},
 follow_ups_due AS (
     -- A lead's earliest open follow-up that is due by the end of today.
     SELECT DISTINCT ON (f.lead_id) f.lead_id, f.id, f.due_at, f.note
       FROM follow_ups f
-      JOIN leads l ON l.id = f.lead_id AND l.stage = ANY(:open_stages)
      WHERE f.done_at IS NULL AND f.due_at < :day_end
        AND (CAST(:owner_id AS integer) IS NULL OR f.owner_id = :owner_id)
      ORDER BY f.lead_id, f.due_at, f.id
 ),
-candidates AS (
-    SELECT s.id AS lead_id, 'hot' AS kind, :hot_points + s.score AS rank,
-           NULL::integer AS follow_up_id, NULL::timestamptz AS due_at, NULL::text AS note
-      FROM scoped s
-     WHERE s.tier = 'hot'
-       AND (s.last_contacted_at IS NULL OR s.last_contacted_at <= :contact_cutoff)
-       AND (s.snoozed_until IS NULL OR s.snoozed_until <= :now)
-    UNION ALL
-    SELECT f.lead_id, CASE WHEN f.due_at < :now THEN 'overdue' ELSE 'due' END,
-           CASE WHEN f.due_at < :now THEN :overdue_points ELSE :due_points END + l.score,
-           f.id, f.due_at, f.note
-      FROM follow_ups_due f JOIN leads l ON l.id = f.lead_id
-    UNION ALL
-    SELECT s.id, 'risk', :risk_points + s.score, NULL, NULL, NULL
-      FROM scoped s
-     WHERE s.risk_level = 'high'
-       AND (s.snoozed_until IS NULL OR s.snoozed_until <= :now)
-    UNION ALL
-    SELECT s.id, 'stuck', :stuck_points + s.score, NULL, NULL, NULL
-      FROM scoped s JOIN stage_rules r ON r.stage = s.stage
-     WHERE {stuck}
-       AND (s.snoozed_until IS NULL OR s.snoozed_until <= :now)
+in_view AS (
+    SELECT {columns} FROM leads l WHERE l.stage = ANY(:open_stages) AND ({owner})
+    UNION ALL  -- and a rep's promise on a lead that is not theirs (a pool lead)
+    SELECT {columns} FROM follow_ups_due d JOIN leads l ON l.id = d.lead_id
+     WHERE l.stage = ANY(:open_stages) AND ({owner}) IS NOT TRUE
+),
+reasons AS (
+    SELECT l.id AS lead_id, l.score, l.deal_value, l.risk_points, f.signal_at, f.signal_kind,
+           d.id AS follow_up_id, d.due_at, d.note,
+           w.waiting AND l.tier = 'hot' AS hot,
+           w.waiting AND l.risk_level = 'high' AS at_risk,
+           w.waiting AND coalesce({stuck}, false) AS stuck
+      FROM in_view l
+      LEFT JOIN stage_rules r ON r.stage = l.stage
+      LEFT JOIN fresh f ON f.id = l.id
+      LEFT JOIN follow_ups_due d ON d.lead_id = l.id
+      CROSS JOIN LATERAL (SELECT {waiting} AS waiting) w
 ),
 best AS (
-    SELECT lead_id, max(rank) AS best_rank FROM candidates GROUP BY lead_id
+    -- The leads with a reason, each in the group of its first one.
+    SELECT * FROM (
+        SELECT *,
+               CASE WHEN signal_at IS NOT NULL THEN 1 WHEN due_at < :now THEN 2 WHEN hot THEN 3
+                    WHEN due_at IS NOT NULL THEN 4 WHEN at_risk THEN 5 WHEN stuck THEN 6 END AS grp
+          FROM reasons
+    ) grouped
+     WHERE grp IS NOT NULL
 ),
-top AS (
-    SELECT lead_id, best_rank, count(*) OVER () AS total
-      FROM best ORDER BY best_rank DESC, lead_id LIMIT :limit
+counts AS (
+    SELECT coalesce(json_object_agg(grp, n), '{{}}') AS by_group
+      FROM (SELECT grp, count(*) AS n FROM best GROUP BY grp) g
+),
+page AS (
+    SELECT * FROM best
+     WHERE CAST(:grp AS integer) IS NULL OR grp = :grp
+     ORDER BY grp,
+              CASE WHEN grp = 1 THEN signal_at END DESC,  -- fresh: the newest signal first
+              CASE WHEN grp = 4 THEN due_at END,          -- due today: the earliest first
+              CASE WHEN grp = 5 THEN risk_points END DESC, score DESC, deal_value DESC, lead_id
+     LIMIT :limit OFFSET :offset
 )
-SELECT t.lead_id, t.best_rank, t.total, c.kind, c.rank, c.follow_up_id, c.due_at, c.note,
-       l.name, l.company, l.score, l.tier, l.stage, l.stage_entered_at, l.deal_value, l.version,
-       u.name AS owner_name, r.stagnation_days, e.kind AS last_kind, e.occurred_at AS last_at,
-       l.risk_reasons
-  FROM top t
-  JOIN candidates c ON c.lead_id = t.lead_id
-  JOIN leads l ON l.id = t.lead_id
+SELECT c.by_group, p.*, l.name, l.company, l.tier, l.stage, l.stage_entered_at, l.version,
+       l.last_contacted_at, l.risk_reasons, u.name AS owner_name, r.stagnation_days,
+       e.kind AS last_kind, e.occurred_at AS last_at
+  FROM counts c
+  LEFT JOIN page p ON TRUE
+  LEFT JOIN leads l ON l.id = p.lead_id
   LEFT JOIN users u ON u.id = l.owner_id
   LEFT JOIN stage_rules r ON r.stage = l.stage
   LEFT JOIN LATERAL (
@@ -208,47 +314,56 @@ SELECT t.lead_id, t.best_rank, t.total, c.kind, c.rank, c.follow_up_id, c.due_at
          WHERE a.lead_id = l.id AND a.kind = ANY(:engagement_kinds) AND a.occurred_at <= :now
          ORDER BY a.occurred_at DESC LIMIT 1
   ) e ON TRUE
- ORDER BY t.best_rank DESC, t.lead_id, c.rank DESC
-""".replace("{stuck}", stuck_sql("s.stage_entered_at", "r.stagnation_days"))
+ ORDER BY p.grp,
+          CASE WHEN p.grp = 1 THEN p.signal_at END DESC,
+          CASE WHEN p.grp = 4 THEN p.due_at END,
+          CASE WHEN p.grp = 5 THEN p.risk_points END DESC, p.score DESC, p.deal_value DESC, p.lead_id
+""".format(fresh=_FRESH_SQL.format(where=_OWNER), waiting=_WAITING, owner=_OWNER,
+           stuck=stuck_sql("l.stage_entered_at", "r.stagnation_days"),
+           columns="l.id, l.score, l.deal_value, l.risk_points, l.tier, l.risk_level, l.stage, "
+                   "l.stage_entered_at, l.snoozed_until, l.last_contacted_at, l.last_activity_at")
+
+
+def _params(now: datetime) -> dict:
+    return {
+        "open_stages": [s.value for s in OPEN_STAGES],
+        "request_kinds": [k.value for k in REQUEST_KINDS],
+        "engagement_kinds": [k.value for k in ENGAGEMENT_KINDS],
+        "now": now,
+        "fresh_cutoff": now - FRESH_WINDOW,
+        "answered_cutoff": now - ANSWERED_FOR,
+    }
 
 
 def action_queue(
-    session: Session, *, owner_id: int | None, now: datetime, limit: int = 25
-) -> tuple[list[QueueItem], int]:
-    """The ranked to-do list for one rep (`owner_id`) or the whole team (None), and how many
-    leads need action in all (the list stops at `limit`). See the module docstring for the rules."""
+    session: Session, *, owner_id: int | None, now: datetime, limit: int = PAGE_SIZE, offset: int = 0,
+    group: str | None = None,
+) -> QueuePage:
+    """The to-do list of one rep (`owner_id`) or the whole team (None): `limit` items from `offset`
+    of one group (`group`, a key of GROUPS) or of all, and how many leads wait in each group. See
+    the module docstring for the rules."""
+    if group is not None and group not in GROUPS:
+        raise InvalidInput(f"Unknown queue group {group!r}.", field="group")
     rows = session.execute(
         text(_QUEUE_SQL),
         {
-            "open_stages": [s.value for s in OPEN_STAGES],
-            "engagement_kinds": [k.value for k in ENGAGEMENT_KINDS],
+            **_params(now),
             "owner_id": owner_id,
-            "now": now,
             "day_end": end_of_day(now),
-            "contact_cutoff": now - CONTACT_WINDOW,
-            "hot_points": HOT_POINTS,
-            "overdue_points": OVERDUE_POINTS,
-            "due_points": DUE_TODAY_POINTS,
-            "risk_points": AT_RISK_POINTS,
-            "stuck_points": STUCK_POINTS,
-            "limit": limit,
+            "grp": _GROUP_NUMBER[group] if group else None,
+            "limit": max(limit, 0),
+            "offset": max(offset, 0),
         },
     ).all()
+    counts = {int(k): v for k, v in rows[0].by_group.items()}
+    groups = [QueueGroup(kind, label, counts.get(_GROUP_NUMBER[kind], 0)) for kind, label in GROUPS.items()]
+    total = sum(counts.values())
+    offset = max(offset, 0)
     items: list[QueueItem] = []
-    total = 0
     for r in rows:
-        total = r.total
-        if r.kind == "hot":
-            words = _hot_text(r.last_kind, r.last_at, now)
-        elif r.kind == "stuck":
-            words = _stuck_text(r.stage, r.stage_entered_at, r.stagnation_days, now)
-        elif r.kind == "risk":
-            words = risk_headline(r.risk_reasons, Stage(r.stage).label, now)
-        else:
-            words = _follow_up_text(r.due_at, r.note, now)
-        if items and items[-1].lead_id == r.lead_id:
-            items[-1].secondary.append(words)  # rows of one lead come best reason first
-            continue
+        if r.lead_id is None:
+            continue  # nothing on this page: only the counts came back
+        kind = _GROUP_KIND[r.grp]
         items.append(
             QueueItem(
                 lead_id=r.lead_id,
@@ -259,16 +374,60 @@ def action_queue(
                 value_label=money(r.deal_value),
                 score=r.score,
                 tier=r.tier,
-                kind=r.kind,
-                kind_label=KIND_LABELS[r.kind],
-                headline=words,
-                rank=r.rank,
+                kind=kind,
+                kind_label=GROUPS[kind],
+                headline=_words(kind, r, now),
+                position=offset + len(items) + 1,
                 version=r.version,
                 follow_up_id=r.follow_up_id or 0,
+                secondary=[_words(other, r, now) for other in _reasons_of(r, now)
+                           if other != kind and not (other == "hot" and kind == "fresh")],  # same news once
             )
         )
     _attach_suggestions(session, items, now)
-    return items, total
+    matching = counts.get(_GROUP_NUMBER[group], 0) if group else total
+    return QueuePage(items=items, groups=groups, total=total, matching=matching, offset=offset)
+
+
+def _reasons_of(r, now: datetime) -> list[str]:
+    """Every group a queue row belongs to, in queue order (its first is its group)."""
+    overdue = r.due_at is not None and r.due_at < now
+    flags = {"fresh": r.signal_at is not None, "overdue": overdue, "hot": r.hot,
+             "due": r.due_at is not None and not overdue, "risk": r.at_risk, "stuck": r.stuck}
+    return [kind for kind in GROUPS if flags[kind]]
+
+
+def _words(kind: str, r, now: datetime) -> str:
+    if kind == "fresh":
+        return _fresh_text(r.signal_kind, r.last_kind, r.signal_at if r.signal_kind else r.last_at, now)
+    if kind == "hot":
+        return _hot_text(r.last_kind, r.last_at, r.last_contacted_at, now)
+    if kind == "stuck":
+        return _stuck_text(r.stage, r.stage_entered_at, r.stagnation_days, now)
+    if kind == "risk":
+        return risk_headline(r.risk_reasons, Stage(r.stage).label, now)
+    return _follow_up_text(r.due_at, r.note, now)
+
+
+_FRESH_ONE_SQL = """
+WITH {fresh}
+SELECT f.signal_kind, f.signal_at, e.kind AS last_kind, e.occurred_at AS last_at
+  FROM fresh f
+  LEFT JOIN LATERAL (
+        SELECT a.kind, a.occurred_at FROM activities a
+         WHERE a.lead_id = f.id AND a.kind = ANY(:engagement_kinds) AND a.occurred_at <= :now
+         ORDER BY a.occurred_at DESC LIMIT 1
+  ) e ON TRUE
+""".format(fresh=_FRESH_SQL.format(where="l.id = :lead_id"))
+
+
+def fresh_signal(session: Session, lead_id: int, now: datetime) -> str | None:
+    """The lead's fresh signal in the queue's words ("Asked for pricing 12 min ago: call within the
+    hour"), or None: the only case where the app promises a call within the hour."""
+    row = session.execute(text(_FRESH_ONE_SQL), {**_params(now), "lead_id": lead_id}).first()
+    if row is None:
+        return None
+    return _fresh_text(row.signal_kind, row.last_kind, row.signal_at if row.signal_kind else row.last_at, now)
 
 
 def _attach_suggestions(session: Session, items: list[QueueItem], now: datetime) -> None:

@@ -11,10 +11,22 @@ from crm_app.charts import new_leads_per_week
 from crm_app.domain import ActivityKind
 from crm_app.services.errors import ServiceError
 from crm_app.services.pipeline_health import StageHealth, WeekCount, pipeline_health
-from crm_app.services.queue import QueueItem, action_queue, dismiss_item, snooze_lead, snooze_time, work_item
+from crm_app.services.queue import (
+    FOLLOW_UP_KINDS,
+    GROUPS,
+    PAGE_SIZE,
+    QueueGroup,
+    QueueItem,
+    action_queue,
+    dismiss_item,
+    snooze_lead,
+    snooze_time,
+    work_item,
+)
 from crm_app.state.base import AppState, now_utc
 
-QUEUE_LIMIT = 25
+ALL_GROUPS = "all"
+QUEUE_TOP = "do-next"  # the queue card's element id
 LOG_KINDS = {
     "call": ActivityKind.CALL,
     "email": ActivityKind.EMAIL_SENT,
@@ -26,7 +38,11 @@ LOG_TITLES = {"call": "Log a call", "email": "Log an email", "meeting": "Log a m
 
 class DashboardState(AppState):
     items: list[QueueItem] = []
-    queue_total: int = 0
+    groups: list[QueueGroup] = []  # every group with how many leads wait in it
+    queue_total: int = 0  # leads waiting, all groups
+    queue_matching: int = 0  # leads in the group shown
+    queue_group: str = ALL_GROUPS  # "all" or a key of services.queue.GROUPS
+    queue_offset: int = 0  # where the page shown starts
     owner_filter: str = "all"  # managers: "all" or a rep's id
     loaded: bool = False
     _read_at: float = 0.0  # time.time() when the queue was last read (live updates)
@@ -66,11 +82,25 @@ class DashboardState(AppState):
 
     @rx.var
     def queue_caption(self) -> str:
-        if self.queue_total > len(self.items):
-            return f"Top {len(self.items)} of {self.queue_total} leads that need you"
         if self.queue_total == 1:
             return "1 lead needs you"
-        return f"{self.queue_total} leads need you"
+        return f"{self.queue_total:,} leads need you"
+
+    @rx.var
+    def page_label(self) -> str:
+        """"26–50 of 143" under the list; empty when one page holds it all."""
+        if self.queue_matching <= PAGE_SIZE or not self.items:
+            return ""
+        first = self.queue_offset + 1
+        return f"{first:,}–{self.queue_offset + len(self.items):,} of {self.queue_matching:,}"
+
+    @rx.var
+    def has_previous_page(self) -> bool:
+        return self.queue_offset > 0
+
+    @rx.var
+    def has_next_page(self) -> bool:
+        return self.queue_offset + PAGE_SIZE < self.queue_matching
 
     @rx.var
     def new_leads_chart(self) -> go.Figure:
@@ -100,11 +130,21 @@ class DashboardState(AppState):
             self.items, self.queue_total = [], 0  # no viewer yet
             return
 
-        def load(session):
-            return (action_queue(session, owner_id=owner, now=now, limit=QUEUE_LIMIT),
-                    pipeline_health(session, owner_id=owner, now=now))
+        group = self.queue_group if self.queue_group in GROUPS else None
+        offset = self.queue_offset
 
-        (self.items, self.queue_total), health = await self._db(load)
+        def load(session):
+            page = action_queue(session, owner_id=owner, now=now, limit=PAGE_SIZE, offset=offset, group=group)
+            if not page.items and offset:
+                # The page emptied (items done, or moved to another group): show the last one left.
+                last = max(0, (page.matching - 1) // PAGE_SIZE * PAGE_SIZE)
+                page = action_queue(session, owner_id=owner, now=now, limit=PAGE_SIZE, offset=last,
+                                    group=group)
+            return page, pipeline_health(session, owner_id=owner, now=now)
+
+        page, health = await self._db(load)
+        self.items, self.groups, self.queue_offset = page.items, page.groups, page.offset
+        self.queue_total, self.queue_matching = page.total, page.matching
         self.stages, self.weeks, self.baseline = health.stages, health.weeks, health.baseline
         self.open_count, self.open_value_label = health.open_count, health.open_value_label
         self.hot, self.warm, self.cold, self.stuck = health.hot, health.warm, health.cold, health.stuck
@@ -131,7 +171,29 @@ class DashboardState(AppState):
     @rx.event
     async def set_owner_filter(self, value: str):
         self.owner_filter = value
+        self.queue_offset = 0
         await self._refresh()
+
+    @rx.event
+    async def show_group(self, group: str):
+        """Show one group of the queue ("all" for every group), from its first page."""
+        self.queue_group = group if group in GROUPS else ALL_GROUPS
+        self.queue_offset = 0
+        await self._refresh()
+
+    @rx.event
+    async def next_page(self):
+        if self.queue_offset + PAGE_SIZE < self.queue_matching:
+            self.queue_offset += PAGE_SIZE
+            await self._refresh()
+            return rx.scroll_to(QUEUE_TOP)  # the pager is at the bottom: show the new page from its top
+
+    @rx.event
+    async def previous_page(self):
+        if self.queue_offset > 0:
+            self.queue_offset = max(0, self.queue_offset - PAGE_SIZE)
+            await self._refresh()
+            return rx.scroll_to(QUEUE_TOP)
 
     # --- Snooze and done ------------------------------------------------------------------
 
@@ -164,8 +226,11 @@ class DashboardState(AppState):
         if item is None:
             return
         now = now_utc()
+        # Done on a follow-up item completes the follow-up; on any other item it hides the lead until
+        # the prospect's next move (a follow-up listed with it is a promise, not done by a click).
+        follow_up_id = item.follow_up_id if item.kind in FOLLOW_UP_KINDS else 0
         await self._act(lead_id, lambda s: dismiss_item(
-            s, lead_id=lead_id, now=now, follow_up_id=item.follow_up_id or None,
+            s, lead_id=lead_id, now=now, follow_up_id=follow_up_id or None,
             expected_version=item.version))
 
     # --- The log dialog ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ import reflex as rx
 from crm_app.domain import REP_LOGGED_KINDS, Stage
 from crm_app.scoring.next_action import NextAction
 from crm_app.services.errors import InvalidInput, NotFound, ServiceError
+from crm_app.services.lead_actions import claim_leads, return_to_pool
 from crm_app.services.lead_detail import LeadDetail, LeadEdit, lead_detail, update_lead
 from crm_app.services.leads import log_activity, move_lead_to_stage
 from crm_app.services.next_action import next_action_for
@@ -123,6 +124,24 @@ class LeadDetailState(AppState):
         await self._reload()
         if not self.stage_error:
             return rx.toast.success(f"Moved to {Stage(stage).label}")
+
+    # Claiming from the pool and returning to it -------------------------------------------
+    async def _own(self, action, done: str):
+        lead_id, now = self.lead.id, now_utc()
+        try:
+            outcome = await self._db(lambda s: action(s, lead_ids=[lead_id], now=now))
+        except ServiceError as error:
+            return rx.toast.error(str(error))
+        await self._reload()
+        return rx.toast.success(done) if outcome.changed else rx.toast.warning(outcome.summary(done.split()[0]))
+
+    @rx.event
+    async def claim(self):
+        return await self._own(claim_leads, "Claimed: the lead is yours")
+
+    @rx.event
+    async def return_to_pool(self):
+        return await self._own(return_to_pool, "Returned to the unassigned pool")
 
     # Editing ------------------------------------------------------------------------------
     @rx.event

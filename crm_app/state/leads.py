@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import reflex as rx
 
+import dataclasses
+
 from crm_app.api import EXPORT_PATH, EXPORT_PURPOSE
 from crm_app.db.queries import LeadFilter, LeadListRow, ranked_leads
+from crm_app.domain import Stage
 from crm_app.services import accounts
 from crm_app.services.exporting import filter_to_dict
 from crm_app.services.signed_links import sign_link
-from crm_app.services.errors import NotSignedIn, ServiceError
+from crm_app.services.errors import Forbidden, InvalidInput, NotSignedIn, ServiceError, StaleLead
+from crm_app.services.lead_actions import (
+    INLINE_FIELDS,
+    BulkOutcome,
+    claim_leads,
+    edit_inline,
+    move_leads_to_stage,
+    return_to_pool,
+    snooze_leads,
+)
 from crm_app.services.leads import reassign_leads
+from crm_app.services.queue import SNOOZE_CHOICES
 from crm_app.settings import settings
 from crm_app.state.base import SESSION_ENDED, AppState, now_utc, run_system_db
+from crm_app.state.new_lead import POOL, owner_choices, owner_text
 
 ALL = "all"
 
@@ -29,7 +43,17 @@ class LeadsState(AppState):
     sort: str = "score"
     selected: list[int] = []
     reassign_to: str = ""
-    bulk_message: str = ""
+    bulk_message: str = ""  # why a bulk action was refused
+    bulk_result: str = ""  # what the last bulk action did: how many changed, why others were skipped
+    bulk_stage: str = ""
+    # The row being edited in place (0: none), its draft and its errors by field.
+    editing_id: int = 0
+    row_edit: dict[str, str] = {}
+    row_errors: dict[str, str] = {}
+
+    @rx.var
+    def owner_options(self) -> list[list[str]]:
+        return owner_choices(self.viewer_id, self.viewer_role, self.users)
 
     @rx.var
     def page_label(self) -> str:
@@ -78,7 +102,8 @@ class LeadsState(AppState):
     async def load(self):
         if not await self._load_team():
             return self._sign_in_redirect()
-        self.selected, self.bulk_message = [], ""
+        self.selected, self.bulk_message, self.bulk_result = [], "", ""
+        self.editing_id, self.row_edit, self.row_errors = 0, {}, {}
         await self._refresh(keep_page=True)
 
     @rx.event
@@ -124,19 +149,22 @@ class LeadsState(AppState):
             self.page -= 1
             await self._refresh(keep_page=True, recount=False)
 
-    @rx.event
-    async def export_csv(self):
-        """Download exactly this list (filter, search, sort; all pages) as CSV. The file is streamed by
-        a backend route (crm_app/api.py) through a short-lived signed link, not over the websocket;
-        the link names the signed-in user, whose row-level security the export runs under."""
+    async def _export_link(self, flt: LeadFilter, name: str):
+        """A download of `flt`'s leads through a short-lived signed link, not over the websocket. The link
+        names the signed-in user, whose row-level security the export runs under, and is served only
+        while this sign-in lasts (crm_app/api.py checks at download)."""
         now, user, token = now_utc(), await self._actor(), self.auth_token
-        # The link is served only while this sign-in lasts (crm_app/api.py checks at download).
         session_id = await run_system_db(lambda s: accounts.live_session_id(s, token, now))
         if session_id is None:
             raise NotSignedIn(SESSION_ENDED)
-        payload = {**filter_to_dict(self._filter(), self.sort), "viewer": user.id, "session": session_id}
-        token = sign_link(EXPORT_PURPOSE, payload, now=now)
-        return rx.download(url=f"{EXPORT_PATH}?token={token}", filename=f"leads-{now:%Y-%m-%d-%H%M}.csv")
+        payload = {**filter_to_dict(flt, self.sort), "viewer": user.id, "session": session_id}
+        link = sign_link(EXPORT_PURPOSE, payload, now=now)
+        return rx.download(url=f"{EXPORT_PATH}?token={link}", filename=f"{name}-{now:%Y-%m-%d-%H%M}.csv")
+
+    @rx.event
+    async def export_csv(self):
+        """Download exactly this list (filter, search, sort; all pages) as CSV."""
+        return await self._export_link(self._filter(), "leads")
 
     # Bulk reassign ---------------------------------------------------------------------------
     @rx.event
@@ -174,6 +202,127 @@ class LeadsState(AppState):
         except ServiceError as error:
             self.bulk_message = str(error)
             return
-        self.selected, self.bulk_message = [], ""
+        self.selected, self.bulk_message, self.bulk_result = [], "", ""
+        self.editing_id, self.row_edit, self.row_errors = 0, {}, {}
         await self._refresh(keep_page=True)
         return rx.toast.success(f"Reassigned {count} lead{'s' if count != 1 else ''}")
+
+    # A rep's actions on the selection (and on one row) --------------------------------------
+    async def _bulk(self, action, done: str, lead_ids: list[int] | None = None):
+        """Run a set-based action (services/lead_actions.py) on the selection as the signed-in user
+        and say how many changed and why the rest were skipped."""
+        ids, now = list(self.selected if lead_ids is None else lead_ids), now_utc()
+        try:
+            outcome: BulkOutcome = await self._db(lambda s: action(s, lead_ids=ids, now=now))
+        except ServiceError as error:
+            self.bulk_message, self.bulk_result = str(error), ""
+            return None
+        summary = outcome.summary(done)
+        self.bulk_message = ""
+        self.bulk_result = summary if lead_ids is None else ""
+        if lead_ids is None:
+            self.selected = []
+        await self._refresh(keep_page=True)
+        return rx.toast.success(summary) if outcome.changed else rx.toast.warning(summary)
+
+    @rx.event
+    async def claim_selected(self):
+        return await self._bulk(claim_leads, "Claimed")
+
+    @rx.event
+    async def return_selected(self):
+        return await self._bulk(return_to_pool, "Returned to the pool:")
+
+    @rx.event
+    async def claim_one(self, lead_id: int):
+        return await self._bulk(claim_leads, "Claimed", [lead_id])
+
+    @rx.event
+    async def return_one(self, lead_id: int):
+        return await self._bulk(return_to_pool, "Returned to the pool:", [lead_id])
+
+    @rx.event
+    def set_bulk_stage(self, value: str):
+        self.bulk_stage = value
+
+    @rx.event
+    async def move_selected(self):
+        stage = self.bulk_stage
+        if stage not in {s.value for s in Stage}:
+            self.bulk_message = "Pick the stage to move them to."
+            return None
+        return await self._bulk(lambda s, **kw: move_leads_to_stage(s, to_stage=stage, **kw),
+                                f"Moved to {Stage(stage).label}:")
+
+    @rx.event
+    async def snooze_selected(self, choice: str):
+        if choice not in SNOOZE_CHOICES:
+            self.bulk_message = "Pick how long to snooze them."
+            return None
+        return await self._bulk(lambda s, **kw: snooze_leads(s, choice=choice, **kw),
+                                f"Snoozed ({SNOOZE_CHOICES[choice].lower()}):")
+
+    @rx.event
+    async def export_selected(self):
+        """The same signed export, restricted to the selected rows (still under row-level security)."""
+        if not self.selected:
+            self.bulk_message = "Select at least one lead."
+            return None
+        return await self._export_link(dataclasses.replace(self._filter(), ids=tuple(self.selected[:500])),
+                                       "leads-selected")
+
+    # Inline edit of stage, value and owner ---------------------------------------------------
+    def _edit_row(self, lead_id: int) -> None:
+        """Put the row's stored stage, value and owner in the draft (0 if it left this page)."""
+        row = next((r for r in self.rows if r.id == lead_id), None)
+        if row is None:
+            self.editing_id, self.row_edit = 0, {}
+            return
+        stage = next(s.value for s in Stage if s.label == row.stage)
+        self.editing_id = lead_id
+        self.row_edit = {"stage": stage, "deal_value": f"{row.deal_value:.2f}",
+                         "owner_id": str(row.owner_id) if row.owner_id else POOL}
+
+    @rx.event
+    def start_edit(self, lead_id: int):
+        self.row_errors = {}
+        self._edit_row(lead_id)
+
+    @rx.event
+    def cancel_edit(self):
+        self.editing_id, self.row_edit, self.row_errors = 0, {}, {}
+
+    @rx.event
+    def set_row_field(self, name: str, value: str):
+        if name in INLINE_FIELDS:
+            self.row_edit = {**self.row_edit, name: value[:20]}
+            self.row_errors = {k: v for k, v in self.row_errors.items() if k not in (name, "form")}
+
+    @rx.event
+    async def save_row(self):
+        row = next((r for r in self.rows if r.id == self.editing_id), None)
+        if row is None:
+            return self.cancel_edit()
+        changes = {**self.row_edit, "owner_id": owner_text(self.row_edit.get("owner_id", POOL))}
+        lead_id, version, now = row.id, row.version, now_utc()
+        try:
+            await self._db(lambda s: edit_inline(s, lead_id=lead_id, expected_version=version, changes=changes,
+                                                 now=now))
+        except InvalidInput as error:
+            self.row_errors = {error.field if error.field in INLINE_FIELDS else "form": str(error)}
+            return None
+        except StaleLead as error:
+            # Someone else saved first: show their version, never resave ours over it.
+            await self._refresh(keep_page=True, recount=False)
+            self._edit_row(lead_id)
+            self.row_errors = {"form": str(error)}
+            return None
+        except Forbidden as error:  # the only refusal an inline edit meets: giving the lead to someone else
+            self.row_errors = {"owner_id": str(error)}
+            return None
+        except ServiceError as error:
+            self.row_errors = {"form": str(error)}
+            return None
+        self.editing_id, self.row_edit, self.row_errors = 0, {}, {}
+        await self._refresh(keep_page=True, recount=False)
+        return rx.toast.success(f"Saved {row.name}")

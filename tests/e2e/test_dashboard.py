@@ -60,7 +60,7 @@ def _view_as(page, rep_name: str) -> None:
     expect(page.locator(".signed-in-name")).to_have_text(rep_name)
 
 
-def test_queue_shows_the_reps_hot_leads_first_then_the_stuck_deal(page, dash):
+def test_queue_shows_the_reps_fresh_requests_first_then_the_stuck_deal(page, dash):
     rep, first, second, stuck = dash["order"]
     assert first.score > second.score >= 70
     _view_as(page, rep.name)
@@ -70,7 +70,8 @@ def test_queue_shows_the_reps_hot_leads_first_then_the_stuck_deal(page, dash):
     expect(items.nth(0)).to_contain_text("Dash Order Hot First")
     expect(items.nth(0).locator(".score-badge")).to_have_text(str(first.score))
     expect(items.nth(0).locator(".queue-headline")).to_have_text(
-        re.compile(r"^Call: asked for pricing \d+ min ago$"))
+        re.compile(r"^Asked for pricing \d+ min ago: call within the hour$"))
+    expect(items.nth(0).locator(".queue-kind")).to_have_text("Call now")
     expect(items.nth(1)).to_contain_text("Dash Order Hot Second")
     expect(items.nth(2).locator(".queue-headline")).to_have_text(
         "Stuck in Negotiation for 21 days (limit 14): re-engage or close")
