@@ -266,7 +266,8 @@ def activate(args: argparse.Namespace) -> int:
         activate_model(session, model.id, actor=None)  # the command line acts as the tables' owner
         status = engine_status(session, now=utcnow())
         print(f"Model version {model.version} is the active model. Scoring now: {status.effective_label}"
-              + ("." if status.effective != "rules" else " (`engine model` scores the leads with the model)."))
+              + ("." if status.effective != "rules"
+                 else " (`engine model` scores the leads with the model)."))
         _rescore_after_switch(session, before)
     return 0
 

@@ -109,7 +109,8 @@ def main() -> None:
     if not args.csv.exists():
         sys.exit(f"No data at {args.csv}: pass --csv PATH to bank-additional-full.csv")
     started = time.perf_counter()
-    how = {"file": "the newest rows", "random": "5 random folds", "undated": "training's own 5 folds"}[args.order]
+    how = {"file": "the newest rows", "random": "5 random folds",
+           "undated": "training's own 5 folds"}[args.order]
     print(f"Bank marketing data: {args.csv} (holdout: {how})")
     result = evaluate_bank(args.csv, order=args.order, progress=lambda message: print(f"  {message}"))
     print()

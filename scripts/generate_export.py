@@ -74,7 +74,8 @@ def rows(count: int, open_rows: int, seed: int):
         rating = rng.choice([1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5])
         no_email = rng.random() < 0.08
         log_odds = (-2.0 + SOURCE_PULL[source] + 1.3 * (origin == "Lead Add Form") + 0.0012 * seconds
-                    + 0.04 * min(visits, 15) + 0.25 * math.log10(1 + revenue) - 0.6 * (specialization == "Select")
+                    + 0.04 * min(visits, 15) + 0.25 * math.log10(1 + revenue)
+                    - 0.6 * (specialization == "Select")
                     + 0.25 * (rating - 3) - 0.9 * no_email + 0.01 * discount)
         is_open = i < open_rows
         won = rng.random() < 1 / (1 + math.exp(-log_odds))
@@ -112,7 +113,8 @@ def main() -> None:
     with (args.out / "leads.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows(rows(args.rows, args.open, args.seed))
     (args.out / "mapping.json").write_text(json.dumps(MAPPING, indent=2))
-    print(f"Wrote {args.rows:,} rows to {args.out / 'leads.csv'} and the mapping to {args.out / 'mapping.json'}")
+    print(f"Wrote {args.rows:,} rows to {args.out / 'leads.csv'} "
+          f"and the mapping to {args.out / 'mapping.json'}")
 
 
 if __name__ == "__main__":

@@ -58,8 +58,10 @@ def lead_export(path, *, closed: int = CLOSED, open_rows: int = OPEN, seed: int 
         elif won:
             tags = rng.choices(["Closed by Horizzon", "Will revert after reading the email"], [0.85, 0.15])[0]
         else:
-            tags = rng.choices(["Ringing", "Interested in other courses", "Will revert after reading the email"],
-                               [0.6, 0.3, 0.1])[0]
+            tags = rng.choices(
+                ["Ringing", "Interested in other courses", "Will revert after reading the email"],
+                [0.6, 0.3, 0.1],
+            )[0]
         rows.append({
             "Prospect ID": str(uuid.UUID(int=rng.getrandbits(128))),
             "Lead Number": 900_000 - i * 7,
@@ -95,7 +97,8 @@ def team_db(database_url: str, tmp_path_factory) -> Iterator[Engine]:
         lead_export(folder / "leads.csv")
         (folder / "mapping.json").write_text(json.dumps(MAPPING))
         try:
-            assert cli.main(["import", str(folder / "leads.csv"), "--mapping", str(folder / "mapping.json")]) == 0
+            command = ["import", str(folder / "leads.csv"), "--mapping", str(folder / "mapping.json")]
+            assert cli.main(command) == 0
             yield engine
         finally:
             db_engine_module.set_engine(previous)
@@ -134,9 +137,17 @@ def switch_to(session: Session, engine: Engine, mode: str) -> str:
     return job.message
 
 
+def stored_features(session: Session, model_id: int) -> dict:
+    query = text("SELECT features FROM scoring_models WHERE id = :id")
+    return session.execute(query, {"id": model_id}).scalar()
+
+
 def leads_by_stage(session: Session) -> tuple[list, list]:
-    rows = session.execute(text("SELECT id, stage, score, tier, score_reasons, score_at_close FROM leads ORDER BY id")).all()
-    return [r for r in rows if r.stage not in ("won", "lost")], [r for r in rows if r.stage in ("won", "lost")]
+    rows = session.execute(
+        text("SELECT id, stage, score, tier, score_reasons, score_at_close FROM leads ORDER BY id")
+    ).all()
+    closed = [r for r in rows if r.stage in ("won", "lost")]
+    return [r for r in rows if r.stage not in ("won", "lost")], closed
 
 
 # --- The import made what a manager's import makes ------------------------------------------------
@@ -145,7 +156,8 @@ def leads_by_stage(session: Session) -> tuple[list, list]:
 def test_the_import_is_undated_history_without_activities(team: Session) -> None:
     open_leads, closed = leads_by_stage(team)
     assert (len(open_leads), len(closed)) == (OPEN, CLOSED)
-    assert team.execute(text("SELECT count(DISTINCT closed_at) FROM leads WHERE closed_at IS NOT NULL")).scalar() == 1
+    moments = team.execute(text("SELECT count(DISTINCT closed_at) FROM leads WHERE closed_at IS NOT NULL"))
+    assert moments.scalar() == 1
     assert team.execute(text("SELECT count(*) FROM activities")).scalar() == 0
     assert all(r.score == 0 and r.tier == "cold" for r in open_leads + closed)  # the rules see nothing
 
@@ -181,7 +193,7 @@ def test_a_leaky_column_is_left_out_with_the_reason_and_kept_when_asked(team: Se
     assert tags["kind"] == "leak" and not tags["kept"] and tags["auc"] >= 0.9
     assert tags["reason"] == (f"Tags alone predicts the outcome with ROC-AUC {tags['auc']:.2f}: "
                               "is it filled in after the deal closes?")
-    stored = team.execute(text("SELECT features FROM scoring_models WHERE id = :id"), {"id": report.model_id}).scalar()
+    stored = stored_features(team, report.model_id)
     assert "Tags" not in {c["key"] for c in stored["custom_fields"]}
     assert {"Industry", "TotalVisits"} <= {c["key"] for c in stored["custom_fields"]}
     shown = model_page(team, now=NOW).shown
@@ -191,10 +203,11 @@ def test_a_leaky_column_is_left_out_with_the_reason_and_kept_when_asked(team: Se
     kept = train_model(team, now=NOW, keep_fields={"Tags"})
     tags = next(v for v in kept.metrics["field_guard"] if v["key"] == "Tags")
     assert tags["kept"]
-    stored = team.execute(text("SELECT features FROM scoring_models WHERE id = :id"), {"id": kept.model_id}).scalar()
+    stored = stored_features(team, kept.model_id)
     assert "Tags" in {c["key"] for c in stored["custom_fields"]}
     # Learning the leak looks far better than the honest model: exactly why it is not learned silently.
-    assert kept.metrics["headline"]["model"]["roc_auc"] > report.metrics["headline"]["model"]["roc_auc"] + 0.05
+    leaky_auc, honest_auc = (r.metrics["headline"]["model"]["roc_auc"] for r in (kept, report))
+    assert leaky_auc > honest_auc + 0.05
 
 
 def test_id_like_columns_are_ids_not_features(team: Session) -> None:
@@ -205,14 +218,16 @@ def test_id_like_columns_are_ids_not_features(team: Session) -> None:
                                               "something about the lead.")
     assert guard["Lead Number"]["kind"] == "id"
     assert "counts down with the order of your deals" in guard["Lead Number"]["reason"]
-    stored = team.execute(text("SELECT features FROM scoring_models WHERE id = :id"), {"id": report.model_id}).scalar()
+    stored = stored_features(team, report.model_id)
     assert not {"Prospect ID", "Lead Number"} & {c["key"] for c in stored["custom_fields"]}
 
 
 # --- Train -> review -> use ----------------------------------------------------------------------
 
 
-def test_switching_to_the_model_scores_the_imported_leads_open_and_closed(team: Session, team_db: Engine) -> None:
+def test_switching_to_the_model_scores_the_imported_leads_open_and_closed(
+    team: Session, team_db: Engine
+) -> None:
     report = train_model(team, now=NOW)
     activate_model(team, report.model_id, actor=None)
     preview = model_page(team, now=NOW).preview
@@ -223,12 +238,13 @@ def test_switching_to_the_model_scores_the_imported_leads_open_and_closed(team: 
 
     message = switch_to(team, team_db, "model")
     assert message.startswith(f"Rescored {OPEN} open leads with model v{report.version}")
-    assert f"{CLOSED} closed deals it learned from now show the score of a model that did not learn from them" \
-        in message
+    assert (f"{CLOSED} closed deals it learned from now show the score of a model that did not learn "
+            "from them") in message
     open_leads, closed = leads_by_stage(team)
     for row in open_leads + closed:
         texts = [r["text"] for r in row.score_reasons]
-        assert texts[0] == "Baseline for your team" and sum(r["points"] for r in row.score_reasons) == row.score
+        assert texts[0] == "Baseline for your team"
+        assert sum(r["points"] for r in row.score_reasons) == row.score
     assert all(r.score > 0 for r in open_leads + closed)
     # Imported closes were recorded by nobody: their score at close is now the honest model score, so
     # Analytics' win rate by tier at close judges the model, not an all-Cold import.
@@ -281,7 +297,8 @@ def test_activate_and_engine_from_the_command_line(team: Session, capsys) -> Non
     assert cli.main(["engine", "rules"]) == 0
     out = capsys.readouterr().out
     assert "Scoring now: Rules." in out and f"Rescored {OPEN} open leads with the rules" in out
-    assert team.execute(text("SELECT count(*) FROM leads WHERE score > 0")).scalar() == 0  # the rules see nothing
+    # The rules see nothing in these leads.
+    assert team.execute(text("SELECT count(*) FROM leads WHERE score > 0")).scalar() == 0
 
 
 def test_cli_train_keeps_a_field_when_asked_and_says_what_it_left_out(team: Session, capsys) -> None:

@@ -50,7 +50,8 @@ def test_close_dates_that_cannot_tell_the_newest_deals_apart() -> None:
     assert dates_tell_apart([START + timedelta(hours=i) for i in range(100)])
     assert not dates_tell_apart([START] * 100)  # an import without dates: one moment for every deal
     # The newest fifth (20 deals) mostly share one moment: which of them are newest is the file's order.
-    assert not dates_tell_apart([START + timedelta(hours=i) for i in range(85)] + [START + timedelta(days=9)] * 15)
+    late = [START + timedelta(days=9)] * 15
+    assert not dates_tell_apart([START + timedelta(hours=i) for i in range(85)] + late)
     # A tie among the oldest deals does not matter.
     assert dates_tell_apart([START] * 50 + [START + timedelta(hours=i) for i in range(1, 51)])
 
@@ -122,7 +123,9 @@ def test_a_small_holdout_is_printed_with_an_interval_and_fewer_decimals() -> Non
 
 def test_stored_calibrators_keep_their_json_form() -> None:
     # As models stored before scikit-learn did the fitting wrote them.
-    old = calibrator_from_dict({"method": "isotonic", "margins": [-1.0, 0.0, 2.0], "probabilities": [0.1, 0.4, 0.9]})
+    old = calibrator_from_dict(
+        {"method": "isotonic", "margins": [-1.0, 0.0, 2.0], "probabilities": [0.1, 0.4, 0.9]}
+    )
     assert list(old(np.array([-3.0, -0.5, 1.0, 5.0]))) == pytest.approx([0.1, 0.25, 0.65, 0.9])
     platt = calibrator_from_dict({"method": "platt", "slope": 0.5, "intercept": -1.0})
     assert platt(np.array([2.0]))[0] == pytest.approx(0.5)
@@ -163,7 +166,8 @@ def test_the_guard_flags_leaks_and_ids_and_leaves_facts_alone() -> None:
         f"Lost reason alone predicts the outcome with ROC-AUC {verdicts['Lost reason'].auc:.2f}: "
         "is it filled in after the deal closes?"
     )
-    assert verdicts["Row"].kind == "id" and "counts down with the order of your deals" in verdicts["Row"].reason
+    assert verdicts["Row"].kind == "id"
+    assert "counts down with the order of your deals" in verdicts["Row"].reason
     assert verdicts["Customer No"].kind == "id" and verdicts["Email"].kind == "id"
     assert not any(v.kept for v in verdicts.values())
     kept = {v.key: v for v in check_fields(facts, won, keep={"Lost reason"})}
@@ -174,7 +178,8 @@ def test_a_leaky_field_is_not_learned_unless_kept() -> None:
     facts, won = guarded_history(400)
     leads = [LabeledLead(f, START, bool(w), lead_id=i) for i, (f, w) in enumerate(zip(facts, won))]
     honest = fit_scoring_model(leads)
-    assert {c.key for c in honest.engine.spec.custom_fields} == {"industry", "Deal amount", "Annual revenue", "Year"}
+    learned = {c.key for c in honest.engine.spec.custom_fields}
+    assert learned == {"industry", "Deal amount", "Annual revenue", "Year"}
     leaky = fit_scoring_model(leads, keep_fields={"Lost reason"})
     assert "Lost reason" in {c.key for c in leaky.engine.spec.custom_fields}
     assert leaky.figures.headline["model"]["roc_auc"] > 0.95 > honest.figures.headline["model"]["roc_auc"]

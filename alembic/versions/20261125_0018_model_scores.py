@@ -53,7 +53,8 @@ def upgrade() -> None:
     op.execute(f"GRANT SELECT ON model_scores TO {APP_ROLE}")
     # The leads subquery applies the leads policy for the caller; a manager skips it.
     op.execute(f"CREATE POLICY model_scores_read ON model_scores FOR SELECT TO {APP_ROLE} "
-               "USING ((SELECT crm_sees_team()) OR EXISTS (SELECT 1 FROM leads l WHERE l.id = model_scores.lead_id))")
+               "USING ((SELECT crm_sees_team()) "
+               "OR EXISTS (SELECT 1 FROM leads l WHERE l.id = model_scores.lead_id))")
 
 
 def downgrade() -> None:

@@ -386,7 +386,9 @@ class ModelScore(SQLModel, table=True):
     model_id: int = Field(
         sa_column=Column(Integer, ForeignKey("scoring_models.id", ondelete="CASCADE"), primary_key=True)
     )
-    lead_id: int = Field(sa_column=Column(Integer, ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True))
+    lead_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    )
     score: int = Field(sa_column=Column(SmallInteger, nullable=False))
     tier: str = Field(sa_column=Column(String(8), nullable=False))
     reasons: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))

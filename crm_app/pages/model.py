@@ -152,7 +152,8 @@ def _measure_row(row: MeasureRow) -> rx.Component:
                 rx.text(value, weight=rx.cond(row.better == who, "bold", "regular"),
                         color=rx.cond(row.better == who, rx.color("grass", 11), rx.color("gray", 12)),
                         class_name=f"{who}-value"),
-                rx.cond(interval != "", rx.text(interval, size="1", color=MUTED, class_name=f"{who}-interval")),
+                rx.cond(interval != "",
+                        rx.text(interval, size="1", color=MUTED, class_name=f"{who}-interval")),
                 spacing="0", align="end",
             ),
             text_align="right",
@@ -194,7 +195,8 @@ def _comparison_card() -> rx.Component:
         rx.cond(
             ModelState.time_note != "",
             rx.vstack(
-                rx.text(ModelState.time_note, size="2", color=MUTED, padding_top="1em", class_name="time-note"),
+                rx.text(ModelState.time_note, size="2", color=MUTED, padding_top="1em",
+                        class_name="time-note"),
                 _measures_table(ModelState.time_measures, "time-measures"),
                 spacing="1", width="100%",
             ),
@@ -235,7 +237,8 @@ def _use_model_card() -> rx.Component:
                 rx.table.body(rx.foreach(ModelState.preview_tiers, _tier_row)),
                 variant="ghost", size="1", max_width="420px",
             ),
-            rx.button(rx.icon("sparkles", size=16), "Score leads with this model", on_click=ModelState.use_model,
+            rx.button(rx.icon("sparkles", size=16), "Score leads with this model",
+                      on_click=ModelState.use_model,
                       disabled=ModelState.rescoring_running | ModelState.training_running,
                       class_name="use-model-button"),
             spacing="3",
@@ -328,7 +331,8 @@ def _report() -> rx.Component:
         rx.grid(
             _comparison_card(),
             _card("Strongest signals", "What moves the model's scores most: each group's share of the "
-                  "total pull on the deals it was measured on.", _chart(ModelState.drivers_figure, "drivers-chart"),
+                  "total pull on the deals it was measured on.",
+                  _chart(ModelState.drivers_figure, "drivers-chart"),
                   class_name="drivers-card"),
             columns="2", spacing="5", width="100%", align="start",
         ),

@@ -47,8 +47,10 @@ class IsotonicCalibrator:
         won = np.asarray(won, dtype=float)
         if margin.size == 0:
             raise ValueError("cannot calibrate on no leads")
-        fitted = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(margin, won)
-        return cls(tuple(float(x) for x in fitted.X_thresholds_), tuple(float(y) for y in fitted.y_thresholds_))
+        fitted = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+        fitted.fit(margin, won)
+        return cls(tuple(float(x) for x in fitted.X_thresholds_),
+                   tuple(float(y) for y in fitted.y_thresholds_))
 
     def __call__(self, margin: np.ndarray) -> np.ndarray:
         return np.interp(np.asarray(margin, dtype=float), self.margins, self.probabilities)
@@ -77,7 +79,9 @@ class PlattCalibrator:
         # A target t is fitted as the row twice, won with weight t and lost with weight 1 - t.
         target = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
         fitted = LogisticRegression(C=np.inf).fit(
-            np.r_[x, x][:, None], np.r_[np.ones(x.size), np.zeros(x.size)], sample_weight=np.r_[target, 1 - target]
+            np.r_[x, x][:, None],
+            np.r_[np.ones(x.size), np.zeros(x.size)],
+            sample_weight=np.r_[target, 1 - target],
         )
         # A model that ranks backwards on fresh leads is not trusted with a backwards curve: flat.
         return cls(max(float(fitted.coef_[0, 0]), 1e-3), float(fitted.intercept_[0]))

@@ -27,7 +27,6 @@ TOP_SHARE = 0.2
 CALIBRATION_BINS = 10
 # The measures every report shows, in this order, with how many decimals they get when precise.
 MEASURES = ("roc_auc", "pr_auc", "brier", "top_20_win_rate", "top_20_lift")
-HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "brier": False, "top_20_win_rate": True, "top_20_lift": True}
 BOOTSTRAP_ROUNDS = 200
 CONFIDENCE = 0.95
 

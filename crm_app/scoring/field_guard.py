@@ -100,7 +100,9 @@ def _codes(values: list[Any]) -> tuple[np.ndarray, bool]:
     return codes, False
 
 
-def single_field_auc(codes: np.ndarray, won: np.ndarray, *, folds: int = GUARD_FOLDS, seed: int = 0) -> float | None:
+def single_field_auc(
+    codes: np.ndarray, won: np.ndarray, *, folds: int = GUARD_FOLDS, seed: int = 0
+) -> float | None:
     """ROC-AUC of predicting the outcome from one field alone, out of fold: each lead gets the
     (smoothed) win rate of its value among the leads of the other folds."""
     won = np.asarray(won, dtype=float)

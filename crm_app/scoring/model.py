@@ -188,7 +188,9 @@ class ModelScoringEngine:
         """Calibrated P(won) for rows of features."""
         return self.calibrator(self.margins(features))
 
-    def explain_many(self, facts: Sequence[LeadFacts], now: datetime | Sequence[datetime]) -> list[Explanation]:
+    def explain_many(
+        self, facts: Sequence[LeadFacts], now: datetime | Sequence[datetime]
+    ) -> list[Explanation]:
         """Scores with every number behind their reasons, for many leads as of `now`, or each as of
         its own moment (the training rows' out-of-fold scores; no `valid_until` then)."""
         if not facts:

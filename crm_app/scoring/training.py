@@ -228,7 +228,8 @@ def fit_recipe(
         oof_probability[rows] = fold_calibrator(oof_margin[rows])
     say(f"Training the scoring model on all {won.size:,} deals with {trees} trees")
     booster = xgb.train(params, xgb.DMatrix(features, label=won, missing=np.nan), num_boost_round=trees)
-    return Recipe(booster, calibrator, trees, fold_of, fold_boosters, fold_calibrators, oof_margin, oof_probability)
+    return Recipe(booster, calibrator, trees, fold_of, fold_boosters, fold_calibrators, oof_margin,
+                  oof_probability)
 
 
 # --- What a training run gives ------------------------------------------------------------------
@@ -279,7 +280,8 @@ def _holdout_figures(model_p: np.ndarray, rules_p: np.ndarray, won: np.ndarray, 
     return Figures(
         model=model,
         rules=rules,
-        headline={"model": {m: getattr(model, m) for m in MEASURES}, "rules": {m: getattr(rules, m) for m in MEASURES}},
+        headline={scorer: {m: getattr(evaluation, m) for m in MEASURES}
+                  for scorer, evaluation in (("model", model), ("rules", rules))},
         intervals=intervals,
         base_rate_brier=brier(np.full(won.size, train_rate), won),
         rows=int(won.size),
@@ -293,7 +295,8 @@ def _cross_validated_figures(model_p: np.ndarray, rules_p: np.ndarray, won: np.n
     base = np.empty(won.size)
     for j in range(folds):
         rows = fold_of == j
-        per_fold.append({"model": measures(model_p[rows], won[rows]), "rules": measures(rules_p[rows], won[rows])})
+        per_fold.append({"model": measures(model_p[rows], won[rows]),
+                         "rules": measures(rules_p[rows], won[rows])})
         base[rows] = won[~rows].mean()  # the constant a fold's training deals would have said
     headline: dict[str, dict[str, float | None]] = {"model": {}, "rules": {}}
     intervals: dict[str, dict[str, Interval | None]] = {"model": {}, "rules": {}}
@@ -479,8 +482,8 @@ def fit_scoring_model(
         say(f"Measuring model and rules on the newest {held:,} closed leads")
         test = slice(count - held, count)
         model_p = engine.probabilities(features[test])
-        figures = _holdout_figures(model_p, _rule_probabilities(ordered[test]), won[test], float(won[train].mean()),
-                                   rounds)
+        figures = _holdout_figures(model_p, _rule_probabilities(ordered[test]), won[test],
+                                   float(won[train].mean()), rounds)
         drivers = _drivers(recipe.booster, spec, features[test])
         honest_scorer = np.r_[recipe.fold_of, np.full(held, -1)]
     else:
@@ -564,7 +567,8 @@ def _comparison_lines(metrics: dict[str, Any]) -> list[str]:
             for s, interval in zip(("model", "rules"), intervals)
         ]
         lines.append(f"{_LABELS[measure]:26}{cells[0]:>26}{cells[1]:>26}")
-    lines.append(f"{'Base rate':26}{metrics['model']['base_rate']:>26.1%}{metrics['rules']['base_rate']:>26.1%}")
+    model_rate, rules_rate = metrics["model"]["base_rate"], metrics["rules"]["base_rate"]
+    lines.append(f"{'Base rate':26}{model_rate:>26.1%}{rules_rate:>26.1%}")
     if metrics.get("base_rate_brier") is not None:
         lines.append(f"{'Brier of a constant base rate':26}{metrics['base_rate_brier']:>26.4f}")
     return lines
@@ -607,10 +611,12 @@ def format_report(metrics: dict[str, Any]) -> str:
         lines += ["", "Custom fields checked before training:"]
         lines += [f"  - {v['reason']} {FieldVerdict.from_dict(v).outcome}" for v in guard]
     lines.append("")
-    trees, fit_rows, method = metrics.get("trees", 0), metrics.get("fit_rows", 0), metrics.get("calibration_method", "")
+    trees, fit_rows = metrics.get("trees", 0), metrics.get("fit_rows", 0)
+    method = metrics.get("calibration_method", "")
     if metrics.get("calibrated_on") == "out_of_fold":
-        lines.append(f"The scoring model: {trees} trees fit on all {fit_rows:,} deals of its training history, "
-                     f"calibrated ({method}) on their out-of-fold scores; {metrics.get('seconds', 0):.1f} s.")
+        lines.append(f"The scoring model: {trees} trees fit on all {fit_rows:,} deals of its training "
+                     f"history, calibrated ({method}) on their out-of-fold scores; "
+                     f"{metrics.get('seconds', 0):.1f} s.")
     else:  # models stored before the refit
         lines.append(f"The scoring model: {trees} trees fit on {fit_rows:,} deals, calibrated ({method}) on "
                      f"{metrics.get('calibration_rows', 0):,}.")
@@ -653,7 +659,8 @@ class CrossValidation:
         for measure in MEASURES:
             means = [self.mean(scorer, measure) for scorer in ("model", "rules")]
             sds = [self.spread(scorer, measure) or 0.0 for scorer in ("model", "rules")]
-            intervals = [None if m is None else Interval(m - sd, m + sd, "folds") for m, sd in zip(means, sds)]
+            intervals = [None if m is None else Interval(m - sd, m + sd, "folds")
+                         for m, sd in zip(means, sds)]
             digits = digits_for(measure, *intervals)
             cells = [figure_text(measure, m, i, digits=digits) for m, i in zip(means, intervals)]
             lines.append(f"{_LABELS[measure]:26}{cells[0]:>22}{cells[1]:>22}")
@@ -688,6 +695,6 @@ def cross_validate(
         rest = np.random.default_rng(seed + i).permutation(rest)
         ordered = [leads[j] for j in rest] + [leads[j] for j in test]
         say(f"Fold {i + 1} of {folds}")
-        results.append(fit_scoring_model(ordered, keep_order=True, holdout_rows=len(test), keep_fields=keep_fields,
-                                         seed=seed, bootstrap_rounds=0))
+        results.append(fit_scoring_model(ordered, keep_order=True, holdout_rows=len(test),
+                                         keep_fields=keep_fields, seed=seed, bootstrap_rounds=0))
     return CrossValidation(results, seed)

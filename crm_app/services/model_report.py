@@ -130,8 +130,10 @@ class ModelPage:
     shown: ShownModel | None
     training: JobView | None
     rescoring: JobView | None
-    # What switching the team to the shown model would change; None when it already scores.
+    # What switching the team to the shown model would change; None when it already scores (or when
+    # not counted: `preview_counted` False).
     preview: ImpactPreview | None = None
+    preview_counted: bool = True
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -153,7 +155,9 @@ _HINTS = {
 }
 
 
-def _interval_text(measure: str, value: float | None, metrics: dict[str, Any], scorer: str, digits: int) -> str:
+def _interval_text(
+    measure: str, value: float | None, metrics: dict[str, Any], scorer: str, digits: int
+) -> str:
     interval = stored_interval(metrics, scorer, measure)
     if value is None or interval is None or interval.high - interval.low < 1e-9:
         return ""  # none known, or none to speak of (the rules' constant score)
@@ -168,7 +172,8 @@ def measure_rows(metrics: dict[str, Any]) -> list[MeasureRow]:
     for measure in MEASURES:
         title, hint = _HINTS[measure]
         model, rules = stored_headline(metrics, "model", measure), stored_headline(metrics, "rules", measure)
-        model_i, rules_i = stored_interval(metrics, "model", measure), stored_interval(metrics, "rules", measure)
+        model_i = stored_interval(metrics, "model", measure)
+        rules_i = stored_interval(metrics, "rules", measure)
         digits = digits_for(measure, model_i, rules_i)
         rows.append(MeasureRow(
             measure=title,
@@ -185,8 +190,9 @@ def measure_rows(metrics: dict[str, Any]) -> list[MeasureRow]:
 def _method_note(metrics: dict[str, Any]) -> str:
     if metrics.get("validation") == CROSS_VALIDATION:
         folds = metrics.get("folds_count", 5)
-        return (NO_DATES_SENTENCE.format(folds=folds) + f". Each of the {metrics['rows']:,} closed deals was scored "
-                f"by a model trained on the other {folds - 1} fifths; ± is the spread over the {folds} folds. "
+        return (NO_DATES_SENTENCE.format(folds=folds) + f". Each of the {metrics['rows']:,} closed deals was "
+                f"scored by a model trained on the other {folds - 1} fifths; ± is the spread over the "
+                f"{folds} folds. "
                 "The model that scores learned from every deal.")
     since = str(metrics.get("holdout_from") or "")[:10]
     note = (f"Both scored the newest {metrics.get('holdout_rows', 0):,} closed deals (closed since {since}), "
@@ -286,25 +292,30 @@ def impact_preview(session: Session, model_id: int) -> ImpactPreview:
              "WHERE ms.model_id = :id AND ms.out_of_fold AND l.stage IN ('won', 'lost')"),
         {"id": model_id},
     ).scalar_one()
-    tiers = [TierChangeRow(t.value, t.label, getattr(row, f"before_{t.value}"), getattr(row, f"after_{t.value}"))
-             for t in _TIERS]
+    tiers = [
+        TierChangeRow(t.value, t.label, getattr(row, f"before_{t.value}"), getattr(row, f"after_{t.value}"))
+        for t in _TIERS
+    ]
     if row.previewed:
         sentence = (f"{row.changed:,} of {row.previewed:,} open leads would change tier"
                     + ("" if row.previewed == row.open_leads else
-                       f" ({row.open_leads - row.previewed:,} newer than the model get scored when you switch)")
+                       f" ({row.open_leads - row.previewed:,} newer than the model get scored when you "
+                       "switch)")
                     + ".")
     elif row.open_leads:
-        sentence = f"The {row.open_leads:,} open leads are newer than this model; they get scored when you switch."
+        sentence = (f"The {row.open_leads:,} open leads are newer than this model; they get scored when you "
+                    "switch.")
     else:
         sentence = "There are no open leads yet; new ones will be scored by the model."
     if history:
-        sentence += (f" The {history:,} closed deals it learned from will show the score of a model that did not "
-                     "learn from them, so lists, the export and Analytics judge it fairly.")
+        sentence += (f" The {history:,} closed deals it learned from will show the score of a model that "
+                     "did not learn from them, so lists, the export and Analytics judge it fairly.")
     return ImpactPreview(row.open_leads, row.previewed, row.changed, tiers, history, sentence)
 
 
-def model_page(session: Session, *, now: datetime) -> ModelPage:
-    """Everything the model page shows, from a handful of small queries."""
+def model_page(session: Session, *, now: datetime, with_preview: bool = True) -> ModelPage:
+    """Everything the model page shows, from a handful of small queries; `with_preview=False` skips
+    the switch preview's aggregate over the open leads (while a job's progress is polled)."""
     versions = [
         ModelVersionRow(
             id=m.id, version=m.version, trained_at=f"{m.trained_at:%Y-%m-%d %H:%M}", rows=f"{m.rows:,}",
@@ -321,6 +332,8 @@ def model_page(session: Session, *, now: datetime) -> ModelPage:
         shown=shown,
         training=latest_job(session, TRAIN),
         rescoring=latest_job(session, RESCORE),
-        preview=impact_preview(session, shown.id) if shown is not None and not scores_now else None,
+        preview=(impact_preview(session, shown.id)
+                 if with_preview and shown is not None and not scores_now else None),
+        preview_counted=with_preview,
     )
 

@@ -201,7 +201,9 @@ def declared_history_order(session: Session) -> str | None:
 
 def _timeline(leads: list[LabeledLead], declared: str | None) -> tuple[list[LabeledLead], str | None]:
     """The deals oldest first, and the declared order that made it (None: by close dates)."""
-    if declared not in (ORDER_NEWEST_FIRST, ORDER_OLDEST_FIRST) or dates_tell_apart([l.closed_at for l in leads]):
+    if declared not in (ORDER_NEWEST_FIRST, ORDER_OLDEST_FIRST) or dates_tell_apart(
+        [lead.closed_at for lead in leads]
+    ):
         return leads, None
     return sorted(leads, key=lambda lead: lead.lead_id or 0, reverse=declared == ORDER_NEWEST_FIRST), declared
 
@@ -286,8 +288,11 @@ KEEP_REASONS_OF = 3
 
 def _store_model_scores(session: Session, model_id: int, honest: list, preview: list) -> None:
     # With each reason's fact key (not kept on leads), so a blend shows one line per fact here too.
-    rows = [(model_id, lead_id, r.score, r.tier.value, Json([{**x.as_dict(), "key": x.key} for x in r.reasons]),
-             True) for lead_id, r in honest]
+    rows = [
+        (model_id, lead_id, r.score, r.tier.value,
+         Json([{**x.as_dict(), "key": x.key} for x in r.reasons]), True)
+        for lead_id, r in honest
+    ]
     rows += [(model_id, lead_id, score, tier_for(score).value, None, False) for lead_id, score in preview]
     execute_values(
         session.connection().connection.cursor(),
@@ -301,7 +306,9 @@ def _store_model_scores(session: Session, model_id: int, honest: list, preview: 
 def _prune_model_scores(session: Session, newest_version: int) -> None:
     old = ("model_id IN (SELECT id FROM scoring_models WHERE NOT is_active AND version <= :cut)")
     params = {"cut": newest_version - KEEP_REASONS_OF}
-    session.execute(text(f"UPDATE model_scores SET reasons = NULL WHERE reasons IS NOT NULL AND {old}"), params)
+    session.execute(
+        text(f"UPDATE model_scores SET reasons = NULL WHERE reasons IS NOT NULL AND {old}"), params
+    )
     session.execute(text(f"DELETE FROM model_scores WHERE NOT out_of_fold AND {old}"), params)
 
 
@@ -326,8 +333,11 @@ def _preview_open_leads(session: Session, engine: ModelScoringEngine, now: datet
             {"ids": [row.id for row in leads]},
         ):
             activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
-        facts = [LeadFacts(company_size=row.company_size, source=row.source, activities=tuple(activities[row.id]),
-                           custom_fields=row.custom_fields or {}) for row in leads]
+        facts = [
+            LeadFacts(company_size=row.company_size, source=row.source, activities=tuple(activities[row.id]),
+                      custom_fields=row.custom_fields or {})
+            for row in leads
+        ]
         probability = engine.probabilities(engine.spec.matrix(facts, now))
         scores = np.clip(np.floor(100 * probability + 0.5), 0, 100).astype(int)
         found += [(row.id, int(score)) for row, score in zip(leads, scores)]

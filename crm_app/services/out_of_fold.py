@@ -36,7 +36,9 @@ def _model_and_weight(engine: ScoringEngine) -> tuple[ScoringEngine | None, floa
     return None, None
 
 
-def stored_out_of_fold(session: Session, engine: ScoringEngine, lead_ids: Sequence[int]) -> dict[int, ScoreResult]:
+def stored_out_of_fold(
+    session: Session, engine: ScoringEngine, lead_ids: Sequence[int]
+) -> dict[int, ScoreResult]:
     """For the closed leads among `lead_ids` that the engine's model learned from: the score a model
     that did not train on them gave, with its reasons. Empty for the rules."""
     model, _weight = _model_and_weight(engine)
@@ -58,7 +60,9 @@ def stored_out_of_fold(session: Session, engine: ScoringEngine, lead_ids: Sequen
     )
     found = {}
     for lead_id, score, reasons in rows:
-        listed = tuple(Reason(int(r["points"]), str(r["text"]), str(r.get("key", ""))) for r in (reasons or ()))
+        listed = tuple(
+            Reason(int(r["points"]), str(r["text"]), str(r.get("key", ""))) for r in (reasons or ())
+        )
         if not reasons:
             listed = (Reason(score, PRUNED_REASON),)
         found[lead_id] = ScoreResult(score=score, tier=tier_for(score), reasons=listed, valid_until=None)
@@ -73,7 +77,11 @@ def _honest(engine: ScoringEngine, stored: ScoreResult, facts: LeadFacts, moment
 
 
 def score_leads(
-    session: Session, engine: ScoringEngine, lead_ids: Sequence[int], facts: Sequence[LeadFacts], now: datetime
+    session: Session,
+    engine: ScoringEngine,
+    lead_ids: Sequence[int],
+    facts: Sequence[LeadFacts],
+    now: datetime,
 ) -> list[ScoreResult]:
     """Score leads with `engine` as of `now` (one batch call), except the closed deals its model
     learned from: those get their stored out-of-fold score (blended with the rules' under a blend)."""

@@ -309,10 +309,12 @@ def _rescore_unrecorded_closes(session: Session, engine: ScoringEngine, batch_si
                       activities=tuple(a for a in activities[row.id] if a.occurred_at < row.closed_at))
             for row in leads
         ]
-        results = score_leads_at(session, engine, [row.id for row in leads], facts, [row.closed_at for row in leads])
+        results = score_leads_at(session, engine, [row.id for row in leads], facts,
+                                 [row.closed_at for row in leads])
         execute_values(
             session.connection().connection.cursor(),
-            "UPDATE leads AS l SET score_at_close = v.score FROM (VALUES %s) AS v(id, score) WHERE l.id = v.id",
+            "UPDATE leads AS l SET score_at_close = v.score FROM (VALUES %s) AS v(id, score) "
+            "WHERE l.id = v.id",
             [(row.id, result.score) for row, result in zip(leads, results)],
             page_size=1000,
         )

@@ -283,9 +283,10 @@ def run_rescore_job(open_session: SessionFactory, job_id: int, *, clock: Clock, 
                     nonlocal changed
                     done += before
                     what = (f"Rescored {done:,} of {open_count:,} open leads" if done <= open_count else
-                            f"Rescored the open leads and {done - open_count:,} closed deals a model learned from")
-                    report_progress(progress_session, job_id, percent=min(99, 100 * done // total), message=what,
-                                    now=clock())
+                            f"Rescored the open leads and {done - open_count:,} closed deals a model "
+                            "learned from")
+                    report_progress(progress_session, job_id, percent=min(99, 100 * done // total),
+                                    message=what, now=clock())
                     if engine_config(progress_session).key != config.key:
                         changed = True
                         raise _EngineChanged
@@ -299,7 +300,8 @@ def run_rescore_job(open_session: SessionFactory, job_id: int, *, clock: Clock, 
                     continue
                 if not changed:
                     break
-            finish_job(progress_session, job_id, now=clock(), message=rescore_message(config, written, history))
+            finish_job(progress_session, job_id, now=clock(),
+                       message=rescore_message(config, written, history))
         except Exception as error:
             work.rollback()
             log.exception("Rescoring job %s failed", job_id)
@@ -316,8 +318,8 @@ def rescore_message(config: EngineConfig, open_leads: int, history: int) -> str:
             "blend": f"the blend of model v{config.model_version} and the rules"}[label]
     message = f"Rescored {open_leads:,} open lead{'s' if open_leads != 1 else ''} with {what}"
     if history and label != "rules":
-        message += (f"; {history:,} closed deal{'s' if history != 1 else ''} it learned from now show the score "
-                    "of a model that did not learn from them")
+        message += (f"; {history:,} closed deal{'s' if history != 1 else ''} it learned from now show the "
+                    "score of a model that did not learn from them")
     elif history:
         message += f", and {history:,} closed deal{'s' if history != 1 else ''} a model had learned from"
     return message + "."

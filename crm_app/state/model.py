@@ -139,10 +139,11 @@ class ModelState(AppState):
         self.versions = page.versions
         self._show_job(TRAIN, page.training)
         self._show_job(RESCORE, page.rescoring)
-        preview = page.preview
-        self.has_preview = preview is not None
-        self.preview_sentence = preview.sentence if preview else ""
-        self.preview_tiers = preview.tiers if preview else []
+        if page.preview_counted:  # else the page keeps the preview it shows
+            preview = page.preview
+            self.has_preview = preview is not None
+            self.preview_sentence = preview.sentence if preview else ""
+            self.preview_tiers = preview.tiers if preview else []
         shown = page.shown
         self.has_model = shown is not None
         if shown is None:
@@ -203,8 +204,11 @@ class ModelState(AppState):
             while True:
                 await asyncio.sleep(POLL_SECONDS)
                 now = now_utc()
-                # Read outside the state lock, so the page's own events are not held up by the query.
-                page = await db_as(user_id, lambda s: model_page(s, now=now))
+                # Read outside the state lock, so the page's own events are not held up by the query;
+                # the switch preview (an aggregate over the open leads) only once the jobs are done.
+                page = await db_as(user_id, lambda s: model_page(s, now=now, with_preview=False))
+                if not (page.training and page.training.running or page.rescoring and page.rescoring.running):
+                    page = await db_as(user_id, lambda s: model_page(s, now=now))
                 async with self:
                     self._show(page, keep_draft=True)
                     if not (self.training_running or self.rescoring_running):

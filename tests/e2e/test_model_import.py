@@ -9,7 +9,6 @@ teardown deletes it and puts the rules back for the other modules.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime, timezone
 
@@ -39,7 +38,8 @@ def imported_history(app_session, tmp_path_factory):
     ids = app_session.execute(
         text("SELECT id, stage FROM leads WHERE external_id LIKE :p ORDER BY id"), {"p": PREFIX + "%"}
     ).all()
-    yield (next(i for i, stage in ids if stage not in ("won", "lost")), next(i for i, stage in ids if stage == "lost"))
+    open_id = next(i for i, stage in ids if stage not in ("won", "lost"))
+    yield open_id, next(i for i, stage in ids if stage == "lost")
     set_engine_choice(app_session, mode="rules", now=APP_NOW, actor=None)
     app_session.execute(text("DELETE FROM scoring_jobs"))
     app_session.execute(text("DELETE FROM scoring_models"))
@@ -59,7 +59,8 @@ def test_a_manager_trains_on_an_import_reviews_it_and_scores_the_imported_leads(
 
     page.locator(".train-button").click()
     expect(page.locator(".train-job[data-status=succeeded]")).to_contain_text(
-        re.compile(r"Model version \d+ trained on \d+ closed deals .*cross-validated.*it is now the active model"),
+        re.compile(r"Model version \d+ trained on \d+ closed deals .*cross-validated.*"
+                   r"it is now the active model"),
         timeout=240_000,
     )
     # How it was measured, and why, in words; each figure with its spread over the folds.
@@ -72,7 +73,8 @@ def test_a_manager_trains_on_an_import_reviews_it_and_scores_the_imported_leads(
     # The column sales fill in after the outcome is named and left out, with a box to keep it.
     tags = page.locator(".field-row[data-field=Tags]")
     expect(tags.locator(".field-reason")).to_contain_text(
-        re.compile(r"Tags alone predicts the outcome with ROC-AUC 0\.9\d: is it filled in after the deal closes\?")
+        re.compile(r"Tags alone predicts the outcome with ROC-AUC 0\.9\d: "
+                   r"is it filled in after the deal closes\?")
     )
     expect(tags.locator(".field-outcome")).to_have_text("Left out of the model.")
     expect(tags.locator(".keep-field")).to_be_visible()
@@ -81,7 +83,8 @@ def test_a_manager_trains_on_an_import_reviews_it_and_scores_the_imported_leads(
     # Review: the model is trained and active, the rules still score; what would switching change?
     expect(page.locator(".effective-engine")).to_have_text("Rules")
     expect(page.locator(".use-model-card .preview-sentence")).to_contain_text(
-        re.compile(r"\d+ of \d+ open leads would change tier\. The 300 closed deals it learned from will show")
+        re.compile(r"\d+ of \d+ open leads would change tier\. "
+                   r"The 300 closed deals it learned from will show")
     )
     expect(page.locator(".use-model-card .tier-row")).to_have_count(3)
     app_session.expire_all()
@@ -91,7 +94,8 @@ def test_a_manager_trains_on_an_import_reviews_it_and_scores_the_imported_leads(
     page.locator(".use-model-button").click()
     expect(page.locator(".effective-engine")).to_have_text(re.compile(r"^Model v\d+$"))
     expect(page.locator(".rescore-job[data-status=succeeded]")).to_contain_text(
-        "300 closed deals it learned from now show the score of a model that did not learn from them", timeout=120_000
+        "300 closed deals it learned from now show the score of a model that did not learn from them",
+        timeout=120_000,
     )
     expect(page.locator(".use-model-card")).to_have_count(0)
 
