@@ -153,7 +153,8 @@ def _measure_row(row: MeasureRow) -> rx.Component:
                         color=rx.cond(row.better == who, rx.color("grass", 11), rx.color("gray", 12)),
                         class_name=f"{who}-value"),
                 rx.cond(interval != "",
-                        rx.text(interval, size="1", color=MUTED, class_name=f"{who}-interval")),
+                        rx.text(interval, size="1", color=MUTED, white_space="nowrap",
+                                class_name=f"{who}-interval")),
                 spacing="0", align="end",
             ),
             text_align="right",
@@ -337,8 +338,8 @@ def _report() -> rx.Component:
             columns="2", spacing="5", width="100%", align="start",
         ),
         rx.grid(
-            _card("Calibration", "Held-out deals in ten groups by score: the predicted win rate against "
-                  "how many were won. On the dashed line a score of 70 means 70 of 100 are won.",
+            _card("Calibration", "The deals it was measured on, in ten groups by score: the predicted win "
+                  "rate against how many were won. On the dashed line a score of 70 means 70 of 100 are won.",
                   _chart(ModelState.calibration_figure, "calibration-chart"), class_name="calibration-card"),
             _card("Cumulative gains", "Working the list best score first: the share of all wins found "
                   "after each tenth of the leads. Higher and earlier is better; the diagonal is random order.",
