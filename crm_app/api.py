@@ -5,6 +5,7 @@
   streams from PostgreSQL straight into the HTTP response behind a signed link
   (services/signed_links.py). The link names the sign-in session it was made in and is served only
   while that session is signed in and its user active.
+- `/auth/session` and `/auth/sign-out`: set and clear the HttpOnly session cookie (auth_routes.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from starlette.routing import Route
 
 from sqlmodel import Session
 
+from crm_app.auth_routes import SESSION_PATH, SIGN_OUT_PATH, end_session, start_session
 from crm_app.db.engine import get_app_engine, get_engine
 from crm_app.db.models import utcnow
 from crm_app.db.security import apply_acting_user
+from crm_app.rest import outage
 from crm_app.rest.app import API_PREFIX, v1
+from crm_app.rest.gate import error_response
 from crm_app.services.accounts import session_is_live
 from crm_app.services.exporting import filter_from_dict, stream_leads_csv
 from crm_app.services.signed_links import InvalidLink, verify_link
@@ -61,5 +65,10 @@ def _rows_the_viewer_may_see(viewer_id: int, flt, sort: str):
 
 
 # No docs at the root: the API's own docs are at /api/v1/docs.
-api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, routes=[Route(EXPORT_PATH, export_leads, methods=["GET"])])
+api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, routes=[
+    Route(EXPORT_PATH, export_leads, methods=["GET"]),
+    Route(SESSION_PATH, start_session, methods=["POST"]),
+    Route(SIGN_OUT_PATH, end_session, methods=["POST"]),
+])
+outage.install(v1, error_response)  # 503 + Retry-After while the database is away
 api.mount(API_PREFIX, v1)

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.engine import get_engine
+from crm_app.db.outage import backoff, database_unavailable
 from crm_app.services.api_keys import purge_old_records
 from crm_app.services.next_action import refresh_play_stats_if_stale
 from crm_app.services.risk import reassess_expired_risk
@@ -60,28 +61,48 @@ def sweep_risk_once(now: datetime) -> int:
 
 
 async def sweep_expired_scores() -> None:
-    """Lifespan task: every few minutes, rescore what time alone has changed."""
+    """Lifespan task: every few minutes, rescore what time alone has changed. While the database is
+    away the round is tried again with backoff (seconds, not the next round in five minutes)."""
+    outages = 0
     while True:
-        try:
-            count = await asyncio.to_thread(sweep_once, datetime.now(timezone.utc))
-            if count:
-                log.info("Rescored %d leads whose recency bonus ran out", count)
-            count = await asyncio.to_thread(sweep_risk_once, datetime.now(timezone.utc))
-            if count:
-                log.info("Reassessed the risk of %d deals that time has changed", count)
-        except Exception:  # keep sweeping: a failed round (database restarting) is retried
-            log.exception("Score sweep failed")
-        try:
-            await asyncio.to_thread(exclusively, lambda s: purge_old_records(s, datetime.now(timezone.utc)))
-        except Exception:
-            log.exception("Purging old API records failed")
-        try:
-            rows = await asyncio.to_thread(refresh_plays_once, datetime.now(timezone.utc))
-            if rows is not None:
-                log.info("Play statistics refreshed: %d segment rows", rows)
-        except Exception:
-            log.exception("Play statistics refresh failed")
+        away = False
+        for what, step in (("Score sweep", _sweep_round), ("Purging old API records", _purge_round),
+                           ("Play statistics refresh", _plays_round)):
+            try:
+                await asyncio.to_thread(step)
+            except Exception as error:  # keep sweeping: a failed round is retried
+                if database_unavailable(error):
+                    away = True
+                    log.warning("%s: the database is not reachable (%s)", what, type(error).__name__)
+                    break
+                log.exception("%s failed", what)
+        if away:
+            await asyncio.sleep(min(backoff(outages) * 2, 60.0))
+            outages += 1
+            continue
+        if outages:
+            log.warning("Background sweep: the database is back")
+        outages = 0
         await asyncio.sleep(SWEEP_EVERY_SECONDS)
+
+
+def _sweep_round() -> None:
+    count = sweep_once(datetime.now(timezone.utc))
+    if count:
+        log.info("Rescored %d leads whose recency bonus ran out", count)
+    count = sweep_risk_once(datetime.now(timezone.utc))
+    if count:
+        log.info("Reassessed the risk of %d deals that time has changed", count)
+
+
+def _purge_round() -> None:
+    exclusively(lambda s: purge_old_records(s, datetime.now(timezone.utc)))
+
+
+def _plays_round() -> None:
+    rows = refresh_plays_once(datetime.now(timezone.utc))
+    if rows is not None:
+        log.info("Play statistics refreshed: %d segment rows", rows)
 
 
 def run_in_thread(name: str, work: Callable[[], object]) -> threading.Thread:

@@ -177,13 +177,22 @@ def import_csv(args: argparse.Namespace) -> int:
         for error in (rejected.report.errors if rejected.report else [])[:50]:
             where = f"row {error.row}" if error.row else "file"
             print(f"  {where}{', column ' + error.column if error.column else ''}: {error.message}")
+        _print_notes(rejected.report.warnings if rejected.report else [])
         return 1
     except ServiceError as error:
         print(f"Not imported: {error}")
         return 1
     print()
     print(summary.describe() + (" Dry run: nothing was stored." if args.dry_run else ""))
+    _print_notes(summary.notes)
     return 0
+
+
+def _print_notes(notes) -> None:
+    if notes:
+        print("Notes (they do not stop the import):")
+        for note in notes:
+            print(f"  {note.message}")
 
 
 def train(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ import reflex as rx
 
 from crm_app.api import api
 from crm_app.background import sweep_expired_scores
+from crm_app.http_security import with_security_headers
+from crm_app.lifecycle import release_on_shutdown
 from crm_app.live import listen_for_changes
 from crm_app.pages.analytics import analytics_page
 from crm_app.pages.api_keys import api_keys_page
@@ -27,8 +29,9 @@ from crm_app.state.pipeline import PipelineState
 from crm_app.state.base import handle_backend_exception
 from crm_app.state.settings import SettingsState
 
-# Backend routes (the CSV export) share the app's port.
-app = rx.App(api_transformer=api, backend_exception_handler=handle_backend_exception)
+# Backend routes (the API, the CSV export, the session cookie) share the app's port; every answer,
+# pages included, carries the security headers (crm_app/http_security.py).
+app = rx.App(api_transformer=[api, with_security_headers], backend_exception_handler=handle_backend_exception)
 # The home page answers "what should I do right now?".
 app.add_page(dashboard_page, route="/", title="Today · Pipeline CRM", on_load=DashboardState.load)
 app.add_page(dashboard_page, route="/dashboard", title="Today · Pipeline CRM", on_load=DashboardState.load)
@@ -46,3 +49,4 @@ app.add_page(audit_page, route="/audit", title="Audit log · Pipeline CRM", on_l
 app.add_page(api_keys_page, route="/api-keys", title="API keys · Pipeline CRM", on_load=ApiKeysState.load)
 app.register_lifespan_task(sweep_expired_scores)
 app.register_lifespan_task(listen_for_changes)  # open pages update when leads change
+app.register_lifespan_task(release_on_shutdown)  # a clean stop frees the jobs it runs

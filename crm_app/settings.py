@@ -27,6 +27,20 @@ class Settings:
     # Signs short-lived links (CSV export). Random per process when CRM_SECRET_KEY is unset, which is
     # fine for one worker; several workers (or machines) need the same key.
     secret_key: bytes
+    # The REST API refuses a request body larger than this (413), before reading it when the
+    # Content-Length says so, else while it streams in.
+    api_max_body_bytes: int
+    # API requests a minute one client address may make without a valid key; more answer 429.
+    api_failed_key_rate: int
+    # Mark the session cookie Secure (sent over HTTPS only): set it when the app is served over HTTPS.
+    secure_cookies: bool
+    # Other origins (scheme://host[:port]) whose pages may call this app with the user's cookies;
+    # empty: only the app's own origin.
+    allowed_origins: tuple[str, ...]
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def load_settings() -> Settings:
@@ -37,6 +51,11 @@ def load_settings() -> Settings:
         db_pool_size=int(os.environ.get("CRM_DB_POOL_SIZE", "10")),
         page_size=int(os.environ.get("CRM_PAGE_SIZE", "25")),
         secret_key=(os.environ.get("CRM_SECRET_KEY", "").strip().encode() or secrets.token_bytes(32)),
+        api_max_body_bytes=int(float(os.environ.get("CRM_API_MAX_BODY_MB", "16")) * 1024 * 1024),
+        api_failed_key_rate=int(os.environ.get("CRM_API_FAILED_KEY_RATE", "30")),
+        secure_cookies=_flag("CRM_SECURE_COOKIES"),
+        allowed_origins=tuple(origin.strip().rstrip("/") for origin in
+                              os.environ.get("CRM_ALLOWED_ORIGINS", "").split(",") if origin.strip()),
     )
 
 

@@ -51,6 +51,7 @@ MAPPING = {
     "row_id_prefix": "export:row-",
     "name_template": "Exported lead {row}",
     "missing_values": ["Select"],
+    "row_order": "newest_first",
 }
 
 

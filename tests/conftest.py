@@ -103,3 +103,23 @@ def session(engine: Engine) -> Iterator[Session]:
         db.close()
         outer.rollback()
         connection.close()
+
+
+@contextmanager
+def database_away(database_url: str, application_name: str) -> Iterator[None]:
+    """A database outage for one server under test: its database refuses new connections and the
+    connections named `application_name` (its PGAPPNAME) are cut, as a restart of PostgreSQL would,
+    while every other database and connection on the server goes on. Undone when the block ends."""
+    url = make_url(database_url)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS false'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :db AND application_name = :app"),
+                         {"db": url.database, "app": application_name})
+        yield
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS true'))
+        admin.dispose()

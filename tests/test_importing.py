@@ -19,6 +19,7 @@ from crm_app.services.importing import (
     import_file,
     load_mapping,
     preview,
+    profile_file,
     read_csv_format,
     unknown_values,
     validate_file,
@@ -303,3 +304,316 @@ def test_the_bank_file_validates_with_its_mapping():
     report = validate_file(BANK_CSV, bank, now=NOW)
     assert (report.rows, report.error_count) == (41188, 0)
     assert read_csv_format(BANK_CSV).delimiter == ";"
+
+
+# --- Files as CRMs export them (issue #13) ----------------------------------------------------------
+
+
+def _custom(session, email: str) -> dict:
+    return session.execute(text("SELECT custom_fields FROM leads WHERE email = :e"),
+                           {"e": email}).scalar_one()
+
+
+def test_formatted_numbers_are_stored_as_numbers_each_column_read_its_own_way(session, tmp_path):
+    header = ["Name", "Email", "Amount", "Employees", "Views", "Budget", "Discount"]
+    rows = [
+        ["Ann", "ann@example.com", "$1,200", "1,532", "2,5", "1.234,5", "12%"],
+        ["Bob", "bob@example.com", "1,532.50", "12", "1,25", "2.000", "5%"],
+        ["Cy", "cy@example.com", "€ 3 400", "2,000", "3", "900", "0%"],
+    ]
+    path = write_csv(tmp_path / "formatted.csv", rows, header=header)
+    plain = ImportMapping(columns=guess_mapping(header), defaults={"source": "website"})
+    report = validate_file(path, plain, now=NOW)
+    assert report.ok, report.errors
+    # "Employees" has only "1,532"-like values: read with a point, and the report says so.
+    assert [w.column for w in report.warnings] == ["Employees"]
+    assert '"1,532" could be 1532 or 1.532' in report.warnings[0].message
+    import_file(session, path, plain, now=NOW)
+    stored = session.execute(text(
+        "SELECT email, deal_value, company_size, custom_fields FROM leads ORDER BY email")).all()
+    assert [(r.email, float(r.deal_value), r.company_size) for r in stored] == [
+        ("ann@example.com", 1200.0, 1532), ("bob@example.com", 1532.5, 12), ("cy@example.com", 3400.0, 2000)]
+    # Custom fields are JSON numbers, so the model's feature spec sees numeric columns.
+    assert [r.custom_fields for r in stored] == [
+        {"Views": 2.5, "Budget": 1234.5, "Discount": 0.12},
+        {"Views": 1.25, "Budget": 2000, "Discount": 0.05},
+        {"Views": 3, "Budget": 900, "Discount": 0},
+    ]
+    assert session.execute(text(
+        "SELECT count(*) FROM leads, jsonb_each(custom_fields) f WHERE jsonb_typeof(f.value) <> 'number'"
+    )).scalar_one() == 0
+
+
+def test_a_decimal_separator_given_in_the_mapping_settles_an_ambiguous_column(tmp_path):
+    header = ["Name", "Email", "Employees"]
+    path = write_csv(tmp_path / "de.csv", [["Ann", "ann@example.com", "1.532"]], header=header)
+    mapping_ = ImportMapping.from_dict({"columns": guess_mapping(header), "defaults": {"source": "website"},
+                                        "decimal_separators": {"Employees": ","}})
+    report = validate_file(path, mapping_, now=NOW)
+    assert report.ok and report.warnings == []
+    assert preview(path, mapping_, now=NOW)[0].fields["Size"] == "1532"
+
+
+def test_a_mostly_numeric_column_under_the_models_numeric_share_is_noted_with_what_broke_it(tmp_path):
+    from crm_app.scoring.features import NUMERIC_SHARE
+
+    header = ["Name", "Email", "Budget"]
+    rows = [[f"P{i}", f"p{i}@example.com", str(1000 + i)] for i in range(90)]
+    rows += [[f"Q{i}", f"q{i}@example.com", "TBD"] for i in range(8)]
+    rows += [["R1", "r1@example.com", "ask Bob"], ["R2", "r2@example.com", "n/a"]]  # n/a: a placeholder
+    report = validate_file(write_csv(tmp_path / "budget.csv", rows, header=header),
+                           ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}),
+                           now=NOW)
+    assert report.ok
+    (note,) = report.warnings
+    assert note.column == "Budget"
+    assert f"at least {NUMERIC_SHARE:.0%}" in note.message and '"Budget" is 91% numbers' in note.message
+    assert '"TBD" (8 rows), "ask Bob" (1 row)' in note.message
+
+
+def test_placeholder_words_are_missing_values_by_default(session, tmp_path):
+    header = ["Name", "Email", "Lead Source", "Specialization", "City", "Country"]
+    rows = [["Ann", "ann@example.com", "-", "Select", "N/A", "null"],
+            ["Bob", "bob@example.com", "Referral", "Finance", "Pune", "India"]]
+    path = write_csv(tmp_path / "selects.csv", rows, header=header)
+    defaults = {"source": "website"}
+    import_file(session, path, ImportMapping(columns=guess_mapping(header), defaults=defaults), now=NOW)
+    ann = session.execute(text("SELECT source, custom_fields FROM leads "
+                               "WHERE email = 'ann@example.com'")).one()
+    assert ann == ("website", {})
+    assert _custom(session, "bob@example.com") == {"Specialization": "Finance", "City": "Pune",
+                                                   "Country": "India"}
+    # A mapping file without "missing_values" gets the same list; an empty list turns it off.
+    assert ImportMapping.from_dict({}).missing_values == ImportMapping().missing_values
+    assert "select" in ImportMapping().missing_values and "n/a" in ImportMapping().missing_values
+    kept = validate_file(path, ImportMapping.from_dict({"columns": guess_mapping(header), "defaults": defaults,
+                                                        "missing_values": []}), now=NOW)
+    # "-" is then a source word, which takes the default.
+    assert kept.ok and any(w.message.startswith("1 source word is not ours") for w in kept.warnings)
+
+
+def test_an_export_with_a_converted_flag_and_prospect_ids_maps_itself(session, tmp_path):
+    from crm_app.demo.crm_export import write_lead_history_csv
+
+    path = write_lead_history_csv(tmp_path / "Leads.csv", rows=300, seed=5)
+    fmt_profile = profile_file(path)
+    guessed = guess_mapping(fmt_profile.fmt.headers, fmt_profile)
+    assert guessed["Converted"] == "outcome"
+    assert guessed["Prospect ID"] == "external_id"
+    assert guessed["Lead Number"] == "ignore"  # a second id: no signal, and it counts up with time
+    assert guessed["Lead Source"] == "source"
+    assert guessed["Do Not Email"] == "custom"
+    # 0/1 are understood: the only words left to map are the old CRM's sources.
+    mapping_ = ImportMapping(columns=guessed, defaults={"source": "website"})
+    assert unknown_values(path, mapping_, "outcome") == []
+    summary = import_file(session, path, mapping_, now=NOW)
+    assert summary.created == 300
+    with path.open() as handle:
+        converted = sum(row["Converted"] == "1" for row in csv.DictReader(handle))
+    assert session.execute(text("SELECT count(*) FROM leads WHERE stage = 'won'")).scalar_one() == converted
+    lost = session.execute(text("SELECT count(*) FROM leads WHERE stage = 'lost'")).scalar_one()
+    assert lost == 300 - converted
+    # Each lead keeps the file's own source word next to the source it counts under.
+    details = dict(session.execute(text(
+        "SELECT custom_fields->>'source_detail', count(*) FROM leads GROUP BY 1")).all())
+    assert details["Google"] > 0 and details["Olark Chat"] > 0 and None not in details
+
+
+def test_status_is_the_outcome_when_it_holds_flags_and_the_stage_when_it_holds_stages(tmp_path):
+    header = ["Email", "Status", "Lead ID", "Account Number"]
+    flags = write_csv(tmp_path / "flags.csv", [[f"p{i}@example.com", ("Yes", "No")[i % 2], f"L-{i}", "A-1"]
+                                               for i in range(6)], header=header)
+    profile = profile_file(flags)
+    assert guess_mapping(header, profile) == {"Email": "email", "Status": "outcome", "Lead ID": "external_id",
+                                              "Account Number": "custom"}  # repeats: not an id
+    stages = write_csv(tmp_path / "stages.csv",
+                       [[f"p{i}@example.com", ("New", "Won", "Lost")[i % 3], "L-1", "A-1"] for i in range(6)],
+                       header=header)
+    assert guess_mapping(header, profile_file(stages)) == {"Email": "email", "Status": "stage",
+                                                           "Lead ID": "custom", "Account Number": "custom"}
+
+
+def test_row_number_ids_next_to_an_id_column_report_the_clash_not_an_empty_file(tmp_path):
+    header = ["Prospect ID", "Email"]
+    path = write_csv(tmp_path / "ids.csv", [["P-1", "a@example.com"], ["P-2", "b@example.com"]],
+                     header=header)
+    both = ImportMapping(columns={"Prospect ID": "external_id", "Email": "email"},
+                         defaults={"source": "website"}, row_id_prefix="ids:row-")
+    report = validate_file(path, both, now=NOW)
+    assert not report.ok
+    assert report.summary().startswith("Fix the mapping first:")
+    assert "row numbers are ids too" in report.summary()
+    assert "no data rows" not in report.summary()
+
+
+def test_unknown_words_are_reported_once_each_with_their_rows(tmp_path):
+    rows = people(40)
+    for i, row in enumerate(rows):
+        row[4] = ("Google", "Olark Chat", "LinkedIn", "google")[i % 4]
+    report = validate_file(write_csv(tmp_path / "words.csv", rows), mapping(), now=NOW)
+    assert report.error_count == 2  # two words, not thirty rows
+    assert [e.message.split(":")[0] for e in report.errors] == [
+        'Unknown source "Google" in 20 rows (the first is row 1)',
+        'Unknown source "Olark Chat" in 10 rows (the first is row 2)',
+    ]
+    assert report.valid_rows == 10
+    assert report.summary().startswith("30 of 40 rows have problems: 2 problems.")
+
+
+def _lead_id_sequence(session) -> tuple:
+    return session.execute(text("SELECT last_value, is_called FROM leads_id_seq")).one()
+
+
+def test_a_dry_run_leaves_the_lead_id_sequence_alone(session, tmp_path):
+    make_lead(session, "Already Here", now=NOW)
+    before = _lead_id_sequence(session)
+    summary = import_file(session, write_csv(tmp_path / "dry.csv", people(25)), mapping(), now=NOW,
+                          dry_run=True)
+    assert summary.created == 25
+    assert _lead_id_sequence(session) == before
+    import_file(session, write_csv(tmp_path / "real.csv", people(2)), mapping(), now=NOW)
+    ids = session.execute(text("SELECT id FROM leads ORDER BY id")).scalars().all()
+    assert ids[1:] == [ids[0] + 1, ids[0] + 2]  # the real import numbers on from the stored lead
+
+
+def test_an_undated_file_keeps_its_rows_order_and_records_no_made_up_history(session, tmp_path):
+    header = ["Prospect ID", "Converted", "Origin"]
+    rows = [[f"P-{n}", str(n % 2), "API"] for n in range(6, 0, -1)]  # listed newest (P-6) first
+    path = write_csv(tmp_path / "undated.csv", rows, header=header)
+    profile = profile_file(path)
+    mapping_ = ImportMapping(columns=guess_mapping(header, profile), defaults={"source": "website"},
+                             row_order="newest_first")
+    assert validate_file(path, mapping_, now=NOW).has_dates is False
+    summary = import_file(session, path, mapping_, now=NOW, file_name="Leads export (old CRM).csv")
+    leads = session.execute(text(
+        "SELECT id, external_id, import_id, import_row, dates_known, created_at, closed_at, stage FROM leads"
+        " ORDER BY id")).all()
+    # Ids oldest first: the file's last row is the oldest lead.
+    assert [r.external_id for r in leads] == [f"P-{n}" for n in range(1, 7)]
+    assert [r.import_row for r in leads] == [6, 5, 4, 3, 2, 1]
+    assert {r.import_id for r in leads} == {summary.import_id}
+    assert not any(r.dates_known for r in leads)
+    # One stage change per lead: it arrived where it is; no "new", no stages passed on the way.
+    history = session.execute(text(
+        "SELECT lead_id, from_stage, to_stage FROM stage_changes ORDER BY lead_id")).all()
+    assert [(h.from_stage, h.to_stage) for h in history] == [(None, r.stage) for r in leads]
+    record = session.execute(text("SELECT * FROM imports WHERE id = :id"), {"id": summary.import_id}).one()
+    assert (record.file_name, record.row_count, record.dated_rows, record.row_order, record.date_format) == (
+        "Leads export (old CRM).csv", 6, 0, "newest_first", "auto")
+    audit = session.execute(text("SELECT new FROM audit_log WHERE action = 'leads_imported'")).scalar_one()
+    assert audit["file"] == "Leads export (old CRM).csv"
+
+
+def test_a_dated_file_records_its_dates_and_no_row_order(session, tmp_path):
+    header = ["Email", "Created", "Closed", "Outcome"]
+    rows = [["a@example.com", "31/01/2026", "03/02/2026", "won"], ["b@example.com", "02/02/2026", "", ""]]
+    path = write_csv(tmp_path / "dated.csv", rows, header=header)
+    mapping_ = ImportMapping(columns=guess_mapping(header), defaults={"source": "website"},
+                             row_order="oldest_first")
+    summary = import_file(session, path, mapping_, now=NOW)
+    a = session.execute(text("SELECT * FROM leads WHERE email = 'a@example.com'")).one()
+    assert (a.created_at.date().isoformat(), a.closed_at.date().isoformat(), a.dates_known) == (
+        "2026-01-31", "2026-02-03", True)  # "31/01" settles the column: day first
+    assert session.execute(text("SELECT row_order, dated_rows FROM imports WHERE id = :id"),
+                           {"id": summary.import_id}).one() == (None, 2)
+
+
+def test_ambiguous_dates_are_a_question_for_the_user_not_a_guess(tmp_path):
+    header = ["Email", "Created"]
+    path = write_csv(tmp_path / "dates.csv",
+                     [["a@example.com", "03/04/2026"], ["b@example.com", "05/06/2026"]], header=header)
+    auto = ImportMapping(columns=guess_mapping(header), defaults={"source": "website"})
+    report = validate_file(path, auto, now=NOW)
+    assert not report.ok and "could be day first or month first" in report.summary()
+    auto.date_format = "month_first"
+    assert validate_file(path, auto, now=NOW).ok
+    assert preview(path, auto, now=NOW)[0].errors == []
+
+
+def test_cells_are_stored_as_typed_except_for_the_spaces_around_them(session, tmp_path):
+    header = ["Name", "Email", "Note"]
+    path = write_csv(tmp_path / "tabs.csv", [["\t=1+1", "t@example.com", "\t=HYPERLINK(\"x\")"],
+                                             ["  Ann  ", "ann@example.com", " =2+2 "]], header=header)
+    import_file(session, path, ImportMapping(columns=guess_mapping(header), defaults={"source": "website"}),
+                now=NOW)
+    stored = dict(session.execute(text("SELECT email, name FROM leads")).all())
+    assert stored == {"t@example.com": "\t=1+1", "ann@example.com": "Ann"}
+    assert _custom(session, "t@example.com") == {"Note": "\t=HYPERLINK(\"x\")"}
+    assert _custom(session, "ann@example.com") == {"Note": " =2+2"}  # no formula made by removing a space
+
+
+def test_the_preview_comes_from_the_profile_kept_for_the_file(tmp_path, monkeypatch):
+    from crm_app.services.importing import read
+
+    path = write_csv(tmp_path / "kept.csv", people(50))
+    preview(path, mapping(), now=NOW)
+    reads = []
+    monkeypatch.setattr(read, "_rows", lambda *a: reads.append(a) or iter(()))
+    shown = preview(path, mapping(), now=NOW)
+    unknown_values(path, mapping(), "source")
+    assert len(shown) == 10 and reads == []  # no reading of the file for a mapping change
+    path.write_text(path.read_text() + "Person X,px@example.com,Co,5,LinkedIn,New,1,2026-01-15,Retail\n")
+    preview(path, mapping(), now=NOW)
+    assert len(reads) == 1  # a changed file is read again
+
+
+def test_imports_are_read_and_added_by_managers_only_and_never_changed(session, tmp_path):
+    from sqlalchemy.exc import DBAPIError
+
+    from crm_app.db.security import apply_acting_user
+    from tests.factories import make_user
+
+    rep, manager = make_user(session, "Rita Rep"), make_user(session, "Manny Manager", role="manager")
+    import_id = import_file(session, write_csv(tmp_path / "a.csv", people(2)), mapping(), now=NOW).import_id
+
+    def attempt(user_id: int, sql: str) -> int | str:
+        try:
+            with session.begin_nested():
+                apply_acting_user(session.connection(), user_id)
+                result = session.execute(text(sql), {"id": import_id, "rep": rep.id, "manager": manager.id})
+                count = len(result.all()) if result.returns_rows else result.rowcount
+                session.execute(text("RESET ROLE"))
+                return count
+        except DBAPIError as error:
+            refused = "row-level security" in str(error.orig) or "permission denied" in str(error.orig)
+            return "refused" if refused else str(error.orig)
+
+    add = ("INSERT INTO imports (file_name, imported_at, actor_id, row_count, dated_rows, date_format) "
+           "VALUES ('x.csv', now(), :{who}, 1, 0, 'auto')")
+    assert attempt(rep.id, "SELECT * FROM imports") == 0
+    assert attempt(rep.id, add.format(who="rep")) == "refused"
+    assert attempt(manager.id, "SELECT * FROM imports WHERE id = :id") == 1
+    assert attempt(manager.id, add.format(who="rep")) == "refused"  # only as themself
+    assert attempt(manager.id, add.format(who="manager")) == 1
+    assert attempt(manager.id, "UPDATE imports SET file_name = 'y.csv' WHERE id = :id") == "refused"
+    assert attempt(manager.id, "DELETE FROM imports WHERE id = :id") == "refused"
+
+
+def test_a_column_of_many_values_is_profiled_one_by_one_past_the_limit(tmp_path, monkeypatch):
+    from crm_app.services.importing import read
+
+    monkeypatch.setattr(read, "MAX_DISTINCT", 5)
+    monkeypatch.setattr(read, "_CHUNK", 4)
+    header = ["Id", "Twice", "Amount", "Kind"]
+    rows = [[f"ID-{i}", f"T-{i % 9}", f"{1000 + i:,}", ("a", "b")[i % 2]] for i in range(12)]
+    profile = read._profile(write_csv(tmp_path / "many.csv", rows, header=header))
+    ids, twice, amount, kind = (profile.columns[h] for h in header)
+    assert (ids.complete, ids.unique, ids.filled) == (False, True, 12)
+    assert (twice.complete, twice.unique) == (False, False)  # T-0 comes back in row 10
+    assert amount.number_shapes == {"either_comma": 12}
+    assert (kind.complete, dict(kind.counts)) == (True, {"a": 6, "b": 6})
+
+
+def test_the_lead_history_example_mapping_reads_the_generated_export(session, tmp_path):
+    from crm_app.demo.crm_export import write_lead_history_csv
+
+    path = write_lead_history_csv(tmp_path / "Leads.csv", rows=400, seed=9)
+    example = load_mapping(REPO_ROOT / "docs" / "mappings" / "lead-history.json")
+    report = validate_file(path, example, now=NOW)
+    assert report.ok and report.warnings == [] and not report.has_dates
+    summary = import_file(session, path, example, now=NOW)
+    assert session.execute(text("SELECT row_order FROM imports WHERE id = :id"),
+                           {"id": summary.import_id}).scalar_one() == "newest_first"
+    assert session.execute(text(
+        "SELECT count(*) FROM leads WHERE custom_fields ? 'Tags' OR custom_fields ? 'Lead Number'"
+    )).scalar_one() == 0

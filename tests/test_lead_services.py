@@ -202,3 +202,23 @@ def test_a_sweep_never_overwrites_a_score_a_concurrent_change_just_stored(engine
         with Session(engine) as cleanup:
             cleanup.execute(text("DELETE FROM leads WHERE id = :id"), {"id": lead.id})
             cleanup.commit()
+
+
+def test_a_user_logs_only_what_the_activity_form_offers(session):
+    """A crafted event could pick any kind; a signed-in user may log only the rep-side ones (issue #17)."""
+    from crm_app.db.security import act_as
+
+    rep = make_user(session, "Ria Rep")
+    lead = make_lead(session, "Own Lead", now=NOW, owner=rep)
+    before = (lead.score, session.execute(text("SELECT count(*) FROM activities WHERE lead_id = :id"),
+                                          {"id": lead.id}).scalar_one())
+    act_as(session, rep.id)
+    for kind in (K.PRICING_REQUEST, K.DEMO_REQUEST, K.PAGE_VISIT, K.FORM_SUBMISSION, K.EMAIL_CLICKED):
+        with pytest.raises(InvalidInput) as error:
+            log_activity(session, lead_id=lead.id, kind=kind, now=NOW)
+        assert error.value.field == "kind"
+    session.rollback()
+    stored = session.get(Lead, lead.id, populate_existing=True)
+    assert (stored.score, session.execute(text("SELECT count(*) FROM activities WHERE lead_id = :id"),
+                                          {"id": lead.id}).scalar_one()) == before
+    log_activity(session, lead_id=lead.id, kind=K.CALL, now=NOW)  # what the form offers works

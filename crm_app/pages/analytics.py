@@ -109,6 +109,7 @@ def _source_row(row: SourceRoiRow, index) -> rx.Component:
                 rx.box(width="10px", height="10px", border_radius="3px",
                        background=rx.match(row.source, *charts.SOURCE_COLORS.items(), charts.FALLBACK_COLOR)),
                 rx.text(row.label, weight="medium"),
+                rx.cond(row.detail_of != "", rx.text(row.detail_of, size="1", color=MUTED)),
                 align="center",
                 white_space="nowrap",
                 spacing="2",

@@ -6,6 +6,7 @@ import reflex as rx
 
 from crm_app.components.controls import MUTED, form_field
 from crm_app.components.layout import page_frame
+from crm_app.state.database import reconnecting_notice
 from crm_app.services.accounts import MIN_PASSWORD, UserRow
 from crm_app.services.audit import AuditRow
 from crm_app.state.auth import AccountState, AuditState, SignInState, UsersState
@@ -61,6 +62,7 @@ def sign_in_page() -> rx.Component:
                 ),
                 rx.text(rx.cond(S.first_run, "Set up your team", "Sign in to see what to do right now"),
                         color=MUTED, size="2"),
+                reconnecting_notice(),
                 form,
                 # Present once the page's state has arrived (what is typed before could be overwritten).
                 rx.cond(S.is_hydrated, rx.box(class_name="sign-in-ready", display="none")),

@@ -26,9 +26,10 @@ from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from crm_app.db.engine import get_app_engine, get_engine
+from crm_app.db.engine import get_app_engine
 from crm_app.db.models import utcnow
 from crm_app.db.security import act_as, apply_acting_user
+from crm_app.rest.gate import ApiGate, error_response
 from crm_app.rest.schemas import (
     ErrorOut,
     EventBatch,
@@ -41,13 +42,14 @@ from crm_app.rest.schemas import (
     LeadOut,
     LeadPage,
     LeadUpsert,
+    NO_NUL,
     Moment,
     StageMove,
     StageName,
     TierName,
 )
 from crm_app.services import api_keys, capture, lead_records
-from crm_app.services.api_keys import ApiPrincipal, KeyRefused
+from crm_app.services.api_keys import ApiPrincipal
 from crm_app.services.errors import (
     Conflict,
     Forbidden,
@@ -67,7 +69,10 @@ Feed the CRM from websites, forms and email tools, and read leads with their sco
 
 **Authentication.** Send an API key created by an admin on the app's *API keys* page:
 `Authorization: Bearer crm_...`. A key acts as one teammate and sees exactly what they see.
-Read keys may only read.
+Read keys may only read. A rep's key does what the rep's pages allow: it updates and claims the
+rep's leads and the pool and logs rep-side events (call, email_sent, meeting, note, email_replied);
+it creates no lead (one it cannot see is 404) and sends no prospect-side event (403). Systems that
+report what prospects do use a key acting as a manager or admin.
 
 **Retries.** Send `Idempotency-Key: <unique id>` with a POST. A retry with the same key and body gets
 the first answer back (header `Idempotent-Replayed: true`) and is never applied twice.
@@ -76,7 +81,8 @@ the first answer back (header `Idempotent-Replayed: true`) and is never applied 
 names like `events[3].occurred_at`. A request that fails writes nothing.
 
 **Limits.** Each key has a per-minute request limit (header `X-RateLimit-Remaining`); over it, 429
-with `Retry-After`. Batches take up to 1,000 leads or events.
+with `Retry-After`. Requests without a valid key are limited per client address. Batches take up
+to 1,000 leads or events; a body over the server's size limit (16 MB unless configured) is 413.
 """
 
 v1 = FastAPI(
@@ -89,6 +95,7 @@ v1 = FastAPI(
     responses={
         400: {"model": ErrorOut, "description": "The body is not JSON"},
         401: {"model": ErrorOut, "description": "No valid API key"},
+        413: {"model": ErrorOut, "description": "The body is over the size limit"},
         422: {"model": ErrorOut, "description": "Bad input; `fields` names each wrong field"},
         429: {"model": ErrorOut, "description": "Rate limit reached; see Retry-After"},
     },
@@ -101,12 +108,6 @@ class ApiError(Exception):
                  headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.fields, self.headers = status, message, fields or [], headers or {}
-
-
-def _error_response(status: int, message: str, fields: list[tuple[str, str]] = (), headers=None) -> JSONResponse:
-    body = {"error": {"status": status, "message": message,
-                      "fields": [{"field": f, "message": m} for f, m in fields]}}
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _from_service(error: ServiceError) -> ApiError:
@@ -130,7 +131,7 @@ def _from_service(error: ServiceError) -> ApiError:
 @v1.exception_handler(ApiError)
 async def _api_error(request: Request, error: ApiError) -> JSONResponse:
     headers = {**getattr(request.state, "rate_headers", {}), **error.headers}
-    return _error_response(error.status, error.message, error.fields, headers)
+    return error_response(error.status, error.message, error.fields, headers)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -158,7 +159,7 @@ async def _invalid_request(request: Request, error: RequestValidationError) -> J
             loc += (problem["ctx"]["field"],)
         fields.append((_field_path(loc), message))
     headers = getattr(request.state, "rate_headers", {})
-    return _error_response(422, "The request is not valid; nothing was saved.", fields, headers)
+    return error_response(422, "The request is not valid; nothing was saved.", fields, headers)
 
 
 @v1.exception_handler(StarletteHTTPException)
@@ -171,33 +172,19 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> JSONRe
             if route.matches(request.scope)[0] is not Match.NONE:
                 methods |= getattr(route, "methods", None) or set()
         headers["Allow"] = ", ".join(sorted(methods))
-    return _error_response(error.status_code, str(error.detail), headers=headers)
+    return error_response(error.status_code, str(error.detail), headers=headers)
 
 
-@v1.middleware("http")
-async def _rate_headers(request: Request, call_next):
-    response = await call_next(request)
-    for name, value in getattr(request.state, "rate_headers", {}).items():
-        response.headers.setdefault(name, value)
-    return response
+v1.add_middleware(ApiGate)  # body size, key and rate, before FastAPI reads the body (rest/gate.py)
 
 
 def principal(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiPrincipal:
-    """The key's principal, after counting the request against its per-minute limit."""
-    secret = credentials.credentials if credentials else request.headers.get("x-api-key")
-    now = utcnow()
-    with Session(get_engine()) as session:  # as the owner: nobody is acting until the key is known
-        try:
-            found = api_keys.authenticate(session, secret)
-        except KeyRefused as error:
-            raise ApiError(401, str(error), headers={"WWW-Authenticate": "Bearer"}) from None
-        decision = api_keys.take_request(session, found, now)
-    request.state.rate_headers = {"X-RateLimit-Limit": str(decision.limit),
-                                  "X-RateLimit-Remaining": str(decision.remaining)}
-    if not decision.allowed:
-        raise ApiError(429, f"This key's limit of {decision.limit} requests a minute is reached; "
-                            f"retry in {decision.reset_seconds} s.",
-                       headers={"Retry-After": str(decision.reset_seconds)})
+    """The key's principal, checked and counted by the gate before the body was read (`credentials`
+    is here for the OpenAPI schema: it documents the bearer key)."""
+    found = getattr(request.state, "principal", None)
+    if found is None:  # only when the gate was bypassed, which the app never does
+        raise ApiError(401, "Send your API key as 'Authorization: Bearer <key>'.",
+                       headers={"WWW-Authenticate": "Bearer"})
     return found
 
 
@@ -326,7 +313,8 @@ def list_leads(
     stage: StageName | None = None,
     owner: Annotated[str | None, Query(pattern=r"^(me|pool|[0-9]{1,9})$",
                                        description="me, pool, or a user id")] = None,
-    q: Annotated[str | None, Query(max_length=100, description="Search name, company or email")] = None,
+    q: Annotated[str | None, Query(max_length=100, pattern=NO_NUL,
+                                   description="Search name, company or email")] = None,
     updated_since: Moment | None = None,
     sort: Literal["score", "updated"] = "score",
     limit: Annotated[int, Query(ge=1, le=lead_records.MAX_PAGE)] = 50,

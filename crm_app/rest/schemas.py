@@ -38,6 +38,8 @@ PlayName = StrEnum("PlayName", {p.value: p.value for p in Play})
 
 # PostgreSQL text cannot hold NUL characters: refused by the schema itself, like any other rule.
 NO_NUL = r"^[^\x00]*$"
+# Not blank and no NUL: `\S` alone would take a NUL as the one visible character.
+NOT_BLANK_NO_NUL = r"^[^\x00]*[^\s\x00][^\x00]*$"
 Text = Annotated[str, Field(pattern=NO_NUL)]
 CustomValue = Annotated[str, Field(max_length=2000, pattern=NO_NUL)] | StrictInt | StrictFloat | StrictBool | None
 
@@ -68,7 +70,7 @@ def _one_of_required(*names: str) -> dict[str, Any]:
 
 Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$",
                              examples=["ada@example.com"])]
-ExternalId = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[^\x00]*\S[^\x00]*$")]
+ExternalId = Annotated[str, Field(min_length=1, max_length=120, pattern=NOT_BLANK_NO_NUL)]
 
 
 class LeadUpsert(_Strict):
@@ -79,7 +81,7 @@ class LeadUpsert(_Strict):
 
     external_id: Annotated[ExternalId | None, Field(description="Your system's id for the lead.")] = None
     email: Email | None = None
-    name: Annotated[str | None, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*\S[^\x00]*$",
+    name: Annotated[str | None, Field(min_length=1, max_length=200, pattern=NOT_BLANK_NO_NUL,
                                       description="Required for a new lead.")] = None
     phone: Annotated[Text | None, Field(max_length=40)] = None
     title: Annotated[Text | None, Field(max_length=120)] = None

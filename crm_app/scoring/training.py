@@ -428,13 +428,15 @@ def fit_scoring_model(
     folds: int = FOLDS,
     seed: int = 0,
     bootstrap_rounds: int | None = None,
+    dates_usable: bool | None = None,
 ) -> TrainingResult:
     """Check the fields, fit the recipe, measure model and rules, and say who scores each deal honestly.
 
     Leads are ordered by close time (ties keep the given order); `keep_order` takes the given order as
     the timeline instead (`history_order` then says what that order is: a declared ORDER_*; without
     it, cross_validate's construction, whose last `holdout_rows` are the holdout). Close dates that
-    cannot tell the newest deals apart (`dates_tell_apart`) make it a cross-validation. Raises
+    cannot tell the newest deals apart (`dates_tell_apart`, or `dates_usable=False`: the import said
+    so) make it a cross-validation. Raises
     NotEnoughHistory below MIN_CLOSED closed leads or MIN_EACH_OUTCOME of either outcome.
     """
     say = progress or (lambda message: None)
@@ -448,7 +450,7 @@ def fit_scoring_model(
     if keep_order:
         order = history_order or ORDER_DATES
         validation = HOLDOUT if holdout_rows is not None or order == ORDER_DATES else CROSS_VALIDATION
-    elif dates_tell_apart([lead.closed_at for lead in ordered]):
+    elif dates_usable is not False and dates_tell_apart([lead.closed_at for lead in ordered]):
         order, validation = ORDER_DATES, HOLDOUT
     else:
         order, validation = ORDER_UNKNOWN, CROSS_VALIDATION

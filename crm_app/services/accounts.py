@@ -2,10 +2,19 @@
 
 - Passwords are hashed with argon2id (argon2-cffi, its recommended parameters) and never stored,
   logged or returned in clear. A hash made with older parameters is upgraded at the next sign-in.
+  A password someone chooses (first admin, new user, own password) must also be hard to guess:
+  zxcvbn (Dropbox's estimator, maintained on PyPI) refuses common, repetitive and sequential ones
+  and ones made of the user's own name or email, saying why, as ASVS 2.1.7 asks.
 - A sign-in gives the browser a random token (256 bits); the database keeps only its SHA-256.
   A session ends at sign-out, after `session_hours` in all, or after `idle_minutes` without use.
-- Failed sign-ins are counted per email: after MAX_FAILURES within FAILURE_WINDOW the email is
-  refused until the window has passed, whatever the password (a guesser learns nothing more).
+  The sign-in form gets a one-time ticket instead (`sign_in_ticket`), which a backend route swaps
+  for the token and sets as an HttpOnly cookie (crm_app/auth_routes.py).
+- Failed sign-ins are counted per client address ("source"), so a guesser's failures cost the
+  guesser, not the user: MAX_FAILURES for one email from one address pause that address for that
+  email (the user, elsewhere, still signs in); MAX_SOURCE_FAILURES from one address over any emails
+  (a password spray) pause that address; MAX_EMAIL_FAILURES for one email from many addresses (a
+  botnet) pause the addresses the user never signed in from, not the ones they use. A paused
+  sign-in is refused whatever the password, until its window has passed (the guesser learns nothing).
 - Roles: rep < manager < admin. `require_role` refuses with a message; every service that changes
   or reveals what a role may not see calls it with the acting user.
 """
@@ -19,11 +28,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
+from zxcvbn import zxcvbn
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import func, select, text, update
 from sqlmodel import Session
 
-from crm_app.db.models import AuthSession, SignInAttempt, User
+from crm_app.db.models import AuthSession, SignInAttempt, SignInHandoff, User
 from crm_app.db.security import acting_user_id
 from crm_app.domain import EMAIL_RE, Role
 from crm_app.services import audit
@@ -31,8 +41,13 @@ from crm_app.services.errors import Forbidden, InvalidInput, NotFound, SignInRef
 from crm_app.services.permissions import CurrentUser, require_role
 
 MIN_PASSWORD, MAX_PASSWORD = 10, 128  # the upper bound keeps hashing cheap to refuse, not cheap to do
-MAX_FAILURES = 5
+MAX_FAILURES = 5  # one email from one address
+MAX_SOURCE_FAILURES = 10  # one address, any emails
+MAX_EMAIL_FAILURES = 20  # one email, from addresses it has not signed in from
 FAILURE_WINDOW = timedelta(minutes=15)
+KNOWN_SOURCE_FOR = timedelta(days=90)  # an address the user signed in from this recently is theirs
+LOCAL = "local"  # the source of sign-ins not made over the network (scripts, tests)
+HANDOFF_SECONDS = 60  # a sign-in ticket's life: the form's page spends it at once
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so an unknown email costs as long as a wrong password.
@@ -61,6 +76,25 @@ def check_password_rules(password: str, field: str = "password") -> None:
         raise InvalidInput(f"Use at most {MAX_PASSWORD} characters.", field=field)
     if not password.strip():
         raise InvalidInput("A password cannot be only spaces.", field=field)
+
+
+# zxcvbn's score, 0-4: 3 is "safely unguessable" (about 10^8 guesses and more), enough behind argon2
+# and the sign-in throttles. zxcvbn reads at most 72 characters (its own cap: longer inputs get slow).
+MIN_STRENGTH = 3
+STRENGTH_CHECKED = 72
+
+
+def check_password_strength(password: str, field: str = "password", *, about: tuple[str, ...] = ()) -> None:
+    """The length rules, then refuse a password that is easy to guess (common, repetitive, a
+    sequence, or built from `about`: the user's name and email), with zxcvbn's reason and advice."""
+    check_password_rules(password, field)
+    words = [w for text in about if text for w in (text, *text.replace("@", " ").replace(".", " ").split())]
+    result = zxcvbn(password[:STRENGTH_CHECKED], user_inputs=words, max_length=STRENGTH_CHECKED)
+    if result["score"] < MIN_STRENGTH:
+        feedback = result.get("feedback") or {}
+        advice = [feedback.get("warning") or "", *(feedback.get("suggestions") or [])[:1]]
+        advice = [a for a in advice if a] or ["Use a few unrelated words."]
+        raise InvalidInput("Too easy to guess. " + " ".join(advice), field=field)
 
 
 def hash_password(password: str) -> str:
@@ -119,7 +153,7 @@ def create_first_admin(session: Session, *, email: str, name: str, password: str
     if not needs_first_admin(session):
         raise Forbidden("An admin already exists: sign in, and ask them for an account.")
     email, name = _clean_email(email), _clean_name(name)
-    check_password_rules(password)
+    check_password_strength(password, about=(email, name))
     user = _user_by_email(session, email)
     if user is None:
         user = User(email=email, name=name, role=Role.ADMIN.value)
@@ -136,60 +170,127 @@ def create_first_admin(session: Session, *, email: str, name: str, password: str
 # --- Signing in and out ---------------------------------------------------------------------------
 
 
-def _recent_failures(session: Session, email: str, now: datetime) -> tuple[int, datetime | None]:
-    """Failures for this email since its last success within the window, and the oldest of them."""
-    count, oldest = session.execute(
+def _failures(session: Session, email: str, source: str, now: datetime
+              ) -> dict[str, tuple[int, datetime | None]]:
+    """The failures that may pause this sign-in, each as (count, oldest) within the window:
+    - "pair": this email from this address, since this address last signed in to it;
+    - "source": this address, any emails (successes do not reset it: a sprayer has accounts too);
+    - "email": this email from anywhere, since its last success; and whether `source` is "known",
+      an address this email signed in from within KNOWN_SOURCE_FOR."""
+    rows = session.execute(
         text(
             """
-            SELECT count(*), min(attempted_at) FROM sign_in_attempts
-             WHERE lower(email) = lower(:email) AND attempted_at > :since AND NOT succeeded
-               AND attempted_at > coalesce((SELECT max(attempted_at) FROM sign_in_attempts
-                                             WHERE lower(email) = lower(:email) AND succeeded), '-infinity')
+            WITH last_ok AS (
+              SELECT max(attempted_at) FILTER (WHERE source IS NOT DISTINCT FROM :source) AS here,
+                     max(attempted_at) AS anywhere
+                FROM sign_in_attempts WHERE lower(email) = lower(:email) AND succeeded
+            )
+            SELECT 'pair', count(*), min(attempted_at) FROM sign_in_attempts, last_ok
+             WHERE lower(email) = lower(:email) AND source IS NOT DISTINCT FROM :source AND NOT succeeded
+               AND attempted_at > :since AND attempted_at > coalesce(last_ok.here, '-infinity')
+            UNION ALL
+            SELECT 'source', count(*), min(attempted_at) FROM sign_in_attempts
+             WHERE source = :source AND NOT succeeded AND attempted_at > :since
+            UNION ALL
+            SELECT 'email', count(*), min(attempted_at) FROM sign_in_attempts, last_ok
+             WHERE lower(email) = lower(:email) AND NOT succeeded
+               AND attempted_at > :since AND attempted_at > coalesce(last_ok.anywhere, '-infinity')
+            UNION ALL
+            SELECT 'known', count(*), NULL FROM last_ok WHERE last_ok.here > :known_since
             """
         ),
-        {"email": email, "since": now - FAILURE_WINDOW},
-    ).one()
-    return count, oldest
+        {"email": email, "source": source, "since": now - FAILURE_WINDOW,
+         "known_since": now - KNOWN_SOURCE_FOR},
+    ).all()
+    return {kind: (count, oldest) for kind, count, oldest in rows}
 
 
-def sign_in(session: Session, *, email: str, password: str, now: datetime) -> tuple[str, CurrentUser]:
-    """Check the password and open a session: (token for the browser's cookie, the user). Commits.
+def _pause(oldest: datetime, now: datetime) -> str:
+    wait = max(1, int(((oldest + FAILURE_WINDOW) - now).total_seconds() // 60) + 1)
+    return f"Try again in {wait} minute{'s' if wait != 1 else ''}."
 
-    The same message for an unknown email and a wrong password, so the form does not tell which
-    emails have accounts."""
-    email = _clean_email(email)
+
+def _check_credentials(session: Session, email: str, password: str, now: datetime, source: str) -> User:
+    """The user whose password this is, after the throttles; the attempt is recorded (a failure is
+    committed at once). SignInRefused otherwise, with the same message for an unknown email and a
+    wrong password, so the form does not tell which emails have accounts."""
+    email, source = _clean_email(email), (source or LOCAL)[:64]
     if not password:
         raise InvalidInput("Enter your password.", field="password")
-    failures, oldest = _recent_failures(session, email, now)
-    if failures >= MAX_FAILURES:
-        wait = max(1, int(((oldest + FAILURE_WINDOW) - now).total_seconds() // 60) + 1)
-        raise SignInRefused(
-            f"Too many failed sign-ins for this email. Try again in {wait} minute{'s' if wait != 1 else ''}."
-        )
+    failures = _failures(session, email, source, now)
+    pair, from_source, for_email = failures["pair"], failures["source"], failures["email"]
+    if pair[0] >= MAX_FAILURES:
+        raise SignInRefused(f"Too many failed sign-ins for this email. {_pause(pair[1], now)}")
+    if from_source[0] >= MAX_SOURCE_FAILURES:
+        raise SignInRefused(f"Too many failed sign-ins from your network. {_pause(from_source[1], now)}")
+    if for_email[0] >= MAX_EMAIL_FAILURES and not failures["known"][0]:
+        raise SignInRefused(f"Too many failed sign-ins for this email. {_pause(for_email[1], now)}")
     user = _user_by_email(session, email)
     too_long = len(password) > MAX_PASSWORD  # no stored password is longer: refuse without hashing it
     ok = not too_long and _verify(user.password_hash if user else None, password) and bool(user and user.is_active)
-    session.add(SignInAttempt(email=email, attempted_at=now, succeeded=ok))
+    session.add(SignInAttempt(email=email, attempted_at=now, succeeded=ok, source=source))
     if not ok:
         session.commit()
-        left = MAX_FAILURES - failures - 1
+        left = MAX_FAILURES - pair[0] - 1
         hint = f" {left} more tr{'y' if left == 1 else 'ies'} before a 15-minute pause." if 0 < left <= 2 else ""
         raise SignInRefused("Wrong email or password." + hint)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
         session.add(user)
+    return user
+
+
+def _open_session(session: Session, user_id: int, now: datetime) -> str:
     token = secrets.token_urlsafe(32)
-    session.add(
-        AuthSession(
-            token_hash=_token_hash(token),
-            user_id=user.id,
-            created_at=now,
-            last_seen_at=now,
-            expires_at=now + timedelta(hours=session_hours()),
-        )
-    )
+    session.add(AuthSession(token_hash=_token_hash(token), user_id=user_id, created_at=now, last_seen_at=now,
+                            expires_at=now + timedelta(hours=session_hours())))
+    return token
+
+
+def sign_in(session: Session, *, email: str, password: str, now: datetime, source: str = LOCAL
+            ) -> tuple[str, CurrentUser]:
+    """Check the password and open a session: (token for the browser's cookie, the user). Commits.
+    `source` is the client's address (see the module's docstring for what pauses a sign-in)."""
+    user = _check_credentials(session, email, password, now, source)
+    token = _open_session(session, user.id, now)
     session.commit()
     return token, _current(user)
+
+
+def sign_in_ticket(session: Session, *, email: str, password: str, now: datetime, source: str = LOCAL
+                   ) -> tuple[str, CurrentUser]:
+    """Check the password like `sign_in`, but instead of a session token give a one-time ticket
+    (valid HANDOFF_SECONDS) that `redeem_ticket` swaps for one. The sign-in form hands the ticket to
+    a backend route, which sets the session cookie HttpOnly: the page's JavaScript never sees the
+    session token, only a ticket that is spent at once. Commits."""
+    user = _check_credentials(session, email, password, now, source)
+    ticket = secrets.token_urlsafe(32)
+    session.execute(text("DELETE FROM sign_in_handoffs WHERE expires_at < :now"), {"now": now})
+    session.add(SignInHandoff(ticket_hash=_token_hash(ticket), user_id=user.id,
+                              expires_at=now + timedelta(seconds=HANDOFF_SECONDS)))
+    session.commit()
+    return ticket, _current(user)
+
+
+def redeem_ticket(session: Session, ticket: str, now: datetime) -> str | None:
+    """The session token for a sign-in ticket, once: None when the ticket is unknown, spent, expired,
+    or its user can no longer sign in. Commits."""
+    if not ticket or len(ticket) > 100:
+        return None
+    user_id = session.execute(
+        text("DELETE FROM sign_in_handoffs WHERE ticket_hash = :hash RETURNING user_id, expires_at > :now"),
+        {"hash": _token_hash(ticket), "now": now},
+    ).first()
+    if user_id is None or not user_id[1]:
+        session.commit()
+        return None
+    user = session.get(User, user_id[0])
+    if user is None or not user.is_active or user.password_hash is None:
+        session.commit()
+        return None
+    token = _open_session(session, user.id, now)
+    session.commit()
+    return token
 
 
 def _live_session(session: Session, which: str, params: dict, now: datetime):
@@ -269,7 +370,7 @@ def change_password(
         raise NotFound("Your account no longer exists.")
     if not _verify(row.password_hash, current):
         raise InvalidInput("That is not your current password.", field="current")
-    check_password_rules(new, field="new")
+    check_password_strength(new, field="new", about=(row.email, row.name))
     if new == current:
         raise InvalidInput("Choose a password different from the current one.", field="new")
     row.password_hash, row.password_changed_at = _hasher.hash(new), now
@@ -313,7 +414,7 @@ def create_user(
     """An admin adds a teammate with a first password to hand over. Commits."""
     require_role(actor, Role.ADMIN, "add users")
     email, name, role_ = _clean_email(email), _clean_name(name), _role(role)
-    check_password_rules(password)
+    check_password_strength(password, about=(email, name))
     if _user_by_email(session, email) is not None:
         raise InvalidInput("Someone on the team already has this email.", field="email")
     user = User(email=email, name=name, role=role_.value, password_hash=_hasher.hash(password), password_changed_at=now)

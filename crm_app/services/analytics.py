@@ -54,6 +54,9 @@ def period_filter(period: str, *, now: datetime, owner_id: int | None = None) ->
 def _scope(flt: AnalyticsFilter) -> tuple[str, dict]:
     """A WHERE clause over `leads` for the filter, and its parameters (fixed SQL, bound values)."""
     conditions, params = ["TRUE"], {}
+    if flt.created_from is not None or flt.created_to is not None:
+        # A lead imported without dates was not created in any period (its created_at is the import's).
+        conditions.append("dates_known")
     if flt.created_from is not None:
         conditions.append("created_at >= :created_from")
         params["created_from"] = flt.created_from
@@ -109,7 +112,8 @@ def _ratio(part: float, whole: float) -> float | None:
 @dataclass
 class SourceRoiRow:
     source: str  # the Source value, e.g. "referral"
-    label: str  # "Referral"
+    label: str  # "Referral"; or the file's own word for it ("Google"), kept by an import as source_detail
+    detail_of: str  # "" or, for such a word, the source it counts under ("Paid search")
     leads: int
     won: int
     lost: int
@@ -140,8 +144,10 @@ WITH scoped AS (SELECT * FROM leads WHERE {where}),
 -- Spend is stored per source for all time; each lead the source ever brought carries an equal share,
 -- so a filtered view (a period, one rep) is charged only for its own leads.
 source_totals AS (SELECT source, count(*) AS all_leads FROM leads GROUP BY source),
+-- An import keeps the file's own word for the source ("Google", "Olark Chat") as source_detail: a row
+-- per word (in any case), so twenty words mapped to a few sources are not lumped together.
 per_source AS (
-    SELECT source,
+    SELECT source, min(nullif(custom_fields->>'source_detail', '')) AS detail,
            count(*) AS leads,
            count(*) FILTER (WHERE stage = 'won') AS won,
            count(*) FILTER (WHERE stage = 'lost') AS lost,
@@ -149,9 +155,9 @@ per_source AS (
            avg(deal_value) FILTER (WHERE stage = 'won') AS average_deal,
            avg(score) AS average_score,
            avg(extract(epoch FROM closed_at - created_at) / 86400.0)
-               FILTER (WHERE stage = 'won' AND closed_at IS NOT NULL) AS average_days_to_close
+               FILTER (WHERE stage = 'won' AND closed_at IS NOT NULL AND dates_known) AS average_days_to_close
       FROM scoped
-     GROUP BY source
+     GROUP BY source, lower(nullif(custom_fields->>'source_detail', ''))
 )
 SELECT p.*,
        sc.cost * p.leads / t.all_leads AS cost,
@@ -161,7 +167,7 @@ SELECT p.*,
   JOIN source_totals t USING (source)
   LEFT JOIN source_costs sc USING (source)
  -- Quality, not volume: best conversion first, then what a lead from the source is worth.
- ORDER BY conversion DESC NULLS LAST, revenue_per_lead DESC, p.leads DESC, p.source
+ ORDER BY conversion DESC NULLS LAST, revenue_per_lead DESC, p.leads DESC, p.source, p.detail NULLS FIRST
 """
 
 
@@ -183,7 +189,8 @@ def source_roi(session: Session, *, flt: AnalyticsFilter) -> list[SourceRoiRow]:
         rows.append(
             SourceRoiRow(
                 source=r.source,
-                label=Source(r.source).label,
+                label=r.detail or Source(r.source).label,
+                detail_of=Source(r.source).label if r.detail else "",
                 leads=r.leads,
                 won=r.won,
                 lost=r.lost,
@@ -276,7 +283,7 @@ SELECT date_trunc('week', created_at AT TIME ZONE 'UTC')::date AS week_start,
        count(*) FILTER (WHERE tier = 'warm') AS warm,
        count(*) FILTER (WHERE tier = 'cold') AS cold
   FROM leads
- WHERE {where}
+ WHERE {where} AND dates_known
  GROUP BY 1
  ORDER BY 1
 """
@@ -286,7 +293,8 @@ def weekly_tiers(session: Session, *, flt: AnalyticsFilter) -> list[WeeklyTierRo
     """Leads by the week (Monday, UTC) they were created, split by their tier today.
 
     Historic tiers are not stored, so this is not "how many were hot that week": it shows whether
-    the leads that arrived in a week turned out hot, warm or cold as scored now.
+    the leads that arrived in a week turned out hot, warm or cold as scored now. Leads imported without
+    dates are left out: they did not arrive in the week of their import.
     """
     where, params = _scope(flt)
     return [
@@ -357,7 +365,8 @@ def _stage_ordinals() -> str:
 
 _FUNNEL = """
 WITH ord(stage, n) AS (VALUES {ordinals}),
-scoped AS (SELECT id, stage FROM leads WHERE {where}),
+-- Leads imported without dates are left out: nothing is known of the stages they went through.
+scoped AS (SELECT id, stage FROM leads WHERE {where} AND dates_known),
 -- The furthest stage each lead got to: its current stage (unless lost) or any stage in its history.
 furthest AS (
     SELECT l.id, greatest(coalesce(cur.n, 0), coalesce(max(hist.n), 0)) AS n
@@ -374,7 +383,7 @@ SELECT ord.stage, ord.n, count(furthest.id) AS reached
 """
 
 _TIME_IN_STAGE = """
-WITH scoped AS (SELECT id, stage, created_at FROM leads WHERE {where}),
+WITH scoped AS (SELECT id, stage, created_at FROM leads WHERE {where} AND dates_known),
 entries AS (
     SELECT sc.lead_id, sc.to_stage AS stage, sc.changed_at AS entered_at, sc.id AS seq
       FROM stage_changes sc JOIN scoped l ON l.id = sc.lead_id
@@ -451,9 +460,20 @@ def funnel(session: Session, *, flt: AnalyticsFilter) -> list[FunnelRow]:
     completed stay in each stage (from the stage history, with a LEAD() window per lead).
 
     A lead counts as having reached every stage up to the furthest it got to, so the funnel never
-    widens. Stays still going on are left out of the averages (they have no end yet).
+    widens. Stays still going on are left out of the averages (they have no end yet). Leads imported
+    without dates are left out: a won deal from such a file did not pass every stage on the way.
     """
     return funnel_rows(funnel_reached(session, flt=flt), stage_stays(session, flt=flt))
+
+
+def undated_leads(session: Session, *, flt: AnalyticsFilter) -> int:
+    """Leads imported without dates that the filter's period leaves out (none without a period): the
+    page says so, rather than let an imported history seem to have vanished."""
+    if flt.created_from is None and flt.created_to is None:
+        return 0
+    owner = "" if flt.owner_id is None else " AND owner_id = :owner_id"
+    return session.execute(text(f"SELECT count(*) FROM leads WHERE NOT dates_known{owner}"),
+                           {"owner_id": flt.owner_id}).scalar_one()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,6 +488,7 @@ class AnalyticsReport:
     tier_conversion: list[TierConversionRow]
     funnel: list[FunnelRow]
     total_leads: int
+    undated_leads: int = 0  # imported without dates, left out by the period (see undated_leads)
 
 
 def analytics_report(session: Session, *, flt: AnalyticsFilter) -> AnalyticsReport:
@@ -480,6 +501,7 @@ def analytics_report(session: Session, *, flt: AnalyticsFilter) -> AnalyticsRepo
         tier_conversion=tier_conversion(session, flt=flt),
         funnel=funnel(session, flt=flt),
         total_leads=sum(r.leads for r in sources),
+        undated_leads=undated_leads(session, flt=flt),
     )
 
 
@@ -493,9 +515,10 @@ def analytics_report_concurrently(
         with open_session() as session:
             return query(session, flt=flt)
 
-    queries = (source_roi, tier_counts, weekly_tiers, tier_conversion, funnel_reached, stage_stays)
+    queries = (source_roi, tier_counts, weekly_tiers, tier_conversion, funnel_reached, stage_stays,
+               undated_leads)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        sources, tiers, weekly, conversion, reached, stays = pool.map(run, queries)
+        sources, tiers, weekly, conversion, reached, stays, undated = pool.map(run, queries)
     return AnalyticsReport(
         sources=sources,
         tiers=tiers,
@@ -503,4 +526,5 @@ def analytics_report_concurrently(
         tier_conversion=conversion,
         funnel=funnel_rows(reached, stays),
         total_leads=sum(r.leads for r in sources),
+        undated_leads=undated,
     )

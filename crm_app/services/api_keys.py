@@ -6,7 +6,8 @@
 - A key acts as its user: every request runs under that user's row-level security, so a rep's key
   sees what the rep sees. Scope `read` may only read; `write` may also create and change.
 - Requests are counted per key per minute in PostgreSQL (every worker shares the count); over the
-  key's limit the API answers 429 with the seconds to wait.
+  key's limit the API answers 429 with the seconds to wait. Requests without a valid key are
+  counted per client address, so guessing keys or sending garbage spends the sender's own budget.
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ def purge_old_records(session: Session, now: datetime) -> int:
     gone = session.execute(text("DELETE FROM api_idempotency WHERE created_at < :old"),
                            {"old": now - IDEMPOTENCY_KEPT}).rowcount
     session.execute(text("DELETE FROM api_rate_windows WHERE window_start < :old"), {"old": now - timedelta(hours=1)})
+    session.execute(text("DELETE FROM api_rate_sources WHERE window_start < :old"),
+                    {"old": now - timedelta(hours=1)})
     session.commit()
     return gone
 
@@ -226,5 +229,24 @@ def take_request(session: Session, principal: ApiPrincipal, now: datetime) -> Ra
                         {"key": principal.key_id, "old": window - timedelta(hours=1)})
     session.commit()
     limit = principal.rate_per_minute
+    reset = max(1, int((window + timedelta(minutes=1) - now).total_seconds() + 0.999))
+    return RateDecision(used <= limit, limit, max(0, limit - used), reset)
+
+
+def take_keyless_request(session: Session, source: str, now: datetime, limit: int) -> RateDecision:
+    """Count one request without a valid key against its client address's per-minute `limit` and
+    commit (its own short transaction, like take_request)."""
+    window = now.replace(second=0, microsecond=0)
+    used = session.execute(
+        text(
+            """
+            INSERT INTO api_rate_sources (source, window_start, requests) VALUES (:source, :window, 1)
+            ON CONFLICT (source, window_start) DO UPDATE SET requests = api_rate_sources.requests + 1
+            RETURNING requests
+            """
+        ),
+        {"source": source[:64], "window": window},
+    ).scalar_one()
+    session.commit()
     reset = max(1, int((window + timedelta(minutes=1) - now).total_seconds() + 0.999))
     return RateDecision(used <= limit, limit, max(0, limit - used), reset)

@@ -4,6 +4,17 @@ leads it touched in that same transaction, so a score never lags what is stored.
 
 The caller's session acts as the API key's user (row-level security): a lead that user may not see
 is "not found" here, exactly as on the pages.
+
+A key acting as a rep does no more than the rep may do on the pages: it updates and claims the
+leads the rep sees and logs what a rep logs by hand (REP_LOGGED_KINDS). It creates no lead, so a
+lead in another rep's book answers exactly like one that does not exist: with email unique across
+the team, "create if missing" would tell the rep that someone else has this person. (The quick-add
+form does let a rep add a lead, and says only that the email is taken; a script driving the API
+could ask that of thousands of addresses a minute, so the API does not answer it at all.) And it
+reports no prospect-side events (a pricing or demo request), which would let a rep push their own
+leads Hot. Systems that report what prospects do (website
+forms, email tools) use a key acting as a manager or admin, which sees the whole team: new leads
+go to the pool or to the `owner_email` they name.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from crm_app.db.models import Lead, User
-from crm_app.domain import EMAIL_RE, Role, Source
+from crm_app.domain import EMAIL_RE, REP_LOGGED_KINDS, ActivityKind, Role, Source
 from crm_app.services import audit
 from crm_app.services.errors import Conflict, Forbidden, InvalidFields, InvalidInput, MissingFields
 from crm_app.services.importing import MAX_DEAL_VALUE, MAX_LENGTHS
@@ -36,6 +47,8 @@ LEAD_FIELDS: dict[str, int | None] = {
 }
 MAX_CUSTOM_FIELDS = 100
 EVENT_ALIASES = {"email_replied": "email_received"}
+# What the prospect does (the rest a rep logs by hand): only a manager's or admin's key reports these.
+PROSPECT_KINDS = frozenset(k.value for k in ActivityKind) - {k.value for k in REP_LOGGED_KINDS}
 
 
 @dataclass(frozen=True)
@@ -218,6 +231,15 @@ def _upsert_one(session: Session, actor: CurrentUser, fields: dict[str, Any], *,
     owner_sent = "owner_email" in fields
     owner_id = _owner(session, actor, fields.pop("owner_email")) if owner_sent else None
     lead = _find_lead(session, fields.get("external_id"), fields.get("email"))
+    if lead is None and actor.role is Role.REP:
+        # The same answer whether the lead is nowhere or in another rep's book (see the module docstring).
+        which = "external_id" if fields.get("external_id") else "email"
+        raise MissingFields(
+            f"There is no such lead that {actor.name} can see; nothing was saved.",
+            [(which, f"No lead {actor.name} can see has this {which.replace('_', ' ')}. A rep's key "
+                     "changes the rep's own leads and the pool; new leads come in through a key acting "
+                     "as a manager or admin.")],
+        )
     try:
         with session.begin_nested():
             if lead is None:
@@ -262,11 +284,10 @@ def _upsert_one(session: Session, actor: CurrentUser, fields: dict[str, Any], *,
             session.flush()
             return UpsertResult(lead.id, False, tuple(sorted([*new, *(["owner"] if owner_changed else [])])))
     except IntegrityError as error:
+        # Changing a lead's email or external id to one another lead has: refused as on the lead's page,
+        # without saying whose it is (email and external id are unique across the team).
         which = "external_id" if "uq_leads_external_id" in str(error.orig) else "email"
-        raise Conflict(
-            f"A lead with this {which.replace('_', ' ')} already exists, and this key's user ({actor.name}) "
-            "cannot see it. Ask a manager, or use a manager's key.", field=which,
-        ) from None
+        raise Conflict(f"Another lead already has this {which.replace('_', ' ')}.", field=which) from None
 
 
 # --- Events ----------------------------------------------------------------------------------------
@@ -293,6 +314,12 @@ def record_events(
     checked = []
     for index, event in enumerate(events):
         prefix = "" if single else f"events[{index}]."
+        kind = EVENT_ALIASES.get(event.type, event.type)
+        if actor.role is Role.REP and kind in PROSPECT_KINDS:
+            raise Forbidden(
+                f"{prefix}type: a rep's key records only what a rep logs by hand (call, email_sent, meeting, "
+                f"note, email_replied); '{event.type}' is something the prospect did: report it with a key "
+                "acting as a manager or admin. Nothing was saved.")
         problem = _ref_error(event.lead)
         if problem:
             errors.append((prefix + "lead", problem))

@@ -74,14 +74,33 @@ def _encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
 
 
+_INT4 = 2_147_483_647  # PostgreSQL integer: a larger id or score in a cursor is not one we gave out
+
+
+def _whole(value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(value)
+    return value
+
+
 def _decode_cursor(cursor: str, sort: str) -> list[Any]:
+    """The cursor's [score, id] or [updated_at, id], exactly as _encode_cursor wrote them; anything
+    else (tampered, another sort's, out of range) is an InvalidInput naming the cursor."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        values = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        if not isinstance(values, list) or len(values) != 2:
+            raise ValueError(values)
+        last_id = _whole(values[1], 1, _INT4)
         if sort == "score":
-            return [int(values[0]), int(values[1])]
-        return [datetime.fromisoformat(values[0]), int(values[1])]
-    except (ValueError, TypeError, IndexError, json.JSONDecodeError):
+            return [_whole(values[0], 0, 100), last_id]
+        if not isinstance(values[0], str):
+            raise ValueError(values[0])
+        moment = datetime.fromisoformat(values[0])
+        if moment.tzinfo is None:
+            raise ValueError(values[0])
+        return [moment, last_id]
+    except (ValueError, TypeError, OverflowError, RecursionError):  # JSON and base64 errors are ValueErrors
         raise InvalidInput("This cursor is not one this API gave out; start again without it.",
                            field="cursor") from None
 

@@ -9,7 +9,16 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from crm_app.db.models import Activity, Lead, StageChange, User
-from crm_app.domain import CONTACT_KINDS, CONTENT_READ_KINDS, ActivityKind, Play, Role, Stage
+from crm_app.db.security import acting_user_id
+from crm_app.domain import (
+    CONTACT_KINDS,
+    CONTENT_READ_KINDS,
+    REP_LOGGED_KINDS,
+    ActivityKind,
+    Play,
+    Role,
+    Stage,
+)
 from crm_app.scoring import ENGAGEMENT_KINDS, ScoreResult
 from crm_app.services import audit
 from crm_app.services.errors import InvalidInput, NotFound, StaleLead
@@ -121,6 +130,10 @@ def log_activity(
     another user's id is refused (Forbidden)."""
     user_id = recorded_as(session, user_id, "log an activity")
     activity = check_activity(kind=kind, now=now, occurred_at=occurred_at, subject=subject, body=body, play=play)
+    if acting_user_id(session) is not None and activity.kind not in REP_LOGGED_KINDS:
+        # What the activity form offers, checked here too: a crafted event cannot log a pricing request.
+        raise InvalidInput("Log a call, email, meeting, note or reply: what the prospect does on their own "
+                           "comes in from integrations.", field="kind")
     lead = lock_lead(session, lead_id, expected_version)
     add_activity(session, lead, activity, now=now, user_id=user_id)
     result = rescore_lead(session, lead, now)

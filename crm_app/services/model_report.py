@@ -330,8 +330,8 @@ def model_page(session: Session, *, now: datetime, with_preview: bool = True) ->
         status=status,
         versions=versions,
         shown=shown,
-        training=latest_job(session, TRAIN),
-        rescoring=latest_job(session, RESCORE),
+        training=latest_job(session, TRAIN, now=now),
+        rescoring=latest_job(session, RESCORE, now=now),
         preview=(impact_preview(session, shown.id)
                  if with_preview and shown is not None and not scores_now else None),
         preview_counted=with_preview,

@@ -189,23 +189,51 @@ def _closed_counts(session: Session, now: datetime) -> tuple[int, int]:
     return won, lost
 
 
-def declared_history_order(session: Session) -> str | None:
-    """HOOK (issue #13, import side): the order in which the manager said an imported file without
-    dates lists its deals, "newest_first" or "oldest_first" (training.ORDER_*), or None when nobody
-    said. The import stores that answer; until it does, this says None, and training finds undated
-    history from the data alone (training.dates_tell_apart: the close moments cannot tell the newest
-    deals apart) and cross-validates. With an answer, the deals' import order (their ids: the import
-    numbers new leads in file order) is their timeline, and the figures add a holdout of the newest."""
-    return None
+@dataclass(frozen=True)
+class HistoryTimeline:
+    """The closed deals oldest first, as training should take them, and what their dates are worth."""
+
+    leads: list[LabeledLead]
+    dates_usable: bool  # the close dates tell the newest deals apart
+    declared: str | None  # without usable dates: the order the import said the file lists them in
 
 
-def _timeline(leads: list[LabeledLead], declared: str | None) -> tuple[list[LabeledLead], str | None]:
-    """The deals oldest first, and the declared order that made it (None: by close dates)."""
-    if declared not in (ORDER_NEWEST_FIRST, ORDER_OLDEST_FIRST) or dates_tell_apart(
-        [lead.closed_at for lead in leads]
-    ):
-        return leads, None
-    return sorted(leads, key=lambda lead: lead.lead_id or 0, reverse=declared == ORDER_NEWEST_FIRST), declared
+def history_timeline(session: Session, leads: list[LabeledLead]) -> HistoryTimeline:
+    """Whether the closed deals' dates can tell the newest apart, and if not, the order the manager
+    declared when importing them (`imports.row_order`, one answer for all of them).
+
+    Dates are unusable when the newest fifth's close moments are shared by more than half of it
+    (training.dates_tell_apart: an import without dates closes its deals at the import moment), or
+    when the import said so for most of that fifth (`leads.dates_known`). With a declared order, the
+    undated deals of each import are put in it by their file row (`leads.import_row`; newest first:
+    the first row is the newest), which training then holds out the newest fifth of, besides its
+    cross-validation."""
+    info = {
+        row.id: row
+        for row in session.execute(
+            text("SELECT l.id, l.dates_known, l.import_id, l.import_row, i.row_order FROM leads l "
+                 "LEFT JOIN imports i ON i.id = l.import_id WHERE l.id = ANY(:ids)"),
+            {"ids": [lead.lead_id for lead in leads if lead.lead_id is not None]},
+        )
+    }
+    undated = [lead for lead in leads if lead.lead_id in info and not info[lead.lead_id].dates_known]
+    newest = leads[-max(1, round(0.2 * len(leads))):] if leads else []
+    said_undated = sum(not info[l.lead_id].dates_known for l in newest if l.lead_id in info) > len(newest) / 2
+    if dates_tell_apart([lead.closed_at for lead in leads]) and not said_undated:
+        return HistoryTimeline(leads, True, None)
+    orders = {info[lead.lead_id].row_order for lead in undated}
+    declared = next(iter(orders)) if len(orders) == 1 else None
+    if declared not in (ORDER_NEWEST_FIRST, ORDER_OLDEST_FIRST):
+        return HistoryTimeline(leads, False, None)
+    sign = -1 if declared == ORDER_NEWEST_FIRST else 1
+
+    def position(lead: LabeledLead) -> tuple:
+        row = info.get(lead.lead_id)
+        if row is None or row.dates_known or row.import_row is None:
+            return (lead.closed_at, 0, 0)
+        return (lead.closed_at, row.import_id, sign * row.import_row)
+
+    return HistoryTimeline(sorted(leads, key=position), False, declared)
 
 
 def train_model(
@@ -227,11 +255,11 @@ def train_model(
     try:
         check_history(*_closed_counts(session, now))  # before loading anything
         say("Loading closed leads and their activities")
-        leads, declared = _timeline(load_closed_leads(session, now=now, at_close=at_close),
-                                    declared_history_order(session))
+        timeline = history_timeline(session, load_closed_leads(session, now=now, at_close=at_close))
+        leads = timeline.leads
         result = fit_scoring_model(leads, progress=say, meta={"trained_at": now.isoformat()},
-                                   keep_order=declared is not None, history_order=declared,
-                                   keep_fields=set(keep_fields))
+                                   keep_order=timeline.declared is not None, history_order=timeline.declared,
+                                   dates_usable=timeline.dates_usable, keep_fields=set(keep_fields))
     except _NotEnoughHistory as error:
         raise NotEnoughHistory(str(error)) from None
     metrics = {**result.metrics(), **_chart_metrics(result, leads, at_close)}

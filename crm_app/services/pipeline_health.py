@@ -78,7 +78,7 @@ SELECT l.stage,
 _WEEKS_SQL = """
 SELECT date_bin('7 days', l.created_at, CAST(:origin AS timestamptz)) AS week, count(*) AS count
   FROM leads l
- WHERE l.created_at >= :since AND l.created_at <= :now
+ WHERE l.created_at >= :since AND l.created_at <= :now AND l.dates_known
    AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
  GROUP BY 1
 """

@@ -3,7 +3,8 @@
 A job is a `scoring_jobs` row that the worker running it moves on (percent, message, heartbeat) in
 short transactions of their own, so every worker and a reloaded page read the same progress. A
 partial unique index lets one job of each kind run at a time; a second start is refused with a
-message. A job whose heartbeat stopped long ago (its process died) is marked failed at the next start.
+message. A job beats every few seconds while it runs (services/job_heartbeat.py); one whose heartbeat
+stopped (its process died) shows as interrupted and is marked failed at the next start.
 
 `run_training_job` and `run_rescore_job` do the work; the caller runs them off the event loop (a
 thread, see crm_app/background.py) and hands them a way to open sessions.
@@ -24,6 +25,8 @@ from sqlmodel import Session
 from crm_app.scoring.evaluation import figure_text
 from crm_app.scoring.training import stored_headline, stored_interval
 from crm_app.services.errors import ServiceError
+from crm_app.db.outage import database_unavailable
+from crm_app.services.job_heartbeat import HEARTBEAT_SECONDS, INTERRUPTED, run_as_job
 from crm_app.services.model_training import activate_model, train_model
 from crm_app.services.permissions import CurrentUser, require_manager
 from crm_app.services.scoring import (
@@ -39,8 +42,8 @@ from crm_app.services.scoring import (
 TRAIN = "train"
 RESCORE = "rescore"
 JOB_KINDS = (TRAIN, RESCORE)
-# No heartbeat for this long: the process running the job is gone.
-STALE_AFTER = timedelta(minutes=10)
+# No heartbeat for this long (four missed beats): the process running the job is gone.
+STALE_AFTER = timedelta(seconds=4 * HEARTBEAT_SECONDS)
 # Training reports in steps; each step's message starts with one of these, at this percent.
 TRAINING_STEPS = (
     ("Loading", 5),
@@ -95,11 +98,10 @@ class JobView:
 def _fail_stale(session: Session, kind: str, now: datetime) -> None:
     session.execute(
         text(
-            "UPDATE scoring_jobs SET status = 'failed', finished_at = :now, "
-            "error = 'Interrupted: the app stopped while this job ran. Start it again.' "
+            "UPDATE scoring_jobs SET status = 'failed', finished_at = :now, error = :error "
             "WHERE kind = :kind AND status = 'running' AND heartbeat_at < :stale"
         ),
-        {"kind": kind, "now": now, "stale": now - STALE_AFTER},
+        {"kind": kind, "now": now, "stale": now - STALE_AFTER, "error": INTERRUPTED},
     )
 
 
@@ -166,20 +168,25 @@ def fail_job(session: Session, job_id: int, *, now: datetime, error: str) -> Non
     session.commit()
 
 
-def latest_job(session: Session, kind: str) -> JobView | None:
-    """The newest job of a kind (running or finished), or None when there was none."""
+def latest_job(session: Session, kind: str, now: datetime | None = None) -> JobView | None:
+    """The newest job of a kind (running or finished), or None when there was none. Given `now`, a
+    running job whose heartbeat stopped shows as interrupted (the next start marks it so)."""
     row = session.execute(
         text(
-            "SELECT id, kind, status, percent, message, error, started_at, finished_at, model_id "
+            "SELECT id, kind, status, percent, message, error, started_at, finished_at, model_id, "
+            "heartbeat_at "
             "FROM scoring_jobs WHERE kind = :kind ORDER BY started_at DESC, id DESC LIMIT 1"
         ),
         {"kind": kind},
     ).one_or_none()
     if row is None:
         return None
+    status, error = row.status, row.error or ""
+    if status == "running" and now is not None and row.heartbeat_at < now - STALE_AFTER:
+        status, error = "failed", INTERRUPTED
     return JobView(
-        id=row.id, kind=row.kind, status=row.status, percent=row.percent, message=row.message,
-        error=row.error or "", started_at=f"{row.started_at:%Y-%m-%d %H:%M} UTC",
+        id=row.id, kind=row.kind, status=status, percent=row.percent, message=row.message,
+        error=error, started_at=f"{row.started_at:%Y-%m-%d %H:%M} UTC",
         finished_at=f"{row.finished_at:%Y-%m-%d %H:%M} UTC" if row.finished_at else "",
         model_id=row.model_id or 0,
     )
@@ -205,6 +212,7 @@ def _user_message(error: Exception) -> str:
     return f"Training failed unexpectedly ({type(error).__name__}: {error}). The rules keep scoring."
 
 
+@run_as_job
 def run_training_job(
     open_session: SessionFactory, job_id: int, *, clock: Clock, trained_by: CurrentUser | None = None,
     then_rescore: bool = True, keep_fields: Collection[str] = (),
@@ -244,6 +252,8 @@ def run_training_job(
             )
         except Exception as error:  # recorded for the page, never swallowed silently
             work.rollback()
+            if database_unavailable(error):
+                raise  # run_as_job runs it again once the database is back
             if not isinstance(error, ServiceError):
                 log.exception("Training job %s failed", job_id)
             fail_job(progress_session, job_id, now=clock(), error=_user_message(error))
@@ -263,6 +273,7 @@ def _auc_words(metrics: dict) -> str:
     return f" (ROC-AUC {text_.replace(' (', ', ').rstrip(')')}{how})"
 
 
+@run_as_job
 def run_rescore_job(open_session: SessionFactory, job_id: int, *, clock: Clock, batch_size: int = 2000) -> int:
     """Rescore every open lead with the team's engine for a started job, then the closed deals a model
     learned from (scoring.rescore_history: out-of-fold scores, never in-sample ones), batch by batch,
@@ -304,6 +315,8 @@ def run_rescore_job(open_session: SessionFactory, job_id: int, *, clock: Clock, 
                        message=rescore_message(config, written, history))
         except Exception as error:
             work.rollback()
+            if database_unavailable(error):
+                raise  # run_as_job runs it again once the database is back
             log.exception("Rescoring job %s failed", job_id)
             fail_job(progress_session, job_id, now=clock(),
                      error=f"Rescoring stopped ({type(error).__name__}: {error}). Leads not reached keep "

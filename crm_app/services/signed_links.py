@@ -48,7 +48,7 @@ def sign_link(purpose: str, payload: dict[str, Any], *, now: datetime, lifetime:
 def verify_link(purpose: str, token: str, *, now: datetime, key: bytes | None = None) -> dict[str, Any]:
     """The payload of a valid token for `purpose`; raises InvalidLink otherwise."""
     body, _, mac = (token or "").partition(".")
-    if not body or not hmac.compare_digest(mac, _mac(body, key or settings.secret_key)):
+    if not body or not hmac.compare_digest(mac.encode(), _mac(body, key or settings.secret_key).encode()):
         raise InvalidLink("This link is not valid. Export again from the Leads page.")
     try:
         claims = json.loads(_unb64(body))

@@ -20,7 +20,7 @@ from crm_app.services.analytics import (
 )
 from crm_app.scoring.segments import SegmentInsight
 from crm_app.services.segments import segment_insights
-from crm_app.state.base import AppState, now_utc
+from crm_app.state.base import AppState, now_utc, picked
 
 EVERYONE = "all"
 
@@ -34,6 +34,7 @@ class AnalyticsState(AppState):
     tier_conversion: list[TierConversionRow] = []
     funnel_rows: list[FunnelRow] = []
     total_leads: int = 0
+    undated_leads: int = 0
     closed_with_score: int = 0
     week_count: int = 0
     source_conversion_figure: go.Figure = go.Figure()
@@ -60,7 +61,9 @@ class AnalyticsState(AppState):
             (u.name for u in self.users if str(u.id) == self.owner), "one rep"
         )
         noun = "lead" if self.total_leads == 1 else "leads"
-        return f"{self.total_leads:,} {noun} created {when} · {who}"
+        undated = (f" · {self.undated_leads:,} imported without dates count under All time only"
+                   if self.undated_leads else "")
+        return f"{self.total_leads:,} {noun} created {when} · {who}{undated}"
 
     def _default_owner(self) -> str:
         return EVERYONE if self.viewer_is_manager or self.viewer_int() is None else self.viewer_id
@@ -86,6 +89,7 @@ class AnalyticsState(AppState):
         self.tier_conversion = report.tier_conversion
         self.funnel_rows = report.funnel
         self.total_leads = report.total_leads
+        self.undated_leads = report.undated_leads
         self.closed_with_score = sum(r.won + r.lost for r in report.tier_conversion)
         self.week_count = len(report.weekly)
         sources = report.sources
@@ -137,12 +141,12 @@ class AnalyticsState(AppState):
 
     @rx.event
     async def set_period(self, value: str | list[str]):
-        value = value if isinstance(value, str) else value[0]
-        if value in PERIODS:
+        value = picked(value, PERIODS, "")
+        if value:
             self.period = value
             await self._refresh()
 
     @rx.event
     async def set_owner(self, value: str):
-        self.owner = value
+        self.owner = picked(value, {key for key, _ in self.owner_options}, self.owner)
         await self._refresh()

@@ -6,7 +6,7 @@ import reflex as rx
 
 from crm_app.services import accounts, api_keys
 from crm_app.services.errors import InvalidInput, ServiceError
-from crm_app.state.base import AppState, now_utc, typed_into
+from crm_app.state.base import AppState, now_utc, typed_into, whole_number
 
 BLANK = {"name": "", "scope": "write", "user": "", "rate": str(api_keys.DEFAULT_RATE)}
 
@@ -68,10 +68,10 @@ class ApiKeysState(AppState):
 
     @rx.event
     async def revoke(self, key_id: int):
-        actor, now = await self._actor(), now_utc()
+        actor, now, key_id = await self._actor(), now_utc(), whole_number(key_id) or 0
         try:
-            await self._db(lambda s: api_keys.revoke_key(s, actor, int(key_id), now))
-            name = next((k.name for k in self.keys if k.id == int(key_id)), "The key")
+            await self._db(lambda s: api_keys.revoke_key(s, actor, key_id, now))
+            name = next((k.name for k in self.keys if k.id == key_id), "The key")
             self.message = f"Revoked \u201c{name}\u201d: its next request is refused."
         except ServiceError as error:
             self.message = str(error)

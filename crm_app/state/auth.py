@@ -2,23 +2,45 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+import json
+from urllib.parse import quote
 
 import reflex as rx
 
+from crm_app.auth_routes import SESSION_PATH
 from crm_app.domain import Role
+from crm_app.http_security import next_from_url
 from crm_app.services import accounts, audit
-from crm_app.services.errors import Forbidden, InvalidInput, ServiceError
-from crm_app.state.base import SESSION_ENDED, SIGN_IN, AppState, now_utc, run_system_db, typed_into
+from crm_app.services.errors import Forbidden, InvalidInput, NotFound, ServiceError
+from crm_app.state.base import (
+    SESSION_ENDED,
+    SIGN_IN,
+    AppState,
+    now_utc,
+    picked,
+    run_system_db,
+    typed_into,
+    typed_text,
+    whole_number,
+)
 
 
 def _safe_next(url: str) -> str:
     """Where to go after signing in: a path of this app only (never another site)."""
-    query = parse_qs(urlsplit(url).query)
-    target = (query.get("next") or ["/"])[0]
-    if not target.startswith("/") or target.startswith("//") or "\\" in target or target.startswith(SIGN_IN):
-        return "/"
-    return target
+    return next_from_url(url)
+
+
+def _handoff(ticket: str, next_path: str):
+    """The browser swaps the sign-in ticket for its HttpOnly session cookie (crm_app/auth_routes.py),
+    then loads the page it came for: a new page opens a new websocket, which carries the cookie."""
+    again = f"{SIGN_IN}?next={quote(next_path)}"
+    return rx.call_script(
+        f"fetch({json.dumps(SESSION_PATH)}, {{method: 'POST', credentials: 'same-origin', "
+        f"headers: {{'Content-Type': 'application/json'}}, "
+        f"body: JSON.stringify({{ticket: {json.dumps(ticket)}}})}})"
+        f".then(r => window.location.replace(r.ok ? {json.dumps(next_path)} : {json.dumps(again)}))"
+        f".catch(() => window.location.replace({json.dumps(again)}))"
+    )
 
 
 class SignInState(AppState):
@@ -37,16 +59,16 @@ class SignInState(AppState):
             return rx.redirect(_safe_next(str(self.router.url)))
         self.first_run = await run_system_db(accounts.needs_first_admin)
         # What was typed stays (a fast typist may be ahead of this event); only old messages go. A
-        # token the browser still holds belonged to a session that ended (expired, idle, revoked).
-        ended = bool(self.auth_token) and self.auth_token != self._signed_out_token
-        if self.auth_token and not ended:
-            self.auth_token = ""  # the token signed out of, handed back by the browser: forget it again
-        self.errors, self.message = {}, SESSION_ENDED if ended else ""
+        # token the browser still holds belonged to a session that ended (expired, idle, revoked),
+        # unless it is the one this tab just signed out of.
+        token = self._session_token()
+        ended = bool(token) and token != self._signed_out_token
+        self.errors, self.message, self.busy = {}, SESSION_ENDED if ended else "", False
 
     @rx.event
     def set_field(self, field: str, value: str):
         if field in ("email", "name", "password", "confirm"):
-            setattr(self, field, value[:300])
+            setattr(self, field, typed_text(value, 300))
             self.errors = {k: v for k, v in self.errors.items() if k != field}
 
     @rx.event
@@ -54,6 +76,7 @@ class SignInState(AppState):
         self.errors, self.message, self.busy = {}, "", True
         yield
         email, password, name, now = self.email, self.password, self.name, now_utc()
+        source = self.router.session.client_ip  # throttles count per address (accounts.sign_in)
         try:
             if self.first_run:
                 if password != self.confirm:
@@ -61,8 +84,8 @@ class SignInState(AppState):
                 await run_system_db(
                     lambda s: accounts.create_first_admin(s, email=email, name=name, password=password, now=now)
                 )
-            token, user = await run_system_db(
-                lambda s: accounts.sign_in(s, email=email, password=password, now=now)
+            ticket, _user = await run_system_db(
+                lambda s: accounts.sign_in_ticket(s, email=email, password=password, now=now, source=source)
             )
         except InvalidInput as error:
             self.errors = {error.field or "form": str(error)}
@@ -73,11 +96,8 @@ class SignInState(AppState):
             if isinstance(error, Forbidden):  # someone else created the admin meanwhile
                 self.first_run = False
             return
-        self.auth_token = token
-        self._set_user(user)
         self.password = self.confirm = ""
-        self.busy = False
-        yield rx.redirect(_safe_next(str(self.router.url)))
+        yield _handoff(ticket, _safe_next(str(self.router.url)))
 
 
 class AccountState(AppState):
@@ -97,7 +117,7 @@ class AccountState(AppState):
     @rx.event
     def set_field(self, field: str, value: str):
         if field in ("current", "new", "confirm"):
-            setattr(self, field, value[:300])
+            setattr(self, field, typed_text(value, 300))
             self.saved = False
 
     @rx.event
@@ -107,7 +127,7 @@ class AccountState(AppState):
         if self.new != self.confirm:
             self.errors = {"confirm": "The two new passwords differ."}
             return
-        current, new, token, now = self.current, self.new, self.auth_token, now_utc()
+        current, new, token, now = self.current, self.new, self._session_token(), now_utc()
         try:  # as the owner: the app role may not read the hash the current password is checked against
             await run_system_db(lambda s: accounts.change_password(s, user, current=current, new=new, now=now,
                                                                    keep_token=token))
@@ -160,8 +180,11 @@ class UsersState(AppState):
     @rx.event
     async def set_role(self, user_id: int, role: str):
         actor, now = await self._actor(), now_utc()
+        user_id, role = whole_number(user_id), typed_text(role, 20)
         try:
-            await self._db(lambda s: accounts.set_role(s, actor, int(user_id), role, now))
+            if user_id is None:
+                raise NotFound("That user does not exist.")
+            await self._db(lambda s: accounts.set_role(s, actor, user_id, role, now))
             self.message = "Role changed; it applies from their next sign-in."
         except ServiceError as error:
             self.message = str(error)
@@ -169,9 +192,11 @@ class UsersState(AppState):
 
     @rx.event
     async def set_active(self, user_id: int, active: bool):
-        actor, now = await self._actor(), now_utc()
+        actor, now, user_id, active = await self._actor(), now_utc(), whole_number(user_id), active is True
         try:
-            await self._db(lambda s: accounts.set_active(s, actor, int(user_id), bool(active), now))
+            if user_id is None:
+                raise NotFound("That user does not exist.")
+            await self._db(lambda s: accounts.set_active(s, actor, user_id, active, now))
             self.message = "Reactivated." if active else "Deactivated and signed out everywhere."
         except ServiceError as error:
             self.message = str(error)
@@ -215,12 +240,12 @@ class AuditState(AppState):
 
     @rx.event
     async def set_action(self, value: str):
-        self.action = value
+        self.action = picked(value, {"all", *audit.ACTION_LABELS}, self.action)
         await self._refresh()
 
     @rx.event
     async def set_actor(self, value: str):
-        self.actor = value
+        self.actor = picked(value, {"all", *(str(u.id) for u in self.users)}, self.actor)
         await self._refresh()
 
     @rx.event

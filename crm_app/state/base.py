@@ -1,5 +1,8 @@
 """The base state: who is signed in, and the one door every page's database work goes through.
 
+The session token is an HttpOnly cookie (set by crm_app/auth_routes.py), so no script of the page
+can read it: the state reads it from the websocket's handshake (`_session_token`).
+
 `AppState._db(work)` is the only way a state reaches the database. It checks the browser's session
 token (again at most every RECHECK_SECONDS, so a sign-out or deactivation elsewhere takes effect
 within that), then runs `work(session)` in a thread, in a session that acts as the signed-in user
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote
 from collections.abc import Callable
 from typing import TypeVar
@@ -23,8 +27,10 @@ from reflex.app import default_backend_exception_handler
 from reflex_base.event import EventSpec
 from sqlmodel import Session
 
+from crm_app.auth_routes import SESSION_COOKIE, SIGN_OUT_PATH
 from crm_app.db.engine import get_app_engine, get_engine
 from crm_app.db.models import utcnow
+from crm_app.db.outage import database_unavailable
 from crm_app.db.queries import UserOption, list_users
 from crm_app import live
 from crm_app.db.security import act_as
@@ -41,13 +47,45 @@ SIGN_IN = "/sign-in"
 SESSION_ENDED = "Your session has ended: sign in again."
 
 
+# What a browser sends is whatever its socket sends: a crafted event may put any JSON in any
+# argument. Handlers keep only what their page could have sent (issue #17, item 12).
+
+
+def typed_text(value: object, limit: int = 300) -> str:
+    """Text from the browser, safe to keep and to query with: a string (anything else is empty),
+    without NUL or lone surrogates (PostgreSQL text holds neither; the driver refuses the query),
+    at most `limit` characters."""
+    if not isinstance(value, str):
+        return ""
+    if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+        value = "".join(ch for ch in value if ch != "\x00" and not "\ud800" <= ch <= "\udfff")
+    return value[:limit]
+
+
+def picked(value: object, allowed, current: str) -> str:
+    """A select's or a radio group's value: one of `allowed` (a radio may send a one-item list),
+    else `current` unchanged."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value if isinstance(value, str) and value in allowed else current
+
+
+def whole_number(value: object) -> int | None:
+    """An id the page sent: a positive int (or its digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isdecimal() and len(value) < 10:
+        value = int(value)
+    return value if isinstance(value, int) and 0 < value < 2**31 else None
+
+
 def typed_into(draft: dict[str, str], errors: dict[str, str], field: str, value: str,
                limit: int = 300) -> tuple[dict[str, str], dict[str, str]]:
     """A form's draft with `value` typed into `field` (cut at `limit`) and that field's error gone;
     both unchanged for a field the form does not have."""
-    if field not in draft:
+    if not isinstance(field, str) or field not in draft:
         return draft, errors
-    return {**draft, field: value[:limit]}, {k: v for k, v in errors.items() if k != field}
+    return {**draft, field: typed_text(value, limit)}, {k: v for k, v in errors.items() if k != field}
 
 
 def open_session() -> Session:
@@ -85,14 +123,16 @@ def handle_backend_exception(exception: Exception) -> EventSpec | None:
                               "encodeURIComponent(window.location.pathname))")
     if isinstance(exception, Forbidden):
         return rx.toast.error(str(exception), position="top-center")
+    if database_unavailable(exception):  # a notice and a retry, not "An error occurred" (state/database.py)
+        from crm_app.state.database import DatabaseState
+
+        return DatabaseState.reconnect
     return default_backend_exception_handler(exception)
 
 
 class AppState(rx.State):
     """Shared by every page: the signed-in user and the team."""
 
-    # The session token, kept by the browser; only its hash is in the database.
-    auth_token: str = rx.Cookie("", name="crm_session", same_site="strict", max_age=14 * 24 * 3600)
     viewer_id: str = ""
     viewer_name: str = ""
     viewer_role: str = ""
@@ -112,10 +152,21 @@ class AppState(rx.State):
     def viewer_is_admin(self) -> bool:
         return self.viewer_role == "admin"
 
+    def _session_token(self) -> str:
+        """The browser's session token: its HttpOnly cookie, as the websocket's handshake carried it
+        (a page load opens a new socket, so a sign-in or sign-out shows from the next page on).
+        Only its hash is in the database."""
+        try:
+            jar = SimpleCookie(self.router.headers.cookie or "")
+        except CookieError:
+            return ""
+        morsel = jar.get(SESSION_COOKIE)
+        return morsel.value[:100] if morsel else ""
+
     async def _current_user(self, recheck: bool = False) -> CurrentUser | None:
         """The signed-in user, checked against the database at most every RECHECK_SECONDS (always
         with `recheck`: every page load does, so a session ended elsewhere stops a new page at once)."""
-        token = self.auth_token
+        token = self._session_token()
         fresh = not recheck and time.monotonic() - self._checked_at < RECHECK_SECONDS
         if self._user is not None and fresh and token == self._checked_token:
             return self._user
@@ -125,7 +176,7 @@ class AppState(rx.State):
         return user
 
     def _set_user(self, user: CurrentUser | None) -> None:
-        self._user, self._checked_at, self._checked_token = user, time.monotonic(), self.auth_token
+        self._user, self._checked_at, self._checked_token = user, time.monotonic(), self._session_token()
         self.viewer_id = str(user.id) if user else ""
         self.viewer_name = user.name if user else ""
         self.viewer_role = user.role.value if user else ""
@@ -170,13 +221,13 @@ class AppState(rx.State):
 
     @rx.event
     async def sign_out(self):
-        token, now = self.auth_token, now_utc()
+        token, now = self._session_token(), now_utc()
         if token:
             await run_system_db(lambda s: accounts.sign_out(s, token, now))
         self._signed_out_token = token
-        self.auth_token = ""
         self._set_user(None)
         self.users = []
-        # Removed in the browser before the sign-in page loads: the page change reads the cookie back into
-        # the state, and an old token read there was written back and reached the other tabs.
-        return [rx.remove_cookie("crm_session", {"path": "/", "sameSite": "strict"}), rx.redirect(SIGN_IN)]
+        # Only the server can clear an HttpOnly cookie: the sign-out route does, then the sign-in page
+        # loads afresh (a new websocket, without the cookie).
+        return rx.call_script(f"fetch('{SIGN_OUT_PATH}', {{method: 'POST', credentials: 'same-origin'}})"
+                              f".finally(() => window.location.assign('{SIGN_IN}'))")

@@ -23,7 +23,7 @@ from crm_app.services.queue import (
     snooze_time,
     work_item,
 )
-from crm_app.state.base import AppState, now_utc
+from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
 
 ALL_GROUPS = "all"
 QUEUE_TOP = "do-next"  # the queue card's element id
@@ -33,6 +33,7 @@ LOG_KINDS = {
     "meeting": ActivityKind.MEETING,
     "note": ActivityKind.NOTE,
 }
+FOLLOW_UP_DAYS = ("none", "1", "2", "3", "7", "14")  # what the log dialog's select offers
 LOG_TITLES = {"call": "Log a call", "email": "Log an email", "meeting": "Log a meeting", "note": "Add a note"}
 
 
@@ -152,6 +153,7 @@ class DashboardState(AppState):
         self.loaded = True
 
     def _item(self, lead_id: int) -> QueueItem | None:
+        lead_id = whole_number(lead_id)
         return next((i for i in self.items if i.lead_id == lead_id), None)
 
     @rx.event
@@ -170,14 +172,14 @@ class DashboardState(AppState):
 
     @rx.event
     async def set_owner_filter(self, value: str):
-        self.owner_filter = value
+        self.owner_filter = picked(value, {key for key, _ in self.owner_options}, self.owner_filter)
         self.queue_offset = 0
         await self._refresh()
 
     @rx.event
     async def show_group(self, group: str):
         """Show one group of the queue ("all" for every group), from its first page."""
-        self.queue_group = group if group in GROUPS else ALL_GROUPS
+        self.queue_group = picked(group, GROUPS, ALL_GROUPS)
         self.queue_offset = 0
         await self._refresh()
 
@@ -210,9 +212,10 @@ class DashboardState(AppState):
         item = self._item(lead_id)
         if item is None:
             return
+        lead_id = item.lead_id
         now = now_utc()
         try:
-            until = snooze_time(choice, now)
+            until = snooze_time(typed_text(choice, 20), now)
         except ServiceError as error:
             self.error_lead_id, self.error_message = lead_id, str(error)
             return
@@ -225,6 +228,7 @@ class DashboardState(AppState):
         item = self._item(lead_id)
         if item is None:
             return
+        lead_id = item.lead_id
         now = now_utc()
         # Done on a follow-up item completes the follow-up; on any other item it hides the lead until
         # the prospect's next move (a follow-up listed with it is a promise, not done by a click).
@@ -238,7 +242,7 @@ class DashboardState(AppState):
     @rx.event
     def open_log(self, lead_id: int, kind: str):
         item = self._item(lead_id)
-        if item is None or kind not in LOG_KINDS:
+        if item is None or picked(kind, LOG_KINDS, "") == "":
             return
         self.log_lead_id, self.log_lead_name = item.lead_id, item.name
         self.log_version, self.log_follow_up_id = item.version, item.follow_up_id
@@ -248,26 +252,24 @@ class DashboardState(AppState):
 
     @rx.event
     def set_log_open(self, value: bool):
-        self.log_open = value
+        self.log_open = value is True
 
     @rx.event
     def set_log_kind(self, value: str | list[str]):
-        value = value if isinstance(value, str) else value[0]
-        if value in LOG_KINDS:
-            self.log_kind = value
+        self.log_kind = picked(value, LOG_KINDS, self.log_kind)
 
     @rx.event
     def set_log_body(self, value: str):
-        self.log_body = value[:20_000]
+        self.log_body = typed_text(value, 20_000)
         self.log_error = ""
 
     @rx.event
     def set_log_follow_up_days(self, value: str):
-        self.log_follow_up_days = value
+        self.log_follow_up_days = picked(value, FOLLOW_UP_DAYS, self.log_follow_up_days)
 
     @rx.event
     def set_log_follow_up_note(self, value: str):
-        self.log_follow_up_note = value[:500]
+        self.log_follow_up_note = typed_text(value, 500)
 
     @rx.event
     async def save_log(self):

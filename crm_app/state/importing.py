@@ -2,31 +2,42 @@
 
 Managers only (the signed-in user's role); every handler checks it
 again. The uploaded file is kept under the data directory (CRM_DATA_DIR/imports) with a random name,
-not in Reflex's upload directory, which the backend serves publicly at /_upload.
+not in Reflex's upload directory, which the backend serves publicly at /_upload; it is deleted once
+imported (or refused), and uploads left behind for a day are swept at the next upload.
+
+A mapping change does not read the file again: the service keeps a profile of it (its values per
+column and first rows, services/importing/read.py) from the upload on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import reflex as rx
 
+from crm_app.services import import_runs
 from crm_app.services.errors import ServiceError
 from crm_app.services.importing import (
+    AUTO,
+    PLACEHOLDERS,
+    UNKNOWN_ORDER,
     ImportMapping,
     ImportProgress,
     ImportRejected,
+    ValidationReport,
+    file_has_dates,
+    forget_profile,
     guess_mapping,
     import_file,
     preview,
-    read_csv_format,
-    unknown_values,
+    profile_file,
+    unknown_words,
     validate_file,
 )
 from crm_app.settings import settings
@@ -34,8 +45,9 @@ from crm_app.state.base import AppState, now_utc, open_acting_session
 
 UPLOAD_ID = "import_csv"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+STALE_UPLOAD_SECONDS = 24 * 3600
 NO_DEFAULT = "none"
-PREVIEW_COLUMNS = ["Name", "Email", "Company", "Size", "Source", "Stage", "Value", "External id", "Custom fields"]
+PREVIEW_COLUMNS = ["Name", "Email", "Company", "Size", "Source", "Stage", "Value", "External id"]
 log = logging.getLogger(__name__)
 MANAGERS_ONLY = "Only a manager can import leads."
 
@@ -49,15 +61,18 @@ class ColumnChoice:
 
 @dataclass
 class UnknownWord:
-    field: str  # source | stage
+    field: str  # source | stage | outcome
     word: str
     mapped: str
+    rows: int
 
 
 @dataclass
 class PreviewLine:
     row: int
     cells: list[str]
+    custom: str  # "key: value, ..." (shown in a small scrolling box)
+    custom_count: int
     problems: str
 
 
@@ -74,23 +89,42 @@ def imports_dir() -> Path:
     return path
 
 
+def _sweep_stale_uploads(now: float) -> None:
+    """Delete uploads nobody imported (a closed tab) once they are a day old."""
+    for path in imports_dir().glob("*.csv"):
+        try:
+            if now - path.stat().st_mtime > STALE_UPLOAD_SECONDS:
+                path.unlink(missing_ok=True)
+        except OSError:
+            continue
+
+
 def _words(text: str) -> list[str]:
     return [w.strip().lower() for w in text.split(",") if w.strip()]
 
 
+def _report_lines(errors) -> list[ReportLine]:
+    return [ReportLine("—" if e.row == 0 else str(e.row), e.column, e.message) for e in errors]
+
+
 class ImportState(AppState):
-    file_name: str = ""
+    file_name: str = ""  # the user's own name for the file
     stored_name: str = ""  # the random name under imports_dir(); never a path the browser chose
     columns: list[ColumnChoice] = []
     default_source: str = NO_DEFAULT
-    won_words: str = "won, yes"
-    lost_words: str = "lost, no"
     row_ids: bool = False
-    # Words in the source / stage columns that are not ours, and what the user mapped them to.
+    # Placeholder words read as missing values (besides blank cells), on by default.
+    placeholders_on: bool = True
+    placeholder_words: str = ", ".join(PLACEHOLDERS)
+    date_format: str = AUTO
+    row_order: str = UNKNOWN_ORDER
+    has_dates: bool = False  # a mapped date column has values: no need to ask for the row order
+    # Words in the source / stage / outcome columns that are not ours, and what the user mapped them to.
     unknown_words: list[UnknownWord] = []
     word_map: dict[str, str] = {}
     preview_lines: list[PreviewLine] = []
     report_lines: list[ReportLine] = []
+    note_lines: list[ReportLine] = []
     report_summary: str = ""
     report_ok: bool = False
     file_rows: int = 0
@@ -104,17 +138,18 @@ class ImportState(AppState):
     def has_file(self) -> bool:
         return self.stored_name != ""
 
+    @rx.var
+    def has_date_column(self) -> bool:
+        return any(c.field in ("created_at", "closed_at") for c in self.columns)
+
     def _path(self) -> Path:
         return imports_dir() / self.stored_name
 
     def _mapping(self) -> ImportMapping:
-        values: dict[str, dict[str, str]] = {
-            "outcome": {**{w: "won" for w in _words(self.won_words)}, **{w: "lost" for w in _words(self.lost_words)}},
-            "source": {}, "stage": {},
-        }
+        values: dict[str, dict[str, str]] = {"source": {}, "stage": {}, "outcome": {}}
         for key, ours in self.word_map.items():
             field, _, word = key.partition("|")
-            if ours:
+            if ours and field in values:
                 values[field][word.strip().lower()] = ours
         stem = Path(self.file_name).stem or "import"
         return ImportMapping(
@@ -123,43 +158,78 @@ class ImportState(AppState):
             defaults={} if self.default_source == NO_DEFAULT else {"source": self.default_source},
             row_id_prefix=f"{stem}:row-" if self.row_ids else None,
             name_template=f"{stem} row {{row}}",
+            missing_values=tuple(_words(self.placeholder_words)) if self.placeholders_on else (),
+            date_format=self.date_format,
+            row_order=self.row_order,
         )
 
     def _forget_results(self) -> None:
-        self.report_lines, self.report_summary, self.report_ok, self.result = [], "", False, ""
+        self.report_lines, self.note_lines, self.report_summary = [], [], ""
+        self.report_ok, self.result = False, ""
+
+    def _show_report(self, report: ValidationReport) -> None:
+        self.file_rows = report.rows
+        self.report_ok = report.ok
+        self.report_summary = report.summary()
+        self.report_lines = _report_lines(report.errors)
+        self.note_lines = _report_lines(report.warnings)
 
     async def _refresh_preview(self) -> None:
         if not self.stored_name:
             return
         path, mapping, now = self._path(), self._mapping(), now_utc()
-        # Words still to map: looked up without the user's own mapping so mapped ones stay listed.
+        # Words still to map: looked up without the user's own word map so mapped ones stay listed.
         bare = self._mapping()
-        bare.values.pop("source"), bare.values.pop("stage")
-
+        bare.values = {}
         word_map = dict(self.word_map)
 
-        def unknown() -> list[UnknownWord]:
-            return [UnknownWord(field, word, word_map.get(f"{field}|{word}", ""))
-                    for field in ("source", "stage") for word in unknown_values(path, bare, field)]
+        def work():
+            words = [UnknownWord(field, word, word_map.get(f"{field}|{word}", ""), rows)
+                     for field in ("source", "stage", "outcome")
+                     for word, rows in unknown_words(path, bare, field)]
+            return words, preview(path, mapping, now=now), file_has_dates(path, mapping)
 
         try:
-            self.unknown_words = await asyncio.to_thread(unknown)
-            lines = await asyncio.to_thread(preview, path, mapping, now=now)
+            # From the file's profile (read once, at the upload): no reading of the file here.
+            self.unknown_words, lines, self.has_dates = await asyncio.to_thread(work)
         except ServiceError as error:
             self.message, self.preview_lines = str(error), []
             return
         self.preview_lines = [
-            PreviewLine(row=p.row, cells=[p.fields.get(c, "") for c in PREVIEW_COLUMNS], problems=" ".join(p.errors))
+            PreviewLine(row=p.row, cells=[p.fields.get(c, "") for c in PREVIEW_COLUMNS],
+                        custom=p.fields.get("Custom fields", ""), custom_count=len(p.custom_fields),
+                        problems=" ".join(p.errors))
             for p in lines
         ]
+
+    def _drop_file(self) -> None:
+        """Delete the stored upload (imported, refused, or replaced) and what is kept of it."""
+        if self.stored_name:
+            path = self._path()
+            forget_profile(path)
+            path.unlink(missing_ok=True)
+        self.stored_name = ""
 
     @rx.event
     async def load(self):
         if not await self._load_team():
             return self._sign_in_redirect()
+        # An import cut off by its process dying (the tab's saved state may still say "importing").
+        user_id = self._user.id
+        note = import_runs.interrupted(user_id)
+        if note or (self.importing and not import_runs.running(user_id)):
+            self.importing, self.progress, self.progress_label = False, 0, ""
+            self.message = note or import_runs.INTERRUPTED
 
     @rx.event
     async def handle_upload(self, files: list[rx.UploadFile]):
+        await self._receive(files)
+        # Let the same file be chosen again (after an import deleted it): a file input whose value
+        # does not change fires no change event.
+        return rx.call_script("document.querySelectorAll('.csv-drop input[type=file]')"
+                              ".forEach((input) => { input.value = ''; })")
+
+    async def _receive(self, files: list[rx.UploadFile]) -> None:
         if not self.viewer_is_manager:
             self.message = MANAGERS_ONLY
             return
@@ -170,65 +240,79 @@ class ImportState(AppState):
         if len(data) > MAX_UPLOAD_BYTES:
             self.message = f"The file is larger than {MAX_UPLOAD_BYTES // 1024 // 1024} MB."
             return
-        if self.stored_name:
-            self._path().unlink(missing_ok=True)
+        self._drop_file()
+        await asyncio.to_thread(_sweep_stale_uploads, time.time())
         self.stored_name = f"{uuid.uuid4().hex}.csv"
         self._path().write_bytes(data)
         self.file_name = Path(upload.filename or "upload.csv").name[:200]
-        self.message, self.word_map = "", {}
+        self.message = ""
         self._forget_results()
+        self.progress, self.progress_label = 0, ""
         try:
-            fmt = await asyncio.to_thread(read_csv_format, self._path())
+            profile = await asyncio.to_thread(profile_file, self._path())
         except ServiceError as error:
             self.message, self.columns, self.preview_lines = str(error), [], []
+            self._drop_file()
             return
-        with self._path().open(encoding=fmt.encoding, newline="") as handle:
-            reader = csv.reader(handle, delimiter=fmt.delimiter)
-            next(reader, None)
-            first = next(reader, [])
-        guessed = guess_mapping(fmt.headers)
-        self.columns = [ColumnChoice(h, guessed[h], (first[i] if i < len(first) else "")[:40])
-                        for i, h in enumerate(fmt.headers)]
-        has_id = any(c.field in ("external_id", "email") for c in self.columns)
-        self.row_ids = not has_id
+        first = profile.sample[0][1] if profile.sample else []
+        previous = {c.header: c.field for c in self.columns}
+        if list(previous) == list(profile.fmt.headers):
+            # The same columns again (the file corrected after a refused import): keep the choices.
+            guessed = previous
+        else:
+            guessed = guess_mapping(profile.fmt.headers, profile, self._mapping().missing_values)
+            self.word_map = {}
+            self.row_ids = not any(f in ("external_id", "email") for f in guessed.values())
+        self.columns = [ColumnChoice(h, guessed[h], (first[i].strip() if i < len(first) else "")[:40])
+                        for i, h in enumerate(profile.fmt.headers)]
+        await self._refresh_preview()
+
+    async def _changed(self):
+        self._forget_results()
         await self._refresh_preview()
 
     @rx.event
     async def set_column_field(self, header: str, value: str):
         self.columns = [ColumnChoice(c.header, value if c.header == header else c.field, c.sample)
                         for c in self.columns]
-        self._forget_results()
-        await self._refresh_preview()
+        if value == "external_id":
+            self.row_ids = False  # the file has its ids: row numbers would clash with them
+        await self._changed()
 
     @rx.event
     async def map_word(self, key: str, value: str):
         self.word_map = {**self.word_map, key: value}
-        self._forget_results()
-        await self._refresh_preview()
+        await self._changed()
 
     @rx.event
     async def set_default_source(self, value: str):
         self.default_source = value
-        self._forget_results()
-        await self._refresh_preview()
-
-    @rx.event
-    async def set_won_words(self, value: str):
-        self.won_words = value[:200]
-        self._forget_results()
-        await self._refresh_preview()
-
-    @rx.event
-    async def set_lost_words(self, value: str):
-        self.lost_words = value[:200]
-        self._forget_results()
-        await self._refresh_preview()
+        await self._changed()
 
     @rx.event
     async def set_row_ids(self, value: bool):
         self.row_ids = bool(value)
+        await self._changed()
+
+    @rx.event
+    async def set_placeholders_on(self, value: bool):
+        self.placeholders_on = bool(value)
+        await self._changed()
+
+    @rx.event
+    async def set_placeholder_words(self, value: str):
+        self.placeholder_words = value[:300]
+        await self._changed()
+
+    @rx.event
+    async def set_date_format(self, value: str):
+        self.date_format = value
+        await self._changed()
+
+    @rx.event
+    async def set_row_order(self, value: str):
+        self.row_order = value
         self._forget_results()
-        await self._refresh_preview()
 
     @rx.event
     async def validate(self):
@@ -239,10 +323,7 @@ class ImportState(AppState):
             return
         path, mapping, now = self._path(), self._mapping(), now_utc()
         report = await asyncio.to_thread(validate_file, path, mapping, now=now)
-        self.file_rows = report.rows
-        self.report_ok = report.ok
-        self.report_summary = report.summary()
-        self.report_lines = [ReportLine("—" if e.row == 0 else str(e.row), e.column, e.message) for e in report.errors]
+        self._show_report(report)
 
     @rx.event(background=True)
     async def run_import(self):
@@ -255,7 +336,9 @@ class ImportState(AppState):
             self.importing, self.progress, self.result, self.message = True, 0, "", ""
             self.progress_label = "Reading the file"
             path, mapping, now, total = self._path(), self._mapping(), now_utc(), self.file_rows
+            file_name = self.file_name
             user_id = (await self._actor()).id
+            import_runs.note_started(user_id, self.file_name)
 
         latest: list[ImportProgress] = []
         lock = threading.Lock()
@@ -265,13 +348,10 @@ class ImportState(AppState):
                 latest[:] = [step]
 
         def work():
-            if total:
-                rows = total
-            else:  # not validated first: count lines for the progress bar (fast, no parsing)
-                with path.open("rb") as handle:
-                    rows = max(1, sum(1 for _ in handle) - 1)
+            rows = total or profile_file(path).rows  # known since the upload
             with open_acting_session(user_id) as session:
-                return rows, import_file(session, path, mapping, now=now, progress=note, actor_id=user_id)
+                return rows, import_file(session, path, mapping, now=now, progress=note, actor_id=user_id,
+                                         file_name=file_name)
 
         task = asyncio.create_task(asyncio.to_thread(work))
         while not task.done():
@@ -290,6 +370,9 @@ class ImportState(AppState):
                     self.progress_label = step.message
         async with self:
             self.importing = False
+            # Imported or refused, the upload is not kept (a corrected file is chosen again).
+            self._drop_file()
+            import_runs.note_finished(user_id)
             try:
                 rows, summary = task.result()
             except ImportRejected as rejected:
@@ -297,9 +380,10 @@ class ImportState(AppState):
                 self.report_ok = False
                 self.report_summary = str(rejected)
                 if rejected.report is not None:
-                    self.report_lines = [ReportLine("—" if e.row == 0 else str(e.row), e.column, e.message)
-                                         for e in rejected.report.errors]
-                self.message = "Nothing was imported: " + str(rejected)
+                    self.report_lines = _report_lines(rejected.report.errors)
+                    self.note_lines = _report_lines(rejected.report.warnings)
+                self.message = ("Nothing was imported: " + str(rejected)
+                                + " The file was removed from the server: choose it again once corrected.")
                 return
             except ServiceError as error:
                 self.progress, self.progress_label, self.message = 0, "", f"Nothing was imported: {error}"
@@ -316,10 +400,8 @@ class ImportState(AppState):
 
     @rx.event
     def start_over(self):
-        if self.stored_name:
-            self._path().unlink(missing_ok=True)
-        self.stored_name, self.file_name, self.columns, self.preview_lines = "", "", [], []
+        self._drop_file()
+        self.file_name, self.columns, self.preview_lines = "", [], []
         self.unknown_words, self.word_map = [], {}
         self.progress, self.progress_label, self.message = 0, "", ""
         self._forget_results()
-

@@ -6,17 +6,19 @@ import dataclasses
 
 import reflex as rx
 
-from crm_app.domain import REP_LOGGED_KINDS, Stage
+from crm_app.domain import REP_LOGGED_KINDS, Play, Stage
 from crm_app.scoring.next_action import NextAction
 from crm_app.services.errors import InvalidInput, NotFound, ServiceError
 from crm_app.services.lead_actions import claim_leads, return_to_pool
 from crm_app.services.lead_detail import LeadDetail, LeadEdit, lead_detail, update_lead
 from crm_app.services.leads import log_activity, move_lead_to_stage
 from crm_app.services.next_action import next_action_for
-from crm_app.state.base import AppState, now_utc
+from crm_app.state.base import AppState, now_utc, picked, typed_text
 
 EDIT_FIELDS = [f.name for f in dataclasses.fields(LeadEdit)]
 NO_PLAY = "none"  # the play select's "no play" (a select item cannot have an empty value)
+KINDS = tuple(k.value for k in REP_LOGGED_KINDS)  # what the activity select offers
+PLAYS = (NO_PLAY, *(p.value for p in Play))
 
 
 class LeadDetailState(AppState):
@@ -70,21 +72,21 @@ class LeadDetailState(AppState):
     # Logging an activity -------------------------------------------------------------------
     @rx.event
     def set_activity_kind(self, value: str):
-        self.activity_kind = value
+        self.activity_kind = picked(value, KINDS, self.activity_kind)
 
     @rx.event
     def set_activity_play(self, value: str):
-        self.activity_play = value
+        self.activity_play = picked(value, PLAYS, self.activity_play)
         if self.activity_error_field == "play":
             self.activity_error = self.activity_error_field = ""
 
     @rx.event
     def set_activity_subject(self, value: str):
-        self.activity_subject = value
+        self.activity_subject = typed_text(value, 1000)
 
     @rx.event
     def set_activity_body(self, value: str):
-        self.activity_body = value
+        self.activity_body = typed_text(value, 30_000)
 
     @rx.event
     async def submit_activity(self):
@@ -114,6 +116,9 @@ class LeadDetailState(AppState):
     # Moving the stage ----------------------------------------------------------------------
     @rx.event
     async def move_to_stage(self, stage: str):
+        stage = picked(stage, {s.value for s in Stage}, "")
+        if not stage:
+            return None
         lead_id, version, user_id, now = self.lead.id, self.lead.version, self.viewer_int(), now_utc()
         try:
             await self._db(lambda s: move_lead_to_stage(
@@ -156,11 +161,13 @@ class LeadDetailState(AppState):
 
     @rx.event
     def set_edit_open(self, value: bool):
-        self.edit_open = value
+        self.edit_open = value is True
 
     @rx.event
     def set_edit_field(self, name: str, value: str):
-        self.edit = {**self.edit, name: value}
+        if name not in EDIT_FIELDS:
+            return
+        self.edit = {**self.edit, name: typed_text(value, 2000)}
         if name in self.edit_errors:
             self.edit_errors = {k: v for k, v in self.edit_errors.items() if k != name}
 

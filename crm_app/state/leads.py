@@ -7,8 +7,8 @@ import reflex as rx
 import dataclasses
 
 from crm_app.api import EXPORT_PATH, EXPORT_PURPOSE
-from crm_app.db.queries import LeadFilter, LeadListRow, ranked_leads
-from crm_app.domain import Stage
+from crm_app.db.queries import SORTS, LeadFilter, LeadListRow, ranked_leads
+from crm_app.domain import Source, Stage, Tier
 from crm_app.services import accounts
 from crm_app.services.exporting import filter_to_dict
 from crm_app.services.signed_links import sign_link
@@ -25,10 +25,22 @@ from crm_app.services.lead_actions import (
 from crm_app.services.leads import reassign_leads
 from crm_app.services.queue import SNOOZE_CHOICES
 from crm_app.settings import settings
-from crm_app.state.base import SESSION_ENDED, AppState, now_utc, run_system_db
+from crm_app.state.base import (
+    SESSION_ENDED,
+    AppState,
+    now_utc,
+    picked,
+    run_system_db,
+    typed_text,
+    whole_number,
+)
 from crm_app.state.new_lead import POOL, owner_choices, owner_text
 
 ALL = "all"
+SCOPES = ("mine", "unassigned", "team")
+TIERS = (ALL, *(t.value for t in Tier))
+STAGES = (ALL, *(s.value for s in Stage))
+SOURCES = (ALL, *(s.value for s in Source))
 
 
 class LeadsState(AppState):
@@ -108,32 +120,32 @@ class LeadsState(AppState):
 
     @rx.event
     async def set_search(self, value: str):
-        self.search = value[:200]
+        self.search = typed_text(value, 200)
         await self._refresh()
 
     @rx.event
     async def set_tier(self, value: str):
-        self.tier = value
+        self.tier = picked(value, TIERS, self.tier)
         await self._refresh()
 
     @rx.event
     async def set_stage(self, value: str):
-        self.stage = value
+        self.stage = picked(value, STAGES, self.stage)
         await self._refresh()
 
     @rx.event
     async def set_source(self, value: str):
-        self.source = value
+        self.source = picked(value, SOURCES, self.source)
         await self._refresh()
 
     @rx.event
     async def set_sort(self, value: str):
-        self.sort = value
+        self.sort = picked(value, SORTS, self.sort)
         await self._refresh()
 
     @rx.event
     async def set_scope(self, value: str | list[str]):
-        self.scope = value if isinstance(value, str) else value[0]
+        self.scope = picked(value, SCOPES, self.scope)
         self.selected = []
         await self._refresh()
 
@@ -153,7 +165,7 @@ class LeadsState(AppState):
         """A download of `flt`'s leads through a short-lived signed link, not over the websocket. The link
         names the signed-in user, whose row-level security the export runs under, and is served only
         while this sign-in lasts (crm_app/api.py checks at download)."""
-        now, user, token = now_utc(), await self._actor(), self.auth_token
+        now, user, token = now_utc(), await self._actor(), self._session_token()
         session_id = await run_system_db(lambda s: accounts.live_session_id(s, token, now))
         if session_id is None:
             raise NotSignedIn(SESSION_ENDED)
@@ -169,6 +181,7 @@ class LeadsState(AppState):
     # Bulk reassign ---------------------------------------------------------------------------
     @rx.event
     def toggle_selected(self, lead_id: int):
+        lead_id = whole_number(lead_id)
         if not any(r.id == lead_id for r in self.rows):
             return  # only a lead this page shows can be picked
         self.selected = [i for i in self.selected if i != lead_id] if lead_id in self.selected \
@@ -184,7 +197,7 @@ class LeadsState(AppState):
 
     @rx.event
     def set_reassign_to(self, value: str):
-        self.reassign_to = value
+        self.reassign_to = typed_text(value, 12)
 
     @rx.event
     async def reassign_selected(self):
@@ -235,15 +248,17 @@ class LeadsState(AppState):
 
     @rx.event
     async def claim_one(self, lead_id: int):
-        return await self._bulk(claim_leads, "Claimed", [lead_id])
+        lead_id = whole_number(lead_id)
+        return await self._bulk(claim_leads, "Claimed", [lead_id]) if lead_id else None
 
     @rx.event
     async def return_one(self, lead_id: int):
-        return await self._bulk(return_to_pool, "Returned to the pool:", [lead_id])
+        lead_id = whole_number(lead_id)
+        return await self._bulk(return_to_pool, "Returned to the pool:", [lead_id]) if lead_id else None
 
     @rx.event
     def set_bulk_stage(self, value: str):
-        self.bulk_stage = value
+        self.bulk_stage = picked(value, STAGES[1:], "")
 
     @rx.event
     async def move_selected(self):
@@ -256,7 +271,8 @@ class LeadsState(AppState):
 
     @rx.event
     async def snooze_selected(self, choice: str):
-        if choice not in SNOOZE_CHOICES:
+        choice = picked(choice, SNOOZE_CHOICES, "")
+        if not choice:
             self.bulk_message = "Pick how long to snooze them."
             return None
         return await self._bulk(lambda s, **kw: snooze_leads(s, choice=choice, **kw),
@@ -286,7 +302,7 @@ class LeadsState(AppState):
     @rx.event
     def start_edit(self, lead_id: int):
         self.row_errors = {}
-        self._edit_row(lead_id)
+        self._edit_row(whole_number(lead_id))
 
     @rx.event
     def cancel_edit(self):
@@ -294,8 +310,8 @@ class LeadsState(AppState):
 
     @rx.event
     def set_row_field(self, name: str, value: str):
-        if name in INLINE_FIELDS:
-            self.row_edit = {**self.row_edit, name: value[:20]}
+        if isinstance(name, str) and name in INLINE_FIELDS:
+            self.row_edit = {**self.row_edit, name: typed_text(value, 20)}
             self.row_errors = {k: v for k, v in self.row_errors.items() if k not in (name, "form")}
 
     @rx.event

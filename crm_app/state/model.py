@@ -26,7 +26,7 @@ from crm_app.services.model_report import (
     model_page,
 )
 from crm_app.services.model_training import HistoryCounts, activate_model
-from crm_app.services.scoring import engine_config
+from crm_app.services.scoring import ENGINE_MODES, engine_config
 from crm_app.services.scoring_jobs import (
     RESCORE,
     TRAIN,
@@ -37,7 +37,7 @@ from crm_app.services.scoring_jobs import (
     start_job,
 )
 from crm_app.services.scoring_settings import set_engine_choice
-from crm_app.state.base import AppState, db_as, now_utc, open_session
+from crm_app.state.base import AppState, db_as, now_utc, open_session, picked, typed_text, whole_number
 
 POLL_SECONDS = 1.0
 MANAGERS_ONLY = "Only a manager can change how leads are scored."
@@ -227,7 +227,7 @@ class ModelState(AppState):
 
     @rx.event
     def type_blend(self, value: str):
-        self.blend_draft = value[:8]
+        self.blend_draft = typed_text(value, 8)
         self.blend_error = ""
 
     async def _switch(self, mode: str):
@@ -255,7 +255,8 @@ class ModelState(AppState):
 
     @rx.event
     async def choose_mode(self, mode: str | list[str]):
-        return await self._switch(mode if isinstance(mode, str) else mode[0])
+        mode = picked(mode, ENGINE_MODES, "")
+        return await self._switch(mode) if mode else None
 
     @rx.event
     async def save_blend(self):
@@ -284,6 +285,9 @@ class ModelState(AppState):
 
     @rx.event
     async def activate(self, model_id: int):
+        model_id = whole_number(model_id)
+        if model_id is None:
+            return None
         if not self.viewer_is_manager:
             self.action_message = "Only a manager can choose the active model."
             return None

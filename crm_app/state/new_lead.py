@@ -51,10 +51,12 @@ class NewLeadState(AppState):
 
     @rx.event
     def set_form_open(self, value: bool):
-        self.form_open = value
+        self.form_open = value is True
 
     @rx.event
     def set_field(self, name: str, value: str):
+        if not isinstance(name, str):  # a crafted event: only the form's own fields are typed into
+            return
         self.draft, self.errors = typed_into(self.draft, self.errors, name, value, FORM_LIMITS.get(name, 0))
         self.errors = {k: v for k, v in self.errors.items() if k != "form"}
 

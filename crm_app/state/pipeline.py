@@ -6,7 +6,7 @@ import time
 
 import reflex as rx
 
-from crm_app.domain import Stage
+from crm_app.domain import Source, Stage, Tier
 from crm_app.services.errors import ServiceError
 from crm_app.services.leads import move_lead_to_stage
 from crm_app.services.pipeline import (
@@ -19,9 +19,12 @@ from crm_app.services.pipeline import (
     board_columns,
     column_cards,
 )
-from crm_app.state.base import AppState, now_utc
+from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
 
 ALL = "all"
+TIERS = (ALL, *(t.value for t in Tier))
+SOURCES = (ALL, *(s.value for s in Source))
+RISKS = (ALL, "any", "high")
 TEAM, MINE, UNASSIGNED = "team", "mine", "unassigned"
 
 
@@ -134,34 +137,34 @@ class PipelineState(AppState):
 
     @rx.event
     async def set_owner(self, value: str):
-        self.owner = value
+        self.owner = typed_text(value, 12)
         if not self._owner_is_allowed():
             self.owner = self._default_owner()
         await self._refilter()
 
     @rx.event
     async def set_tier(self, value: str):
-        self.tier = value
+        self.tier = picked(value, TIERS, self.tier)
         await self._refilter()
 
     @rx.event
     async def set_source(self, value: str):
-        self.source = value
+        self.source = picked(value, SOURCES, self.source)
         await self._refilter()
 
     @rx.event
     async def set_search(self, value: str):
-        self.search = value[:200]
+        self.search = typed_text(value, 200)
         await self._refilter()
 
     @rx.event
     async def set_only_stagnating(self, value: bool):
-        self.only_stagnating = value
+        self.only_stagnating = value is True
         await self._refilter()
 
     @rx.event
     async def set_risk(self, value: str):
-        self.risk = value
+        self.risk = picked(value, RISKS, self.risk)
         await self._refilter()
 
     @rx.event
@@ -173,7 +176,7 @@ class PipelineState(AppState):
 
     @rx.event
     async def load_more(self, stage: str):
-        column = next((c for c in self.columns if c.stage == stage), None)
+        column = next((c for c in self.columns if isinstance(stage, str) and c.stage == stage), None)
         if column is None or not column.cards or len(column.cards) >= min(column.count, MAX_CARDS):
             return
         last, room = column.cards[-1], MAX_CARDS - len(column.cards)
@@ -192,8 +195,8 @@ class PipelineState(AppState):
 
     # Moving deals ---------------------------------------------------------------------------------
     async def _move(self, lead_id: int, to_stage: str):
-        card = self._find(lead_id)
-        if card is None or to_stage not in STAGES:
+        card = self._find(whole_number(lead_id))
+        if card is None or not isinstance(to_stage, str) or to_stage not in STAGES:
             # Not on this board any more (or a bad stage): show the truth again.
             await self._reload_board()
             return rx.toast.error("That deal is no longer on this board.")
@@ -218,9 +221,9 @@ class PipelineState(AppState):
     @rx.event
     async def move_card(self, card_id: str, to_column: str, to_index: int):
         """A card dropped on a column (drag and drop, mouse or keyboard)."""
-        if not str(card_id).isdecimal():
+        if whole_number(card_id) is None:
             return None
-        return await self._move(int(card_id), to_column)
+        return await self._move(card_id, to_column)
 
     @rx.event
     async def move_from_menu(self, lead_id: int, to_stage: str):

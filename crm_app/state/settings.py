@@ -14,7 +14,7 @@ from crm_app.services.settings import (
     stage_rules,
 )
 from crm_app.services.scoring_settings import engine_status
-from crm_app.state.base import AppState, now_utc
+from crm_app.state.base import AppState, now_utc, typed_text
 
 
 class SettingsState(AppState):
@@ -47,16 +47,22 @@ class SettingsState(AppState):
 
     @rx.event
     def type_cost(self, source: str, value: str):
-        self.cost_drafts[source] = value[:20]
+        if not isinstance(source, str) or source not in self.cost_drafts:  # only a row the page shows
+            return
+        self.cost_drafts[source] = typed_text(value, 20)
         self.saved[source] = False
 
     @rx.event
     def type_days(self, stage: str, value: str):
-        self.day_drafts[stage] = value[:6]
+        if not isinstance(stage, str) or stage not in self.day_drafts:
+            return
+        self.day_drafts[stage] = typed_text(value, 6)
         self.saved[stage] = False
 
     @rx.event
     async def save_cost(self, source: str):
+        if not isinstance(source, str) or source not in self.cost_drafts:
+            return
         if not self.viewer_is_manager:
             self.errors[source] = "Only a manager can change costs."
             return
@@ -74,6 +80,8 @@ class SettingsState(AppState):
 
     @rx.event
     async def save_days(self, stage: str):
+        if not isinstance(stage, str) or stage not in self.day_drafts:
+            return
         if not self.viewer_is_manager:
             self.errors[stage] = "Only a manager can change stage limits."
             return

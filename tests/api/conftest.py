@@ -20,6 +20,9 @@ from tests.servers import free_port, serve
 # The server's own clock runs, so data is placed relative to real now.
 NOW = datetime.now(timezone.utc)
 LOG = REPO_ROOT / "test-artifacts" / "api-server.log"
+MAX_BODY_MB = 4
+FAILED_KEY_RATE = 100
+SERVER_APP_NAME = "crm-api-under-test"
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +82,13 @@ def api_url(api_database_url: str, team: Team) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = ["granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "crm_app.api:api"]
-    with serve(command, env={**os.environ, "DATABASE_URL": api_database_url},
+    env = {**os.environ, "DATABASE_URL": api_database_url,
+           # Small limits the tests can reach quickly; one proxy hop lets a test speak for other addresses.
+           "CRM_API_MAX_BODY_MB": str(MAX_BODY_MB), "CRM_API_FAILED_KEY_RATE": str(FAILED_KEY_RATE),
+           "REFLEX_TRUSTED_PROXY_HOPS": "1",
+           # PGAPPNAME names the server's connections, so a test can cut exactly those (test_outage.py).
+           "PGAPPNAME": SERVER_APP_NAME}
+    with serve(command, env=env,
                ready_url=f"{url}/api/v1/openapi.json", log_path=LOG, what="The API server", timeout=60):
         yield url
 

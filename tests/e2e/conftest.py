@@ -1,9 +1,11 @@
-"""Runs the real app (`reflex run --env prod`) on its own database and drives it with Chromium."""
+"""Runs the real app (as start.sh does: scripts/supervise.py, production mode) on its own database and drives
+it with Chromium."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from urllib.parse import quote, urlsplit
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -89,9 +91,14 @@ def seeded_app_data(app_session: Session) -> dict:
     return {"users": {"Ria Rep": ria, "Sam Seller": sam, "Maya Manager": maya}, "leads": leads}
 
 
+# PGAPPNAME of the app's connections, so a test can cut exactly those (test_database_outage.py).
+APP_CONNECTIONS = "crm-e2e-app"
+
+
 @pytest.fixture(scope="session")
-def app_url(app_database_url: str, seeded_app_data: dict) -> Iterator[str]:
-    """Build and start the app in production mode against the test database; stop it afterwards."""
+def app_server(app_database_url: str, seeded_app_data: dict) -> Iterator[tuple[str, int]]:
+    """Build and start the app in production mode against the test database, the way start.sh does
+    (under scripts/supervise.py); stop it afterwards. Yields its URL and the supervisor's pid."""
     port = free_port()
     env = {
         **os.environ,
@@ -99,15 +106,20 @@ def app_url(app_database_url: str, seeded_app_data: dict) -> Iterator[str]:
         "REFLEX_USE_NPM": "1",
         "REFLEX_TELEMETRY_ENABLED": "false",
         "REFLEX_CHECK_LATEST_VERSION": "false",
+        "PGAPPNAME": APP_CONNECTIONS,
     }
     env.pop("REFLEX_REDIS_URL", None)
     url = f"http://127.0.0.1:{port}"
-    command = ["reflex", "run", "--env", "prod", "--single-port", "--frontend-port", str(port),
-               "--backend-port", str(port)]
+    command = [sys.executable, "scripts/supervise.py", "--port", str(port)]
     # The first build installs the frontend with npm: allow it ten minutes.
     with serve(command, env=env, ready_url=f"{url}/ping", log_path=ARTIFACTS / "app.log", what="The app",
-               timeout=600):
-        yield url
+               timeout=600) as supervisor:
+        yield url, supervisor.pid
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server: tuple[str, int]) -> str:
+    return app_server[0]
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +139,8 @@ def sign_in_cookie(app_session: Session, app_url: str, name: str) -> dict:
     from crm_app.services.accounts import sign_in
 
     token, _ = sign_in(app_session, email=email_of(name), password=E2E_PASSWORD, now=utcnow())
-    return {"name": "crm_session", "value": token, "url": app_url}
+    # As the app's sign-in route sets it: HttpOnly, so no script of the page reads it.
+    return {"name": "crm_session", "value": token, "url": app_url, "httpOnly": True, "sameSite": "Strict"}
 
 
 def email_of(name: str) -> str:
@@ -174,7 +187,8 @@ def sign_in_as(page, name: str, next_path: str = "/") -> None:
     page.locator("#field-password").fill(E2E_PASSWORD)
     page.locator(".sign-in-submit").click()
     page.wait_for_url(lambda url: urlsplit(url).path.rstrip("/") == next_path.rstrip("/"))
-    page.wait_for_function("document.cookie.includes('crm_session=')")  # survives a reload from here on
+    # The sign-in route set the (HttpOnly) cookie before the page was loaded: it survives a reload.
+    assert any(c["name"] == "crm_session" for c in page.context.cookies())
 
 
 def choose_viewer(page, name: str) -> None:

@@ -43,10 +43,13 @@ def live_rep(app_session):
 
 
 def test_an_event_from_the_api_shows_on_the_reps_open_pages(page, browser, app_url, live_rep):
-    secret = _create_key_in_ui(page, "Website forms", "Lou Live (rep)")
+    # A website reports what prospects do: its key acts as a manager (a rep's key may not), and it
+    # gives the new lead to Lou.
+    secret = _create_key_in_ui(page, "Website forms", "Maya Manager (manager)")
     api = httpx.Client(base_url=f"{app_url}/api/v1", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
     created = api.post("/leads", json={"email": "live.wire@example.com", "name": "Live Wire", "company": "Wires Ltd",
-                                       "company_size": 10, "source": "website"})
+                                       "company_size": 10, "source": "website",
+                                       "owner_email": live_rep.email})
     assert created.status_code == 201, created.text
     lead = created.json()
     assert lead["tier"] == "cold" and lead["owner"]["name"] == "Lou Live"

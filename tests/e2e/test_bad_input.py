@@ -160,6 +160,12 @@ USER_ATTEMPTS = [
     ("Nina New", "", "long enough pw", "email", "Enter your email address."),
     ("Nina New", "nina@test.crm", "short", "password", "Use at least 10 characters."),
     ("Nina New", "nina@test.crm", " " * 12, "password", "A password cannot be only spaces."),
+    ("Nina New", "nina@test.crm", "aaaaaaaaaa", "password",
+     'Too easy to guess. Repeats like "aaa" are easy to guess. '
+     "Add another word or two. Uncommon words are better."),
+    ("Nina New", "nina@test.crm", "password12", "password",
+     "Too easy to guess. This is a very common password. "
+     "Add another word or two. Uncommon words are better."),
     ("N" * 5000, "nina@test.crm", "long enough pw", "name", "Use at most 120 characters."),
     ("   ", "nina@test.crm", "long enough pw", "name", "Enter a name."),
     ("Nina New", "abe@test.crm", "long enough pw", "email", "Someone on the team already has this email."),

@@ -3,8 +3,9 @@ without the page's buttons. A signed-out socket, and a rep's socket calling othe
 passing another rep's lead, must change nothing.
 
 The client below speaks Socket.IO v5 over Engine.IO v4 on a raw websocket (simple-websocket, already
-installed with Reflex): open, connect to the `/_event` namespace with the boot (hydrate) event whose
-`vars` carry the browser's cookies, then emit events by handler name.
+installed with Reflex): open with the browser's session cookie in the handshake (as a browser sends
+its HttpOnly cookie), connect to the `/_event` namespace with the boot (hydrate) event, then emit
+events by handler name.
 """
 
 from __future__ import annotations
@@ -35,15 +36,16 @@ def _state(module: str, cls: str) -> str:
 class CraftedSocket:
     """One browser tab's websocket, driven by hand."""
 
-    def __init__(self, app_url: str, *, token: str | None = None, path: str = "/"):
+    def __init__(self, app_url: str, *, token: str | None = None, path: str = "/",
+                 payload: dict | None = None, headers: dict | None = None):
         self.path = path
         self.messages: list[Any] = []
         client_token = str(uuid.uuid4())
         url = app_url.replace("http://", "ws://") + f"/_event/?EIO=4&transport=websocket&token={client_token}"
-        self.ws = Client.connect(url)
+        self.ws = Client.connect(url, headers={**({"Cookie": f"crm_session={token}"} if token else {}),
+                                               **(headers or {})})
         assert (self.ws.receive(timeout=30) or "").startswith("0")  # Engine.IO open (slow when the machine is busy)
-        payload = {"vars": {f"{APP}.auth_token_rx_state_": token}} if token else {}
-        boot = {"name": f"{ROOT}.hydrate_and_load", "payload": payload, "router_data": self._router()}
+        boot = {"name": f"{ROOT}.hydrate_and_load", "payload": payload or {}, "router_data": self._router()}
         self.ws.send(f"40{NS}," + json.dumps({"event": boot}))
         self.drain(seconds=4)
 
@@ -53,9 +55,20 @@ class CraftedSocket:
     def emit(self, handler: str, **payload) -> list[Any]:
         """Send one event and return what came back within a few seconds."""
         self.messages = []
+        self.send(handler, **payload)
+        return self.drain(seconds=4)
+
+    def send(self, handler: str, **payload) -> None:
+        """Send one event without waiting (json.dumps escapes a lone surrogate as JSON allows)."""
         event = {"name": handler, "payload": payload, "router_data": self._router()}
         self.ws.send(f"42{NS}," + json.dumps(["event", event]))
-        return self.drain(seconds=4)
+
+    def wait_for(self, text: str, seconds: float = 90) -> str:
+        """Everything said until `text` is (events queue up behind the ones sent before)."""
+        deadline = time.monotonic() + seconds
+        while text not in self.said() and time.monotonic() < deadline:
+            self.drain(seconds=1)
+        return self.said()
 
     def drain(self, seconds: float) -> list[Any]:
         deadline = time.monotonic() + seconds
@@ -74,6 +87,17 @@ class CraftedSocket:
 
     def said(self) -> str:
         return json.dumps(self.messages)
+
+    def latest(self, state: str, var: str, seconds: float = 90, until=lambda value: True) -> Any:
+        """The newest value the server sent for `var` of `state`, once `until(value)` holds."""
+        deadline = time.monotonic() + seconds
+        while True:
+            values = [m[1]["delta"][state][f"{var}_rx_state_"] for m in self.messages
+                      if isinstance(m, list) and len(m) > 1 and isinstance(m[1], dict)
+                      and f"{var}_rx_state_" in (m[1].get("delta") or {}).get(state, {})]
+            if values and until(values[-1]) or time.monotonic() > deadline:
+                return values[-1] if values else None
+            self.drain(seconds=1)
 
     def close(self) -> None:
         self.ws.close()
@@ -167,3 +191,119 @@ def test_an_unassigned_lead_a_rep_may_see_is_still_moved_only_through_the_rules(
     finally:
         socket.close()
     assert _lead_row(app_session, pool.id).stage == "contacted"
+
+
+# --- Crafted values (issue #17, item 12) -----------------------------------------------------------
+
+# What a script can put in any argument: unknown choices, NUL, lone surrogates, wrong types, huge numbers.
+HOSTILE = ["bogus", "\x00", "Ada\x00", "\ud800", "x\udfffy", 12345, None, ["team", "x"], {"a": 1}, True,
+           "9" * 40, -1, ""]
+# (page, state, handler, the argument under attack, the other arguments as the page sends them)
+CRAFTED_TARGETS = [
+    ("/leads", ("leads", "leads_state"), "set_scope", "value", {}),
+    ("/leads", ("leads", "leads_state"), "set_search", "value", {}),
+    ("/leads", ("leads", "leads_state"), "set_tier", "value", {}),
+    ("/leads", ("leads", "leads_state"), "set_stage", "value", {}),
+    ("/leads", ("leads", "leads_state"), "set_source", "value", {}),
+    ("/leads", ("leads", "leads_state"), "set_sort", "value", {}),
+    ("/leads", ("leads", "leads_state"), "toggle_selected", "lead_id", {}),
+    ("/leads", ("leads", "leads_state"), "set_reassign_to", "value", {}),
+    ("/leads", ("leads", "leads_state"), "set_bulk_stage", "value", {}),
+    ("/leads", ("leads", "leads_state"), "snooze_selected", "choice", {}),
+    ("/leads", ("leads", "leads_state"), "claim_one", "lead_id", {}),
+    ("/leads", ("leads", "leads_state"), "return_one", "lead_id", {}),
+    ("/leads", ("leads", "leads_state"), "start_edit", "lead_id", {}),
+    ("/leads", ("leads", "leads_state"), "set_row_field", "name", {"value": "1"}),
+    ("/leads", ("leads", "leads_state"), "set_row_field", "value", {"name": "deal_value"}),
+    ("/leads", ("new_lead", "new_lead_state"), "set_field", "name", {"value": "x"}),
+    ("/leads", ("new_lead", "new_lead_state"), "set_field", "value", {"name": "company"}),
+    ("/leads", ("new_lead", "new_lead_state"), "set_form_open", "value", {}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "set_owner", "value", {}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "set_tier", "value", {}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "set_source", "value", {}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "set_search", "value", {}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "set_risk", "value", {}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "set_only_stagnating", "value", {}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "load_more", "stage", {}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "move_card", "card_id",
+     {"to_column": "won", "to_index": 0}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "move_card", "to_column", {"card_id": "1", "to_index": 0}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "move_from_menu", "to_stage", {"lead_id": 1}),
+    ("/", ("dashboard", "dashboard_state"), "set_owner_filter", "value", {}),
+    ("/", ("dashboard", "dashboard_state"), "show_group", "group", {}),
+    ("/", ("dashboard", "dashboard_state"), "snooze", "choice", {"lead_id": 1}),
+    ("/", ("dashboard", "dashboard_state"), "open_log", "kind", {"lead_id": 1}),
+    ("/", ("dashboard", "dashboard_state"), "set_log_kind", "value", {}),
+    ("/", ("dashboard", "dashboard_state"), "set_log_body", "value", {}),
+    ("/", ("dashboard", "dashboard_state"), "set_log_follow_up_days", "value", {}),
+    ("/", ("dashboard", "dashboard_state"), "set_log_follow_up_note", "value", {}),
+    ("/analytics", ("analytics", "analytics_state"), "set_period", "value", {}),
+    ("/analytics", ("analytics", "analytics_state"), "set_owner", "value", {}),
+    ("/leads/1", ("lead_detail", "lead_detail_state"), "set_activity_kind", "value", {}),
+    ("/leads/1", ("lead_detail", "lead_detail_state"), "set_activity_play", "value", {}),
+    ("/leads/1", ("lead_detail", "lead_detail_state"), "set_activity_subject", "value", {}),
+    ("/leads/1", ("lead_detail", "lead_detail_state"), "set_activity_body", "value", {}),
+    ("/leads/1", ("lead_detail", "lead_detail_state"), "move_to_stage", "stage", {}),
+    ("/leads/1", ("lead_detail", "lead_detail_state"), "set_edit_field", "name", {"value": "x"}),
+    ("/leads/1", ("lead_detail", "lead_detail_state"), "set_edit_field", "value", {"name": "company"}),
+    ("/settings", ("settings", "settings_state"), "type_cost", "source", {"value": "1"}),
+    ("/settings", ("settings", "settings_state"), "type_cost", "value", {"source": "referral"}),
+    ("/settings", ("settings", "settings_state"), "type_days", "stage", {"value": "1"}),
+    ("/model", ("model", "model_state"), "type_blend", "value", {}),
+    ("/model", ("model", "model_state"), "choose_mode", "mode", {}),
+    ("/audit", ("auth", "audit_state"), "set_action", "value", {}),
+    ("/audit", ("auth", "audit_state"), "set_actor", "value", {}),
+    ("/account", ("auth", "account_state"), "set_field", "value", {"field": "new"}),
+    ("/users", ("auth", "users_state"), "set_draft", "value", {"field": "name"}),
+    ("/users", ("auth", "users_state"), "set_draft", "field", {"value": "x"}),
+    ("/users", ("auth", "users_state"), "set_active", "active", {"user_id": 1}),
+    ("/api-keys", ("api_keys", "api_keys_state"), "revoke", "key_id", {}),
+]
+
+
+def _new_tracebacks(log_offset: int) -> list[str]:
+    """Tracebacks from the app's own code written to the app's log since `log_offset`."""
+    from tests.e2e.conftest import ARTIFACTS
+
+    text = (ARTIFACTS / "app.log").read_text(errors="replace")[log_offset:]
+    return [block[:2000] for block in text.split("[Reflex Backend Exception]")[1:] if "crm_app/" in block]
+
+
+def test_crafted_values_never_break_a_tab(app_url, app_session, crafted):
+    """Every value a script can send to every choice and text handler of the pages: none makes our
+    code raise, and the tab works normally afterwards (a bogus scope used to break every later
+    event with a KeyError; NUL or a lone surrogate in a search broke every query)."""
+    from tests.e2e.conftest import ARTIFACTS
+
+    token = sign_in_cookie(app_session, app_url, "Ria Rep")["value"]
+    log_offset = len((ARTIFACTS / "app.log").read_text(errors="replace"))
+    pages: dict[str, CraftedSocket] = {}
+    sent = 0
+    try:
+        for path, state, handler, attacked, others in CRAFTED_TARGETS:
+            socket = pages.get(path) or pages.setdefault(path, CraftedSocket(app_url, token=token, path=path))
+            for value in HOSTILE:
+                socket.send(f"{_state(*state)}.{handler}", **{**others, attacked: value})
+                sent += 1
+            for open_socket in pages.values():  # answer the server's pings: a busy machine is slow here
+                open_socket.drain(seconds=0.05)
+        leads, pipeline = pages["/leads"], pages["/pipeline"]
+        leads_state = _state("leads", "leads_state")
+        names = lambda rows: sorted(r["name"] for r in rows or [])  # noqa: E731
+        # The tabs still work: their own pages load with the rep's leads, and the filters still filter.
+        leads.messages = []
+        leads.send(f"{leads_state}.set_search", value="Grace")
+        rows = leads.latest(leads_state, "rows", until=lambda rows: names(rows) == ["Grace Hopper"])
+        assert names(rows) == ["Grace Hopper"]
+        leads.send(f"{leads_state}.set_search", value="")
+        rows = leads.latest(leads_state, "rows", until=lambda rows: "Ada Lovelace" in names(rows))
+        assert names(rows) == ["Ada Lovelace", "Grace Hopper"]  # her own leads: the scope is still "mine"
+        pipeline.send(f"{_state('pipeline', 'pipeline_state')}.clear_filters")
+        assert "Ada Lovelace" in pipeline.wait_for("Ada Lovelace")
+        for socket in pages.values():
+            socket.drain(seconds=2)
+    finally:
+        for socket in pages.values():
+            socket.close()
+    assert sent == len(CRAFTED_TARGETS) * len(HOSTILE)
+    assert _new_tracebacks(log_offset) == []

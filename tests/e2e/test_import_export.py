@@ -47,7 +47,13 @@ def test_a_manager_uploads_maps_previews_validates_and_imports(page, seeded_app_
     expect(page.locator(".import-summary")).to_contain_text("Created 12, updated 0, skipped 0")
     assert app_session.execute(
         text("SELECT count(*) FROM leads WHERE email LIKE 'imported%@example.com'")).scalar_one() == 12
-    # Importing the same file again changes nothing and duplicates nothing.
+    # The upload is not kept once imported: importing again means choosing the file again, and the
+    # mapping chosen for the same columns stays.
+    expect(page.locator(".file-removed")).to_be_visible()
+    expect(page.get_by_role("button", name="Import", exact=True)).to_be_disabled()
+    _upload(page, path)
+    expect(page.locator(".file-removed")).to_have_count(0)  # the new upload has arrived
+    expect(page.get_by_role("combobox", name="Field for Result")).to_have_text("Outcome (won / lost)")
     page.get_by_role("button", name="Import", exact=True).click()
     expect(page.locator(".import-summary")).to_contain_text("Created 0, updated 0, skipped 12")
 
@@ -66,7 +72,8 @@ def test_a_bad_row_is_reported_in_words_and_nothing_is_imported(page, seeded_app
     expect(page.locator(".import-message")).to_contain_text("Nothing was imported")
     report = page.locator(".report-row")
     expect(report).to_have_count(3)
-    expect(report.nth(1)).to_contain_text('"many" is not a whole number of employees.')
+    expect(page.locator(".validation-report")).to_contain_text('"many" is not a whole number of employees.')
+    expect(report.first).to_contain_text('Unknown source "Carrier pigeon"')
     assert app_session.execute(text("SELECT count(*) FROM leads WHERE email = 'good@example.com'")).scalar_one() == 0
 
 
@@ -82,7 +89,95 @@ def test_an_unknown_source_is_mapped_in_the_page(page, seeded_app_data, app_sess
     expect(page.locator(".preview-row").first).to_contain_text("Events")
     page.get_by_role("button", name="Import", exact=True).click()
     expect(page.locator(".import-summary")).to_contain_text("Created 1")
-    assert app_session.execute(text("SELECT source FROM leads WHERE email = 'fair@example.com'")).scalar_one() == "events"
+    assert app_session.execute(text("SELECT source, custom_fields->>'source_detail' FROM leads "
+                                    "WHERE email = 'fair@example.com'")).one() == ("events", "Trade show")
+
+
+def _uploads() -> set[str]:
+    from crm_app.state.importing import imports_dir
+
+    return {p.name for p in imports_dir().glob("*.csv")}
+
+
+def test_a_crm_export_maps_itself_and_its_undated_rows_keep_the_order_the_manager_gives(
+        page, seeded_app_data, app_session, tmp_path):
+    from crm_app.demo.crm_export import write_lead_history_csv
+
+    path = write_lead_history_csv(tmp_path / "Lead history (old CRM).csv", rows=60, seed=3)
+    before = _uploads()
+    page.goto("/import")
+    choose_viewer(page, "Maya Manager")
+    _upload(page, path)
+    # Guessed from the headers and the values: no typing 0/1 anywhere.
+    expect(page.get_by_role("combobox", name="Field for Converted")).to_have_text("Outcome (won / lost)")
+    expect(page.get_by_role("combobox", name="Field for Prospect ID")).to_have_text("External id")
+    expect(page.get_by_role("combobox", name="Field for Lead Number")).to_have_text("Ignore")
+    row_ids = page.get_by_role("checkbox", name="Use row numbers as ids (no id or email column)")
+    expect(row_ids).not_to_be_checked()
+    # Placeholder words are missing values, on, with the list in view.
+    expect(page.get_by_role("checkbox", name="Read these words as missing values")).to_be_checked()
+    expect(page.get_by_role("textbox", name="Placeholder words")).to_have_value(
+        "select, n/a, na, -, --, none, null, unknown")
+    # Source words to map, each once with its rows; the outcome needs nothing.
+    expect(page.locator(".word-row").filter(has_text='"Google"')).to_contain_text("rows")
+    expect(page.get_by_role("combobox", name="Outcome for 0")).to_have_count(0)
+    # A preview row stays compact however many custom fields it has.
+    row = page.locator(".preview-row").first
+    expect(row).to_contain_text("fields: Lead Origin:")
+    assert row.bounding_box()["height"] < 120
+    # No dates: the page asks for the order of the rows.
+    page.get_by_role("radio", name="Newest first").click()
+    page.get_by_role("combobox", name="Default source").click()
+    page.get_by_role("option", name="Website").click()
+    expect(page.locator(".preview-row").first).to_contain_text("Website")
+    page.get_by_role("button", name="Validate").click()
+    expect(page.locator(".report-summary")).to_contain_text("All 60 rows are valid.")
+    expect(page.locator(".validation-notes")).to_contain_text("take the default source Website")
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.locator(".import-summary")).to_contain_text("Created 60, updated 0, skipped 0")
+    record = app_session.execute(text(
+        "SELECT id, file_name, row_order, dated_rows, row_count FROM imports ORDER BY id DESC LIMIT 1")).one()
+    assert (record.file_name, record.row_order, record.dated_rows, record.row_count) == (
+        "Lead history (old CRM).csv", "newest_first", 0, 60)
+    leads = app_session.execute(text("SELECT import_row, dates_known FROM leads WHERE import_id = :id "
+                                     "ORDER BY id"), {"id": record.id}).all()
+    assert [r.import_row for r in leads] == list(range(60, 0, -1)) and not any(r.dates_known for r in leads)
+    audit = app_session.execute(text(
+        "SELECT new->>'file' FROM audit_log WHERE action = 'leads_imported' ORDER BY id DESC LIMIT 1"
+    )).scalar_one()
+    assert audit == "Lead history (old CRM).csv"
+    assert _uploads() == before  # the upload was deleted
+
+
+def test_dates_and_id_clashes_are_questions_in_the_page(page, seeded_app_data, app_session, tmp_path):
+    path = tmp_path / "dated.csv"
+    path.write_text("Record ID,E-mail,Created,Lead Source\n"
+                    "R-1,dated1@example.com,03/04/2026,Referral\n"
+                    "R-2,dated2@example.com,05/06/2026,Referral\n")
+    before = _uploads()
+    page.goto("/import")
+    choose_viewer(page, "Maya Manager")
+    _upload(page, path)
+    expect(page.locator(".row-order")).to_have_count(0)  # the file has dates
+    page.get_by_role("checkbox", name="Use row numbers as ids (no id or email column)").click()
+    page.get_by_role("button", name="Validate").click()
+    expect(page.locator(".report-summary")).to_contain_text("Fix the mapping first:")
+    expect(page.locator(".report-summary")).to_contain_text("row numbers are ids too")
+    page.get_by_role("checkbox", name="Use row numbers as ids (no id or email column)").click()
+    page.get_by_role("button", name="Validate").click()
+    expect(page.locator(".report-summary")).to_contain_text("could be day first or month first")
+    page.get_by_role("combobox", name="Date format").click()
+    page.get_by_role("option", name="Day first (31/03/2026)").click()
+    page.get_by_role("button", name="Validate").click()
+    expect(page.locator(".report-summary")).to_contain_text("All 2 rows are valid.")
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.locator(".import-summary")).to_contain_text("Created 2")
+    created = app_session.execute(text("SELECT created_at FROM leads "
+                                       "WHERE email = 'dated1@example.com'")).scalar_one()
+    assert (created.day, created.month) == (3, 4)
+    assert app_session.execute(text("SELECT date_format FROM imports ORDER BY id DESC LIMIT 1")
+                               ).scalar_one() == "day_first"
+    assert _uploads() == before
 
 
 def test_a_rep_cannot_import(page, seeded_app_data):

@@ -69,7 +69,13 @@ def test_a_manager_trains_on_an_import_reviews_it_and_scores_the_imported_leads(
         "5-fold cross-validation"
     )
     expect(page.locator(".validation-badge")).to_have_text("5-fold cross-validation")
-    expect(page.locator(".measure-row[data-measure=ROC-AUC] .model-interval")).to_contain_text("±")
+    auc = page.locator(".headline-measures .measure-row[data-measure=ROC-AUC]")
+    expect(auc.locator(".model-interval")).to_contain_text("±")
+    # The manager said the file lists the newest deals first: its first rows are held out too.
+    expect(page.locator(".time-note")).to_contain_text(
+        "In the order you said the file lists its deals (newest first)"
+    )
+    expect(page.locator(".time-measures .measure-row")).to_have_count(5)
     # The column sales fill in after the outcome is named and left out, with a box to keep it.
     tags = page.locator(".field-row[data-field=Tags]")
     expect(tags.locator(".field-reason")).to_contain_text(

@@ -13,8 +13,8 @@ counts them; a rep: their own leads' rows, which scoring an edit of a closed dea
 keeps its out-of-fold score) and written by nobody: training, the rescoring jobs and the command line
 write as the tables' owner.
 
-Revision ID: 0018_model_scores
-Revises: 0017_hot_since
+Revision ID: 0020_model_scores
+Revises: 0019_source_throttles
 Create Date: 2026-12-03
 """
 from typing import Sequence, Union
@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0018_model_scores"
-down_revision: Union[str, None] = "0017_hot_since"
+revision: str = "0020_model_scores"
+down_revision: Union[str, None] = "0019_source_throttles"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -1,0 +1,360 @@
+"""Writing a checked file in one transaction: COPY into a temporary table, match stored leads, insert
+the new ones with their scores and history, update the matched ones, rescore, audit, commit."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from time import perf_counter
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from crm_app.domain import Role
+from crm_app.scoring import LeadFacts, ScoringEngine
+from crm_app.scoring.blend import score_many
+from crm_app.services import audit
+from crm_app.services.importing.mapping import NEWEST_FIRST, UNKNOWN_ORDER, ImportMapping
+from crm_app.services.importing.read import ImportRejected
+from crm_app.services.importing.validate import (
+    ImportProgress,
+    LeadRecord,
+    RowError,
+    ValidationReport,
+    _checked_rows,
+)
+from crm_app.services.permissions import acting_user, require_role
+from crm_app.services.risk import reassess_risk_in_transaction
+from crm_app.services.scoring import active_engine, rescore_leads_in_transaction
+
+_IMPORT_LOCK_KEY = 0x1A9017  # one import at a time: two imports of the same people would race
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    rows: int
+    created: int
+    updated: int
+    skipped: int  # matched rows that changed nothing, and blank lines
+    seconds: float
+    dry_run: bool = False
+    notes: tuple[RowError, ...] = ()  # the validation report's notes: how columns were read
+    import_id: int | None = None  # the import's row in `imports` (None for a dry run)
+
+    def describe(self) -> str:
+        verb = "Would create" if self.dry_run else "Created"
+        return (f"{verb} {self.created:,}, updated {self.updated:,}, skipped {self.skipped:,} "
+                f"(unchanged or blank) of {self.rows:,} rows in {self.seconds:.1f} s.")
+
+
+# --- Writing ------------------------------------------------------------------------------------
+
+_TEMP_COLUMNS = (
+    "row_no int, external_id text, name text, email text, phone text, title text, company text, "
+    "company_size int, source text, stage text, deal_value numeric(12,2), created_at timestamptz, "
+    "closed_at timestamptz, custom_fields jsonb, score int, tier text, reasons jsonb, valid_until timestamptz, "
+    "score_at_close int, dated boolean NOT NULL, lead_id int, is_new boolean NOT NULL DEFAULT false"
+)
+_COPY_COLUMNS = (
+    "row_no", "external_id", "name", "email", "phone", "title", "company", "company_size", "source", "stage",
+    "deal_value", "created_at", "closed_at", "custom_fields", "score", "tier", "reasons", "valid_until",
+    "score_at_close", "dated",
+)
+
+
+SCORE_BATCH = 2_000
+
+
+def _spool_rows(
+    records: Iterator[LeadRecord], engine: ScoringEngine, now: datetime, spool, defaults: dict[str, str],
+) -> int:
+    """Write each record as a CSV line for COPY, with the score a new lead gets (no activities yet).
+
+    Rows are scored in batches (a model scores a batch ~30x faster than one lead at a time). An
+    imported lead has no activities, so nothing in its facts ages: its score at close is the score
+    it gets now, computed once."""
+    writer = csv.writer(spool)
+    count = 0
+    batch: list[LeadRecord] = []
+
+    def flush() -> None:
+        facts = [
+            LeadFacts(company_size=r.company_size, source=r.source or defaults.get("source"),
+                      custom_fields=r.custom_fields)
+            for r in batch
+        ]
+        for r, result in zip(batch, score_many(engine, facts, now)):
+            closed = (r.stage or defaults.get("stage")) in ("won", "lost")
+            writer.writerow((
+                r.row, r.external_id, r.name, r.email, r.phone, r.title, r.company, r.company_size, r.source,
+                r.stage, r.deal_value, r.created_at.isoformat() if r.created_at else None,
+                r.closed_at.isoformat() if r.closed_at else None,
+                json.dumps(r.custom_fields, ensure_ascii=False), result.score, result.tier.value,
+                json.dumps([x.as_dict() for x in result.reasons], ensure_ascii=False),
+                result.valid_until.isoformat() if result.valid_until else None,
+                result.score if closed else None, r.dated,
+            ))
+        batch.clear()
+
+    for record in records:
+        batch.append(record)
+        count += 1
+        if len(batch) >= SCORE_BATCH:
+            flush()
+    if batch:
+        flush()
+    return count
+
+
+def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: Callable[[str, int], None], *,
+           import_id: int | None, dry_run: bool, newest_first: bool) -> tuple[list[int], list[int], int]:
+    """COPY, match, insert, update, stage changes. Returns (ids created, ids updated, matched but unchanged).
+
+    A dry run numbers its new leads -1, -2, ... instead of drawing from the leads' id sequence: a
+    sequence does not roll back, so a dry run would otherwise use up the ids the real import then
+    gives (the sequence never hands out negative ids, so they cannot clash)."""
+    cursor = session.connection().connection.cursor()
+    cursor.execute("DROP TABLE IF EXISTS import_rows")
+    cursor.execute(f"CREATE TEMP TABLE import_rows ({_TEMP_COLUMNS}) ON COMMIT DROP")
+    spool.seek(0)
+    cursor.copy_expert(f"COPY import_rows ({', '.join(_COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", spool)
+    cursor.execute("CREATE INDEX ON import_rows (row_no)")
+    cursor.execute("ANALYZE import_rows")
+    say("Matching existing leads", 0)
+    # Match: the external id first, else the email. One row matching two different leads is refused.
+    cursor.execute(
+        """
+        SELECT t.row_no, by_id.id, by_email.id
+          FROM import_rows t
+          JOIN leads by_id ON by_id.external_id = t.external_id
+          JOIN leads by_email ON lower(by_email.email) = lower(t.email)
+         WHERE by_id.id <> by_email.id
+         ORDER BY t.row_no LIMIT 5
+        """
+    )
+    clashes = cursor.fetchall()
+    if clashes:
+        rows = ", ".join(str(r[0]) for r in clashes)
+        raise ImportRejected(f"Row {rows}: the external id belongs to one stored lead and the email to another "
+                             "(lead ids " + ", ".join(f"{r[1]} and {r[2]}" for r in clashes) + "). Fix the file or "
+                             "the leads, then import again.")
+    # Joins rather than a lookup per row: on a large file the planner hashes both sides.
+    cursor.execute("UPDATE import_rows t SET lead_id = l.id FROM leads l WHERE l.external_id = t.external_id")
+    cursor.execute(
+        "UPDATE import_rows t SET lead_id = l.id FROM leads l "
+        "WHERE t.lead_id IS NULL AND t.email IS NOT NULL AND lower(l.email) = lower(t.email)"
+    )
+    cursor.execute(
+        """
+        SELECT lead_id, array_agg(row_no ORDER BY row_no) FROM import_rows
+         WHERE lead_id IS NOT NULL GROUP BY lead_id HAVING count(*) > 1 ORDER BY min(row_no) LIMIT 5
+        """
+    )
+    twice = cursor.fetchall()
+    if twice:
+        raise ImportRejected("; ".join(f"Rows {', '.join(map(str, rows))} are all stored lead {lead_id} (one by its "
+                                       "external id, another by its email)" for lead_id, rows in twice)
+                             + ". A lead appears once per file.")
+    # New leads get their ids oldest first: in file order, or from the last row up when the manager
+    # says the file lists the newest first, so "newest id" means "newer". The mapping's defaults fill
+    # their missing source and stage.
+    order = "DESC" if newest_first else "ASC"
+    new_id = ("-row_number() OVER (ORDER BY row_no)" if dry_run
+              else "nextval(pg_get_serial_sequence('leads', 'id'))")
+    cursor.execute(
+        f"""
+        UPDATE import_rows t SET lead_id = n.id, is_new = true, source = coalesce(t.source, %(source)s),
+                                 stage = coalesce(t.stage, %(stage)s, 'new')
+          FROM (SELECT row_no, {new_id} AS id
+                  FROM (SELECT row_no FROM import_rows WHERE lead_id IS NULL ORDER BY row_no {order}) o) n
+         WHERE n.row_no = t.row_no
+        """,
+        {"source": mapping.defaults.get("source"), "stage": mapping.defaults.get("stage")},
+    )
+    cursor.execute(
+        """
+        INSERT INTO leads (id, external_id, name, email, phone, title, company, company_size, source, stage,
+                           deal_value, created_at, updated_at, stage_entered_at, closed_at, score, tier,
+                           score_reasons, scored_at, score_valid_until, score_at_close, custom_fields,
+                           import_id, import_row, dates_known)
+        SELECT lead_id, external_id, coalesce(name, replace(%(template)s, '{row}', row_no::text)), email, phone,
+               title, company, company_size, source, stage, coalesce(deal_value, 0),
+               coalesce(created_at, closed_at, %(now)s), %(now)s, coalesce(closed_at, created_at, %(now)s),
+               CASE WHEN stage IN ('won', 'lost') THEN coalesce(closed_at, created_at, %(now)s) END,
+               score, tier, reasons, %(now)s, valid_until, score_at_close, custom_fields,
+               %(import_id)s, row_no, dated
+          FROM import_rows WHERE is_new ORDER BY row_no
+        """,
+        {"now": now, "template": mapping.name_template, "import_id": import_id},
+    )
+    say("New leads stored", cursor.rowcount)
+    # Their history: created in "new", then (if elsewhere) moved to where they are. A row without
+    # dates says nothing of the way: it only arrived, at the import, in the stage it is in.
+    cursor.execute(
+        """
+        INSERT INTO stage_changes (lead_id, from_stage, to_stage, changed_at)
+        SELECT lead_id, NULL, 'new', coalesce(created_at, closed_at, %(now)s) FROM import_rows
+         WHERE is_new AND (dated OR stage = 'new')
+        UNION ALL
+        SELECT lead_id, 'new', stage, coalesce(closed_at, created_at, %(now)s)
+          FROM import_rows WHERE is_new AND dated AND stage <> 'new'
+        UNION ALL
+        SELECT lead_id, NULL, stage, %(now)s FROM import_rows WHERE is_new AND NOT dated AND stage <> 'new'
+        """,
+        {"now": now},
+    )
+    # Matched leads: a stage the file states and the lead is not in is a move, recorded first.
+    cursor.execute(
+        """
+        INSERT INTO stage_changes (lead_id, from_stage, to_stage, changed_at)
+        SELECT l.id, l.stage, t.stage, CASE WHEN t.stage IN ('won', 'lost') THEN coalesce(t.closed_at, %(now)s)
+                                            ELSE %(now)s END
+          FROM import_rows t JOIN leads l ON l.id = t.lead_id
+         WHERE NOT t.is_new AND t.stage IS NOT NULL AND t.stage <> l.stage
+        """,
+        {"now": now},
+    )
+    # A blank cell (NULL here) keeps the stored value; a value overwrites it.
+    columns = ("external_id", "name", "email", "phone", "title", "company", "company_size", "source",
+               "deal_value", "created_at")
+    assignments = [f"{c} = coalesce(t.{c}, l.{c})" for c in columns]
+    differs = [f"(t.{c} IS NOT NULL AND t.{c} IS DISTINCT FROM l.{c})" for c in columns]
+    moved = "(t.stage IS NOT NULL AND t.stage <> l.stage)"
+    assignments += [
+        "custom_fields = l.custom_fields || t.custom_fields",
+        f"stage = CASE WHEN {moved} THEN t.stage ELSE l.stage END",
+        f"stage_entered_at = CASE WHEN {moved} THEN CASE WHEN t.stage IN ('won', 'lost') "
+        "THEN coalesce(t.closed_at, %(now)s) ELSE %(now)s END ELSE l.stage_entered_at END",
+        f"closed_at = CASE WHEN {moved} AND t.stage IN ('won', 'lost') THEN coalesce(t.closed_at, %(now)s) "
+        f"WHEN {moved} THEN NULL WHEN l.stage IN ('won', 'lost') THEN coalesce(t.closed_at, l.closed_at) "
+        "ELSE l.closed_at END",
+        f"score_at_close = CASE WHEN {moved} OR (t.closed_at IS DISTINCT FROM l.closed_at AND t.closed_at IS NOT NULL"
+        " AND l.stage IN ('won', 'lost')) THEN NULL ELSE l.score_at_close END",
+        "version = l.version + 1",
+        "updated_at = %(now)s",
+    ]
+    differs += [
+        moved,
+        "NOT (l.custom_fields @> t.custom_fields)",
+        "(l.stage IN ('won', 'lost') AND t.closed_at IS NOT NULL AND t.closed_at IS DISTINCT FROM l.closed_at)",
+    ]
+    cursor.execute(
+        f"""
+        UPDATE leads l SET {', '.join(assignments)}
+          FROM import_rows t
+         WHERE l.id = t.lead_id AND NOT t.is_new AND ({' OR '.join(differs)})
+        RETURNING l.id
+        """,
+        {"now": now},
+    )
+    updated_ids = [row[0] for row in cursor.fetchall()]
+    cursor.execute("SELECT lead_id FROM import_rows WHERE is_new ORDER BY row_no")
+    new_ids = [row[0] for row in cursor.fetchall()]
+    cursor.execute("SELECT count(*) FROM import_rows WHERE NOT is_new")
+    matched = cursor.fetchone()[0]
+    say("Matched leads updated", len(updated_ids))
+    return new_ids, updated_ids, matched - len(updated_ids)
+
+
+def _record_import(session: Session, report: ValidationReport, mapping: ImportMapping, *, now: datetime,
+                   file_name: str, actor_id: int | None) -> int:
+    """Add the import's row to `imports` and return its id. The id is drawn first: under row security
+    an INSERT ... RETURNING needs a read policy the owner's command line does not go through anyway."""
+    import_id = session.execute(text("SELECT nextval(pg_get_serial_sequence('imports', 'id'))")).scalar_one()
+    session.execute(
+        text("INSERT INTO imports (id, file_name, imported_at, actor_id, row_count, dated_rows, date_format, "
+             "row_order) VALUES (:id, :file_name, :now, :actor_id, :rows, :dated, :date_format, :row_order)"),
+        {"id": import_id, "file_name": file_name, "now": now, "actor_id": actor_id, "rows": report.rows,
+         "dated": report.dated_rows, "date_format": mapping.date_format,
+         "row_order": None if report.has_dates else (mapping.row_order or UNKNOWN_ORDER)},
+    )
+    return import_id
+
+
+def import_file(
+    session: Session,
+    path: Path,
+    mapping: ImportMapping,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    progress: Callable[[ImportProgress], None] | None = None,
+    engine: ScoringEngine | None = None,
+    actor_id: int | None = None,
+    file_name: str | None = None,
+) -> ImportSummary:
+    """Import every row of the file or none (recorded in the audit log as `actor_id`'s import): validate
+    all rows, then write and score them in one transaction and commit (roll back with `dry_run`, which
+    still reports what would happen and leaves even the id sequences alone).
+
+    `file_name` is the name the user knows the file by (an upload is kept under a random one); the
+    import is recorded under it in `imports`, with how its dates were read and the order of its rows
+    (mapping.row_order) when it has no dates. Every new lead keeps its import and file row.
+
+    Raises ImportRejected (with the validation report) when any row is wrong, and for rows that clash
+    with stored leads; the database is then exactly as it was. Only a manager imports (Forbidden for a
+    rep: under their row security the rows could not be matched to the leads they cannot see); the
+    command line runs as the tables' owner, acting for nobody in particular.
+    """
+    actor = acting_user(session, actor_id)
+    if actor is not None:
+        require_role(actor, Role.MANAGER, "import leads")
+    started = perf_counter()
+    path = Path(path)
+    engine = engine or active_engine(session)
+    report = ValidationReport()
+    rows_read = 0
+
+    def say(message: str, written: int, phase: str = "writing") -> None:
+        if progress:
+            progress(ImportProgress(phase, rows_read, written, message))
+
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
+        # Pass 1, streamed: check every row; valid ones go to a spool file ready for COPY.
+        count = _spool_rows(_checked_rows(path, mapping, now, report, progress), engine, now, spool, mapping.defaults)
+        rows_read = report.rows
+        if not report.ok:
+            raise ImportRejected(report.summary(), report)
+        name = (file_name or path.name).strip()[:255] or "import.csv"
+        try:
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _IMPORT_LOCK_KEY})
+            import_id = None if dry_run else _record_import(session, report, mapping, now=now, file_name=name,
+                                                             actor_id=actor.id if actor is not None else None)
+            say(f"Writing {count:,} rows", 0)
+            new_ids, updated_ids, unchanged = _write(
+                session, spool, now, mapping,
+                lambda message, n: say(message, n),
+                import_id=import_id, dry_run=dry_run,
+                newest_first=mapping.row_order == NEWEST_FIRST and not report.has_dates,
+            )
+            created = len(new_ids)
+            say(f"Scoring {len(updated_ids):,} updated leads", created + len(updated_ids), "scoring")
+            rescore_leads_in_transaction(session, updated_ids, now, engine)
+            say("Assessing deal risk", created + len(updated_ids), "scoring")
+            reassess_risk_in_transaction(session, new_ids + updated_ids, now)
+            audit.record(session, now=now, actor_id=actor.id if actor is not None else None, action="leads_imported",
+                         entity="import", entity_id=import_id,
+                         new={"file": name, "rows": report.rows, "created": created,
+                              "updated": len(updated_ids), "unchanged": unchanged})
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+        except IntegrityError as error:
+            session.rollback()
+            raise ImportRejected(f"The database refused the import, nothing was stored: {error.orig}".strip()) from None
+        except BaseException:
+            session.rollback()
+            raise
+    summary = ImportSummary(rows=report.rows, created=created, updated=len(updated_ids),
+                            skipped=unchanged + report.blank_rows, seconds=perf_counter() - started,
+                            dry_run=dry_run, notes=tuple(report.warnings), import_id=import_id)
+    say(summary.describe(), created + len(updated_ids), "done")
+    return summary
+

@@ -1,0 +1,277 @@
+"""Reading an uploaded CSV: its encoding, delimiter and header row, its rows one by one, and a profile
+of every column's values (one pass, kept per file) that the mapping step works from.
+
+The profile is what lets a mapping change answer at once on a large file: the words still to map,
+the guesses, how each column writes numbers and dates, and the preview's first rows all come from
+it, not from reading the file again. It is kept for the last few files (keyed by path, size and
+modification time, so a changed file is read again).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crm_app.services.errors import ServiceError
+from crm_app.services.importing.cells import FORMULA_STARTS, date_shape, number_shape
+
+if TYPE_CHECKING:
+    from crm_app.services.importing.validate import ValidationReport
+
+
+class ImportRejected(ServiceError):
+    """The file cannot be imported as it is; `report` says which rows and why. Nothing was written."""
+
+    def __init__(self, message: str, report: ValidationReport | None = None):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    encoding: str
+    delimiter: str
+    headers: tuple[str, ...]
+
+
+def _detect_encoding(path: Path) -> str:
+    """UTF-8 (with or without BOM) when the whole file decodes as UTF-8, else Latin-1 (which decodes
+    any bytes: Windows exports of accented names)."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            while chunk := handle.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "latin-1"
+    return "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
+
+
+def read_csv_format(path: Path) -> CsvFormat:
+    """Sniff encoding, delimiter and headers. Raises ImportRejected for a file that is not a table."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImportRejected(f"There is no file {path}.")
+    if path.stat().st_size == 0:
+        raise ImportRejected("The file is empty.")
+    encoding = _detect_encoding(path)
+    with path.open(encoding=encoding, newline="") as handle:
+        sample = handle.read(64 * 1024)
+    first_line = sample.splitlines()[0] if sample else ""
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        # A one-column file, or a sample the sniffer cannot settle: count in the header line.
+        counts = {d: first_line.count(d) for d in ",;\t|"}
+        delimiter = max(counts, key=counts.get) if any(counts.values()) else ","
+    headers = next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])
+    headers = [h.strip() for h in headers]
+    if not any(headers):
+        raise ImportRejected("The first line of the file should name the columns; it is empty.")
+    blank = [i + 1 for i, h in enumerate(headers) if not h]
+    if blank:
+        raise ImportRejected(f"Column {blank[0]} has no name in the header line; every column needs one.")
+    seen: set[str] = set()
+    for header in headers:
+        if header in seen:
+            raise ImportRejected(f'Two columns are called "{header}"; rename one in the file.')
+        seen.add(header)
+    return CsvFormat(encoding=encoding, delimiter=delimiter, headers=tuple(headers))
+
+
+def _rows(path: Path, fmt: CsvFormat) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells) for every data row, streamed. Blank lines are yielded with no cells."""
+    with Path(path).open(encoding=fmt.encoding, newline="") as handle:
+        reader = csv.reader(handle, delimiter=fmt.delimiter)
+        next(reader, None)
+        for number, cells in enumerate(reader, start=1):
+            yield number, cells
+
+
+
+# --- The profile of a file ----------------------------------------------------------------------
+
+MAX_DISTINCT = 20_000  # distinct values counted per column; a column with more is not a list of words
+SAMPLE_ROWS = 10  # rows kept for the preview
+TEXT = "text"  # the shape of a value that is not a number (or not a date)
+
+
+@dataclass
+class ColumnProfile:
+    """What one column holds, over every row of the file."""
+
+    header: str
+    filled: int = 0  # cells that are not blank
+    counts: Counter[str] = field(default_factory=Counter)  # value (as typed, less spaces) -> rows
+    complete: bool = True  # `counts` has every distinct value (else the first MAX_DISTINCT)
+    unique: bool = True  # no value appears twice
+    number_shapes: Counter[str] = field(default_factory=Counter)  # cells.number_shape (or TEXT) -> rows
+    number_examples: dict[str, str] = field(default_factory=dict)  # a value of each shape
+    date_shapes: Counter[str] = field(default_factory=Counter)
+    date_examples: dict[str, str] = field(default_factory=dict)
+
+    def words(self, missing: tuple[str, ...] | frozenset[str] = ()) -> list[tuple[str, int]]:
+        """Distinct values (first spelling, any case) with their rows, most frequent first; placeholder
+        words left out."""
+        merged: dict[str, list] = {}
+        for value, count in self.counts.items():
+            key = value.lower()
+            if key in missing:
+                continue
+            if key in merged:
+                merged[key][1] += count
+            else:
+                merged[key] = [value, count]
+        return sorted(((v, c) for v, c in merged.values()), key=lambda vc: -vc[1])
+
+    def placeholder_rows(self, missing: tuple[str, ...] | frozenset[str]) -> int:
+        return sum(c for v, c in self.counts.items() if v.lower() in missing)
+
+
+@dataclass
+class FileProfile:
+    fmt: CsvFormat
+    rows: int  # data rows that are not blank
+    blank_rows: int
+    sample: list[tuple[int, list[str]]]  # the first SAMPLE_ROWS rows that are not blank, with their numbers
+    columns: dict[str, ColumnProfile]
+
+
+_CHUNK = 5_000  # rows counted at a time, column by column
+
+
+def _profile(path: Path) -> FileProfile:
+    """One pass over the file. Cells are counted a chunk of rows at a time, column by column, with
+    Counter (which counts in C); a value's shapes and spaces are then looked at once per distinct
+    value, not once per cell. A column with more than MAX_DISTINCT values stops being counted (its
+    words are not a list to map) and its further cells are looked at one by one."""
+    fmt = read_csv_format(path)
+    width = len(fmt.headers)
+    columns = [ColumnProfile(h) for h in fmt.headers]
+    raw_counts: list[Counter[str] | None] = [Counter() for _ in columns]  # cell as read -> rows
+    seen: list[set[str] | None] = [set() for _ in columns]  # values past MAX_DISTINCT, while all differ
+    rows = blank_rows = 0
+    sample: list[tuple[int, list[str]]] = []
+    chunk: list[list[str]] = []
+
+    def count(chunk: list[list[str]]) -> None:
+        for i, cells in enumerate(zip(*chunk)):
+            counter = raw_counts[i]
+            if counter is not None:
+                counter.update(cells)
+                if len(counter) > MAX_DISTINCT:
+                    _settle(columns[i], counter)
+                    columns[i].complete, raw_counts[i] = False, None
+            else:
+                _count_one_by_one(columns[i], cells, seen[i])
+                if not columns[i].unique:
+                    seen[i] = None
+
+    for number, cells in _rows(path, fmt):
+        if not "".join(cells).strip():
+            blank_rows += 1
+            continue
+        rows += 1
+        if len(sample) < SAMPLE_ROWS:
+            sample.append((number, cells))
+        chunk.append(cells if len(cells) == width else (cells + [""] * width)[:width])
+        if len(chunk) >= _CHUNK:
+            count(chunk)
+            chunk = []
+    if chunk:
+        count(chunk)
+    for column, counter in zip(columns, raw_counts):
+        if counter is not None:
+            _settle(column, counter)
+    return FileProfile(fmt, rows, blank_rows, sample, {c.header: c for c in columns})
+
+
+def _trimmed(raw: str) -> str | None:
+    """cells.trim_cell, None for a blank cell (inlined: called for every distinct value)."""
+    cell = raw.strip(" ")
+    if not cell or cell.isspace():
+        return None
+    if cell[0] in FORMULA_STARTS and raw[0] == " ":
+        return raw.rstrip(" ")
+    return cell
+
+
+def _settle(column: ColumnProfile, counter: Counter[str]) -> None:
+    """Fold the raw counts of a column into its profile: values less their spaces, shapes per value."""
+    for raw, rows in counter.items():
+        cell = _trimmed(raw)
+        if cell is None:
+            continue
+        column.filled += rows
+        if rows > 1 or cell in column.counts:
+            column.unique = False
+        column.counts[cell] += rows
+    for cell, rows in column.counts.items():
+        kind, when = number_shape(cell) or TEXT, date_shape(cell) or TEXT
+        column.number_shapes[kind] += rows
+        column.number_examples.setdefault(kind, cell)
+        column.date_shapes[when] += rows
+        column.date_examples.setdefault(when, cell)
+
+
+def _count_one_by_one(column: ColumnProfile, cells: tuple[str, ...], seen: set[str] | None) -> None:
+    for raw in cells:
+        cell = _trimmed(raw)
+        if cell is None:
+            continue
+        column.filled += 1
+        if cell in column.counts:
+            column.counts[cell] += 1
+            column.unique = False
+            continue
+        if seen is not None and column.unique:
+            if cell in seen:
+                column.unique = False
+            seen.add(cell)
+        kind, when = number_shape(cell) or TEXT, date_shape(cell) or TEXT
+        column.number_shapes[kind] += 1
+        column.number_examples.setdefault(kind, cell)
+        column.date_shapes[when] += 1
+        column.date_examples.setdefault(when, cell)
+
+
+_KEEP = 4
+_profiles: OrderedDict[tuple[str, int, int], FileProfile] = OrderedDict()
+_profiles_lock = threading.Lock()
+
+
+def profile_file(path: Path) -> FileProfile:
+    """The file's profile: read once per file (and again when the file changes), then kept."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImportRejected(f"There is no file {path}.")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _profiles_lock:
+        if key in _profiles:
+            _profiles.move_to_end(key)
+            return _profiles[key]
+    profile = _profile(path)
+    with _profiles_lock:
+        _profiles[key] = profile
+        while len(_profiles) > _KEEP:
+            _profiles.popitem(last=False)
+    return profile
+
+
+def forget_profile(path: Path) -> None:
+    """Drop what is kept of a file (it is being deleted)."""
+    name = str(Path(path).resolve())
+    with _profiles_lock:
+        for key in [k for k in _profiles if k[0] == name]:
+            del _profiles[key]
