@@ -10,10 +10,17 @@
                        risk of the deals that time has changed
     import FILE --mapping M.json [--dry-run]
                        import a CSV of leads (all rows or none; re-import updates, never duplicates)
-    train              train a scoring model on the closed leads and store it (inactive)
+    train [--keep-field NAME ...]
+                       train a scoring model on the closed leads and store it (inactive); custom
+                       fields that alone predict the outcome or are ids are left out unless kept
     evaluate [--version N | --folds 5]
-                       print a stored model's holdout figures next to the rules' (default: newest),
+                       print a stored model's figures next to the rules' (default: newest),
                        or cross-validate the training recipe on random folds of the closed leads
+    activate --version N
+                       make a stored model the active one (its open leads and history rescored)
+    engine rules|model|blend [--weight P]
+                       choose what scores the leads (P: the model's share of a blend, in percent)
+                       and rescore the open leads and the closed deals a model learned from
     mine-plays         recompute the play statistics behind the next best action
     create-admin       create the first admin (asks for the password) when none can sign in yet
 """
@@ -69,7 +76,7 @@ def demo_model(*, choose_model: bool = True) -> None:
     `choose_model=False` keeps the team's engine choice (model or blend) as it is."""
     from crm_app.services.errors import ServiceError
     from crm_app.services.model_training import activate_model, train_model
-    from crm_app.services.scoring import rescore_open_leads
+    from crm_app.services.scoring import rescore_history, rescore_open_leads
     from crm_app.services.scoring_settings import set_engine_choice
 
     with Session(get_engine()) as session:
@@ -83,9 +90,10 @@ def demo_model(*, choose_model: bool = True) -> None:
         if choose_model:
             set_engine_choice(session, mode="model", now=utcnow(), actor=None)
         count = rescore_open_leads(session, utcnow())
+        history = rescore_history(session, utcnow())
     auc = report.model.roc_auc
     print(f"Demo model v{report.version} (holdout ROC-AUC {auc:.3f} vs the rules' {report.rules.roc_auc:.3f}) "
-          f"now scores the {count:,} open leads.")
+          f"now scores the {count:,} open leads; {history:,} closed deals show out-of-fold scores.")
 
 
 def _check_web_login() -> None:
@@ -187,25 +195,26 @@ def _print_notes(notes) -> None:
             print(f"  {note.message}")
 
 
-def train(_: argparse.Namespace) -> int:
+def train(args: argparse.Namespace) -> int:
     from crm_app.services.errors import ServiceError
     from crm_app.services.model_training import train_model
 
     with Session(get_engine()) as session:
         try:
-            report = train_model(session, now=utcnow(), progress=lambda message: print(f"  {message}"))
+            report = train_model(session, now=utcnow(), progress=lambda message: print(f"  {message}"),
+                                 keep_fields=args.keep_field or ())
         except ServiceError as error:
             print(f"Not trained: {error}")
             return 1
-    print(f"\nModel version {report.version} on {report.rows:,} closed leads "
-          f"(holdout: the newest {report.holdout_rows:,}):\n")
+    print(f"\nModel version {report.version} on {report.rows:,} closed leads:\n")
     print(report.summary)
+    print(f"\nStored, not in use yet: `activate --version {report.version}` makes it the active model, "
+          "`engine model` scores the leads with it.")
     return 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from crm_app.scoring.evaluation import Evaluation
-    from crm_app.scoring.training import NotEnoughHistory, check_history, cross_validate, format_comparison
+    from crm_app.scoring.training import NotEnoughHistory, check_history, cross_validate, format_report
     from crm_app.services.model_training import list_models, load_closed_leads, stored_metrics
 
     if args.folds:
@@ -218,7 +227,8 @@ def evaluate(args: argparse.Namespace) -> int:
         except NotEnoughHistory as error:
             print(f"Not evaluated: {error}")
             return 1
-        print(cross_validate(leads, folds=args.folds, progress=lambda message: print(f"  {message}")).summary())
+        print(cross_validate(leads, folds=args.folds, keep_fields=args.keep_field or (),
+                             progress=lambda message: print(f"  {message}")).summary())
         return 0
     with Session(get_engine()) as session:
         models = [m for m in list_models(session, limit=1000) if args.version in (None, m.version)]
@@ -228,9 +238,64 @@ def evaluate(args: argparse.Namespace) -> int:
         model = models[0]
         metrics = stored_metrics(session, model.id)
     print(f"Model version {model.version}, trained {model.trained_at:%Y-%m-%d %H:%M} on {model.rows:,} closed leads"
-          f"{' (active)' if model.is_active else ''}; holdout: the newest {metrics['holdout_rows']:,}.\n")
-    print(format_comparison(Evaluation.from_dict(metrics["model"]), Evaluation.from_dict(metrics["rules"]),
-                            metrics.get("base_rate_brier")))
+          f"{' (active)' if model.is_active else ''}.\n")
+    print(format_report(metrics))
+    return 0
+
+
+def _rescore_after_switch(session: Session, before) -> None:
+    """Rescore what a switch changed (open leads, and the closed deals a model learned from), here and
+    now, with the same job the model page runs; say what happened."""
+    from crm_app.services.scoring import engine_config
+    from crm_app.services.scoring_jobs import RESCORE, latest_job, rescore_if_changed, run_rescore_job
+
+    if engine_config(session).key == before.key:
+        print("Scores unchanged: the same engine scores as before.")
+        return
+    job_id = rescore_if_changed(session, before, now=utcnow(), actor=None)
+    if job_id is None:
+        print("A rescoring is already running; it switches to the new engine by itself.")
+        return
+    run_rescore_job(lambda: Session(get_engine(), expire_on_commit=False), job_id, clock=utcnow)
+    job = latest_job(session, RESCORE)
+    print(job.message if job.status == "succeeded" else job.error)
+
+
+def activate(args: argparse.Namespace) -> int:
+    from crm_app.services.model_training import activate_model, list_models
+    from crm_app.services.scoring import engine_config
+    from crm_app.services.scoring_settings import engine_status
+
+    with Session(get_engine()) as session:
+        model = next((m for m in list_models(session, limit=100_000) if m.version == args.version), None)
+        if model is None:
+            print(f"No stored model version {args.version}: `evaluate` lists them after `train`.")
+            return 1
+        before = engine_config(session)
+        activate_model(session, model.id, actor=None)  # the command line acts as the tables' owner
+        status = engine_status(session, now=utcnow())
+        print(f"Model version {model.version} is the active model. Scoring now: {status.effective_label}"
+              + ("." if status.effective != "rules"
+                 else " (`engine model` scores the leads with the model)."))
+        _rescore_after_switch(session, before)
+    return 0
+
+
+def engine(args: argparse.Namespace) -> int:
+    from crm_app.services.errors import InvalidInput
+    from crm_app.services.scoring import engine_config
+    from crm_app.services.scoring_settings import engine_status, set_engine_choice
+
+    with Session(get_engine()) as session:
+        before = engine_config(session)
+        try:
+            set_engine_choice(session, mode=args.mode, blend_percent=args.weight, now=utcnow(), actor=None)
+        except InvalidInput as error:
+            print(f"Not changed: {error}")
+            return 1
+        status = engine_status(session, now=utcnow())
+        print(f"Scoring now: {status.effective_label}." + (f" {status.note}" if status.note else ""))
+        _rescore_after_switch(session, before)
     return 0
 
 
@@ -278,12 +343,25 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--mapping", type=Path, required=True, help="JSON mapping, e.g. docs/mappings/bank-marketing.json")
     sub.add_argument("--dry-run", action="store_true", help="check and count, store nothing")
     sub.set_defaults(run=import_csv)
-    commands.add_parser("train").set_defaults(run=train)
+    sub = commands.add_parser("train")
+    sub.add_argument("--keep-field", action="append", metavar="NAME",
+                     help="keep this custom field although it alone predicts the outcome or looks like an id "
+                          "(repeat for several)")
+    sub.set_defaults(run=train)
     sub = commands.add_parser("evaluate")
     sub.add_argument("--version", type=int, default=None, help="model version (default: the newest)")
     sub.add_argument("--folds", type=int, default=0,
                      help="instead: cross-validate the training recipe on N random folds of the closed leads")
+    sub.add_argument("--keep-field", action="append", metavar="NAME", help="with --folds: as for train")
     sub.set_defaults(run=evaluate)
+    sub = commands.add_parser("activate", help="make a stored model version the active one")
+    sub.add_argument("--version", type=int, required=True)
+    sub.set_defaults(run=activate)
+    sub = commands.add_parser("engine", help="choose what scores the leads")
+    sub.add_argument("mode", choices=("rules", "model", "blend"))
+    sub.add_argument("--weight", default=None, metavar="PERCENT",
+                     help="the model's share of a blend, 0-100 (default: the stored share)")
+    sub.set_defaults(run=engine)
     commands.add_parser("mine-plays").set_defaults(run=mine_plays)
     admin = commands.add_parser("create-admin")
     admin.add_argument("--email", required=True)

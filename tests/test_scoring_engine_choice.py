@@ -193,7 +193,7 @@ def test_training_runs_as_a_job_with_progress_and_the_first_model_becomes_active
     assert engine_config(team).model_id == new_id
     percents = [p for p, _ in seen]
     assert percents == sorted(percents) and len(set(percents)) >= 4  # moved on step by step
-    assert any(message.startswith("Training on") for _, message in seen)
+    assert any(message.startswith("Training fold 1 of 5") for _, message in seen)
     # A second model does not replace the active one by itself.
     second = start_job(team, kind=TRAIN, now=NOW + timedelta(minutes=1), actor=None)
     other = run_training_job(open_sessions(history), second, clock=clock)
@@ -231,29 +231,45 @@ def test_an_interrupted_job_does_not_block_training_for_more_than_seconds(team: 
 # --- Switching rescores the open leads ------------------------------------------------------------------
 
 
-def test_a_switch_rescores_every_open_lead_and_leaves_closed_ones_alone(team: Session, history: Engine, model_id: int) -> None:
+def test_a_switch_rescores_every_open_lead_and_gives_closed_deals_out_of_fold_scores(
+    team: Session, history: Engine, model_id: int
+) -> None:
     activate_model(team, model_id, actor=None)
     rescore_open_leads(team, NOW)  # the rules, as the fixture chose
     before = open_scores(team)
-    closed_before = team.execute(
-        text("SELECT id, score, score_at_close FROM leads WHERE stage IN ('won', 'lost') ORDER BY id")
-    ).all()
+    closed_before = dict(team.execute(
+        text("SELECT id, score_at_close FROM leads WHERE stage IN ('won', 'lost') ORDER BY id")
+    ).all())
     set_engine_choice(team, mode="model", now=NOW, actor=None)
     job_id = start_job(team, kind=RESCORE, now=NOW, actor=None)
     written = run_rescore_job(open_sessions(history), job_id, clock=clock, batch_size=250)
     assert written == len(before)
     job = latest_job(team, RESCORE)
     assert (job.status, job.percent) == ("succeeded", 100)
+    assert job.message.startswith(f"Rescored {len(before):,} open leads with model v")
+    assert f"{len(closed_before):,} closed deals it learned from now show the score" in job.message
     after = open_scores(team)
     assert after.keys() == before.keys()
     changed = sum(after[i] != before[i] for i in before)
     assert changed > 0.9 * len(before)
     assert all(any(r["text"] == "Baseline for your team" for r in reasons) for _, reasons in after.values())
     assert all(sum(r["points"] for r in reasons) == score for score, reasons in after.values())
+    # Every closed deal shows exactly the score a model that did not learn from it gave it, never the
+    # active model's own (in-sample) score; the demo's closes were recorded by their owners, so their
+    # score at close is what the score said then.
     closed_after = team.execute(
-        text("SELECT id, score, score_at_close FROM leads WHERE stage IN ('won', 'lost') ORDER BY id")
+        text(
+            "SELECT l.id, l.score, l.score_reasons, l.score_at_close, ms.score AS honest, ms.reasons "
+            "FROM leads l JOIN model_scores ms ON ms.lead_id = l.id AND ms.model_id = :m AND ms.out_of_fold "
+            "WHERE l.stage IN ('won', 'lost')"
+        ),
+        {"m": model_id},
     ).all()
-    assert closed_after == closed_before
+    assert len(closed_after) == len(closed_before)
+    assert all(row.score == row.honest for row in closed_after)
+    assert all(row.score_reasons == [{"points": r["points"], "text": r["text"]} for r in row.reasons]
+               for row in closed_after)
+    assert {row.id: row.score_at_close for row in closed_after} == closed_before
     # From now on a lead's own change is scored by the model too.
     lead_id = next(iter(after))
     result = log_activity(team, lead_id=lead_id, kind=ActivityKind.PAGE_VISIT, now=NOW)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Numeric,
+    SmallInteger,
     String,
     Text,
     text,
@@ -406,6 +407,29 @@ class ScoringModel(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     )
+
+
+class ModelScore(SQLModel, table=True):
+    """A stored model's score for one lead: for a closed deal it learned from, the score of a model that
+    did not train on it (out of fold); for an open lead, what the model would give it (a preview)."""
+
+    __tablename__ = "model_scores"
+    __table_args__ = (
+        CheckConstraint("score BETWEEN 0 AND 100", name="ck_model_scores_score"),
+        CheckConstraint(_in("tier", Tier), name="ck_model_scores_tier"),
+        Index("ix_model_scores_lead", "lead_id"),
+    )
+
+    model_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("scoring_models.id", ondelete="CASCADE"), primary_key=True)
+    )
+    lead_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    )
+    score: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    tier: str = Field(sa_column=Column(String(8), nullable=False))
+    reasons: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    out_of_fold: bool = Field(sa_column=Column(Boolean, nullable=False))
 
 
 class PlayStat(SQLModel, table=True):

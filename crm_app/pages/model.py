@@ -6,7 +6,8 @@ import reflex as rx
 
 from crm_app import charts
 from crm_app.components.layout import page_frame
-from crm_app.services.model_report import MeasureRow, ModelVersionRow
+from crm_app.scoring.field_guard import LEAK_AUC
+from crm_app.services.model_report import FieldRow, MeasureRow, ModelVersionRow, TierChangeRow
 from crm_app.state.model import ModelState
 
 MUTED = rx.color("gray", 10)
@@ -17,11 +18,12 @@ def _chart(figure, class_name: str) -> rx.Component:
                      width="100%", class_name=class_name)
 
 
-def _card(title: str, caption, *body: rx.Component, class_name: str, **props) -> rx.Component:
+def _card(title: str, caption, *body: rx.Component, class_name: str, caption_class: str = "card-caption",
+          **props) -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.heading(title, size="4"),
-            rx.text(caption, size="2", color=MUTED),
+            rx.text(caption, size="2", color=MUTED, class_name=caption_class),
             spacing="1",
             padding_bottom="0.75em",
         ),
@@ -120,8 +122,8 @@ def _engine_card() -> rx.Component:
 def _training_card() -> rx.Component:
     return _card(
         "Training",
-        "A model learns from your won and lost deals; the newest fifth is kept aside to measure it "
-        "against the rules. Training runs in the background: you can leave this page.",
+        "A model learns from your won and lost deals and is measured against the rules on deals it did not "
+        "learn from. Training runs in the background: you can leave this page.",
         rx.vstack(
             rx.text(ModelState.history_label, size="2", class_name="history-counts"),
             rx.cond(
@@ -144,44 +146,142 @@ def _training_card() -> rx.Component:
 
 
 def _measure_row(row: MeasureRow) -> rx.Component:
-    def cell(value, who: str):
+    def cell(value, interval, who: str):
         return rx.table.cell(
-            rx.text(value, weight=rx.cond(row.better == who, "bold", "regular"),
-                    color=rx.cond(row.better == who, rx.color("grass", 11), rx.color("gray", 12))),
-            class_name=f"{who}-value", text_align="right",
+            rx.vstack(
+                rx.text(value, weight=rx.cond(row.better == who, "bold", "regular"),
+                        color=rx.cond(row.better == who, rx.color("grass", 11), rx.color("gray", 12)),
+                        class_name=f"{who}-value"),
+                rx.cond(interval != "",
+                        rx.text(interval, size="1", color=MUTED, white_space="nowrap",
+                                class_name=f"{who}-interval")),
+                spacing="0", align="end",
+            ),
+            text_align="right",
         )
 
     return rx.table.row(
         rx.table.cell(rx.vstack(rx.text(row.measure, weight="medium"), rx.text(row.hint, size="1", color=MUTED),
                                 spacing="0")),
-        cell(row.model, "model"),
-        cell(row.rules, "rules"),
+        cell(row.model, row.model_interval, "model"),
+        cell(row.rules, row.rules_interval, "rules"),
         class_name="measure-row",
         data_measure=row.measure,
+    )
+
+
+def _measures_table(rows, class_name: str) -> rx.Component:
+    return rx.table.root(
+        rx.table.header(rx.table.row(
+            rx.table.column_header_cell("Measure"),
+            rx.table.column_header_cell("Model", text_align="right"),
+            rx.table.column_header_cell("Rules", text_align="right"),
+        )),
+        rx.table.body(rx.foreach(rows, _measure_row)),
+        variant="ghost", size="1", width="100%", class_name=class_name,
     )
 
 
 def _comparison_card() -> rx.Component:
     return _card(
         "Model v" + ModelState.shown_version.to_string() + " against the rules",
-        "Both scored the newest " + ModelState.holdout_rows.to_string() + " closed deals (closed since "
-        + ModelState.holdout_from + "), which the model never saw; green is the better of the two.",
-        rx.table.root(
-            rx.table.header(rx.table.row(
-                rx.table.column_header_cell("Measure"),
-                rx.table.column_header_cell("Model", text_align="right"),
-                rx.table.column_header_cell("Rules", text_align="right"),
-            )),
-            rx.table.body(rx.foreach(ModelState.measures, _measure_row)),
-            variant="ghost", size="1", width="100%",
+        ModelState.method_note,
+        rx.hstack(
+            rx.badge(rx.cond(ModelState.validation == "cross_validation", "5-fold cross-validation",
+                             "Newest deals held out"), variant="soft", color_scheme="indigo",
+                     class_name="validation-badge"),
+            padding_bottom="0.5em",
+        ),
+        _measures_table(ModelState.measures, "headline-measures"),
+        rx.cond(
+            ModelState.time_note != "",
+            rx.vstack(
+                rx.text(ModelState.time_note, size="2", color=MUTED, padding_top="1em",
+                        class_name="time-note"),
+                _measures_table(ModelState.time_measures, "time-measures"),
+                spacing="1", width="100%",
+            ),
         ),
         rx.text(
             "Trained " + ModelState.trained_at + " on " + ModelState.trained_rows.to_string() + " closed deals, "
-            + ModelState.features_at + "; " + ModelState.trees.to_string() + " trees, "
-            + ModelState.calibration_method + " calibration.",
+            + ModelState.features_at + "; " + ModelState.fit_note,
             size="1", color=MUTED, padding_top="0.75em", class_name="trained-at",
         ),
         class_name="comparison-card",
+        caption_class="method-note",
+    )
+
+
+def _tier_row(row: TierChangeRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text(row.label, weight="medium")),
+        rx.table.cell(row.before.to_string(), text_align="right", class_name="tier-before"),
+        rx.table.cell(row.after.to_string(), text_align="right", class_name="tier-after"),
+        class_name="tier-row",
+        data_tier=row.tier,
+    )
+
+
+def _use_model_card() -> rx.Component:
+    """Train -> review -> use: what switching to the shown model changes, and the switch itself."""
+    return _card(
+        "Score leads with model v" + ModelState.shown_version.to_string(),
+        "It does not score your leads yet. What switching would change, counted without writing anything:",
+        rx.vstack(
+            rx.text(ModelState.preview_sentence, size="2", class_name="preview-sentence"),
+            rx.table.root(
+                rx.table.header(rx.table.row(
+                    rx.table.column_header_cell("Open leads"),
+                    rx.table.column_header_cell("Now", text_align="right"),
+                    rx.table.column_header_cell("With the model", text_align="right"),
+                )),
+                rx.table.body(rx.foreach(ModelState.preview_tiers, _tier_row)),
+                variant="ghost", size="1", max_width="420px",
+            ),
+            rx.button(rx.icon("sparkles", size=16), "Score leads with this model",
+                      on_click=ModelState.use_model,
+                      disabled=ModelState.rescoring_running | ModelState.training_running,
+                      class_name="use-model-button"),
+            spacing="3",
+            width="100%",
+        ),
+        class_name="use-model-card",
+    )
+
+
+def _field_row(row: FieldRow) -> rx.Component:
+    return rx.hstack(
+        rx.icon(rx.cond(row.kind == "leak", "triangle-alert", "fingerprint"), size=16, flex_shrink="0",
+                color=rx.color("amber", 11)),
+        rx.vstack(
+            rx.text(row.reason, size="2", class_name="field-reason"),
+            rx.text(row.outcome, size="1", color=MUTED, class_name="field-outcome"),
+            rx.checkbox(
+                "Keep it in the next training",
+                checked=ModelState.keep_fields.contains(row.key),
+                on_change=lambda checked: ModelState.toggle_keep(row.key, checked),
+                size="1",
+                class_name="keep-field",
+            ),
+            spacing="1",
+        ),
+        align="start",
+        spacing="2",
+        width="100%",
+        class_name="field-row",
+        data_field=row.key,
+        data_kind=row.kind,
+    )
+
+
+def _fields_card() -> rx.Component:
+    return _card(
+        "Fields left out",
+        f"Before training, each custom field is tried alone: one that predicts the outcome with ROC-AUC "
+        f"{LEAK_AUC:.2f} or more is probably filled in after the deal closes, and an id says nothing about "
+        "a lead. Tick a field you know is filled in before the close to keep it in the next training.",
+        rx.vstack(rx.foreach(ModelState.fields, _field_row), spacing="3", width="100%"),
+        class_name="fields-card",
     )
 
 
@@ -227,16 +327,19 @@ def _versions_card() -> rx.Component:
 
 def _report() -> rx.Component:
     return rx.vstack(
+        rx.cond(ModelState.has_preview, _use_model_card()),
+        rx.cond(ModelState.fields.length() > 0, _fields_card()),
         rx.grid(
             _comparison_card(),
-            _card("Strongest signals", "What moves the model's scores most on the held-out deals: each "
-                  "group's share of the total pull.", _chart(ModelState.drivers_figure, "drivers-chart"),
+            _card("Strongest signals", "What moves the model's scores most: each group's share of the "
+                  "total pull on the deals it was measured on.",
+                  _chart(ModelState.drivers_figure, "drivers-chart"),
                   class_name="drivers-card"),
             columns="2", spacing="5", width="100%", align="start",
         ),
         rx.grid(
-            _card("Calibration", "Held-out deals in ten groups by score: the predicted win rate against "
-                  "how many were won. On the dashed line a score of 70 means 70 of 100 are won.",
+            _card("Calibration", "The deals it was measured on, in ten groups by score: the predicted win "
+                  "rate against how many were won. On the dashed line a score of 70 means 70 of 100 are won.",
                   _chart(ModelState.calibration_figure, "calibration-chart"), class_name="calibration-card"),
             _card("Cumulative gains", "Working the list best score first: the share of all wins found "
                   "after each tenth of the leads. Higher and earlier is better; the diagonal is random order.",

@@ -1,12 +1,16 @@
 """Turning a model's raw margin (log-odds) into a probability that means what it says.
 
 A boosted model ranks leads well but its raw probabilities are not to be trusted as "70 of 100 such
-leads are won". A calibrator is fitted on leads the model was not trained on, mapping the margin to
-the observed win rate. Both kinds are monotone (a higher margin never gets a lower probability), which
-keeps the reasons' signs honest, and both store as plain JSON.
+leads are won". A calibrator is fitted on margins the model gave leads it was not trained on (the
+out-of-fold margins of training, see training.py), mapping the margin to the observed win rate. Both
+kinds are monotone (a higher margin never gets a lower probability), which keeps the reasons' signs
+honest, and both store as plain JSON (never pickle), in the same format since the first version.
 
-- Isotonic (pool adjacent violators): no shape assumed; needs a thousand or so leads.
-- Platt: a logistic curve with two numbers; steady on a few hundred leads.
+- Isotonic (scikit-learn's IsotonicRegression, pool adjacent violators): no shape assumed; needs a
+  thousand or so leads. Stored as its thresholds, applied by linear interpolation between them,
+  which is what IsotonicRegression.predict does.
+- Platt (scikit-learn's LogisticRegression on the margin, with Platt's smoothed targets): a logistic
+  curve with two numbers; steady on a few hundred leads.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
 ISOTONIC_MIN_ROWS = 1000
 
@@ -41,28 +47,10 @@ class IsotonicCalibrator:
         won = np.asarray(won, dtype=float)
         if margin.size == 0:
             raise ValueError("cannot calibrate on no leads")
-        values, inverse = np.unique(margin, return_inverse=True)
-        sums = np.bincount(inverse, weights=won)
-        weights = np.bincount(inverse).astype(float)
-        # Pool adjacent violators: each block is [sum of outcomes, count, lowest margin, highest margin].
-        blocks: list[list[float]] = []
-        for total, weight, value in zip(sums, weights, values):
-            blocks.append([total, weight, value, value])
-            while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
-                last = blocks.pop()
-                blocks[-1][0] += last[0]
-                blocks[-1][1] += last[1]
-                blocks[-1][3] = last[3]
-        xs: list[float] = []
-        ys: list[float] = []
-        for total, weight, low, high in blocks:
-            rate = total / weight
-            xs.append(low)
-            ys.append(rate)
-            if high > low:
-                xs.append(high)
-                ys.append(rate)
-        return cls(tuple(xs), tuple(ys))
+        fitted = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+        fitted.fit(margin, won)
+        return cls(tuple(float(x) for x in fitted.X_thresholds_),
+                   tuple(float(y) for y in fitted.y_thresholds_))
 
     def __call__(self, margin: np.ndarray) -> np.ndarray:
         return np.interp(np.asarray(margin, dtype=float), self.margins, self.probabilities)
@@ -80,7 +68,7 @@ class PlattCalibrator:
     method = "platt"
 
     @classmethod
-    def fit(cls, margin: np.ndarray, won: np.ndarray, iterations: int = 100) -> PlattCalibrator:
+    def fit(cls, margin: np.ndarray, won: np.ndarray) -> PlattCalibrator:
         x = np.asarray(margin, dtype=float)
         y = np.asarray(won, dtype=float)
         if x.size == 0:
@@ -88,25 +76,15 @@ class PlattCalibrator:
         positives = y.sum()
         negatives = y.size - positives
         # Platt's smoothed targets: never exactly 0 or 1, so a small sample cannot push to extremes.
+        # A target t is fitted as the row twice, won with weight t and lost with weight 1 - t.
         target = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
-        a, b = 1.0, 0.0
-        ridge = 1e-6
-        for _ in range(iterations):
-            p = 1 / (1 + np.exp(-(a * x + b)))
-            w = p * (1 - p)
-            gradient = np.array([((p - target) * x).sum() + ridge * a, (p - target).sum()])
-            hessian = np.array(
-                [[(w * x * x).sum() + ridge, (w * x).sum()], [(w * x).sum(), w.sum() + ridge]]
-            )
-            try:
-                step = np.linalg.solve(hessian, gradient)
-            except np.linalg.LinAlgError:
-                break
-            a, b = a - step[0], b - step[1]
-            if np.abs(step).max() < 1e-9:
-                break
+        fitted = LogisticRegression(C=np.inf).fit(
+            np.r_[x, x][:, None],
+            np.r_[np.ones(x.size), np.zeros(x.size)],
+            sample_weight=np.r_[target, 1 - target],
+        )
         # A model that ranks backwards on fresh leads is not trusted with a backwards curve: flat.
-        return cls(max(float(a), 1e-3), float(b))
+        return cls(max(float(fitted.coef_[0, 0]), 1e-3), float(fitted.intercept_[0]))
 
     def __call__(self, margin: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-(self.slope * np.asarray(margin, dtype=float) + self.intercept)))

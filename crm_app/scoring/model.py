@@ -188,8 +188,11 @@ class ModelScoringEngine:
         """Calibrated P(won) for rows of features."""
         return self.calibrator(self.margins(features))
 
-    def explain_many(self, facts: Sequence[LeadFacts], now: datetime) -> list[Explanation]:
-        """Scores with every number behind their reasons, for many leads as of `now`."""
+    def explain_many(
+        self, facts: Sequence[LeadFacts], now: datetime | Sequence[datetime]
+    ) -> list[Explanation]:
+        """Scores with every number behind their reasons, for many leads as of `now`, or each as of
+        its own moment (the training rows' out-of-fold scores; no `valid_until` then)."""
         if not facts:
             return []
         spec = self.spec
@@ -230,10 +233,13 @@ class ModelScoringEngine:
 
         scores = np.clip(_round_half_up(100 * p_all), 0, 100)
         baselines = np.clip(_round_half_up(100 * p_base), 0, 100)
-        expiries = self._valid_until(features, now)
+        if isinstance(now, datetime):
+            moments, expiries = [now] * rows, self._valid_until(features, now)
+        else:  # each lead as of its own moment (training rows): nothing to expire
+            moments, expiries = list(now), [None] * rows
         return [
             self._explain_row(
-                facts[r], now, features[r], profile[r], profile_points[r],
+                facts[r], moments[r], features[r], profile[r], profile_points[r],
                 {kind: float(column[r]) for kind, column in activity_points.items()},
                 int(scores[r]), int(baselines[r]), float(p_all[r]), expiries[r],
             )

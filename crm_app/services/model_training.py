@@ -4,9 +4,12 @@ registry (table `scoring_models`), make one the active model, and load the activ
 Training reads every closed lead and its activities in two bulk queries (plain rows, no ORM object per
 row), builds each lead's features as of one moment of its open life (not its close: see
 `open_life_moment`) from the activities before it, and hands them to the pure training code
-(crm_app/scoring/training.py), which also measures the rules on the same holdout. What the model page
-draws (gains curves, named drivers) is stored with the metrics. Slow (seconds to a minute): run it
-as a background job (services/scoring_jobs.py) and pass `progress`.
+(crm_app/scoring/training.py), which checks the custom fields for leaks and ids, fits the model, and
+measures it and the rules: on the newest deals when the close dates tell them apart, else by
+cross-validation. What the model page draws (gains curves, named drivers, fields left out) is stored
+with the metrics; every closed deal's out-of-fold score and every open lead's preview score go to
+`model_scores` (see services/out_of_fold.py). Slow (seconds to minutes): run it as a background job
+(services/scoring_jobs.py) and pass `progress`.
 """
 
 from __future__ import annotations
@@ -15,28 +18,31 @@ import logging
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+from psycopg2.extras import Json, execute_values
 from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.models import ScoringModel, utcnow
 from crm_app.domain import ActivityKind, Stage
-from crm_app.scoring.engine import ActivityFact, LeadFacts
-from crm_app.scoring.evaluation import GAINS_SHARES, Evaluation, gains_curve
+from crm_app.scoring.engine import ActivityFact, LeadFacts, tier_for
+from crm_app.scoring.evaluation import Evaluation
 from crm_app.scoring.features import group_title, open_life_moment
 from crm_app.scoring.model import ModelScoringEngine, OutdatedModel
-from crm_app.scoring.rules import RuleBasedScoringEngine
 from crm_app.scoring.training import (
     MIN_CLOSED,
     MIN_EACH_OUTCOME,
+    ORDER_NEWEST_FIRST,
+    ORDER_OLDEST_FIRST,
     LabeledLead,
     TrainingResult,
     check_history,
+    dates_tell_apart,
     fit_scoring_model,
 )
 from crm_app.scoring.training import NotEnoughHistory as _NotEnoughHistory
@@ -59,12 +65,16 @@ class TrainingReport:
     version: int
     trained_at: datetime
     rows: int
-    holdout_rows: int
+    holdout_rows: int  # 0 when the figures are a cross-validation
+    validation: str  # "holdout" or "cross_validation"
     model: Evaluation
     rules: Evaluation
     base_rate_brier: float
     seconds: float
     summary: str
+    metrics: dict[str, Any]
+    fit_rows: int  # the deals the scoring model's trees were fit on
+    honest_rows: int  # closed deals stored with a score from a model that did not learn from them
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,7 @@ def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False
                 closed_at=row.closed_at,
                 won=row.stage == Stage.WON.value,
                 as_of=None if at_close else as_of,
+                lead_id=row.id,
             )
         )
     return labeled
@@ -178,6 +189,53 @@ def _closed_counts(session: Session, now: datetime) -> tuple[int, int]:
     return won, lost
 
 
+@dataclass(frozen=True)
+class HistoryTimeline:
+    """The closed deals oldest first, as training should take them, and what their dates are worth."""
+
+    leads: list[LabeledLead]
+    dates_usable: bool  # the close dates tell the newest deals apart
+    declared: str | None  # without usable dates: the order the import said the file lists them in
+
+
+def history_timeline(session: Session, leads: list[LabeledLead]) -> HistoryTimeline:
+    """Whether the closed deals' dates can tell the newest apart, and if not, the order the manager
+    declared when importing them (`imports.row_order`, one answer for all of them).
+
+    Dates are unusable when the newest fifth's close moments are shared by more than half of it
+    (training.dates_tell_apart: an import without dates closes its deals at the import moment), or
+    when the import said so for most of that fifth (`leads.dates_known`). With a declared order, the
+    undated deals of each import are put in it by their file row (`leads.import_row`; newest first:
+    the first row is the newest), which training then holds out the newest fifth of, besides its
+    cross-validation."""
+    info = {
+        row.id: row
+        for row in session.execute(
+            text("SELECT l.id, l.dates_known, l.import_id, l.import_row, i.row_order FROM leads l "
+                 "LEFT JOIN imports i ON i.id = l.import_id WHERE l.id = ANY(:ids)"),
+            {"ids": [lead.lead_id for lead in leads if lead.lead_id is not None]},
+        )
+    }
+    undated = [lead for lead in leads if lead.lead_id in info and not info[lead.lead_id].dates_known]
+    newest = leads[-max(1, round(0.2 * len(leads))):] if leads else []
+    said_undated = sum(not info[l.lead_id].dates_known for l in newest if l.lead_id in info) > len(newest) / 2
+    if dates_tell_apart([lead.closed_at for lead in leads]) and not said_undated:
+        return HistoryTimeline(leads, True, None)
+    orders = {info[lead.lead_id].row_order for lead in undated}
+    declared = next(iter(orders)) if len(orders) == 1 else None
+    if declared not in (ORDER_NEWEST_FIRST, ORDER_OLDEST_FIRST):
+        return HistoryTimeline(leads, False, None)
+    sign = -1 if declared == ORDER_NEWEST_FIRST else 1
+
+    def position(lead: LabeledLead) -> tuple:
+        row = info.get(lead.lead_id)
+        if row is None or row.dates_known or row.import_row is None:
+            return (lead.closed_at, 0, 0)
+        return (lead.closed_at, row.import_id, sign * row.import_row)
+
+    return HistoryTimeline(sorted(leads, key=position), False, declared)
+
+
 def train_model(
     session: Session,
     *,
@@ -185,8 +243,11 @@ def train_model(
     progress: Callable[[str], None] | None = None,
     trained_by: int | None = None,
     at_close: bool = False,
+    keep_fields: Collection[str] = (),
 ) -> TrainingReport:
-    """Train a model on the deals closed by `now`, store it (inactive) with its metrics, and commit.
+    """Train a model on the deals closed by `now`, store it (inactive) with its metrics, every closed
+    deal's out-of-fold score and the open leads' preview scores, and commit. `keep_fields` names custom
+    fields the manager keeps although the guard flagged them (a leak or an id).
 
     Raises NotEnoughHistory below 200 closed deals or 30 of either outcome: the rules keep scoring.
     """
@@ -194,11 +255,18 @@ def train_model(
     try:
         check_history(*_closed_counts(session, now))  # before loading anything
         say("Loading closed leads and their activities")
-        leads = load_closed_leads(session, now=now, at_close=at_close)
-        result = fit_scoring_model(leads, progress=say, meta={"trained_at": now.isoformat()})
+        timeline = history_timeline(session, load_closed_leads(session, now=now, at_close=at_close))
+        leads = timeline.leads
+        result = fit_scoring_model(leads, progress=say, meta={"trained_at": now.isoformat()},
+                                   keep_order=timeline.declared is not None, history_order=timeline.declared,
+                                   dates_usable=timeline.dates_usable, keep_fields=set(keep_fields))
     except _NotEnoughHistory as error:
         raise NotEnoughHistory(str(error)) from None
     metrics = {**result.metrics(), **_chart_metrics(result, leads, at_close)}
+    say(f"Scoring the {result.rows:,} closed deals, each with a model that did not learn from it")
+    honest = [(lead.lead_id, r) for lead, r in zip(result.ordered, result.honest_results()) if lead.lead_id]
+    say("Previewing the open leads with the new model")
+    preview = _preview_open_leads(session, result.engine, now)
 
     say("Saving the model")
     # One training at a time picks the next version number.
@@ -217,6 +285,9 @@ def train_model(
         trained_by=trained_by,
     )
     session.add(row)
+    session.flush()
+    _store_model_scores(session, row.id, honest, preview)
+    _prune_model_scores(session, version)
     session.commit()
     say(f"Model version {version} saved")
     return TrainingReport(
@@ -225,27 +296,87 @@ def train_model(
         trained_at=now,
         rows=result.rows,
         holdout_rows=result.holdout_rows,
+        validation=result.validation,
         model=result.model,
         rules=result.rules,
         base_rate_brier=result.base_rate_brier,
         seconds=result.seconds,
         summary=result.summary(),
+        metrics=metrics,
+        fit_rows=result.fit_rows,
+        honest_rows=len(honest),
     )
 
 
+# Out-of-fold scores keep their reasons for the active model and this many newest versions; older
+# versions keep the scores only (a closed deal then reads "Scored by a model that did not learn from
+# this deal"), and their open-lead previews go: at 100,000 deals the reasons are ~40 MB a version.
+KEEP_REASONS_OF = 3
+
+
+def _store_model_scores(session: Session, model_id: int, honest: list, preview: list) -> None:
+    # With each reason's fact key (not kept on leads), so a blend shows one line per fact here too.
+    rows = [
+        (model_id, lead_id, r.score, r.tier.value,
+         Json([{**x.as_dict(), "key": x.key} for x in r.reasons]), True)
+        for lead_id, r in honest
+    ]
+    rows += [(model_id, lead_id, score, tier_for(score).value, None, False) for lead_id, score in preview]
+    execute_values(
+        session.connection().connection.cursor(),
+        "INSERT INTO model_scores (model_id, lead_id, score, tier, reasons, out_of_fold) VALUES %s",
+        rows,
+        template="(%s, %s, %s, %s, %s::jsonb, %s)",
+        page_size=5000,
+    )
+
+
+def _prune_model_scores(session: Session, newest_version: int) -> None:
+    old = ("model_id IN (SELECT id FROM scoring_models WHERE NOT is_active AND version <= :cut)")
+    params = {"cut": newest_version - KEEP_REASONS_OF}
+    session.execute(
+        text(f"UPDATE model_scores SET reasons = NULL WHERE reasons IS NOT NULL AND {old}"), params
+    )
+    session.execute(text(f"DELETE FROM model_scores WHERE NOT out_of_fold AND {old}"), params)
+
+
+def _preview_open_leads(session: Session, engine: ModelScoringEngine, now: datetime,
+                        batch_size: int = 5000) -> list[tuple[int, int]]:
+    """(lead id, score) of every open lead as the model scores it now: what switching to it would
+    store, without writing a lead."""
+    found: list[tuple[int, int]] = []
+    last_id = 0
+    while True:
+        leads = session.execute(
+            text(f"SELECT id, company_size, source, custom_fields FROM leads WHERE id > :last_id "
+                 f"AND stage NOT IN ('{Stage.WON.value}', '{Stage.LOST.value}') ORDER BY id LIMIT :n"),
+            {"last_id": last_id, "n": batch_size},
+        ).all()
+        if not leads:
+            return found
+        last_id = leads[-1].id
+        activities: dict[int, list[ActivityFact]] = defaultdict(list)
+        for lead_id, kind, occurred_at in session.execute(
+            text("SELECT lead_id, kind, occurred_at FROM activities WHERE lead_id = ANY(:ids)"),
+            {"ids": [row.id for row in leads]},
+        ):
+            activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
+        facts = [
+            LeadFacts(company_size=row.company_size, source=row.source, activities=tuple(activities[row.id]),
+                      custom_fields=row.custom_fields or {})
+            for row in leads
+        ]
+        probability = engine.probabilities(engine.spec.matrix(facts, now))
+        scores = np.clip(np.floor(100 * probability + 0.5), 0, 100).astype(int)
+        found += [(row.id, int(score)) for row, score in zip(leads, scores)]
+
+
 def _chart_metrics(result: TrainingResult, leads: list[LabeledLead], at_close: bool) -> dict[str, Any]:
-    """What the model page draws beyond the stored evaluations: cumulative gains of model and rules
-    on the same holdout, and the strongest feature groups in words with their share of the pull."""
-    held_out = sorted(leads, key=lambda lead: lead.closed_at)[-result.holdout_rows :]
-    won = np.array([lead.won for lead in held_out], dtype=float)
-    engine = result.engine
-    model_p = engine.probabilities(engine.spec.matrix([l.facts for l in held_out], [l.moment for l in held_out]))
-    rules = RuleBasedScoringEngine()
-    rules_p = np.array([rules.score(l.facts, l.moment).score / 100 for l in held_out])
+    """What the model page draws beyond the stored figures: the strongest feature groups in words with
+    their share of the pull, and the history trained on."""
     total_pull = sum(value for _, value in result.drivers) or 1.0
     closed_won = sum(lead.won for lead in leads)
     return {
-        "gains": {"shares": list(GAINS_SHARES), "model": gains_curve(model_p, won), "rules": gains_curve(rules_p, won)},
         "driver_titles": [[group_title(group), value / total_pull] for group, value in result.drivers],
         "features_at": "close" if at_close else "open_life",
         "history": {"won": closed_won, "lost": len(leads) - closed_won},
@@ -287,8 +418,10 @@ def list_models(session: Session, *, limit: int = 20) -> list[ModelRow]:
         text(
             """
             SELECT id, version, trained_at, rows, is_active,
-                   (metrics #>> '{model,roc_auc}')::float AS model_auc,
-                   (metrics #>> '{rules,roc_auc}')::float AS rules_auc
+                   coalesce(metrics #>> '{headline,model,roc_auc}', metrics #>> '{model,roc_auc}')::float
+                       AS model_auc,
+                   coalesce(metrics #>> '{headline,rules,roc_auc}', metrics #>> '{rules,roc_auc}')::float
+                       AS rules_auc
               FROM scoring_models ORDER BY version DESC LIMIT :limit
             """
         ),
@@ -298,7 +431,8 @@ def list_models(session: Session, *, limit: int = 20) -> list[ModelRow]:
 
 
 _cache_lock = threading.Lock()
-_cached: tuple[int, ModelScoringEngine] | None = None
+# Keyed by the database too: model ids are only unique within one (tests run several in one process).
+_cached: tuple[tuple[str, int], ModelScoringEngine] | None = None
 
 
 def engine_for_model(session: Session, model_id: int | None) -> ModelScoringEngine | None:
@@ -306,8 +440,11 @@ def engine_for_model(session: Session, model_id: int | None) -> ModelScoringEngi
     global _cached
     if model_id is None:
         return None
+    bind = session.get_bind()
+    url = getattr(bind, "url", None) or bind.engine.url  # an Engine, or a Connection (tests)
+    key = (f"{url.host}:{url.port}/{url.database}", model_id)  # any login to the same database
     with _cache_lock:
-        if _cached is not None and _cached[0] == model_id:
+        if _cached is not None and _cached[0] == key:
             return _cached[1]
     blob = session.execute(text("SELECT model FROM scoring_models WHERE id = :id"), {"id": model_id}).scalar()
     if blob is None:  # deleted meanwhile
@@ -320,7 +457,7 @@ def engine_for_model(session: Session, model_id: int | None) -> ModelScoringEngi
                        "until a new model is trained", model_id)
         return None
     with _cache_lock:
-        _cached = (model_id, engine)
+        _cached = (key, engine)
     return engine
 
 

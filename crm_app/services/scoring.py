@@ -15,8 +15,9 @@ from sqlmodel import Session
 from crm_app.db.models import Activity, Lead
 from crm_app.domain import ActivityKind, Stage
 from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine, ScoreResult, ScoringEngine
-from crm_app.scoring.blend import BlendedScoringEngine, score_many
+from crm_app.scoring.blend import BlendedScoringEngine
 from crm_app.services.model_training import engine_for_model
+from crm_app.services.out_of_fold import score_leads, score_leads_at
 from crm_app.services.risk import assess_lead_risk
 
 RULES = RuleBasedScoringEngine()
@@ -128,7 +129,8 @@ def rescore_lead(session: Session, lead: Lead, now: datetime, engine: ScoringEng
     (no commit)."""
     session.flush()
     engine = engine or active_engine(session)
-    result = engine.score(load_facts(session, [lead])[lead.id], now)
+    # A closed deal the model learned from keeps the score of a model that did not (out_of_fold.py).
+    result = score_leads(session, engine, [lead.id], [load_facts(session, [lead])[lead.id]], now)[0]
     apply_score(lead, result, now)
     assess_lead_risk(session, lead, now)
     session.add(lead)
@@ -193,7 +195,7 @@ def _rescore_where(
         leads = session.execute(
             text(
                 f"SELECT id, version, company_size, source, custom_fields FROM leads "
-                f"WHERE id > :last_id AND ({condition}) ORDER BY id LIMIT :n"
+                f"WHERE leads.id > :last_id AND ({condition}) ORDER BY id LIMIT :n"
             ),
             {"last_id": last_id, "n": batch_size, **params},
         ).all()
@@ -210,8 +212,9 @@ def _rescore_where(
             )
             for row in leads
         ]
-        # One call per batch: a model scores a batch ~30x faster than lead by lead.
-        results = score_many(engine, facts, now)
+        # One call per batch: a model scores a batch ~30x faster than lead by lead. A closed deal the
+        # model learned from gets its out-of-fold score instead (out_of_fold.py).
+        results = score_leads(session, engine, [row.id for row in leads], facts, now)
         scored = [(row.id, row.version, result) for row, result in zip(leads, results)]
         done += _store_scores(session, scored, now)
         # A batch at a time: row locks are held for one batch, never for the whole table.
@@ -229,7 +232,8 @@ def rescore_all(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Rescore every lead (after a rule or engine change), committing batch by batch. Returns the
-    count written (a lead changed meanwhile keeps the score its change gave it)."""
+    count written (a lead changed meanwhile keeps the score its change gave it). A closed deal the
+    model learned from gets the score of a model that did not learn from it, never an in-sample one."""
     return _rescore_where(session, now, "TRUE", {}, engine, batch_size, progress)
 
 
@@ -250,6 +254,71 @@ def rescore_open_leads(
     """Rescore every open lead (after the team switched engine or model), batch by batch with a
     commit after each. Closed leads keep their scores and score_at_close: what was predicted then."""
     return _rescore_where(session, now, _OPEN, {}, engine, batch_size, progress)
+
+
+# Closed deals some stored model learned from (their scores follow the engine, honestly).
+_HISTORY = (
+    f"leads.stage IN ('{Stage.WON.value}', '{Stage.LOST.value}') AND EXISTS "
+    "(SELECT 1 FROM model_scores ms WHERE ms.lead_id = leads.id AND ms.out_of_fold)"
+)
+
+
+def count_history_leads(session: Session) -> int:
+    return session.execute(text(f"SELECT count(*) FROM leads WHERE {_HISTORY}")).scalar_one()
+
+
+def rescore_history(
+    session: Session,
+    now: datetime,
+    engine: ScoringEngine | None = None,
+    batch_size: int = 2000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Rescore the closed deals a model learned from (after a switch of engine or model), batch by
+    batch with a commit after each: the scoring model's out-of-fold score for the deals it learned
+    from (mixed with the rules' under a blend), the engine's score for the others. A close that no
+    user recorded (an imported deal) also gets its score at close again, the same honest way, so
+    Analytics' win rate by tier at close judges the engine in use. Returns the count written."""
+    engine = engine or active_engine(session)
+    done = _rescore_where(session, now, _HISTORY, {}, engine, batch_size, progress)
+    _rescore_unrecorded_closes(session, engine, batch_size)
+    return done
+
+
+def _rescore_unrecorded_closes(session: Session, engine: ScoringEngine, batch_size: int) -> None:
+    last_id = 0
+    while True:
+        leads = session.execute(
+            text(
+                f"""
+                SELECT id, company_size, source, custom_fields, closed_at FROM leads
+                 WHERE leads.id > :last_id AND {_HISTORY} AND closed_at IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM stage_changes sc WHERE sc.lead_id = leads.id
+                                      AND sc.to_stage = leads.stage AND sc.user_id IS NOT NULL)
+                 ORDER BY id LIMIT :n
+                """
+            ),
+            {"last_id": last_id, "n": batch_size},
+        ).all()
+        if not leads:
+            break
+        last_id = leads[-1].id
+        activities = _activities_of(session, [row.id for row in leads])
+        facts = [
+            LeadFacts(company_size=row.company_size, source=row.source, custom_fields=row.custom_fields or {},
+                      activities=tuple(a for a in activities[row.id] if a.occurred_at < row.closed_at))
+            for row in leads
+        ]
+        results = score_leads_at(session, engine, [row.id for row in leads], facts,
+                                 [row.closed_at for row in leads])
+        execute_values(
+            session.connection().connection.cursor(),
+            "UPDATE leads AS l SET score_at_close = v.score FROM (VALUES %s) AS v(id, score) "
+            "WHERE l.id = v.id",
+            [(row.id, result.score) for row, result in zip(leads, results)],
+            page_size=1000,
+        )
+        session.commit()
 
 
 def rescore_expired(session: Session, now: datetime, engine: ScoringEngine | None = None) -> int:
@@ -321,8 +390,10 @@ def rescore_leads_in_transaction(
                       activities=activities[row.id], custom_fields=row.custom_fields or {})
             for row in leads
         ]
-        # One call per batch for the present scores (a model is far faster batched).
-        scored = [(row.id, row.version, result) for row, result in zip(leads, score_many(engine, facts_now, now))]
+        # One call per batch for the present scores (a model is far faster batched); a closed deal the
+        # model learned from keeps its out-of-fold score (out_of_fold.py).
+        present = score_leads(session, engine, [row.id for row in leads], facts_now, now)
+        scored = [(row.id, row.version, result) for row, result in zip(leads, present)]
         at_close = []
         for row in leads:
             if row.closed_at is not None and row.score_at_close is None:

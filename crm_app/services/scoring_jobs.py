@@ -13,7 +13,8 @@ thread, see crm_app/background.py) and hands them a way to open sessions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from crm_app.scoring.evaluation import figure_text
+from crm_app.scoring.training import stored_headline, stored_interval
 from crm_app.services.errors import ServiceError
 from crm_app.db.outage import database_unavailable
 from crm_app.services.job_heartbeat import HEARTBEAT_SECONDS, INTERRUPTED, run_as_job
@@ -28,9 +31,11 @@ from crm_app.services.model_training import activate_model, train_model
 from crm_app.services.permissions import CurrentUser, require_manager
 from crm_app.services.scoring import (
     EngineConfig,
+    count_history_leads,
     count_open_leads,
     engine_config,
     engine_from_config,
+    rescore_history,
     rescore_open_leads,
 )
 
@@ -42,12 +47,25 @@ STALE_AFTER = timedelta(seconds=4 * HEARTBEAT_SECONDS)
 # Training reports in steps; each step's message starts with one of these, at this percent.
 TRAINING_STEPS = (
     ("Loading", 5),
-    ("Computing features", 20),
-    ("Training", 35),
-    ("Measuring", 80),
+    ("Checking the custom fields", 10),
+    ("Computing features", 15),
+    ("Training fold", 20),  # then up to 70 fold by fold (see _training_percent)
+    ("Training the scoring model", 70),
+    ("Measuring", 75),
+    ("Scoring the", 82),
+    ("Previewing", 88),
     ("Saving", 92),
     ("Model version", 97),
 )
+_FOLD = re.compile(r"^Training fold (\d+) of (\d+)")
+
+
+def _training_percent(message: str) -> int | None:
+    """How far a training is at this step: by the step's first words, fold by fold while training."""
+    fold = _FOLD.match(message)
+    if fold:
+        return 20 + 50 * (int(fold.group(1)) - 1) // int(fold.group(2))
+    return next((p for prefix, p in TRAINING_STEPS if message.startswith(prefix)), None)
 
 log = logging.getLogger(__name__)
 SessionFactory = Callable[[], Session]
@@ -197,18 +215,19 @@ def _user_message(error: Exception) -> str:
 @run_as_job
 def run_training_job(
     open_session: SessionFactory, job_id: int, *, clock: Clock, trained_by: CurrentUser | None = None,
-    then_rescore: bool = True,
+    then_rescore: bool = True, keep_fields: Collection[str] = (),
 ) -> int | None:
     """Train a model for a started job, reporting progress; returns the new model's id, or None when
     it failed (the job row says why). The first model of a team becomes the active one; later ones
     wait for a manager to activate them after comparing. When activating changes what scores the
     leads (the team chose the model), the open leads are rescored next, in this same thread, with a
     job of their own, requested by `trained_by`. `open_session` opens sessions as the tables' owner
-    (the job was started by a manager, see start_job). Never raises: a failure is recorded."""
+    (the job was started by a manager, see start_job). `keep_fields`: custom fields the manager keeps
+    although the leak and id guard flagged them. Never raises: a failure is recorded."""
     rescore_job: int | None = None
     with open_session() as progress_session, open_session() as work:
         def step(message: str) -> None:
-            percent = next((p for prefix, p in TRAINING_STEPS if message.startswith(prefix)), None)
+            percent = _training_percent(message)
             current = progress_session.execute(
                 text("SELECT percent FROM scoring_jobs WHERE id = :id"), {"id": job_id}
             ).scalar_one()
@@ -216,7 +235,7 @@ def run_training_job(
                             now=clock())
 
         try:
-            report = train_model(work, now=clock(), progress=step,
+            report = train_model(work, now=clock(), progress=step, keep_fields=keep_fields,
                                  trained_by=trained_by.id if trained_by is not None else None)
             activated = False
             before = engine_config(work)
@@ -225,11 +244,10 @@ def run_training_job(
                 activated = True
                 if then_rescore:
                     rescore_job = rescore_if_changed(work, before, now=clock(), actor=trained_by)
-            auc = report.model.roc_auc
             finish_job(
                 progress_session, job_id, now=clock(), model_id=report.model_id,
                 message=(f"Model version {report.version} trained on {report.rows:,} closed deals"
-                         + (f" (ROC-AUC {auc:.3f})" if auc is not None else "")
+                         + _auc_words(report.metrics)
                          + ("; it is now the active model." if activated else "; activate it to use it.")),
             )
         except Exception as error:  # recorded for the page, never swallowed silently
@@ -245,40 +263,56 @@ def run_training_job(
     return report.model_id
 
 
+def _auc_words(metrics: dict) -> str:
+    """" (ROC-AUC 0.86, 0.84-0.88)": the headline figure with its interval, as precise as it is known."""
+    value = stored_headline(metrics, "model", "roc_auc")
+    if value is None:
+        return ""
+    text_ = figure_text("roc_auc", value, stored_interval(metrics, "model", "roc_auc"))
+    how = ", cross-validated" if metrics.get("validation") == "cross_validation" else ""
+    return f" (ROC-AUC {text_.replace(' (', ', ').rstrip(')')}{how})"
+
+
 @run_as_job
 def run_rescore_job(open_session: SessionFactory, job_id: int, *, clock: Clock, batch_size: int = 2000) -> int:
-    """Rescore every open lead with the team's engine for a started job, batch by batch, reporting
-    progress. If the engine changes meanwhile (another switch), it starts over with the new one, so
-    the last switch always wins. Returns how many scores were written. Never raises."""
-    written = 0
+    """Rescore every open lead with the team's engine for a started job, then the closed deals a model
+    learned from (scoring.rescore_history: out-of-fold scores, never in-sample ones), batch by batch,
+    reporting progress. If the engine changes meanwhile (another switch), it starts over with the new
+    one, so the last switch always wins. Returns how many open leads were written. Never raises."""
+    written = history = 0
     with open_session() as progress_session, open_session() as work:
         try:
             for _attempt in range(5):
                 config = engine_config(work)
                 engine = engine_from_config(work, config)
-                total = max(1, count_open_leads(work))
+                open_count = count_open_leads(work)
+                total = max(1, open_count + count_history_leads(work))
                 changed = False
-                written = 0
+                written = history = 0
 
-                def step(done: int) -> None:
+                def step(done: int, before: int = 0) -> None:
                     nonlocal changed
+                    done += before
+                    what = (f"Rescored {done:,} of {open_count:,} open leads" if done <= open_count else
+                            f"Rescored the open leads and {done - open_count:,} closed deals a model "
+                            "learned from")
                     report_progress(progress_session, job_id, percent=min(99, 100 * done // total),
-                                    message=f"Rescored {done:,} of {total:,} open leads", now=clock())
+                                    message=what, now=clock())
                     if engine_config(progress_session).key != config.key:
                         changed = True
                         raise _EngineChanged
 
                 try:
                     written = rescore_open_leads(work, clock(), engine=engine, batch_size=batch_size, progress=step)
+                    history = rescore_history(work, clock(), engine=engine, batch_size=batch_size,
+                                              progress=lambda done: step(done, before=open_count))
                 except _EngineChanged:
                     work.rollback()
                     continue
                 if not changed:
                     break
-            label = config.effective
             finish_job(progress_session, job_id, now=clock(),
-                       message=f"Rescored {written:,} open leads with the {label if label != 'blend' else 'blended'} "
-                               f"{'rules' if label == 'rules' else 'score'}")
+                       message=rescore_message(config, written, history))
         except Exception as error:
             work.rollback()
             if database_unavailable(error):
@@ -288,6 +322,20 @@ def run_rescore_job(open_session: SessionFactory, job_id: int, *, clock: Clock, 
                      error=f"Rescoring stopped ({type(error).__name__}: {error}). Leads not reached keep "
                            "their previous score; start it again.")
     return written
+
+
+def rescore_message(config: EngineConfig, open_leads: int, history: int) -> str:
+    """What a rescoring did, in words: the open leads, and the closed deals a model learned from."""
+    label = config.effective
+    what = {"rules": "the rules", "model": f"model v{config.model_version}",
+            "blend": f"the blend of model v{config.model_version} and the rules"}[label]
+    message = f"Rescored {open_leads:,} open lead{'s' if open_leads != 1 else ''} with {what}"
+    if history and label != "rules":
+        message += (f"; {history:,} closed deal{'s' if history != 1 else ''} it learned from now show the "
+                    "score of a model that did not learn from them")
+    elif history:
+        message += f", and {history:,} closed deal{'s' if history != 1 else ''} a model had learned from"
+    return message + "."
 
 
 class _EngineChanged(Exception):

@@ -16,7 +16,15 @@ import reflex as rx
 from crm_app import charts
 from crm_app.background import run_in_thread
 from crm_app.services.errors import InvalidInput, NotFound, ServiceError
-from crm_app.services.model_report import DriverRow, MeasureRow, ModelPage, ModelVersionRow, model_page
+from crm_app.services.model_report import (
+    DriverRow,
+    FieldRow,
+    MeasureRow,
+    ModelPage,
+    ModelVersionRow,
+    TierChangeRow,
+    model_page,
+)
 from crm_app.services.model_training import HistoryCounts, activate_model
 from crm_app.services.scoring import ENGINE_MODES, engine_config
 from crm_app.services.scoring_jobs import (
@@ -73,9 +81,22 @@ class ModelState(AppState):
     trees: int = 0
     calibration_method: str = ""
     features_at: str = ""
+    validation: str = ""
+    method_note: str = ""
+    fit_note: str = ""
     measures: list[MeasureRow] = []
+    time_measures: list[MeasureRow] = []
+    time_note: str = ""
     drivers: list[DriverRow] = []
     versions: list[ModelVersionRow] = []
+    # Custom fields the leak and id guard flagged for the shown model, and which the manager keeps in
+    # the next training (ticked; starts from what the shown model kept).
+    fields: list[FieldRow] = []
+    keep_fields: list[str] = []
+    # What scoring with the shown model would change (when it does not score yet).
+    has_preview: bool = False
+    preview_sentence: str = ""
+    preview_tiers: list[TierChangeRow] = []
     _shown_id: int = 0  # the model the report below was drawn for
     calibration_figure: go.Figure = go.Figure()
     gains_figure: go.Figure = go.Figure()
@@ -118,10 +139,15 @@ class ModelState(AppState):
         self.versions = page.versions
         self._show_job(TRAIN, page.training)
         self._show_job(RESCORE, page.rescoring)
+        if page.preview_counted:  # else the page keeps the preview it shows
+            preview = page.preview
+            self.has_preview = preview is not None
+            self.preview_sentence = preview.sentence if preview else ""
+            self.preview_tiers = preview.tiers if preview else []
         shown = page.shown
         self.has_model = shown is not None
         if shown is None:
-            self.measures, self.drivers, self._shown_id = [], [], 0
+            self.measures, self.drivers, self.fields, self._shown_id = [], [], [], 0
             return
         if shown.id == self._shown_id and shown.is_active == self.shown_active:
             return  # the same model as shown: polling sends only the jobs' progress, not the figures again
@@ -134,6 +160,10 @@ class ModelState(AppState):
             else "each deal as it was when it closed"
         )
         self.measures, self.drivers = shown.measures, shown.drivers
+        self.validation, self.method_note, self.fit_note = shown.validation, shown.method_note, shown.fit_note
+        self.time_measures, self.time_note = shown.time_measures, shown.time_note
+        self.fields = shown.fields
+        self.keep_fields = [f.key for f in shown.fields if f.kept]
         metrics = shown.metrics
         as_points = lambda table: [(b["predicted"], b["observed"], b["count"]) for b in table]  # noqa: E731
         self.calibration_figure = charts.calibration(
@@ -174,8 +204,11 @@ class ModelState(AppState):
             while True:
                 await asyncio.sleep(POLL_SECONDS)
                 now = now_utc()
-                # Read outside the state lock, so the page's own events are not held up by the query.
-                page = await db_as(user_id, lambda s: model_page(s, now=now))
+                # Read outside the state lock, so the page's own events are not held up by the query;
+                # the switch preview (an aggregate over the open leads) only once the jobs are done.
+                page = await db_as(user_id, lambda s: model_page(s, now=now, with_preview=False))
+                if not (page.training and page.training.running or page.rescoring and page.rescoring.running):
+                    page = await db_as(user_id, lambda s: model_page(s, now=now))
                 async with self:
                     self._show(page, keep_draft=True)
                     if not (self.training_running or self.rescoring_running):
@@ -185,6 +218,12 @@ class ModelState(AppState):
                 self.polling = False
 
     # --- Changing things (managers only) -------------------------------------------------------
+
+    @rx.event
+    def toggle_keep(self, key: str, keep: bool):
+        """Tick (or untick) a flagged field to keep it in the next training."""
+        kept = [k for k in self.keep_fields if k != key]
+        self.keep_fields = kept + [key] if keep else kept
 
     @rx.event
     def type_blend(self, value: str):
@@ -236,9 +275,10 @@ class ModelState(AppState):
             self.action_message = str(error)
             return None
         self.action_message = ""
+        keep = list(self.keep_fields)
         run_in_thread(
             f"train-{job_id}",
-            lambda: run_training_job(open_session, job_id, clock=now_utc, trained_by=actor),
+            lambda: run_training_job(open_session, job_id, clock=now_utc, trained_by=actor, keep_fields=keep),
         )
         await self._refresh(keep_draft=True)
         return ModelState.poll
@@ -261,6 +301,31 @@ class ModelState(AppState):
         try:
             job_id = await self._db(activate_and_rescore)
         except NotFound as error:
+            self.action_message = str(error)
+            return None
+        self.action_message = ""
+        _start_rescoring(job_id)
+        await self._refresh(keep_draft=True)
+        return ModelState.poll
+
+    @rx.event
+    async def use_model(self):
+        """Score the leads with the shown model: make it the active one and the team's engine, then
+        rescore the open leads and the closed deals it learned from (a background job)."""
+        if not self.viewer_is_manager:
+            self.action_message = MANAGERS_ONLY
+            return None
+        model_id, now, actor = self._shown_id, now_utc(), await self._actor()
+
+        def switch(session):
+            before = engine_config(session)
+            activate_model(session, model_id, actor=actor, now=now)
+            set_engine_choice(session, mode="model", now=now, actor=actor)
+            return rescore_if_changed(session, before, now=now, actor=actor)
+
+        try:
+            job_id = await self._db(switch)
+        except ServiceError as error:
             self.action_message = str(error)
             return None
         self.action_message = ""
