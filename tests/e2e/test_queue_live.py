@@ -48,8 +48,9 @@ def book(app_session):
     app_session.commit()
     admin = app_session.execute(
         text("SELECT id, email, name FROM users WHERE role = 'admin' ORDER BY id LIMIT 1")).one()
-    secret, _ = create_key(app_session, CurrentUser(admin.id, admin.email, admin.name, Role.ADMIN),
-                           name="Website (queue test)", scope="write", user_id=rep.id, now=APP_NOW)
+    # The website's key acts as an admin: a rep's own key may not report prospect events (issue #17, 11).
+    secret, key_id = create_key(app_session, CurrentUser(admin.id, admin.email, admin.name, Role.ADMIN),
+                                name="Website (queue test)", scope="write", user_id=admin.id, now=APP_NOW)
     yield {"rep": rep, "penny": penny, "secret": secret}
     app_session.rollback()
     # Activities, follow-ups and stage changes go with their leads, keys and sessions with the user.
@@ -58,6 +59,7 @@ def book(app_session):
     app_session.execute(text("DELETE FROM audit_log WHERE lead_id = ANY(:ids)"), {"ids": ids})
     app_session.execute(text("DELETE FROM leads WHERE id = ANY(:ids)"), {"ids": ids})
     app_session.execute(text("DELETE FROM users WHERE id = :u"), {"u": rep.id})
+    app_session.execute(text("DELETE FROM api_keys WHERE id = :k"), {"k": key_id})
     app_session.commit()
 
 
