@@ -4,6 +4,7 @@ was working stops working."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import subprocess
 import sys
 import threading
@@ -185,7 +186,10 @@ def test_the_background_sweep_retries_in_seconds_while_the_database_is_away(hist
     before = app_engine._engine
     app_engine.set_engine(engine)
     try:
-        swept_after = asyncio.run(scenario())
+        # In a thread of its own: after the browser tests, Playwright's event loop holds the main thread
+        # and asyncio.run refuses to start there.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            swept_after = pool.submit(asyncio.run, scenario()).result()
     finally:
         app_engine.set_engine(before)
         engine.dispose()
