@@ -8,6 +8,8 @@ Each test runs in a transaction that is rolled back, so tests never see each oth
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import uuid
 from collections.abc import Iterator
@@ -58,6 +60,13 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def run_async(coroutine, timeout: float = 120):
+    """Run a coroutine to its end and return its result, in a thread of its own: once the browser tests
+    have run, Playwright keeps an event loop in the main thread and `asyncio.run` refuses to start there."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout)
 
 
 @pytest.fixture(scope="session")

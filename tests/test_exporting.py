@@ -3,7 +3,6 @@ and the signed link that guards the download."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import re
@@ -22,7 +21,7 @@ from crm_app.services import accounts
 from crm_app.services.exporting import filter_to_dict, stream_leads_csv
 from crm_app.services.importing import ImportMapping, guess_mapping, import_file
 from crm_app.services.signed_links import InvalidLink, sign_link, verify_link
-from tests.conftest import NOW
+from tests.conftest import NOW, run_async
 from tests.factories import TEST_PASSWORD, make_lead, make_user
 
 
@@ -203,7 +202,7 @@ def _get(url: str) -> httpx.Response:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://crm.test") as client:
             return await client.get(url)
 
-    return asyncio.run(get())
+    return run_async(get())
 
 
 def _download(owner: Session, rep, token: str):

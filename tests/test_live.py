@@ -4,13 +4,12 @@ was rolled back (crm_app/live.py and the trigger of migration 0010)."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 from sqlalchemy import text
 
 from crm_app import live
-from tests.conftest import NOW
+from tests.conftest import NOW, run_async
 
 
 async def _until(condition, timeout: float = 10.0) -> bool:
@@ -61,18 +60,4 @@ def test_the_listener_hears_committed_changes_by_owner_and_not_rolled_back_ones(
         finally:
             listener.cancel()
 
-    # In a thread of its own: the browser tests' Playwright keeps an event loop in the main thread.
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(scenario())
-        except BaseException as error:  # handed to the test's thread to fail there
-            failure.append(error)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(60)
-    if failure:
-        raise failure[0]
-    assert not thread.is_alive(), "the listener scenario did not finish"
+    run_async(scenario(), timeout=60)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -221,16 +221,19 @@ def history_timeline(session: Session, leads: list[LabeledLead]) -> HistoryTimel
     said_undated = sum(not info[l.lead_id].dates_known for l in newest if l.lead_id in info) > len(newest) / 2
     if dates_tell_apart([lead.closed_at for lead in leads]) and not said_undated:
         return HistoryTimeline(leads, True, None)
-    orders = {info[lead.lead_id].row_order for lead in undated}
-    declared = next(iter(orders)) if len(orders) == 1 else None
-    if declared not in (ORDER_NEWEST_FIRST, ORDER_OLDEST_FIRST):
+    # Each import keeps the order its manager declared; the page names the one most undated deals
+    # came with (a small earlier import without an answer must not hide a large declared one).
+    said = Counter(info[lead.lead_id].row_order for lead in undated
+                   if info[lead.lead_id].row_order in (ORDER_NEWEST_FIRST, ORDER_OLDEST_FIRST))
+    declared, declared_count = said.most_common(1)[0] if said else (None, 0)
+    if declared is None or declared_count <= len(undated) / 2:
         return HistoryTimeline(leads, False, None)
-    sign = -1 if declared == ORDER_NEWEST_FIRST else 1
 
     def position(lead: LabeledLead) -> tuple:
         row = info.get(lead.lead_id)
         if row is None or row.dates_known or row.import_row is None:
             return (lead.closed_at, 0, 0)
+        sign = -1 if row.row_order == ORDER_NEWEST_FIRST else 1
         return (lead.closed_at, row.import_id, sign * row.import_row)
 
     return HistoryTimeline(sorted(leads, key=position), False, declared)

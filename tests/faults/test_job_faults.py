@@ -4,7 +4,6 @@ was working stops working."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import subprocess
 import sys
 import threading
@@ -35,7 +34,7 @@ from crm_app.services.scoring_jobs import (
 )
 from crm_app.services.scoring_settings import set_engine_choice
 from crm_app.settings import REPO_ROOT
-from tests.conftest import database_away, scratch_database
+from tests.conftest import database_away, run_async, scratch_database
 from tests.faults.conftest import kill, record, wait_until
 
 pytestmark = pytest.mark.faults
@@ -186,10 +185,7 @@ def test_the_background_sweep_retries_in_seconds_while_the_database_is_away(hist
     before = app_engine._engine
     app_engine.set_engine(engine)
     try:
-        # In a thread of its own: after the browser tests, Playwright's event loop holds the main thread
-        # and asyncio.run refuses to start there.
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            swept_after = pool.submit(asyncio.run, scenario()).result()
+        swept_after = run_async(scenario())
     finally:
         app_engine.set_engine(before)
         engine.dispose()
