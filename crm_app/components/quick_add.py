@@ -87,7 +87,7 @@ def quick_add_dialog() -> rx.Component:
                     spacing="3",
                     width="100%",
                 ),
-                on_submit=lambda _: S.save(),
+                on_submit=S.save,
                 reset_on_submit=False,
                 no_validate=True,  # our messages, under each field, not the browser's bubbles
             ),

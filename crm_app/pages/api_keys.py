@@ -105,7 +105,7 @@ def _create_form() -> rx.Component:
                 spacing="3",
                 width="100%",
             ),
-            on_submit=lambda _: S.create(),
+            on_submit=S.create,
             reset_on_submit=False,
             no_validate=True,
         ),

@@ -45,7 +45,7 @@ def sign_in_page() -> rx.Component:
             spacing="4",
             width="100%",
         ),
-        on_submit=lambda _: S.submit(),
+        on_submit=S.submit,
         reset_on_submit=False,
         no_validate=True,  # the app's own checks answer under each field, in words
         width="100%",
@@ -163,7 +163,7 @@ def users_page() -> rx.Component:
                 spacing="3",
                 width="100%",
             ),
-            on_submit=lambda _: S.add_user(),
+            on_submit=S.add_user,
             reset_on_submit=False,
             no_validate=True,
         ),

@@ -6,7 +6,7 @@ import reflex as rx
 
 from crm_app.services import accounts, api_keys
 from crm_app.services.errors import InvalidInput, ServiceError
-from crm_app.state.base import AppState, now_utc, typed_into, whole_number
+from crm_app.state.base import AppState, now_utc, submitted, typed_into, whole_number
 
 BLANK = {"name": "", "scope": "write", "user": "", "rate": str(api_keys.DEFAULT_RATE)}
 
@@ -48,7 +48,8 @@ class ApiKeysState(AppState):
         self.draft, self.errors = typed_into(self.draft, self.errors, field, value)
 
     @rx.event
-    async def create(self):
+    async def create(self, form: dict | None = None):
+        self.draft = submitted(self.draft, form)
         actor, draft, now = await self._actor(), dict(self.draft), now_utc()
         user_id = int(draft["user"]) if draft["user"].isdecimal() else None
         try:

@@ -19,6 +19,7 @@ from crm_app.state.base import (
     now_utc,
     picked,
     run_system_db,
+    submitted,
     typed_into,
     typed_text,
     whole_number,
@@ -72,7 +73,11 @@ class SignInState(AppState):
             self.errors = {k: v for k, v in self.errors.items() if k != field}
 
     @rx.event
-    async def submit(self):
+    async def submit(self, form: dict | None = None):
+        typed = submitted({"name": self.name, "email": self.email, "password": self.password,
+                           "confirm": self.confirm}, form)
+        self.name, self.email, self.password, self.confirm = (typed["name"], typed["email"], typed["password"],
+                                                              typed["confirm"])
         self.errors, self.message, self.busy = {}, "", True
         yield
         email, password, name, now = self.email, self.password, self.name, now_utc()
@@ -165,7 +170,8 @@ class UsersState(AppState):
         self.draft, self.errors = typed_into(self.draft, self.errors, field, value)
 
     @rx.event
-    async def add_user(self):
+    async def add_user(self, form: dict | None = None):
+        self.draft = submitted(self.draft, form)
         user, draft, now = await self._actor(), dict(self.draft), now_utc()
         try:
             await self._db(lambda s: accounts.create_user(

@@ -88,6 +88,19 @@ def typed_into(draft: dict[str, str], errors: dict[str, str], field: str, value:
     return {**draft, field: typed_text(value, limit)}, {k: v for k, v in errors.items() if k != field}
 
 
+def submitted(draft: dict[str, str], form: object, limit: int | dict[str, int] = 300) -> dict[str, str]:
+    """The draft as its form held it at the moment it was submitted. Inputs report typing through
+    debounced change events; a value typed and sent at once (Enter, or a quick click) can reach the
+    handler before its last change event, so the submitted form's own values win. Fields the draft
+    does not have, and values that are not text (a crafted event), are ignored. `limit` cuts each value
+    (one for all, or per field)."""
+    if not isinstance(form, dict):
+        return dict(draft)
+    limits = limit if isinstance(limit, dict) else {}
+    return {**draft, **{key: typed_text(value, limits.get(key, limit if isinstance(limit, int) else 300))
+                        for key, value in form.items() if key in draft and isinstance(value, str)}}
+
+
 def open_session() -> Session:
     """A session as the tables' owner: system work only (scoring jobs, signing in)."""
     return Session(get_engine(), expire_on_commit=False)

@@ -10,7 +10,7 @@ from crm_app.domain import Source, Stage
 from crm_app.services.errors import Forbidden, InvalidInput, ServiceError
 from crm_app.services.lead_actions import create_lead
 from crm_app.services.lead_detail import LeadEdit
-from crm_app.state.base import AppState, now_utc, typed_into
+from crm_app.state.base import AppState, now_utc, submitted, typed_into
 
 POOL = "pool"  # the owner select's "unassigned pool" (a select item cannot have an empty value)
 # Every field the form shows, with its input's length limit (the same as the lead page's edit rules).
@@ -61,7 +61,8 @@ class NewLeadState(AppState):
         self.errors = {k: v for k, v in self.errors.items() if k != "form"}
 
     @rx.event
-    async def save(self):
+    async def save(self, form: dict | None = None):
+        self.draft = submitted(self.draft, form, FORM_LIMITS)
         draft, now = dict(self.draft), now_utc()
         edit = LeadEdit(name=draft.get("name", ""), email=draft.get("email", ""), company=draft.get("company", ""),
                         company_size=draft.get("company_size", ""), deal_value=draft.get("deal_value", "") or "0",

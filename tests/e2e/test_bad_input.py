@@ -174,10 +174,6 @@ USER_ATTEMPTS = [
 ]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Fails in a full fresh run (2 of 2, a different attempt each time: no message under the field within 15 s) "
-    "and passes alone, since the zxcvbn check and the per-address sign-in throttle were merged: to be found "
-    "next session (session 11 note)"))
 def test_bad_new_users_are_explained_where_typed_and_markup_names_are_stored_as_text(
         page, app_session, hostile_users, dialogs):
     sign_in_as(page, "Abe Admin", "/users")
