@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from crm_app.db.models import Lead
 from crm_app.domain import ActivityKind as K
+from crm_app.domain import Stage
 from crm_app.services.errors import InvalidInput, StaleLead
 from crm_app.services.lead_detail import LeadEdit, lead_detail, update_lead
 from crm_app.services.leads import log_activity, move_lead_to_stage
@@ -120,3 +121,11 @@ def test_only_a_fresh_signal_promises_a_call_within_the_hour(session):
                     {"at": NOW - timedelta(days=9), "id": stale.id})
     session.expire_all()
     assert lead_detail(session, stale.id, NOW).tier_advice == "Most likely to buy: work first"
+
+
+def test_a_closed_deal_asks_nothing_of_the_rep(session):
+    """A won deal's page said "Cold · Leave to marketing" (session 11 note)."""
+    for stage, said in ((Stage.WON, "Won: closed, nothing to do"), (Stage.LOST, "Lost: closed, nothing to do")):
+        lead = make_lead(session, f"Closed {stage}", now=NOW, stage=stage,
+                         activities=[(K.PRICING_REQUEST, timedelta(minutes=12))])
+        assert lead_detail(session, lead.id, NOW).tier_advice == said

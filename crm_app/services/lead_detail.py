@@ -145,8 +145,10 @@ def lead_detail(session: Session, lead_id: int, now: datetime, viewer: CurrentUs
         stage_label=Stage(lead.stage).label, owner_id=str(lead.owner_id or ""),
         owner=owner.name if owner else "Unassigned", deal_value=f"{lead.deal_value:.2f}",
         value_label=money(lead.deal_value), score=lead.score, tier=lead.tier, tier_label=tier.label,
-        # The queue's fresh signal is the one thing that earns "call within the hour".
-        tier_advice=fresh_signal(session, lead.id, now) or tier.advice,
+        # The queue's fresh signal is the one thing that earns "call within the hour"; a closed deal
+        # asks nothing of anyone ("Cold: leave to marketing" on a won deal read as nonsense).
+        tier_advice=(f"{Stage(lead.stage).label}: closed, nothing to do" if Stage(lead.stage).is_closed
+                     else fresh_signal(session, lead.id, now) or tier.advice),
         reasons=[ReasonRow(points=x["points"], text=x["text"]) for x in lead.score_reasons],
         days_in_stage=max(0, (now - lead.stage_entered_at).days), created=_stamp(lead.created_at),
         version=lead.version,
