@@ -222,3 +222,46 @@ def test_a_user_logs_only_what_the_activity_form_offers(session):
     assert (stored.score, session.execute(text("SELECT count(*) FROM activities WHERE lead_id = :id"),
                                           {"id": lead.id}).scalar_one()) == before
     log_activity(session, lead_id=lead.id, kind=K.CALL, now=NOW)  # what the form offers works
+
+
+def test_what_the_prospect_asked_for_on_a_call_scores_as_if_they_had_sent_it(session):
+    """Issue #14: a rep logs that the prospect asked for pricing and a demo on a call. The requests are
+    the prospect's, heard by the rep: stored as such, named with who heard them, and scored exactly as
+    the same requests arriving from the website."""
+    rep = make_user(session, "Ria Rep")
+    heard = make_lead(session, "Heard", now=NOW, owner=rep, company_size=120)
+    sent = make_lead(session, "Sent", now=NOW, owner=rep, company_size=120)
+    at = NOW - timedelta(minutes=5)
+    result = log_activity(session, lead_id=heard.id, kind=K.CALL, now=NOW, occurred_at=at, user_id=rep.id,
+                          asked=["pricing_request", "demo_request", "pricing_request"])
+    log_activity(session, lead_id=sent.id, kind=K.CALL, now=NOW, occurred_at=at, user_id=rep.id)
+    for kind in (K.PRICING_REQUEST, K.DEMO_REQUEST):
+        log_activity(session, lead_id=sent.id, kind=kind, now=NOW, occurred_at=at)
+    session.expire_all()
+    assert result.score == session.get(Lead, heard.id).score == session.get(Lead, sent.id).score > 10 + 30
+    stored = session.execute(
+        select(Activity.kind, Activity.user_id, Activity.subject, Activity.occurred_at)
+        .where(Activity.lead_id == heard.id).order_by(Activity.kind)
+    ).all()
+    assert [tuple(r) for r in stored] == [
+        ("call", rep.id, None, at),
+        ("demo_request", rep.id, "Said on a call", at),
+        ("pricing_request", rep.id, "Said on a call", at),
+    ]
+
+
+@pytest.mark.parametrize("kind, asked, said", [
+    (K.NOTE, ["pricing_request"], "logged with a call, a meeting or their reply"),
+    (K.EMAIL_SENT, ["demo_request"], "logged with a call, a meeting or their reply"),
+    (K.CALL, ["page_visit"], "can ask for pricing or a demo"),
+    (K.CALL, ["bogus"], "can ask for pricing or a demo"),
+])
+def test_only_a_conversation_carries_a_request_and_only_for_pricing_or_a_demo(session, kind, asked, said):
+    lead = make_lead(session, "Asker", now=NOW, company_size=120)
+    before = session.get(Lead, lead.id).score
+    with pytest.raises(InvalidInput, match=said) as refused:
+        log_activity(session, lead_id=lead.id, kind=kind, now=NOW, body="They called.", asked=asked)
+    assert refused.value.field == "asked"
+    session.rollback()
+    assert session.execute(select(Activity).where(Activity.lead_id == lead.id)).all() == []
+    assert session.get(Lead, lead.id).score == before

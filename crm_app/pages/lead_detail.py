@@ -245,6 +245,18 @@ def _log_form() -> rx.Component:
                 rx.text_area(placeholder="What happened? (required for a note)", value=S.activity_body,
                              on_change=S.set_activity_body, rows="3", width="100%", name="body",
                              color_scheme=rx.cond(S.activity_error_field == "body", "red", "gray")),
+                rx.cond(
+                    S.can_ask,
+                    rx.hstack(
+                        rx.text("They asked for:", size="2", color=rx.color("gray", 11)),
+                        rx.checkbox("Pricing", checked=S.asked_pricing, on_change=S.set_asked_pricing,
+                                    class_name="asked-pricing"),
+                        rx.checkbox("A demo", checked=S.asked_demo, on_change=S.set_asked_demo,
+                                    class_name="asked-demo"),
+                        spacing="3",
+                        align="center",
+                    ),
+                ),
                 rx.cond(S.activity_error != "",
                         rx.text(S.activity_error, color=rx.color("red", 11), size="2", class_name="activity-error")),
                 rx.hstack(

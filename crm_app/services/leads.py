@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -120,8 +121,13 @@ def log_activity(
     body: str | None = None,
     expected_version: int | None = None,
     play: Play | str | None = None,
+    asked: Collection[ActivityKind | str] = (),
 ) -> ScoreResult:
     """Record what happened with a lead, rescore it and commit. Returns the new score.
+
+    `asked` is what the prospect asked for in that conversation (a call, meeting or reply): a pricing
+    or demo request, each stored as the prospect's own request at the same moment, logged by the rep
+    (the timeline says who heard it) and scored as the rubric says.
 
     `play` tags rep outreach with the sales play it was (a call as a pricing call), or a
     prospect's visit or click with the content it opened; it must fit the activity's kind.
@@ -134,11 +140,39 @@ def log_activity(
         # What the activity form offers, checked here too: a crafted event cannot log a pricing request.
         raise InvalidInput("Log a call, email, meeting, note or reply: what the prospect does on their own "
                            "comes in from integrations.", field="kind")
+    requests = _asked_in(activity, asked, now)
     lead = lock_lead(session, lead_id, expected_version)
     add_activity(session, lead, activity, now=now, user_id=user_id)
+    for request in requests:
+        add_activity(session, lead, request, now=now, user_id=user_id)
     result = rescore_lead(session, lead, now)
     session.commit()
     return result
+
+
+# What a prospect can ask for in a conversation a rep logs, and the conversations that can carry it.
+ASKABLE_KINDS = (ActivityKind.PRICING_REQUEST, ActivityKind.DEMO_REQUEST)
+CONVERSATION_KINDS = {ActivityKind.CALL: "Said on a call", ActivityKind.MEETING: "Said in a meeting",
+                      ActivityKind.EMAIL_RECEIVED: "Asked in their reply"}
+
+
+def _asked_in(conversation: CheckedActivity, asked: Collection[ActivityKind | str], now: datetime
+              ) -> list[CheckedActivity]:
+    """The requests heard in a logged conversation, checked: only pricing or demo, each at most once,
+    and only in a call, meeting or reply (a note or a sent email is not the prospect speaking)."""
+    if not asked:
+        return []
+    try:
+        kinds = list(dict.fromkeys(ActivityKind(k) for k in asked))
+    except ValueError:
+        raise InvalidInput("A prospect can ask for pricing or a demo.", field="asked") from None
+    if any(k not in ASKABLE_KINDS for k in kinds):
+        raise InvalidInput("A prospect can ask for pricing or a demo.", field="asked")
+    if conversation.kind not in CONVERSATION_KINDS:
+        raise InvalidInput("What the prospect asked for is logged with a call, a meeting or their reply.",
+                           field="asked")
+    heard = CONVERSATION_KINDS[conversation.kind]
+    return [check_activity(kind=k, now=now, occurred_at=conversation.occurred_at, subject=heard) for k in kinds]
 
 
 def _checked_play(play: Play | str | None, kind: ActivityKind) -> Play | None:

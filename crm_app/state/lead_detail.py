@@ -11,13 +11,14 @@ from crm_app.scoring.next_action import NextAction
 from crm_app.services.errors import InvalidInput, NotFound, ServiceError
 from crm_app.services.lead_actions import claim_leads, return_to_pool
 from crm_app.services.lead_detail import LeadDetail, LeadEdit, lead_detail, update_lead
-from crm_app.services.leads import log_activity, move_lead_to_stage
+from crm_app.services.leads import CONVERSATION_KINDS, log_activity, move_lead_to_stage
 from crm_app.services.next_action import next_action_for
 from crm_app.state.base import AppState, now_utc, picked, typed_text
 
 EDIT_FIELDS = [f.name for f in dataclasses.fields(LeadEdit)]
 NO_PLAY = "none"  # the play select's "no play" (a select item cannot have an empty value)
 KINDS = tuple(k.value for k in REP_LOGGED_KINDS)  # what the activity select offers
+CONVERSATIONS = tuple(k.value for k in CONVERSATION_KINDS)  # the ones that can carry a request
 PLAYS = (NO_PLAY, *(p.value for p in Play))
 
 
@@ -34,6 +35,9 @@ class LeadDetailState(AppState):
     activity_error: str = ""
     activity_error_field: str = ""
     score_change: str = ""
+    # What the prospect asked for in the conversation being logged (services.leads.ASKABLE_KINDS).
+    asked_pricing: bool = False
+    asked_demo: bool = False
 
     edit_open: bool = False
     edit: dict[str, str] = {}
@@ -89,15 +93,30 @@ class LeadDetailState(AppState):
         self.activity_body = typed_text(value, 30_000)
 
     @rx.event
+    def set_asked_pricing(self, value: bool):
+        self.asked_pricing = value is True
+
+    @rx.event
+    def set_asked_demo(self, value: bool):
+        self.asked_demo = value is True
+
+    @rx.var
+    def can_ask(self) -> bool:
+        """A call, a meeting or a reply can carry the prospect's request for pricing or a demo."""
+        return self.activity_kind in CONVERSATIONS
+
+    @rx.event
     async def submit_activity(self):
         lead_id, before = self.lead.id, self.lead.score
         kind, subject, body = self.activity_kind, self.activity_subject, self.activity_body
+        asked = [k for k, on in (("pricing_request", self.asked_pricing), ("demo_request", self.asked_demo)) if on]
+        asked = asked if kind in CONVERSATIONS else []
         play = None if self.activity_play == NO_PLAY else self.activity_play
         user_id, now = self.viewer_int(), now_utc()
         try:
             result = await self._db(lambda s: log_activity(
                 s, lead_id=lead_id, kind=kind, now=now, user_id=user_id, subject=subject, body=body,
-                play=play))
+                play=play, asked=asked))
         except InvalidInput as error:
             self.activity_error, self.activity_error_field = str(error), error.field or ""
             return
@@ -107,6 +126,7 @@ class LeadDetailState(AppState):
         self.activity_error = self.activity_error_field = ""
         self.activity_body = self.activity_subject = ""
         self.activity_play = NO_PLAY
+        self.asked_pricing = self.asked_demo = False
         self.score_change = (
             f"Logged. Score {before} → {result.score}" if result.score != before
             else f"Logged. Score stays {result.score}"
