@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from crm_app.db.engine import get_engine
 from crm_app.db.outage import backoff, database_unavailable
+from crm_app.services.accounts import purge_sign_in_records
 from crm_app.services.api_keys import purge_old_records
 from crm_app.services.next_action import refresh_play_stats_if_stale
 from crm_app.services.risk import reassess_expired_risk
@@ -66,7 +67,7 @@ async def sweep_expired_scores() -> None:
     outages = 0
     while True:
         away = False
-        for what, step in (("Score sweep", _sweep_round), ("Purging old API records", _purge_round),
+        for what, step in (("Score sweep", _sweep_round), ("Purging old API and sign-in records", _purge_round),
                            ("Play statistics refresh", _plays_round)):
             try:
                 await asyncio.to_thread(step)
@@ -97,6 +98,7 @@ def _sweep_round() -> None:
 
 def _purge_round() -> None:
     exclusively(lambda s: purge_old_records(s, datetime.now(timezone.utc)))
+    exclusively(lambda s: purge_sign_in_records(s, datetime.now(timezone.utc)))
 
 
 def _plays_round() -> None:

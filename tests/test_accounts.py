@@ -298,3 +298,32 @@ def test_guessing_from_many_addresses_pauses_new_addresses_but_not_the_users_own
         accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=later, source=OFFICE)
     token, _ = accounts.sign_in(session, email="ana@team.test", password=PASSWORD, now=later, source=HOME)
     assert token
+
+
+def test_the_purge_forgets_what_signing_in_no_longer_needs_and_keeps_what_it_does(session: Session) -> None:
+    """sign_in_attempts grew forever (session 11 note). After the purge, the throttle and the known
+    address still answer as before."""
+    _user(session, "pia@team.test")
+    accounts.sign_in(session, email="pia@team.test", password=PASSWORD, now=NOW - timedelta(days=200), source=OFFICE)
+    accounts.sign_in(session, email="pia@team.test", password=PASSWORD, now=NOW - timedelta(days=3), source=HOME)
+    for i in range(3):  # old failures, and fresh ones the throttle still reads
+        for at in (NOW - timedelta(days=2, seconds=i), NOW - timedelta(minutes=1, seconds=i)):
+            with pytest.raises(SignInRefused):
+                accounts.sign_in(session, email="pia@team.test", password=f"guess {i}", now=at, source=OFFICE)
+    left = accounts.sign_in(session, email="pia@team.test", password=PASSWORD, now=NOW - timedelta(days=45),
+                            source=HOME)[0]
+    accounts.sign_out(session, left, NOW - timedelta(days=44))
+
+    def counts() -> tuple[int, int, int]:
+        return session.execute(text(
+            "SELECT count(*) FILTER (WHERE succeeded), count(*) FILTER (WHERE NOT succeeded), "
+            "(SELECT count(*) FROM auth_sessions s JOIN users u ON u.id = s.user_id WHERE u.email = 'pia@team.test') "
+            "FROM sign_in_attempts WHERE email = 'pia@team.test'")).one()
+
+    assert counts() == (3, 6, 3)
+    gone = accounts.purge_sign_in_records(session, NOW)
+    assert counts() == (2, 3, 1)  # the 200-day-old success, the 2-day-old failures, sessions ended a month ago
+    assert gone["sign_in_attempts"] >= 4 and gone["auth_sessions"] >= 2
+    # What the throttle reads is all still there: the fresh failures count, and home is still known.
+    assert accounts._failures(session, "pia@team.test", OFFICE, NOW)["pair"][0] == 3
+    assert accounts._failures(session, "pia@team.test", HOME, NOW)["known"][0] == 1

@@ -205,6 +205,29 @@ def _failures(session: Session, email: str, source: str, now: datetime
     return {kind: (count, oldest) for kind, count, oldest in rows}
 
 
+FAILURES_KEPT = timedelta(days=1)  # a day of failed tries to look into; the throttle reads 15 minutes
+ENDED_SESSIONS_KEPT = timedelta(days=30)
+
+
+def purge_sign_in_records(session: Session, now: datetime) -> dict[str, int]:
+    """Forget what signing in no longer needs; commits (the periodic purge calls this). Failed tries
+    go after FAILURES_KEPT (the throttle reads FAILURE_WINDOW), successful ones after KNOWN_SOURCE_FOR
+    (what makes an address known), sessions a month after they ended, tickets once expired. Returns
+    how many rows went, by table."""
+    gone = {
+        "sign_in_attempts": session.execute(
+            text("DELETE FROM sign_in_attempts WHERE attempted_at < CASE WHEN succeeded THEN :ok ELSE :failed END"),
+            {"ok": now - KNOWN_SOURCE_FOR, "failed": now - FAILURES_KEPT}).rowcount,
+        "auth_sessions": session.execute(
+            text("DELETE FROM auth_sessions WHERE least(expires_at, coalesce(revoked_at, 'infinity')) < :old"),
+            {"old": now - ENDED_SESSIONS_KEPT}).rowcount,
+        "sign_in_handoffs": session.execute(
+            text("DELETE FROM sign_in_handoffs WHERE expires_at < :now"), {"now": now}).rowcount,
+    }
+    session.commit()
+    return gone
+
+
 def _pause(oldest: datetime, now: datetime) -> str:
     wait = max(1, int(((oldest + FAILURE_WINDOW) - now).total_seconds() // 60) + 1)
     return f"Try again in {wait} minute{'s' if wait != 1 else ''}."
