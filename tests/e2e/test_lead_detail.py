@@ -193,8 +193,9 @@ def test_a_rep_logs_that_the_prospect_asked_for_pricing_on_the_call(page, app_se
     """Issue #14: what the prospect asked for on a call is theirs, heard by the rep, and scores."""
     lead = make_lead(app_session, "Annie Easley", now=APP_NOW, owner=detail_leads["rep"], company="Centaur Co",
                      company_size=80)
+    before = lead.score
     page.goto(f"/leads/{lead.id}")
-    expect(page.locator(".detail-score")).to_have_text(str(lead.score))
+    expect(page.locator(".detail-score")).to_have_text(str(before))
     page.get_by_role("combobox", name="Activity type").click()
     page.get_by_role("option", name="Note").click()
     expect(page.locator(".asked-pricing")).to_have_count(0)  # a note is not the prospect speaking
@@ -204,10 +205,10 @@ def test_a_rep_logs_that_the_prospect_asked_for_pricing_on_the_call(page, app_se
     expect(page.locator(".asked-pricing")).to_have_attribute("data-state", "checked")
     page.get_by_placeholder("What happened?").fill("Wants a quote for 80 seats.")
     page.get_by_role("button", name="Log activity").click()
+    expect(page.locator(".score-change")).to_have_text(re.compile(rf"Logged\. Score {before} → \d+"))
     app_session.expire_all()
-    expect(page.locator(".score-change")).to_have_text(re.compile(rf"Logged\. Score {lead.score} → \d+"))
     stored = app_session.get(Lead, lead.id)
-    assert stored.score > lead.score
+    assert stored.score > before
     expect(page.locator(".detail-score")).to_have_text(str(stored.score))
     expect(page.locator(".timeline-entry").filter(has_text="Pricing request: Said on a call")).to_contain_text(
         "Detta Rep")
