@@ -207,17 +207,20 @@ def _cancellable(run):
     control = ImportControl()
     outcome: dict = {}
 
+    finished = threading.Event()  # not Thread.join: a join cut by Ctrl-C may take the thread for ended
+
     def target() -> None:
         try:
             outcome["value"] = run(control)
         except BaseException as error:  # handed to the main thread
             outcome["error"] = error
+        finally:
+            finished.set()
 
-    thread = threading.Thread(target=target, name="import", daemon=True)
-    thread.start()
-    while thread.is_alive():
+    threading.Thread(target=target, name="import", daemon=True).start()
+    while not finished.is_set():
         try:
-            thread.join(0.2)
+            finished.wait(0.2)
         except KeyboardInterrupt:
             print("\n  Cancelling (nothing will be stored)...", flush=True)
             control.cancel()
