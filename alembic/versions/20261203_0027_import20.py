@@ -12,7 +12,8 @@ and an import cut off mid-way seen as such
 - `import_jobs`: one row per import run by the web app (the CLI runs in the user's terminal): who,
   which file (the user's own name), its status (running, succeeded, failed, cancelled, interrupted),
   the step it is at (the progress label), a heartbeat the running process moves every few seconds,
-  the PostgreSQL backend running its transaction (so a dead job's query can be ended), a cancel
+  the process running it (host, pid and start time: on the same machine a dead process is seen at
+  once), the PostgreSQL backend running its transaction (so a dead job's query can be ended), a cancel
   request, and whether its user has been told that it was interrupted. Written by the web app's
   owner login (as the scoring jobs' heartbeats are); managers read them through the app role.
 
@@ -50,6 +51,10 @@ def upgrade() -> None:
         sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("backend_pid", sa.Integer(), nullable=True),
+        # The process running it: on the same machine a dead one is seen at once, not after a stale beat.
+        sa.Column("worker_host", sa.String(255), nullable=True),
+        sa.Column("worker_pid", sa.Integer(), nullable=True),
+        sa.Column("worker_started", sa.Float(), nullable=True),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("noticed", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.CheckConstraint("status IN ('running', 'succeeded', 'failed', 'cancelled', 'interrupted')",

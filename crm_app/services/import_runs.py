@@ -9,6 +9,7 @@ the dead import's statements (they hold the import lock, so the next import woul
   transaction of its own (the import's transaction commits only at its end), with the step the import
   is at and the PostgreSQL backend running it. A job whose heartbeat is older than STALE_AFTER is dead:
   it is marked interrupted and its backend, if still running the dead job's transaction, is terminated.
+  A job whose process (on this machine) is gone is dead at once.
 - The import's own connection asks PostgreSQL to check every second that its client is still there
   (`client_connection_check_interval`, PostgreSQL 14+), so a query whose process died ends by itself
   within a second or two; an import left idle in its transaction ends after a minute.
@@ -23,12 +24,14 @@ app's bookkeeping, not a user's data; the app role only reads them (managers).
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import psutil
 from sqlalchemy import text
 from sqlmodel import Session
 
@@ -39,6 +42,7 @@ STALE_AFTER = timedelta(seconds=15)
 INTERRUPTED = "The import of {file} was interrupted at {step}; nothing was stored. Run it again."
 CANCELLED = "Import cancelled: nothing was stored."
 log = logging.getLogger(__name__)
+_HOST = socket.gethostname()
 
 
 class ImportCancelled(ServiceError):
@@ -98,15 +102,35 @@ def limit_orphans(cursor) -> None:
 # --- Jobs -----------------------------------------------------------------------------------------
 
 
+def _alive(host: str | None, pid: int | None, started: float | None) -> bool:
+    """Is the process that runs a job alive? Only known for this machine's processes."""
+    if host != _HOST or pid is None:
+        return True  # another machine's: its heartbeat tells
+    try:
+        process = psutil.Process(pid)
+        return (started is None or abs(process.create_time() - started) < 1) \
+            and process.status() != psutil.STATUS_ZOMBIE  # not a reused pid
+    except psutil.Error:
+        return False
+
+
 def end_dead_imports(session: Session, now: datetime) -> list[int]:
-    """Mark running jobs whose heartbeat stopped as interrupted, and terminate the database backend
-    still running such a job's transaction (one that began before the job's last heartbeat: a pooled
-    connection reused since would have begun later). Returns the jobs ended. Commits."""
+    """Mark running jobs whose process died (on this machine) or whose heartbeat stopped as interrupted,
+    and terminate the database backend still running such a job's transaction (one that began before
+    the job's last heartbeat: a pooled connection reused since would have begun later). Returns the
+    jobs ended. Commits."""
+    running_jobs = session.execute(
+        text("SELECT id, heartbeat_at, worker_host, worker_pid, worker_started FROM import_jobs "
+             "WHERE status = 'running'")).all()
+    ids = [j.id for j in running_jobs
+           if j.heartbeat_at < now - STALE_AFTER or not _alive(j.worker_host, j.worker_pid, j.worker_started)]
+    if not ids:
+        session.rollback()
+        return []
     dead = session.execute(
         text("UPDATE import_jobs SET status = 'interrupted', finished_at = :now "
-             "WHERE status = 'running' AND heartbeat_at < :stale "
-             "RETURNING id, backend_pid, heartbeat_at"),
-        {"now": now, "stale": now - STALE_AFTER},
+             "WHERE status = 'running' AND id = ANY(:ids) RETURNING id, backend_pid, heartbeat_at"),
+        {"now": now, "ids": ids},
     ).all()
     session.commit()
     for job_id, pid, last_beat in dead:
@@ -128,10 +152,13 @@ def end_dead_imports(session: Session, now: datetime) -> list[int]:
 def start_job(session: Session, actor_id: int, file_name: str, now: datetime) -> int:
     """Record a running import of `file_name` by `actor_id`; returns the job's id. Commits."""
     end_dead_imports(session, now)
+    me = psutil.Process()
     job_id = session.execute(
-        text("INSERT INTO import_jobs (actor_id, file_name, started_at, heartbeat_at, step) "
-             "VALUES (:actor, :file, :now, :now, 'Reading the file') RETURNING id"),
-        {"actor": actor_id, "file": file_name[:255] or "import.csv", "now": now},
+        text("INSERT INTO import_jobs (actor_id, file_name, started_at, heartbeat_at, step, worker_host, "
+             "worker_pid, worker_started) VALUES (:actor, :file, :now, :now, 'Reading the file', :host, :pid, "
+             ":started) RETURNING id"),
+        {"actor": actor_id, "file": file_name[:255] or "import.csv", "now": now, "host": _HOST, "pid": me.pid,
+         "started": me.create_time()},
     ).scalar_one()
     session.commit()
     return job_id
@@ -197,6 +224,7 @@ def request_cancel(session: Session, actor_id: int) -> bool:
 
 def running(session: Session, actor_id: int, now: datetime) -> bool:
     """Is an import of this user running in a live process?"""
+    end_dead_imports(session, now)
     return session.execute(
         text("SELECT 1 FROM import_jobs WHERE actor_id = :actor AND status = 'running' AND heartbeat_at >= :stale"),
         {"actor": actor_id, "stale": now - STALE_AFTER},
