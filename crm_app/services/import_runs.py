@@ -12,7 +12,7 @@ the dead import's statements (they hold the import lock, so the next import woul
   A job whose process (on this machine) is gone is dead at once.
 - The import's own connection asks PostgreSQL to check every second that its client is still there
   (`client_connection_check_interval`, PostgreSQL 14+), so a query whose process died ends by itself
-  within a second or two; an import left idle in its transaction ends after a minute.
+  within a second or two; an import left idle in its transaction ends after 15 minutes.
 - Cancel: the page marks the job `cancel_requested`; the heartbeat sees it (whichever worker runs the
   import) and cancels the running statement (libpq's cancel request, no privilege needed); the import
   rolls back and says "cancelled". The command line cancels the same way on Ctrl-C.
@@ -92,11 +92,12 @@ class ImportControl:
 
 def limit_orphans(cursor) -> None:
     """Inside the import's transaction: end its statements if its client goes away (PostgreSQL 14+),
-    and end the transaction if it sits idle for a minute (a client alive but stuck)."""
+    and end the transaction if it sits idle for 15 minutes (a client alive but stuck; scoring a
+    million rows between two statements takes minutes, not that)."""
     cursor.execute("SHOW server_version_num")
     if int(cursor.fetchone()[0]) >= 140000:
         cursor.execute("SET LOCAL client_connection_check_interval = '1s'")
-    cursor.execute("SET LOCAL idle_in_transaction_session_timeout = '60s'")
+    cursor.execute("SET LOCAL idle_in_transaction_session_timeout = '15min'")
 
 
 # --- Jobs -----------------------------------------------------------------------------------------
