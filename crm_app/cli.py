@@ -159,8 +159,9 @@ def sweep(_: argparse.Namespace) -> None:
 
 
 def import_csv(args: argparse.Namespace) -> int:
-    from crm_app.services.importing import ImportProgress, ImportRejected, import_file, load_mapping
     from crm_app.services.errors import ServiceError
+    from crm_app.services.import_runs import ImportCancelled, ImportControl
+    from crm_app.services.importing import ImportProgress, ImportRejected, import_file, load_mapping
 
     def show(step: ImportProgress) -> None:
         if step.phase == "reading":
@@ -168,10 +169,17 @@ def import_csv(args: argparse.Namespace) -> int:
         elif step.phase != "done":
             print(f"  {step.message}" + " " * 20, flush=True)
 
+    def run(control: ImportControl):
+        with Session(get_engine()) as session:
+            return import_file(session, args.file, mapping, now=utcnow(), dry_run=args.dry_run, progress=show,
+                               control=control)
+
     try:
         mapping = load_mapping(args.mapping)
-        with Session(get_engine()) as session:
-            summary = import_file(session, args.file, mapping, now=utcnow(), dry_run=args.dry_run, progress=show)
+        summary = _cancellable(run)
+    except ImportCancelled as cancelled:
+        print(f"\n{cancelled}")
+        return 130
     except ImportRejected as rejected:
         print(f"\nNot imported: {rejected}")
         for error in (rejected.report.errors if rejected.report else [])[:50]:
@@ -186,6 +194,39 @@ def import_csv(args: argparse.Namespace) -> int:
     print(summary.describe() + (" Dry run: nothing was stored." if args.dry_run else ""))
     _print_notes(summary.notes)
     return 0
+
+
+def _cancellable(run):
+    """Run `run(control)` in a thread so Ctrl-C can cancel it: a signal reaches Python's main thread
+    only between bytecodes, never inside a database call, so the main thread waits and, on Ctrl-C,
+    cancels the running statement (the import rolls back and raises ImportCancelled)."""
+    import threading
+
+    from crm_app.services.import_runs import ImportControl
+
+    control = ImportControl()
+    outcome: dict = {}
+
+    finished = threading.Event()  # not Thread.join: a join cut by Ctrl-C may take the thread for ended
+
+    def target() -> None:
+        try:
+            outcome["value"] = run(control)
+        except BaseException as error:  # handed to the main thread
+            outcome["error"] = error
+        finally:
+            finished.set()
+
+    threading.Thread(target=target, name="import", daemon=True).start()
+    while not finished.is_set():
+        try:
+            finished.wait(0.2)
+        except KeyboardInterrupt:
+            print("\n  Cancelling (nothing will be stored)...", flush=True)
+            control.cancel()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _print_notes(notes) -> None:

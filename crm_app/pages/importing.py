@@ -337,8 +337,14 @@ def _run() -> rx.Component:
         rx.cond(
             S.importing | (S.progress > 0),
             rx.vstack(
-                rx.progress(value=S.progress, max=100, width="100%", class_name="import-progress"),
-                rx.text(S.progress_label, size="2", color=rx.color("gray", 11)),
+                rx.hstack(
+                    rx.progress(value=S.progress, max=100, width="100%", class_name="import-progress"),
+                    rx.cond(S.importing, rx.button("Cancel", size="1", variant="soft", color_scheme="red",
+                                                   on_click=S.cancel_import, class_name="cancel-import")),
+                    align="center",
+                    width="100%",
+                ),
+                rx.text(S.progress_label, size="2", color=rx.color("gray", 11), class_name="import-step"),
                 width="100%",
                 spacing="1",
             ),

@@ -41,7 +41,7 @@ from crm_app.services.importing import (
     validate_file,
 )
 from crm_app.settings import settings
-from crm_app.state.base import AppState, now_utc, open_acting_session
+from crm_app.state.base import AppState, now_utc, open_acting_session, open_session, run_system_db
 
 UPLOAD_ID = "import_csv"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -214,12 +214,16 @@ class ImportState(AppState):
     async def load(self):
         if not await self._load_team():
             return self._sign_in_redirect()
-        # An import cut off by its process dying (the tab's saved state may still say "importing").
-        user_id = self._user.id
-        note = import_runs.interrupted(user_id)
-        if note or (self.importing and not import_runs.running(user_id)):
+        # An import cut off by its process dying (the tab's saved state may still say "importing"):
+        # its job's heartbeat stopped, so it is marked interrupted and its leftover query ended.
+        user_id, now = self._user.id, now_utc()
+        note = await run_system_db(lambda s: import_runs.interrupted(s, user_id, now))
+        if note is None and self.importing:
+            if not await run_system_db(lambda s: import_runs.running(s, user_id, now)):
+                note = "The import was interrupted; nothing was stored. Run it again."
+        if note:
             self.importing, self.progress, self.progress_label = False, 0, ""
-            self.message = note or import_runs.INTERRUPTED
+            self.message = note
 
     @rx.event
     async def handle_upload(self, files: list[rx.UploadFile]):
@@ -338,7 +342,8 @@ class ImportState(AppState):
             path, mapping, now, total = self._path(), self._mapping(), now_utc(), self.file_rows
             file_name = self.file_name
             user_id = (await self._actor()).id
-            import_runs.note_started(user_id, self.file_name)
+        job_id = await run_system_db(lambda s: import_runs.start_job(s, user_id, file_name, now_utc()))
+        control = import_runs.ImportControl()
 
         latest: list[ImportProgress] = []
         lock = threading.Lock()
@@ -349,9 +354,10 @@ class ImportState(AppState):
 
         def work():
             rows = total or profile_file(path).rows  # known since the upload
-            with open_acting_session(user_id) as session:
+            with import_runs.heartbeat(open_session, job_id, control, now_utc), \
+                    open_acting_session(user_id) as session:
                 return rows, import_file(session, path, mapping, now=now, progress=note, actor_id=user_id,
-                                         file_name=file_name)
+                                         file_name=file_name, control=control)
 
         task = asyncio.create_task(asyncio.to_thread(work))
         while not task.done():
@@ -365,14 +371,21 @@ class ImportState(AppState):
                 if step.phase == "reading":
                     self.progress = min(80, int(80 * step.rows_read / rows))
                     self.progress_label = f"Checked {step.rows_read:,} rows"
-                else:
+                elif self.progress_label != "Cancelling...":
                     self.progress = max(self.progress, 85 if step.phase == "writing" else 95)
                     self.progress_label = step.message
+        error = task.exception()
+        status = ("succeeded" if error is None else "cancelled" if isinstance(error, import_runs.ImportCancelled)
+                  else "failed")
+        try:
+            await run_system_db(lambda s: import_runs.finish_job(s, job_id, status, now_utc(),
+                                                                 None if error is None else str(error)[:500]))
+        except Exception:  # the job then shows as interrupted once its heartbeat is stale
+            log.exception("Could not record the end of import job %s", job_id)
         async with self:
             self.importing = False
             # Imported or refused, the upload is not kept (a corrected file is chosen again).
             self._drop_file()
-            import_runs.note_finished(user_id)
             try:
                 rows, summary = task.result()
             except ImportRejected as rejected:
@@ -384,6 +397,9 @@ class ImportState(AppState):
                     self.note_lines = _report_lines(rejected.report.warnings)
                 self.message = ("Nothing was imported: " + str(rejected)
                                 + " The file was removed from the server: choose it again once corrected.")
+                return
+            except import_runs.ImportCancelled as cancelled:
+                self.progress, self.progress_label, self.message = 0, "", str(cancelled)
                 return
             except ServiceError as error:
                 self.progress, self.progress_label, self.message = 0, "", f"Nothing was imported: {error}"
@@ -397,6 +413,15 @@ class ImportState(AppState):
             self.progress, self.progress_label = 100, "Done"
             self.result = summary.describe()
             yield rx.toast.success(f"Imported: {summary.created:,} created, {summary.updated:,} updated")
+
+    @rx.event
+    async def cancel_import(self):
+        """Stop the running import (whichever worker runs it): nothing is stored."""
+        if not self.viewer_is_manager or not self.importing:
+            return
+        user_id = (await self._actor()).id
+        if await run_system_db(lambda s: import_runs.request_cancel(s, user_id)):
+            self.progress_label = "Cancelling..."
 
     @rx.event
     def start_over(self):

@@ -180,6 +180,24 @@ def test_dates_and_id_clashes_are_questions_in_the_page(page, seeded_app_data, a
     assert _uploads() == before
 
 
+def test_a_running_import_is_cancelled_from_the_page_and_stores_nothing(page, seeded_app_data, app_session,
+                                                                        tmp_path):
+    path = tmp_path / "to-cancel.csv"
+    path.write_text(HEADER + "".join(f"Cancelled Person {i},cancelled{i}@import.example,Cancelco,50,Referral,,North\n"
+                                     for i in range(30_000)))
+    page.goto("/import")
+    choose_viewer(page, "Maya Manager")
+    _upload(page, path)
+    expect(page.locator(".preview-row")).to_have_count(10)
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.locator(".cancel-import").click()
+    expect(page.locator(".import-message")).to_contain_text("Import cancelled: nothing was stored.", timeout=120_000)
+    expect(page.locator(".cancel-import")).to_have_count(0)
+    app_session.rollback()
+    assert app_session.execute(
+        text("SELECT count(*) FROM leads WHERE email LIKE 'cancelled%@import.example'")).scalar_one() == 0
+
+
 def test_a_rep_cannot_import(page, seeded_app_data):
     page.goto("/import")
     choose_viewer(page, "Ria Rep")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from time import perf_counter
 
@@ -20,6 +22,7 @@ from crm_app.domain import Role
 from crm_app.scoring import LeadFacts, ScoringEngine
 from crm_app.scoring.blend import score_many
 from crm_app.services import audit
+from crm_app.services.import_runs import ImportCancelled, ImportControl, end_dead_imports, limit_orphans
 from crm_app.services.importing.mapping import NEWEST_FIRST, UNKNOWN_ORDER, ImportMapping
 from crm_app.services.importing.read import ImportRejected
 from crm_app.services.importing.validate import (
@@ -33,6 +36,7 @@ from crm_app.services.permissions import acting_user, require_role
 from crm_app.services.risk import reassess_risk_in_transaction
 from crm_app.services.scoring import active_engine, rescore_leads_in_transaction
 
+log = logging.getLogger(__name__)
 _IMPORT_LOCK_KEY = 0x1A9017  # one import at a time: two imports of the same people would race
 
 
@@ -58,74 +62,139 @@ class ImportSummary:
 _TEMP_COLUMNS = (
     "row_no int, external_id text, name text, email text, phone text, title text, company text, "
     "company_size int, source text, stage text, deal_value numeric(12,2), created_at timestamptz, "
-    "closed_at timestamptz, custom_fields jsonb, score int, tier text, reasons jsonb, valid_until timestamptz, "
-    "score_at_close int, dated boolean NOT NULL, lead_id int, is_new boolean NOT NULL DEFAULT false"
+    "closed_at timestamptz, custom_fields jsonb, dated boolean NOT NULL, lead_id int, "
+    "is_new boolean NOT NULL DEFAULT false, "
+    # Compared with leads.email_key: a plain text comparison the planner may use an index for under
+    # row-level security, where lower(leads.email) (not leakproof) may not be (migration 0027).
+    "email_key text GENERATED ALWAYS AS (lower(email)) STORED"
 )
 _COPY_COLUMNS = (
     "row_no", "external_id", "name", "email", "phone", "title", "company", "company_size", "source", "stage",
-    "deal_value", "created_at", "closed_at", "custom_fields", "score", "tier", "reasons", "valid_until",
-    "score_at_close", "dated",
+    "deal_value", "created_at", "closed_at", "custom_fields", "dated",
 )
+_SCORE_COLUMNS = "row_no int PRIMARY KEY, score int, tier text, reasons jsonb, valid_until timestamptz, score_at_close int"
 
 
 SCORE_BATCH = 2_000
 
 
-def _spool_rows(
-    records: Iterator[LeadRecord], engine: ScoringEngine, now: datetime, spool, defaults: dict[str, str],
-) -> int:
-    """Write each record as a CSV line for COPY, with the score a new lead gets (no activities yet).
-
-    Rows are scored in batches (a model scores a batch ~30x faster than one lead at a time). An
-    imported lead has no activities, so nothing in its facts ages: its score at close is the score
-    it gets now, computed once."""
+def _spool_records(records: Iterator[LeadRecord], spool) -> int:
+    """Write each valid record as a CSV line for COPY; nothing is scored yet (a file with a bad row is
+    refused before any scoring: validating a 200 MB file with one bad last row used to score every
+    valid row first)."""
     writer = csv.writer(spool)
     count = 0
-    batch: list[LeadRecord] = []
-
-    def flush() -> None:
-        facts = [
-            LeadFacts(company_size=r.company_size, source=r.source or defaults.get("source"),
-                      custom_fields=r.custom_fields)
-            for r in batch
-        ]
-        for r, result in zip(batch, score_many(engine, facts, now)):
-            closed = (r.stage or defaults.get("stage")) in ("won", "lost")
-            writer.writerow((
-                r.row, r.external_id, r.name, r.email, r.phone, r.title, r.company, r.company_size, r.source,
-                r.stage, r.deal_value, r.created_at.isoformat() if r.created_at else None,
-                r.closed_at.isoformat() if r.closed_at else None,
-                json.dumps(r.custom_fields, ensure_ascii=False), result.score, result.tier.value,
-                json.dumps([x.as_dict() for x in result.reasons], ensure_ascii=False),
-                result.valid_until.isoformat() if result.valid_until else None,
-                result.score if closed else None, r.dated,
-            ))
-        batch.clear()
-
-    for record in records:
-        batch.append(record)
+    for r in records:
+        writer.writerow((
+            r.row, r.external_id, r.name, r.email, r.phone, r.title, r.company, r.company_size, r.source,
+            r.stage, r.deal_value, r.created_at.isoformat() if r.created_at else None,
+            r.closed_at.isoformat() if r.closed_at else None,
+            json.dumps(r.custom_fields, ensure_ascii=False), r.dated,
+        ))
         count += 1
-        if len(batch) >= SCORE_BATCH:
-            flush()
-    if batch:
-        flush()
     return count
 
 
+def _score_new_rows(connection, engine: ScoringEngine, now: datetime, control: ImportControl | None) -> None:
+    """Score the rows that become new leads, streamed from the temporary table in batches (a model
+    scores a batch ~30x faster than one lead at a time), into `import_scores`. An imported lead has no
+    activities, so nothing in its facts ages: its score at close is the score it gets now. Matched
+    leads are rescored with their stored activities afterwards."""
+    reader = connection.cursor(name="import_new_rows")
+    reader.itersize = SCORE_BATCH
+    reader.execute("SELECT row_no, company_size, source, stage, custom_fields FROM import_rows WHERE is_new")
+    writer_cursor = connection.cursor()
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as scores:
+        writer = csv.writer(scores)
+        while True:
+            batch = reader.fetchmany(SCORE_BATCH)
+            if not batch:
+                break
+            if control is not None:
+                control.check()
+            facts = [LeadFacts(company_size=size, source=source, custom_fields=custom or {})
+                     for _, size, source, _, custom in batch]
+            for (row_no, _, _, stage, _), result in zip(batch, score_many(engine, facts, now)):
+                writer.writerow((
+                    row_no, result.score, result.tier.value,
+                    json.dumps([x.as_dict() for x in result.reasons], ensure_ascii=False),
+                    result.valid_until.isoformat() if result.valid_until else None,
+                    result.score if stage in ("won", "lost") else None,
+                ))
+        reader.close()
+        scores.seek(0)
+        writer_cursor.copy_expert("COPY import_scores FROM STDIN WITH (FORMAT csv)", scores)
+
+
+def _refuse_duplicates(cursor) -> None:
+    """A lead appears once per file: the same email or external id on two rows is refused, found in SQL
+    after COPY (memory bounded by the database, not a map of every email in the worker)."""
+    cursor.execute(
+        """
+        SELECT kind, rows FROM (
+            SELECT 'email' AS kind, array_agg(row_no ORDER BY row_no) AS rows FROM import_rows
+             WHERE email_key IS NOT NULL GROUP BY email_key HAVING count(*) > 1
+            UNION ALL
+            SELECT 'external id', array_agg(row_no ORDER BY row_no) FROM import_rows
+             WHERE external_id IS NOT NULL GROUP BY external_id HAVING count(*) > 1
+        ) d ORDER BY rows[2] LIMIT 20
+        """
+    )
+    twice = cursor.fetchall()
+    if twice:
+        report = ValidationReport()
+        for kind, rows in twice:
+            for row in rows[1:]:
+                report.add(RowError(row, kind, f"Same {kind} as row {rows[0]}: a lead appears once per file."))
+        listed = "; ".join(f"rows {', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''} have the same {kind}"
+                           for kind, rows in twice[:5])
+        raise ImportRejected(f"A lead appears once per file: {listed}. Nothing was imported.", report)
+
+
+def _take_import_lock(cursor, control: ImportControl | None, say: Callable[[str, int], None]) -> None:
+    """One import at a time. A lock held by an import whose process died is freed (its job marked
+    interrupted, its backend ended) instead of waited behind; a live import is waited for."""
+    from crm_app.db.engine import get_engine
+
+    told = False
+    while True:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", (_IMPORT_LOCK_KEY,))
+        if cursor.fetchone()[0]:
+            return
+        if not told:
+            say("Waiting for another import to finish", 0)
+            told = True
+        if control is not None:
+            control.check()
+        try:
+            with Session(get_engine()) as owner:
+                end_dead_imports(owner, datetime.now(timezone.utc))
+        except Exception:  # no owner login here (or it failed): the dead backend's client check ends it
+            log.debug("Could not check for dead imports", exc_info=True)
+        time.sleep(0.5)
+
+
 def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: Callable[[str, int], None], *,
-           import_id: int | None, dry_run: bool, newest_first: bool) -> tuple[list[int], list[int], int]:
-    """COPY, match, insert, update, stage changes. Returns (ids created, ids updated, matched but unchanged).
+           import_id: int | None, dry_run: bool, newest_first: bool, engine: ScoringEngine,
+           control: ImportControl | None = None) -> tuple[list[int], list[int], int]:
+    """COPY, check duplicates, match, score the new rows, insert, update, stage changes. Returns (ids
+    created, ids updated, matched but unchanged).
 
     A dry run numbers its new leads -1, -2, ... instead of drawing from the leads' id sequence: a
     sequence does not roll back, so a dry run would otherwise use up the ids the real import then
     gives (the sequence never hands out negative ids, so they cannot clash)."""
-    cursor = session.connection().connection.cursor()
+    connection = session.connection().connection.dbapi_connection
+    cursor = connection.cursor()
     cursor.execute("DROP TABLE IF EXISTS import_rows")
+    cursor.execute("DROP TABLE IF EXISTS import_scores")
     cursor.execute(f"CREATE TEMP TABLE import_rows ({_TEMP_COLUMNS}) ON COMMIT DROP")
+    cursor.execute(f"CREATE TEMP TABLE import_scores ({_SCORE_COLUMNS}) ON COMMIT DROP")
     spool.seek(0)
     cursor.copy_expert(f"COPY import_rows ({', '.join(_COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", spool)
     cursor.execute("CREATE INDEX ON import_rows (row_no)")
     cursor.execute("ANALYZE import_rows")
+    say("Checking for duplicate rows", 0)
+    _refuse_duplicates(cursor)
     say("Matching existing leads", 0)
     # Match: the external id first, else the email. One row matching two different leads is refused.
     cursor.execute(
@@ -133,7 +202,7 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: 
         SELECT t.row_no, by_id.id, by_email.id
           FROM import_rows t
           JOIN leads by_id ON by_id.external_id = t.external_id
-          JOIN leads by_email ON lower(by_email.email) = lower(t.email)
+          JOIN leads by_email ON by_email.email_key = t.email_key
          WHERE by_id.id <> by_email.id
          ORDER BY t.row_no LIMIT 5
         """
@@ -148,7 +217,7 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: 
     cursor.execute("UPDATE import_rows t SET lead_id = l.id FROM leads l WHERE l.external_id = t.external_id")
     cursor.execute(
         "UPDATE import_rows t SET lead_id = l.id FROM leads l "
-        "WHERE t.lead_id IS NULL AND t.email IS NOT NULL AND lower(l.email) = lower(t.email)"
+        "WHERE t.lead_id IS NULL AND t.email_key IS NOT NULL AND l.email_key = t.email_key"
     )
     cursor.execute(
         """
@@ -177,19 +246,22 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: 
         """,
         {"source": mapping.defaults.get("source"), "stage": mapping.defaults.get("stage")},
     )
+    say(f"Scoring {cursor.rowcount:,} new leads", 0)
+    _score_new_rows(connection, engine, now, control)
+    say("Storing new leads", 0)
     cursor.execute(
         """
         INSERT INTO leads (id, external_id, name, email, phone, title, company, company_size, source, stage,
                            deal_value, created_at, updated_at, stage_entered_at, closed_at, score, tier,
                            score_reasons, scored_at, score_valid_until, score_at_close, custom_fields,
                            import_id, import_row, dates_known)
-        SELECT lead_id, external_id, coalesce(name, replace(%(template)s, '{row}', row_no::text)), email, phone,
-               title, company, company_size, source, stage, coalesce(deal_value, 0),
-               coalesce(created_at, closed_at, %(now)s), %(now)s, coalesce(closed_at, created_at, %(now)s),
-               CASE WHEN stage IN ('won', 'lost') THEN coalesce(closed_at, created_at, %(now)s) END,
-               score, tier, reasons, %(now)s, valid_until, score_at_close, custom_fields,
-               %(import_id)s, row_no, dated
-          FROM import_rows WHERE is_new ORDER BY row_no
+        SELECT t.lead_id, t.external_id, coalesce(t.name, replace(%(template)s, '{row}', t.row_no::text)), t.email,
+               t.phone, t.title, t.company, t.company_size, t.source, t.stage, coalesce(t.deal_value, 0),
+               coalesce(t.created_at, t.closed_at, %(now)s), %(now)s, coalesce(t.closed_at, t.created_at, %(now)s),
+               CASE WHEN t.stage IN ('won', 'lost') THEN coalesce(t.closed_at, t.created_at, %(now)s) END,
+               s.score, s.tier, s.reasons, %(now)s, s.valid_until, s.score_at_close, t.custom_fields,
+               %(import_id)s, t.row_no, t.dated
+          FROM import_rows t JOIN import_scores s ON s.row_no = t.row_no WHERE t.is_new ORDER BY t.row_no
         """,
         {"now": now, "template": mapping.name_template, "import_id": import_id},
     )
@@ -288,6 +360,7 @@ def import_file(
     engine: ScoringEngine | None = None,
     actor_id: int | None = None,
     file_name: str | None = None,
+    control: ImportControl | None = None,
 ) -> ImportSummary:
     """Import every row of the file or none (recorded in the audit log as `actor_id`'s import): validate
     all rows, then write and score them in one transaction and commit (roll back with `dry_run`, which
@@ -301,6 +374,8 @@ def import_file(
     with stored leads; the database is then exactly as it was. Only a manager imports (Forbidden for a
     rep: under their row security the rows could not be matched to the leads they cannot see); the
     command line runs as the tables' owner, acting for nobody in particular.
+
+    `control` lets another thread cancel the import (ImportCancelled; nothing stored) and see its step.
     """
     actor = acting_user(session, actor_id)
     if actor is not None:
@@ -312,18 +387,35 @@ def import_file(
     rows_read = 0
 
     def say(message: str, written: int, phase: str = "writing") -> None:
+        if control is not None:
+            control.step = message
+            control.check()
         if progress:
             progress(ImportProgress(phase, rows_read, written, message))
 
+    def reading(step: ImportProgress) -> None:
+        if control is not None:
+            control.step = f"Checking rows ({step.rows_read:,} read)"
+            control.check()
+        if progress:
+            progress(step)
+
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
-        # Pass 1, streamed: check every row; valid ones go to a spool file ready for COPY.
-        count = _spool_rows(_checked_rows(path, mapping, now, report, progress), engine, now, spool, mapping.defaults)
+        # Pass 1, streamed: check every row; valid ones go to a spool file ready for COPY. Nothing is
+        # scored before the whole file is known to be valid.
+        count = _spool_records(_checked_rows(path, mapping, now, report, reading, duplicates=False), spool)
         rows_read = report.rows
         if not report.ok:
             raise ImportRejected(report.summary(), report)
         name = (file_name or path.name).strip()[:255] or "import.csv"
         try:
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _IMPORT_LOCK_KEY})
+            connection = session.connection().connection.dbapi_connection
+            cursor = connection.cursor()
+            limit_orphans(cursor)
+            cursor.execute("SELECT pg_backend_pid()")
+            if control is not None:
+                control.attach(connection, cursor.fetchone()[0])
+            _take_import_lock(cursor, control, say)
             import_id = None if dry_run else _record_import(session, report, mapping, now=now, file_name=name,
                                                              actor_id=actor.id if actor is not None else None)
             say(f"Writing {count:,} rows", 0)
@@ -332,6 +424,7 @@ def import_file(
                 lambda message, n: say(message, n),
                 import_id=import_id, dry_run=dry_run,
                 newest_first=mapping.row_order == NEWEST_FIRST and not report.has_dates,
+                engine=engine, control=control,
             )
             created = len(new_ids)
             say(f"Scoring {len(updated_ids):,} updated leads", created + len(updated_ids), "scoring")
@@ -342,6 +435,8 @@ def import_file(
                          entity="import", entity_id=import_id,
                          new={"file": name, "rows": report.rows, "created": created,
                               "updated": len(updated_ids), "unchanged": unchanged})
+            if control is not None:
+                control.check()  # a cancel that came during the last statement
             if dry_run:
                 session.rollback()
             else:
@@ -349,9 +444,15 @@ def import_file(
         except IntegrityError as error:
             session.rollback()
             raise ImportRejected(f"The database refused the import, nothing was stored: {error.orig}".strip()) from None
-        except BaseException:
+        except BaseException as error:
             session.rollback()
+            if (control is not None and control.cancelled.is_set() and isinstance(error, Exception)
+                    and not isinstance(error, ImportCancelled)):
+                raise ImportCancelled() from None  # the cancel request ended a statement
             raise
+        finally:
+            if control is not None:
+                control.detach()
     summary = ImportSummary(rows=report.rows, created=created, updated=len(updated_ids),
                             skipped=unchanged + report.blank_rows, seconds=perf_counter() - started,
                             dry_run=dry_run, notes=tuple(report.warnings), import_id=import_id)

@@ -416,9 +416,10 @@ def _words_are(count: int) -> str:
 
 def _checked_rows(
     path: Path, mapping: ImportMapping, now: datetime, report: ValidationReport,
-    progress: Callable[[ImportProgress], None] | None = None, every: int = 5000,
+    progress: Callable[[ImportProgress], None] | None = None, every: int = 5000, *, duplicates: bool = True,
 ) -> Iterator[LeadRecord]:
-    """Stream valid records while adding every problem to `report` (also duplicates within the file)."""
+    """Stream valid records while adding every problem to `report` (also duplicates within the file,
+    unless `duplicates` is False: the import finds them in SQL after COPY, in bounded memory)."""
     profile = profile_file(path)
     fmt = profile.fmt
     for problem in check_mapping(mapping, fmt.headers):
@@ -444,7 +445,7 @@ def _checked_rows(
             continue
         report.rows += 1
         record, errors = checker.check(number, cells)
-        if record is not None:
+        if record is not None and duplicates:
             for kind, key, column in (("email", (record.email or "").lower(), email_column),
                                       ("external id", record.external_id or "", id_column)):
                 if key:

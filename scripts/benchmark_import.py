@@ -1,0 +1,139 @@
+"""How long an import takes through the web path and the command line, into databases holding many
+leads, and how much memory the importing process needs.
+
+    .venv/bin/python scripts/benchmark_import.py [--server URL] [--stored 10000,100000] [--million]
+                                                 [--rows 5000,100000]
+
+For each stored size it creates a database of its own on the server (`--server`, default the
+machine's PostgreSQL; dropped at the end), migrates it, adds a manager, two reps and that many stored
+leads (crm_app/demo/import_load.py: one set-based INSERT, then ANALYZE), and for each file size
+writes a generated file (a third of its rows match stored leads by email, a third by external id, a
+third are new) and imports it twice, each in a fresh process:
+
+- cli: the command line's path, as the tables' owner (`python -m crm_app.cli import`);
+- web: the Import page's path: an import job with its heartbeat, on the web app's login acting as
+  the manager under row-level security.
+
+Each import commits (a different file each time, matching different stored leads), so the database
+grows a little between runs. Prints seconds, rows per second and the process's peak memory (max
+RSS), and web/cli per size. `--million` adds 1,000,000 stored leads (seeding takes minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlmodel import Session  # noqa: E402
+
+from crm_app.db.engine import ensure_database, login_role_url, make_app_engine, make_engine, normalize_url  # noqa: E402
+from crm_app.db.migrate import upgrade_to_head  # noqa: E402
+from crm_app.db.security import act_as, read_acting_key  # noqa: E402
+from crm_app.demo.import_load import MAPPING, seed_stored_leads, seed_team, write_import_file  # noqa: E402
+
+
+def _one_import(path_kind: str, url: str, file: str) -> None:
+    """In a process of its own: import `file` one way, print seconds, summary and peak memory as JSON."""
+    from crm_app.services import import_runs
+    from crm_app.services.importing import import_file
+
+    owner = make_engine(url)
+    clock = lambda: datetime.now(timezone.utc)  # noqa: E731
+    started = time.perf_counter()
+    if path_kind == "cli":
+        with Session(owner, expire_on_commit=False) as session:
+            summary = import_file(session, Path(file), MAPPING, now=clock())
+    else:
+        def key() -> bytes:
+            with owner.connect() as conn:
+                return read_acting_key(conn)
+
+        web = make_app_engine(login_role_url(url), key)
+        with owner.connect() as conn:
+            manager = conn.execute(text("SELECT id FROM users WHERE role = 'manager' ORDER BY id LIMIT 1")).scalar_one()
+        open_owner = lambda: Session(owner, expire_on_commit=False)  # noqa: E731
+        with open_owner() as session:
+            job_id = import_runs.start_job(session, manager, Path(file).name, clock())
+        control = import_runs.ImportControl()
+        with import_runs.heartbeat(open_owner, job_id, control, clock), \
+                act_as(Session(web, expire_on_commit=False), manager) as session:
+            summary = import_file(session, Path(file), MAPPING, now=clock(), actor_id=manager, control=control)
+        with open_owner() as session:
+            import_runs.finish_job(session, job_id, "succeeded", clock())
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "created": summary.created, "updated": summary.updated,
+                      "skipped": summary.skipped,
+                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def _run(path_kind: str, url: str, file: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--one", path_kind, url, str(file)], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{path_kind} import failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--one":
+        _one_import(sys.argv[2], sys.argv[3], sys.argv[4])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", default=os.environ.get("TEST_DATABASE_URL")
+                        or "postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--stored", default="10000,100000", help="stored leads, comma-separated")
+    parser.add_argument("--million", action="store_true", help="also 1,000,000 stored leads")
+    parser.add_argument("--rows", default="5000,100000", help="rows per imported file, comma-separated")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.stored.split(",") if s] + ([1_000_000] if args.million else [])
+    file_rows = [int(r) for r in args.rows.split(",") if r]
+    admin_url = make_url(normalize_url(args.server)).set(database="postgres").render_as_string(hide_password=False)
+    print(f"{'stored':>10} {'file rows':>10} {'path':>4} {'seconds':>8} {'rows/s':>8} {'peak MB':>8} "
+          f"{'created/updated/skipped':>24}")
+    with tempfile.TemporaryDirectory() as folder:
+        for stored in sizes:
+            name = f"crm_bench_import_{uuid.uuid4().hex[:8]}"
+            ensure_database(admin_url, name)
+            url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+            try:
+                upgrade_to_head(url)
+                engine = make_engine(url)
+                seed_team(engine)
+                seeded = time.perf_counter()
+                seed_stored_leads(engine, stored)
+                print(f"# {stored:,} stored leads seeded in {time.perf_counter() - seeded:.0f} s", flush=True)
+                engine.dispose()
+                for n, rows in enumerate(file_rows):
+                    times = {}
+                    for k, path_kind in enumerate(("cli", "web")):
+                        file = write_import_file(Path(folder) / f"{path_kind}-{rows}.csv", rows, stored=stored,
+                                                 tag=f"{path_kind}{n}-", seed_offset=(2 * n + k) * 104_729)
+                        result = _run(path_kind, url, file)
+                        times[path_kind] = result["seconds"]
+                        print(f"{stored:>10,} {rows:>10,} {path_kind:>4} {result['seconds']:>8.1f} "
+                              f"{rows / result['seconds']:>8,.0f} {result['max_rss_mb']:>8.0f} "
+                              f"{result['created']:>8,}/{result['updated']:,}/{result['skipped']:,}", flush=True)
+                    print(f"{'':>10} {'':>10} web/cli {times['web'] / times['cli']:.2f}x", flush=True)
+            finally:
+                admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
