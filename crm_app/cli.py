@@ -174,6 +174,7 @@ def import_csv(args: argparse.Namespace) -> int:
             summary = import_file(session, args.file, mapping, now=utcnow(), dry_run=args.dry_run, progress=show)
     except ImportRejected as rejected:
         print(f"\nNot imported: {rejected}")
+        print(f"  file: {args.file}")
         for error in (rejected.report.errors if rejected.report else [])[:50]:
             where = f"row {error.row}" if error.row else "file"
             print(f"  {where}{', column ' + error.column if error.column else ''}: {error.message}")

@@ -33,6 +33,8 @@ MAX_EMPLOYEES = 10_000_000
 PLACEHOLDERS = ("select", "n/a", "na", "-", "--", "none", "null", "unknown")
 # A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# The one character PostgreSQL cannot keep in text or jsonb (COPY fails on it, and on "\u0000" in JSON).
+UNSTORABLE = "\x00"
 
 
 class CellProblem(ValueError):

@@ -23,6 +23,7 @@ from crm_app.services.importing.cells import (
     AUTO,
     LABELS,
     POINT,
+    UNSTORABLE,
     CellProblem,
     NumberReading,
     custom_value,
@@ -244,6 +245,10 @@ class RowChecker:
         custom: dict[str, Any] = {}
         for header, target, raw in zip(headers, self.targets, cells):
             if target == IGNORE or is_blank(raw):
+                continue
+            if UNSTORABLE in raw:
+                errors.append(RowError(number, header, "The cell holds a NUL character (a zero byte), which cannot "
+                                                       "be stored: remove it from the file."))
                 continue
             cell = trim_cell(raw)
             if cell.lower() in self.missing:
