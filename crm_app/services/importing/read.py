@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crm_app.services.errors import ServiceError
+from crm_app.services.exporting import restore_cell
 from crm_app.services.importing.cells import FORMULA_STARTS, UNSTORABLE, date_shape, number_shape
 
 if TYPE_CHECKING:
@@ -126,7 +127,8 @@ def read_csv_format(path: Path) -> CsvFormat:
         headers = next(csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter), [])
     except csv.Error as error:
         raise ImportRejected(f"The header line cannot be read: {_csv_problem(error)}") from None
-    headers = [h.strip() for h in headers]
+    # A header our export protected ("'=evil header") names the custom field it was exported from.
+    headers = [restore_cell(h.strip()) for h in headers]
     bad = next((i for i, h in enumerate(headers, start=1) if UNSTORABLE in h), None)
     if bad is not None:
         raise ImportRejected(f"Column {bad}'s name in the header line holds a NUL character (a zero byte), "
@@ -268,7 +270,7 @@ def _trimmed(raw: str) -> str | None:
         return None
     if cell[0] in FORMULA_STARTS and raw[0] == " ":
         return raw.rstrip(" ")
-    return cell
+    return restore_cell(cell) if cell[0] == "'" else cell
 
 
 def _settle(column: ColumnProfile, counter: Counter[str]) -> None:
