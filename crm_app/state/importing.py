@@ -22,7 +22,7 @@ from pathlib import Path
 import reflex as rx
 
 from crm_app.services import import_runs
-from crm_app.services.errors import ServiceError
+from crm_app.services.errors import NotSignedIn, ServiceError
 from crm_app.services.importing import (
     AUTO,
     PLACEHOLDERS,
@@ -41,10 +41,11 @@ from crm_app.services.importing import (
     validate_file,
 )
 from crm_app.settings import settings
-from crm_app.state.base import AppState, now_utc, open_acting_session
+from crm_app.state.base import SESSION_ENDED, AppState, now_utc, open_acting_session
+from crm_app.upload_guard import too_large_message
 
 UPLOAD_ID = "import_csv"
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+COPY_CHUNK = 1 << 20  # an upload is copied to the imports folder a megabyte at a time, never held whole
 STALE_UPLOAD_SECONDS = 24 * 3600
 NO_DEFAULT = "none"
 PREVIEW_COLUMNS = ["Name", "Email", "Company", "Size", "Source", "Stage", "Value", "External id"]
@@ -99,6 +100,24 @@ def _sweep_stale_uploads(now: float) -> None:
             continue
 
 
+def _copy_upload(upload: rx.UploadFile, target: Path, limit: int) -> int | None:
+    """Copy the upload (spooled to disk by the server) to `target` a chunk at a time; None (and no
+    file) when it is over `limit` bytes."""
+    source, copied = upload.file, 0
+    source.seek(0)
+    try:
+        with target.open("wb") as out:
+            while chunk := source.read(COPY_CHUNK):
+                copied += len(chunk)
+                if copied > limit:
+                    raise OverflowError
+                out.write(chunk)
+    except OverflowError:
+        target.unlink(missing_ok=True)
+        return None
+    return copied
+
+
 def _words(text: str) -> list[str]:
     return [w.strip().lower() for w in text.split(",") if w.strip()]
 
@@ -133,6 +152,7 @@ class ImportState(AppState):
     progress_label: str = ""
     result: str = ""
     message: str = ""
+    max_upload_bytes: int = settings.import_max_bytes  # CRM_IMPORT_MAX_MB: the page refuses larger files too
 
     @rx.var
     def has_file(self) -> bool:
@@ -144,6 +164,19 @@ class ImportState(AppState):
 
     def _path(self) -> Path:
         return imports_dir() / self.stored_name
+
+    async def _manager_now(self) -> bool:
+        """Is the signed-in user a manager, as the database says now? Every import event asks: a
+        manager demoted while the page is open is refused at their next click, whatever the tab's
+        state says. (One indexed lookup of the session, off the event loop.)"""
+        user = await self._current_user(recheck=True)
+        if user is None:
+            raise NotSignedIn(SESSION_ENDED)
+        if not user.is_manager:
+            self.message = MANAGERS_ONLY
+            self._drop_file()  # what a manager uploaded is not left to the one they are now
+            return False
+        return True
 
     def _mapping(self) -> ImportMapping:
         values: dict[str, dict[str, str]] = {"source": {}, "stage": {}, "outcome": {}}
@@ -214,6 +247,7 @@ class ImportState(AppState):
     async def load(self):
         if not await self._load_team():
             return self._sign_in_redirect()
+        self.max_upload_bytes = settings.import_max_bytes
         # An import cut off by its process dying (the tab's saved state may still say "importing").
         user_id = self._user.id
         note = import_runs.interrupted(user_id)
@@ -229,29 +263,48 @@ class ImportState(AppState):
         return rx.call_script("document.querySelectorAll('.csv-drop input[type=file]')"
                               ".forEach((input) => { input.value = ''; })")
 
+    @rx.event
+    def upload_rejected(self, rejected: list[dict]):
+        """The browser refused the chosen file (too large, or not a CSV) before sending it."""
+        reasons = []
+        for item in (rejected if isinstance(rejected, list) else [])[:3]:
+            item = item if isinstance(item, dict) else {}
+            name = str((item.get("file") or {}).get("path") or "The file").lstrip("./")[:200]
+            codes = {str(e.get("code")) for e in item.get("errors") or [] if isinstance(e, dict)}
+            if "file-too-large" in codes:
+                reasons.append(f'"{name}": {too_large_message(self.max_upload_bytes)}')
+            elif "file-invalid-type" in codes:
+                reasons.append(f'"{name}" is not a CSV file: choose a .csv, .tsv or .txt export.')
+            else:
+                reasons.append(f'"{name}" was not accepted: choose one CSV file.')
+        self.message = " ".join(reasons) or "Choose one CSV file."
+
     async def _receive(self, files: list[rx.UploadFile]) -> None:
-        if not self.viewer_is_manager:
-            self.message = MANAGERS_ONLY
+        if not await self._manager_now():
             return
         if not files:
             return
         upload = files[0]
-        data = await upload.read()
-        if len(data) > MAX_UPLOAD_BYTES:
-            self.message = f"The file is larger than {MAX_UPLOAD_BYTES // 1024 // 1024} MB."
-            return
+        name = Path(upload.filename or "upload.csv").name[:200]
         self._drop_file()
         await asyncio.to_thread(_sweep_stale_uploads, time.time())
-        self.stored_name = f"{uuid.uuid4().hex}.csv"
-        self._path().write_bytes(data)
-        self.file_name = Path(upload.filename or "upload.csv").name[:200]
+        stored = f"{uuid.uuid4().hex}.csv"
+        limit = settings.import_max_bytes
+        copied = await asyncio.to_thread(_copy_upload, upload, imports_dir() / stored, limit)
+        if copied is None:  # the upload route refuses this before reading; a second check costs nothing
+            self.message = f'"{name}": {too_large_message(limit)}'
+            return
+        self.stored_name = stored
+        self.file_name = name
         self.message = ""
         self._forget_results()
         self.progress, self.progress_label = 0, ""
         try:
             profile = await asyncio.to_thread(profile_file, self._path())
         except ServiceError as error:
-            self.message, self.columns, self.preview_lines = str(error), [], []
+            # Said where the file was chosen, naming it: "x.csv" cannot be imported: This is a gzip ...
+            self.message = f'"{name}" cannot be imported: {error}'
+            self.columns, self.preview_lines = [], []
             self._drop_file()
             return
         first = profile.sample[0][1] if profile.sample else []
@@ -271,8 +324,14 @@ class ImportState(AppState):
         self._forget_results()
         await self._refresh_preview()
 
+    async def _may_change(self) -> bool:
+        """A mapping change reads the stored file: only for a manager (asked of the database)."""
+        return await self._manager_now()
+
     @rx.event
     async def set_column_field(self, header: str, value: str):
+        if not await self._may_change():
+            return
         self.columns = [ColumnChoice(c.header, value if c.header == header else c.field, c.sample)
                         for c in self.columns]
         if value == "external_id":
@@ -281,43 +340,56 @@ class ImportState(AppState):
 
     @rx.event
     async def map_word(self, key: str, value: str):
+        if not await self._may_change():
+            return
         self.word_map = {**self.word_map, key: value}
         await self._changed()
 
     @rx.event
     async def set_default_source(self, value: str):
+        if not await self._may_change():
+            return
         self.default_source = value
         await self._changed()
 
     @rx.event
     async def set_row_ids(self, value: bool):
+        if not await self._may_change():
+            return
         self.row_ids = bool(value)
         await self._changed()
 
     @rx.event
     async def set_placeholders_on(self, value: bool):
+        if not await self._may_change():
+            return
         self.placeholders_on = bool(value)
         await self._changed()
 
     @rx.event
     async def set_placeholder_words(self, value: str):
+        if not await self._may_change():
+            return
         self.placeholder_words = value[:300]
         await self._changed()
 
     @rx.event
     async def set_date_format(self, value: str):
+        if not await self._may_change():
+            return
         self.date_format = value
         await self._changed()
 
     @rx.event
     async def set_row_order(self, value: str):
+        if not await self._may_change():
+            return
         self.row_order = value
         self._forget_results()
 
     @rx.event
     async def validate(self):
-        if not self.viewer_is_manager:
-            self.message = MANAGERS_ONLY
+        if not await self._manager_now():
             return
         if not self.stored_name:
             return
@@ -328,8 +400,7 @@ class ImportState(AppState):
     @rx.event(background=True)
     async def run_import(self):
         async with self:
-            if not self.viewer_is_manager:
-                self.message = MANAGERS_ONLY
+            if not await self._manager_now():
                 return
             if self.importing or not self.stored_name:
                 return
@@ -399,8 +470,10 @@ class ImportState(AppState):
             yield rx.toast.success(f"Imported: {summary.created:,} created, {summary.updated:,} updated")
 
     @rx.event
-    def start_over(self):
+    async def start_over(self):
         self._drop_file()
+        if not await self._manager_now():
+            return
         self.file_name, self.columns, self.preview_lines = "", [], []
         self.unknown_words, self.word_map = [], {}
         self.progress, self.progress_label, self.message = 0, "", ""
