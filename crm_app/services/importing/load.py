@@ -46,11 +46,14 @@ class ImportSummary:
     dry_run: bool = False
     notes: tuple[RowError, ...] = ()  # the validation report's notes: how columns were read
     import_id: int | None = None  # the import's row in `imports` (None for a dry run)
+    invalid: int = 0  # rows with problems left out (only with skip_invalid)
 
     def describe(self) -> str:
         verb = "Would create" if self.dry_run else "Created"
+        left_out = (f" {self.invalid:,} row{'s' if self.invalid != 1 else ''} with problems "
+                    f"{'were' if self.invalid != 1 else 'was'} not imported.") if self.invalid else ""
         return (f"{verb} {self.created:,}, updated {self.updated:,}, skipped {self.skipped:,} "
-                f"(unchanged or blank) of {self.rows:,} rows in {self.seconds:.1f} s.")
+                f"(unchanged or blank) of {self.rows:,} rows in {self.seconds:.1f} s.{left_out}")
 
 
 # --- Writing ------------------------------------------------------------------------------------
@@ -288,6 +291,7 @@ def import_file(
     engine: ScoringEngine | None = None,
     actor_id: int | None = None,
     file_name: str | None = None,
+    skip_invalid: bool = False,
 ) -> ImportSummary:
     """Import every row of the file or none (recorded in the audit log as `actor_id`'s import): validate
     all rows, then write and score them in one transaction and commit (roll back with `dry_run`, which
@@ -296,6 +300,10 @@ def import_file(
     `file_name` is the name the user knows the file by (an upload is kept under a random one); the
     import is recorded under it in `imports`, with how its dates were read and the order of its rows
     (mapping.row_order) when it has no dates. Every new lead keeps its import and file row.
+
+    With `skip_invalid` the rows with problems are left out (the manager chose "import the valid rows,
+    skip the rest"; validate.write_skipped_rows lists them) and the others are imported, unless the
+    file or mapping as a whole is wrong or no row is valid.
 
     Raises ImportRejected (with the validation report) when any row is wrong, and for rows that clash
     with stored leads; the database is then exactly as it was. Only a manager imports (Forbidden for a
@@ -319,7 +327,8 @@ def import_file(
         # Pass 1, streamed: check every row; valid ones go to a spool file ready for COPY.
         count = _spool_rows(_checked_rows(path, mapping, now, report, progress), engine, now, spool, mapping.defaults)
         rows_read = report.rows
-        if not report.ok:
+        # A wrong mapping stops before any row is read: no valid rows either.
+        if not report.ok and (not skip_invalid or report.valid_rows == 0):
             raise ImportRejected(report.summary(), report)
         name = (file_name or path.name).strip()[:255] or "import.csv"
         try:
@@ -354,7 +363,8 @@ def import_file(
             raise
     summary = ImportSummary(rows=report.rows, created=created, updated=len(updated_ids),
                             skipped=unchanged + report.blank_rows, seconds=perf_counter() - started,
-                            dry_run=dry_run, notes=tuple(report.warnings), import_id=import_id)
+                            dry_run=dry_run, notes=tuple(report.warnings), import_id=import_id,
+                            invalid=report.rows - report.valid_rows)
     say(summary.describe(), created + len(updated_ids), "done")
     return summary
 
