@@ -21,7 +21,8 @@ from pathlib import Path
 
 import reflex as rx
 
-from crm_app.services import import_runs
+from crm_app.services import accounts, import_runs
+from crm_app.services.signed_links import sign_link
 from crm_app.services.errors import NotSignedIn, ServiceError
 from crm_app.services.importing import (
     AUTO,
@@ -39,9 +40,10 @@ from crm_app.services.importing import (
     profile_file,
     unknown_words,
     validate_file,
+    write_skipped_rows,
 )
 from crm_app.settings import settings
-from crm_app.state.base import SESSION_ENDED, AppState, now_utc, open_acting_session
+from crm_app.state.base import SESSION_ENDED, AppState, now_utc, open_acting_session, run_system_db
 from crm_app.upload_guard import too_large_message
 
 UPLOAD_ID = "import_csv"
@@ -49,6 +51,10 @@ COPY_CHUNK = 1 << 20  # an upload is copied to the imports folder a megabyte at 
 STALE_UPLOAD_SECONDS = 24 * 3600
 NO_DEFAULT = "none"
 PREVIEW_COLUMNS = ["Name", "Email", "Company", "Size", "Source", "Stage", "Value", "External id"]
+# The preview shows the start of a long value (the whole of a 100,000-character cell would be sent to
+# the browser and laid out); the import itself keeps every character.
+PREVIEW_CELL = 120
+PREVIEW_CUSTOM = 600
 log = logging.getLogger(__name__)
 MANAGERS_ONLY = "Only a manager can import leads."
 
@@ -118,6 +124,10 @@ def _copy_upload(upload: rx.UploadFile, target: Path, limit: int) -> int | None:
     return copied
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _words(text: str) -> list[str]:
     return [w.strip().lower() for w in text.split(",") if w.strip()]
 
@@ -153,6 +163,11 @@ class ImportState(AppState):
     result: str = ""
     message: str = ""
     max_upload_bytes: int = settings.import_max_bytes  # CRM_IMPORT_MAX_MB: the page refuses larger files too
+    # "Import the valid rows, skip the rest": the manager's explicit choice, and the rows it leaves out.
+    skip_invalid: bool = False
+    bad_rows: int = 0  # rows with problems in the last validation (or refused import)
+    skipped_name: str = ""  # the CSV of those rows and their problems, under imports_dir()
+    skipped_as: str = ""  # the name it downloads as
 
     @rx.var
     def has_file(self) -> bool:
@@ -198,10 +213,17 @@ class ImportState(AppState):
 
     def _forget_results(self) -> None:
         self.report_lines, self.note_lines, self.report_summary = [], [], ""
-        self.report_ok, self.result = False, ""
+        self.report_ok, self.result, self.bad_rows = False, "", 0
+        self._drop_skipped()
+
+    def _drop_skipped(self) -> None:
+        if self.skipped_name:
+            (imports_dir() / self.skipped_name).unlink(missing_ok=True)
+        self.skipped_name = ""
 
     def _show_report(self, report: ValidationReport) -> None:
         self.file_rows = report.rows
+        self.bad_rows = report.rows - report.valid_rows if report.rows else 0
         self.report_ok = report.ok
         self.report_summary = report.summary()
         self.report_lines = _report_lines(report.errors)
@@ -229,9 +251,9 @@ class ImportState(AppState):
             self.message, self.preview_lines = str(error), []
             return
         self.preview_lines = [
-            PreviewLine(row=p.row, cells=[p.fields.get(c, "") for c in PREVIEW_COLUMNS],
-                        custom=p.fields.get("Custom fields", ""), custom_count=len(p.custom_fields),
-                        problems=" ".join(p.errors))
+            PreviewLine(row=p.row, cells=[_clip(p.fields.get(c, ""), PREVIEW_CELL) for c in PREVIEW_COLUMNS],
+                        custom=_clip(p.fields.get("Custom fields", ""), PREVIEW_CUSTOM),
+                        custom_count=len(p.custom_fields), problems=_clip(" ".join(p.errors), PREVIEW_CUSTOM))
             for p in lines
         ]
 
@@ -381,6 +403,42 @@ class ImportState(AppState):
         await self._changed()
 
     @rx.event
+    async def set_skip_invalid(self, value: bool):
+        if not await self._may_change():
+            return
+        self.skip_invalid = bool(value)
+
+    async def _write_skipped(self) -> None:
+        """The rows with problems, with their problems, to a file the manager can download."""
+        if not self.stored_name:
+            return
+        self._drop_skipped()
+        name = f"{uuid.uuid4().hex}-skipped.csv"
+        path, mapping, now = self._path(), self._mapping(), now_utc()
+        await asyncio.to_thread(write_skipped_rows, path, mapping, imports_dir() / name, now=now)
+        self.skipped_name = name
+        self.skipped_as = f"{Path(self.file_name).stem or 'import'}-rows-not-imported.csv"
+
+    @rx.event
+    async def download_skipped(self):
+        """Download the rows with problems (and why) through a short-lived link signed for this sign-in."""
+        if not await self._manager_now():
+            return
+        if not self.skipped_name:
+            await self._write_skipped()
+        if not self.skipped_name:
+            return
+        now, user, token = now_utc(), await self._actor(), self._session_token()
+        session_id = await run_system_db(lambda s: accounts.live_session_id(s, token, now))
+        if session_id is None:
+            raise NotSignedIn(SESSION_ENDED)
+        from crm_app.api import SKIPPED_PATH, SKIPPED_PURPOSE
+
+        link = sign_link(SKIPPED_PURPOSE, {"viewer": user.id, "session": session_id, "file": self.skipped_name,
+                                           "as": self.skipped_as}, now=now)
+        return rx.download(url=f"{SKIPPED_PATH}?token={link}", filename=self.skipped_as)
+
+    @rx.event
     async def set_row_order(self, value: str):
         if not await self._may_change():
             return
@@ -407,7 +465,12 @@ class ImportState(AppState):
             self.importing, self.progress, self.result, self.message = True, 0, "", ""
             self.progress_label = "Reading the file"
             path, mapping, now, total = self._path(), self._mapping(), now_utc(), self.file_rows
-            file_name = self.file_name
+            file_name, skip = self.file_name, self.skip_invalid
+            if skip:
+                self._drop_skipped()
+                self.skipped_name = f"{uuid.uuid4().hex}-skipped.csv"
+                self.skipped_as = f"{Path(file_name).stem or 'import'}-rows-not-imported.csv"
+            skipped_path = imports_dir() / self.skipped_name
             user_id = (await self._actor()).id
             import_runs.note_started(user_id, self.file_name)
 
@@ -419,10 +482,12 @@ class ImportState(AppState):
                 latest[:] = [step]
 
         def work():
+            if skip:  # listed before the upload is deleted: the download outlives the file
+                write_skipped_rows(path, mapping, skipped_path, now=now)
             rows = total or profile_file(path).rows  # known since the upload
             with open_acting_session(user_id) as session:
                 return rows, import_file(session, path, mapping, now=now, progress=note, actor_id=user_id,
-                                         file_name=file_name)
+                                         file_name=file_name, skip_invalid=skip)
 
         task = asyncio.create_task(asyncio.to_thread(work))
         while not task.done():
@@ -467,6 +532,9 @@ class ImportState(AppState):
             self.file_rows = rows
             self.progress, self.progress_label = 100, "Done"
             self.result = summary.describe()
+            self.bad_rows = summary.invalid
+            if not summary.invalid:
+                self._drop_skipped()
             yield rx.toast.success(f"Imported: {summary.created:,} created, {summary.updated:,} updated")
 
     @rx.event
