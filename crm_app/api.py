@@ -81,16 +81,19 @@ def skipped_rows(request: Request):
         return PlainTextResponse(str(error), status_code=403)
     viewer, signed_in, name = payload.get("viewer"), payload.get("session"), payload.get("file")
     if not isinstance(viewer, int) or not isinstance(signed_in, int) or not isinstance(name, str):
-        return PlainTextResponse("This link names nobody: download it again from the Import page.", status_code=403)
+        return PlainTextResponse("This link names nobody: download it again from the Import page.",
+                                 status_code=403)
     with Session(get_engine()) as session:
         live = session_is_live(session, signed_in, viewer, utcnow())
     if not live:
-        return PlainTextResponse(ENDED.replace("export again from the Leads page", "download it again from the "
-                                                                                   "Import page"), status_code=403)
+        ended = ENDED.replace("export again from the Leads page", "download it again from the Import page")
+        return PlainTextResponse(ended, status_code=403)
     path = imports_dir() / name
     if "/" in name or not name.endswith("-skipped.csv") or not path.is_file():
-        return PlainTextResponse("This file is no longer on the server: validate the file again.", status_code=404)
-    return FileResponse(path, media_type="text/csv; charset=utf-8", filename=str(payload.get("as") or "skipped.csv"),
+        return PlainTextResponse("This file is no longer on the server: validate the file again.",
+                                 status_code=404)
+    return FileResponse(path, media_type="text/csv; charset=utf-8",
+                        filename=str(payload.get("as") or "skipped.csv"),
                         headers={"Cache-Control": "no-store"})
 
 

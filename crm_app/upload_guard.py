@@ -62,7 +62,8 @@ def _session_role(token: str) -> Role | None:
 async def _refuse(send, status: int, message: str) -> None:
     body = json.dumps({"error": {"status": status, "message": message, "fields": []}}).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
                             (b"cache-control", b"no-store"), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 
@@ -87,7 +88,8 @@ class UploadGuard:
         token = _cookie(headers)
         role = await run_in_threadpool(self.role_of, token) if token else None
         if role is None:
-            return await _refuse(send, 401, "Your session has ended: sign in again, then choose the file again.")
+            return await _refuse(send, 401, "Your session has ended: sign in again, then choose the file "
+                                            "again.")
         if role not in MANAGER_ROLES:
             return await _refuse(send, 403, "Only a manager can import leads.")
         try:

@@ -78,7 +78,8 @@ def main() -> int:
             time.sleep(0.1)
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        browser = playwright.chromium.launch(executable_path=executable,
+                                             args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(base_url=args.url)
         page.set_default_timeout(600_000)
         page.goto("/sign-in?next=/import")

@@ -303,8 +303,8 @@ def _run() -> rx.Component:
             wrap="wrap",
         ),
         rx.text(rx.cond(S.skip_invalid,
-                        "Rows with problems are left out: download them with their problems, correct them and "
-                        "import them again.",
+                        "Rows with problems are left out: download them with their problems, correct them "
+                        "and import them again.",
                         "All rows or none: a file with any problem imports nothing."),
                 size="2", color=rx.color("gray", 10)),
         rx.cond(

@@ -434,8 +434,8 @@ class ImportState(AppState):
             raise NotSignedIn(SESSION_ENDED)
         from crm_app.api import SKIPPED_PATH, SKIPPED_PURPOSE
 
-        link = sign_link(SKIPPED_PURPOSE, {"viewer": user.id, "session": session_id, "file": self.skipped_name,
-                                           "as": self.skipped_as}, now=now)
+        link = sign_link(SKIPPED_PURPOSE, {"viewer": user.id, "session": session_id,
+                                           "file": self.skipped_name, "as": self.skipped_as}, now=now)
         return rx.download(url=f"{SKIPPED_PATH}?token={link}", filename=self.skipped_as)
 
     @rx.event

@@ -51,14 +51,16 @@ def test_the_valid_rows_are_imported_and_the_skipped_ones_downloaded_with_their_
                                           "ORDER BY email")).scalars().all()
         assert stored == ["skipgood1@example.com", "skipgood2@example.com"]
         assert app_session.execute(text("SELECT length(custom_fields->>'Region') FROM leads "
-                                        "WHERE email = 'skipgood1@example.com'")).scalar_one() == len(long_region.strip())
+                                        "WHERE email = 'skipgood1@example.com'")
+                                   ).scalar_one() == len(long_region.strip())
         # After the import the upload is gone, the rows left out are still there to download.
         expect(page.locator(".file-removed")).to_be_visible()
         with page.expect_download() as after_import:
             page.locator(".download-skipped").click()
         assert after_import.value.suggested_filename == "mixed-rows-not-imported.csv"
         rows = list(csv.DictReader(open(after_import.value.path(), newline="", encoding="utf-8")))
-        assert [(r["Row in file"], r["Full Name"]) for r in rows] == [("2", "Skip Bad Email"), ("4", "Skip Pigeon")]
+        assert [(r["Row in file"], r["Full Name"]) for r in rows] == [
+            ("2", "Skip Bad Email"), ("4", "Skip Pigeon")]
         assert '"skip-bad-at-example" is not an email address.' in rows[0]["Problems (not imported)"]
         assert 'Unknown source "Carrier pigeon"' in rows[1]["Problems (not imported)"]
     finally:

@@ -76,7 +76,8 @@ def _raw_upload(app_url: str, *, cookie: str | None, declared: int, send_at_most
     return status, (json.loads(body) if body.startswith(b"{") else {}), sent, seconds
 
 
-def test_uploads_without_a_managers_session_are_refused_before_the_body(app_url, app_session, seeded_app_data):
+def test_uploads_without_a_managers_session_are_refused_before_the_body(
+        app_url, app_session, seeded_app_data):
     before = _imports()
     rep = sign_in_cookie(app_session, app_url, "Ria Rep")["value"]
     for cookie, status in ((None, 401), ("a-made-up-session-token", 401), (rep, 403)):
@@ -95,12 +96,14 @@ def test_an_upload_over_the_limit_is_refused_with_the_limit_in_words(app_url, ap
     status, body, sent, _ = _raw_upload(app_url, cookie=manager, declared=settings.import_max_bytes + 1,
                                         send_at_most=settings.import_max_bytes + 1)
     assert status == 413
-    assert "larger than 200 MB" in body["error"]["message"] and "CRM_IMPORT_MAX_MB" in body["error"]["message"]
+    message = body["error"]["message"]
+    assert "larger than 200 MB" in message and "CRM_IMPORT_MAX_MB" in message
     assert sent < 32 * 1024 * 1024
     assert _imports() == before
 
 
-def test_a_demoted_manager_and_a_hostile_file_are_refused_in_the_file_area(page, app_url, app_session, tmp_path):
+def test_a_demoted_manager_and_a_hostile_file_are_refused_in_the_file_area(
+        page, app_url, app_session, tmp_path):
     page.goto("/import")
     choose_viewer(page, "Maya Manager")
     drop = page.locator(".csv-drop input[type=file]")
@@ -122,7 +125,8 @@ def test_a_demoted_manager_and_a_hostile_file_are_refused_in_the_file_area(page,
     # Demoted while the page is open: the next click is refused from the database's word, and the
     # upload route refuses the same browser's cookie.
     cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "crm_session")
-    app_session.execute(text("UPDATE users SET role = 'rep' WHERE email = :e"), {"e": email_of("Maya Manager")})
+    app_session.execute(text("UPDATE users SET role = 'rep' WHERE email = :e"),
+                        {"e": email_of("Maya Manager")})
     app_session.commit()
     try:
         page.get_by_role("button", name="Validate").click()

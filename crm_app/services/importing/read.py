@@ -161,7 +161,8 @@ def _rows(path: Path, fmt: CsvFormat) -> Iterator[tuple[int, list[str]]]:
             for number, cells in enumerate(reader, start=1):
                 yield number, cells
         except csv.Error as error:
-            where = f"Row {number + 1:,} (line {reader.line_num:,} of the file)" if header_read else "The header"
+            where = (f"Row {number + 1:,} (line {reader.line_num:,} of the file)" if header_read
+                     else "The header")
             raise ImportRejected(f"{where} cannot be read: {_csv_problem(error)}") from None
 
 

@@ -248,8 +248,8 @@ class RowChecker:
             if target == IGNORE or is_blank(raw):
                 continue
             if UNSTORABLE in raw:
-                errors.append(RowError(number, header, "The cell holds a NUL character (a zero byte), which cannot "
-                                                       "be stored: remove it from the file."))
+                errors.append(RowError(number, header, "The cell holds a NUL character (a zero byte), which "
+                                                       "cannot be stored: remove it from the file."))
                 continue
             cell = trim_cell(raw)
             if cell.lower() in self.missing:
