@@ -6,13 +6,15 @@
   (services/signed_links.py). The link names the sign-in session it was made in and is served only
   while that session is signed in and its user active.
 - `/auth/session` and `/auth/sign-out`: set and clear the HttpOnly session cookie (auth_routes.py).
+- `/import/skipped.csv`: the rows an import left out, with their problems (the Import page's "import
+  the valid rows, skip the rest"), behind a signed link like the export's, to the manager who made it.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.responses import FileResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 from sqlmodel import Session
@@ -64,9 +66,41 @@ def _rows_the_viewer_may_see(viewer_id: int, flt, sort: str):
         yield from stream_leads_csv(connection, flt, sort)
 
 
+SKIPPED_PATH = "/import/skipped.csv"
+SKIPPED_PURPOSE = "import-skipped-rows"
+
+
+def skipped_rows(request: Request):
+    """The skipped-rows file named by a signed link, while its manager's sign-in lasts. The name in the
+    link is a random one the Import page chose under the imports folder (never a path from outside)."""
+    from crm_app.state.importing import imports_dir
+
+    try:
+        payload = verify_link(SKIPPED_PURPOSE, request.query_params.get("token", ""), now=utcnow())
+    except InvalidLink as error:
+        return PlainTextResponse(str(error), status_code=403)
+    viewer, signed_in, name = payload.get("viewer"), payload.get("session"), payload.get("file")
+    if not isinstance(viewer, int) or not isinstance(signed_in, int) or not isinstance(name, str):
+        return PlainTextResponse("This link names nobody: download it again from the Import page.",
+                                 status_code=403)
+    with Session(get_engine()) as session:
+        live = session_is_live(session, signed_in, viewer, utcnow())
+    if not live:
+        ended = ENDED.replace("export again from the Leads page", "download it again from the Import page")
+        return PlainTextResponse(ended, status_code=403)
+    path = imports_dir() / name
+    if "/" in name or not name.endswith("-skipped.csv") or not path.is_file():
+        return PlainTextResponse("This file is no longer on the server: validate the file again.",
+                                 status_code=404)
+    return FileResponse(path, media_type="text/csv; charset=utf-8",
+                        filename=str(payload.get("as") or "skipped.csv"),
+                        headers={"Cache-Control": "no-store"})
+
+
 # No docs at the root: the API's own docs are at /api/v1/docs.
 api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, routes=[
     Route(EXPORT_PATH, export_leads, methods=["GET"]),
+    Route(SKIPPED_PATH, skipped_rows, methods=["GET"]),
     Route(SESSION_PATH, start_session, methods=["POST"]),
     Route(SIGN_OUT_PATH, end_session, methods=["POST"]),
 ])

@@ -182,6 +182,7 @@ def import_csv(args: argparse.Namespace) -> int:
         return 130
     except ImportRejected as rejected:
         print(f"\nNot imported: {rejected}")
+        print(f"  file: {args.file}")
         for error in (rejected.report.errors if rejected.report else [])[:50]:
             where = f"row {error.row}" if error.row else "file"
             print(f"  {where}{', column ' + error.column if error.column else ''}: {error.message}")

@@ -30,6 +30,9 @@ class Settings:
     # The REST API refuses a request body larger than this (413), before reading it when the
     # Content-Length says so, else while it streams in.
     api_max_body_bytes: int
+    # The largest CSV the Import page accepts: refused at once when the upload says it is larger, else
+    # cut off as it streams past this (crm_app/upload_guard.py).
+    import_max_bytes: int
     # API requests a minute one client address may make without a valid key; more answer 429.
     api_failed_key_rate: int
     # Mark the session cookie Secure (sent over HTTPS only): set it when the app is served over HTTPS.
@@ -52,6 +55,7 @@ def load_settings() -> Settings:
         page_size=int(os.environ.get("CRM_PAGE_SIZE", "25")),
         secret_key=(os.environ.get("CRM_SECRET_KEY", "").strip().encode() or secrets.token_bytes(32)),
         api_max_body_bytes=int(float(os.environ.get("CRM_API_MAX_BODY_MB", "16")) * 1024 * 1024),
+        import_max_bytes=int(float(os.environ.get("CRM_IMPORT_MAX_MB", "200")) * 1024 * 1024),
         api_failed_key_rate=int(os.environ.get("CRM_API_FAILED_KEY_RATE", "30")),
         secure_cookies=_flag("CRM_SECURE_COOKIES"),
         allowed_origins=tuple(origin.strip().rstrip("/") for origin in

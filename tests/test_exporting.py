@@ -245,3 +245,29 @@ def test_an_export_link_names_its_session(signed_in):
         link = sign_link(EXPORT_PURPOSE, {**filter_to_dict(LeadFilter(), "score"), **claims}, now=utcnow())
         response = _get(f"{EXPORT_PATH}?token={link}")
         assert response.status_code == 403 and "Exported Lead" not in response.text
+
+
+def test_export_then_import_gives_back_the_formulas_as_typed(session, tmp_path):
+    """The export protects formula-like text with a leading quote; importing that export stores the text
+    as it was typed (TAB and CR kept), not with the quote, nor with its TAB or CR stripped."""
+    ria = make_user(session, "Ria Rep")
+    custom = {f"note {i}": text for i, text in enumerate(FORMULAS)}
+    custom["=evil header"] = "=1+1"
+    lead = make_lead(session, "=HYPERLINK(\"x\")", now=NOW, owner=ria, company="@SUM(1,1)")
+    lead.title, lead.phone, lead.email, lead.custom_fields = "\t=1+1", "+44 20 7946 0958", "f@example.com", custom
+    session.add(lead)
+    session.commit()
+    path = tmp_path / "export.csv"
+    path.write_text("".join(stream_leads_csv(session.connection(), LeadFilter(owner_id=ria.id))), newline="")
+    session.execute(text("DELETE FROM leads WHERE email = 'f@example.com'"))
+    header = next(csv.reader(path.open(newline="")))
+    columns = {**guess_mapping([h.lstrip("'") for h in header]), "Owner": "ignore", "Score": "ignore",
+               "Tier": "ignore", "Why (score reasons)": "ignore", "In stage since": "ignore",
+               "Pipeline CRM id": "ignore", "Created": "ignore"}
+    summary = import_file(session, path, ImportMapping(columns=columns), now=NOW)
+    assert summary.created == 1
+    stored = session.execute(text("SELECT name, title, company, phone, custom_fields FROM leads "
+                                  "WHERE email = 'f@example.com'")).one()
+    assert (stored.name, stored.title, stored.company, stored.phone) == (
+        "=HYPERLINK(\"x\")", "\t=1+1", "@SUM(1,1)", "+44 20 7946 0958")
+    assert stored.custom_fields == custom

@@ -617,3 +617,32 @@ def test_the_lead_history_example_mapping_reads_the_generated_export(session, tm
     assert session.execute(text(
         "SELECT count(*) FROM leads WHERE custom_fields ? 'Tags' OR custom_fields ? 'Lead Number'"
     )).scalar_one() == 0
+
+
+def test_import_the_valid_rows_and_list_the_skipped_ones_with_their_problems(session, tmp_path):
+    from crm_app.services.importing import write_skipped_rows
+
+    rows = people(3, start=900)
+    rows.append(["Bad Email", "not-an-email", "X", "10", "LinkedIn", "New", "1", "2026-01-15", "=1+1"])
+    rows.append(["Pigeon", "pigeon@example.com", "X", "10", "Carrier pigeon", "New", "1", "2026-01-15", ""])
+    rows.append(list(rows[0]))  # the same person twice
+    path = write_csv(tmp_path / "mixed.csv", rows)
+    with pytest.raises(ImportRejected):
+        import_file(session, path, mapping(), now=NOW)
+    summary = import_file(session, path, mapping(), now=NOW, skip_invalid=True)
+    assert (summary.created, summary.invalid) == (3, 3)
+    assert "3 rows with problems were not imported." in summary.describe()
+    stored = session.execute(text("SELECT count(*) FROM leads WHERE email LIKE 'person9%@example.com' "
+                                  "OR email = 'pigeon@example.com'")).scalar_one()
+    assert stored == 3
+    target = tmp_path / "skipped.csv"
+    assert write_skipped_rows(path, mapping(), target, now=NOW) == 3
+    skipped = list(csv.DictReader(target.open(newline="")))
+    assert [r["Row in file"] for r in skipped] == ["4", "5", "6"]
+    assert '"not-an-email" is not an email address.' in skipped[0]["Problems (not imported)"]
+    assert skipped[0]["Industry"] == "'=1+1"  # protected for spreadsheets, as an export is
+    assert 'Unknown source "Carrier pigeon"' in skipped[1]["Problems (not imported)"]
+    assert "Same email as row 1" in skipped[2]["Problems (not imported)"]
+    # A file with no valid row is refused even so.
+    with pytest.raises(ImportRejected):
+        import_file(session, write_csv(tmp_path / "bad.csv", rows[3:5]), mapping(), now=NOW, skip_invalid=True)

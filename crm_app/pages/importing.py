@@ -43,7 +43,9 @@ def _upload() -> rx.Component:
             multiple=False,
             max_files=1,
             accept={"text/csv": [".csv"], "text/plain": [".txt", ".tsv"]},
+            max_size=S.max_upload_bytes,
             on_drop=S.handle_upload(rx.upload_files(upload_id=UPLOAD_ID)),
+            on_drop_rejected=S.upload_rejected,
             padding="1.5em",
             width="100%",
             border=f"1px dashed {rx.color('accent', 7)}",
@@ -294,11 +296,17 @@ def _run() -> rx.Component:
                       disabled=S.importing | ~S.has_file),
             rx.button(rx.icon("database", size=16), "Import", on_click=S.run_import,
                       disabled=S.importing | ~S.has_file, loading=S.importing),
-            rx.text("All rows or none: a file with any problem imports nothing.", size="2",
-                    color=rx.color("gray", 10)),
+            rx.checkbox("Import the valid rows, skip the rest", checked=S.skip_invalid,
+                        on_change=S.set_skip_invalid, disabled=S.importing, class_name="skip-invalid"),
             align="center",
             spacing="3",
+            wrap="wrap",
         ),
+        rx.text(rx.cond(S.skip_invalid,
+                        "Rows with problems are left out: download them with their problems, correct them "
+                        "and import them again.",
+                        "All rows or none: a file with any problem imports nothing."),
+                size="2", color=rx.color("gray", 10)),
         rx.cond(
             S.report_summary != "",
             rx.callout(S.report_summary, icon=rx.cond(S.report_ok, "circle-check", "triangle-alert"),
@@ -351,6 +359,12 @@ def _run() -> rx.Component:
         ),
         rx.cond(S.result != "", rx.callout(S.result, icon="circle-check", color_scheme="green",
                                            class_name="import-summary")),
+        rx.cond(
+            (S.bad_rows > 0) & (S.has_file | (S.skipped_name != "")),
+            rx.button(rx.icon("download", size=16), "Download the ", S.bad_rows.to_string(),
+                      rx.cond(S.bad_rows == 1, " row", " rows"), " with problems (CSV)",
+                      variant="outline", on_click=S.download_skipped, class_name="download-skipped"),
+        ),
     )
 
 

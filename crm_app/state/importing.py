@@ -21,8 +21,9 @@ from pathlib import Path
 
 import reflex as rx
 
-from crm_app.services import import_runs
-from crm_app.services.errors import ServiceError
+from crm_app.services import accounts, import_runs
+from crm_app.services.signed_links import sign_link
+from crm_app.services.errors import NotSignedIn, ServiceError
 from crm_app.services.importing import (
     AUTO,
     PLACEHOLDERS,
@@ -39,15 +40,21 @@ from crm_app.services.importing import (
     profile_file,
     unknown_words,
     validate_file,
+    write_skipped_rows,
 )
 from crm_app.settings import settings
-from crm_app.state.base import AppState, now_utc, open_acting_session, open_session, run_system_db
+from crm_app.state.base import SESSION_ENDED, AppState, now_utc, open_acting_session, open_session, run_system_db
+from crm_app.upload_guard import too_large_message
 
 UPLOAD_ID = "import_csv"
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+COPY_CHUNK = 1 << 20  # an upload is copied to the imports folder a megabyte at a time, never held whole
 STALE_UPLOAD_SECONDS = 24 * 3600
 NO_DEFAULT = "none"
 PREVIEW_COLUMNS = ["Name", "Email", "Company", "Size", "Source", "Stage", "Value", "External id"]
+# The preview shows the start of a long value (the whole of a 100,000-character cell would be sent to
+# the browser and laid out); the import itself keeps every character.
+PREVIEW_CELL = 120
+PREVIEW_CUSTOM = 600
 log = logging.getLogger(__name__)
 MANAGERS_ONLY = "Only a manager can import leads."
 
@@ -99,6 +106,28 @@ def _sweep_stale_uploads(now: float) -> None:
             continue
 
 
+def _copy_upload(upload: rx.UploadFile, target: Path, limit: int) -> int | None:
+    """Copy the upload (spooled to disk by the server) to `target` a chunk at a time; None (and no
+    file) when it is over `limit` bytes."""
+    source, copied = upload.file, 0
+    source.seek(0)
+    try:
+        with target.open("wb") as out:
+            while chunk := source.read(COPY_CHUNK):
+                copied += len(chunk)
+                if copied > limit:
+                    raise OverflowError
+                out.write(chunk)
+    except OverflowError:
+        target.unlink(missing_ok=True)
+        return None
+    return copied
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _words(text: str) -> list[str]:
     return [w.strip().lower() for w in text.split(",") if w.strip()]
 
@@ -133,6 +162,12 @@ class ImportState(AppState):
     progress_label: str = ""
     result: str = ""
     message: str = ""
+    max_upload_bytes: int = settings.import_max_bytes  # CRM_IMPORT_MAX_MB: the page refuses larger files too
+    # "Import the valid rows, skip the rest": the manager's explicit choice, and the rows it leaves out.
+    skip_invalid: bool = False
+    bad_rows: int = 0  # rows with problems in the last validation (or refused import)
+    skipped_name: str = ""  # the CSV of those rows and their problems, under imports_dir()
+    skipped_as: str = ""  # the name it downloads as
 
     @rx.var
     def has_file(self) -> bool:
@@ -144,6 +179,19 @@ class ImportState(AppState):
 
     def _path(self) -> Path:
         return imports_dir() / self.stored_name
+
+    async def _manager_now(self) -> bool:
+        """Is the signed-in user a manager, as the database says now? Every import event asks: a
+        manager demoted while the page is open is refused at their next click, whatever the tab's
+        state says. (One indexed lookup of the session, off the event loop.)"""
+        user = await self._current_user(recheck=True)
+        if user is None:
+            raise NotSignedIn(SESSION_ENDED)
+        if not user.is_manager:
+            self.message = MANAGERS_ONLY
+            self._drop_file()  # what a manager uploaded is not left to the one they are now
+            return False
+        return True
 
     def _mapping(self) -> ImportMapping:
         values: dict[str, dict[str, str]] = {"source": {}, "stage": {}, "outcome": {}}
@@ -165,10 +213,17 @@ class ImportState(AppState):
 
     def _forget_results(self) -> None:
         self.report_lines, self.note_lines, self.report_summary = [], [], ""
-        self.report_ok, self.result = False, ""
+        self.report_ok, self.result, self.bad_rows = False, "", 0
+        self._drop_skipped()
+
+    def _drop_skipped(self) -> None:
+        if self.skipped_name:
+            (imports_dir() / self.skipped_name).unlink(missing_ok=True)
+        self.skipped_name = ""
 
     def _show_report(self, report: ValidationReport) -> None:
         self.file_rows = report.rows
+        self.bad_rows = report.rows - report.valid_rows if report.rows else 0
         self.report_ok = report.ok
         self.report_summary = report.summary()
         self.report_lines = _report_lines(report.errors)
@@ -196,9 +251,9 @@ class ImportState(AppState):
             self.message, self.preview_lines = str(error), []
             return
         self.preview_lines = [
-            PreviewLine(row=p.row, cells=[p.fields.get(c, "") for c in PREVIEW_COLUMNS],
-                        custom=p.fields.get("Custom fields", ""), custom_count=len(p.custom_fields),
-                        problems=" ".join(p.errors))
+            PreviewLine(row=p.row, cells=[_clip(p.fields.get(c, ""), PREVIEW_CELL) for c in PREVIEW_COLUMNS],
+                        custom=_clip(p.fields.get("Custom fields", ""), PREVIEW_CUSTOM),
+                        custom_count=len(p.custom_fields), problems=_clip(" ".join(p.errors), PREVIEW_CUSTOM))
             for p in lines
         ]
 
@@ -214,6 +269,7 @@ class ImportState(AppState):
     async def load(self):
         if not await self._load_team():
             return self._sign_in_redirect()
+        self.max_upload_bytes = settings.import_max_bytes
         # An import cut off by its process dying (the tab's saved state may still say "importing"):
         # its job's heartbeat stopped, so it is marked interrupted and its leftover query ended.
         user_id, now = self._user.id, now_utc()
@@ -233,29 +289,48 @@ class ImportState(AppState):
         return rx.call_script("document.querySelectorAll('.csv-drop input[type=file]')"
                               ".forEach((input) => { input.value = ''; })")
 
+    @rx.event
+    def upload_rejected(self, rejected: list[dict]):
+        """The browser refused the chosen file (too large, or not a CSV) before sending it."""
+        reasons = []
+        for item in (rejected if isinstance(rejected, list) else [])[:3]:
+            item = item if isinstance(item, dict) else {}
+            name = str((item.get("file") or {}).get("path") or "The file").lstrip("./")[:200]
+            codes = {str(e.get("code")) for e in item.get("errors") or [] if isinstance(e, dict)}
+            if "file-too-large" in codes:
+                reasons.append(f'"{name}": {too_large_message(self.max_upload_bytes)}')
+            elif "file-invalid-type" in codes:
+                reasons.append(f'"{name}" is not a CSV file: choose a .csv, .tsv or .txt export.')
+            else:
+                reasons.append(f'"{name}" was not accepted: choose one CSV file.')
+        self.message = " ".join(reasons) or "Choose one CSV file."
+
     async def _receive(self, files: list[rx.UploadFile]) -> None:
-        if not self.viewer_is_manager:
-            self.message = MANAGERS_ONLY
+        if not await self._manager_now():
             return
         if not files:
             return
         upload = files[0]
-        data = await upload.read()
-        if len(data) > MAX_UPLOAD_BYTES:
-            self.message = f"The file is larger than {MAX_UPLOAD_BYTES // 1024 // 1024} MB."
-            return
+        name = Path(upload.filename or "upload.csv").name[:200]
         self._drop_file()
         await asyncio.to_thread(_sweep_stale_uploads, time.time())
-        self.stored_name = f"{uuid.uuid4().hex}.csv"
-        self._path().write_bytes(data)
-        self.file_name = Path(upload.filename or "upload.csv").name[:200]
+        stored = f"{uuid.uuid4().hex}.csv"
+        limit = settings.import_max_bytes
+        copied = await asyncio.to_thread(_copy_upload, upload, imports_dir() / stored, limit)
+        if copied is None:  # the upload route refuses this before reading; a second check costs nothing
+            self.message = f'"{name}": {too_large_message(limit)}'
+            return
+        self.stored_name = stored
+        self.file_name = name
         self.message = ""
         self._forget_results()
         self.progress, self.progress_label = 0, ""
         try:
             profile = await asyncio.to_thread(profile_file, self._path())
         except ServiceError as error:
-            self.message, self.columns, self.preview_lines = str(error), [], []
+            # Said where the file was chosen, naming it: "x.csv" cannot be imported: This is a gzip ...
+            self.message = f'"{name}" cannot be imported: {error}'
+            self.columns, self.preview_lines = [], []
             self._drop_file()
             return
         first = profile.sample[0][1] if profile.sample else []
@@ -275,8 +350,14 @@ class ImportState(AppState):
         self._forget_results()
         await self._refresh_preview()
 
+    async def _may_change(self) -> bool:
+        """A mapping change reads the stored file: only for a manager (asked of the database)."""
+        return await self._manager_now()
+
     @rx.event
     async def set_column_field(self, header: str, value: str):
+        if not await self._may_change():
+            return
         self.columns = [ColumnChoice(c.header, value if c.header == header else c.field, c.sample)
                         for c in self.columns]
         if value == "external_id":
@@ -285,43 +366,92 @@ class ImportState(AppState):
 
     @rx.event
     async def map_word(self, key: str, value: str):
+        if not await self._may_change():
+            return
         self.word_map = {**self.word_map, key: value}
         await self._changed()
 
     @rx.event
     async def set_default_source(self, value: str):
+        if not await self._may_change():
+            return
         self.default_source = value
         await self._changed()
 
     @rx.event
     async def set_row_ids(self, value: bool):
+        if not await self._may_change():
+            return
         self.row_ids = bool(value)
         await self._changed()
 
     @rx.event
     async def set_placeholders_on(self, value: bool):
+        if not await self._may_change():
+            return
         self.placeholders_on = bool(value)
         await self._changed()
 
     @rx.event
     async def set_placeholder_words(self, value: str):
+        if not await self._may_change():
+            return
         self.placeholder_words = value[:300]
         await self._changed()
 
     @rx.event
     async def set_date_format(self, value: str):
+        if not await self._may_change():
+            return
         self.date_format = value
         await self._changed()
 
     @rx.event
+    async def set_skip_invalid(self, value: bool):
+        if not await self._may_change():
+            return
+        self.skip_invalid = bool(value)
+
+    async def _write_skipped(self) -> None:
+        """The rows with problems, with their problems, to a file the manager can download."""
+        if not self.stored_name:
+            return
+        self._drop_skipped()
+        name = f"{uuid.uuid4().hex}-skipped.csv"
+        path, mapping, now = self._path(), self._mapping(), now_utc()
+        await asyncio.to_thread(write_skipped_rows, path, mapping, imports_dir() / name, now=now)
+        self.skipped_name = name
+        self.skipped_as = f"{Path(self.file_name).stem or 'import'}-rows-not-imported.csv"
+
+    @rx.event
+    async def download_skipped(self):
+        """Download the rows with problems (and why) through a short-lived link signed for this sign-in."""
+        if not await self._manager_now():
+            return
+        if not self.skipped_name:
+            await self._write_skipped()
+        if not self.skipped_name:
+            return
+        now, user, token = now_utc(), await self._actor(), self._session_token()
+        session_id = await run_system_db(lambda s: accounts.live_session_id(s, token, now))
+        if session_id is None:
+            raise NotSignedIn(SESSION_ENDED)
+        from crm_app.api import SKIPPED_PATH, SKIPPED_PURPOSE
+
+        link = sign_link(SKIPPED_PURPOSE, {"viewer": user.id, "session": session_id,
+                                           "file": self.skipped_name, "as": self.skipped_as}, now=now)
+        return rx.download(url=f"{SKIPPED_PATH}?token={link}", filename=self.skipped_as)
+
+    @rx.event
     async def set_row_order(self, value: str):
+        if not await self._may_change():
+            return
         self.row_order = value
         self._forget_results()
 
     @rx.event
     async def validate(self):
-        if not self.viewer_is_manager:
-            self.message = MANAGERS_ONLY
+        if not await self._manager_now():
             return
         if not self.stored_name:
             return
@@ -332,15 +462,19 @@ class ImportState(AppState):
     @rx.event(background=True)
     async def run_import(self):
         async with self:
-            if not self.viewer_is_manager:
-                self.message = MANAGERS_ONLY
+            if not await self._manager_now():
                 return
             if self.importing or not self.stored_name:
                 return
             self.importing, self.progress, self.result, self.message = True, 0, "", ""
             self.progress_label = "Reading the file"
             path, mapping, now, total = self._path(), self._mapping(), now_utc(), self.file_rows
-            file_name = self.file_name
+            file_name, skip = self.file_name, self.skip_invalid
+            if skip:
+                self._drop_skipped()
+                self.skipped_name = f"{uuid.uuid4().hex}-skipped.csv"
+                self.skipped_as = f"{Path(file_name).stem or 'import'}-rows-not-imported.csv"
+            skipped_path = imports_dir() / self.skipped_name
             user_id = (await self._actor()).id
         job_id = await run_system_db(lambda s: import_runs.start_job(s, user_id, file_name, now_utc()))
         control = import_runs.ImportControl()
@@ -353,11 +487,13 @@ class ImportState(AppState):
                 latest[:] = [step]
 
         def work():
+            if skip:  # listed before the upload is deleted: the download outlives the file
+                write_skipped_rows(path, mapping, skipped_path, now=now)
             rows = total or profile_file(path).rows  # known since the upload
             with import_runs.heartbeat(open_session, job_id, control, now_utc), \
                     open_acting_session(user_id) as session:
                 return rows, import_file(session, path, mapping, now=now, progress=note, actor_id=user_id,
-                                         file_name=file_name, control=control)
+                                         file_name=file_name, control=control, skip_invalid=skip)
 
         task = asyncio.create_task(asyncio.to_thread(work))
         while not task.done():
@@ -412,20 +548,25 @@ class ImportState(AppState):
             self.file_rows = rows
             self.progress, self.progress_label = 100, "Done"
             self.result = summary.describe()
+            self.bad_rows = summary.invalid
+            if not summary.invalid:
+                self._drop_skipped()
             yield rx.toast.success(f"Imported: {summary.created:,} created, {summary.updated:,} updated")
 
     @rx.event
     async def cancel_import(self):
         """Stop the running import (whichever worker runs it): nothing is stored."""
-        if not self.viewer_is_manager or not self.importing:
+        if not self.importing or not await self._manager_now():
             return
         user_id = (await self._actor()).id
         if await run_system_db(lambda s: import_runs.request_cancel(s, user_id)):
             self.progress_label = "Cancelling..."
 
     @rx.event
-    def start_over(self):
+    async def start_over(self):
         self._drop_file()
+        if not await self._manager_now():
+            return
         self.file_name, self.columns, self.preview_lines = "", [], []
         self.unknown_words, self.word_map = [], {}
         self.progress, self.progress_label, self.message = 0, "", ""

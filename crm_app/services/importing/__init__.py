@@ -73,6 +73,7 @@ from crm_app.services.importing.validate import (
     unknown_values,
     unknown_words,
     validate_file,
+    write_skipped_rows,
 )
 
 __all__ = [
@@ -82,5 +83,5 @@ __all__ = [
     "ImportProgress", "ImportRejected", "ImportSummary", "LeadRecord", "PreviewRow", "RowError",
     "ValidationReport", "check_mapping", "custom_value", "file_has_dates", "forget_profile", "guess_mapping",
     "import_file", "load_mapping", "preview", "profile_file", "read_csv_format", "unknown_values",
-    "unknown_words", "validate_file",
+    "unknown_words", "validate_file", "write_skipped_rows",
 ]

@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, NamedTuple
 
 from crm_app.domain import Source, Stage
+from crm_app.services.exporting import restore_cell
 
 if TYPE_CHECKING:
     from crm_app.services.importing.mapping import ImportMapping
@@ -33,6 +34,8 @@ MAX_EMPLOYEES = 10_000_000
 PLACEHOLDERS = ("select", "n/a", "na", "-", "--", "none", "null", "unknown")
 # A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# The one character PostgreSQL cannot keep in text or jsonb (COPY fails on it, and on "\u0000" in JSON).
+UNSTORABLE = "\x00"
 
 
 class CellProblem(ValueError):
@@ -41,11 +44,15 @@ class CellProblem(ValueError):
 
 def trim_cell(raw: str) -> str:
     """The cell as typed, less the spaces around it. Tabs and line breaks are kept (they are part of what
-    was typed), and spaces are kept too where removing them would leave a formula (" =1+1")."""
+    was typed), and spaces are kept too where removing them would leave a formula (" =1+1").
+
+    A formula our own export (or a spreadsheet) protected with a leading quote ("'=1+1", "'\t=1+1")
+    is read back as the text it protects (exporting.restore_cell), so a re-import of an export stores
+    what was exported, and the next export quotes it again."""
     cell = raw.strip(" ")
     if cell != raw and raw.startswith(" ") and cell.startswith(FORMULA_STARTS):
         return raw.rstrip(" ")
-    return cell
+    return restore_cell(cell)
 
 
 def is_blank(raw: str) -> bool:

@@ -50,11 +50,14 @@ class ImportSummary:
     dry_run: bool = False
     notes: tuple[RowError, ...] = ()  # the validation report's notes: how columns were read
     import_id: int | None = None  # the import's row in `imports` (None for a dry run)
+    invalid: int = 0  # rows with problems left out (only with skip_invalid)
 
     def describe(self) -> str:
         verb = "Would create" if self.dry_run else "Created"
+        left_out = (f" {self.invalid:,} row{'s' if self.invalid != 1 else ''} with problems "
+                    f"{'were' if self.invalid != 1 else 'was'} not imported.") if self.invalid else ""
         return (f"{verb} {self.created:,}, updated {self.updated:,}, skipped {self.skipped:,} "
-                f"(unchanged or blank) of {self.rows:,} rows in {self.seconds:.1f} s.")
+                f"(unchanged or blank) of {self.rows:,} rows in {self.seconds:.1f} s.{left_out}")
 
 
 # --- Writing ------------------------------------------------------------------------------------
@@ -361,6 +364,7 @@ def import_file(
     actor_id: int | None = None,
     file_name: str | None = None,
     control: ImportControl | None = None,
+    skip_invalid: bool = False,
 ) -> ImportSummary:
     """Import every row of the file or none (recorded in the audit log as `actor_id`'s import): validate
     all rows, then write and score them in one transaction and commit (roll back with `dry_run`, which
@@ -369,6 +373,10 @@ def import_file(
     `file_name` is the name the user knows the file by (an upload is kept under a random one); the
     import is recorded under it in `imports`, with how its dates were read and the order of its rows
     (mapping.row_order) when it has no dates. Every new lead keeps its import and file row.
+
+    With `skip_invalid` the rows with problems are left out (the manager chose "import the valid rows,
+    skip the rest"; validate.write_skipped_rows lists them) and the others are imported, unless the
+    file or mapping as a whole is wrong or no row is valid.
 
     Raises ImportRejected (with the validation report) when any row is wrong, and for rows that clash
     with stored leads; the database is then exactly as it was. Only a manager imports (Forbidden for a
@@ -403,9 +411,13 @@ def import_file(
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
         # Pass 1, streamed: check every row; valid ones go to a spool file ready for COPY. Nothing is
         # scored before the whole file is known to be valid.
-        count = _spool_records(_checked_rows(path, mapping, now, report, reading, duplicates=False), spool)
+        # Duplicates within the file are found in SQL after COPY (bounded memory), except when the manager
+        # chose to skip the rows with problems: then a repeated row is one of them, skipped and listed in
+        # the download like any other (write_skipped_rows), so this pass must know it.
+        count = _spool_records(_checked_rows(path, mapping, now, report, reading, duplicates=skip_invalid), spool)
         rows_read = report.rows
-        if not report.ok:
+        # A wrong mapping stops before any row is read: no valid rows either.
+        if not report.ok and (not skip_invalid or report.valid_rows == 0):
             raise ImportRejected(report.summary(), report)
         name = (file_name or path.name).strip()[:255] or "import.csv"
         try:
@@ -455,7 +467,8 @@ def import_file(
                 control.detach()
     summary = ImportSummary(rows=report.rows, created=created, updated=len(updated_ids),
                             skipped=unchanged + report.blank_rows, seconds=perf_counter() - started,
-                            dry_run=dry_run, notes=tuple(report.warnings), import_id=import_id)
+                            dry_run=dry_run, notes=tuple(report.warnings), import_id=import_id,
+                            invalid=report.rows - report.valid_rows)
     say(summary.describe(), created + len(updated_ids), "done")
     return summary
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crm_app.services.errors import ServiceError
-from crm_app.services.importing.cells import FORMULA_STARTS, date_shape, number_shape
+from crm_app.services.exporting import restore_cell
+from crm_app.services.importing.cells import FORMULA_STARTS, UNSTORABLE, date_shape, number_shape
 
 if TYPE_CHECKING:
     from crm_app.services.importing.validate import ValidationReport
@@ -39,6 +40,53 @@ class CsvFormat:
     encoding: str
     delimiter: str
     headers: tuple[str, ...]
+
+
+# Files people upload by mistake, told apart by their first bytes (their "magic number"): renamed to
+# .csv they would otherwise be read as Latin-1 text and fail later, far from the cause.
+_NOT_CSV = (
+    (b"\x1f\x8b", "a gzip-compressed file: unpack it and choose the CSV inside"),
+    (b"PK\x03\x04", "a zip archive (or an Excel .xlsx workbook): unpack it, or save the sheet as CSV"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel .xls workbook: save the sheet as CSV"),
+    (b"%PDF", "a PDF document, not a CSV"),
+    (b"BZh", "a bzip2-compressed file: unpack it and choose the CSV inside"),
+    (b"\xfd7zXZ\x00", "an xz-compressed file: unpack it and choose the CSV inside"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive: unpack it and choose the CSV inside"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file: unpack it and choose the CSV inside"),
+    (b"\x89PNG", "a PNG image, not a CSV"),
+    (b"\xff\xd8\xff", "a JPEG image, not a CSV"),
+    (b"\x7fELF", "a program, not a CSV"),
+    (b"\xff\xfe", "text saved as UTF-16: save it again as \"CSV UTF-8\""),
+    (b"\xfe\xff", "text saved as UTF-16: save it again as \"CSV UTF-8\""),
+)
+_CONTROL_BYTES = frozenset(range(0x20)) - {0x09, 0x0A, 0x0D} | {0x7F}
+BINARY_SHARE = 0.05  # a text file has next to no control bytes; a binary one ~11% (random bytes)
+MAX_CELL = csv.field_size_limit()  # 131,072 characters: far more than any lead field holds
+
+
+def _refuse_binary(path: Path) -> None:
+    """ImportRejected for a file that is not text: a known format by its first bytes, or one whose start
+    is full of control bytes (a NUL here and there is a cell's problem, reported with its row)."""
+    with path.open("rb") as handle:
+        head = handle.read(8192)
+    for magic, what in _NOT_CSV:
+        if head.startswith(magic):
+            raise ImportRejected(f"This is {what}.")
+    control = sum(1 for byte in head if byte in _CONTROL_BYTES)
+    if head and control > BINARY_SHARE * len(head) and control > 2:
+        raise ImportRejected(f"This is not a CSV file: {control:,} of its first {len(head):,} bytes are not "
+                             "text (a binary file, or one compressed or encrypted). Export the leads as CSV.")
+
+
+def _csv_problem(error: csv.Error) -> str:
+    """The csv module's complaint in words a user can act on."""
+    text = str(error)
+    if "field larger than field limit" in text:
+        return (f"a cell is longer than {MAX_CELL:,} characters, which no lead field holds: is a quote "
+                "(\") left open, making the rest of the file one cell?")
+    if "new-line character seen in unquoted field" in text:
+        return "a line break (CR) inside a cell that is not in quotes: is this a CSV file?"
+    return f"it cannot be read as CSV ({text})"
 
 
 def _detect_encoding(path: Path) -> str:
@@ -64,6 +112,7 @@ def read_csv_format(path: Path) -> CsvFormat:
         raise ImportRejected(f"There is no file {path}.")
     if path.stat().st_size == 0:
         raise ImportRejected("The file is empty.")
+    _refuse_binary(path)
     encoding = _detect_encoding(path)
     with path.open(encoding=encoding, newline="") as handle:
         sample = handle.read(64 * 1024)
@@ -74,8 +123,16 @@ def read_csv_format(path: Path) -> CsvFormat:
         # A one-column file, or a sample the sniffer cannot settle: count in the header line.
         counts = {d: first_line.count(d) for d in ",;\t|"}
         delimiter = max(counts, key=counts.get) if any(counts.values()) else ","
-    headers = next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])
-    headers = [h.strip() for h in headers]
+    try:
+        headers = next(csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter), [])
+    except csv.Error as error:
+        raise ImportRejected(f"The header line cannot be read: {_csv_problem(error)}") from None
+    # A header our export protected ("'=evil header") names the custom field it was exported from.
+    headers = [restore_cell(h.strip()) for h in headers]
+    bad = next((i for i, h in enumerate(headers, start=1) if UNSTORABLE in h), None)
+    if bad is not None:
+        raise ImportRejected(f"Column {bad}'s name in the header line holds a NUL character (a zero byte), "
+                             "which cannot be stored: is this a CSV file?")
     if not any(headers):
         raise ImportRejected("The first line of the file should name the columns; it is empty.")
     blank = [i + 1 for i, h in enumerate(headers) if not h]
@@ -90,12 +147,23 @@ def read_csv_format(path: Path) -> CsvFormat:
 
 
 def _rows(path: Path, fmt: CsvFormat) -> Iterator[tuple[int, list[str]]]:
-    """(row number, cells) for every data row, streamed. Blank lines are yielded with no cells."""
+    """(row number, cells) for every data row, streamed. Blank lines are yielded with no cells.
+
+    A line the csv module cannot read (a cell past MAX_CELL characters, a stray CR) raises
+    ImportRejected naming the row and the line: the csv module's own error would end the import with
+    a traceback."""
     with Path(path).open(encoding=fmt.encoding, newline="") as handle:
         reader = csv.reader(handle, delimiter=fmt.delimiter)
-        next(reader, None)
-        for number, cells in enumerate(reader, start=1):
-            yield number, cells
+        number, header_read = 0, False
+        try:
+            next(reader, None)
+            header_read = True
+            for number, cells in enumerate(reader, start=1):
+                yield number, cells
+        except csv.Error as error:
+            where = (f"Row {number + 1:,} (line {reader.line_num:,} of the file)" if header_read
+                     else "The header")
+            raise ImportRejected(f"{where} cannot be read: {_csv_problem(error)}") from None
 
 
 
@@ -203,7 +271,7 @@ def _trimmed(raw: str) -> str | None:
         return None
     if cell[0] in FORMULA_STARTS and raw[0] == " ":
         return raw.rstrip(" ")
-    return cell
+    return restore_cell(cell) if cell[0] == "'" else cell
 
 
 def _settle(column: ColumnProfile, counter: Counter[str]) -> None:

@@ -9,6 +9,7 @@ is then read the same way (`RowChecker`).
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from crm_app.services.importing.cells import (
     AUTO,
     LABELS,
     POINT,
+    UNSTORABLE,
     CellProblem,
     NumberReading,
     custom_value,
@@ -245,6 +247,10 @@ class RowChecker:
         for header, target, raw in zip(headers, self.targets, cells):
             if target == IGNORE or is_blank(raw):
                 continue
+            if UNSTORABLE in raw:
+                errors.append(RowError(number, header, "The cell holds a NUL character (a zero byte), which "
+                                                       "cannot be stored: remove it from the file."))
+                continue
             cell = trim_cell(raw)
             if cell.lower() in self.missing:
                 continue
@@ -417,9 +423,11 @@ def _words_are(count: int) -> str:
 def _checked_rows(
     path: Path, mapping: ImportMapping, now: datetime, report: ValidationReport,
     progress: Callable[[ImportProgress], None] | None = None, every: int = 5000, *, duplicates: bool = True,
+    on_invalid: Callable[[int, list[str], list[str]], None] | None = None,
 ) -> Iterator[LeadRecord]:
     """Stream valid records while adding every problem to `report` (also duplicates within the file,
-    unless `duplicates` is False: the import finds them in SQL after COPY, in bounded memory)."""
+    unless `duplicates` is False: the import finds them in SQL after COPY, in bounded memory).
+    `on_invalid(row, cells, problems)` hears of every row left out, with its problems in words."""
     profile = profile_file(path)
     fmt = profile.fmt
     for problem in check_mapping(mapping, fmt.headers):
@@ -455,6 +463,9 @@ def _checked_rows(
                                                                "per file."))
         if progress and report.rows % every == 0:
             progress(ImportProgress("reading", report.rows))
+        if on_invalid is not None and (errors or record is None):
+            on_invalid(number, cells, [f"{e.column + ': ' if e.column else ''}{e.message}" for e in errors]
+                       + [unknown_word_message(f, w) for f, w in checker.row_words])
         if errors:
             for error in errors:
                 report.add(error)
@@ -480,6 +491,31 @@ def validate_file(
     except ImportRejected as problem:
         report.add(RowError(0, "", str(problem)))
     return report
+
+
+PROBLEMS_COLUMN = "Problems (not imported)"
+ROW_COLUMN = "Row in file"
+
+
+def write_skipped_rows(path: Path, mapping: ImportMapping, target: Path, *, now: datetime) -> int:
+    """Write every row that cannot be imported, as it is in the file, with its row number and its
+    problems in words (two last columns), to the CSV `target`; return how many. For "import the valid
+    rows, skip the rest": the manager corrects these rows and imports them again. Cells are protected
+    from spreadsheets as an export is (exporting.neutralise), and read back as typed on import."""
+    from crm_app.services.exporting import neutralise
+
+    report = ValidationReport()
+    with target.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        headers = profile_file(path).fmt.headers
+        writer.writerow([neutralise(h) for h in headers] + [ROW_COLUMN, PROBLEMS_COLUMN])
+
+        def skipped(number: int, cells: list[str], problems: list[str]) -> None:
+            writer.writerow([neutralise(c) for c in cells] + [number, neutralise("; ".join(problems))])
+
+        for _ in _checked_rows(path, mapping, now, report, on_invalid=skipped):
+            pass
+    return report.rows - report.valid_rows
 
 
 # --- The mapping step: words to map, and the preview ---------------------------------------------
