@@ -31,7 +31,9 @@ from crm_app.state.settings import SettingsState
 
 # Backend routes (the API, the CSV export, the session cookie) share the app's port; every answer,
 # pages included, carries the security headers (crm_app/http_security.py).
-app = rx.App(api_transformer=[api, with_security_headers], backend_exception_handler=handle_backend_exception)
+# assets/crm.css: the phone layout and other rules style props cannot express.
+app = rx.App(api_transformer=[api, with_security_headers], backend_exception_handler=handle_backend_exception,
+             stylesheets=["/crm.css"])
 # The home page answers "what should I do right now?".
 app.add_page(dashboard_page, route="/", title="Today · Pipeline CRM", on_load=DashboardState.load)
 app.add_page(dashboard_page, route="/dashboard", title="Today · Pipeline CRM", on_load=DashboardState.load)
