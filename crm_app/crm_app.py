@@ -33,8 +33,9 @@ from crm_app.upload_guard import with_upload_guard
 # Backend routes (the API, the CSV export, the session cookie) share the app's port; an upload is
 # checked (session, role, size) before Reflex reads it (crm_app/upload_guard.py); every answer,
 # pages included, carries the security headers (crm_app/http_security.py).
+# assets/crm.css: the phone layout and other rules style props cannot express.
 app = rx.App(api_transformer=[api, with_upload_guard, with_security_headers],
-             backend_exception_handler=handle_backend_exception)
+             backend_exception_handler=handle_backend_exception, stylesheets=["/crm.css"])
 # The home page answers "what should I do right now?".
 app.add_page(dashboard_page, route="/", title="Today · Pipeline CRM", on_load=DashboardState.load)
 app.add_page(dashboard_page, route="/dashboard", title="Today · Pipeline CRM", on_load=DashboardState.load)

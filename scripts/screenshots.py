@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
+from urllib.parse import urlsplit
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -37,15 +37,23 @@ PAGES = [
     ("users", ADMIN, "/users", ".user-row"),
     ("api-keys", ADMIN, "/api-keys", ".key-row"),
 ]
+# The same app on a phone (390 x 844, an iPhone 12-14): the pages a rep works from on the road.
+PHONE = {"width": 390, "height": 844}
+PHONE_PAGES = [
+    ("phone-today", REP, "/", ".queue-item, .empty-state"),
+    ("phone-pipeline", REP, "/pipeline", "[data-rfd-draggable-id]"),
+    ("phone-leads", REP, "/leads", ".lead-row"),
+    ("phone-lead-detail", REP, None, ".reason-row"),
+]
 
 
 # Pages shown with something opened on them: the button to click and what must then be visible.
 OPENS = {"quick-add": ("#quick-add-lead", ".quick-add-form")}
 
 
-def sign_in(browser, url: str, email: str | None):
+def sign_in(browser, url: str, email: str | None, viewport: dict | None = None):
     """A new browser context (no cookie, no app state), signed in through the form as `email`."""
-    page = browser.new_page(viewport={"width": 1440, "height": 900}, base_url=url)
+    page = browser.new_page(viewport=viewport or {"width": 1440, "height": 900}, base_url=url)
     page.set_default_timeout(30_000)
     if email is not None:
         page.goto("/sign-in")
@@ -53,7 +61,9 @@ def sign_in(browser, url: str, email: str | None):
         page.locator("#field-email").fill(email)
         page.locator("#field-password").fill(DEMO_PASSWORD)
         page.locator(".sign-in-submit").click()
-        page.wait_for_url(re.compile(r"/$"))  # the server set the (HttpOnly) session cookie before this page
+        # The server set the (HttpOnly) session cookie before this page. (The export serves "/sign-in/":
+        # a bare "ends in /" test would match before the sign-in.)
+        page.wait_for_url(lambda url: urlsplit(url).path.rstrip("/") == "")
     return page
 
 
@@ -61,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://localhost:3000")
     parser.add_argument("--out", default="docs/screenshots")
+    parser.add_argument("--only", nargs="*", help="take only these (file names without .png)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -68,11 +79,14 @@ def main() -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=ARGS)
         page, signed_in = None, ""
-        for name, who, path, ready in PAGES:
-            if page is None or who != signed_in:
+        shots = [(*row, None) for row in PAGES] + [(*row, PHONE) for row in PHONE_PAGES]
+        for name, who, path, ready, viewport in shots:
+            if args.only and name not in args.only:
+                continue
+            if page is None or (who, viewport) != signed_in:
                 if page is not None:
                     page.close()
-                page, signed_in = sign_in(browser, args.url, who), who
+                page, signed_in = sign_in(browser, args.url, who, viewport), (who, viewport)
             if path is None:  # the detail page of the best lead on the list
                 page.goto("/leads")
                 page.locator(".lead-row .lead-name").first.click()
@@ -84,7 +98,7 @@ def main() -> None:
                 page.locator(button).click()
                 page.locator(opened).wait_for()
             page.wait_for_timeout(1500)  # let charts and fonts settle
-            page.screenshot(path=str(out / f"{name}.png"))
+            page.screenshot(path=str(out / f"{name}.png"))  # (a phone's: its first screen, as a rep sees it)
             print(f"{out / name}.png")
         browser.close()
 

@@ -95,7 +95,8 @@ function useColumnItems(columnId, children) {
 
 // Droppable column: the children (the cards) go inside the droppable div, followed by the
 // placeholder that keeps room for a card being dragged over it.
-export function DndColumn({ columnId, isDropDisabled, children, ...rest }) {
+// showPlaceholder={false}: a small drop target (a chip) that keeps its size while a card is over it.
+export function DndColumn({ columnId, isDropDisabled, showPlaceholder = true, children, ...rest }) {
   const id = String(columnId);
   const ctx = React.useContext(BoardContext);
   const items = useColumnItems(id, children);
@@ -116,7 +117,7 @@ export function DndColumn({ columnId, isDropDisabled, children, ...rest }) {
           data-dragging-over={snapshot.isDraggingOver ? "true" : "false"}
         >
           {items}
-          {provided.placeholder}
+          {showPlaceholder ? provided.placeholder : null}
         </div>
       )}
     </Droppable>

@@ -88,6 +88,8 @@ class DndColumn(_DndBase):
 
     column_id: rx.Var[str]
     is_drop_disabled: rx.Var[bool]
+    # False: no room is made for a card dragged over it (a chip-sized drop target).
+    show_placeholder: rx.Var[bool]
 
 
 class DndCard(_DndBase):

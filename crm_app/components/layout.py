@@ -46,7 +46,22 @@ def _role_link(label: str, href: str, icon: str, visible) -> rx.Component:
 
 
 def user_menu() -> rx.Component:
-    """Who is signed in, with their account page and sign-out."""
+    """Who is signed in, with their account page and sign-out. Until the page's first answer says who
+    it is (a fresh load), a placeholder holds the place instead of an empty name."""
+    return rx.cond(AppState.viewer_name == "", _user_menu_placeholder(), _user_menu())
+
+
+def _user_menu_placeholder() -> rx.Component:
+    return rx.vstack(
+        rx.skeleton(rx.text("Signed in as", size="1")),
+        rx.skeleton(rx.box(height="32px", width="140px")),
+        spacing="2",
+        width="100%",
+        class_name="user-menu-loading",
+    )
+
+
+def _user_menu() -> rx.Component:
     return rx.vstack(
         rx.text("Signed in as", size="1", color=rx.color("gray", 10), weight="medium"),
         rx.hstack(
@@ -71,23 +86,74 @@ def user_menu() -> rx.Component:
     )
 
 
-def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Component:
-    """Sidebar on the left, a titled page on the right."""
-    sidebar = rx.vstack(
-        rx.hstack(
-            rx.center(rx.icon("target", size=20, color="white"), width="32px", height="32px",
-                      background=rx.color("accent", 9), border_radius="8px"),
-            rx.heading("Pipeline CRM", size="4"),
-            align="center",
-            spacing="2",
-            padding_bottom="1em",
-        ),
-        quick_add_button(),
+def _logo() -> rx.Component:
+    return rx.hstack(
+        rx.center(rx.icon("target", size=20, color="white"), width="32px", height="32px",
+                  background=rx.color("accent", 9), border_radius="8px"),
+        rx.heading("Pipeline CRM", size="4"),
+        align="center",
+        spacing="2",
+    )
+
+
+def _nav_links() -> list[rx.Component]:
+    return [
         *[_nav_link(*item) for item in NAV],
         *[_role_link(*item, AppState.viewer_is_manager) for item in MANAGER_NAV],
         *[_role_link(*item, AppState.viewer_is_admin) for item in ADMIN_NAV],
+    ]
+
+
+def _phone_bar() -> rx.Component:
+    """Below 768 px the sidebar folds away (assets/crm.css) and this bar takes its place: the logo,
+    "+ Lead", and a menu button that slides the same links and user menu in from the left."""
+    # A Radix dialog pinned to the left edge (assets/crm.css), not a drawer library: nothing new to ship.
+    menu = rx.dialog.root(
+        rx.dialog.trigger(rx.icon_button(rx.icon("menu", size=20), variant="ghost", size="3",
+                                         aria_label="Menu", class_name="phone-menu-button")),
+        rx.dialog.content(
+            rx.vstack(
+                rx.hstack(rx.dialog.title(_logo(), margin="0"), rx.spacer(),
+                          rx.dialog.close(rx.icon_button(rx.icon("x", size=18), variant="ghost",
+                                                         aria_label="Close menu")),
+                          width="100%", align="center", padding_bottom="0.75em"),
+                *_nav_links(),
+                rx.spacer(),
+                user_menu(),
+                spacing="1",
+                height="100%",
+                width="100%",
+            ),
+            class_name="phone-menu",
+        ),
+    )
+    return rx.hstack(
+        menu,
+        _logo(),
+        rx.spacer(),
+        quick_add_button(compact=True),
+        class_name="app-topbar",
+        align="center",
+        spacing="2",
+        width="100%",
+        padding="0.5em 0.75em",
+        position="sticky",
+        top="0",
+        z_index="30",
+        background=rx.color("gray", 2),
+        border_bottom=f"1px solid {rx.color('gray', 5)}",
+    )
+
+
+def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Component:
+    """Sidebar on the left, a titled page on the right; on a phone, a top bar over the page."""
+    sidebar = rx.vstack(
+        rx.box(_logo(), padding_bottom="1em"),
+        quick_add_button(),
+        *_nav_links(),
         rx.spacer(),
         user_menu(),
+        class_name="app-sidebar",
         width="240px",
         min_width="240px",
         height="100vh",
@@ -109,15 +175,20 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
         align="end",
         width="100%",
         padding_bottom="1em",
+        class_name="page-header",
     )
     # While the database is away the page's content is hidden (not removed: drafts typed in it stay).
     content = rx.box(*body, display=rx.cond(DatabaseState.reconnecting, "none", "block"), width="100%")
-    return rx.hstack(
-        sidebar,
-        rx.box(header, reconnecting_notice(), content, quick_add_dialog(), padding="1.5em 2em", width="100%",
-               min_width="0"),
-        spacing="0",
-        align="start",
+    return rx.box(
+        _phone_bar(),
+        rx.hstack(
+            sidebar,
+            rx.box(header, reconnecting_notice(), content, quick_add_dialog(), padding="1.5em 2em", width="100%",
+                   min_width="0", class_name="app-main"),
+            spacing="0",
+            align="start",
+            width="100%",
+        ),
         width="100%",
         background=rx.color("gray", 1),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from crm_app.components.controls import ERROR, form_field, select_field
+from crm_app.components.controls import ERROR, dialog_footer, form_field, select_field
 from crm_app.domain import Source, Stage
 from crm_app.state.new_lead import FORM_LIMITS
 from crm_app.state.new_lead import NewLeadState as S
@@ -30,7 +30,11 @@ document.body.dataset.quickAdd = 'ready';
 """
 
 
-def quick_add_button() -> rx.Component:
+def quick_add_button(compact: bool = False) -> rx.Component:
+    """The sidebar's "+ Lead" (with the "n" shortcut); `compact`: the phone bar's small one."""
+    if compact:
+        return rx.button(rx.icon("plus", size=16), "Lead", on_click=S.open_form, size="2",
+                         aria_label="Add a lead", class_name="quick-add-compact")
     return rx.button(
         rx.icon("plus", size=16), "Lead",
         rx.el.kbd("N", aria_hidden="true", style={"margin_left": "auto", "font_size": "11px", "opacity": "0.8",
@@ -49,7 +53,7 @@ def quick_add_button() -> rx.Component:
 
 def _field(label: str, name: str, kind: str = "text", hint: str = "") -> rx.Component:
     return form_field(label, name, S.draft.get(name, ""), lambda v: S.set_field(name, v), S.errors,
-                      kind=kind, hint=hint)
+                      kind=kind, hint=hint, max_length=FORM_LIMITS[name])
 
 
 def quick_add_dialog() -> rx.Component:
@@ -61,11 +65,13 @@ def quick_add_dialog() -> rx.Component:
             rx.form(
                 rx.vstack(
                     _field("Name", "name"),
-                    rx.hstack(_field("Email", "email", kind="email"), _field("Company", "company"), width="100%"),
+                    rx.hstack(_field("Email", "email", kind="email"), _field("Company", "company"), width="100%",
+                              wrap=rx.breakpoints(initial="wrap", sm="nowrap")),
                     rx.hstack(
                         _field("Employees", "company_size", hint="A whole number"),
                         _field("Deal value ($)", "deal_value", hint="Like 12,000"),
                         width="100%",
+                        wrap=rx.breakpoints(initial="wrap", sm="nowrap"),
                     ),
                     rx.hstack(
                         select_field("Source", "source", S.draft.get("source", ""), lambda v: S.set_field("source", v),
@@ -75,15 +81,11 @@ def quick_add_dialog() -> rx.Component:
                         select_field("Owner", "owner_id", S.draft.get("owner_id", ""),
                                      lambda v: S.set_field("owner_id", v), S.errors, items=S.owner_options),
                         width="100%",
+                        wrap=rx.breakpoints(initial="wrap", sm="nowrap"),
                     ),
                     rx.cond(S.errors.contains("form"),
                             rx.text(S.errors["form"], size="2", color=ERROR, class_name="error-form")),
-                    rx.hstack(
-                        rx.dialog.close(rx.button("Cancel", type="button", variant="soft", color_scheme="gray")),
-                        rx.button("Add lead", type="submit", loading=S.saving, class_name="quick-add-save"),
-                        justify="end",
-                        width="100%",
-                    ),
+                    dialog_footer(rx.button("Add lead", type="submit", loading=S.saving, class_name="quick-add-save")),
                     spacing="3",
                     width="100%",
                 ),

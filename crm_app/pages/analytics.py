@@ -7,6 +7,7 @@ import reflex as rx
 from crm_app import charts
 from crm_app.components.badges import tier_color
 from crm_app.components.layout import page_frame
+from crm_app.components.loading import loading_rows
 from crm_app.scoring.segments import SegmentInsight
 from crm_app.services.analytics import PERIODS, FunnelRow, SourceRoiRow, TierCount
 from crm_app.state.analytics import AnalyticsState
@@ -367,9 +368,13 @@ def analytics_page() -> rx.Component:
         "Which channels bring buyers, whether the score predicts wins, and where deals stall.",
         _toolbar(),
         rx.cond(
-            AnalyticsState.total_leads > 0,
-            rx.vstack(_source_roi(), _segments(), _priority(), _funnel(), spacing="5", width="100%"),
-            _empty("chart-no-axes-column", "No leads were created in this period for this owner.",
-                   "Try a longer period, or the whole team."),
+            AnalyticsState.loaded,
+            rx.cond(
+                AnalyticsState.total_leads > 0,
+                rx.vstack(_source_roi(), _segments(), _priority(), _funnel(), spacing="5", width="100%"),
+                _empty("chart-no-axes-column", "No leads were created in this period for this owner.",
+                       "Try a longer period, or the whole team."),
+            ),
+            loading_rows(4, row_height="200px"),
         ),
     )

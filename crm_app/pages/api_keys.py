@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from crm_app.components.controls import MUTED, form_field
+from crm_app.components.controls import MUTED, data_table, form_field, select_field
 from crm_app.components.layout import page_frame
 from crm_app.services.api_keys import KeyRow
 from crm_app.state.api_keys import ApiKeysState as S
@@ -67,34 +67,11 @@ def _create_form() -> rx.Component:
                 rx.hstack(
                     form_field("Name", "name", S.draft["name"], lambda v: S.set_draft("name", v), S.errors,
                                hint="What uses it, like \u201cWebsite forms\u201d."),
-                    rx.vstack(
-                        rx.text("Acts as", size="2", weight="medium"),
-                        rx.select.root(
-                            rx.select.trigger(placeholder="Choose a teammate", width="220px",
-                                              class_name="key-user"),
-                            rx.select.content(rx.foreach(S.people, lambda p: rx.select.item(p[1], value=p[0]))),
-                            value=S.draft["user"],
-                            on_change=lambda v: S.set_draft("user", v),
-                            size="3",
-                        ),
-                        rx.cond(S.errors.contains("user"),
-                                rx.text(S.errors["user"], size="1", color=rx.color("tomato", 11),
-                                        class_name="error-user"),
-                                rx.text("It sees and changes what they may.", size="1", color=MUTED)),
-                        spacing="1",
-                    ),
-                    rx.vstack(
-                        rx.text("Scope", size="2", weight="medium"),
-                        rx.select.root(
-                            rx.select.trigger(width="170px"),
-                            rx.select.content(rx.select.item("Write (and read)", value="write"),
-                                              rx.select.item("Read only", value="read")),
-                            value=S.draft["scope"],
-                            on_change=lambda v: S.set_draft("scope", v),
-                            size="3",
-                        ),
-                        spacing="1",
-                    ),
+                    select_field("Acts as", "user", S.draft["user"], lambda v: S.set_draft("user", v), S.errors,
+                                 items=S.people, hint="It sees and changes what they may.", width="220px",
+                                 placeholder="Choose a teammate", class_name="key-user"),
+                    select_field("Scope", "scope", S.draft["scope"], lambda v: S.set_draft("scope", v), S.errors,
+                                 [("write", "Write (and read)"), ("read", "Read only")], width="170px"),
                     form_field("Requests per minute", "rate", S.draft["rate"], lambda v: S.set_draft("rate", v),
                                S.errors, hint="Over it, the API answers 429."),
                     spacing="3",
@@ -123,18 +100,8 @@ def api_keys_page() -> rx.Component:
             rx.vstack(
                 _new_secret(),
                 rx.cond(S.message != "", rx.callout(S.message, icon="info", size="1", class_name="keys-message")),
-                rx.cond(
-                    S.keys.length() > 0,
-                    rx.table.root(
-                        rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in
-                                                       ("Key", "Scope", "Acts as", "Limit", "Created", "Last used",
-                                                        "")])),
-                        rx.table.body(rx.foreach(S.keys, _key_row)),
-                        width="100%",
-                        variant="surface",
-                    ),
-                    rx.text("No keys yet.", color=MUTED),
-                ),
+                data_table(("Key", "Scope", "Acts as", "Limit", "Created", "Last used", ""), S.keys, _key_row,
+                           empty=rx.text("No keys yet.", color=MUTED)),
                 _create_form(),
                 spacing="4",
                 width="100%",

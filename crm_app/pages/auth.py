@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import reflex as rx
 
-from crm_app.components.controls import MUTED, form_field
+from crm_app.components.controls import MUTED, choice, data_table, form_field
 from crm_app.components.layout import page_frame
 from crm_app.state.database import reconnecting_notice
 from crm_app.services.accounts import MIN_PASSWORD, UserRow
 from crm_app.services.audit import AuditRow
-from crm_app.state.auth import AccountState, AuditState, SignInState, UsersState
+from crm_app.state.auth import USER_LIMITS, AccountState, AuditState, SignInState, UsersState
 
 
 
@@ -143,9 +143,10 @@ def users_page() -> rx.Component:
             rx.vstack(
                 rx.text("Add a teammate", weight="bold"),
                 rx.hstack(
-                    form_field("Name", "name", S.draft["name"], lambda v: S.set_draft("name", v), S.errors),
+                    form_field("Name", "name", S.draft["name"], lambda v: S.set_draft("name", v), S.errors,
+                               max_length=USER_LIMITS["name"]),
                     form_field("Email", "email", S.draft["email"], lambda v: S.set_draft("email", v), S.errors,
-                           kind="email"),
+                               kind="email", max_length=USER_LIMITS["email"]),
                     rx.vstack(
                         rx.text("Role", size="2", weight="medium"),
                         rx.select(S.role_options, value=S.draft["role"], on_change=lambda v: S.set_draft("role", v),
@@ -154,7 +155,8 @@ def users_page() -> rx.Component:
                     ),
                     form_field("First password", "password", S.draft["password"],
                            lambda v: S.set_draft("password", v), S.errors, kind="password",
-                           autocomplete="new-password", hint=f"At least {MIN_PASSWORD} characters."),
+                           autocomplete="new-password", hint=f"At least {MIN_PASSWORD} characters.",
+                           max_length=USER_LIMITS["password"]),
                     spacing="3",
                     width="100%",
                     align="start",
@@ -176,13 +178,7 @@ def users_page() -> rx.Component:
             S.viewer_is_admin,
             rx.vstack(
                 rx.cond(S.message != "", rx.callout(S.message, icon="info", size="1", class_name="users-message")),
-                rx.table.root(
-                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in
-                                                   ("Name", "Email", "Role", "Status", "")])),
-                    rx.table.body(rx.foreach(S.accounts, _user_row)),
-                    width="100%",
-                    variant="surface",
-                ),
+                data_table(("Name", "Email", "Role", "Status", ""), S.accounts, _user_row),
                 add,
                 spacing="4",
                 width="100%",
@@ -209,22 +205,10 @@ def _audit_row(row: AuditRow) -> rx.Component:
 def audit_page() -> rx.Component:
     S = AuditState
     filters = rx.hstack(
-        rx.select.root(
-            rx.select.trigger(width="220px"),
-            rx.select.content(rx.foreach(S.action_options, lambda o: rx.select.item(o[1], value=o[0]))),
-            value=S.action,
-            on_change=S.set_action,
-        ),
-        rx.select.root(
-            rx.select.trigger(width="200px"),
-            rx.select.content(
-                rx.select.item("Everyone", value="all"),
-                rx.foreach(S.users, lambda u: rx.select.item(u.name, value=u.id.to(str))),
-            ),
-            value=S.actor,
-            on_change=S.set_actor,
-        ),
+        choice(S.action, S.set_action, None, "Action", "220px", items=S.action_options),
+        choice(S.actor, S.set_actor, [("all", "Everyone")], "Who", "200px", items=S.actor_options),
         spacing="3",
+        wrap="wrap",
     )
     return page_frame(
         "Audit log",
@@ -233,14 +217,8 @@ def audit_page() -> rx.Component:
             S.viewer_is_manager,
             rx.vstack(
                 filters,
-                rx.table.root(
-                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in
-                                                   ("When (UTC)", "Who", "What", "Record", "Change")])),
-                    rx.table.body(rx.foreach(S.rows, _audit_row)),
-                    width="100%",
-                    variant="surface",
-                ),
-                rx.cond(S.rows.length() == 0, rx.text("No changes recorded for this filter.", color=MUTED)),
+                data_table(("When (UTC)", "Who", "What", "Record", "Change"), S.rows, _audit_row,
+                           empty=rx.text("No changes recorded for this filter.", color=MUTED)),
                 rx.cond(S.has_more, rx.button("Older changes", variant="soft", on_click=S.older)),
                 spacing="4",
                 width="100%",

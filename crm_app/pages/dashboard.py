@@ -7,6 +7,7 @@ import reflex as rx
 from crm_app.components.badges import score_badge
 from crm_app.components.live import live_ticker
 from crm_app.components.layout import page_frame
+from crm_app.components.loading import loading_rows
 from crm_app.components.next_action import suggestion_line
 from crm_app.services.pipeline_health import StageHealth
 from crm_app.services.queue import SNOOZE_CHOICES, QueueItem
@@ -255,7 +256,7 @@ def _stats() -> rx.Component:
         _stat("Warm", S.warm, "Nurture", "amber", "sun"),
         _stat("Cold", S.cold, "Leave to marketing", "indigo", "snowflake"),
         _stat("Stuck deals", S.stuck, "Past their stage limit", "gray", "hourglass"),
-        columns="5",
+        columns=rx.breakpoints(initial="2", sm="3", md="5"),
         spacing="3",
         width="100%",
         class_name="health-stats",
@@ -428,20 +429,24 @@ def dashboard_page() -> rx.Component:
         "Today",
         "What to do right now: new requests first, then follow-ups you promised, Hot leads, "
         "deals at risk or stuck.",
-        rx.vstack(
-            live_ticker(S.refresh_if_changed),
-            _drying_banner(),
-            _stats(),
-            rx.grid(
-                _queue(),
-                _health(),
-                columns="minmax(0, 1fr) 360px",
+        live_ticker(S.refresh_if_changed),
+        rx.cond(
+            S.loaded,
+            rx.vstack(
+                _drying_banner(),
+                _stats(),
+                rx.grid(
+                    _queue(),
+                    _health(),
+                    columns=rx.breakpoints(initial="minmax(0, 1fr)", lg="minmax(0, 1fr) 360px"),
+                    spacing="4",
+                    width="100%",
+                    align="start",
+                ),
                 spacing="4",
                 width="100%",
-                align="start",
             ),
-            spacing="4",
-            width="100%",
+            loading_rows(6, stats=5, row_height="72px"),
         ),
         _log_dialog(),
         actions=_owner_filter(),

@@ -6,8 +6,10 @@ import reflex as rx
 
 from crm_app.components.badges import points_color, signed_points, tier_color
 from crm_app.components.layout import page_frame
+from crm_app.components.loading import loading_rows
 from crm_app.components.next_action import next_action_card
 from crm_app.domain import REP_LOGGED_KINDS, Play, Source, Stage
+from crm_app.services.lead_detail import LEAD_TEXT_LIMITS as LIMITS  # the leads table's column lengths
 from crm_app.services.lead_detail import TimelineEntry
 from crm_app.state.lead_detail import NO_PLAY
 from crm_app.state.lead_detail import LeadDetailState as S
@@ -241,6 +243,7 @@ def _log_form() -> rx.Component:
                     rx.input(placeholder="Subject (optional)", value=S.activity_subject,
                              on_change=S.set_activity_subject, max_length=300, width="100%"),
                     width="100%",
+                    wrap=rx.breakpoints(initial="wrap", md="nowrap"),  # on a phone: one control a line
                 ),
                 rx.text_area(placeholder="What happened? (required for a note)", value=S.activity_body,
                              on_change=S.set_activity_body, rows="3", width="100%", name="body",
@@ -340,9 +343,11 @@ def _edit_dialog() -> rx.Component:
         rx.dialog.content(
             rx.dialog.title("Edit lead"),
             rx.vstack(
-                rx.hstack(_field("Name", "name", max_length=200), _field("Title", "title", max_length=120), width="100%"),
-                rx.hstack(_field("Email", "email", max_length=254), _field("Phone", "phone", max_length=40), width="100%"),
-                rx.hstack(_field("Company", "company", max_length=200),
+                rx.hstack(_field("Name", "name", max_length=LIMITS["name"]),
+                          _field("Title", "title", max_length=LIMITS["title"]), width="100%"),
+                rx.hstack(_field("Email", "email", max_length=LIMITS["email"]),
+                          _field("Phone", "phone", max_length=LIMITS["phone"]), width="100%"),
+                rx.hstack(_field("Company", "company", max_length=LIMITS["company"]),
                           _field("Employees", "company_size", inputmode="numeric"), width="100%"),
                 rx.hstack(
                     _field("Deal value ($)", "deal_value", inputmode="decimal"),
@@ -387,17 +392,19 @@ def _edit_dialog() -> rx.Component:
 
 
 def lead_detail_page() -> rx.Component:
-    body = rx.cond(
+    found = rx.cond(
         S.missing != "",
         rx.callout(S.missing, icon="search-x", color_scheme="gray"),
         rx.grid(
             rx.vstack(_summary(), _next_action(), _log_form(), _timeline(), spacing="4", width="100%"),
             rx.vstack(_risk_panel(), _breakdown(), _stage_mover(), _contact(), spacing="4", width="100%"),
-            columns="minmax(0, 2fr) minmax(280px, 1fr)",
+            columns=rx.breakpoints(initial="minmax(0, 1fr)", md="minmax(0, 2fr) minmax(280px, 1fr)"),
             gap="1.25em",
             width="100%",
         ),
     )
+    # Until the lead has arrived: placeholders (its defaults would draw an empty, nameless lead).
+    body = rx.cond(S.loaded, found, loading_rows(5, row_height="96px"))
     return page_frame(
         rx.cond(S.lead.name != "", S.lead.name, "Lead"),
         rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("All leads")), href="/leads", size="2"),

@@ -8,6 +8,7 @@ import reflex as rx
 from crm_app.components.badges import score_badge, signed_points, tier_pill
 from crm_app.components.controls import ERROR, choice
 from crm_app.components.layout import page_frame
+from crm_app.components.loading import loading_rows
 from crm_app.db.queries import LeadListRow
 from crm_app.domain import Source, Stage
 from crm_app.services.queue import SNOOZE_CHOICES
@@ -162,7 +163,7 @@ def _toolbar() -> rx.Component:
                 placeholder="Search name, company or email",
                 value=S.search,
                 on_change=S.set_search.debounce(300),
-                width="300px",
+                width=rx.breakpoints(initial="100%", md="300px"),
                 max_length=200,
             ),
             rx.segmented_control.root(
@@ -180,6 +181,7 @@ def _toolbar() -> rx.Component:
             width="100%",
             align="center",
             spacing="3",
+            wrap="wrap",
         ),
         rx.hstack(
             choice(S.tier, S.set_tier, [(ALL, "All tiers"), ("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")],
@@ -195,6 +197,7 @@ def _toolbar() -> rx.Component:
             width="100%",
             align="center",
             spacing="3",
+            wrap="wrap",
         ),
         width="100%",
         spacing="3",
@@ -293,6 +296,7 @@ def _table() -> rx.Component:
             rx.table.body(rx.foreach(S.rows, _row)),
             variant="surface",
             width="100%",
+            class_name="leads-table",  # a card per row on a phone (assets/crm.css)
         ),
         rx.center(
             rx.vstack(
@@ -315,5 +319,5 @@ def leads_page() -> rx.Component:
         "Ranked by score: work from the top. Every point has a reason.",
         _toolbar(),
         _bulk_bar(),
-        _table(),
+        rx.cond(S.loaded, _table(), loading_rows(8)),
     )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import reflex as rx
 
 from crm_app import charts
+from crm_app.components.controls import MUTED, data_table
 from crm_app.components.layout import page_frame
 from crm_app.scoring.field_guard import LEAK_AUC
 from crm_app.services.model_report import FieldRow, MeasureRow, ModelVersionRow, TierChangeRow
 from crm_app.state.model import ModelState
 
-MUTED = rx.color("gray", 10)
+RIGHT = {"text_align": "right"}  # a number column's header
 
 
 def _chart(figure, class_name: str) -> rx.Component:
@@ -171,15 +172,8 @@ def _measure_row(row: MeasureRow) -> rx.Component:
 
 
 def _measures_table(rows, class_name: str) -> rx.Component:
-    return rx.table.root(
-        rx.table.header(rx.table.row(
-            rx.table.column_header_cell("Measure"),
-            rx.table.column_header_cell("Model", text_align="right"),
-            rx.table.column_header_cell("Rules", text_align="right"),
-        )),
-        rx.table.body(rx.foreach(rows, _measure_row)),
-        variant="ghost", size="1", width="100%", class_name=class_name,
-    )
+    return data_table(("Measure", ("Model", RIGHT), ("Rules", RIGHT)), rows, _measure_row,
+                      variant="ghost", size="1", class_name=class_name)
 
 
 def _comparison_card() -> rx.Component:
@@ -309,18 +303,8 @@ def _versions_card() -> rx.Component:
     return _card(
         "Versions",
         "Every trained model; activate one to score with it (open leads are rescored).",
-        rx.table.root(
-            rx.table.header(rx.table.row(
-                rx.table.column_header_cell("Version"),
-                rx.table.column_header_cell("Trained (UTC)"),
-                rx.table.column_header_cell("Deals", text_align="right"),
-                rx.table.column_header_cell("Model AUC", text_align="right"),
-                rx.table.column_header_cell("Rules AUC", text_align="right"),
-                rx.table.column_header_cell(""),
-            )),
-            rx.table.body(rx.foreach(ModelState.versions, _version_row)),
-            variant="ghost", size="1", width="100%",
-        ),
+        data_table(("Version", "Trained (UTC)", ("Deals", RIGHT), ("Model AUC", RIGHT), ("Rules AUC", RIGHT), ""),
+                   ModelState.versions, _version_row, variant="ghost", size="1"),
         class_name="versions-card",
     )
 

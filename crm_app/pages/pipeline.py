@@ -9,9 +9,10 @@ from crm_app.components.kanban_dnd import dnd_board, dnd_card, dnd_column
 from crm_app.components.controls import choice
 from crm_app.components.live import live_ticker
 from crm_app.components.layout import page_frame
+from crm_app.components.loading import loading_columns
 from crm_app.domain import Source, Stage
 from crm_app.services.pipeline import MAX_CARDS, DealCard
-from crm_app.state.pipeline import ALL
+from crm_app.state.pipeline import ALL, STRIP_PREFIX
 from crm_app.state.pipeline import PipelineState as S
 
 COLUMN_WIDTH = "264px"
@@ -308,21 +309,85 @@ def _column(i: int, stage: Stage) -> rx.Component:
         border=f"1px solid {rx.color('gray', 4)}",
         border_radius="10px",
         class_name="pipeline-column",
+        id=f"column-{stage.value}",
         data_stage=stage.value,
+    )
+
+
+def _strip_chip(i: int, stage: Stage) -> rx.Component:
+    column = S.columns[i]
+    return dnd_column(
+        rx.box(width="8px", height="8px", border_radius="50%", background=rx.color(STAGE_COLORS[stage.value], 9),
+               flex_shrink="0"),
+        rx.text(stage.label, size="1", weight="medium", white_space="nowrap"),
+        rx.text(column.count, size="1", color=rx.color("gray", 10), font_variant_numeric="tabular-nums"),
+        column_id=STRIP_PREFIX + stage.value,
+        show_placeholder=False,
+        on_click=rx.call_script(f"document.getElementById('column-{stage.value}')"
+                                ".scrollIntoView({behavior: 'smooth', inline: 'start', block: 'nearest'})"),
+        title=f"Show {stage.label}, or drop a deal here to move it to {stage.label}",
+        class_name="stage-chip",
+        data_stage=stage.value,
+        display="flex",
+        align_items="center",
+        gap="6px",
+        padding="4px 10px",
+        border=f"1px solid {rx.color('gray', 5)}",
+        border_radius="999px",
+        background="white",
+        cursor="pointer",
+        style={"&[data-dragging-over='true']": {"background": rx.color("accent", 4),
+                                                "border_color": rx.color("accent", 8)}},
+    )
+
+
+def _stage_strip() -> rx.Component:
+    """Every stage as a chip above the board. A click brings that column into view; a deal dropped on
+    a chip moves to that stage. So all eight columns are reachable without dragging a deal to the
+    board's edge, where auto-scroll could carry it one column too far."""
+    return rx.hstack(
+        rx.text("Jump or drop:", size="1", color=rx.color("gray", 10), white_space="nowrap"),
+        *[_strip_chip(i, stage) for i, stage in enumerate(Stage)],
+        spacing="2",
+        wrap="wrap",
+        align="center",
+        padding_bottom="10px",
+        class_name="stage-strip wide-only",
+    )
+
+
+def _phone_stage_picker() -> rx.Component:
+    """A phone shows one column at a time: this select picks it."""
+    return rx.select.root(
+        rx.select.trigger(width="100%", aria_label="Stage shown", class_name="phone-stage-trigger"),
+        rx.select.content(*[
+            rx.select.item(stage.label + " (", S.columns[i].count.to_string(), ")", value=stage.value)
+            for i, stage in enumerate(Stage)
+        ]),
+        value=S.phone_stage,
+        on_change=S.show_stage,
+        size="3",
     )
 
 
 def _board() -> rx.Component:
     return dnd_board(
-        *[_column(i, stage) for i, stage in enumerate(Stage)],
+        _stage_strip(),
+        rx.box(_phone_stage_picker(), class_name="phone-only", padding_bottom="10px"),
+        rx.box(
+            *[_column(i, stage) for i, stage in enumerate(Stage)],
+            class_name="pipeline-columns",
+            display="flex",
+            gap="12px",
+            align_items="flex-start",
+            overflow_x="auto",
+            padding_bottom="16px",
+            width="100%",
+        ),
         on_move=S.move_card,
         class_name="pipeline-board",
         data_ready=rx.cond(S.ready, "true", "false"),
-        display="flex",
-        gap="12px",
-        align_items="flex-start",
-        overflow_x="auto",
-        padding_bottom="16px",
+        data_phone_stage=S.phone_stage,
         width="100%",
     )
 
@@ -335,5 +400,5 @@ def pipeline_page() -> rx.Component:
         live_ticker(S.refresh_if_changed),
         _toolbar(),
         _error_callout(),
-        _board(),
+        rx.cond(S.ready, _board(), loading_columns(4)),
     )

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import reflex as rx
 
+from crm_app.components.controls import MUTED
 from crm_app.components.layout import page_frame
 from crm_app.services.settings import SourceCostRow, StageRuleRow
-from crm_app.state.settings import SettingsState
+from crm_app.state.settings import COST_LENGTH, DAYS_LENGTH, SettingsState
 
-MUTED = rx.color("gray", 10)
 
 
 def _editor_row(key, label, value, on_change, on_save, placeholder: str, unit_before: str, unit_after: str,
-                class_name: str) -> rx.Component:
+                class_name: str, max_length: int) -> rx.Component:
     error = SettingsState.errors.get(key, "")
     return rx.table.row(
         rx.table.cell(rx.text(label, weight="medium"), vertical_align="middle", width="180px"),
@@ -26,6 +26,7 @@ def _editor_row(key, label, value, on_change, on_save, placeholder: str, unit_be
                         placeholder=placeholder,
                         disabled=~SettingsState.viewer_is_manager,
                         width="160px",
+                        max_length=max_length,  # what the state keeps of it (state/settings.py)
                         color_scheme=rx.cond(error != "", "tomato", "indigo"),
                         class_name="setting-input",
                     ),
@@ -51,7 +52,7 @@ def _cost_row(row: SourceCostRow) -> rx.Component:
     return _editor_row(
         row.source, row.label, SettingsState.cost_drafts.get(row.source, ""),
         lambda value: SettingsState.type_cost(row.source, value), SettingsState.save_cost(row.source),
-        "Not set", "$", "", "cost-row",
+        "Not set", "$", "", "cost-row", COST_LENGTH,
     )
 
 
@@ -59,7 +60,7 @@ def _rule_row(row: StageRuleRow) -> rx.Component:
     return _editor_row(
         row.stage, row.label, SettingsState.day_drafts.get(row.stage, ""),
         lambda value: SettingsState.type_days(row.stage, value), SettingsState.save_days(row.stage),
-        "Days", "", "days", "rule-row",
+        "Days", "", "days", "rule-row", DAYS_LENGTH,
     )
 
 
@@ -115,7 +116,7 @@ def settings_page() -> rx.Component:
                   "analytics page. Leave blank when unknown.", SettingsState.costs, _cost_row),
             _card("Stage limits", "Days a deal may sit in a stage before it is flagged as stagnating "
                   "(1 to 365).", SettingsState.rules, _rule_row),
-            columns="2",
+            columns=rx.breakpoints(initial="1", md="2"),
             spacing="5",
             width="100%",
             align="start",

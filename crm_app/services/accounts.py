@@ -40,6 +40,8 @@ from crm_app.services import audit
 from crm_app.services.errors import Forbidden, InvalidInput, NotFound, SignInRefused
 from crm_app.services.permissions import CurrentUser, require_role
 
+# The users table's column lengths (db/models.py); the forms' inputs use the same limits.
+MAX_NAME, MAX_EMAIL = 120, 254
 MIN_PASSWORD, MAX_PASSWORD = 10, 128  # the upper bound keeps hashing cheap to refuse, not cheap to do
 MAX_FAILURES = 5  # one email from one address
 MAX_SOURCE_FAILURES = 10  # one address, any emails
@@ -117,7 +119,9 @@ def _clean_email(email: str, field: str = "email") -> str:
     email = (email or "").strip()
     if not email:
         raise InvalidInput("Enter your email address.", field=field)
-    if len(email) > 254 or not EMAIL_RE.match(email):
+    if len(email) > MAX_EMAIL:
+        raise InvalidInput(f"Use at most {MAX_EMAIL} characters.", field=field)
+    if not EMAIL_RE.match(email):
         raise InvalidInput("That is not an email address (like name@company.com).", field=field)
     return email
 
@@ -126,8 +130,8 @@ def _clean_name(name: str) -> str:
     name = (name or "").strip()
     if not name:
         raise InvalidInput("Enter a name.", field="name")
-    if len(name) > 120:
-        raise InvalidInput("Use at most 120 characters.", field="name")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"Use at most {MAX_NAME} characters.", field="name")
     return name
 
 
@@ -436,10 +440,15 @@ def create_user(
 ) -> int:
     """An admin adds a teammate with a first password to hand over. Commits."""
     require_role(actor, Role.ADMIN, "add users")
-    email, name, role_ = _clean_email(email), _clean_name(name), _role(role)
-    check_password_strength(password, about=(email, name))
-    if _user_by_email(session, email) is not None:
-        raise InvalidInput("Someone on the team already has this email.", field="email")
+    # Every bad field at once, so the admin fixes the form in one go.
+    errors: dict[str, str] = {}
+    email, name, role_ = (_checked(errors, check, value) for check, value in
+                          ((_clean_email, email), (_clean_name, name), (_role, role)))
+    _checked(errors, lambda p: check_password_strength(p, about=(email or "", name or "")), password)
+    if email and _user_by_email(session, email) is not None:
+        errors["email"] = "Someone on the team already has this email."
+    if errors:
+        raise InvalidInput.of_fields(errors)
     user = User(email=email, name=name, role=role_.value, password_hash=_hasher.hash(password), password_changed_at=now)
     session.add(user)
     session.flush()
@@ -447,6 +456,15 @@ def create_user(
                  new={"email": email, "name": name, "role": role_.value})
     session.commit()
     return user.id
+
+
+def _checked(errors: dict[str, str], check, value):
+    """check(value), or None with its InvalidInput's message added to `errors` under its field."""
+    try:
+        return check(value)
+    except InvalidInput as error:
+        errors[error.field or "form"] = str(error)
+        return None
 
 
 def _other_admins(session: Session, user_id: int) -> int:

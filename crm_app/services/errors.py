@@ -14,11 +14,19 @@ class StaleLead(ServiceError):
 
 
 class InvalidInput(ServiceError):
-    """Input that breaks a rule; `field` names where the user typed it."""
+    """Input that breaks a rule; `field` names where the user typed it. A form checked as a whole
+    reports every bad field at once in `errors` (field -> message; the first is `field`, `message`)."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, errors: dict[str, str] | None = None):
         super().__init__(message)
         self.field = field
+        self.errors = errors or ({field: message} if field else {})
+
+    @classmethod
+    def of_fields(cls, errors: dict[str, str]) -> "InvalidInput":
+        """Every bad field of a form (at least one)."""
+        field, message = next(iter(errors.items()))
+        return cls(message, field=field, errors=errors)
 
 
 class Forbidden(ServiceError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
@@ -176,42 +176,53 @@ class LeadEdit:
     owner_id: str = ""
 
 
+# The longest text each field of the lead form may hold: the leads table's column lengths
+# (db/models.py), which the inputs' max_length and the messages repeat.
+LEAD_TEXT_LIMITS = {"name": 200, "email": 254, "phone": 40, "title": 120, "company": 200}
+MAX_COMPANY_SIZE = 10_000_000
+
+
 def validated_edit(edit: LeadEdit) -> dict:
     """The edit's values checked and converted for the leads table (the lead page's edit and the
-    quick-add form share these rules); InvalidInput naming the first bad field otherwise."""
+    quick-add form share these rules); otherwise InvalidInput with every bad field in `errors`."""
+    errors: dict[str, str] = {}
+    labels = {"name": "Name", "email": "Email", "phone": "Phone", "title": "Title", "company": "Company"}
+    for field, limit in LEAD_TEXT_LIMITS.items():
+        if len(getattr(edit, field).strip()) > limit:
+            errors[field] = f"{labels[field]} is too long (max {limit} characters)."
     name = edit.name.strip()
     if not name:
-        raise InvalidInput("Name is required.", field="name")
-    if len(name) > 200:
-        raise InvalidInput("Name is too long (max 200 characters).", field="name")
+        errors["name"] = "Name is required."
     email = edit.email.strip().lower() or None
-    if email and (len(email) > 254 or not EMAIL_RE.match(email)):
-        raise InvalidInput("That is not an email address (like name@company.com).", field="email")
-    size_text = edit.company_size.strip().replace(",", "")
+    if email and "email" not in errors and not EMAIL_RE.match(email):
+        errors["email"] = "That is not an email address (like name@company.com)."
+    size_text, size = edit.company_size.strip().replace(",", ""), None
     if size_text:
         if not size_text.isdecimal():
-            raise InvalidInput("Company size must be a whole number of employees, 0 or more.", field="company_size")
-        size = int(size_text)
-        if size > 10_000_000:
-            raise InvalidInput("Company size looks too large.", field="company_size")
-    else:
-        size = None
+            errors["company_size"] = "Company size must be a whole number of employees, 0 or more."
+        elif int(size_text) > MAX_COMPANY_SIZE:
+            errors["company_size"] = "Company size looks too large."
+        else:
+            size = int(size_text)
+    value = Decimal(0)
     try:
         value = Decimal(edit.deal_value.strip().replace(",", "").lstrip("$") or "0")
     except InvalidOperation:
-        raise InvalidInput("Deal value must be an amount like 12000 or 12,000.50.", field="deal_value") from None
-    if not value.is_finite() or value < 0 or value >= Decimal("1e10"):
-        raise InvalidInput("Deal value must be between 0 and 9,999,999,999.", field="deal_value")
+        errors["deal_value"] = "Deal value must be an amount like 12000 or 12,000.50."
+    else:
+        if not value.is_finite() or value < 0 or value >= Decimal("1e10"):
+            errors["deal_value"] = "Deal value must be between 0 and 9,999,999,999."
+    source = None
     try:
         source = Source(edit.source).value
     except ValueError:
-        raise InvalidInput("Pick a source from the list.", field="source") from None
-    for label, text, limit in (("Phone", edit.phone, 40), ("Title", edit.title, 120), ("Company", edit.company, 200)):
-        if len(text.strip()) > limit:
-            raise InvalidInput(f"{label} is too long (max {limit} characters).", field=label.lower())
+        errors["source"] = "Pick a source from the list."
     owner_text = edit.owner_id.strip()
     if owner_text and not owner_text.isdecimal():
-        raise InvalidInput("Pick an owner from the list.", field="owner_id")
+        errors["owner_id"] = "Pick an owner from the list."
+    if errors:  # in the form's order: the first one named is the first one on the form
+        order = [f.name for f in fields(LeadEdit)]
+        raise InvalidInput.of_fields(dict(sorted(errors.items(), key=lambda item: order.index(item[0]))))
     owner_id = int(owner_text) if owner_text else None
     return dict(name=name, email=email, phone=edit.phone.strip() or None, title=edit.title.strip() or None,
                 company=edit.company.strip() or None, company_size=size,

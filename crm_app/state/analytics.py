@@ -43,6 +43,7 @@ class AnalyticsState(AppState):
     tier_conversion_figure: go.Figure = go.Figure()
     funnel_figure: go.Figure = go.Figure()
     loading: bool = False
+    loaded: bool = False  # the first report has arrived: until then, placeholders, not "No leads"
     segments: list[SegmentInsight] = []
     segment_average: str = ""
     segment_min_support: int = 0
@@ -138,6 +139,7 @@ class AnalyticsState(AppState):
             self.owner = self._default_owner()
             self._owner_chosen_for = self.viewer_id
         await self._refresh()
+        self.loaded = True
 
     @rx.event
     async def set_period(self, value: str | list[str]):

@@ -143,6 +143,10 @@ class AccountState(AppState):
         self.saved = True
 
 
+# The add-a-teammate form's input limits: the users table's (services/accounts.py).
+USER_LIMITS = {"name": accounts.MAX_NAME, "email": accounts.MAX_EMAIL, "password": accounts.MAX_PASSWORD}
+
+
 class UsersState(AppState):
     """Admin: the team's accounts."""
 
@@ -167,7 +171,7 @@ class UsersState(AppState):
 
     @rx.event
     def set_draft(self, field: str, value: str):
-        self.draft, self.errors = typed_into(self.draft, self.errors, field, value)
+        self.draft, self.errors = typed_into(self.draft, self.errors, field, value, USER_LIMITS.get(field, 20))
 
     @rx.event
     async def add_user(self, form: dict | None = None):
@@ -176,8 +180,8 @@ class UsersState(AppState):
         try:
             await self._db(lambda s: accounts.create_user(
                 s, user, email=draft["email"], name=draft["name"], role=draft["role"], password=draft["password"], now=now))
-        except InvalidInput as error:
-            self.errors = {error.field or "form": str(error)}
+        except InvalidInput as error:  # every bad field at once, each under its input
+            self.errors = dict(error.errors) or {"form": str(error)}
             return
         self.draft = {"name": "", "email": "", "role": "rep", "password": ""}
         self.errors, self.message = {}, f"Added {draft['name'].strip()}: hand them their first password."
@@ -263,3 +267,8 @@ class AuditState(AppState):
     @rx.var
     def action_options(self) -> list[list[str]]:
         return [["all", "All changes"]] + [[a, label] for a, label in audit.ACTION_LABELS.items()]
+
+    @rx.var
+    def actor_options(self) -> list[list[str]]:
+        """The team as [id, name] pairs, for the "who" filter."""
+        return [[str(u.id), u.name] for u in self.users]

@@ -25,6 +25,7 @@ PLAYS = (NO_PLAY, *(p.value for p in Play))
 class LeadDetailState(AppState):
     lead: LeadDetail = LeadDetail()
     missing: str = ""
+    loaded: bool = False  # a lead (or "not found") has arrived: until then, placeholders
 
     activity_kind: str = REP_LOGGED_KINDS[0].value
     activity_play: str = NO_PLAY
@@ -71,6 +72,7 @@ class LeadDetailState(AppState):
         self.activity_play = NO_PLAY
         self.edit_open = False
         await self._reload()
+        self.loaded = True
 
 
     # Logging an activity -------------------------------------------------------------------
@@ -199,8 +201,8 @@ class LeadDetailState(AppState):
             actor_id = self.viewer_int()
             await self._db(lambda s: update_lead(s, lead_id=lead_id, edit=edit, expected_version=version, now=now,
                                                  actor_id=actor_id))
-        except InvalidInput as error:
-            self.edit_errors = {error.field or "form": str(error)}
+        except InvalidInput as error:  # every bad field at once, each under its input
+            self.edit_errors = dict(error.errors) or {"form": str(error)}
             return
         except ServiceError as error:
             # Someone else saved first: show their version in the form, never resave ours over it.

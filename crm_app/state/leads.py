@@ -62,6 +62,7 @@ class LeadsState(AppState):
     editing_id: int = 0
     row_edit: dict[str, str] = {}
     row_errors: dict[str, str] = {}
+    loaded: bool = False  # the first page of rows has arrived (until then: placeholders, not "No leads")
 
     @rx.var
     def owner_options(self) -> list[list[str]]:
@@ -117,6 +118,7 @@ class LeadsState(AppState):
         self.selected, self.bulk_message, self.bulk_result = [], "", ""
         self.editing_id, self.row_edit, self.row_errors = 0, {}, {}
         await self._refresh(keep_page=True)
+        self.loaded = True
 
     @rx.event
     async def set_search(self, value: str):

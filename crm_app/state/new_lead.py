@@ -9,12 +9,13 @@ from crm_app.db.queries import UserOption
 from crm_app.domain import Source, Stage
 from crm_app.services.errors import Forbidden, InvalidInput, ServiceError
 from crm_app.services.lead_actions import create_lead
-from crm_app.services.lead_detail import LeadEdit
+from crm_app.services.lead_detail import LEAD_TEXT_LIMITS, LeadEdit
 from crm_app.state.base import AppState, now_utc, submitted, typed_into
 
 POOL = "pool"  # the owner select's "unassigned pool" (a select item cannot have an empty value)
-# Every field the form shows, with its input's length limit (the same as the lead page's edit rules).
-FORM_LIMITS = {"name": 200, "email": 254, "company": 200, "company_size": 12, "source": 40,
+# Every field the form shows, with its input's length limit: the text fields' are the leads table's
+# column lengths, as the service checks them (services/lead_detail.LEAD_TEXT_LIMITS).
+FORM_LIMITS = {**{k: LEAD_TEXT_LIMITS[k] for k in ("name", "email", "company")}, "company_size": 12, "source": 40,
                "deal_value": 20, "stage": 40, "owner_id": 20}
 
 
@@ -71,8 +72,9 @@ class NewLeadState(AppState):
         self.saving = True
         try:
             lead = await self._db(lambda s: create_lead(s, edit=edit, stage=stage, now=now))
-        except InvalidInput as error:
-            self.errors = {error.field if error.field in FORM_LIMITS else "form": str(error)}
+        except InvalidInput as error:  # every bad field at once, each under its input
+            self.errors = {field if field in FORM_LIMITS else "form": message
+                           for field, message in error.errors.items()} or {"form": str(error)}
             return
         except Forbidden as error:
             self.errors = {"owner_id": str(error)}

@@ -26,6 +26,8 @@ TIERS = (ALL, *(t.value for t in Tier))
 SOURCES = (ALL, *(s.value for s in Source))
 RISKS = (ALL, "any", "high")
 TEAM, MINE, UNASSIGNED = "team", "mine", "unassigned"
+# The stage strip's chips are drop targets too: their column ids are this prefix + the stage.
+STRIP_PREFIX = "strip-"
 
 
 def _empty_board() -> list[BoardColumn]:
@@ -44,6 +46,7 @@ class PipelineState(AppState):
     risk: str = ALL  # all | any (medium or high) | high
     # The last move the server refused, shown above the board until the next action.
     move_error: str = ""
+    phone_stage: str = STAGES[0]  # the one column a phone shows (assets/crm.css)
     _read_at: float = 0.0  # time.time() when the board was last read (live updates)
 
     # Derived from held state only ------------------------------------------------------------
@@ -223,12 +226,19 @@ class PipelineState(AppState):
         """A card dropped on a column (drag and drop, mouse or keyboard)."""
         if whole_number(card_id) is None:
             return None
+        if isinstance(to_column, str) and to_column.startswith(STRIP_PREFIX):
+            to_column = to_column.removeprefix(STRIP_PREFIX)  # dropped on the stage strip's chip
         return await self._move(card_id, to_column)
 
     @rx.event
     async def move_from_menu(self, lead_id: int, to_stage: str):
         """The card menu's "Move to" items."""
         return await self._move(lead_id, to_stage)
+
+    @rx.event
+    def show_stage(self, stage: str):
+        """A phone shows one column: this one."""
+        self.phone_stage = picked(stage, STAGES, self.phone_stage)
 
     @rx.event
     def dismiss_error(self):

@@ -17,6 +17,10 @@ from crm_app.services.scoring_settings import engine_status
 from crm_app.state.base import AppState, now_utc, typed_text
 
 
+# The longest cost and day count the inputs take (and the state keeps).
+COST_LENGTH, DAYS_LENGTH = 20, 6
+
+
 class SettingsState(AppState):
     costs: list[SourceCostRow] = []
     rules: list[StageRuleRow] = []
@@ -49,14 +53,14 @@ class SettingsState(AppState):
     def type_cost(self, source: str, value: str):
         if not isinstance(source, str) or source not in self.cost_drafts:  # only a row the page shows
             return
-        self.cost_drafts[source] = typed_text(value, 20)
+        self.cost_drafts[source] = typed_text(value, COST_LENGTH)
         self.saved[source] = False
 
     @rx.event
     def type_days(self, stage: str, value: str):
         if not isinstance(stage, str) or stage not in self.day_drafts:
             return
-        self.day_drafts[stage] = typed_text(value, 6)
+        self.day_drafts[stage] = typed_text(value, DAYS_LENGTH)
         self.saved[stage] = False
 
     @rx.event
