@@ -352,8 +352,8 @@ def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> 
                                "expected revenue from the open pipeline.")
     out.probability_note = (
         "P(win) is the scoring model's calibrated probability." if model_scores else
-        "P(win) is each stage's win rate from the team's closed deals (no model scores the team); a stage "
-        "with fewer than 20 closed deals uses the team's overall win rate.")
+        "P(win) comes from the team's closed deals that were in the same stage for as long (no model scores "
+        "the team); a stage with fewer than 20 closed deals uses the whole team's history from creation.")
     out.target = target_for(session, owner_id)
     if out.target is not None:
         out.gap = out.target - first.total
