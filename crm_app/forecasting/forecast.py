@@ -34,7 +34,7 @@ import numpy as np
 
 from crm_app.forecasting.timing import CREATED, TimingModel
 
-SIMULATIONS = 4000
+SIMULATIONS = 2000
 SEED = 20261203
 LOW_Q, HIGH_Q = 10.0, 90.0  # the 80% interval
 CHUNK = 2000  # deals simulated at once (bounds memory: SIMULATIONS x CHUNK draws)
@@ -118,16 +118,20 @@ def _age(deal: OpenDeal, basis: str) -> float:
 def win_probabilities(deals: Sequence[OpenDeal], timing: TimingModel) -> tuple[np.ndarray, list[str]]:
     """P(win) per open deal and where it comes from: the model's calibrated probability, else the
     history's P(won at all | open this long in its stage) (timing.py)."""
-    probs, sources = [], []
-    for deal in deals:
+    probs = np.zeros(len(deals))
+    sources = [""] * len(deals)
+    groups: dict[str, list[int]] = {}
+    for i, deal in enumerate(deals):
         if deal.model_probability is not None:
-            probs.append(float(deal.model_probability))
-            sources.append("model")
+            probs[i], sources[i] = float(deal.model_probability), "model"
         else:
-            estimate = timing.for_stage(deal.stage)
-            probs.append(float(estimate.win_probability(np.array([_age(deal, estimate.basis)]))[0]))
-            sources.append(timing.win_rate_source(deal.stage))
-    return np.clip(np.asarray(probs, dtype=float), 0.0, 1.0), sources
+            groups.setdefault(timing.for_stage(deal.stage).basis, []).append(i)
+    for basis, rows in groups.items():
+        age = np.array([_age(deals[i], basis) for i in rows])
+        probs[rows] = timing.estimates[basis].win_probability(age)
+        for i in rows:
+            sources[i] = timing.win_rate_source(deals[i].stage)
+    return np.clip(probs, 0.0, 1.0), sources
 
 
 def stage_rates(deals: Sequence[OpenDeal], timing: TimingModel) -> np.ndarray:
@@ -140,17 +144,22 @@ def stage_rates(deals: Sequence[OpenDeal], timing: TimingModel) -> np.ndarray:
 def window_probabilities(
     deals: Sequence[OpenDeal], timing: TimingModel, windows: Sequence[MonthWindow]
 ) -> np.ndarray:
-    """P(won in window k) per deal: an array (deals, windows)."""
+    """P(won in window k) per deal: an array (deals, windows). Vectorised per basis."""
     out = np.zeros((len(deals), len(windows)))
+    groups: dict[str, list[int]] = {}
     for i, deal in enumerate(deals):
-        estimate = timing.for_stage(deal.stage)
-        age = np.array([_age(deal, estimate.basis)])
+        groups.setdefault(timing.for_stage(deal.stage).basis, []).append(i)
+    for basis, rows in groups.items():
+        estimate = timing.estimates[basis]
+        idx = np.asarray(rows)
+        age = np.array([_age(deals[i], basis) for i in rows])
+        model = np.array([np.nan if deals[i].model_probability is None else deals[i].model_probability
+                          for i in rows])
+        scored = ~np.isnan(model)
         for k, window in enumerate(windows):
-            if deal.model_probability is None:
-                out[i, k] = estimate.won_between(age, window.start_days, window.end_days)[0]
-            else:
-                out[i, k] = deal.model_probability * estimate.win_timing(age, window.start_days,
-                                                                         window.end_days)[0]
+            from_history = estimate.won_between(age, window.start_days, window.end_days)
+            timed = estimate.win_timing(age, window.start_days, window.end_days)
+            out[idx, k] = np.where(scored, np.nan_to_num(model) * timed, from_history)
     return out
 
 
@@ -162,15 +171,15 @@ def simulate_pipeline(values: np.ndarray, probs: np.ndarray, *, seed: int = SEED
     n, k = probs.shape
     totals = np.zeros((simulations, k))
     for start in range(0, n, CHUNK):
-        p = probs[start:start + CHUNK]
-        v = values[start:start + CHUNK]
-        cumulative = np.cumsum(p, axis=1)  # (chunk, k)
-        draws = rng.random((simulations, len(p)))
-        # Window index drawn per deal: the first k whose cumulative probability exceeds the draw
-        # (k = windows: not won in any window).
-        drawn = (draws[:, :, None] >= cumulative[None, :, :]).sum(axis=2)
+        cumulative = np.cumsum(probs[start:start + CHUNK], axis=1).astype(np.float32)  # (chunk, k)
+        v = values[start:start + CHUNK].astype(np.float32)
+        draws = rng.random((simulations, len(v)), dtype=np.float32)
+        # A deal is won in window w when its draw falls in [cumulative[w - 1], cumulative[w]).
+        previous = np.zeros(len(v), dtype=np.float32)
         for window in range(k):
-            totals[:, window] += (drawn == window) @ v
+            won = (draws >= previous) & (draws < cumulative[:, window])
+            totals[:, window] += won.astype(np.float32) @ v
+            previous = cumulative[:, window]
     return totals
 
 

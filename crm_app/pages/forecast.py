@@ -92,7 +92,7 @@ def _windows() -> rx.Component:
     return _card(
         "Won revenue by month",
         "Already won, expected from the open deals, expected from deals not in the pipeline yet, and the total "
-        "with its 80% interval (4,000 simulated futures: each deal won in one month or in none).",
+        "with its 80% interval (2,000 simulated futures: each deal won in one month or in none).",
         rx.table.root(
             rx.table.header(rx.table.row(
                 _header("Month", right=False), _header("Won so far"), _header("Open deals"),

@@ -15,6 +15,8 @@ rates come from `crm_forecast_history` (migration 0022), counts only.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -95,6 +97,7 @@ SELECT l.id, l.name, l.owner_id, l.stage, l.deal_value, l.score,
   FROM leads l
  WHERE l.stage = ANY(:open_stages) AND l.owner_id IS NOT NULL
    AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
+ ORDER BY l.id
 """
 
 # The deals open at a past cut-off, in the stage they were in then (their last stage change before
@@ -111,6 +114,7 @@ SELECT l.id, l.name, l.owner_id, sc.to_stage AS stage, l.deal_value,
    AND (l.closed_at IS NULL OR l.closed_at >= :cutoff)
    AND sc.to_stage = ANY(:open_stages)
    AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
+ ORDER BY l.id
 """
 
 
@@ -172,6 +176,7 @@ SELECT k.k, l.deal_value
    AND l.created_at >= date_trunc('month', l.closed_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
                         - k.k * interval '1 month'
  WHERE (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
+ ORDER BY k.k, l.id
 """
 
 
@@ -427,18 +432,62 @@ def run_backtest(session: Session, *, owner_id: int | None, now: datetime,
 # ---------------------------------------------------------------------------------------------
 # Weighted pipeline
 
+RATES_TTL_SECONDS = 600  # stage win rates move slowly; recomputed at most every 10 minutes per worker
+_rates_lock = threading.Lock()
+_rates_cache: tuple[float, dict[str, float]] | None = None
+
+
 def stage_win_rates(session: Session, now: datetime) -> dict[str, float]:
-    """P(win) per open stage when no model scores: the stage's win rate, or the team's overall one."""
+    """Won / closed per open stage from the team's closed deals (a stage with fewer than 20 closed deals:
+    the team's overall rate). Team-wide counts (crm_forecast_history), so one cache serves every user."""
+    global _rates_cache
+    with _rates_lock:
+        cached = _rates_cache
+    if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
+        return cached[1]
     timing = timing_at(session, now)
-    return {stage: timing.for_stage(stage).win_rate for stage in OPEN_STAGE_VALUES}
+    rates = {stage: timing.for_stage(stage).win_rate for stage in OPEN_STAGE_VALUES}
+    with _rates_lock:
+        _rates_cache = (time.monotonic(), rates)
+    return rates
 
 
-def win_probability_sql(session: Session, now: datetime, alias: str = "l") -> tuple[str, dict]:
-    """A SQL expression for each open lead's P(win), and its parameters: the calibrated model
-    probability (score / 100) when a model scores the team, else its stage's win rate."""
-    if engine_config(session).effective == "model":
-        return f"({alias}.score / 100.0)", {}
-    rates = stage_win_rates(session, now)
-    return (f"(SELECT r.rate FROM unnest(CAST(:wp_stages AS text[]), CAST(:wp_rates AS float8[])) "
-            f"AS r(stage, rate) WHERE r.stage = {alias}.stage)",
-            {"wp_stages": list(rates), "wp_rates": list(rates.values())})
+@dataclass(frozen=True)
+class Weighting:
+    """How the weighted pipeline weighs an open deal: the model's calibrated probability (score / 100)
+    when a model scores the team, else its stage's win rate."""
+
+    model: bool
+    rates: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        return "weighted by the model's win probability" if self.model else "weighted by stage win rate"
+
+    def probability(self, stage: str, score: int) -> float | None:
+        """P(win) of one open lead; None for a closed one."""
+        if stage not in self.rates:
+            return None
+        return score / 100 if self.model else self.rates[stage]
+
+    def weighted(self, stage: str, value: float, value_times_score: float) -> float:
+        """Weighted value of a stage's deals from SQL's sum(value) and sum(value x score)."""
+        if stage not in self.rates:
+            return 0.0
+        return float(value_times_score) / 100 if self.model else float(value) * self.rates[stage]
+
+
+def weighting(session: Session, now: datetime) -> Weighting:
+    return Weighting(model=engine_config(session).effective == "model", rates=stage_win_rates(session, now))
+
+
+def target_warning(session: Session, *, owner_id: int, now: datetime) -> str:
+    """For Today: a sentence when the rep's forecast for this month is below their target; "" when no
+    target is set or the forecast meets it."""
+    if target_for(session, owner_id) is None:
+        return ""
+    forecast = build_forecast(session, owner_id=owner_id, now=now)
+    if forecast.gap is None or forecast.gap <= 0:
+        return ""
+    return (f"This month's forecast is {money(forecast.this_month_total)} against your target of "
+            f"{money(forecast.target)}. {forecast.gap_message}")
