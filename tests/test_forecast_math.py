@@ -136,3 +136,14 @@ def test_interval_holds_the_expected_value_and_windows_never_exceed_the_deal(dea
     assert 0 <= result.combined.expected <= total_value + 1e-6
     for w in result.windows:
         assert 0 <= w.low <= w.high <= total_value + 1e-6
+
+
+def test_a_deal_longer_in_its_stage_than_any_deal_before_it_is_given_little_chance():
+    # Deals that entered Proposal: 20 stayed 3 days then moved on and were won on day 20; 20 lost on day 3.
+    rows = [HistoryRow("proposal", 20, "won", 20, stay=3), HistoryRow("proposal", 3, "lost", 20, stay=3),
+            HistoryRow(CREATED, 30, "won", 20), HistoryRow(CREATED, 10, "lost", 20)]
+    estimate = fit_timing(rows).for_stage("proposal")
+    # Two days in: like all 40 of them (half won).
+    assert estimate.win_probability(np.array([2.0]))[0] == pytest.approx(0.5)
+    # Ten days in and still in Proposal: no deal of the history stayed that long; nothing to go on.
+    assert estimate.win_probability(np.array([10.0]))[0] == 0.0

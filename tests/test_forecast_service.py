@@ -87,8 +87,10 @@ def test_the_forecast_counts_won_so_far_apart_and_a_rep_sees_only_their_own(sess
     sam = make_user(session, "Sam Seller")
     maya = make_user(session, "Maya Manager", role="manager")
     history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
-    deal(session, "Ria Deal", ria, created=NOW - timedelta(days=22), value=8000, reached=4)
-    deal(session, "Sam Deal", sam, created=NOW - timedelta(days=22), value=90000, reached=4)
+    # Two days in Proposal: like the history's deals there (a deal in a stage longer than any deal of
+    # the history ever stayed would be given no chance).
+    deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    deal(session, "Sam Deal", sam, created=NOW - timedelta(days=17), value=90000, reached=4)
     won = deal(session, "Ria Won", ria, created=NOW - timedelta(days=30), value=2500, outcome="won")
     won.closed_at = month_start(NOW) + timedelta(days=2)
     session.add(won)

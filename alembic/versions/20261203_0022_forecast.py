@@ -5,8 +5,8 @@
   every row; a rep reads only their own (the forecast page's gap, Today's warning) and writes none.
 - `crm_forecast_history(cutoff)`: what the team's history said at `cutoff`, in aggregate: per basis
   (each stage a deal entered, and 'created'), whole days from entering it to the close (or to the
-  cut-off for a deal still open then), the outcome as known then (won, lost or open) and how many
-  deals. Only deals created before the cut-off, stage changes before it and closes before it count,
+  cut-off for a deal still open then), how many of those days it stayed in the stage (`stay`), the
+  outcome as known then (won, lost or open) and how many deals. Only deals created before the cut-off, stage changes before it and closes before it count,
   so a backtest rebuilt at a past cut-off sees nothing later. SECURITY DEFINER so a rep's forecast
   learns from the whole team's pace and win rates: it returns counts per day, never a lead, an
   owner or a value. Days are NULL for leads imported without dates.
@@ -57,7 +57,7 @@ def upgrade() -> None:
     op.execute(
         f"""
         CREATE FUNCTION crm_forecast_history(cutoff timestamptz)
-          RETURNS TABLE (basis text, days integer, outcome text, deals bigint)
+          RETURNS TABLE (basis text, stay integer, days integer, outcome text, deals bigint)
           LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
             WITH known AS (
                 SELECT l.id, l.created_at, l.dates_known,
@@ -67,19 +67,28 @@ def upgrade() -> None:
                             ELSE cutoff END AS until
                   FROM leads l
                  WHERE l.created_at < cutoff
+            ), changes AS (
+                SELECT sc.lead_id, sc.to_stage, sc.changed_at,
+                       lead(sc.changed_at) OVER (PARTITION BY sc.lead_id ORDER BY sc.changed_at, sc.id) AS left_at
+                  FROM stage_changes sc
+                 WHERE sc.changed_at < cutoff
             ), visits AS (
-                SELECT sc.to_stage::text AS basis, k.outcome, k.dates_known,
-                       floor(extract(epoch FROM k.until - sc.changed_at) / 86400)::integer AS days
-                  FROM known k JOIN stage_changes sc ON sc.lead_id = k.id
-                 WHERE sc.changed_at < cutoff AND sc.changed_at <= k.until AND sc.to_stage IN {OPEN_STAGES}
+                SELECT c.to_stage::text AS basis, k.outcome, k.dates_known,
+                       floor(extract(epoch FROM least(coalesce(c.left_at, k.until), k.until) - c.changed_at)
+                             / 86400)::integer AS stay,
+                       floor(extract(epoch FROM k.until - c.changed_at) / 86400)::integer AS days
+                  FROM known k JOIN changes c ON c.lead_id = k.id
+                 WHERE c.changed_at <= k.until AND c.to_stage IN {OPEN_STAGES}
                 UNION ALL
                 SELECT 'created', k.outcome, k.dates_known,
+                       floor(extract(epoch FROM k.until - k.created_at) / 86400)::integer,
                        floor(extract(epoch FROM k.until - k.created_at) / 86400)::integer
                   FROM known k
             )
-            SELECT v.basis, CASE WHEN v.dates_known THEN greatest(v.days, 0) END, v.outcome, count(*)
+            SELECT v.basis, CASE WHEN v.dates_known THEN greatest(v.stay, 0) END,
+                   CASE WHEN v.dates_known THEN greatest(v.days, 0) END, v.outcome, count(*)
               FROM visits v
-             GROUP BY 1, 2, 3
+             GROUP BY 1, 2, 3, 4
         $$
         """
     )

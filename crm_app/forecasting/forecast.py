@@ -172,13 +172,13 @@ def simulate_pipeline(values: np.ndarray, probs: np.ndarray, *, seed: int = SEED
     totals = np.zeros((simulations, k))
     for start in range(0, n, CHUNK):
         cumulative = np.cumsum(probs[start:start + CHUNK], axis=1).astype(np.float32)  # (chunk, k)
-        v = values[start:start + CHUNK].astype(np.float32)
+        v = values[start:start + CHUNK]
         draws = rng.random((simulations, len(v)), dtype=np.float32)
         # A deal is won in window w when its draw falls in [cumulative[w - 1], cumulative[w]).
         previous = np.zeros(len(v), dtype=np.float32)
         for window in range(k):
             won = (draws >= previous) & (draws < cumulative[:, window])
-            totals[:, window] += won.astype(np.float32) @ v
+            totals[:, window] += won.astype(np.float64) @ v
             previous = cumulative[:, window]
     return totals
 

@@ -15,9 +15,12 @@ estimator (Kaplan-Meier extended to competing outcomes):
     S(t)     = P(still open after day t)            = prod over u <= t of (1 - closed on u / at risk on u)
     F_won(t) = P(won by day t)                      = sum over u <= t of S(u - 1) x won on u / at risk on u
 
-and for an open deal of age a, P(won between days s and e from now) = (F_won(a+e) - F_won(a+s)) / S(a),
-P(won at all) = (F_won(end) - F_won(a)) / S(a): a deal that has sat in its stage far longer than the
-team's wins from it usually take is rightly less likely to be won.
+and for an open deal a days in its stage, P(won between days s and e from now) = (F_won(a+e) -
+F_won(a+s)) / S(a), P(won at all) = (F_won(end) - F_won(a)) / S(a), with S and F_won estimated on the
+deals that *stayed in the stage* at least a days (a deal still in New after 40 days is compared with
+the deals that sat in New that long, not with every deal created 40 days ago, most of which moved on).
+A deal that has sat in its stage far longer than the team's wins from it ever did is rightly unlikely
+to be won.
 
 When the scoring model gives a deal's P(win), that replaces the estimate's and only the *timing* of a
 win is taken from the history (the shape of F_won after age a). Past the longest time a win took,
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,53 +54,83 @@ class HistoryRow:
     days: int | None
     outcome: str  # won | lost | open (censored)
     deals: int
+    # Of those days, how many the deal stayed in the stage (it moved on, closed, or is still there at
+    # the cut-off); None: all of them (the CREATED basis, or a deal that closed from the stage).
+    stay: int | None = None
 
 
-@dataclass(frozen=True)
+def _at(curve: np.ndarray, days) -> np.ndarray:
+    index = np.floor(np.maximum(np.asarray(days, dtype=float), 0.0)).astype(int)
+    return curve[np.minimum(index, len(curve) - 1)]
+
+
+@dataclass
 class BasisEstimate:
+    """One basis's history as per-day counts, and its curves conditioned on how long a deal has been
+    in the stage: a deal still in Proposal after 20 days is compared with the deals that stayed in
+    Proposal at least 20 days (not with every deal that entered Proposal 20 days ago, most of which
+    have moved on), computed once per whole day and cached."""
+
     basis: str
     won: int
     closed: int
-    survival: np.ndarray  # S(t) = P(still open after t whole days), t = 0..len-1
-    won_by: np.ndarray  # F_won(t) = P(won by the end of day t)
+    stay: np.ndarray  # per row: whole days in the stage
+    days: np.ndarray  # per row: whole days from entering the stage to the close (or the cut-off)
+    outcome: np.ndarray  # per row: won | lost | open
+    counts: np.ndarray  # per row: deals
     tail_hazard: float  # per day, for a win's timing past the end of the data
+    _curves: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def win_rate(self) -> float:
         """Won / closed among the deals of this basis that have closed."""
         return self.won / self.closed if self.closed else 0.0
 
-    def _at(self, curve: np.ndarray, days: np.ndarray) -> np.ndarray:
-        index = np.floor(np.maximum(np.asarray(days, dtype=float), 0.0)).astype(int)
-        return curve[np.minimum(index, len(curve) - 1)]
+    def curves(self, stayed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(S, F_won) over the deals that stayed in the stage at least `stayed` whole days."""
+        if stayed not in self._curves:
+            keep = self.stay >= stayed
+            self._curves[stayed] = aalen_johansen(self.days[keep], self.outcome[keep], self.counts[keep])
+        return self._curves[stayed]
 
-    def win_probability(self, age: np.ndarray) -> np.ndarray:
-        """P(won at all | still open at `age` days)."""
-        s_age = self._at(self.survival, age)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p = (self.won_by[-1] - self._at(self.won_by, age)) / s_age
-        return np.clip(np.where(s_age > 1e-9, p, 0.0), 0.0, 1.0)
+    def _per_deal(self, age, work) -> np.ndarray:
+        age = np.maximum(np.asarray(age, dtype=float), 0.0)
+        out = np.zeros(age.shape)
+        whole = np.floor(age).astype(int)
+        for stayed in np.unique(whole):
+            rows = whole == stayed
+            out[rows] = work(age[rows], *self.curves(int(stayed)))
+        return np.clip(out, 0.0, 1.0)
 
-    def won_between(self, age: np.ndarray, start: float, end: float) -> np.ndarray:
-        """P(won between `start` and `end` days from now | still open at `age` days), per deal."""
-        age = np.asarray(age, dtype=float)
-        s_age = self._at(self.survival, age)
-        gained = self._at(self.won_by, age + end) - self._at(self.won_by, age + start)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p = gained / s_age
-        return np.clip(np.where(s_age > 1e-9, p, 0.0), 0.0, 1.0)
+    def win_probability(self, age) -> np.ndarray:
+        """P(won at all | still in the stage after `age` days)."""
+        def work(a, survival, won_by):
+            s_age = _at(survival, a)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(s_age > 1e-9, (won_by[-1] - _at(won_by, a)) / s_age, 0.0)
+        return self._per_deal(age, work)
 
-    def win_timing(self, age: np.ndarray, start: float, end: float) -> np.ndarray:
-        """P(a win lands between `start` and `end` days from now | the deal, open at `age`, is won):
-        the shape of F_won after `age`; the constant tail hazard where the history has no win left."""
-        age = np.asarray(age, dtype=float)
-        left = self.won_by[-1] - self._at(self.won_by, age)
-        gained = self._at(self.won_by, age + end) - self._at(self.won_by, age + start)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shaped = gained / left
+    def won_between(self, age, start: float, end: float) -> np.ndarray:
+        """P(won between `start` and `end` days from now | still in the stage after `age` days)."""
+        def work(a, survival, won_by):
+            s_age = _at(survival, a)
+            gained = _at(won_by, a + end) - _at(won_by, a + start)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(s_age > 1e-9, gained / s_age, 0.0)
+        return self._per_deal(age, work)
+
+    def win_timing(self, age, start: float, end: float) -> np.ndarray:
+        """P(a win lands between `start` and `end` days from now | the deal, `age` days in its stage, is
+        won): the shape of F_won after `age`; the constant tail hazard where the history has no win left."""
         h = self.tail_hazard
-        memoryless = np.exp(-h * start) - np.exp(-h * end) + np.zeros_like(age)
-        return np.clip(np.where(left > 1e-9, shaped, memoryless), 0.0, 1.0)
+
+        def work(a, survival, won_by):
+            left = won_by[-1] - _at(won_by, a)
+            gained = _at(won_by, a + end) - _at(won_by, a + start)
+            memoryless = np.exp(-h * start) - np.exp(-h * end) + np.zeros_like(a)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(left > 1e-9, gained / left, memoryless)
+        return self._per_deal(age, work)
 
 
 def aalen_johansen(days: np.ndarray, outcome: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,12 +158,12 @@ def _estimate(basis: str, rows: list[HistoryRow]) -> BasisEstimate:
     closed = sum(r.deals for r in rows if r.outcome in ("won", "lost"))
     timed = [r for r in rows if r.days is not None and r.days >= 0]
     days = np.array([r.days for r in timed], dtype=int)
+    stay = np.array([r.days if r.stay is None else min(r.stay, r.days) for r in timed], dtype=int)
     outcome = np.array([r.outcome for r in timed], dtype=object)
     counts = np.array([r.deals for r in timed], dtype=float)
-    survival, won_by = aalen_johansen(days, outcome, counts)
     wins = counts * (outcome == "won") if len(timed) else np.zeros(0)
     mean_days = float((days * wins).sum() / wins.sum()) if wins.sum() else 30.0
-    return BasisEstimate(basis, won, closed, survival, won_by, 1.0 / max(mean_days, 1.0))
+    return BasisEstimate(basis, won, closed, stay, days, outcome, counts, 1.0 / max(mean_days, 1.0))
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,9 @@ def month_windows(now: datetime, months: int = HORIZON_MONTHS) -> list[MonthWind
 
 def timing_at(session: Session, cutoff: datetime) -> TimingModel:
     """Win rates and time-to-close curves from the team's history as known at `cutoff`."""
-    rows = session.execute(text("SELECT basis, days, outcome, deals FROM crm_forecast_history(:cutoff)"),
+    rows = session.execute(text("SELECT basis, stay, days, outcome, deals FROM crm_forecast_history(:cutoff)"),
                            {"cutoff": cutoff})
-    return fit_timing(HistoryRow(r.basis, r.days, r.outcome, int(r.deals)) for r in rows)
+    return fit_timing(HistoryRow(r.basis, r.days, r.outcome, int(r.deals), r.stay) for r in rows)
 
 
 _OPEN_NOW = """
