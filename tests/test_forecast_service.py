@@ -16,7 +16,15 @@ from crm_app.db.models import Lead, StageChange
 from crm_app.db.security import act_as
 from crm_app.domain import Role
 from crm_app.services.errors import Forbidden, InvalidInput
-from crm_app.services.forecast import backtest_at, build_forecast, month_start, set_sales_target, target_for
+from crm_app.db.queries import UserOption
+from crm_app.services.forecast import (
+    backtest_at,
+    build_forecast,
+    month_start,
+    sales_targets,
+    set_sales_target,
+    target_for,
+)
 from crm_app.services.permissions import CurrentUser
 from tests.factories import make_user
 
@@ -124,6 +132,10 @@ def test_managers_set_targets_reps_read_their_own_and_the_gap_is_said(session):
         with pytest.raises(InvalidInput, match="negative"):
             set_sales_target(db, user_id=ria.id, typed="-5", now=NOW, actor=manager)
         assert target_for(db, ria.id) == 50000.0
+        team = [UserOption(u.id, u.name, u.role) for u in (ria, sam, maya)]
+        editor = {row.name: (row.target, row.target_label) for row in sales_targets(db, team)}
+    assert editor == {"Whole team": ("200000", "$200,000"), "Ria Rep": ("50000", "$50,000"),
+                      "Sam Seller": ("20000", "$20,000")}
     with acting(session, ria) as db:
         with pytest.raises(Forbidden):
             set_sales_target(db, user_id=ria.id, typed="1", now=NOW, actor=rep)

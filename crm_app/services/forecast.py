@@ -213,7 +213,8 @@ def target_for(session: Session, owner_id: int | None) -> float | None:
 
 def sales_targets(session: Session, team: Sequence) -> list[TargetRow]:
     """The team's target and each rep's, for the managers' editor (`team`: UserOption rows)."""
-    stored = {r.user_id or 0: r.monthly_target for r in session.execute(select(SalesTarget))}
+    stored = {r.user_id or 0: r.monthly_target
+              for r in session.execute(select(SalesTarget.user_id, SalesTarget.monthly_target))}
     rows = [(0, "Whole team")] + [(u.id, u.name) for u in team if u.role == "rep"]
     return [
         TargetRow(user_id=uid, name=name,
