@@ -21,11 +21,14 @@ from crm_app.services.forecast import (
     backtest_at,
     build_forecast,
     month_start,
+    forget_stage_win_rates,
     sales_targets,
     set_sales_target,
     target_for,
 )
 from crm_app.services.permissions import CurrentUser
+from crm_app.services.pipeline import BoardFilter, board_columns
+from crm_app.services.pipeline_health import pipeline_health
 from tests.factories import make_user
 
 CUTOFF = datetime(2026, 9, 1, tzinfo=timezone.utc)
@@ -159,3 +162,19 @@ def acting(session: Session, user) -> Iterator[Session]:
         db.close()
         session.execute(text("RESET ROLE"))
         session.execute(text("SELECT set_config('crm.user_id', '', true)"))
+
+
+def test_weighted_pipeline_uses_each_stage_win_rate_from_the_team_history(session):
+    ria = make_user(session, "Ria Rep")
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    forget_stage_win_rates()
+    # Proposal: the 20 won deals went through it, and 6 of the 20 lost ones (those that reached 4 stages).
+    health = pipeline_health(session, owner_id=ria.id, now=NOW)
+    proposal = next(s for s in health.stages if s.stage == "proposal")
+    assert (proposal.value_label, proposal.weighted_label) == ("$8,000", "$6,154")  # 8,000 x 20 / 26
+    assert health.weighted_value_label == "$6,154"
+    columns = {c.stage: c for c in board_columns(session, flt=BoardFilter(owner_id=ria.id), now=NOW)}
+    assert columns["proposal"].weighted_label == "$6,154"
+    assert columns["won"].weighted_label == ""
+    forget_stage_win_rates()

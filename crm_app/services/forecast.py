@@ -438,6 +438,13 @@ _rates_lock = threading.Lock()
 _rates_cache: tuple[float, dict[str, float]] | None = None
 
 
+def forget_stage_win_rates() -> None:
+    """Drop the cached rates (tests that change the history in between)."""
+    global _rates_cache
+    with _rates_lock:
+        _rates_cache = None
+
+
 def stage_win_rates(session: Session, now: datetime) -> dict[str, float]:
     """Won / closed per open stage from the team's closed deals (a stage with fewer than 20 closed deals:
     the team's overall rate). Team-wide counts (crm_forecast_history), so one cache serves every user."""
