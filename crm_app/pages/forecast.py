@@ -137,7 +137,7 @@ def _deals() -> rx.Component:
 
 
 def _target_row(row: TargetRow) -> rx.Component:
-    key = row.user_id.to(str)
+    key = row.key
     error = rx.cond(ForecastState.target_error_for == key, ForecastState.target_error, "")
     return rx.table.row(
         rx.table.cell(rx.text(row.name, weight="medium"), vertical_align="middle"),

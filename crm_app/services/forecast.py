@@ -199,6 +199,7 @@ def fresh_history(session: Session, *, owner_id: int | None, cutoff: datetime,
 @dataclass
 class TargetRow:
     user_id: int  # 0: the team
+    key: str  # str(user_id): what the page's editor keys its drafts and errors by
     name: str
     target: str  # as the editor shows it: "" when none is set
     target_label: str
@@ -217,7 +218,7 @@ def sales_targets(session: Session, team: Sequence) -> list[TargetRow]:
               for r in session.execute(select(SalesTarget.user_id, SalesTarget.monthly_target))}
     rows = [(0, "Whole team")] + [(u.id, u.name) for u in team if u.role == "rep"]
     return [
-        TargetRow(user_id=uid, name=name,
+        TargetRow(user_id=uid, key=str(uid), name=name,
                   target="" if stored.get(uid) is None else f"{stored[uid]:f}".rstrip("0").rstrip("."),
                   target_label="Not set" if stored.get(uid) is None else money(stored[uid]))
         for uid, name in rows

@@ -98,7 +98,7 @@ class ForecastState(AppState):
         if self.viewer_is_manager:
             team = self.users
             self.targets = await self._db(lambda s: sales_targets(s, team))
-            self.target_drafts = {str(t.user_id): t.target for t in self.targets}
+            self.target_drafts = {t.key: t.target for t in self.targets}
         self.loaded = True
 
     @rx.event
@@ -147,12 +147,13 @@ class ForecastState(AppState):
 
     @rx.event
     def set_target_draft(self, user_id: str, value: str):
-        self.target_drafts[str(user_id)] = typed_text(value, 20)
+        if str(user_id) in self.target_drafts:  # only the rows shown
+            self.target_drafts[str(user_id)] = typed_text(value, 20)
 
     @rx.event
     async def save_target(self, user_id: str):
         user_id = str(user_id)
-        if user_id not in {str(t.user_id) for t in self.targets}:
+        if user_id not in {t.key for t in self.targets}:
             return
         actor = await self._actor()
         typed, now = self.target_drafts.get(user_id, ""), now_utc()
