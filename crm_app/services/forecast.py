@@ -10,6 +10,10 @@
 Months are calendar months in UTC. Under row-level security a rep's session sees their own leads
 (and the pool, which the forecast leaves out: nobody will close it); the team's closing pace and win
 rates come from `crm_forecast_history` (migration 0022), counts only.
+
+One module of ~500 lines on purpose: its sections (months, facts in SQL, targets, the forecast, the
+backtest, the weighted pipeline) share the month arithmetic and the queries, and the math they feed
+already lives apart in crm_app/forecasting.
 """
 
 from __future__ import annotations
