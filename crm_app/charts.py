@@ -270,3 +270,36 @@ def share_bars(labels: Sequence[str], shares: Sequence[float]) -> go.Figure:
     top = max([*shares, 0.01])
     fig.update_xaxes(range=[0, top * 1.25], tickformat=".0%", nticks=5)
     return fig
+
+
+WEIGHTED_COLOR = "#F76B15"  # orange 9: the stage-weighted pipeline
+
+
+def forecast_backtest(
+    months: Sequence[str],
+    actual: Sequence[float],
+    forecast: Sequence[tuple[float, float, float]],
+    weighted: Sequence[float],
+    run_rate: Sequence[float],
+) -> go.Figure:
+    """Won revenue per month against what each method predicted on the month's first day: the actual
+    as bars, this product's forecast with its 80% interval as whiskers, the two simple methods as lines."""
+    fig = _figure(300, showlegend=True, margin=dict(l=8, r=16, t=36, b=8),
+                  yaxis=dict(tickprefix="$", tickformat="~s", rangemode="tozero"))
+    fig.add_bar(x=list(months), y=list(actual), name="Won", marker_color="#C1C8CD",
+                hovertemplate="%{x}: $%{y:,.0f} won<extra></extra>")
+    expected = [f[0] for f in forecast]
+    fig.add_scatter(
+        x=list(months), y=expected, name="This forecast (80% interval)", mode="markers+lines",
+        line=dict(color=ACCENT, width=2), marker=dict(size=8),
+        error_y=dict(type="data", symmetric=False, array=[f[2] - f[0] for f in forecast],
+                     arrayminus=[f[0] - f[1] for f in forecast], color=ACCENT, thickness=1.5, width=4),
+        hovertemplate="%{x}: forecast $%{y:,.0f}<extra></extra>",
+    )
+    fig.add_scatter(x=list(months), y=list(weighted), name="Stage-weighted pipeline", mode="lines+markers",
+                    line=dict(color=WEIGHTED_COLOR, width=2, dash="dot"), marker=dict(size=6),
+                    hovertemplate="%{x}: stage-weighted $%{y:,.0f}<extra></extra>")
+    fig.add_scatter(x=list(months), y=list(run_rate), name="Run-rate", mode="lines+markers",
+                    line=dict(color=RULES_COLOR, width=2, dash="dash"), marker=dict(size=6),
+                    hovertemplate="%{x}: run-rate $%{y:,.0f}<extra></extra>")
+    return fig

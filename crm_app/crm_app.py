@@ -11,6 +11,7 @@ from crm_app.pages.analytics import analytics_page
 from crm_app.pages.api_keys import api_keys_page
 from crm_app.pages.auth import account_page, audit_page, sign_in_page, users_page
 from crm_app.pages.dashboard import dashboard_page
+from crm_app.pages.forecast import forecast_page
 from crm_app.pages.importing import import_page
 from crm_app.pages.lead_detail import lead_detail_page
 from crm_app.pages.leads import leads_page
@@ -21,6 +22,7 @@ from crm_app.state.analytics import AnalyticsState
 from crm_app.state.api_keys import ApiKeysState
 from crm_app.state.auth import AccountState, AuditState, SignInState, UsersState
 from crm_app.state.dashboard import DashboardState
+from crm_app.state.forecast import ForecastState
 from crm_app.state.importing import ImportState
 from crm_app.state.lead_detail import LeadDetailState
 from crm_app.state.leads import LeadsState
@@ -43,6 +45,7 @@ app.add_page(pipeline_page, route="/pipeline", title="Pipeline · Pipeline CRM",
 app.add_page(leads_page, route="/leads", title="Leads · Pipeline CRM", on_load=LeadsState.load)
 app.add_page(lead_detail_page, route="/leads/[lead_id]", title="Lead · Pipeline CRM", on_load=LeadDetailState.load)
 app.add_page(analytics_page, route="/analytics", title="Analytics · Pipeline CRM", on_load=AnalyticsState.load)
+app.add_page(forecast_page, route="/forecast", title="Forecast · Pipeline CRM", on_load=ForecastState.load)
 app.add_page(model_page, route="/model", title="Model · Pipeline CRM", on_load=ModelState.load)
 app.add_page(settings_page, route="/settings", title="Settings · Pipeline CRM", on_load=SettingsState.load)
 app.add_page(import_page, route="/import", title="Import · Pipeline CRM", on_load=ImportState.load)

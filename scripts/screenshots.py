@@ -30,6 +30,7 @@ PAGES = [
     ("lead-detail", REP, None, ".reason-row"),
     ("pipeline", REP, "/pipeline", "[data-rfd-draggable-id]"),
     ("analytics", MANAGER, "/analytics", ".js-plotly-plot"),
+    ("forecast", MANAGER, "/forecast", ".backtest-ready .js-plotly-plot"),
     ("model", MANAGER, "/model", ".calibration-chart"),
     ("import", MANAGER, "/import", "input[type=file], .rt-Button"),
     ("settings", MANAGER, "/settings", "input"),

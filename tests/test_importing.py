@@ -68,6 +68,12 @@ def test_headers_are_guessed_and_other_columns_become_custom_fields():
     }
 
 
+def test_close_value_and_expected_close_date_are_recognised():
+    assert guess_mapping(["Name", "Close Value", "Expected Close Date", "Notes"]) == {
+        "Name": "name", "Close Value": "deal_value", "Expected Close Date": "closed_at", "Notes": "custom",
+    }
+
+
 def test_sniffs_semicolons_bom_quotes_and_latin1(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes(b'Name;Email;Notes\n"M\xfcller; Jos\xe9";mj@example.com;"two\nlines"\n')

@@ -13,6 +13,7 @@ NAV = [
     ("Pipeline", "/pipeline", "columns-3"),
     ("Leads", "/leads", "list-ordered"),
     ("Analytics", "/analytics", "chart-column"),
+    ("Forecast", "/forecast", "trending-up"),
     ("Settings", "/settings", "settings"),
 ]
 # Pages only managers (and admins) may open: not offered to reps, and refused if typed in.

@@ -655,3 +655,26 @@ class ApiRateSource(SQLModel, table=True):
     source: str = Field(sa_column=Column(String(64), primary_key=True))
     window_start: datetime = Field(sa_column=_ts(primary_key=True))
     requests: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class SalesTarget(SQLModel, table=True):
+    """The monthly won-revenue target a manager set for one rep, or for the team (`user_id` NULL).
+    A rep reads only their own row (migration 0022_forecast)."""
+
+    __tablename__ = "sales_targets"
+    __table_args__ = (
+        CheckConstraint("monthly_target >= 0", name="ck_sales_targets_amount"),
+        Index("uq_sales_targets_user", text("coalesce(user_id, 0)"), unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    )
+    monthly_target: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
+    )
+    updated_by: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    )

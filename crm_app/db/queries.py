@@ -34,6 +34,8 @@ class LeadListRow:
     reasons: list[ReasonRow] = field(default_factory=list)
     version: int = 1
     owner_id: int = 0  # 0: the unassigned pool
+    stage_key: str = ""  # the stage's value ("proposal"); `stage` is its label
+    weighted_label: str = ""  # open leads: value x P(win), set by the page (services/forecast.Weighting)
 
 
 @dataclass
@@ -148,6 +150,7 @@ def ranked_leads(
             reasons=[ReasonRow(points=x["points"], text=x["text"]) for x in r.score_reasons],
             version=r.version,
             owner_id=r.owner_id or 0,
+            stage_key=r.stage,
         )
         for r in session.execute(query)
     ]

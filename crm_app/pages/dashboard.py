@@ -250,7 +250,8 @@ def _stat(label: str, value, detail, color: str, icon: str) -> rx.Component:
 
 def _stats() -> rx.Component:
     return rx.grid(
-        _stat("Open pipeline", S.open_value_label, S.open_count.to_string() + " open deals",
+        _stat("Open pipeline", S.open_value_label,
+              S.open_count.to_string() + " open deals · " + S.weighted_value_label + " weighted",
               "indigo", "briefcase"),
         _stat("Hot", S.hot, "Most likely to buy", "tomato", "flame"),
         _stat("Warm", S.warm, "Nurture", "amber", "sun"),
@@ -260,6 +261,20 @@ def _stats() -> rx.Component:
         spacing="3",
         width="100%",
         class_name="health-stats",
+    )
+
+
+def _target_banner() -> rx.Component:
+    return rx.cond(
+        S.target_warning != "",
+        rx.callout.root(
+            rx.callout.icon(rx.icon("target")),
+            rx.callout.text(rx.text.strong("Below your target. "), S.target_warning, " ",
+                            rx.link("See the forecast", href="/forecast")),
+            color_scheme="amber",
+            class_name="target-warning",
+            width="100%",
+        ),
     )
 
 
@@ -283,6 +298,11 @@ def _stage_row(stage: StageHealth) -> rx.Component:
                 width="32px", text_align="right"),
         rx.text(stage.value_label, size="2", color=rx.color("gray", 11),
                 font_variant_numeric="tabular-nums", flex="1", text_align="right"),
+        rx.tooltip(
+            rx.text(stage.weighted_label, size="1", color=rx.color("gray", 10), width="72px", text_align="right",
+                    font_variant_numeric="tabular-nums", class_name="stage-weighted"),
+            content="Weighted: value x win probability",
+        ),
         rx.box(
             rx.cond(stage.stuck > 0,
                     rx.badge(stage.stuck.to_string() + " stuck", color_scheme="orange", variant="soft",
@@ -433,6 +453,7 @@ def dashboard_page() -> rx.Component:
         rx.cond(
             S.loaded,
             rx.vstack(
+                _target_banner(),
                 _drying_banner(),
                 _stats(),
                 rx.grid(

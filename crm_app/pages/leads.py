@@ -87,7 +87,15 @@ def _value_cell(lead: LeadListRow) -> rx.Component:
             spacing="1",
             align="end",
         ),
-        rx.text(lead.value_label, size="2", font_variant_numeric="tabular-nums"),
+        rx.vstack(
+            rx.text(lead.value_label, size="2", font_variant_numeric="tabular-nums"),
+            rx.cond(lead.weighted_label != "",
+                    rx.tooltip(rx.text(lead.weighted_label, " weighted", size="1", color=rx.color("gray", 10),
+                                       font_variant_numeric="tabular-nums", class_name="lead-weighted"),
+                               content="Value x win probability")),
+            spacing="0",
+            align="end",
+        ),
     )
 
 

@@ -257,8 +257,20 @@ def _column(i: int, stage: Stage) -> rx.Component:
             spacing="2",
             width="100%",
         ),
-        rx.text(column.value_label, size="1", color=rx.color("gray", 10), class_name="column-value",
-                font_variant_numeric="tabular-nums"),
+        rx.hstack(
+            rx.text(column.value_label, size="1", color=rx.color("gray", 10), class_name="column-value",
+                    font_variant_numeric="tabular-nums"),
+            rx.cond(
+                column.weighted_label != "",
+                rx.tooltip(
+                    rx.text("· ", column.weighted_label, " weighted", size="1", color=rx.color("gray", 11),
+                            class_name="column-weighted", font_variant_numeric="tabular-nums"),
+                    content="Value x win probability: the model's when a model scores the team, else the "
+                            "stage's win rate from the team's closed deals",
+                ),
+            ),
+            spacing="1",
+        ),
         spacing="0",
         padding="10px 12px 8px",
         border_top=f"3px solid {rx.color(STAGE_COLORS[stage.value], 9)}",

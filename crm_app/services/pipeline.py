@@ -19,6 +19,7 @@ from sqlmodel import Session
 from crm_app.db.models import Lead, StageRule, User
 from crm_app.db.queries import money, search_condition
 from crm_app.domain import Stage
+from crm_app.services.forecast import weighting
 
 STAGES: tuple[str, ...] = tuple(s.value for s in Stage)
 PAGE = 25  # cards per column per load
@@ -63,6 +64,8 @@ class BoardColumn:
     value_label: str = "$0"
     stagnating: int = 0
     cards: list[DealCard] = field(default_factory=list)
+    # Open stages: value x P(win) (services/forecast.Weighting); empty for Won and Lost.
+    weighted_label: str = ""
 
 
 # --- SQL building blocks ---------------------------------------------------------------------
@@ -139,15 +142,17 @@ def _card_columns(now: datetime) -> list:
 # --- Read models -----------------------------------------------------------------------------
 
 
-def column_totals(session: Session, *, flt: BoardFilter, now: datetime) -> dict[str, tuple[int, object, int]]:
-    """Per stage: (deals, total value, stagnating deals) over the whole filtered set, in one query."""
+def column_totals(session: Session, *, flt: BoardFilter, now: datetime) -> dict[str, tuple[int, object, int, object]]:
+    """Per stage: (deals, total value, stagnating deals, sum of value x score) over the whole filtered
+    set, in one query."""
     stuck = _stagnating(now)
     query = _with_rules(
         select(Lead.stage, func.count(), func.coalesce(func.sum(Lead.deal_value), 0),
-               func.count().filter(stuck))
+               func.count().filter(stuck), func.coalesce(func.sum(Lead.deal_value * Lead.score), 0))
         .select_from(Lead)
     ).where(*_conditions(flt, now)).group_by(Lead.stage)
-    return {stage: (count, value, stagnating) for stage, count, value, stagnating in session.execute(query)}
+    return {stage: (count, value, stagnating, scored) for stage, count, value, stagnating, scored
+            in session.execute(query)}
 
 
 def board_columns(
@@ -187,11 +192,14 @@ def board_columns(
         for row in rows:
             cards[row.stage].append(_card(row))
     totals = column_totals(session, flt=flt, now=now)
+    weights = weighting(session, now)
     columns = []
     for stage in wanted:
-        count, value, stagnating = totals.get(stage, (0, 0, 0))
+        count, value, stagnating, scored = totals.get(stage, (0, 0, 0, 0))
+        weighted = money(weights.weighted(stage, value, scored)) if stage in weights.rates else ""
         columns.append(BoardColumn(stage=stage, label=Stage(stage).label, count=count,
-                                   value_label=money(value), stagnating=stagnating, cards=cards[stage]))
+                                   value_label=money(value), stagnating=stagnating, cards=cards[stage],
+                                   weighted_label=weighted))
     return columns
 
 

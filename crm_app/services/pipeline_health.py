@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from crm_app.db.queries import money, stuck_sql
 from crm_app.domain import OPEN_STAGES
+from crm_app.services.forecast import weighting
 
 WEEKS_SHOWN = 8
 BASELINE_WEEKS = 4
@@ -34,6 +35,7 @@ class StageHealth:
     value: float
     value_label: str
     stuck: int
+    weighted_label: str = ""  # value x P(win) (services/forecast.Weighting)
 
 
 @dataclass
@@ -48,6 +50,8 @@ class PipelineHealth:
     stages: list[StageHealth] = field(default_factory=list)
     open_count: int = 0
     open_value_label: str = "$0"
+    weighted_value_label: str = "$0"
+    weighting_label: str = ""
     hot: int = 0
     warm: int = 0
     cold: int = 0
@@ -62,6 +66,7 @@ _STAGES_SQL = """
 SELECT l.stage,
        count(*) AS count,
        coalesce(sum(l.deal_value), 0) AS value,
+       coalesce(sum(l.deal_value * l.score), 0) AS value_score,
        count(*) FILTER (WHERE l.tier = 'hot') AS hot,
        count(*) FILTER (WHERE l.tier = 'warm') AS warm,
        count(*) FILTER (WHERE l.tier = 'cold') AS cold,
@@ -119,13 +124,17 @@ def pipeline_health(session: Session, *, owner_id: int | None, now: datetime) ->
     """Counts and values per open stage, tiers, stuck deals and new leads per week, in SQL."""
     params = {"owner_id": owner_id, "now": now, "open_stages": [s.value for s in OPEN_STAGES]}
     by_stage = {r.stage: r for r in session.execute(text(_STAGES_SQL), params)}
-    health = PipelineHealth()
+    weights = weighting(session, now)
+    health = PipelineHealth(weighting_label=weights.label)
+    weighted_total = 0.0
     for stage in OPEN_STAGES:
         r = by_stage.get(stage.value)
         count, value = (r.count, float(r.value)) if r else (0, 0.0)
+        weighted = weights.weighted(stage.value, value, float(r.value_score) if r else 0.0)
+        weighted_total += weighted
         health.stages.append(
             StageHealth(stage=stage.value, label=stage.label, count=count, value=value,
-                        value_label=money(value), stuck=r.stuck if r else 0)
+                        value_label=money(value), stuck=r.stuck if r else 0, weighted_label=money(weighted))
         )
         if r:
             health.hot += r.hot
@@ -134,6 +143,7 @@ def pipeline_health(session: Session, *, owner_id: int | None, now: datetime) ->
             health.stuck += r.stuck
     health.open_count = sum(s.count for s in health.stages)
     health.open_value_label = money(sum(s.value for s in health.stages))
+    health.weighted_value_label = money(weighted_total)
 
     origin = week_start(now)
     since = origin - timedelta(weeks=WEEKS_SHOWN - 1)

@@ -10,6 +10,7 @@ import reflex as rx
 from crm_app.charts import new_leads_per_week
 from crm_app.domain import ActivityKind
 from crm_app.services.errors import ServiceError
+from crm_app.services.forecast import target_warning
 from crm_app.services.pipeline_health import StageHealth, WeekCount, pipeline_health
 from crm_app.services.queue import (
     FOLLOW_UP_KINDS,
@@ -26,6 +27,7 @@ from crm_app.services.queue import (
 from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
 
 ALL_GROUPS = "all"
+TARGET_CHECK_SECONDS = 300
 QUEUE_TOP = "do-next"  # the queue card's element id
 LOG_KINDS = {
     "call": ActivityKind.CALL,
@@ -59,6 +61,13 @@ class DashboardState(AppState):
     stuck: int = 0
     drying_up: bool = False
     drying_message: str = ""
+    weighted_value_label: str = "$0"
+    weighting_label: str = ""
+    # A rep's forecast below their monthly target (services/forecast.target_warning), re-checked at most
+    # every TARGET_CHECK_SECONDS: the forecast costs more than the queue.
+    target_warning: str = ""
+    _target_checked_at: float = 0.0
+    _target_checked_for: str = ""
 
     # An action on one item failed: its message, shown on that item.
     error_lead_id: int = 0
@@ -150,7 +159,20 @@ class DashboardState(AppState):
         self.open_count, self.open_value_label = health.open_count, health.open_value_label
         self.hot, self.warm, self.cold, self.stuck = health.hot, health.warm, health.cold, health.stuck
         self.drying_up, self.drying_message = health.drying_up, health.drying_message
+        self.weighted_value_label, self.weighting_label = health.weighted_value_label, health.weighting_label
+        await self._check_target(now)
         self.loaded = True
+
+    async def _check_target(self, now) -> None:
+        """Warn a rep whose forecast for this month is below their target."""
+        rep = self.viewer_int()
+        if self.viewer_is_manager or rep is None:
+            self.target_warning = ""
+            return
+        if self._target_checked_for == self.viewer_id and time.time() - self._target_checked_at < TARGET_CHECK_SECONDS:
+            return
+        self.target_warning = await self._db(lambda s: target_warning(s, owner_id=rep, now=now))
+        self._target_checked_at, self._target_checked_for = time.time(), self.viewer_id
 
     def _item(self, lead_id: int) -> QueueItem | None:
         lead_id = whole_number(lead_id)

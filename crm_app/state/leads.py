@@ -7,7 +7,8 @@ import reflex as rx
 import dataclasses
 
 from crm_app.api import EXPORT_PATH, EXPORT_PURPOSE
-from crm_app.db.queries import SORTS, LeadFilter, LeadListRow, ranked_leads
+from crm_app.db.queries import SORTS, LeadFilter, LeadListRow, money, ranked_leads
+from crm_app.services.forecast import weighting
 from crm_app.domain import Source, Stage, Tier
 from crm_app.services import accounts
 from crm_app.services.exporting import filter_to_dict
@@ -104,9 +105,18 @@ class LeadsState(AppState):
         flt, offset, sort = self._filter(), self.page * settings.page_size, self.sort
         # Turning a page keeps the filter, and so the count: only a new filter counts again.
         count = recount or self.total == 0
-        rows, total = await self._db(
-            lambda s: ranked_leads(s, flt, limit=settings.page_size, offset=offset, sort=sort, with_total=count)
-        )
+        now = now_utc()
+
+        def load(s):
+            found, matching = ranked_leads(s, flt, limit=settings.page_size, offset=offset, sort=sort,
+                                           with_total=count)
+            weights = weighting(s, now)
+            for row in found:
+                p = weights.probability(row.stage_key, row.score)
+                row.weighted_label = "" if p is None else money(row.deal_value * p)
+            return found, matching
+
+        rows, total = await self._db(load)
         self.rows = rows
         if total is not None:
             self.total = total

@@ -192,7 +192,8 @@ class PipelineState(AppState):
         more = [card for card in more if card.id not in shown]
         self.columns = [
             BoardColumn(stage=c.stage, label=c.label, count=c.count, value_label=c.value_label,
-                        stagnating=c.stagnating, cards=[*c.cards, *more]) if c.stage == stage else c
+                        stagnating=c.stagnating, cards=[*c.cards, *more],
+                        weighted_label=c.weighted_label) if c.stage == stage else c
             for c in self.columns
         ]
 

@@ -58,9 +58,14 @@ _GUESSES = {
     "source": ("source", "leadsource", "channel", "origin"),
     "stage": ("stage", "dealstage", "status", "leadstatus", "pipelinestage"),
     "outcome": ("outcome", "result", "wonlost", "won", "iswon", "converted", "isconverted", "closedwon"),
-    "deal_value": ("value", "dealvalue", "amount", "dealamount", "revenue", "dealsize"),
+    # A close value (what the deal was won for) is the deal's value: issue #16's forecast sums it.
+    "deal_value": ("value", "dealvalue", "amount", "dealamount", "revenue", "dealsize", "closevalue",
+                   "closedvalue", "closeamount", "closedamount", "wonamount", "wonvalue"),
     "created_at": ("created", "createdat", "createddate", "datecreated", "createdon", "createdtime"),
-    "closed_at": ("closed", "closedat", "closeddate", "closedate", "dateclosed", "closedon"),
+    # An expected close date is the close date of a closed deal; on an open deal it is not a close and
+    # is left out (validate.py), the forecast timing open deals from the team's history instead.
+    "closed_at": ("closed", "closedat", "closeddate", "closedate", "dateclosed", "closedon",
+                  "expectedclosedate", "expectedclose", "estimatedclosedate"),
     "external_id": ("id", "externalid", "recordid", "leadid", "contactid", "crmid"),
 }
 

@@ -1,0 +1,277 @@
+"""Won revenue per month: expected value and an 80% interval, by simulation over the deals.
+
+For each open deal and each window (the rest of this month, next month, ...):
+
+    P(won in window) = P(win) x P(closes in window | stage, days in stage)
+
+P(win and closes in the window) comes from the team's closed deals by stage and days in it
+(Aalen-Johansen, timing.py); when a model scores the team, its calibrated probability is P(win) and
+the history gives only the timing. Expected revenue in a window is the sum of
+value x P(won in window), plus the revenue of deals *not in the pipeline yet* (created after now and
+won within the window), estimated from the last FRESH_MONTHS complete months: how many such deals
+there were per month and what they were worth.
+
+The interval comes from simulating SIMULATIONS futures with a fixed seed: in each, every deal is won
+in one window or in none (one draw against its window probabilities), and a Poisson number of fresh
+deals, their values drawn from the history, is added. The 10th and 90th percentiles of the totals
+are the 80% interval. No normal approximation: one big deal makes the distribution lumpy, and the
+interval should show it.
+
+Two simple methods are kept for comparison (backtest.py):
+- `stage_weighted`: value x P(win) summed over the open pipeline, as Pipedrive and Odoo show it,
+  taken as the month's forecast, with its interval simulated the same way (every deal closes in the
+  month);
+- `run_rate`: the average won revenue of the last 3 months, interval mean +- 1.2816 standard
+  deviations of those months.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crm_app.forecasting.timing import CREATED, TimingModel
+
+SIMULATIONS = 2000
+SEED = 20261203
+LOW_Q, HIGH_Q = 10.0, 90.0  # the 80% interval
+CHUNK = 2000  # deals simulated at once (bounds memory: SIMULATIONS x CHUNK draws)
+RUN_RATE_MONTHS = 3
+Z80 = 1.2815515655446004  # standard normal 90th percentile
+
+
+@dataclass(frozen=True)
+class OpenDeal:
+    lead_id: int
+    value: float
+    stage: str
+    days_in_stage: float  # since it entered its stage
+    age_days: float  # since it was created
+    model_probability: float | None = None  # calibrated P(win) when a model scores the team
+    name: str = ""
+    owner_id: int | None = None
+
+
+@dataclass(frozen=True)
+class MonthWindow:
+    """A window of time, in days from now (the forecast's moment)."""
+
+    label: str
+    start_days: float
+    end_days: float
+    fraction_of_month: float = 1.0  # the share of its month still ahead (the current month: < 1)
+
+
+@dataclass(frozen=True)
+class FreshHistory:
+    """Won deals that were not in the pipeline at their window's start, per window offset.
+
+    `values[k]`: the values of such deals over the last `months` months for windows k months ahead
+    (k = 0: created and won in the same month; k = 1: created in the month before, ...)."""
+
+    months: int
+    values: Sequence[Sequence[float]] = ()
+
+    def for_offset(self, k: int) -> np.ndarray:
+        return np.asarray(self.values[k] if k < len(self.values) else (), dtype=float)
+
+
+@dataclass
+class DealShare:
+    lead_id: int
+    name: str
+    stage: str
+    value: float
+    probability: float  # P(win)
+    probability_source: str  # model | stage win rate | team win rate
+    expected: float  # in the first window
+
+
+@dataclass
+class WindowForecast:
+    label: str
+    expected: float  # from open deals and fresh deals, not counting what is already won
+    low: float  # 80% interval of the total (won so far included)
+    high: float
+    pipeline_expected: float
+    fresh_expected: float
+    won_so_far: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.won_so_far + self.expected
+
+
+@dataclass
+class ForecastResult:
+    windows: list[WindowForecast]
+    combined: WindowForecast  # all windows together
+    deals: list[DealShare] = field(default_factory=list)  # by expected share in the first window
+
+
+def _age(deal: OpenDeal, basis: str) -> float:
+    return deal.age_days if basis == CREATED else deal.days_in_stage
+
+
+def win_probabilities(deals: Sequence[OpenDeal], timing: TimingModel) -> tuple[np.ndarray, list[str]]:
+    """P(win) per open deal and where it comes from: the model's calibrated probability, else the
+    history's P(won at all | open this long in its stage) (timing.py)."""
+    probs = np.zeros(len(deals))
+    sources = [""] * len(deals)
+    groups: dict[str, list[int]] = {}
+    for i, deal in enumerate(deals):
+        if deal.model_probability is not None:
+            probs[i], sources[i] = float(deal.model_probability), "model"
+        else:
+            groups.setdefault(timing.for_stage(deal.stage).basis, []).append(i)
+    for basis, rows in groups.items():
+        age = np.array([_age(deals[i], basis) for i in rows])
+        probs[rows] = timing.estimates[basis].win_probability(age)
+        for i in rows:
+            sources[i] = timing.win_rate_source(deals[i].stage)
+    return np.clip(probs, 0.0, 1.0), sources
+
+
+def stage_rates(deals: Sequence[OpenDeal], timing: TimingModel) -> np.ndarray:
+    """The weighted pipeline's P(win): the model's probability, else the plain stage win rate
+    (won / closed), whatever the deal's age."""
+    return np.array([d.model_probability if d.model_probability is not None
+                     else timing.for_stage(d.stage).win_rate for d in deals], dtype=float)
+
+
+def window_probabilities(
+    deals: Sequence[OpenDeal], timing: TimingModel, windows: Sequence[MonthWindow]
+) -> np.ndarray:
+    """P(won in window k) per deal: an array (deals, windows). Vectorised per basis."""
+    out = np.zeros((len(deals), len(windows)))
+    groups: dict[str, list[int]] = {}
+    for i, deal in enumerate(deals):
+        groups.setdefault(timing.for_stage(deal.stage).basis, []).append(i)
+    for basis, rows in groups.items():
+        estimate = timing.estimates[basis]
+        idx = np.asarray(rows)
+        age = np.array([_age(deals[i], basis) for i in rows])
+        model = np.array([np.nan if deals[i].model_probability is None else deals[i].model_probability
+                          for i in rows])
+        scored = ~np.isnan(model)
+        for k, window in enumerate(windows):
+            from_history = estimate.won_between(age, window.start_days, window.end_days)
+            timed = estimate.win_timing(age, window.start_days, window.end_days)
+            out[idx, k] = np.where(scored, np.nan_to_num(model) * timed, from_history)
+    return out
+
+
+def simulate_pipeline(values: np.ndarray, probs: np.ndarray, *, seed: int = SEED,
+                      simulations: int = SIMULATIONS) -> np.ndarray:
+    """Totals per simulation and window, (simulations, windows): each deal is won in at most one
+    window, drawn from its row of `probs` (which sums to at most 1)."""
+    rng = np.random.default_rng(seed)
+    n, k = probs.shape
+    totals = np.zeros((simulations, k))
+    for start in range(0, n, CHUNK):
+        cumulative = np.cumsum(probs[start:start + CHUNK], axis=1).astype(np.float32)  # (chunk, k)
+        v = values[start:start + CHUNK]
+        draws = rng.random((simulations, len(v)), dtype=np.float32)
+        # A deal is won in window w when its draw falls in [cumulative[w - 1], cumulative[w]).
+        previous = np.zeros(len(v), dtype=np.float32)
+        for window in range(k):
+            won = (draws >= previous) & (draws < cumulative[:, window])
+            totals[:, window] += won.astype(np.float64) @ v
+            previous = cumulative[:, window]
+    return totals
+
+
+def simulate_fresh(values: np.ndarray, rate: float, *, rng: np.random.Generator, simulations: int) -> np.ndarray:
+    """Revenue from a Poisson(rate) number of new deals, values drawn from `values`, per simulation."""
+    if rate <= 0 or len(values) == 0:
+        return np.zeros(simulations)
+    counts = rng.poisson(rate, simulations)
+    most = int(counts.max()) if counts.size else 0
+    if most == 0:
+        return np.zeros(simulations)
+    drawn = rng.choice(values, size=(simulations, most))
+    keep = np.arange(most)[None, :] < counts[:, None]
+    return (drawn * keep).sum(axis=1)
+
+
+def forecast_windows(
+    deals: Sequence[OpenDeal],
+    timing: TimingModel,
+    windows: Sequence[MonthWindow],
+    fresh: FreshHistory,
+    *,
+    won_so_far: float = 0.0,
+    seed: int = SEED,
+    simulations: int = SIMULATIONS,
+    top: int = 10,
+) -> ForecastResult:
+    """Expected won revenue and its 80% interval per window and for all windows together.
+
+    `won_so_far` (revenue already won in the first window's month) is added to the first window's
+    interval and shown apart from the expected rest."""
+    values = np.array([d.value for d in deals], dtype=float)
+    probs = window_probabilities(deals, timing, windows) if deals else np.zeros((0, len(windows)))
+    pipeline = simulate_pipeline(values, probs, seed=seed, simulations=simulations)
+    rng = np.random.default_rng(seed + 1)
+    results: list[WindowForecast] = []
+    totals = np.zeros_like(pipeline)
+    for k, window in enumerate(windows):
+        fresh_values = fresh.for_offset(k)
+        rate = len(fresh_values) / fresh.months * window.fraction_of_month if fresh.months else 0.0
+        fresh_sim = simulate_fresh(fresh_values, rate, rng=rng, simulations=simulations)
+        fresh_expected = rate * float(fresh_values.mean()) if len(fresh_values) else 0.0
+        pipeline_expected = float(values @ probs[:, k]) if len(values) else 0.0
+        already = won_so_far if k == 0 else 0.0
+        totals[:, k] = pipeline[:, k] + fresh_sim + already
+        results.append(WindowForecast(
+            label=window.label,
+            expected=pipeline_expected + fresh_expected,
+            low=float(np.percentile(totals[:, k], LOW_Q)),
+            high=float(np.percentile(totals[:, k], HIGH_Q)),
+            pipeline_expected=pipeline_expected,
+            fresh_expected=fresh_expected,
+            won_so_far=already,
+        ))
+    overall = totals.sum(axis=1)
+    combined = WindowForecast(
+        label="All",
+        expected=sum(w.expected for w in results),
+        low=float(np.percentile(overall, LOW_Q)),
+        high=float(np.percentile(overall, HIGH_Q)),
+        pipeline_expected=sum(w.pipeline_expected for w in results),
+        fresh_expected=sum(w.fresh_expected for w in results),
+        won_so_far=won_so_far,
+    )
+    p_win, sources = win_probabilities(deals, timing) if deals else (np.zeros(0), [])
+    first = values * probs[:, 0] if len(values) else np.zeros(0)
+    order = np.argsort(-first, kind="stable")[:top]
+    shares = [
+        DealShare(lead_id=deals[i].lead_id, name=deals[i].name, stage=deals[i].stage, value=float(values[i]),
+                  probability=float(p_win[i]), probability_source=sources[i], expected=float(first[i]))
+        for i in order if first[i] > 0
+    ]
+    return ForecastResult(results, combined, shares)
+
+
+def stage_weighted(deals: Sequence[OpenDeal], timing: TimingModel, *, seed: int = SEED,
+                   simulations: int = SIMULATIONS) -> tuple[float, float, float]:
+    """The weighted pipeline as a month's forecast: (expected, low, high). Every deal is taken to
+    close within the month, won with its P(win)."""
+    if not deals:
+        return 0.0, 0.0, 0.0
+    values = np.array([d.value for d in deals], dtype=float)
+    p_win = np.clip(stage_rates(deals, timing), 0.0, 1.0)
+    sims = simulate_pipeline(values, p_win[:, None], seed=seed, simulations=simulations)[:, 0]
+    return float(values @ p_win), float(np.percentile(sims, LOW_Q)), float(np.percentile(sims, HIGH_Q))
+
+
+def run_rate(last_months: Sequence[float]) -> tuple[float, float, float]:
+    """Average of the last RUN_RATE_MONTHS months' won revenue: (expected, low, high)."""
+    recent = np.asarray(list(last_months)[-RUN_RATE_MONTHS:], dtype=float)
+    if recent.size == 0:
+        return 0.0, 0.0, 0.0
+    mean = float(recent.mean())
+    spread = float(recent.std(ddof=1)) if recent.size > 1 else 0.0
+    return mean, max(0.0, mean - Z80 * spread), mean + Z80 * spread

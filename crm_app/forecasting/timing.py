@@ -1,0 +1,195 @@
+"""When will an open deal be won, if at all? Learned from the team's own closed deals.
+
+Estimates per *basis*: each open stage ("deals that entered Proposal"), and CREATED (every deal,
+timed from its creation), the fallback for a stage with too little closed history, e.g. an imported
+pipeline whose history has only created and closed dates and no stage changes.
+
+Time runs in whole days from entering the stage (or from creation) to the close. Deals still open at
+the cut-off are *censored* at their age then ("took at least this long"), so slow deals are not
+forgotten because they have not closed yet. Won and lost are *competing* outcomes: losses come early
+(a lead drops out after a call), wins late (a deal walks the whole funnel), so timing and outcome are
+not independent, and a product of "stage win rate x P(closes this month)" would credit a brand-new
+lead with a share of this month's wins that new leads never bring. Hence the Aalen-Johansen
+estimator (Kaplan-Meier extended to competing outcomes):
+
+    S(t)     = P(still open after day t)            = prod over u <= t of (1 - closed on u / at risk on u)
+    F_won(t) = P(won by day t)                      = sum over u <= t of S(u - 1) x won on u / at risk on u
+
+and for an open deal a days in its stage, P(won between days s and e from now) = (F_won(a+e) -
+F_won(a+s)) / S(a), P(won at all) = (F_won(end) - F_won(a)) / S(a), with S and F_won estimated on the
+deals that *stayed in the stage* at least a days (a deal still in New after 40 days is compared with
+the deals that sat in New that long, not with every deal created 40 days ago, most of which moved on).
+A deal that has sat in its stage far longer than the team's wins from it ever did is rightly unlikely
+to be won.
+
+When the scoring model gives a deal's P(win), that replaces the estimate's and only the *timing* of a
+win is taken from the history (the shape of F_won after age a). Past the longest time a win took,
+a constant hazard of 1 / (mean days to a win) stands in.
+
+`win_rate` (won / closed among the basis's closed deals) is the plain stage win rate that the weighted
+pipeline (kanban, Today, Leads) shows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+CREATED = "created"  # the basis timed from a deal's creation
+MIN_CLOSED = 20  # closed deals a stage needs for its own estimates; fewer: the CREATED basis
+OUTCOMES = ("won", "lost", "open")
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """How many deals of one basis closed (won or lost) or were still open `days` after entering it.
+
+    `days` is None for a deal whose dates are not known (imported without dates): it counts for the
+    win rate but not for timing."""
+
+    basis: str
+    days: int | None
+    outcome: str  # won | lost | open (censored)
+    deals: int
+    # Of those days, how many the deal stayed in the stage (it moved on, closed, or is still there at
+    # the cut-off); None: all of them (the CREATED basis, or a deal that closed from the stage).
+    stay: int | None = None
+
+
+def _at(curve: np.ndarray, days) -> np.ndarray:
+    index = np.floor(np.maximum(np.asarray(days, dtype=float), 0.0)).astype(int)
+    return curve[np.minimum(index, len(curve) - 1)]
+
+
+@dataclass
+class BasisEstimate:
+    """One basis's history as per-day counts, and its curves conditioned on how long a deal has been
+    in the stage: a deal still in Proposal after 20 days is compared with the deals that stayed in
+    Proposal at least 20 days (not with every deal that entered Proposal 20 days ago, most of which
+    have moved on), computed once per whole day and cached."""
+
+    basis: str
+    won: int
+    closed: int
+    stay: np.ndarray  # per row: whole days in the stage
+    days: np.ndarray  # per row: whole days from entering the stage to the close (or the cut-off)
+    outcome: np.ndarray  # per row: won | lost | open
+    counts: np.ndarray  # per row: deals
+    tail_hazard: float  # per day, for a win's timing past the end of the data
+    _curves: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @property
+    def win_rate(self) -> float:
+        """Won / closed among the deals of this basis that have closed."""
+        return self.won / self.closed if self.closed else 0.0
+
+    def curves(self, stayed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(S, F_won) over the deals that stayed in the stage at least `stayed` whole days."""
+        if stayed not in self._curves:
+            keep = self.stay >= stayed
+            self._curves[stayed] = aalen_johansen(self.days[keep], self.outcome[keep], self.counts[keep])
+        return self._curves[stayed]
+
+    def _per_deal(self, age, work) -> np.ndarray:
+        age = np.maximum(np.asarray(age, dtype=float), 0.0)
+        out = np.zeros(age.shape)
+        whole = np.floor(age).astype(int)
+        for stayed in np.unique(whole):
+            rows = whole == stayed
+            out[rows] = work(age[rows], *self.curves(int(stayed)))
+        return np.clip(out, 0.0, 1.0)
+
+    def win_probability(self, age) -> np.ndarray:
+        """P(won at all | still in the stage after `age` days)."""
+        def work(a, survival, won_by):
+            s_age = _at(survival, a)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(s_age > 1e-9, (won_by[-1] - _at(won_by, a)) / s_age, 0.0)
+        return self._per_deal(age, work)
+
+    def won_between(self, age, start: float, end: float) -> np.ndarray:
+        """P(won between `start` and `end` days from now | still in the stage after `age` days)."""
+        def work(a, survival, won_by):
+            s_age = _at(survival, a)
+            gained = _at(won_by, a + end) - _at(won_by, a + start)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(s_age > 1e-9, gained / s_age, 0.0)
+        return self._per_deal(age, work)
+
+    def win_timing(self, age, start: float, end: float) -> np.ndarray:
+        """P(a win lands between `start` and `end` days from now | the deal, `age` days in its stage, is
+        won): the shape of F_won after `age`; the constant tail hazard where the history has no win left."""
+        h = self.tail_hazard
+
+        def work(a, survival, won_by):
+            left = won_by[-1] - _at(won_by, a)
+            gained = _at(won_by, a + end) - _at(won_by, a + start)
+            memoryless = np.exp(-h * start) - np.exp(-h * end) + np.zeros_like(a)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(left > 1e-9, gained / left, memoryless)
+        return self._per_deal(age, work)
+
+
+def aalen_johansen(days: np.ndarray, outcome: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(S, F_won) on whole days 0..max(days) from aggregated rows (one per day and outcome).
+
+    Written out rather than taken from a library: lifelines and scikit-survival are not installed, and
+    these lines on per-day counts need nothing more than numpy."""
+    if len(days) == 0:
+        return np.ones(1), np.zeros(1)
+    horizon = int(days.max()) + 1
+    won = np.bincount(days, weights=counts * (outcome == "won"), minlength=horizon)
+    closed = np.bincount(days, weights=counts * (outcome != "open"), minlength=horizon)
+    seen = np.bincount(days, weights=counts, minlength=horizon)
+    at_risk = seen[::-1].cumsum()[::-1]  # still open at the start of day t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        close_hazard = np.where(at_risk > 0, closed / at_risk, 0.0)
+        win_hazard = np.where(at_risk > 0, won / at_risk, 0.0)
+    survival = np.cumprod(1.0 - close_hazard)
+    before = np.concatenate(([1.0], survival[:-1]))  # S(t - 1)
+    return survival, np.cumsum(before * win_hazard)
+
+
+def _estimate(basis: str, rows: list[HistoryRow]) -> BasisEstimate:
+    won = sum(r.deals for r in rows if r.outcome == "won")
+    closed = sum(r.deals for r in rows if r.outcome in ("won", "lost"))
+    timed = [r for r in rows if r.days is not None and r.days >= 0]
+    days = np.array([r.days for r in timed], dtype=int)
+    stay = np.array([r.days if r.stay is None else min(r.stay, r.days) for r in timed], dtype=int)
+    outcome = np.array([r.outcome for r in timed], dtype=object)
+    counts = np.array([r.deals for r in timed], dtype=float)
+    wins = counts * (outcome == "won") if len(timed) else np.zeros(0)
+    mean_days = float((days * wins).sum() / wins.sum()) if wins.sum() else 30.0
+    return BasisEstimate(basis, won, closed, stay, days, outcome, counts, 1.0 / max(mean_days, 1.0))
+
+
+@dataclass(frozen=True)
+class TimingModel:
+    """Win rates and time-to-close curves per basis; `for_stage` picks the one a deal uses."""
+
+    estimates: Mapping[str, BasisEstimate]
+
+    def for_stage(self, stage: str) -> BasisEstimate:
+        """The stage's own estimate when it has MIN_CLOSED closed deals, else the CREATED one."""
+        own = self.estimates.get(stage)
+        if own is not None and own.closed >= MIN_CLOSED:
+            return own
+        return self.estimates[CREATED]
+
+    def win_rate_source(self, stage: str) -> str:
+        """How a deal's P(win) is known when no model scores it, in words for the page."""
+        return "stage history" if self.for_stage(stage).basis == stage else "team history"
+
+
+def fit_timing(rows: Iterable[HistoryRow]) -> TimingModel:
+    """Fit every basis found in `rows` (and CREATED, empty if absent)."""
+    by_basis: dict[str, list[HistoryRow]] = defaultdict(list)
+    for row in rows:
+        if row.outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {row.outcome!r}")
+        by_basis[row.basis].append(row)
+    by_basis.setdefault(CREATED, [])
+    return TimingModel({basis: _estimate(basis, found) for basis, found in by_basis.items()})

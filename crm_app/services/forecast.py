@@ -1,0 +1,506 @@
+"""The revenue forecast's use cases: read the facts in SQL, hand them to crm_app/forecasting.
+
+- `build_forecast`: won revenue this month, next month and over the next three, for the team or one
+  rep, with the deals that carry it, the target and the gap.
+- `run_backtest`: the last months rebuilt from what was known on their first day, three methods.
+- `stage_win_rates` / `weighted_value_sql`: P(win) per open lead in SQL, for the weighted pipeline
+  the kanban, Today and the Leads table show.
+- `sales_targets` / `set_sales_target`: the monthly targets managers set.
+
+Months are calendar months in UTC. Under row-level security a rep's session sees their own leads
+(and the pool, which the forecast leaves out: nobody will close it); the team's closing pace and win
+rates come from `crm_forecast_history` (migration 0022), counts only.
+
+One module of ~500 lines on purpose: its sections (months, facts in SQL, targets, the forecast, the
+backtest, the weighted pipeline) share the month arithmetic and the queries, and the math they feed
+already lives apart in crm_app/forecasting.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import select, text
+from sqlmodel import Session
+
+from crm_app.db.models import SalesTarget
+from crm_app.db.queries import money
+from crm_app.domain import OPEN_STAGES, Stage
+from crm_app.forecasting import (
+    FreshHistory,
+    HistoryRow,
+    MonthWindow,
+    OpenDeal,
+    TimingModel,
+    fit_timing,
+    forecast_windows,
+)
+from crm_app.forecasting.backtest import BacktestMonth, MethodScore, backtest_month, score_methods
+from crm_app.services.analytics import AnalyticsFilter, tier_conversion
+from crm_app.services.errors import InvalidInput
+from crm_app.services.permissions import CurrentUser, require_manager
+from crm_app.services.scoring import engine_config
+from crm_app.services.settings import parse_cost
+
+DAY_SECONDS = 86_400
+HORIZON_MONTHS = 3
+FRESH_MONTHS = 3
+BACKTEST_MONTHS = 12
+OPEN_STAGE_VALUES = [s.value for s in OPEN_STAGES]
+
+
+# ---------------------------------------------------------------------------------------------
+# Months
+
+def month_start(moment: datetime, offset: int = 0) -> datetime:
+    """The first instant (UTC) of the month `offset` months after `moment`'s."""
+    moment = moment.astimezone(timezone.utc)
+    index = moment.year * 12 + moment.month - 1 + offset
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=timezone.utc)
+
+
+def month_label(start: datetime) -> str:
+    return f"{start:%b %Y}"
+
+
+def month_windows(now: datetime, months: int = HORIZON_MONTHS) -> list[MonthWindow]:
+    """The rest of this month, then whole months, in days from `now`."""
+    windows = []
+    for k in range(months):
+        start, end = max(month_start(now, k), now), month_start(now, k + 1)
+        whole = (end - month_start(now, k)).total_seconds()
+        windows.append(MonthWindow(
+            label=month_label(month_start(now, k)),
+            start_days=(start - now).total_seconds() / DAY_SECONDS,
+            end_days=(end - now).total_seconds() / DAY_SECONDS,
+            fraction_of_month=(end - start).total_seconds() / whole,
+        ))
+    return windows
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts, in SQL
+
+def timing_at(session: Session, cutoff: datetime) -> TimingModel:
+    """Win rates and time-to-close curves from the team's history as known at `cutoff`."""
+    rows = session.execute(text("SELECT basis, stay, days, outcome, deals FROM crm_forecast_history(:cutoff)"),
+                           {"cutoff": cutoff})
+    return fit_timing(HistoryRow(r.basis, r.days, r.outcome, int(r.deals), r.stay) for r in rows)
+
+
+_OPEN_NOW = """
+SELECT l.id, l.name, l.owner_id, l.stage, l.deal_value, l.score,
+       extract(epoch FROM (:now - l.stage_entered_at)) / 86400 AS days_in_stage,
+       extract(epoch FROM (:now - l.created_at)) / 86400 AS age_days
+  FROM leads l
+ WHERE l.stage = ANY(:open_stages) AND l.owner_id IS NOT NULL
+   AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
+ ORDER BY l.id
+"""
+
+# The deals open at a past cut-off, in the stage they were in then (their last stage change before
+# it); a deal closed after the cut-off was still open then.
+_OPEN_AT = """
+SELECT l.id, l.name, l.owner_id, sc.to_stage AS stage, l.deal_value,
+       extract(epoch FROM (:cutoff - sc.changed_at)) / 86400 AS days_in_stage,
+       extract(epoch FROM (:cutoff - l.created_at)) / 86400 AS age_days
+  FROM leads l
+  JOIN LATERAL (SELECT s.to_stage, s.changed_at FROM stage_changes s
+                 WHERE s.lead_id = l.id AND s.changed_at < :cutoff
+                 ORDER BY s.changed_at DESC, s.id DESC LIMIT 1) sc ON TRUE
+ WHERE l.created_at < :cutoff AND l.dates_known AND l.owner_id IS NOT NULL
+   AND (l.closed_at IS NULL OR l.closed_at >= :cutoff)
+   AND sc.to_stage = ANY(:open_stages)
+   AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
+ ORDER BY l.id
+"""
+
+
+def open_deals_now(session: Session, *, owner_id: int | None, now: datetime,
+                   model_scores: bool) -> list[OpenDeal]:
+    """The open deals someone owns; with `model_scores` each carries its calibrated P(win)."""
+    rows = session.execute(text(_OPEN_NOW), {"now": now, "owner_id": owner_id, "open_stages": OPEN_STAGE_VALUES})
+    return [
+        OpenDeal(lead_id=r.id, value=float(r.deal_value), stage=r.stage,
+                 days_in_stage=max(float(r.days_in_stage), 0.0), age_days=max(float(r.age_days), 0.0),
+                 model_probability=r.score / 100 if model_scores else None, name=r.name, owner_id=r.owner_id)
+        for r in rows
+    ]
+
+
+def open_deals_at(session: Session, *, owner_id: int | None, cutoff: datetime) -> list[OpenDeal]:
+    """The deals open at `cutoff`, as they stood then. No model probability: past scores are not
+    kept, so the backtest's P(win) is the stage's win rate as known then. Values are today's."""
+    rows = session.execute(text(_OPEN_AT), {"cutoff": cutoff, "owner_id": owner_id,
+                                            "open_stages": OPEN_STAGE_VALUES})
+    return [
+        OpenDeal(lead_id=r.id, value=float(r.deal_value), stage=r.stage,
+                 days_in_stage=max(float(r.days_in_stage), 0.0), age_days=max(float(r.age_days), 0.0),
+                 name=r.name, owner_id=r.owner_id)
+        for r in rows
+    ]
+
+
+_WON_PER_MONTH = """
+SELECT date_trunc('month', l.closed_at AT TIME ZONE 'UTC') AS month, sum(l.deal_value) AS won
+  FROM leads l
+ WHERE l.stage = 'won' AND l.dates_known AND l.closed_at >= :start AND l.closed_at < :end
+   AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
+ GROUP BY 1
+"""
+
+
+def won_per_month(session: Session, *, owner_id: int | None, start: datetime, months: int) -> list[float]:
+    """Won revenue in each of `months` calendar months from `start` (a month start), oldest first."""
+    end = month_start(start, months)
+    found = {r.month.replace(tzinfo=timezone.utc): float(r.won) for r in session.execute(
+        text(_WON_PER_MONTH), {"start": start, "end": end, "owner_id": owner_id})}
+    return [found.get(month_start(start, i), 0.0) for i in range(months)]
+
+
+_WON_BETWEEN = """
+SELECT coalesce(sum(l.deal_value), 0) FROM leads l
+ WHERE l.stage = 'won' AND l.closed_at >= :start AND l.closed_at < :end AND l.dates_known
+   AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
+"""
+
+# Won deals that were not in the pipeline `k` months before the month they were won in: created
+# after the first day of month m - k and won in month m, for the FRESH_MONTHS months before the cut-off.
+_FRESH = """
+SELECT k.k, l.deal_value
+  FROM generate_series(0, :offsets - 1) AS k(k)
+  JOIN leads l ON l.stage = 'won' AND l.dates_known
+   AND l.closed_at >= :since AND l.closed_at < :cutoff
+   AND l.created_at >= date_trunc('month', l.closed_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                        - k.k * interval '1 month'
+ WHERE (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
+ ORDER BY k.k, l.id
+"""
+
+
+def fresh_history(session: Session, *, owner_id: int | None, cutoff: datetime,
+                  offsets: int = HORIZON_MONTHS) -> FreshHistory:
+    """The values of deals won without being in the pipeline at their window's start, per offset, over
+    the FRESH_MONTHS complete months before `cutoff`'s month."""
+    since = month_start(cutoff, -FRESH_MONTHS)
+    until = month_start(cutoff)
+    values: list[list[float]] = [[] for _ in range(offsets)]
+    for r in session.execute(text(_FRESH), {"offsets": offsets, "since": since, "cutoff": until,
+                                            "owner_id": owner_id}):
+        values[r.k].append(float(r.deal_value))
+    return FreshHistory(months=FRESH_MONTHS, values=values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+
+@dataclass
+class TargetRow:
+    user_id: int  # 0: the team
+    key: str  # str(user_id): what the page's editor keys its drafts and errors by
+    name: str
+    target: str  # as the editor shows it: "" when none is set
+    target_label: str
+
+
+def target_for(session: Session, owner_id: int | None) -> float | None:
+    """The monthly target of a rep (or of the team for None), if one is set and visible."""
+    condition = SalesTarget.user_id.is_(None) if owner_id is None else SalesTarget.user_id == owner_id
+    value = session.execute(select(SalesTarget.monthly_target).where(condition)).scalar_one_or_none()
+    return None if value is None else float(value)
+
+
+def sales_targets(session: Session, team: Sequence) -> list[TargetRow]:
+    """The team's target and each rep's, for the managers' editor (`team`: UserOption rows)."""
+    stored = {r.user_id or 0: r.monthly_target
+              for r in session.execute(select(SalesTarget.user_id, SalesTarget.monthly_target))}
+    rows = [(0, "Whole team")] + [(u.id, u.name) for u in team if u.role == "rep"]
+    return [
+        TargetRow(user_id=uid, key=str(uid), name=name,
+                  target="" if stored.get(uid) is None else f"{stored[uid]:f}".rstrip("0").rstrip("."),
+                  target_label="Not set" if stored.get(uid) is None else money(stored[uid]))
+        for uid, name in rows
+    ]
+
+
+def set_sales_target(session: Session, *, user_id: int | None, typed: str, now: datetime,
+                     actor: CurrentUser | None) -> float | None:
+    """Store a monthly target (blank removes it) and commit; returns it. Raises InvalidInput, and
+    Forbidden unless `actor` is a manager."""
+    require_manager(session, actor, "set sales targets")
+    try:
+        amount: Decimal | None = parse_cost(typed)
+    except InvalidInput as error:
+        raise InvalidInput(str(error).replace("A cost", "A target"), field="target") from None
+    condition = SalesTarget.user_id.is_(None) if user_id is None else SalesTarget.user_id == user_id
+    row = session.execute(select(SalesTarget).where(condition).with_for_update()).scalar_one_or_none()
+    actor_id = actor.id if actor else None
+    if amount is None:
+        if row is not None:
+            session.delete(row)
+    elif row is None:
+        session.add(SalesTarget(user_id=user_id, monthly_target=amount, updated_at=now, updated_by=actor_id))
+    else:
+        row.monthly_target, row.updated_at, row.updated_by = amount, now, actor_id
+        session.add(row)
+    session.commit()
+    return None if amount is None else float(amount)
+
+
+# ---------------------------------------------------------------------------------------------
+# The forecast
+
+@dataclass
+class WindowRow:
+    label: str
+    won_label: str  # already won (this month only)
+    expected_label: str  # expected from here on
+    total_label: str  # won + expected
+    interval_label: str  # "$80,000 – $140,000"
+    pipeline_label: str
+    fresh_label: str
+
+
+@dataclass
+class DealRow:
+    lead_id: int
+    name: str
+    stage: str
+    value_label: str
+    probability_label: str  # "34% (stage win rate)"
+    expected_label: str
+    share_label: str
+
+
+@dataclass
+class Forecast:
+    windows: list[WindowRow] = field(default_factory=list)
+    this_month_total: float = 0.0
+    this_month_low: float = 0.0
+    this_month_high: float = 0.0
+    won_so_far: float = 0.0
+    expected_rest: float = 0.0
+    deals: list[DealRow] = field(default_factory=list)
+    top_share_label: str = ""  # "Top 10 deals carry 61% of this month's expected pipeline revenue"
+    target: float | None = None
+    gap: float | None = None  # target - (won + expected); > 0: short
+    gap_message: str = ""
+    probability_note: str = ""
+    open_deals: int = 0
+
+
+def _interval_label(low: float, high: float) -> str:
+    return f"{money(low)} – {money(high)}"
+
+
+def _gap_message(session: Session, *, owner_id: int | None, gap: float) -> str:
+    """What would close a gap, in leads of each tier at the usual conversion (Analytics' win rate by
+    tier at close) and the average value of an open lead of that tier."""
+    if gap <= 0:
+        return "On track: the forecast meets the target."
+    rates = {r.tier: r for r in tier_conversion(session, flt=AnalyticsFilter(owner_id=owner_id))}
+    values = dict(session.execute(text(
+        "SELECT tier, avg(deal_value) FROM leads WHERE stage = ANY(:open_stages) AND owner_id IS NOT NULL "
+        "AND (CAST(:owner_id AS integer) IS NULL OR owner_id = :owner_id) GROUP BY tier"),
+        {"open_stages": OPEN_STAGE_VALUES, "owner_id": owner_id}).all())
+    parts = []
+    for tier in ("hot", "warm"):
+        row, value = rates.get(tier), values.get(tier)
+        if row is None or not row.conversion or not value:
+            continue
+        per_lead = row.conversion * float(value)
+        parts.append(f"{math.ceil(gap / per_lead)} more {row.label} leads worked to a close "
+                     f"(they win {row.conversion_label}, average deal {money(value)})")
+    if not parts:
+        return f"{money(gap)} short of the target; too little closed history to say what would close it."
+    return f"{money(gap)} short of the target. Closing it takes about " + ", or ".join(parts) + "."
+
+
+def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> Forecast:
+    """This month, next month and the next three together, for the team (None) or one rep."""
+    config = engine_config(session)
+    model_scores = config.effective == "model"
+    timing = timing_at(session, now)
+    deals = open_deals_now(session, owner_id=owner_id, now=now, model_scores=model_scores)
+    this_month = month_start(now)
+    won = float(session.execute(text(_WON_BETWEEN), {"start": this_month, "end": month_start(now, 1),
+                                                     "owner_id": owner_id}).scalar_one())
+    fresh = fresh_history(session, owner_id=owner_id, cutoff=now)
+    windows = month_windows(now)
+    result = forecast_windows(deals, timing, windows, fresh, won_so_far=won)
+
+    out = Forecast(open_deals=len(deals), won_so_far=won)
+    for w in result.windows:
+        out.windows.append(WindowRow(
+            label=w.label, won_label=money(w.won_so_far) if w is result.windows[0] else "—",
+            expected_label=money(w.expected), total_label=money(w.total),
+            interval_label=_interval_label(w.low, w.high),
+            pipeline_label=money(w.pipeline_expected), fresh_label=money(w.fresh_expected)))
+    c = result.combined
+    out.windows.append(WindowRow(
+        label=f"Next {len(windows)} months", won_label=money(won), expected_label=money(c.expected),
+        total_label=money(c.total), interval_label=_interval_label(c.low, c.high),
+        pipeline_label=money(c.pipeline_expected), fresh_label=money(c.fresh_expected)))
+    first = result.windows[0]
+    out.this_month_total, out.this_month_low, out.this_month_high = first.total, first.low, first.high
+    out.expected_rest = first.expected
+    pipeline_first = first.pipeline_expected
+    for d in result.deals:
+        out.deals.append(DealRow(
+            lead_id=d.lead_id, name=d.name, stage=Stage(d.stage).label, value_label=money(d.value),
+            probability_label=f"{d.probability * 100:.0f}% ({d.probability_source})",
+            expected_label=money(d.expected),
+            share_label=f"{d.expected / pipeline_first * 100:.0f}%" if pipeline_first else "—"))
+    if result.deals and pipeline_first:
+        carried = sum(d.expected for d in result.deals) / pipeline_first
+        out.top_share_label = (f"The top {len(result.deals)} deals carry {carried * 100:.0f}% of this month's "
+                               "expected revenue from the open pipeline.")
+    out.probability_note = (
+        "P(win) is the scoring model's calibrated probability." if model_scores else
+        "P(win) comes from the team's closed deals that were in the same stage for as long (no model scores "
+        "the team); a stage with fewer than 20 closed deals uses the whole team's history from creation.")
+    out.target = target_for(session, owner_id)
+    if out.target is not None:
+        out.gap = out.target - first.total
+        out.gap_message = _gap_message(session, owner_id=owner_id, gap=out.gap)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Backtest
+
+@dataclass
+class BacktestRow:
+    month: str
+    actual_label: str
+    forecast_label: str
+    forecast_interval: str
+    weighted_label: str
+    weighted_interval: str
+    run_rate_label: str
+    run_rate_interval: str
+
+
+@dataclass
+class Backtest:
+    months: list[BacktestMonth] = field(default_factory=list)
+    scores: list[MethodScore] = field(default_factory=list)
+    rows: list[BacktestRow] = field(default_factory=list)
+
+
+def backtest_at(session: Session, *, owner_id: int | None, cutoff: datetime) -> BacktestMonth:
+    """One month's three predictions from what was known at `cutoff` (a month's first day), and what
+    was won in that month."""
+    timing = timing_at(session, cutoff)
+    deals = open_deals_at(session, owner_id=owner_id, cutoff=cutoff)
+    fresh = fresh_history(session, owner_id=owner_id, cutoff=cutoff, offsets=1)
+    past = won_per_month(session, owner_id=owner_id, start=month_start(cutoff, -3), months=3)
+    actual = won_per_month(session, owner_id=owner_id, start=cutoff, months=1)[0]
+    window = month_windows(cutoff, 1)[0]
+    return backtest_month(month_label(cutoff), deals=deals, timing=timing, fresh=fresh, window=window,
+                          past_months_won=past, actual=actual)
+
+
+def run_backtest(session: Session, *, owner_id: int | None, now: datetime,
+                 months: int = BACKTEST_MONTHS) -> Backtest:
+    """The last `months` complete months, each rebuilt from its first day, oldest first. A month
+    starts the backtest only once three months of history lie before it (the run-rate needs them)."""
+    first_known = session.execute(text("SELECT min(created_at) FROM leads WHERE dates_known")).scalar_one()
+    out = Backtest()
+    if first_known is None:
+        return out
+    earliest = month_start(first_known, 3)
+    for k in range(months, 0, -1):
+        cutoff = month_start(now, -k)
+        if cutoff < earliest:
+            continue
+        out.months.append(backtest_at(session, owner_id=owner_id, cutoff=cutoff))
+    out.scores = score_methods(out.months) if out.months else []
+    for m in out.months:
+        p = m.predictions
+        out.rows.append(BacktestRow(
+            month=m.label, actual_label=money(m.actual),
+            forecast_label=money(p["forecast"].expected),
+            forecast_interval=_interval_label(p["forecast"].low, p["forecast"].high),
+            weighted_label=money(p["stage_weighted"].expected),
+            weighted_interval=_interval_label(p["stage_weighted"].low, p["stage_weighted"].high),
+            run_rate_label=money(p["run_rate"].expected),
+            run_rate_interval=_interval_label(p["run_rate"].low, p["run_rate"].high)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Weighted pipeline
+
+RATES_TTL_SECONDS = 600  # stage win rates move slowly; recomputed at most every 10 minutes per worker
+_rates_lock = threading.Lock()
+_rates_cache: tuple[float, dict[str, float]] | None = None
+
+
+def forget_stage_win_rates() -> None:
+    """Drop the cached rates (tests that change the history in between)."""
+    global _rates_cache
+    with _rates_lock:
+        _rates_cache = None
+
+
+def stage_win_rates(session: Session, now: datetime) -> dict[str, float]:
+    """Won / closed per open stage from the team's closed deals (a stage with fewer than 20 closed deals:
+    the team's overall rate). Team-wide counts (crm_forecast_history), so one cache serves every user."""
+    global _rates_cache
+    with _rates_lock:
+        cached = _rates_cache
+    if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
+        return cached[1]
+    timing = timing_at(session, now)
+    rates = {stage: timing.for_stage(stage).win_rate for stage in OPEN_STAGE_VALUES}
+    with _rates_lock:
+        _rates_cache = (time.monotonic(), rates)
+    return rates
+
+
+@dataclass(frozen=True)
+class Weighting:
+    """How the weighted pipeline weighs an open deal: the model's calibrated probability (score / 100)
+    when a model scores the team, else its stage's win rate."""
+
+    model: bool
+    rates: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        return "weighted by the model's win probability" if self.model else "weighted by stage win rate"
+
+    def probability(self, stage: str, score: int) -> float | None:
+        """P(win) of one open lead; None for a closed one."""
+        if stage not in self.rates:
+            return None
+        return score / 100 if self.model else self.rates[stage]
+
+    def weighted(self, stage: str, value: float, value_times_score: float) -> float:
+        """Weighted value of a stage's deals from SQL's sum(value) and sum(value x score)."""
+        if stage not in self.rates:
+            return 0.0
+        return float(value_times_score) / 100 if self.model else float(value) * self.rates[stage]
+
+
+def weighting(session: Session, now: datetime) -> Weighting:
+    return Weighting(model=engine_config(session).effective == "model", rates=stage_win_rates(session, now))
+
+
+def target_warning(session: Session, *, owner_id: int, now: datetime) -> str:
+    """For Today: a sentence when the rep's forecast for this month is below their target; "" when no
+    target is set or the forecast meets it."""
+    if target_for(session, owner_id) is None:
+        return ""
+    forecast = build_forecast(session, owner_id=owner_id, now=now)
+    if forecast.gap is None or forecast.gap <= 0:
+        return ""
+    return (f"This month's forecast is {money(forecast.this_month_total)} against your target of "
+            f"{money(forecast.target)}. {forecast.gap_message}")

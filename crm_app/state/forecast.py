@@ -1,0 +1,168 @@
+"""The forecast page: won revenue this month and next with its interval, the deals carrying it, the
+target and the gap; for managers, the targets editor and the backtest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+import reflex as rx
+
+from crm_app import charts
+from crm_app.db.queries import money
+from crm_app.forecasting.backtest import METHOD_LABELS
+from crm_app.services.analytics import percent_label
+from crm_app.services.errors import InvalidInput
+from crm_app.services.forecast import (
+    BacktestRow,
+    DealRow,
+    TargetRow,
+    WindowRow,
+    build_forecast,
+    run_backtest,
+    sales_targets,
+    set_sales_target,
+)
+from crm_app.state.base import AppState, now_utc, picked, typed_text
+
+EVERYONE = "all"
+
+
+@dataclass
+class MethodRow:
+    method: str
+    label: str
+    mape_label: str
+    coverage_label: str
+
+
+class ForecastState(AppState):
+    owner: str = ""  # EVERYONE or a rep's id (managers choose; a rep always sees their own)
+    loaded: bool = False
+    windows: list[WindowRow] = []
+    deals: list[DealRow] = []
+    open_deals: int = 0
+    won_label: str = "$0"
+    expected_label: str = "$0"
+    total_label: str = "$0"
+    interval_label: str = ""
+    top_share_label: str = ""
+    probability_note: str = ""
+    has_target: bool = False
+    target_label: str = ""
+    gap_label: str = ""
+    gap_message: str = ""
+    below_target: bool = False
+
+    targets: list[TargetRow] = []
+    target_drafts: dict[str, str] = {}
+    target_error_for: str = ""
+    target_error: str = ""
+
+    backtest_loaded: bool = False
+    backtest_rows: list[BacktestRow] = []
+    method_rows: list[MethodRow] = []
+    backtest_figure: go.Figure = go.Figure()
+    _owner_chosen_for: str = ""
+
+    @rx.var
+    def owner_options(self) -> list[list[str]]:
+        return [[EVERYONE, "Whole team"]] + [[str(u.id), u.name] for u in self.users if u.role == "rep"]
+
+    @rx.var
+    def scope_label(self) -> str:
+        if self.owner == EVERYONE:
+            return "Whole team"
+        return next((u.name for u in self.users if str(u.id) == self.owner), "")
+
+    def _owner_id(self) -> int | None:
+        if not self.viewer_is_manager:
+            return self.viewer_int()
+        return int(self.owner) if self.owner.isdecimal() else None
+
+    async def _refresh(self) -> None:
+        owner_id, now = self._owner_id(), now_utc()
+        forecast = await self._db(lambda s: build_forecast(s, owner_id=owner_id, now=now))
+        self.windows, self.deals, self.open_deals = forecast.windows, forecast.deals, forecast.open_deals
+        self.won_label = money(forecast.won_so_far)
+        self.expected_label = money(forecast.expected_rest)
+        self.total_label = money(forecast.this_month_total)
+        self.interval_label = f"{money(forecast.this_month_low)} – {money(forecast.this_month_high)}"
+        self.top_share_label, self.probability_note = forecast.top_share_label, forecast.probability_note
+        self.has_target = forecast.target is not None
+        self.target_label = money(forecast.target) if forecast.target is not None else ""
+        gap = forecast.gap or 0.0
+        self.below_target = gap > 0
+        self.gap_label = f"{money(gap)} short" if gap > 0 else f"{money(-gap)} ahead"
+        self.gap_message = forecast.gap_message
+        if self.viewer_is_manager:
+            team = self.users
+            self.targets = await self._db(lambda s: sales_targets(s, team))
+            self.target_drafts = {t.key: t.target for t in self.targets}
+        self.loaded = True
+
+    @rx.event
+    async def load(self):
+        if not await self._load_team():
+            return self._sign_in_redirect()
+        if self._owner_chosen_for != self.viewer_id:
+            self.owner = EVERYONE if self.viewer_is_manager else self.viewer_id
+            self._owner_chosen_for = self.viewer_id
+        self.loaded = self.backtest_loaded = False
+        await self._refresh()
+        if self.viewer_is_manager:
+            return ForecastState.load_backtest
+
+    @rx.event
+    async def load_backtest(self):
+        """The managers' backtest: a few seconds of SQL, so it follows the forecast."""
+        if not self.viewer_is_manager:
+            return
+        owner_id, now = self._owner_id(), now_utc()
+        backtest = await self._db(lambda s: run_backtest(s, owner_id=owner_id, now=now))
+        self.backtest_rows = backtest.rows
+        self.method_rows = [
+            MethodRow(method=s.method, label=METHOD_LABELS[s.method],
+                      mape_label=percent_label(s.mape), coverage_label=percent_label(s.coverage))
+            for s in backtest.scores
+        ]
+        months = backtest.months
+        self.backtest_figure = charts.forecast_backtest(
+            [m.label for m in months], [m.actual for m in months],
+            [(m.predictions["forecast"].expected, m.predictions["forecast"].low, m.predictions["forecast"].high)
+             for m in months],
+            [m.predictions["stage_weighted"].expected for m in months],
+            [m.predictions["run_rate"].expected for m in months],
+        )
+        self.backtest_loaded = True
+
+    @rx.event
+    async def set_owner(self, value: str):
+        if not self.viewer_is_manager:
+            return
+        self.owner = picked(value, {key for key, _ in self.owner_options}, self.owner)
+        self.backtest_loaded = False
+        await self._refresh()
+        return ForecastState.load_backtest
+
+    @rx.event
+    def set_target_draft(self, user_id: str, value: str):
+        if str(user_id) in self.target_drafts:  # only the rows shown
+            self.target_drafts[str(user_id)] = typed_text(value, 20)
+
+    @rx.event
+    async def save_target(self, user_id: str):
+        user_id = str(user_id)
+        if user_id not in {t.key for t in self.targets}:
+            return
+        actor = await self._actor()
+        typed, now = self.target_drafts.get(user_id, ""), now_utc()
+        self.target_error_for = self.target_error = ""
+        try:
+            await self._db(lambda s: set_sales_target(s, user_id=int(user_id) or None, typed=typed, now=now,
+                                                      actor=actor))
+        except InvalidInput as error:
+            self.target_error_for, self.target_error = user_id, str(error)
+            return
+        await self._refresh()
+        return rx.toast.success("Target saved.", position="top-center")

@@ -1,0 +1,123 @@
+"""The revenue forecast on the demo history: build time, and the backtest of the three methods.
+
+    python scripts/benchmark_forecast.py [--leads 3000] [--months 12] [--database-url URL] [--reuse]
+
+(Re)creates a scratch database `crm_bench_forecast` on the server of --database-url (or of
+BENCH_DATABASE_URL, else the embedded PostgreSQL), fills it with the demo generator at a fixed `now`
+and prints, one figure per line: the forecast's build time for the team and for one rep (median of
+5, as a manager's and a rep's session under row-level security), then each backtest month with what
+was won and what each method predicted on the month's first day (absolute percentage error, and
+whether the 80% interval held the actual), then MAPE and coverage per method. `--reuse` skips the
+regeneration and reads the database a previous run left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlmodel import Session  # noqa: E402
+
+from crm_app.db.engine import embedded_server_url, make_engine, normalize_url  # noqa: E402
+from crm_app.db.security import act_as  # noqa: E402
+from crm_app.demo.generator import generate_demo_data  # noqa: E402
+from crm_app.forecasting.backtest import METHOD_LABELS, METHODS  # noqa: E402
+from crm_app.services.forecast import build_forecast, run_backtest  # noqa: E402
+from scripts.benchmark import scratch_database_url  # noqa: E402
+
+DATABASE = "crm_bench_forecast"
+NOW = datetime(2026, 12, 3, 13, 0, tzinfo=timezone.utc)
+RUNS = 5
+
+
+def figure(name: str, value) -> None:
+    print(f"{name:<58} {value}", flush=True)
+
+
+def timed(work) -> float:
+    runs = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        work()
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=3000)
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL") or None)
+    parser.add_argument("--reuse", action="store_true")
+    args = parser.parse_args(argv)
+    if args.reuse:
+        server = normalize_url(args.database_url) if args.database_url else embedded_server_url(database=DATABASE)
+        url = make_url(server).set(database=DATABASE).render_as_string(hide_password=False)
+    else:
+        url = scratch_database_url(args.database_url, DATABASE)
+    engine = make_engine(url)
+    if not args.reuse:
+        summary = generate_demo_data(engine, leads=args.leads, now=NOW)
+        figure("demo leads", f"{summary.leads:,} ({summary.elapsed_seconds:.1f} s to generate)")
+
+    with Session(engine) as owner:
+        manager = owner.execute(text("SELECT id FROM users WHERE role = 'manager' ORDER BY id LIMIT 1")).scalar_one()
+        rep, rep_name = owner.execute(text(
+            "SELECT u.id, u.name FROM users u JOIN leads l ON l.owner_id = u.id WHERE u.role = 'rep' "
+            "GROUP BY u.id ORDER BY count(*) DESC LIMIT 1")).one()
+        leads = owner.execute(text("SELECT count(*) FROM leads")).scalar_one()
+    figure("leads", f"{leads:,}")
+
+    with act_as(Session(engine), manager) as session:
+        team = build_forecast(session, owner_id=None, now=NOW)
+        figure("forecast build, whole team (median of 5)",
+               f"{timed(lambda: build_forecast(session, owner_id=None, now=NOW)) * 1000:.0f} ms "
+               f"({team.open_deals:,} open deals)")
+    with act_as(Session(engine), rep) as session:
+        mine = build_forecast(session, owner_id=rep, now=NOW)
+        figure(f"forecast build, one rep ({rep_name}, median of 5)",
+               f"{timed(lambda: build_forecast(session, owner_id=rep, now=NOW)) * 1000:.0f} ms "
+               f"({mine.open_deals:,} open deals)")
+    figure("this month, team: won so far + expected (80% interval)",
+           f"${team.won_so_far:,.0f} + ${team.expected_rest:,.0f} = ${team.this_month_total:,.0f} "
+           f"(${team.this_month_low:,.0f} - ${team.this_month_high:,.0f})")
+
+    with act_as(Session(engine), manager) as session:
+        started = time.perf_counter()
+        backtest = run_backtest(session, owner_id=None, now=NOW, months=args.months)
+        figure(f"backtest, {len(backtest.months)} months", f"{time.perf_counter() - started:.1f} s")
+
+    print()
+    header = f"{'month':<9} {'won':>11}" + "".join(f" | {m:>31}" for m in METHODS)
+    print(header)
+    for month in backtest.months:
+        cells = []
+        for method in METHODS:
+            p = month.predictions[method]
+            ape = abs(p.expected - month.actual) / month.actual * 100 if month.actual else float("nan")
+            cells.append(f"{p.expected:>12,.0f} {ape:>5.0f}% {'in ' if p.covers(month.actual) else 'out'} "
+                         f"{p.high - p.low:>9,.0f}")
+        print(f"{month.label:<9} {month.actual:>11,.0f}" + "".join(f" | {c:>31}" for c in cells))
+    print("(each method: predicted, absolute % error, actual in/out of its 80% interval, interval width)")
+    print()
+    for score in backtest.scores:
+        mape = "n/a" if score.mape is None else f"{score.mape * 100:.1f}%"
+        coverage = "n/a" if score.coverage is None else f"{score.coverage * 100:.0f}%"
+        figure(f"{METHOD_LABELS[score.method]}: MAPE, 80% coverage", f"{mape}, {coverage} of {score.months} months")
+    scores = {s.method: s for s in backtest.scores}
+    ours, weighted = scores["forecast"].mape, scores["stage_weighted"].mape
+    if ours is not None and weighted:
+        figure("error vs stage-weighted pipeline", f"{(1 - ours / weighted) * 100:+.0f}% lower (goal: >= 30%)")
+
+
+if __name__ == "__main__":
+    main()

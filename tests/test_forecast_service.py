@@ -1,0 +1,180 @@
+"""The forecast service on real PostgreSQL: the backtest sees only what was known at each cut-off,
+a rep's forecast holds their own deals only (row-level security), managers set targets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session
+
+from crm_app.db.models import Lead, StageChange
+from crm_app.db.security import act_as
+from crm_app.domain import Role
+from crm_app.services.errors import Forbidden, InvalidInput
+from crm_app.db.queries import UserOption
+from crm_app.services.forecast import (
+    backtest_at,
+    build_forecast,
+    month_start,
+    forget_stage_win_rates,
+    sales_targets,
+    set_sales_target,
+    target_for,
+)
+from crm_app.services.permissions import CurrentUser
+from crm_app.services.pipeline import BoardFilter, board_columns
+from crm_app.services.pipeline_health import pipeline_health
+from tests.factories import make_user
+
+CUTOFF = datetime(2026, 9, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
+PATH = ["new", "contacted", "qualified", "proposal", "negotiation"]
+
+
+def deal(session: Session, name: str, owner, *, created: datetime, value: int = 1000, step_days: int = 5,
+         outcome: str | None = None, reached: int = len(PATH)) -> Lead:
+    """A lead that walked the first `reached` stages of PATH, `step_days` apart, then closed as `outcome`
+    (won or lost) `step_days` later, or is still open."""
+    moments = [created + timedelta(days=step_days * i) for i in range(reached)]
+    closed = created + timedelta(days=step_days * reached) if outcome else None
+    stage = outcome or PATH[reached - 1]
+    lead = Lead(name=name, email=f"{name.lower().replace(' ', '.')}@fc.test", source="website", stage=stage,
+                owner_id=owner.id, deal_value=Decimal(value), created_at=created,
+                stage_entered_at=closed or moments[-1], closed_at=closed, tier="cold", score=0)
+    session.add(lead)
+    session.flush()
+    previous = None
+    for stage_name, at in zip(PATH[:reached], moments):
+        session.add(StageChange(lead_id=lead.id, from_stage=previous, to_stage=stage_name, changed_at=at))
+        previous = stage_name
+    if outcome:
+        session.add(StageChange(lead_id=lead.id, from_stage=previous, to_stage=outcome, changed_at=closed))
+    session.commit()
+    return lead
+
+
+def history(session: Session, owner, *, before: datetime, n: int = 30) -> None:
+    """n closed deals (half won) that started and closed in the months before `before`."""
+    for i in range(n):
+        created = before - timedelta(days=120 - 3 * i)
+        deal(session, f"Past {owner.name} {i}", owner, created=created, value=1000 + 10 * i,
+             outcome="won" if i % 2 == 0 else "lost", reached=len(PATH) if i % 2 == 0 else 2 + i % 3)
+
+
+def predictions(month) -> dict[str, tuple[float, float, float]]:
+    return {k: (round(p.expected, 6), round(p.low, 6), round(p.high, 6)) for k, p in month.predictions.items()}
+
+
+def test_the_backtest_sees_only_what_was_known_at_the_cut_off(session):
+    ria = make_user(session, "Ria Rep")
+    history(session, ria, before=CUTOFF)
+    # Open at the cut-off: one in proposal since 6 days, one in qualified.
+    open_one = deal(session, "Open One", ria, created=CUTOFF - timedelta(days=21), value=5000, reached=4)
+    deal(session, "Open Two", ria, created=CUTOFF - timedelta(days=12), value=3000, reached=3)
+    before = backtest_at(session, owner_id=None, cutoff=CUTOFF)
+    assert before.predictions["forecast"].expected > 0
+    assert before.predictions["stage_weighted"].expected > 0
+
+    # A deal created after the cut-off and won within the month: the month's actual grows, no prediction moves.
+    deal(session, "Later Win", ria, created=CUTOFF + timedelta(days=1), value=7000, step_days=2, outcome="won")
+    # An outcome recorded after the cut-off: Open One is won on 10 September (with its stage change).
+    open_one.stage, open_one.closed_at = "won", CUTOFF + timedelta(days=9)
+    session.add(open_one)
+    session.add(StageChange(lead_id=open_one.id, from_stage="proposal", to_stage="won",
+                            changed_at=CUTOFF + timedelta(days=9)))
+    session.commit()
+    after = backtest_at(session, owner_id=None, cutoff=CUTOFF)
+    assert predictions(after) == predictions(before)
+    assert after.actual == before.actual + 7000 + 5000
+
+
+def test_the_forecast_counts_won_so_far_apart_and_a_rep_sees_only_their_own(session, engine):
+    ria = make_user(session, "Ria Rep")
+    sam = make_user(session, "Sam Seller")
+    maya = make_user(session, "Maya Manager", role="manager")
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    # Two days in Proposal: like the history's deals there (a deal in a stage longer than any deal of
+    # the history ever stayed would be given no chance).
+    deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    deal(session, "Sam Deal", sam, created=NOW - timedelta(days=17), value=90000, reached=4)
+    won = deal(session, "Ria Won", ria, created=NOW - timedelta(days=30), value=2500, outcome="won")
+    won.closed_at = month_start(NOW) + timedelta(days=2)
+    session.add(won)
+    session.commit()
+
+    with acting(session, maya) as db:
+        team = build_forecast(db, owner_id=None, now=NOW)
+    with acting(session, ria) as db:
+        mine = build_forecast(db, owner_id=ria.id, now=NOW)
+        # Even asking for the team, a rep's session reads only their own deals (and the pool).
+        seen = build_forecast(db, owner_id=None, now=NOW)
+    assert team.won_so_far == mine.won_so_far == 2500.0
+    assert {d.name for d in team.deals} == {"Ria Deal", "Sam Deal"}
+    assert {d.name for d in mine.deals} == {"Ria Deal"}
+    assert {d.name for d in seen.deals} == {"Ria Deal"}
+    assert team.this_month_total > mine.this_month_total > 2500.0
+    assert mine.this_month_low <= mine.this_month_total <= mine.this_month_high
+
+
+def test_managers_set_targets_reps_read_their_own_and_the_gap_is_said(session):
+    ria = make_user(session, "Ria Rep")
+    sam = make_user(session, "Sam Seller")
+    maya = make_user(session, "Maya Manager", role="manager")
+    manager = CurrentUser(maya.id, maya.email, maya.name, Role.MANAGER)
+    rep = CurrentUser(ria.id, ria.email, ria.name, Role.REP)
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    with acting(session, maya) as db:
+        assert set_sales_target(db, user_id=ria.id, typed="$50,000", now=NOW, actor=manager) == 50000.0
+        set_sales_target(db, user_id=sam.id, typed="20000", now=NOW, actor=manager)
+        set_sales_target(db, user_id=None, typed="200000", now=NOW, actor=manager)
+        with pytest.raises(InvalidInput, match="negative"):
+            set_sales_target(db, user_id=ria.id, typed="-5", now=NOW, actor=manager)
+        assert target_for(db, ria.id) == 50000.0
+        team = [UserOption(u.id, u.name, u.role) for u in (ria, sam, maya)]
+        editor = {row.name: (row.target, row.target_label) for row in sales_targets(db, team)}
+    assert editor == {"Whole team": ("200000", "$200,000"), "Ria Rep": ("50000", "$50,000"),
+                      "Sam Seller": ("20000", "$20,000")}
+    with acting(session, ria) as db:
+        with pytest.raises(Forbidden):
+            set_sales_target(db, user_id=ria.id, typed="1", now=NOW, actor=rep)
+        assert target_for(db, ria.id) == 50000.0
+        assert target_for(db, sam.id) is None  # not hers to see
+        assert target_for(db, None) is None
+        forecast = build_forecast(db, owner_id=ria.id, now=NOW)
+    assert forecast.target == 50000.0
+    assert forecast.gap == pytest.approx(50000.0 - forecast.this_month_total)
+    assert forecast.gap_message.startswith("$")
+    assert "short of the target" in forecast.gap_message
+
+
+@contextmanager
+def acting(session: Session, user) -> Iterator[Session]:
+    db = act_as(Session(bind=session.connection(), join_transaction_mode="create_savepoint",
+                        expire_on_commit=False), user.id)
+    try:
+        yield db
+    finally:
+        db.close()
+        session.execute(text("RESET ROLE"))
+        session.execute(text("SELECT set_config('crm.user_id', '', true)"))
+
+
+def test_weighted_pipeline_uses_each_stage_win_rate_from_the_team_history(session):
+    ria = make_user(session, "Ria Rep")
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    forget_stage_win_rates()
+    # Proposal: the 20 won deals went through it, and 6 of the 20 lost ones (those that reached 4 stages).
+    health = pipeline_health(session, owner_id=ria.id, now=NOW)
+    proposal = next(s for s in health.stages if s.stage == "proposal")
+    assert (proposal.value_label, proposal.weighted_label) == ("$8,000", "$6,154")  # 8,000 x 20 / 26
+    assert health.weighted_value_label == "$6,154"
+    columns = {c.stage: c for c in board_columns(session, flt=BoardFilter(owner_id=ria.id), now=NOW)}
+    assert columns["proposal"].weighted_label == "$6,154"
+    assert columns["won"].weighted_label == ""
+    forget_stage_win_rates()
