@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -136,7 +139,7 @@ DOCS_PATH = "/api/v1/docs"
 def security_headers(path: str, secure: bool) -> list[tuple[bytes, bytes]]:
     if path.startswith(DOCS_PATH):
         csp = DOCS_CSP
-    elif path.startswith(("/api/", "/export/", "/auth/", "/_upload", "/ping", "/_health")):
+    elif path.startswith(("/api/", "/export/", "/auth/", "/_upload", "/ping", "/_health", "/health")):
         csp = DATA_CSP
     else:
         csp = APP_CSP
@@ -152,6 +155,16 @@ def security_headers(path: str, secure: bool) -> list[tuple[bytes, bytes]]:
     return [(k.encode(), v.encode()) for k, v in headers]
 
 
+_BOOT = secrets.token_bytes(16)
+
+
+def worker_id() -> str:
+    """An opaque name of this web worker process (the same for every connection it holds, another in
+    each worker; neither its pid nor the host): the websocket handshake answers it in `X-CRM-Worker`,
+    so an operator or a test can tell which worker a tab's live connection landed on."""
+    return hashlib.sha256(_BOOT + str(os.getpid()).encode()).hexdigest()[:12]
+
+
 class SecurityHeaders:
     """ASGI middleware around the whole app: security headers on every HTTP answer (one the app set
     itself is kept), and a websocket opened from another site's page is refused."""
@@ -164,7 +177,13 @@ class SecurityHeaders:
             if not origin_allowed(_headers(scope)):
                 await receive()  # websocket.connect
                 return await send({"type": "websocket.close", "code": 1008})
-            return await self.app(scope, receive, send)
+
+            async def send_with_worker(message):
+                if message["type"] == "websocket.accept":
+                    message["headers"] = [*message.get("headers", []), (b"x-crm-worker", worker_id().encode())]
+                await send(message)
+
+            return await self.app(scope, receive, send_with_worker)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         from crm_app.settings import settings

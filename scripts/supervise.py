@@ -48,6 +48,7 @@ BUILD_INDEX = WEB / "build" / "client" / "index.html"
 # What the frontend is built from: change any of these and it is built again.
 SOURCES = ("crm_app", "assets", "rxconfig.py", "requirements.txt")
 SOURCE_SUFFIXES = {".py", ".js", ".jsx", ".ts", ".tsx", ".css", ".json", ".svg", ".png", ".ico", ".txt"}
+BACKEND_ONLY_SETTINGS = {"REFLEX_REDIS_URL", "REFLEX_OPLOCK_ENABLED"}
 RESTART_DELAYS = (0, 1, 2, 5, 10, 30)
 HEALTHY_AFTER_SECONDS = 60
 
@@ -66,7 +67,9 @@ def frontend_version(port: int) -> str:
         for file in files:
             digest.update(str(file.relative_to(ROOT)).encode() + b"\0" + file.read_bytes() + b"\0")
     digest.update(f"port={port}\0".encode())
-    for key in sorted(k for k in os.environ if k.startswith("REFLEX_")):
+    # REFLEX_* settings, less those only the backend reads (Redis: serve.sh's several workers share
+    # the build of start.sh's one).
+    for key in sorted(k for k in os.environ if k.startswith("REFLEX_") and k not in BACKEND_ONLY_SETTINGS):
         digest.update(f"{key}={os.environ[key]}\0".encode())
     return digest.hexdigest()[:16]
 
