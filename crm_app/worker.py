@@ -36,7 +36,8 @@ async def _run(options: argparse.Namespace) -> None:
             queues=options.queues or list(tasks.QUEUES),
             concurrency=max(1, options.concurrency),
             name=options.name,
-            shutdown_graceful_timeout=float(os.environ.get("CRM_STOP_SECONDS", "30")),
+            # Within the supervisor's CRM_STOP_SECONDS, leaving time to mark cut-off jobs interrupted.
+            shutdown_graceful_timeout=max(1.0, float(os.environ.get("CRM_STOP_SECONDS", "30")) - 5),
             delete_jobs="successful",
             install_signal_handlers=True,
         )
