@@ -160,8 +160,9 @@ _BOOT = secrets.token_bytes(16)
 
 def worker_id() -> str:
     """An opaque name of this web worker process (the same for every connection it holds, another in
-    each worker; neither its pid nor the host): the websocket handshake answers it in `X-CRM-Worker`,
-    so an operator or a test can tell which worker a tab's live connection landed on."""
+    each worker; neither its pid nor the host). A page shows the one holding its live connection as
+    its frame's `data-worker` (AppState.served_by), so an operator or a test can tell where a tab
+    landed. (Granian does not send headers with a websocket's accept, so the handshake cannot say.)"""
     return hashlib.sha256(_BOOT + str(os.getpid()).encode()).hexdigest()[:12]
 
 
@@ -177,13 +178,7 @@ class SecurityHeaders:
             if not origin_allowed(_headers(scope)):
                 await receive()  # websocket.connect
                 return await send({"type": "websocket.close", "code": 1008})
-
-            async def send_with_worker(message):
-                if message["type"] == "websocket.accept":
-                    message["headers"] = [*message.get("headers", []), (b"x-crm-worker", worker_id().encode())]
-                await send(message)
-
-            return await self.app(scope, receive, send_with_worker)
+            return await self.app(scope, receive, send)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         from crm_app.settings import settings
