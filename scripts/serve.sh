@@ -23,4 +23,8 @@ if [ "${1:-}" = "--migrate" ]; then
   shift
 fi
 export GRANIAN_WORKERS="${CRM_WEB_WORKERS:-2}"
+# Reflex's Redis state manager keeps a tab's state in the worker between its events (an optimistic
+# lock Redis revokes when another worker needs it) instead of a Redis round trip and lock per event:
+# measured here, an empty handler 2 ms instead of ~200 ms, and 3 workers 394 events/s instead of 4.
+export REFLEX_OPLOCK_ENABLED="${REFLEX_OPLOCK_ENABLED:-1}"
 exec python scripts/supervise.py --port "${CRM_PORT:-3000}" --job-workers "${CRM_JOB_WORKERS:-1}" "$@"
