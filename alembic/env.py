@@ -38,6 +38,9 @@ def run_migrations_online() -> None:
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
         with context.begin_transaction():
+            # Several machines starting at once (scripts/serve.sh --migrate) migrate one after the
+            # other: the later ones find the schema at head and do nothing.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7261203)")
             context.run_migrations()
     engine.dispose()
 

@@ -8,6 +8,7 @@
 - `/auth/session` and `/auth/sign-out`: set and clear the HttpOnly session cookie (auth_routes.py).
 - `/import/skipped.csv`: the rows an import left out, with their problems (the Import page's "import
   the valid rows, skip the rest"), behind a signed link like the export's, to the manager who made it.
+- `/health`: for a load balancer, 200 when this worker can serve (health.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from crm_app.auth_routes import SESSION_PATH, SIGN_OUT_PATH, end_session, start_
 from crm_app.db.engine import get_app_engine, get_engine
 from crm_app.db.models import utcnow
 from crm_app.db.security import apply_acting_user
+from crm_app.health import HEALTH_PATH, health
 from crm_app.rest import outage
 from crm_app.rest.app import API_PREFIX, v1
 from crm_app.rest.gate import error_response
@@ -103,6 +105,7 @@ api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, routes=[
     Route(SKIPPED_PATH, skipped_rows, methods=["GET"]),
     Route(SESSION_PATH, start_session, methods=["POST"]),
     Route(SIGN_OUT_PATH, end_session, methods=["POST"]),
+    Route(HEALTH_PATH, health, methods=["GET"]),
 ])
 outage.install(v1, error_response)  # 503 + Retry-After while the database is away
 api.mount(API_PREFIX, v1)

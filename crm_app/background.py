@@ -1,12 +1,11 @@
-"""Work the app does on its own while it runs: keeping time-dependent scores and deal risks true,
-the play statistics behind the next best action fresh, and running slow scoring jobs (training,
-bulk rescoring) off the event loop."""
+"""Work the app does on its own while it runs: keeping time-dependent scores and deal risks true, the
+play statistics behind the next best action fresh, old API records purged. A job worker runs these
+rounds as a periodic task of the job queue (crm_app/tasks.py); no web worker runs them."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 from datetime import datetime, timezone
@@ -22,7 +21,6 @@ from crm_app.services.next_action import refresh_play_stats_if_stale
 from crm_app.services.risk import reassess_expired_risk
 from crm_app.services.scoring import rescore_expired
 
-SWEEP_EVERY_SECONDS = 300
 # Any constant shared by all workers: only one of them sweeps at a time.
 _SWEEP_LOCK_KEY = 0x5C0E
 
@@ -61,30 +59,28 @@ def sweep_risk_once(now: datetime) -> int:
     return exclusively(lambda session: reassess_expired_risk(session, now)) or 0
 
 
-async def sweep_expired_scores() -> None:
-    """Lifespan task: every few minutes, rescore what time alone has changed. While the database is
-    away the round is tried again with backoff (seconds, not the next round in five minutes)."""
-    outages = 0
-    while True:
-        away = False
-        for what, step in (("Score sweep", _sweep_round), ("Purging old API and sign-in records", _purge_round),
-                           ("Play statistics refresh", _plays_round)):
+def sweep_with_retries(give_up_after: float = 120.0) -> None:
+    """One sweep: scores, risks, purge, play statistics. While the database is away a round is tried
+    again with backoff (seconds, not the next sweep in five minutes); after `give_up_after` seconds the
+    outage error is raised (the queue records the job as failed; the next sweep runs on schedule)."""
+    started, outages = time.monotonic(), 0
+    for what, step in (("Score sweep", _sweep_round), ("Purging old API and sign-in records", _purge_round),
+                       ("Play statistics refresh", _plays_round)):
+        while True:
             try:
-                await asyncio.to_thread(step)
-            except Exception as error:  # keep sweeping: a failed round is retried
-                if database_unavailable(error):
-                    away = True
-                    log.warning("%s: the database is not reachable (%s)", what, type(error).__name__)
+                step()
+                break
+            except Exception as error:
+                if not database_unavailable(error):
+                    log.exception("%s failed", what)  # the other rounds still run
                     break
-                log.exception("%s failed", what)
-        if away:
-            await asyncio.sleep(min(backoff(outages) * 2, 60.0))
-            outages += 1
-            continue
-        if outages:
-            log.warning("Background sweep: the database is back")
-        outages = 0
-        await asyncio.sleep(SWEEP_EVERY_SECONDS)
+                if time.monotonic() - started > give_up_after:
+                    raise
+                log.warning("%s: the database is not reachable (%s)", what, type(error).__name__)
+                time.sleep(min(backoff(outages) * 2, 30.0))
+                outages += 1
+    if outages:
+        log.warning("Background sweep: the database is back")
 
 
 def _sweep_round() -> None:
@@ -105,18 +101,3 @@ def _plays_round() -> None:
     rows = refresh_plays_once(datetime.now(timezone.utc))
     if rows is not None:
         log.info("Play statistics refreshed: %d segment rows", rows)
-
-
-def run_in_thread(name: str, work: Callable[[], object]) -> threading.Thread:
-    """Run slow work (training, bulk rescoring) in a daemon thread of this worker, so the event loop
-    stays free. The work records its own progress and failures in the database."""
-
-    def guarded() -> None:
-        try:
-            work()
-        except Exception:  # the job functions record failures themselves; this is the last net
-            log.exception("Background work %s failed", name)
-
-    thread = threading.Thread(target=guarded, name=name, daemon=True)
-    thread.start()
-    return thread

@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -136,7 +139,7 @@ DOCS_PATH = "/api/v1/docs"
 def security_headers(path: str, secure: bool) -> list[tuple[bytes, bytes]]:
     if path.startswith(DOCS_PATH):
         csp = DOCS_CSP
-    elif path.startswith(("/api/", "/export/", "/auth/", "/_upload", "/ping", "/_health")):
+    elif path.startswith(("/api/", "/export/", "/auth/", "/_upload", "/ping", "/_health", "/health")):
         csp = DATA_CSP
     else:
         csp = APP_CSP
@@ -150,6 +153,17 @@ def security_headers(path: str, secure: bool) -> list[tuple[bytes, bytes]]:
     if secure:
         headers.append(("strict-transport-security", "max-age=31536000"))
     return [(k.encode(), v.encode()) for k, v in headers]
+
+
+_BOOT = secrets.token_bytes(16)
+
+
+def worker_id() -> str:
+    """An opaque name of this web worker process (the same for every connection it holds, another in
+    each worker; neither its pid nor the host). A page shows the one holding its live connection as
+    its frame's `data-worker` (AppState.served_by), so an operator or a test can tell where a tab
+    landed. (Granian does not send headers with a websocket's accept, so the handshake cannot say.)"""
+    return hashlib.sha256(_BOOT + str(os.getpid()).encode()).hexdigest()[:12]
 
 
 class SecurityHeaders:

@@ -1,7 +1,11 @@
 """Keep the app serving: build its frontend once per code version, run it, restart it when it dies.
 
-    python scripts/supervise.py --port 3000        the app (what scripts/start.sh runs)
+    python scripts/supervise.py --port 3000        the app and its job worker(s) (what scripts/start.sh runs)
     python scripts/supervise.py -- COMMAND ...     any server command, restarted the same way (tests)
+
+Beside the web server it runs CRM_JOB_WORKERS (default 1) job workers (`python -m crm_app.worker`:
+training, bulk rescoring, the sweeps; the web server runs none of them), each restarted when it dies
+on the same schedule as the server.
 
 A start of `reflex run --env prod` spends most of its time compiling the pages and building the
 frontend with npm, every time, although an unchanged version builds the same files (measured on this
@@ -33,6 +37,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +48,7 @@ BUILD_INDEX = WEB / "build" / "client" / "index.html"
 # What the frontend is built from: change any of these and it is built again.
 SOURCES = ("crm_app", "assets", "rxconfig.py", "requirements.txt")
 SOURCE_SUFFIXES = {".py", ".js", ".jsx", ".ts", ".tsx", ".css", ".json", ".svg", ".png", ".ico", ".txt"}
+BACKEND_ONLY_SETTINGS = {"REFLEX_REDIS_URL", "REFLEX_OPLOCK_ENABLED"}
 RESTART_DELAYS = (0, 1, 2, 5, 10, 30)
 HEALTHY_AFTER_SECONDS = 60
 
@@ -60,7 +67,9 @@ def frontend_version(port: int) -> str:
         for file in files:
             digest.update(str(file.relative_to(ROOT)).encode() + b"\0" + file.read_bytes() + b"\0")
     digest.update(f"port={port}\0".encode())
-    for key in sorted(k for k in os.environ if k.startswith("REFLEX_")):
+    # REFLEX_* settings, less those only the backend reads (Redis: serve.sh's several workers share
+    # the build of start.sh's one).
+    for key in sorted(k for k in os.environ if k.startswith("REFLEX_") and k not in BACKEND_ONLY_SETTINGS):
         digest.update(f"{key}={os.environ[key]}\0".encode())
     return digest.hexdigest()[:16]
 
@@ -189,75 +198,121 @@ def stop_unused_embedded_database() -> None:
         say(f"Could not stop the embedded PostgreSQL: {error}")
 
 
-class Supervisor:
-    """Runs what `start()` starts (a process with pid, poll, send_signal, returncode in a session of
-    its own) until asked to stop, starting it again when it dies."""
+@dataclass
+class Child:
+    """One supervised process: how to start it, where it answers when ready (or None), and its run."""
 
-    def __init__(self, start, ready_url: str | None, stop_seconds: float):
-        self.start, self.ready_url, self.stop_seconds = start, ready_url, stop_seconds
-        self.process = None
+    name: str
+    start: Callable[[], object]
+    ready_url: str | None = None
+    process: object = None
+    started: float = 0.0
+    ready: bool = False
+    crashes: int = 0
+    restart_at: float = 0.0
+    done: bool = False
+
+
+class Supervisor:
+    """Runs what each child's `start()` starts (a process with pid, poll, send_signal, returncode in a
+    session of its own) until asked to stop, starting each again when it dies: the web server and the
+    job workers, each on its own restart schedule."""
+
+    def __init__(self, start, ready_url: str | None, stop_seconds: float, extra: Sequence[Child] = ()):
+        self.children = [Child("The app", start, ready_url), *extra]
+        self.stop_seconds = stop_seconds
         self.stopping = False
         self.stop_requested_at = 0.0
 
+    @property
+    def process(self):  # the first child's (the web server's) current process
+        return self.children[0].process
+
     def _on_signal(self, signum, _frame) -> None:
         if self.stopping:  # asked twice: stop now
-            self._kill_group(signal.SIGKILL)
+            for child in self.children:
+                self._kill_group(child, signal.SIGKILL)
             return
         self.stopping, self.stop_requested_at = True, time.monotonic()
         say(f"{signal.Signals(signum).name}: stopping the app (requests in flight finish; "
             f"killed after {self.stop_seconds:.0f} s)")
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        for child in self.children:
+            if child.process is not None and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
 
-    def _kill_group(self, sig: int) -> None:
-        if self.process is not None:
+    @staticmethod
+    def _kill_group(child: Child, sig: int) -> None:
+        if child.process is not None:
             try:
-                os.killpg(self.process.pid, sig)
+                os.killpg(child.process.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def _wait_ready(self, started: float) -> None:
-        """Log how long the server took to answer (what a restart costs)."""
-        if not self.ready_url:
+    @staticmethod
+    def _check_ready(child: Child) -> None:
+        """Log once how long the child took to answer (what a restart costs)."""
+        if child.ready or not child.ready_url:
             return
-        while self.process.poll() is None and not self.stopping:
-            try:
-                with urllib.request.urlopen(self.ready_url, timeout=1) as response:
-                    if response.status < 500:
-                        say(f"Serving after {time.monotonic() - started:.1f} s (pid {self.process.pid})")
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
+        try:
+            with urllib.request.urlopen(child.ready_url, timeout=0.5) as response:
+                if response.status < 500:
+                    child.ready = True
+                    say(f"Serving after {time.monotonic() - child.started:.1f} s (pid {child.process.pid})")
+        except OSError:
+            pass
+
+    def _step(self, child: Child) -> None:
+        now = time.monotonic()
+        if child.done:
+            return
+        if child.process is None:
+            if not self.stopping and now >= child.restart_at:
+                child.started, child.ready = now, False
+                child.process = child.start()
+                if not child.ready_url:
+                    say(f"{child.name} started (pid {child.process.pid})")
+            elif self.stopping:
+                child.done = True
+            return
+        if child.process.poll() is None:
+            self._check_ready(child)
+            if self.stopping and now - self.stop_requested_at > self.stop_seconds:
+                say(f"{child.name} did not stop in time: killing it")
+                self._kill_group(child, signal.SIGKILL)
+            return
+        code = child.process.returncode
+        self._kill_group(child, signal.SIGKILL)  # workers a dead main process left behind hold the port
+        child.process = None
+        if self.stopping:
+            say(f"{child.name} stopped (exit code {code})")
+            child.done = True
+            return
+        ran = now - child.started
+        child.crashes = 0 if ran > HEALTHY_AFTER_SECONDS else child.crashes + 1
+        delay = RESTART_DELAYS[min(max(child.crashes - 1, 0), len(RESTART_DELAYS) - 1)]
+        say(f"{child.name} exited unexpectedly (exit code {code}) after {ran:.0f} s: restarting"
+            + (f" in {delay} s" if delay else ""))
+        child.restart_at = now + delay
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        crashes = 0
-        while not self.stopping:
-            started = time.monotonic()
-            self.process = self.start()
-            self._wait_ready(started)
-            while self.process.poll() is None:
-                if self.stopping and time.monotonic() - self.stop_requested_at > self.stop_seconds:
-                    say("The app did not stop in time: killing it")
-                    self._kill_group(signal.SIGKILL)
-                time.sleep(0.1)
-            code = self.process.returncode
-            self._kill_group(signal.SIGKILL)  # workers a dead main process left behind hold the port
-            if self.stopping:
-                say(f"Stopped (exit code {code})")
-                stop_unused_embedded_database()
-                return 0
-            ran = time.monotonic() - started
-            crashes = 0 if ran > HEALTHY_AFTER_SECONDS else crashes + 1
-            delay = RESTART_DELAYS[min(max(crashes - 1, 0), len(RESTART_DELAYS) - 1)]
-            say(f"The app exited unexpectedly (exit code {code}) after {ran:.0f} s: restarting"
-                + (f" in {delay} s" if delay else ""))
-            deadline = time.monotonic() + delay
-            while time.monotonic() < deadline and not self.stopping:
-                time.sleep(0.1)
+        while not all(child.done for child in self.children):
+            for child in self.children:
+                self._step(child)
+            time.sleep(0.1)
+        stop_unused_embedded_database()
         return 0
+
+
+def job_workers(count: int) -> list[Child]:
+    """`count` job workers (`python -m crm_app.worker`, crm_app/worker.py): they run training, bulk
+    rescoring and the sweeps, which no web worker does."""
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "crm_app.worker"], cwd=ROOT, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+
+    return [Child(f"Job worker {n + 1}", start) for n in range(count)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/supervise.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("CRM_PORT", "3000")))
+    parser.add_argument("--job-workers", type=int, default=int(os.environ.get("CRM_JOB_WORKERS", "1")),
+                        help="job worker processes beside the web server (default 1; CRM_JOB_WORKERS)")
     parser.add_argument("--serve", action="store_true",
                         help="(internal) run one server process, unsupervised")
     args = parser.parse_args(argv)
@@ -289,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     say(f"Loaded the app in {time.monotonic() - started:.1f} s; starting it on http://localhost:{args.port}")
     ready_url = f"http://127.0.0.1:{args.port}/ping"
-    return Supervisor(lambda: ForkedServer(run_server), ready_url, stop_seconds).run()
+    return Supervisor(lambda: ForkedServer(run_server), ready_url, stop_seconds,
+                      extra=job_workers(args.job_workers)).run()
 
 
 if __name__ == "__main__":

@@ -192,4 +192,7 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
         ),
         width="100%",
         background=rx.color("gray", 1),
+        # The web worker holding this tab's live connection (an opaque name): which worker serves
+        # whom, for an operator of several workers (README, "Several web workers and machines").
+        custom_attrs={"data-worker": AppState.served_by},
     )

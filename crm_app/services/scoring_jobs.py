@@ -6,8 +6,10 @@ partial unique index lets one job of each kind run at a time; a second start is 
 message. A job beats every few seconds while it runs (services/job_heartbeat.py); one whose heartbeat
 stopped (its process died) shows as interrupted and is marked failed at the next start.
 
-`run_training_job` and `run_rescore_job` do the work; the caller runs them off the event loop (a
-thread, see crm_app/background.py) and hands them a way to open sessions.
+`run_training_job` and `run_rescore_job` do the work. The app queues them (start_job's `queue`) for a
+job worker process (crm_app/tasks.py, crm_app/worker.py) in the transaction that records the job; a
+queued job waiting for a worker beats no heartbeat and is shown waiting, not interrupted, until a
+worker takes it. The command line and tests run them directly, handing them a way to open sessions.
 """
 
 from __future__ import annotations
@@ -99,17 +101,19 @@ def _fail_stale(session: Session, kind: str, now: datetime) -> None:
     session.execute(
         text(
             "UPDATE scoring_jobs SET status = 'failed', finished_at = :now, error = :error "
-            "WHERE kind = :kind AND status = 'running' AND heartbeat_at < :stale"
+            "WHERE kind = :kind AND status = 'running' AND heartbeat_at < :stale "
+            "AND NOT crm_scoring_job_waiting(queue_job_id)"
         ),
         {"kind": kind, "now": now, "stale": now - STALE_AFTER, "error": INTERRUPTED},
     )
 
 
 def start_job(session: Session, *, kind: str, now: datetime, actor: CurrentUser | None,
-              message: str = "Starting") -> int:
+              message: str = "Starting", queue: dict | None = None) -> int:
     """Record a new running job requested by `actor` and commit; returns its id. Raises
     JobAlreadyRunning, and Forbidden unless `actor` is a manager (None: the tables' owner, see
-    permissions.require_manager)."""
+    permissions.require_manager). Given `queue` (the task's extra keyword arguments), the job's task
+    is queued for a job worker in the same transaction: both are recorded, or neither."""
     if kind not in JOB_KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
     require_manager(session, actor, "train a model" if kind == TRAIN else "rescore the leads")
@@ -123,6 +127,10 @@ def start_job(session: Session, *, kind: str, now: datetime, actor: CurrentUser 
             ),
             {"kind": kind, "message": message, "now": now, "by": requested_by},
         ).scalar_one()
+        if queue is not None:
+            from crm_app.tasks import defer_scoring_job
+
+            defer_scoring_job(session, job_id, **queue)
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -174,7 +182,7 @@ def latest_job(session: Session, kind: str, now: datetime | None = None) -> JobV
     row = session.execute(
         text(
             "SELECT id, kind, status, percent, message, error, started_at, finished_at, model_id, "
-            "heartbeat_at "
+            "heartbeat_at, crm_scoring_job_waiting(queue_job_id) AS waiting "
             "FROM scoring_jobs WHERE kind = :kind ORDER BY started_at DESC, id DESC LIMIT 1"
         ),
         {"kind": kind},
@@ -182,7 +190,7 @@ def latest_job(session: Session, kind: str, now: datetime | None = None) -> JobV
     if row is None:
         return None
     status, error = row.status, row.error or ""
-    if status == "running" and now is not None and row.heartbeat_at < now - STALE_AFTER:
+    if status == "running" and now is not None and row.heartbeat_at < now - STALE_AFTER and not row.waiting:
         status, error = "failed", INTERRUPTED
     return JobView(
         id=row.id, kind=row.kind, status=status, percent=row.percent, message=row.message,
@@ -193,15 +201,17 @@ def latest_job(session: Session, kind: str, now: datetime | None = None) -> JobV
 
 
 def rescore_if_changed(
-    session: Session, before: EngineConfig, *, now: datetime, actor: CurrentUser | None
+    session: Session, before: EngineConfig, *, now: datetime, actor: CurrentUser | None,
+    queue: bool = False,
 ) -> int | None:
     """After a switch (engine, blend share or active model): start a rescoring job when the scores
-    can change. Returns the job to run, or None when nothing changed or a rescoring already runs (it
-    notices the switch and starts over with the new engine)."""
+    can change (queued for a job worker when `queue`). Returns the job, or None when nothing changed
+    or a rescoring already runs (it notices the switch and starts over with the new engine)."""
     if engine_config(session).key == before.key:
         return None
     try:
-        return start_job(session, kind=RESCORE, now=now, actor=actor, message="Waiting to rescore the open leads")
+        return start_job(session, kind=RESCORE, now=now, actor=actor, message="Waiting to rescore the open leads",
+                         queue={} if queue else None)
     except JobAlreadyRunning:
         return None
 

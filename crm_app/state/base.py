@@ -147,6 +147,9 @@ class AppState(rx.State):
     """Shared by every page: the signed-in user and the team."""
 
     viewer_id: str = ""
+    # The web worker this tab's events reach (http_security.worker_id), set as each page loads and
+    # as it asks for news; shown as the page frame's data-worker.
+    served_by: str = ""
     viewer_name: str = ""
     viewer_role: str = ""
     users: list[UserOption] = []
@@ -212,6 +215,7 @@ class AppState(rx.State):
 
     async def _load_team(self) -> bool:
         """Every page's first step: False (and the page should redirect) when nobody is signed in."""
+        self._note_worker()
         if await self._current_user(recheck=True) is None:
             return False
         if not self.users:
@@ -221,8 +225,15 @@ class AppState(rx.State):
     async def _news_since(self, moment: float) -> bool:
         """Have leads this viewer can see changed since `moment` (time.time() when the page read
         them)? Answered from the worker's memory (crm_app/live.py); no query."""
+        self._note_worker()
         user = await self._current_user()
         return user is not None and live.changed_since(moment, live.owners_seen_by(user.id, user.is_manager))
+
+    def _note_worker(self) -> None:
+        from crm_app.http_security import worker_id
+
+        if self.served_by != worker_id():
+            self.served_by = worker_id()
 
     def _sign_in_redirect(self):
         """To the sign-in page, coming back here afterwards."""

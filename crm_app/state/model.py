@@ -1,9 +1,10 @@
 """The model page: the engine choice, training and rescoring progress, and the shown model's report.
 
 Managers only (the signed-in user's role, AppState.viewer_is_manager): every handler that changes
-something checks it, not just the page. Training and rescoring run in a worker thread
-(crm_app/background.py) and record their progress in PostgreSQL; this state polls it with a
-background event while a job runs, so progress survives a reload and shows in every worker.
+something checks it, not just the page. Training and rescoring are queued for a job worker process
+(crm_app/tasks.py; this process never trains or rescores) and record their progress in PostgreSQL;
+this state polls it with a background event while a job runs, so progress survives a reload and
+shows in every web worker.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import plotly.graph_objects as go
 import reflex as rx
 
 from crm_app import charts
-from crm_app.background import run_in_thread
 from crm_app.services.errors import InvalidInput, NotFound, ServiceError
 from crm_app.services.model_report import (
     DriverRow,
@@ -32,20 +32,13 @@ from crm_app.services.scoring_jobs import (
     TRAIN,
     JobView,
     rescore_if_changed,
-    run_rescore_job,
-    run_training_job,
     start_job,
 )
 from crm_app.services.scoring_settings import set_engine_choice
-from crm_app.state.base import AppState, db_as, now_utc, open_session, picked, typed_text, whole_number
+from crm_app.state.base import AppState, db_as, now_utc, picked, typed_text, whole_number
 
 POLL_SECONDS = 1.0
 MANAGERS_ONLY = "Only a manager can change how leads are scored."
-
-
-def _start_rescoring(job_id: int | None) -> None:
-    if job_id is not None:
-        run_in_thread(f"rescore-{job_id}", lambda: run_rescore_job(open_session, job_id, clock=now_utc))
 
 
 class ModelState(AppState):
@@ -238,7 +231,7 @@ class ModelState(AppState):
 
         def switch(session):
             before, _after = set_engine_choice(session, mode=mode, blend_percent=typed, now=now, actor=actor)
-            return rescore_if_changed(session, before, now=now, actor=actor)
+            return rescore_if_changed(session, before, now=now, actor=actor, queue=True)
 
         try:
             job_id = await self._db(switch)
@@ -249,7 +242,6 @@ class ModelState(AppState):
                 self.action_message = str(error)
             return None
         self.blend_error, self.action_message = "", ""
-        _start_rescoring(job_id)
         await self._refresh()
         return ModelState.poll
 
@@ -267,19 +259,15 @@ class ModelState(AppState):
         if not self.viewer_is_manager:
             self.action_message = "Only a manager can train a model."
             return None
-        now, actor = now_utc(), await self._actor()
+        now, actor, keep = now_utc(), await self._actor(), list(self.keep_fields)
         try:
-            job_id = await self._db(lambda s: start_job(s, kind=TRAIN, now=now, actor=actor,
-                                                      message="Waiting to start"))
+            await self._db(lambda s: start_job(s, kind=TRAIN, now=now, actor=actor,
+                                               message="Waiting for a job worker to start",
+                                               queue={"keep_fields": keep}))
         except ServiceError as error:
             self.action_message = str(error)
             return None
         self.action_message = ""
-        keep = list(self.keep_fields)
-        run_in_thread(
-            f"train-{job_id}",
-            lambda: run_training_job(open_session, job_id, clock=now_utc, trained_by=actor, keep_fields=keep),
-        )
         await self._refresh(keep_draft=True)
         return ModelState.poll
 
@@ -296,7 +284,7 @@ class ModelState(AppState):
         def activate_and_rescore(session):
             before = engine_config(session)
             activate_model(session, model_id, actor=actor, now=now)
-            return rescore_if_changed(session, before, now=now, actor=actor)
+            return rescore_if_changed(session, before, now=now, actor=actor, queue=True)
 
         try:
             job_id = await self._db(activate_and_rescore)
@@ -304,7 +292,6 @@ class ModelState(AppState):
             self.action_message = str(error)
             return None
         self.action_message = ""
-        _start_rescoring(job_id)
         await self._refresh(keep_draft=True)
         return ModelState.poll
 
@@ -321,7 +308,7 @@ class ModelState(AppState):
             before = engine_config(session)
             activate_model(session, model_id, actor=actor, now=now)
             set_engine_choice(session, mode="model", now=now, actor=actor)
-            return rescore_if_changed(session, before, now=now, actor=actor)
+            return rescore_if_changed(session, before, now=now, actor=actor, queue=True)
 
         try:
             job_id = await self._db(switch)
@@ -329,6 +316,5 @@ class ModelState(AppState):
             self.action_message = str(error)
             return None
         self.action_message = ""
-        _start_rescoring(job_id)
         await self._refresh(keep_draft=True)
         return ModelState.poll

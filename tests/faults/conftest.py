@@ -222,8 +222,10 @@ def granian_workers(root_pid: int) -> list[psutil.Process]:
     for child in root.children(recursive=True):
         # granian's main process forks the workers; the workers are the leaves that run Python.
         try:
-            runs_python = "python" in child.name() + " ".join(child.cmdline()[:1])
-            if child.status() != psutil.STATUS_ZOMBIE and not child.children() and runs_python:
+            command = child.cmdline()
+            runs_python = "python" in child.name() + " ".join(command[:1])
+            job_worker = "crm_app.worker" in command  # the supervisor's job workers serve no requests
+            if child.status() != psutil.STATUS_ZOMBIE and not child.children() and runs_python and not job_worker:
                 workers.append(child)
         except psutil.Error:  # gone (or a zombie) while we looked
             continue

@@ -3,7 +3,7 @@ was working stops working."""
 
 from __future__ import annotations
 
-import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from crm_app.background import sweep_expired_scores
+from crm_app.background import sweep_with_retries
 from crm_app.db import engine as app_engine
 from crm_app.db.engine import make_engine, normalize_url
 from crm_app.db.models import Lead
@@ -34,7 +34,7 @@ from crm_app.services.scoring_jobs import (
 )
 from crm_app.services.scoring_settings import set_engine_choice
 from crm_app.settings import REPO_ROOT
-from tests.conftest import database_away, run_async, scratch_database
+from tests.conftest import database_away, scratch_database
 from tests.faults.conftest import kill, record, wait_until
 
 pytestmark = pytest.mark.faults
@@ -67,6 +67,12 @@ def history(history_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+def _status(engine: Engine, job_id: int) -> str:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT status FROM scoring_jobs WHERE id = :id"),
+                                  {"id": job_id}).scalar_one()
+
+
 def _percent(engine: Engine, job_id: int) -> int:
     with engine.connect() as connection:
         return connection.execute(text("SELECT percent FROM scoring_jobs WHERE id = :id"),
@@ -74,21 +80,29 @@ def _percent(engine: Engine, job_id: int) -> int:
 
 
 def test_training_killed_mid_way_frees_training_within_30_s_and_the_active_model_still_scores(history):
+    """The job worker (where training runs; the web process never trains) killed while it fits."""
     with Session(history) as session:
         active_before = engine_config(session).model_id
+        # As the model page does: the job and its queued task in one transaction.
+        job_id = start_job(session, kind=TRAIN, now=utcnow(), actor=None, queue={})
     url = history.url.render_as_string(hide_password=False)
-    trainer = subprocess.Popen([sys.executable, "-m", "tests.faults.train_in_process", url],
-                               cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        job_id = int(trainer.stdout.readline())
-        # Mid-way: past loading and computing features, fitting the trees.
-        assert wait_until(lambda: _percent(history, job_id) >= 35 or trainer.poll() is not None, 120)
-        assert trainer.poll() is None, "training finished before it could be killed: give it more history"
-        kill(trainer.pid)
-        killed_at = time.monotonic()
-    finally:
-        trainer.kill()
-        trainer.wait()
+    env = {**os.environ, "DATABASE_URL": url, "CRM_WORKER_NAME": "crm-faults-job-worker"}
+    log_path = REPO_ROOT / "test-artifacts" / "faults-job-worker.log"
+    log_path.parent.mkdir(exist_ok=True)
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "crm_app.worker"], cwd=REPO_ROOT, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            # Mid-way: past loading and computing features, fitting the trees.
+            assert wait_until(lambda: _percent(history, job_id) >= 35 or worker.poll() is not None, 120), \
+                f"the job worker did not get far into the training; see {log_path}"
+            assert worker.poll() is None, f"the job worker exited; see {log_path}"
+            assert _status(history, job_id) == "running", "training finished before it could be killed"
+            kill(worker.pid)
+            killed_at = time.monotonic()
+        finally:
+            worker.kill()
+            worker.wait()
 
     accepted_after = None
     shown_interrupted_after = None
@@ -169,23 +183,19 @@ def test_the_background_sweep_retries_in_seconds_while_the_database_is_away(hist
             return connection.execute(text("SELECT count(*) FROM leads WHERE id = ANY(:ids) AND "
                                             "score_valid_until <= now()"), {"ids": expired}).scalar_one()
 
-    async def scenario() -> float:
-        sweeping = asyncio.create_task(sweep_expired_scores())
-        try:
-            with database_away(history_url, JOB_CONNECTIONS):
-                await asyncio.sleep(3)
-            back = time.monotonic()
-            while await asyncio.to_thread(still_expired):
-                assert time.monotonic() - back < 30, "the sweep did not run again soon after the outage"
-                await asyncio.sleep(0.2)
-            return time.monotonic() - back
-        finally:
-            sweeping.cancel()
-
     before = app_engine._engine
     app_engine.set_engine(engine)
     try:
-        swept_after = run_async(scenario())
+        # The periodic sweep task's body, as a job worker runs it, started while the database is away.
+        sweeper = threading.Thread(target=sweep_with_retries, daemon=True)
+        with database_away(history_url, JOB_CONNECTIONS):
+            sweeper.start()
+            time.sleep(3)
+        back = time.monotonic()
+        assert wait_until(lambda: not still_expired(), 30), "the sweep did not run again soon after the outage"
+        swept_after = time.monotonic() - back
+        sweeper.join(60)
+        assert not sweeper.is_alive()
     finally:
         app_engine.set_engine(before)
         engine.dispose()
