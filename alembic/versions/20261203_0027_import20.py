@@ -18,7 +18,7 @@ and an import cut off mid-way seen as such
   owner login (as the scoring jobs' heartbeats are); managers read them through the app role.
 
 Revision ID: 0027_import20
-Revises: 0020_model_scores
+Revises: 0026_queue15
 Create Date: 2026-12-03
 """
 from typing import Sequence, Union
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0027_import20"
-down_revision: Union[str, None] = "0020_model_scores"
+down_revision: Union[str, None] = "0026_queue15"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
