@@ -35,6 +35,8 @@ from crm_app.state.base import (
     whole_number,
 )
 from crm_app.state.new_lead import POOL, owner_choices, owner_text
+from crm_app.services.undo import undo_stage_move
+from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
 
 ALL = "all"
 SCOPES = ("mine", "unassigned", "team")
@@ -62,6 +64,7 @@ class LeadsState(AppState):
     editing_id: int = 0
     row_edit: dict[str, str] = {}
     row_errors: dict[str, str] = {}
+    _undo_tickets: dict[str, dict] = {}
 
     @rx.var
     def owner_options(self) -> list[list[str]]:
@@ -321,8 +324,9 @@ class LeadsState(AppState):
             return self.cancel_edit()
         changes = {**self.row_edit, "owner_id": owner_text(self.row_edit.get("owner_id", POOL))}
         lead_id, version, now = row.id, row.version, now_utc()
+        from_stage = next(s.value for s in Stage if s.label == row.stage)
         try:
-            await self._db(lambda s: edit_inline(s, lead_id=lead_id, expected_version=version, changes=changes,
+            saved = await self._db(lambda s: edit_inline(s, lead_id=lead_id, expected_version=version, changes=changes,
                                                  now=now))
         except InvalidInput as error:
             self.row_errors = {error.field if error.field in INLINE_FIELDS else "form": str(error)}
@@ -341,4 +345,25 @@ class LeadsState(AppState):
             return None
         self.editing_id, self.row_edit, self.row_errors = 0, {}, {}
         await self._refresh(keep_page=True, recount=False)
+        if saved.stage != from_stage:
+            # The stage changed: its Undo moves the lead back (a value or owner change stays as saved).
+            self._undo_tickets, token = issue_ticket(self._undo_tickets, {
+                "lead_id": lead_id, "back_to": from_stage, "version": saved.version})
+            return undo_toast(f"Saved {row.name}: moved to {Stage(saved.stage).label}", LeadsState.undo_move(token))
         return rx.toast.success(f"Saved {row.name}")
+
+    @rx.event
+    async def undo_move(self, token: str):
+        """The toast's Undo after a stage change in the table: back to the stage it left."""
+        self._undo_tickets, undo = take_ticket(self._undo_tickets, token)
+        if undo is None:
+            return rx.toast.warning(TOO_LATE)
+        lead_id, back_to, version, now = undo["lead_id"], undo["back_to"], undo["version"], now_utc()
+        try:
+            await self._db(lambda s: undo_stage_move(s, lead_id=lead_id, back_to=back_to,
+                                                     expected_version=version, now=now))
+        except ServiceError as error:
+            await self._refresh(keep_page=True, recount=False)
+            return rx.toast.error("Not undone", description=str(error), duration=8000)
+        await self._refresh(keep_page=True)
+        return rx.toast.success(f"Undone: back in {Stage(back_to).label}")
