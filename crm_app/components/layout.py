@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from crm_app.components.command_search import search_button, search_dialog, shortcuts_button, shortcuts_dialog
 from crm_app.components.quick_add import quick_add_button, quick_add_dialog
 from crm_app.state.base import AppState
 from crm_app.state.database import DatabaseState, reconnecting_notice
@@ -65,6 +66,10 @@ def user_menu() -> rx.Component:
             rx.link("Sign out", on_click=AppState.sign_out, size="1", class_name="sign-out", cursor="pointer"),
             spacing="2",
         ),
+        rx.hstack(
+            shortcuts_button(),
+            spacing="2",
+        ),
         spacing="1",
         width="100%",
         class_name="user-menu",
@@ -83,6 +88,7 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
             padding_bottom="1em",
         ),
         quick_add_button(),
+        search_button(),
         *[_nav_link(*item) for item in NAV],
         *[_role_link(*item, AppState.viewer_is_manager) for item in MANAGER_NAV],
         *[_role_link(*item, AppState.viewer_is_admin) for item in ADMIN_NAV],
@@ -114,7 +120,8 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
     content = rx.box(*body, display=rx.cond(DatabaseState.reconnecting, "none", "block"), width="100%")
     return rx.hstack(
         sidebar,
-        rx.box(header, reconnecting_notice(), content, quick_add_dialog(), padding="1.5em 2em", width="100%",
+        rx.box(header, reconnecting_notice(), content, quick_add_dialog(), search_dialog(), shortcuts_dialog(),
+               padding="1.5em 2em", width="100%",
                min_width="0"),
         spacing="0",
         align="start",

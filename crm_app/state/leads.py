@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import reflex as rx
-
 import dataclasses
+import json
+from urllib.parse import urlencode
+
+import reflex as rx
 
 from crm_app.api import EXPORT_PATH, EXPORT_PURPOSE
 from crm_app.db.queries import SORTS, LeadFilter, LeadListRow, ranked_leads
@@ -43,6 +45,12 @@ SCOPES = ("mine", "unassigned", "team")
 TIERS = (ALL, *(t.value for t in Tier))
 STAGES = (ALL, *(s.value for s in Stage))
 SOURCES = (ALL, *(s.value for s in Source))
+
+
+# The list's address holds what it shows (shareable, bookmarkable): ?q=&scope=&tier=&stage=&source=&sort=&page=
+# (page 1-based); a value at its default is left out.
+URL_DEFAULTS = {"q": "", "scope": "mine", "tier": ALL, "stage": ALL, "source": ALL, "sort": "score", "page": "1"}
+MAX_URL_PAGE = 100_000
 
 
 class LeadsState(AppState):
@@ -113,56 +121,99 @@ class LeadsState(AppState):
         if total is not None:
             self.total = total
 
+    # The address -------------------------------------------------------------------------------
+    def _read_url(self) -> bool:
+        """Take the filter, sort and page from the address; False when it names none of them (then
+        the list keeps what it showed, and the address is written from it). Unknown values are ignored."""
+        params = self.router.url.query_parameters
+        if not any(key in params for key in URL_DEFAULTS):
+            return False
+        get = lambda key: params.get(key, URL_DEFAULTS[key])  # noqa: E731
+        self.search = typed_text(get("q"), 200)
+        self.scope = picked(get("scope"), SCOPES, "mine")
+        self.tier = picked(get("tier"), TIERS, ALL)
+        self.stage = picked(get("stage"), STAGES, ALL)
+        self.source = picked(get("source"), SOURCES, ALL)
+        self.sort = picked(get("sort"), SORTS, "score")
+        page = get("page")
+        self.page = min(int(page), MAX_URL_PAGE) - 1 if page.isdecimal() and 0 < len(page) < 7 and int(page) > 0 else 0
+        return True
+
+    def _write_url(self):
+        """Put what the list shows in the address, without a page load or a history entry per keystroke."""
+        shown = {"q": self.search, "scope": self.scope, "tier": self.tier, "stage": self.stage,
+                 "source": self.source, "sort": self.sort, "page": str(self.page + 1)}
+        query = urlencode({k: v for k, v in shown.items() if v != URL_DEFAULTS[k]})
+        target = json.dumps("/leads" + (f"?{query}" if query else ""))
+        return rx.call_script(
+            "if (window.location.pathname.replace(/\\/$/, '') === '/leads' && "
+            f"window.location.pathname + window.location.search !== {target}) "
+            f"window.history.replaceState(window.history.state, '', {target})")
+
     @rx.event
     async def load(self):
         if not await self._load_team():
             return self._sign_in_redirect()
         self.selected, self.bulk_message, self.bulk_result = [], "", ""
         self.editing_id, self.row_edit, self.row_errors = 0, {}, {}
+        from_url = self._read_url()
         await self._refresh(keep_page=True)
+        if from_url and self.rows == [] and self.page > 0:
+            # A shared address past the last page (the list shrank since): its last page instead.
+            self.page = max(0, (self.total - 1) // settings.page_size)
+            await self._refresh(keep_page=True, recount=False)
+        return self._write_url()
 
     @rx.event
     async def set_search(self, value: str):
         self.search = typed_text(value, 200)
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def set_tier(self, value: str):
         self.tier = picked(value, TIERS, self.tier)
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def set_stage(self, value: str):
         self.stage = picked(value, STAGES, self.stage)
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def set_source(self, value: str):
         self.source = picked(value, SOURCES, self.source)
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def set_sort(self, value: str):
         self.sort = picked(value, SORTS, self.sort)
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def set_scope(self, value: str | list[str]):
         self.scope = picked(value, SCOPES, self.scope)
         self.selected = []
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def next_page(self):
         if self.has_next:
             self.page += 1
             await self._refresh(keep_page=True, recount=False)
+        return self._write_url()
 
     @rx.event
     async def previous_page(self):
         if self.page > 0:
             self.page -= 1
             await self._refresh(keep_page=True, recount=False)
+        return self._write_url()
 
     async def _export_link(self, flt: LeadFilter, name: str):
         """A download of `flt`'s leads through a short-lived signed link, not over the websocket. The link
