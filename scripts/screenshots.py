@@ -36,11 +36,49 @@ PAGES = [
     ("audit", MANAGER, "/audit", "table"),
     ("users", ADMIN, "/users", ".user-row"),
     ("api-keys", ADMIN, "/api-keys", ".key-row"),
+    # The safety nets (README "Safety nets"): each is staged by SCENES below, and left as it was.
+    ("search", REP, "/leads", ".lead-row"),
+    ("undo", REP, "/pipeline", "[data-rfd-draggable-id]"),
+    ("engine-confirm", MANAGER, "/model", ".engine-choice"),
 ]
 
 
 # Pages shown with something opened on them: the button to click and what must then be visible.
 OPENS = {"quick-add": ("#quick-add-lead", ".quick-add-form")}
+
+
+def _search(page) -> None:
+    page.locator("body[data-shortcuts=ready]").wait_for(state="attached")
+    page.keyboard.press("Control+k")
+    page.locator("#global-search-input").fill("gr")
+    page.locator(".search-hit").first.wait_for()
+
+
+def _undo(page) -> None:
+    """Move the best New deal to Contacted from its menu, and show the toast."""
+    page.locator('[data-rfd-droppable-id="new"] [data-rfd-draggable-id] .card-menu').first.click()
+    page.locator(".move-to-contacted").click()
+    page.locator(".undo-toast").wait_for()
+
+
+def _undo_after(page) -> None:
+    page.locator(".undo-toast").get_by_role("button", name="Undo").click()  # the demo data as it was
+    page.get_by_text("Undone:").first.wait_for()
+
+
+def _engine_confirm(page) -> None:
+    current = page.locator(".effective-engine").inner_text()
+    page.get_by_role("radio", name="Rules" if current.startswith("Model") else "Model").click()
+    page.locator(".switch-confirm .confirm-impact").wait_for()
+
+
+def _engine_confirm_after(page) -> None:
+    page.locator(".switch-confirm .confirm-cancel").click()
+
+
+# What to do on a page before its screenshot, and after it (put things back).
+SCENES = {"search": (_search, None), "undo": (_undo, _undo_after),
+          "engine-confirm": (_engine_confirm, _engine_confirm_after)}
 
 
 def sign_in(browser, url: str, email: str | None):
@@ -83,8 +121,13 @@ def main() -> None:
                 button, opened = OPENS[name]
                 page.locator(button).click()
                 page.locator(opened).wait_for()
+            before, after = SCENES.get(name, (None, None))
+            if before is not None:
+                before(page)
             page.wait_for_timeout(1500)  # let charts and fonts settle
             page.screenshot(path=str(out / f"{name}.png"))
+            if after is not None:
+                after(page)
             print(f"{out / name}.png")
         browser.close()
 

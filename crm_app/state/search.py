@@ -70,14 +70,17 @@ class SearchState(AppState):
         elif key == "ArrowUp" and self.lead_hits:
             self.active = max(self.active - 1, 0)
         elif key == "Enter" and self.lead_hits:
-            return self.open_lead(self.lead_hits[min(self.active, len(self.lead_hits) - 1)].id)
+            return self._open(self.lead_hits[min(self.active, len(self.lead_hits) - 1)].id)
 
-    @rx.event
-    def open_lead(self, lead_id: int):
-        if not any(hit.id == lead_id for hit in self.lead_hits):
+    def _open(self, lead_id: object):
+        if not any(hit.id == lead_id for hit in self.lead_hits):  # only a lead the search found
             return None
         self.search_open = False
         return rx.redirect(f"/leads/{lead_id}")
+
+    @rx.event
+    def open_lead(self, lead_id: int):
+        return self._open(lead_id)
 
     @rx.event
     def open_company(self, name: str):

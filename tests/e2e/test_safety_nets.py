@@ -99,7 +99,9 @@ def test_a_card_dropped_below_the_loaded_cards_stays_visible_and_highlighted(pag
     # 27 better deals in Contacted: the column loads 25, so a weak deal would rank below all of them.
     expect(page.locator('.pipeline-column[data-stage="contacted"] .column-count')).to_have_text("27")
     expect(contacted.locator("[data-card-id]")).to_have_count(25)
-    drag_card_to_column(page, low.id, "contacted")
+    # Dropped at the top of the column (its bottom is far below the fold): the server puts it where it
+    # ranks, last, and keeps it there, outlined and scrolled into view.
+    drag_card_to_column(page, low.id, "contacted", position="start")
 
     moved = contacted.locator(f'[data-card-id="{low.id}"]')
     expect(moved).to_have_count(1)
