@@ -53,6 +53,31 @@ URL_DEFAULTS = {"q": "", "scope": "mine", "tier": ALL, "stage": ALL, "source": A
 MAX_URL_PAGE = 100_000
 
 
+def list_address(view: dict[str, str]) -> str:
+    """The leads list's address for a view (URL_DEFAULTS' keys): values at their default left out."""
+    query = urlencode({k: view[k] for k in URL_DEFAULTS if view.get(k, URL_DEFAULTS[k]) != URL_DEFAULTS[k]})
+    return "/leads" + (f"?{query}" if query else "")
+
+
+def view_from_query(params) -> dict[str, str] | None:
+    """The view an address's query names (None when it names none of its keys). Anything a page could
+    not have written (an unknown tier, a page past MAX_URL_PAGE, text with NUL) falls back to the default."""
+    if not any(key in params for key in URL_DEFAULTS):
+        return None
+    get = lambda key: params.get(key, URL_DEFAULTS[key])  # noqa: E731
+    page = get("page")
+    return {
+        "q": typed_text(get("q"), 200),
+        "scope": picked(get("scope"), SCOPES, "mine"),
+        "tier": picked(get("tier"), TIERS, ALL),
+        "stage": picked(get("stage"), STAGES, ALL),
+        "source": picked(get("source"), SOURCES, ALL),
+        "sort": picked(get("sort"), SORTS, "score"),
+        "page": page if isinstance(page, str) and page.isdecimal() and page[0] != "0"
+        and int(page) <= MAX_URL_PAGE else "1",
+    }
+
+
 class LeadsState(AppState):
     rows: list[LeadListRow] = []
     total: int = 0
@@ -122,29 +147,23 @@ class LeadsState(AppState):
             self.total = total
 
     # The address -------------------------------------------------------------------------------
+    def _view(self) -> dict[str, str]:
+        return {"q": self.search, "scope": self.scope, "tier": self.tier, "stage": self.stage,
+                "source": self.source, "sort": self.sort, "page": str(self.page + 1)}
+
     def _read_url(self) -> bool:
         """Take the filter, sort and page from the address; False when it names none of them (then
-        the list keeps what it showed, and the address is written from it). Unknown values are ignored."""
-        params = self.router.url.query_parameters
-        if not any(key in params for key in URL_DEFAULTS):
+        the list keeps what it showed, and the address is written from it)."""
+        view = view_from_query(self.router.url.query_parameters)
+        if view is None:
             return False
-        get = lambda key: params.get(key, URL_DEFAULTS[key])  # noqa: E731
-        self.search = typed_text(get("q"), 200)
-        self.scope = picked(get("scope"), SCOPES, "mine")
-        self.tier = picked(get("tier"), TIERS, ALL)
-        self.stage = picked(get("stage"), STAGES, ALL)
-        self.source = picked(get("source"), SOURCES, ALL)
-        self.sort = picked(get("sort"), SORTS, "score")
-        page = get("page")
-        self.page = min(int(page), MAX_URL_PAGE) - 1 if page.isdecimal() and 0 < len(page) < 7 and int(page) > 0 else 0
+        self.search, self.scope, self.tier, self.stage = view["q"], view["scope"], view["tier"], view["stage"]
+        self.source, self.sort, self.page = view["source"], view["sort"], int(view["page"]) - 1
         return True
 
     def _write_url(self):
         """Put what the list shows in the address, without a page load or a history entry per keystroke."""
-        shown = {"q": self.search, "scope": self.scope, "tier": self.tier, "stage": self.stage,
-                 "source": self.source, "sort": self.sort, "page": str(self.page + 1)}
-        query = urlencode({k: v for k, v in shown.items() if v != URL_DEFAULTS[k]})
-        target = json.dumps("/leads" + (f"?{query}" if query else ""))
+        target = json.dumps(list_address(self._view()))
         return rx.call_script(
             "if (window.location.pathname.replace(/\\/$/, '') === '/leads' && "
             f"window.location.pathname + window.location.search !== {target}) "
