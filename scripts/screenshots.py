@@ -77,7 +77,7 @@ def _engine_confirm_after(page) -> None:
 
 
 # What to do on a page before its screenshot, and after it (put things back).
-SCENES = {"search": (_search, None), "undo": (_undo, _undo_after),
+SCENES = {"search": (_search, lambda page: page.keyboard.press("Escape")), "undo": (_undo, _undo_after),
           "engine-confirm": (_engine_confirm, _engine_confirm_after)}
 
 
@@ -99,7 +99,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://localhost:3000")
     parser.add_argument("--out", default="docs/screenshots")
+    parser.add_argument("--only", default="", help="comma-separated names: take only these (e.g. search,undo)")
     args = parser.parse_args()
+    only = {name for name in args.only.split(",") if name}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     executable = os.environ.get("CRM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -107,6 +109,8 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=executable, args=ARGS)
         page, signed_in = None, ""
         for name, who, path, ready in PAGES:
+            if only and name not in only:
+                continue
             if page is None or who != signed_in:
                 if page is not None:
                     page.close()

@@ -67,7 +67,8 @@ def search_button() -> rx.Component:
         rx.el.kbd("Ctrl K", aria_hidden="true", style={"margin_left": "auto", "font_size": "11px", "opacity": "0.8"}),
         id=SEARCH_BUTTON_ID,
         on_click=S.open_search,
-        on_mount=rx.call_script(SHORTCUTS_JS),
+        # A new page starts with the search closed (its state outlives the page it was opened on).
+        on_mount=[rx.call_script(SHORTCUTS_JS), S.set_search_open(False)],
         variant="soft",
         color_scheme="gray",
         width="100%",
