@@ -37,6 +37,10 @@ PAGES = [
     ("audit", MANAGER, "/audit", "table"),
     ("users", ADMIN, "/users", ".user-row"),
     ("api-keys", ADMIN, "/api-keys", ".key-row"),
+    # The safety nets (README "Safety nets"): each is staged by SCENES below, and left as it was.
+    ("search", REP, "/leads", ".lead-row"),
+    ("undo", REP, "/pipeline", "[data-rfd-draggable-id]"),
+    ("engine-confirm", MANAGER, "/model", ".engine-choice"),
 ]
 # The same app on a phone (390 x 844, an iPhone 12-14): the pages a rep works from on the road.
 PHONE = {"width": 390, "height": 844}
@@ -50,6 +54,40 @@ PHONE_PAGES = [
 
 # Pages shown with something opened on them: the button to click and what must then be visible.
 OPENS = {"quick-add": ("#quick-add-lead", ".quick-add-form")}
+
+
+def _search(page) -> None:
+    page.locator("body[data-shortcuts=ready]").wait_for(state="attached")
+    page.keyboard.press("Control+k")
+    page.locator("#global-search-input").fill("gr")
+    page.locator(".search-hit").first.wait_for()
+
+
+def _undo(page) -> None:
+    """Move the best New deal to Contacted from its menu, and show the toast."""
+    page.locator('[data-rfd-droppable-id="new"] [data-rfd-draggable-id] .card-menu').first.click()
+    page.locator(".move-to-contacted").click()
+    page.locator(".undo-toast").wait_for()
+
+
+def _undo_after(page) -> None:
+    page.locator(".undo-toast").get_by_role("button", name="Undo").click()  # the demo data as it was
+    page.get_by_text("Undone:").first.wait_for()
+
+
+def _engine_confirm(page) -> None:
+    current = page.locator(".effective-engine").inner_text()
+    page.get_by_role("radio", name="Rules" if current.startswith("Model") else "Model").click()
+    page.locator(".switch-confirm .confirm-impact").wait_for()
+
+
+def _engine_confirm_after(page) -> None:
+    page.locator(".switch-confirm .confirm-cancel").click()
+
+
+# What to do on a page before its screenshot, and after it (put things back).
+SCENES = {"search": (_search, lambda page: page.keyboard.press("Escape")), "undo": (_undo, _undo_after),
+          "engine-confirm": (_engine_confirm, _engine_confirm_after)}
 
 
 def sign_in(browser, url: str, email: str | None, viewport: dict | None = None):
@@ -72,8 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://localhost:3000")
     parser.add_argument("--out", default="docs/screenshots")
-    parser.add_argument("--only", nargs="*", help="take only these (file names without .png)")
+    parser.add_argument("--only", default="", help="comma-separated names: take only these (e.g. search,undo)")
     args = parser.parse_args()
+    only = {name for name in args.only.split(",") if name}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     executable = os.environ.get("CRM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -82,7 +121,7 @@ def main() -> None:
         page, signed_in = None, ""
         shots = [(*row, None) for row in PAGES] + [(*row, PHONE) for row in PHONE_PAGES]
         for name, who, path, ready, viewport in shots:
-            if args.only and name not in args.only:
+            if only and name not in only:
                 continue
             if page is None or (who, viewport) != signed_in:
                 if page is not None:
@@ -98,8 +137,13 @@ def main() -> None:
                 button, opened = OPENS[name]
                 page.locator(button).click()
                 page.locator(opened).wait_for()
+            before, after = SCENES.get(name, (None, None))
+            if before is not None:
+                before(page)
             page.wait_for_timeout(1500)  # let charts and fonts settle
             page.screenshot(path=str(out / f"{name}.png"))  # (a phone's: its first screen, as a rep sees it)
+            if after is not None:
+                after(page)
             print(f"{out / name}.png")
         browser.close()
 

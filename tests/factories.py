@@ -47,11 +47,12 @@ def make_lead(
     deal_value: int = 1000,
     activities: list[tuple[ActivityKind, timedelta]] = (),
     created_ago: timedelta = timedelta(days=30),
+    email: str | None = None,
 ) -> Lead:
     """A lead, then its activities (each `ago` before now), scored like the app would."""
     lead = Lead(
         name=name,
-        email=f"{name.replace(' ', '.').lower()}@example.com",
+        email=email or f"{name.replace(' ', '.').lower()}@example.com",
         company=company,
         company_size=company_size,
         source=source.value,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from crm_app.components.command_search import search_button, search_dialog, shortcuts_button, shortcuts_dialog
 from crm_app.components.quick_add import quick_add_button, quick_add_dialog
 from crm_app.state.base import AppState
 from crm_app.state.database import DatabaseState, reconnecting_notice
@@ -81,6 +82,10 @@ def _user_menu() -> rx.Component:
             rx.link("Sign out", on_click=AppState.sign_out, size="1", class_name="sign-out", cursor="pointer"),
             spacing="2",
         ),
+        rx.hstack(
+            shortcuts_button(),
+            spacing="2",
+        ),
         spacing="1",
         width="100%",
         class_name="user-menu",
@@ -151,6 +156,7 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
     sidebar = rx.vstack(
         rx.box(_logo(), padding_bottom="1em"),
         quick_add_button(),
+        search_button(),
         *_nav_links(),
         rx.spacer(),
         user_menu(),
@@ -184,7 +190,8 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
         _phone_bar(),
         rx.hstack(
             sidebar,
-            rx.box(header, reconnecting_notice(), content, quick_add_dialog(), padding="1.5em 2em", width="100%",
+            rx.box(header, reconnecting_notice(), content, quick_add_dialog(), search_dialog(),
+                   shortcuts_dialog(), padding="1.5em 2em", width="100%",
                    min_width="0", class_name="app-main"),
             spacing="0",
             align="start",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from crm_app.components.confirm import confirm_dialog
 from crm_app.components.controls import MUTED, data_table, form_field, select_field
 from crm_app.components.layout import page_frame
 from crm_app.services.api_keys import KeyRow
@@ -95,6 +96,9 @@ def api_keys_page() -> rx.Component:
         "API keys",
         rx.fragment("Websites, forms and email tools send leads and events with these keys. ",
                     rx.link("API documentation", href=DOCS, is_external=True), "."),
+        confirm_dialog(open=S.confirm_open, on_open_change=S.set_confirm_open, title=S.confirm_title,
+                       impact=S.confirm_impact, detail=S.confirm_detail, confirm_label="Revoke key",
+                       on_confirm=S.confirm_revoke, class_name="revoke-confirm", color_scheme="tomato"),
         rx.cond(
             S.viewer_is_admin,
             rx.vstack(

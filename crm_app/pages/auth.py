@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from crm_app.components.confirm import confirm_dialog
 from crm_app.components.controls import MUTED, choice, data_table, form_field
 from crm_app.components.layout import page_frame
 from crm_app.state.database import reconnecting_notice
@@ -174,6 +175,9 @@ def users_page() -> rx.Component:
     return page_frame(
         "Users",
         "Who can sign in, and with which role. Reps see their own leads and the unassigned pool.",
+        confirm_dialog(open=S.confirm_open, on_open_change=S.set_confirm_open, title=S.confirm_title,
+                       impact=S.confirm_impact, detail=S.confirm_detail, confirm_label="Deactivate",
+                       on_confirm=S.confirm_deactivate, class_name="deactivate-confirm", color_scheme="tomato"),
         rx.cond(
             S.viewer_is_admin,
             rx.vstack(

@@ -279,6 +279,27 @@ def _bulk_bar() -> rx.Component:
     )
 
 
+def _sort_header(label: str, key: str, **props) -> rx.Component:
+    """A column header that sorts the list by that column (the sort select's choices)."""
+    active = S.sort == key
+    return rx.table.column_header_cell(
+        rx.el.button(
+            label,
+            rx.cond(active, rx.icon("arrow-down" if key != "name" else "arrow-up", size=12)),
+            on_click=S.set_sort(key),
+            type="button",
+            class_name="sort-header",
+            data_sort=key,
+            aria_pressed=rx.cond(active, "true", "false"),
+            title=f"Sort by {label.lower()}",
+            style={"all": "unset", "cursor": "pointer", "display": "inline-flex", "align_items": "center",
+                   "gap": "4px", "font_weight": rx.cond(active, "700", "inherit")},
+        ),
+        aria_sort=rx.cond(active, "descending" if key != "name" else "ascending", "none"),
+        **props,
+    )
+
+
 def _table() -> rx.Component:
     return rx.cond(
         S.total > 0,
@@ -290,14 +311,14 @@ def _table() -> rx.Component:
                                     aria_label="Select this page"),
                         width="36px",
                     ),
-                    rx.table.column_header_cell("Score", width="72px"),
-                    rx.table.column_header_cell("Lead"),
+                    _sort_header("Score", "score", width="72px"),
+                    _sort_header("Lead", "name"),
                     rx.table.column_header_cell("Tier"),
                     rx.table.column_header_cell("Why"),
                     rx.table.column_header_cell("Stage"),
                     rx.table.column_header_cell("Source"),
                     rx.table.column_header_cell("Owner"),
-                    rx.table.column_header_cell("Value", text_align="right"),
+                    _sort_header("Value", "value", text_align="right"),
                     rx.table.column_header_cell(""),
                 )
             ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from crm_app import charts
+from crm_app.components.confirm import confirm_dialog
 from crm_app.components.controls import MUTED, data_table
 from crm_app.components.layout import page_frame
 from crm_app.scoring.field_guard import LEAK_AUC
@@ -370,10 +371,19 @@ def _manager_view() -> rx.Component:
     )
 
 
+def _switch_confirmation() -> rx.Component:
+    return confirm_dialog(
+        open=ModelState.confirm_open, on_open_change=ModelState.set_confirm_open,
+        title=ModelState.confirm_title, impact=ModelState.confirm_impact, detail=ModelState.confirm_detail,
+        confirm_label="Switch and rescore", on_confirm=ModelState.confirm_switch, class_name="switch-confirm",
+    )
+
+
 def model_page() -> rx.Component:
     return page_frame(
         "Model",
         "Predictive scoring: how a model trained on your deals does against the rules, and which one scores.",
+        _switch_confirmation(),
         rx.cond(
             ModelState.viewer_is_manager,
             rx.cond(ModelState.loaded, _manager_view(), rx.center(rx.spinner(size="3"), padding="3em")),

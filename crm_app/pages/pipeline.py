@@ -221,6 +221,8 @@ def _card(card: DealCard, index) -> rx.Component:
         data_lead_id=lead_id,
         data_stagnating=rx.cond(card.stagnating, "true", "false"),
         data_risk=card.risk_level,
+        # The deal just moved here (services/pipeline.deal_card keeps it in the loaded cards).
+        data_highlighted=rx.cond(S.highlight_id == card.id, "true", "false"),
         padding="10px 12px",
         margin_bottom="8px",
         background="white",
@@ -233,7 +235,9 @@ def _card(card: DealCard, index) -> rx.Component:
         _hover={"box_shadow": "0 4px 12px rgba(16, 24, 40, 0.12)", "border_color": rx.color("gray", 6)},
         # Lifted: a deeper shadow so the card reads as picked up.
         style={"&[data-dragging='true']": {"box_shadow": "0 12px 28px rgba(16, 24, 40, 0.22)",
-                                             "cursor": "grabbing"}},
+                                             "cursor": "grabbing"},
+               "&[data-highlighted='true']": {"outline": f"2px solid {rx.color('accent', 8)}",
+                                              "background": rx.color("accent", 2)}},
     )
 
 

@@ -420,6 +420,15 @@ class UserRow:
     can_sign_in: bool
 
 
+def open_leads_of(session: Session, user_id: int) -> tuple[int, str]:
+    """How many open leads a user owns and their total value ("$12,000"), for the deactivation's
+    confirmation; counted in SQL under the caller's row-level security."""
+    count, value = session.execute(
+        text("SELECT count(*), coalesce(sum(deal_value), 0) FROM leads "
+             "WHERE owner_id = :id AND stage NOT IN ('won', 'lost')"), {"id": user_id}).one()
+    return count, f"${float(value):,.0f}"
+
+
 def list_accounts(session: Session, actor: CurrentUser) -> list[UserRow]:
     require_role(actor, Role.ADMIN, "manage users")
     rows = session.execute(

@@ -38,6 +38,12 @@ ACTION_LABELS = {
     "first_admin": "First admin created",
     "api_key_created": "API key created",
     "api_key_revoked": "API key revoked",
+    # Undo on a toast (services/undo.py): each undo is a change of its own.
+    "stage_move_undone": "Stage move undone",
+    "snooze_undone": "Snooze undone",
+    "follow_up_reopened": "Follow-up reopened (done undone)",
+    "follow_up_cancelled": "Follow-up cancelled (log undone)",
+    "activity_removed": "Activity removed (log undone)",
 }
 
 

@@ -223,3 +223,15 @@ def column_cards(
         query = query.where(tuple_(Lead.score, Lead.id) < tuple_(*after))
     query = query.order_by(Lead.score.desc(), Lead.id.desc()).limit(max(0, min(limit, MAX_CARDS)))
     return [_card(row) for row in session.execute(query)]
+
+
+def deal_card(session: Session, *, lead_id: int, now: datetime) -> DealCard | None:
+    """One deal as a card, whatever the board's filter (None if the session may not see it): a card
+    just dropped stays in view in its new column even when it ranks below the loaded cards."""
+    query = (
+        _with_rules(select(*_card_columns(now)).select_from(Lead))
+        .outerjoin(User, User.id == Lead.owner_id)
+        .where(Lead.id == lead_id)
+    )
+    row = session.execute(query).first()
+    return _card(row) if row is not None else None

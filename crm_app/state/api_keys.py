@@ -67,9 +67,38 @@ class ApiKeysState(AppState):
     def forget_secret(self):
         self.new_secret, self.new_secret_name = "", ""
 
+    # Revoking is irreversible and stops whatever sends with the key: the button asks first.
+    confirm_open: bool = False
+    confirm_title: str = ""
+    confirm_impact: str = ""
+    confirm_detail: str = ""
+    _revoking: int = 0
+
     @rx.event
-    async def revoke(self, key_id: int):
-        actor, now, key_id = await self._actor(), now_utc(), whole_number(key_id) or 0
+    def revoke(self, key_id: int):
+        """The Revoke button: say what revoking this key stops, and ask."""
+        key = next((k for k in self.keys if k.id == whole_number(key_id) and not k.revoked), None)
+        if key is None or not self.viewer_is_admin:
+            return
+        self._revoking, self.confirm_open = key.id, True
+        self.confirm_title = f"Revoke “{key.name}”?"
+        self.confirm_impact = (f"Its next request is refused: whatever sends with it stops, acting as {key.acts_as} "
+                               f"({key.scope} access).")
+        self.confirm_detail = (f"Last used: {key.last_used_label}. This cannot be undone: the system that uses it "
+                               "needs a new key.")
+
+    @rx.event
+    def set_confirm_open(self, value: bool):
+        self.confirm_open = value is True
+        if not self.confirm_open:
+            self._revoking = 0
+
+    @rx.event
+    async def confirm_revoke(self):
+        key_id, self._revoking, self.confirm_open = self._revoking, 0, False
+        if not key_id:
+            return
+        actor, now = await self._actor(), now_utc()
         try:
             await self._db(lambda s: api_keys.revoke_key(s, actor, key_id, now))
             name = next((k.name for k in self.keys if k.id == key_id), "The key")

@@ -154,6 +154,12 @@ class UsersState(AppState):
     draft: dict[str, str] = {"name": "", "email": "", "role": "rep", "password": ""}
     errors: dict[str, str] = {}
     message: str = ""
+    # Deactivating asks first, saying what it does (their sessions, keys and open leads).
+    confirm_open: bool = False
+    confirm_title: str = ""
+    confirm_impact: str = ""
+    confirm_detail: str = ""
+    _deactivating: int = 0
 
     async def _refresh(self) -> None:
         user = await self._actor()
@@ -202,7 +208,33 @@ class UsersState(AppState):
 
     @rx.event
     async def set_active(self, user_id: int, active: bool):
-        actor, now, user_id, active = await self._actor(), now_utc(), whole_number(user_id), active is True
+        """Reactivate at once; deactivating signs someone out of everything, so it says so and asks."""
+        user_id = whole_number(user_id)
+        row = next((u for u in self.accounts if u.id == user_id), None)
+        if active is True or row is None or not self.viewer_is_admin:
+            return await self._set_active(user_id, active)
+        leads, value = await self._db(lambda s: accounts.open_leads_of(s, row.id))
+        self._deactivating, self.confirm_open = row.id, True
+        self.confirm_title = f"Deactivate {row.name}?"
+        self.confirm_impact = (f"{row.name} is signed out everywhere and can no longer sign in; "
+                               f"API keys acting as them are refused.")
+        self.confirm_detail = (f"Their {leads:,} open lead{'s' if leads != 1 else ''} ({value}) stay assigned to them: "
+                               "reassign them on the Leads page. You can reactivate them later.")
+
+    @rx.event
+    def set_confirm_open(self, value: bool):
+        self.confirm_open = value is True
+        if not self.confirm_open:
+            self._deactivating = 0
+
+    @rx.event
+    async def confirm_deactivate(self):
+        user_id, self._deactivating, self.confirm_open = self._deactivating, 0, False
+        if user_id:
+            await self._set_active(user_id, False)
+
+    async def _set_active(self, user_id: int | None, active: bool):
+        actor, now, active = await self._actor(), now_utc(), active is True
         try:
             if user_id is None:
                 raise NotFound("That user does not exist.")

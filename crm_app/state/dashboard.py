@@ -24,7 +24,10 @@ from crm_app.services.queue import (
     snooze_time,
     work_item,
 )
+from crm_app.db.models import FollowUp, Lead
+from crm_app.services.undo import reopen_follow_up, undo_logged_activity, undo_snooze
 from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
+from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
 
 ALL_GROUPS = "all"
 TARGET_CHECK_SECONDS = 300
@@ -85,6 +88,7 @@ class DashboardState(AppState):
     log_follow_up_note: str = ""
     log_error: str = ""
     log_saving: bool = False
+    _undo_tickets: dict[str, dict] = {}
 
     @rx.var
     def owner_options(self) -> list[list[str]]:
@@ -221,13 +225,43 @@ class DashboardState(AppState):
 
     # --- Snooze and done ------------------------------------------------------------------
 
-    async def _act(self, lead_id: int, work) -> None:
+    async def _act(self, lead_id: int, work):
+        """Run `work`; its result, or None when refused (the reason shows on the item)."""
         self.error_lead_id, self.error_message = 0, ""
+        result = None
         try:
-            await self._db(work)
+            result = await self._db(work)
         except ServiceError as error:
             self.error_lead_id, self.error_message = lead_id, str(error)
         await self._refresh()
+        return result
+
+    def _undo_offer(self, message: str, undo: dict):
+        self._undo_tickets, token = issue_ticket(self._undo_tickets, undo)
+        return undo_toast(message, DashboardState.undo(token))
+
+    @rx.event
+    async def undo(self, token: str):
+        """The toast's Undo for a snooze, a "done" or a log: a reverse change with its own history."""
+        self._undo_tickets, undo = take_ticket(self._undo_tickets, token)
+        if undo is None:
+            return rx.toast.warning(TOO_LATE)
+        lead_id, kind, now = undo["lead_id"], undo["undo"], now_utc()
+        if kind == "snooze":
+            work = lambda s: undo_snooze(  # noqa: E731
+                s, lead_id=lead_id, snoozed_until=undo["snoozed_until"], expected_version=undo["version"],
+                now=now, follow_up_id=undo["follow_up_id"], follow_up_due=undo["follow_up_due"])
+        elif kind == "reopen":
+            work = lambda s: reopen_follow_up(s, follow_up_id=undo["follow_up_id"], lead_id=lead_id, now=now)  # noqa: E731
+        else:
+            work = lambda s: undo_logged_activity(s, lead_id=lead_id, logged_at=undo["logged_at"], now=now)  # noqa: E731
+        try:
+            await self._db(work)
+        except ServiceError as error:
+            await self._refresh()
+            return rx.toast.error("Not undone", description=str(error), duration=8000)
+        await self._refresh()
+        return rx.toast.success("Undone")
 
     @rx.event
     async def snooze(self, lead_id: int, choice: str):
@@ -241,9 +275,23 @@ class DashboardState(AppState):
         except ServiceError as error:
             self.error_lead_id, self.error_message = lead_id, str(error)
             return
-        await self._act(lead_id, lambda s: snooze_lead(
-            s, lead_id=lead_id, until=until, now=now, follow_up_id=item.follow_up_id or None,
-            expected_version=item.version))
+        follow_up_id = item.follow_up_id or None
+
+        def snooze(session):
+            # What the snooze changes, as it was: the Undo puts it back.
+            before = session.get(Lead, lead_id).snoozed_until if session.get(Lead, lead_id) else None
+            follow_up = session.get(FollowUp, follow_up_id) if follow_up_id else None
+            due = follow_up.due_at if follow_up is not None else None
+            lead = snooze_lead(session, lead_id=lead_id, until=until, now=now, follow_up_id=follow_up_id,
+                               expected_version=item.version)
+            return before, due, lead.version
+
+        done = await self._act(lead_id, snooze)
+        if done is not None:
+            before, due, version = done
+            return self._undo_offer(f"Snoozed {item.name}", {
+                "undo": "snooze", "lead_id": lead_id, "snoozed_until": before, "version": version,
+                "follow_up_id": follow_up_id, "follow_up_due": due})
 
     @rx.event
     async def mark_done(self, lead_id: int):
@@ -255,9 +303,23 @@ class DashboardState(AppState):
         # Done on a follow-up item completes the follow-up; on any other item it hides the lead until
         # the prospect's next move (a follow-up listed with it is a promise, not done by a click).
         follow_up_id = item.follow_up_id if item.kind in FOLLOW_UP_KINDS else 0
-        await self._act(lead_id, lambda s: dismiss_item(
-            s, lead_id=lead_id, now=now, follow_up_id=follow_up_id or None,
-            expected_version=item.version))
+
+        def dismiss(session):
+            before = session.get(Lead, lead_id).snoozed_until if session.get(Lead, lead_id) else None
+            dismiss_item(session, lead_id=lead_id, now=now, follow_up_id=follow_up_id or None,
+                         expected_version=item.version)
+            return before, session.get(Lead, lead_id).version
+
+        done = await self._act(lead_id, dismiss)
+        if done is None:
+            return None
+        if follow_up_id:
+            return self._undo_offer(f"Done: {item.name}", {"undo": "reopen", "lead_id": lead_id,
+                                                             "follow_up_id": follow_up_id})
+        before, version = done
+        return self._undo_offer(f"Done: {item.name}", {
+            "undo": "snooze", "lead_id": lead_id, "snoozed_until": before, "version": version,
+            "follow_up_id": None, "follow_up_due": None})
 
     # --- The log dialog ---------------------------------------------------------------------
 
@@ -321,3 +383,5 @@ class DashboardState(AppState):
             self.log_saving = False
         self.log_open = False
         await self._refresh()
+        yield self._undo_offer(f"Logged for {self.log_lead_name}",
+                               {"undo": "log", "lead_id": lead_id, "logged_at": now})

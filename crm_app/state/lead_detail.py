@@ -13,7 +13,9 @@ from crm_app.services.lead_actions import claim_leads, return_to_pool
 from crm_app.services.lead_detail import LeadDetail, LeadEdit, lead_detail, update_lead
 from crm_app.services.leads import CONVERSATION_KINDS, log_activity, move_lead_to_stage
 from crm_app.services.next_action import next_action_for
+from crm_app.services.undo import undo_logged_activity, undo_stage_move
 from crm_app.state.base import AppState, now_utc, picked, typed_text
+from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
 
 EDIT_FIELDS = [f.name for f in dataclasses.fields(LeadEdit)]
 NO_PLAY = "none"  # the play select's "no play" (a select item cannot have an empty value)
@@ -43,6 +45,7 @@ class LeadDetailState(AppState):
     edit_open: bool = False
     edit: dict[str, str] = {}
     edit_errors: dict[str, str] = {}
+    _undo_tickets: dict[str, dict] = {}
     stage_error: str = ""
 
     def _lead_id(self) -> int | None:
@@ -134,6 +137,9 @@ class LeadDetailState(AppState):
             else f"Logged. Score stays {result.score}"
         )
         await self._reload()
+        self._undo_tickets, token = issue_ticket(self._undo_tickets, {"undo": "log", "lead_id": lead_id,
+                                                                      "logged_at": now})
+        return undo_toast("Activity logged", LeadDetailState.undo(token))
 
     # Moving the stage ----------------------------------------------------------------------
     @rx.event
@@ -142,15 +148,41 @@ class LeadDetailState(AppState):
         if not stage:
             return None
         lead_id, version, user_id, now = self.lead.id, self.lead.version, self.viewer_int(), now_utc()
+        from_stage = self.lead.stage
         try:
-            await self._db(lambda s: move_lead_to_stage(
+            moved = await self._db(lambda s: move_lead_to_stage(
                 s, lead_id=lead_id, to_stage=stage, now=now, user_id=user_id, expected_version=version))
             self.stage_error = ""
         except ServiceError as error:
             self.stage_error = str(error)
         await self._reload()
         if not self.stage_error:
-            return rx.toast.success(f"Moved to {Stage(stage).label}")
+            self._undo_tickets, token = issue_ticket(self._undo_tickets, {
+                "undo": "move", "lead_id": lead_id, "back_to": from_stage, "version": moved.version})
+            return undo_toast(f"Moved to {Stage(stage).label}", LeadDetailState.undo(token))
+
+    @rx.event
+    async def undo(self, token: str):
+        """The toast's Undo: a move back (a stage change of its own) or the logged activity taken back
+        (recorded in the audit log)."""
+        self._undo_tickets, undo = take_ticket(self._undo_tickets, token)
+        if undo is None:
+            return rx.toast.warning(TOO_LATE)
+        lead_id, now = undo["lead_id"], now_utc()
+        try:
+            if undo["undo"] == "move":
+                await self._db(lambda s: undo_stage_move(s, lead_id=lead_id, back_to=undo["back_to"],
+                                                         expected_version=undo["version"], now=now))
+                done = f"Undone: back in {Stage(undo['back_to']).label}"
+            else:
+                await self._db(lambda s: undo_logged_activity(s, lead_id=lead_id, logged_at=undo["logged_at"],
+                                                              now=now))
+                done, self.score_change = "Undone: the activity is removed", ""
+        except ServiceError as error:
+            await self._reload()
+            return rx.toast.error("Not undone", description=str(error), duration=8000)
+        await self._reload()
+        return rx.toast.success(done)
 
     # Claiming from the pool and returning to it -------------------------------------------
     async def _own(self, action, done: str):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import reflex as rx
-
 import dataclasses
+import json
+from urllib.parse import urlencode
+
+import reflex as rx
 
 from crm_app.api import EXPORT_PATH, EXPORT_PURPOSE
 from crm_app.db.queries import SORTS, LeadFilter, LeadListRow, money, ranked_leads
@@ -36,12 +38,45 @@ from crm_app.state.base import (
     whole_number,
 )
 from crm_app.state.new_lead import POOL, owner_choices, owner_text
+from crm_app.services.undo import undo_stage_move
+from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
 
 ALL = "all"
 SCOPES = ("mine", "unassigned", "team")
 TIERS = (ALL, *(t.value for t in Tier))
 STAGES = (ALL, *(s.value for s in Stage))
 SOURCES = (ALL, *(s.value for s in Source))
+
+
+# The list's address holds what it shows (shareable, bookmarkable): ?q=&scope=&tier=&stage=&source=&sort=&page=
+# (page 1-based); a value at its default is left out.
+URL_DEFAULTS = {"q": "", "scope": "mine", "tier": ALL, "stage": ALL, "source": ALL, "sort": "score", "page": "1"}
+MAX_URL_PAGE = 100_000
+
+
+def list_address(view: dict[str, str]) -> str:
+    """The leads list's address for a view (URL_DEFAULTS' keys): values at their default left out."""
+    query = urlencode({k: view[k] for k in URL_DEFAULTS if view.get(k, URL_DEFAULTS[k]) != URL_DEFAULTS[k]})
+    return "/leads" + (f"?{query}" if query else "")
+
+
+def view_from_query(params) -> dict[str, str] | None:
+    """The view an address's query names (None when it names none of its keys). Anything a page could
+    not have written (an unknown tier, a page past MAX_URL_PAGE, text with NUL) falls back to the default."""
+    if not any(key in params for key in URL_DEFAULTS):
+        return None
+    get = lambda key: params.get(key, URL_DEFAULTS[key])  # noqa: E731
+    page = get("page")
+    return {
+        "q": typed_text(get("q"), 200),
+        "scope": picked(get("scope"), SCOPES, "mine"),
+        "tier": picked(get("tier"), TIERS, ALL),
+        "stage": picked(get("stage"), STAGES, ALL),
+        "source": picked(get("source"), SOURCES, ALL),
+        "sort": picked(get("sort"), SORTS, "score"),
+        "page": page if isinstance(page, str) and page.isdecimal() and page[0] != "0"
+        and int(page) <= MAX_URL_PAGE else "1",
+    }
 
 
 class LeadsState(AppState):
@@ -64,6 +99,7 @@ class LeadsState(AppState):
     row_edit: dict[str, str] = {}
     row_errors: dict[str, str] = {}
     loaded: bool = False  # the first page of rows has arrived (until then: placeholders, not "No leads")
+    _undo_tickets: dict[str, dict] = {}
 
     @rx.var
     def owner_options(self) -> list[list[str]]:
@@ -121,57 +157,94 @@ class LeadsState(AppState):
         if total is not None:
             self.total = total
 
+    # The address -------------------------------------------------------------------------------
+    def _view(self) -> dict[str, str]:
+        return {"q": self.search, "scope": self.scope, "tier": self.tier, "stage": self.stage,
+                "source": self.source, "sort": self.sort, "page": str(self.page + 1)}
+
+    def _read_url(self) -> bool:
+        """Take the filter, sort and page from the address; False when it names none of them (then
+        the list keeps what it showed, and the address is written from it)."""
+        view = view_from_query(self.router.url.query_parameters)
+        if view is None:
+            return False
+        self.search, self.scope, self.tier, self.stage = view["q"], view["scope"], view["tier"], view["stage"]
+        self.source, self.sort, self.page = view["source"], view["sort"], int(view["page"]) - 1
+        return True
+
+    def _write_url(self):
+        """Put what the list shows in the address, without a page load or a history entry per keystroke."""
+        target = json.dumps(list_address(self._view()))
+        return rx.call_script(
+            "if (window.location.pathname.replace(/\\/$/, '') === '/leads' && "
+            f"window.location.pathname + window.location.search !== {target}) "
+            f"window.history.replaceState(window.history.state, '', {target})")
+
     @rx.event
     async def load(self):
         if not await self._load_team():
             return self._sign_in_redirect()
         self.selected, self.bulk_message, self.bulk_result = [], "", ""
         self.editing_id, self.row_edit, self.row_errors = 0, {}, {}
+        from_url = self._read_url()
         await self._refresh(keep_page=True)
+        if from_url and self.rows == [] and self.page > 0:
+            # A shared address past the last page (the list shrank since): its last page instead.
+            self.page = max(0, (self.total - 1) // settings.page_size)
+            await self._refresh(keep_page=True, recount=False)
         self.loaded = True
+        return self._write_url()
 
     @rx.event
     async def set_search(self, value: str):
         self.search = typed_text(value, 200)
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def set_tier(self, value: str):
         self.tier = picked(value, TIERS, self.tier)
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def set_stage(self, value: str):
         self.stage = picked(value, STAGES, self.stage)
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def set_source(self, value: str):
         self.source = picked(value, SOURCES, self.source)
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def set_sort(self, value: str):
         self.sort = picked(value, SORTS, self.sort)
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def set_scope(self, value: str | list[str]):
         self.scope = picked(value, SCOPES, self.scope)
         self.selected = []
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def next_page(self):
         if self.has_next:
             self.page += 1
             await self._refresh(keep_page=True, recount=False)
+        return self._write_url()
 
     @rx.event
     async def previous_page(self):
         if self.page > 0:
             self.page -= 1
             await self._refresh(keep_page=True, recount=False)
+        return self._write_url()
 
     async def _export_link(self, flt: LeadFilter, name: str):
         """A download of `flt`'s leads through a short-lived signed link, not over the websocket. The link
@@ -333,8 +406,9 @@ class LeadsState(AppState):
             return self.cancel_edit()
         changes = {**self.row_edit, "owner_id": owner_text(self.row_edit.get("owner_id", POOL))}
         lead_id, version, now = row.id, row.version, now_utc()
+        from_stage = next(s.value for s in Stage if s.label == row.stage)
         try:
-            await self._db(lambda s: edit_inline(s, lead_id=lead_id, expected_version=version, changes=changes,
+            saved = await self._db(lambda s: edit_inline(s, lead_id=lead_id, expected_version=version, changes=changes,
                                                  now=now))
         except InvalidInput as error:
             self.row_errors = {error.field if error.field in INLINE_FIELDS else "form": str(error)}
@@ -353,4 +427,25 @@ class LeadsState(AppState):
             return None
         self.editing_id, self.row_edit, self.row_errors = 0, {}, {}
         await self._refresh(keep_page=True, recount=False)
+        if saved.stage != from_stage:
+            # The stage changed: its Undo moves the lead back (a value or owner change stays as saved).
+            self._undo_tickets, token = issue_ticket(self._undo_tickets, {
+                "lead_id": lead_id, "back_to": from_stage, "version": saved.version})
+            return undo_toast(f"Saved {row.name}: moved to {Stage(saved.stage).label}", LeadsState.undo_move(token))
         return rx.toast.success(f"Saved {row.name}")
+
+    @rx.event
+    async def undo_move(self, token: str):
+        """The toast's Undo after a stage change in the table: back to the stage it left."""
+        self._undo_tickets, undo = take_ticket(self._undo_tickets, token)
+        if undo is None:
+            return rx.toast.warning(TOO_LATE)
+        lead_id, back_to, version, now = undo["lead_id"], undo["back_to"], undo["version"], now_utc()
+        try:
+            await self._db(lambda s: undo_stage_move(s, lead_id=lead_id, back_to=back_to,
+                                                     expected_version=version, now=now))
+        except ServiceError as error:
+            await self._refresh(keep_page=True, recount=False)
+            return rx.toast.error("Not undone", description=str(error), duration=8000)
+        await self._refresh(keep_page=True)
+        return rx.toast.success(f"Undone: back in {Stage(back_to).label}")

@@ -34,7 +34,8 @@ from crm_app.services.scoring_jobs import (
     rescore_if_changed,
     start_job,
 )
-from crm_app.services.scoring_settings import set_engine_choice
+from crm_app.services.scoring_settings import parse_blend_percent, set_engine_choice
+from crm_app.services.switch_impact import switch_impact
 from crm_app.state.base import AppState, db_as, now_utc, picked, typed_text, whole_number
 
 POLL_SECONDS = 1.0
@@ -91,6 +92,13 @@ class ModelState(AppState):
     preview_sentence: str = ""
     preview_tiers: list[TierChangeRow] = []
     _shown_id: int = 0  # the model the report below was drawn for
+    # The confirmation a switch of engine asks first, with what it changes (services/switch_impact.py).
+    confirm_open: bool = False
+    confirm_title: str = ""
+    confirm_impact: str = ""
+    confirm_detail: str = ""
+    _pending_switch: dict = {}
+    _saved_mode: str = ""  # the team's engine as stored (`mode` may show the blend editor before its Save)
     calibration_figure: go.Figure = go.Figure()
     gains_figure: go.Figure = go.Figure()
     drivers_figure: go.Figure = go.Figure()
@@ -123,7 +131,7 @@ class ModelState(AppState):
 
     def _show(self, page: ModelPage, keep_draft: bool = False) -> None:
         status = page.status
-        self.mode = status.mode
+        self.mode = self._saved_mode = status.mode
         if not keep_draft:
             self.blend_draft = status.blend_percent
         self.effective_label = status.effective_label
@@ -245,14 +253,57 @@ class ModelState(AppState):
         await self._refresh()
         return ModelState.poll
 
+    # --- Confirming a switch: the team's ranking changes, so say how before doing it -----------
+
+    async def _ask(self, title: str, action: dict, mode: str, model_id: int | None = None):
+        if not self.viewer_is_manager:
+            self.action_message = MANAGERS_ONLY
+            return
+        impact = await self._db(lambda s: switch_impact(s, mode=mode, model_id=model_id))
+        self.confirm_title, self.confirm_impact, self.confirm_detail = title, impact.headline, impact.detail
+        self._pending_switch, self.confirm_open = action, True
+
+    @rx.event
+    def set_confirm_open(self, value: bool):
+        self.confirm_open = value is True
+        if not self.confirm_open:
+            self._pending_switch = {}
+
+    @rx.event
+    async def confirm_switch(self):
+        action, self._pending_switch, self.confirm_open = self._pending_switch, {}, False
+        if action.get("do") == "mode":
+            return await self._switch(action["mode"])
+        if action.get("do") == "activate":
+            return await self._activate(action["model_id"])
+        if action.get("do") == "use_model":
+            return await self._use_model()
+        return None
+
     @rx.event
     async def choose_mode(self, mode: str | list[str]):
         mode = picked(mode, ENGINE_MODES, "")
-        return await self._switch(mode) if mode else None
+        if not mode or mode == self.mode:
+            return None
+        if mode == self._saved_mode:  # back from the blend editor to what scores now: nothing changes
+            self.mode, self.blend_error = mode, ""
+            return None
+        if mode == "blend":
+            # The blend's share is typed first; its Save asks (nothing changes until then).
+            if self.viewer_is_manager:
+                self.mode, self.blend_error = "blend", ""
+            return None
+        label = {"rules": "the rules", "model": "the model", "blend": "a blend"}[mode]
+        return await self._ask(f"Score the team's leads with {label}?", {"do": "mode", "mode": mode}, mode)
 
     @rx.event
     async def save_blend(self):
-        return await self._switch("blend")
+        try:
+            parse_blend_percent(self.blend_draft)
+        except InvalidInput as error:
+            self.blend_error = str(error)
+            return None
+        return await self._ask("Score the team's leads with this blend?", {"do": "mode", "mode": "blend"}, "blend")
 
     @rx.event
     async def train(self):
@@ -274,8 +325,13 @@ class ModelState(AppState):
     @rx.event
     async def activate(self, model_id: int):
         model_id = whole_number(model_id)
-        if model_id is None:
+        if model_id is None or not any(v.id == model_id for v in self.versions):
             return None
+        version = next(v.version for v in self.versions if v.id == model_id)
+        return await self._ask(f"Activate model v{version}?", {"do": "activate", "model_id": model_id},
+                               "model" if self.mode != "rules" else "rules", model_id)
+
+    async def _activate(self, model_id: int):
         if not self.viewer_is_manager:
             self.action_message = "Only a manager can choose the active model."
             return None
@@ -297,6 +353,11 @@ class ModelState(AppState):
 
     @rx.event
     async def use_model(self):
+        """Ask first, saying what changes: the button's confirmation."""
+        return await self._ask(f"Score leads with model v{self.shown_version}?", {"do": "use_model"}, "model",
+                               self._shown_id or None)
+
+    async def _use_model(self):
         """Score the leads with the shown model: make it the active one and the team's engine, then
         rescore the open leads and the closed deals it learned from (a background job)."""
         if not self.viewer_is_manager:

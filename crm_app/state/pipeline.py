@@ -18,8 +18,11 @@ from crm_app.services.pipeline import (
     DealCard,
     board_columns,
     column_cards,
+    deal_card,
 )
+from crm_app.services.undo import undo_stage_move
 from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
+from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
 
 ALL = "all"
 TIERS = (ALL, *(t.value for t in Tier))
@@ -28,6 +31,11 @@ RISKS = (ALL, "any", "high")
 TEAM, MINE, UNASSIGNED = "team", "mine", "unassigned"
 # The stage strip's chips are drop targets too: their column ids are this prefix + the stage.
 STRIP_PREFIX = "strip-"
+
+
+# Bring the moved card into view (it may have been added at the end of a long column).
+_SCROLL_TO_CARD = ("window.requestAnimationFrame(() => document.querySelector('[data-card-id=\"%d\"]')"
+                   "?.scrollIntoView({block: 'nearest', inline: 'nearest'}))")
 
 
 def _empty_board() -> list[BoardColumn]:
@@ -48,6 +56,10 @@ class PipelineState(AppState):
     move_error: str = ""
     phone_stage: str = STAGES[0]  # the one column a phone shows (assets/crm.css)
     _read_at: float = 0.0  # time.time() when the board was last read (live updates)
+    # The card just moved (dropped, moved from its menu, or moved back by Undo): highlighted, and kept
+    # in its new column's loaded cards even when it ranks below them.
+    highlight_id: int = 0
+    _undo_tickets: dict[str, dict] = {}
 
     # Derived from held state only ------------------------------------------------------------
     @rx.var
@@ -109,16 +121,30 @@ class PipelineState(AppState):
         self._read_at = time.time()
         flt, now = self._filter(), now_utc()
         self.columns = await self._db(lambda s: board_columns(s, flt=flt, now=now, limit=PAGE))
+        self.highlight_id = 0
         self.ready = True
 
-    async def _reload_stages(self, stages: list[str], extra: int = 0) -> None:
-        """Reload some columns, keeping as many cards as they show now (what "load more" added)."""
+    async def _reload_stages(self, stages: list[str], extra: int = 0, keep_in_view: int = 0) -> None:
+        """Reload some columns, keeping as many cards as they show now (what "load more" added).
+        `keep_in_view`: a deal just moved, added at the end of its new column when it ranks below the
+        loaded cards (or the filter would hide it), so the user sees where it went."""
         flt, now = self._filter(), now_utc()
         shown = {c.stage: len(c.cards) for c in self.columns}
         limits = {s: max(PAGE, shown.get(s, 0) + extra) for s in stages}
-        fresh = {c.stage: c for c in await self._db(
-            lambda s: board_columns(s, flt=flt, now=now, limits=limits, stages=stages))}
+
+        def read(session):
+            columns = board_columns(session, flt=flt, now=now, limits=limits, stages=stages)
+            moved = deal_card(session, lead_id=keep_in_view, now=now) if keep_in_view else None
+            return columns, moved
+
+        columns, moved = await self._db(read)
+        if moved is not None:
+            for column in columns:
+                if column.stage == moved.stage and all(c.id != moved.id for c in column.cards):
+                    column.cards = [*column.cards, moved]
+        fresh = {c.stage: c for c in columns}
         self.columns = [fresh.get(c.stage, c) for c in self.columns]
+        self.highlight_id = moved.id if moved is not None else 0
 
     @rx.event
     async def refresh_if_changed(self):
@@ -126,7 +152,7 @@ class PipelineState(AppState):
         (another rep's move, a score the REST API changed), keeping what "load more" added."""
         if self.ready and await self._news_since(self._read_at):
             self._read_at = time.time()
-            await self._reload_stages(list(STAGES))
+            await self._reload_stages(list(STAGES), keep_in_view=self.highlight_id)
 
     # Page and filters ----------------------------------------------------------------------------
     @rx.event
@@ -219,8 +245,29 @@ class PipelineState(AppState):
             await self._reload_board()
             return rx.toast.error("Move not saved", description=str(error), duration=8000)
         self.move_error = ""
-        await self._reload_stages([from_stage, to_stage], extra=1)
-        return rx.toast.success(f"{card.name} moved to {Stage(to_stage).label}")
+        await self._reload_stages([from_stage, to_stage], extra=1, keep_in_view=card.id)
+        moved = self._find(card.id)
+        self._undo_tickets, token = issue_ticket(self._undo_tickets, {
+            "lead_id": card.id, "back_to": from_stage, "version": moved.version if moved else version + 1})
+        return [rx.call_script(_SCROLL_TO_CARD % card.id),
+                undo_toast(f"{card.name} moved to {Stage(to_stage).label}", PipelineState.undo_move(token))]
+
+    @rx.event
+    async def undo_move(self, token: str):
+        """The toast's Undo: the deal goes back to the stage it left, as a stage change of its own."""
+        self._undo_tickets, undo = take_ticket(self._undo_tickets, token)
+        if undo is None:
+            return rx.toast.warning(TOO_LATE)
+        lead_id, back_to, version, now = undo["lead_id"], undo["back_to"], undo["version"], now_utc()
+        try:
+            lead = await self._db(lambda s: undo_stage_move(
+                s, lead_id=lead_id, back_to=back_to, expected_version=version, now=now))
+        except ServiceError as error:
+            await self._reload_board()
+            return rx.toast.error("Not undone", description=str(error), duration=8000)
+        await self._reload_stages(list(STAGES), keep_in_view=lead_id)
+        return [rx.call_script(_SCROLL_TO_CARD % lead_id),
+                rx.toast.success(f"Undone: {lead.name} is back in {Stage(back_to).label}")]
 
     @rx.event
     async def move_card(self, card_id: str, to_column: str, to_index: int):

@@ -109,6 +109,9 @@ def test_keys_are_made_and_revoked_on_the_api_keys_page(page, app_url, live_rep)
     expect(row).to_contain_text(secret[:12])
 
     row.locator(".revoke-key").click()
+    # Irreversible: the confirmation says what stops, then the key is revoked.
+    expect(page.locator(".revoke-confirm .confirm-impact")).to_contain_text("acting as Lou Live")
+    page.locator(".revoke-confirm .confirm-ok").click()
     expect(page.locator(".keys-message")).to_contain_text("Revoked")
     refused = httpx.get(f"{app_url}/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
     assert refused.status_code == 401 and "revoked" in refused.json()["error"]["message"]

@@ -98,6 +98,7 @@ def test_a_manager_trains_on_an_import_reviews_it_and_scores_the_imported_leads(
 
     # Use.
     page.locator(".use-model-button").click()
+    page.locator(".switch-confirm .confirm-ok").click()
     expect(page.locator(".effective-engine")).to_have_text(re.compile(r"^Model v\d+$"))
     expect(page.locator(".rescore-job[data-status=succeeded]")).to_contain_text(
         "300 closed deals it learned from now show the score of a model that did not learn from them",
@@ -129,6 +130,7 @@ def test_a_flagged_field_is_kept_in_the_next_training_when_ticked(page, seeded_a
     )
     newest = page.locator(".version-row").first
     newest.locator(".activate-button").click()
+    page.locator(".switch-confirm .confirm-ok").click()
     expect(newest.get_by_text("Active")).to_be_visible()
     # The model now shown learned from Tags, as asked, and says so; it measures far better, which is
     # exactly why the field is flagged.

@@ -124,6 +124,9 @@ def test_a_manager_trains_a_model_then_switches_and_a_lead_is_scored_by_it(
     assert app_session.get(Lead, ada.id).score == rules_score
 
     page.get_by_role("radio", name="Model").click()
+    # A team-wide switch says what it changes before it is made.
+    expect(page.locator(".switch-confirm .confirm-impact")).to_contain_text(re.compile(r"^Re-ranks \d+ open leads; Hot \d"))
+    page.locator(".switch-confirm .confirm-ok").click()
     expect(page.locator(".effective-engine")).to_have_text(re.compile(r"^Model v\d+$"))
     expect(page.locator(".rescore-job[data-status=succeeded]")).to_contain_text("Rescored", timeout=60_000)
 
@@ -147,5 +150,6 @@ def test_a_bad_blend_share_is_explained_next_to_the_field(page, seeded_app_data,
     expect(page.locator(".blend-error")).to_have_text("Choose a share between 0 and 100%.")
     page.locator(".blend-input input, input.blend-input").first.fill("40")
     page.locator(".blend-save").click()
+    page.locator(".switch-confirm .confirm-ok").click()
     expect(page.locator(".effective-engine")).to_have_text(re.compile(r"^Blend: 40% model v\d+, 60% rules$"))
     expect(page.locator(".blend-error")).to_have_count(0)
