@@ -67,12 +67,12 @@ def _generate(session, count: int, seed: int) -> list[int]:
     return [lead.id for lead in leads]
 
 
-def _engine_results(session, ids: list[int], at_close: bool = False) -> dict[int, tuple]:
+def _engine_results(session, ids: list[int], at_close: bool = False, now=NOW) -> dict[int, tuple]:
     leads = session.query(Lead).filter(Lead.id.in_(ids)).all()
     facts = load_facts(session, leads)
     results = {}
     for lead in leads:
-        moment = lead.closed_at if at_close else NOW
+        moment = lead.closed_at if at_close else now
         if moment is None:
             continue
         r = ENGINE.score(facts[lead.id], moment)
@@ -106,6 +106,22 @@ def test_rescoring_stores_the_engines_results_in_ranges(session):
         for lead in session.query(Lead).filter(Lead.id.in_(ids)).populate_existing()
     }
     assert stored == expected
+
+
+def test_a_rescore_rewrites_only_the_leads_whose_score_changed(session):
+    ids = _generate(session, 40, seed=6)
+    rules_sql.rescore_rules_where(session, NOW, "leads.id = ANY(:ids)", {"ids": ids})
+    changed = ids[0]
+    session.execute(text("UPDATE leads SET company_size = 5000 WHERE id = :id"), {"id": changed})
+    later = NOW + timedelta(seconds=1)
+    expected = _engine_results(session, ids, now=later)
+    assert rules_sql.rescore_rules_where(session, later, "leads.id = ANY(:ids)", {"ids": ids}) == len(ids)
+    rows = session.execute(text("SELECT id, scored_at, score FROM leads WHERE id = ANY(:ids)"), {"ids": ids}).all()
+    rescored = {r.id for r in rows if r.scored_at == later}
+    # The later moment changes some scores (a recency bonus ending on the second), and the bigger company.
+    assert changed in rescored
+    assert {r.id: r.score for r in rows} == {i: v[0] for i, v in expected.items()}
+    assert len(rescored) < len(ids)
 
 
 def test_rescore_entry_points_use_the_rubric_in_the_database(session):

@@ -229,7 +229,8 @@ def _rescore_where(
 
 
 def _is_rules(engine: ScoringEngine) -> bool:
-    return isinstance(engine, RuleBasedScoringEngine)
+    """The rubric itself (which rules_sql.py computes in the database), not a variant of it."""
+    return type(engine) is RuleBasedScoringEngine
 
 
 def rescore_all(
