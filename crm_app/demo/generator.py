@@ -47,7 +47,8 @@ from sqlmodel import Session
 from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Play, Role, Source, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
 from crm_app.services.risk import message_sentiment, reassess_all_risk
-from crm_app.services.scoring import record_scores_at_close, rescore_all
+from crm_app.services.rules_sql import record_rules_scores_at_close, rescore_rules_where
+from crm_app.services.scoring import engine_config, record_scores_at_close, rescore_all
 
 # The simulation keeps every moment as whole seconds since the epoch: cheap to draw and compare,
 # and flooring keeps every drawn moment at or before `now`.
@@ -398,6 +399,9 @@ def generate_demo_data(
 
     with engine.begin() as connection:
         cursor = connection.connection.cursor()
+        # Indexes are built once after the load, far faster than kept up row by row through COPY and
+        # the first scoring (each scored lead would add an entry to every index of the table).
+        deferred = _drop_secondary_indexes(cursor, ("leads", "activities", "stage_changes"))
         user_ids = _insert_team(cursor, joined_at=simulation.now - YEAR - 30 * DAY)
         say(f"Inserting {len(simulated):,} leads")
         _copy(cursor, "leads", _LEAD_COLUMNS, _lead_rows(simulated, user_ids))
@@ -412,14 +416,31 @@ def generate_demo_data(
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
             )
-    inserted_at = time.perf_counter()
+        # Planner statistics for what was just loaded: without them the scoring below plans its
+        # per-range queries blind (parallel sequential scans of the whole table).
+        cursor.execute("ANALYZE users, leads, stage_changes, activities")
+        inserted_at = time.perf_counter()
+        with Session(bind=connection) as session:
+            if engine_config(session).effective == "rules":
+                # The rubric in the database, before the indexes exist, in this same transaction.
+                rescore_rules_where(session, now, commit=False,
+                                    progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
+                record_rules_scores_at_close(session, commit=False)
+                scored_in_load = True
+            else:
+                scored_in_load = False
+        say("Building indexes")
+        for definition in deferred:
+            cursor.execute(definition)
+        cursor.execute("ANALYZE leads, stage_changes, activities")
 
     with Session(engine) as session:
-        rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
-        record_scores_at_close(session)
+        if not scored_in_load:
+            rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
+            record_scores_at_close(session)
+        say("Assessing risk")
         reassess_all_risk(session, now)
-    # Rescoring rewrote every lead, and bulk-loaded tables have no planner statistics yet: without
-    # them the ranked lists may not use their indexes until autovacuum comes round.
+    # Rescoring rewrote every lead: vacuum keeps index-only scans and the visibility map useful.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM (ANALYZE) users, leads, stage_changes, activities"))
     finished = time.perf_counter()
@@ -1024,6 +1045,32 @@ class _CsvStream:
         block = io.StringIO()
         csv.writer(block, lineterminator="\n").writerows(itertools.islice(self._rows, self.BLOCK_ROWS))
         return block.getvalue()
+
+
+# Kept while loading: what the scoring in the load reads by (besides primary keys and constraints).
+_KEPT_WHILE_LOADING = frozenset({"ix_activities_lead_occurred"})
+
+
+def _drop_secondary_indexes(cursor, tables: Sequence[str]) -> list[str]:
+    """Drop the tables' indexes that back no constraint (inside the caller's transaction) and return
+    their definitions, to build them again after a bulk load."""
+    cursor.execute(
+        """
+        SELECT ix.relname, pg_get_indexdef(i.indexrelid)
+          FROM pg_index i
+          JOIN pg_class t ON t.oid = i.indrelid
+          JOIN pg_class ix ON ix.oid = i.indexrelid
+          JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE n.nspname = current_schema() AND t.relname = ANY(%s) AND NOT i.indisprimary
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+         ORDER BY ix.relname
+        """,
+        (list(tables),),
+    )
+    deferred = [(name, definition) for name, definition in cursor.fetchall() if name not in _KEPT_WHILE_LOADING]
+    for name, _definition in deferred:
+        cursor.execute(f'DROP INDEX "{name}"')
+    return [definition for _name, definition in deferred]
 
 
 def _copy(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:

@@ -213,7 +213,7 @@ def _ranges(session: Session, condition: str, params: dict, chunk: int):
 
 
 def _run(session: Session, condition: str, params: dict, chunk: int, statement: Callable[[bool], str],
-         progress: Callable[[int], None] | None) -> int:
+         progress: Callable[[int], None] | None, commit: bool = True) -> int:
     done = 0
     for lo, hi, _count, dense in list(_ranges(session, condition, params, chunk)):
         # Planning this statement with JIT costs seconds, more than running it.
@@ -221,7 +221,8 @@ def _run(session: Session, condition: str, params: dict, chunk: int, statement: 
         session.execute(text("SET LOCAL work_mem = '64MB'"))
         done += session.execute(text(statement(dense)), {**params, "lo": lo, "hi": hi}).scalar_one()
         # A range at a time: row locks are held for one range, never for the whole table.
-        session.commit()
+        if commit:
+            session.commit()
         if progress:
             progress(done)
     return done
@@ -234,9 +235,11 @@ def rescore_rules_where(
     params: dict | None = None,
     progress: Callable[[int], None] | None = None,
     chunk: int = CHUNK,
+    commit: bool = True,
 ) -> int:
     """Score with the rubric, in the database, every lead meeting `condition` (SQL over the table
-    `leads`); one statement and one commit per range of `chunk` leads. Returns how many were scored.
+    `leads`); one statement and one commit per range of `chunk` leads (no commit with `commit=False`:
+    a bulk load scores inside its own transaction). Returns how many were scored.
 
     Only a lead whose score, tier, reasons or expiry changed is written (with scored_at): rewriting
     a row costs an entry in each of the table's ~20 indexes and ~20 kB of WAL, 50x the scoring, so
@@ -258,10 +261,10 @@ def rescore_rules_where(
             SELECT count(*) FROM v  -- PostgreSQL runs `written` to completion all the same
         """
 
-    return _run(session, condition, {"now": now, **(params or {})}, chunk, update, progress)
+    return _run(session, condition, {"now": now, **(params or {})}, chunk, update, progress, commit)
 
 
-def record_rules_scores_at_close(session: Session, chunk: int = CHUNK) -> int:
+def record_rules_scores_at_close(session: Session, chunk: int = CHUNK, commit: bool = True) -> int:
     """Fill in score_at_close where it is missing with the rubric's score as of each deal's close,
     from the activities known then (as services.scoring.record_scores_at_close does lead by lead).
     Commits range by range; returns the count written."""
@@ -278,4 +281,4 @@ def record_rules_scores_at_close(session: Session, chunk: int = CHUNK) -> int:
             SELECT count(*) FROM written
         """
 
-    return _run(session, condition, {}, chunk, update, None)
+    return _run(session, condition, {}, chunk, update, None, commit)
