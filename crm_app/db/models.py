@@ -304,7 +304,8 @@ class Activity(SQLModel, table=True):
     # The lead's owner, kept by triggers (migration 0025) so row-level security compares a column.
     owner_id: int | None = Field(
         default=None,
-        sa_column=Column(Integer, nullable=True, server_default=FetchedValue(), server_onupdate=FetchedValue()),
+        sa_column=Column(Integer, nullable=True, server_default=FetchedValue(),
+                         server_onupdate=FetchedValue()),
     )
 
 
@@ -334,7 +335,8 @@ class StageChange(SQLModel, table=True):
     # The lead's owner, kept by triggers (migration 0025) so row-level security compares a column.
     owner_id: int | None = Field(
         default=None,
-        sa_column=Column(Integer, nullable=True, server_default=FetchedValue(), server_onupdate=FetchedValue()),
+        sa_column=Column(Integer, nullable=True, server_default=FetchedValue(),
+                         server_onupdate=FetchedValue()),
     )
 
 

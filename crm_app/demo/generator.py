@@ -909,7 +909,10 @@ _ACTIVITY_COLUMNS = (
     "id", "lead_id", "kind", "occurred_at", "user_id", "subject", "body", "created_at", "sentiment", "play",
     "owner_id",
 )
-_OWNER_TRIGGERS = {"activities": "activities_owner_from_lead", "stage_changes": "stage_changes_owner_from_lead"}
+_OWNER_TRIGGERS = {
+    "activities": "activities_owner_from_lead",
+    "stage_changes": "stage_changes_owner_from_lead",
+}
 
 
 def _timestamp(moment: int | None) -> str | None:
@@ -1076,7 +1079,8 @@ def _drop_secondary_indexes(cursor, tables: Sequence[str]) -> list[str]:
         """,
         (list(tables),),
     )
-    deferred = [(name, definition) for name, definition in cursor.fetchall() if name not in _KEPT_WHILE_LOADING]
+    deferred = [(name, definition) for name, definition in cursor.fetchall()
+                if name not in _KEPT_WHILE_LOADING]
     for name, _definition in deferred:
         cursor.execute(f'DROP INDEX "{name}"')
     return [definition for _name, definition in deferred]

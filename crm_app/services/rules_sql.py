@@ -83,8 +83,9 @@ def _dates(kind: ActivityKind, before: str) -> str:
     """The newest MAX_DATES moments of one kind for the lead `c`, newest first (an index lookup,
     run only for a lead with several)."""
     return (
-        f"ARRAY(SELECT a2.occurred_at FROM activities a2 WHERE a2.lead_id = c.id AND a2.kind = '{kind.value}' "
-        f"AND a2.occurred_at {before} c.asof ORDER BY a2.occurred_at DESC LIMIT {phrases.MAX_DATES})"
+        "ARRAY(SELECT a2.occurred_at FROM activities a2 "
+        f"WHERE a2.lead_id = c.id AND a2.kind = '{kind.value}' AND a2.occurred_at {before} c.asof "
+        f"ORDER BY a2.occurred_at DESC LIMIT {phrases.MAX_DATES})"
     )
 
 
@@ -93,8 +94,12 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
     that meet `condition` (SQL over the table `leads`), each scored at `asof` (:now, or an expression
     over `leads`). `dense`: most leads of the range meet the condition, so the activities of the whole
     range are read in one index range scan rather than lead by lead."""
-    pricing, page, demo = ActivityKind.PRICING_REQUEST, ActivityKind.PRICING_PAGE_VISIT, ActivityKind.DEMO_REQUEST
     before = "<" if strictly_before else "<="
+    pricing, page, demo = (ActivityKind.PRICING_REQUEST, ActivityKind.PRICING_PAGE_VISIT,
+                           ActivityKind.DEMO_REQUEST)
+    pricing_words = _phrase(pricing, "g.n_req", "g.last_req", _dates(pricing, before), "c.asof")
+    page_words = _phrase(page, "g.n_view", "g.last_view", "NULL", "c.asof")
+    demo_words = _phrase(demo, "g.n_demo", "g.last_demo", _dates(demo, before), "c.asof")
     window = f"interval '{int(rules.RECENT_WINDOW.total_seconds())} seconds'"
     recent = f"(g.last_at IS NOT NULL AND c.asof - g.last_at < {window})"
     last_kind = (
@@ -112,9 +117,9 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
     reasons = " || ".join(
         [
             f"CASE WHEN g.n_req > 0 THEN "
-            f"{_reason(str(rules.PRICING_POINTS), _phrase(pricing, 'g.n_req', 'g.last_req', _dates(pricing, before), 'c.asof'))} "
+            f"{_reason(str(rules.PRICING_POINTS), pricing_words)} "
             f"WHEN g.n_view > 0 THEN "
-            f"{_reason(str(rules.PRICING_POINTS), _phrase(page, 'g.n_view', 'g.last_view', 'NULL', 'c.asof'))} "
+            f"{_reason(str(rules.PRICING_POINTS), page_words)} "
             "ELSE '[]'::jsonb END",
             f"CASE WHEN {recent} THEN "
             + _reason(
@@ -124,7 +129,7 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
             )
             + " ELSE '[]'::jsonb END",
             f"CASE WHEN g.n_demo > 0 THEN "
-            f"{_reason(str(rules.DEMO_POINTS), _phrase(demo, 'g.n_demo', 'g.last_demo', _dates(demo, before), 'c.asof'))} "
+            f"{_reason(str(rules.DEMO_POINTS), demo_words)} "
             "ELSE '[]'::jsonb END",
             f"CASE WHEN {big} THEN "
             + _reason(
