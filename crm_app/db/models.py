@@ -272,6 +272,7 @@ class Activity(SQLModel, table=True):
         CheckConstraint("sentiment BETWEEN -1 AND 1", name="ck_activities_sentiment"),
         Index("ix_activities_lead_occurred", "lead_id", text("occurred_at DESC")),
         Index("ix_activities_user", "user_id"),
+        Index("ix_activities_owner_occurred_at", "owner_id", "occurred_at"),
         # A play tags rep outreach of the kinds it is done as, or a prospect opening its content.
         CheckConstraint(f"play IS NULL OR ({PLAY_KIND_RULE})", name="ck_activities_play"),
         Index("ix_activities_lead_play", "lead_id", "occurred_at", postgresql_where=text("play IS NOT NULL")),
@@ -300,6 +301,12 @@ class Activity(SQLModel, table=True):
     )
     # Which sales play this was (domain.Play), when a rep tagged it; NULL for untagged work.
     play: str | None = Field(default=None, sa_column=Column(String(32)))
+    # The lead's owner, kept by triggers (migration 0025) so row-level security compares a column.
+    owner_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, nullable=True, server_default=FetchedValue(),
+                         server_onupdate=FetchedValue()),
+    )
 
 
 class StageChange(SQLModel, table=True):
@@ -311,6 +318,7 @@ class StageChange(SQLModel, table=True):
         CheckConstraint(_in("to_stage", Stage), name="ck_stage_changes_to"),
         Index("ix_stage_changes_lead_changed", "lead_id", "changed_at"),
         Index("ix_stage_changes_changed_at", "changed_at"),
+        Index("ix_stage_changes_owner_changed_at", "owner_id", "changed_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -323,6 +331,12 @@ class StageChange(SQLModel, table=True):
     user_id: int | None = Field(
         default=None,
         sa_column=Column(Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    )
+    # The lead's owner, kept by triggers (migration 0025) so row-level security compares a column.
+    owner_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, nullable=True, server_default=FetchedValue(),
+                         server_onupdate=FetchedValue()),
     )
 
 

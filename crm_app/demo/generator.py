@@ -47,7 +47,8 @@ from sqlmodel import Session
 from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Play, Role, Source, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
 from crm_app.services.risk import message_sentiment, reassess_all_risk
-from crm_app.services.scoring import record_scores_at_close, rescore_all
+from crm_app.services.rules_sql import record_rules_scores_at_close, rescore_rules_where
+from crm_app.services.scoring import engine_config, record_scores_at_close, rescore_all
 
 # The simulation keeps every moment as whole seconds since the epoch: cheap to draw and compare,
 # and flooring keeps every drawn moment at or before `now`.
@@ -398,7 +399,12 @@ def generate_demo_data(
 
     with engine.begin() as connection:
         cursor = connection.connection.cursor()
+        # Indexes are built once after the load, far faster than kept up row by row through COPY and
+        # the first scoring (each scored lead would add an entry to every index of the table).
+        deferred = _drop_secondary_indexes(cursor, ("leads", "activities", "stage_changes"))
         user_ids = _insert_team(cursor, joined_at=simulation.now - YEAR - 30 * DAY)
+        for table, trigger in _OWNER_TRIGGERS.items():
+            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
         say(f"Inserting {len(simulated):,} leads")
         _copy(cursor, "leads", _LEAD_COLUMNS, _lead_rows(simulated, user_ids))
         stage_changes = sum(len(lead.history) for lead in simulated)
@@ -407,19 +413,38 @@ def generate_demo_data(
         activities = sum(len(lead.activities) for lead in simulated)
         say(f"Inserting {activities:,} activities")
         _copy(cursor, "activities", _ACTIVITY_COLUMNS, _activity_rows(simulated, user_ids, simulation.rng))
+        for table, trigger in _OWNER_TRIGGERS.items():
+            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
         # Ids were given explicitly, so the sequences must be moved past them.
         for table in ("leads", "stage_changes", "activities"):
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
             )
-    inserted_at = time.perf_counter()
+        # Planner statistics for what was just loaded: without them the scoring below plans its
+        # per-range queries blind (parallel sequential scans of the whole table).
+        cursor.execute("ANALYZE users, leads, stage_changes, activities")
+        inserted_at = time.perf_counter()
+        with Session(bind=connection) as session:
+            if engine_config(session).effective == "rules":
+                # The rubric in the database, before the indexes exist, in this same transaction.
+                rescore_rules_where(session, now, commit=False,
+                                    progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
+                record_rules_scores_at_close(session, commit=False)
+                scored_in_load = True
+            else:
+                scored_in_load = False
+        say("Building indexes")
+        for definition in deferred:
+            cursor.execute(definition)
+        cursor.execute("ANALYZE leads, stage_changes, activities")
 
     with Session(engine) as session:
-        rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
-        record_scores_at_close(session)
+        if not scored_in_load:
+            rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
+            record_scores_at_close(session)
+        say("Assessing risk")
         reassess_all_risk(session, now)
-    # Rescoring rewrote every lead, and bulk-loaded tables have no planner statistics yet: without
-    # them the ranked lists may not use their indexes until autovacuum comes round.
+    # Rescoring rewrote every lead: vacuum keeps index-only scans and the visibility map useful.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM (ANALYZE) users, leads, stage_changes, activities"))
     finished = time.perf_counter()
@@ -877,10 +902,17 @@ _LEAD_COLUMNS = (
     "owner_id", "deal_value", "created_at", "updated_at", "stage_entered_at", "closed_at",
     "last_activity_at", "last_contacted_at", "custom_fields",
 )  # fmt: skip
-_STAGE_CHANGE_COLUMNS = ("id", "lead_id", "from_stage", "to_stage", "changed_at", "user_id")
+# `owner_id` is the lead's owner (migration 0025): written here with the trigger that sets it off
+# for the load (a lookup per row), as the trigger would set it.
+_STAGE_CHANGE_COLUMNS = ("id", "lead_id", "from_stage", "to_stage", "changed_at", "user_id", "owner_id")
 _ACTIVITY_COLUMNS = (
     "id", "lead_id", "kind", "occurred_at", "user_id", "subject", "body", "created_at", "sentiment", "play",
+    "owner_id",
 )
+_OWNER_TRIGGERS = {
+    "activities": "activities_owner_from_lead",
+    "stage_changes": "stage_changes_owner_from_lead",
+}
 
 
 def _timestamp(moment: int | None) -> str | None:
@@ -958,7 +990,7 @@ def _stage_change_rows(leads: list[_Lead], user_ids: dict[str, int]) -> Iterator
         for before, after, moment in lead.history:
             # The lead's arrival was recorded by an integration, every later move by its owner.
             user_id = owner_id if before is not None else None
-            yield (next(change_id), lead.number, before, after.value, _timestamp(moment), user_id)
+            yield (next(change_id), lead.number, before, after.value, _timestamp(moment), user_id, owner_id)
 
 
 def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Random) -> Iterator[tuple]:
@@ -1007,6 +1039,7 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
                 occurred_at,  # logged as it happened
                 message_sentiment(kind, body, (lead.name, lead.company.name)),  # as log_activity stores it
                 play or None,
+                owner_id,
             )
 
 
@@ -1024,6 +1057,33 @@ class _CsvStream:
         block = io.StringIO()
         csv.writer(block, lineterminator="\n").writerows(itertools.islice(self._rows, self.BLOCK_ROWS))
         return block.getvalue()
+
+
+# Kept while loading: what the scoring in the load reads by (besides primary keys and constraints).
+_KEPT_WHILE_LOADING = frozenset({"ix_activities_lead_occurred"})
+
+
+def _drop_secondary_indexes(cursor, tables: Sequence[str]) -> list[str]:
+    """Drop the tables' indexes that back no constraint (inside the caller's transaction) and return
+    their definitions, to build them again after a bulk load."""
+    cursor.execute(
+        """
+        SELECT ix.relname, pg_get_indexdef(i.indexrelid)
+          FROM pg_index i
+          JOIN pg_class t ON t.oid = i.indrelid
+          JOIN pg_class ix ON ix.oid = i.indexrelid
+          JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE n.nspname = current_schema() AND t.relname = ANY(%s) AND NOT i.indisprimary
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+         ORDER BY ix.relname
+        """,
+        (list(tables),),
+    )
+    deferred = [(name, definition) for name, definition in cursor.fetchall()
+                if name not in _KEPT_WHILE_LOADING]
+    for name, _definition in deferred:
+        cursor.execute(f'DROP INDEX "{name}"')
+    return [definition for _name, definition in deferred]
 
 
 def _copy(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:

@@ -19,6 +19,7 @@ from crm_app.scoring.blend import BlendedScoringEngine
 from crm_app.services.model_training import engine_for_model
 from crm_app.services.out_of_fold import score_leads, score_leads_at
 from crm_app.services.risk import assess_lead_risk
+from crm_app.services.rules_sql import record_rules_scores_at_close, rescore_rules_where
 
 RULES = RuleBasedScoringEngine()
 ENGINE_MODES = ("rules", "model", "blend")
@@ -189,6 +190,9 @@ def _rescore_where(
     progress: Callable[[int], None] | None,
 ) -> int:
     engine = engine or active_engine(session)
+    if _is_rules(engine):
+        # The rubric runs in the database, a range of leads per statement: ~20x faster than here.
+        return rescore_rules_where(session, now, condition, params, progress)
     done = 0
     last_id = 0
     while True:
@@ -224,6 +228,11 @@ def _rescore_where(
     return done
 
 
+def _is_rules(engine: ScoringEngine) -> bool:
+    """The rubric itself (which rules_sql.py computes in the database), not a variant of it."""
+    return type(engine) is RuleBasedScoringEngine
+
+
 def rescore_all(
     session: Session,
     now: datetime,
@@ -234,14 +243,43 @@ def rescore_all(
     """Rescore every lead (after a rule or engine change), committing batch by batch. Returns the
     count written (a lead changed meanwhile keeps the score its change gave it). A closed deal the
     model learned from gets the score of a model that did not learn from it, never an in-sample one."""
-    return _rescore_where(session, now, "TRUE", {}, engine, batch_size, progress)
+    return rescore_scope(session, "all", now, engine, batch_size, progress)
 
 
-_OPEN = f"stage NOT IN ('{Stage.WON.value}', '{Stage.LOST.value}')"
+# The sets of leads a switch of engine or model rescores, by name: open leads, and the closed deals
+# some stored model learned from (their scores follow the engine, honestly). SQL over `leads`.
+SCOPES = {
+    "all": "TRUE",
+    "open": f"leads.stage NOT IN ('{Stage.WON.value}', '{Stage.LOST.value}')",
+    "history": (
+        f"leads.stage IN ('{Stage.WON.value}', '{Stage.LOST.value}') AND EXISTS "
+        "(SELECT 1 FROM model_scores ms WHERE ms.lead_id = leads.id AND ms.out_of_fold)"
+    ),
+}
+_OPEN = SCOPES["open"]
+_HISTORY = SCOPES["history"]
+
+
+def count_scope(session: Session, scope: str) -> int:
+    """How many leads a rescoring of `scope` (a key of SCOPES) goes through."""
+    return session.execute(text(f"SELECT count(*) FROM leads WHERE {SCOPES[scope]}")).scalar_one()
+
+
+def rescore_scope(
+    session: Session,
+    scope: str,
+    now: datetime,
+    engine: ScoringEngine | None = None,
+    batch_size: int = 2000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Rescore the leads of `scope` (a key of SCOPES), committing as it goes. The rules score in the
+    database, a range of leads per statement (rules_sql.py); a model scores batch by batch."""
+    return _rescore_where(session, now, SCOPES[scope], {}, engine, batch_size, progress)
 
 
 def count_open_leads(session: Session) -> int:
-    return session.execute(text(f"SELECT count(*) FROM leads WHERE {_OPEN}")).scalar_one()
+    return count_scope(session, "open")
 
 
 def rescore_open_leads(
@@ -253,18 +291,11 @@ def rescore_open_leads(
 ) -> int:
     """Rescore every open lead (after the team switched engine or model), batch by batch with a
     commit after each. Closed leads keep their scores and score_at_close: what was predicted then."""
-    return _rescore_where(session, now, _OPEN, {}, engine, batch_size, progress)
-
-
-# Closed deals some stored model learned from (their scores follow the engine, honestly).
-_HISTORY = (
-    f"leads.stage IN ('{Stage.WON.value}', '{Stage.LOST.value}') AND EXISTS "
-    "(SELECT 1 FROM model_scores ms WHERE ms.lead_id = leads.id AND ms.out_of_fold)"
-)
+    return rescore_scope(session, "open", now, engine, batch_size, progress)
 
 
 def count_history_leads(session: Session) -> int:
-    return session.execute(text(f"SELECT count(*) FROM leads WHERE {_HISTORY}")).scalar_one()
+    return count_scope(session, "history")
 
 
 def rescore_history(
@@ -280,7 +311,7 @@ def rescore_history(
     user recorded (an imported deal) also gets its score at close again, the same honest way, so
     Analytics' win rate by tier at close judges the engine in use. Returns the count written."""
     engine = engine or active_engine(session)
-    done = _rescore_where(session, now, _HISTORY, {}, engine, batch_size, progress)
+    done = rescore_scope(session, "history", now, engine, batch_size, progress)
     _rescore_unrecorded_closes(session, engine, batch_size)
     return done
 
@@ -323,7 +354,7 @@ def _rescore_unrecorded_closes(session: Session, engine: ScoringEngine, batch_si
 
 def rescore_expired(session: Session, now: datetime, engine: ScoringEngine | None = None) -> int:
     """Rescore the leads whose score the passage of time has changed (a recency bonus ran out)."""
-    return _rescore_where(session, now, "score_valid_until <= :now", {"now": now}, engine, 2000, None)
+    return _rescore_where(session, now, "leads.score_valid_until <= :now", {"now": now}, engine, 2000, None)
 
 
 def record_scores_at_close(
@@ -332,6 +363,8 @@ def record_scores_at_close(
     """Fill in score_at_close where it is missing: what the engine said at the moment each deal
     closed, from the activities known then (after an import or for generated history). Commits."""
     engine = engine or active_engine(session)
+    if _is_rules(engine):
+        return record_rules_scores_at_close(session)
     done, last_id = 0, 0
     while True:
         leads = session.execute(

@@ -1,0 +1,168 @@
+"""The set-based rubric (services/rules_sql.py) gives every lead exactly the engine's score, tier,
+reasons and expiry: on generated leads covering every boundary of the rubric and of its words."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from crm_app.db.models import Lead
+from crm_app.domain import ActivityKind, Source, Stage
+from crm_app.scoring import RuleBasedScoringEngine
+from crm_app.services import rules_sql
+from crm_app.services.scoring import (
+    count_history_leads,
+    count_open_leads,
+    load_facts,
+    record_scores_at_close,
+    rescore_all,
+    rescore_expired,
+    rescore_open_leads,
+)
+from tests.conftest import NOW
+
+ENGINE = RuleBasedScoringEngine()
+KINDS = list(ActivityKind)
+# Offsets that sit on the rubric's boundaries: now, just inside and outside 24 hours, around the
+# 300 days after which a date carries its year, and in the future (not known yet).
+EDGES = [
+    timedelta(0), timedelta(hours=23, minutes=59, seconds=59), timedelta(hours=24),
+    timedelta(hours=24, microseconds=1), timedelta(days=300), timedelta(days=300, seconds=1),
+    timedelta(days=400), -timedelta(minutes=1),
+]
+SIZES = [None, 0, 50, 51, 999, 1000, 1_234_567]
+
+
+def _generate(session, count: int, seed: int) -> list[int]:
+    """`count` leads with random activities (ids returned); some with many requests, some none."""
+    rng = random.Random(seed)
+    leads = []
+    for i in range(count):
+        closed = rng.random() < 0.3
+        lead = Lead(name=f"Set lead {seed}-{i}", email=f"set{seed}.{i}@example.com", company="Acme",
+                    company_size=rng.choice(SIZES), source=rng.choice(list(Source)).value,
+                    stage=(Stage.WON if closed else Stage.NEW).value, tier="cold",
+                    created_at=NOW - timedelta(days=500), stage_entered_at=NOW - timedelta(days=500),
+                    closed_at=NOW - timedelta(days=rng.randint(0, 450), minutes=rng.randint(0, 1440))
+                    if closed else None)
+        session.add(lead)
+        leads.append(lead)
+    session.flush()
+    rows = []
+    for lead in leads:
+        shape = rng.random()
+        n = 0 if shape < 0.1 else rng.randint(12, 30) if shape > 0.9 else rng.randint(1, 8)
+        heavy = rng.choice([ActivityKind.PRICING_REQUEST, ActivityKind.DEMO_REQUEST, None])
+        for _ in range(n):
+            kind = heavy if heavy and rng.random() < 0.6 else rng.choice(KINDS)
+            ago = rng.choice(EDGES) if rng.random() < 0.3 else timedelta(seconds=rng.randint(0, 500 * 86400))
+            rows.append({"lead": lead.id, "kind": kind.value, "at": NOW - ago})
+    if rows:
+        session.execute(
+            text("INSERT INTO activities (lead_id, kind, occurred_at) VALUES (:lead, :kind, :at)"), rows
+        )
+    session.flush()
+    return [lead.id for lead in leads]
+
+
+def _engine_results(session, ids: list[int], at_close: bool = False, now=NOW) -> dict[int, tuple]:
+    leads = session.query(Lead).filter(Lead.id.in_(ids)).all()
+    facts = load_facts(session, leads)
+    results = {}
+    for lead in leads:
+        moment = lead.closed_at if at_close else now
+        if moment is None:
+            continue
+        r = ENGINE.score(facts[lead.id], moment)
+        results[lead.id] = (r.score, r.tier.value, [x.as_dict() for x in r.reasons], r.valid_until)
+    return results
+
+
+def test_set_based_rubric_matches_the_engine_lead_for_lead(session):
+    ids = _generate(session, 400, seed=1)
+    expected = _engine_results(session, ids)
+    rows = rules_sql.scored_rows(session, min(ids) - 1, max(ids), params={"now": NOW})
+    got = {r.id: (r.score, r.tier, r.reasons, r.valid_until) for r in rows}
+    assert got.keys() == expected.keys()
+    for lead_id, want in expected.items():
+        assert got[lead_id] == want, lead_id
+    # The generated data reaches every part of the rubric and of its words.
+    texts = [reason["text"] for r in rows for reason in r.reasons]
+    for words in ("earlier", " and ", "Active in the last 24 hours", "capped at 25", "Company has 1,234,567",
+                  "Viewed the pricing page", "Requested a demo on", "1 interaction ("):
+        assert any(words in t for t in texts), words
+    assert any(str(NOW.year - 1) in t for t in texts), "old dates carry their year"
+
+
+def test_rescoring_stores_the_engines_results_in_ranges(session):
+    ids = _generate(session, 150, seed=2)
+    expected = _engine_results(session, ids)
+    # Small ranges, so several statements and commits run.
+    assert rules_sql.rescore_rules_where(session, NOW, "leads.id = ANY(:ids)", {"ids": ids}, chunk=40) == len(ids)
+    stored = {
+        lead.id: (lead.score, lead.tier, lead.score_reasons, lead.score_valid_until)
+        for lead in session.query(Lead).filter(Lead.id.in_(ids)).populate_existing()
+    }
+    assert stored == expected
+
+
+def test_a_rescore_rewrites_only_the_leads_whose_score_changed(session):
+    ids = _generate(session, 40, seed=6)
+    rules_sql.rescore_rules_where(session, NOW, "leads.id = ANY(:ids)", {"ids": ids})
+    changed = ids[0]
+    session.execute(text("UPDATE leads SET company_size = 5000 WHERE id = :id"), {"id": changed})
+    later = NOW + timedelta(seconds=1)
+    expected = _engine_results(session, ids, now=later)
+    assert rules_sql.rescore_rules_where(session, later, "leads.id = ANY(:ids)", {"ids": ids}) == len(ids)
+    rows = session.execute(text("SELECT id, scored_at, score FROM leads WHERE id = ANY(:ids)"), {"ids": ids}).all()
+    rescored = {r.id for r in rows if r.scored_at == later}
+    # The later moment changes some scores (a recency bonus ending on the second), and the bigger company.
+    assert changed in rescored
+    assert {r.id: r.score for r in rows} == {i: v[0] for i, v in expected.items()}
+    assert len(rescored) < len(ids)
+
+
+def test_rescore_entry_points_use_the_rubric_in_the_database(session):
+    ids = _generate(session, 60, seed=3)
+    expected = _engine_results(session, ids)
+    total = session.execute(text("SELECT count(*) FROM leads")).scalar_one()
+    assert rescore_all(session, NOW) == total
+    stored = {lead.id: (lead.score, lead.tier, lead.score_reasons, lead.score_valid_until)
+              for lead in session.query(Lead).filter(Lead.id.in_(ids)).populate_existing()}
+    assert stored == expected
+    # Open leads only: a closed lead's stored score is left as it was.
+    open_ids = [i for i in ids if session.get(Lead, i).stage == Stage.NEW.value]
+    assert count_open_leads(session) == session.execute(
+        text("SELECT count(*) FROM leads WHERE stage NOT IN ('won', 'lost')")).scalar_one()
+    session.execute(text("UPDATE leads SET score = 0, tier = 'cold', score_reasons = '[]' WHERE id = ANY(:ids)"),
+                    {"ids": ids})
+    assert rescore_open_leads(session, NOW) == count_open_leads(session)
+    for lead in session.query(Lead).filter(Lead.id.in_(ids)).populate_existing():
+        if lead.id in open_ids:
+            assert lead.score == expected[lead.id][0]
+        else:
+            assert lead.score == 0
+    assert count_history_leads(session) == 0  # no model has learned from any deal here
+    # Only the leads whose recency bonus ran out by a day later are rescored, to the engine's result.
+    later = NOW + timedelta(days=1)
+    expiring = session.execute(text("SELECT count(*) FROM leads WHERE score_valid_until <= :t"),
+                               {"t": later}).scalar_one()
+    assert expiring > 0
+    assert rescore_expired(session, later) == expiring
+
+
+def test_scores_at_close_match_the_engine_at_each_close(session):
+    ids = _generate(session, 200, seed=4)
+    expected = _engine_results(session, ids, at_close=True)
+    assert expected
+    record_scores_at_close(session)
+    stored = dict(session.execute(text("SELECT id, score_at_close FROM leads WHERE id = ANY(:ids) "
+                                       "AND closed_at IS NOT NULL"), {"ids": ids}).all())
+    assert stored == {i: v[0] for i, v in expected.items()}
+
+
+def test_nothing_to_rescore_writes_nothing(session):
+    _generate(session, 5, seed=5)
+    assert rules_sql.rescore_rules_where(session, NOW, "FALSE") == 0
