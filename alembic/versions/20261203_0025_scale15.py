@@ -16,7 +16,7 @@ policies compare that column the way the leads policy compares the lead's:
 Indexes by owner and time serve a rep's reads of their own history (analytics, the timeline).
 
 Revision ID: 0025_scale15
-Revises: 0020_model_scores
+Revises: 0024_ux14
 Create Date: 2026-12-03
 """
 from typing import Sequence, Union
@@ -24,7 +24,7 @@ from typing import Sequence, Union
 from alembic import op
 
 revision: str = "0025_scale15"
-down_revision: Union[str, None] = "0020_model_scores"
+down_revision: Union[str, None] = "0024_ux14"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -16,7 +16,7 @@ model page it is waiting, not interrupted. The job worker connects as the tables
 did inside the web process), so it needs no grant.
 
 Revision ID: 0026_queue15
-Revises: 0024_ux14
+Revises: 0025_scale15
 Create Date: 2026-12-03
 """
 from typing import Sequence, Union
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0026_queue15"
-down_revision: Union[str, None] = "0024_ux14"
+down_revision: Union[str, None] = "0025_scale15"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
