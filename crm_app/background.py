@@ -18,10 +18,13 @@ from crm_app.db.engine import get_engine
 from crm_app.db.outage import backoff, database_unavailable
 from crm_app.services.api_keys import purge_old_records
 from crm_app.services.next_action import refresh_play_stats_if_stale
+from crm_app.services.notifications import notify_due_follow_ups
 from crm_app.services.risk import reassess_expired_risk
 from crm_app.services.scoring import rescore_expired
 
 SWEEP_EVERY_SECONDS = 300
+# How often follow-ups that fell due are announced (services/notifications.py): a minute late at most.
+DUE_FOLLOW_UPS_EVERY_SECONDS = 60
 # Any constant shared by all workers: only one of them sweeps at a time.
 _SWEEP_LOCK_KEY = 0x5C0E
 
@@ -103,6 +106,25 @@ def _plays_round() -> None:
     rows = refresh_plays_once(datetime.now(timezone.utc))
     if rows is not None:
         log.info("Play statistics refreshed: %d segment rows", rows)
+
+
+def notify_due_once(now: datetime) -> int:
+    """Notify the owners of follow-ups that fell due, unless another worker is already at it."""
+    return exclusively(lambda session: notify_due_follow_ups(session, now)) or 0
+
+
+async def announce_due_follow_ups() -> None:
+    """Lifespan task: every minute, tell reps about follow-ups that just fell due (the bell and a
+    browser notification). A failed round is tried again the next minute."""
+    while True:
+        try:
+            await asyncio.to_thread(notify_due_once, datetime.now(timezone.utc))
+        except Exception as error:
+            if database_unavailable(error):
+                log.warning("Due follow-ups: the database is not reachable (%s)", type(error).__name__)
+            else:
+                log.exception("Announcing due follow-ups failed")
+        await asyncio.sleep(DUE_FOLLOW_UPS_EVERY_SECONDS)
 
 
 def run_in_thread(name: str, work: Callable[[], object]) -> threading.Thread:

@@ -3,7 +3,7 @@
 import reflex as rx
 
 from crm_app.api import api
-from crm_app.background import sweep_expired_scores
+from crm_app.background import announce_due_follow_ups, sweep_expired_scores
 from crm_app.http_security import with_security_headers
 from crm_app.lifecycle import release_on_shutdown
 from crm_app.live import listen_for_changes
@@ -48,5 +48,6 @@ app.add_page(users_page, route="/users", title="Users · Pipeline CRM", on_load=
 app.add_page(audit_page, route="/audit", title="Audit log · Pipeline CRM", on_load=AuditState.load)
 app.add_page(api_keys_page, route="/api-keys", title="API keys · Pipeline CRM", on_load=ApiKeysState.load)
 app.register_lifespan_task(sweep_expired_scores)
+app.register_lifespan_task(announce_due_follow_ups)  # the bell hears of follow-ups that fall due
 app.register_lifespan_task(listen_for_changes)  # open pages update when leads change
 app.register_lifespan_task(release_on_shutdown)  # a clean stop frees the jobs it runs
