@@ -113,6 +113,17 @@ def _card_menu(card: DealCard) -> rx.Component:
                     for s in Stage
                 ],
                 rx.dropdown_menu.separator(),
+                rx.text("Log", size="1", color=rx.color("gray", 10), weight="medium", padding="4px 8px"),
+                *[
+                    rx.dropdown_menu.item(
+                        rx.hstack(rx.icon(icon, size=14), rx.text(label), align="center", spacing="2"),
+                        on_select=S.log_from_card(card.id, kind),
+                        class_name="log-" + kind,
+                    )
+                    for kind, label, icon in (("call", "Call", "phone"), ("email_sent", "Email sent", "send"),
+                                              ("meeting", "Meeting", "users"))
+                ],
+                rx.dropdown_menu.separator(),
                 rx.dropdown_menu.item(
                     rx.hstack(rx.icon("external-link", size=14), rx.text("Open lead"), align="center", spacing="2"),
                     on_select=rx.redirect("/leads/" + card.id.to_string()),
@@ -168,6 +179,22 @@ def _risk_flag(card: DealCard) -> rx.Component:
     )
 
 
+def _activity_status(card: DealCard) -> rx.Component:
+    """The deal's next step as Pipedrive shows it: overdue red, planned green, none grey."""
+    return rx.tooltip(
+        rx.center(
+            rx.icon(rx.match(card.activity, ("overdue", "calendar-x"), ("planned", "calendar-check"), "calendar"),
+                    size=12, color="white"),
+            width="18px", height="18px", border_radius="50%", flex_shrink="0",
+            background=rx.match(card.activity, ("overdue", rx.color("red", 9)), ("planned", rx.color("grass", 9)),
+                                rx.color("gray", 7)),
+            class_name="activity-status",
+            custom_attrs={"data-activity": card.activity},
+        ),
+        content=card.activity_label,
+    )
+
+
 def _card(card: DealCard, index) -> rx.Component:
     lead_id = card.id.to_string()
     return dnd_card(
@@ -203,6 +230,7 @@ def _card(card: DealCard, index) -> rx.Component:
                     min_width="0",
                     flex="1",
                 ),
+                _activity_status(card),
                 _stuck_or_age(card),
                 width="100%",
                 align="center",
@@ -220,6 +248,7 @@ def _card(card: DealCard, index) -> rx.Component:
         data_lead_id=lead_id,
         data_stagnating=rx.cond(card.stagnating, "true", "false"),
         data_risk=card.risk_level,
+        data_activity=card.activity,
         padding="10px 12px",
         margin_bottom="8px",
         background="white",

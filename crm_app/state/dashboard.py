@@ -24,6 +24,7 @@ from crm_app.services.queue import (
     work_item,
 )
 from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
+from crm_app.state.next_step import NextStepState
 
 ALL_GROUPS = "all"
 QUEUE_TOP = "do-next"  # the queue card's element id
@@ -298,4 +299,10 @@ class DashboardState(AppState):
             # Whatever happened, the button must work again.
             self.log_saving = False
         self.log_open = False
+        await self._refresh()
+        if days is None:  # no follow-up chosen in the dialog: offer the next step
+            yield NextStepState.offer(lead_id, self.log_lead_name, "today", str(kind))
+
+    @rx.event
+    async def after_next_step(self):
         await self._refresh()

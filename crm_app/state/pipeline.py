@@ -8,7 +8,7 @@ import reflex as rx
 
 from crm_app.domain import Source, Stage, Tier
 from crm_app.services.errors import ServiceError
-from crm_app.services.leads import move_lead_to_stage
+from crm_app.services.leads import log_activity, move_lead_to_stage
 from crm_app.services.pipeline import (
     MAX_CARDS,
     PAGE,
@@ -20,12 +20,15 @@ from crm_app.services.pipeline import (
     column_cards,
 )
 from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
+from crm_app.state.close_deal import CloseDealState
+from crm_app.state.next_step import NextStepState
 
 ALL = "all"
 TIERS = (ALL, *(t.value for t in Tier))
 SOURCES = (ALL, *(s.value for s in Source))
 RISKS = (ALL, "any", "high")
 TEAM, MINE, UNASSIGNED = "team", "mine", "unassigned"
+LOGGABLE = ("call", "email_sent", "meeting")  # what the card menu logs
 
 
 def _empty_board() -> list[BoardColumn]:
@@ -204,6 +207,9 @@ class PipelineState(AppState):
             # A drop within its own column: the order is by score, so just redraw the column.
             await self._reload_stages([to_stage])
             return None
+        if Stage(to_stage).is_closed:
+            # Won and Lost ask for their details first; the card stays where it was until then.
+            return CloseDealState.ask([card.id], to_stage, "pipeline")
         from_stage, version, user_id, now = card.stage, card.version, self.viewer_int(), now_utc()
         try:
             await self._db(lambda s: move_lead_to_stage(
@@ -229,6 +235,31 @@ class PipelineState(AppState):
     async def move_from_menu(self, lead_id: int, to_stage: str):
         """The card menu's "Move to" items."""
         return await self._move(lead_id, to_stage)
+
+    @rx.event
+    async def after_close(self):
+        """A deal was marked Won or Lost through the dialog: redraw the board."""
+        self.move_error = ""
+        await self._reload_stages(list(STAGES))
+
+    @rx.event
+    async def after_next_step(self):
+        await self._reload_stages(list(STAGES))
+
+    @rx.event
+    async def log_from_card(self, lead_id: int, kind: str):
+        """The card menu's "Log": a call, email or meeting, then the offer of a next step."""
+        card = self._find(whole_number(lead_id))
+        if card is None or kind not in LOGGABLE:
+            return rx.toast.error("That deal is no longer on this board.")
+        lead_id, name, now = card.id, card.name, now_utc()
+        try:
+            await self._db(lambda s: log_activity(s, lead_id=lead_id, kind=kind, now=now))
+        except ServiceError as error:
+            await self._reload_board()
+            return rx.toast.error(str(error))
+        await self._reload_stages([card.stage])
+        return [rx.toast.success(f"Logged for {name}"), NextStepState.offer(lead_id, name, "pipeline", kind)]
 
     @rx.event
     def dismiss_error(self):
