@@ -5,7 +5,6 @@ from __future__ import annotations
 import reflex as rx
 
 from crm_app.components.close_deal import close_deal_dialog
-from crm_app.components.next_step import next_step_dialog
 from crm_app.components.notifications import notification_bell
 from crm_app.components.quick_add import quick_add_button, quick_add_dialog
 from crm_app.state.base import AppState
@@ -120,7 +119,7 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
     content = rx.box(*body, display=rx.cond(DatabaseState.reconnecting, "none", "block"), width="100%")
     return rx.hstack(
         sidebar,
-        rx.box(header, reconnecting_notice(), content, quick_add_dialog(), next_step_dialog(), close_deal_dialog(),
+        rx.box(header, reconnecting_notice(), content, quick_add_dialog(), close_deal_dialog(),
                padding="1.5em 2em", width="100%", min_width="0"),
         spacing="0",
         align="start",

@@ -32,7 +32,47 @@ def next_step_fields(kind, on_kind, due, on_due, note, on_note, error_field) -> 
     )
 
 
+def _actions(cancel: rx.Component) -> rx.Component:
+    return rx.hstack(
+        cancel,
+        rx.button(rx.icon("calendar-plus", size=14), "Schedule", on_click=N.schedule, loading=N.saving,
+                  class_name="schedule-next-step"),
+        justify="end",
+        spacing="3",
+    )
+
+
+def next_step_panel(origin: str) -> rx.Component:
+    """Inline, where the activity was logged (the lead page, Today): it never covers the page."""
+    return rx.cond(
+        N.open & (N.origin == origin),
+        rx.card(
+            rx.vstack(
+                rx.hstack(
+                    rx.icon("calendar-plus", size=16, color=rx.color("accent", 10)),
+                    rx.text("Schedule the next step", weight="bold", size="2"),
+                    rx.text("for ", rx.text.strong(N.lead_name), size="2", color=rx.color("gray", 11)),
+                    align="center",
+                    spacing="2",
+                    wrap="wrap",
+                ),
+                next_step_fields(N.kind, N.set_kind, N.due, N.set_due, N.note, N.set_note, N.error_field),
+                rx.cond(N.error != "", rx.text(N.error, color=rx.color("red", 11), size="2",
+                                               class_name="next-step-error")),
+                _actions(rx.button("Not now", variant="soft", color_scheme="gray", on_click=N.dismiss,
+                                   class_name="skip-next-step")),
+                spacing="2",
+                width="100%",
+            ),
+            width="100%",
+            background=rx.color("accent", 2),
+            class_name="next-step-panel",
+        ),
+    )
+
+
 def next_step_dialog() -> rx.Component:
+    """On the board, where the log came from a card's menu."""
     return rx.dialog.root(
         rx.dialog.content(
             rx.dialog.title("Schedule the next step"),
@@ -40,16 +80,11 @@ def next_step_dialog() -> rx.Component:
                                   margin_bottom="0.75em"),
             next_step_fields(N.kind, N.set_kind, N.due, N.set_due, N.note, N.set_note, N.error_field),
             rx.cond(N.error != "", rx.text(N.error, color=rx.color("red", 11), size="2", class_name="next-step-error")),
-            rx.hstack(
-                rx.dialog.close(rx.button("Not now", variant="soft", color_scheme="gray")),
-                rx.button("Schedule", on_click=N.schedule, loading=N.saving, class_name="schedule-next-step"),
-                justify="end",
-                spacing="3",
-                margin_top="1em",
-            ),
+            rx.box(_actions(rx.dialog.close(rx.button("Not now", variant="soft", color_scheme="gray"))),
+                   margin_top="1em"),
             max_width="460px",
             class_name="next-step-dialog",
         ),
-        open=N.open,
+        open=N.open & (N.origin == "pipeline"),
         on_open_change=N.set_open,
     )

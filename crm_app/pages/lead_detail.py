@@ -7,6 +7,7 @@ import reflex as rx
 from crm_app.components.badges import points_color, signed_points, tier_color
 from crm_app.components.layout import page_frame
 from crm_app.components.next_action import next_action_card
+from crm_app.components.next_step import next_step_panel
 from crm_app.domain import REP_LOGGED_KINDS, Play, Source, Stage
 from crm_app.services.lead_detail import TimelineEntry
 from crm_app.services.queue import SNOOZE_CHOICES
@@ -309,6 +310,7 @@ def _log_form() -> rx.Component:
                             rx.badge(S.score_change, color_scheme="grass", size="2", class_name="score-change")),
                     align="center",
                 ),
+                next_step_panel("lead"),
                 spacing="3",
                 width="100%",
             ),

@@ -9,6 +9,7 @@ from crm_app.components.kanban_dnd import dnd_board, dnd_card, dnd_column
 from crm_app.components.controls import choice
 from crm_app.components.live import live_ticker
 from crm_app.components.layout import page_frame
+from crm_app.components.next_step import next_step_dialog
 from crm_app.domain import Source, Stage
 from crm_app.services.pipeline import MAX_CARDS, DealCard
 from crm_app.state.pipeline import ALL
@@ -362,6 +363,7 @@ def pipeline_page() -> rx.Component:
         "Drag a deal to move it. \"Stuck\": longer in its stage than the stage allows. \"At risk\": the deal may be "
         "slipping away (hover for why).",
         live_ticker(S.refresh_if_changed),
+        next_step_dialog(),
         _toolbar(),
         _error_callout(),
         _board(),

@@ -36,7 +36,7 @@ class NextStepState(AppState):
     error: str = ""
     error_field: str = ""
     saving: bool = False
-    _origin: str = "lead"
+    origin: str = ""  # which page offered it: the lead page and Today show it inline, the board a dialog
 
     @rx.event
     def offer(self, lead_id: int, lead_name: str, origin: str, just_logged: str = ""):
@@ -44,7 +44,7 @@ class NextStepState(AppState):
         picked_id = whole_number(lead_id)
         if picked_id is None or origin not in ORIGINS:
             return
-        self.lead_id, self.lead_name, self._origin = picked_id, typed_text(lead_name, 200), origin
+        self.lead_id, self.lead_name, self.origin = picked_id, typed_text(lead_name, 200), origin
         # After a call the next step is usually an email with what was promised, and so on.
         self.kind = {"call": "email", "email_sent": "call", "meeting": "email"}.get(just_logged, "call")
         self.due, self.note, self.error, self.error_field = "tomorrow", "", "", ""
@@ -53,6 +53,10 @@ class NextStepState(AppState):
     @rx.event
     def set_open(self, value: bool):
         self.open = value is True
+
+    @rx.event
+    def dismiss(self):
+        self.open = False
 
     @rx.event
     def set_kind(self, value: str):
@@ -89,4 +93,4 @@ class NextStepState(AppState):
             self.saving = False
         self.open = False
         yield rx.toast.success(f"{NEXT_STEP_KINDS[kind]} scheduled for {due_at.day} {due_at:%b %H:%M}")
-        yield origin_event(ORIGINS, self._origin)
+        yield origin_event(ORIGINS, self.origin)
