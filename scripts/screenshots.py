@@ -29,7 +29,11 @@ PAGES = [
     ("quick-add", REP, "/leads", ".lead-row"),  # then "+ Lead" is clicked (OPENS below)
     ("lead-detail", REP, None, ".reason-row"),
     ("pipeline", REP, "/pipeline", "[data-rfd-draggable-id]"),
+    ("notifications", REP, "/pipeline", "[data-rfd-draggable-id]"),
+    ("next-steps", REP, None, ".reason-row"),
+    ("lost-reason", REP, None, ".reason-row"),
     ("analytics", MANAGER, "/analytics", ".js-plotly-plot"),
+    ("analytics-lost-reasons", MANAGER, "/analytics", ".lost-by-source"),
     ("model", MANAGER, "/model", ".calibration-chart"),
     ("import", MANAGER, "/import", "input[type=file], .rt-Button"),
     ("settings", MANAGER, "/settings", "input"),
@@ -39,8 +43,16 @@ PAGES = [
 ]
 
 
-# Pages shown with something opened on them: the button to click and what must then be visible.
-OPENS = {"quick-add": ("#quick-add-lead", ".quick-add-form")}
+# Pages shown with something opened on them: what to click, in order, and what must then be visible.
+# Nothing here saves anything: the demo data stays as it was.
+OPENS = {
+    "quick-add": (["#quick-add-lead"], ".quick-add-form"),
+    "notifications": ([".bell-button"], ".bell-panel"),
+    "next-steps": ([".offer-next-step"], ".next-step-panel"),
+    "lost-reason": (['[aria-label="Move to stage"]', '[role="option"]:has-text("Lost")'], ".close-deal-dialog"),
+}
+# Pages shown as one part of them (an element screenshot).
+PARTS = {"analytics-lost-reasons": ".lost-reasons"}
 
 
 def sign_in(browser, url: str, email: str | None):
@@ -80,11 +92,16 @@ def main() -> None:
                 page.goto(path)
             page.locator(ready).first.wait_for()
             if name in OPENS:
-                button, opened = OPENS[name]
-                page.locator(button).click()
-                page.locator(opened).wait_for()
+                clicks, opened = OPENS[name]
+                for selector in clicks:
+                    page.locator(selector).first.click()
+                page.locator(opened).first.wait_for()
             page.wait_for_timeout(1500)  # let charts and fonts settle
-            page.screenshot(path=str(out / f"{name}.png"))
+            if name in PARTS:
+                page.locator(PARTS[name]).scroll_into_view_if_needed()
+                page.locator(PARTS[name]).screenshot(path=str(out / f"{name}.png"))
+            else:
+                page.screenshot(path=str(out / f"{name}.png"))
             print(f"{out / name}.png")
         browser.close()
 

@@ -47,7 +47,8 @@ class CloseDealState(AppState):
     async def ask(self, lead_ids: list[int], to_stage: str, origin: str):
         """Open the dialog for a move of these leads (one, or a bulk selection) to Won or Lost."""
         ids = [i for i in (whole_number(x) for x in (lead_ids if isinstance(lead_ids, list) else [])[:500]) if i]
-        if not ids or to_stage not in (Stage.WON.value, Stage.LOST.value) or origin not in ORIGINS:
+        if not ids or to_stage not in (Stage.WON.value, Stage.LOST.value) or not isinstance(origin, str) \
+                or origin not in ORIGINS:
             return
         reasons = await self._db(reason_labels)
         first = await self._db(lambda s: s.execute(

@@ -158,7 +158,7 @@ class LeadDetailState(AppState):
 
     @rx.event
     async def follow_up_snooze(self, follow_up_id: int, choice: str):
-        if choice not in SNOOZE_CHOICES:
+        if not isinstance(choice, str) or choice not in SNOOZE_CHOICES:
             return None
         return await self._follow_up(follow_up_id, lambda s, i, lead, now: postpone_follow_up(
             s, follow_up_id=i, lead_id=lead, choice=choice, now=now), f"Postponed: {SNOOZE_CHOICES[choice]}")

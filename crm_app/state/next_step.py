@@ -42,11 +42,11 @@ class NextStepState(AppState):
     def offer(self, lead_id: int, lead_name: str, origin: str, just_logged: str = ""):
         """Open the dialog for a lead (after a call, an email, a meeting or a note was logged)."""
         picked_id = whole_number(lead_id)
-        if picked_id is None or origin not in ORIGINS:
+        if picked_id is None or not isinstance(origin, str) or origin not in ORIGINS:
             return
         self.lead_id, self.lead_name, self.origin = picked_id, typed_text(lead_name, 200), origin
         # After a call the next step is usually an email with what was promised, and so on.
-        self.kind = {"call": "email", "email_sent": "call", "meeting": "email"}.get(just_logged, "call")
+        self.kind = {"call": "email", "email_sent": "call", "meeting": "email"}.get(just_logged if isinstance(just_logged, str) else "", "call")
         self.due, self.note, self.error, self.error_field = "tomorrow", "", "", ""
         self.open = True
 
