@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
+from urllib.parse import urlsplit
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -65,7 +65,8 @@ def sign_in(browser, url: str, email: str | None):
         page.locator("#field-email").fill(email)
         page.locator("#field-password").fill(DEMO_PASSWORD)
         page.locator(".sign-in-submit").click()
-        page.wait_for_url(re.compile(r"/$"))  # the server set the (HttpOnly) session cookie before this page
+        # The server set the (HttpOnly) session cookie before this page ("/sign-in?next=/" ends in "/" too).
+        page.wait_for_url(lambda address: urlsplit(address).path == "/")
     return page
 
 

@@ -44,9 +44,12 @@ def notification_bell() -> rx.Component:
         rx.cond(
             N.unread > 0,
             rx.badge(count, color_scheme="red", variant="solid", radius="full", size="1", class_name="bell-count",
-                     position="absolute", top="-6px", right="-8px", pointer_events="none"),
+                     position="absolute", top="-7px", left="20px", padding="0 5px", font_size="10px",
+                     line_height="16px", min_width="16px", justify_content="center", pointer_events="none",
+                     box_shadow=f"0 0 0 2px {rx.color('gray', 2)}"),
         ),
         position="relative",
+        margin_right="10px",
         custom_attrs={"data-unread": N.unread.to_string(), "data-loaded": rx.cond(N.loaded, "1", "0")},
         class_name="bell",
     )
