@@ -51,6 +51,8 @@ OPENS = {
     "next-steps": ([".offer-next-step"], ".next-step-panel"),
     "lost-reason": (['[aria-label="Move to stage"]', '[role="option"]:has-text("Lost")'], ".close-deal-dialog"),
 }
+# How an opened piece that is not a dialog or popover closes (those close with Escape).
+CLOSES = {"next-steps": ".skip-next-step"}
 # Pages shown as one part of them (an element screenshot).
 PARTS = {"analytics-lost-reasons": ".lost-reasons"}
 
@@ -103,6 +105,12 @@ def main() -> None:
                 page.locator(PARTS[name]).screenshot(path=str(out / f"{name}.png"))
             else:
                 page.screenshot(path=str(out / f"{name}.png"))
+            if name in OPENS:  # closed again: the tab's state (and so what is open) outlives a page load
+                if name in CLOSES:
+                    page.locator(CLOSES[name]).first.click()
+                else:
+                    page.keyboard.press("Escape")
+                page.locator(OPENS[name][1]).first.wait_for(state="hidden")
             print(f"{out / name}.png")
         browser.close()
 

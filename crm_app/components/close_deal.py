@@ -57,9 +57,9 @@ def close_deal_dialog() -> rx.Component:
             rx.cond(lost, _lost_fields(), _won_fields()),
             _error("form"),
             rx.hstack(
-                rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
                 rx.button(rx.cond(lost, "Mark as Lost", "Mark as Won"), on_click=C.confirm, loading=C.saving,
-                          color_scheme=rx.cond(lost, "red", "grass"), class_name="confirm-close"),
+                          color_scheme=rx.cond(lost, "red", "grass"), class_name="confirm-close", type="button"),
                 justify="end",
                 spacing="3",
                 margin_top="1em",

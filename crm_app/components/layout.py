@@ -79,7 +79,7 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
         rx.hstack(
             rx.center(rx.icon("target", size=20, color="white"), width="32px", height="32px",
                       background=rx.color("accent", 9), border_radius="8px"),
-            rx.heading("Pipeline CRM", size="4"),
+            rx.heading("Pipeline CRM", size="4", white_space="nowrap"),
             rx.spacer(),
             notification_bell(),
             align="center",

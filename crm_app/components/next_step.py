@@ -36,7 +36,7 @@ def _actions(cancel: rx.Component) -> rx.Component:
     return rx.hstack(
         cancel,
         rx.button(rx.icon("calendar-plus", size=14), "Schedule", on_click=N.schedule, loading=N.saving,
-                  class_name="schedule-next-step"),
+                  class_name="schedule-next-step", type="button"),
         justify="end",
         spacing="3",
     )
@@ -60,11 +60,12 @@ def next_step_panel(origin: str) -> rx.Component:
                 rx.cond(N.error != "", rx.text(N.error, color=rx.color("red", 11), size="2",
                                                class_name="next-step-error")),
                 _actions(rx.button("Not now", variant="soft", color_scheme="gray", on_click=N.dismiss,
-                                   class_name="skip-next-step")),
+                                   class_name="skip-next-step", type="button")),
                 spacing="2",
                 width="100%",
             ),
             width="100%",
+            margin_top="0.75em",
             background=rx.color("accent", 2),
             class_name="next-step-panel",
         ),

@@ -40,16 +40,16 @@ def notification_bell() -> rx.Component:
     count = rx.cond(N.unread > 99, "99+", N.unread.to_string())
     trigger = rx.box(
         rx.icon_button(rx.icon("bell", size=18), variant="ghost", color_scheme="gray", aria_label="Notifications",
-                       class_name="bell-button"),
+                       class_name="bell-button", size="1"),
         rx.cond(
             N.unread > 0,
             rx.badge(count, color_scheme="red", variant="solid", radius="full", size="1", class_name="bell-count",
-                     position="absolute", top="-7px", left="20px", padding="0 5px", font_size="10px",
+                     position="absolute", top="-8px", left="14px", padding="0 5px", font_size="10px",
                      line_height="16px", min_width="16px", justify_content="center", pointer_events="none",
                      box_shadow=f"0 0 0 2px {rx.color('gray', 2)}"),
         ),
         position="relative",
-        margin_right="10px",
+        margin_right="8px",
         custom_attrs={"data-unread": N.unread.to_string(), "data-loaded": rx.cond(N.loaded, "1", "0")},
         class_name="bell",
     )

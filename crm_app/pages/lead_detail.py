@@ -310,7 +310,6 @@ def _log_form() -> rx.Component:
                             rx.badge(S.score_change, color_scheme="grass", size="2", class_name="score-change")),
                     align="center",
                 ),
-                next_step_panel("lead"),
                 spacing="3",
                 width="100%",
             ),
@@ -318,6 +317,8 @@ def _log_form() -> rx.Component:
             reset_on_submit=False,
             width="100%",
         ),
+        # Outside the form: its buttons must never submit the activity again.
+        next_step_panel("lead"),
     )
 
 

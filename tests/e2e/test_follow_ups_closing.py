@@ -103,6 +103,9 @@ def test_schedule_the_next_step_after_logging_and_see_it_on_the_card(page, loop,
                                  {"id": lead.id}).one()
     assert (stored.kind, stored.note) == ("email", "Send the pricing for 40 seats")
     assert (stored.due_at.hour, stored.due_at.minute) == (9, 0) and stored.due_at > APP_NOW
+    # Scheduling logged nothing more: the call once.
+    assert app_session.execute(text("SELECT count(*) FROM activities WHERE lead_id = :id AND kind = 'call'"),
+                               {"id": lead.id}).scalar_one() == 1
 
     # The board: planned green, overdue red, none grey, as Pipedrive shows it.
     page.goto("/pipeline")
