@@ -153,6 +153,8 @@ def test_old_events_and_unowned_leads_stay_quiet(session, team, now):
     log_activity(session, lead_id=pool.id, kind=K.DEMO_REQUEST, now=now)
     log_activity(session, lead_id=team["mine"].id, kind=K.PRICING_REQUEST, now=now,
                  occurred_at=now - timedelta(days=3))  # a backfill
+    # What the owner heard on a call and logged themself is not news to them.
+    log_activity(session, lead_id=team["mine"].id, kind=K.PRICING_REQUEST, now=now, user_id=team["ria"].id)
     assert session.execute(select(Notification)).scalars().all() == []
 
 

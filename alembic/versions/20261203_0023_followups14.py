@@ -15,7 +15,8 @@
 
   What notifies whom:
     pricing_request, demo_request  the lead's owner, when the prospect asks (an activity of that kind
-                                   that happened in the last day: a backfill of old events is quiet)
+                                   that happened in the last day: a backfill of old events is quiet),
+                                   unless the owner logged it themself
     hot                            the owner, when the lead turns Hot after something the prospect
                                    did in the last day (an engine switch that re-ranks quiet leads
                                    is arithmetic, not news)
@@ -147,7 +148,8 @@ def _notifications() -> None:
         BEGIN
           IF NEW.kind IN ('pricing_request', 'demo_request') AND NEW.occurred_at > now() - interval '1 day' THEN
             SELECT l.owner_id, l.name, l.company INTO lead FROM public.leads l WHERE l.id = NEW.lead_id;
-            IF lead.owner_id IS NOT NULL THEN
+            -- Not news to the owner who logged it themself (a request heard on a call).
+            IF lead.owner_id IS NOT NULL AND NEW.user_id IS DISTINCT FROM lead.owner_id THEN
               PERFORM public.crm_notify_user(lead.owner_id, NEW.lead_id, NEW.kind,
                 lead.name || coalesce(' (' || nullif(lead.company, '') || ')', '')
                 || CASE NEW.kind WHEN 'pricing_request' THEN ' asked for pricing' ELSE ' asked for a demo' END);
