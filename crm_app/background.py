@@ -18,9 +18,13 @@ from crm_app.db.outage import backoff, database_unavailable
 from crm_app.services.accounts import purge_sign_in_records
 from crm_app.services.api_keys import purge_old_records
 from crm_app.services.next_action import refresh_play_stats_if_stale
+from crm_app.services.notifications import notify_due_follow_ups
 from crm_app.services.risk import reassess_expired_risk
 from crm_app.services.scoring import rescore_expired
 
+# How often follow-ups that fell due are announced (services/notifications.py): a minute late at most
+# (the job queue's periodic task crm.due_follow_ups, crm_app/tasks.py).
+DUE_FOLLOW_UPS_EVERY_SECONDS = 60
 # Any constant shared by all workers: only one of them sweeps at a time.
 _SWEEP_LOCK_KEY = 0x5C0E
 
@@ -101,3 +105,8 @@ def _plays_round() -> None:
     rows = refresh_plays_once(datetime.now(timezone.utc))
     if rows is not None:
         log.info("Play statistics refreshed: %d segment rows", rows)
+
+
+def notify_due_once(now: datetime) -> int:
+    """Notify the owners of follow-ups that fell due, unless another worker is already at it."""
+    return exclusively(lambda session: notify_due_follow_ups(session, now)) or 0

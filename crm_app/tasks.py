@@ -110,3 +110,15 @@ def sweep(timestamp: int) -> None:
     from crm_app.background import sweep_with_retries
 
     sweep_with_retries()
+
+
+# Every minute: the bell and the browser hear of follow-ups that just fell due (each announced once).
+@app.periodic(cron="* * * * *", periodic_id="due_follow_ups")
+@app.task(name="crm.due_follow_ups", queue=SWEEP_QUEUE, queueing_lock="crm-due-follow-ups", pass_context=False)
+def due_follow_ups(timestamp: int) -> None:
+    """Notify the owners of follow-ups that fell due since the last round."""
+    from datetime import datetime, timezone
+
+    from crm_app.background import notify_due_once
+
+    notify_due_once(datetime.now(timezone.utc))

@@ -29,8 +29,12 @@ PAGES = [
     ("quick-add", REP, "/leads", ".lead-row"),  # then "+ Lead" is clicked (OPENS below)
     ("lead-detail", REP, None, ".reason-row"),
     ("pipeline", REP, "/pipeline", "[data-rfd-draggable-id]"),
+    ("notifications", REP, "/pipeline", "[data-rfd-draggable-id]"),
+    ("next-steps", REP, None, ".reason-row"),
+    ("lost-reason", REP, None, ".reason-row"),
     ("analytics", MANAGER, "/analytics", ".js-plotly-plot"),
     ("forecast", MANAGER, "/forecast", ".backtest-ready .js-plotly-plot"),
+    ("analytics-lost-reasons", MANAGER, "/analytics", ".lost-by-source"),
     ("model", MANAGER, "/model", ".calibration-chart"),
     ("import", MANAGER, "/import", "input[type=file], .rt-Button"),
     ("settings", MANAGER, "/settings", "input"),
@@ -52,8 +56,18 @@ PHONE_PAGES = [
 ]
 
 
-# Pages shown with something opened on them: the button to click and what must then be visible.
-OPENS = {"quick-add": ("#quick-add-lead", ".quick-add-form")}
+# Pages shown with something opened on them: what to click, in order, and what must then be visible.
+# Nothing here saves anything: the demo data stays as it was.
+OPENS = {
+    "quick-add": (["#quick-add-lead"], ".quick-add-form"),
+    "notifications": ([".bell-button"], ".bell-panel"),
+    "next-steps": ([".offer-next-step"], ".next-step-panel"),
+    "lost-reason": (['[aria-label="Move to stage"]', '[role="option"]:has-text("Lost")'], ".close-deal-dialog"),
+}
+# How an opened piece that is not a dialog or popover closes (those close with Escape).
+CLOSES = {"next-steps": ".skip-next-step"}
+# Pages shown as one part of them (an element screenshot).
+PARTS = {"analytics-lost-reasons": ".lost-reasons"}
 
 
 def _search(page) -> None:
@@ -134,16 +148,27 @@ def main() -> None:
                 page.goto(path)
             page.locator(ready).first.wait_for()
             if name in OPENS:
-                button, opened = OPENS[name]
-                page.locator(button).click()
-                page.locator(opened).wait_for()
+                clicks, opened = OPENS[name]
+                for selector in clicks:
+                    page.locator(selector).first.click()
+                page.locator(opened).first.wait_for()
             before, after = SCENES.get(name, (None, None))
             if before is not None:
                 before(page)
             page.wait_for_timeout(1500)  # let charts and fonts settle
-            page.screenshot(path=str(out / f"{name}.png"))  # (a phone's: its first screen, as a rep sees it)
+            if name in PARTS:
+                page.locator(PARTS[name]).scroll_into_view_if_needed()
+                page.locator(PARTS[name]).screenshot(path=str(out / f"{name}.png"))
+            else:
+                page.screenshot(path=str(out / f"{name}.png"))  # (a phone's: its first screen, as a rep sees it)
             if after is not None:
                 after(page)
+            if name in OPENS:  # closed again: the tab's state (and so what is open) outlives a page load
+                if name in CLOSES:
+                    page.locator(CLOSES[name]).first.click()
+                else:
+                    page.keyboard.press("Escape")
+                page.locator(OPENS[name][1]).first.wait_for(state="hidden")
             print(f"{out / name}.png")
         browser.close()
 

@@ -366,3 +366,24 @@ def test_some_open_deals_are_at_high_risk_for_a_recent_no_and_closed_ones_have_n
     stored = db.execute(text("SELECT count(*) FROM activities WHERE kind IN ('email_received', 'note') "
                              "AND body IS NOT NULL AND sentiment IS NULL")).scalar_one()
     assert stored == 0  # every reply and note was scored when written
+
+
+def test_follow_ups_fill_the_queues_overdue_and_due_today_groups_and_lost_deals_say_why(demo_engine: Engine) -> None:
+    from sqlmodel import Session
+
+    from crm_app.services.queue import action_queue
+
+    with Session(demo_engine) as session:
+        rep_id = session.execute(text("SELECT id FROM users WHERE email = 'riley@demo.crm'")).scalar_one()
+        counts = {g.kind: g.count for g in action_queue(session, owner_id=rep_id, now=NOW).groups}
+        statuses = session.execute(text(
+            "SELECT count(*) FILTER (WHERE f.due_at < :now), count(*) FILTER (WHERE f.due_at >= :now), "
+            "count(*) FILTER (WHERE f.owner_id IS DISTINCT FROM l.owner_id OR l.stage IN ('won', 'lost')) "
+            "FROM follow_ups f JOIN leads l ON l.id = f.lead_id"), {"now": NOW}).one()
+        lost = session.execute(text(
+            "SELECT count(*), count(lost_reason), count(DISTINCT lost_reason) FROM leads WHERE stage = 'lost'")).one()
+    assert counts["overdue"] >= 1 and counts["due"] >= 1
+    overdue, planned, misplaced = statuses
+    assert overdue >= 5 and planned > overdue and misplaced == 0  # every promise is its owner's, on an open deal
+    total, with_reason, kinds = lost
+    assert total > 0 and with_reason == total and kinds >= 4

@@ -8,7 +8,7 @@ calls it records the removal, with what was removed, in the audit log in the sam
 (crm_app/services/undo.py), so it is never a silent delete. Nobody acting (the tables' owner) gets NULL.
 
 Revision ID: 0024_ux14
-Revises: 0022_forecast
+Revises: 0023_followups14
 Create Date: 2026-12-03
 """
 from typing import Sequence, Union
@@ -16,7 +16,7 @@ from typing import Sequence, Union
 from alembic import op
 
 revision: str = "0024_ux14"
-down_revision: Union[str, None] = "0022_forecast"
+down_revision: Union[str, None] = "0023_followups14"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import reflex as rx
 
 from crm_app.components.command_search import search_button, search_dialog, shortcuts_button, shortcuts_dialog
+from crm_app.components.close_deal import close_deal_dialog
+from crm_app.components.notifications import notification_bell
 from crm_app.components.quick_add import quick_add_button, quick_add_dialog
 from crm_app.state.base import AppState
 from crm_app.state.database import DatabaseState, reconnecting_notice
@@ -154,7 +156,7 @@ def _phone_bar() -> rx.Component:
 def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Component:
     """Sidebar on the left, a titled page on the right; on a phone, a top bar over the page."""
     sidebar = rx.vstack(
-        rx.box(_logo(), padding_bottom="1em"),
+        rx.hstack(_logo(), rx.spacer(), notification_bell(), align="center", width="100%", padding_bottom="1em"),
         quick_add_button(),
         search_button(),
         *_nav_links(),
@@ -191,7 +193,7 @@ def page_frame(title: str, subtitle, *body: rx.Component, actions=None) -> rx.Co
         rx.hstack(
             sidebar,
             rx.box(header, reconnecting_notice(), content, quick_add_dialog(), search_dialog(),
-                   shortcuts_dialog(), padding="1.5em 2em", width="100%",
+                   shortcuts_dialog(), close_deal_dialog(), padding="1.5em 2em", width="100%",
                    min_width="0", class_name="app-main"),
             spacing="0",
             align="start",

@@ -227,6 +227,10 @@ class Lead(SQLModel, table=True):
     # False: imported from a row without dates; created_at, closed_at and its stage change are the
     # import moment standing in, so date-based figures leave the lead out.
     dates_known: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default=text("true")))
+    # Why a lost deal was lost: an entry of `lost_reasons` copied as text, and the rep's own words
+    # (migration 0023). Both NULL unless the stage is Lost.
+    lost_reason: str | None = Field(default=None, sa_column=Column(String(120), nullable=True))
+    lost_note: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
 
 
 class LeadImport(SQLModel, table=True):
@@ -363,6 +367,38 @@ class FollowUp(SQLModel, table=True):
         default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
     )
     done_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # What the next step is: call | email | meeting (NULL: an older promise that did not say).
+    kind: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+
+
+class LostReason(SQLModel, table=True):
+    """One entry of the team's list of why deals are lost (Settings; the Lost dialog offers them)."""
+
+    __tablename__ = "lost_reasons"
+
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(sa_column=Column(String(120), nullable=False))
+    position: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+
+
+class Notification(SQLModel, table=True):
+    """Something a user should hear about, naming its lead. Written by database triggers and the
+    sweep (migration 0023); a user reads and marks only their own."""
+
+    __tablename__ = "notifications"
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
+    user_id: int = Field(sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    lead_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("leads.id", ondelete="CASCADE"), nullable=True))
+    follow_up_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("follow_ups.id", ondelete="CASCADE"), nullable=True))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    message: str = Field(sa_column=Column(String(300), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=_ts(nullable=False, server_default=text("now()"))
+    )
+    read_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class StageRule(SQLModel, table=True):

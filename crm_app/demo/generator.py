@@ -13,6 +13,10 @@ something to find:
 - replies read more negative on lost and stalled deals;
 - a few dozen open leads asked for pricing or a demo in the last hours, so the action queue has
   work in it right now;
+- reps keep promises: about a third of the open deals have a next step (a call, an email or a
+  meeting), some overdue, some due later today, most planned for the coming days, so the queue's
+  Overdue and Due today groups and the board's activity colours show on first start; lost deals
+  carry the reason they were lost (cheaper rivals late in the funnel, silence early on);
 - reps use sales plays (case studies, demos, pricing calls, ...) whose effect differs by segment:
   case studies move LinkedIn and mid-size leads on early, demos move big companies, pricing calls
   move keen late-stage deals, break-up emails revive stalled proposals, whitepapers do nothing (and
@@ -46,6 +50,7 @@ from sqlmodel import Session
 
 from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Play, Role, Source, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
+from crm_app.services.notifications import notify_due_follow_ups
 from crm_app.services.risk import message_sentiment, reassess_all_risk
 from crm_app.services.rules_sql import record_rules_scores_at_close, rescore_rules_where
 from crm_app.services.scoring import engine_config, record_scores_at_close, rescore_all
@@ -415,6 +420,12 @@ def generate_demo_data(
         _copy(cursor, "activities", _ACTIVITY_COLUMNS, _activity_rows(simulated, user_ids, simulation.rng))
         for table, trigger in _OWNER_TRIGGERS.items():
             cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
+        # Drawn from a generator of their own, so the rows above stay what they were for this seed.
+        backbone = random.Random(seed * 7919 + 14)
+        say("Scheduling follow-ups")
+        _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS,
+              _follow_up_rows(simulated, user_ids, backbone, now=simulation.now))
+        _store_lost_reasons(cursor, simulated, backbone)
         # Ids were given explicitly, so the sequences must be moved past them.
         for table in ("leads", "stage_changes", "activities"):
             cursor.execute(
@@ -444,7 +455,14 @@ def generate_demo_data(
             record_scores_at_close(session)
         say("Assessing risk")
         reassess_all_risk(session, now)
-    # Rescoring rewrote every lead: vacuum keeps index-only scans and the visibility map useful.
+        # Scoring a year of history at once "turned Hot" and "went At risk" hundreds of deals: that is
+        # the seeding, not news. The bell starts with the requests of the last hours and the
+        # follow-ups that fell due.
+        session.execute(text("DELETE FROM notifications WHERE kind NOT IN ('pricing_request', 'demo_request')"))
+        session.commit()
+        notify_due_follow_ups(session, now)
+    # Rescoring rewrote every lead, and bulk-loaded tables have no planner statistics yet: without
+    # them the ranked lists may not use their indexes until autovacuum comes round.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM (ANALYZE) users, leads, stage_changes, activities"))
     finished = time.perf_counter()
@@ -913,6 +931,56 @@ _OWNER_TRIGGERS = {
     "activities": "activities_owner_from_lead",
     "stage_changes": "stage_changes_owner_from_lead",
 }
+
+
+_FOLLOW_UP_COLUMNS = ("lead_id", "owner_id", "due_at", "note", "created_at", "kind")
+FOLLOW_UP_SHARE = 0.35  # open, owned deals with a next step
+_NEXT_STEPS = {
+    "call": ("Walk through the pricing for the larger team", "Check in after their board meeting",
+             "Confirm who signs off on the budget", "Answer the security questions"),
+    "email": ("Send the case study they asked about", "Send the revised proposal",
+              "Share the onboarding plan", "Recap the call and the next steps"),
+    "meeting": ("Demo for the wider team", "Procurement review", "Kick-off planning"),
+}
+# Why lost deals were lost, by how far they got: early ones go quiet, late ones lose on price or to
+# a rival (the default list of migration 0023).
+_LOST_EARLY = {"Went silent": 5, "Not a fit": 3, "No budget": 2, "Bad timing": 2}
+_LOST_LATE = {"Price too high": 5, "Chose a competitor": 4, "No budget": 2, "Bad timing": 1, "Went silent": 1}
+
+
+def _follow_up_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Random, *, now: int) -> Iterator[tuple]:
+    """A next step for about a third of the open, owned deals: one in six overdue, one in six due later
+    today, the rest in the coming two weeks during working hours."""
+    end_of_day = (now // DAY + 1) * DAY
+    for lead in leads:
+        if lead.stage.is_closed or lead.owner is None or rng.random() >= FOLLOW_UP_SHARE:
+            continue
+        kind = rng.choices(list(_NEXT_STEPS), weights=(5, 4, 2))[0]
+        roll = rng.random()
+        if roll < 1 / 6:
+            due = now - rng.randint(2 * HOUR, 4 * DAY)
+        elif roll < 2 / 6:
+            due = now + max(60, int((end_of_day - now) * rng.uniform(0.15, 0.9)))
+        else:
+            day = now // DAY + rng.randint(1, 14)
+            due = day * DAY + rng.randint(8, 16) * HOUR + rng.choice((0, 30)) * 60
+        created = min(now, max(lead.stage_entered_at, due - 7 * DAY))
+        yield (lead.number, user_ids[lead.owner.email], _timestamp(due), rng.choice(_NEXT_STEPS[kind]),
+               _timestamp(created), kind)
+
+
+def _store_lost_reasons(cursor, leads: list[_Lead], rng: random.Random) -> None:
+    ids, reasons = [], []
+    for lead in leads:
+        if lead.stage is not Stage.LOST:
+            continue
+        before = lead.history[-1][0]
+        late = before is not None and OPEN_STAGES.index(before) >= OPEN_STAGES.index(Stage.MEETING)
+        odds = _LOST_LATE if late else _LOST_EARLY
+        ids.append(lead.number)
+        reasons.append(rng.choices(list(odds), weights=list(odds.values()))[0])
+    cursor.execute("UPDATE leads l SET lost_reason = r.reason FROM unnest(%s::int[], %s::text[]) AS r(id, reason) "
+                   "WHERE l.id = r.id", (ids, reasons))
 
 
 def _timestamp(moment: int | None) -> str | None:

@@ -304,6 +304,50 @@ def _funnel() -> rx.Component:
     )
 
 
+def _lost_table(table, first: str, class_name: str) -> rx.Component:
+    return rx.table.root(
+        rx.table.header(rx.table.row(
+            _header(first, right=False), _header("Lost"),
+            rx.foreach(table.columns, lambda label: _header(label)),
+        )),
+        rx.table.body(rx.foreach(table.rows, lambda row: rx.table.row(
+            rx.table.cell(rx.text(row.reason, weight="medium"), class_name="lost-reason-name"),
+            _num(rx.text(row.total, weight="bold"), class_name="lost-total"),
+            rx.foreach(row.counts, lambda n: _num(rx.cond(n > 0, n.to_string(), "·"))),
+            class_name="lost-reason-row",
+            vertical_align="middle",
+        ))),
+        variant="ghost",
+        size="1",
+        width="100%",
+        class_name=class_name,
+    )
+
+
+def _lost_reasons() -> rx.Component:
+    return _section(
+        "Why deals are lost",
+        "Lost deals of the period by the reason given when they were lost, per source and per the stage they "
+        "were lost from. The list of reasons is in Settings.",
+        rx.cond(
+            AnalyticsState.has_lost_deals,
+            rx.grid(
+                rx.box(rx.text("By source", size="2", weight="bold"), _lost_table(AnalyticsState.lost_by_source,
+                                                                               "Reason", "lost-by-source"),
+                       overflow_x="auto"),
+                rx.box(rx.text("By stage lost from", size="2", weight="bold"),
+                       _lost_table(AnalyticsState.lost_by_stage, "Reason", "lost-by-stage"), overflow_x="auto"),
+                columns="1fr 1fr",
+                spacing="5",
+                width="100%",
+                align="start",
+            ),
+            rx.text("No deal was lost in this period.", size="2", color=MUTED),
+        ),
+        class_name="lost-reasons",
+    )
+
+
 def _segment_row(row: SegmentInsight, index) -> rx.Component:
     return rx.table.row(
         rx.table.cell(rx.text(index + 1, color=MUTED, size="1")),
@@ -371,7 +415,8 @@ def analytics_page() -> rx.Component:
             AnalyticsState.loaded,
             rx.cond(
                 AnalyticsState.total_leads > 0,
-                rx.vstack(_source_roi(), _segments(), _priority(), _funnel(), spacing="5", width="100%"),
+                rx.vstack(_source_roi(), _segments(), _priority(), _funnel(), _lost_reasons(), spacing="5",
+                          width="100%"),
                 _empty("chart-no-axes-column", "No leads were created in this period for this owner.",
                        "Try a longer period, or the whole team."),
             ),

@@ -8,6 +8,7 @@ from crm_app.components.badges import score_badge
 from crm_app.components.live import live_ticker
 from crm_app.components.layout import page_frame
 from crm_app.components.loading import loading_rows
+from crm_app.components.next_step import next_step_panel
 from crm_app.components.next_action import suggestion_line
 from crm_app.services.pipeline_health import StageHealth
 from crm_app.services.queue import SNOOZE_CHOICES, QueueItem
@@ -214,6 +215,7 @@ def _pager() -> rx.Component:
 def _queue() -> rx.Component:
     return rx.card(
         _section_title("Do next", S.queue_caption),
+        rx.box(next_step_panel("today"), padding="0 1em"),
         rx.cond(S.queue_total > 0, _group_bar()),
         rx.cond(
             S.items.length() > 0,

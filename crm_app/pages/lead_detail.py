@@ -8,9 +8,11 @@ from crm_app.components.badges import points_color, signed_points, tier_color
 from crm_app.components.layout import page_frame
 from crm_app.components.loading import loading_rows
 from crm_app.components.next_action import next_action_card
+from crm_app.components.next_step import next_step_panel
 from crm_app.domain import REP_LOGGED_KINDS, Play, Source, Stage
 from crm_app.services.lead_detail import LEAD_TEXT_LIMITS as LIMITS  # the leads table's column lengths
 from crm_app.services.lead_detail import TimelineEntry
+from crm_app.services.queue import SNOOZE_CHOICES
 from crm_app.state.lead_detail import NO_PLAY
 from crm_app.state.lead_detail import LeadDetailState as S
 
@@ -201,6 +203,8 @@ def _stage_mover() -> rx.Component:
                 value=S.lead.stage,
                 on_change=S.move_to_stage,
             ),
+            rx.cond(S.lead.lost_reason != "", rx.text("Lost: ", S.lead.lost_reason, size="2",
+                                                      color=rx.color("red", 11), class_name="lost-reason")),
             rx.cond(S.stage_error != "", rx.callout(S.stage_error, icon="triangle-alert", color_scheme="red",
                                                    size="1", class_name="stage-error")),
             spacing="2",
@@ -220,6 +224,59 @@ def _play_select() -> rx.Component:
         ),
         value=S.activity_play,
         on_change=S.set_activity_play,
+    )
+
+
+_STATUS = {"overdue": ("red", "Overdue"), "due_today": ("amber", "Due today"), "planned": ("grass", "Planned")}
+
+
+def _follow_up_line(line) -> rx.Component:
+    return rx.hstack(
+        rx.badge(rx.match(line.status, *[(k, label) for k, (_, label) in _STATUS.items()], "Planned"),
+                 color_scheme=rx.match(line.status, *[(k, color) for k, (color, _) in _STATUS.items()], "grass"),
+                 variant="soft", min_width="78px", justify_content="center"),
+        rx.vstack(
+            rx.text(rx.text.strong(line.what), " · ", line.due, " (", line.when, ")", size="2"),
+            rx.cond(line.note != "", rx.text(line.note, size="1", color=rx.color("gray", 11))),
+            spacing="0",
+            flex="1",
+        ),
+        rx.button(rx.icon("check", size=14), "Done", size="1", variant="soft",
+                  on_click=S.follow_up_done(line.id), class_name="follow-up-done"),
+        rx.menu.root(
+            rx.menu.trigger(rx.button(rx.icon("alarm-clock", size=14), "Snooze", size="1", variant="soft",
+                                      color_scheme="gray", class_name="follow-up-snooze")),
+            rx.menu.content(*[rx.menu.item(label, on_click=S.follow_up_snooze(line.id, key))
+                              for key, label in SNOOZE_CHOICES.items()]),
+        ),
+        align="center",
+        width="100%",
+        class_name="follow-up",
+        custom_attrs={"data-status": line.status},
+    )
+
+
+def _follow_ups() -> rx.Component:
+    """Upcoming and overdue follow-ups, with Done and Snooze, and a way to schedule the next one."""
+    return card(
+        rx.vstack(
+            rx.hstack(
+                section_title("Next steps"),
+                rx.spacer(),
+                rx.button(rx.icon("calendar-plus", size=14), "Schedule next step", size="1", variant="soft",
+                          on_click=S.offer_next_step, class_name="offer-next-step"),
+                width="100%",
+                align="center",
+            ),
+            rx.cond(
+                S.follow_ups.length() > 0,
+                rx.vstack(rx.foreach(S.follow_ups, _follow_up_line), spacing="2", width="100%"),
+                rx.text("No next step planned.", size="2", color=rx.color("gray", 10), class_name="no-follow-ups"),
+            ),
+            spacing="3",
+            width="100%",
+        ),
+        class_name="follow-ups",
     )
 
 
@@ -275,6 +332,8 @@ def _log_form() -> rx.Component:
             reset_on_submit=False,
             width="100%",
         ),
+        # Outside the form: its buttons must never submit the activity again.
+        next_step_panel("lead"),
     )
 
 
@@ -396,7 +455,7 @@ def lead_detail_page() -> rx.Component:
         S.missing != "",
         rx.callout(S.missing, icon="search-x", color_scheme="gray"),
         rx.grid(
-            rx.vstack(_summary(), _next_action(), _log_form(), _timeline(), spacing="4", width="100%"),
+            rx.vstack(_summary(), _follow_ups(), _next_action(), _log_form(), _timeline(), spacing="4", width="100%"),
             rx.vstack(_risk_panel(), _breakdown(), _stage_mover(), _contact(), spacing="4", width="100%"),
             columns=rx.breakpoints(initial="minmax(0, 1fr)", md="minmax(0, 2fr) minmax(280px, 1fr)"),
             gap="1.25em",

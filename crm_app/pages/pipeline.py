@@ -10,6 +10,7 @@ from crm_app.components.controls import choice
 from crm_app.components.live import live_ticker
 from crm_app.components.layout import page_frame
 from crm_app.components.loading import loading_columns
+from crm_app.components.next_step import next_step_dialog
 from crm_app.domain import Source, Stage
 from crm_app.services.pipeline import MAX_CARDS, DealCard
 from crm_app.state.pipeline import ALL, STRIP_PREFIX
@@ -114,6 +115,17 @@ def _card_menu(card: DealCard) -> rx.Component:
                     for s in Stage
                 ],
                 rx.dropdown_menu.separator(),
+                rx.text("Log", size="1", color=rx.color("gray", 10), weight="medium", padding="4px 8px"),
+                *[
+                    rx.dropdown_menu.item(
+                        rx.hstack(rx.icon(icon, size=14), rx.text(label), align="center", spacing="2"),
+                        on_select=S.log_from_card(card.id, kind),
+                        class_name="log-" + kind,
+                    )
+                    for kind, label, icon in (("call", "Call", "phone"), ("email_sent", "Email sent", "send"),
+                                              ("meeting", "Meeting", "users"))
+                ],
+                rx.dropdown_menu.separator(),
                 rx.dropdown_menu.item(
                     rx.hstack(rx.icon("external-link", size=14), rx.text("Open lead"), align="center", spacing="2"),
                     on_select=rx.redirect("/leads/" + card.id.to_string()),
@@ -169,6 +181,22 @@ def _risk_flag(card: DealCard) -> rx.Component:
     )
 
 
+def _activity_status(card: DealCard) -> rx.Component:
+    """The deal's next step as Pipedrive shows it: overdue red, planned green, none grey."""
+    return rx.tooltip(
+        rx.center(
+            rx.icon(rx.match(card.activity, ("overdue", "calendar-x"), ("planned", "calendar-check"), "calendar"),
+                    size=12, color="white"),
+            width="18px", height="18px", border_radius="50%", flex_shrink="0",
+            background=rx.match(card.activity, ("overdue", rx.color("red", 9)), ("planned", rx.color("grass", 9)),
+                                rx.color("gray", 7)),
+            class_name="activity-status",
+            custom_attrs={"data-activity": card.activity},
+        ),
+        content=card.activity_label,
+    )
+
+
 def _card(card: DealCard, index) -> rx.Component:
     lead_id = card.id.to_string()
     return dnd_card(
@@ -204,6 +232,7 @@ def _card(card: DealCard, index) -> rx.Component:
                     min_width="0",
                     flex="1",
                 ),
+                _activity_status(card),
                 _stuck_or_age(card),
                 width="100%",
                 align="center",
@@ -223,6 +252,7 @@ def _card(card: DealCard, index) -> rx.Component:
         data_risk=card.risk_level,
         # The deal just moved here (services/pipeline.deal_card keeps it in the loaded cards).
         data_highlighted=rx.cond(S.highlight_id == card.id, "true", "false"),
+        data_activity=card.activity,
         padding="10px 12px",
         margin_bottom="8px",
         background="white",
@@ -414,6 +444,7 @@ def pipeline_page() -> rx.Component:
         "Drag a deal to move it. \"Stuck\": longer in its stage than the stage allows. \"At risk\": the deal may be "
         "slipping away (hover for why).",
         live_ticker(S.refresh_if_changed),
+        next_step_dialog(),
         _toolbar(),
         _error_callout(),
         rx.cond(S.ready, _board(), loading_columns(4)),

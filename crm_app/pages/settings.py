@@ -102,6 +102,45 @@ def _engine_card() -> rx.Component:
     )
 
 
+def _lost_reasons_card() -> rx.Component:
+    """The list the Lost dialog offers; Analytics counts lost deals by it."""
+    S = SettingsState
+    return rx.card(
+        rx.heading("Lost reasons", size="4"),
+        rx.text("What the Lost dialog offers when a deal is lost (with free text besides); Analytics counts lost "
+                "deals by reason, source and stage. Removing one keeps it on the deals already lost with it.",
+                size="2", color=MUTED, padding_bottom="0.75em"),
+        rx.flex(
+            rx.foreach(S.lost_reasons, lambda reason: rx.badge(
+                reason,
+                rx.cond(S.viewer_is_manager,
+                        rx.icon("x", size=12, cursor="pointer", on_click=S.remove_lost_reason(reason),
+                                aria_label="Remove " + reason)),
+                size="2", variant="soft", color_scheme="gray", class_name="lost-reason-entry")),
+            wrap="wrap",
+            gap="2",
+        ),
+        rx.cond(
+            S.viewer_is_manager,
+            rx.form(
+                rx.hstack(
+                    rx.input(placeholder="Add a reason", value=S.new_reason, on_change=S.type_reason, max_length=120,
+                             name="new_reason", width="260px"),
+                    rx.button("Add", type="submit", variant="soft"),
+                    padding_top="0.75em",
+                ),
+                on_submit=lambda _: S.add_lost_reason(),
+                reset_on_submit=False,
+            ),
+        ),
+        rx.cond(S.reason_error != "", rx.text(S.reason_error, color=rx.color("red", 11), size="2")),
+        size="3",
+        width="100%",
+        margin_top="1.5em",
+        class_name="lost-reasons-settings",
+    )
+
+
 def settings_page() -> rx.Component:
     return page_frame(
         "Settings",
@@ -122,4 +161,5 @@ def settings_page() -> rx.Component:
             align="start",
         ),
         _engine_card(),
+        _lost_reasons_card(),
     )

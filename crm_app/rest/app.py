@@ -373,10 +373,14 @@ def move_stage(who: Principal, lead_id: Annotated[int, Path(ge=1, le=2_147_483_6
                idempotency_key: IdempotencyKey = None) -> Response:
     def work(session: Session, now: datetime):
         move_lead_to_stage(session, lead_id=lead_id, to_stage=move.stage.value, now=now, user_id=who.user.id,
-                           expected_version=move.expected_version)
+                           expected_version=move.expected_version, lost_reason=move.lost_reason,
+                           lost_note=move.lost_note)
         return 200, lead_records.get_lead(session, lead_id)
 
-    return _write(who, idempotency_key, f"POST /leads/{lead_id}/stage {move.model_dump_json()}", work)
+    # The fingerprint leaves out unset close details, so a retry of a request sent before they
+    # existed still matches its stored answer.
+    unset = {name for name in ("lost_reason", "lost_note") if name not in move.model_fields_set}
+    return _write(who, idempotency_key, f"POST /leads/{lead_id}/stage {move.model_dump_json(exclude=unset)}", work)
 
 
 @v1.post("/events", response_model=EventOut, status_code=201,

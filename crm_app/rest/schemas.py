@@ -144,6 +144,10 @@ class StageMove(_Strict):
     stage: StageName
     expected_version: Annotated[int | None, Field(
         ge=1, description="The version you last saw: a lead changed since is refused with 409.")] = None
+    lost_reason: Annotated[Text | None, Field(
+        max_length=120, description="Why the deal was lost (a move to lost; optional). Analytics counts "
+                                    "lost deals by it; the app's own list is in Settings.")] = None
+    lost_note: Annotated[Text | None, Field(max_length=500, description="Free text on a move to lost.")] = None
 
 
 class ReasonOut(BaseModel):

@@ -20,7 +20,7 @@ from crm_app.domain import Stage
 from crm_app.services import audit
 from crm_app.services.errors import Forbidden, InvalidInput, NotFound
 from crm_app.services.lead_detail import LeadEdit, update_lead, validated_edit
-from crm_app.services.leads import move_lead_to_stage
+from crm_app.services.leads import check_closing, move_lead_to_stage
 from crm_app.services.permissions import CurrentUser, acting_user
 from crm_app.services.queue import snooze_time
 from crm_app.services.risk import reassess_risk_in_transaction
@@ -180,11 +180,14 @@ def return_to_pool(session: Session, *, lead_ids: list[int], now: datetime,
 
 
 def move_leads_to_stage(session: Session, *, lead_ids: list[int], to_stage: Stage | str, now: datetime,
-                        actor_id: int | None = None) -> BulkOutcome:
+                        actor_id: int | None = None, lost_reason: str | None = None,
+                        lost_note: str | None = None) -> BulkOutcome:
     """Move the selected leads to one stage in one statement: a stage-history row and an audit entry
-    each, rescored (and risk reassessed) in the same transaction; commits."""
+    each, rescored (and risk reassessed) in the same transaction; commits. A move to Lost records
+    one reason (and note) for all of them."""
     actor = _actor(session, actor_id, "move leads")
     ids, stage = _selection(lead_ids), _stage(to_stage)
+    closing = check_closing(Lead(), stage, now=now, lost_reason=lost_reason, lost_note=lost_note)
     rows = _locked(session, ids, Lead.stage)
     moving = [r for r in rows if r.stage != stage.value]
     if moving:
@@ -196,10 +199,11 @@ def move_leads_to_stage(session: Session, *, lead_ids: list[int], to_stage: Stag
         # score_at_close is filled in by the rescore below for a lead that closes now.
         session.execute(update(Lead).where(Lead.id.in_(moved)).values(
             stage=stage.value, stage_entered_at=now, closed_at=now if stage.is_closed else None,
+            lost_reason=closing.lost_reason, lost_note=closing.lost_note,
             score_at_close=None, version=Lead.version + 1, updated_at=now))
         for r in moving:
             audit.record(session, now=now, actor_id=actor.id, action="stage_moved", entity="lead", entity_id=r.id,
-                         lead_id=r.id, old={"stage": r.stage}, new={"stage": stage.value})
+                         lead_id=r.id, old={"stage": r.stage}, new={"stage": stage.value, **closing.changes()})
         rescore_leads_in_transaction(session, moved, now)
         reassess_risk_in_transaction(session, moved, now)
     session.commit()

@@ -68,6 +68,8 @@ class LeadDetail:
     risk_label: str = ""
     risk_points: int = 0
     risk_reasons: list[ReasonRow] = field(default_factory=list)
+    # Why a lost deal was lost ("Price too high: went with the cheaper plan"); "" otherwise.
+    lost_reason: str = ""
 
 
 ICONS = {
@@ -158,6 +160,7 @@ def lead_detail(session: Session, lead_id: int, now: datetime, viewer: CurrentUs
         risk_label=RiskLevel(lead.risk_level).label if lead.risk_level else "",
         risk_points=lead.risk_points or 0,
         risk_reasons=[ReasonRow(points=x["points"], text=x["text"]) for x in lead.risk_reasons or []],
+        lost_reason=": ".join(part for part in (lead.lost_reason, lead.lost_note) if part),
     )
 
 

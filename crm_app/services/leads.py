@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import select, update
 from sqlmodel import Session
@@ -199,8 +200,17 @@ def move_lead_to_stage(
     now: datetime,
     user_id: int | None = None,
     expected_version: int | None = None,
+    lost_reason: str | None = None,
+    lost_note: str | None = None,
+    won_value: Decimal | None = None,
+    closed_at: datetime | None = None,
 ) -> Lead:
     """Move a lead to another stage, record the change, rescore and commit.
+
+    A move to Lost keeps why (`lost_reason`, an entry of the team's list or any short text, and
+    `lost_note`, free text); a move to Won may confirm the deal's value (`won_value`) and the day it
+    closed (`closed_at`, not in the future nor before the lead arrived). Reopening a lost deal clears
+    its reason. The pages ask for these; the REST API may leave them out.
 
     `expected_version` is the version the user saw; if someone changed the lead since, the move is
     refused with StaleLead and nothing is written.
@@ -227,6 +237,8 @@ def move_lead_to_stage(
         raise
     if lead.stage == to_stage.value:
         return lead
+    closing = check_closing(lead, to_stage, now=now, lost_reason=lost_reason, lost_note=lost_note,
+                            won_value=won_value, closed_at=closed_at)
     from_stage = lead.stage
     session.add(
         StageChange(lead_id=lead.id, from_stage=lead.stage, to_stage=to_stage.value,
@@ -234,15 +246,67 @@ def move_lead_to_stage(
     )
     lead.stage = to_stage.value
     lead.stage_entered_at = now
-    lead.closed_at = now if to_stage.is_closed else None
+    lead.closed_at = (closing.closed_at or now) if to_stage.is_closed else None
+    lead.lost_reason, lead.lost_note = closing.lost_reason, closing.lost_note
+    if closing.won_value is not None:
+        lead.deal_value = closing.won_value
     bump_version(lead, now)
     result = rescore_lead(session, lead, now)
     # Keep what the score said when the deal closed, to check later whether scores predict wins.
     lead.score_at_close = result.score if to_stage.is_closed else None
     audit.record(session, now=now, actor_id=user_id, action="stage_moved", entity="lead", entity_id=lead.id,
-                 lead_id=lead.id, old={"stage": from_stage}, new={"stage": to_stage.value})
+                 lead_id=lead.id, old={"stage": from_stage}, new={"stage": to_stage.value, **closing.changes()})
     session.commit()
     return lead
+
+
+MAX_LOST_REASON = 120
+MAX_LOST_NOTE = 500
+
+
+@dataclass(frozen=True)
+class Closing:
+    """What a move to Won or Lost records besides the stage (all None for other moves)."""
+
+    lost_reason: str | None = None
+    lost_note: str | None = None
+    won_value: Decimal | None = None
+    closed_at: datetime | None = None
+
+    def changes(self) -> dict:
+        """For the audit entry: what was given, as text."""
+        return {k: str(v) for k, v in (("lost_reason", self.lost_reason), ("lost_note", self.lost_note),
+                                       ("deal_value", self.won_value), ("closed_at", self.closed_at)) if v is not None}
+
+
+def check_closing(lead: Lead, to_stage: Stage, *, now: datetime, lost_reason: str | None = None,
+                  lost_note: str | None = None, won_value: Decimal | None = None,
+                  closed_at: datetime | None = None) -> Closing:
+    """The close details of a move checked; InvalidInput naming the field otherwise. Details that do
+    not belong to the target stage (a lost reason on a move to Won) are ignored."""
+    if to_stage is Stage.LOST:
+        reason = (lost_reason or "").strip() or None
+        note = (lost_note or "").strip() or None
+        if reason and len(reason) > MAX_LOST_REASON:
+            raise InvalidInput(f"Lost reason is too long (max {MAX_LOST_REASON} characters).", field="lost_reason")
+        if note and len(note) > MAX_LOST_NOTE:
+            raise InvalidInput(f"Note is too long (max {MAX_LOST_NOTE} characters).", field="lost_note")
+        return Closing(lost_reason=reason, lost_note=note, closed_at=_close_day(lead, closed_at, now))
+    if to_stage is Stage.WON:
+        if won_value is not None and not (Decimal(0) <= won_value < Decimal("10000000000")):
+            raise InvalidInput("Enter a deal value from 0 to 9,999,999,999.", field="won_value")
+        return Closing(won_value=won_value, closed_at=_close_day(lead, closed_at, now))
+    return Closing()
+
+
+def _close_day(lead: Lead, closed_at: datetime | None, now: datetime) -> datetime | None:
+    if closed_at is None:
+        return None
+    if closed_at > now:
+        raise InvalidInput("The close date cannot be in the future.", field="closed_at")
+    if lead.created_at is not None and closed_at < lead.created_at - timedelta(days=1):
+        raise InvalidInput("The close date cannot be before the lead arrived.", field="closed_at")
+    return closed_at
 
 
 def reassign_leads(

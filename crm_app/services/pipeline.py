@@ -16,7 +16,7 @@ from sqlalchemy import Integer, String, and_, case, column, false, func, select,
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
-from crm_app.db.models import Lead, StageRule, User
+from crm_app.db.models import FollowUp, Lead, StageRule, User
 from crm_app.db.queries import money, search_condition
 from crm_app.domain import Stage
 from crm_app.services.forecast import weighting
@@ -54,6 +54,9 @@ class DealCard:
     version: int
     risk_level: str = ""  # low | medium | high; "" for closed deals (scoring/risk.py)
     risk_reason: str = ""  # the weightiest reason, for the badge's tooltip
+    # The deal's next step, as Pipedrive shows it: overdue (red), planned (green), none (grey).
+    activity: str = "none"
+    activity_label: str = "No next step planned"
 
 
 @dataclass
@@ -119,7 +122,22 @@ def _initials(name: str | None) -> str:
     return "".join(part[0] for part in name.split()[:2]).upper()
 
 
-def _card(row) -> DealCard:
+def _next_due() -> ColumnElement:
+    """The deal's earliest open follow-up (through ix_follow_ups_lead), or NULL."""
+    return (select(func.min(FollowUp.due_at)).where(FollowUp.lead_id == Lead.id, FollowUp.done_at.is_(None))
+            .correlate(Lead).scalar_subquery())
+
+
+def activity_status(next_due: datetime | None, now: datetime) -> tuple[str, str]:
+    """(status, words) of a deal's next step: overdue, planned or none."""
+    if next_due is None:
+        return "none", "No next step planned"
+    if next_due < now:
+        return "overdue", f"Next step overdue since {next_due.day} {next_due:%b %H:%M}"
+    return "planned", f"Next step planned for {next_due.day} {next_due:%b %H:%M}"
+
+
+def _card(row, now: datetime) -> DealCard:
     return DealCard(
         id=row.id, name=row.name, company=row.company or "", stage=row.stage,
         value_label=money(row.deal_value), score=row.score, tier=row.tier,
@@ -127,6 +145,7 @@ def _card(row) -> DealCard:
         days_in_stage=max(0, row.days_in_stage), stagnating=bool(row.stagnating), version=row.version,
         risk_level=row.risk_level or "",
         risk_reason=max(row.risk_reasons, key=lambda r: r["points"])["text"] if row.risk_reasons else "",
+        activity=activity_status(row.next_due, now)[0], activity_label=activity_status(row.next_due, now)[1],
     )
 
 
@@ -134,7 +153,7 @@ def _card_columns(now: datetime) -> list:
     return [
         Lead.id, Lead.name, Lead.company, Lead.stage, Lead.deal_value, Lead.score, Lead.tier,
         Lead.version, User.name.label("owner_name"), _days_in_stage(now).label("days_in_stage"),
-        Lead.risk_level, Lead.risk_reasons,
+        Lead.risk_level, Lead.risk_reasons, _next_due().label("next_due"),
         case((_stagnating(now), true()), else_=false()).label("stagnating"),
     ]
 
@@ -190,7 +209,7 @@ def board_columns(
             select(per_stage).select_from(wanted_rows).join(per_stage, true())
         )
         for row in rows:
-            cards[row.stage].append(_card(row))
+            cards[row.stage].append(_card(row, now))
     totals = column_totals(session, flt=flt, now=now)
     weights = weighting(session, now)
     columns = []
@@ -222,7 +241,7 @@ def column_cards(
         # Keyset paging: stable even when cards above it move away meanwhile.
         query = query.where(tuple_(Lead.score, Lead.id) < tuple_(*after))
     query = query.order_by(Lead.score.desc(), Lead.id.desc()).limit(max(0, min(limit, MAX_CARDS)))
-    return [_card(row) for row in session.execute(query)]
+    return [_card(row, now) for row in session.execute(query)]
 
 
 def deal_card(session: Session, *, lead_id: int, now: datetime) -> DealCard | None:
@@ -234,4 +253,4 @@ def deal_card(session: Session, *, lead_id: int, now: datetime) -> DealCard | No
         .where(Lead.id == lead_id)
     )
     row = session.execute(query).first()
-    return _card(row) if row is not None else None
+    return _card(row, now) if row is not None else None

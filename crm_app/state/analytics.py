@@ -19,6 +19,7 @@ from crm_app.services.analytics import (
     period_filter,
 )
 from crm_app.scoring.segments import SegmentInsight
+from crm_app.services.lost_reasons import LostReasonTable, lost_reason_tables
 from crm_app.services.segments import segment_insights
 from crm_app.state.base import AppState, now_utc, picked
 
@@ -26,6 +27,9 @@ EVERYONE = "all"
 
 
 class AnalyticsState(AppState):
+    # Lost deals per reason, by source and by the stage they were lost from.
+    lost_by_source: LostReasonTable = LostReasonTable(columns=[], rows=[])
+    lost_by_stage: LostReasonTable = LostReasonTable(columns=[], rows=[])
     period: str = "90d"
     # EVERYONE or a user id; a rep starts on their own leads, a manager on the whole team.
     owner: str = ""
@@ -66,6 +70,10 @@ class AnalyticsState(AppState):
                    if self.undated_leads else "")
         return f"{self.total_leads:,} {noun} created {when} · {who}{undated}"
 
+    @rx.var
+    def has_lost_deals(self) -> bool:
+        return bool(self.lost_by_source.rows)
+
     def _default_owner(self) -> str:
         return EVERYONE if self.viewer_is_manager or self.viewer_int() is None else self.viewer_id
 
@@ -74,9 +82,10 @@ class AnalyticsState(AppState):
         flt = period_filter(self.period, now=now_utc(), owner_id=owner_id)
         self.loading = True
         sessions = await self._acting_sessions()
-        report, segments = await asyncio.gather(
+        report, segments, (self.lost_by_source, self.lost_by_stage) = await asyncio.gather(
             asyncio.to_thread(analytics_report_concurrently, sessions, flt=flt),
             self._db(lambda s: segment_insights(s, flt=flt)),
+            self._db(lambda s: lost_reason_tables(s, flt=flt)),
         )
         self._show(report)
         self.segments = segments.insights

@@ -28,6 +28,7 @@ from crm_app.db.models import FollowUp, Lead
 from crm_app.services.undo import reopen_follow_up, undo_logged_activity, undo_snooze
 from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
 from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
+from crm_app.state.next_step import NextStepState
 
 ALL_GROUPS = "all"
 TARGET_CHECK_SECONDS = 300
@@ -385,3 +386,9 @@ class DashboardState(AppState):
         await self._refresh()
         yield self._undo_offer(f"Logged for {self.log_lead_name}",
                                {"undo": "log", "lead_id": lead_id, "logged_at": now})
+        if days is None:  # no follow-up chosen in the dialog: offer the next step
+            yield NextStepState.offer(lead_id, self.log_lead_name, "today", str(kind))
+
+    @rx.event
+    async def after_next_step(self):
+        await self._refresh()

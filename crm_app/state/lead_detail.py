@@ -9,12 +9,16 @@ import reflex as rx
 from crm_app.domain import REP_LOGGED_KINDS, Play, Stage
 from crm_app.scoring.next_action import NextAction
 from crm_app.services.errors import InvalidInput, NotFound, ServiceError
+from crm_app.services.follow_ups import FollowUpLine, lead_follow_ups, mark_follow_up_done, postpone_follow_up
+from crm_app.services.queue import SNOOZE_CHOICES
 from crm_app.services.lead_actions import claim_leads, return_to_pool
 from crm_app.services.lead_detail import LeadDetail, LeadEdit, lead_detail, update_lead
 from crm_app.services.leads import CONVERSATION_KINDS, log_activity, move_lead_to_stage
 from crm_app.services.next_action import next_action_for
 from crm_app.services.undo import undo_logged_activity, undo_stage_move
-from crm_app.state.base import AppState, now_utc, picked, typed_text
+from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
+from crm_app.state.close_deal import CloseDealState
+from crm_app.state.next_step import NextStepState
 from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
 
 EDIT_FIELDS = [f.name for f in dataclasses.fields(LeadEdit)]
@@ -42,6 +46,9 @@ class LeadDetailState(AppState):
     asked_pricing: bool = False
     asked_demo: bool = False
 
+    # The lead's open follow-ups, the most overdue first.
+    follow_ups: list[FollowUpLine] = []
+
     edit_open: bool = False
     edit: dict[str, str] = {}
     edit_errors: dict[str, str] = {}
@@ -61,6 +68,10 @@ class LeadDetailState(AppState):
         except NotFound as error:
             self.lead, self.missing = LeadDetail(), str(error)
         await self._load_next_action(lead_id, now)
+        await self._load_follow_ups(lead_id, now)
+
+    async def _load_follow_ups(self, lead_id: int | None, now) -> None:
+        self.follow_ups = await self._db(lambda s: lead_follow_ups(s, lead_id, now)) if lead_id and not self.missing else []
 
     async def _load_next_action(self, lead_id: int | None, now) -> None:
         action = await self._db(lambda s: next_action_for(s, lead_id, now)) if lead_id and not self.missing else None
@@ -139,14 +150,55 @@ class LeadDetailState(AppState):
         await self._reload()
         self._undo_tickets, token = issue_ticket(self._undo_tickets, {"undo": "log", "lead_id": lead_id,
                                                                       "logged_at": now})
-        return undo_toast("Activity logged", LeadDetailState.undo(token))
+        return [undo_toast("Activity logged", LeadDetailState.undo(token)),
+                NextStepState.offer(lead_id, self.lead.name, "lead", kind)]
+
+    # Follow-ups -----------------------------------------------------------------------------
+    @rx.event
+    def offer_next_step(self):
+        return NextStepState.offer(self.lead.id, self.lead.name, "lead", "")
+
+    @rx.event
+    async def after_next_step(self):
+        await self._reload()
+
+    @rx.event
+    async def after_close(self):
+        self.stage_error = ""
+        await self._reload()
+
+    async def _follow_up(self, follow_up_id, work, done: str):
+        picked_id, lead_id, now = whole_number(follow_up_id), self.lead.id, now_utc()
+        if picked_id is None:
+            return None
+        try:
+            await self._db(lambda s: work(s, picked_id, lead_id, now))
+        except ServiceError as error:
+            await self._reload()
+            return rx.toast.error(str(error))
+        await self._reload()
+        return rx.toast.success(done)
+
+    @rx.event
+    async def follow_up_done(self, follow_up_id: int):
+        return await self._follow_up(follow_up_id, lambda s, i, lead, now: mark_follow_up_done(
+            s, follow_up_id=i, lead_id=lead, now=now), "Follow-up done")
+
+    @rx.event
+    async def follow_up_snooze(self, follow_up_id: int, choice: str):
+        if not isinstance(choice, str) or choice not in SNOOZE_CHOICES:
+            return None
+        return await self._follow_up(follow_up_id, lambda s, i, lead, now: postpone_follow_up(
+            s, follow_up_id=i, lead_id=lead, choice=choice, now=now), f"Postponed: {SNOOZE_CHOICES[choice]}")
 
     # Moving the stage ----------------------------------------------------------------------
     @rx.event
     async def move_to_stage(self, stage: str):
         stage = picked(stage, {s.value for s in Stage}, "")
-        if not stage:
+        if not stage or stage == self.lead.stage:
             return None
+        if Stage(stage).is_closed:  # Won and Lost ask for their details first
+            return CloseDealState.ask([self.lead.id], stage, "lead")
         lead_id, version, user_id, now = self.lead.id, self.lead.version, self.viewer_int(), now_utc()
         from_stage = self.lead.stage
         try:

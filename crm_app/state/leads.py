@@ -28,6 +28,7 @@ from crm_app.services.lead_actions import (
 from crm_app.services.leads import reassign_leads
 from crm_app.services.queue import SNOOZE_CHOICES
 from crm_app.settings import settings
+from crm_app.state.close_deal import CloseDealState
 from crm_app.state.base import (
     SESSION_ENDED,
     AppState,
@@ -351,6 +352,9 @@ class LeadsState(AppState):
         if stage not in {s.value for s in Stage}:
             self.bulk_message = "Pick the stage to move them to."
             return None
+        if stage == Stage.LOST.value and self.selected:  # asks why first (one reason for all of them)
+            self.bulk_message = ""
+            return CloseDealState.ask(list(self.selected), stage, "leads")
         return await self._bulk(lambda s, **kw: move_leads_to_stage(s, to_stage=stage, **kw),
                                 f"Moved to {Stage(stage).label}:")
 
@@ -407,6 +411,12 @@ class LeadsState(AppState):
         changes = {**self.row_edit, "owner_id": owner_text(self.row_edit.get("owner_id", POOL))}
         lead_id, version, now = row.id, row.version, now_utc()
         from_stage = next(s.value for s in Stage if s.label == row.stage)
+        # Won and Lost ask for their details in the closing dialog: the rest is saved here first.
+        closing = changes.get("stage") if changes.get("stage") in (Stage.WON.value, Stage.LOST.value) else None
+        if closing and Stage(closing).label != row.stage:
+            changes.pop("stage")
+        else:
+            closing = None
         try:
             saved = await self._db(lambda s: edit_inline(s, lead_id=lead_id, expected_version=version, changes=changes,
                                                  now=now))
@@ -427,6 +437,8 @@ class LeadsState(AppState):
             return None
         self.editing_id, self.row_edit, self.row_errors = 0, {}, {}
         await self._refresh(keep_page=True, recount=False)
+        if closing:
+            return CloseDealState.ask([lead_id], closing, "leads")
         if saved.stage != from_stage:
             # The stage changed: its Undo moves the lead back (a value or owner change stays as saved).
             self._undo_tickets, token = issue_ticket(self._undo_tickets, {
@@ -449,3 +461,9 @@ class LeadsState(AppState):
             return rx.toast.error("Not undone", description=str(error), duration=8000)
         await self._refresh(keep_page=True)
         return rx.toast.success(f"Undone: back in {Stage(back_to).label}")
+
+    @rx.event
+    async def after_close(self):
+        """Deals were marked Won or Lost through the closing dialog."""
+        self.selected, self.bulk_stage = [], ""
+        await self._refresh(keep_page=True)

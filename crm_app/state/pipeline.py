@@ -8,7 +8,7 @@ import reflex as rx
 
 from crm_app.domain import Source, Stage, Tier
 from crm_app.services.errors import ServiceError
-from crm_app.services.leads import move_lead_to_stage
+from crm_app.services.leads import log_activity, move_lead_to_stage
 from crm_app.services.pipeline import (
     MAX_CARDS,
     PAGE,
@@ -23,6 +23,8 @@ from crm_app.services.pipeline import (
 from crm_app.services.undo import undo_stage_move
 from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
 from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
+from crm_app.state.close_deal import CloseDealState
+from crm_app.state.next_step import NextStepState
 
 ALL = "all"
 TIERS = (ALL, *(t.value for t in Tier))
@@ -36,6 +38,8 @@ STRIP_PREFIX = "strip-"
 # Bring the moved card into view (it may have been added at the end of a long column).
 _SCROLL_TO_CARD = ("window.requestAnimationFrame(() => document.querySelector('[data-card-id=\"%d\"]')"
                    "?.scrollIntoView({block: 'nearest', inline: 'nearest'}))")
+
+LOGGABLE = ("call", "email_sent", "meeting")  # what the card menu logs
 
 
 def _empty_board() -> list[BoardColumn]:
@@ -234,6 +238,9 @@ class PipelineState(AppState):
             # A drop within its own column: the order is by score, so just redraw the column.
             await self._reload_stages([to_stage])
             return None
+        if Stage(to_stage).is_closed:
+            # Won and Lost ask for their details first; the card stays where it was until then.
+            return CloseDealState.ask([card.id], to_stage, "pipeline")
         from_stage, version, user_id, now = card.stage, card.version, self.viewer_int(), now_utc()
         try:
             await self._db(lambda s: move_lead_to_stage(
@@ -287,6 +294,31 @@ class PipelineState(AppState):
     def show_stage(self, stage: str):
         """A phone shows one column: this one."""
         self.phone_stage = picked(stage, STAGES, self.phone_stage)
+
+    @rx.event
+    async def after_close(self):
+        """A deal was marked Won or Lost through the dialog: redraw the board."""
+        self.move_error = ""
+        await self._reload_stages(list(STAGES))
+
+    @rx.event
+    async def after_next_step(self):
+        await self._reload_stages(list(STAGES))
+
+    @rx.event
+    async def log_from_card(self, lead_id: int, kind: str):
+        """The card menu's "Log": a call, email or meeting, then the offer of a next step."""
+        card = self._find(whole_number(lead_id))
+        if card is None or kind not in LOGGABLE:
+            return rx.toast.error("That deal is no longer on this board.")
+        lead_id, name, now = card.id, card.name, now_utc()
+        try:
+            await self._db(lambda s: log_activity(s, lead_id=lead_id, kind=kind, now=now))
+        except ServiceError as error:
+            await self._reload_board()
+            return rx.toast.error(str(error))
+        await self._reload_stages([card.stage])
+        return [rx.toast.success(f"Logged for {name}"), NextStepState.offer(lead_id, name, "pipeline", kind)]
 
     @rx.event
     def dismiss_error(self):

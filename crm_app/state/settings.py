@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import reflex as rx
 
-from crm_app.services.errors import InvalidInput
+from crm_app.services.errors import InvalidInput, ServiceError
+from crm_app.services.lost_reasons import add_reason, reason_labels, remove_reason
 from crm_app.services.settings import (
     SourceCostRow,
     StageRuleRow,
@@ -32,11 +33,15 @@ class SettingsState(AppState):
     # Which engine scores the leads (chosen on the model page).
     engine_label: str = ""
     engine_note: str = ""
+    # The team's lost reasons (the Lost dialog offers them), and the one being added.
+    lost_reasons: list[str] = []
+    new_reason: str = ""
+    reason_error: str = ""
 
     async def _refresh(self) -> None:
         now = now_utc()
-        self.costs, self.rules, status = await self._db(
-            lambda s: (source_costs(s), stage_rules(s), engine_status(s, now=now))
+        self.costs, self.rules, status, self.lost_reasons = await self._db(
+            lambda s: (source_costs(s), stage_rules(s), engine_status(s, now=now), reason_labels(s))
         )
         self.engine_label, self.engine_note = status.effective_label, status.note
         self.cost_drafts = {r.source: r.cost for r in self.costs}
@@ -100,3 +105,29 @@ class SettingsState(AppState):
         self.day_drafts[stage] = row.days
         self.errors[stage] = ""
         self.saved[stage] = True
+
+    @rx.event
+    def type_reason(self, value: str):
+        self.new_reason, self.reason_error = typed_text(value, 120), ""
+
+    @rx.event
+    async def add_lost_reason(self):
+        label, actor = self.new_reason, await self._actor()
+        try:
+            await self._db(lambda s: add_reason(s, label=label, actor=actor))
+        except ServiceError as error:
+            self.reason_error = str(error)
+            return
+        self.lost_reasons, self.new_reason, self.reason_error = await self._db(reason_labels), "", ""
+
+    @rx.event
+    async def remove_lost_reason(self, label: str):
+        if not isinstance(label, str) or label not in self.lost_reasons:
+            return
+        actor = await self._actor()
+        try:
+            await self._db(lambda s: remove_reason(s, label=label, actor=actor))
+        except ServiceError as error:
+            self.reason_error = str(error)
+            return
+        self.lost_reasons, self.reason_error = await self._db(reason_labels), ""

@@ -258,6 +258,25 @@ CRAFTED_TARGETS = [
     ("/users", ("auth", "users_state"), "set_draft", "field", {"value": "x"}),
     ("/users", ("auth", "users_state"), "set_active", "active", {"user_id": 1}),
     ("/api-keys", ("api_keys", "api_keys_state"), "revoke", "key_id", {}),
+    # Follow-ups, notifications and closing deals (issue #14).
+    ("/leads/1", ("next_step", "next_step_state"), "offer", "lead_id", {"lead_name": "x", "origin": "lead"}),
+    ("/leads/1", ("next_step", "next_step_state"), "offer", "origin", {"lead_id": 1, "lead_name": "x"}),
+    ("/leads/1", ("next_step", "next_step_state"), "offer", "just_logged",
+     {"lead_id": 1, "lead_name": "x", "origin": "lead"}),
+    ("/leads/1", ("next_step", "next_step_state"), "set_kind", "value", {}),
+    ("/leads/1", ("next_step", "next_step_state"), "set_due", "value", {}),
+    ("/leads/1", ("next_step", "next_step_state"), "set_note", "value", {}),
+    ("/leads/1", ("lead_detail", "lead_detail_state"), "follow_up_done", "follow_up_id", {}),
+    ("/leads/1", ("lead_detail", "lead_detail_state"), "follow_up_snooze", "choice", {"follow_up_id": 1}),
+    ("/leads/1", ("close_deal", "close_deal_state"), "ask", "lead_ids", {"to_stage": "lost", "origin": "lead"}),
+    ("/leads/1", ("close_deal", "close_deal_state"), "ask", "origin", {"lead_ids": [1], "to_stage": "lost"}),
+    ("/leads/1", ("close_deal", "close_deal_state"), "set_reason", "value", {}),
+    ("/leads/1", ("close_deal", "close_deal_state"), "set_value", "value", {}),
+    ("/leads/1", ("close_deal", "close_deal_state"), "set_closed_on", "value", {}),
+    ("/leads/1", ("notifications", "notification_state"), "open_one", "notification_id", {}),
+    ("/pipeline", ("pipeline", "pipeline_state"), "log_from_card", "kind", {"lead_id": 1}),
+    ("/settings", ("settings", "settings_state"), "type_reason", "value", {}),
+    ("/settings", ("settings", "settings_state"), "remove_lost_reason", "label", {}),
 ]
 
 
