@@ -20,7 +20,7 @@ from crm_app.db.models import FollowUp, User
 from crm_app.services.errors import InvalidInput, NotFound
 from crm_app.services.leads import lock_lead
 from crm_app.services.permissions import recorded_as
-from crm_app.services.queue import MAX_FOLLOW_UP_NOTE, _open_follow_up, complete_follow_up, snooze_time
+from crm_app.services.queue import MAX_FOLLOW_UP_NOTE, _open_follow_up, complete_follow_up, snooze_time, span
 
 # What the next step is, as the select offers it.
 NEXT_STEP_KINDS = {"call": "Call", "email": "Email", "meeting": "Meeting"}
@@ -99,16 +99,6 @@ class FollowUpLine:
     owner: str
 
 
-def _in(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 60:
-        return f"{max(minutes, 1)} min"
-    if minutes < 24 * 60:
-        return f"{minutes // 60} h"
-    days = minutes // (24 * 60)
-    return "1 day" if days == 1 else f"{days} days"
-
-
 def lead_follow_ups(session: Session, lead_id: int, now: datetime) -> list[FollowUpLine]:
     """The lead's open follow-ups, the earliest (most overdue) first."""
     rows = session.execute(
@@ -122,9 +112,9 @@ def lead_follow_ups(session: Session, lead_id: int, now: datetime) -> list[Follo
     lines = []
     for r in rows:
         if r.due_at < now:
-            status, when = "overdue", f"overdue by {_in(now - r.due_at)}"
+            status, when = "overdue", f"overdue by {span(now - r.due_at)}"
         else:
-            status, when = ("due_today" if r.due_at < tonight else "planned"), f"in {_in(r.due_at - now)}"
+            status, when = ("due_today" if r.due_at < tonight else "planned"), f"in {span(r.due_at - now)}"
         lines.append(FollowUpLine(
             id=r.id, kind=r.kind or "", what=NEXT_STEP_KINDS.get(r.kind or "", "Follow up"),
             due=f"{r.due_at:%a} {r.due_at.day} {r.due_at:%b, %H:%M}", when=when, status=status,

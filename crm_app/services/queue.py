@@ -143,7 +143,7 @@ class QueuePage:
 # --- Words ---------------------------------------------------------------------------------
 
 
-def _span(delta: timedelta) -> str:
+def span(delta: timedelta) -> str:
     """A duration as a rep says it: "20 min", "3 h", "2 days"."""
     minutes = int(delta.total_seconds() // 60)
     if minutes < 60:
@@ -158,7 +158,7 @@ def relative_time(moment: datetime, now: datetime) -> str:
     """"just now", "20 min ago", "3 h ago", "2 days ago"."""
     if now - moment < timedelta(minutes=1):
         return "just now"
-    return f"{_span(now - moment)} ago"
+    return f"{span(now - moment)} ago"
 
 
 def _quoted(note: str | None) -> str:
@@ -195,7 +195,7 @@ def _hot_text(last_kind: str | None, last_at: datetime | None, contacted_at: dat
 
 def _follow_up_text(due_at: datetime, note: str | None, now: datetime) -> str:
     if due_at < now:
-        return f"Follow up: overdue by {_span(now - due_at)}{_quoted(note)}"
+        return f"Follow up: overdue by {span(now - due_at)}{_quoted(note)}"
     return f"Follow up: due today at {due_at:%H:%M}{_quoted(note)}"
 
 
