@@ -147,3 +147,18 @@ def test_a_deal_longer_in_its_stage_than_any_deal_before_it_is_given_little_chan
     assert estimate.win_probability(np.array([2.0]))[0] == pytest.approx(0.5)
     # Ten days in and still in Proposal: no deal of the history stayed that long; nothing to go on.
     assert estimate.win_probability(np.array([10.0]))[0] == 0.0
+
+
+def test_a_smaller_history_gives_a_wider_interval():
+    # The same win rate (one half) and pace (every close on day 5), learned from 20 closed deals or from
+    # 2,000: the bootstrap over the history makes the first interval wider; without it both are alike.
+    deals = [OpenDeal(i, 1000.0, "proposal", 0, 0) for i in range(20)]
+    widths = {}
+    for n in (10, 1000):
+        timing = fit_timing(history("proposal", [(5, "won", n), (5, "lost", n)]))
+        this = forecast_windows(deals, timing, [MONTH], NO_FRESH).windows[0]
+        plain = forecast_windows(deals, timing, [MONTH], NO_FRESH, bootstraps=0).windows[0]
+        assert this.expected == pytest.approx(10_000.0) and plain.expected == pytest.approx(10_000.0)
+        widths[n] = (this.high - this.low, plain.high - plain.low)
+    assert widths[10][0] > widths[1000][0] * 1.2
+    assert widths[1000][0] == pytest.approx(widths[1000][1], rel=0.15)  # 2,000 deals: little to add

@@ -35,6 +35,7 @@ import numpy as np
 from crm_app.forecasting.timing import CREATED, TimingModel
 
 SIMULATIONS = 2000
+BOOTSTRAPS = 10  # draws of the history the simulations are split over (parameter uncertainty)
 SEED = 20261203
 LOW_Q, HIGH_Q = 10.0, 90.0  # the 80% interval
 CHUNK = 2000  # deals simulated at once (bounds memory: SIMULATIONS x CHUNK draws)
@@ -196,6 +197,42 @@ def simulate_fresh(values: np.ndarray, rate: float, *, rng: np.random.Generator,
     return (drawn * keep).sum(axis=1)
 
 
+def simulate_totals(deals: Sequence[OpenDeal], values: np.ndarray, timing: TimingModel,
+                    windows: Sequence[MonthWindow], fresh: FreshHistory, *, seed: int, simulations: int,
+                    bootstraps: int) -> np.ndarray:
+    """Simulated won revenue per (simulation, window), pipeline and fresh deals, won so far not added.
+
+    With `bootstraps` > 0 the simulations are split over that many bootstrap draws of what was learned
+    (the parameter uncertainty): in each, the closed-deal history is resampled with replacement and the
+    curves refitted (TimingModel.resampled), and the fresh deals of the last months are resampled too
+    (their count a Poisson draw around the one seen, their values drawn with replacement); the deals'
+    outcomes are then simulated within that draw. Without it (0), one fit, as if the history were
+    exact. The point forecast is not bootstrapped: it stays the plain fit's expected value."""
+    draws = max(1, min(bootstraps, simulations)) if bootstraps else 1
+    sizes = np.full(draws, simulations // draws)
+    sizes[: simulations % draws] += 1
+    rng = np.random.default_rng(seed + 1)
+    totals = np.zeros((simulations, len(windows)))
+    row = 0
+    for b, size in enumerate(sizes):
+        size = int(size)
+        if bootstraps:
+            drawn = timing.resampled(rng)
+            probs = window_probabilities(deals, drawn, windows) if deals else np.zeros((0, len(windows)))
+        else:
+            probs = window_probabilities(deals, timing, windows) if deals else np.zeros((0, len(windows)))
+        part = simulate_pipeline(values, probs, seed=seed + 7919 * b, simulations=size)
+        for k, window in enumerate(windows):
+            seen = fresh.for_offset(k)
+            if bootstraps and len(seen):
+                seen = rng.choice(seen, size=rng.poisson(len(seen)))
+            rate = len(seen) / fresh.months * window.fraction_of_month if fresh.months else 0.0
+            part[:, k] += simulate_fresh(seen, rate, rng=rng, simulations=size)
+        totals[row:row + size] = part
+        row += size
+    return totals
+
+
 def forecast_windows(
     deals: Sequence[OpenDeal],
     timing: TimingModel,
@@ -205,6 +242,7 @@ def forecast_windows(
     won_so_far: float = 0.0,
     seed: int = SEED,
     simulations: int = SIMULATIONS,
+    bootstraps: int = BOOTSTRAPS,
     top: int = 10,
 ) -> ForecastResult:
     """Expected won revenue and its 80% interval per window and for all windows together.
@@ -213,18 +251,16 @@ def forecast_windows(
     interval and shown apart from the expected rest."""
     values = np.array([d.value for d in deals], dtype=float)
     probs = window_probabilities(deals, timing, windows) if deals else np.zeros((0, len(windows)))
-    pipeline = simulate_pipeline(values, probs, seed=seed, simulations=simulations)
-    rng = np.random.default_rng(seed + 1)
+    totals = simulate_totals(deals, values, timing, windows, fresh, seed=seed, simulations=simulations,
+                             bootstraps=bootstraps)
     results: list[WindowForecast] = []
-    totals = np.zeros_like(pipeline)
     for k, window in enumerate(windows):
         fresh_values = fresh.for_offset(k)
         rate = len(fresh_values) / fresh.months * window.fraction_of_month if fresh.months else 0.0
-        fresh_sim = simulate_fresh(fresh_values, rate, rng=rng, simulations=simulations)
         fresh_expected = rate * float(fresh_values.mean()) if len(fresh_values) else 0.0
         pipeline_expected = float(values @ probs[:, k]) if len(values) else 0.0
         already = won_so_far if k == 0 else 0.0
-        totals[:, k] = pipeline[:, k] + fresh_sim + already
+        totals[:, k] += already
         results.append(WindowForecast(
             label=window.label,
             expected=pipeline_expected + fresh_expected,

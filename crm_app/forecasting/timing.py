@@ -133,6 +133,29 @@ class BasisEstimate:
         return self._per_deal(age, work)
 
 
+    def resampled(self, rng: np.random.Generator) -> BasisEstimate:
+        """One bootstrap draw: the basis's deals resampled with replacement (as many as it has), the
+        undated won and lost ones included, so the win rate and the curves carry the error of having
+        learned them from this many deals: a few dozen closed deals move a lot between draws, thousands
+        hardly. On aggregated rows, resampling deals with replacement is a multinomial over the rows."""
+        timed_won = int(round((self.counts * (self.outcome == "won")).sum())) if len(self.counts) else 0
+        timed_lost = int(round((self.counts * (self.outcome == "lost")).sum())) if len(self.counts) else 0
+        undated = np.array([max(self.won - timed_won, 0), max(self.closed - self.won - timed_lost, 0)], dtype=float)
+        weights = np.concatenate((self.counts, undated))
+        total = int(round(weights.sum()))
+        if total == 0:
+            return self
+        drawn = rng.multinomial(total, weights / weights.sum()).astype(float)
+        counts, (undated_won, undated_lost) = drawn[:len(self.counts)], drawn[len(self.counts):]
+        won = int((counts * (self.outcome == "won")).sum() + undated_won)
+        closed = int((counts * (self.outcome != "open")).sum() + undated_won + undated_lost)
+        keep = counts > 0
+        wins = counts * (self.outcome == "won")
+        mean_days = float((self.days * wins).sum() / wins.sum()) if wins.sum() else 30.0
+        return BasisEstimate(self.basis, won, closed, self.stay[keep], self.days[keep], self.outcome[keep],
+                             counts[keep], 1.0 / max(mean_days, 1.0))
+
+
 def aalen_johansen(days: np.ndarray, outcome: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(S, F_won) on whole days 0..max(days) from aggregated rows (one per day and outcome).
 
@@ -182,6 +205,11 @@ class TimingModel:
     def win_rate_source(self, stage: str) -> str:
         """How a deal's P(win) is known when no model scores it, in words for the page."""
         return "stage history" if self.for_stage(stage).basis == stage else "team history"
+
+    def resampled(self, rng: np.random.Generator) -> TimingModel:
+        """One bootstrap draw of every basis (each resampled on its own: a deal's rows in different
+        bases are not tied together, a simplification that keeps the draw a multinomial per basis)."""
+        return TimingModel({basis: estimate.resampled(rng) for basis, estimate in self.estimates.items()})
 
 
 def fit_timing(rows: Iterable[HistoryRow]) -> TimingModel:
