@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm_app.forecasting import CREATED, FreshHistory, HistoryRow, MonthWindow, OpenDeal, fit_timing, forecast_windows
-from crm_app.forecasting.backtest import BacktestMonth, Prediction, score_methods
+from crm_app.forecasting.backtest import BacktestMonth, Prediction, calibrate, score_methods
 from crm_app.forecasting.forecast import run_rate, stage_weighted
 from crm_app.forecasting.timing import MIN_CLOSED
 
@@ -162,3 +162,18 @@ def test_a_smaller_history_gives_a_wider_interval():
         widths[n] = (this.high - this.low, plain.high - plain.low)
     assert widths[10][0] > widths[1000][0] * 1.2
     assert widths[1000][0] == pytest.approx(widths[1000][1], rel=0.15)  # 2,000 deals: little to add
+
+
+def test_calibration_widens_by_past_errors_and_never_narrows():
+    simulated = Prediction(1000.0, 900.0, 1100.0)
+    assert calibrate(simulated, []) == simulated  # no past month: the simulation's interval
+    # Past months won 0.7x, 0.9x, 1.0x, 1.2x and 1.5x of their forecast: n = 5, the bottom rank is
+    # floor(6 x 0.1) = 0 -> 1 (the smallest ratio), the top ceil(6 x 0.9) = 6 -> 5 (the largest).
+    past = [(100.0, 70.0), (100.0, 90.0), (100.0, 100.0), (100.0, 120.0), (100.0, 150.0)]
+    assert calibrate(simulated, past) == Prediction(1000.0, 700.0, 1500.0)
+    # With 19 past months the ranks are 2 and 18: the single worst miss each way is left out.
+    many = [(100.0, 100.0 + r) for r in range(-45, 50, 5)]
+    wide = calibrate(simulated, many)
+    assert (wide.low, wide.high) == pytest.approx((1000.0 * 0.6, 1000.0 * 1.4))
+    # Revenue already won is not scaled; a past month without a forecast or a win tells nothing.
+    assert calibrate(simulated, past + [(0.0, 50.0), (80.0, 0.0)], already=500.0) == Prediction(1000.0, 900.0, 2000.0)

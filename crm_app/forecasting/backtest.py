@@ -86,6 +86,32 @@ def backtest_month(
     })
 
 
+LOW_SHARE, HIGH_SHARE = 0.10, 0.90  # the 80% interval's tails
+
+
+def calibrate(prediction: Prediction, past: Sequence[tuple[float, float]], *, already: float = 0.0) -> Prediction:
+    """Widen a forecast's simulated interval by the forecast's own past errors (conformal-style).
+
+    `past`: (predicted, actual) of months *before* the forecast's cut-off, each complete by then (never
+    a later month: that would leak the answer). The simulation covers which deals win and when, and
+    the bootstrap the estimates' noise, but not drift between months (a quarter that wins less than
+    its pipeline promised), so the interval is also stretched to expected x the ratios actual/predicted
+    seen before: split conformal's rank ceil((n + 1) x 0.9) of n for the top (floor((n + 1) x 0.1) for
+    the bottom), clipped to the largest (smallest) ratio while n is too small for that rank. The
+    interval is only ever widened; with no past month it is the simulation's. `already` (revenue won
+    before the cut-off, in the interval's bounds) is not scaled. Written by hand: a few lines of
+    numpy (MAPIE's conformal regressors need a scikit-learn model to refit, which this is not)."""
+    ratios = np.sort([actual / predicted for predicted, actual in past if predicted > 0 and actual > 0])
+    if ratios.size == 0:
+        return prediction
+    n = ratios.size
+    low_rank = max(int(np.floor((n + 1) * LOW_SHARE)), 1)
+    high_rank = min(int(np.ceil((n + 1) * HIGH_SHARE)), n)
+    expected = prediction.expected
+    return Prediction(expected, min(prediction.low, already + expected * ratios[low_rank - 1]),
+                      max(prediction.high, already + expected * ratios[high_rank - 1]))
+
+
 def score_methods(months: Sequence[BacktestMonth]) -> list[MethodScore]:
     """MAPE and interval coverage per method over the backtest's months."""
     scores = []

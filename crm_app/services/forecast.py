@@ -41,7 +41,14 @@ from crm_app.forecasting import (
     fit_timing,
     forecast_windows,
 )
-from crm_app.forecasting.backtest import BacktestMonth, MethodScore, backtest_month, score_methods
+from crm_app.forecasting.backtest import (
+    BacktestMonth,
+    MethodScore,
+    Prediction,
+    backtest_month,
+    calibrate,
+    score_methods,
+)
 from crm_app.services.analytics import AnalyticsFilter, tier_conversion
 from crm_app.services.errors import InvalidInput
 from crm_app.services.permissions import CurrentUser, require_manager
@@ -52,6 +59,7 @@ DAY_SECONDS = 86_400
 HORIZON_MONTHS = 3
 FRESH_MONTHS = 3
 BACKTEST_MONTHS = 12
+CALIBRATION_MONTHS = 12  # past months whose forecast errors calibrate the interval
 OPEN_STAGE_VALUES = [s.value for s in OPEN_STAGES]
 
 
@@ -322,6 +330,43 @@ def _gap_message(session: Session, *, owner_id: int | None, gap: float) -> str:
     return f"{money(gap)} short of the target. Closing it takes about " + ", or ".join(parts) + "."
 
 
+_errors_cache: dict[tuple, tuple[float, list[tuple[float, float]]]] = {}
+_errors_lock = threading.Lock()
+
+
+def month_forecast_at(session: Session, *, owner_id: int | None, cutoff: datetime) -> tuple[float, float]:
+    """(The forecast's expected won revenue for `cutoff`'s month made on its first day, what that month
+    won): the point forecast only, from what was known at `cutoff` (as backtest_at)."""
+    timing = timing_at(session, cutoff)
+    deals = open_deals_at(session, owner_id=owner_id, cutoff=cutoff)
+    fresh = fresh_history(session, owner_id=owner_id, cutoff=cutoff, offsets=1)
+    window = month_windows(cutoff, 1)[0]
+    expected = forecast_windows(deals, timing, [window], fresh, simulations=1, bootstraps=0).windows[0].expected
+    return expected, won_per_month(session, owner_id=owner_id, start=cutoff, months=1)[0]
+
+
+def past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
+                months: int = CALIBRATION_MONTHS) -> list[tuple[float, float]]:
+    """(predicted, actual) of the forecast for each of the `months` complete months before `cutoff`'s
+    month that the backtest would score (three months of history before them), oldest first: only
+    months over by `cutoff`. Cached for 10 minutes per owner and month (the page asks on every load)."""
+    bind = session.get_bind()
+    key = (str(bind.engine.url), owner_id, month_start(cutoff), months)
+    with _errors_lock:
+        cached = _errors_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
+        return list(cached[1])
+    first_known = session.execute(text("SELECT min(created_at) FROM leads WHERE dates_known")).scalar_one()
+    if first_known is None:
+        return []
+    earliest = month_start(first_known, 3)
+    errors = [month_forecast_at(session, owner_id=owner_id, cutoff=month_start(cutoff, -k))
+              for k in range(months, 0, -1) if month_start(cutoff, -k) >= earliest]
+    with _errors_lock:
+        _errors_cache[key] = (time.monotonic(), errors)
+    return list(errors)
+
+
 def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> Forecast:
     """This month, next month and the next three together, for the team (None) or one rep."""
     config = engine_config(session)
@@ -334,6 +379,11 @@ def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> 
     fresh = fresh_history(session, owner_id=owner_id, cutoff=now)
     windows = month_windows(now)
     result = forecast_windows(deals, timing, windows, fresh, won_so_far=won)
+    # This month's interval also carries the forecast's own past errors (drift between months).
+    first = result.windows[0]
+    calibrated = calibrate(Prediction(first.expected, first.low, first.high),
+                           past_errors(session, owner_id=owner_id, cutoff=now), already=won)
+    first.low, first.high = calibrated.low, calibrated.high
 
     out = Forecast(open_deals=len(deals), won_so_far=won)
     for w in result.windows:
@@ -416,11 +466,16 @@ def run_backtest(session: Session, *, owner_id: int | None, now: datetime,
     if first_known is None:
         return out
     earliest = month_start(first_known, 3)
-    for k in range(months, 0, -1):
-        cutoff = month_start(now, -k)
-        if cutoff < earliest:
-            continue
-        out.months.append(backtest_at(session, owner_id=owner_id, cutoff=cutoff))
+    scored = [month_start(now, -k) for k in range(months, 0, -1) if month_start(now, -k) >= earliest]
+    # The forecast's errors on the months before the first scored one (a month of history at least):
+    # each month's interval is calibrated by the CALIBRATION_MONTHS months before it, never after.
+    errors = past_errors(session, owner_id=owner_id, cutoff=scored[0]) if scored else []
+    for cutoff in scored:
+        month = backtest_at(session, owner_id=owner_id, cutoff=cutoff)
+        predictions = dict(month.predictions)
+        predictions["forecast"] = calibrate(month.predictions["forecast"], errors[-CALIBRATION_MONTHS:])
+        out.months.append(BacktestMonth(month.label, month.actual, predictions))
+        errors.append((month.predictions["forecast"].expected, month.actual))
     out.scores = score_methods(out.months) if out.months else []
     for m in out.months:
         p = m.predictions
@@ -444,10 +499,12 @@ _rates_cache: tuple[float, dict[str, float]] | None = None
 
 
 def forget_stage_win_rates() -> None:
-    """Drop the cached rates (tests that change the history in between)."""
+    """Drop the cached rates and past forecast errors (tests that change the history in between)."""
     global _rates_cache
     with _rates_lock:
         _rates_cache = None
+    with _errors_lock:
+        _errors_cache.clear()
 
 
 def stage_win_rates(session: Session, now: datetime) -> dict[str, float]:
