@@ -176,4 +176,5 @@ def test_calibration_widens_by_past_errors_and_never_narrows():
     wide = calibrate(simulated, many)
     assert (wide.low, wide.high) == pytest.approx((1000.0 * 0.6, 1000.0 * 1.4))
     # Revenue already won is not scaled; a past month without a forecast or a win tells nothing.
-    assert calibrate(simulated, past + [(0.0, 50.0), (80.0, 0.0)], already=500.0) == Prediction(1000.0, 900.0, 2000.0)
+    ignored = [(0.0, 50.0), (80.0, 0.0)]
+    assert calibrate(simulated, past + ignored, already=500.0) == Prediction(1000.0, 900.0, 2000.0)

@@ -89,7 +89,8 @@ def backtest_month(
 LOW_SHARE, HIGH_SHARE = 0.10, 0.90  # the 80% interval's tails
 
 
-def calibrate(prediction: Prediction, past: Sequence[tuple[float, float]], *, already: float = 0.0) -> Prediction:
+def calibrate(prediction: Prediction, past: Sequence[tuple[float, float]], *,
+              already: float = 0.0) -> Prediction:
     """Widen a forecast's simulated interval by the forecast's own past errors (conformal-style).
 
     `past`: (predicted, actual) of months *before* the forecast's cut-off, each complete by then (never

@@ -140,7 +140,8 @@ class BasisEstimate:
         hardly. On aggregated rows, resampling deals with replacement is a multinomial over the rows."""
         timed_won = int(round((self.counts * (self.outcome == "won")).sum())) if len(self.counts) else 0
         timed_lost = int(round((self.counts * (self.outcome == "lost")).sum())) if len(self.counts) else 0
-        undated = np.array([max(self.won - timed_won, 0), max(self.closed - self.won - timed_lost, 0)], dtype=float)
+        undated = np.array([max(self.won - timed_won, 0), max(self.closed - self.won - timed_lost, 0)],
+                           dtype=float)
         weights = np.concatenate((self.counts, undated))
         total = int(round(weights.sum()))
         if total == 0:

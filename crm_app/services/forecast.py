@@ -341,7 +341,8 @@ def month_forecast_at(session: Session, *, owner_id: int | None, cutoff: datetim
     deals = open_deals_at(session, owner_id=owner_id, cutoff=cutoff)
     fresh = fresh_history(session, owner_id=owner_id, cutoff=cutoff, offsets=1)
     window = month_windows(cutoff, 1)[0]
-    expected = forecast_windows(deals, timing, [window], fresh, simulations=1, bootstraps=0).windows[0].expected
+    result = forecast_windows(deals, timing, [window], fresh, simulations=1, bootstraps=0)
+    expected = result.windows[0].expected
     return expected, won_per_month(session, owner_id=owner_id, start=cutoff, months=1)[0]
 
 
