@@ -132,3 +132,21 @@ def database_away(database_url: str, application_name: str) -> Iterator[None]:
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS true'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole run, shared by the browser tests (tests/e2e) and the
+    several-workers suite (tests/multiworker): Playwright's sync API may run only once per process, so
+    a second session fixture of the same name in another folder would fail to start."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.conftest import CHROMIUM_ARGS
+
+    executable = os.environ.get("CRM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

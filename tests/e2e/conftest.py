@@ -4,7 +4,6 @@ it with Chromium."""
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from urllib.parse import quote, urlsplit
 from collections.abc import Iterator
@@ -120,17 +119,6 @@ def app_server(app_database_url: str, seeded_app_data: dict) -> Iterator[tuple[s
 @pytest.fixture(scope="session")
 def app_url(app_server: tuple[str, int]) -> str:
     return app_server[0]
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = os.environ.get("CRM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def sign_in_cookie(app_session: Session, app_url: str, name: str) -> dict:

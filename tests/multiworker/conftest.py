@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from crm_app.db.engine import make_engine
 from tests.conftest import scratch_database
-from tests.e2e.conftest import ARTIFACTS, browser  # noqa: F401  (the browser fixture, shared)
+from tests.e2e.conftest import ARTIFACTS
 from tests.servers import free_port, serve
 
 REDIS_URL = os.environ.get("CRM_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
