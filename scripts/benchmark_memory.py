@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import ipaddress
 import json
 import re
@@ -143,8 +142,7 @@ class Client:
             extra_headers=headers)))
         await self.writer.drain()
         self.pump = asyncio.create_task(self._pump())
-        if not await self.wait_for(lambda u: u.get("__accepted__") is not None, timeout) is True:
-            pass
+        await self.wait_for(lambda u: u.get("__accepted__"), timeout)  # a refused upgrade raises
         boot = {"event": {"name": f"{ROOT_STATE}.hydrate_and_load", "payload": {},
                           "router_data": self.router_data()}}
         await self._send("40" + EVENT_PATH + "," + json.dumps(boot))
@@ -202,8 +200,8 @@ async def sign_in_and_open_today(base: str, http: httpx.AsyncClient, email: str,
     try:
         await today.open(timeout)
         # Today is loaded when its state (DashboardState) says so; a redirect would mean no session.
-        await today.wait_for(lambda u: (u.get("delta") or {}).get(today_state, {}).get("loaded_rx_state_") is True,
-                             timeout)
+        await today.wait_for(
+            lambda u: (u.get("delta") or {}).get(today_state, {}).get("loaded_rx_state_") is True, timeout)
     finally:
         await today.close()
 
@@ -218,8 +216,8 @@ async def one_round(base: str, n: int, clients: int, password: str, names: tuple
             async with semaphore:
                 http.cookies.clear()  # each sign-in keeps its own cookie
                 try:
-                    await sign_in_and_open_today(base, http, DEMO_USERS[i % len(DEMO_USERS)], password, *names,
-                                                 timeout=timeout)
+                    await sign_in_and_open_today(base, http, DEMO_USERS[i % len(DEMO_USERS)], password,
+                                                 *names, timeout=timeout)
                     done += 1
                 except Exception as error:  # counted and shown; the round goes on
                     errors.append(repr(error)[:160])
@@ -230,7 +228,8 @@ async def one_round(base: str, n: int, clients: int, password: str, names: tuple
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", required=True, help="the running app, e.g. http://127.0.0.1:3000 (loopback only)")
+    parser.add_argument("--url", required=True,
+                        help="the running app, e.g. http://127.0.0.1:3000 (loopback only)")
     parser.add_argument("--sign-ins", type=int, default=1000, help="sign-ins per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients")
@@ -242,7 +241,6 @@ def main(argv=None) -> int:
 
     base, port = loopback(args.url)
     names = state_names()
-    gc.collect()
     procs = worker_processes(port)
     print(f"web worker pid(s) {[p.pid for p in procs]}; RSS at start {rss_mb(procs)} MB", flush=True)
     for r in range(1, args.rounds + 1):
@@ -250,8 +248,8 @@ def main(argv=None) -> int:
                                                    args.timeout))
         if args.settle:
             time.sleep(args.settle)
-        print(f"round {r}: {done}/{args.sign_ins} sign-ins + Today loads with {args.clients} concurrent clients "
-              f"in {wall:.0f} s; worker RSS {rss_mb(procs)} MB; errors {len(errors)}"
+        print(f"round {r}: {done}/{args.sign_ins} sign-ins + Today loads with {args.clients} concurrent "
+              f"clients in {wall:.0f} s; worker RSS {rss_mb(procs)} MB; errors {len(errors)}"
               + (f" e.g. {errors[:3]}" if errors else ""), flush=True)
     return 0
 
