@@ -82,7 +82,8 @@ def select_field(label: str, name: str, value, on_change, errors, options=None, 
 
 def data_table(headers, rows, render_row, *, empty: rx.Component | None = None, **props) -> rx.Component:
     """The pages' list table: a header row (`headers`: texts, or (text, props) pairs) and one row per
-    item of the Var `rows`, drawn by `render_row`; `empty` shows instead when there are none."""
+    item of the Var `rows`, drawn by `render_row`; `empty` shows under the headers when there are none
+    (the columns still say what the list would hold)."""
     cells = [rx.table.column_header_cell(h) if isinstance(h, str) else rx.table.column_header_cell(h[0], **h[1])
              for h in headers]
     table = rx.table.root(
@@ -90,7 +91,9 @@ def data_table(headers, rows, render_row, *, empty: rx.Component | None = None, 
         rx.table.body(rx.foreach(rows, render_row)),
         **{"width": "100%", "variant": "surface", **props},
     )
-    return table if empty is None else rx.cond(rows.length() > 0, table, empty)
+    if empty is None:
+        return table
+    return rx.vstack(table, rx.cond(rows.length() > 0, rx.fragment(), empty), spacing="3", width="100%")
 
 
 def dialog_footer(*actions: rx.Component, cancel: str = "Cancel") -> rx.Component:

@@ -88,7 +88,7 @@ def _value_cell(lead: LeadListRow) -> rx.Component:
             align="end",
         ),
         rx.vstack(
-            rx.text(lead.value_label, size="2", font_variant_numeric="tabular-nums"),
+            rx.text(lead.value_label, size="2", font_variant_numeric="tabular-nums", class_name="lead-amount"),
             rx.cond(lead.weighted_label != "",
                     rx.tooltip(rx.text(lead.weighted_label, " weighted", size="1", color=rx.color("gray", 10),
                                        font_variant_numeric="tabular-nums", class_name="lead-weighted"),

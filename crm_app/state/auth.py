@@ -177,11 +177,13 @@ class UsersState(AppState):
 
     @rx.event
     def set_draft(self, field: str, value: str):
+        if not isinstance(field, str):  # a crafted event: only the form's own fields are typed into
+            return
         self.draft, self.errors = typed_into(self.draft, self.errors, field, value, USER_LIMITS.get(field, 20))
 
     @rx.event
     async def add_user(self, form: dict | None = None):
-        self.draft = submitted(self.draft, form)
+        self.draft = submitted(self.draft, form, USER_LIMITS)
         user, draft, now = await self._actor(), dict(self.draft), now_utc()
         try:
             await self._db(lambda s: accounts.create_user(

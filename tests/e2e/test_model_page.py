@@ -111,8 +111,8 @@ def test_a_manager_trains_a_model_then_switches_and_a_lead_is_scored_by_it(
         re.compile(rf"Model version \d+ trained on {closed} closed deals .*it is now the active model"), timeout=90_000
     )
     # The measures of model and rules side by side, and the charts.
-    expect(page.locator(".measure-row")).to_have_count(5)
-    auc = page.locator(".measure-row[data-measure=ROC-AUC]")
+    expect(page.locator(".headline-measures .measure-row")).to_have_count(5)
+    auc = page.locator(".headline-measures .measure-row[data-measure=ROC-AUC]")
     assert float(auc.locator(".model-value").inner_text()) > float(auc.locator(".rules-value").inner_text())
     expect(page.locator(".calibration-chart.js-plotly-plot, .calibration-chart .js-plotly-plot").first).to_be_visible()
     expect(page.locator(".gains-chart.js-plotly-plot, .gains-chart .js-plotly-plot").first).to_be_visible()

@@ -137,5 +137,5 @@ def test_inline_edit_shows_the_error_in_the_cell_and_saves_a_good_value(page, ri
     expect(row.locator(".error-deal_value")).to_have_text("Deal value must be an amount like 12000 or 12,000.50.")
     value.fill("42,000")
     row.locator(".inline-save").click()
-    expect(row.locator(".lead-value")).to_have_text("$42,000")
+    expect(row.locator(".lead-value .lead-amount")).to_have_text("$42,000")
     assert str(_lead(app_session, ivy.id).deal_value) == "42000.00"

@@ -112,7 +112,11 @@ def test_ctrl_c_cancels_a_command_line_import_and_stores_nothing(team_url, tmp_p
     mapping.write_text(json.dumps({"columns": MAPPING.columns}))
     process = subprocess.Popen([sys.executable, "-m", "crm_app.cli", "import", str(path), "--mapping", str(mapping)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**_env(), "DATABASE_URL": team_url}, cwd=REPO_ROOT)
+                               env={**_env(), "DATABASE_URL": team_url}, cwd=REPO_ROOT,
+                               # Ctrl-C as at a terminal: a run started in the background (nohup, &)
+                               # hands its children SIGINT ignored, and Python then never raises
+                               # KeyboardInterrupt (the import ran to its end in such a full run).
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in process.stdout:
         seen.append(line)
