@@ -78,5 +78,5 @@ def notification_bell() -> rx.Component:
             rx.popover.trigger(trigger),
             rx.popover.content(panel, width="340px", side="right", align="start", class_name="bell-panel"),
         ),
-        rx.box(live_ticker(N.refresh_if_changed), on_mount=N.load, display="none"),
+        rx.box(live_ticker(N.refresh_if_changed), display="none"),
     )

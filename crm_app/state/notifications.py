@@ -47,10 +47,12 @@ class NotificationState(AppState):
 
     @rx.event
     async def refresh_if_changed(self):
-        """Every few seconds (the page's live ticker): read again only when the database announced a
-        notification for this user; show each new one as a browser notification too."""
+        """Every few seconds (the page's live ticker): the first tick reads the bell, later ones read
+        again only when the database announced a notification for this user; each new one is shown as
+        a browser notification too. (Not read on mount: a failed mount-time read during a database
+        outage kept the page's own data from loading again once the database was back.)"""
         user = await self._current_user()
-        if user is None or not live.changed_since(self._read_at, [live_key(user.id)]):
+        if user is None or (self.loaded and not live.changed_since(self._read_at, [live_key(user.id)])):
             return None
         fresh = await self._reload()
         return [rx.call_script(_SHOW.format(title=json.dumps("Pipeline CRM"), body=json.dumps(line.message),

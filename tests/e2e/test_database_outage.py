@@ -13,10 +13,6 @@ from tests.e2e.conftest import APP_CONNECTIONS
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Regression found in session 12's last full run, after merging seven branches: the notice shows and "
-    "goes once the database is back, but the Pipeline board stays on its placeholders (its on_load is not "
-    "seen to run again). Cause not found in the time left; named in the session 12 note"))
 def test_a_page_says_reconnecting_while_the_database_is_away_and_recovers_without_a_reload(
         page, app_database_url, seeded_app_data):
     page.goto("/leads")
