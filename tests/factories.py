@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.models import Activity, Lead, StageChange, User
+from crm_app.db.security import act_as
 from crm_app.domain import ActivityKind, Play, Source, Stage
 from crm_app.services.leads import log_activity
 from crm_app.services.scoring import rescore_lead
@@ -93,3 +97,17 @@ def make_past_stay(session: Session, owner: User, n: int, *, now: datetime, move
     if play is not None:
         session.add(Activity(lead_id=lead.id, kind=play.kinds[0].value, play=play.value, user_id=owner.id,
                              occurred_at=entered + timedelta(days=3)))
+
+
+@contextmanager
+def acting(session: Session, user) -> Iterator[Session]:
+    """A service session as `user` under row-level security, on the test's connection (a savepoint
+    of its transaction, so the test's fixture data is visible); the role is reset afterwards."""
+    db = act_as(Session(bind=session.connection(), join_transaction_mode="create_savepoint",
+                        expire_on_commit=False), user.id)
+    try:
+        yield db
+    finally:
+        db.close()
+        session.execute(text("RESET ROLE"))
+        session.execute(text("SELECT set_config('crm.user_id', '', true)"))

@@ -6,8 +6,6 @@ these tests use the real time, not the suite's fixed NOW."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -18,7 +16,6 @@ from sqlalchemy import select, text
 from sqlmodel import Session
 
 from crm_app.db.models import FollowUp, Lead, Notification
-from crm_app.db.security import act_as
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Source, Stage
 from crm_app.services.analytics import AnalyticsFilter
@@ -38,19 +35,9 @@ from crm_app.services.notifications import bell, mark_read, notify_due_follow_up
 from crm_app.services.permissions import CurrentUser
 from crm_app.services.pipeline import BoardFilter, board_columns
 from crm_app.domain import Role
-from tests.factories import make_lead, make_user
+from tests.factories import acting, make_lead, make_user
 
 
-@contextmanager
-def acting(session: Session, user) -> Iterator[Session]:
-    db = act_as(Session(bind=session.connection(), join_transaction_mode="create_savepoint",
-                        expire_on_commit=False), user.id)
-    try:
-        yield db
-    finally:
-        db.close()
-        session.execute(text("RESET ROLE"))
-        session.execute(text("SELECT set_config('crm.user_id', '', true)"))
 
 
 @pytest.fixture

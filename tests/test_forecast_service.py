@@ -3,17 +3,13 @@ a rep's forecast holds their own deals only (row-level security), managers set t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.models import Lead, StageChange
-from crm_app.db.security import act_as
 from crm_app.domain import Role
 from crm_app.services.errors import Forbidden, InvalidInput
 from crm_app.db.queries import UserOption
@@ -29,7 +25,7 @@ from crm_app.services.forecast import (
 from crm_app.services.permissions import CurrentUser
 from crm_app.services.pipeline import BoardFilter, board_columns
 from crm_app.services.pipeline_health import pipeline_health
-from tests.factories import make_user
+from tests.factories import acting, make_user
 
 CUTOFF = datetime(2026, 9, 1, tzinfo=timezone.utc)
 NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
@@ -152,16 +148,6 @@ def test_managers_set_targets_reps_read_their_own_and_the_gap_is_said(session):
     assert "short of the target" in forecast.gap_message
 
 
-@contextmanager
-def acting(session: Session, user) -> Iterator[Session]:
-    db = act_as(Session(bind=session.connection(), join_transaction_mode="create_savepoint",
-                        expire_on_commit=False), user.id)
-    try:
-        yield db
-    finally:
-        db.close()
-        session.execute(text("RESET ROLE"))
-        session.execute(text("SELECT set_config('crm.user_id', '', true)"))
 
 
 def test_weighted_pipeline_uses_each_stage_win_rate_from_the_team_history(session):

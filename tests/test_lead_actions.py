@@ -3,8 +3,6 @@ lead, claim from the pool and return to it, move and snooze a selection, edit a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -13,7 +11,6 @@ from sqlmodel import Session
 
 from crm_app.db.models import AuditEntry, Lead, StageChange
 from crm_app.db.queries import LeadFilter
-from crm_app.db.security import act_as
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Stage
 from crm_app.services.errors import Forbidden, InvalidInput, StaleLead
@@ -28,20 +25,9 @@ from crm_app.services.lead_actions import (
 )
 from crm_app.services.lead_detail import LeadEdit
 from tests.conftest import NOW
-from tests.factories import make_lead, make_user
+from tests.factories import acting, make_lead, make_user
 
 
-@contextmanager
-def acting(session: Session, user) -> Iterator[Session]:
-    """A service session as `user` under row-level security, on the test's connection."""
-    db = act_as(Session(bind=session.connection(), join_transaction_mode="create_savepoint",
-                        expire_on_commit=False), user.id)
-    try:
-        yield db
-    finally:
-        db.close()
-        session.execute(text("RESET ROLE"))
-        session.execute(text("SELECT set_config('crm.user_id', '', true)"))
 
 
 @pytest.fixture
