@@ -42,10 +42,6 @@ class NotificationState(AppState):
         return fresh
 
     @rx.event
-    async def load(self):
-        await self._reload()
-
-    @rx.event
     async def refresh_if_changed(self):
         """Every few seconds (the page's live ticker): the first tick reads the bell, later ones read
         again only when the database announced a notification for this user; each new one is shown as
