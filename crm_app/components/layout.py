@@ -139,6 +139,7 @@ def _phone_bar() -> rx.Component:
         menu,
         _logo(),
         rx.spacer(),
+        notification_bell(phone=True),
         quick_add_button(compact=True),
         class_name="app-topbar",
         align="center",

@@ -1,5 +1,7 @@
-"""The bell in the sidebar: unread count, the newest notifications (each opens its lead), "Mark all
-read" and a switch for browser notifications. Its own live ticker hears new ones within seconds."""
+"""The bell in the sidebar (and in the phone's top bar): unread count, the newest notifications (each
+opens its lead), "Mark all read" and a switch for browser notifications. The sidebar's bell carries the
+live ticker that hears new ones within seconds; the phone's bell shows the same state without a second
+ticker (the sidebar is only hidden on a phone, so its ticker still runs)."""
 
 from __future__ import annotations
 
@@ -36,14 +38,17 @@ def _line(line) -> rx.Component:
     )
 
 
-def notification_bell() -> rx.Component:
+def notification_bell(phone: bool = False) -> rx.Component:
+    """`phone`: the top bar's copy, with class names of its own (`phone-bell...`) so that one page
+    never has two elements answering to `.bell`, and its panel opening downwards."""
+    prefix = "phone-bell" if phone else "bell"
     count = rx.cond(N.unread > 99, "99+", N.unread.to_string())
     trigger = rx.box(
         rx.icon_button(rx.icon("bell", size=18), variant="ghost", color_scheme="gray", aria_label="Notifications",
-                       class_name="bell-button", size="1"),
+                       class_name=f"{prefix}-button", size="3" if phone else "1"),
         rx.cond(
             N.unread > 0,
-            rx.badge(count, color_scheme="red", variant="solid", radius="full", size="1", class_name="bell-count",
+            rx.badge(count, color_scheme="red", variant="solid", radius="full", size="1", class_name=f"{prefix}-count",
                      position="absolute", top="-8px", left="14px", padding="0 5px", font_size="10px",
                      line_height="16px", min_width="16px", justify_content="center", pointer_events="none",
                      box_shadow=f"0 0 0 2px {rx.color('gray', 2)}"),
@@ -51,7 +56,7 @@ def notification_bell() -> rx.Component:
         position="relative",
         margin_right="8px",
         custom_attrs={"data-unread": N.unread.to_string(), "data-loaded": rx.cond(N.loaded, "1", "0")},
-        class_name="bell",
+        class_name=prefix,
     )
     panel = rx.vstack(
         rx.hstack(
@@ -73,10 +78,11 @@ def notification_bell() -> rx.Component:
         spacing="2",
         width="100%",
     )
-    return rx.fragment(
-        rx.popover.root(
-            rx.popover.trigger(trigger),
-            rx.popover.content(panel, width="340px", side="right", align="start", class_name="bell-panel"),
-        ),
-        rx.box(live_ticker(N.refresh_if_changed), display="none"),
+    popover = rx.popover.root(
+        rx.popover.trigger(trigger),
+        rx.popover.content(panel, width="min(340px, 92vw)", side="bottom" if phone else "right",
+                           align="end" if phone else "start", class_name=f"{prefix}-panel"),
     )
+    if phone:
+        return popover
+    return rx.fragment(popover, rx.box(live_ticker(N.refresh_if_changed), display="none"))

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import delete
 
-from crm_app.db.models import Lead, User
+from crm_app.db.models import Lead, Notification, User
 from crm_app.domain import Stage
 from tests.e2e.conftest import APP_NOW, ARTIFACTS, DEFAULT_VIEWER, choose_viewer, sign_in_cookie
 from tests.factories import make_lead, make_user
@@ -110,6 +110,33 @@ def test_today_on_a_phone_fits_the_screen_and_the_menu_opens_the_other_pages(pho
     menu.get_by_role("link", name="Leads").click()
     phone.wait_for_url(re.compile(r"/leads$"))
     expect(phone.locator(".lead-row").first).to_be_visible()
+
+
+def test_the_phone_top_bar_has_the_bell_and_its_panel_fits_the_screen(phone, app_session, seeded_app_data):
+    """A rep on a phone hears about a pricing request too: the top bar carries the bell with its
+    count, and its panel opens inside the screen, listing the notification."""
+    rep, lead = seeded_app_data["users"][DEFAULT_VIEWER], seeded_app_data["leads"]["Ada Lovelace"]
+    note = Notification(user_id=rep.id, lead_id=lead.id, kind="pricing_request",
+                        message=f"{lead.name} asked for pricing (phone bell test)")
+    app_session.add(note)
+    app_session.commit()
+    try:
+        phone.goto("/")
+        bell = phone.locator(".phone-bell")
+        expect(bell).to_be_visible()
+        expect(bell).to_have_attribute("data-loaded", "1")
+        expect(phone.locator(".phone-bell-count")).to_be_visible()
+        assert int(bell.get_attribute("data-unread")) >= 1
+        phone.locator(".phone-bell-button").click()
+        panel = phone.locator(".phone-bell-panel")
+        expect(panel.locator(".notification", has_text="(phone bell test)")).to_be_visible()
+        box = panel.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+        no_sideways_scroll(phone)
+        phone.screenshot(path=str(ARTIFACTS / "phone-bell.png"))
+    finally:
+        app_session.execute(delete(Notification).where(Notification.id == note.id))
+        app_session.commit()
 
 
 def test_leads_on_a_phone_are_cards_not_a_wide_table(phone):
