@@ -183,6 +183,30 @@ def test_a_bulk_move_touches_only_visible_leads_with_history_and_new_scores(sess
     assert len(_audit(session, "stage_moved")) == 2
 
 
+def test_a_bulk_won_keeps_each_value_and_takes_the_close_day_given(session, team):
+    """Ten deals signed last week are marked Won today: they close on the day given (a lead that
+    arrived after it, on the day it arrived), each keeps its own value; a future day is refused."""
+    late = make_lead(session, "Late Arrival", now=NOW, owner=team["ria"], deal_value=7000)
+    session.execute(text("UPDATE leads SET created_at = :at WHERE id = :id"),
+                    {"at": NOW - timedelta(days=2), "id": late.id})
+    session.commit()
+    mine = team["mine"]
+    values = dict(session.execute(select(Lead.id, Lead.deal_value).where(Lead.id.in_([mine.id, late.id]))).all())
+    with acting(session, team["ria"]) as db:
+        with pytest.raises(InvalidInput, match="future"):
+            move_leads_to_stage(db, lead_ids=[mine.id, late.id], to_stage="won", now=NOW,
+                                closed_at=NOW + timedelta(days=1))
+        db.rollback()
+        move_leads_to_stage(db, lead_ids=[mine.id, late.id], to_stage="won", now=NOW,
+                            closed_at=NOW - timedelta(days=7))
+    session.expire_all()
+    stored = {r.id: r for r in session.execute(select(Lead).where(Lead.id.in_([mine.id, late.id]))).scalars()}
+    assert stored[mine.id].closed_at == NOW - timedelta(days=7)
+    assert stored[late.id].closed_at == NOW - timedelta(days=2)
+    assert {i: r.deal_value for i, r in stored.items()} == values
+    assert {r.stage for r in stored.values()} == {"won"}
+
+
 def test_a_bulk_move_skips_leads_already_there(session, team):
     with acting(session, team["ria"]) as db:
         outcome = move_leads_to_stage(db, lead_ids=[team["mine"].id, team["pool2"].id], to_stage="won", now=NOW)

@@ -36,10 +36,18 @@ def _lost_fields() -> rx.Component:
 
 def _won_fields() -> rx.Component:
     return rx.vstack(
-        rx.text("Close value", size="2", weight="medium"),
-        rx.input(value=C.value, on_change=C.set_value, name="won_value", input_mode="decimal", width="100%",
-                 max_length=20),
-        _error("won_value"),
+        rx.cond(
+            C.bulk,
+            rx.text("Each deal keeps its own value: ", C.bulk_value, ".", size="2", class_name="bulk-won-value"),
+            rx.vstack(
+                rx.text("Close value", size="2", weight="medium"),
+                rx.input(value=C.value, on_change=C.set_value, name="won_value", input_mode="decimal",
+                         width="100%", max_length=20),
+                _error("won_value"),
+                spacing="2",
+                width="100%",
+            ),
+        ),
         rx.text("Closed on", size="2", weight="medium"),
         rx.input(type="date", value=C.closed_on, on_change=C.set_closed_on, name="closed_on", width="100%"),
         _error("closed_at"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -181,13 +181,16 @@ def return_to_pool(session: Session, *, lead_ids: list[int], now: datetime,
 
 def move_leads_to_stage(session: Session, *, lead_ids: list[int], to_stage: Stage | str, now: datetime,
                         actor_id: int | None = None, lost_reason: str | None = None,
-                        lost_note: str | None = None) -> BulkOutcome:
+                        lost_note: str | None = None, closed_at: datetime | None = None) -> BulkOutcome:
     """Move the selected leads to one stage in one statement: a stage-history row and an audit entry
     each, rescored (and risk reassessed) in the same transaction; commits. A move to Lost records
-    one reason (and note) for all of them."""
+    one reason (and note) for all of them; a move to Won or Lost may give the day they closed
+    (`closed_at`, not in the future; a lead that arrived later closes the day it arrived)."""
     actor = _actor(session, actor_id, "move leads")
     ids, stage = _selection(lead_ids), _stage(to_stage)
-    closing = check_closing(Lead(), stage, now=now, lost_reason=lost_reason, lost_note=lost_note)
+    # Each lead's own arrival bounds its close day in the UPDATE below, not a sample lead here.
+    closing = check_closing(Lead(created_at=None), stage, now=now, lost_reason=lost_reason, lost_note=lost_note,
+                            closed_at=closed_at)
     rows = _locked(session, ids, Lead.stage)
     moving = [r for r in rows if r.stage != stage.value]
     if moving:
@@ -198,7 +201,9 @@ def move_leads_to_stage(session: Session, *, lead_ids: list[int], to_stage: Stag
         ])
         # score_at_close is filled in by the rescore below for a lead that closes now.
         session.execute(update(Lead).where(Lead.id.in_(moved)).values(
-            stage=stage.value, stage_entered_at=now, closed_at=now if stage.is_closed else None,
+            stage=stage.value, stage_entered_at=now,
+            closed_at=(func.greatest(closing.closed_at, Lead.created_at) if closing.closed_at else now)
+            if stage.is_closed else None,
             lost_reason=closing.lost_reason, lost_note=closing.lost_note,
             score_at_close=None, version=Lead.version + 1, updated_at=now))
         for r in moving:

@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timezone
 from decimal import Decimal, InvalidOperation
 
 import reflex as rx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from crm_app.db.models import Lead
 from crm_app.domain import Stage
@@ -32,6 +32,8 @@ class CloseDealState(AppState):
     stage: str = ""  # won | lost
     lead_ids: list[int] = []
     title: str = ""  # "Ada Lovelace" or "3 leads"
+    bulk: bool = False  # several leads: each keeps its own value, one close date for all
+    bulk_value: str = ""  # "$84,000 in all": what a bulk Won adds to the month's won revenue
     reasons: list[str] = []
     reason: str = ""
     note: str = ""
@@ -57,6 +59,11 @@ class CloseDealState(AppState):
             return rx.toast.error("That lead is no longer visible to you.")
         self.lead_ids, self.stage, self._origin = ids, to_stage, origin
         self.title = first.name if len(ids) == 1 else f"{len(ids)} leads"
+        self.bulk, self.bulk_value = len(ids) > 1, ""
+        if self.bulk:
+            total = await self._db(lambda s: s.execute(
+                select(func.count(), func.coalesce(func.sum(Lead.deal_value), 0)).where(Lead.id.in_(ids))).one())
+            self.bulk_value = f"{total[0]} of them visible to you, ${total[1]:,.0f} in all"
         self._version, self._from_stage = (first.version, first.stage) if len(ids) == 1 else (0, "")
         self.reasons, self.reason, self.note = reasons, "", ""
         self.value = f"{first.deal_value:.2f}".rstrip("0").rstrip(".") if first.deal_value is not None else ""
@@ -99,10 +106,14 @@ class CloseDealState(AppState):
             details["lost_note"] = None if self.reason == OTHER else self.note
         else:
             try:
+                if self.bulk:  # each deal keeps its own value
+                    raise _Skip
                 value = Decimal(self.value.replace(",", "").replace("$", "").strip() or "x")
                 if not value.is_finite():
                     raise InvalidOperation
                 details["won_value"] = value
+            except _Skip:
+                pass
             except InvalidOperation:
                 errors["won_value"] = "Enter the deal's value as a number, e.g. 12500."
             try:
@@ -136,7 +147,7 @@ class CloseDealState(AppState):
             else:
                 outcome = await self._db(lambda s: move_leads_to_stage(
                     s, lead_ids=ids, to_stage=stage, now=now, lost_reason=details.get("lost_reason"),
-                    lost_note=details.get("lost_note")))
+                    lost_note=details.get("lost_note"), closed_at=details.get("closed_at")))
                 summary = outcome.summary(f"Moved to {Stage(stage).label}:")
         except InvalidInput as error:
             self.errors = {error.field or "form": str(error)}
@@ -149,6 +160,10 @@ class CloseDealState(AppState):
         self.open = False
         yield rx.toast.success(summary)
         yield origin_event(ORIGINS, self._origin)
+
+
+class _Skip(Exception):
+    """A field the dialog does not ask for this time."""
 
 
 class _Refused(Exception):

@@ -352,7 +352,8 @@ class LeadsState(AppState):
         if stage not in {s.value for s in Stage}:
             self.bulk_message = "Pick the stage to move them to."
             return None
-        if stage == Stage.LOST.value and self.selected:  # asks why first (one reason for all of them)
+        # Lost asks why (one reason for all of them), Won the day they closed (each keeps its value).
+        if stage in (Stage.LOST.value, Stage.WON.value) and self.selected:
             self.bulk_message = ""
             return CloseDealState.ask(list(self.selected), stage, "leads")
         return await self._bulk(lambda s, **kw: move_leads_to_stage(s, to_stage=stage, **kw),

@@ -126,6 +126,35 @@ def test_a_bulk_move_moves_the_selected_leads_and_says_how_many(page, rita, app_
     assert stages == {"bulk0": "qualified", "bulk1": "new", "bulk2": "qualified"}
 
 
+def test_a_bulk_won_asks_the_close_day_and_keeps_each_deals_value(page, rita, app_session):
+    """Marking several deals Won at once is a close like any other: the dialog asks the day they
+    closed (each keeps its own value, the total is named) and nothing moves before it is confirmed."""
+    from datetime import timedelta
+
+    picked = [rita["leads"]["bulk0"], rita["leads"]["bulk2"]]
+    values = {lead.id: _lead(app_session, lead.id).deal_value for lead in picked}
+    _open_leads(page, "Bulkco")
+    expect(page.locator(".lead-row")).to_have_count(3)
+    page.get_by_label("Select Bulk Bea 0").click()
+    page.get_by_label("Select Bulk Bea 2").click()
+    page.get_by_role("combobox", name="Move to stage").click()
+    page.get_by_role("option", name="Won").click()
+    page.locator(".bulk-move").click()
+    dialog = page.locator('.close-deal-dialog[data-stage="won"]')
+    expect(dialog).to_contain_text("2 leads")
+    expect(dialog.locator(".bulk-won-value")).to_contain_text(f"${sum(values.values()):,.0f} in all")
+    expect(dialog.locator("input[name=won_value]")).to_have_count(0)
+    assert {_lead(app_session, lead.id).stage for lead in picked} != {"won"}  # nothing moved yet
+    closed_on = (APP_NOW - timedelta(days=3)).date()
+    dialog.locator("input[name=closed_on]").fill(closed_on.isoformat())
+    dialog.locator(".confirm-close").click()
+    expect(dialog).to_have_count(0)
+    expect(page.locator(".lead-row").filter(has_text="Won")).to_have_count(2)
+    stored = [_lead(app_session, lead.id) for lead in picked]
+    assert [(s.stage, s.closed_at.date(), s.deal_value) for s in stored] == \
+        [("won", closed_on, values[s.id]) for s in stored]
+
+
 def test_inline_edit_shows_the_error_in_the_cell_and_saves_a_good_value(page, rita, app_session):
     ivy = rita["leads"]["inline"]
     _open_leads(page, "Inlineco")
