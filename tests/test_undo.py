@@ -15,7 +15,14 @@ from crm_app.domain import Stage
 from crm_app.services.errors import StaleLead
 from crm_app.services.leads import log_activity, move_lead_to_stage
 from crm_app.services.queue import snooze_lead, work_item
-from crm_app.services.undo import reopen_follow_up, undo_logged_activity, undo_snooze, undo_stage_move
+from crm_app.services.lead_actions import move_leads_to_stage
+from crm_app.services.undo import (
+    reopen_follow_up,
+    undo_logged_activity,
+    undo_snooze,
+    undo_stage_move,
+    undo_stage_moves,
+)
 from tests.conftest import NOW
 from tests.factories import make_lead, make_user
 from tests.test_lead_actions import acting
@@ -54,6 +61,25 @@ def test_an_undo_after_someone_else_changed_the_lead_is_refused(session, ria_lea
             undo_stage_move(db, lead_id=lead.id, back_to=Stage.NEW, expected_version=seen, now=NOW)
     session.expire_all()
     assert session.get(Lead, lead.id).stage == "meeting"
+
+
+def test_undoing_a_bulk_move_sends_each_lead_back_except_one_changed_since(session, ria_lead):
+    """Three leads from two stages moved to Proposal by mistake: Undo sends each back to the stage it
+    left; the one a colleague moved on meanwhile keeps that move, and the outcome says so."""
+    ria, _, lead = ria_lead
+    other = make_lead(session, "Grace Hopper", now=NOW, owner=ria, stage=Stage.CONTACTED)
+    third = make_lead(session, "Alan Turing", now=NOW, owner=ria, stage=Stage.QUALIFIED)
+    ids = [lead.id, other.id, third.id]
+    with acting(session, ria) as db:
+        outcome = move_leads_to_stage(db, lead_ids=ids, to_stage=Stage.PROPOSAL, now=NOW)
+        assert {m[0]: m[1] for m in outcome.moved} == {lead.id: "new", other.id: "contacted", third.id: "qualified"}
+        move_lead_to_stage(db, lead_id=third.id, to_stage=Stage.NEGOTIATION, now=NOW)  # changed since
+        undone = undo_stage_moves(db, moves=list(outcome.moved), now=NOW + timedelta(seconds=5))
+    assert undone.summary("Undone: moved back") == "Undone: moved back 2 leads; skipped 1: 1 changed by someone since."
+    session.expire_all()
+    stages = dict(session.execute(select(Lead.id, Lead.stage).where(Lead.id.in_(ids))).all())
+    assert stages == {lead.id: "new", other.id: "contacted", third.id: "negotiation"}
+    assert _audit(session, other.id)[-3:] == ["stage_moved", "stage_move_undone", "stage_moved"]
 
 
 def test_undoing_a_log_removes_the_activity_with_an_audit_entry_and_rescores(session, ria_lead):

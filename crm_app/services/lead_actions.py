@@ -37,6 +37,8 @@ class BulkOutcome:
 
     changed: int
     skipped: dict[str, int] = field(default_factory=dict)
+    # A bulk move's (lead id, stage it left, version right after the move): what its Undo needs.
+    moved: tuple[tuple[int, str, int], ...] = ()
 
     def summary(self, done: str) -> str:
         """'Claimed 3 leads; skipped 2: 1 already yours, 1 owned by someone else.'"""
@@ -200,12 +202,12 @@ def move_leads_to_stage(session: Session, *, lead_ids: list[int], to_stage: Stag
             for r in moving
         ])
         # score_at_close is filled in by the rescore below for a lead that closes now.
-        session.execute(update(Lead).where(Lead.id.in_(moved)).values(
+        versions = dict(session.execute(update(Lead).where(Lead.id.in_(moved)).values(
             stage=stage.value, stage_entered_at=now,
             closed_at=(func.greatest(closing.closed_at, Lead.created_at) if closing.closed_at else now)
             if stage.is_closed else None,
             lost_reason=closing.lost_reason, lost_note=closing.lost_note,
-            score_at_close=None, version=Lead.version + 1, updated_at=now))
+            score_at_close=None, version=Lead.version + 1, updated_at=now).returning(Lead.id, Lead.version)).all())
         for r in moving:
             audit.record(session, now=now, actor_id=actor.id, action="stage_moved", entity="lead", entity_id=r.id,
                          lead_id=r.id, old={"stage": r.stage}, new={"stage": stage.value, **closing.changes()})
@@ -215,7 +217,7 @@ def move_leads_to_stage(session: Session, *, lead_ids: list[int], to_stage: Stag
     return BulkOutcome(len(moving), _skipped(
         already_in_that_stage=len(rows) - len(moving),
         **{NOT_VISIBLE.replace(" ", "_"): len(ids) - len(rows)},
-    ))
+    ), moved=tuple((r.id, r.stage, versions[r.id]) for r in moving))
 
 
 def snooze_leads(session: Session, *, lead_ids: list[int], choice: str, now: datetime,

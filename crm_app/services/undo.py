@@ -22,7 +22,8 @@ from crm_app.db.security import acting_user_id
 from crm_app.domain import CONTACT_KINDS, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
 from crm_app.services import audit
-from crm_app.services.errors import NotFound
+from crm_app.services.errors import NotFound, StaleLead
+from crm_app.services.lead_actions import BulkOutcome
 from crm_app.services.leads import bump_version, lock_lead, move_lead_to_stage
 from crm_app.services.permissions import recorded_as
 from crm_app.services.scoring import rescore_lead
@@ -38,6 +39,28 @@ def undo_stage_move(session: Session, *, lead_id: int, back_to: Stage | str, exp
     # The move itself writes the stage change, the "stage_moved" entry and the rescore, and commits.
     return move_lead_to_stage(session, lead_id=lead_id, to_stage=back_to, now=now, user_id=user_id,
                               expected_version=expected_version)
+
+
+def undo_stage_moves(session: Session, *, moves: list[tuple[int, str, int]], now: datetime,
+                     user_id: int | None = None) -> BulkOutcome:
+    """Undo a bulk move: each lead (id, the stage it left, its version right after the move) goes
+    back as undo_stage_move does, one commit each. A lead someone changed since (or that is no longer
+    visible) keeps its change and is counted as skipped, so the rest still go back."""
+    user_id = recorded_as(session, user_id, "undo a move")
+    changed, stale, gone = 0, 0, 0
+    for lead_id, back_to, version in moves:
+        try:
+            undo_stage_move(session, lead_id=lead_id, back_to=back_to, expected_version=version, now=now,
+                            user_id=user_id)
+            changed += 1
+        except StaleLead:
+            session.rollback()
+            stale += 1
+        except NotFound:
+            session.rollback()
+            gone += 1
+    return BulkOutcome(changed, {k: v for k, v in (("changed by someone since", stale),
+                                                   ("no longer visible to you", gone)) if v})
 
 
 def undo_snooze(session: Session, *, lead_id: int, snoozed_until: datetime | None, expected_version: int,

@@ -39,7 +39,7 @@ from crm_app.state.base import (
     whole_number,
 )
 from crm_app.state.new_lead import POOL, owner_choices, owner_text
-from crm_app.services.undo import undo_stage_move
+from crm_app.services.undo import undo_stage_move, undo_stage_moves
 from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
 
 ALL = "all"
@@ -307,9 +307,10 @@ class LeadsState(AppState):
         return rx.toast.success(f"Reassigned {count} lead{'s' if count != 1 else ''}")
 
     # A rep's actions on the selection (and on one row) --------------------------------------
-    async def _bulk(self, action, done: str, lead_ids: list[int] | None = None):
+    async def _bulk(self, action, done: str, lead_ids: list[int] | None = None, undoable: bool = False):
         """Run a set-based action (services/lead_actions.py) on the selection as the signed-in user
-        and say how many changed and why the rest were skipped."""
+        and say how many changed and why the rest were skipped; `undoable`: a bulk move, whose toast
+        offers Undo (every moved lead back to the stage it left)."""
         ids, now = list(self.selected if lead_ids is None else lead_ids), now_utc()
         try:
             outcome: BulkOutcome = await self._db(lambda s: action(s, lead_ids=ids, now=now))
@@ -322,7 +323,27 @@ class LeadsState(AppState):
         if lead_ids is None:
             self.selected = []
         await self._refresh(keep_page=True)
+        if undoable and outcome.moved:
+            self._undo_tickets, token = issue_ticket(self._undo_tickets, {"moves": list(outcome.moved)})
+            return undo_toast(summary, LeadsState.undo_bulk_move(token))
         return rx.toast.success(summary) if outcome.changed else rx.toast.warning(summary)
+
+    @rx.event
+    async def undo_bulk_move(self, token: str):
+        """The toast's Undo after a bulk move: each lead back to the stage it left, except those
+        someone changed since (they keep that change, and the toast says how many)."""
+        self._undo_tickets, undo = take_ticket(self._undo_tickets, token)
+        if undo is None or "moves" not in undo:
+            return rx.toast.warning(TOO_LATE)
+        moves, now = [tuple(m) for m in undo["moves"]], now_utc()
+        try:
+            outcome: BulkOutcome = await self._db(lambda s: undo_stage_moves(s, moves=moves, now=now))
+        except ServiceError as error:
+            await self._refresh(keep_page=True)
+            return rx.toast.error("Not undone", description=str(error), duration=8000)
+        self.bulk_result = outcome.summary("Undone: moved back")
+        await self._refresh(keep_page=True)
+        return rx.toast.success(self.bulk_result) if outcome.changed else rx.toast.warning(self.bulk_result)
 
     @rx.event
     async def claim_selected(self):
@@ -357,7 +378,7 @@ class LeadsState(AppState):
             self.bulk_message = ""
             return CloseDealState.ask(list(self.selected), stage, "leads")
         return await self._bulk(lambda s, **kw: move_leads_to_stage(s, to_stage=stage, **kw),
-                                f"Moved to {Stage(stage).label}:")
+                                f"Moved to {Stage(stage).label}:", undoable=True)
 
     @rx.event
     async def snooze_selected(self, choice: str):

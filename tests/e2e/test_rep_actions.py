@@ -111,7 +111,7 @@ def test_a_rep_claims_a_pool_lead_from_the_table(page, rita, app_session):
     expect(mine.get_by_role("button", name="Return Claimable Carla to the pool")).to_be_visible()
 
 
-def test_a_bulk_move_moves_the_selected_leads_and_says_how_many(page, rita, app_session):
+def test_a_bulk_move_moves_the_selected_leads_says_how_many_and_can_be_undone(page, rita, app_session):
     _open_leads(page, "Bulkco")
     expect(page.locator(".lead-row")).to_have_count(3)
     page.get_by_label("Select Bulk Bea 0").click()
@@ -124,6 +124,14 @@ def test_a_bulk_move_moves_the_selected_leads_and_says_how_many(page, rita, app_
     expect(page.locator(".lead-row").filter(has_text="Qualified")).to_have_count(2)
     stages = {name: _lead(app_session, lead.id).stage for name, lead in rita["leads"].items() if name.startswith("bulk")}
     assert stages == {"bulk0": "qualified", "bulk1": "new", "bulk2": "qualified"}
+
+    # The wrong stage? The toast's Undo sends both back.
+    toast = page.locator(".undo-toast").filter(has_text="Moved to Qualified: 2 leads.")
+    toast.get_by_role("button", name="Undo").click()
+    expect(page.locator(".bulk-result")).to_have_text("Undone: moved back 2 leads.")
+    expect(page.locator(".lead-row").filter(has_text="Qualified")).to_have_count(0)
+    stages = {name: _lead(app_session, lead.id).stage for name, lead in rita["leads"].items() if name.startswith("bulk")}
+    assert stages == {"bulk0": "new", "bulk1": "new", "bulk2": "new"}
 
 
 def test_a_bulk_won_asks_the_close_day_and_keeps_each_deals_value(page, rita, app_session):
