@@ -116,6 +116,12 @@ def _age(deal: OpenDeal, basis: str) -> float:
     return deal.age_days if basis == CREATED else deal.days_in_stage
 
 
+def _aged(deals: Sequence[OpenDeal], rows: Sequence[int], basis: str) -> np.ndarray | None:
+    """The deals' ages since creation, which condition a stage's estimate too (timing.py); None for the
+    CREATED basis, whose clock already is the age."""
+    return None if basis == CREATED else np.array([deals[i].age_days for i in rows])
+
+
 def win_probabilities(deals: Sequence[OpenDeal], timing: TimingModel) -> tuple[np.ndarray, list[str]]:
     """P(win) per open deal and where it comes from: the model's calibrated probability, else the
     history's P(won at all | open this long in its stage) (timing.py)."""
@@ -129,7 +135,7 @@ def win_probabilities(deals: Sequence[OpenDeal], timing: TimingModel) -> tuple[n
             groups.setdefault(timing.for_stage(deal.stage).basis, []).append(i)
     for basis, rows in groups.items():
         age = np.array([_age(deals[i], basis) for i in rows])
-        probs[rows] = timing.estimates[basis].win_probability(age)
+        probs[rows] = timing.estimates[basis].win_probability(age, _aged(deals, rows, basis))
         for i in rows:
             sources[i] = timing.win_rate_source(deals[i].stage)
     return np.clip(probs, 0.0, 1.0), sources
@@ -154,13 +160,16 @@ def window_probabilities(
         estimate = timing.estimates[basis]
         idx = np.asarray(rows)
         age = np.array([_age(deals[i], basis) for i in rows])
+        aged = _aged(deals, rows, basis)
         model = np.array([np.nan if deals[i].model_probability is None else deals[i].model_probability
                           for i in rows])
         scored = ~np.isnan(model)
-        for k, window in enumerate(windows):
-            from_history = estimate.won_between(age, window.start_days, window.end_days)
-            timed = estimate.win_timing(age, window.start_days, window.end_days)
-            out[idx, k] = np.where(scored, np.nan_to_num(model) * timed, from_history)
+        spans = [(w.start_days, w.end_days) for w in windows]
+        block = estimate.windows(age, spans, aged)
+        if scored.any():  # the model's P(win), the history's timing of a win
+            timed = estimate.windows(age, spans, aged, timing=True)
+            block = np.where(scored[:, None], np.nan_to_num(model)[:, None] * timed, block)
+        out[idx] = block
     return out
 
 

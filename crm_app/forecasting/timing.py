@@ -22,6 +22,15 @@ the deals that sat in New that long, not with every deal created 40 days ago, mo
 A deal that has sat in its stage far longer than the team's wins from it ever did is rightly unlikely
 to be won.
 
+The same holds for a deal's age since creation. A deal that took four months to reach Negotiation is
+not a deal moving through the funnel at the usual pace, whatever its days in the stage. So the deals it
+is compared with are those that, in the same stage, were open at least as long in the stage *and* at
+least as old: each history deal is taken from its *landmark*, the first moment both held (t = max(days
+in stage, the deal's age - the history deal's age when it entered the stage)), and the curves are
+estimated on the time left from there (a landmark analysis). With no ages known (rows without
+`entered`, e.g. imports with only created and closed dates) only the days in the stage condition, as
+before. Ages are taken in whole weeks (AGE_STEP) to keep the number of distinct curves small.
+
 When the scoring model gives a deal's P(win), that replaces the estimate's and only the *timing* of a
 win is taken from the history (the shape of F_won after age a). Past the longest time a win took,
 a constant hazard of 1 / (mean days to a win) stands in.
@@ -33,13 +42,14 @@ pipeline (kanban, Today, Leads) shows.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 CREATED = "created"  # the basis timed from a deal's creation
 MIN_CLOSED = 20  # closed deals a stage needs for its own estimates; fewer: the CREATED basis
+AGE_STEP = 7  # a deal's age since creation is compared in whole weeks
 OUTCOMES = ("won", "lost", "open")
 
 
@@ -57,6 +67,9 @@ class HistoryRow:
     # Of those days, how many the deal stayed in the stage (it moved on, closed, or is still there at
     # the cut-off); None: all of them (the CREATED basis, or a deal that closed from the stage).
     stay: int | None = None
+    # How old (whole days since creation) the deal was when it entered the stage; None: not known
+    # (then its age does not condition).
+    entered: int | None = None
 
 
 def _at(curve: np.ndarray, days) -> np.ndarray:
@@ -79,59 +92,94 @@ class BasisEstimate:
     outcome: np.ndarray  # per row: won | lost | open
     counts: np.ndarray  # per row: deals
     tail_hazard: float  # per day, for a win's timing past the end of the data
-    _curves: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    entered: np.ndarray | None = None  # per row: age in whole days when it entered the stage (-1: unknown)
+    _curves: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def win_rate(self) -> float:
         """Won / closed among the deals of this basis that have closed."""
         return self.won / self.closed if self.closed else 0.0
 
-    def curves(self, stayed: int) -> tuple[np.ndarray, np.ndarray]:
-        """(S, F_won) over the deals that stayed in the stage at least `stayed` whole days."""
-        if stayed not in self._curves:
-            keep = self.stay >= stayed
-            self._curves[stayed] = aalen_johansen(self.days[keep], self.outcome[keep], self.counts[keep])
-        return self._curves[stayed]
+    def curves(self, stayed: int, aged: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(S, F_won) over the time left from each history deal's landmark, on the deals that were in the
+        stage at least `stayed` whole days and, where their age at entry is known, at least `aged` days
+        old (see the module's docstring). Day 0 is the landmark; with `aged` 0 the landmark is `stayed`
+        for every deal."""
+        key = (stayed, aged)
+        if key not in self._curves:
+            landmark = np.full(self.days.shape, stayed, dtype=int)
+            if aged and self.entered is not None:
+                known = self.entered >= 0
+                landmark[known] = np.maximum(stayed, aged - self.entered[known])
+            keep = self.stay >= landmark
+            self._curves[key] = aalen_johansen(self.days[keep] - landmark[keep], self.outcome[keep],
+                                               self.counts[keep])
+        return self._curves[key]
 
-    def _per_deal(self, age, work) -> np.ndarray:
+    def _aged_key(self, stayed: np.ndarray, aged: np.ndarray | None) -> np.ndarray:
+        """The age (whole weeks, in days) each deal is conditioned on; 0 where it changes no landmark."""
+        if aged is None or self.entered is None or not (self.entered >= 0).any():
+            return np.zeros(stayed.shape, dtype=int)
+        weeks = (np.floor(np.maximum(np.asarray(aged, dtype=float), 0.0) / AGE_STEP) * AGE_STEP).astype(int)
+        youngest = int(self.entered[self.entered >= 0].min())
+        return np.where(weeks - youngest > stayed, weeks, 0)
+
+    def _groups(self, age, aged):
+        """The deals grouped by the curves they share: (offsets past the whole day, (stayed, aged) per
+        group, the deals' order by group, each group's bounds in that order)."""
         age = np.maximum(np.asarray(age, dtype=float), 0.0)
-        out = np.zeros(age.shape)
         whole = np.floor(age).astype(int)
-        for stayed in np.unique(whole):
-            rows = whole == stayed
-            out[rows] = work(age[rows], *self.curves(int(stayed)))
+        pairs = np.stack([whole, self._aged_key(whole, aged)], axis=1)
+        groups, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(groups) + 1))
+        return age - whole, groups, order, bounds
+
+    def windows(self, age, spans: Sequence[tuple[float, float]], aged=None, *,
+                timing: bool = False) -> np.ndarray:
+        """Per deal (rows) and span (columns, (start, end) in days from now): P(won in the span | still in
+        the stage after `age` days, and `aged` days old if given); with `timing`, P(a win lands in the
+        span | the deal is won) instead: the shape of F_won from the deal's day on, the constant tail
+        hazard where the history has no win left. One pass over the groups of deals that share curves,
+        every span at once."""
+        offset, groups, order, bounds = self._groups(age, aged)
+        starts = np.array([s for s, _ in spans], dtype=float)
+        ends = np.array([e for _, e in spans], dtype=float)
+        out = np.zeros((len(offset), len(spans)))
+        h = self.tail_hazard
+        memoryless = np.exp(-h * starts) - np.exp(-h * ends)
+        for g, (stayed, weeks) in enumerate(groups.tolist()):
+            rows = order[bounds[g]:bounds[g + 1]]
+            survival, won_by = self.curves(int(stayed), int(weeks))
+            a = offset[rows][:, None]  # < 1: the curves' day 0 is the deal's whole day
+            gained = _at(won_by, a + ends) - _at(won_by, a + starts)
+            if timing:
+                left = won_by[-1] - won_by[0]
+                out[rows] = gained / left if left > 1e-9 else memoryless
+            else:
+                out[rows] = gained / survival[0] if survival[0] > 1e-9 else 0.0
         return np.clip(out, 0.0, 1.0)
 
-    def win_probability(self, age) -> np.ndarray:
-        """P(won at all | still in the stage after `age` days)."""
-        def work(a, survival, won_by):
-            s_age = _at(survival, a)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(s_age > 1e-9, (won_by[-1] - _at(won_by, a)) / s_age, 0.0)
-        return self._per_deal(age, work)
+    def win_probability(self, age, aged=None) -> np.ndarray:
+        """P(won at all | still in the stage after `age` days, and `aged` days old if given)."""
+        offset, groups, order, bounds = self._groups(age, aged)
+        out = np.zeros(len(offset))
+        for g, (stayed, weeks) in enumerate(groups.tolist()):
+            survival, won_by = self.curves(int(stayed), int(weeks))
+            if survival[0] > 1e-9:
+                out[order[bounds[g]:bounds[g + 1]]] = (won_by[-1] - won_by[0]) / survival[0]
+        return np.clip(out, 0.0, 1.0)
 
-    def won_between(self, age, start: float, end: float) -> np.ndarray:
-        """P(won between `start` and `end` days from now | still in the stage after `age` days)."""
-        def work(a, survival, won_by):
-            s_age = _at(survival, a)
-            gained = _at(won_by, a + end) - _at(won_by, a + start)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(s_age > 1e-9, gained / s_age, 0.0)
-        return self._per_deal(age, work)
+    def won_between(self, age, start: float, end: float, aged=None) -> np.ndarray:
+        """P(won between `start` and `end` days from now | still in the stage after `age` days, and
+        `aged` days old if given)."""
+        return self.windows(age, [(start, end)], aged)[:, 0]
 
-    def win_timing(self, age, start: float, end: float) -> np.ndarray:
+    def win_timing(self, age, start: float, end: float, aged=None) -> np.ndarray:
         """P(a win lands between `start` and `end` days from now | the deal, `age` days in its stage, is
-        won): the shape of F_won after `age`; the constant tail hazard where the history has no win left."""
-        h = self.tail_hazard
-
-        def work(a, survival, won_by):
-            left = won_by[-1] - _at(won_by, a)
-            gained = _at(won_by, a + end) - _at(won_by, a + start)
-            memoryless = np.exp(-h * start) - np.exp(-h * end) + np.zeros_like(a)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(left > 1e-9, gained / left, memoryless)
-        return self._per_deal(age, work)
-
+        won): see `windows`."""
+        return self.windows(age, [(start, end)], aged, timing=True)[:, 0]
 
     def resampled(self, rng: np.random.Generator) -> BasisEstimate:
         """One bootstrap draw: the basis's deals resampled with replacement (as many as it has), the
@@ -154,7 +202,8 @@ class BasisEstimate:
         wins = counts * (self.outcome == "won")
         mean_days = float((self.days * wins).sum() / wins.sum()) if wins.sum() else 30.0
         return BasisEstimate(self.basis, won, closed, self.stay[keep], self.days[keep], self.outcome[keep],
-                             counts[keep], 1.0 / max(mean_days, 1.0))
+                             counts[keep], 1.0 / max(mean_days, 1.0),
+                             None if self.entered is None else self.entered[keep])
 
 
 def aalen_johansen(days: np.ndarray, outcome: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,9 +234,11 @@ def _estimate(basis: str, rows: list[HistoryRow]) -> BasisEstimate:
     stay = np.array([r.days if r.stay is None else min(r.stay, r.days) for r in timed], dtype=int)
     outcome = np.array([r.outcome for r in timed], dtype=object)
     counts = np.array([r.deals for r in timed], dtype=float)
+    entered = np.array([-1 if r.entered is None else r.entered for r in timed], dtype=int)
     wins = counts * (outcome == "won") if len(timed) else np.zeros(0)
     mean_days = float((days * wins).sum() / wins.sum()) if wins.sum() else 30.0
-    return BasisEstimate(basis, won, closed, stay, days, outcome, counts, 1.0 / max(mean_days, 1.0))
+    return BasisEstimate(basis, won, closed, stay, days, outcome, counts, 1.0 / max(mean_days, 1.0),
+                         entered if (entered >= 0).any() else None)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ already lives apart in crm_app/forecasting.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -60,6 +61,7 @@ HORIZON_MONTHS = 3
 FRESH_MONTHS = 3
 BACKTEST_MONTHS = 12
 CALIBRATION_MONTHS = 12  # past months whose forecast errors calibrate the interval
+PAST_TTL_SECONDS = 3600  # past months' forecasts and the backtest: done months change rarely
 OPEN_STAGE_VALUES = [s.value for s in OPEN_STAGES]
 
 
@@ -95,11 +97,41 @@ def month_windows(now: datetime, months: int = HORIZON_MONTHS) -> list[MonthWind
 # ---------------------------------------------------------------------------------------------
 # Facts, in SQL
 
-def timing_at(session: Session, cutoff: datetime) -> TimingModel:
-    """Win rates and time-to-close curves from the team's history as known at `cutoff`."""
-    rows = session.execute(text("SELECT basis, stay, days, outcome, deals FROM crm_forecast_history(:cutoff)"),
-                           {"cutoff": cutoff})
-    return fit_timing(HistoryRow(r.basis, r.days, r.outcome, int(r.deals), r.stay) for r in rows)
+def history_version(session: Session) -> tuple:
+    """What changes whenever the team's closing history can: the newest stage change and lead (every
+    move, close and new lead adds one; ids are never reused). Two index look-ups, team-wide through
+    crm_forecast_version() (migration 0028), so a rep's session sees the same version as a manager's."""
+    return tuple(session.execute(text("SELECT * FROM crm_forecast_version()")).one())
+
+
+_timing_cache: dict[tuple, tuple[float, TimingModel]] = {}
+_timing_lock = threading.Lock()
+
+
+def _fit_timing_at(session: Session, cutoff: datetime) -> TimingModel:
+    rows = session.execute(text("SELECT basis, stay, days, entered, outcome, deals "
+                                "FROM crm_forecast_history(:cutoff)"), {"cutoff": cutoff})
+    return fit_timing(HistoryRow(r.basis, r.days, r.outcome, int(r.deals), r.stay, r.entered) for r in rows)
+
+
+def timing_at(session: Session, cutoff: datetime, *, current: bool = False) -> TimingModel:
+    """Win rates and time-to-close curves from the team's history as known at `cutoff`.
+
+    Team-wide (the same for every owner), so it is cached per database and history version for
+    RATES_TTL_SECONDS. With `current` the cut-off is "now" and a fit from a few minutes earlier with the
+    same history version is reused (only the open deals' ages moved); a past cut-off is its own key."""
+    bind = session.get_bind()
+    key = (str(bind.engine.url), None if current else cutoff, history_version(session))
+    with _timing_lock:
+        cached = _timing_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
+        return cached[1]
+    timing = _fit_timing_at(session, cutoff)
+    with _timing_lock:
+        if len(_timing_cache) > 256:
+            _timing_cache.clear()
+        _timing_cache[key] = (time.monotonic(), timing)
+    return timing
 
 
 _OPEN_NOW = """
@@ -131,8 +163,9 @@ SELECT l.id, l.name, l.owner_id, sc.to_stage AS stage, l.deal_value,
 
 
 def open_deals_now(session: Session, *, owner_id: int | None, now: datetime,
-                   model_scores: bool) -> list[OpenDeal]:
-    """The open deals someone owns; with `model_scores` each carries its calibrated P(win)."""
+                   model_scores: bool = False) -> list[OpenDeal]:
+    """The open deals someone owns; with `model_scores` each carries its calibrated P(win) (the page's
+    forecast does not ask for it: see build_forecast)."""
     rows = session.execute(text(_OPEN_NOW), {"now": now, "owner_id": owner_id, "open_stages": OPEN_STAGE_VALUES})
     return [
         OpenDeal(lead_id=r.id, value=float(r.deal_value), stage=r.stage,
@@ -140,6 +173,14 @@ def open_deals_now(session: Session, *, owner_id: int | None, now: datetime,
                  model_probability=r.score / 100 if model_scores else None, name=r.name, owner_id=r.owner_id)
         for r in rows
     ]
+
+
+def model_probabilities(session: Session, lead_ids: Sequence[int]) -> dict[int, float]:
+    """The scoring model's calibrated P(win) (score / 100) of these leads, to show beside the history's."""
+    if not lead_ids:
+        return {}
+    rows = session.execute(text("SELECT id, score FROM leads WHERE id = ANY(:ids)"), {"ids": list(lead_ids)})
+    return {r.id: r.score / 100 for r in rows}
 
 
 def open_deals_at(session: Session, *, owner_id: int | None, cutoff: datetime) -> list[OpenDeal]:
@@ -346,16 +387,23 @@ def month_forecast_at(session: Session, *, owner_id: int | None, cutoff: datetim
     return expected, won_per_month(session, owner_id=owner_id, start=cutoff, months=1)[0]
 
 
+def _viewer(session: Session) -> str:
+    """Whom the session acts for under row-level security ('' for the tables' owner): part of every
+    cache key, so a rep's cached forecast is never a manager's."""
+    return session.execute(text("SELECT coalesce(current_setting('crm.user_id', true), '')")).scalar_one()
+
+
 def past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
                 months: int = CALIBRATION_MONTHS) -> list[tuple[float, float]]:
     """(predicted, actual) of the forecast for each of the `months` complete months before `cutoff`'s
     month that the backtest would score (three months of history before them), oldest first: only
-    months over by `cutoff`. Cached for 10 minutes per owner and month (the page asks on every load)."""
+    months over by `cutoff`. Cached for an hour per viewer, owner and month (done months change rarely;
+    the page asks on every load)."""
     bind = session.get_bind()
-    key = (str(bind.engine.url), owner_id, month_start(cutoff), months)
+    key = (str(bind.engine.url), _viewer(session), owner_id, month_start(cutoff), months)
     with _errors_lock:
         cached = _errors_cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
+    if cached is not None and time.monotonic() - cached[0] < PAST_TTL_SECONDS:
         return list(cached[1])
     first_known = session.execute(text("SELECT min(created_at) FROM leads WHERE dates_known")).scalar_one()
     if first_known is None:
@@ -368,12 +416,57 @@ def past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
     return list(errors)
 
 
+_SCOPE_VERSION = """
+SELECT count(*) AS deals, max(stage_entered_at) AS moved, sum(deal_value) AS value, max(closed_at) AS closed
+  FROM leads
+ WHERE owner_id IS NOT NULL AND (CAST(:owner_id AS integer) IS NULL OR owner_id = :owner_id)
+   AND (stage = ANY(:open_stages) OR closed_at >= :since)
+"""
+
+_forecast_cache: dict[tuple, tuple[float, "Forecast"]] = {}
+_forecast_lock = threading.Lock()
+
+
+def _forecast_key(session: Session, *, owner_id: int | None, now: datetime) -> tuple:
+    """What a forecast depends on, cheaply: the team's history version, and of the deals in scope (as
+    the viewer sees them) their count, newest stage entry, total value and newest close, the target
+    and the month. A move, a close, a new or edited deal or a new target gives a new key."""
+    scope = session.execute(text(_SCOPE_VERSION), {
+        "owner_id": owner_id, "open_stages": OPEN_STAGE_VALUES, "since": month_start(now, -FRESH_MONTHS)}).one()
+    return (str(session.get_bind().engine.url), _viewer(session), owner_id, month_start(now),
+            history_version(session), tuple(scope), target_for(session, owner_id),
+            engine_config(session).effective == "model")
+
+
 def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> Forecast:
-    """This month, next month and the next three together, for the team (None) or one rep."""
+    """This month, next month and the next three together, for the team (None) or one rep.
+
+    Cached per viewer and owner for RATES_TTL_SECONDS while nothing it depends on has changed
+    (_forecast_key): the simulation and the history cost far more than the page may wait."""
+    key = _forecast_key(session, owner_id=owner_id, now=now)
+    with _forecast_lock:
+        cached = _forecast_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
+        return copy.deepcopy(cached[1])
+    forecast = _build_forecast(session, owner_id=owner_id, now=now)
+    with _forecast_lock:
+        if len(_forecast_cache) > 256:
+            _forecast_cache.clear()
+        _forecast_cache[key] = (time.monotonic(), forecast)
+    return copy.deepcopy(forecast)
+
+
+def _build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> Forecast:
+    """build_forecast, not cached.
+
+    P(win) is the history's (stage, days in it and the deal's age) even when a model scores the team:
+    that is the path the backtest measures. Past model scores are not kept (a lead keeps only its
+    current score), so a forecast from the model's probabilities could not be backtested; the model's
+    probability is shown beside each deal instead."""
     config = engine_config(session)
     model_scores = config.effective == "model"
-    timing = timing_at(session, now)
-    deals = open_deals_now(session, owner_id=owner_id, now=now, model_scores=model_scores)
+    timing = timing_at(session, now, current=True)
+    deals = open_deals_now(session, owner_id=owner_id, now=now)
     this_month = month_start(now)
     won = float(session.execute(text(_WON_BETWEEN), {"start": this_month, "end": month_start(now, 1),
                                                      "owner_id": owner_id}).scalar_one())
@@ -402,10 +495,12 @@ def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> 
     out.this_month_total, out.this_month_low, out.this_month_high = first.total, first.low, first.high
     out.expected_rest = first.expected
     pipeline_first = first.pipeline_expected
+    model = model_probabilities(session, [d.lead_id for d in result.deals]) if model_scores else {}
     for d in result.deals:
+        beside = f"; model {model[d.lead_id] * 100:.0f}%" if d.lead_id in model else ""
         out.deals.append(DealRow(
             lead_id=d.lead_id, name=d.name, stage=Stage(d.stage).label, value_label=money(d.value),
-            probability_label=f"{d.probability * 100:.0f}% ({d.probability_source})",
+            probability_label=f"{d.probability * 100:.0f}% ({d.probability_source}{beside})",
             expected_label=money(d.expected),
             share_label=f"{d.expected / pipeline_first * 100:.0f}%" if pipeline_first else "—"))
     if result.deals and pipeline_first:
@@ -413,9 +508,11 @@ def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> 
         out.top_share_label = (f"The top {len(result.deals)} deals carry {carried * 100:.0f}% of this month's "
                                "expected revenue from the open pipeline.")
     out.probability_note = (
-        "P(win) is the scoring model's calibrated probability." if model_scores else
-        "P(win) comes from the team's closed deals that were in the same stage for as long (no model scores "
-        "the team); a stage with fewer than 20 closed deals uses the whole team's history from creation.")
+        "P(win) comes from the team's closed deals that were in the same stage for as long and were as old; "
+        "a stage with fewer than 20 closed deals uses the whole team's history from creation."
+        + (" The scoring model's probability is shown beside it: it weighs the pipeline on the board, but "
+           "past model scores are not kept, so a forecast from it could not be backtested." if model_scores
+           else ""))
     out.target = target_for(session, owner_id)
     if out.target is not None:
         out.gap = out.target - first.total
@@ -458,10 +555,27 @@ def backtest_at(session: Session, *, owner_id: int | None, cutoff: datetime) -> 
                           past_months_won=past, actual=actual)
 
 
+_backtest_cache: dict[tuple, tuple[float, "Backtest"]] = {}
+_backtest_lock = threading.Lock()
+
+
 def run_backtest(session: Session, *, owner_id: int | None, now: datetime,
                  months: int = BACKTEST_MONTHS) -> Backtest:
     """The last `months` complete months, each rebuilt from its first day, oldest first. A month
-    starts the backtest only once three months of history lie before it (the run-rate needs them)."""
+    starts the backtest only once three months of history lie before it (the run-rate needs them).
+    Cached for an hour per viewer, owner and month: it covers done months only."""
+    key = (str(session.get_bind().engine.url), _viewer(session), owner_id, month_start(now), months)
+    with _backtest_lock:
+        cached = _backtest_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < PAST_TTL_SECONDS:
+        return copy.deepcopy(cached[1])
+    out = _run_backtest(session, owner_id=owner_id, now=now, months=months)
+    with _backtest_lock:
+        _backtest_cache[key] = (time.monotonic(), out)
+    return copy.deepcopy(out)
+
+
+def _run_backtest(session: Session, *, owner_id: int | None, now: datetime, months: int) -> Backtest:
     first_known = session.execute(text("SELECT min(created_at) FROM leads WHERE dates_known")).scalar_one()
     out = Backtest()
     if first_known is None:
@@ -500,12 +614,15 @@ _rates_cache: tuple[float, dict[str, float]] | None = None
 
 
 def forget_stage_win_rates() -> None:
-    """Drop the cached rates and past forecast errors (tests that change the history in between)."""
+    """Drop every cached rate, fit, forecast, backtest and past forecast error (tests that change the
+    history in between)."""
     global _rates_cache
     with _rates_lock:
         _rates_cache = None
-    with _errors_lock:
-        _errors_cache.clear()
+    for lock, cache in ((_errors_lock, _errors_cache), (_timing_lock, _timing_cache),
+                        (_forecast_lock, _forecast_cache), (_backtest_lock, _backtest_cache)):
+        with lock:
+            cache.clear()
 
 
 def stage_win_rates(session: Session, now: datetime) -> dict[str, float]:
@@ -516,7 +633,7 @@ def stage_win_rates(session: Session, now: datetime) -> dict[str, float]:
         cached = _rates_cache
     if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
         return cached[1]
-    timing = timing_at(session, now)
+    timing = timing_at(session, now, current=True)
     rates = {stage: timing.for_stage(stage).win_rate for stage in OPEN_STAGE_VALUES}
     with _rates_lock:
         _rates_cache = (time.monotonic(), rates)
