@@ -54,12 +54,15 @@ def timed(work) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global NOW
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=3000)
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL") or None)
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--database", default=DATABASE, help=f"scratch database name (default {DATABASE})")
+    parser.add_argument("--now", default="", help="the forecast's moment: ISO time, or 'latest' (the newest "
+                        "stage change: for a copy of a database generated at another time); default 3 Dec 2026 13:00")
     args = parser.parse_args(argv)
     if args.reuse:
         server = normalize_url(args.database_url) if args.database_url else embedded_server_url(database=args.database)
@@ -72,12 +75,16 @@ def main(argv: list[str] | None = None) -> None:
         figure("demo leads", f"{summary.leads:,} ({summary.elapsed_seconds:.1f} s to generate)")
 
     with Session(engine) as owner:
+        if args.now == "latest":
+            NOW = owner.execute(text("SELECT max(changed_at) FROM stage_changes")).scalar_one()
+        elif args.now:
+            NOW = datetime.fromisoformat(args.now)
         manager = owner.execute(text("SELECT id FROM users WHERE role = 'manager' ORDER BY id LIMIT 1")).scalar_one()
         rep, rep_name = owner.execute(text(
             "SELECT u.id, u.name FROM users u JOIN leads l ON l.owner_id = u.id WHERE u.role = 'rep' "
             "GROUP BY u.id ORDER BY count(*) DESC LIMIT 1")).one()
         leads = owner.execute(text("SELECT count(*) FROM leads")).scalar_one()
-    figure("leads", f"{leads:,}")
+    figure("leads", f"{leads:,} (now {NOW:%Y-%m-%d %H:%M} UTC)")
 
     def cold_and_warm(session, owner_id, label, count_label):
         """The first build with every cache dropped (the history fitted, the 12 past months forecast

@@ -41,7 +41,6 @@ pipeline (kanban, Today, Leads) shows.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -105,16 +104,46 @@ class BasisEstimate:
         stage at least `stayed` whole days and, where their age at entry is known, at least `aged` days
         old (see the module's docstring). Day 0 is the landmark; with `aged` 0 the landmark is `stayed`
         for every deal."""
-        key = (stayed, aged)
-        if key not in self._curves:
-            landmark = np.full(self.days.shape, stayed, dtype=int)
-            if aged and self.entered is not None:
-                known = self.entered >= 0
-                landmark[known] = np.maximum(stayed, aged - self.entered[known])
-            keep = self.stay >= landmark
-            self._curves[key] = aalen_johansen(self.days[keep] - landmark[keep], self.outcome[keep],
-                                               self.counts[keep])
-        return self._curves[key]
+        self._fill([(stayed, aged)])
+        return self._curves[(stayed, aged)]
+
+    def _fill(self, keys) -> None:
+        """Compute the curves of many (stayed, aged) keys at once: aalen_johansen's sums for a block of
+        keys as one 2-D histogram, instead of one call per key (thousands per forecast)."""
+        todo = list(dict.fromkeys(k for k in map(tuple, keys) if k not in self._curves))
+        if not todo:
+            return
+        rows = len(self.days)
+        if rows == 0:
+            for key in todo:
+                self._curves[key] = (np.ones(1), np.zeros(1))
+            return
+        horizon = int(self.days.max()) + 1
+        weights = (self.counts * (self.outcome == "won"), self.counts * (self.outcome != "open"), self.counts)
+        known = self.entered >= 0 if self.entered is not None else None
+        block = max(1, 2_000_000 // rows)  # keys per block: bounds memory at ~2M cells
+        for first in range(0, len(todo), block):
+            chunk = np.array(todo[first:first + block], dtype=int)
+            stayed, aged = chunk[:, :1], chunk[:, 1:]
+            landmark = np.repeat(stayed, rows, axis=1)
+            if known is not None:
+                by_age = np.where(known[None, :] & (aged > 0), aged - self.entered[None, :], 0)
+                landmark = np.maximum(landmark, by_age)
+            keep = self.stay[None, :] >= landmark
+            cell = (np.arange(len(chunk))[:, None] * horizon + (self.days[None, :] - landmark))[keep]
+            won, closed, seen = (
+                np.bincount(cell, weights=np.broadcast_to(w, keep.shape)[keep],
+                            minlength=len(chunk) * horizon).reshape(len(chunk), horizon)
+                for w in weights)
+            at_risk = seen[:, ::-1].cumsum(axis=1)[:, ::-1]  # still open at the start of day t
+            with np.errstate(divide="ignore", invalid="ignore"):
+                close_hazard = np.where(at_risk > 0, closed / at_risk, 0.0)
+                win_hazard = np.where(at_risk > 0, won / at_risk, 0.0)
+            survival = np.cumprod(1.0 - close_hazard, axis=1)
+            before = np.concatenate((np.ones((len(chunk), 1)), survival[:, :-1]), axis=1)
+            won_by = np.cumsum(before * win_hazard, axis=1)
+            for j, key in enumerate(todo[first:first + block]):
+                self._curves[key] = (survival[j], won_by[j])
 
     def _aged_key(self, stayed: np.ndarray, aged: np.ndarray | None) -> np.ndarray:
         """The age (whole weeks, in days) each deal is conditioned on; 0 where it changes no landmark."""
@@ -149,6 +178,7 @@ class BasisEstimate:
         out = np.zeros((len(offset), len(spans)))
         h = self.tail_hazard
         memoryless = np.exp(-h * starts) - np.exp(-h * ends)
+        self._fill(groups.tolist())
         for g, (stayed, weeks) in enumerate(groups.tolist()):
             rows = order[bounds[g]:bounds[g + 1]]
             survival, won_by = self.curves(int(stayed), int(weeks))
@@ -165,6 +195,7 @@ class BasisEstimate:
         """P(won at all | still in the stage after `age` days, and `aged` days old if given)."""
         offset, groups, order, bounds = self._groups(age, aged)
         out = np.zeros(len(offset))
+        self._fill(groups.tolist())
         for g, (stayed, weeks) in enumerate(groups.tolist()):
             survival, won_by = self.curves(int(stayed), int(weeks))
             if survival[0] > 1e-9:
@@ -226,16 +257,15 @@ def aalen_johansen(days: np.ndarray, outcome: np.ndarray, counts: np.ndarray) ->
     return survival, np.cumsum(before * win_hazard)
 
 
-def _estimate(basis: str, rows: list[HistoryRow]) -> BasisEstimate:
-    won = sum(r.deals for r in rows if r.outcome == "won")
-    closed = sum(r.deals for r in rows if r.outcome in ("won", "lost"))
-    timed = [r for r in rows if r.days is not None and r.days >= 0]
-    days = np.array([r.days for r in timed], dtype=int)
-    stay = np.array([r.days if r.stay is None else min(r.stay, r.days) for r in timed], dtype=int)
-    outcome = np.array([r.outcome for r in timed], dtype=object)
-    counts = np.array([r.deals for r in timed], dtype=float)
-    entered = np.array([-1 if r.entered is None else r.entered for r in timed], dtype=int)
-    wins = counts * (outcome == "won") if len(timed) else np.zeros(0)
+def _estimate(basis: str, days: np.ndarray, stay: np.ndarray, entered: np.ndarray, outcome: np.ndarray,
+              counts: np.ndarray) -> BasisEstimate:
+    """One basis from its rows as columns (days, stay and entered -1 where not known)."""
+    won = int(counts[outcome == "won"].sum())
+    closed = int(counts[(outcome == "won") | (outcome == "lost")].sum())
+    timed = days >= 0
+    days, outcome, counts, entered = days[timed], outcome[timed], counts[timed], entered[timed]
+    stay = np.where(stay[timed] < 0, days, np.minimum(stay[timed], days))
+    wins = counts * (outcome == "won")
     mean_days = float((days * wins).sum() / wins.sum()) if wins.sum() else 30.0
     return BasisEstimate(basis, won, closed, stay, days, outcome, counts, 1.0 / max(mean_days, 1.0),
                          entered if (entered >= 0).any() else None)
@@ -266,10 +296,27 @@ class TimingModel:
 
 def fit_timing(rows: Iterable[HistoryRow]) -> TimingModel:
     """Fit every basis found in `rows` (and CREATED, empty if absent)."""
-    by_basis: dict[str, list[HistoryRow]] = defaultdict(list)
+    rows = list(rows)
     for row in rows:
         if row.outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {row.outcome!r}")
-        by_basis[row.basis].append(row)
-    by_basis.setdefault(CREATED, [])
-    return TimingModel({basis: _estimate(basis, found) for basis, found in by_basis.items()})
+    unknown = -1
+    return fit_timing_columns(
+        basis=np.array([r.basis for r in rows], dtype=object),
+        days=np.array([unknown if r.days is None else r.days for r in rows], dtype=int),
+        stay=np.array([unknown if r.stay is None else r.stay for r in rows], dtype=int),
+        entered=np.array([unknown if r.entered is None else r.entered for r in rows], dtype=int),
+        outcome=np.array([r.outcome for r in rows], dtype=object),
+        deals=np.array([r.deals for r in rows], dtype=float),
+    )
+
+
+def fit_timing_columns(*, basis: np.ndarray, days: np.ndarray, stay: np.ndarray, entered: np.ndarray,
+                       outcome: np.ndarray, deals: np.ndarray) -> TimingModel:
+    """`fit_timing` on the history as columns (one entry per HistoryRow; days, stay and entered -1 where
+    not known): what the service reads from SQL, without a Python object per row."""
+    estimates = {}
+    for name in sorted(set(basis.tolist()) | {CREATED}):  # sorted: the bootstrap draws in this order
+        mine = basis == name
+        estimates[name] = _estimate(name, days[mine], stay[mine], entered[mine], outcome[mine], deals[mine])
+    return TimingModel(estimates)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import numpy as np
 from sqlalchemy import select, text
 from sqlmodel import Session
 
@@ -35,11 +36,9 @@ from crm_app.db.queries import money
 from crm_app.domain import OPEN_STAGES, Stage
 from crm_app.forecasting import (
     FreshHistory,
-    HistoryRow,
     MonthWindow,
     OpenDeal,
     TimingModel,
-    fit_timing,
     forecast_windows,
 )
 from crm_app.forecasting.backtest import (
@@ -50,6 +49,7 @@ from crm_app.forecasting.backtest import (
     calibrate,
     score_methods,
 )
+from crm_app.forecasting.timing import fit_timing_columns
 from crm_app.services.analytics import AnalyticsFilter, tier_conversion
 from crm_app.services.errors import InvalidInput
 from crm_app.services.permissions import CurrentUser, require_manager
@@ -109,9 +109,14 @@ _timing_lock = threading.Lock()
 
 
 def _fit_timing_at(session: Session, cutoff: datetime) -> TimingModel:
-    rows = session.execute(text("SELECT basis, stay, days, entered, outcome, deals "
-                                "FROM crm_forecast_history(:cutoff)"), {"cutoff": cutoff})
-    return fit_timing(HistoryRow(r.basis, r.days, r.outcome, int(r.deals), r.stay, r.entered) for r in rows)
+    rows = session.execute(text(
+        "SELECT basis, coalesce(stay, -1), coalesce(days, -1), coalesce(entered, -1), outcome, deals "
+        "FROM crm_forecast_history(:cutoff)"), {"cutoff": cutoff}).all()
+    columns = list(zip(*rows)) if rows else [()] * 6
+    return fit_timing_columns(
+        basis=np.array(columns[0], dtype=object), stay=np.array(columns[1], dtype=int),
+        days=np.array(columns[2], dtype=int), entered=np.array(columns[3], dtype=int),
+        outcome=np.array(columns[4], dtype=object), deals=np.array(columns[5], dtype=float))
 
 
 def timing_at(session: Session, cutoff: datetime, *, current: bool = False) -> TimingModel:
