@@ -97,13 +97,6 @@ def month_windows(now: datetime, months: int = HORIZON_MONTHS) -> list[MonthWind
 # ---------------------------------------------------------------------------------------------
 # Facts, in SQL
 
-def history_version(session: Session) -> tuple:
-    """What changes whenever the team's closing history can: the newest stage change and lead (every
-    move, close and new lead adds one; ids are never reused). Two index look-ups, team-wide through
-    crm_forecast_version() (migration 0028), so a rep's session sees the same version as a manager's."""
-    return tuple(session.execute(text("SELECT * FROM crm_forecast_version()")).one())
-
-
 _timing_cache: dict[tuple, tuple[float, TimingModel]] = {}
 _timing_lock = threading.Lock()
 
@@ -122,18 +115,21 @@ def _fit_timing_at(session: Session, cutoff: datetime) -> TimingModel:
 def timing_at(session: Session, cutoff: datetime, *, current: bool = False) -> TimingModel:
     """Win rates and time-to-close curves from the team's history as known at `cutoff`.
 
-    Team-wide (the same for every owner), so it is cached per database and history version for
-    RATES_TTL_SECONDS. With `current` the cut-off is "now" and a fit from a few minutes earlier with the
-    same history version is reused (only the open deals' ages moved); a past cut-off is its own key."""
+    Team-wide (the same for every owner), so cached per database: with `current` ("now") for
+    RATES_TTL_SECONDS whatever moved meanwhile (the team's pace changes slowly; a fit from a few minutes
+    earlier is as good, and one move must not cost a refit of the whole history); a past cut-off (a
+    month's first day, for the backtest and the interval's calibration) for PAST_TTL_SECONDS. The fit
+    is the cost at scale: one SQL aggregate over every stage change."""
     bind = session.get_bind()
-    key = (str(bind.engine.url), None if current else cutoff, history_version(session))
+    key = (str(bind.engine.url), None if current else cutoff)
+    ttl = RATES_TTL_SECONDS if current else PAST_TTL_SECONDS
     with _timing_lock:
         cached = _timing_cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
+    if cached is not None and time.monotonic() - cached[0] < ttl:
         return cached[1]
     timing = _fit_timing_at(session, cutoff)
     with _timing_lock:
-        if len(_timing_cache) > 256:
+        if len(_timing_cache) > 64:
             _timing_cache.clear()
         _timing_cache[key] = (time.monotonic(), timing)
     return timing
@@ -433,13 +429,13 @@ _forecast_lock = threading.Lock()
 
 
 def _forecast_key(session: Session, *, owner_id: int | None, now: datetime) -> tuple:
-    """What a forecast depends on, cheaply: the team's history version, and of the deals in scope (as
-    the viewer sees them) their count, newest stage entry, total value and newest close, the target
-    and the month. A move, a close, a new or edited deal or a new target gives a new key."""
+    """What a forecast depends on, cheaply: of the deals in scope (as the viewer sees them) their count,
+    newest stage entry, total value and newest close, the target and the month. A move, a close, a new
+    or edited deal or a new target gives a new key; the team's history is cached apart (timing_at)."""
     scope = session.execute(text(_SCOPE_VERSION), {
         "owner_id": owner_id, "open_stages": OPEN_STAGE_VALUES, "since": month_start(now, -FRESH_MONTHS)}).one()
     return (str(session.get_bind().engine.url), _viewer(session), owner_id, month_start(now),
-            history_version(session), tuple(scope), target_for(session, owner_id),
+            tuple(scope), target_for(session, owner_id),
             engine_config(session).effective == "model")
 
 
