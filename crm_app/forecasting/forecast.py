@@ -221,13 +221,13 @@ def simulate_totals(deals: Sequence[OpenDeal], values: np.ndarray, timing: Timin
     sizes = np.full(draws, simulations // draws)
     sizes[: simulations % draws] += 1
     rng = np.random.default_rng(seed + 1)
+    fits = timing.bootstrap_draws(draws, seed + 2) if bootstraps else []
     totals = np.zeros((simulations, len(windows)))
     row = 0
     for b, size in enumerate(sizes):
         size = int(size)
         if bootstraps:
-            drawn = timing.resampled(rng)
-            probs = window_probabilities(deals, drawn, windows) if deals else np.zeros((0, len(windows)))
+            probs = window_probabilities(deals, fits[b], windows) if deals else np.zeros((0, len(windows)))
         else:
             probs = window_probabilities(deals, timing, windows) if deals else np.zeros((0, len(windows)))
         part = simulate_pipeline(values, probs, seed=seed + 7919 * b, simulations=size)

@@ -29,7 +29,8 @@ least as old: each history deal is taken from its *landmark*, the first moment b
 in stage, the deal's age - the history deal's age when it entered the stage)), and the curves are
 estimated on the time left from there (a landmark analysis). With no ages known (rows without
 `entered`, e.g. imports with only created and closed dates) only the days in the stage condition, as
-before. Ages are taken in whole weeks (AGE_STEP) to keep the number of distinct curves small.
+before. Ages are taken in whole weeks (AGE_STEP), past AGE_FINE_DAYS in steps of AGE_COARSE_STEP
+(rounded down: "at least that old"), to keep the number of distinct curves small.
 
 When the scoring model gives a deal's P(win), that replaces the estimate's and only the *timing* of a
 win is taken from the history (the shape of F_won after age a). Past the longest time a win took,
@@ -48,7 +49,8 @@ import numpy as np
 
 CREATED = "created"  # the basis timed from a deal's creation
 MIN_CLOSED = 20  # closed deals a stage needs for its own estimates; fewer: the CREATED basis
-AGE_STEP = 7  # a deal's age since creation is compared in whole weeks
+AGE_STEP = 7  # a deal's age since creation is compared in whole weeks ...
+AGE_FINE_DAYS, AGE_COARSE_STEP = 56, 28  # ... and past 8 weeks in steps of 4 weeks
 OUTCOMES = ("won", "lost", "open")
 
 
@@ -149,7 +151,9 @@ class BasisEstimate:
         """The age (whole weeks, in days) each deal is conditioned on; 0 where it changes no landmark."""
         if aged is None or self.entered is None or not (self.entered >= 0).any():
             return np.zeros(stayed.shape, dtype=int)
-        weeks = (np.floor(np.maximum(np.asarray(aged, dtype=float), 0.0) / AGE_STEP) * AGE_STEP).astype(int)
+        days = np.floor(np.maximum(np.asarray(aged, dtype=float), 0.0)).astype(int)
+        weeks = np.where(days < AGE_FINE_DAYS, days // AGE_STEP * AGE_STEP,
+                         AGE_FINE_DAYS + (days - AGE_FINE_DAYS) // AGE_COARSE_STEP * AGE_COARSE_STEP)
         youngest = int(self.entered[self.entered >= 0].min())
         return np.where(weeks - youngest > stayed, weeks, 0)
 
@@ -276,6 +280,8 @@ class TimingModel:
     """Win rates and time-to-close curves per basis; `for_stage` picks the one a deal uses."""
 
     estimates: Mapping[str, BasisEstimate]
+    # Bootstrap draws already made of this fit, with the curves they computed (bootstrap_draws).
+    _draws: dict = field(default_factory=dict, compare=False, repr=False)
 
     def for_stage(self, stage: str) -> BasisEstimate:
         """The stage's own estimate when it has MIN_CLOSED closed deals, else the CREATED one."""
@@ -292,6 +298,16 @@ class TimingModel:
         """One bootstrap draw of every basis (each resampled on its own: a deal's rows in different
         bases are not tied together, a simplification that keeps the draw a multinomial per basis)."""
         return TimingModel({basis: estimate.resampled(rng) for basis, estimate in self.estimates.items()})
+
+    def bootstrap_draws(self, count: int, seed: int) -> list[TimingModel]:
+        """`count` bootstrap draws from a generator seeded with `seed`, made once per fit and kept with
+        it: a forecast rebuilt on the same fit (another rep, a moved deal) reuses them and the curves
+        they already computed, which are most of a forecast's cost."""
+        key = (count, seed)
+        if key not in self._draws:
+            rng = np.random.default_rng(seed)
+            self._draws[key] = [self.resampled(rng) for _ in range(count)]
+        return self._draws[key]
 
 
 def fit_timing(rows: Iterable[HistoryRow]) -> TimingModel:
