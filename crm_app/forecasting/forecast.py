@@ -148,23 +148,45 @@ def stage_rates(deals: Sequence[OpenDeal], timing: TimingModel) -> np.ndarray:
                      else timing.for_stage(d.stage).win_rate for d in deals], dtype=float)
 
 
+@dataclass(frozen=True)
+class DealColumns:
+    """The open deals as columns, built once per forecast (window_probabilities runs once per
+    bootstrap draw)."""
+
+    stage: np.ndarray
+    days_in_stage: np.ndarray
+    age_days: np.ndarray
+    model: np.ndarray  # NaN where no model scores the deal
+
+    @classmethod
+    def of(cls, deals: Sequence[OpenDeal]) -> DealColumns:
+        return cls(np.array([d.stage for d in deals], dtype=object),
+                   np.array([d.days_in_stage for d in deals], dtype=float),
+                   np.array([d.age_days for d in deals], dtype=float),
+                   np.array([np.nan if d.model_probability is None else d.model_probability for d in deals],
+                            dtype=float))
+
+
 def window_probabilities(
-    deals: Sequence[OpenDeal], timing: TimingModel, windows: Sequence[MonthWindow]
+    deals: Sequence[OpenDeal], timing: TimingModel, windows: Sequence[MonthWindow],
+    columns: DealColumns | None = None,
 ) -> np.ndarray:
     """P(won in window k) per deal: an array (deals, windows). Vectorised per basis."""
+    columns = columns or DealColumns.of(deals)
     out = np.zeros((len(deals), len(windows)))
-    groups: dict[str, list[int]] = {}
-    for i, deal in enumerate(deals):
-        groups.setdefault(timing.for_stage(deal.stage).basis, []).append(i)
-    for basis, rows in groups.items():
+    spans = [(w.start_days, w.end_days) for w in windows]
+    groups: dict[str, list[str]] = {}
+    for stage in set(columns.stage.tolist()):
+        groups.setdefault(timing.for_stage(stage).basis, []).append(stage)
+    for basis, stages in groups.items():
         estimate = timing.estimates[basis]
-        idx = np.asarray(rows)
-        age = np.array([_age(deals[i], basis) for i in rows])
-        aged = _aged(deals, rows, basis)
-        model = np.array([np.nan if deals[i].model_probability is None else deals[i].model_probability
-                          for i in rows])
+        idx = np.flatnonzero(np.isin(columns.stage, stages))
+        if basis == CREATED:  # timed from creation: the age is the clock, nothing else conditions
+            age, aged = columns.age_days[idx], None
+        else:
+            age, aged = columns.days_in_stage[idx], columns.age_days[idx]
+        model = columns.model[idx]
         scored = ~np.isnan(model)
-        spans = [(w.start_days, w.end_days) for w in windows]
         block = estimate.windows(age, spans, aged)
         if scored.any():  # the model's P(win), the history's timing of a win
             timed = estimate.windows(age, spans, aged, timing=True)
@@ -222,14 +244,15 @@ def simulate_totals(deals: Sequence[OpenDeal], values: np.ndarray, timing: Timin
     sizes[: simulations % draws] += 1
     rng = np.random.default_rng(seed + 1)
     fits = timing.bootstrap_draws(draws, seed + 2) if bootstraps else []
+    columns = DealColumns.of(deals)
     totals = np.zeros((simulations, len(windows)))
     row = 0
     for b, size in enumerate(sizes):
         size = int(size)
         if bootstraps:
-            probs = window_probabilities(deals, fits[b], windows) if deals else np.zeros((0, len(windows)))
+            probs = window_probabilities(deals, fits[b], windows, columns) if deals else np.zeros((0, len(windows)))
         else:
-            probs = window_probabilities(deals, timing, windows) if deals else np.zeros((0, len(windows)))
+            probs = window_probabilities(deals, timing, windows, columns) if deals else np.zeros((0, len(windows)))
         part = simulate_pipeline(values, probs, seed=seed + 7919 * b, simulations=size)
         for k, window in enumerate(windows):
             seen = fresh.for_offset(k)

@@ -157,53 +157,59 @@ class BasisEstimate:
         youngest = int(self.entered[self.entered >= 0].min())
         return np.where(weeks - youngest > stayed, weeks, 0)
 
-    def _groups(self, age, aged):
-        """The deals grouped by the curves they share: (offsets past the whole day, (stayed, aged) per
-        group, the deals' order by group, each group's bounds in that order)."""
+    def _grouped_curves(self, age, aged):
+        """(offsets past each deal's whole day, S and F_won of each deal's group as rows of two
+        matrices, each deal's row): deals that share a (days in stage, age) key share curves, computed
+        together (_fill). Every curve of a basis has the same length (its longest time to close), so
+        the deals' values are read with one fancy index, not one loop per group."""
         age = np.maximum(np.asarray(age, dtype=float), 0.0)
         whole = np.floor(age).astype(int)
         pairs = np.stack([whole, self._aged_key(whole, aged)], axis=1)
         groups, inverse = np.unique(pairs, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(len(groups) + 1))
-        return age - whole, groups, order, bounds
+        keys = [tuple(g) for g in groups.tolist()]
+        self._fill(keys)
+        survival = np.stack([self._curves[k][0] for k in keys])
+        won_by = np.stack([self._curves[k][1] for k in keys])
+        return age - whole, survival, won_by, inverse.reshape(-1)
 
     def windows(self, age, spans: Sequence[tuple[float, float]], aged=None, *,
                 timing: bool = False) -> np.ndarray:
         """Per deal (rows) and span (columns, (start, end) in days from now): P(won in the span | still in
         the stage after `age` days, and `aged` days old if given); with `timing`, P(a win lands in the
         span | the deal is won) instead: the shape of F_won from the deal's day on, the constant tail
-        hazard where the history has no win left. One pass over the groups of deals that share curves,
-        every span at once."""
-        offset, groups, order, bounds = self._groups(age, aged)
+        hazard where the history has no win left."""
+        if len(np.atleast_1d(age)) == 0:
+            return np.zeros((0, len(spans)))
+        offset, survival, won_by, row = self._grouped_curves(age, aged)
         starts = np.array([s for s, _ in spans], dtype=float)
         ends = np.array([e for _, e in spans], dtype=float)
-        out = np.zeros((len(offset), len(spans)))
-        h = self.tail_hazard
-        memoryless = np.exp(-h * starts) - np.exp(-h * ends)
-        self._fill(groups.tolist())
-        for g, (stayed, weeks) in enumerate(groups.tolist()):
-            rows = order[bounds[g]:bounds[g + 1]]
-            survival, won_by = self.curves(int(stayed), int(weeks))
-            a = offset[rows][:, None]  # < 1: the curves' day 0 is the deal's whole day
-            gained = _at(won_by, a + ends) - _at(won_by, a + starts)
+        last = won_by.shape[1] - 1
+
+        def at(curves, days):
+            return curves[row[:, None], np.minimum(np.floor(np.maximum(days, 0.0)).astype(int), last)]
+
+        a = offset[:, None]
+        gained = at(won_by, a + ends) - at(won_by, a + starts)
+        with np.errstate(divide="ignore", invalid="ignore"):
             if timing:
-                left = won_by[-1] - won_by[0]
-                out[rows] = gained / left if left > 1e-9 else memoryless
+                left = won_by[row, -1][:, None] - at(won_by, a)
+                h = self.tail_hazard
+                memoryless = np.exp(-h * starts) - np.exp(-h * ends)
+                out = np.where(left > 1e-9, gained / left, memoryless[None, :])
             else:
-                out[rows] = gained / survival[0] if survival[0] > 1e-9 else 0.0
+                s_age = at(survival, a)
+                out = np.where(s_age > 1e-9, gained / s_age, 0.0)
         return np.clip(out, 0.0, 1.0)
 
     def win_probability(self, age, aged=None) -> np.ndarray:
         """P(won at all | still in the stage after `age` days, and `aged` days old if given)."""
-        offset, groups, order, bounds = self._groups(age, aged)
-        out = np.zeros(len(offset))
-        self._fill(groups.tolist())
-        for g, (stayed, weeks) in enumerate(groups.tolist()):
-            survival, won_by = self.curves(int(stayed), int(weeks))
-            if survival[0] > 1e-9:
-                out[order[bounds[g]:bounds[g + 1]]] = (won_by[-1] - won_by[0]) / survival[0]
+        if len(np.atleast_1d(age)) == 0:
+            return np.zeros(0)
+        offset, survival, won_by, row = self._grouped_curves(age, aged)
+        day = np.minimum(np.floor(offset).astype(int), won_by.shape[1] - 1)
+        s_age = survival[row, day]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(s_age > 1e-9, (won_by[row, -1] - won_by[row, day]) / s_age, 0.0)
         return np.clip(out, 0.0, 1.0)
 
     def won_between(self, age, start: float, end: float, aged=None) -> np.ndarray:
