@@ -4,9 +4,10 @@ For each open deal and each window (the rest of this month, next month, ...):
 
     P(won in window) = P(win) x P(closes in window | stage, days in stage)
 
-P(win and closes in the window) comes from the team's closed deals by stage and days in it
-(Aalen-Johansen, timing.py); when a model scores the team, its calibrated probability is P(win) and
-the history gives only the timing. Expected revenue in a window is the sum of
+P(win and closes in the window) comes from the team's closed deals by stage, days in it and the deal's
+age (Aalen-Johansen with landmarks, timing.py); a deal given a model probability takes that as P(win)
+and the history gives only the timing (the app's page does not: a path it cannot backtest, see
+services/forecast.build_forecast). Expected revenue in a window is the sum of
 value x P(won in window), plus the revenue of deals *not in the pipeline yet* (created after now and
 won within the window), estimated from the last FRESH_MONTHS complete months: how many such deals
 there were per month and what they were worth.
