@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.models import Lead, StageChange
@@ -194,3 +195,30 @@ def test_a_cached_forecast_follows_a_close_and_a_new_target(session):
         targeted = build_forecast(db, owner_id=ria.id, now=NOW)
     assert (after.won_so_far, after.open_deals, after.deals) == (8000.0, 0, [])
     assert (targeted.target, targeted.gap) == (20000.0, pytest.approx(20000.0 - targeted.this_month_total))
+
+
+def test_a_web_worker_that_heard_no_change_reuses_the_forecast_and_one_change_in_scope_renews_it(
+        session, monkeypatch):
+    # In a web worker the LISTEN of crm_app/live.py says which owners' leads changed: while it heard of
+    # nothing in scope the cached forecast is served without a query; a change it hears renews it.
+    from crm_app import live
+    from crm_app.services import forecast as forecast_service
+
+    ria = make_user(session, "Ria Rep")
+    maya = make_user(session, "Maya Manager", role="manager")
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    open_deal = deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    monkeypatch.setattr(forecast_service, "get_engine", lambda: session.get_bind().engine)
+    monkeypatch.setattr(live, "_listening_since", 1.0)
+    monkeypatch.setattr(live, "_changed_at", {})
+    with acting(session, maya) as db:
+        first = build_forecast(db, owner_id=ria.id, now=NOW)
+    # A change the listener did not hear (written straight to the table, no notice drained here).
+    session.execute(text("UPDATE leads SET deal_value = 16000 WHERE id = :id"), {"id": open_deal.id})
+    session.commit()
+    with acting(session, maya) as db:
+        assert build_forecast(db, owner_id=ria.id, now=NOW) == first
+    live.note_change(str(ria.id))
+    with acting(session, maya) as db:
+        renewed = build_forecast(db, owner_id=ria.id, now=NOW)
+    assert renewed.deals[0].value_label == "$16,000" and first.deals[0].value_label == "$8,000"

@@ -31,6 +31,8 @@ import numpy as np
 from sqlalchemy import select, text
 from sqlmodel import Session
 
+from crm_app import live
+from crm_app.db.engine import get_engine
 from crm_app.db.models import SalesTarget
 from crm_app.db.queries import money
 from crm_app.domain import OPEN_STAGES, Stage
@@ -446,36 +448,56 @@ SELECT count(*) AS deals, max(stage_entered_at) AS moved, sum(deal_value) AS val
    AND (stage = ANY(:open_stages) OR closed_at >= :since)
 """
 
-_forecast_cache: dict[tuple, tuple[float, "Forecast"]] = {}
+@dataclass
+class _CachedForecast:
+    monotonic: float  # when computed (for the TTL)
+    wall: float  # time.time() just before it was computed or last checked (for crm_app/live.py)
+    scope: tuple  # _SCOPE_VERSION's row then
+    forecast: Forecast
+
+
+_forecast_cache: dict[tuple, _CachedForecast] = {}
 _forecast_lock = threading.Lock()
 
 
-def _forecast_key(session: Session, *, owner_id: int | None, now: datetime) -> tuple:
-    """What a forecast depends on, cheaply: of the deals in scope (as the viewer sees them) their count,
-    newest stage entry, total value and newest close, the target and the month. A move, a close, a new
-    or edited deal or a new target gives a new key; the team's history is cached apart (timing_at)."""
-    scope = session.execute(text(_SCOPE_VERSION), {
-        "owner_id": owner_id, "open_stages": OPEN_STAGE_VALUES, "since": month_start(now, -FRESH_MONTHS)}).one()
-    return (str(session.get_bind().engine.url), _viewer(session), owner_id, month_start(now),
-            tuple(scope), target_for(session, owner_id),
-            engine_config(session).effective == "model")
+def _unchanged_by_live(session: Session, owner_id: int | None, since: float) -> bool:
+    """True when this worker has listened for lead changes (crm_app/live.py) on this session's
+    database since before `since` and heard of none in scope after it: then no query is needed. False
+    whenever it cannot tell (not listening: a script, a test, a job; another database)."""
+    listening = live.listening_since()
+    if not listening or listening > since:
+        return False
+    if str(session.get_bind().engine.url) != str(get_engine().url):
+        return False
+    return not live.changed_since(since, None if owner_id is None else [str(owner_id)])
 
 
 def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> Forecast:
     """This month, next month and the next three together, for the team (None) or one rep.
 
-    Cached per viewer and owner for RATES_TTL_SECONDS while nothing it depends on has changed
-    (_forecast_key): the simulation and the history cost far more than the page may wait."""
-    key = _forecast_key(session, owner_id=owner_id, now=now)
+    Cached per viewer, owner, month and target for RATES_TTL_SECONDS while the deals in scope are
+    unchanged: known without a query when this web worker's listener heard of no change in scope since
+    (crm_app/live.py), else by _SCOPE_VERSION (their count, newest stage entry, total value and newest
+    close, as the viewer sees them). The simulation and the history cost far more than a page may wait."""
+    key = (str(session.get_bind().engine.url), _viewer(session), owner_id, month_start(now),
+           target_for(session, owner_id), engine_config(session).effective == "model")
     with _forecast_lock:
         cached = _forecast_cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
-        return copy.deepcopy(cached[1])
+    if cached is not None and time.monotonic() - cached.monotonic >= RATES_TTL_SECONDS:
+        cached = None
+    if cached is not None and _unchanged_by_live(session, owner_id, cached.wall):
+        return copy.deepcopy(cached.forecast)
+    scope = tuple(session.execute(text(_SCOPE_VERSION), {
+        "owner_id": owner_id, "open_stages": OPEN_STAGE_VALUES, "since": month_start(now, -FRESH_MONTHS)}).one())
+    if cached is not None and cached.scope == scope:
+        cached.wall = time.time()  # checked just now: the listener's test can start from here
+        return copy.deepcopy(cached.forecast)
+    wall = time.time()
     forecast = _build_forecast(session, owner_id=owner_id, now=now)
     with _forecast_lock:
         if len(_forecast_cache) > 256:
             _forecast_cache.clear()
-        _forecast_cache[key] = (time.monotonic(), forecast)
+        _forecast_cache[key] = _CachedForecast(time.monotonic(), wall, scope, forecast)
     return copy.deepcopy(forecast)
 
 
