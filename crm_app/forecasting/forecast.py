@@ -201,6 +201,8 @@ def simulate_pipeline(values: np.ndarray, probs: np.ndarray, *, seed: int = SEED
     """Totals per simulation and window, (simulations, windows): each deal is won in at most one
     window, drawn from its row of `probs` (which sums to at most 1)."""
     rng = np.random.default_rng(seed)
+    chance = probs.sum(axis=1) > 0  # a deal with no chance in any window is never won: no draws for it
+    probs, values = probs[chance], values[chance]
     n, k = probs.shape
     totals = np.zeros((simulations, k))
     for start in range(0, n, CHUNK):
