@@ -62,11 +62,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL") or None)
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--database", default=DATABASE, help=f"scratch database name (default {DATABASE})")
-    parser.add_argument("--now", default="", help="the forecast's moment: ISO time, or 'latest' (the newest "
-                        "stage change: for a copy of a database generated at another time); default 3 Dec 2026 13:00")
+    parser.add_argument("--now", default="", help="the forecast's moment: ISO time, or 'latest' (the "
+                        "newest stage change: for a copy of a database generated at another time); "
+                        "default 3 Dec 2026 13:00")
     args = parser.parse_args(argv)
     if args.reuse:
-        server = normalize_url(args.database_url) if args.database_url else embedded_server_url(database=args.database)
+        server = (normalize_url(args.database_url) if args.database_url
+                  else embedded_server_url(database=args.database))
         url = make_url(server).set(database=args.database).render_as_string(hide_password=False)
     else:
         url = scratch_database_url(args.database_url, args.database)
@@ -102,8 +104,9 @@ def main(argv: list[str] | None = None) -> None:
             build_forecast(session, owner_id=owner_id, now=NOW)
 
         after_move = timed(changed)
-        figure(f"forecast build, {label}", f"{cold * 1000:.0f} ms uncached, {after_move * 1000:.0f} ms after a "
-               f"change in scope, {warm * 1000:.1f} ms cached (medians of 5; {result.open_deals:,} {count_label})")
+        figure(f"forecast build, {label}",
+               f"{cold * 1000:.0f} ms uncached, {after_move * 1000:.0f} ms after a change in scope, "
+               f"{warm * 1000:.1f} ms cached (medians of 5; {result.open_deals:,} {count_label})")
         return result
 
     with act_as(Session(engine), manager) as session:
@@ -118,10 +121,12 @@ def main(argv: list[str] | None = None) -> None:
         forget_stage_win_rates()
         started = time.perf_counter()
         backtest = run_backtest(session, owner_id=None, now=NOW, months=args.months)
-        figure(f"backtest, {len(backtest.months)} months (uncached)", f"{time.perf_counter() - started:.1f} s")
+        figure(f"backtest, {len(backtest.months)} months (uncached)",
+               f"{time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         run_backtest(session, owner_id=None, now=NOW, months=args.months)
-        figure("backtest, cached (the manager's second event)", f"{(time.perf_counter() - started) * 1000:.1f} ms")
+        figure("backtest, cached (the manager's second event)",
+               f"{(time.perf_counter() - started) * 1000:.1f} ms")
 
     print()
     header = f"{'month':<9} {'won':>11}" + "".join(f" | {m:>31}" for m in METHODS)

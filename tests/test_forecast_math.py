@@ -204,12 +204,14 @@ def test_a_deal_far_older_than_the_history_at_its_stage_is_compared_with_the_slo
     assert forecast_windows([ancient], timing, [MONTH], NO_FRESH).windows[0].expected == 0.0
     # Without ages in the history (an import with only created and closed dates), only the days count.
     plain = fit_timing([HistoryRow(r.basis, r.days, r.outcome, r.deals, r.stay) for r in rows])
-    assert forecast_windows([old], plain, [MONTH], NO_FRESH).windows[0].expected == pytest.approx(1000.0 * 25 / 30)
+    expected = forecast_windows([old], plain, [MONTH], NO_FRESH).windows[0].expected
+    assert expected == pytest.approx(1000.0 * 25 / 30)
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60), st.integers(-1, 120),
-                          st.sampled_from(["won", "lost", "open"]), st.integers(1, 5)), min_size=1, max_size=40),
+                          st.sampled_from(["won", "lost", "open"]), st.integers(1, 5)),
+                min_size=1, max_size=40),
        st.lists(st.tuples(st.integers(0, 30), st.integers(0, 150)), min_size=1, max_size=8))
 def test_curves_computed_together_equal_the_estimator_run_on_each_landmark(rows, keys):
     """The batched curves (one 2-D histogram for many keys) against aalen_johansen on the deals kept at
@@ -219,10 +221,14 @@ def test_curves_computed_together_equal_the_estimator_run_on_each_landmark(rows,
     estimate = fit_timing(history_rows).estimates["proposal"]
     for stayed, aged in keys:
         survival, won_by = estimate.curves(stayed, aged)
-        landmark = np.array([stayed if e < 0 or not aged else max(stayed, aged - e) for _, _, e, _, _ in rows])
+        landmark = np.array([stayed if e < 0 or not aged else max(stayed, aged - e)
+                             for _, _, e, _, _ in rows])
         keep = estimate.stay >= landmark
         expected_s, expected_f = aalen_johansen(estimate.days[keep] - landmark[keep], estimate.outcome[keep],
                                                 estimate.counts[keep])
+        def at(curve, day):
+            return curve[min(day, len(curve) - 1)]
+
         for day in range(len(survival) + 5):
-            assert survival[min(day, len(survival) - 1)] == pytest.approx(expected_s[min(day, len(expected_s) - 1)])
-            assert won_by[min(day, len(won_by) - 1)] == pytest.approx(expected_f[min(day, len(expected_f) - 1)])
+            assert at(survival, day) == pytest.approx(at(expected_s, day))
+            assert at(won_by, day) == pytest.approx(at(expected_f, day))

@@ -666,8 +666,9 @@ def test_an_open_deal_with_an_expected_close_date_ahead_imports_and_a_won_one_cl
     summary = import_file(session, path, ImportMapping(columns=guess_mapping(header)), now=NOW)
     assert summary.created == 2
     stored = {r.name: r for r in session.execute(text(
-        "SELECT name, stage, deal_value, closed_at FROM leads WHERE email IN ('olga@example.com', 'walt@example.com')"))}
-    assert (stored["Open Olga"].stage, float(stored["Open Olga"].deal_value), stored["Open Olga"].closed_at) == (
-        "proposal", 12000.0, None)
+        "SELECT name, stage, deal_value, closed_at FROM leads "
+        "WHERE email IN ('olga@example.com', 'walt@example.com')"))}
+    olga = stored["Open Olga"]
+    assert (olga.stage, float(olga.deal_value), olga.closed_at) == ("proposal", 12000.0, None)
     assert (stored["Won Walt"].stage, float(stored["Won Walt"].deal_value)) == ("won", 8000.0)
     assert stored["Won Walt"].closed_at.date().isoformat() == "2026-10-05"

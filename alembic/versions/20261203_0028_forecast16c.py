@@ -27,8 +27,9 @@ OPEN_STAGES = "('new', 'contacted', 'qualified', 'meeting', 'proposal', 'negotia
 
 def _create(with_entered: bool) -> None:
     entered_type = ", entered integer" if with_entered else ""
-    entered_visit = (",\n                       floor(extract(epoch FROM c.changed_at - k.created_at) / 86400)::integer"
-                     " AS entered") if with_entered else ""
+    entered_visit = (",\n                       "
+                     "floor(extract(epoch FROM c.changed_at - k.created_at) / 86400)::integer AS entered"
+                     ) if with_entered else ""
     entered_created = ", 0" if with_entered else ""
     entered_out = ", CASE WHEN v.dates_known THEN greatest(v.entered, 0) END" if with_entered else ""
     group = "1, 2, 3, 4, 5" if with_entered else "1, 2, 3, 4"
@@ -51,14 +52,16 @@ def _create(with_entered: bool) -> None:
                  WHERE l.created_at < cutoff
             ), changes AS (
                 SELECT sc.lead_id, sc.to_stage, sc.changed_at,
-                       lead(sc.changed_at) OVER (PARTITION BY sc.lead_id ORDER BY sc.changed_at, sc.id) AS left_at
+                       lead(sc.changed_at) OVER (PARTITION BY sc.lead_id
+                                                 ORDER BY sc.changed_at, sc.id) AS left_at
                   FROM stage_changes sc
                  WHERE sc.changed_at < cutoff
             ), visits AS (
                 SELECT c.to_stage::text AS basis, k.outcome, k.dates_known,
                        floor(extract(epoch FROM least(coalesce(c.left_at, k.until), k.until) - c.changed_at)
                              / 86400)::integer AS stay,
-                       floor(extract(epoch FROM k.until - c.changed_at) / 86400)::integer AS days{entered_visit}
+                       floor(extract(epoch FROM k.until - c.changed_at) / 86400)::integer
+                         AS days{entered_visit}
                   FROM known k JOIN changes c ON c.lead_id = k.id
                  WHERE c.changed_at <= k.until AND c.to_stage IN {OPEN_STAGES}
                 UNION ALL

@@ -252,10 +252,8 @@ def simulate_totals(deals: Sequence[OpenDeal], values: np.ndarray, timing: Timin
     row = 0
     for b, size in enumerate(sizes):
         size = int(size)
-        if bootstraps:
-            probs = window_probabilities(deals, fits[b], windows, columns) if deals else np.zeros((0, len(windows)))
-        else:
-            probs = window_probabilities(deals, timing, windows, columns) if deals else np.zeros((0, len(windows)))
+        fit = fits[b] if bootstraps else timing
+        probs = window_probabilities(deals, fit, windows, columns) if deals else np.zeros((0, len(windows)))
         part = simulate_pipeline(values, probs, seed=seed + 7919 * b, simulations=size)
         for k, window in enumerate(windows):
             seen = fresh.for_offset(k)

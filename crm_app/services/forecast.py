@@ -127,8 +127,10 @@ def _fit_timing_at(session: Session, cutoff: datetime) -> TimingModel:
                          np.array([codes[o] for o in outcome])], axis=1)
         keys, inverse = np.unique(keys, axis=0, return_inverse=True)
         deals = np.bincount(inverse.reshape(-1), weights=deals)
-        basis, stay, days, entered, outcome = names[keys[:, 0]], keys[:, 1], keys[:, 2], keys[:, 3], names[keys[:, 4]]
-    return fit_timing_columns(basis=basis, stay=stay, days=days, entered=entered, outcome=outcome, deals=deals)
+        basis, outcome = names[keys[:, 0]], names[keys[:, 4]]
+        stay, days, entered = keys[:, 1], keys[:, 2], keys[:, 3]
+    return fit_timing_columns(basis=basis, stay=stay, days=days, entered=entered, outcome=outcome,
+                              deals=deals)
 
 
 def timing_at(session: Session, cutoff: datetime, *, current: bool = False) -> TimingModel:
@@ -488,7 +490,8 @@ def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> 
     if cached is not None and _unchanged_by_live(session, owner_id, cached.wall):
         return copy.deepcopy(cached.forecast)
     scope = tuple(session.execute(text(_SCOPE_VERSION), {
-        "owner_id": owner_id, "open_stages": OPEN_STAGE_VALUES, "since": month_start(now, -FRESH_MONTHS)}).one())
+        "owner_id": owner_id, "open_stages": OPEN_STAGE_VALUES,
+        "since": month_start(now, -FRESH_MONTHS)}).one())
     if cached is not None and cached.scope == scope:
         cached.wall = time.time()  # checked just now: the listener's test can start from here
         return copy.deepcopy(cached.forecast)
@@ -517,7 +520,8 @@ def _build_forecast(session: Session, *, owner_id: int | None, now: datetime) ->
                                                      "owner_id": owner_id}).scalar_one())
     fresh = fresh_history(session, owner_id=owner_id, cutoff=now)
     windows = month_windows(now)
-    result = forecast_windows(deals, timing, windows, fresh, won_so_far=won, bootstraps=bootstraps_for(timing))
+    result = forecast_windows(deals, timing, windows, fresh, won_so_far=won,
+                              bootstraps=bootstraps_for(timing))
     # This month's interval also carries the forecast's own past errors (drift between months).
     first = result.windows[0]
     calibrated = calibrate(Prediction(first.expected, first.low, first.high),
