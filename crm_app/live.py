@@ -37,6 +37,12 @@ def note_change(owner: str, at: float | None = None) -> None:
     _any_change_at = max(_any_change_at, at)
 
 
+def listening_since() -> float:
+    """When this worker's listener last (re)connected (a time.time()); 0.0 when it is not listening
+    (a script, a test, a job worker): then nothing is known about changes and callers must look."""
+    return _listening_since
+
+
 def changed_since(moment: float, owners: Iterable[str] | None) -> bool:
     """Did leads of these owners (None: anyone's) change after `moment` (a time.time())?"""
     if _listening_since > moment:

@@ -7,10 +7,11 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.db.models import Lead, StageChange
-from crm_app.domain import Role
+from crm_app.domain import Role, Stage
 from crm_app.services.errors import Forbidden, InvalidInput
 from crm_app.db.queries import UserOption
 from crm_app.services.forecast import (
@@ -22,6 +23,7 @@ from crm_app.services.forecast import (
     set_sales_target,
     target_for,
 )
+from crm_app.services.leads import move_lead_to_stage
 from crm_app.services.permissions import CurrentUser
 from crm_app.services.pipeline import BoardFilter, board_columns
 from crm_app.services.pipeline_health import pipeline_health
@@ -62,6 +64,14 @@ def history(session: Session, owner, *, before: datetime, n: int = 30) -> None:
              outcome="won" if i % 2 == 0 else "lost", reached=len(PATH) if i % 2 == 0 else 2 + i % 3)
 
 
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    """Each test builds its own history on the same database: no fit or forecast of another test's."""
+    forget_stage_win_rates()
+    yield
+    forget_stage_win_rates()
+
+
 def predictions(month) -> dict[str, tuple[float, float, float]]:
     return {k: (round(p.expected, 6), round(p.low, 6), round(p.high, 6)) for k, p in month.predictions.items()}
 
@@ -84,6 +94,7 @@ def test_the_backtest_sees_only_what_was_known_at_the_cut_off(session):
     session.add(StageChange(lead_id=open_one.id, from_stage="proposal", to_stage="won",
                             changed_at=CUTOFF + timedelta(days=9)))
     session.commit()
+    forget_stage_win_rates()  # a fresh fit of the history at the cut-off, not the cached one
     after = backtest_at(session, owner_id=None, cutoff=CUTOFF)
     assert predictions(after) == predictions(before)
     assert after.actual == before.actual + 7000 + 5000
@@ -164,3 +175,50 @@ def test_weighted_pipeline_uses_each_stage_win_rate_from_the_team_history(sessio
     assert columns["proposal"].weighted_label == "$6,154"
     assert columns["won"].weighted_label == ""
     forget_stage_win_rates()
+
+
+def test_a_cached_forecast_follows_a_close_and_a_new_target(session):
+    ria = make_user(session, "Ria Rep")
+    maya = make_user(session, "Maya Manager", role="manager")
+    manager = CurrentUser(maya.id, maya.email, maya.name, Role.MANAGER)
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    open_deal = deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    with acting(session, maya) as db:
+        first = build_forecast(db, owner_id=ria.id, now=NOW)
+        assert build_forecast(db, owner_id=ria.id, now=NOW) == first  # the cache, same figures
+    assert (first.won_so_far, first.open_deals, first.target) == (0.0, 1, None)
+    # The deal is won today: the next load shows it won, not the cached forecast.
+    move_lead_to_stage(session, lead_id=open_deal.id, to_stage=Stage.WON, now=NOW - timedelta(hours=1))
+    with acting(session, maya) as db:
+        after = build_forecast(db, owner_id=ria.id, now=NOW)
+        set_sales_target(db, user_id=ria.id, typed="20000", now=NOW, actor=manager)
+        targeted = build_forecast(db, owner_id=ria.id, now=NOW)
+    assert (after.won_so_far, after.open_deals, after.deals) == (8000.0, 0, [])
+    assert (targeted.target, targeted.gap) == (20000.0, pytest.approx(20000.0 - targeted.this_month_total))
+
+
+def test_a_web_worker_that_heard_no_change_reuses_the_forecast_and_one_change_in_scope_renews_it(
+        session, monkeypatch):
+    # In a web worker the LISTEN of crm_app/live.py says which owners' leads changed: while it heard of
+    # nothing in scope the cached forecast is served without a query; a change it hears renews it.
+    from crm_app import live
+    from crm_app.services import forecast as forecast_service
+
+    ria = make_user(session, "Ria Rep")
+    maya = make_user(session, "Maya Manager", role="manager")
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    open_deal = deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    monkeypatch.setattr(forecast_service, "get_engine", lambda: session.get_bind().engine)
+    monkeypatch.setattr(live, "_listening_since", 1.0)
+    monkeypatch.setattr(live, "_changed_at", {})
+    with acting(session, maya) as db:
+        first = build_forecast(db, owner_id=ria.id, now=NOW)
+    # A change the listener did not hear (written straight to the table, no notice drained here).
+    session.execute(text("UPDATE leads SET deal_value = 16000 WHERE id = :id"), {"id": open_deal.id})
+    session.commit()
+    with acting(session, maya) as db:
+        assert build_forecast(db, owner_id=ria.id, now=NOW) == first
+    live.note_change(str(ria.id))
+    with acting(session, maya) as db:
+        renewed = build_forecast(db, owner_id=ria.id, now=NOW)
+    assert renewed.deals[0].value_label == "$16,000" and first.deals[0].value_label == "$8,000"

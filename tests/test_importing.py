@@ -652,3 +652,23 @@ def test_import_the_valid_rows_and_list_the_skipped_ones_with_their_problems(ses
     # A file with no valid row is refused even so.
     with pytest.raises(ImportRejected):
         import_file(session, write_csv(tmp_path / "bad.csv", rows[3:5]), mapping(), now=NOW, skip_invalid=True)
+
+
+def test_an_open_deal_with_an_expected_close_date_ahead_imports_and_a_won_one_closes_on_it(session, tmp_path):
+    # Issue #16 item 5: CRM exports carry an "Expected Close Date", in the future for open deals. It
+    # is the close of a closed deal; on an open one it is no close (the forecast times open deals from
+    # the team's history), and a date ahead must not refuse the row.
+    header = ["Name", "Email", "Lead Source", "Stage", "Close Value", "Created", "Expected Close Date"]
+    ahead = (NOW + timedelta(days=20)).strftime("%Y-%m-%d")
+    rows = [["Open Olga", "olga@example.com", "Website", "Proposal", "12000", "2026-09-01", ahead],
+            ["Won Walt", "walt@example.com", "Website", "Won", "8000", "2026-08-01", "2026-10-05"]]
+    path = write_csv(tmp_path / "pipeline.csv", rows, header=header)
+    summary = import_file(session, path, ImportMapping(columns=guess_mapping(header)), now=NOW)
+    assert summary.created == 2
+    stored = {r.name: r for r in session.execute(text(
+        "SELECT name, stage, deal_value, closed_at FROM leads "
+        "WHERE email IN ('olga@example.com', 'walt@example.com')"))}
+    olga = stored["Open Olga"]
+    assert (olga.stage, float(olga.deal_value), olga.closed_at) == ("proposal", 12000.0, None)
+    assert (stored["Won Walt"].stage, float(stored["Won Walt"].deal_value)) == ("won", 8000.0)
+    assert stored["Won Walt"].closed_at.date().isoformat() == "2026-10-05"

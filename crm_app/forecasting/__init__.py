@@ -1,6 +1,7 @@
 """Revenue forecasting: pure functions over plain data (no Reflex, no SQL, no clock).
 
-- `timing`: when an open deal closes, from the team's closed deals (Kaplan-Meier by stage).
+- `timing`: when an open deal closes, from the team's closed deals (Aalen-Johansen by stage, days in it
+  and age).
 - `forecast`: won revenue per month, expected and an 80% interval by simulation over the deals.
 - `backtest`: the three methods compared with what was actually won (MAPE, interval coverage).
 
@@ -8,6 +9,7 @@ The services in `crm_app/services/forecast.py` read the facts in SQL and call th
 """
 
 from crm_app.forecasting.forecast import (
+    BOOTSTRAPS,
     FreshHistory,
     MonthWindow,
     OpenDeal,
@@ -19,6 +21,7 @@ from crm_app.forecasting.forecast import (
 from crm_app.forecasting.timing import CREATED, HistoryRow, TimingModel, fit_timing
 
 __all__ = [
+    "BOOTSTRAPS",
     "CREATED",
     "FreshHistory",
     "HistoryRow",

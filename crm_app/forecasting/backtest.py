@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.metrics import mean_absolute_percentage_error
 
 from crm_app.forecasting.forecast import (
+    BOOTSTRAPS,
     FreshHistory,
     MonthWindow,
     OpenDeal,
@@ -74,9 +75,10 @@ def backtest_month(
     window: MonthWindow,
     past_months_won: Sequence[float],
     actual: float,
+    bootstraps: int = BOOTSTRAPS,
 ) -> BacktestMonth:
     """The three methods' predictions for one month, from what was known at its first day."""
-    ours = forecast_windows(deals, timing, [window], fresh).windows[0]
+    ours = forecast_windows(deals, timing, [window], fresh, bootstraps=bootstraps).windows[0]
     weighted = stage_weighted(deals, timing)
     rate = run_rate(past_months_won)
     return BacktestMonth(label, actual, {

@@ -4,9 +4,10 @@ For each open deal and each window (the rest of this month, next month, ...):
 
     P(won in window) = P(win) x P(closes in window | stage, days in stage)
 
-P(win and closes in the window) comes from the team's closed deals by stage and days in it
-(Aalen-Johansen, timing.py); when a model scores the team, its calibrated probability is P(win) and
-the history gives only the timing. Expected revenue in a window is the sum of
+P(win and closes in the window) comes from the team's closed deals by stage, days in it and the deal's
+age (Aalen-Johansen with landmarks, timing.py); a deal given a model probability takes that as P(win)
+and the history gives only the timing (the app's page does not: a path it cannot backtest, see
+services/forecast.build_forecast). Expected revenue in a window is the sum of
 value x P(won in window), plus the revenue of deals *not in the pipeline yet* (created after now and
 won within the window), estimated from the last FRESH_MONTHS complete months: how many such deals
 there were per month and what they were worth.
@@ -116,6 +117,12 @@ def _age(deal: OpenDeal, basis: str) -> float:
     return deal.age_days if basis == CREATED else deal.days_in_stage
 
 
+def _aged(deals: Sequence[OpenDeal], rows: Sequence[int], basis: str) -> np.ndarray | None:
+    """The deals' ages since creation, which condition a stage's estimate too (timing.py); None for the
+    CREATED basis, whose clock already is the age."""
+    return None if basis == CREATED else np.array([deals[i].age_days for i in rows])
+
+
 def win_probabilities(deals: Sequence[OpenDeal], timing: TimingModel) -> tuple[np.ndarray, list[str]]:
     """P(win) per open deal and where it comes from: the model's calibrated probability, else the
     history's P(won at all | open this long in its stage) (timing.py)."""
@@ -129,7 +136,7 @@ def win_probabilities(deals: Sequence[OpenDeal], timing: TimingModel) -> tuple[n
             groups.setdefault(timing.for_stage(deal.stage).basis, []).append(i)
     for basis, rows in groups.items():
         age = np.array([_age(deals[i], basis) for i in rows])
-        probs[rows] = timing.estimates[basis].win_probability(age)
+        probs[rows] = timing.estimates[basis].win_probability(age, _aged(deals, rows, basis))
         for i in rows:
             sources[i] = timing.win_rate_source(deals[i].stage)
     return np.clip(probs, 0.0, 1.0), sources
@@ -142,25 +149,50 @@ def stage_rates(deals: Sequence[OpenDeal], timing: TimingModel) -> np.ndarray:
                      else timing.for_stage(d.stage).win_rate for d in deals], dtype=float)
 
 
+@dataclass(frozen=True)
+class DealColumns:
+    """The open deals as columns, built once per forecast (window_probabilities runs once per
+    bootstrap draw)."""
+
+    stage: np.ndarray
+    days_in_stage: np.ndarray
+    age_days: np.ndarray
+    model: np.ndarray  # NaN where no model scores the deal
+
+    @classmethod
+    def of(cls, deals: Sequence[OpenDeal]) -> DealColumns:
+        return cls(np.array([d.stage for d in deals], dtype=object),
+                   np.array([d.days_in_stage for d in deals], dtype=float),
+                   np.array([d.age_days for d in deals], dtype=float),
+                   np.array([np.nan if d.model_probability is None else d.model_probability for d in deals],
+                            dtype=float))
+
+
 def window_probabilities(
-    deals: Sequence[OpenDeal], timing: TimingModel, windows: Sequence[MonthWindow]
+    deals: Sequence[OpenDeal], timing: TimingModel, windows: Sequence[MonthWindow],
+    columns: DealColumns | None = None,
 ) -> np.ndarray:
     """P(won in window k) per deal: an array (deals, windows). Vectorised per basis."""
+    columns = columns or DealColumns.of(deals)
     out = np.zeros((len(deals), len(windows)))
-    groups: dict[str, list[int]] = {}
-    for i, deal in enumerate(deals):
-        groups.setdefault(timing.for_stage(deal.stage).basis, []).append(i)
-    for basis, rows in groups.items():
+    spans = [(w.start_days, w.end_days) for w in windows]
+    groups: dict[str, list[str]] = {}
+    for stage in set(columns.stage.tolist()):
+        groups.setdefault(timing.for_stage(stage).basis, []).append(stage)
+    for basis, stages in groups.items():
         estimate = timing.estimates[basis]
-        idx = np.asarray(rows)
-        age = np.array([_age(deals[i], basis) for i in rows])
-        model = np.array([np.nan if deals[i].model_probability is None else deals[i].model_probability
-                          for i in rows])
+        idx = np.flatnonzero(np.isin(columns.stage, stages))
+        if basis == CREATED:  # timed from creation: the age is the clock, nothing else conditions
+            age, aged = columns.age_days[idx], None
+        else:
+            age, aged = columns.days_in_stage[idx], columns.age_days[idx]
+        model = columns.model[idx]
         scored = ~np.isnan(model)
-        for k, window in enumerate(windows):
-            from_history = estimate.won_between(age, window.start_days, window.end_days)
-            timed = estimate.win_timing(age, window.start_days, window.end_days)
-            out[idx, k] = np.where(scored, np.nan_to_num(model) * timed, from_history)
+        block = estimate.windows(age, spans, aged)
+        if scored.any():  # the model's P(win), the history's timing of a win
+            timed = estimate.windows(age, spans, aged, timing=True)
+            block = np.where(scored[:, None], np.nan_to_num(model)[:, None] * timed, block)
+        out[idx] = block
     return out
 
 
@@ -169,6 +201,8 @@ def simulate_pipeline(values: np.ndarray, probs: np.ndarray, *, seed: int = SEED
     """Totals per simulation and window, (simulations, windows): each deal is won in at most one
     window, drawn from its row of `probs` (which sums to at most 1)."""
     rng = np.random.default_rng(seed)
+    chance = probs.sum(axis=1) > 0  # a deal with no chance in any window is never won: no draws for it
+    probs, values = probs[chance], values[chance]
     n, k = probs.shape
     totals = np.zeros((simulations, k))
     for start in range(0, n, CHUNK):
@@ -212,15 +246,14 @@ def simulate_totals(deals: Sequence[OpenDeal], values: np.ndarray, timing: Timin
     sizes = np.full(draws, simulations // draws)
     sizes[: simulations % draws] += 1
     rng = np.random.default_rng(seed + 1)
+    fits = timing.bootstrap_draws(draws, seed + 2) if bootstraps else []
+    columns = DealColumns.of(deals)
     totals = np.zeros((simulations, len(windows)))
     row = 0
     for b, size in enumerate(sizes):
         size = int(size)
-        if bootstraps:
-            drawn = timing.resampled(rng)
-            probs = window_probabilities(deals, drawn, windows) if deals else np.zeros((0, len(windows)))
-        else:
-            probs = window_probabilities(deals, timing, windows) if deals else np.zeros((0, len(windows)))
+        fit = fits[b] if bootstraps else timing
+        probs = window_probabilities(deals, fit, windows, columns) if deals else np.zeros((0, len(windows)))
         part = simulate_pipeline(values, probs, seed=seed + 7919 * b, simulations=size)
         for k, window in enumerate(windows):
             seen = fresh.for_offset(k)

@@ -18,6 +18,7 @@ already lives apart in crm_app/forecasting.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -26,19 +27,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import numpy as np
 from sqlalchemy import select, text
 from sqlmodel import Session
 
+from crm_app import live
+from crm_app.db.engine import get_engine
 from crm_app.db.models import SalesTarget
 from crm_app.db.queries import money
 from crm_app.domain import OPEN_STAGES, Stage
 from crm_app.forecasting import (
+    BOOTSTRAPS,
     FreshHistory,
-    HistoryRow,
     MonthWindow,
     OpenDeal,
     TimingModel,
-    fit_timing,
     forecast_windows,
 )
 from crm_app.forecasting.backtest import (
@@ -49,6 +52,7 @@ from crm_app.forecasting.backtest import (
     calibrate,
     score_methods,
 )
+from crm_app.forecasting.timing import AGE_STEP, CREATED, fit_timing_columns
 from crm_app.services.analytics import AnalyticsFilter, tier_conversion
 from crm_app.services.errors import InvalidInput
 from crm_app.services.permissions import CurrentUser, require_manager
@@ -60,6 +64,11 @@ HORIZON_MONTHS = 3
 FRESH_MONTHS = 3
 BACKTEST_MONTHS = 12
 CALIBRATION_MONTHS = 12  # past months whose forecast errors calibrate the interval
+PAST_TTL_SECONDS = 3600  # past months' forecasts and the backtest: done months change rarely
+# The interval's bootstrap over the history (forecasting.forecast.BOOTSTRAPS draws, each a refit) only
+# while the history is small enough for its noise to show: past this many closed deals its draws
+# differ by a few percent (noise shrinks as 1 / sqrt(n)) and the ten refits cost minutes at 100,000 leads.
+BOOTSTRAP_UNTIL_CLOSED = 5000
 OPEN_STAGE_VALUES = [s.value for s in OPEN_STAGES]
 
 
@@ -95,11 +104,56 @@ def month_windows(now: datetime, months: int = HORIZON_MONTHS) -> list[MonthWind
 # ---------------------------------------------------------------------------------------------
 # Facts, in SQL
 
-def timing_at(session: Session, cutoff: datetime) -> TimingModel:
-    """Win rates and time-to-close curves from the team's history as known at `cutoff`."""
-    rows = session.execute(text("SELECT basis, stay, days, outcome, deals FROM crm_forecast_history(:cutoff)"),
-                           {"cutoff": cutoff})
-    return fit_timing(HistoryRow(r.basis, r.days, r.outcome, int(r.deals), r.stay) for r in rows)
+_timing_cache: dict[tuple, tuple[float, TimingModel]] = {}
+_timing_lock = threading.Lock()
+
+
+def _fit_timing_at(session: Session, cutoff: datetime) -> TimingModel:
+    rows = session.execute(text(
+        "SELECT basis, coalesce(stay, -1), coalesce(days, -1), coalesce(entered, -1), outcome, deals "
+        "FROM crm_forecast_history(:cutoff)"), {"cutoff": cutoff}).all()
+    columns = list(zip(*rows)) if rows else [()] * 6
+    basis, outcome = np.array(columns[0], dtype=object), np.array(columns[4], dtype=object)
+    stay, days = np.array(columns[1], dtype=int), np.array(columns[2], dtype=int)
+    deals = np.array(columns[5], dtype=float)
+    # Ages at entry in whole weeks, as the open deals' ages are compared (timing.AGE_STEP): the same
+    # curves from fewer rows (131,825 -> 78,963 at 100,000 leads).
+    entered = np.array(columns[3], dtype=int)
+    entered = np.where(entered >= 0, entered // AGE_STEP * AGE_STEP, entered)
+    if len(deals):
+        codes = {name: i for i, name in enumerate(sorted(set(basis.tolist()) | set(outcome.tolist())))}
+        names = np.array(sorted(codes, key=codes.get), dtype=object)
+        keys = np.stack([np.array([codes[b] for b in basis]), stay, days, entered,
+                         np.array([codes[o] for o in outcome])], axis=1)
+        keys, inverse = np.unique(keys, axis=0, return_inverse=True)
+        deals = np.bincount(inverse.reshape(-1), weights=deals)
+        basis, outcome = names[keys[:, 0]], names[keys[:, 4]]
+        stay, days, entered = keys[:, 1], keys[:, 2], keys[:, 3]
+    return fit_timing_columns(basis=basis, stay=stay, days=days, entered=entered, outcome=outcome,
+                              deals=deals)
+
+
+def timing_at(session: Session, cutoff: datetime, *, current: bool = False) -> TimingModel:
+    """Win rates and time-to-close curves from the team's history as known at `cutoff`.
+
+    Team-wide (the same for every owner), so cached per database: with `current` ("now") for
+    RATES_TTL_SECONDS whatever moved meanwhile (the team's pace changes slowly; a fit from a few minutes
+    earlier is as good, and one move must not cost a refit of the whole history); a past cut-off (a
+    month's first day, for the backtest and the interval's calibration) for PAST_TTL_SECONDS. The fit
+    is the cost at scale: one SQL aggregate over every stage change."""
+    bind = session.get_bind()
+    key = (str(bind.engine.url), None if current else cutoff)
+    ttl = RATES_TTL_SECONDS if current else PAST_TTL_SECONDS
+    with _timing_lock:
+        cached = _timing_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < ttl:
+        return cached[1]
+    timing = _fit_timing_at(session, cutoff)
+    with _timing_lock:
+        if len(_timing_cache) > 64:
+            _timing_cache.clear()
+        _timing_cache[key] = (time.monotonic(), timing)
+    return timing
 
 
 _OPEN_NOW = """
@@ -131,8 +185,9 @@ SELECT l.id, l.name, l.owner_id, sc.to_stage AS stage, l.deal_value,
 
 
 def open_deals_now(session: Session, *, owner_id: int | None, now: datetime,
-                   model_scores: bool) -> list[OpenDeal]:
-    """The open deals someone owns; with `model_scores` each carries its calibrated P(win)."""
+                   model_scores: bool = False) -> list[OpenDeal]:
+    """The open deals someone owns; with `model_scores` each carries its calibrated P(win) (the page's
+    forecast does not ask for it: see build_forecast)."""
     rows = session.execute(text(_OPEN_NOW), {"now": now, "owner_id": owner_id, "open_stages": OPEN_STAGE_VALUES})
     return [
         OpenDeal(lead_id=r.id, value=float(r.deal_value), stage=r.stage,
@@ -140,6 +195,14 @@ def open_deals_now(session: Session, *, owner_id: int | None, now: datetime,
                  model_probability=r.score / 100 if model_scores else None, name=r.name, owner_id=r.owner_id)
         for r in rows
     ]
+
+
+def model_probabilities(session: Session, lead_ids: Sequence[int]) -> dict[int, float]:
+    """The scoring model's calibrated P(win) (score / 100) of these leads, to show beside the history's."""
+    if not lead_ids:
+        return {}
+    rows = session.execute(text("SELECT id, score FROM leads WHERE id = ANY(:ids)"), {"ids": list(lead_ids)})
+    return {r.id: r.score / 100 for r in rows}
 
 
 def open_deals_at(session: Session, *, owner_id: int | None, cutoff: datetime) -> list[OpenDeal]:
@@ -346,16 +409,28 @@ def month_forecast_at(session: Session, *, owner_id: int | None, cutoff: datetim
     return expected, won_per_month(session, owner_id=owner_id, start=cutoff, months=1)[0]
 
 
+def bootstraps_for(timing: TimingModel) -> int:
+    """How many bootstrap draws of the history the interval gets (BOOTSTRAP_UNTIL_CLOSED)."""
+    return BOOTSTRAPS if timing.estimates[CREATED].closed < BOOTSTRAP_UNTIL_CLOSED else 0
+
+
+def _viewer(session: Session) -> str:
+    """Whom the session acts for under row-level security ('' for the tables' owner): part of every
+    cache key, so a rep's cached forecast is never a manager's."""
+    return session.execute(text("SELECT coalesce(current_setting('crm.user_id', true), '')")).scalar_one()
+
+
 def past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
                 months: int = CALIBRATION_MONTHS) -> list[tuple[float, float]]:
     """(predicted, actual) of the forecast for each of the `months` complete months before `cutoff`'s
     month that the backtest would score (three months of history before them), oldest first: only
-    months over by `cutoff`. Cached for 10 minutes per owner and month (the page asks on every load)."""
+    months over by `cutoff`. Cached for an hour per viewer, owner and month (done months change rarely;
+    the page asks on every load)."""
     bind = session.get_bind()
-    key = (str(bind.engine.url), owner_id, month_start(cutoff), months)
+    key = (str(bind.engine.url), _viewer(session), owner_id, month_start(cutoff), months)
     with _errors_lock:
         cached = _errors_cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
+    if cached is not None and time.monotonic() - cached[0] < PAST_TTL_SECONDS:
         return list(cached[1])
     first_known = session.execute(text("SELECT min(created_at) FROM leads WHERE dates_known")).scalar_one()
     if first_known is None:
@@ -368,18 +443,85 @@ def past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
     return list(errors)
 
 
+_SCOPE_VERSION = """
+SELECT count(*) AS deals, max(stage_entered_at) AS moved, sum(deal_value) AS value, max(closed_at) AS closed
+  FROM leads
+ WHERE owner_id IS NOT NULL AND (CAST(:owner_id AS integer) IS NULL OR owner_id = :owner_id)
+   AND (stage = ANY(:open_stages) OR closed_at >= :since)
+"""
+
+@dataclass
+class _CachedForecast:
+    monotonic: float  # when computed (for the TTL)
+    wall: float  # time.time() just before it was computed or last checked (for crm_app/live.py)
+    scope: tuple  # _SCOPE_VERSION's row then
+    forecast: Forecast
+
+
+_forecast_cache: dict[tuple, _CachedForecast] = {}
+_forecast_lock = threading.Lock()
+
+
+def _unchanged_by_live(session: Session, owner_id: int | None, since: float) -> bool:
+    """True when this worker has listened for lead changes (crm_app/live.py) on this session's
+    database since before `since` and heard of none in scope after it: then no query is needed. False
+    whenever it cannot tell (not listening: a script, a test, a job; another database)."""
+    listening = live.listening_since()
+    if not listening or listening > since:
+        return False
+    if str(session.get_bind().engine.url) != str(get_engine().url):
+        return False
+    return not live.changed_since(since, None if owner_id is None else [str(owner_id)])
+
+
 def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> Forecast:
-    """This month, next month and the next three together, for the team (None) or one rep."""
+    """This month, next month and the next three together, for the team (None) or one rep.
+
+    Cached per viewer, owner, month and target for RATES_TTL_SECONDS while the deals in scope are
+    unchanged: known without a query when this web worker's listener heard of no change in scope since
+    (crm_app/live.py), else by _SCOPE_VERSION (their count, newest stage entry, total value and newest
+    close, as the viewer sees them). The simulation and the history cost far more than a page may wait."""
+    key = (str(session.get_bind().engine.url), _viewer(session), owner_id, month_start(now),
+           target_for(session, owner_id), engine_config(session).effective == "model")
+    with _forecast_lock:
+        cached = _forecast_cache.get(key)
+    if cached is not None and time.monotonic() - cached.monotonic >= RATES_TTL_SECONDS:
+        cached = None
+    if cached is not None and _unchanged_by_live(session, owner_id, cached.wall):
+        return copy.deepcopy(cached.forecast)
+    scope = tuple(session.execute(text(_SCOPE_VERSION), {
+        "owner_id": owner_id, "open_stages": OPEN_STAGE_VALUES,
+        "since": month_start(now, -FRESH_MONTHS)}).one())
+    if cached is not None and cached.scope == scope:
+        cached.wall = time.time()  # checked just now: the listener's test can start from here
+        return copy.deepcopy(cached.forecast)
+    wall = time.time()
+    forecast = _build_forecast(session, owner_id=owner_id, now=now)
+    with _forecast_lock:
+        if len(_forecast_cache) > 256:
+            _forecast_cache.clear()
+        _forecast_cache[key] = _CachedForecast(time.monotonic(), wall, scope, forecast)
+    return copy.deepcopy(forecast)
+
+
+def _build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> Forecast:
+    """build_forecast, not cached.
+
+    P(win) is the history's (stage, days in it and the deal's age) even when a model scores the team:
+    that is the path the backtest measures. Past model scores are not kept (a lead keeps only its
+    current score), so a forecast from the model's probabilities could not be backtested; the model's
+    probability is shown beside each deal instead."""
     config = engine_config(session)
     model_scores = config.effective == "model"
-    timing = timing_at(session, now)
-    deals = open_deals_now(session, owner_id=owner_id, now=now, model_scores=model_scores)
+    timing = timing_at(session, now, current=True)
+    deals = open_deals_now(session, owner_id=owner_id, now=now)
     this_month = month_start(now)
     won = float(session.execute(text(_WON_BETWEEN), {"start": this_month, "end": month_start(now, 1),
                                                      "owner_id": owner_id}).scalar_one())
     fresh = fresh_history(session, owner_id=owner_id, cutoff=now)
     windows = month_windows(now)
-    result = forecast_windows(deals, timing, windows, fresh, won_so_far=won)
+    result = forecast_windows(deals, timing, windows, fresh, won_so_far=won,
+                              bootstraps=bootstraps_for(timing))
     # This month's interval also carries the forecast's own past errors (drift between months).
     first = result.windows[0]
     calibrated = calibrate(Prediction(first.expected, first.low, first.high),
@@ -402,10 +544,12 @@ def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> 
     out.this_month_total, out.this_month_low, out.this_month_high = first.total, first.low, first.high
     out.expected_rest = first.expected
     pipeline_first = first.pipeline_expected
+    model = model_probabilities(session, [d.lead_id for d in result.deals]) if model_scores else {}
     for d in result.deals:
+        beside = f"; model {model[d.lead_id] * 100:.0f}%" if d.lead_id in model else ""
         out.deals.append(DealRow(
             lead_id=d.lead_id, name=d.name, stage=Stage(d.stage).label, value_label=money(d.value),
-            probability_label=f"{d.probability * 100:.0f}% ({d.probability_source})",
+            probability_label=f"{d.probability * 100:.0f}% ({d.probability_source}{beside})",
             expected_label=money(d.expected),
             share_label=f"{d.expected / pipeline_first * 100:.0f}%" if pipeline_first else "—"))
     if result.deals and pipeline_first:
@@ -413,9 +557,11 @@ def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> 
         out.top_share_label = (f"The top {len(result.deals)} deals carry {carried * 100:.0f}% of this month's "
                                "expected revenue from the open pipeline.")
     out.probability_note = (
-        "P(win) is the scoring model's calibrated probability." if model_scores else
-        "P(win) comes from the team's closed deals that were in the same stage for as long (no model scores "
-        "the team); a stage with fewer than 20 closed deals uses the whole team's history from creation.")
+        "P(win) comes from the team's closed deals that were in the same stage for as long and were as old; "
+        "a stage with fewer than 20 closed deals uses the whole team's history from creation."
+        + (" The scoring model's probability is shown beside it: it weighs the pipeline on the board, but "
+           "past model scores are not kept, so a forecast from it could not be backtested." if model_scores
+           else ""))
     out.target = target_for(session, owner_id)
     if out.target is not None:
         out.gap = out.target - first.total
@@ -455,13 +601,30 @@ def backtest_at(session: Session, *, owner_id: int | None, cutoff: datetime) -> 
     actual = won_per_month(session, owner_id=owner_id, start=cutoff, months=1)[0]
     window = month_windows(cutoff, 1)[0]
     return backtest_month(month_label(cutoff), deals=deals, timing=timing, fresh=fresh, window=window,
-                          past_months_won=past, actual=actual)
+                          past_months_won=past, actual=actual, bootstraps=bootstraps_for(timing))
+
+
+_backtest_cache: dict[tuple, tuple[float, "Backtest"]] = {}
+_backtest_lock = threading.Lock()
 
 
 def run_backtest(session: Session, *, owner_id: int | None, now: datetime,
                  months: int = BACKTEST_MONTHS) -> Backtest:
     """The last `months` complete months, each rebuilt from its first day, oldest first. A month
-    starts the backtest only once three months of history lie before it (the run-rate needs them)."""
+    starts the backtest only once three months of history lie before it (the run-rate needs them).
+    Cached for an hour per viewer, owner and month: it covers done months only."""
+    key = (str(session.get_bind().engine.url), _viewer(session), owner_id, month_start(now), months)
+    with _backtest_lock:
+        cached = _backtest_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < PAST_TTL_SECONDS:
+        return copy.deepcopy(cached[1])
+    out = _run_backtest(session, owner_id=owner_id, now=now, months=months)
+    with _backtest_lock:
+        _backtest_cache[key] = (time.monotonic(), out)
+    return copy.deepcopy(out)
+
+
+def _run_backtest(session: Session, *, owner_id: int | None, now: datetime, months: int) -> Backtest:
     first_known = session.execute(text("SELECT min(created_at) FROM leads WHERE dates_known")).scalar_one()
     out = Backtest()
     if first_known is None:
@@ -500,12 +663,15 @@ _rates_cache: tuple[float, dict[str, float]] | None = None
 
 
 def forget_stage_win_rates() -> None:
-    """Drop the cached rates and past forecast errors (tests that change the history in between)."""
+    """Drop every cached rate, fit, forecast, backtest and past forecast error (tests that change the
+    history in between)."""
     global _rates_cache
     with _rates_lock:
         _rates_cache = None
-    with _errors_lock:
-        _errors_cache.clear()
+    for lock, cache in ((_errors_lock, _errors_cache), (_timing_lock, _timing_cache),
+                        (_forecast_lock, _forecast_cache), (_backtest_lock, _backtest_cache)):
+        with lock:
+            cache.clear()
 
 
 def stage_win_rates(session: Session, now: datetime) -> dict[str, float]:
@@ -516,7 +682,7 @@ def stage_win_rates(session: Session, now: datetime) -> dict[str, float]:
         cached = _rates_cache
     if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
         return cached[1]
-    timing = timing_at(session, now)
+    timing = timing_at(session, now, current=True)
     rates = {stage: timing.for_stage(stage).win_rate for stage in OPEN_STAGE_VALUES}
     with _rates_lock:
         _rates_cache = (time.monotonic(), rates)

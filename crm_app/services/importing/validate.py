@@ -344,13 +344,15 @@ class RowChecker:
             if effective_stage in ("won", "lost"):
                 closed_at = closed_at or clock
             dated = True
+        if effective_stage not in ("won", "lost"):
+            # An expected close date of an open deal is not a close, and is usually ahead: dropped
+            # before the check below, which is for dates that happened.
+            closed_at = None
         for moment, field_name in ((created_at, "created_at"), (closed_at, "closed_at")):
             if moment is not None and moment > self.now:
                 errors.append(RowError(number, columns.get(field_name, ""),
                                        f"{FIELDS[field_name]} {moment:%Y-%m-%d} is in the future."))
-        if effective_stage not in ("won", "lost"):
-            closed_at = None  # an expected close date of an open deal is not a close
-        elif created_at and closed_at and closed_at < created_at:
+        if effective_stage in ("won", "lost") and created_at and closed_at and closed_at < created_at:
             errors.append(RowError(number, columns.get("closed_at", ""),
                                    f"Closed {closed_at:%Y-%m-%d}, before it was created ({created_at:%Y-%m-%d})."))
         external_id = values.get("external_id")
