@@ -215,6 +215,15 @@ def stuck_counts(session: Session, *, owner_id: int | None, stages: Sequence[str
     return {r.stage: r.stuck for r in rows if r.stuck}
 
 
+def compact_board_totals(session: Session) -> int:
+    """Fold `board_totals`' deltas (one row per writing statement) into one row per owner x stage x
+    tier, and commit; the sums stay what they were. Returns how many rows went. Run by the periodic
+    sweep, as the tables' owner; readers and writers never wait on it."""
+    folded = session.execute(text("SELECT crm_compact_board_totals()")).scalar_one()
+    session.commit()
+    return folded
+
+
 def column_totals(session: Session, *, flt: BoardFilter, now: datetime,
                   stages: Sequence[str] = STAGES) -> dict[str, tuple[int, object, int, object]]:
     """Per stage (of `stages`): (deals, total value, stagnating deals, sum of value x score) over the
