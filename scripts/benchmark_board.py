@@ -34,6 +34,7 @@ from crm_app.services.pipeline_health import pipeline_health  # noqa: E402
 from crm_app.services.queue import action_queue  # noqa: E402
 from crm_app.services.search import search_everywhere  # noqa: E402
 
+ONLY: list[str] = []  # --only: the figures to run, by the start of their label
 OPEN_MOVES = ("new", "contacted", "qualified", "meeting", "proposal", "negotiation")
 
 
@@ -45,6 +46,8 @@ def percentile(values: list[float], share: float) -> float:
 def timed(label: str, runs: int, engine, users: list[int], call: Callable[..., object],
           prepare: Callable[[Session, int], object] | None = None) -> None:
     """p50/p95 of `call(session, user[, prepared])` after two warm-ups; `prepare` runs untimed first."""
+    if ONLY and not any(label.startswith(prefix) for prefix in ONLY):
+        return
     rng = random.Random(7)
     timings = []
     for run in range(runs + 2):
@@ -79,11 +82,11 @@ def main(argv: list[str] | None = None) -> None:
         leads_total = connection.execute(text("SELECT count(*) FROM leads")).scalar_one()
     now = datetime.now(timezone.utc)
     print(f"database: {leads_total:,} leads, {len(reps)} reps", flush=True)
-    only = [p for p in args.only.split(",") if p]
+    ONLY[:] = [p for p in args.only.split(",") if p]
     rng = random.Random(11)
 
     def want(label: str) -> bool:
-        return not only or any(label.startswith(p) for p in only)
+        return not ONLY or any(p.startswith(label) or label.startswith(p) for p in ONLY)
 
     for scope, users, owner in (("rep", reps, lambda u: u), ("manager", [manager], lambda u: None)):
         if want("pipeline load"):

@@ -1,4 +1,4 @@
-"""The board's headers and Today's stage figures from the totals the database keeps (board_totals,
+"""The board's headers, Today's stage figures and the Leads page's count from the totals the database keeps (board_totals,
 migration 0028) are exactly what summing the leads gives, for a rep and a manager under row-level
 security, whatever writes came before: moves, reassignments, value changes, rescores, several leads
 in one statement, deletes, and the sweep's compaction."""
@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from crm_app.db.models import Lead, User
+from crm_app.db.queries import LeadFilter, lead_count
 from crm_app.domain import Stage
 from crm_app.services.leads import move_lead_to_stage
 from crm_app.services.pipeline import BoardFilter, board_columns, column_totals, compact_board_totals
@@ -48,6 +49,11 @@ def _assert_same_as_summing_the_leads(session, owner_id, tier=None):
     reference = _reference(session, owner_id, tier)
     kept = column_totals(session, flt=BoardFilter(owner_id=owner_id, tier=tier), now=NOW)
     assert kept == {stage: (r.deals, r.value, r.stuck, r.value_score) for stage, r in reference.items()}
+    # The Leads page's count of the same list, and of one stage of it.
+    assert lead_count(session, LeadFilter(owner_id=owner_id, tier=tier)) == sum(r.deals for r in reference.values())
+    for stage in ("new", "won"):
+        assert lead_count(session, LeadFilter(owner_id=owner_id, tier=tier, stage=stage)) == (
+            reference[stage].deals if stage in reference else 0)
 
 
 def _assert_health_same(session, owner_id):
