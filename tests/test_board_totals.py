@@ -1,5 +1,5 @@
 """The board's headers, Today's stage figures and the Leads page's count from the totals the database keeps (board_totals,
-migration 0028) are exactly what summing the leads gives, for a rep and a manager under row-level
+migration 0029) are exactly what summing the leads gives, for a rep and a manager under row-level
 security, whatever writes came before: moves, reassignments, value changes, rescores, several leads
 in one statement, deletes, and the sweep's compaction."""
 

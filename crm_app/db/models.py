@@ -121,7 +121,7 @@ class Lead(SQLModel, table=True):
         Index("ix_leads_owner_stage_score", "owner_id", "stage", text("score DESC"), text("id DESC")),
         Index("ix_leads_stage_entered", "stage", "stage_entered_at", postgresql_include=["owner_id", "tier"]),
         # Stuck deals per stage and new leads per week for one owner, and the action queue's open
-        # leads, read from indexes alone (migration 0028_board15).
+        # leads, read from indexes alone (migration 0029_board15).
         Index("ix_leads_owner_stage_entered", "owner_id", "stage", "stage_entered_at", postgresql_include=["tier"]),
         Index("ix_leads_owner_created", "owner_id", "created_at", postgresql_include=["dates_known"]),
         Index("ix_leads_open_queue", "owner_id", "stage",

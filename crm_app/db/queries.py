@@ -160,7 +160,7 @@ def ranked_leads(
 
 
 # How many leads an owner/stage/tier filter holds, from the totals the database keeps per owner x
-# stage x tier (board_totals, migration 0028), under the same row security as the leads.
+# stage x tier (board_totals, migration 0029), under the same row security as the leads.
 _KEPT_COUNT_SQL = """
 SELECT coalesce(sum(deals), 0) FROM board_totals
  WHERE ({owner}) AND (CAST(:stage AS text) IS NULL OR stage = :stage)

@@ -162,7 +162,7 @@ def _card_columns(now: datetime) -> list:
 
 
 def _totals_kept(flt: BoardFilter) -> bool:
-    """Can the headers come from `board_totals` (migration 0028)? It is kept per owner x stage x tier,
+    """Can the headers come from `board_totals` (migration 0029)? It is kept per owner x stage x tier,
     so for the owner and tier filters; search, source, risk and "only stagnating" are counted from the
     leads themselves."""
     return not (flt.source or (flt.search and flt.search.strip()) or flt.only_stagnating or flt.risk)
@@ -198,7 +198,7 @@ SELECT r.stage,
 def kept_totals(session: Session, *, owner_id: int | None, stages: Sequence[str], tier: str | None = None
                 ) -> dict[tuple[str, str], tuple[int, object, object]]:
     """(deals, value, value x score) per (stage, tier) from the totals the database keeps
-    (`board_totals`, migration 0028), under the same row security as the leads (a rep reads their
+    (`board_totals`, migration 0029), under the same row security as the leads (a rep reads their
     own and the pool's). `owner_id`: None everyone visible, 0 the unassigned pool."""
     rows = session.execute(
         text(_KEPT_TOTALS_SQL.format(owner=_owner_sql(owner_id, "owner_id"))),
@@ -230,7 +230,7 @@ def column_totals(session: Session, *, flt: BoardFilter, now: datetime,
     whole filtered set.
 
     Under the owner and tier filters the sums come from `board_totals`, which the database keeps as
-    deals change (migration 0028), and only the stagnating deals are counted, through the
+    deals change (migration 0029), and only the stagnating deals are counted, through the
     (owner, stage, stage_entered_at) indexes: the cost follows the stuck deals, not the table.
     Other filters aggregate the matching leads in one query."""
     stuck = _stagnating(now)

@@ -120,7 +120,7 @@ def pipeline_health(session: Session, *, owner_id: int | None, now: datetime) ->
     """Counts and values per open stage, tiers, stuck deals and new leads per week, in SQL."""
     params = {"owner_id": owner_id, "now": now}
     open_stages = [s.value for s in OPEN_STAGES]
-    # From the totals the database keeps per owner x stage x tier (migration 0028), and the stuck
+    # From the totals the database keeps per owner x stage x tier (migration 0029), and the stuck
     # deals through their index: no pass over the leads.
     kept = kept_totals(session, owner_id=owner_id, stages=open_stages)
     stuck = stuck_counts(session, owner_id=owner_id, stages=open_stages, now=now)

@@ -1,7 +1,7 @@
 """Search everywhere (Ctrl/Cmd-K): leads by name, company or email, and the companies behind them.
 
 Paged in SQL, through the same trigram lookup as the leads table's search (crm_lead_ids_matching,
-migrations 0013, 0016 and 0028): under row-level security it returns only leads the user may see, so a
+migrations 0013, 0016 and 0029): under row-level security it returns only leads the user may see, so a
 rep never finds another rep's lead, and it walks the trigram indexes instead of every visible row. Two
 letters have no trigram: then the leads are walked best score first until the page is full.
 """

@@ -28,16 +28,16 @@ at a million, seconds per move.
 - `ix_follow_ups_open_lead`: a deal's earliest open follow-up (each board card's activity status) in
   one index probe; before, the planner ANDed the lead index with the index of every open follow-up.
 
-Revision ID: 0028_board15
-Revises: 0027_import20
+Revision ID: 0029_board15
+Revises: 0028_forecast16c
 Create Date: 2026-12-03
 """
 from typing import Sequence, Union
 
 from alembic import op
 
-revision: str = "0028_board15"
-down_revision: Union[str, None] = "0027_import20"
+revision: str = "0029_board15"
+down_revision: Union[str, None] = "0028_forecast16c"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
