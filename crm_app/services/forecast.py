@@ -106,6 +106,7 @@ def month_windows(now: datetime, months: int = HORIZON_MONTHS) -> list[MonthWind
 
 _timing_cache: dict[tuple, tuple[float, TimingModel]] = {}
 _timing_lock = threading.Lock()
+_timing_fitting: dict[tuple, threading.Lock] = {}
 
 
 def _fit_timing_at(session: Session, cutoff: datetime) -> TimingModel:
@@ -145,14 +146,19 @@ def timing_at(session: Session, cutoff: datetime, *, current: bool = False) -> T
     key = (str(bind.engine.url), None if current else cutoff)
     ttl = RATES_TTL_SECONDS if current else PAST_TTL_SECONDS
     with _timing_lock:
-        cached = _timing_cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < ttl:
-        return cached[1]
-    timing = _fit_timing_at(session, cutoff)
-    with _timing_lock:
-        if len(_timing_cache) > 64:
-            _timing_cache.clear()
-        _timing_cache[key] = (time.monotonic(), timing)
+        fitting = _timing_fitting.setdefault(key, threading.Lock())
+    # One fit per key at a time: a page's calibration and a manager's backtest (or two viewers) that
+    # need the same month start wait for the first fit instead of running the same aggregate twice.
+    with fitting:
+        with _timing_lock:
+            cached = _timing_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < ttl:
+            return cached[1]
+        timing = _fit_timing_at(session, cutoff)
+        with _timing_lock:
+            if len(_timing_cache) > 64:
+                _timing_cache.clear()
+            _timing_cache[key] = (time.monotonic(), timing)
     return timing
 
 
@@ -364,6 +370,22 @@ class Forecast:
     gap_message: str = ""
     probability_note: str = ""
     open_deals: int = 0
+    # This month's interval as simulated, before the forecast's past errors widen it (calibrated_with):
+    # the page shows the forecast at once and the calibration when past_errors is ready.
+    calibrated: bool = False
+    simulated: Prediction = field(default_factory=lambda: Prediction(0.0, 0.0, 0.0))
+
+
+def calibrated_with(forecast: Forecast, errors: Sequence[tuple[float, float]]) -> Forecast:
+    """`forecast` (not changed) with this month's interval widened by the forecast's past errors
+    (backtest.calibrate): the interval the page shows once past_errors is known."""
+    out = copy.deepcopy(forecast)
+    widened = calibrate(forecast.simulated, errors, already=forecast.won_so_far)
+    out.this_month_low, out.this_month_high = widened.low, widened.high
+    if out.windows:
+        out.windows[0].interval_label = _interval_label(widened.low, widened.high)
+    out.calibrated = True
+    return out
 
 
 def _interval_label(low: float, high: float) -> str:
@@ -420,18 +442,34 @@ def _viewer(session: Session) -> str:
     return session.execute(text("SELECT coalesce(current_setting('crm.user_id', true), '')")).scalar_one()
 
 
+def _errors_key(session: Session, owner_id: int | None, cutoff: datetime, months: int) -> tuple:
+    return (str(session.get_bind().engine.url), _viewer(session), owner_id, month_start(cutoff), months)
+
+
+def _errors_cached(key: tuple) -> list[tuple[float, float]] | None:
+    with _errors_lock:
+        cached = _errors_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < PAST_TTL_SECONDS:
+        return list(cached[1])
+    return None
+
+
+def cached_past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
+                       months: int = CALIBRATION_MONTHS) -> list[tuple[float, float]] | None:
+    """past_errors if this process has them already, else None (never computes them)."""
+    return _errors_cached(_errors_key(session, owner_id, cutoff, months))
+
+
 def past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
                 months: int = CALIBRATION_MONTHS) -> list[tuple[float, float]]:
     """(predicted, actual) of the forecast for each of the `months` complete months before `cutoff`'s
     month that the backtest would score (three months of history before them), oldest first: only
     months over by `cutoff`. Cached for an hour per viewer, owner and month (done months change rarely;
     the page asks on every load)."""
-    bind = session.get_bind()
-    key = (str(bind.engine.url), _viewer(session), owner_id, month_start(cutoff), months)
-    with _errors_lock:
-        cached = _errors_cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < PAST_TTL_SECONDS:
-        return list(cached[1])
+    key = _errors_key(session, owner_id, cutoff, months)
+    cached = _errors_cached(key)
+    if cached is not None:
+        return cached
     first_known = session.execute(text("SELECT min(created_at) FROM leads WHERE dates_known")).scalar_one()
     if first_known is None:
         return []
@@ -474,8 +512,15 @@ def _unchanged_by_live(session: Session, owner_id: int | None, since: float) -> 
     return not live.changed_since(since, None if owner_id is None else [str(owner_id)])
 
 
-def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> Forecast:
+def build_forecast(session: Session, *, owner_id: int | None, now: datetime,
+                   wait_for_calibration: bool = True) -> Forecast:
     """This month, next month and the next three together, for the team (None) or one rep.
+
+    This month's interval is calibrated by the forecast's own errors on the past months (past_errors:
+    the history rebuilt as of each of CALIBRATION_MONTHS month starts, minutes at 100,000 leads before
+    it is cached). With `wait_for_calibration` False and those errors not cached yet, the forecast comes
+    back at once with the simulation's interval and `calibrated` False: the page shows it and asks
+    again in a background event.
 
     Cached per viewer, owner, month and target for RATES_TTL_SECONDS while the deals in scope are
     unchanged: known without a query when this web worker's listener heard of no change in scope since
@@ -487,6 +532,14 @@ def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> 
         cached = _forecast_cache.get(key)
     if cached is not None and time.monotonic() - cached.monotonic >= RATES_TTL_SECONDS:
         cached = None
+    forecast = _uncalibrated_forecast(session, owner_id=owner_id, now=now, key=key, cached=cached)
+    errors = (past_errors(session, owner_id=owner_id, cutoff=now) if wait_for_calibration
+              else cached_past_errors(session, owner_id=owner_id, cutoff=now))
+    return forecast if errors is None else calibrated_with(forecast, errors)
+
+
+def _uncalibrated_forecast(session: Session, *, owner_id: int | None, now: datetime, key: tuple,
+                           cached: _CachedForecast | None) -> Forecast:
     if cached is not None and _unchanged_by_live(session, owner_id, cached.wall):
         return copy.deepcopy(cached.forecast)
     scope = tuple(session.execute(text(_SCOPE_VERSION), {
@@ -524,11 +577,8 @@ def _build_forecast(session: Session, *, owner_id: int | None, now: datetime) ->
                               bootstraps=bootstraps_for(timing))
     # This month's interval also carries the forecast's own past errors (drift between months).
     first = result.windows[0]
-    calibrated = calibrate(Prediction(first.expected, first.low, first.high),
-                           past_errors(session, owner_id=owner_id, cutoff=now), already=won)
-    first.low, first.high = calibrated.low, calibrated.high
-
-    out = Forecast(open_deals=len(deals), won_so_far=won)
+    out = Forecast(open_deals=len(deals), won_so_far=won,
+                   simulated=Prediction(first.expected, first.low, first.high))
     for w in result.windows:
         out.windows.append(WindowRow(
             label=w.label, won_label=money(w.won_so_far) if w is result.windows[0] else "—",
