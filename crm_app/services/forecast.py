@@ -19,6 +19,7 @@ already lives apart in crm_app/forecasting.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 import time
@@ -456,29 +457,103 @@ def _errors_cached(key: tuple) -> list[tuple[float, float]] | None:
 
 def cached_past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
                        months: int = CALIBRATION_MONTHS) -> list[tuple[float, float]] | None:
-    """past_errors if this process has them already, else None (never computes them)."""
-    return _errors_cached(_errors_key(session, owner_id, cutoff, months))
+    """past_errors if this process or forecast_calibrations has them already, else None (never computes
+    them)."""
+    return past_errors(session, owner_id=owner_id, cutoff=cutoff, months=months, compute=False)
 
 
 def past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
-                months: int = CALIBRATION_MONTHS) -> list[tuple[float, float]]:
+                months: int = CALIBRATION_MONTHS, compute: bool = True) -> list[tuple[float, float]] | None:
     """(predicted, actual) of the forecast for each of the `months` complete months before `cutoff`'s
     month that the backtest would score (three months of history before them), oldest first: only
     months over by `cutoff`. Cached for an hour per viewer, owner and month (done months change rarely;
-    the page asks on every load)."""
+    the page asks on every load), and kept in forecast_calibrations for every process while the scope's
+    fingerprint (_CALIBRATION_FINGERPRINT) is unchanged, a day at most: computing them replays the
+    history as of each month start (minutes at 100,000 leads)."""
     key = _errors_key(session, owner_id, cutoff, months)
     cached = _errors_cached(key)
     if cached is not None:
         return cached
+    # Kept between processes only for a scope every viewer of it sees alike: a rep's own deals, or the
+    # team as those who see the team do (a rep asking for "everyone" sees their own and the pool).
+    fingerprint = (_calibration_fingerprint(session, owner_id=owner_id, cutoff=cutoff)
+                   if owner_id is not None or _sees_team(session) else None)
+    stored = None if fingerprint is None else _stored_errors(
+        session, owner_id=owner_id, cutoff=cutoff, months=months, fingerprint=fingerprint)
+    if stored is not None:
+        with _errors_lock:
+            _errors_cache[key] = (time.monotonic(), stored)
+        return list(stored)
+    if not compute:
+        return None
     first_known = session.execute(text("SELECT min(created_at) FROM leads WHERE dates_known")).scalar_one()
     if first_known is None:
         return []
     earliest = month_start(first_known, 3)
     errors = [month_forecast_at(session, owner_id=owner_id, cutoff=month_start(cutoff, -k))
               for k in range(months, 0, -1) if month_start(cutoff, -k) >= earliest]
+    if fingerprint is not None:
+        _store_errors(session, owner_id=owner_id, cutoff=cutoff, months=months, fingerprint=fingerprint,
+                      errors=errors)
     with _errors_lock:
         _errors_cache[key] = (time.monotonic(), errors)
     return list(errors)
+
+
+# What the past months' forecasts and outcomes are made of, for one scope, read in one scan of its
+# leads: those created before the month (count and values: an import of old deals, a value edited)
+# and those closed before it (count, dates, values, stages: a close dated back, a reopened deal). A
+# close today, a move today or a new lead leave it alone: they cannot change a month that is over.
+# The team's history behind P(win) (other reps' deals, for a rep) is not in it: a stored calibration
+# is trusted for CALIBRATION_STORED_HOURS at most.
+_CALIBRATION_FINGERPRINT = """
+SELECT count(*), coalesce(sum(deal_value), 0),
+       count(*) FILTER (WHERE closed_at < :month),
+       coalesce(sum(extract(epoch FROM closed_at)) FILTER (WHERE closed_at < :month), 0),
+       coalesce(sum(deal_value) FILTER (WHERE closed_at < :month AND stage = 'won'), 0)
+  FROM leads
+ WHERE created_at < :month AND owner_id IS NOT NULL
+   AND (CAST(:owner_id AS integer) IS NULL OR owner_id = :owner_id)
+"""
+CALIBRATION_STORED_HOURS = 24
+
+
+def _sees_team(session: Session) -> bool:
+    """The tables' owner (no acting user) or someone who sees the whole team's leads."""
+    return session.execute(text(
+        "SELECT coalesce(current_setting('crm.user_id', true), '') = '' OR crm_sees_team()")).scalar_one()
+
+
+def _calibration_fingerprint(session: Session, *, owner_id: int | None, cutoff: datetime) -> str:
+    row = session.execute(text(_CALIBRATION_FINGERPRINT),
+                          {"month": month_start(cutoff), "owner_id": owner_id}).one()
+    return "|".join(str(v) for v in row)
+
+
+def _stored_errors(session: Session, *, owner_id: int | None, cutoff: datetime, months: int,
+                   fingerprint: str) -> list[tuple[float, float]] | None:
+    """The past errors forecast_calibrations (migration 0029) keeps for this scope and month, if they
+    were computed from the same fingerprint within CALIBRATION_STORED_HOURS."""
+    row = session.execute(text(
+        "SELECT errors FROM forecast_calibrations "
+        "WHERE coalesce(owner_id, 0) = coalesce(CAST(:owner_id AS integer), 0) AND month = :month "
+        "AND months = :months AND fingerprint = :fingerprint "
+        "AND computed_at > now() - make_interval(hours => :hours)"),
+        {"owner_id": owner_id, "month": month_start(cutoff).date(), "months": months,
+         "fingerprint": fingerprint, "hours": CALIBRATION_STORED_HOURS}).first()
+    return None if row is None else [(float(p), float(a)) for p, a in row[0]]
+
+
+def _store_errors(session: Session, *, owner_id: int | None, cutoff: datetime, months: int,
+                  fingerprint: str, errors: list[tuple[float, float]]) -> None:
+    session.execute(text(
+        "INSERT INTO forecast_calibrations (owner_id, month, months, fingerprint, errors, computed_at) "
+        "VALUES (:owner_id, :month, :months, :fingerprint, CAST(:errors AS jsonb), now()) "
+        "ON CONFLICT (coalesce(owner_id, 0), month, months) DO UPDATE SET fingerprint = excluded.fingerprint, "
+        "errors = excluded.errors, computed_at = excluded.computed_at"),
+        {"owner_id": owner_id, "month": month_start(cutoff).date(), "months": months,
+         "fingerprint": fingerprint, "errors": json.dumps([[p, a] for p, a in errors])})
+    session.commit()
 
 
 _SCOPE_VERSION = """
