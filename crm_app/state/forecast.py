@@ -118,18 +118,31 @@ class ForecastState(AppState):
             self.owner = EVERYONE if self.viewer_is_manager else self.viewer_id
             self._owner_chosen_for = self.viewer_id
         self.loaded = self.backtest_loaded = False
-        await self._refresh()
         return ForecastState.complete
 
     @rx.event(background=True)
     async def complete(self):
-        """What the first view could not wait for, off the page's event queue: this month's interval
-        calibrated by the past months' errors (the history rebuilt as of 12 month starts: minutes at
-        100,000 leads until cached), then the managers' backtest (the same fits, then cheap). The page
-        stays usable meanwhile; a result for an owner no longer shown is dropped."""
+        """The page's slow work, off its event queue (the page stays usable; a result for an owner no
+        longer shown is dropped): the forecast with the simulation's interval (the history fitted as of
+        now: seconds at 100,000 leads until cached), then this month's interval calibrated by the past
+        months' errors (the history rebuilt as of 12 month starts: minutes at 100,000 leads until
+        stored), then the managers' backtest (the same fits, then cheap)."""
         async with self:
             owner_id, now, manager = self._owner_id(), now_utc(), self.viewer_is_manager
             user_id = (await self._actor()).id
+            needs_view, team = not self.loaded, self.users
+        if needs_view:
+            forecast = await db_as(user_id, lambda s: build_forecast(s, owner_id=owner_id, now=now,
+                                                                     wait_for_calibration=False))
+            targets = await db_as(user_id, lambda s: sales_targets(s, team)) if manager else None
+            async with self:
+                if self._owner_id() != owner_id:
+                    return
+                self._show(forecast)
+                if targets is not None:
+                    self.targets, self.target_drafts = targets, {t.key: t.target for t in targets}
+                self.loaded = True
+        async with self:
             needs_calibration, needs_backtest = self.calibrating, manager and not self.backtest_loaded
         if needs_calibration:
             forecast = await db_as(user_id, lambda s: build_forecast(s, owner_id=owner_id, now=now))
@@ -164,8 +177,7 @@ class ForecastState(AppState):
         if not self.viewer_is_manager:
             return
         self.owner = picked(value, {key for key, _ in self.owner_options}, self.owner)
-        self.backtest_loaded = False
-        await self._refresh()
+        self.loaded = self.backtest_loaded = False
         return ForecastState.complete
 
     @rx.event
