@@ -278,7 +278,8 @@ def test_the_past_months_errors_are_kept_for_other_processes_until_a_close_chang
     forget_stage_win_rates()
     with acting(session, maya) as db:
         assert past_errors(db, owner_id=ria.id, cutoff=NOW) == [(1.0, 2.0)]
-    move_lead_to_stage(session, lead_id=backdated.id, to_stage=Stage.WON, now=month_start(NOW) - timedelta(days=2))
+    move_lead_to_stage(session, lead_id=backdated.id, to_stage=Stage.WON,
+                       now=month_start(NOW) - timedelta(days=2))
     forget_stage_win_rates()
     with acting(session, maya) as db:
         again = past_errors(db, owner_id=ria.id, cutoff=NOW)

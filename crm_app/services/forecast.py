@@ -549,8 +549,9 @@ def _store_errors(session: Session, *, owner_id: int | None, cutoff: datetime, m
     session.execute(text(
         "INSERT INTO forecast_calibrations (owner_id, month, months, fingerprint, errors, computed_at) "
         "VALUES (:owner_id, :month, :months, :fingerprint, CAST(:errors AS jsonb), now()) "
-        "ON CONFLICT (coalesce(owner_id, 0), month, months) DO UPDATE SET fingerprint = excluded.fingerprint, "
-        "errors = excluded.errors, computed_at = excluded.computed_at"),
+        "ON CONFLICT (coalesce(owner_id, 0), month, months) DO UPDATE "
+        "SET fingerprint = excluded.fingerprint, errors = excluded.errors, "
+        "computed_at = excluded.computed_at"),
         {"owner_id": owner_id, "month": month_start(cutoff).date(), "months": months,
          "fingerprint": fingerprint, "errors": json.dumps([[p, a] for p, a in errors])})
     session.commit()
