@@ -532,7 +532,7 @@ def _calibration_fingerprint(session: Session, *, owner_id: int | None, cutoff: 
 
 def _stored_errors(session: Session, *, owner_id: int | None, cutoff: datetime, months: int,
                    fingerprint: str) -> list[tuple[float, float]] | None:
-    """The past errors forecast_calibrations (migration 0029) keeps for this scope and month, if they
+    """The past errors forecast_calibrations (migration 0030) keeps for this scope and month, if they
     were computed from the same fingerprint within CALIBRATION_STORED_HOURS."""
     row = session.execute(text(
         "SELECT errors FROM forecast_calibrations "

@@ -9,8 +9,8 @@ computed from (the scope's leads created before the month, and its closes before
 dates); a different fingerprint, or a row older than a day, is computed again. Money figures for a
 rep: readable and writable by that rep and by those who see the team, like sales_targets.
 
-Revision ID: 0029_forecast16d
-Revises: 0028_forecast16c
+Revision ID: 0030_forecast16d
+Revises: 0029_board15
 Create Date: 2026-12-03
 """
 from typing import Sequence, Union
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0029_forecast16d"
-down_revision: Union[str, None] = "0028_forecast16c"
+revision: str = "0030_forecast16d"
+down_revision: Union[str, None] = "0029_board15"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
