@@ -176,8 +176,9 @@ class Client:
         self.writer.close()
 
 
-async def sign_in_and_open_today(base: str, http: httpx.AsyncClient, email: str, password: str,
-                                 sign_in_state: str, today_state: str, timeout: float) -> None:
+async def sign_in(base: str, http: httpx.AsyncClient, email: str, password: str, sign_in_state: str,
+                  timeout: float) -> str:
+    """The browser's sign-in (steps 1 and 2 above); returns the Cookie header a tab then carries."""
     form = Client(base, "/sign-in")
     try:
         await form.open(timeout)
@@ -196,7 +197,12 @@ async def sign_in_and_open_today(base: str, http: httpx.AsyncClient, email: str,
     response = await http.post(f"{base}/auth/session", json={"ticket": ticket}, headers={"Origin": base})
     if response.status_code != 204 or not response.cookies.get("crm_session"):
         raise RuntimeError(f"/auth/session answered {response.status_code} without a session cookie")
-    today = Client(base, "/", cookie=f"crm_session={response.cookies['crm_session']}")
+    return f"crm_session={response.cookies['crm_session']}"
+
+
+async def sign_in_and_open_today(base: str, http: httpx.AsyncClient, email: str, password: str,
+                                 sign_in_state: str, today_state: str, timeout: float) -> None:
+    today = Client(base, "/", cookie=await sign_in(base, http, email, password, sign_in_state, timeout))
     try:
         await today.open(timeout)
         # Today is loaded when its state (DashboardState) says so; a redirect would mean no session.
