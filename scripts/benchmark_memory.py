@@ -65,17 +65,21 @@ def loopback(url: str) -> tuple[str, int]:
 
 
 def worker_processes(port: int) -> list[psutil.Process]:
-    """The granian process listening on the port and its worker children (the workers hold the states)."""
-    owner = None
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-            owner = psutil.Process(conn.pid)
-            break
-    if owner is None:
+    """The granian worker process(es) serving the port (the workers hold the states): with one worker,
+    the process listening and its children; with several, every process listening (each worker
+    binds the port itself)."""
+    owners = {conn.pid for conn in psutil.net_connections(kind="tcp")
+              if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid}
+    if not owners:
         sys.exit(f"no process listens on port {port}")
-    children = [c for c in owner.children(recursive=True) if "python" in (c.name() or "").lower()
-                or "granian" in " ".join(c.cmdline()).lower()]
-    return children or [owner]
+    found: dict[int, psutil.Process] = {}
+    for pid in sorted(owners):
+        owner = psutil.Process(pid)
+        children = [c for c in owner.children(recursive=True) if "python" in (c.name() or "").lower()
+                    or "granian" in " ".join(c.cmdline()).lower()]
+        for process in children or [owner]:
+            found[process.pid] = process
+    return list(found.values())
 
 
 def rss_mb(procs: list[psutil.Process]) -> list[float]:
