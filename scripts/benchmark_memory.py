@@ -216,8 +216,27 @@ async def sign_in_and_open_today(base: str, http: httpx.AsyncClient, email: str,
         await today.close()
 
 
+async def tabs_of_a_sign_in(base: str, cookie: str, today_state: str, timeout: float) -> None:
+    """The two tabs a sign-in leaves (the sign-in page's, then Today's with the session cookie),
+    without the password check: `--reuse-sessions`."""
+    form = Client(base, "/sign-in")
+    try:
+        await form.open(timeout)
+        await form.wait_for(
+            lambda u: (u.get("delta") or {}).get(ROOT_STATE, {}).get("is_hydrated_rx_state_") is True, timeout)
+    finally:
+        await form.close()
+    today = Client(base, "/", cookie=cookie)
+    try:
+        await today.open(timeout)
+        await today.wait_for(
+            lambda u: (u.get("delta") or {}).get(today_state, {}).get("loaded_rx_state_") is True, timeout)
+    finally:
+        await today.close()
+
+
 async def one_round(base: str, n: int, clients: int, password: str, names: tuple[str, str],
-                    timeout: float) -> tuple[int, list[str], float]:
+                    timeout: float, cookies: list[str] | None = None) -> tuple[int, list[str], float]:
     semaphore, errors, done = asyncio.Semaphore(clients), [], 0
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=timeout) as http:
@@ -226,8 +245,11 @@ async def one_round(base: str, n: int, clients: int, password: str, names: tuple
             async with semaphore:
                 http.cookies.clear()  # each sign-in keeps its own cookie
                 try:
-                    await sign_in_and_open_today(base, http, DEMO_USERS[i % len(DEMO_USERS)], password,
-                                                 *names, timeout=timeout)
+                    if cookies:
+                        await tabs_of_a_sign_in(base, cookies[i % len(cookies)], names[1], timeout)
+                    else:
+                        await sign_in_and_open_today(base, http, DEMO_USERS[i % len(DEMO_USERS)], password,
+                                                     *names, timeout=timeout)
                     done += 1
                 except Exception as error:  # counted and shown; the round goes on
                     errors.append(repr(error)[:160])
@@ -247,15 +269,31 @@ def main(argv=None) -> int:
     parser.add_argument("--settle", type=float, default=0.0,
                         help="seconds to wait after each round before reading RSS (lets expiry run)")
     parser.add_argument("--timeout", type=float, default=60.0, help="per step, s")
+    parser.add_argument("--reuse-sessions", action="store_true",
+                        help="sign each demo user in once and open each sign-in's two tabs with that session: "
+                             "the same tabs without a password check each (argon2 took ~3 s on a busy machine)")
     args = parser.parse_args(argv)
 
     base, port = loopback(args.url)
     names = state_names()
     procs = worker_processes(port)
     print(f"web worker pid(s) {[p.pid for p in procs]}; RSS at start {rss_mb(procs)} MB", flush=True)
+    cookies = None
+    if args.reuse_sessions:
+        async def sign_in_everyone():
+            async with httpx.AsyncClient(timeout=args.timeout) as http:
+                signed = []
+                for email in DEMO_USERS:
+                    http.cookies.clear()
+                    signed.append(await sign_in(base, http, email, args.password, names[0], args.timeout))
+                return signed
+
+        cookies = asyncio.run(sign_in_everyone())
+        print(f"{len(cookies)} sessions signed in; each 'sign-in' below opens the sign-in page's tab and a "
+              f"Today tab with one of them; RSS {rss_mb(procs)} MB", flush=True)
     for r in range(1, args.rounds + 1):
         done, errors, wall = asyncio.run(one_round(base, args.sign_ins, args.clients, args.password, names,
-                                                   args.timeout))
+                                                   args.timeout, cookies))
         if args.settle:
             time.sleep(args.settle)
         print(f"round {r}: {done}/{args.sign_ins} sign-ins + Today loads with {args.clients} concurrent "
