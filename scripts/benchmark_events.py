@@ -377,7 +377,7 @@ def main(argv=None) -> int:
     parser.add_argument("--password", default="demo-password")
     parser.add_argument("--timeout", type=float, default=120.0, help="per event, s")
     parser.add_argument("--start-timeout", type=float, default=900.0, help="for a started app (a first build)")
-    parser.add_argument("--log", default=str(ROOT / ".web-bench-events.log"), help="the started app's output")
+    parser.add_argument("--log", default=str(ROOT / ".web" / "benchmark-events-app.log"), help="the started app's output")
     args = parser.parse_args(argv)
     args.clients = sorted(set(args.clients))
 
