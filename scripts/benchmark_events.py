@@ -330,6 +330,7 @@ def start_app(args, workers: int) -> subprocess.Popen:
     else:
         env.update(REFLEX_REDIS_URL=args.redis_url, CRM_WEB_WORKERS=str(workers))
         command = ["bash", "scripts/serve.sh"]
+    Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     log = open(args.log, "a")
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + args.start_timeout
