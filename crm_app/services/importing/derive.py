@@ -23,7 +23,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.domain import ActivityKind
@@ -68,12 +67,17 @@ class _Row:
             setattr(self, name, value)
 
 
+_KIND_OF = {kind.value: kind for kind in ActivityKind}  # ActivityKind(value) per activity costs a third of the read
+
+
 def _activities_of(session: Session, lead_ids: list[int]) -> dict[int, list[ActivityFact]]:
+    """These leads' activities for scoring, read as plain tuples on the driver's cursor (tens of
+    thousands of rows a batch)."""
     activities: dict[int, list[ActivityFact]] = defaultdict(list)
-    for lead_id, kind, occurred_at in session.execute(
-        text("SELECT lead_id, kind, occurred_at FROM activities WHERE lead_id = ANY(:ids)"), {"ids": lead_ids}
-    ):
-        activities[lead_id].append(ActivityFact(ActivityKind(kind), occurred_at))
+    cursor = session.connection().connection.cursor()
+    cursor.execute("SELECT lead_id, kind, occurred_at FROM activities WHERE lead_id = ANY(%s)", (lead_ids,))
+    for lead_id, kind, occurred_at in cursor.fetchall():
+        activities[lead_id].append(ActivityFact(_KIND_OF[kind], occurred_at))
     return activities
 
 

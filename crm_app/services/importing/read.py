@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from crm_app.services.errors import ServiceError
 from crm_app.services.exporting import restore_cell
 from crm_app.services.importing.cells import FORMULA_STARTS, UNSTORABLE, date_shape, number_shape
+from crm_app.services.importing.keys import FirstRows
 
 if TYPE_CHECKING:
     from crm_app.services.importing.validate import ValidationReport
@@ -227,7 +228,8 @@ def _profile(path: Path) -> FileProfile:
     width = len(fmt.headers)
     columns = [ColumnProfile(h) for h in fmt.headers]
     raw_counts: list[Counter[str] | None] = [Counter() for _ in columns]  # cell as read -> rows
-    seen: list[set[str] | None] = [set() for _ in columns]  # values past MAX_DISTINCT, while all differ
+    # Values past MAX_DISTINCT, while all differ (compactly: a million of them would be ~100 MB as a set).
+    seen: list[FirstRows | None] = [FirstRows() for _ in columns]
     rows = blank_rows = 0
     sample: list[tuple[int, list[str]]] = []
     chunk: list[list[str]] = []
@@ -292,7 +294,7 @@ def _settle(column: ColumnProfile, counter: Counter[str]) -> None:
         column.date_examples.setdefault(when, cell)
 
 
-def _count_one_by_one(column: ColumnProfile, cells: tuple[str, ...], seen: set[str] | None) -> None:
+def _count_one_by_one(column: ColumnProfile, cells: tuple[str, ...], seen: FirstRows | None) -> None:
     for raw in cells:
         cell = _trimmed(raw)
         if cell is None:
@@ -302,10 +304,8 @@ def _count_one_by_one(column: ColumnProfile, cells: tuple[str, ...], seen: set[s
             column.counts[cell] += 1
             column.unique = False
             continue
-        if seen is not None and column.unique:
-            if cell in seen:
-                column.unique = False
-            seen.add(cell)
+        if seen is not None and column.unique and not seen.add(cell):
+            column.unique = False
         kind, when = number_shape(cell) or TEXT, date_shape(cell) or TEXT
         column.number_shapes[kind] += 1
         column.number_examples.setdefault(kind, cell)
