@@ -20,7 +20,8 @@ fresh copy of the template (`CREATE DATABASE ... TEMPLATE`), so every run starts
 Prints seconds, rows per second, the process's peak memory (max RSS: reading, checking and writing
 the file) and web/cli per size, with the machine's load average beside each run (the machine is
 shared: compare runs made together). `--million` adds 1,000,000 stored leads (seeding takes minutes);
-`--keep` keeps the seeded templates (named crm_bench_tpl_<size>) for the next run to reuse.
+`--keep` keeps the seeded templates (named crm_bench_tpl_<size>; see --prefix) for the next run to
+reuse.
 """
 
 from __future__ import annotations
@@ -120,9 +121,9 @@ def _url(admin_url: str, name: str) -> str:
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
-def _seeded_template(admin_url: str, stored: int) -> str:
+def _seeded_template(admin_url: str, stored: int, prefix: str) -> str:
     """A database holding `stored` generated leads and the bench team (reused when kept earlier)."""
-    name = f"crm_bench_tpl_{stored}"
+    name = f"{prefix}_tpl_{stored}"
     if _exists(admin_url, name):
         print(f"# reusing {name}", flush=True)
         return name
@@ -154,7 +155,8 @@ def main() -> None:
     parser.add_argument("--rows", default="5000,100000", help="rows per imported file, comma-separated")
     parser.add_argument("--template", help="an existing database to copy as the stored leads (instead of seeding)")
     parser.add_argument("--keep", action="store_true", help="keep the seeded templates for the next run")
-    parser.add_argument("--prefix", default="crm_bench_run", help="name of the per-run copies")
+    parser.add_argument("--prefix", default="crm_bench", help="names of the databases made: PREFIX_tpl_<size>, "
+                                                              "PREFIX_run_<pid>")
     args = parser.parse_args()
     admin_url = make_url(normalize_url(args.server)).set(database="postgres").render_as_string(hide_password=False)
     if args.template:
@@ -165,12 +167,12 @@ def main() -> None:
     file_rows = [int(r) for r in args.rows.split(",") if r]
     print(f"{'stored':>10} {'file rows':>10} {'path':>4} {'seconds':>8} {'rows/s':>8} {'peak MB':>8} "
           f"{'created/updated/skipped':>24}  machine")
-    run = f"{args.prefix}_{os.getpid()}"
+    run = f"{args.prefix}_run_{os.getpid()}"
     with tempfile.TemporaryDirectory() as folder:
         for stored, template in templates:
             seeded = template is None
             if seeded:
-                template = _seeded_template(admin_url, stored)
+                template = _seeded_template(admin_url, stored, args.prefix)
             else:
                 engine = make_engine(_url(admin_url, template))
                 with engine.connect() as conn:

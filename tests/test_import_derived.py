@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from crm_app.domain import ActivityKind, Source, Stage
 from crm_app.services.importing import ImportMapping, import_file, validate_file
-from crm_app.services.importing.keys import FirstRows
+from crm_app.services.importing.keys import AllDifferent, FirstRows
 from crm_app.services.leads import log_activity
 from crm_app.services.risk import reassess_risk_in_transaction
 from crm_app.services.scoring import rescore_leads_in_transaction
@@ -121,3 +121,13 @@ def test_first_rows_say_what_a_dict_says(keys, merge_every):
     for row, key in enumerate(keys, start=1):
         assert index.first(key, row) == first.setdefault(key, row)
     assert len(index) == len(first)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.text(max_size=3), max_size=30), max_size=12), st.integers(min_value=1, max_value=40))
+def test_all_different_says_what_a_set_says(chunks, merge_every):
+    values, seen = AllDifferent(merge_every), []
+    for chunk in chunks:
+        values.add_many(chunk)
+        seen += chunk
+    assert values.holds() == (len(set(seen)) == len(seen))
