@@ -196,3 +196,16 @@ def reassess_risk_in_transaction(session: Session, lead_ids: list[int], now: dat
         facts = _facts_of(session, leads)
         done += _store(session, [(row.id, row.version, assess_risk(facts[row.id], now)) for row in leads], now)
     return done
+
+
+def assess_unwritten(session: Session, rows: list, now: datetime, *, stored: bool = True) -> list[RiskResult]:
+    """The risk of leads as they are about to be written, without writing it: rows with (id, stage,
+    stage_entered_at, created_at, stagnation_days), in order. An import computes its leads' risk
+    before its one write of each lead (rewriting a lead costs an entry in each of its indexes).
+    `stored=False`: leads not stored yet, so without activities (none are read)."""
+    if not stored:
+        return [assess_risk(RiskFacts(stage=Stage(row.stage), stage_entered_at=row.stage_entered_at,
+                                      created_at=row.created_at, stage_limit_days=row.stagnation_days), now)
+                for row in rows]
+    facts = _facts_of(session, rows)
+    return [assess_risk(facts[row.id], now) for row in rows]
