@@ -266,3 +266,34 @@ def test_a_progress_callback_that_stops_the_work_stops_it(committed_engine):
                                     "AND score > 0")).scalar_one()
         # The ranges already running finished (each commits alone); the rest were never started.
         assert 0 < left < total
+
+
+def test_rescoring_touched_leads_in_the_callers_transaction_is_the_engines_lead_by_lead(session):
+    """What an import calls for the leads it touched: set-based, inside its transaction, with the
+    present score and, for a closed deal without one, the score at its close from what came before."""
+    from crm_app.services.scoring import rescore_leads_in_transaction
+
+    ids = _generate(session, 120, seed=8)
+    session.execute(text("UPDATE leads SET score_at_close = NULL, scored_at = NULL WHERE id = ANY(:ids)"), {"ids": ids})
+    # A close at the very moment of an activity: that activity is not counted in the score at close.
+    session.execute(text("UPDATE leads SET closed_at = (SELECT max(occurred_at) FROM activities a WHERE a.lead_id = leads.id) "
+                         "WHERE id = ANY(:ids) AND closed_at IS NOT NULL AND id % 2 = 0"), {"ids": ids})
+    expected = _engine_results(session, ids)
+    leads = session.query(Lead).filter(Lead.id.in_(ids)).populate_existing().all()
+    facts = load_facts(session, leads)
+    at_close = {}
+    for lead in leads:
+        if lead.closed_at is not None:
+            before = [a for a in facts[lead.id].activities if a.occurred_at < lead.closed_at]
+            at_close[lead.id] = ENGINE.score(type(facts[lead.id])(company_size=lead.company_size, activities=before),
+                                             lead.closed_at).score
+    assert rescore_leads_in_transaction(session, ids, NOW) == len(ids)
+    stored = {lead.id: (lead.score, lead.tier, lead.score_reasons, lead.score_valid_until)
+              for lead in session.query(Lead).filter(Lead.id.in_(ids)).populate_existing()}
+    assert stored == expected
+    # Every touched lead carries the moment it was scored, changed or not.
+    assert session.execute(text("SELECT count(*) FROM leads WHERE id = ANY(:ids) AND scored_at IS NULL"),
+                           {"ids": ids}).scalar_one() == 0
+    closes = dict(session.execute(text("SELECT id, score_at_close FROM leads WHERE id = ANY(:ids) "
+                                       "AND closed_at IS NOT NULL"), {"ids": ids}).all())
+    assert closes == at_close

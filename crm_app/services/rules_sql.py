@@ -102,7 +102,8 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
     that meet `condition` (SQL over the table `leads`), each scored at `asof` (:now, or an expression
     over `leads`). `dense`: most leads of the range meet the condition, so the activities of the whole
     range are read in one index range scan rather than lead by lead. `changed_only`: only the leads
-    whose stored score, tier, reasons or expiry differ, with a column `tier_changed`; compared in the
+    whose stored score, tier, reasons or expiry differ (or that were never scored), with a column
+    `tier_changed`; compared in the
     same pass that reads the lead, so an unchanged lead costs no second lookup."""
     before = "<" if strictly_before else "<="
     pricing, page, demo = (ActivityKind.PRICING_REQUEST, ActivityKind.PRICING_PAGE_VISIT,
@@ -163,11 +164,12 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
     tier_sql = (f"CASE WHEN score >= {HOT_MIN} THEN 'hot' WHEN score >= {WARM_MIN} THEN 'warm' ELSE 'cold' END")
     if changed_only:
         stored = (", leads.score AS old_score, leads.tier AS old_tier, leads.score_reasons AS old_reasons, "
-                  "leads.score_valid_until AS old_valid_until")
-        stored_s = " c.old_score, c.old_tier, c.old_reasons, c.old_valid_until,"
+                  "leads.score_valid_until AS old_valid_until, leads.scored_at AS old_scored_at")
+        stored_s = " c.old_score, c.old_tier, c.old_reasons, c.old_valid_until, c.old_scored_at,"
         final = f"""id, version, score, tier, reasons, valid_until, tier IS DISTINCT FROM old_tier AS tier_changed
           FROM (SELECT s.*, {tier_sql} AS tier FROM s) AS t
-         WHERE (old_score, old_tier, old_reasons, old_valid_until)
+         WHERE old_scored_at IS NULL  -- never scored: written whatever it holds
+            OR (old_score, old_tier, old_reasons, old_valid_until)
                IS DISTINCT FROM (score, tier, reasons, valid_until)"""
     else:
         stored = stored_s = ""
@@ -343,21 +345,25 @@ def rescore_rules_where(
                 workers=WORKERS if workers is None else workers, count_ranges=True)
 
 
-def record_rules_scores_at_close(session: Session, chunk: int = CHUNK, commit: bool = True) -> int:
+def record_rules_scores_at_close(session: Session, chunk: int = CHUNK, commit: bool = True,
+                                 condition: str = "TRUE", params: dict | None = None,
+                                 strictly_before: bool = False) -> int:
     """Fill in score_at_close where it is missing with the rubric's score as of each deal's close,
-    from the activities known then (as services.scoring.record_scores_at_close does lead by lead).
-    Commits range by range; returns the count written."""
-    condition = "leads.closed_at IS NOT NULL AND leads.score_at_close IS NULL"
+    from the activities known then (as services.scoring.record_scores_at_close does lead by lead),
+    for the leads meeting `condition` (SQL over `leads`; all by default); `strictly_before`: only
+    the activities before the close, not at its very moment. Commits range by range (unless
+    `commit=False`); returns the count written."""
+    condition = f"leads.closed_at IS NOT NULL AND leads.score_at_close IS NULL AND ({condition})"
 
     def update(dense: bool) -> str:
         return f"""
             WITH written AS (
                 UPDATE leads AS l SET score_at_close = v.score
-                  FROM ({_scored_sql(condition, 'leads.closed_at', False, dense)}) AS v
+                  FROM ({_scored_sql(condition, 'leads.closed_at', strictly_before, dense)}) AS v
                  WHERE l.id = v.id
                 RETURNING 1
             )
             SELECT count(*) FROM written
         """
 
-    return _run(session, condition, {}, chunk, update, None, commit)
+    return _run(session, condition, dict(params or {}), chunk, update, None, commit)
