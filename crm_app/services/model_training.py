@@ -99,19 +99,21 @@ def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False
     (`open_life_moment`) with only the activities before that moment; `at_close` takes them at the
     close instead (what earlier versions trained on, kept to measure the difference)."""
     activities: dict[int, list[ActivityFact]] = defaultdict(list)
-    rows = session.execute(
-        text(
+    # Streamed on the driver's own server-side cursor, as plain tuples: about a million rows at 100,000
+    # leads, where SQLAlchemy's result rows cost most of the load.
+    closed = _CLOSED.replace(":now", "%(now)s")
+    with session.connection().connection.cursor(name="closed_lead_activities") as cursor:
+        cursor.itersize = 50_000
+        cursor.execute(
             f"""
             SELECT a.lead_id, a.kind, a.occurred_at
               FROM activities a JOIN leads l ON l.id = a.lead_id
-             WHERE {_CLOSED} AND a.occurred_at < l.closed_at
-            """
-        ),
-        {"now": now},
-        execution_options={"yield_per": 20_000},
-    )
-    for lead_id, kind, occurred_at in rows:
-        activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
+             WHERE {closed} AND a.occurred_at < l.closed_at
+            """,
+            {"now": now},
+        )
+        for lead_id, kind, occurred_at in cursor:
+            activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
     leads = session.execute(
         text(
             f"""
