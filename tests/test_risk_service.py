@@ -198,13 +198,16 @@ def test_reassessing_in_batches_stores_what_assessing_each_lead_alone_gives(sess
             session.add(Activity(lead_id=lead.id, kind=kind.value, occurred_at=at, sentiment=tone))
         limit = session.execute(text("SELECT stagnation_days FROM stage_rules WHERE stage = :s"),
                                 {"s": stage.value}).scalar()
-        facts = RiskFacts(stage=stage, stage_entered_at=entered, created_at=lead.created_at, stage_limit_days=limit,
+        facts = RiskFacts(stage=stage, stage_entered_at=entered, created_at=lead.created_at,
+                          stage_limit_days=limit,
                           activities=tuple(ActivityFact(k, t) for k, t, _ in acts),
-                          messages=tuple(Message(k, t, s) for k, t, s in acts if k in (K.EMAIL_RECEIVED, K.NOTE)))
+                          messages=tuple(Message(k, t, s) for k, t, s in acts
+                                         if k in (K.EMAIL_RECEIVED, K.NOTE)))
         expected[lead.id] = assess_risk(facts, NOW)
     session.flush()
     reassess_all_risk(session, NOW, batch_size=50)
-    rows = session.execute(text("SELECT id, risk_level, risk_points, risk_reasons, risk_valid_until, last_reply_at, "
+    rows = session.execute(text("SELECT id, risk_level, risk_points, risk_reasons, risk_valid_until, "
+                                "last_reply_at, "
                                 "last_reply_sentiment, risk_at FROM leads WHERE id = ANY(:ids)"),
                            {"ids": list(expected)}).all()
     for row in rows:
@@ -212,7 +215,8 @@ def test_reassessing_in_batches_stores_what_assessing_each_lead_alone_gives(sess
         assert (row.risk_level, row.risk_points, row.risk_reasons, row.risk_valid_until, row.last_reply_at,
                 row.last_reply_sentiment) == (
             want.level.value if want.level else None, want.points if want.level else None,
-            [r.as_dict() for r in want.reasons], want.valid_until, want.last_reply_at, want.last_reply_sentiment,
+            [r.as_dict() for r in want.reasons], want.valid_until, want.last_reply_at,
+            want.last_reply_sentiment,
         ), row.id
     assert {r.risk_level for r in rows} >= {"low", "medium", "high", None}
     assert reassess_all_risk(session, NOW, batch_size=50) == 0

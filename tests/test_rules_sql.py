@@ -178,7 +178,8 @@ def test_nothing_to_rescore_writes_nothing(session):
 
 # --- Properties: any lead's facts, the SQL says what the engine says -------------------------------
 
-_MOMENTS = st.one_of(st.sampled_from(EDGES), st.timedeltas(min_value=-timedelta(days=2), max_value=timedelta(days=800)))
+_MOMENTS = st.one_of(st.sampled_from(EDGES),
+                     st.timedeltas(min_value=-timedelta(days=2), max_value=timedelta(days=800)))
 _LEAD = st.tuples(
     st.sampled_from(SIZES),
     st.lists(st.tuples(st.sampled_from(KINDS), _MOMENTS), max_size=14),
@@ -235,7 +236,8 @@ def test_ranges_on_several_connections_store_the_engines_results(committed_engin
         expected = _engine_results(session, ids)
         seen = []
         # Ranges of 40 leads on 3 connections; progress is reported for every range, in this thread.
-        assert rules_sql.rescore_rules_where(session, NOW, chunk=40, workers=3, progress=seen.append) == len(ids)
+        done = rules_sql.rescore_rules_where(session, NOW, chunk=40, workers=3, progress=seen.append)
+        assert done == len(ids)
         assert len(seen) == -(-len(ids) // 40) and seen[-1] == len(ids) and seen == sorted(seen)
         stored = {lead.id: (lead.score, lead.tier, lead.score_reasons, lead.score_valid_until)
                   for lead in session.query(Lead).filter(Lead.id.in_(ids)).populate_existing()}
@@ -247,7 +249,8 @@ def test_ranges_on_several_connections_store_the_engines_results(committed_engin
         # A second pass a second later rewrites only what the second changed.
         later = NOW + timedelta(seconds=1)
         assert rules_sql.rescore_rules_where(session, later, chunk=40, workers=3) == len(ids)
-        rewritten = session.execute(text("SELECT count(*) FROM leads WHERE scored_at = :t"), {"t": later}).scalar_one()
+        rewritten = session.execute(text("SELECT count(*) FROM leads WHERE scored_at = :t"),
+                                    {"t": later}).scalar_one()
         assert rewritten < len(ids) // 4
 
 
@@ -274,9 +277,11 @@ def test_rescoring_touched_leads_in_the_callers_transaction_is_the_engines_lead_
     from crm_app.services.scoring import rescore_leads_in_transaction
 
     ids = _generate(session, 120, seed=8)
-    session.execute(text("UPDATE leads SET score_at_close = NULL, scored_at = NULL WHERE id = ANY(:ids)"), {"ids": ids})
+    session.execute(text("UPDATE leads SET score_at_close = NULL, scored_at = NULL WHERE id = ANY(:ids)"),
+                    {"ids": ids})
     # A close at the very moment of an activity: that activity is not counted in the score at close.
-    session.execute(text("UPDATE leads SET closed_at = (SELECT max(occurred_at) FROM activities a WHERE a.lead_id = leads.id) "
+    session.execute(text("UPDATE leads SET closed_at = (SELECT max(occurred_at) FROM activities a "
+                         "WHERE a.lead_id = leads.id) "
                          "WHERE id = ANY(:ids) AND closed_at IS NOT NULL AND id % 2 = 0"), {"ids": ids})
     expected = _engine_results(session, ids)
     leads = session.query(Lead).filter(Lead.id.in_(ids)).populate_existing().all()
@@ -285,8 +290,8 @@ def test_rescoring_touched_leads_in_the_callers_transaction_is_the_engines_lead_
     for lead in leads:
         if lead.closed_at is not None:
             before = [a for a in facts[lead.id].activities if a.occurred_at < lead.closed_at]
-            at_close[lead.id] = ENGINE.score(type(facts[lead.id])(company_size=lead.company_size, activities=before),
-                                             lead.closed_at).score
+            then = type(facts[lead.id])(company_size=lead.company_size, activities=before)
+            at_close[lead.id] = ENGINE.score(then, lead.closed_at).score
     assert rescore_leads_in_transaction(session, ids, NOW) == len(ids)
     stored = {lead.id: (lead.score, lead.tier, lead.score_reasons, lead.score_valid_until)
               for lead in session.query(Lead).filter(Lead.id.in_(ids)).populate_existing()}

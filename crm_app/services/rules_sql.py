@@ -161,12 +161,13 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
             f"CASE WHEN g.n > 0 THEN {engagement_points} ELSE 0 END",
         ]
     )
-    tier_sql = (f"CASE WHEN score >= {HOT_MIN} THEN 'hot' WHEN score >= {WARM_MIN} THEN 'warm' ELSE 'cold' END")
+    tier_sql = f"CASE WHEN score >= {HOT_MIN} THEN 'hot' WHEN score >= {WARM_MIN} THEN 'warm' ELSE 'cold' END"
     if changed_only:
         stored = (", leads.score AS old_score, leads.tier AS old_tier, leads.score_reasons AS old_reasons, "
                   "leads.score_valid_until AS old_valid_until, leads.scored_at AS old_scored_at")
         stored_s = " c.old_score, c.old_tier, c.old_reasons, c.old_valid_until, c.old_scored_at,"
-        final = f"""id, version, score, tier, reasons, valid_until, tier IS DISTINCT FROM old_tier AS tier_changed
+        final = f"""id, version, score, tier, reasons, valid_until,
+               tier IS DISTINCT FROM old_tier AS tier_changed
           FROM (SELECT s.*, {tier_sql} AS tier FROM s) AS t
          WHERE old_scored_at IS NULL  -- never scored: written whatever it holds
             OR (old_score, old_tier, old_reasons, old_valid_until)

@@ -221,7 +221,8 @@ def _rescore_where(
         leads = session.execute(
             text(
                 f"SELECT id, version, company_size, source, custom_fields, score, tier, score_reasons, "
-                f"score_valid_until, scored_at FROM leads WHERE leads.id > :last_id AND ({condition}) ORDER BY id LIMIT :n"
+                f"score_valid_until, scored_at FROM leads WHERE leads.id > :last_id AND ({condition}) "
+                "ORDER BY id LIMIT :n"
             ),
             {"last_id": last_id, "n": max(batch_size, MODEL_BATCH), **params},
         ).all()
