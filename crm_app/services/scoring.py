@@ -242,8 +242,10 @@ def _rescore_where(
         # One call per batch: a model scores a batch ~30x faster than lead by lead. A closed deal the
         # model learned from gets its out-of-fold score instead (out_of_fold.py).
         results = score_leads(session, engine, [row.id for row in leads], facts, now)
-        _store_scores(session, _changed_scores(leads, results), now)
-        done += len(leads)
+        changed = _changed_scores(leads, results)
+        # Scored and stored: the unchanged ones, and the changed ones written (not those a concurrent
+        # change had already rescored, whose version moved on).
+        done += len(leads) - len(changed) + _store_scores(session, changed, now)
         # A batch at a time: row locks are held for one batch, never for the whole table.
         session.commit()
         if progress:
