@@ -42,6 +42,7 @@ import os
 import random
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -433,84 +434,19 @@ def generate_demo_data(
         user_ids={},
     )
 
-    with engine.begin() as connection:
-        cursor = connection.connection.cursor()
-        # Indexes are built once after the load, far faster than kept up row by row through COPY and
-        # the first scoring (each scored lead would add an entry to every index of the table).
-        deferred = _drop_secondary_indexes(cursor, ("leads", "activities", "stage_changes"))
-        job.user_ids.update(_insert_team(cursor, joined_at=clock - YEAR - 30 * DAY))
-        # The owner triggers look the lead up per row; the rows carry their owner already.
-        for table, trigger in _OWNER_TRIGGERS.items():
-            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
-    steps: list[tuple[str, float]] = []
-
-    def step(label: str, since: float) -> float:
-        moment = time.perf_counter()
-        steps.append((label, moment - since))
-        return moment
-
+    deferred = _begin_load(engine, job)
     try:
         say(f"Drawing and storing {leads:,} leads in {len(plan)} chunk(s), {workers} process(es)")
         if workers > 1:
             engine.dispose()  # no pooled connection may be shared with the forked workers
         loaded = _load_chunks(job, plan, workers, say)
-        load_done = step("draw + COPY", started)
-        with engine.begin() as connection:
-            cursor = connection.connection.cursor()
-            for table, trigger in _OWNER_TRIGGERS.items():
-                cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
-            # Ids were given explicitly, so the sequences must be moved past them.
-            for table in ("leads", "stage_changes", "activities"):
-                cursor.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
-                )
-            # Planner statistics for what was just loaded: without them the scoring below plans its
-            # per-range queries blind (parallel sequential scans of the whole table).
-            cursor.execute("ANALYZE users, leads, stage_changes, activities, follow_ups")
-            moment = step("analyze", load_done)
-            with Session(bind=connection) as session:
-                if engine_config(session).effective == "rules":
-                    # The rubric in the database, before the indexes exist.
-                    rescore_rules_where(session, now, commit=False,
-                                        progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
-                    record_rules_scores_at_close(session, commit=False)
-                    scored_in_load = True
-                else:
-                    scored_in_load = False
-            moment = step("score (rules, in the database)", moment)
-            say("Building indexes")
-            cursor.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
-            for definition in deferred:
-                cursor.execute(definition)
-            deferred = []
-            moment = step("build indexes", moment)
-            cursor.execute("ANALYZE leads, stage_changes, activities")
-            moment = step("analyze", moment)
     except BaseException:
         _restore_after_failed_load(engine, deferred)
         raise
-
-    with Session(engine) as session:
-        if not scored_in_load:
-            rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
-            record_scores_at_close(session)
-            moment = step("score (engine)", moment)
-        say("Assessing risk")
-        reassess_all_risk(session, now)
-        moment = step("assess risk", moment)
-        # Scoring a year of history at once "turned Hot" and "went At risk" hundreds of deals: that is
-        # the seeding, not news. The bell starts with the requests of the last hours and the
-        # follow-ups that fell due.
-        session.execute(text("DELETE FROM notifications WHERE kind NOT IN ('pricing_request', 'demo_request')"))
-        session.commit()
-        notify_due_follow_ups(session, now)
-        moment = step("notifications", moment)
-    # Rescoring rewrote every lead, and bulk-loaded tables have no planner statistics yet: without
-    # them the ranked lists may not use their indexes until autovacuum comes round.
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM (ANALYZE) users, leads, stage_changes, activities"))
-    finished = step("vacuum", moment)
-
+    load_done = time.perf_counter()
+    steps = [("draw + COPY", load_done - started)]
+    steps += _finish_load(engine, now, leads, deferred, say, workers)
+    finished = time.perf_counter()
     summary = DemoSummary(
         users=len(TEAM),
         leads=leads,
@@ -527,6 +463,147 @@ def generate_demo_data(
     )
     say(f"Done in {summary.elapsed_seconds:.1f} s")
     return summary
+
+
+def _begin_load(engine: Engine, job: _LoadJob) -> list[str]:
+    """Make the empty tables ready for the bulk load: the team in, the secondary indexes and owner
+    triggers out (committed, so that the workers' connections load without them). Returns the
+    definitions of the dropped indexes."""
+    with engine.begin() as connection:
+        cursor = connection.connection.cursor()
+        # Indexes are built once after the load, far faster than kept up row by row through COPY and
+        # the first scoring (each scored lead would add an entry to every index of the table).
+        deferred = _drop_secondary_indexes(cursor, ("leads", "activities", "stage_changes"))
+        job.user_ids.update(_insert_team(cursor, joined_at=job.now - YEAR - 30 * DAY))
+        # The owner triggers look the lead up per row; the rows carry their owner already.
+        for table, trigger in _OWNER_TRIGGERS.items():
+            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
+    return deferred
+
+
+def _finish_load(engine: Engine, now: datetime, leads: int, deferred: list[str],
+                 say: Callable[[str], None], workers: int | None = None) -> list[tuple[str, float]]:
+    """After the bulk load: triggers and sequences back, statistics, scores, risk, indexes, the bell
+    and a vacuum, each split across `workers` connections (processes for the risk, which is
+    assessed in Python) where it splits. Returns how long each step took."""
+    workers = max(1, workers or os.cpu_count() or 1)
+    steps: list[tuple[str, float]] = []
+    moment = time.perf_counter()
+
+    def step(label: str) -> None:
+        nonlocal moment
+        steps.append((label, time.perf_counter() - moment))
+        say(f"{label}: {steps[-1][1]:.1f} s")
+        moment = time.perf_counter()
+
+    try:
+        with engine.begin() as connection:
+            cursor = connection.connection.cursor()
+            for table, trigger in _OWNER_TRIGGERS.items():
+                cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
+            # Ids were given explicitly, so the sequences must be moved past them.
+            for table in ("leads", "stage_changes", "activities"):
+                cursor.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                )
+            # Planner statistics for what was just loaded: without them the scoring below plans its
+            # per-range queries blind (parallel sequential scans of the whole table).
+            cursor.execute("ANALYZE users, leads, stage_changes, activities, follow_ups")
+            with Session(bind=connection) as session:
+                scored_in_load = engine_config(session).effective == "rules"
+        step("analyze")
+        ranges = _id_ranges(leads, workers)
+        if scored_in_load:
+            # The rubric in the database, before the indexes exist (a scored row then costs no index
+            # entries), one range of leads per connection.
+            _in_threads([lambda first, last: _score_range(engine, now, first, last)] * len(ranges), ranges)
+            with Session(engine) as session:
+                record_rules_scores_at_close(session)
+            step("score (rules, in the database)")
+        # Risk too before the indexes: it rewrites most open deals.
+        say("Assessing risk")
+        if len(ranges) == 1:
+            with Session(engine) as session:
+                reassess_all_risk(session, now)
+        else:
+            engine.dispose()  # no pooled connection may be shared with the forked workers
+            url = engine.url.render_as_string(hide_password=False)
+            with multiprocessing.get_context("fork").Pool(len(ranges)) as pool:
+                pool.starmap(_assess_risk_range, [(url, now, first, last) for first, last in ranges])
+        step("assess risk")
+        say("Building indexes")
+        # The activities' indexes first: they are the biggest, so the connections finish together.
+        ordered = sorted(deferred, key=lambda definition: " ON public.activities " not in definition)
+        _in_threads([lambda definition: _build_index(engine, definition)] * len(ordered),
+                    [(definition,) for definition in ordered], workers)
+        deferred = []
+        step("build indexes")
+    except BaseException:
+        _restore_after_failed_load(engine, deferred)
+        raise
+
+    with Session(engine) as session:
+        if not scored_in_load:
+            rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
+            record_scores_at_close(session)
+            step("score (engine)")
+        # Scoring a year of history at once "turned Hot" and "went At risk" hundreds of deals: that is
+        # the seeding, not news. The bell starts with the requests of the last hours and the
+        # follow-ups that fell due.
+        session.execute(text("DELETE FROM notifications WHERE kind NOT IN ('pricing_request', 'demo_request')"))
+        session.commit()
+        notify_due_follow_ups(session, now)
+        step("notifications")
+    # Rescoring rewrote every lead, and bulk-loaded tables have no planner statistics yet: without
+    # them the ranked lists may not use their indexes until autovacuum comes round. The vacuum also
+    # marks the loaded pages all-visible, for index-only scans.
+    tables = ("activities", "stage_changes", "leads", "users", "follow_ups")
+    _in_threads([lambda table: _vacuum(engine, table)] * len(tables), [(table,) for table in tables], workers)
+    step("vacuum + analyze")
+    return steps
+
+
+def _id_ranges(leads: int, parts: int) -> list[tuple[int, int]]:
+    """Leads 1..`leads` in up to `parts` inclusive id ranges of about equal size."""
+    parts = max(1, min(parts, leads // 10_000 or 1))
+    bounds = [leads * i // parts for i in range(parts + 1)]
+    return [(bounds[i] + 1, bounds[i + 1]) for i in range(parts)]
+
+
+def _in_threads(calls: list[Callable], args: list[tuple], workers: int | None = None) -> None:
+    """Run calls[i](*args[i]) on `workers` threads (default: one each); the first error is raised."""
+    if len(calls) == 1:
+        calls[0](*args[0])
+        return
+    with ThreadPoolExecutor(max_workers=workers or len(calls)) as pool:
+        for future in [pool.submit(call, *arguments) for call, arguments in zip(calls, args)]:
+            future.result()
+
+
+def _score_range(engine: Engine, now: datetime, first: int, last: int) -> None:
+    with Session(engine) as session:
+        rescore_rules_where(session, now, "leads.id BETWEEN :first_id AND :last_id",
+                            {"first_id": first, "last_id": last})
+
+
+def _assess_risk_range(url: str, now: datetime, first: int, last: int) -> None:
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            reassess_all_risk(session, now, ids=(first, last))
+    finally:
+        engine.dispose()
+
+
+def _build_index(engine: Engine, definition: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(text(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"))
+        connection.execute(text(definition))
+
+
+def _vacuum(engine: Engine, table: str) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(f"VACUUM (ANALYZE) {table}"))
 
 
 @dataclass(frozen=True)
