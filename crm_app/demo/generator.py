@@ -404,6 +404,7 @@ def generate_demo_data(
     activities_per_lead: float | None = None,
     progress: Callable[[str], None] | None = None,
     workers: int | None = None,
+    chunk_leads: int = CHUNK_LEADS,
 ) -> DemoSummary:
     """Fill an empty, migrated database with a demo sales team and a year of its pipeline.
 
@@ -412,7 +413,8 @@ def generate_demo_data(
     on. Commits; every lead's score is then stored by the app's own rescoring.
 
     More than CHUNK_LEADS leads are drawn and stored in `workers` processes at once (default: one
-    per CPU), each with its own COPY streams; the rows are the same for any number of workers.
+    per CPU), each with its own COPY streams; the rows are the same for any number of workers (but
+    not for another `chunk_leads`, which only tests change).
 
     Raises DemoDataError when the database already has leads.
     """
@@ -423,7 +425,7 @@ def generate_demo_data(
     say = progress or (lambda message: None)
     started = time.perf_counter()
     _refuse_unless_empty(engine)
-    plan = _chunk_plan(leads)
+    plan = _chunk_plan(leads, chunk_leads)
     workers = max(1, min(len(plan), workers or os.cpu_count() or 1))
     clock = int(now.timestamp())
     job = _LoadJob(
@@ -565,7 +567,7 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: list[str],
 
 def _id_ranges(leads: int, parts: int) -> list[tuple[int, int]]:
     """Leads 1..`leads` in up to `parts` inclusive id ranges of about equal size."""
-    parts = max(1, min(parts, leads // 10_000 or 1))
+    parts = max(1, min(parts, leads))
     bounds = [leads * i // parts for i in range(parts + 1)]
     return [(bounds[i] + 1, bounds[i + 1]) for i in range(parts)]
 
@@ -582,8 +584,8 @@ def _in_threads(calls: list[Callable], args: list[tuple], workers: int | None = 
 
 def _score_range(engine: Engine, now: datetime, first: int, last: int) -> None:
     with Session(engine) as session:
-        rescore_rules_where(session, now, "leads.id BETWEEN :first_id AND :last_id",
-                            {"first_id": first, "last_id": last})
+        rescore_rules_where(session, now, "leads.id BETWEEN :range_first AND :range_last",
+                            {"range_first": first, "range_last": last})
 
 
 def _assess_risk_range(url: str, now: datetime, first: int, last: int) -> None:
@@ -615,10 +617,10 @@ class _Chunk:
     sour: int  # its share of the deals that got a "no" in the last days
 
 
-def _chunk_plan(leads: int) -> list[_Chunk]:
-    counts = [min(CHUNK_LEADS, leads - first) for first in range(0, leads, CHUNK_LEADS)]
+def _chunk_plan(leads: int, chunk_leads: int = CHUNK_LEADS) -> list[_Chunk]:
+    counts = [min(chunk_leads, leads - first) for first in range(0, leads, chunk_leads)]
     hot, sour = _shares(_hot_share(leads), counts), _shares(_sour_share(leads), counts)
-    return [_Chunk(index, index * CHUNK_LEADS + 1, count, hot[index], sour[index])
+    return [_Chunk(index, index * chunk_leads + 1, count, hot[index], sour[index])
             for index, count in enumerate(counts)]
 
 

@@ -174,8 +174,8 @@ def reassess_all_risk(
     condition = "l.stage NOT IN ('won', 'lost') OR l.risk_level IS NOT NULL"
     params = {}
     if ids is not None:
-        condition = f"l.id BETWEEN :first_id AND :last_id AND ({condition})"
-        params = {"first_id": ids[0], "last_id": ids[1]}
+        condition = f"l.id BETWEEN :range_first AND :range_last AND ({condition})"
+        params = {"range_first": ids[0], "range_last": ids[1]}
     return _reassess_where(session, now, condition, params, batch_size, progress)
 
 
