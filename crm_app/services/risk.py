@@ -190,13 +190,19 @@ def _reassess_where(
 
 
 def reassess_all_risk(
-    session: Session, now: datetime, batch_size: int = 5000, progress: Callable[[int], None] | None = None
+    session: Session, now: datetime, batch_size: int = 5000, progress: Callable[[int], None] | None = None,
+    ids: tuple[int, int] | None = None,
 ) -> int:
-    """Reassess every lead's risk (after a rule change, or for generated data), batch by batch.
-    Returns how many changed."""
+    """Reassess every lead's risk (after a rule change, or for generated data), batch by batch; only
+    the leads with ids in the inclusive range `ids` when given (bulk loads split the work between
+    processes). Returns how many changed."""
     # A closed deal already without risk has nothing to reassess.
-    return _reassess_where(session, now, "l.stage NOT IN ('won', 'lost') OR l.risk_level IS NOT NULL", {},
-                           batch_size, progress)
+    condition = "l.stage NOT IN ('won', 'lost') OR l.risk_level IS NOT NULL"
+    params = {}
+    if ids is not None:
+        condition = f"l.id BETWEEN :range_first AND :range_last AND ({condition})"
+        params = {"range_first": ids[0], "range_last": ids[1]}
+    return _reassess_where(session, now, condition, params, batch_size, progress)
 
 
 def reassess_expired_risk(session: Session, now: datetime, batch_size: int = 2000) -> int:
