@@ -186,3 +186,23 @@ def test_kept_totals_equal_summing_the_leads_after_any_writes(session, writes):
             _assert_same_as_summing_the_leads(db, None, tier)
         _assert_health_same(db, None)
         _assert_health_same(db, team["sam"])
+
+
+def test_an_import_that_creates_updates_and_moves_leads_keeps_the_totals(session, tmp_path):
+    """An import writes leads in bulk (one INSERT, one UPDATE of the matched leads, their stage
+    changes): the kept totals still equal summing the leads, for the team and for the pool."""
+    from tests.test_importing import mapping, people, write_csv
+    from crm_app.services.importing import import_file
+
+    make_user(session, "Meg Manager", role="manager")
+    import_file(session, write_csv(tmp_path / "first.csv", people(12)), mapping(), now=NOW)
+    rows = people(20)
+    for i, row in enumerate(rows[:12]):  # the stored twelve: new values, some move on
+        row[6] = str(5000 + i * 250)
+        row[5] = "Qualified" if i % 3 == 0 else "New"
+    import_file(session, write_csv(tmp_path / "second.csv", rows), mapping(), now=NOW + timedelta(hours=1))
+    stages = dict(session.execute(text("SELECT stage, count(*) FROM leads GROUP BY stage")).all())
+    assert stages.get("qualified") == 4 and sum(stages.values()) == 20  # the file did what it says
+    for owner_id in (None, 0):
+        _assert_same_as_summing_the_leads(session, owner_id)
+        _assert_health_same(session, owner_id)
