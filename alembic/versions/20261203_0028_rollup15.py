@@ -205,7 +205,8 @@ def history(targets: str, *, maintain: bool = True) -> str:
                sa.counts AS stay_counts, sa.days AS stay_days
           FROM per_lead p LEFT JOIN stay_arrays sa ON sa.lead_id = p.lead_id
     ),
-    old_summaries AS (SELECT h.{SUMMARY.replace(", ", ", h.")} FROM public.lead_stage_summaries h JOIN l ON l.id = h.lead_id)
+    old_summaries AS (SELECT h.lead_id, h.furthest, h.lost_from_stage::text, h.stay_counts, h.stay_days
+                        FROM public.lead_stage_summaries h JOIN l ON l.id = h.lead_id)
     {"," if upkeep or not maintain else ""}    {upkeep}
     {last_cte}
     {final}
@@ -304,7 +305,10 @@ def upgrade() -> None:
 
     op.execute(f"CREATE VIEW analytics_facts WITH (security_invoker = true) AS {facts('public.leads')}")
 
-    _function("crm_analytics_history", history("SELECT DISTINCT unnest(ids) AS id") + ";", "ids integer[]")
+    # Statement triggers fire for statements that touched no row, and this one writes stage_changes:
+    # nothing to do must do nothing, or it would call itself for ever.
+    _function("crm_analytics_history", "IF coalesce(cardinality(ids), 0) = 0 THEN RETURN; END IF;\n"
+              + history("SELECT DISTINCT unnest(ids) AS id") + ";", "ids integer[]")
     _function("crm_rollup_leads_inserted", rollup_delta((1, "new_leads", "public.lead_stage_summaries"))
               + "; RETURN NULL;")
     _function(
