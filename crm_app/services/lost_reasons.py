@@ -86,11 +86,16 @@ HAVING sum(n) > 0
 """
 
 
+def breakdown_rows(session: Session, *, flt: AnalyticsFilter) -> list:
+    """(reason, source, from_stage, n) for the lost deals in scope."""
+    parts, params = rollup_rows(flt, Kind.LOST)
+    return session.execute(text(_BREAKDOWN_SQL.format(rows=parts)), {**params, "none": NO_REASON}).all()
+
+
 def lost_reason_tables(session: Session, *, flt: AnalyticsFilter) -> tuple[LostReasonTable, LostReasonTable]:
     """Lost deals per reason, by source and by the stage they were lost from: two tables, the most
     common reason first; only the sources and stages that lost a deal get a column."""
-    parts, params = rollup_rows(flt, Kind.LOST)
-    rows = session.execute(text(_BREAKDOWN_SQL.format(rows=parts)), {**params, "none": NO_REASON}).all()
+    rows = breakdown_rows(session, flt=flt)
     totals: dict[str, int] = {}
     for r in rows:
         totals[r.reason] = totals.get(r.reason, 0) + r.n
