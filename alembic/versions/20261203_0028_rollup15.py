@@ -59,7 +59,7 @@ FIXED_PATH = "pg_catalog, public, pg_temp"
 HOT_MIN, WARM_MIN = 70, 40
 FUNNEL = ("new", "contacted", "qualified", "meeting", "proposal", "negotiation", "won")
 STAGES = (*FUNNEL, "lost")
-KEY = "kind, day, dates_known, owner_id, k1, k2, k3"
+KEY = "kind, monthly, day, dates_known, owner_id, k1, k2, k3"
 MEASURES = ("n", "score_sum", "value_sum", "days_sum", "days_n")
 VISIBLE = ("(SELECT crm_sees_team()) OR ((SELECT crm_acting_user()) IS NOT NULL "
            "AND (owner_id IS NULL OR owner_id = (SELECT crm_acting_user())))")
@@ -106,18 +106,30 @@ def facts(rows: str, summaries: str = "public.lead_stage_summaries") -> str:
     """
 
 
+def by_grain(facts_rows: str, *, signed: bool = True) -> str:
+    """Each fact twice: under its day, and under its month (monthly, day = the month's first day)."""
+    sign = "x.sign, " if signed else ""
+    return f"""
+    SELECT {sign}x.kind, g.monthly,
+           CASE WHEN g.monthly THEN date_trunc('month', x.day::timestamp)::date ELSE x.day END AS day,
+           x.dates_known, x.owner_id, x.k1, x.k2, x.k3, {', '.join('x.' + m for m in MEASURES)}
+      FROM ({facts_rows}) x
+     CROSS JOIN (VALUES (false), (true)) AS g(monthly)
+    """
+
+
 def rollup_delta(*signed: tuple[int, str, str]) -> str:
     """INSERT ... ON CONFLICT adding sign x facts(rows, summaries) of each (sign, rows, summaries) to
     the rollup, in key order; keys whose sums do not move are not written."""
     parts = " UNION ALL ".join(
-        f"SELECT {sign} AS sign, x.* FROM ({facts(rows, summaries)}) x" for sign, rows, summaries in signed
+        f"SELECT {sign} AS sign, f.* FROM ({facts(rows, summaries)}) f" for sign, rows, summaries in signed
     )
     sums = ", ".join(f"coalesce(sum(sign * {m}), 0)" for m in MEASURES)
     nonzero = " OR ".join(f"coalesce(sum(sign * {m}), 0) <> 0" for m in MEASURES)
     updates = ", ".join(f"{m} = r.{m} + EXCLUDED.{m}" for m in MEASURES)
     return f"""
     INSERT INTO public.analytics_rollup AS r ({KEY}, {', '.join(MEASURES)})
-    SELECT {KEY}, {sums} FROM ({parts}) d
+    SELECT {KEY}, {sums} FROM ({by_grain(parts)}) d
      GROUP BY {KEY} HAVING {nonzero}
      ORDER BY {KEY}
     ON CONFLICT ({KEY}) DO UPDATE SET {updates}
@@ -262,6 +274,7 @@ def upgrade() -> None:
         """
         CREATE TABLE analytics_rollup (
             kind smallint NOT NULL,
+            monthly boolean NOT NULL,
             day date NOT NULL,
             dates_known boolean NOT NULL,
             owner_id integer,
@@ -295,12 +308,12 @@ def upgrade() -> None:
         f"""
         INSERT INTO analytics_rollup ({KEY}, {', '.join(MEASURES)})
         SELECT {KEY}, {', '.join(f'coalesce(sum({m}), 0)' for m in MEASURES)}
-          FROM ({facts('public.leads')}) d GROUP BY {KEY}
+          FROM ({by_grain(facts('public.leads'), signed=False)}) d GROUP BY {KEY}
         """
     )
     op.execute(f"CREATE UNIQUE INDEX uq_analytics_rollup_key ON analytics_rollup ({KEY}) NULLS NOT DISTINCT")
-    # A rep's reads: their own rows of one kind, by day.
-    op.execute("CREATE INDEX ix_analytics_rollup_owner ON analytics_rollup (owner_id, kind, day)")
+    # A rep's reads: their own rows of one kind and grain, by day (the key's order serves a manager's).
+    op.execute("CREATE INDEX ix_analytics_rollup_owner ON analytics_rollup (owner_id, kind, monthly, day)")
     op.execute("ANALYZE stage_changes, lead_stage_summaries, analytics_rollup")
 
     op.execute(f"CREATE VIEW analytics_facts WITH (security_invoker = true) AS {facts('public.leads')}")

@@ -149,7 +149,7 @@ _SOURCE_ROI = """
 WITH parts AS ({rows}),
 -- Spend is stored per source for all time; each lead the source ever brought carries an equal share,
 -- so a filtered view (a period, one rep) is charged only for its own leads.
-source_totals AS (SELECT k1 AS source, sum(n) AS all_leads FROM analytics_rollup WHERE kind = 1 GROUP BY k1),
+source_totals AS (SELECT k1 AS source, sum(n) AS all_leads FROM analytics_rollup WHERE kind = 1 AND monthly GROUP BY k1),
 -- An import keeps the file's own word for the source ("Google", "Olark Chat") as source_detail: a row
 -- per word (in any case), so twenty words mapped to a few sources are not lumped together.
 per_source AS (
@@ -300,7 +300,7 @@ def weekly_tiers(session: Session, *, flt: AnalyticsFilter) -> list[WeeklyTierRo
     the leads that arrived in a week turned out hot, warm or cold as scored now. Leads imported without
     dates are left out: they did not arrive in the week of their import.
     """
-    parts, params = rollup_rows(flt, Kind.TIER, dated=True)
+    parts, params = rollup_rows(flt, Kind.TIER, dated=True, daily=True)
     return [
         WeeklyTierRow(week_start=r.week_start.isoformat(), hot=r.hot, warm=r.warm, cold=r.cold)
         for r in session.execute(text(_WEEKLY_TIERS.format(rows=parts)), params)
@@ -442,7 +442,7 @@ def undated_leads(session: Session, *, flt: AnalyticsFilter) -> int:
         return 0
     owner = "" if flt.owner_id is None else " AND owner_id = :owner_id"
     return session.execute(
-        text(f"SELECT coalesce(sum(n), 0)::bigint FROM analytics_rollup WHERE kind = :kind AND NOT dates_known{owner}"),
+        text(f"SELECT coalesce(sum(n), 0)::bigint FROM analytics_rollup WHERE kind = :kind AND monthly AND NOT dates_known{owner}"),
         {"kind": int(Kind.SOURCE), "owner_id": flt.owner_id},
     ).scalar_one()
 
