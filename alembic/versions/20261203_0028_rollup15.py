@@ -69,41 +69,43 @@ def _array(values) -> str:
     return "ARRAY[" + ", ".join(f"'{v}'" for v in values) + "]::text[]"
 
 
+def _branch(kind: int, k1: str, k2: str, k3: str, measures: str, source: str) -> str:
+    """One kind's rows. Every column is cast to the type the first branch gives it: PostgreSQL pushes a
+    filter (kind, created_at, owner) into the branches of a UNION ALL only when their types match."""
+    n, score, value, days, days_n = measures
+    return (f"SELECT (l.created_at AT TIME ZONE 'UTC')::date AS day, l.created_at, l.dates_known, l.owner_id, "
+            f"{kind}::smallint AS kind, ({k1})::text AS k1, ({k2})::text AS k2, ({k3})::text AS k3, "
+            f"({n})::bigint AS n, ({score})::bigint AS score_sum, ({value})::numeric AS value_sum, "
+            f"({days})::numeric AS days_sum, ({days_n})::bigint AS days_n {source}")
+
+
 def facts(rows: str, summaries: str = "public.lead_stage_summaries") -> str:
     """The rollup's rows for each lead of `rows` (leads' columns) with its history from `summaries`
     (lead_stage_summaries' columns), one per kind that applies, before grouping. A plain scan per
     kind (UNION ALL), not a subquery per lead: the backfill groups ~7 rows per lead of 1M leads."""
     closed = "l.stage IN ('won', 'lost')"
     won_dated = "l.stage = 'won' AND l.closed_at IS NOT NULL AND l.dates_known"
-    lead = "(l.created_at AT TIME ZONE 'UTC')::date AS day, l.created_at, l.dates_known, l.owner_id"
-    return f"""
-    SELECT {lead}, 1::smallint AS kind, l.source::text AS k1,
-           nullif(l.custom_fields->>'source_detail', '') AS k2,
-           CASE WHEN {closed} THEN l.stage::text ELSE 'open' END AS k3,
-           1::bigint AS n, l.score::bigint AS score_sum, CASE WHEN l.stage = 'won' THEN l.deal_value END::numeric AS value_sum,
-           CASE WHEN {won_dated} THEN extract(epoch FROM l.closed_at - l.created_at) / 86400.0 END AS days_sum,
-           CASE WHEN {won_dated} THEN 1 ELSE 0 END::bigint AS days_n
-      FROM {rows} l
-    UNION ALL
-    SELECT {lead}, 2, l.tier::text, CASE WHEN {closed} THEN 'closed' ELSE 'open' END, NULL, 1, 0, NULL, NULL, 0
-      FROM {rows} l
-    UNION ALL
-    SELECT {lead}, 3, CASE WHEN l.score_at_close >= {HOT_MIN} THEN 'hot' WHEN l.score_at_close >= {WARM_MIN}
-                           THEN 'warm' ELSE 'cold' END, l.stage::text, NULL, 1, 0, NULL, NULL, 0
-      FROM {rows} l WHERE {closed} AND l.score_at_close IS NOT NULL
-    UNION ALL
-    SELECT {lead}, 4, greatest(coalesce(array_position({_array(FUNNEL)}, l.stage::text) - 1, 0),
-                               coalesce(h.furthest, 0))::text, NULL, NULL, 1, 0, NULL, NULL, 0
-      FROM {rows} l LEFT JOIN {summaries} h ON h.lead_id = l.id WHERE l.dates_known
-    UNION ALL
-    SELECT {lead}, 5, ({_array(STAGES)})[s.i], NULL, NULL, s.n, 0, NULL, s.d, s.n
-      FROM {rows} l JOIN {summaries} h ON h.lead_id = l.id
-     CROSS JOIN LATERAL unnest(h.stay_counts, h.stay_days) WITH ORDINALITY AS s(n, d, i)
-     WHERE l.dates_known AND s.n > 0
-    UNION ALL
-    SELECT {lead}, 6, l.source::text, l.lost_reason::text, coalesce(h.lost_from_stage, 'new'), 1, 0, NULL, NULL, 0
-      FROM {rows} l LEFT JOIN {summaries} h ON h.lead_id = l.id WHERE l.stage = 'lost'
-    """
+    one = ("1", "0", "NULL", "NULL", "0")
+    with_history = f"FROM {rows} l LEFT JOIN {summaries} h ON h.lead_id = l.id"
+    return "\n    UNION ALL\n    ".join((
+        _branch(1, "l.source", "nullif(l.custom_fields->>'source_detail', '')",
+                f"CASE WHEN {closed} THEN l.stage::text ELSE 'open' END",
+                ("1", "l.score", "CASE WHEN l.stage = 'won' THEN l.deal_value END",
+                 f"CASE WHEN {won_dated} THEN extract(epoch FROM l.closed_at - l.created_at) / 86400.0 END",
+                 f"CASE WHEN {won_dated} THEN 1 ELSE 0 END"), f"FROM {rows} l"),
+        _branch(2, "l.tier", f"CASE WHEN {closed} THEN 'closed' ELSE 'open' END", "NULL", one, f"FROM {rows} l"),
+        _branch(3, f"CASE WHEN l.score_at_close >= {HOT_MIN} THEN 'hot' WHEN l.score_at_close >= {WARM_MIN} "
+                   "THEN 'warm' ELSE 'cold' END", "l.stage", "NULL", one,
+                f"FROM {rows} l WHERE {closed} AND l.score_at_close IS NOT NULL"),
+        _branch(4, f"greatest(coalesce(array_position({_array(FUNNEL)}, l.stage::text) - 1, 0), "
+                   "coalesce(h.furthest, 0))", "NULL", "NULL", one, f"{with_history} WHERE l.dates_known"),
+        _branch(5, f"({_array(STAGES)})[s.i]", "NULL", "NULL", ("s.n", "0", "NULL", "s.d", "s.n"),
+                f"FROM {rows} l JOIN {summaries} h ON h.lead_id = l.id "
+                "CROSS JOIN LATERAL unnest(h.stay_counts, h.stay_days) WITH ORDINALITY AS s(n, d, i) "
+                "WHERE l.dates_known AND s.n > 0"),
+        _branch(6, "l.source", "l.lost_reason", "coalesce(h.lost_from_stage, 'new')", one,
+                f"{with_history} WHERE l.stage = 'lost'"),
+    ))
 
 
 def by_grain(facts_rows: str, *, signed: bool = True) -> str:
