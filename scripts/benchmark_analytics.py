@@ -1,7 +1,7 @@
 """Analytics server time from the rollup (migration 0028) beside the scans it replaced, in one run.
 
     python scripts/benchmark_analytics.py --database-url URL [--runs 15] [--reference-runs 5]
-                                          [--now ISO] [--skip-reference]
+                                          [--now ISO] [--skip-reference] [--periods 30d,all] [--writes]
 
 Reads an existing, migrated database (a copy of the demo data: `createdb -T crm_100k ...`, then
 `alembic upgrade head`). For every section of the Analytics page (source ROI, tiers now, tiers by
@@ -81,6 +81,54 @@ def _time(engine, user_id: int, call: Callable, flt, runs: int) -> list[float]:
     return timings
 
 
+ROLLUP_TRIGGERS = {"leads": ("leads_rollup_insert", "leads_rollup_update", "leads_rollup_delete"),
+                   "stage_changes": ("stage_changes_history_insert", "stage_changes_history_update",
+                                     "stage_changes_history_delete")}
+
+
+def write_cost(engine, runs: int) -> None:
+    """What keeping the rollup costs a writer, in SQL as the tables' owner: a move's two statements (the
+    lead's stage, its stage change) and a rescoring batch (one UPDATE of 2,000 leads' scores and
+    tiers), each with the rollup's triggers and, alternately, with them disabled, inside a transaction
+    that is rolled back, so the database is left as it was."""
+    with engine.connect() as connection:
+        open_leads = connection.execute(text(
+            "SELECT id, stage FROM leads WHERE stage NOT IN ('won', 'lost') ORDER BY id LIMIT :n"),
+            {"n": runs * 2 + 2}).all()
+        first_id = connection.execute(text("SELECT min(id) FROM leads")).scalar_one()
+    timings: dict[tuple[str, bool], list[float]] = {}
+    for run, (lead_id, stage) in enumerate(open_leads):
+        with_rollup = run % 2 == 0
+        with engine.connect() as connection:
+            outer = connection.begin()
+            if not with_rollup:
+                for table, triggers in ROLLUP_TRIGGERS.items():
+                    for trigger in triggers:
+                        connection.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}"))
+            to_stage = "qualified" if stage != "qualified" else "meeting"
+            started = time.perf_counter()
+            connection.execute(text("UPDATE leads SET stage = :to, stage_entered_at = now(), version = version + 1 "
+                                    "WHERE id = :id"), {"to": to_stage, "id": lead_id})
+            connection.execute(text("INSERT INTO stage_changes (lead_id, from_stage, to_stage, changed_at) "
+                                    "VALUES (:id, :from, :to, now())"), {"id": lead_id, "from": stage, "to": to_stage})
+            timings.setdefault(("a move's two statements", with_rollup), []).append(
+                (time.perf_counter() - started) * 1000)
+            if run < 4:
+                started = time.perf_counter()
+                connection.execute(text(
+                    "UPDATE leads SET score = (score + 7) % 101, tier = CASE WHEN (score + 7) % 101 >= 70 THEN 'hot' "
+                    "WHEN (score + 7) % 101 >= 40 THEN 'warm' ELSE 'cold' END "
+                    "WHERE id >= :first AND id < :first + 2000"), {"first": first_id})
+                timings.setdefault(("rescoring batch of 2,000", with_rollup), []).append(
+                    (time.perf_counter() - started) * 1000)
+            outer.rollback()
+    for what in ("a move's two statements", "rescoring batch of 2,000"):
+        on, off = timings[(what, True)], timings[(what, False)]
+        figure(f"write: {what}", f"with rollup p50 {percentile(on, .5):7.1f} ms p95 {percentile(on, .95):7.1f} ms"
+                                 f" | without p50 {percentile(off, .5):7.1f} ms p95 {percentile(off, .95):7.1f} ms"
+                                 f" ({len(on)}+{len(off)} runs) | {load()}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", required=True)
@@ -89,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--now", default=None, help="the clock (default: the newest lead's creation)")
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--periods", default=",".join(PERIODS))
+    parser.add_argument("--writes", action="store_true", help="also time a move and a rescoring batch "
+                        "with and without the rollup's triggers (rolled back)")
     args = parser.parse_args(argv)
 
     engine = make_engine(normalize_url(args.database_url))
@@ -105,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
                else connection.execute(text("SELECT max(created_at) FROM leads")).scalar_one())
     figure("database", f"{leads:,} leads, {changes:,} stage changes, {rollup_rows:,} rollup rows, now {now:%Y-%m-%d %H:%M}")
     figure("machine", f"{os.cpu_count()} cores, {load()}")
+    if args.writes:
+        write_cost(engine, args.runs)
     rng = random.Random(15)
     rep = rng.choice(reps)
     sections = {**SECTIONS, "whole report": (_report(analytics), _report(reference))}
