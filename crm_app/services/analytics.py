@@ -426,7 +426,7 @@ def funnel_rows(reached: list[tuple[str, int]], stays: dict[str, tuple[int, floa
 
 def funnel(session: Session, *, flt: AnalyticsFilter) -> list[FunnelRow]:
     """Leads that reached each stage, conversion from each stage to the next, and the average
-    completed stay in each stage (from the stage history, with a LEAD() window per lead).
+    completed stay in each stage (the stays stored as moves were written, summed in the rollup).
 
     A lead counts as having reached every stage up to the furthest it got to, so the funnel never
     widens. Stays still going on are left out of the averages (they have no end yet). Leads imported
