@@ -22,7 +22,9 @@ from crm_app.services.forecast import (
     sales_targets,
     set_sales_target,
     target_for,
+    timing_at,
 )
+from crm_app.forecasting.timing import CREATED
 from crm_app.services.leads import move_lead_to_stage
 from crm_app.services.permissions import CurrentUser
 from crm_app.services.pipeline import BoardFilter, board_columns
@@ -285,3 +287,20 @@ def test_the_past_months_errors_are_kept_for_other_processes_until_a_close_chang
         again = past_errors(db, owner_id=ria.id, cutoff=NOW)
     assert again != [(1.0, 2.0)] and len(again) == len(computed)
     assert again[-1][1] == computed[-1][1] + 5000  # last month won the backdated deal too
+
+
+def test_a_small_teams_new_closed_deals_count_at_once_not_after_the_cache(session):
+    """A team with a short history: the forecast read before its first closed deals existed must not
+    keep saying "no history" for the cache's ten minutes. Ria's open deal has no chance until the
+    team has closed deals; once they are stored, the very next forecast gives it one."""
+    ria = make_user(session, "Ria Rep")
+    maya = make_user(session, "Maya Manager", role="manager")
+    deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    with acting(session, maya) as db:
+        before = build_forecast(db, owner_id=ria.id, now=NOW)  # what a page read first (and cached)
+        assert timing_at(db, NOW, current=True).estimates[CREATED].closed == 0
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    with acting(session, maya) as db:
+        after = build_forecast(db, owner_id=ria.id, now=NOW)
+        assert timing_at(db, NOW, current=True).estimates[CREATED].closed == 40
+    assert after.expected_rest > before.expected_rest == 0  # her deal has a chance now

@@ -65,6 +65,7 @@ HORIZON_MONTHS = 3
 FRESH_MONTHS = 3
 BACKTEST_MONTHS = 12
 CALIBRATION_MONTHS = 12  # past months whose forecast errors calibrate the interval
+CACHE_FROM_CLOSED = 2000  # below this many closed deals the current fit is not cached (cheap, and each close counts)
 PAST_TTL_SECONDS = 3600  # past months' forecasts and the backtest: done months change rarely
 # The interval's bootstrap over the history (forecasting.forecast.BOOTSTRAPS draws, each a refit) only
 # while the history is small enough for its noise to show: past this many closed deals its draws
@@ -156,6 +157,10 @@ def timing_at(session: Session, cutoff: datetime, *, current: bool = False) -> T
         if cached is not None and time.monotonic() - cached[0] < ttl:
             return cached[1]
         timing = _fit_timing_at(session, cutoff)
+        if current and timing.estimates[CREATED].closed < CACHE_FROM_CLOSED:
+            # A small history fits in milliseconds and each close moves it: a team's first closed
+            # deals must count at once, not after the cache's ten minutes.
+            return timing
         with _timing_lock:
             if len(_timing_cache) > 64:
                 _timing_cache.clear()
