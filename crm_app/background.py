@@ -1,5 +1,6 @@
 """Work the app does on its own while it runs: keeping time-dependent scores and deal risks true, the
-play statistics behind the next best action fresh, old API records purged. A job worker runs these
+play statistics behind the next best action fresh, old API records purged, the board totals' deltas
+folded. A job worker runs these
 rounds as a periodic task of the job queue (crm_app/tasks.py); no web worker runs them."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from crm_app.services.accounts import purge_sign_in_records
 from crm_app.services.api_keys import purge_old_records
 from crm_app.services.next_action import refresh_play_stats_if_stale
 from crm_app.services.notifications import notify_due_follow_ups
+from crm_app.services.pipeline import compact_board_totals
 from crm_app.services.risk import reassess_expired_risk
 from crm_app.services.scoring import rescore_expired
 
@@ -69,7 +71,7 @@ def sweep_with_retries(give_up_after: float = 120.0) -> None:
     outage error is raised (the queue records the job as failed; the next sweep runs on schedule)."""
     started, outages = time.monotonic(), 0
     for what, step in (("Score sweep", _sweep_round), ("Purging old API and sign-in records", _purge_round),
-                       ("Play statistics refresh", _plays_round)):
+                       ("Play statistics refresh", _plays_round), ("Board totals compaction", _compact_round)):
         while True:
             try:
                 step()
@@ -105,6 +107,12 @@ def _plays_round() -> None:
     rows = refresh_plays_once(datetime.now(timezone.utc))
     if rows is not None:
         log.info("Play statistics refreshed: %d segment rows", rows)
+
+
+def _compact_round() -> None:
+    folded = exclusively(compact_board_totals)
+    if folded:
+        log.info("Board totals: %d delta rows folded", folded)
 
 
 def notify_due_once(now: datetime) -> int:

@@ -40,6 +40,10 @@ class Settings:
     # Other origins (scheme://host[:port]) whose pages may call this app with the user's cookies;
     # empty: only the app's own origin.
     allowed_origins: tuple[str, ...]
+    # A closed tab's state leaves the web worker's memory this long after its websocket closed, unless
+    # it connected again (it stays on disk for CRM_STATE_EXPIRY_SECONDS; crm_app/closed_tabs.py);
+    # 0 keeps it in memory for CRM_STATE_EXPIRY_SECONDS too. One worker without Redis only.
+    closed_tab_seconds: int
 
 
 def _flag(name: str) -> bool:
@@ -60,6 +64,7 @@ def load_settings() -> Settings:
         secure_cookies=_flag("CRM_SECURE_COOKIES"),
         allowed_origins=tuple(origin.strip().rstrip("/") for origin in
                               os.environ.get("CRM_ALLOWED_ORIGINS", "").split(",") if origin.strip()),
+        closed_tab_seconds=max(0, int(os.environ.get("CRM_CLOSED_TAB_SECONDS", "120"))),
     )
 
 

@@ -2,21 +2,26 @@
 leads, and how much memory the importing process needs.
 
     .venv/bin/python scripts/benchmark_import.py [--server URL] [--stored 10000,100000] [--million]
-                                                 [--rows 5000,100000]
+                                                 [--rows 5000,100000] [--template DB] [--keep]
 
-For each stored size it creates a database of its own on the server (`--server`, default the
-machine's PostgreSQL; dropped at the end), migrates it, adds a manager, two reps and that many stored
-leads (crm_app/demo/import_load.py: one set-based INSERT, then ANALYZE), and for each file size
-writes a generated file (a third of its rows match stored leads by email, a third by external id, a
-third are new) and imports it twice, each in a fresh process:
+For each stored size it seeds a template database of its own on the server (`--server`, default the
+machine's PostgreSQL): migrated, a manager, two reps and that many stored leads
+(crm_app/demo/import_load.py: one set-based INSERT, then ANALYZE). `--template DB` instead takes an
+existing database (a copy of the demo's million leads, say; it is only copied, never changed) as the
+one stored size. For each file size it writes a generated file (a third of its rows match stored leads
+by email, a third by external id, a third are new; with --template: two thirds match whatever the
+stored leads carry) and imports that same file once each way, each in a fresh process and each into a
+fresh copy of the template (`CREATE DATABASE ... TEMPLATE`), so every run starts from the same state:
 
 - cli: the command line's path, as the tables' owner (`python -m crm_app.cli import`);
 - web: the Import page's path: an import job with its heartbeat, on the web app's login acting as
   the manager under row-level security.
 
-Each import commits (a different file each time, matching different stored leads), so the database
-grows a little between runs. Prints seconds, rows per second and the process's peak memory (max
-RSS), and web/cli per size. `--million` adds 1,000,000 stored leads (seeding takes minutes).
+Prints seconds, rows per second, the process's peak memory (max RSS: reading, checking and writing
+the file) and web/cli per size, with the machine's load average beside each run (the machine is
+shared: compare runs made together). `--million` adds 1,000,000 stored leads (seeding takes minutes);
+`--keep` keeps the seeded templates (named crm_bench_tpl_<size>; see --prefix) for the next run to
+reuse.
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,7 +47,13 @@ from sqlmodel import Session  # noqa: E402
 from crm_app.db.engine import ensure_database, login_role_url, make_app_engine, make_engine, normalize_url  # noqa: E402
 from crm_app.db.migrate import upgrade_to_head  # noqa: E402
 from crm_app.db.security import act_as, read_acting_key  # noqa: E402
-from crm_app.demo.import_load import MAPPING, seed_stored_leads, seed_team, write_import_file  # noqa: E402
+from crm_app.demo.import_load import (  # noqa: E402
+    MAPPING,
+    seed_stored_leads,
+    seed_team,
+    write_file_for,
+    write_import_file,
+)
 
 
 def _one_import(path_kind: str, url: str, file: str) -> None:
@@ -64,7 +74,8 @@ def _one_import(path_kind: str, url: str, file: str) -> None:
 
         web = make_app_engine(login_role_url(url), key)
         with owner.connect() as conn:
-            manager = conn.execute(text("SELECT id FROM users WHERE role = 'manager' ORDER BY id LIMIT 1")).scalar_one()
+            manager = conn.execute(text("SELECT id FROM users WHERE role = 'manager' AND is_active "
+                                        "ORDER BY id LIMIT 1")).scalar_one()
         open_owner = lambda: Session(owner, expire_on_commit=False)  # noqa: E731
         with open_owner() as session:
             job_id = import_runs.start_job(session, manager, Path(file).name, clock())
@@ -88,6 +99,50 @@ def _run(path_kind: str, url: str, file: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _admin(admin_url: str, statement: str) -> None:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(statement))
+    finally:
+        admin.dispose()
+
+
+def _exists(admin_url: str, name: str) -> bool:
+    admin = create_engine(admin_url)
+    try:
+        with admin.connect() as conn:
+            return bool(conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar())
+    finally:
+        admin.dispose()
+
+
+def _url(admin_url: str, name: str) -> str:
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _seeded_template(admin_url: str, stored: int, prefix: str) -> str:
+    """A database holding `stored` generated leads and the bench team (reused when kept earlier)."""
+    name = f"{prefix}_tpl_{stored}"
+    if _exists(admin_url, name):
+        print(f"# reusing {name}", flush=True)
+        return name
+    ensure_database(admin_url, name)
+    url = _url(admin_url, name)
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    seed_team(engine)
+    seeded = time.perf_counter()
+    seed_stored_leads(engine, stored)
+    engine.dispose()
+    print(f"# {stored:,} stored leads seeded in {time.perf_counter() - seeded:.0f} s", flush=True)
+    return name
+
+
+def _load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         _one_import(sys.argv[2], sys.argv[3], sys.argv[4])
@@ -98,41 +153,62 @@ def main() -> None:
     parser.add_argument("--stored", default="10000,100000", help="stored leads, comma-separated")
     parser.add_argument("--million", action="store_true", help="also 1,000,000 stored leads")
     parser.add_argument("--rows", default="5000,100000", help="rows per imported file, comma-separated")
+    parser.add_argument("--template", help="an existing database to copy as the stored leads (instead of seeding)")
+    parser.add_argument("--keep", action="store_true", help="keep the seeded templates for the next run")
+    parser.add_argument("--prefix", default="crm_bench", help="names of the databases made: PREFIX_tpl_<size>, "
+                                                              "PREFIX_run_<pid>")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.stored.split(",") if s] + ([1_000_000] if args.million else [])
-    file_rows = [int(r) for r in args.rows.split(",") if r]
     admin_url = make_url(normalize_url(args.server)).set(database="postgres").render_as_string(hide_password=False)
+    if args.template:
+        templates = [(None, args.template)]
+    else:
+        sizes = [int(s) for s in args.stored.split(",") if s] + ([1_000_000] if args.million else [])
+        templates = [(stored, None) for stored in sizes]
+    file_rows = [int(r) for r in args.rows.split(",") if r]
     print(f"{'stored':>10} {'file rows':>10} {'path':>4} {'seconds':>8} {'rows/s':>8} {'peak MB':>8} "
-          f"{'created/updated/skipped':>24}")
+          f"{'created/updated/skipped':>24}  machine")
+    run = f"{args.prefix}_run_{os.getpid()}"
     with tempfile.TemporaryDirectory() as folder:
-        for stored in sizes:
-            name = f"crm_bench_import_{uuid.uuid4().hex[:8]}"
-            ensure_database(admin_url, name)
-            url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-            try:
-                upgrade_to_head(url)
-                engine = make_engine(url)
-                seed_team(engine)
-                seeded = time.perf_counter()
-                seed_stored_leads(engine, stored)
-                print(f"# {stored:,} stored leads seeded in {time.perf_counter() - seeded:.0f} s", flush=True)
+        for stored, template in templates:
+            seeded = template is None
+            if seeded:
+                template = _seeded_template(admin_url, stored, args.prefix)
+            else:
+                engine = make_engine(_url(admin_url, template))
+                with engine.connect() as conn:
+                    stored = conn.execute(text("SELECT count(*) FROM leads")).scalar_one()
                 engine.dispose()
+            try:
                 for n, rows in enumerate(file_rows):
                     times = {}
-                    for k, path_kind in enumerate(("cli", "web")):
-                        file = write_import_file(Path(folder) / f"{path_kind}-{rows}.csv", rows, stored=stored,
-                                                 tag=f"{path_kind}{n}-", seed_offset=(2 * n + k) * 104_729)
-                        result = _run(path_kind, url, file)
+                    file = None  # the same file both ways, written once
+                    for path_kind in ("cli", "web"):
+                        _admin(admin_url, f'DROP DATABASE IF EXISTS "{run}" WITH (FORCE)')
+                        _admin(admin_url, f'CREATE DATABASE "{run}" TEMPLATE "{template}"')
+                        url = _url(admin_url, run)
+                        try:
+                            if not seeded:
+                                upgrade_to_head(url)  # a template from an older revision
+                            target = Path(folder) / f"{rows}.csv"
+                            if file is None and seeded:
+                                file = write_import_file(target, rows, stored=stored, tag=f"f{n}-",
+                                                         seed_offset=n * 104_729)
+                            elif file is None:
+                                engine = make_engine(url)
+                                file = write_file_for(engine, target, rows, tag=f"f{n}-", seed_offset=n)
+                                engine.dispose()
+                            result = _run(path_kind, url, file)
+                        finally:
+                            _admin(admin_url, f'DROP DATABASE IF EXISTS "{run}" WITH (FORCE)')
                         times[path_kind] = result["seconds"]
                         print(f"{stored:>10,} {rows:>10,} {path_kind:>4} {result['seconds']:>8.1f} "
                               f"{rows / result['seconds']:>8,.0f} {result['max_rss_mb']:>8.0f} "
-                              f"{result['created']:>8,}/{result['updated']:,}/{result['skipped']:,}", flush=True)
+                              f"{result['created']:>8,}/{result['updated']:,}/{result['skipped']:,}  {_load()}",
+                              flush=True)
                     print(f"{'':>10} {'':>10} web/cli {times['web'] / times['cli']:.2f}x", flush=True)
             finally:
-                admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
+                if seeded and not args.keep:
+                    _admin(admin_url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

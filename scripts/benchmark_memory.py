@@ -65,17 +65,21 @@ def loopback(url: str) -> tuple[str, int]:
 
 
 def worker_processes(port: int) -> list[psutil.Process]:
-    """The granian process listening on the port and its worker children (the workers hold the states)."""
-    owner = None
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-            owner = psutil.Process(conn.pid)
-            break
-    if owner is None:
+    """The granian worker process(es) serving the port (the workers hold the states): with one worker,
+    the process listening and its children; with several, every process listening (each worker
+    binds the port itself)."""
+    owners = {conn.pid for conn in psutil.net_connections(kind="tcp")
+              if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid}
+    if not owners:
         sys.exit(f"no process listens on port {port}")
-    children = [c for c in owner.children(recursive=True) if "python" in (c.name() or "").lower()
-                or "granian" in " ".join(c.cmdline()).lower()]
-    return children or [owner]
+    found: dict[int, psutil.Process] = {}
+    for pid in sorted(owners):
+        owner = psutil.Process(pid)
+        children = [c for c in owner.children(recursive=True) if "python" in (c.name() or "").lower()
+                    or "granian" in " ".join(c.cmdline()).lower()]
+        for process in children or [owner]:
+            found[process.pid] = process
+    return list(found.values())
 
 
 def rss_mb(procs: list[psutil.Process]) -> list[float]:
@@ -176,8 +180,9 @@ class Client:
         self.writer.close()
 
 
-async def sign_in_and_open_today(base: str, http: httpx.AsyncClient, email: str, password: str,
-                                 sign_in_state: str, today_state: str, timeout: float) -> None:
+async def sign_in(base: str, http: httpx.AsyncClient, email: str, password: str, sign_in_state: str,
+                  timeout: float) -> str:
+    """The browser's sign-in (steps 1 and 2 above); returns the Cookie header a tab then carries."""
     form = Client(base, "/sign-in")
     try:
         await form.open(timeout)
@@ -196,7 +201,12 @@ async def sign_in_and_open_today(base: str, http: httpx.AsyncClient, email: str,
     response = await http.post(f"{base}/auth/session", json={"ticket": ticket}, headers={"Origin": base})
     if response.status_code != 204 or not response.cookies.get("crm_session"):
         raise RuntimeError(f"/auth/session answered {response.status_code} without a session cookie")
-    today = Client(base, "/", cookie=f"crm_session={response.cookies['crm_session']}")
+    return f"crm_session={response.cookies['crm_session']}"
+
+
+async def sign_in_and_open_today(base: str, http: httpx.AsyncClient, email: str, password: str,
+                                 sign_in_state: str, today_state: str, timeout: float) -> None:
+    today = Client(base, "/", cookie=await sign_in(base, http, email, password, sign_in_state, timeout))
     try:
         await today.open(timeout)
         # Today is loaded when its state (DashboardState) says so; a redirect would mean no session.
@@ -206,8 +216,27 @@ async def sign_in_and_open_today(base: str, http: httpx.AsyncClient, email: str,
         await today.close()
 
 
+async def tabs_of_a_sign_in(base: str, cookie: str, today_state: str, timeout: float) -> None:
+    """The two tabs a sign-in leaves (the sign-in page's, then Today's with the session cookie),
+    without the password check: `--reuse-sessions`."""
+    form = Client(base, "/sign-in")
+    try:
+        await form.open(timeout)
+        await form.wait_for(
+            lambda u: (u.get("delta") or {}).get(ROOT_STATE, {}).get("is_hydrated_rx_state_") is True, timeout)
+    finally:
+        await form.close()
+    today = Client(base, "/", cookie=cookie)
+    try:
+        await today.open(timeout)
+        await today.wait_for(
+            lambda u: (u.get("delta") or {}).get(today_state, {}).get("loaded_rx_state_") is True, timeout)
+    finally:
+        await today.close()
+
+
 async def one_round(base: str, n: int, clients: int, password: str, names: tuple[str, str],
-                    timeout: float) -> tuple[int, list[str], float]:
+                    timeout: float, cookies: list[str] | None = None) -> tuple[int, list[str], float]:
     semaphore, errors, done = asyncio.Semaphore(clients), [], 0
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=timeout) as http:
@@ -216,8 +245,11 @@ async def one_round(base: str, n: int, clients: int, password: str, names: tuple
             async with semaphore:
                 http.cookies.clear()  # each sign-in keeps its own cookie
                 try:
-                    await sign_in_and_open_today(base, http, DEMO_USERS[i % len(DEMO_USERS)], password,
-                                                 *names, timeout=timeout)
+                    if cookies:
+                        await tabs_of_a_sign_in(base, cookies[i % len(cookies)], names[1], timeout)
+                    else:
+                        await sign_in_and_open_today(base, http, DEMO_USERS[i % len(DEMO_USERS)], password,
+                                                     *names, timeout=timeout)
                     done += 1
                 except Exception as error:  # counted and shown; the round goes on
                     errors.append(repr(error)[:160])
@@ -237,15 +269,31 @@ def main(argv=None) -> int:
     parser.add_argument("--settle", type=float, default=0.0,
                         help="seconds to wait after each round before reading RSS (lets expiry run)")
     parser.add_argument("--timeout", type=float, default=60.0, help="per step, s")
+    parser.add_argument("--reuse-sessions", action="store_true",
+                        help="sign each demo user in once and open each sign-in's two tabs with that session: "
+                             "the same tabs without a password check each (argon2 took ~3 s on a busy machine)")
     args = parser.parse_args(argv)
 
     base, port = loopback(args.url)
     names = state_names()
     procs = worker_processes(port)
     print(f"web worker pid(s) {[p.pid for p in procs]}; RSS at start {rss_mb(procs)} MB", flush=True)
+    cookies = None
+    if args.reuse_sessions:
+        async def sign_in_everyone():
+            async with httpx.AsyncClient(timeout=args.timeout) as http:
+                signed = []
+                for email in DEMO_USERS:
+                    http.cookies.clear()
+                    signed.append(await sign_in(base, http, email, args.password, names[0], args.timeout))
+                return signed
+
+        cookies = asyncio.run(sign_in_everyone())
+        print(f"{len(cookies)} sessions signed in; each 'sign-in' below opens the sign-in page's tab and a "
+              f"Today tab with one of them; RSS {rss_mb(procs)} MB", flush=True)
     for r in range(1, args.rounds + 1):
         done, errors, wall = asyncio.run(one_round(base, args.sign_ins, args.clients, args.password, names,
-                                                   args.timeout))
+                                                   args.timeout, cookies))
         if args.settle:
             time.sleep(args.settle)
         print(f"round {r}: {done}/{args.sign_ins} sign-ins + Today loads with {args.clients} concurrent "

@@ -27,4 +27,13 @@ export GRANIAN_WORKERS="${CRM_WEB_WORKERS:-2}"
 # lock Redis revokes when another worker needs it) instead of a Redis round trip and lock per event:
 # measured here, an empty handler 2 ms instead of ~200 ms, and 3 workers 394 events/s instead of 4.
 export REFLEX_OPLOCK_ENABLED="${REFLEX_OPLOCK_ENABLED:-1}"
+# A tab's lock in Redis lasts 60 s instead of Reflex's 10 s: a handler still running when its lock
+# expires loses its result ("Lock expired ... while processing") and the tab's next events find the
+# lock owned by another event. Measured here (scripts/benchmark_events.py, 3 workers, 100,000 leads,
+# load 15-25 on 2 cores): with 10 s, opening 50 tabs at once (sign-in, Pipeline board load) hit it
+# ~900 times; with 60 s, 6 times (handlers held it up to 21 s). A worker that dies holding a lock
+# delays only that tab, up to this long. The lease a worker keeps between a tab's events stays at
+# 5 s (Reflex's default is half the lock's time, which was 5 s).
+export REFLEX_REDIS_LOCK_EXPIRATION="${REFLEX_REDIS_LOCK_EXPIRATION:-60000}"
+export REFLEX_OPLOCK_HOLD_TIME="${REFLEX_OPLOCK_HOLD_TIME:-5}"
 exec python scripts/supervise.py --port "${CRM_PORT:-3000}" --job-workers "${CRM_JOB_WORKERS:-1}" "$@"

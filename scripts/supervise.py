@@ -48,7 +48,8 @@ BUILD_INDEX = WEB / "build" / "client" / "index.html"
 # What the frontend is built from: change any of these and it is built again.
 SOURCES = ("crm_app", "assets", "rxconfig.py", "requirements.txt")
 SOURCE_SUFFIXES = {".py", ".js", ".jsx", ".ts", ".tsx", ".css", ".json", ".svg", ".png", ".ico", ".txt"}
-BACKEND_ONLY_SETTINGS = {"REFLEX_REDIS_URL", "REFLEX_OPLOCK_ENABLED"}
+BACKEND_ONLY_SETTINGS = {"REFLEX_REDIS_URL", "REFLEX_OPLOCK_ENABLED", "REFLEX_OPLOCK_HOLD_TIME",
+                         "REFLEX_REDIS_LOCK_EXPIRATION", "REFLEX_REDIS_TOKEN_EXPIRATION"}
 RESTART_DELAYS = (0, 1, 2, 5, 10, 30)
 HEALTHY_AFTER_SECONDS = 60
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import os
 import uuid
 from collections.abc import Iterator
@@ -64,9 +65,10 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
 
 def run_async(coroutine, timeout: float = 120):
     """Run a coroutine to its end and return its result, in a thread of its own: once the browser tests
-    have run, Playwright keeps an event loop in the main thread and `asyncio.run` refuses to start there."""
+    have run, Playwright keeps an event loop in the main thread and `asyncio.run` refuses to start there.
+    The thread sees this one's context variables (Reflex finds its registered states through one)."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result(timeout)
+        return pool.submit(contextvars.copy_context().run, asyncio.run, coroutine).result(timeout)
 
 
 @pytest.fixture(scope="session")

@@ -387,3 +387,33 @@ def test_follow_ups_fill_the_queues_overdue_and_due_today_groups_and_lost_deals_
     assert overdue >= 5 and planned > overdue and misplaced == 0  # every promise is its owner's, on an open deal
     total, with_reason, kinds = lost
     assert total > 0 and with_reason == total and kinds >= 4
+
+
+# --- Large demos: drawn in chunks by several processes ------------------------------------------
+
+
+def test_chunks_drawn_by_two_processes_give_the_same_data_as_one_and_are_complete(database_url: str) -> None:
+    """A large demo is drawn in chunks, each seeded from the seed and its number, and stored by
+    several worker processes at once; the rows must not depend on how many processes there were."""
+    digests, checks = [], []
+    for workers in (2, 1):
+        with scratch_database(database_url, f"crm_demo_chunks{workers}") as url:
+            engine = make_engine(url)
+            try:
+                summary = generate_demo_data(engine, leads=900, seed=SEED, now=NOW, workers=workers,
+                                             chunk_leads=400)
+                with engine.connect() as connection:
+                    digests.append(digest(connection))
+                    checks.append(connection.execute(text(
+                        "SELECT (SELECT count(*) FROM leads WHERE stage NOT IN ('won', 'lost') AND risk_level IS NULL),"
+                        " (SELECT max(id) - count(*) FROM activities), (SELECT max(id) - count(*) FROM stage_changes),"
+                        " (SELECT count(*) FROM leads WHERE id > 400 AND scored_at IS NOT NULL),"
+                        " (SELECT count(*) FROM pg_indexes WHERE tablename = 'activities')")).one())
+            finally:
+                engine.dispose()
+        assert (summary.chunks, summary.workers, summary.leads) == (3, workers, 900)
+    assert digests[0] == digests[1]
+    unassessed, activity_gaps, change_gaps, scored_later_chunks, _ = checks[0]
+    assert (unassessed, activity_gaps, change_gaps) == (0, 0, 0)  # every open deal assessed; ids without gaps
+    assert scored_later_chunks > 400
+    assert checks[0] == checks[1]  # and the indexes are all back

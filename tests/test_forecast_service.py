@@ -222,3 +222,66 @@ def test_a_web_worker_that_heard_no_change_reuses_the_forecast_and_one_change_in
     with acting(session, maya) as db:
         renewed = build_forecast(db, owner_id=ria.id, now=NOW)
     assert renewed.deals[0].value_label == "$16,000" and first.deals[0].value_label == "$8,000"
+
+
+def test_the_forecast_comes_at_once_and_its_interval_is_calibrated_once_the_past_months_are_known(session):
+    # The page asks without waiting: the first answer carries the simulation's interval and says it is
+    # not calibrated yet (the past months' forecasts cost minutes at scale); the background event's
+    # answer widens it by the past errors, and from then on the quick answer is the calibrated one.
+    from crm_app.services.forecast import calibrated_with, past_errors
+
+    ria = make_user(session, "Ria Rep")
+    maya = make_user(session, "Maya Manager", role="manager")
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    forget_stage_win_rates()
+    with acting(session, maya) as db:
+        quick = build_forecast(db, owner_id=ria.id, now=NOW, wait_for_calibration=False)
+        assert not quick.calibrated
+        assert (quick.this_month_low, quick.this_month_high) == (quick.simulated.low, quick.simulated.high)
+        full = build_forecast(db, owner_id=ria.id, now=NOW)
+        errors = past_errors(db, owner_id=ria.id, cutoff=NOW)
+        again = build_forecast(db, owner_id=ria.id, now=NOW, wait_for_calibration=False)
+    assert errors  # months with a forecast and an outcome before this one
+    assert full.calibrated and again == full == calibrated_with(quick, errors)
+    assert full.this_month_total == quick.this_month_total
+    assert full.this_month_low <= quick.this_month_low and full.this_month_high >= quick.this_month_high
+    assert quick.windows[0].interval_label == f"${quick.this_month_low:,.0f} – ${quick.this_month_high:,.0f}"
+    assert full.windows[0].interval_label == f"${full.this_month_low:,.0f} – ${full.this_month_high:,.0f}"
+    forget_stage_win_rates()
+
+
+def test_the_past_months_errors_are_kept_for_other_processes_until_a_close_changes_a_past_month(session):
+    # A new web worker (no cache in memory) reads the past errors the first one stored; a close today
+    # cannot change a month that is over and keeps them, a close dated last month computes them again.
+    from crm_app.services.forecast import past_errors
+
+    ria = make_user(session, "Ria Rep")
+    maya = make_user(session, "Maya Manager", role="manager")
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    today = deal(session, "Ria Today", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    backdated = deal(session, "Ria Backdated", ria, created=NOW - timedelta(days=20), value=5000, reached=2)
+    with acting(session, maya) as db:
+        computed = past_errors(db, owner_id=ria.id, cutoff=NOW)
+    assert computed
+    stored = session.execute(text("SELECT errors FROM forecast_calibrations WHERE owner_id = :id"),
+                             {"id": ria.id}).scalar_one()
+    assert [tuple(e) for e in stored] == computed
+    # Marked, to tell a stored answer from a recomputed one.
+    session.execute(text("UPDATE forecast_calibrations SET errors = '[[1, 2]]' WHERE owner_id = :id"),
+                    {"id": ria.id})
+    session.commit()
+    forget_stage_win_rates()  # another process: nothing in memory
+    with acting(session, ria) as db:  # the rep reads what the manager's view stored
+        assert past_errors(db, owner_id=ria.id, cutoff=NOW) == [(1.0, 2.0)]
+    move_lead_to_stage(session, lead_id=today.id, to_stage=Stage.WON, now=NOW - timedelta(hours=1))
+    forget_stage_win_rates()
+    with acting(session, maya) as db:
+        assert past_errors(db, owner_id=ria.id, cutoff=NOW) == [(1.0, 2.0)]
+    move_lead_to_stage(session, lead_id=backdated.id, to_stage=Stage.WON,
+                       now=month_start(NOW) - timedelta(days=2))
+    forget_stage_win_rates()
+    with acting(session, maya) as db:
+        again = past_errors(db, owner_id=ria.id, cutoff=NOW)
+    assert again != [(1.0, 2.0)] and len(again) == len(computed)
+    assert again[-1][1] == computed[-1][1] + 5000  # last month won the backdated deal too

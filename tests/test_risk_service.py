@@ -167,3 +167,56 @@ def test_the_database_refuses_a_risk_level_that_does_not_match_its_points(sessio
         session.flush()
     session.rollback()
     assert session.get(Lead, lead.id) is not None
+
+
+def test_reassessing_in_batches_stores_what_assessing_each_lead_alone_gives(session):
+    """Generated deals in every stage with random activities, tones and ages: the batch path (read
+    in bulk, only changed rows written) stores exactly what the pure rules give lead by lead, and a
+    second pass at the same moment writes nothing."""
+    import random
+
+    from crm_app.scoring.engine import ActivityFact
+    from crm_app.scoring.risk import Message, RiskFacts, assess_risk
+
+    rng = random.Random(11)
+    kinds = list(K)
+    expected = {}
+    for i in range(120):
+        stage = rng.choice(list(Stage))
+        entered = NOW - timedelta(days=rng.randint(0, 60), hours=rng.randint(0, 23))
+        lead = Lead(name=f"Batch {i}", email=f"batch{i}@example.com", company="Acme", source="website",
+                    stage=stage.value, tier="cold", created_at=entered - timedelta(days=rng.randint(0, 30)),
+                    stage_entered_at=entered)
+        session.add(lead)
+        session.flush()
+        acts = []
+        for _ in range(rng.choice([0, 1, 3, 8, 15])):
+            kind = rng.choice(kinds)
+            at = NOW - timedelta(days=rng.randint(0, 70), minutes=rng.randint(0, 1440))
+            tone = rng.choice([None, -0.8, -0.05, 0.0, 0.6]) if kind in (K.EMAIL_RECEIVED, K.NOTE) else None
+            acts.append((kind, at, tone))
+            session.add(Activity(lead_id=lead.id, kind=kind.value, occurred_at=at, sentiment=tone))
+        limit = session.execute(text("SELECT stagnation_days FROM stage_rules WHERE stage = :s"),
+                                {"s": stage.value}).scalar()
+        facts = RiskFacts(stage=stage, stage_entered_at=entered, created_at=lead.created_at,
+                          stage_limit_days=limit,
+                          activities=tuple(ActivityFact(k, t) for k, t, _ in acts),
+                          messages=tuple(Message(k, t, s) for k, t, s in acts
+                                         if k in (K.EMAIL_RECEIVED, K.NOTE)))
+        expected[lead.id] = assess_risk(facts, NOW)
+    session.flush()
+    reassess_all_risk(session, NOW, batch_size=50)
+    rows = session.execute(text("SELECT id, risk_level, risk_points, risk_reasons, risk_valid_until, "
+                                "last_reply_at, "
+                                "last_reply_sentiment, risk_at FROM leads WHERE id = ANY(:ids)"),
+                           {"ids": list(expected)}).all()
+    for row in rows:
+        want = expected[row.id]
+        assert (row.risk_level, row.risk_points, row.risk_reasons, row.risk_valid_until, row.last_reply_at,
+                row.last_reply_sentiment) == (
+            want.level.value if want.level else None, want.points if want.level else None,
+            [r.as_dict() for r in want.reasons], want.valid_until, want.last_reply_at,
+            want.last_reply_sentiment,
+        ), row.id
+    assert {r.risk_level for r in rows} >= {"low", "medium", "high", None}
+    assert reassess_all_risk(session, NOW, batch_size=50) == 0

@@ -62,3 +62,26 @@ def test_the_impact_of_switching_to_a_model_counts_hot_before_and_after(session:
     rules = switch_impact(session, mode="rules")
     assert rules.headline == "Re-ranks 5 open leads; Hot 2 now."
     assert "Now: Hot 2, Warm 0, Cold 3." in rules.detail
+
+
+def test_a_two_letter_search_lists_the_best_visible_matches_and_their_companies(session: Session):
+    """Two letters have no trigram: the leads are walked by score instead, with the same result as
+    the lookup gives for longer text (every visible match, best first) and no other rep's lead."""
+    ria, sam = make_user(session, "Ria Rep"), make_user(session, "Sam Seller")
+    for i in range(12):
+        lead = make_lead(session, f"Qx Buyer {i}", now=NOW, owner=ria if i % 3 else None, company=f"Qx Co {i % 2}",
+                         email=f"b{i}@example.test")
+        session.execute(update(Lead).where(Lead.id == lead.id).values(score=5 * i, tier="cold" if i < 8 else "warm"))
+    make_lead(session, "Sam's Qx", now=NOW, owner=sam, company="Qx Co 0", email="sam-qx@example.test")
+    session.execute(update(Lead).where(Lead.name == "Sam's Qx").values(score=99, tier="hot"))
+    session.commit()
+    with acting(session, ria) as db:
+        short = search_everywhere(db, "qx", limit=5)
+        longer = search_everywhere(db, "qx ", limit=5)  # the same text, as typed with a space: trimmed
+        by_trigram = search_everywhere(db, "qx b", limit=5)
+        rest = search_everywhere(db, "qx", limit=5, offset=10, with_companies=False)
+    assert [h.name for h in short.leads] == [f"Qx Buyer {i}" for i in (11, 10, 9, 8, 7)] and short.more_leads
+    assert [h.id for h in short.leads] == [h.id for h in longer.leads] == [h.id for h in by_trigram.leads]
+    assert [h.name for h in rest.leads] == ["Qx Buyer 1", "Qx Buyer 0"] and not rest.more_leads
+    # Ria sees her 8 and the pool's 4 (6 at each company), not Sam's.
+    assert sorted((c.name, c.leads) for c in short.companies) == [("Qx Co 0", 6), ("Qx Co 1", 6)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel import Session
 
 from crm_app.db.models import Lead, User
@@ -156,8 +156,27 @@ def ranked_leads(
     ]
     if not with_total:
         return rows, None
-    total = session.execute(_apply(select(func.count()).select_from(Lead), flt)).scalar_one()
-    return rows, total
+    return rows, lead_count(session, flt)
+
+
+# How many leads an owner/stage/tier filter holds, from the totals the database keeps per owner x
+# stage x tier (board_totals, migration 0029), under the same row security as the leads.
+_KEPT_COUNT_SQL = """
+SELECT coalesce(sum(deals), 0) FROM board_totals
+ WHERE ({owner}) AND (CAST(:stage AS text) IS NULL OR stage = :stage)
+   AND (CAST(:tier AS text) IS NULL OR tier = :tier)
+"""
+
+
+def lead_count(session: Session, flt: LeadFilter) -> int:
+    """How many leads match `flt`: read from the kept totals when only owner, stage and tier narrow
+    it (a manager's unfiltered list counted a million rows), else counted in SQL."""
+    if flt.source or (flt.search and flt.search.strip()) or flt.ids is not None:
+        return session.execute(_apply(select(func.count()).select_from(Lead), flt)).scalar_one()
+    owner = "TRUE" if flt.owner_id is None else "owner_id IS NULL" if flt.owner_id == 0 else "owner_id = :owner_id"
+    return int(session.execute(text(_KEPT_COUNT_SQL.format(owner=owner)),
+                               {"owner_id": flt.owner_id, "stage": flt.stage or None, "tier": flt.tier or None}
+                               ).scalar_one())
 
 
 

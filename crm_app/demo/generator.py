@@ -31,13 +31,18 @@ would store.
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import io
 import itertools
 import json
 import math
+import multiprocessing
+import os
 import random
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -46,8 +51,10 @@ from typing import Literal
 from faker import Faker
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
+from crm_app.db.engine import make_engine
 from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Play, Role, Source, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
 from crm_app.services.notifications import notify_due_follow_ups
@@ -366,10 +373,26 @@ class DemoSummary:
     activities: int
     stage_changes: int
     elapsed_seconds: float
-    # The parts of `elapsed_seconds`: drawing the data, storing it, scoring it.
+    # The parts of `elapsed_seconds`: drawing the data and storing it (COPY) — both in the worker
+    # processes, so these two are summed over workers and may exceed their wall-clock time — and
+    # everything after the load (wall clock): scoring, indexes, risk, vacuum.
     simulate_seconds: float
     insert_seconds: float
     score_seconds: float
+    # Wall-clock time of the load (drawing + COPY in `workers` processes), and of the steps after it.
+    load_seconds: float = 0.0
+    workers: int = 1
+    chunks: int = 1
+    steps: tuple[tuple[str, float], ...] = ()
+
+
+# Leads are drawn and stored in chunks of this many, each from a generator seeded by the seed and
+# the chunk's number: fixed, so the data depends on the seed alone, not on how many processes drew
+# it. A demo of up to this size is one chunk drawn from the seed itself.
+CHUNK_LEADS = 25_000
+# Working memory for building the indexes after the load (the server's default, 64 MB, makes a
+# 10-million-row index build spill to disk).
+INDEX_BUILD_MEMORY = "512MB"
 
 
 def generate_demo_data(
@@ -380,12 +403,18 @@ def generate_demo_data(
     now: datetime,
     activities_per_lead: float | None = None,
     progress: Callable[[str], None] | None = None,
+    workers: int | None = None,
+    chunk_leads: int = CHUNK_LEADS,
 ) -> DemoSummary:
     """Fill an empty, migrated database with a demo sales team and a year of its pipeline.
 
     The same `seed` and `now` always produce the same rows. `activities_per_lead` is the average
     number of activities per lead (default 9). `progress` receives short messages as the work goes
     on. Commits; every lead's score is then stored by the app's own rescoring.
+
+    More than CHUNK_LEADS leads are drawn and stored in `workers` processes at once (default: one
+    per CPU), each with its own COPY streams; the rows are the same for any number of workers (but
+    not for another `chunk_leads`, which only tests change).
 
     Raises DemoDataError when the database already has leads.
     """
@@ -396,89 +425,324 @@ def generate_demo_data(
     say = progress or (lambda message: None)
     started = time.perf_counter()
     _refuse_unless_empty(engine)
+    plan = _chunk_plan(leads, chunk_leads)
+    workers = max(1, min(len(plan), workers or os.cpu_count() or 1))
+    clock = int(now.timestamp())
+    job = _LoadJob(
+        url=engine.url.render_as_string(hide_password=False),
+        seed=seed,
+        now=clock,
+        activities_per_lead=activities_per_lead or DEFAULT_ACTIVITIES_PER_LEAD,
+        user_ids={},
+    )
 
-    say(f"Simulating {leads:,} leads")
-    simulation = _Simulation(seed, int(now.timestamp()), activities_per_lead or DEFAULT_ACTIVITIES_PER_LEAD)
-    simulated = simulation.run(leads)
-    simulated_at = time.perf_counter()
+    deferred = _begin_load(engine, job)
+    try:
+        say(f"Drawing and storing {leads:,} leads in {len(plan)} chunk(s), {workers} process(es)")
+        if workers > 1:
+            engine.dispose()  # no pooled connection may be shared with the forked workers
+        loaded = _load_chunks(job, plan, workers, say)
+    except BaseException:
+        _restore_after_failed_load(engine, deferred)
+        raise
+    load_done = time.perf_counter()
+    steps = [("draw + COPY", load_done - started)]
+    steps += _finish_load(engine, now, leads, deferred, say, workers)
+    finished = time.perf_counter()
+    summary = DemoSummary(
+        users=len(TEAM),
+        leads=leads,
+        activities=loaded.activities,
+        stage_changes=loaded.stage_changes,
+        elapsed_seconds=finished - started,
+        simulate_seconds=loaded.simulate_seconds,
+        insert_seconds=loaded.insert_seconds,
+        score_seconds=finished - load_done,
+        load_seconds=load_done - started,
+        workers=workers,
+        chunks=len(plan),
+        steps=tuple(steps),
+    )
+    say(f"Done in {summary.elapsed_seconds:.1f} s")
+    return summary
 
+
+def _begin_load(engine: Engine, job: _LoadJob) -> list[str]:
+    """Make the empty tables ready for the bulk load: the team in, the secondary indexes and owner
+    triggers out (committed, so that the workers' connections load without them). Returns the
+    definitions of the dropped indexes."""
     with engine.begin() as connection:
         cursor = connection.connection.cursor()
         # Indexes are built once after the load, far faster than kept up row by row through COPY and
         # the first scoring (each scored lead would add an entry to every index of the table).
         deferred = _drop_secondary_indexes(cursor, ("leads", "activities", "stage_changes"))
-        user_ids = _insert_team(cursor, joined_at=simulation.now - YEAR - 30 * DAY)
+        job.user_ids.update(_insert_team(cursor, joined_at=job.now - YEAR - 30 * DAY))
+        # The owner triggers look the lead up per row; the rows carry their owner already.
         for table, trigger in _OWNER_TRIGGERS.items():
             cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
-        say(f"Inserting {len(simulated):,} leads")
-        _copy(cursor, "leads", _LEAD_COLUMNS, _lead_rows(simulated, user_ids))
-        stage_changes = sum(len(lead.history) for lead in simulated)
-        say(f"Inserting {stage_changes:,} stage changes")
-        _copy(cursor, "stage_changes", _STAGE_CHANGE_COLUMNS, _stage_change_rows(simulated, user_ids))
-        activities = sum(len(lead.activities) for lead in simulated)
-        say(f"Inserting {activities:,} activities")
-        _copy(cursor, "activities", _ACTIVITY_COLUMNS, _activity_rows(simulated, user_ids, simulation.rng))
-        for table, trigger in _OWNER_TRIGGERS.items():
-            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
-        # Drawn from a generator of their own, so the rows above stay what they were for this seed.
-        backbone = random.Random(seed * 7919 + 14)
-        say("Scheduling follow-ups")
-        _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS,
-              _follow_up_rows(simulated, user_ids, backbone, now=simulation.now))
-        _store_lost_reasons(cursor, simulated, backbone)
-        # Ids were given explicitly, so the sequences must be moved past them.
-        for table in ("leads", "stage_changes", "activities"):
-            cursor.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
-            )
-        # Planner statistics for what was just loaded: without them the scoring below plans its
-        # per-range queries blind (parallel sequential scans of the whole table).
-        cursor.execute("ANALYZE users, leads, stage_changes, activities")
-        inserted_at = time.perf_counter()
-        with Session(bind=connection) as session:
-            if engine_config(session).effective == "rules":
-                # The rubric in the database, before the indexes exist, in this same transaction.
-                rescore_rules_where(session, now, commit=False,
-                                    progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
-                record_rules_scores_at_close(session, commit=False)
-                scored_in_load = True
-            else:
-                scored_in_load = False
+    return deferred
+
+
+def _finish_load(engine: Engine, now: datetime, leads: int, deferred: list[str],
+                 say: Callable[[str], None], workers: int | None = None) -> list[tuple[str, float]]:
+    """After the bulk load: triggers and sequences back, statistics, scores, risk, indexes, the bell
+    and a vacuum, each split across `workers` connections (processes for the risk, which is
+    assessed in Python) where it splits. Returns how long each step took."""
+    workers = max(1, workers or os.cpu_count() or 1)
+    steps: list[tuple[str, float]] = []
+    moment = time.perf_counter()
+
+    def step(label: str) -> None:
+        nonlocal moment
+        steps.append((label, time.perf_counter() - moment))
+        say(f"{label}: {steps[-1][1]:.1f} s")
+        moment = time.perf_counter()
+
+    try:
+        with engine.begin() as connection:
+            cursor = connection.connection.cursor()
+            for table, trigger in _OWNER_TRIGGERS.items():
+                cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
+            # Ids were given explicitly, so the sequences must be moved past them.
+            for table in ("leads", "stage_changes", "activities"):
+                cursor.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                )
+            # Planner statistics for what was just loaded: without them the scoring below plans its
+            # per-range queries blind (parallel sequential scans of the whole table).
+            cursor.execute("ANALYZE users, leads, stage_changes, activities, follow_ups")
+            with Session(bind=connection) as session:
+                scored_in_load = engine_config(session).effective == "rules"
+        step("analyze")
+        ranges = _id_ranges(leads, workers)
+        if scored_in_load:
+            # The rubric in the database, before the indexes exist (a scored row then costs no index
+            # entries), one range of leads per connection.
+            _in_threads([lambda first, last: _score_range(engine, now, first, last)] * len(ranges), ranges)
+            with Session(engine) as session:
+                record_rules_scores_at_close(session)
+            step("score (rules, in the database)")
+        # Risk too before the indexes: it rewrites most open deals.
+        say("Assessing risk")
+        if len(ranges) == 1:
+            with Session(engine) as session:
+                reassess_all_risk(session, now)
+        else:
+            engine.dispose()  # no pooled connection may be shared with the forked workers
+            url = engine.url.render_as_string(hide_password=False)
+            with multiprocessing.get_context("fork").Pool(len(ranges)) as pool:
+                pool.starmap(_assess_risk_range, [(url, now, first, last) for first, last in ranges])
+        step("assess risk")
         say("Building indexes")
-        for definition in deferred:
-            cursor.execute(definition)
-        cursor.execute("ANALYZE leads, stage_changes, activities")
+        # The activities' indexes first: they are the biggest, so the connections finish together.
+        ordered = sorted(deferred, key=lambda definition: " ON public.activities " not in definition)
+        _in_threads([lambda definition: _build_index(engine, definition)] * len(ordered),
+                    [(definition,) for definition in ordered], workers)
+        deferred = []
+        step("build indexes")
+    except BaseException:
+        _restore_after_failed_load(engine, deferred)
+        raise
 
     with Session(engine) as session:
         if not scored_in_load:
             rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
             record_scores_at_close(session)
-        say("Assessing risk")
-        reassess_all_risk(session, now)
+            step("score (engine)")
         # Scoring a year of history at once "turned Hot" and "went At risk" hundreds of deals: that is
         # the seeding, not news. The bell starts with the requests of the last hours and the
         # follow-ups that fell due.
         session.execute(text("DELETE FROM notifications WHERE kind NOT IN ('pricing_request', 'demo_request')"))
         session.commit()
         notify_due_follow_ups(session, now)
+        step("notifications")
     # Rescoring rewrote every lead, and bulk-loaded tables have no planner statistics yet: without
-    # them the ranked lists may not use their indexes until autovacuum comes round.
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM (ANALYZE) users, leads, stage_changes, activities"))
-    finished = time.perf_counter()
+    # them the ranked lists may not use their indexes until autovacuum comes round. The vacuum also
+    # marks the loaded pages all-visible, for index-only scans.
+    tables = ("activities", "stage_changes", "leads", "users", "follow_ups")
+    _in_threads([lambda table: _vacuum(engine, table)] * len(tables), [(table,) for table in tables], workers)
+    step("vacuum + analyze")
+    return steps
 
-    summary = DemoSummary(
-        users=len(TEAM),
-        leads=len(simulated),
-        activities=activities,
-        stage_changes=stage_changes,
-        elapsed_seconds=finished - started,
-        simulate_seconds=simulated_at - started,
-        insert_seconds=inserted_at - simulated_at,
-        score_seconds=finished - inserted_at,
-    )
-    say(f"Done in {summary.elapsed_seconds:.1f} s")
-    return summary
+
+def _id_ranges(leads: int, parts: int) -> list[tuple[int, int]]:
+    """Leads 1..`leads` in up to `parts` inclusive id ranges of about equal size."""
+    parts = max(1, min(parts, leads))
+    bounds = [leads * i // parts for i in range(parts + 1)]
+    return [(bounds[i] + 1, bounds[i + 1]) for i in range(parts)]
+
+
+def _in_threads(calls: list[Callable], args: list[tuple], workers: int | None = None) -> None:
+    """Run calls[i](*args[i]) on `workers` threads (default: one each); the first error is raised."""
+    if len(calls) == 1:
+        calls[0](*args[0])
+        return
+    with ThreadPoolExecutor(max_workers=workers or len(calls)) as pool:
+        for future in [pool.submit(call, *arguments) for call, arguments in zip(calls, args)]:
+            future.result()
+
+
+def _score_range(engine: Engine, now: datetime, first: int, last: int) -> None:
+    with Session(engine) as session:
+        rescore_rules_where(session, now, "leads.id BETWEEN :range_first AND :range_last",
+                            {"range_first": first, "range_last": last})
+
+
+def _assess_risk_range(url: str, now: datetime, first: int, last: int) -> None:
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            reassess_all_risk(session, now, ids=(first, last))
+    finally:
+        engine.dispose()
+
+
+def _build_index(engine: Engine, definition: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(text(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"))
+        connection.execute(text(definition))
+
+
+def _vacuum(engine: Engine, table: str) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(f"VACUUM (ANALYZE) {table}"))
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    index: int
+    first: int  # the number (id) of its first lead
+    count: int
+    hot: int  # its share of the open leads that asked for pricing or a demo in the last hours
+    sour: int  # its share of the deals that got a "no" in the last days
+
+
+def _chunk_plan(leads: int, chunk_leads: int = CHUNK_LEADS) -> list[_Chunk]:
+    counts = [min(chunk_leads, leads - first) for first in range(0, leads, chunk_leads)]
+    hot, sour = _shares(_hot_share(leads), counts), _shares(_sour_share(leads), counts)
+    return [_Chunk(index, index * chunk_leads + 1, count, hot[index], sour[index])
+            for index, count in enumerate(counts)]
+
+
+def _shares(total: int, counts: list[int]) -> list[int]:
+    """`total` split across chunks in proportion to their sizes (largest remainders first)."""
+    exact = [total * count / sum(counts) for count in counts]
+    shares = [int(x) for x in exact]
+    for index in sorted(range(len(counts)), key=lambda i: shares[i] - exact[i])[: total - sum(shares)]:
+        shares[index] += 1
+    return shares
+
+
+def _chunk_seed(seed: int, chunk: int) -> int:
+    """The seed of a chunk's generators: the seed itself for the first chunk (so a small demo is
+    what it always was), a hash of seed and chunk for the others."""
+    if chunk == 0:
+        return seed
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{chunk}".encode(), digest_size=8).digest(), "big")
+
+
+@dataclass
+class _LoadJob:
+    url: str
+    seed: int
+    now: int
+    activities_per_lead: float
+    user_ids: dict[str, int]
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    stage_changes: int = 0
+    activities: int = 0
+    simulate_seconds: float = 0.0
+    insert_seconds: float = 0.0
+
+    def __add__(self, other: _Loaded) -> _Loaded:
+        return _Loaded(self.stage_changes + other.stage_changes, self.activities + other.activities,
+                       self.simulate_seconds + other.simulate_seconds, self.insert_seconds + other.insert_seconds)
+
+
+def _load_chunks(job: _LoadJob, plan: list[_Chunk], workers: int, say: Callable[[str], None]) -> _Loaded:
+    """Draw and COPY every chunk, in this process or in `workers` forked ones. A chunk's stage-change
+    and activity ids follow on from the chunks before it, so a chunk learns its first ids once
+    every earlier chunk has been drawn (they are drawn in order, so it never waits for long)."""
+    total = _Loaded()
+    if workers == 1:
+        offsets = (0, 0)
+        for chunk in plan:
+            loaded = _load_chunk(job, chunk, lambda counts, offsets=offsets: offsets)
+            offsets = (offsets[0] + loaded.stage_changes, offsets[1] + loaded.activities)
+            total += loaded
+            say(f"Stored {chunk.first + chunk.count - 1:,} leads")
+        return total
+    counts = multiprocessing.get_context("fork").Array("q", [-1] * (2 * len(plan)), lock=False)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers, initializer=_init_worker, initargs=(counts,)) as pool:
+        for loaded in pool.imap(_load_chunk_in_worker, [(job, chunk) for chunk in plan]):
+            total += loaded
+            say(f"Stored {total.activities:,} activities")
+    return total
+
+
+_counts_by_chunk = None  # the shared array of (stage changes, activities) per chunk, in a worker
+
+
+def _init_worker(counts) -> None:
+    global _counts_by_chunk
+    _counts_by_chunk = counts
+
+
+def _load_chunk_in_worker(args: tuple[_LoadJob, _Chunk]) -> _Loaded:
+    job, chunk = args
+    counts = _counts_by_chunk
+
+    def offsets(mine: tuple[int, int]) -> tuple[int, int]:
+        counts[2 * chunk.index], counts[2 * chunk.index + 1] = mine
+        while any(counts[2 * i] < 0 for i in range(chunk.index)):
+            time.sleep(0.05)
+        return (sum(counts[2 * i] for i in range(chunk.index)), sum(counts[2 * i + 1] for i in range(chunk.index)))
+
+    return _load_chunk(job, chunk, offsets)
+
+
+def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, int]], tuple[int, int]]) -> _Loaded:
+    """Draw one chunk of leads and COPY it in a transaction of its own."""
+    started = time.perf_counter()
+    seed = _chunk_seed(job.seed, chunk.index)
+    simulation = _Simulation(seed, job.now, job.activities_per_lead, chunk=chunk.index)
+    simulated = simulation.run(chunk.count, chunk.first, chunk.hot, chunk.sour)
+    stage_changes = sum(len(lead.history) for lead in simulated)
+    activities = sum(len(lead.activities) for lead in simulated)
+    first_change, first_activity = offsets((stage_changes, activities))
+    simulated_at = time.perf_counter()
+    engine = make_engine(job.url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            cursor = connection.connection.cursor()
+            _copy(cursor, "leads", _LEAD_COLUMNS, _lead_rows(simulated, job.user_ids))
+            _copy(cursor, "stage_changes", _STAGE_CHANGE_COLUMNS,
+                  _stage_change_rows(simulated, job.user_ids, first_id=first_change + 1))
+            _copy(cursor, "activities", _ACTIVITY_COLUMNS,
+                  _activity_rows(simulated, job.user_ids, simulation.rng, first_id=first_activity + 1))
+            # Drawn from a generator of their own, so the rows above stay what they were for this seed.
+            backbone = random.Random(seed * 7919 + 14)
+            _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS,
+                  _follow_up_rows(simulated, job.user_ids, backbone, now=job.now))
+            _store_lost_reasons(cursor, simulated, backbone)
+    finally:
+        engine.dispose()
+    finished = time.perf_counter()
+    return _Loaded(stage_changes, activities, simulated_at - started, finished - simulated_at)
+
+
+def _restore_after_failed_load(engine: Engine, deferred: list[str]) -> None:
+    """Leave the database as empty as it was, with its indexes and triggers, after a failed load."""
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE users, leads, activities, stage_changes RESTART IDENTITY CASCADE"))
+        for table, trigger in _OWNER_TRIGGERS.items():
+            connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}"))
+        for definition in deferred:
+            connection.execute(text(re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX IF NOT EXISTS ", definition)))
 
 
 def reset_demo_data(engine: Engine) -> None:
@@ -596,6 +860,16 @@ class _Lead:
         return max((moment for moment, kind, _ in self.activities if kind in kinds), default=None)
 
 
+def _hot_share(leads: int) -> int:
+    """How many open leads of a demo of this size asked for pricing or a demo in the last hours."""
+    return max(12, min(60, leads // 100))
+
+
+def _sour_share(leads: int) -> int:
+    """How many open deals of a demo of this size got a "no" in the last days."""
+    return max(6, min(40, leads // 150))
+
+
 def _rescale(history: list, new_last: int) -> list:
     """The same history stretched or squeezed in time so that its last change is at `new_last`."""
     first, last = history[0][2], history[-1][2]
@@ -608,8 +882,9 @@ def _rescale(history: list, new_last: int) -> list:
 class _Simulation:
     """Draws the whole pipeline from one seeded random generator, always in the same order."""
 
-    def __init__(self, seed: int, now: int, activities_per_lead: float) -> None:
+    def __init__(self, seed: int, now: int, activities_per_lead: float, chunk: int = 0) -> None:
         self.rng = random.Random(seed)
+        self.chunk = chunk
         # Plays are drawn from a generator of their own, after everything else: the rest of the
         # data is the same with or without them.
         self.play_rng = random.Random(seed + 0x9BA)
@@ -621,16 +896,18 @@ class _Simulation:
         self.first_names = [fake.first_name() for _ in range(400)]
         self.last_names = [fake.last_name() for _ in range(800)]
 
-    def run(self, count: int) -> list[_Lead]:
+    def run(self, count: int, first: int = 1, hot: int | None = None, sour: int | None = None) -> list[_Lead]:
+        """`count` leads numbered from `first`, of which `hot` asked for pricing or a demo in the last
+        hours and `sour` got a fresh "no" (by default the shares of a demo of `count` leads)."""
         # About four contacts per company, as in a real B2B pipeline.
         companies = [self._company() for _ in range(max(20, count // 4))]
-        leads = [self._arrive(number, companies) for number in range(1, count + 1)]
+        leads = [self._arrive(number, companies) for number in range(first, first + count)]
         # Scale the activity counts so they average what was asked, whatever the mix of leads.
         per_weight = self.activities_per_lead * count / sum(lead.activity_weight for lead in leads)
         for lead in leads:
             self._unfold(lead, per_weight)
-        self._heat_up(leads)
-        self._turn_sour(leads)
+        self._heat_up(leads, _hot_share(count) if hot is None else hot)
+        self._turn_sour(leads, _sour_share(count) if sour is None else sour)
         for lead in leads:
             self._add_plays(lead)
         return leads
@@ -819,12 +1096,12 @@ class _Simulation:
         activities.sort()
         return activities
 
-    def _heat_up(self, leads: list[_Lead]) -> None:
+    def _heat_up(self, leads: list[_Lead], wanted: int) -> None:
         """A few dozen open leads asked for pricing or a demo in the last hours: the reps' work
         right now."""
         rng = self.rng
         candidates = [lead for lead in leads if lead.outlook == "open"]
-        count = min(len(candidates), max(12, min(60, len(leads) // 100)))
+        count = min(len(candidates), wanted)
         for lead in rng.sample(candidates, count):
             asked_at = max(lead.created_at, self.now - rng.randint(10 * 60, 6 * HOUR))
             looked_at = max(lead.created_at, asked_at - rng.randint(60, HOUR))
@@ -888,17 +1165,17 @@ class _Simulation:
                         added.append((read_at, ActivityKind.PAGE_VISIT, play.value))
         if added:
             lead.activities = sorted(lead.activities + added)
-    def _turn_sour(self, leads: list[_Lead]) -> None:
+
+    def _turn_sour(self, leads: list[_Lead], wanted: int) -> None:
         """A few open deals got a "no" in the last days that nobody has answered yet: the deals at
         risk the reps should save now. Drawn from a generator of their own, so adding them
         changes none of the other draws."""
-        rng = random.Random(self.now)
+        rng = random.Random(self.now if self.chunk == 0 else f"{self.now}/{self.chunk}")
         candidates = [
             lead for lead in leads
             if lead.outlook == "open" and lead.owner is not None
             and lead.stage in (Stage.QUALIFIED, Stage.MEETING, Stage.PROPOSAL, Stage.NEGOTIATION)
         ]
-        wanted = max(6, min(40, len(leads) // 150))
         rng.shuffle(candidates)
         for lead in candidates:
             if wanted == 0:
@@ -984,18 +1261,30 @@ def _store_lost_reasons(cursor, leads: list[_Lead], rng: random.Random) -> None:
 
 
 def _timestamp(moment: int | None) -> str | None:
-    return None if moment is None else datetime.fromtimestamp(moment, timezone.utc).isoformat()
+    """ISO 8601 in UTC, as datetime.isoformat() writes it, built from a cached date (the load
+    writes tens of millions of moments, and a datetime per moment is a third of the row cost)."""
+    if moment is None:
+        return None
+    day, second = divmod(moment, DAY)
+    return f"{_date_of_day(day)}T{second // HOUR:02d}:{second // 60 % 60:02d}:{second % 60:02d}+00:00"
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_of_day(day: int) -> str:
+    return datetime.fromtimestamp(day * DAY, timezone.utc).date().isoformat()
 
 
 def _insert_team(cursor, *, joined_at: int) -> dict[str, int]:
     """The team's user ids by email; members already there (from an earlier run) are kept."""
     from crm_app.services.accounts import hash_password
 
+    # One (salted, deliberately slow) hash for the shared demo password, not one per member.
+    password_hash = hash_password(DEMO_PASSWORD)
     for member in TEAM:
         cursor.execute(
             "INSERT INTO users (email, name, role, is_active, created_at, password_hash) "
             "VALUES (%s, %s, %s, TRUE, %s, %s) ON CONFLICT ((lower(email))) DO NOTHING",
-            (member.email, member.name, member.role.value, _timestamp(joined_at), hash_password(DEMO_PASSWORD)),
+            (member.email, member.name, member.role.value, _timestamp(joined_at), password_hash),
         )
     cursor.execute(
         "SELECT lower(email), id FROM users WHERE lower(email) = ANY(%s)", ([m.email for m in TEAM],)
@@ -1051,8 +1340,8 @@ def _lead_rows(leads: list[_Lead], user_ids: dict[str, int]) -> Iterator[tuple]:
         )
 
 
-def _stage_change_rows(leads: list[_Lead], user_ids: dict[str, int]) -> Iterator[tuple]:
-    change_id = itertools.count(1)
+def _stage_change_rows(leads: list[_Lead], user_ids: dict[str, int], first_id: int = 1) -> Iterator[tuple]:
+    change_id = itertools.count(first_id)
     for lead in leads:
         owner_id = _owner_id(lead, user_ids)
         for before, after, moment in lead.history:
@@ -1061,8 +1350,9 @@ def _stage_change_rows(leads: list[_Lead], user_ids: dict[str, int]) -> Iterator
             yield (next(change_id), lead.number, before, after.value, _timestamp(moment), user_id, owner_id)
 
 
-def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Random) -> Iterator[tuple]:
-    activity_id = itertools.count(1)
+def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Random,
+                   first_id: int = 1) -> Iterator[tuple]:
+    activity_id = itertools.count(first_id)
     for lead in leads:
         owner_id = _owner_id(lead, user_ids)
         names = {

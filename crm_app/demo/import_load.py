@@ -77,3 +77,30 @@ def write_import_file(path: Path, rows: int, *, stored: int, tag: str = "new", s
             writer.writerow([f"Person {i}", email, external, f"Firm {i % 311}", 5 + i % 400,
                              SOURCES[i % 4], STAGES[i % 5], f"{(i % 50) * 100}.00"])
     return path
+
+
+def write_file_for(engine: Engine, path: Path, rows: int, *, tag: str = "new", seed_offset: int = 0) -> Path:
+    """Like write_import_file, for any database (a copy of the demo's million, say): two thirds of the
+    rows match stored leads, spread over the whole table (by external id where the lead has one, else by
+    email), a third are new people."""
+    path = Path(path)
+    wanted = rows - rows // 3
+    with engine.connect() as conn:
+        top = conn.execute(text("SELECT coalesce(max(id), 0) FROM leads")).scalar_one()
+        step = max(1, top // max(wanted, 1))
+        stored = conn.execute(
+            text("SELECT email, external_id FROM leads WHERE id % :step = :offset ORDER BY id LIMIT :n"),
+            {"step": step, "offset": seed_offset % step, "n": wanted},
+        ).all()
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADERS)
+        matched = iter(stored)
+        for i in range(rows):
+            lead = next(matched, None) if i % 3 != 2 else None
+            email, external = (lead.email or "", lead.external_id or "") if lead is not None else (f"{tag}{i}@file.example", "")
+            if external:
+                email = ""
+            writer.writerow([f"Person {i}", email, external, f"Firm {i % 311}", 5 + i % 400,
+                             SOURCES[i % 4], STAGES[i % 5], f"{(i % 50) * 100}.00"])
+    return path

@@ -48,7 +48,12 @@ def _summary() -> rx.Component:
             _figure("Won so far this month", ForecastState.won_label, class_name="won-so-far"),
             _figure("Expected from here on", ForecastState.expected_label, class_name="expected-rest"),
             _figure("This month, forecast", ForecastState.total_label,
-                    rx.text("80% interval ", rx.text.strong(ForecastState.interval_label, class_name="interval")),
+                    rx.text("80% interval ",
+                            rx.text.strong(ForecastState.interval_label, class_name="interval"),
+                            # the simulation's until the past months' errors widen it (ForecastState.complete)
+                            rx.cond(ForecastState.calibrating,
+                                    rx.el.span(" · calibrating against past months…",
+                                               class_name="calibrating"))),
                     class_name="month-total"),
             rx.cond(
                 ForecastState.has_target,

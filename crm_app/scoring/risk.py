@@ -149,8 +149,12 @@ class RiskResult:
     last_reply_sentiment: float | None = None
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def _day(moment: datetime) -> str:
-    return f"{moment.day} {moment:%b}"
+    """`2 Dec` (what `%b` gives in the C locale the app runs in, without strftime's cost per call)."""
+    return f"{moment.day} {_MONTHS[moment.month - 1]}"
 
 
 def _latest(items, kinds) -> Any:

@@ -3,6 +3,12 @@ and where deals stall. Every aggregate is computed in SQL and comes back as a fe
 
 All sections look at the same set of leads: those created in a date range (half-open,
 `created_from <= created_at < created_to`) and, optionally, owned by one rep.
+
+The figures are read from the analytics rollup (migration 0031, services/analytics_rollup.py): counts
+and sums per day x owner x keys kept by triggers as leads and moves are written, so a view costs a few
+thousand rollup rows at 1M leads instead of a scan of the leads and a window over their stage history.
+They are the numbers the scans gave (tests/analytics_reference.py keeps those queries; a test
+compares both on generated histories). One piece, with its formatting: every section shares it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from sqlmodel import Session
 
 from crm_app.db.queries import money
 from crm_app.domain import OPEN_STAGES, Source, Stage, Tier
-from crm_app.scoring.engine import HOT_MIN, WARM_MIN
+from crm_app.services.analytics_rollup import Kind, rollup_rows
 
 # Period presets offered on the page: key -> (label, days back; None = all time).
 PERIODS: dict[str, tuple[str, int | None]] = {
@@ -140,32 +146,32 @@ class SourceRoiRow:
 
 
 _SOURCE_ROI = """
-WITH scoped AS (SELECT * FROM leads WHERE {where}),
+WITH parts AS ({rows}),
 -- Spend is stored per source for all time; each lead the source ever brought carries an equal share,
 -- so a filtered view (a period, one rep) is charged only for its own leads.
-source_totals AS (SELECT source, count(*) AS all_leads FROM leads GROUP BY source),
+source_totals AS (SELECT k1 AS source, sum(n) AS all_leads FROM analytics_rollup WHERE kind = 1 AND monthly GROUP BY k1),
 -- An import keeps the file's own word for the source ("Google", "Olark Chat") as source_detail: a row
 -- per word (in any case), so twenty words mapped to a few sources are not lumped together.
 per_source AS (
-    SELECT source, min(nullif(custom_fields->>'source_detail', '')) AS detail,
-           count(*) AS leads,
-           count(*) FILTER (WHERE stage = 'won') AS won,
-           count(*) FILTER (WHERE stage = 'lost') AS lost,
-           coalesce(sum(deal_value) FILTER (WHERE stage = 'won'), 0) AS won_revenue,
-           avg(deal_value) FILTER (WHERE stage = 'won') AS average_deal,
-           avg(score) AS average_score,
-           avg(extract(epoch FROM closed_at - created_at) / 86400.0)
-               FILTER (WHERE stage = 'won' AND closed_at IS NOT NULL AND dates_known) AS average_days_to_close
-      FROM scoped
-     GROUP BY source, lower(nullif(custom_fields->>'source_detail', ''))
+    SELECT k1 AS source, min(k2) AS detail,
+           sum(n)::bigint AS leads,
+           coalesce(sum(n) FILTER (WHERE k3 = 'won'), 0)::bigint AS won,
+           coalesce(sum(n) FILTER (WHERE k3 = 'lost'), 0)::bigint AS lost,
+           coalesce(sum(value_sum) FILTER (WHERE k3 = 'won'), 0) AS won_revenue,
+           sum(value_sum) FILTER (WHERE k3 = 'won') / nullif(sum(n) FILTER (WHERE k3 = 'won'), 0) AS average_deal,
+           sum(score_sum) / sum(n) AS average_score,
+           sum(days_sum) / nullif(sum(days_n), 0) AS average_days_to_close
+      FROM parts
+     GROUP BY k1, lower(k2)
+    HAVING sum(n) > 0
 )
 SELECT p.*,
        sc.cost * p.leads / t.all_leads AS cost,
        p.won::numeric / nullif(p.won + p.lost, 0) AS conversion,
        p.won_revenue / p.leads AS revenue_per_lead
   FROM per_source p
-  JOIN source_totals t USING (source)
-  LEFT JOIN source_costs sc USING (source)
+  JOIN source_totals t ON t.source = p.source
+  LEFT JOIN source_costs sc ON sc.source = p.source
  -- Quality, not volume: best conversion first, then what a lead from the source is worth.
  ORDER BY conversion DESC NULLS LAST, revenue_per_lead DESC, p.leads DESC, p.source, p.detail NULLS FIRST
 """
@@ -177,9 +183,9 @@ def source_roi(session: Session, *, flt: AnalyticsFilter) -> list[SourceRoiRow]:
     Ranked by quality: conversion rate, then won revenue per lead. Sources with nothing closed come
     last. Cost and ROI only where `source_costs` has the source, ROI once something has closed.
     """
-    where, params = _scope(flt)
+    parts, params = rollup_rows(flt, Kind.SOURCE)
     rows = []
-    for r in session.execute(text(_SOURCE_ROI.format(where=where)), params):
+    for r in session.execute(text(_SOURCE_ROI.format(rows=parts)), params):
         conversion = _float(r.conversion)
         cost = _float(r.cost)
         won_revenue = float(r.won_revenue)
@@ -252,16 +258,14 @@ class TierConversionRow:
 
 
 _TIER_COUNTS = """
-SELECT tier, count(*) AS n FROM leads
- WHERE {where} AND stage NOT IN ('won', 'lost')
- GROUP BY tier
+SELECT k1 AS tier, sum(n)::bigint AS n FROM ({rows}) parts WHERE k2 = 'open' GROUP BY k1 HAVING sum(n) > 0
 """
 
 
 def tier_counts(session: Session, *, flt: AnalyticsFilter) -> list[TierCount]:
     """Open leads by their tier now, Hot first (every tier listed, zero included)."""
-    where, params = _scope(flt)
-    counts = dict(session.execute(text(_TIER_COUNTS.format(where=where)), params).all())
+    parts, params = rollup_rows(flt, Kind.TIER)
+    counts = dict(session.execute(text(_TIER_COUNTS.format(rows=parts)), params).all())
     total = sum(counts.values())
     return [
         TierCount(
@@ -278,13 +282,13 @@ def tier_counts(session: Session, *, flt: AnalyticsFilter) -> list[TierCount]:
 
 
 _WEEKLY_TIERS = """
-SELECT date_trunc('week', created_at AT TIME ZONE 'UTC')::date AS week_start,
-       count(*) FILTER (WHERE tier = 'hot') AS hot,
-       count(*) FILTER (WHERE tier = 'warm') AS warm,
-       count(*) FILTER (WHERE tier = 'cold') AS cold
-  FROM leads
- WHERE {where} AND dates_known
+SELECT date_trunc('week', day::timestamp)::date AS week_start,
+       coalesce(sum(n) FILTER (WHERE k1 = 'hot'), 0)::bigint AS hot,
+       coalesce(sum(n) FILTER (WHERE k1 = 'warm'), 0)::bigint AS warm,
+       coalesce(sum(n) FILTER (WHERE k1 = 'cold'), 0)::bigint AS cold
+  FROM ({rows}) parts
  GROUP BY 1
+HAVING sum(n) > 0
  ORDER BY 1
 """
 
@@ -296,21 +300,19 @@ def weekly_tiers(session: Session, *, flt: AnalyticsFilter) -> list[WeeklyTierRo
     the leads that arrived in a week turned out hot, warm or cold as scored now. Leads imported without
     dates are left out: they did not arrive in the week of their import.
     """
-    where, params = _scope(flt)
+    parts, params = rollup_rows(flt, Kind.TIER, dated=True, daily=True)
     return [
         WeeklyTierRow(week_start=r.week_start.isoformat(), hot=r.hot, warm=r.warm, cold=r.cold)
-        for r in session.execute(text(_WEEKLY_TIERS.format(where=where)), params)
+        for r in session.execute(text(_WEEKLY_TIERS.format(rows=parts)), params)
     ]
 
 
 _TIER_CONVERSION = """
-SELECT CASE WHEN score_at_close >= {hot} THEN 'hot' WHEN score_at_close >= {warm} THEN 'warm' ELSE 'cold' END
-           AS tier,
-       count(*) FILTER (WHERE stage = 'won') AS won,
-       count(*) FILTER (WHERE stage = 'lost') AS lost
-  FROM leads
- WHERE {where} AND stage IN ('won', 'lost') AND score_at_close IS NOT NULL
- GROUP BY 1
+SELECT k1 AS tier,
+       coalesce(sum(n) FILTER (WHERE k2 = 'won'), 0)::bigint AS won,
+       coalesce(sum(n) FILTER (WHERE k2 = 'lost'), 0)::bigint AS lost
+  FROM ({rows}) parts
+ GROUP BY k1
 """
 
 
@@ -319,8 +321,8 @@ def tier_conversion(session: Session, *, flt: AnalyticsFilter) -> list[TierConve
 
     If the score predicts wins, Hot wins more often than Warm, and Warm more than Cold.
     """
-    where, params = _scope(flt)
-    found = {r.tier: r for r in session.execute(text(_TIER_CONVERSION.format(where=where, hot=HOT_MIN, warm=WARM_MIN)), params)}
+    parts, params = rollup_rows(flt, Kind.CLOSE)
+    found = {r.tier: r for r in session.execute(text(_TIER_CONVERSION.format(rows=parts)), params)}
     rows = []
     for t in Tier:
         won, lost = (found[t.value].won, found[t.value].lost) if t.value in found else (0, 0)
@@ -359,71 +361,38 @@ class FunnelRow:
     average_days_label: str
 
 
-def _stage_ordinals() -> str:
-    return ", ".join(f"('{s.value}', {i})" for i, s in enumerate(FUNNEL_STAGES))
+_FURTHEST = "SELECT k1::integer AS n, sum(n)::bigint AS leads FROM ({rows}) parts GROUP BY 1"
 
-
-_FUNNEL = """
-WITH ord(stage, n) AS (VALUES {ordinals}),
--- Leads imported without dates are left out: nothing is known of the stages they went through.
-scoped AS (SELECT id, stage FROM leads WHERE {where} AND dates_known),
--- The furthest stage each lead got to: its current stage (unless lost) or any stage in its history.
-furthest AS (
-    SELECT l.id, greatest(coalesce(cur.n, 0), coalesce(max(hist.n), 0)) AS n
-      FROM scoped l
-      LEFT JOIN ord cur ON cur.stage = l.stage
-      LEFT JOIN stage_changes sc ON sc.lead_id = l.id
-      LEFT JOIN ord hist ON hist.stage = sc.to_stage
-     GROUP BY l.id, cur.n
-)
-SELECT ord.stage, ord.n, count(furthest.id) AS reached
-  FROM ord LEFT JOIN furthest ON furthest.n >= ord.n
- GROUP BY ord.stage, ord.n
- ORDER BY ord.n
-"""
-
+# The stays each lead completed, as the scan's window gave them: entries are the lead's stage changes
+# and, when its arrival was not recorded, its creation in the stage its first change left; a stay runs
+# from one entry to the next (by time, then id). Summed per lead and stage by the rollup's triggers.
 _TIME_IN_STAGE = """
-WITH scoped AS (SELECT id, stage, created_at FROM leads WHERE {where} AND dates_known),
-entries AS (
-    SELECT sc.lead_id, sc.to_stage AS stage, sc.changed_at AS entered_at, sc.id AS seq
-      FROM stage_changes sc JOIN scoped l ON l.id = sc.lead_id
-    UNION ALL
-    -- Leads whose arrival was not recorded as a change started, at creation, in the stage their
-    -- first change left (or the one they are still in).
-    SELECT l.id,
-           coalesce((SELECT f.from_stage FROM stage_changes f WHERE f.lead_id = l.id
-                      ORDER BY f.changed_at, f.id LIMIT 1), l.stage),
-           l.created_at, 0
-      FROM scoped l
-     WHERE NOT EXISTS (SELECT 1 FROM stage_changes a WHERE a.lead_id = l.id AND a.from_stage IS NULL)
-),
-stays AS (
-    SELECT stage, entered_at,
-           lead(entered_at) OVER (PARTITION BY lead_id ORDER BY entered_at, seq) AS left_at
-      FROM entries
-)
-SELECT stage, count(*) AS stays, avg(extract(epoch FROM left_at - entered_at) / 86400.0) AS average_days
-  FROM stays
- WHERE left_at IS NOT NULL
- GROUP BY stage
+SELECT k1 AS stage, sum(n)::bigint AS stays, sum(days_sum) / sum(n) AS average_days
+  FROM ({rows}) parts
+ GROUP BY k1
+HAVING sum(n) > 0
 """
 
 
 def funnel_reached(session: Session, *, flt: AnalyticsFilter) -> list[tuple[str, int]]:
-    """(stage, leads that reached it) in funnel order; a lead reached every stage up to its furthest."""
-    where, params = _scope(flt)
-    return [
-        (r.stage, r.reached)
-        for r in session.execute(text(_FUNNEL.format(where=where, ordinals=_stage_ordinals())), params)
-    ]
+    """(stage, leads that reached it) in funnel order; a lead reached every stage up to its furthest
+    (its current stage unless lost, or any stage in its history). Leads imported without dates are
+    left out: nothing is known of the stages they went through."""
+    parts, params = rollup_rows(flt, Kind.FURTHEST, dated=True)
+    at = dict(session.execute(text(_FURTHEST.format(rows=parts)), params).all())
+    reached, total = [], 0
+    for n in reversed(range(len(FUNNEL_STAGES))):
+        total += at.get(n, 0)
+        reached.append((FUNNEL_STAGES[n].value, total))
+    return reached[::-1]
 
 
 def stage_stays(session: Session, *, flt: AnalyticsFilter) -> dict[str, tuple[int, float]]:
-    """stage -> (completed stays, their average days), from the stage history (LEAD() per lead)."""
-    where, params = _scope(flt)
+    """stage -> (completed stays, their average days), from the stays stored as moves were written."""
+    parts, params = rollup_rows(flt, Kind.STAYS, dated=True)
     return {
         r.stage: (r.stays, float(r.average_days))
-        for r in session.execute(text(_TIME_IN_STAGE.format(where=where)), params)
+        for r in session.execute(text(_TIME_IN_STAGE.format(rows=parts)), params)
     }
 
 
@@ -457,7 +426,7 @@ def funnel_rows(reached: list[tuple[str, int]], stays: dict[str, tuple[int, floa
 
 def funnel(session: Session, *, flt: AnalyticsFilter) -> list[FunnelRow]:
     """Leads that reached each stage, conversion from each stage to the next, and the average
-    completed stay in each stage (from the stage history, with a LEAD() window per lead).
+    completed stay in each stage (the stays stored as moves were written, summed in the rollup).
 
     A lead counts as having reached every stage up to the furthest it got to, so the funnel never
     widens. Stays still going on are left out of the averages (they have no end yet). Leads imported
@@ -472,8 +441,10 @@ def undated_leads(session: Session, *, flt: AnalyticsFilter) -> int:
     if flt.created_from is None and flt.created_to is None:
         return 0
     owner = "" if flt.owner_id is None else " AND owner_id = :owner_id"
-    return session.execute(text(f"SELECT count(*) FROM leads WHERE NOT dates_known{owner}"),
-                           {"owner_id": flt.owner_id}).scalar_one()
+    return session.execute(
+        text(f"SELECT coalesce(sum(n), 0)::bigint FROM analytics_rollup WHERE kind = :kind AND monthly AND NOT dates_known{owner}"),
+        {"kind": int(Kind.SOURCE), "owner_id": flt.owner_id},
+    ).scalar_one()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ already lives apart in crm_app/forecasting.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 import time
@@ -106,6 +107,7 @@ def month_windows(now: datetime, months: int = HORIZON_MONTHS) -> list[MonthWind
 
 _timing_cache: dict[tuple, tuple[float, TimingModel]] = {}
 _timing_lock = threading.Lock()
+_timing_fitting: dict[tuple, threading.Lock] = {}
 
 
 def _fit_timing_at(session: Session, cutoff: datetime) -> TimingModel:
@@ -145,14 +147,19 @@ def timing_at(session: Session, cutoff: datetime, *, current: bool = False) -> T
     key = (str(bind.engine.url), None if current else cutoff)
     ttl = RATES_TTL_SECONDS if current else PAST_TTL_SECONDS
     with _timing_lock:
-        cached = _timing_cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < ttl:
-        return cached[1]
-    timing = _fit_timing_at(session, cutoff)
-    with _timing_lock:
-        if len(_timing_cache) > 64:
-            _timing_cache.clear()
-        _timing_cache[key] = (time.monotonic(), timing)
+        fitting = _timing_fitting.setdefault(key, threading.Lock())
+    # One fit per key at a time: a page's calibration and a manager's backtest (or two viewers) that
+    # need the same month start wait for the first fit instead of running the same aggregate twice.
+    with fitting:
+        with _timing_lock:
+            cached = _timing_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < ttl:
+            return cached[1]
+        timing = _fit_timing_at(session, cutoff)
+        with _timing_lock:
+            if len(_timing_cache) > 64:
+                _timing_cache.clear()
+            _timing_cache[key] = (time.monotonic(), timing)
     return timing
 
 
@@ -364,6 +371,22 @@ class Forecast:
     gap_message: str = ""
     probability_note: str = ""
     open_deals: int = 0
+    # This month's interval as simulated, before the forecast's past errors widen it (calibrated_with):
+    # the page shows the forecast at once and the calibration when past_errors is ready.
+    calibrated: bool = False
+    simulated: Prediction = field(default_factory=lambda: Prediction(0.0, 0.0, 0.0))
+
+
+def calibrated_with(forecast: Forecast, errors: Sequence[tuple[float, float]]) -> Forecast:
+    """`forecast` (not changed) with this month's interval widened by the forecast's past errors
+    (backtest.calibrate): the interval the page shows once past_errors is known."""
+    out = copy.deepcopy(forecast)
+    widened = calibrate(forecast.simulated, errors, already=forecast.won_so_far)
+    out.this_month_low, out.this_month_high = widened.low, widened.high
+    if out.windows:
+        out.windows[0].interval_label = _interval_label(widened.low, widened.high)
+    out.calibrated = True
+    return out
 
 
 def _interval_label(low: float, high: float) -> str:
@@ -420,27 +443,118 @@ def _viewer(session: Session) -> str:
     return session.execute(text("SELECT coalesce(current_setting('crm.user_id', true), '')")).scalar_one()
 
 
-def past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
-                months: int = CALIBRATION_MONTHS) -> list[tuple[float, float]]:
-    """(predicted, actual) of the forecast for each of the `months` complete months before `cutoff`'s
-    month that the backtest would score (three months of history before them), oldest first: only
-    months over by `cutoff`. Cached for an hour per viewer, owner and month (done months change rarely;
-    the page asks on every load)."""
-    bind = session.get_bind()
-    key = (str(bind.engine.url), _viewer(session), owner_id, month_start(cutoff), months)
+def _errors_key(session: Session, owner_id: int | None, cutoff: datetime, months: int) -> tuple:
+    return (str(session.get_bind().engine.url), _viewer(session), owner_id, month_start(cutoff), months)
+
+
+def _errors_cached(key: tuple) -> list[tuple[float, float]] | None:
     with _errors_lock:
         cached = _errors_cache.get(key)
     if cached is not None and time.monotonic() - cached[0] < PAST_TTL_SECONDS:
         return list(cached[1])
+    return None
+
+
+def cached_past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
+                       months: int = CALIBRATION_MONTHS) -> list[tuple[float, float]] | None:
+    """past_errors if this process or forecast_calibrations has them already, else None (never computes
+    them)."""
+    return past_errors(session, owner_id=owner_id, cutoff=cutoff, months=months, compute=False)
+
+
+def past_errors(session: Session, *, owner_id: int | None, cutoff: datetime,
+                months: int = CALIBRATION_MONTHS, compute: bool = True) -> list[tuple[float, float]] | None:
+    """(predicted, actual) of the forecast for each of the `months` complete months before `cutoff`'s
+    month that the backtest would score (three months of history before them), oldest first: only
+    months over by `cutoff`. Cached for an hour per viewer, owner and month (done months change rarely;
+    the page asks on every load), and kept in forecast_calibrations for every process while the scope's
+    fingerprint (_CALIBRATION_FINGERPRINT) is unchanged, a day at most: computing them replays the
+    history as of each month start (minutes at 100,000 leads)."""
+    key = _errors_key(session, owner_id, cutoff, months)
+    cached = _errors_cached(key)
+    if cached is not None:
+        return cached
+    # Kept between processes only for a scope every viewer of it sees alike: a rep's own deals, or the
+    # team as those who see the team do (a rep asking for "everyone" sees their own and the pool).
+    fingerprint = (_calibration_fingerprint(session, owner_id=owner_id, cutoff=cutoff)
+                   if owner_id is not None or _sees_team(session) else None)
+    stored = None if fingerprint is None else _stored_errors(
+        session, owner_id=owner_id, cutoff=cutoff, months=months, fingerprint=fingerprint)
+    if stored is not None:
+        with _errors_lock:
+            _errors_cache[key] = (time.monotonic(), stored)
+        return list(stored)
+    if not compute:
+        return None
     first_known = session.execute(text("SELECT min(created_at) FROM leads WHERE dates_known")).scalar_one()
     if first_known is None:
         return []
     earliest = month_start(first_known, 3)
     errors = [month_forecast_at(session, owner_id=owner_id, cutoff=month_start(cutoff, -k))
               for k in range(months, 0, -1) if month_start(cutoff, -k) >= earliest]
+    if fingerprint is not None:
+        _store_errors(session, owner_id=owner_id, cutoff=cutoff, months=months, fingerprint=fingerprint,
+                      errors=errors)
     with _errors_lock:
         _errors_cache[key] = (time.monotonic(), errors)
     return list(errors)
+
+
+# What the past months' forecasts and outcomes are made of, for one scope, read in one scan of its
+# leads: those created before the month (count and values: an import of old deals, a value edited)
+# and those closed before it (count, dates, values, stages: a close dated back, a reopened deal). A
+# close today, a move today or a new lead leave it alone: they cannot change a month that is over.
+# The team's history behind P(win) (other reps' deals, for a rep) is not in it: a stored calibration
+# is trusted for CALIBRATION_STORED_HOURS at most.
+_CALIBRATION_FINGERPRINT = """
+SELECT count(*), coalesce(sum(deal_value), 0),
+       count(*) FILTER (WHERE closed_at < :month),
+       coalesce(sum(extract(epoch FROM closed_at)) FILTER (WHERE closed_at < :month), 0),
+       coalesce(sum(deal_value) FILTER (WHERE closed_at < :month AND stage = 'won'), 0)
+  FROM leads
+ WHERE created_at < :month AND owner_id IS NOT NULL
+   AND (CAST(:owner_id AS integer) IS NULL OR owner_id = :owner_id)
+"""
+CALIBRATION_STORED_HOURS = 24
+
+
+def _sees_team(session: Session) -> bool:
+    """The tables' owner (no acting user) or someone who sees the whole team's leads."""
+    return session.execute(text(
+        "SELECT coalesce(current_setting('crm.user_id', true), '') = '' OR crm_sees_team()")).scalar_one()
+
+
+def _calibration_fingerprint(session: Session, *, owner_id: int | None, cutoff: datetime) -> str:
+    row = session.execute(text(_CALIBRATION_FINGERPRINT),
+                          {"month": month_start(cutoff), "owner_id": owner_id}).one()
+    return "|".join(str(v) for v in row)
+
+
+def _stored_errors(session: Session, *, owner_id: int | None, cutoff: datetime, months: int,
+                   fingerprint: str) -> list[tuple[float, float]] | None:
+    """The past errors forecast_calibrations (migration 0030) keeps for this scope and month, if they
+    were computed from the same fingerprint within CALIBRATION_STORED_HOURS."""
+    row = session.execute(text(
+        "SELECT errors FROM forecast_calibrations "
+        "WHERE coalesce(owner_id, 0) = coalesce(CAST(:owner_id AS integer), 0) AND month = :month "
+        "AND months = :months AND fingerprint = :fingerprint "
+        "AND computed_at > now() - make_interval(hours => :hours)"),
+        {"owner_id": owner_id, "month": month_start(cutoff).date(), "months": months,
+         "fingerprint": fingerprint, "hours": CALIBRATION_STORED_HOURS}).first()
+    return None if row is None else [(float(p), float(a)) for p, a in row[0]]
+
+
+def _store_errors(session: Session, *, owner_id: int | None, cutoff: datetime, months: int,
+                  fingerprint: str, errors: list[tuple[float, float]]) -> None:
+    session.execute(text(
+        "INSERT INTO forecast_calibrations (owner_id, month, months, fingerprint, errors, computed_at) "
+        "VALUES (:owner_id, :month, :months, :fingerprint, CAST(:errors AS jsonb), now()) "
+        "ON CONFLICT (coalesce(owner_id, 0), month, months) DO UPDATE "
+        "SET fingerprint = excluded.fingerprint, errors = excluded.errors, "
+        "computed_at = excluded.computed_at"),
+        {"owner_id": owner_id, "month": month_start(cutoff).date(), "months": months,
+         "fingerprint": fingerprint, "errors": json.dumps([[p, a] for p, a in errors])})
+    session.commit()
 
 
 _SCOPE_VERSION = """
@@ -474,8 +588,15 @@ def _unchanged_by_live(session: Session, owner_id: int | None, since: float) -> 
     return not live.changed_since(since, None if owner_id is None else [str(owner_id)])
 
 
-def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> Forecast:
+def build_forecast(session: Session, *, owner_id: int | None, now: datetime,
+                   wait_for_calibration: bool = True) -> Forecast:
     """This month, next month and the next three together, for the team (None) or one rep.
+
+    This month's interval is calibrated by the forecast's own errors on the past months (past_errors:
+    the history rebuilt as of each of CALIBRATION_MONTHS month starts, minutes at 100,000 leads before
+    it is cached). With `wait_for_calibration` False and those errors not cached yet, the forecast comes
+    back at once with the simulation's interval and `calibrated` False: the page shows it and asks
+    again in a background event.
 
     Cached per viewer, owner, month and target for RATES_TTL_SECONDS while the deals in scope are
     unchanged: known without a query when this web worker's listener heard of no change in scope since
@@ -487,6 +608,14 @@ def build_forecast(session: Session, *, owner_id: int | None, now: datetime) -> 
         cached = _forecast_cache.get(key)
     if cached is not None and time.monotonic() - cached.monotonic >= RATES_TTL_SECONDS:
         cached = None
+    forecast = _uncalibrated_forecast(session, owner_id=owner_id, now=now, key=key, cached=cached)
+    errors = (past_errors(session, owner_id=owner_id, cutoff=now) if wait_for_calibration
+              else cached_past_errors(session, owner_id=owner_id, cutoff=now))
+    return forecast if errors is None else calibrated_with(forecast, errors)
+
+
+def _uncalibrated_forecast(session: Session, *, owner_id: int | None, now: datetime, key: tuple,
+                           cached: _CachedForecast | None) -> Forecast:
     if cached is not None and _unchanged_by_live(session, owner_id, cached.wall):
         return copy.deepcopy(cached.forecast)
     scope = tuple(session.execute(text(_SCOPE_VERSION), {
@@ -524,11 +653,8 @@ def _build_forecast(session: Session, *, owner_id: int | None, now: datetime) ->
                               bootstraps=bootstraps_for(timing))
     # This month's interval also carries the forecast's own past errors (drift between months).
     first = result.windows[0]
-    calibrated = calibrate(Prediction(first.expected, first.low, first.high),
-                           past_errors(session, owner_id=owner_id, cutoff=now), already=won)
-    first.low, first.high = calibrated.low, calibrated.high
-
-    out = Forecast(open_deals=len(deals), won_so_far=won)
+    out = Forecast(open_deals=len(deals), won_so_far=won,
+                   simulated=Prediction(first.expected, first.low, first.high))
     for w in result.windows:
         out.windows.append(WindowRow(
             label=w.label, won_label=money(w.won_so_far) if w is result.windows[0] else "—",

@@ -16,7 +16,8 @@ from sqlmodel import Session
 
 from crm_app.db.models import LostReason
 from crm_app.domain import Role, Source, Stage
-from crm_app.services.analytics import AnalyticsFilter, _scope
+from crm_app.services.analytics import AnalyticsFilter
+from crm_app.services.analytics_rollup import Kind, rollup_rows
 from crm_app.services.errors import InvalidInput, NotFound
 from crm_app.services.leads import MAX_LOST_REASON
 from crm_app.services.permissions import CurrentUser, require_role
@@ -75,24 +76,26 @@ class LostReasonTable:
     rows: list[LostReasonRow]
 
 
+# From the analytics rollup (migration 0031): lost leads per source, reason and the stage their latest
+# move to Lost left ("new" when no move was recorded).
 _BREAKDOWN_SQL = """
-SELECT coalesce(l.lost_reason, :none) AS reason, l.source,
-       coalesce(c.from_stage, 'new') AS from_stage, count(*) AS n
-  FROM (SELECT id, lost_reason, source FROM leads WHERE {where} AND stage = 'lost') l
-  LEFT JOIN LATERAL (
-        SELECT s.from_stage FROM stage_changes s
-         WHERE s.lead_id = l.id AND s.to_stage = 'lost'
-         ORDER BY s.changed_at DESC, s.id DESC LIMIT 1
-  ) c ON TRUE
+SELECT coalesce(k2, :none) AS reason, k1 AS source, k3 AS from_stage, sum(n)::bigint AS n
+  FROM ({rows}) parts
  GROUP BY 1, 2, 3
+HAVING sum(n) > 0
 """
+
+
+def breakdown_rows(session: Session, *, flt: AnalyticsFilter) -> list:
+    """(reason, source, from_stage, n) for the lost deals in scope."""
+    parts, params = rollup_rows(flt, Kind.LOST)
+    return session.execute(text(_BREAKDOWN_SQL.format(rows=parts)), {**params, "none": NO_REASON}).all()
 
 
 def lost_reason_tables(session: Session, *, flt: AnalyticsFilter) -> tuple[LostReasonTable, LostReasonTable]:
     """Lost deals per reason, by source and by the stage they were lost from: two tables, the most
     common reason first; only the sources and stages that lost a deal get a column."""
-    where, params = _scope(flt)
-    rows = session.execute(text(_BREAKDOWN_SQL.format(where=where)), {**params, "none": NO_REASON}).all()
+    rows = breakdown_rows(session, flt=flt)
     totals: dict[str, int] = {}
     for r in rows:
         totals[r.reason] = totals.get(r.reason, 0) + r.n

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Integer, String, and_, case, column, false, func, select, true, tuple_, values
+from sqlalchemy import Integer, String, and_, case, column, false, func, select, text, true, tuple_, values
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
@@ -161,17 +161,96 @@ def _card_columns(now: datetime) -> list:
 # --- Read models -----------------------------------------------------------------------------
 
 
-def column_totals(session: Session, *, flt: BoardFilter, now: datetime) -> dict[str, tuple[int, object, int, object]]:
-    """Per stage: (deals, total value, stagnating deals, sum of value x score) over the whole filtered
-    set, in one query."""
+def _totals_kept(flt: BoardFilter) -> bool:
+    """Can the headers come from `board_totals` (migration 0029)? It is kept per owner x stage x tier,
+    so for the owner and tier filters; search, source, risk and "only stagnating" are counted from the
+    leads themselves."""
+    return not (flt.source or (flt.search and flt.search.strip()) or flt.only_stagnating or flt.risk)
+
+
+def _owner_sql(owner_id: int | None, column: str) -> str:
+    """The board's owner filter as SQL an index can use (IS NOT DISTINCT FROM cannot)."""
+    if owner_id is None:
+        return "TRUE"
+    return f"{column} IS NULL" if owner_id == 0 else f"{column} = :owner_id"
+
+
+_KEPT_TOTALS_SQL = """
+SELECT stage, tier, sum(deals) AS deals, sum(value) AS value, sum(value_score) AS value_score
+  FROM board_totals
+ WHERE stage = ANY(:stages) AND ({owner}) AND (CAST(:tier AS text) IS NULL OR tier = :tier)
+ GROUP BY stage, tier
+"""
+
+# Stagnating deals per stage (the rule of `_stagnating`), each stage's cutoff computed first: a plain
+# comparison of stage_entered_at with it is leakproof, so under row-level security it is still an
+# index condition (an interval product in the comparison is not, and made it a filter on every row).
+_STUCK_SQL = """
+SELECT r.stage,
+       (SELECT count(*) FROM leads l
+         WHERE l.stage = r.stage AND l.stage_entered_at <= r.cutoff AND ({owner})
+           AND (CAST(:tier AS text) IS NULL OR l.tier = :tier)) AS stuck
+  FROM (SELECT stage, CAST(:now AS timestamptz) - (stagnation_days + 1) * interval '24 hours' AS cutoff
+          FROM stage_rules WHERE stagnation_days IS NOT NULL AND stage = ANY(:stages) OFFSET 0) r
+"""
+
+
+def kept_totals(session: Session, *, owner_id: int | None, stages: Sequence[str], tier: str | None = None
+                ) -> dict[tuple[str, str], tuple[int, object, object]]:
+    """(deals, value, value x score) per (stage, tier) from the totals the database keeps
+    (`board_totals`, migration 0029), under the same row security as the leads (a rep reads their
+    own and the pool's). `owner_id`: None everyone visible, 0 the unassigned pool."""
+    rows = session.execute(
+        text(_KEPT_TOTALS_SQL.format(owner=_owner_sql(owner_id, "owner_id"))),
+        {"stages": list(stages), "owner_id": owner_id, "tier": tier})
+    return {(r.stage, r.tier): (int(r.deals), r.value, r.value_score) for r in rows if r.deals}
+
+
+def stuck_counts(session: Session, *, owner_id: int | None, stages: Sequence[str], now: datetime,
+                 tier: str | None = None) -> dict[str, int]:
+    """Stagnating deals per stage (of `stages` that have a limit), through the (owner, stage,
+    stage_entered_at) indexes: the cost follows the stuck deals, not the table."""
+    rows = session.execute(text(_STUCK_SQL.format(owner=_owner_sql(owner_id, "l.owner_id"))),
+                           {"stages": list(stages), "owner_id": owner_id, "tier": tier, "now": now})
+    return {r.stage: r.stuck for r in rows if r.stuck}
+
+
+def compact_board_totals(session: Session) -> int:
+    """Fold `board_totals`' deltas (one row per writing statement) into one row per owner x stage x
+    tier, and commit; the sums stay what they were. Returns how many rows went. Run by the periodic
+    sweep, as the tables' owner; readers and writers never wait on it."""
+    folded = session.execute(text("SELECT crm_compact_board_totals()")).scalar_one()
+    session.commit()
+    return folded
+
+
+def column_totals(session: Session, *, flt: BoardFilter, now: datetime,
+                  stages: Sequence[str] = STAGES) -> dict[str, tuple[int, object, int, object]]:
+    """Per stage (of `stages`): (deals, total value, stagnating deals, sum of value x score) over the
+    whole filtered set.
+
+    Under the owner and tier filters the sums come from `board_totals`, which the database keeps as
+    deals change (migration 0029), and only the stagnating deals are counted, through the
+    (owner, stage, stage_entered_at) indexes: the cost follows the stuck deals, not the table.
+    Other filters aggregate the matching leads in one query."""
     stuck = _stagnating(now)
-    query = _with_rules(
-        select(Lead.stage, func.count(), func.coalesce(func.sum(Lead.deal_value), 0),
-               func.count().filter(stuck), func.coalesce(func.sum(Lead.deal_value * Lead.score), 0))
-        .select_from(Lead)
-    ).where(*_conditions(flt, now)).group_by(Lead.stage)
-    return {stage: (count, value, stagnating, scored) for stage, count, value, stagnating, scored
-            in session.execute(query)}
+    in_stages = Lead.stage.in_(list(stages))
+    if not _totals_kept(flt):
+        query = _with_rules(
+            select(Lead.stage, func.count(), func.coalesce(func.sum(Lead.deal_value), 0),
+                   func.count().filter(stuck), func.coalesce(func.sum(Lead.deal_value * Lead.score), 0))
+            .select_from(Lead)
+        ).where(in_stages, *_conditions(flt, now)).group_by(Lead.stage)
+        return {stage: (count, value, stagnating, scored) for stage, count, value, stagnating, scored
+                in session.execute(query)}
+    totals: dict[str, tuple[int, object, int, object]] = {}
+    for (stage, _tier), (deals, value, scored) in kept_totals(session, owner_id=flt.owner_id, stages=stages,
+                                                               tier=flt.tier).items():
+        count, value_sum, _, scored_sum = totals.get(stage, (0, 0, 0, 0))
+        totals[stage] = (count + deals, value_sum + value, 0, scored_sum + scored)
+    stuck_by_stage = stuck_counts(session, owner_id=flt.owner_id, stages=stages, now=now, tier=flt.tier)
+    return {stage: (deals, value, stuck_by_stage.get(stage, 0), scored)
+            for stage, (deals, value, _, scored) in totals.items()}
 
 
 def board_columns(
@@ -188,7 +267,7 @@ def board_columns(
     Each column gets its first `limit` cards by score (or `limits[stage]`, capped at MAX_CARDS).
     Cards come from one query: a LATERAL subquery per stage walks the (owner, stage, score) index
     and stops after that column's limit, so the cost does not grow with the size of the table.
-    Headers come from one aggregate query.
+    Headers come from column_totals, for the wanted stages only (a move redraws two columns).
     """
     wanted = [s for s in STAGES if s in set(stages)]
     per_column = {s: max(0, min(MAX_CARDS, (limits or {}).get(s, limit))) for s in wanted}
@@ -210,7 +289,7 @@ def board_columns(
         )
         for row in rows:
             cards[row.stage].append(_card(row, now))
-    totals = column_totals(session, flt=flt, now=now)
+    totals = column_totals(session, flt=flt, now=now, stages=wanted)
     weights = weighting(session, now)
     columns = []
     for stage in wanted:

@@ -1,5 +1,6 @@
 """Pipeline health for one rep or the whole team: what is open per stage, how fresh leads arrive,
-how the open leads split by tier and how many deals are stuck. Two aggregate queries.
+how the open leads split by tier and how many deals are stuck. The per-stage figures come from
+the totals the database keeps (services/pipeline.kept_totals), the weekly counts from one query.
 
 Drying-up rule: the baseline is the average number of new leads a week over the four complete
 weeks before last week. The pipeline is drying up when last week brought fewer than 60% of the
@@ -12,13 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 
 from sqlalchemy import text
 from sqlmodel import Session
 
-from crm_app.db.queries import money, stuck_sql
+from crm_app.db.queries import money
 from crm_app.domain import OPEN_STAGES
 from crm_app.services.forecast import weighting
+from crm_app.services.pipeline import kept_totals, stuck_counts
 
 WEEKS_SHOWN = 8
 BASELINE_WEEKS = 4
@@ -62,24 +65,6 @@ class PipelineHealth:
     drying_message: str = ""
 
 
-_STAGES_SQL = """
-SELECT l.stage,
-       count(*) AS count,
-       coalesce(sum(l.deal_value), 0) AS value,
-       coalesce(sum(l.deal_value * l.score), 0) AS value_score,
-       count(*) FILTER (WHERE l.tier = 'hot') AS hot,
-       count(*) FILTER (WHERE l.tier = 'warm') AS warm,
-       count(*) FILTER (WHERE l.tier = 'cold') AS cold,
-       count(*) FILTER (
-           WHERE {stuck}
-       ) AS stuck
-  FROM leads l
-  LEFT JOIN stage_rules r ON r.stage = l.stage
- WHERE l.stage = ANY(:open_stages)
-   AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
- GROUP BY l.stage
-""".replace("{stuck}", stuck_sql("l.stage_entered_at", "r.stagnation_days"))
-
 _WEEKS_SQL = """
 SELECT date_bin('7 days', l.created_at, CAST(:origin AS timestamptz)) AS week, count(*) AS count
   FROM leads l
@@ -87,6 +72,17 @@ SELECT date_bin('7 days', l.created_at, CAST(:origin AS timestamptz)) AS week, c
    AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
  GROUP BY 1
 """
+
+
+@dataclass
+class _StageRow:
+    count: int = 0
+    value: Decimal = Decimal(0)
+    value_score: Decimal = Decimal(0)
+    hot: int = 0
+    warm: int = 0
+    cold: int = 0
+    stuck: int = 0
 
 
 def week_start(now: datetime) -> datetime:
@@ -122,8 +118,19 @@ def drying_up(weeks: list[int], days_into_week: float) -> tuple[bool, float, str
 
 def pipeline_health(session: Session, *, owner_id: int | None, now: datetime) -> PipelineHealth:
     """Counts and values per open stage, tiers, stuck deals and new leads per week, in SQL."""
-    params = {"owner_id": owner_id, "now": now, "open_stages": [s.value for s in OPEN_STAGES]}
-    by_stage = {r.stage: r for r in session.execute(text(_STAGES_SQL), params)}
+    params = {"owner_id": owner_id, "now": now}
+    open_stages = [s.value for s in OPEN_STAGES]
+    # From the totals the database keeps per owner x stage x tier (migration 0029), and the stuck
+    # deals through their index: no pass over the leads.
+    kept = kept_totals(session, owner_id=owner_id, stages=open_stages)
+    stuck = stuck_counts(session, owner_id=owner_id, stages=open_stages, now=now)
+    by_stage: dict[str, _StageRow] = {}
+    for (stage, tier), (deals, value, value_score) in kept.items():
+        row = by_stage.setdefault(stage, _StageRow(stuck=stuck.get(stage, 0)))
+        row.count += deals
+        row.value += value
+        row.value_score += value_score
+        setattr(row, tier, getattr(row, tier) + deals)
     weights = weighting(session, now)
     health = PipelineHealth(weighting_label=weights.label)
     weighted_total = 0.0

@@ -18,11 +18,15 @@ in; here the later-inserted one (higher id) is the last, which is the order they
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlmodel import Session
+
+from crm_app.db.security import acting_user_id
 
 from crm_app.domain import ActivityKind
 from crm_app.scoring import phrases, rules
@@ -31,6 +35,9 @@ from crm_app.scoring.engine import HOT_MIN, WARM_MIN
 # Leads per statement: large enough that per-statement overhead vanishes, small enough that one
 # range's row locks are held for about a second.
 CHUNK = 50_000
+# Connections a full rescore runs its ranges on at once: the scoring is CPU work in PostgreSQL, and each
+# range's rows are written apart, so two cores rescore nearly twice as fast.
+WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 _ENGAGED = ", ".join(f"'{k.value}'" for k in sorted(rules.ENGAGEMENT_KINDS))
 _LABELS = " ".join(
@@ -89,11 +96,15 @@ def _dates(kind: ActivityKind, before: str) -> str:
     )
 
 
-def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = True) -> str:
+def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = True,
+                changed_only: bool = False) -> str:
     """A SELECT of (id, version, score, tier, reasons, valid_until) for the leads with :lo < id <= :hi
     that meet `condition` (SQL over the table `leads`), each scored at `asof` (:now, or an expression
     over `leads`). `dense`: most leads of the range meet the condition, so the activities of the whole
-    range are read in one index range scan rather than lead by lead."""
+    range are read in one index range scan rather than lead by lead. `changed_only`: only the leads
+    whose stored score, tier, reasons or expiry differ (or that were never scored), with a column
+    `tier_changed`; compared in the
+    same pass that reads the lead, so an unchanged lead costs no second lookup."""
     before = "<" if strictly_before else "<="
     pricing, page, demo = (ActivityKind.PRICING_REQUEST, ActivityKind.PRICING_PAGE_VISIT,
                            ActivityKind.DEMO_REQUEST)
@@ -150,6 +161,20 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
             f"CASE WHEN g.n > 0 THEN {engagement_points} ELSE 0 END",
         ]
     )
+    tier_sql = f"CASE WHEN score >= {HOT_MIN} THEN 'hot' WHEN score >= {WARM_MIN} THEN 'warm' ELSE 'cold' END"
+    if changed_only:
+        stored = (", leads.score AS old_score, leads.tier AS old_tier, leads.score_reasons AS old_reasons, "
+                  "leads.score_valid_until AS old_valid_until, leads.scored_at AS old_scored_at")
+        stored_s = " c.old_score, c.old_tier, c.old_reasons, c.old_valid_until, c.old_scored_at,"
+        final = f"""id, version, score, tier, reasons, valid_until,
+               tier IS DISTINCT FROM old_tier AS tier_changed
+          FROM (SELECT s.*, {tier_sql} AS tier FROM s) AS t
+         WHERE old_scored_at IS NULL  -- never scored: written whatever it holds
+            OR (old_score, old_tier, old_reasons, old_valid_until)
+               IS DISTINCT FROM (score, tier, reasons, valid_until)"""
+    else:
+        stored = stored_s = ""
+        final = f"id, version, score, {tier_sql} AS tier, reasons, valid_until FROM s"
     if asof == ":now" and dense:
         # One moment for all: aggregate the range's activities on their own (an index range scan
         # in lead order), then match them to the leads.
@@ -160,7 +185,7 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
             source += " AND a.lead_id > :lo AND a.lead_id <= :hi"
     return f"""
         WITH c AS (
-            SELECT leads.id, leads.version, leads.company_size, {asof} AS asof
+            SELECT leads.id, leads.version, leads.company_size, {asof} AS asof{stored}
               FROM leads
              WHERE leads.id > :lo AND leads.id <= :hi AND ({condition})
         ), g AS (
@@ -176,17 +201,13 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
               FROM {source} AND a.kind IN ({_ENGAGED})
              GROUP BY a.lead_id
         ), s AS (
-            SELECT c.id, c.version,
+            SELECT c.id, c.version,{stored_s}
                    {score} AS score,
                    {reasons} AS reasons,
                    CASE WHEN {recent} THEN g.last_at + {window} END AS valid_until
               FROM c LEFT JOIN g ON g.lead_id = c.id
         )
-        SELECT id, version, score,
-               CASE WHEN score >= {HOT_MIN} THEN 'hot' WHEN score >= {WARM_MIN} THEN 'warm' ELSE 'cold' END
-                   AS tier,
-               reasons, valid_until
-          FROM s
+        SELECT {final}
     """
 
 
@@ -217,14 +238,57 @@ def _ranges(session: Session, condition: str, params: dict, chunk: int):
         lo = hi
 
 
+def _can_fan_out(session: Session) -> bool:
+    """Whether ranges may run on connections of their own: the session is bound to an engine (not to a
+    connection whose transaction a caller holds) and acts as the tables' owner (no acting user, whose
+    row-level security the other connections would not carry)."""
+    return isinstance(session.get_bind(), Engine) and acting_user_id(session) is None
+
+
+def _run_range(session: Session, statement: str, params: dict) -> int:
+    # Planning this statement with JIT costs seconds, more than running it.
+    session.execute(text("SET LOCAL jit = off"))
+    session.execute(text("SET LOCAL work_mem = '64MB'"))
+    return session.execute(text(statement), params).scalar_one()
+
+
 def _run(session: Session, condition: str, params: dict, chunk: int, statement: Callable[[bool], str],
-         progress: Callable[[int], None] | None, commit: bool = True) -> int:
+         progress: Callable[[int], None] | None, commit: bool = True, workers: int = 1,
+         count_ranges: bool = False) -> int:
+    """Run `statement` range by range; returns the sum of what the statements return, or with
+    `count_ranges` the leads the ranges hold. With `workers` > 1 (and commits), ranges run on that
+    many connections at once, each committing its own; `progress` is still called from this thread."""
+    ranges = list(_ranges(session, condition, params, chunk))
     done = 0
-    for lo, hi, _count, dense in list(_ranges(session, condition, params, chunk)):
-        # Planning this statement with JIT costs seconds, more than running it.
-        session.execute(text("SET LOCAL jit = off"))
-        session.execute(text("SET LOCAL work_mem = '64MB'"))
-        done += session.execute(text(statement(dense)), {**params, "lo": lo, "hi": hi}).scalar_one()
+    if workers > 1 and commit and len(ranges) > 1 and _can_fan_out(session):
+        # What this session wrote must be visible to the other connections (it would be committed
+        # after the first range anyway).
+        session.commit()
+        bind = session.get_bind()
+
+        def one(lo: int, hi: int, count: int, dense: bool) -> int:
+            with Session(bind) as own:
+                result = _run_range(own, statement(dense), {**params, "lo": lo, "hi": hi})
+                own.commit()
+            return count if count_ranges else result
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(ranges)), thread_name_prefix="rescore") as pool:
+            futures = [pool.submit(one, *r) for r in ranges]
+            try:
+                for future in as_completed(futures):
+                    done += future.result()
+                    if progress:
+                        progress(done)
+            except BaseException:
+                # A failed range or a progress callback that stops the work (an engine switch): the
+                # ranges not started are dropped, the running ones end (each commits on its own).
+                for future in futures:
+                    future.cancel()
+                raise
+        return done
+    for lo, hi, count, dense in ranges:
+        result = _run_range(session, statement(dense), {**params, "lo": lo, "hi": hi})
+        done += count if count_ranges else result
         # A range at a time: row locks are held for one range, never for the whole table.
         if commit:
             session.commit()
@@ -241,49 +305,66 @@ def rescore_rules_where(
     progress: Callable[[int], None] | None = None,
     chunk: int = CHUNK,
     commit: bool = True,
+    workers: int | None = None,
 ) -> int:
     """Score with the rubric, in the database, every lead meeting `condition` (SQL over the table
     `leads`); one statement and one commit per range of `chunk` leads (no commit with `commit=False`:
     a bulk load scores inside its own transaction). Returns how many were scored.
 
+    Ranges run on `workers` connections at once (default WORKERS) when the session may fan out (bound
+    to an engine, as the tables' owner, committing); else one after the other in this session.
+
     Only a lead whose score, tier, reasons or expiry changed is written (with scored_at): rewriting
     a row costs an entry in each of the table's ~20 indexes and ~20 kB of WAL, 50x the scoring, so
-    a rescore that changes little writes little. A lead whose version moved on since the statement
-    read it was rescored by whoever changed it and is left alone."""
+    a rescore that changes little writes little. The tier is named in the write only where it
+    changed, so the tier's triggers (hot_since, the Hot notification) run for those rows alone. A
+    lead whose version moved on since the statement read it was rescored by whoever changed it and
+    is left alone."""
     def update(dense: bool) -> str:
+        match = "l.id = v.id AND l.version = v.version AND l.id > :lo AND l.id <= :hi"
         return f"""
-            WITH v AS MATERIALIZED ({_scored_sql(condition, ':now', False, dense)}),
-            written AS (
+            WITH v AS MATERIALIZED ({_scored_sql(condition, ':now', False, dense, changed_only=True)}),
+            tiered AS (
                 UPDATE leads AS l
                    SET score = v.score, tier = v.tier, score_reasons = v.reasons,
                        scored_at = :now, score_valid_until = v.valid_until
                   FROM v
-                 WHERE l.id = v.id AND l.version = v.version
-                   AND (l.score, l.tier, l.score_reasons, l.score_valid_until)
-                       IS DISTINCT FROM (v.score, v.tier, v.reasons, v.valid_until)
+                 WHERE {match} AND v.tier_changed
+                RETURNING 1
+            ), same_tier AS (
+                UPDATE leads AS l
+                   SET score = v.score, score_reasons = v.reasons,
+                       scored_at = :now, score_valid_until = v.valid_until
+                  FROM v
+                 WHERE {match} AND NOT v.tier_changed
                 RETURNING 1
             )
-            SELECT count(*) FROM v  -- PostgreSQL runs `written` to completion all the same
+            SELECT (SELECT count(*) FROM tiered) + (SELECT count(*) FROM same_tier)
         """
 
-    return _run(session, condition, {"now": now, **(params or {})}, chunk, update, progress, commit)
+    return _run(session, condition, {"now": now, **(params or {})}, chunk, update, progress, commit,
+                workers=WORKERS if workers is None else workers, count_ranges=True)
 
 
-def record_rules_scores_at_close(session: Session, chunk: int = CHUNK, commit: bool = True) -> int:
+def record_rules_scores_at_close(session: Session, chunk: int = CHUNK, commit: bool = True,
+                                 condition: str = "TRUE", params: dict | None = None,
+                                 strictly_before: bool = False) -> int:
     """Fill in score_at_close where it is missing with the rubric's score as of each deal's close,
-    from the activities known then (as services.scoring.record_scores_at_close does lead by lead).
-    Commits range by range; returns the count written."""
-    condition = "leads.closed_at IS NOT NULL AND leads.score_at_close IS NULL"
+    from the activities known then (as services.scoring.record_scores_at_close does lead by lead),
+    for the leads meeting `condition` (SQL over `leads`; all by default); `strictly_before`: only
+    the activities before the close, not at its very moment. Commits range by range (unless
+    `commit=False`); returns the count written."""
+    condition = f"leads.closed_at IS NOT NULL AND leads.score_at_close IS NULL AND ({condition})"
 
     def update(dense: bool) -> str:
         return f"""
             WITH written AS (
                 UPDATE leads AS l SET score_at_close = v.score
-                  FROM ({_scored_sql(condition, 'leads.closed_at', False, dense)}) AS v
+                  FROM ({_scored_sql(condition, 'leads.closed_at', strictly_before, dense)}) AS v
                  WHERE l.id = v.id
                 RETURNING 1
             )
             SELECT count(*) FROM written
         """
 
-    return _run(session, condition, {}, chunk, update, None, commit)
+    return _run(session, condition, dict(params or {}), chunk, update, None, commit)

@@ -1,15 +1,16 @@
 """Search everywhere (Ctrl/Cmd-K): leads by name, company or email, and the companies behind them.
 
 Paged in SQL, through the same trigram lookup as the leads table's search (crm_lead_ids_matching,
-migrations 0013 and 0016): under row-level security it returns only leads the user may see, so a rep
-never finds another rep's lead, and it walks the trigram indexes instead of every visible row.
+migrations 0013, 0016 and 0029): under row-level security it returns only leads the user may see, so a
+rep never finds another rep's lead, and it walks the trigram indexes instead of every visible row. Two
+letters have no trigram: then the leads are walked best score first until the page is full.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
 from crm_app.db.models import Lead, User
@@ -17,6 +18,7 @@ from crm_app.db.queries import money, search_condition, search_pattern
 from crm_app.domain import Stage
 
 MIN_CHARACTERS = 2
+TRIGRAM = 3  # the shortest text a trigram index can look up
 LEADS_PER_PAGE = 8
 COMPANIES_SHOWN = 5
 
@@ -61,7 +63,13 @@ def search_everywhere(session: Session, typed: str, *, offset: int = 0, limit: i
     typed = (typed or "").strip()
     if len(typed) < MIN_CHARACTERS:
         return SearchResults()
-    matching = search_condition(typed)
+    pattern = search_pattern(typed)
+    # Two letters hold no trigram for an index to look up: every lead would be read to find them all.
+    # The page needs only the best few, so the leads are walked by score (ix_leads_score) and the
+    # walk stops when the page is full; row security applies as to any read.
+    short = len(typed) < TRIGRAM
+    matching = (or_(Lead.name.ilike(pattern), Lead.company.ilike(pattern), Lead.email.ilike(pattern)) if short
+                else search_condition(typed))
     rows = session.execute(
         select(Lead.id, Lead.name, Lead.company, Lead.email, Lead.stage, Lead.deal_value,
                User.name.label("owner_name"))
@@ -80,7 +88,8 @@ def search_everywhere(session: Session, typed: str, *, offset: int = 0, limit: i
     if with_companies:
         companies = [CompanyHit(name=name, leads=count) for name, count in session.execute(
             select(Lead.company, func.count())
-            .where(matching, Lead.company.ilike(search_pattern(typed)))
+            # The company's own match implies the lead's; a short text is not looked up by trigram.
+            .where(*(() if short else (matching,)), Lead.company.ilike(pattern))
             .group_by(Lead.company)
             .order_by(func.count().desc(), Lead.company)
             .limit(COMPANIES_SHOWN)

@@ -49,6 +49,8 @@ def cluster(database_url: str) -> Iterator[Cluster]:
             "DATABASE_URL": db_url,
             "REFLEX_REDIS_URL": REDIS_URL,
             "REFLEX_OPLOCK_ENABLED": "1",  # as serve.sh sets it
+            "REFLEX_REDIS_LOCK_EXPIRATION": "60000",  # as serve.sh sets it
+            "REFLEX_OPLOCK_HOLD_TIME": "5",
             "GRANIAN_WORKERS": str(WEB_WORKERS),
             "CRM_JOB_WORKERS": "1",
             "CRM_SECRET_KEY": "multiworker-test-secret-shared-by-every-worker",

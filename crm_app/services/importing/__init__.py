@@ -17,9 +17,10 @@ The steps, shared by the Import page and the `import` command, one module each:
    `preview` shows the first rows as they will be stored.
 4. `load`: `import_file` validates again, refuses the whole file when any row is wrong, then writes in
    ONE transaction: record the import, COPY into a temporary table, match existing leads (external id,
-   else lower(email)), INSERT the new ones with their scores, UPDATE the matched ones, record stage
-   changes, rescore the updated ones with the team's engine, commit. A failure anywhere rolls
-   everything back; a dry run rolls back too and uses no lead ids.
+   else lower(email)), merge the file into the matched leads it changes, then (`derive`) score them
+   and the new ones with the team's engine and assess their deal risk, INSERT the new leads and UPDATE
+   the changed ones, each written once with its score and risk, record stage changes, commit. A
+   failure anywhere rolls everything back; a dry run rolls back too and uses no lead ids.
 
 Rows are numbered as data rows: row 1 is the first row under the header. A new won or lost lead without a
 closed date is taken as closed when it was created (or at import time when that is unknown too); a
@@ -35,7 +36,7 @@ changes nothing is counted as skipped.
 """
 
 from crm_app.services.importing.cells import AUTO, DATE_ORDERS, MAX_DEAL_VALUE, PLACEHOLDERS, custom_value
-from crm_app.services.importing.load import SCORE_BATCH, ImportSummary, import_file
+from crm_app.services.importing.load import ImportSummary, import_file
 from crm_app.services.importing.mapping import (
     CHOICES,
     CUSTOM,
@@ -79,7 +80,7 @@ from crm_app.services.importing.validate import (
 __all__ = [
     "AUTO", "CHOICES", "CUSTOM", "DATE_ORDERS", "FIELDS", "IGNORE", "MAX_CUSTOM_KEY", "MAX_DEAL_VALUE",
     "MAX_LENGTHS", "MAX_REPORTED", "NEWEST_FIRST", "OLDEST_FIRST", "PLACEHOLDERS", "ROW_ORDERS",
-    "SCORE_BATCH", "SOURCE_DETAIL", "UNKNOWN_ORDER", "CsvFormat", "FileProfile", "ImportMapping",
+    "SOURCE_DETAIL", "UNKNOWN_ORDER", "CsvFormat", "FileProfile", "ImportMapping",
     "ImportProgress", "ImportRejected", "ImportSummary", "LeadRecord", "PreviewRow", "RowError",
     "ValidationReport", "check_mapping", "custom_value", "file_has_dates", "forget_profile", "guess_mapping",
     "import_file", "load_mapping", "preview", "profile_file", "read_csv_format", "unknown_values",

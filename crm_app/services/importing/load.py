@@ -1,5 +1,7 @@
-"""Writing a checked file in one transaction: COPY into a temporary table, match stored leads, insert
-the new ones with their scores and history, update the matched ones, rescore, audit, commit."""
+"""Writing a checked file in one transaction: COPY into a temporary table, match stored leads, merge
+the file into the matched ones, score and assess every lead to write (derive.py), insert the new ones
+and update the changed ones (each written once, with its score and risk), record their history,
+audit, commit."""
 
 from __future__ import annotations
 
@@ -19,10 +21,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from crm_app.domain import Role
-from crm_app.scoring import LeadFacts, ScoringEngine
-from crm_app.scoring.blend import score_many
+from crm_app.scoring import ScoringEngine
 from crm_app.services import audit
 from crm_app.services.import_runs import ImportCancelled, ImportControl, end_dead_imports, limit_orphans
+from crm_app.services.importing.derive import NEW_CREATED_AT, NEW_STAGE_ENTERED_AT, derive_scores_and_risk
 from crm_app.services.importing.mapping import NEWEST_FIRST, UNKNOWN_ORDER, ImportMapping
 from crm_app.services.importing.read import ImportRejected
 from crm_app.services.importing.validate import (
@@ -33,8 +35,7 @@ from crm_app.services.importing.validate import (
     _checked_rows,
 )
 from crm_app.services.permissions import acting_user, require_role
-from crm_app.services.risk import reassess_risk_in_transaction
-from crm_app.services.scoring import active_engine, rescore_leads_in_transaction
+from crm_app.services.scoring import active_engine
 
 log = logging.getLogger(__name__)
 _IMPORT_LOCK_KEY = 0x1A9017  # one import at a time: two imports of the same people would race
@@ -75,10 +76,6 @@ _COPY_COLUMNS = (
     "row_no", "external_id", "name", "email", "phone", "title", "company", "company_size", "source", "stage",
     "deal_value", "created_at", "closed_at", "custom_fields", "dated",
 )
-_SCORE_COLUMNS = "row_no int PRIMARY KEY, score int, tier text, reasons jsonb, valid_until timestamptz, score_at_close int"
-
-
-SCORE_BATCH = 2_000
 
 
 def _spool_records(records: Iterator[LeadRecord], spool) -> int:
@@ -96,37 +93,6 @@ def _spool_records(records: Iterator[LeadRecord], spool) -> int:
         ))
         count += 1
     return count
-
-
-def _score_new_rows(connection, engine: ScoringEngine, now: datetime, control: ImportControl | None) -> None:
-    """Score the rows that become new leads, streamed from the temporary table in batches (a model
-    scores a batch ~30x faster than one lead at a time), into `import_scores`. An imported lead has no
-    activities, so nothing in its facts ages: its score at close is the score it gets now. Matched
-    leads are rescored with their stored activities afterwards."""
-    reader = connection.cursor(name="import_new_rows")
-    reader.itersize = SCORE_BATCH
-    reader.execute("SELECT row_no, company_size, source, stage, custom_fields FROM import_rows WHERE is_new")
-    writer_cursor = connection.cursor()
-    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as scores:
-        writer = csv.writer(scores)
-        while True:
-            batch = reader.fetchmany(SCORE_BATCH)
-            if not batch:
-                break
-            if control is not None:
-                control.check()
-            facts = [LeadFacts(company_size=size, source=source, custom_fields=custom or {})
-                     for _, size, source, _, custom in batch]
-            for (row_no, _, _, stage, _), result in zip(batch, score_many(engine, facts, now)):
-                writer.writerow((
-                    row_no, result.score, result.tier.value,
-                    json.dumps([x.as_dict() for x in result.reasons], ensure_ascii=False),
-                    result.valid_until.isoformat() if result.valid_until else None,
-                    result.score if stage in ("won", "lost") else None,
-                ))
-        reader.close()
-        scores.seek(0)
-        writer_cursor.copy_expert("COPY import_scores FROM STDIN WITH (FORMAT csv)", scores)
 
 
 def _refuse_duplicates(cursor) -> None:
@@ -179,9 +145,10 @@ def _take_import_lock(cursor, control: ImportControl | None, say: Callable[[str,
 
 def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: Callable[[str, int], None], *,
            import_id: int | None, dry_run: bool, newest_first: bool, engine: ScoringEngine,
-           control: ImportControl | None = None) -> tuple[list[int], list[int], int]:
-    """COPY, check duplicates, match, score the new rows, insert, update, stage changes. Returns (ids
-    created, ids updated, matched but unchanged).
+           control: ImportControl | None = None) -> tuple[int, int, int]:
+    """COPY, check duplicates, match, merge the matched leads with the file, score and assess the new
+    and changed leads, insert, update (each lead written once), stage changes. Returns (leads created,
+    updated, matched but unchanged).
 
     A dry run numbers its new leads -1, -2, ... instead of drawing from the leads' id sequence: a
     sequence does not roll back, so a dry run would otherwise use up the ids the real import then
@@ -189,9 +156,7 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: 
     connection = session.connection().connection.dbapi_connection
     cursor = connection.cursor()
     cursor.execute("DROP TABLE IF EXISTS import_rows")
-    cursor.execute("DROP TABLE IF EXISTS import_scores")
     cursor.execute(f"CREATE TEMP TABLE import_rows ({_TEMP_COLUMNS}) ON COMMIT DROP")
-    cursor.execute(f"CREATE TEMP TABLE import_scores ({_SCORE_COLUMNS}) ON COMMIT DROP")
     spool.seek(0)
     cursor.copy_expert(f"COPY import_rows ({', '.join(_COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", spool)
     cursor.execute("CREATE INDEX ON import_rows (row_no)")
@@ -249,92 +214,127 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: 
         """,
         {"source": mapping.defaults.get("source"), "stage": mapping.defaults.get("stage")},
     )
-    say(f"Scoring {cursor.rowcount:,} new leads", 0)
-    _score_new_rows(connection, engine, now, control)
+    created = cursor.rowcount
+    # Statistics of the rows as matched: the planner then looks a small file's leads up by id instead
+    # of reading the whole table.
+    cursor.execute("ANALYZE import_rows")
+    say("Comparing matched leads", 0)
+    changed, unchanged = _merge_matched(cursor, now)
+    say(f"Scoring {created:,} new and {changed:,} updated leads", 0)
+    derive_scores_and_risk(session, engine, now, control.check if control is not None else None)
     say("Storing new leads", 0)
+    # Each lead is written once, with its score and risk (derive.py says why).
     cursor.execute(
-        """
+        f"""
         INSERT INTO leads (id, external_id, name, email, phone, title, company, company_size, source, stage,
                            deal_value, created_at, updated_at, stage_entered_at, closed_at, score, tier,
                            score_reasons, scored_at, score_valid_until, score_at_close, custom_fields,
-                           import_id, import_row, dates_known)
-        SELECT t.lead_id, t.external_id, coalesce(t.name, replace(%(template)s, '{row}', t.row_no::text)), t.email,
+                           import_id, import_row, dates_known, risk_level, risk_points, risk_reasons, risk_at,
+                           risk_valid_until, last_reply_at, last_reply_sentiment)
+        SELECT t.lead_id, t.external_id, coalesce(t.name, replace(%(template)s, '{{row}}', t.row_no::text)), t.email,
                t.phone, t.title, t.company, t.company_size, t.source, t.stage, coalesce(t.deal_value, 0),
-               coalesce(t.created_at, t.closed_at, %(now)s), %(now)s, coalesce(t.closed_at, t.created_at, %(now)s),
+               {NEW_CREATED_AT}, %(now)s, {NEW_STAGE_ENTERED_AT},
                CASE WHEN t.stage IN ('won', 'lost') THEN coalesce(t.closed_at, t.created_at, %(now)s) END,
-               s.score, s.tier, s.reasons, %(now)s, s.valid_until, s.score_at_close, t.custom_fields,
-               %(import_id)s, t.row_no, t.dated
-          FROM import_rows t JOIN import_scores s ON s.row_no = t.row_no WHERE t.is_new ORDER BY t.row_no
+               d.score, d.tier, d.reasons, %(now)s, d.valid_until, d.score_at_close, t.custom_fields,
+               %(import_id)s, t.row_no, t.dated, d.risk_level, d.risk_points, d.risk_reasons,
+               CASE WHEN {_RISK_OF_D} IS DISTINCT FROM {_NO_RISK} THEN %(now)s END,
+               d.risk_valid_until, d.last_reply_at, d.last_reply_sentiment
+          FROM import_rows t JOIN import_derived d ON d.lead_id = t.lead_id WHERE t.is_new ORDER BY t.row_no
         """,
         {"now": now, "template": mapping.name_template, "import_id": import_id},
     )
     say("New leads stored", cursor.rowcount)
-    # Their history: created in "new", then (if elsewhere) moved to where they are. A row without
-    # dates says nothing of the way: it only arrived, at the import, in the stage it is in.
+    # A blank cell kept the stored value, a value overwrote it (merged in import_matched).
+    assignments = ", ".join(f"{c} = m.{c}" for c in _MERGED_COLUMNS + (
+        "custom_fields", "stage", "stage_entered_at", "closed_at"))
     cursor.execute(
-        """
-        INSERT INTO stage_changes (lead_id, from_stage, to_stage, changed_at)
-        SELECT lead_id, NULL, 'new', coalesce(created_at, closed_at, %(now)s) FROM import_rows
-         WHERE is_new AND (dated OR stage = 'new')
-        UNION ALL
-        SELECT lead_id, 'new', stage, coalesce(closed_at, created_at, %(now)s)
-          FROM import_rows WHERE is_new AND dated AND stage <> 'new'
-        UNION ALL
-        SELECT lead_id, NULL, stage, %(now)s FROM import_rows WHERE is_new AND NOT dated AND stage <> 'new'
+        f"""
+        UPDATE leads l
+           SET {assignments}, score_at_close = coalesce(m.score_at_close, d.score_at_close),
+               version = l.version + 1, updated_at = %(now)s,
+               score = d.score, tier = d.tier, score_reasons = d.reasons, scored_at = %(now)s,
+               score_valid_until = d.valid_until,
+               risk_level = d.risk_level, risk_points = d.risk_points, risk_reasons = d.risk_reasons,
+               risk_valid_until = d.risk_valid_until, last_reply_at = d.last_reply_at,
+               last_reply_sentiment = d.last_reply_sentiment,
+               -- when the risk last changed: a reassessment that finds the same risk keeps it
+               risk_at = CASE WHEN {_RISK_OF_D} IS DISTINCT FROM {_RISK_OF_L} THEN %(now)s ELSE l.risk_at END
+          FROM import_matched m JOIN import_derived d ON d.lead_id = m.id
+         WHERE l.id = m.id
         """,
         {"now": now},
     )
-    # Matched leads: a stage the file states and the lead is not in is a move, recorded first.
+    say("Matched leads updated", cursor.rowcount)
+    # History, in one statement: a new lead was created in "new", then (if elsewhere) moved to where it
+    # is; a row without dates says nothing of the way (it only arrived, at the import, in its stage).
+    # A matched lead the file moves has the move recorded.
     cursor.execute(
-        """
+        f"""
         INSERT INTO stage_changes (lead_id, from_stage, to_stage, changed_at)
-        SELECT l.id, l.stage, t.stage, CASE WHEN t.stage IN ('won', 'lost') THEN coalesce(t.closed_at, %(now)s)
-                                            ELSE %(now)s END
-          FROM import_rows t JOIN leads l ON l.id = t.lead_id
-         WHERE NOT t.is_new AND t.stage IS NOT NULL AND t.stage <> l.stage
+        SELECT t.lead_id, NULL, 'new', {NEW_CREATED_AT} FROM import_rows t
+         WHERE t.is_new AND (t.dated OR t.stage = 'new')
+        UNION ALL
+        SELECT t.lead_id, 'new', t.stage, {NEW_STAGE_ENTERED_AT}
+          FROM import_rows t WHERE t.is_new AND t.dated AND t.stage <> 'new'
+        UNION ALL
+        SELECT t.lead_id, NULL, t.stage, %(now)s FROM import_rows t WHERE t.is_new AND NOT t.dated AND t.stage <> 'new'
+        UNION ALL
+        SELECT id, from_stage, stage, stage_entered_at FROM import_matched WHERE moved
         """,
         {"now": now},
     )
-    # A blank cell (NULL here) keeps the stored value; a value overwrites it.
-    columns = ("external_id", "name", "email", "phone", "title", "company", "company_size", "source",
-               "deal_value", "created_at")
-    assignments = [f"{c} = coalesce(t.{c}, l.{c})" for c in columns]
-    differs = [f"(t.{c} IS NOT NULL AND t.{c} IS DISTINCT FROM l.{c})" for c in columns]
+    return created, changed, unchanged
+
+
+# A lead's stored risk, and the risk derived for it: compared to stamp risk_at only when it changed.
+_RISK_OF_D = ("(d.risk_level, d.risk_points, d.risk_reasons, d.risk_valid_until, d.last_reply_at, "
+              "d.last_reply_sentiment)")
+_RISK_OF_L = ("(l.risk_level::text, l.risk_points, l.risk_reasons, l.risk_valid_until, l.last_reply_at, "
+              "l.last_reply_sentiment)")
+_NO_RISK = "(NULL::text, NULL::int, '[]'::jsonb, NULL::timestamptz, NULL::timestamptz, NULL::double precision)"
+# Columns where a cell with a value overwrites the stored one and a blank cell keeps it.
+_MERGED_COLUMNS = ("external_id", "name", "email", "phone", "title", "company", "company_size", "source",
+                   "deal_value", "created_at")
+
+
+def _merge_matched(cursor, now: datetime) -> tuple[int, int]:
+    """The matched leads the file changes, as they will be stored, into `import_matched` (locked until
+    the import ends, so what is scored is what is written; a lead being edited is waited for). A cell
+    with a value overwrites, a blank keeps; custom fields are merged (the file's keys win); a stage the
+    file states and the lead is not in is a move (closing sets closed_at, reopening clears it).
+    Returns (changed, unchanged) matched leads."""
     moved = "(t.stage IS NOT NULL AND t.stage <> l.stage)"
-    assignments += [
-        "custom_fields = l.custom_fields || t.custom_fields",
-        f"stage = CASE WHEN {moved} THEN t.stage ELSE l.stage END",
-        f"stage_entered_at = CASE WHEN {moved} THEN CASE WHEN t.stage IN ('won', 'lost') "
-        "THEN coalesce(t.closed_at, %(now)s) ELSE %(now)s END ELSE l.stage_entered_at END",
-        f"closed_at = CASE WHEN {moved} AND t.stage IN ('won', 'lost') THEN coalesce(t.closed_at, %(now)s) "
+    entered = "CASE WHEN t.stage IN ('won', 'lost') THEN coalesce(t.closed_at, %(now)s) ELSE %(now)s END"
+    merged = [f"coalesce(t.{c}, l.{c}) AS {c}" for c in _MERGED_COLUMNS] + [
+        "l.custom_fields || t.custom_fields AS custom_fields",
+        f"CASE WHEN {moved} THEN t.stage ELSE l.stage END AS stage",
+        f"CASE WHEN {moved} THEN {entered} ELSE l.stage_entered_at END AS stage_entered_at",
+        f"CASE WHEN {moved} AND t.stage IN ('won', 'lost') THEN coalesce(t.closed_at, %(now)s) "
         f"WHEN {moved} THEN NULL WHEN l.stage IN ('won', 'lost') THEN coalesce(t.closed_at, l.closed_at) "
-        "ELSE l.closed_at END",
-        f"score_at_close = CASE WHEN {moved} OR (t.closed_at IS DISTINCT FROM l.closed_at AND t.closed_at IS NOT NULL"
-        " AND l.stage IN ('won', 'lost')) THEN NULL ELSE l.score_at_close END",
-        "version = l.version + 1",
-        "updated_at = %(now)s",
+        "ELSE l.closed_at END AS closed_at",
+        f"CASE WHEN {moved} OR (t.closed_at IS DISTINCT FROM l.closed_at AND t.closed_at IS NOT NULL"
+        " AND l.stage IN ('won', 'lost')) THEN NULL ELSE l.score_at_close END AS score_at_close",
     ]
-    differs += [
+    differs = [f"(t.{c} IS NOT NULL AND t.{c} IS DISTINCT FROM l.{c})" for c in _MERGED_COLUMNS] + [
         moved,
         "NOT (l.custom_fields @> t.custom_fields)",
         "(l.stage IN ('won', 'lost') AND t.closed_at IS NOT NULL AND t.closed_at IS DISTINCT FROM l.closed_at)",
     ]
+    cursor.execute("DROP TABLE IF EXISTS import_matched")
     cursor.execute(
         f"""
-        UPDATE leads l SET {', '.join(assignments)}
-          FROM import_rows t
-         WHERE l.id = t.lead_id AND NOT t.is_new AND ({' OR '.join(differs)})
-        RETURNING l.id
+        CREATE TEMP TABLE import_matched ON COMMIT DROP AS
+        SELECT l.id, l.stage::text AS from_stage, {moved} AS moved, {', '.join(merged)}
+          FROM import_rows t JOIN leads l ON l.id = t.lead_id
+         WHERE NOT t.is_new AND ({' OR '.join(differs)})
+           FOR NO KEY UPDATE OF l
         """,
         {"now": now},
     )
-    updated_ids = [row[0] for row in cursor.fetchall()]
-    cursor.execute("SELECT lead_id FROM import_rows WHERE is_new ORDER BY row_no")
-    new_ids = [row[0] for row in cursor.fetchall()]
+    changed = cursor.rowcount
+    cursor.execute("ANALYZE import_matched")
     cursor.execute("SELECT count(*) FROM import_rows WHERE NOT is_new")
-    matched = cursor.fetchone()[0]
-    say("Matched leads updated", len(updated_ids))
-    return new_ids, updated_ids, matched - len(updated_ids)
+    return changed, cursor.fetchone()[0] - changed
 
 
 def _record_import(session: Session, report: ValidationReport, mapping: ImportMapping, *, now: datetime,
@@ -431,22 +431,17 @@ def import_file(
             import_id = None if dry_run else _record_import(session, report, mapping, now=now, file_name=name,
                                                              actor_id=actor.id if actor is not None else None)
             say(f"Writing {count:,} rows", 0)
-            new_ids, updated_ids, unchanged = _write(
+            created, updated, unchanged = _write(
                 session, spool, now, mapping,
                 lambda message, n: say(message, n),
                 import_id=import_id, dry_run=dry_run,
                 newest_first=mapping.row_order == NEWEST_FIRST and not report.has_dates,
                 engine=engine, control=control,
             )
-            created = len(new_ids)
-            say(f"Scoring {len(updated_ids):,} updated leads", created + len(updated_ids), "scoring")
-            rescore_leads_in_transaction(session, updated_ids, now, engine)
-            say("Assessing deal risk", created + len(updated_ids), "scoring")
-            reassess_risk_in_transaction(session, new_ids + updated_ids, now)
             audit.record(session, now=now, actor_id=actor.id if actor is not None else None, action="leads_imported",
                          entity="import", entity_id=import_id,
                          new={"file": name, "rows": report.rows, "created": created,
-                              "updated": len(updated_ids), "unchanged": unchanged})
+                              "updated": updated, "unchanged": unchanged})
             if control is not None:
                 control.check()  # a cancel that came during the last statement
             if dry_run:
@@ -465,10 +460,10 @@ def import_file(
         finally:
             if control is not None:
                 control.detach()
-    summary = ImportSummary(rows=report.rows, created=created, updated=len(updated_ids),
+    summary = ImportSummary(rows=report.rows, created=created, updated=updated,
                             skipped=unchanged + report.blank_rows, seconds=perf_counter() - started,
                             dry_run=dry_run, notes=tuple(report.warnings), import_id=import_id,
                             invalid=report.rows - report.valid_rows)
-    say(summary.describe(), created + len(updated_ids), "done")
+    say(summary.describe(), created + updated, "done")
     return summary
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from crm_app.services.errors import ServiceError
 from crm_app.services.exporting import restore_cell
 from crm_app.services.importing.cells import FORMULA_STARTS, UNSTORABLE, date_shape, number_shape
+from crm_app.services.importing.keys import AllDifferent
 
 if TYPE_CHECKING:
     from crm_app.services.importing.validate import ValidationReport
@@ -227,7 +228,8 @@ def _profile(path: Path) -> FileProfile:
     width = len(fmt.headers)
     columns = [ColumnProfile(h) for h in fmt.headers]
     raw_counts: list[Counter[str] | None] = [Counter() for _ in columns]  # cell as read -> rows
-    seen: list[set[str] | None] = [set() for _ in columns]  # values past MAX_DISTINCT, while all differ
+    # Values past MAX_DISTINCT, while all differ (as digests: a million values were ~100 MB as a set).
+    seen: list[AllDifferent | None] = [AllDifferent() for _ in columns]
     rows = blank_rows = 0
     sample: list[tuple[int, list[str]]] = []
     chunk: list[list[str]] = []
@@ -258,6 +260,9 @@ def _profile(path: Path) -> FileProfile:
             chunk = []
     if chunk:
         count(chunk)
+    for column, values in zip(columns, seen):
+        if values is not None and column.unique and not values.holds():
+            column.unique = False
     for column, counter in zip(columns, raw_counts):
         if counter is not None:
             _settle(column, counter)
@@ -292,7 +297,8 @@ def _settle(column: ColumnProfile, counter: Counter[str]) -> None:
         column.date_examples.setdefault(when, cell)
 
 
-def _count_one_by_one(column: ColumnProfile, cells: tuple[str, ...], seen: set[str] | None) -> None:
+def _count_one_by_one(column: ColumnProfile, cells: tuple[str, ...], seen: AllDifferent | None) -> None:
+    fresh: list[str] = []  # values not among the first MAX_DISTINCT: do they all differ?
     for raw in cells:
         cell = _trimmed(raw)
         if cell is None:
@@ -303,14 +309,14 @@ def _count_one_by_one(column: ColumnProfile, cells: tuple[str, ...], seen: set[s
             column.unique = False
             continue
         if seen is not None and column.unique:
-            if cell in seen:
-                column.unique = False
-            seen.add(cell)
+            fresh.append(cell)
         kind, when = number_shape(cell) or TEXT, date_shape(cell) or TEXT
         column.number_shapes[kind] += 1
         column.number_examples.setdefault(kind, cell)
         column.date_shapes[when] += 1
         column.date_examples.setdefault(when, cell)
+    if seen is not None and column.unique and not seen.add_many(fresh):
+        column.unique = False
 
 
 _KEEP = 4

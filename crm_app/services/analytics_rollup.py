@@ -1,0 +1,140 @@
+"""Reading the analytics rollup (migration 0031): the counts and sums of the leads an
+AnalyticsFilter selects, without scanning the leads or their stage history.
+
+`analytics_rollup` holds, per kind x day the lead was created (UTC) x dates known x owner x up to three
+keys, counts and sums kept by triggers in the writers' transactions; each fact twice, under its day
+and under its month (`monthly`). A period's whole months are read from the month rows, its other whole
+days from the day rows, and as it ends at "now", not at midnight, the part days at its two ends from
+`analytics_facts`: the same rows computed from the leads created in those hours (a few thousand at 1M
+leads, found by the created_at index). All are read under the caller's row security.
+
+Kinds and their keys (k1, k2, k3); measures n, score_sum, value_sum, days_sum, days_n:
+  1 SOURCE   source, the file's word for it (source_detail), open/won/lost; score, won value and
+             days to close of won deals with known dates (days_n of them)
+  2 TIER     tier now, open/closed
+  3 CLOSE    tier of the score at close, won/lost (closed leads with a score at close)
+  4 FURTHEST the furthest funnel stage reached (0 new .. 6 won), dated leads only
+  5 STAYS    the stage of completed stays (n stays, days_sum their days), dated leads only
+  6 LOST     source, lost reason (NULL: none given), stage it was lost from; lost leads only
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crm_app.services.analytics import AnalyticsFilter
+
+
+class Kind(IntEnum):
+    SOURCE = 1
+    TIER = 2
+    CLOSE = 3
+    FURTHEST = 4
+    STAYS = 5
+    LOST = 6
+
+
+_COLUMNS = "k1, k2, k3, day, n, score_sum, value_sum, days_sum, days_n"
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Whole UTC days [first_day, end_day) read from the rollup (None: unbounded), and the part days
+    (created_at ranges) read from the leads."""
+
+    first_day: date | None
+    end_day: date | None
+    edges: tuple[tuple[datetime | None, datetime | None], ...]
+
+
+def _span(created_from: datetime | None, created_to: datetime | None) -> _Span:
+    first_day = end_day = None
+    if created_from is not None:
+        utc = created_from.astimezone(timezone.utc)
+        first_day = utc.date() if utc == _midnight(utc.date()) else utc.date() + timedelta(days=1)
+    if created_to is not None:
+        end_day = created_to.astimezone(timezone.utc).date()
+    if first_day is not None and end_day is not None and first_day >= end_day:
+        # Less than a whole day: all of it from the leads.
+        return _Span(first_day, first_day, ((created_from, created_to),))
+    edges = []
+    if created_from is not None and _midnight(first_day) > created_from:
+        edges.append((created_from, _midnight(first_day)))
+    if created_to is not None and created_to > _midnight(end_day):
+        edges.append((_midnight(end_day), created_to))
+    return _Span(first_day, end_day, tuple(edges))
+
+
+def _first_of_next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _grains(first_day: date | None, end_day: date | None) -> list[tuple[bool, date | None, date | None]]:
+    """(monthly, from, to) day ranges covering [first_day, end_day): whole months from month rows."""
+    month_from = first_day if first_day is None or first_day.day == 1 else _first_of_next_month(first_day)
+    month_to = None if end_day is None else end_day.replace(day=1)
+    if month_from is not None and month_to is not None and month_from >= month_to:
+        return [(False, first_day, end_day)]
+    ranges = [(True, month_from, month_to)]
+    if first_day is not None and first_day < month_from:
+        ranges.append((False, first_day, month_from))
+    if end_day is not None and month_to < end_day:
+        ranges.append((False, month_to, end_day))
+    return ranges
+
+
+def rollup_rows(flt: AnalyticsFilter, kind: Kind, *, dated: bool = False, daily: bool = False) -> tuple[str, dict]:
+    """A query (for a WITH clause or FROM) of rollup-shaped rows (k1, k2, k3, day, n, score_sum,
+    value_sum, days_sum, days_n) whose sums over any grouping of keys are the filter's figures, and its
+    parameters. `dated`: leads imported without dates are left out even without a period. `daily`:
+    every row is of one day (for a grouping by week), none a month's."""
+    params: dict = {"kind": int(kind)}
+    common = ["kind = :kind"]
+    if flt.owner_id is not None:
+        common.append("owner_id = :owner_id")
+        params["owner_id"] = flt.owner_id
+    period = flt.created_from is not None or flt.created_to is not None
+    if period or dated:
+        common.append("dates_known")
+    # A key whose leads have all gone keeps a row of zeros until it is used again.
+    stored = [*common, "n <> 0"]
+    if not period:
+        grain = "NOT monthly" if daily else "monthly"
+        return f"SELECT {_COLUMNS} FROM analytics_rollup WHERE {' AND '.join(stored)} AND {grain}", params
+    span = _span(flt.created_from, flt.created_to)
+    parts = []
+    if span.first_day is None or span.end_day is None or span.first_day < span.end_day:
+        grains = [(False, span.first_day, span.end_day)] if daily else _grains(span.first_day, span.end_day)
+        for i, (monthly, low, high) in enumerate(grains):
+            bounds = [f"monthly = {'true' if monthly else 'false'}"]
+            if low is not None:
+                bounds.append(f"day >= :day_from_{i}")
+                params[f"day_from_{i}"] = low
+            if high is not None:
+                bounds.append(f"day < :day_to_{i}")
+                params[f"day_to_{i}"] = high
+            parts.append(f"SELECT {_COLUMNS} FROM analytics_rollup WHERE {' AND '.join(stored + bounds)}")
+    ranges = []
+    for i, (low, high) in enumerate(span.edges):
+        bounds = []
+        if low is not None:
+            bounds.append(f"created_at >= :edge_from_{i}")
+            params[f"edge_from_{i}"] = low
+        if high is not None:
+            bounds.append(f"created_at < :edge_to_{i}")
+            params[f"edge_to_{i}"] = high
+        ranges.append("(" + " AND ".join(bounds) + ")")
+    if ranges:
+        parts.append(f"SELECT {_COLUMNS} FROM analytics_facts WHERE {' AND '.join(common)} "
+                     f"AND ({' OR '.join(ranges)})")
+    if not parts:
+        parts.append(f"SELECT {_COLUMNS} FROM analytics_rollup WHERE false")
+    return " UNION ALL ".join(parts), params
