@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from urllib.parse import urlencode
 
 import plotly.graph_objects as go
 import reflex as rx
@@ -183,12 +185,36 @@ class DashboardState(AppState):
         lead_id = whole_number(lead_id)
         return next((i for i in self.items if i.lead_id == lead_id), None)
 
+    # The address: the group shown and (managers) whose queue, so a shared or reloaded Today keeps them.
+    def _read_url(self) -> None:
+        """Take the group and owner from the address when it names them (else keep what was shown).
+        Anything the page could not have written falls back to the whole queue."""
+        params = self.router.url.query_parameters
+        if "group" not in params and "owner" not in params:
+            return
+        self.queue_group = picked(params.get("group", ALL_GROUPS), {ALL_GROUPS, *GROUPS}, ALL_GROUPS)
+        if self.viewer_is_manager:
+            self.owner_filter = picked(params.get("owner", "all"), {key for key, _ in self.owner_options}, "all")
+        self.queue_offset = 0
+
+    def _write_url(self):
+        """Put the group and owner shown in the address, without a page load or a history entry."""
+        shown = {"group": self.queue_group, "owner": self.owner_filter if self.viewer_is_manager else "all"}
+        query = urlencode({k: v for k, v in shown.items() if v != "all"})
+        search = json.dumps(f"?{query}" if query else "")
+        return rx.call_script(
+            "if (['', '/dashboard'].includes(window.location.pathname.replace(/\\/$/, '')) && "
+            f"window.location.search !== {search}) "
+            f"window.history.replaceState(window.history.state, '', window.location.pathname + {search})")
+
     @rx.event
     async def load(self):
         if not await self._load_team():
             return self._sign_in_redirect()
         self.error_lead_id, self.error_message = 0, ""
+        self._read_url()
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def refresh_if_changed(self):
@@ -202,6 +228,7 @@ class DashboardState(AppState):
         self.owner_filter = picked(value, {key for key, _ in self.owner_options}, self.owner_filter)
         self.queue_offset = 0
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def show_group(self, group: str):
@@ -209,6 +236,7 @@ class DashboardState(AppState):
         self.queue_group = picked(group, GROUPS, ALL_GROUPS)
         self.queue_offset = 0
         await self._refresh()
+        return self._write_url()
 
     @rx.event
     async def next_page(self):

@@ -120,3 +120,21 @@ def test_every_item_is_reachable_page_by_page_and_group_by_group(page, book):
     expect(page.locator(".queue-page-label")).to_have_text(f"26–{OLD_HOT} of {OLD_HOT}")
     expect(items).to_have_count(OLD_HOT - 25)
     expect(page.locator('.queue-item[data-kind="hot"]')).to_have_count(OLD_HOT - 25)
+
+
+def test_the_group_shown_is_in_the_address_and_survives_a_reload(page, book):
+    """A rep who works the Hot group, reloads (or shares the link), is still on the Hot group; an
+    address naming a group the page does not have shows the whole queue."""
+    sign_in_as(page, REP, "/dashboard")
+    expect(_group(page, "all")).to_have_attribute("aria-pressed", "true")
+    _group(page, "hot").click()
+    expect(_group(page, "hot")).to_have_attribute("aria-pressed", "true")
+    page.wait_for_url(re.compile(r"/dashboard/?\?group=hot$"))
+    page.reload()
+    expect(_group(page, "hot")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator(".queue-page-label")).to_have_text(f"1–25 of {OLD_HOT}")
+    expect(page.locator(".queue-item").first).to_have_attribute("data-kind", "hot")
+
+    page.goto("/dashboard?group=drop-table")
+    expect(_group(page, "all")).to_have_attribute("aria-pressed", "true")
+    page.wait_for_url(re.compile(r"/dashboard/?$"))
