@@ -78,14 +78,17 @@ async def listen_for_changes() -> None:
                 cursor.execute(f"LISTEN {CHANNEL}")
             _listening_since = time.time()
             readable = asyncio.Event()
-            loop.add_reader(connection.fileno(), readable.set)
+            fd = connection.fileno()
+            loop.add_reader(fd, readable.set)
             try:
                 while True:
                     await readable.wait()
                     readable.clear()
                     _drain(connection)
             finally:
-                loop.remove_reader(connection.fileno())
+                # By the number kept: once the server dropped the connection, fileno() raises, and the
+                # loop would keep a stale entry for a number the next socket may be given.
+                loop.remove_reader(fd)
         except asyncio.CancelledError:
             raise
         except Exception:  # the database restarted or the connection dropped: listen again
