@@ -75,6 +75,9 @@ def test_the_session_cookie_is_httponly_and_the_app_works_under_its_csp(watched,
     # Signing out runs a server-sent script (eval, allowed by the CSP) and the route clears the cookie.
     page.locator(".sign-out").click()
     page.wait_for_url(re.compile(r"/sign-in"))
+    # The sign-in page is ready (the sign-out's own navigations are over), so the next goto is not
+    # interrupted by one of them.
+    page.locator(".sign-in-ready").wait_for(state="attached")
     assert [c for c in page.context.cookies() if c["name"] == "crm_session"] == []
     page.goto("/pipeline", wait_until="commit")  # the app sends a signed-out browser on at once
     page.wait_for_url(re.compile(r"/sign-in"))
