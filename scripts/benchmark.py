@@ -607,31 +607,29 @@ SECTIONS: list[Callable[[Bench], None]] = [
 def copy_of_template(server_url: str | None, template: str, database: str) -> str:
     """A fresh copy of a database generated before (`createdb -T`, file by file: minutes at 1M leads,
     against most of an hour to generate), migrated to head. Nobody may be connected to the template."""
-    url = normalize_url(server_url) if server_url else embedded_server_url(database=database)
-    admin_url = make_url(url).set(database="postgres").render_as_string(hide_password=False)
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{database}" TEMPLATE "{template}" STRATEGY FILE_COPY'))
-    finally:
-        admin.dispose()
-    bench_url = make_url(url).set(database=database).render_as_string(hide_password=False)
-    upgrade_to_head(bench_url)
-    return bench_url
+    return _fresh_database(server_url, database,
+                           f'CREATE DATABASE "{database}" TEMPLATE "{template}" STRATEGY FILE_COPY')
 
 
 def scratch_database_url(server_url: str | None, database: str = DATABASE) -> str:
     """A freshly created, migrated scratch database on the given server (or the embedded one)."""
+    return _fresh_database(server_url, database)
+
+
+def _fresh_database(server_url: str | None, database: str, create_sql: str | None = None) -> str:
+    """Drop `database` and create it again (empty, or by `create_sql`), migrated to head; its URL."""
     url = normalize_url(server_url) if server_url else embedded_server_url(database=database)
     admin_url = make_url(url).set(database="postgres").render_as_string(hide_password=False)
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            if create_sql:
+                connection.execute(text(create_sql))
     finally:
         admin.dispose()
-    ensure_database(admin_url, database)
+    if not create_sql:
+        ensure_database(admin_url, database)
     bench_url = make_url(url).set(database=database).render_as_string(hide_password=False)
     upgrade_to_head(bench_url)
     return bench_url
