@@ -105,17 +105,14 @@ class CloseDealState(AppState):
             details["lost_reason"] = self.note.strip()[:120] if self.reason == OTHER else self.reason
             details["lost_note"] = None if self.reason == OTHER else self.note
         else:
-            try:
-                if self.bulk:  # each deal keeps its own value
-                    raise _Skip
-                value = Decimal(self.value.replace(",", "").replace("$", "").strip() or "x")
-                if not value.is_finite():
-                    raise InvalidOperation
-                details["won_value"] = value
-            except _Skip:
-                pass
-            except InvalidOperation:
-                errors["won_value"] = "Enter the deal's value as a number, e.g. 12500."
+            if not self.bulk:  # a bulk Won: each deal keeps its own value
+                try:
+                    value = Decimal(self.value.replace(",", "").replace("$", "").strip() or "x")
+                    if not value.is_finite():
+                        raise InvalidOperation
+                    details["won_value"] = value
+                except InvalidOperation:
+                    errors["won_value"] = "Enter the deal's value as a number, e.g. 12500."
             try:
                 day = date.fromisoformat(self.closed_on)
                 details["closed_at"] = min(datetime.combine(day, time(12, 0), tzinfo=timezone.utc), now_utc())
@@ -160,10 +157,6 @@ class CloseDealState(AppState):
         self.open = False
         yield rx.toast.success(summary)
         yield origin_event(ORIGINS, self._origin)
-
-
-class _Skip(Exception):
-    """A field the dialog does not ask for this time."""
 
 
 class _Refused(Exception):
