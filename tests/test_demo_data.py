@@ -417,3 +417,47 @@ def test_chunks_drawn_by_two_processes_give_the_same_data_as_one_and_are_complet
     assert (unassessed, activity_gaps, change_gaps) == (0, 0, 0)  # every open deal assessed; ids without gaps
     assert scored_later_chunks > 400
     assert checks[0] == checks[1]  # and the indexes are all back
+
+
+def schema_shape(connection: Connection) -> list[tuple]:
+    """Every constraint, index (its columns) and trigger (whether it is enabled) of the schema."""
+    return [tuple(row) for row in connection.execute(text(
+        "SELECT 'constraint', conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE connamespace = 'public'::regnamespace"
+        # An index built again from its definition may print its predicate's casts differently.
+        " UNION ALL SELECT 'index', i.indrelid::regclass::text, i.indexrelid::regclass::text,"
+        " concat_ws(' ', i.indisunique, i.indkey, pg_get_expr(i.indexprs, i.indrelid) IS NOT NULL,"
+        " i.indpred IS NOT NULL) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE c.relnamespace = 'public'::regnamespace"
+        " UNION ALL SELECT 'trigger', tgrelid::regclass::text, tgname, tgenabled::text FROM pg_trigger"
+        " WHERE NOT tgisinternal ORDER BY 1, 2, 3"))]
+
+
+def test_the_bulk_load_puts_back_every_index_foreign_key_and_trigger_and_a_failed_one_too(
+        database_url: str, demo_engine: Engine) -> None:
+    """The load drops indexes and foreign keys and disables triggers to go faster: afterwards (and
+    after a load that failed half-way) the schema must be exactly a freshly migrated one's."""
+    with scratch_database(database_url, "crm_demo_shape") as url:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as connection:
+                fresh = schema_shape(connection)
+            assert any(kind == "constraint" and "FOREIGN KEY" in definition for kind, _t, _n, definition in fresh)
+
+            def fail_once_storing(message: str) -> None:
+                if message.startswith("Stored"):
+                    raise RuntimeError("the load broke off")
+
+            with pytest.raises(RuntimeError, match="broke off"):
+                generate_demo_data(engine, leads=900, seed=SEED, now=NOW, workers=1, chunk_leads=400,
+                                   progress=fail_once_storing)
+            with engine.connect() as connection:
+                assert schema_shape(connection) == fresh
+                left = connection.execute(text(
+                    "SELECT (SELECT count(*) FROM leads) + (SELECT count(*) FROM activities)"
+                    " + (SELECT count(*) FROM follow_ups) + (SELECT count(*) FROM users)")).scalar_one()
+                assert left == 0
+        finally:
+            engine.dispose()
+    with demo_engine.connect() as connection:
+        assert schema_shape(connection) == fresh

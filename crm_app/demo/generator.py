@@ -467,15 +467,27 @@ def generate_demo_data(
     return summary
 
 
-def _begin_load(engine: Engine, job: _LoadJob) -> list[str]:
-    """Make the empty tables ready for the bulk load: the team in, the secondary indexes and owner
-    triggers out (committed, so that the workers' connections load without them). Returns the
-    definitions of the dropped indexes."""
+@dataclass
+class _Deferred:
+    """What the bulk load takes out and puts back afterwards: index definitions and the statements
+    that add the foreign keys again."""
+
+    indexes: list[str]
+    foreign_keys: list[str]
+
+
+def _begin_load(engine: Engine, job: _LoadJob) -> _Deferred:
+    """Make the empty tables ready for the bulk load: the team in, the secondary indexes, foreign
+    keys and owner triggers out (committed, so that the workers' connections load without them).
+    Returns what was taken out."""
     with engine.begin() as connection:
         cursor = connection.connection.cursor()
         # Indexes are built once after the load, far faster than kept up row by row through COPY and
         # the first scoring (each scored lead would add an entry to every index of the table).
-        deferred = _drop_secondary_indexes(cursor, ("leads", "activities", "stage_changes"))
+        deferred = _Deferred(
+            indexes=_drop_secondary_indexes(cursor, ("leads", "activities", "stage_changes")),
+            foreign_keys=_drop_foreign_keys(cursor, _LOADED_TABLES),
+        )
         job.user_ids.update(_insert_team(cursor, joined_at=job.now - YEAR - 30 * DAY))
         # The owner triggers look the lead up per row; the rows carry their owner already.
         for table, trigger in _OWNER_TRIGGERS.items():
@@ -483,7 +495,7 @@ def _begin_load(engine: Engine, job: _LoadJob) -> list[str]:
     return deferred
 
 
-def _finish_load(engine: Engine, now: datetime, leads: int, deferred: list[str],
+def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
                  say: Callable[[str], None], workers: int | None = None) -> list[tuple[str, float]]:
     """After the bulk load: triggers and sequences back, statistics, scores, risk, indexes, the bell
     and a vacuum, each split across `workers` connections (processes for the risk, which is
@@ -535,11 +547,18 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: list[str],
         step("assess risk")
         say("Building indexes")
         # The activities' indexes first: they are the biggest, so the connections finish together.
-        ordered = sorted(deferred, key=lambda definition: " ON public.activities " not in definition)
+        ordered = sorted(deferred.indexes, key=lambda definition: " ON public.activities " not in definition)
         _in_threads([lambda definition: _build_index(engine, definition)] * len(ordered),
                     [(definition,) for definition in ordered], workers)
-        deferred = []
+        deferred.indexes = []
         step("build indexes")
+        # Each foreign key checks every row at once (one join), in one transaction: two at a time
+        # would wait on each other's lock of the table they both refer to.
+        with engine.begin() as connection:
+            for statement in deferred.foreign_keys:
+                connection.execute(text(statement))
+        deferred.foreign_keys = []
+        step("check foreign keys")
     except BaseException:
         _restore_after_failed_load(engine, deferred)
         raise
@@ -735,14 +754,20 @@ def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, int]
     return _Loaded(stage_changes, activities, simulated_at - started, finished - simulated_at)
 
 
-def _restore_after_failed_load(engine: Engine, deferred: list[str]) -> None:
-    """Leave the database as empty as it was, with its indexes and triggers, after a failed load."""
+def _restore_after_failed_load(engine: Engine, deferred: _Deferred) -> None:
+    """Leave the database as empty as it was, with its indexes, foreign keys and triggers, after a
+    failed load."""
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE users, leads, activities, stage_changes RESTART IDENTITY CASCADE"))
+        # follow_ups by name: its foreign keys, which would cascade the truncation to it, may be out.
+        connection.execute(
+            text("TRUNCATE users, leads, activities, stage_changes, follow_ups RESTART IDENTITY CASCADE")
+        )
         for table, trigger in _OWNER_TRIGGERS.items():
             connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}"))
-        for definition in deferred:
+        for definition in deferred.indexes:
             connection.execute(text(re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX IF NOT EXISTS ", definition)))
+        for statement in deferred.foreign_keys:
+            connection.execute(text(statement))
 
 
 def reset_demo_data(engine: Engine) -> None:
@@ -1442,6 +1467,32 @@ def _drop_secondary_indexes(cursor, tables: Sequence[str]) -> list[str]:
     for name, _definition in deferred:
         cursor.execute(f'DROP INDEX "{name}"')
     return [definition for _name, definition in deferred]
+
+
+# The tables the workers COPY into. Their foreign keys are dropped for the load and checked once
+# afterwards: checked row by row, each row also locks the lead or user it names (FOR KEY SHARE), and
+# millions of activities locking the same eight users from several workers halved COPY's speed.
+_LOADED_TABLES = ("leads", "stage_changes", "activities", "follow_ups")
+
+
+def _drop_foreign_keys(cursor, tables: Sequence[str]) -> list[str]:
+    """Drop the tables' foreign keys (inside the caller's transaction) and return the statements that
+    add them again."""
+    cursor.execute(
+        """
+        SELECT t.relname, k.conname, pg_get_constraintdef(k.oid)
+          FROM pg_constraint k
+          JOIN pg_class t ON t.oid = k.conrelid
+          JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE n.nspname = current_schema() AND k.contype = 'f' AND t.relname = ANY(%s)
+         ORDER BY t.relname, k.conname
+        """,
+        (list(tables),),
+    )
+    dropped = cursor.fetchall()
+    for table, name, _definition in dropped:
+        cursor.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+    return [f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}' for table, name, definition in dropped]
 
 
 def _copy(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
