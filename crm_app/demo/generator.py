@@ -738,16 +738,17 @@ def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, int]
     try:
         with engine.begin() as connection:
             cursor = connection.connection.cursor()
-            _copy(cursor, "leads", _LEAD_COLUMNS, _lead_rows(simulated, job.user_ids))
+            # Drawn from a generator of their own, so the other rows stay what they were for this seed;
+            # both before the leads' COPY, so that each lost deal's reason is in its row from the start.
+            backbone = random.Random(seed * 7919 + 14)
+            follow_ups = list(_follow_up_rows(simulated, job.user_ids, backbone, now=job.now))
+            lost_reasons = _lost_reasons(simulated, backbone)
+            _copy(cursor, "leads", _LEAD_COLUMNS, _lead_rows(simulated, job.user_ids, lost_reasons))
             _copy(cursor, "stage_changes", _STAGE_CHANGE_COLUMNS,
                   _stage_change_rows(simulated, job.user_ids, first_id=first_change + 1))
             _copy(cursor, "activities", _ACTIVITY_COLUMNS,
                   _activity_rows(simulated, job.user_ids, simulation.rng, first_id=first_activity + 1))
-            # Drawn from a generator of their own, so the rows above stay what they were for this seed.
-            backbone = random.Random(seed * 7919 + 14)
-            _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS,
-                  _follow_up_rows(simulated, job.user_ids, backbone, now=job.now))
-            _store_lost_reasons(cursor, simulated, backbone)
+            _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS, follow_ups)
     finally:
         engine.dispose()
     finished = time.perf_counter()
@@ -1220,7 +1221,7 @@ class _Simulation:
 _LEAD_COLUMNS = (
     "id", "name", "email", "phone", "title", "company", "company_size", "source", "stage",
     "owner_id", "deal_value", "created_at", "updated_at", "stage_entered_at", "closed_at",
-    "last_activity_at", "last_contacted_at", "custom_fields",
+    "last_activity_at", "last_contacted_at", "custom_fields", "lost_reason",
 )  # fmt: skip
 # `owner_id` is the lead's owner (migration 0025): written here with the trigger that sets it off
 # for the load (a lookup per row), as the trigger would set it.
@@ -1271,18 +1272,17 @@ def _follow_up_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ra
                _timestamp(created), kind)
 
 
-def _store_lost_reasons(cursor, leads: list[_Lead], rng: random.Random) -> None:
-    ids, reasons = [], []
+def _lost_reasons(leads: list[_Lead], rng: random.Random) -> dict[int, str]:
+    """Why each lost deal was lost, by lead number (more often price or timing late in the funnel)."""
+    reasons = {}
     for lead in leads:
         if lead.stage is not Stage.LOST:
             continue
         before = lead.history[-1][0]
         late = before is not None and OPEN_STAGES.index(before) >= OPEN_STAGES.index(Stage.MEETING)
         odds = _LOST_LATE if late else _LOST_EARLY
-        ids.append(lead.number)
-        reasons.append(rng.choices(list(odds), weights=list(odds.values()))[0])
-    cursor.execute("UPDATE leads l SET lost_reason = r.reason FROM unnest(%s::int[], %s::text[]) AS r(id, reason) "
-                   "WHERE l.id = r.id", (ids, reasons))
+        reasons[lead.number] = rng.choices(list(odds), weights=list(odds.values()))[0]
+    return reasons
 
 
 def _timestamp(moment: int | None) -> str | None:
@@ -1335,7 +1335,7 @@ def _owner_id(lead: _Lead, user_ids: dict[str, int]) -> int | None:
     return user_ids[lead.owner.email] if lead.owner else None
 
 
-def _lead_rows(leads: list[_Lead], user_ids: dict[str, int]) -> Iterator[tuple]:
+def _lead_rows(leads: list[_Lead], user_ids: dict[str, int], lost_reasons: dict[int, str]) -> Iterator[tuple]:
     # Score, tier and reasons keep their defaults (0, cold, none) until rescoring fills them in.
     for lead in leads:
         # The same definition log_activity keeps: the last engagement the rubric counts.
@@ -1362,6 +1362,7 @@ def _lead_rows(leads: list[_Lead], user_ids: dict[str, int]) -> Iterator[tuple]:
             _timestamp(last_activity_at),
             _timestamp(lead.last(CONTACT_KINDS)),
             json.dumps(custom_fields),
+            lost_reasons.get(lead.number),
         )
 
 
