@@ -116,7 +116,8 @@ def calibrate(prediction: Prediction, past: Sequence[tuple[float, float]], *,
     of the time: 50% with 3 months.) The interval is only ever widened (the hull with the simulated
     one); with no past month it is the simulation's. `already` (revenue won before the cut-off, in the
     interval's bounds) is not scaled."""
-    errors = np.array([np.log(actual / predicted) for predicted, actual in past if predicted > 0 and actual > 0])
+    errors = np.array([np.log(actual / predicted) for predicted, actual in past
+                       if predicted > 0 and actual > 0])
     if errors.size == 0:
         return prediction
     n = errors.size
