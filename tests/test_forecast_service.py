@@ -381,3 +381,27 @@ def test_pages_read_what_the_job_precomputed_and_say_when_it_is_stale_or_missing
     deal(session, "Ria Third", ria, created=NOW - timedelta(days=2), value=3000, reached=2)
     with acting(session, ria) as db:
         assert precomputed_forecast(db, owner_id=ria.id, now=NOW + timedelta(minutes=5)) == Precomputed(None, "")
+
+
+def test_a_web_worker_that_heard_no_change_trusts_the_stored_forecast_without_reading_the_scope(
+        session, monkeypatch):
+    # The stored forecast's freshness needs the scope's version (a scan of its open deals at scale),
+    # unless this web worker's listener (crm_app/live.py) heard of no change in scope since the round.
+    from crm_app import live
+    from crm_app.services import forecast as forecast_service
+    from crm_app.services.forecast_snapshots import precomputed_forecast, refresh_forecasts
+
+    ria = make_user(session, "Ria Rep")
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    monkeypatch.setattr(forecast_service, "CACHE_FROM_CLOSED", 10)  # a "large" history: stored is read
+    refresh_forecasts(session, now=NOW, backtests=False)
+    monkeypatch.setattr(forecast_service, "get_engine", lambda: session.get_bind().engine)
+    monkeypatch.setattr(live, "_listening_since", 1.0)
+    monkeypatch.setattr(live, "_changed_at", {})
+    deal(session, "Ria Unheard", ria, created=NOW - timedelta(days=3), value=4000, reached=2)
+    with acting(session, ria) as db:
+        assert precomputed_forecast(db, owner_id=ria.id, now=NOW).note == ""  # nothing heard: trusted
+    live.note_change(str(ria.id))
+    with acting(session, ria) as db:
+        assert "deals in this view changed since" in precomputed_forecast(db, owner_id=ria.id, now=NOW).note

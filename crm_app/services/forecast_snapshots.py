@@ -261,7 +261,10 @@ def precomputed_forecast(session: Session, *, owner_id: int | None, now: datetim
     snapshot = read_snapshot(session, "forecast", owner_id)
     if snapshot is None or snapshot.month != month_start(now):
         return Precomputed(None, "" if forecast_service.small_history(session) else MISSING_NOTE)
-    changed = scope_version(session, owner_id=owner_id, now=now) != snapshot.scope_version
+    # In a web worker whose listener (crm_app/live.py) heard of no change in scope since the job's round
+    # began, nothing changed: no need to read the scope's version (a scan of its open deals).
+    changed = (not forecast_service._unchanged_by_live(session, owner_id, snapshot.as_of.timestamp())
+               and scope_version(session, owner_id=owner_id, now=now) != snapshot.scope_version)
     if changed and forecast_service.small_history(session):
         return Precomputed(None, "")
     forecast = with_current_target(session, forecast_from(snapshot.payload), owner_id=owner_id)
