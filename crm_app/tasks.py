@@ -10,6 +10,9 @@
   play-statistics refresh are periodic tasks: every worker runs procrastinate's periodic deferrer,
   which queues each round once (not once per worker), and the rounds still take the sweep's advisory
   lock (crm_app/background.py) so a round that overruns is not run twice.
+- The revenue forecast, its backtest and the stage win rates behind the weighted pipeline are
+  precomputed every 5 minutes (`crm.forecast_refresh`) into `forecast_snapshots`, which the forecast
+  page, the kanban, Today and the Leads table read instead of fitting the history themselves.
 
 The queue's connection is the tables' owner's (DATABASE_URL, or the embedded server), as the jobs'
 sessions are; procrastinate speaks psycopg 3 (its PsycopgConnector) beside the app's psycopg2.
@@ -122,3 +125,17 @@ def due_follow_ups(timestamp: int) -> None:
     from crm_app.background import notify_due_once
 
     notify_due_once(datetime.now(timezone.utc))
+
+
+# Every 5 minutes: the forecast, its backtest and the stage win rates that pages read
+# (forecast_snapshots; crm_app/services/forecast_snapshots.py), each rebuilt only when due. One round
+# at a time across every worker (its lock); a round that overruns the next tick is not queued twice.
+@app.periodic(cron="*/5 * * * *", periodic_id="forecast_refresh")
+@app.task(name="crm.forecast_refresh", queue=SWEEP_QUEUE, queueing_lock="crm-forecast-refresh",
+          lock="crm-forecast-refresh", pass_context=False)
+def forecast_refresh(timestamp: int) -> None:
+    """Precompute what the forecast page, the kanban, Today and the Leads table read."""
+    from crm_app.services.forecast_snapshots import refresh_forecasts
+
+    with _open_session() as session:
+        refresh_forecasts(session, now=_now(), clock=_now)

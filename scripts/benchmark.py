@@ -44,7 +44,8 @@ from crm_app.db.queries import LeadFilter, ranked_leads  # noqa: E402
 from crm_app.domain import Role, Stage  # noqa: E402
 from crm_app.services.analytics import analytics_report_concurrently, period_filter  # noqa: E402
 from crm_app.services.follow_ups import lead_follow_ups  # noqa: E402
-from crm_app.services.forecast import build_forecast, run_backtest, target_warning, weighting  # noqa: E402
+from crm_app.services.forecast import build_forecast, run_backtest, weighting  # noqa: E402
+from crm_app.services.forecast_snapshots import target_warning  # noqa: E402
 from crm_app.services.lead_detail import lead_detail  # noqa: E402
 from crm_app.services.lost_reasons import lost_reason_tables  # noqa: E402
 from crm_app.services.permissions import CurrentUser  # noqa: E402

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -169,17 +171,26 @@ def test_a_smaller_history_gives_a_wider_interval():
 def test_calibration_widens_by_past_errors_and_never_narrows():
     simulated = Prediction(1000.0, 900.0, 1100.0)
     assert calibrate(simulated, []) == simulated  # no past month: the simulation's interval
-    # Past months won 0.7x, 0.9x, 1.0x, 1.2x and 1.5x of their forecast: n = 5, the bottom rank is
-    # floor(6 x 0.1) = 0 -> 1 (the smallest ratio), the top ceil(6 x 0.9) = 6 -> 5 (the largest).
-    past = [(100.0, 70.0), (100.0, 90.0), (100.0, 100.0), (100.0, 120.0), (100.0, 150.0)]
-    assert calibrate(simulated, past) == Prediction(1000.0, 700.0, 1500.0)
-    # With 19 past months the ranks are 2 and 18: the single worst miss each way is left out.
-    many = [(100.0, 100.0 + r) for r in range(-45, 50, 5)]
-    wide = calibrate(simulated, many)
-    assert (wide.low, wide.high) == pytest.approx((1000.0 * 0.6, 1000.0 * 1.4))
+    # One past month that won e^0.1 of its forecast: n = 1, s = 0.1, Student's t with 1 degree of
+    # freedom at 0.90 is tan(0.4 pi) = 3.0777, times sqrt(1 + 1/1): half-width 0.43525 in log terms.
+    one = calibrate(simulated, [(100.0, 100.0 * math.exp(0.1))])
+    assert (one.low, one.high) == pytest.approx((1000.0 * math.exp(-0.43525), 1000.0 * math.exp(0.43525)),
+                                                rel=1e-4)
+    # Two past months, e^0.1 and e^-0.1 of their forecasts: s = 0.1; t with 2 degrees of freedom at
+    # 0.90 is 0.8 / sqrt(2 x 0.9 x 0.1) = 1.8856, times sqrt(1 + 1/2): 0.08 x sqrt(1.5 / 0.18) = 0.23094.
+    two = [(100.0, 100.0 * math.exp(0.1)), (200.0, 200.0 * math.exp(-0.1))]
+    assert (calibrate(simulated, two).low, calibrate(simulated, two).high) == pytest.approx(
+        (1000.0 * math.exp(-0.23094), 1000.0 * math.exp(0.23094)), rel=1e-4)
+    # More months with the same spread give a narrower interval (t shrinks toward the normal's 1.28).
+    many = two * 10
+    assert calibrate(simulated, many).high < calibrate(simulated, two).high
+    # Never narrower than the simulation: past months that hit their forecast leave it as it was.
+    assert calibrate(simulated, [(100.0, 100.0)] * 5) == simulated
     # Revenue already won is not scaled; a past month without a forecast or a win tells nothing.
     ignored = [(0.0, 50.0), (80.0, 0.0)]
-    assert calibrate(simulated, past + ignored, already=500.0) == Prediction(1000.0, 900.0, 2000.0)
+    widened = calibrate(simulated, two + ignored, already=500.0)
+    assert (widened.low, widened.high) == pytest.approx(
+        (900.0, 500.0 + 1000.0 * math.exp(0.23094)), rel=1e-4)
 
 
 def test_a_deal_far_older_than_the_history_at_its_stage_is_compared_with_the_slow_deals_only():

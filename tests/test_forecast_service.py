@@ -304,3 +304,104 @@ def test_a_small_teams_new_closed_deals_count_at_once_not_after_the_cache(sessio
         after = build_forecast(db, owner_id=ria.id, now=NOW)
         assert timing_at(db, NOW, current=True).estimates[CREATED].closed == 40
     assert after.expected_rest > before.expected_rest == 0  # her deal has a chance now
+
+
+def test_pages_read_what_the_job_precomputed_and_say_when_it_is_stale_or_missing(session, monkeypatch):
+    # The job worker's round (crm.forecast_refresh) stores the stage win rates and each scope's forecast
+    # and backtest; pages read them. Before any round, a large history is not fitted by a page: the
+    # weighted value says it waits for the job, and the forecast page says it computes the forecast
+    # itself. Afterwards a rep reads her own stored forecast (not the team's), a move in her scope is
+    # said to be newer than the stored forecast, and the next round rebuilds only what changed.
+    from crm_app.services import forecast as forecast_service
+    from crm_app.services.forecast_snapshots import (
+        MISSING_NOTE,
+        Precomputed,
+        precomputed_backtest,
+        precomputed_forecast,
+        refresh_forecasts,
+        target_warning,
+    )
+
+    ria = make_user(session, "Ria Rep")
+    sam = make_user(session, "Sam Seller")
+    maya = make_user(session, "Maya Manager", role="manager")
+    manager = CurrentUser(maya.id, maya.email, maya.name, Role.MANAGER)
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    deal(session, "Sam Deal", sam, created=NOW - timedelta(days=17), value=9000, reached=4)
+    monkeypatch.setattr(forecast_service, "CACHE_FROM_CLOSED", 10)  # 40 closed deals: "large" here
+    with acting(session, ria) as db:
+        health = pipeline_health(db, owner_id=ria.id, now=NOW)
+        assert precomputed_forecast(db, owner_id=ria.id, now=NOW).value is None
+        assert precomputed_forecast(db, owner_id=ria.id, now=NOW).note == MISSING_NOTE
+    assert (health.weighted_value_label, health.weighting_label) == (
+        "—", "weighted value not computed yet (the job worker computes the stage win rates)")
+
+    first = refresh_forecasts(session, now=NOW)
+    assert first.rates and first.forecasts == ["team", f"rep {ria.id}", f"rep {sam.id}"]
+    assert first.backtests == first.forecasts
+    with acting(session, maya) as db:
+        direct = build_forecast(db, owner_id=ria.id, now=NOW)
+    with acting(session, ria) as db:
+        stored = precomputed_forecast(db, owner_id=ria.id, now=NOW)
+        assert precomputed_forecast(db, owner_id=None, now=NOW).value is None  # the team's is not hers
+        assert precomputed_backtest(db, owner_id=None, now=NOW).value is None
+        health = pipeline_health(db, owner_id=ria.id, now=NOW)
+    assert stored.note == "" and stored.value == direct and stored.value.calibrated
+    assert health.weighted_value_label == "$6,154"  # 8,000 x 20 / 26, from the stored rates
+    with acting(session, maya) as db:
+        backtest = precomputed_backtest(db, owner_id=None, now=NOW)
+    assert backtest.value is not None and [s.method for s in backtest.value.scores] == [
+        "forecast", "stage_weighted", "run_rate"]
+
+    # A new target shows at once, with its gap, on the forecast page and on Today.
+    with acting(session, maya) as db:
+        set_sales_target(db, user_id=ria.id, typed="500000", now=NOW, actor=manager)
+    with acting(session, ria) as db:
+        targeted = precomputed_forecast(db, owner_id=ria.id, now=NOW).value
+        warning = target_warning(db, owner_id=ria.id, now=NOW)
+    assert (targeted.target, targeted.gap) == (500000.0, pytest.approx(500000.0 - direct.this_month_total))
+    assert "against your target of $500,000" in warning
+
+    # A new deal of Ria's: her stored forecast is older than her pipeline, and says so.
+    deal(session, "Ria Second", ria, created=NOW - timedelta(days=3), value=4000, reached=2)
+    with acting(session, ria) as db:
+        changed = precomputed_forecast(db, owner_id=ria.id, now=NOW)
+        late = precomputed_forecast(db, owner_id=ria.id, now=NOW + timedelta(minutes=20))
+    assert changed.value.open_deals == 1 and "deals in this view changed since" in changed.note
+    assert "20 minutes ago: the job worker has not refreshed it" in late.note
+    # The next round rebuilds her scope and the team's; Sam's and every backtest are unchanged.
+    again = refresh_forecasts(session, now=NOW + timedelta(minutes=5))
+    assert (again.rates, again.forecasts, again.backtests) == (False, ["team", f"rep {ria.id}"], [])
+    with acting(session, ria) as db:
+        assert precomputed_forecast(db, owner_id=ria.id, now=NOW + timedelta(minutes=5)).value.open_deals == 2
+    # A small history (fewer than CACHE_FROM_CLOSED closed deals: milliseconds to fit) is built by the
+    # page whenever the stored one is older than its deals: a move shows at once, with no note.
+    monkeypatch.setattr(forecast_service, "CACHE_FROM_CLOSED", 2000)
+    deal(session, "Ria Third", ria, created=NOW - timedelta(days=2), value=3000, reached=2)
+    with acting(session, ria) as db:
+        assert precomputed_forecast(db, owner_id=ria.id, now=NOW + timedelta(minutes=5)) == Precomputed(None, "")
+
+
+def test_a_web_worker_that_heard_no_change_trusts_the_stored_forecast_without_reading_the_scope(
+        session, monkeypatch):
+    # The stored forecast's freshness needs the scope's version (a scan of its open deals at scale),
+    # unless this web worker's listener (crm_app/live.py) heard of no change in scope since the round.
+    from crm_app import live
+    from crm_app.services import forecast as forecast_service
+    from crm_app.services.forecast_snapshots import precomputed_forecast, refresh_forecasts
+
+    ria = make_user(session, "Ria Rep")
+    history(session, ria, before=month_start(NOW) - timedelta(days=30), n=40)
+    deal(session, "Ria Deal", ria, created=NOW - timedelta(days=17), value=8000, reached=4)
+    monkeypatch.setattr(forecast_service, "CACHE_FROM_CLOSED", 10)  # a "large" history: stored is read
+    refresh_forecasts(session, now=NOW, backtests=False)
+    monkeypatch.setattr(forecast_service, "get_engine", lambda: session.get_bind().engine)
+    monkeypatch.setattr(live, "_listening_since", 1.0)
+    monkeypatch.setattr(live, "_changed_at", {})
+    deal(session, "Ria Unheard", ria, created=NOW - timedelta(days=3), value=4000, reached=2)
+    with acting(session, ria) as db:
+        assert precomputed_forecast(db, owner_id=ria.id, now=NOW).note == ""  # nothing heard: trusted
+    live.note_change(str(ria.id))
+    with acting(session, ria) as db:
+        assert "deals in this view changed since" in precomputed_forecast(db, owner_id=ria.id, now=NOW).note

@@ -27,7 +27,7 @@ from tests.conftest import scratch_database
 from tests.factories import make_lead, make_user
 
 
-PERIODIC_TASKS = ("crm.sweep", "crm.due_follow_ups")  # queued by every worker's periodic deferrer
+PERIODIC_TASKS = ("crm.sweep", "crm.due_follow_ups", "crm.forecast_refresh")  # queued by every worker's periodic deferrer
 
 
 def utcnow() -> datetime:

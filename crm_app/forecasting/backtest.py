@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import t as student_t
 from sklearn.metrics import mean_absolute_percentage_error
 
 from crm_app.forecasting.forecast import (
@@ -88,31 +89,43 @@ def backtest_month(
     })
 
 
-LOW_SHARE, HIGH_SHARE = 0.10, 0.90  # the 80% interval's tails
+INTERVAL_SHARE = 0.90  # the 80% interval's upper tail: the 90th percentile
 
 
 def calibrate(prediction: Prediction, past: Sequence[tuple[float, float]], *,
               already: float = 0.0) -> Prediction:
-    """Widen a forecast's simulated interval by the forecast's own past errors (conformal-style).
+    """Widen a forecast's simulated interval by the forecast's own past errors (a month-level term).
 
     `past`: (predicted, actual) of months *before* the forecast's cut-off, each complete by then (never
     a later month: that would leak the answer). The simulation covers which deals win and when, and
-    the bootstrap the estimates' noise, but not drift between months (a quarter that wins less than
-    its pipeline promised), so the interval is also stretched to expected x the ratios actual/predicted
-    seen before: split conformal's rank ceil((n + 1) x 0.9) of n for the top (floor((n + 1) x 0.1) for
-    the bottom), clipped to the largest (smallest) ratio while n is too small for that rank. The
-    interval is only ever widened; with no past month it is the simulation's. `already` (revenue won
-    before the cut-off, in the interval's bounds) is not scaled. Written by hand: a few lines of
-    numpy (MAPIE's conformal regressors need a scikit-learn model to refit, which this is not)."""
-    ratios = np.sort([actual / predicted for predicted, actual in past if predicted > 0 and actual > 0])
-    if ratios.size == 0:
+    the bootstrap the estimates' noise, but it draws every deal on its own: what moves all of a month's
+    deals together (a month that converts less than its pipeline promised, drift between months) is
+    not in it. With tens of thousands of open deals the independent draws cancel out (the simulated
+    interval is about +-3% at 100,000 leads) while whole months missed by 4-12%. So the month's error
+    is taken as a shared factor whose spread is learned from the past months: with e_i = log(actual /
+    predicted) of the n past months and s = sqrt(mean(e_i^2)) (their spread about the forecast, any bias
+    included), the factor's 80% interval is
+
+        expected x exp(+- t(0.90; n) x s x sqrt(1 + 1/n))
+
+    Student's t with n degrees of freedom because s is learned from n months (3 months: t = 1.64 where
+    the normal's is 1.28), and sqrt(1 + 1/n) as in the textbook prediction interval for a new
+    observation, for the bias each past month may share that n months pin down only to s / sqrt(n).
+    (Before, the ratios' conformal ranks were used; with fewer than 9 past months the 90th percentile's
+    rank does not exist, and clipping it to the largest ratio covered a new month only (n - 1) / (n + 1)
+    of the time: 50% with 3 months.) The interval is only ever widened (the hull with the simulated
+    one); with no past month it is the simulation's. `already` (revenue won before the cut-off, in the
+    interval's bounds) is not scaled."""
+    errors = np.array([np.log(actual / predicted) for predicted, actual in past
+                       if predicted > 0 and actual > 0])
+    if errors.size == 0:
         return prediction
-    n = ratios.size
-    low_rank = max(int(np.floor((n + 1) * LOW_SHARE)), 1)
-    high_rank = min(int(np.ceil((n + 1) * HIGH_SHARE)), n)
+    n = errors.size
+    spread = float(np.sqrt(np.mean(errors ** 2)))
+    half = float(student_t.ppf(INTERVAL_SHARE, n)) * spread * float(np.sqrt(1.0 + 1.0 / n))
     expected = prediction.expected
-    return Prediction(expected, min(prediction.low, already + expected * ratios[low_rank - 1]),
-                      max(prediction.high, already + expected * ratios[high_rank - 1]))
+    return Prediction(expected, min(prediction.low, already + expected * float(np.exp(-half))),
+                      max(prediction.high, already + expected * float(np.exp(half))))
 
 
 def score_methods(months: Sequence[BacktestMonth]) -> list[MethodScore]:

@@ -69,6 +69,11 @@ def _summary() -> rx.Component:
             wrap="wrap",
         ),
         rx.cond(
+            ForecastState.freshness_note != "",
+            rx.text(ForecastState.freshness_note, size="1", color=MUTED, padding_top="0.5em",
+                    class_name="freshness-note"),
+        ),
+        rx.cond(
             ForecastState.gap_message != "",
             rx.callout(ForecastState.gap_message, icon=rx.cond(ForecastState.below_target, "triangle-alert", "check"),
                        color_scheme=rx.cond(ForecastState.below_target, "amber", "grass"), size="1",
@@ -220,6 +225,9 @@ def _backtest() -> rx.Component:
                     ),
                     overflow_x="auto", width="100%",
                 ),
+                rx.cond(ForecastState.backtest_note != "",
+                        rx.text(ForecastState.backtest_note, size="1", color=MUTED,
+                                class_name="backtest-note")),
                 width="100%",
                 spacing="3",
                 data_ready="true",

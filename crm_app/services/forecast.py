@@ -394,6 +394,19 @@ def calibrated_with(forecast: Forecast, errors: Sequence[tuple[float, float]]) -
     return out
 
 
+def with_current_target(session: Session, forecast: Forecast, *, owner_id: int | None) -> Forecast:
+    """`forecast` (a stored one: forecast_snapshots) with the target as it is now, and the gap and what
+    would close it recomputed if the target changed since it was built."""
+    target = target_for(session, owner_id)
+    if target == forecast.target:
+        return forecast
+    out = copy.deepcopy(forecast)
+    out.target = target
+    out.gap = None if target is None else target - out.this_month_total
+    out.gap_message = "" if out.gap is None else _gap_message(session, owner_id=owner_id, gap=out.gap)
+    return out
+
+
 def _interval_label(low: float, high: float) -> str:
     return f"{money(low)} – {money(high)}"
 
@@ -805,10 +818,37 @@ def forget_stage_win_rates() -> None:
             cache.clear()
 
 
-def stage_win_rates(session: Session, now: datetime) -> dict[str, float]:
+def _stored_rates(session: Session) -> dict | None:
+    """The stage win rates the job stored (forecast_snapshots): {"rates": {stage: rate}, "closed": n}."""
+    return session.execute(text(
+        "SELECT payload FROM forecast_snapshots WHERE kind = 'stage_rates'")).scalar_one_or_none()
+
+
+def small_history(session: Session, stored: dict | None = None) -> bool:
+    """Whether the team has fewer than CACHE_FROM_CLOSED closed deals: a history whose fit takes
+    milliseconds and whose every close counts, which a page computes itself rather than read the job's
+    (possibly minutes old) result. Told by the count the job stored with the rates; before any round,
+    by the closed deals this session sees, counted with a LIMIT (one index range, not a count of a
+    large history)."""
+    stored = stored if stored is not None else _stored_rates(session)
+    if stored is not None:
+        return int(stored["closed"]) < CACHE_FROM_CLOSED
+    return session.execute(text(
+        "SELECT count(*) FROM (SELECT 1 FROM leads WHERE stage IN ('won', 'lost') LIMIT :n) closed"),
+        {"n": CACHE_FROM_CLOSED}).scalar_one() < CACHE_FROM_CLOSED
+
+
+def stage_win_rates(session: Session, now: datetime) -> dict[str, float] | None:
     """Won / closed per open stage from the team's closed deals (a stage with fewer than 20 closed deals:
-    the team's overall rate). Team-wide counts (crm_forecast_history), so one cache serves every user."""
+    the team's overall rate). For a large history, as the job worker stored them (forecast_snapshots,
+    crm.forecast_refresh: team-wide counts, so one row serves every user), or None while it has not
+    (the weighted value waits for the job: fitting a large history costs seconds no page load should
+    pay). A small history (small_history) is fitted here, in milliseconds, cached per worker for
+    RATES_TTL_SECONDS."""
     global _rates_cache
+    stored = _stored_rates(session)
+    if not small_history(session, stored):
+        return None if stored is None else {stage: float(rate) for stage, rate in stored["rates"].items()}
     with _rates_lock:
         cached = _rates_cache
     if cached is not None and time.monotonic() - cached[0] < RATES_TTL_SECONDS:
@@ -823,39 +863,41 @@ def stage_win_rates(session: Session, now: datetime) -> dict[str, float]:
 @dataclass(frozen=True)
 class Weighting:
     """How the weighted pipeline weighs an open deal: the model's calibrated probability (score / 100)
-    when a model scores the team, else its stage's win rate."""
+    when a model scores the team, else its stage's win rate; with neither (no model, and the job has
+    not stored the rates yet) `pending`: no stage has a rate, nothing is weighted and the label says
+    why."""
 
     model: bool
     rates: dict[str, float]
+    pending: bool = False
 
     @property
     def label(self) -> str:
-        return "weighted by the model's win probability" if self.model else "weighted by stage win rate"
+        if self.model:
+            return "weighted by the model's win probability"
+        if self.pending:
+            return "weighted value not computed yet (the job worker computes the stage win rates)"
+        return "weighted by stage win rate"
 
     def probability(self, stage: str, score: int) -> float | None:
-        """P(win) of one open lead; None for a closed one."""
-        if stage not in self.rates:
+        """P(win) of one open lead; None for a closed one, or while the rates are pending."""
+        if stage not in self.rates or self.pending:
             return None
         return score / 100 if self.model else self.rates[stage]
 
     def weighted(self, stage: str, value: float, value_times_score: float) -> float:
         """Weighted value of a stage's deals from SQL's sum(value) and sum(value x score)."""
-        if stage not in self.rates:
+        if stage not in self.rates or self.pending:
             return 0.0
         return float(value_times_score) / 100 if self.model else float(value) * self.rates[stage]
 
 
 def weighting(session: Session, now: datetime) -> Weighting:
-    return Weighting(model=engine_config(session).effective == "model", rates=stage_win_rates(session, now))
-
-
-def target_warning(session: Session, *, owner_id: int, now: datetime) -> str:
-    """For Today: a sentence when the rep's forecast for this month is below their target; "" when no
-    target is set or the forecast meets it."""
-    if target_for(session, owner_id) is None:
-        return ""
-    forecast = build_forecast(session, owner_id=owner_id, now=now)
-    if forecast.gap is None or forecast.gap <= 0:
-        return ""
-    return (f"This month's forecast is {money(forecast.this_month_total)} against your target of "
-            f"{money(forecast.target)}. {forecast.gap_message}")
+    """The weighted pipeline's weights. A model's probabilities need no rates (only which stages are
+    open); the stage win rates come from forecast_snapshots (stage_win_rates)."""
+    if engine_config(session).effective == "model":
+        return Weighting(model=True, rates={stage: 0.0 for stage in OPEN_STAGE_VALUES})
+    rates = stage_win_rates(session, now)
+    if rates is None:
+        return Weighting(model=False, rates={}, pending=True)
+    return Weighting(model=False, rates=rates)

@@ -141,7 +141,8 @@ def pipeline_health(session: Session, *, owner_id: int | None, now: datetime) ->
         weighted_total += weighted
         health.stages.append(
             StageHealth(stage=stage.value, label=stage.label, count=count, value=value,
-                        value_label=money(value), stuck=r.stuck if r else 0, weighted_label=money(weighted))
+                        value_label=money(value), stuck=r.stuck if r else 0,
+                        weighted_label="—" if weights.pending else money(weighted))
         )
         if r:
             health.hot += r.hot
@@ -150,7 +151,7 @@ def pipeline_health(session: Session, *, owner_id: int | None, now: datetime) ->
             health.stuck += r.stuck
     health.open_count = sum(s.count for s in health.stages)
     health.open_value_label = money(sum(s.value for s in health.stages))
-    health.weighted_value_label = money(weighted_total)
+    health.weighted_value_label = "—" if weights.pending else money(weighted_total)
 
     origin = week_start(now)
     since = origin - timedelta(weeks=WEEKS_SHOWN - 1)

@@ -12,7 +12,7 @@ import reflex as rx
 from crm_app.charts import new_leads_per_week
 from crm_app.domain import ActivityKind
 from crm_app.services.errors import ServiceError
-from crm_app.services.forecast import target_warning
+from crm_app.services.forecast_snapshots import target_warning
 from crm_app.services.pipeline_health import StageHealth, WeekCount, pipeline_health
 from crm_app.services.queue import (
     FOLLOW_UP_KINDS,
@@ -69,7 +69,7 @@ class DashboardState(AppState):
     drying_message: str = ""
     weighted_value_label: str = "$0"
     weighting_label: str = ""
-    # A rep's forecast below their monthly target (services/forecast.target_warning), re-checked at most
+    # A rep's forecast below their monthly target (services/forecast_snapshots.target_warning), re-checked at most
     # every TARGET_CHECK_SECONDS: the forecast costs more than the queue.
     target_warning: str = ""
     _target_checked_at: float = 0.0

@@ -24,6 +24,7 @@ from crm_app.services.forecast import (
     sales_targets,
     set_sales_target,
 )
+from crm_app.services.forecast_snapshots import precomputed_backtest, precomputed_forecast
 from crm_app.state.base import AppState, db_as, now_utc, picked, typed_text
 
 EVERYONE = "all"
@@ -55,6 +56,10 @@ class ForecastState(AppState):
     gap_message: str = ""
     below_target: bool = False
     calibrating: bool = False  # the interval is the simulation's until the past months' errors are in
+    # How fresh the job worker's precomputed forecast is (forecast_snapshots): "" when fresh, else why
+    # not (deals changed since, the worker has not refreshed it, or none stored: computed here).
+    freshness_note: str = ""
+    backtest_note: str = ""
 
     targets: list[TargetRow] = []
     target_drafts: dict[str, str] = {}
@@ -83,12 +88,14 @@ class ForecastState(AppState):
         return int(self.owner) if self.owner.isdecimal() else None
 
     async def _refresh(self) -> None:
-        """The forecast as soon as it is built; this month's interval calibrated if the past months'
-        errors are known in this process already, else `calibrating` (the `complete` event follows)."""
+        """The forecast the job worker stored (with today's target), else built here without waiting
+        for the calibration (`calibrating`: the `complete` event follows)."""
         owner_id, now = self._owner_id(), now_utc()
-        forecast = await self._db(lambda s: build_forecast(s, owner_id=owner_id, now=now,
-                                                           wait_for_calibration=False))
+        stored = await self._db(lambda s: precomputed_forecast(s, owner_id=owner_id, now=now))
+        forecast = stored.value or await self._db(lambda s: build_forecast(s, owner_id=owner_id, now=now,
+                                                                           wait_for_calibration=False))
         self._show(forecast)
+        self.freshness_note = stored.note
         if self.viewer_is_manager:
             team = self.users
             self.targets = await self._db(lambda s: sales_targets(s, team))
@@ -123,22 +130,25 @@ class ForecastState(AppState):
     @rx.event(background=True)
     async def complete(self):
         """The page's slow work, off its event queue (the page stays usable; a result for an owner no
-        longer shown is dropped): the forecast with the simulation's interval (the history fitted as of
+        longer shown is dropped). First what the job worker precomputed (forecast_snapshots: one
+        look-up each for the forecast and the managers' backtest). Only what it has not stored yet is
+        built here, as before: the forecast with the simulation's interval (the history fitted as of
         now: seconds at 100,000 leads until cached), then this month's interval calibrated by the past
-        months' errors (the history rebuilt as of 12 month starts: minutes at 100,000 leads until
-        stored), then the managers' backtest (the same fits, then cheap)."""
+        months' errors (minutes at 100,000 leads until stored), then the backtest."""
         async with self:
             owner_id, now, manager = self._owner_id(), now_utc(), self.viewer_is_manager
             user_id = (await self._actor()).id
             needs_view, team = not self.loaded, self.users
         if needs_view:
-            forecast = await db_as(user_id, lambda s: build_forecast(s, owner_id=owner_id, now=now,
-                                                                     wait_for_calibration=False))
+            stored = await db_as(user_id, lambda s: precomputed_forecast(s, owner_id=owner_id, now=now))
+            forecast = stored.value or await db_as(user_id, lambda s: build_forecast(
+                s, owner_id=owner_id, now=now, wait_for_calibration=False))
             targets = await db_as(user_id, lambda s: sales_targets(s, team)) if manager else None
             async with self:
                 if self._owner_id() != owner_id:
                     return
                 self._show(forecast)
+                self.freshness_note = stored.note
                 if targets is not None:
                     self.targets, self.target_drafts = targets, {t.key: t.target for t in targets}
                 self.loaded = True
@@ -150,10 +160,13 @@ class ForecastState(AppState):
                 if self._owner_id() == owner_id:
                     self._show(forecast)
         if needs_backtest:
-            backtest = await db_as(user_id, lambda s: run_backtest(s, owner_id=owner_id, now=now))
+            stored = await db_as(user_id, lambda s: precomputed_backtest(s, owner_id=owner_id, now=now))
+            backtest = stored.value or await db_as(user_id, lambda s: run_backtest(s, owner_id=owner_id,
+                                                                                    now=now))
             async with self:
                 if self._owner_id() == owner_id:
                     self._show_backtest(backtest)
+                    self.backtest_note = stored.note
 
     def _show_backtest(self, backtest) -> None:
         self.backtest_rows = backtest.rows
