@@ -124,10 +124,6 @@ class Lead(SQLModel, table=True):
         # leads, read from indexes alone (migration 0029_board15).
         Index("ix_leads_owner_stage_entered", "owner_id", "stage", "stage_entered_at", postgresql_include=["tier"]),
         Index("ix_leads_owner_created", "owner_id", "created_at", postgresql_include=["dates_known"]),
-        Index("ix_leads_open_queue", "owner_id", "stage",
-              postgresql_include=["id", "score", "deal_value", "risk_points", "tier", "risk_level", "stage_entered_at",
-                                  "snoozed_until", "last_contacted_at", "last_activity_at"],
-              postgresql_where=text("stage IN ('new', 'contacted', 'qualified', 'meeting', 'proposal', 'negotiation')")),
         # Search (ILIKE '%term%') through trigrams, and the leads table's other sorts (migration 0004).
         *(
             Index(f"ix_leads_{c}_trgm", c, postgresql_using="gin", postgresql_ops={c: "gin_trgm_ops"})
@@ -152,6 +148,11 @@ class Lead(SQLModel, table=True):
         Index("ix_leads_risk_valid_until", "risk_valid_until"),
         Index("ix_leads_owner_risk", "owner_id", text("risk_points DESC"), text("id DESC"),
               postgresql_where=text("risk_level IN ('medium', 'high')")),
+        # The team's queue walks its High-risk deals in risk order (migration 0032).
+        Index("ix_leads_queue_risk", text("risk_points DESC"), text("id DESC"),
+              postgresql_where=text("risk_level = 'high'")),
+        # A rep's new signals: their leads by last engagement (migration 0032).
+        Index("ix_leads_owner_last_activity", "owner_id", "last_activity_at"),
         # Where an imported lead came from (migration 0018_imports).
         CheckConstraint("import_row IS NULL OR import_row >= 1", name="ck_leads_import_row"),
         Index("ix_leads_import_row", "import_id", "import_row", postgresql_where=text("import_id IS NOT NULL")),
