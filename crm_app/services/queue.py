@@ -132,11 +132,11 @@ class QueueGroup:
     kind: str
     label: str
     count: int  # at most the count cap
-    capped: bool = False  # more than `count` wait: the page says "99+"
+    capped: bool = False  # more than `count` wait
+    count_label: str = ""  # what the page shows: "12", or "99+" past the cap
 
-    @property
-    def count_label(self) -> str:
-        return f"{self.count:,}+" if self.capped else f"{self.count:,}"
+    def __post_init__(self) -> None:
+        self.count_label = count_label(self.count, self.capped)
 
 
 @dataclass
@@ -149,6 +149,12 @@ class QueuePage:
     matching: int  # leads in the group asked for (the total when all)
     offset: int
     capped: bool = False  # `matching` is a lower bound: a group held more than the count cap
+    total_capped: bool = False  # `total` is a lower bound
+
+
+def count_label(count: int, capped: bool) -> str:
+    """"12", or "99+" for a count that stopped at the cap."""
+    return f"{count:,}+" if capped else f"{count:,}"
 
 
 # --- Words ---------------------------------------------------------------------------------
@@ -472,9 +478,10 @@ def action_queue(
     _attach_suggestions(session, items, now)
     total = sum(g.count for g in groups)
     chosen = next((g for g in groups if g.kind == group), None)
+    total_capped = any(g.capped for g in groups)
     return QueuePage(items=items, groups=groups, total=total,
                      matching=chosen.count if chosen else total, offset=offset,
-                     capped=chosen.capped if chosen else any(g.capped for g in groups))
+                     capped=chosen.capped if chosen else total_capped, total_capped=total_capped)
 
 
 def _page_rows(session: Session, params: dict, groups: list[QueueGroup], *, offset: int, limit: int) -> list:
