@@ -112,7 +112,7 @@ class LeadsState(AppState):
             return "No leads"
         first = self.page * settings.page_size + 1
         last = min(self.total, first + settings.page_size - 1)
-        if self.total > SEARCH_COUNT_CAP:  # a search's count stops past the cap (db.queries.search_count)
+        if self.search.strip() and self.total > SEARCH_COUNT_CAP:  # a search's count stops past the cap
             return f"{first:,}-{last:,} of {SEARCH_COUNT_CAP:,}+"
         return f"{first:,}-{last:,} of {self.total:,}"
 
