@@ -25,7 +25,8 @@ migration gives it what those reads need:
   from the company index alone. Both apply crm_lead_ids_matching's rule of who may match.
 - `ix_leads_owner_last_activity`: a rep's leads by last engagement, newest first (new signals; the
   team's go through ix_leads_last_activity).
-- `ix_leads_open_queue` is dropped: it existed for the whole-book read this replaces.
+- A small book (up to 10,000 open leads, a rep's at 100,000) is still read in one pass, from
+  ix_leads_open_queue: cheaper there than six grouped reads.
 
 Revision ID: 0032_today15b
 Revises: 0031_rollup15
@@ -42,9 +43,6 @@ depends_on: Union[str, Sequence[str], None] = None
 
 APP_ROLE = "crm_app_user"
 FIXED_PATH = "pg_catalog, public, pg_temp"
-OPEN_STAGES = "'new', 'contacted', 'qualified', 'meeting', 'proposal', 'negotiation'"
-QUEUE_COLUMNS = ("id, score, deal_value, risk_points, tier, risk_level, stage_entered_at, snoozed_until, "
-                 "last_contacted_at, last_activity_at")
 # The follow-ups policy (migrations 0011, 0014) with the lead's rule (0014) written out, and nobody acting
 # answered as crm_lead_ids_matching does (0016). The lead is looked up by a scalar subquery, one probe
 # per follow-up: an EXISTS may be planned as a hash of every lead.
@@ -104,12 +102,9 @@ def upgrade() -> None:
     op.execute(f"GRANT EXECUTE ON FUNCTION crm_follow_ups_due(integer, timestamptz, timestamptz) TO {APP_ROLE}")
     op.execute("CREATE INDEX ix_leads_queue_risk ON leads (risk_points DESC, id DESC) WHERE risk_level = 'high'")
     op.execute("CREATE INDEX ix_leads_owner_last_activity ON leads (owner_id, last_activity_at)")
-    op.execute("DROP INDEX ix_leads_open_queue")
 
 
 def downgrade() -> None:
-    op.execute(f"CREATE INDEX ix_leads_open_queue ON leads (owner_id, stage) INCLUDE ({QUEUE_COLUMNS}) "
-               f"WHERE stage IN ({OPEN_STAGES})")
     op.execute("DROP INDEX ix_leads_owner_last_activity")
     op.execute("DROP INDEX ix_leads_queue_risk")
     op.execute("DROP FUNCTION crm_follow_ups_due(integer, timestamptz, timestamptz)")

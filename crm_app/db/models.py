@@ -124,6 +124,10 @@ class Lead(SQLModel, table=True):
         # leads, read from indexes alone (migration 0029_board15).
         Index("ix_leads_owner_stage_entered", "owner_id", "stage", "stage_entered_at", postgresql_include=["tier"]),
         Index("ix_leads_owner_created", "owner_id", "created_at", postgresql_include=["dates_known"]),
+        Index("ix_leads_open_queue", "owner_id", "stage",
+              postgresql_include=["id", "score", "deal_value", "risk_points", "tier", "risk_level", "stage_entered_at",
+                                  "snoozed_until", "last_contacted_at", "last_activity_at"],
+              postgresql_where=text("stage IN ('new', 'contacted', 'qualified', 'meeting', 'proposal', 'negotiation')")),
         # Search (ILIKE '%term%') through trigrams, and the leads table's other sorts (migration 0004).
         *(
             Index(f"ix_leads_{c}_trgm", c, postgresql_using="gin", postgresql_ops={c: "gin_trgm_ops"})

@@ -62,6 +62,7 @@ from crm_app.services.errors import InvalidInput, NotFound, StaleLead
 from crm_app.services.leads import bump_version, lock_lead, log_activity
 from crm_app.services.next_action import next_actions
 from crm_app.services.permissions import recorded_as
+from crm_app.services.pipeline import kept_totals
 
 # How long a request (or turning Hot) counts as fresh: first in the queue, "call within the hour".
 FRESH_WINDOW = timedelta(hours=4)
@@ -72,6 +73,9 @@ PAGE_SIZE = 25
 # stuck deals exactly would read them all (each lead's signals and follow-ups too), and no one works
 # through more than this in a day.
 COUNT_CAP = 99
+# Up to this many open leads in view, the queue reads them all in one statement (cheaper than the
+# grouped reads for a rep's book of a few thousand); beyond it, group by group.
+SMALL_BOOK = 10_000
 # "Done" on a lead without a follow-up: hidden until the prospect does something new.
 UNTIL_NEXT_ENGAGEMENT = datetime(9999, 12, 31, tzinfo=timezone.utc)
 MAX_FOLLOW_UP_DAYS = 365
@@ -422,6 +426,113 @@ _WALK_PER_ITEM = 4
 _WALK_GROWTH = 8
 
 
+# Leads in view (`{where}`) with a fresh signal: the queue's first group, and the lead page's promise
+# of a call.
+_FRESH_SQL = """
+fresh AS (
+    -- The newest request since our last contact within the window; or, without one, the lead
+    -- turned Hot in the window after something the prospect did in it (an engine switch or a
+    -- retrain that makes a quiet lead Hot is arithmetic, not intent). Only leads whose last
+    -- engagement falls in the window can have either (a request is an engagement): a few percent,
+    -- found through ix_leads_last_activity; the window's requests through ix_activities_requests.
+    SELECT l.id, r.kind AS signal_kind, coalesce(r.occurred_at, l.last_activity_at) AS signal_at
+      FROM leads l
+      LEFT JOIN (
+            SELECT DISTINCT ON (a.lead_id) a.lead_id, a.kind, a.occurred_at
+              FROM activities a
+             WHERE a.kind = ANY(:request_kinds) AND a.occurred_at > :fresh_cutoff AND a.occurred_at <= :now
+             ORDER BY a.lead_id, a.occurred_at DESC
+      ) r ON r.lead_id = l.id AND (l.last_contacted_at IS NULL OR r.occurred_at > l.last_contacted_at)
+     WHERE l.last_activity_at > :fresh_cutoff
+       AND l.stage = ANY(:open_stages) AND ({where})
+       AND (l.snoozed_until IS NULL OR l.snoozed_until <= :now)
+       AND (r.kind IS NOT NULL
+            OR (l.tier = 'hot' AND l.hot_since > :fresh_cutoff AND l.last_activity_at <= :now
+                AND (l.last_contacted_at IS NULL
+                     OR l.last_contacted_at < least(l.hot_since, l.last_activity_at))))
+)"""
+
+
+# A small book's queue in one statement: one row per lead with a reason to be in the queue, all its
+# reasons as columns; its group is its first reason. The leads in view are read once (from the partial
+# covering index ix_leads_open_queue), the fresh ones and the follow-ups due through their own indexes,
+# and only the page's leads are read again for their words. Its cost grows with the book, the grouped
+# reads' does not: below SMALL_BOOK open leads this is the cheaper of the two, and they agree on every
+# item and count (tests/test_queue_grouped_reads.py).
+_ONE_PASS_SQL = """
+WITH {fresh},
+follow_ups_due AS (
+    -- A lead's earliest open follow-up that is due by the end of today.
+    SELECT DISTINCT ON (f.lead_id) f.lead_id, f.id, f.due_at, f.note
+      FROM follow_ups f
+     WHERE f.done_at IS NULL AND f.due_at < :day_end
+       AND (CAST(:owner_id AS integer) IS NULL OR f.owner_id = :owner_id)
+     ORDER BY f.lead_id, f.due_at, f.id
+),
+in_view AS (
+    SELECT {columns} FROM leads l WHERE l.stage = ANY(:open_stages) AND ({owner})
+    UNION ALL  -- and a rep's promise on a lead that is not theirs (a pool lead)
+    SELECT {columns} FROM follow_ups_due d JOIN leads l ON l.id = d.lead_id
+     WHERE l.stage = ANY(:open_stages) AND ({owner}) IS NOT TRUE
+),
+reasons AS (
+    SELECT l.id AS lead_id, l.score, l.deal_value, l.risk_points, f.signal_at, f.signal_kind,
+           d.id AS follow_up_id, d.due_at, d.note,
+           w.waiting AND l.tier = 'hot' AS hot,
+           w.waiting AND l.risk_level = 'high' AS at_risk,
+           w.waiting AND coalesce({stuck}, false) AS stuck
+      FROM in_view l
+      LEFT JOIN stage_rules r ON r.stage = l.stage
+      LEFT JOIN fresh f ON f.id = l.id
+      LEFT JOIN follow_ups_due d ON d.lead_id = l.id
+      CROSS JOIN LATERAL (SELECT {waiting} AS waiting) w
+),
+best AS (
+    -- The leads with a reason, each in the group of its first one.
+    SELECT * FROM (
+        SELECT *,
+               CASE WHEN signal_at IS NOT NULL THEN 1 WHEN due_at < :now THEN 2 WHEN hot THEN 3
+                    WHEN due_at IS NOT NULL THEN 4 WHEN at_risk THEN 5 WHEN stuck THEN 6 END AS grp
+          FROM reasons
+    ) grouped
+     WHERE grp IS NOT NULL
+),
+counts AS (
+    SELECT coalesce(json_object_agg(grp, n), '{{}}') AS by_group
+      FROM (SELECT grp, count(*) AS n FROM best GROUP BY grp) g
+),
+page AS (
+    SELECT * FROM best
+     WHERE CAST(:grp AS integer) IS NULL OR grp = :grp
+     ORDER BY grp,
+              CASE WHEN grp = 1 THEN signal_at END DESC,  -- fresh: the newest signal first
+              CASE WHEN grp = 4 THEN due_at END,          -- due today: the earliest first
+              CASE WHEN grp = 5 THEN risk_points END DESC, score DESC, deal_value DESC, lead_id
+     LIMIT :limit OFFSET :offset
+)
+SELECT c.by_group, p.*, l.name, l.company, l.tier, l.stage, l.stage_entered_at, l.version,
+       l.last_contacted_at, l.risk_reasons, u.name AS owner_name, r.stagnation_days,
+       e.kind AS last_kind, e.occurred_at AS last_at
+  FROM counts c
+  LEFT JOIN page p ON TRUE
+  LEFT JOIN leads l ON l.id = p.lead_id
+  LEFT JOIN users u ON u.id = l.owner_id
+  LEFT JOIN stage_rules r ON r.stage = l.stage
+  LEFT JOIN LATERAL (
+        SELECT a.kind, a.occurred_at FROM activities a
+         WHERE a.lead_id = l.id AND a.kind = ANY(:engagement_kinds) AND a.occurred_at <= :now
+         ORDER BY a.occurred_at DESC LIMIT 1
+  ) e ON TRUE
+ ORDER BY p.grp,
+          CASE WHEN p.grp = 1 THEN p.signal_at END DESC,
+          CASE WHEN p.grp = 4 THEN p.due_at END,
+          CASE WHEN p.grp = 5 THEN p.risk_points END DESC, p.score DESC, p.deal_value DESC, p.lead_id
+""".format(fresh=_FRESH_SQL.format(where=_OWNER), waiting=_WAITING, owner=_OWNER,
+           stuck=stuck_sql("l.stage_entered_at", "r.stagnation_days"),
+           columns="l.id, l.score, l.deal_value, l.risk_points, l.tier, l.risk_level, l.stage, "
+                   "l.stage_entered_at, l.snoozed_until, l.last_contacted_at, l.last_activity_at")
+
+
 def _params(now: datetime) -> dict:
     return {
         "open_stages": [s.value for s in OPEN_STAGES],
@@ -435,23 +546,32 @@ def _params(now: datetime) -> dict:
 
 def action_queue(
     session: Session, *, owner_id: int | None, now: datetime, limit: int = PAGE_SIZE, offset: int = 0,
-    group: str | None = None, count_cap: int = COUNT_CAP,
+    group: str | None = None, count_cap: int = COUNT_CAP, small_book: int = SMALL_BOOK,
 ) -> QueuePage:
     """The to-do list of one rep (`owner_id`) or the whole team (None): `limit` items from `offset`
     of one group (`group`, a key of GROUPS) or of all, and how many leads wait in each group, counted
-    up to `count_cap` (a group holding more says so: `QueueGroup.capped`). See the module docstring
-    for the rules."""
+    up to `count_cap` (a group holding more says so: `QueueGroup.capped`). A book of up to
+    `small_book` open leads is read in one pass, a larger one group by group. See the module
+    docstring for the rules."""
     if group is not None and group not in GROUPS:
         raise InvalidInput(f"Unknown queue group {group!r}.", field="group")
     params = {**_params(now), "owner_id": owner_id, "day_end": end_of_day(now)}
-    counted = session.execute(text(_COUNTS_SQL), {**params, "cap": count_cap + 1}).one()
+    offset, limit = max(offset, 0), max(limit, 0)
+    if _open_leads(session, owner_id) <= small_book:
+        rows = session.execute(text(_ONE_PASS_SQL), {
+            **params, "grp": _GROUP_NUMBER[group] if group else None, "limit": limit, "offset": offset}).all()
+        by_group = {int(n): count for n, count in rows[0].by_group.items()}
+        counted = [by_group.get(n, 0) for n in _GROUP_KIND]
+        rows = [r for r in rows if r.lead_id is not None]
+    else:
+        counted, rows = session.execute(text(_COUNTS_SQL), {**params, "cap": count_cap + 1}).one(), None
     groups = []
     for kind, label in GROUPS.items():
         count = counted[_GROUP_NUMBER[kind] - 1]
         groups.append(QueueGroup(kind, label, min(count, count_cap), capped=count > count_cap))
-    offset, limit = max(offset, 0), max(limit, 0)
-    rows = _page_rows(session, params, groups if group is None else [g for g in groups if g.kind == group],
-                      offset=offset, limit=limit)
+    if rows is None:
+        rows = _page_rows(session, params, groups if group is None else [g for g in groups if g.kind == group],
+                          offset=offset, limit=limit)
     items: list[QueueItem] = []
     for r in rows:
         kind = _GROUP_KIND[r.grp]
@@ -482,6 +602,12 @@ def action_queue(
     return QueuePage(items=items, groups=groups, total=total,
                      matching=chosen.count if chosen else total, offset=offset,
                      capped=chosen.capped if chosen else total_capped, total_capped=total_capped)
+
+
+def _open_leads(session: Session, owner_id: int | None) -> int:
+    """The open leads in view (the owner's, or all the viewer may see), from the kept totals."""
+    return sum(deals for deals, _value, _score in kept_totals(
+        session, owner_id=owner_id, stages=[s.value for s in OPEN_STAGES]).values())
 
 
 def _page_rows(session: Session, params: dict, groups: list[QueueGroup], *, offset: int, limit: int) -> list:
