@@ -36,8 +36,12 @@ something new brings it back early: `add_activity` clears the snooze). A follow-
 promise, so a snooze does not hide it; snoozing an item with a follow-up postpones that follow-up to
 the same time.
 
-Everything is selected, grouped, counted, ordered and paged in one SQL statement, under the acting
-user's row-level security; the page asks for one group or all of them, 25 at a time.
+Everything is selected, grouped, counted, ordered and paged in SQL, under the acting user's row-level
+security; the page asks for one group or all of them, 25 at a time. A book of up to SMALL_BOOK open
+leads is read in one statement that reads each open lead once. A larger one (a team at 100,000 leads, a
+rep at a million) is read group by group: each group's candidates through their own index, counted up
+to COUNT_CAP ("99+"), and a long group paged by walking an index in the group's order, so the cost
+follows the page, not the book. Both apply the same rules and agree on every item and count.
 
 One module (past 500 lines) on purpose: the list and the actions on its items (done, snooze, log)
 share one set of rules, what each group hides and brings back, and reading one without the other
