@@ -25,7 +25,7 @@ migration gives it what those reads need:
   from the company index alone. Both apply crm_lead_ids_matching's rule of who may match.
 - `ix_leads_owner_last_activity`: a rep's leads by last engagement, newest first (new signals; the
   team's go through ix_leads_last_activity).
-- A small book (up to 10,000 open leads, a rep's at 100,000) is still read in one pass, from
+- A smaller book (up to 100,000 open leads: a rep's at 1M) is still read in one pass, from
   ix_leads_open_queue: cheaper there than six grouped reads.
 
 Revision ID: 0032_today15b
