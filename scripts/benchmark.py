@@ -53,6 +53,7 @@ from crm_app.services.pipeline import BoardFilter, board_columns  # noqa: E402
 from crm_app.services.leads import move_lead_to_stage  # noqa: E402
 from crm_app.services.pipeline_health import pipeline_health  # noqa: E402
 from crm_app.services.queue import action_queue  # noqa: E402
+from crm_app.services.search import search_everywhere  # noqa: E402
 from crm_app.demo.generator import DemoSummary, generate_demo_data  # noqa: E402
 from crm_app.domain import ActivityKind  # noqa: E402
 from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine  # noqa: E402
@@ -318,6 +319,8 @@ def pages(bench: Bench) -> None:
         _time_calls(f"Today load ({scope})", lambda s, o, u: today(s, owner(o), u), owners, bench, as_user=as_user)
         _time_calls(f"Leads load ({scope})", lambda s, o, u: leads_page(s, owner(o)), owners, bench, as_user=as_user)
         _time_calls(f"Leads search 'smith' ({scope})", lambda s, o, u: leads_page(s, owner(o), "smith"), owners,
+                    bench, as_user=as_user)
+        _time_calls(f"Ctrl-K search 'smith' ({scope})", lambda s, o, u: search_everywhere(s, "smith"), owners,
                     bench, as_user=as_user)
         _time_calls(f"Pipeline load ({scope})",
                     lambda s, o, u: board_columns(s, flt=BoardFilter(owner_id=owner(o)), now=now), owners, bench,

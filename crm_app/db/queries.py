@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, or_, select, text
 from sqlmodel import Session
 
 from crm_app.db.models import Lead, User
@@ -108,6 +108,34 @@ def search_condition(typed: str):
     return Lead.id.in_(select(func.crm_lead_ids_matching(search_pattern(typed))))
 
 
+# A search's count stops here ("1,000+ leads"): a common word matches tens of thousands of leads, and
+# counting them all reads them all.
+SEARCH_COUNT_CAP = 1000
+
+
+def matching_text(typed: str):
+    """The search as a plain condition, for walking an index in the list's order: under row-level
+    security it is tested on each lead the walk reads, after the policy, and never looks anything up."""
+    pattern = search_pattern(typed)
+    return or_(Lead.name.ilike(pattern), Lead.company.ilike(pattern), Lead.email.ilike(pattern))
+
+
+def _matches_of(flt: LeadFilter, max_rows: int):
+    """Up to `max_rows` ids of the leads `flt` matches (its search and owner, tier, stage and source),
+    through the trigram indexes (crm_lead_ids_matching, migration 0032: the user's visible leads only)."""
+    return func.crm_lead_ids_matching(search_pattern(flt.search), flt.owner_id, flt.tier or None,
+                                      flt.stage or None, flt.source or None, max_rows)
+
+
+def search_count(session: Session, flt: LeadFilter, cap: int = SEARCH_COUNT_CAP) -> int:
+    """How many leads a searching filter matches, up to `cap` + 1 (more than `cap`: "1,000+")."""
+    return session.execute(select(func.count()).select_from(_matches_of(flt, cap + 1).alias("m"))).scalar_one()
+
+
+def _searching(flt: LeadFilter) -> bool:
+    return bool(flt.search and flt.search.strip()) and flt.ids is None
+
+
 SORTS = {
     "score": (Lead.score.desc(), Lead.id.desc()),
     "value": (Lead.deal_value.desc(), Lead.id.desc()),
@@ -119,10 +147,11 @@ SORTS = {
 
 def ranked_leads(
     session: Session, flt: LeadFilter, *, limit: int = 25, offset: int = 0, sort: str = "score",
-    with_total: bool = True,
+    with_total: bool = True, search_cap: int = SEARCH_COUNT_CAP,
 ) -> tuple[list[LeadListRow], int | None]:
     """One page of leads (best score first unless `sort` says otherwise) and how many match in all
-    (None with `with_total=False`: paging through the same filter need not count again)."""
+    (None with `with_total=False`: paging through the same filter need not count again; a search's
+    count stops at `search_cap` + 1, meaning "more than `search_cap`")."""
     owner = User.__table__.alias("owner")
     query = (
         select(
@@ -133,7 +162,18 @@ def ranked_leads(
         .select_from(Lead)
         .outerjoin(owner, owner.c.id == Lead.owner_id)
     )
-    query = _apply(query, flt).order_by(*SORTS.get(sort, SORTS["score"])).limit(limit).offset(offset)
+    total = None
+    if _searching(flt):
+        # A word found in few leads: rank those (through the trigram indexes). One found in more than
+        # the cap: walk the sort's index and keep the leads it matches, a page within the first few
+        # hundred leads read, instead of reading every match to rank it.
+        total = search_count(session, flt, search_cap)
+        matching = (Lead.id.in_(select(_matches_of(flt, search_cap + 1))) if total <= search_cap
+                    else matching_text(flt.search))
+        query = _apply(query, replace(flt, search=None)).where(matching)
+    else:
+        query = _apply(query, flt)
+    query = query.order_by(*SORTS.get(sort, SORTS["score"])).limit(limit).offset(offset)
     rows = [
         LeadListRow(
             id=r.id,
@@ -156,7 +196,7 @@ def ranked_leads(
     ]
     if not with_total:
         return rows, None
-    return rows, lead_count(session, flt)
+    return rows, total if total is not None else lead_count(session, flt)
 
 
 # How many leads an owner/stage/tier filter holds, from the totals the database keeps per owner x
@@ -170,7 +210,10 @@ SELECT coalesce(sum(deals), 0) FROM board_totals
 
 def lead_count(session: Session, flt: LeadFilter) -> int:
     """How many leads match `flt`: read from the kept totals when only owner, stage and tier narrow
-    it (a manager's unfiltered list counted a million rows), else counted in SQL."""
+    it (a manager's unfiltered list counted a million rows), a search up to SEARCH_COUNT_CAP + 1 (see
+    search_count), else counted in SQL."""
+    if _searching(flt):
+        return search_count(session, flt)
     if flt.source or (flt.search and flt.search.strip()) or flt.ids is not None:
         return session.execute(_apply(select(func.count()).select_from(Lead), flt)).scalar_one()
     owner = "TRUE" if flt.owner_id is None else "owner_id IS NULL" if flt.owner_id == 0 else "owner_id = :owner_id"

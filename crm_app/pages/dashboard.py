@@ -182,9 +182,9 @@ def _group_button(label, count, value, selected) -> rx.Component:
 def _group_bar() -> rx.Component:
     """Every group with how many leads wait in it; a click shows that group alone."""
     return rx.hstack(
-        _group_button("All", S.queue_total, "all", S.queue_group == "all"),
+        _group_button("All", S.queue_total_label, "all", S.queue_group == "all"),
         rx.foreach(S.groups, lambda g: rx.cond(
-            g.count > 0, _group_button(g.label, g.count, g.kind, S.queue_group == g.kind))),
+            g.count > 0, _group_button(g.label, g.count_label, g.kind, S.queue_group == g.kind))),
         spacing="2",
         wrap="wrap",
         padding="0.75em 1em",

@@ -1,20 +1,20 @@
 """Search everywhere (Ctrl/Cmd-K): leads by name, company or email, and the companies behind them.
 
-Paged in SQL, through the same trigram lookup as the leads table's search (crm_lead_ids_matching,
-migrations 0013, 0016 and 0029): under row-level security it returns only leads the user may see, so a
-rep never finds another rep's lead, and it walks the trigram indexes instead of every visible row. Two
-letters have no trigram: then the leads are walked best score first until the page is full.
+Paged in SQL, as the leads table's search (db.queries.ranked_leads): the trigram lookup
+(crm_lead_ids_matching, migrations 0013, 0016, 0029 and 0032) returns only leads the user may see, so a
+rep never finds another rep's lead. A word found in more leads than the search's count cap is ranked
+by walking the leads best score first until the page is full, instead of reading every match.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select, text
 from sqlmodel import Session
 
 from crm_app.db.models import Lead, User
-from crm_app.db.queries import money, search_condition, search_pattern
+from crm_app.db.queries import SEARCH_COUNT_CAP, LeadFilter, matching_text, money, search_count, search_pattern
 from crm_app.domain import Stage
 
 MIN_CHARACTERS = 2
@@ -57,19 +57,19 @@ def _matched(typed: str, name: str, company: str, email: str) -> str:
 
 
 def search_everywhere(session: Session, typed: str, *, offset: int = 0, limit: int = LEADS_PER_PAGE,
-                      with_companies: bool = True) -> SearchResults:
+                      with_companies: bool = True, search_cap: int = SEARCH_COUNT_CAP) -> SearchResults:
     """One page of leads matching `typed` (best score first) and, with the first page, the companies
     whose name matches, with how many of the user's visible leads each has."""
     typed = (typed or "").strip()
     if len(typed) < MIN_CHARACTERS:
         return SearchResults()
-    pattern = search_pattern(typed)
-    # Two letters hold no trigram for an index to look up: every lead would be read to find them all.
-    # The page needs only the best few, so the leads are walked by score (ix_leads_score) and the
-    # walk stops when the page is full; row security applies as to any read.
-    short = len(typed) < TRIGRAM
-    matching = (or_(Lead.name.ilike(pattern), Lead.company.ilike(pattern), Lead.email.ilike(pattern)) if short
-                else search_condition(typed))
+    # A word found in few leads: rank those, found through the trigram indexes. One found in more, or
+    # two letters (no trigram to look up, and found in most leads): walk the leads best score first
+    # (ix_leads_score) until the page is full; row security applies as to any read.
+    rare = len(typed) >= TRIGRAM and search_count(session, LeadFilter(search=typed), search_cap) <= search_cap
+    matching = (Lead.id.in_(select(func.crm_lead_ids_matching(search_pattern(typed), None, None, None, None,
+                                                                  search_cap + 1)))
+                if rare else matching_text(typed))
     rows = session.execute(
         select(Lead.id, Lead.name, Lead.company, Lead.email, Lead.stage, Lead.deal_value,
                User.name.label("owner_name"))
@@ -86,12 +86,9 @@ def search_everywhere(session: Session, typed: str, *, offset: int = 0, limit: i
     ]
     companies: list[CompanyHit] = []
     if with_companies:
+        # From the company trigram index alone (crm_companies_matching, migration 0032): the user's
+        # visible leads per matching company, however many leads the word matches elsewhere.
         companies = [CompanyHit(name=name, leads=count) for name, count in session.execute(
-            select(Lead.company, func.count())
-            # The company's own match implies the lead's; a short text is not looked up by trigram.
-            .where(*(() if short else (matching,)), Lead.company.ilike(pattern))
-            .group_by(Lead.company)
-            .order_by(func.count().desc(), Lead.company)
-            .limit(COMPANIES_SHOWN)
-        )]
+            text("SELECT company, leads FROM crm_companies_matching(:pattern, :shown)"),
+            {"pattern": search_pattern(typed), "shown": COMPANIES_SHOWN})]
     return SearchResults(leads=leads, companies=companies, more_leads=len(rows) > limit)

@@ -21,6 +21,7 @@ from crm_app.services.queue import (
     QueueGroup,
     QueueItem,
     action_queue,
+    count_label,
     dismiss_item,
     snooze_lead,
     snooze_time,
@@ -50,6 +51,9 @@ class DashboardState(AppState):
     groups: list[QueueGroup] = []  # every group with how many leads wait in it
     queue_total: int = 0  # leads waiting, all groups
     queue_matching: int = 0  # leads in the group shown
+    # The counts stopped at the cap (services/queue.COUNT_CAP): more wait than they say ("99+").
+    queue_total_capped: bool = False
+    queue_matching_capped: bool = False
     queue_group: str = ALL_GROUPS  # "all" or a key of services.queue.GROUPS
     queue_offset: int = 0  # where the page shown starts
     owner_filter: str = "all"  # managers: "all" or a rep's id
@@ -99,17 +103,23 @@ class DashboardState(AppState):
 
     @rx.var
     def queue_caption(self) -> str:
-        if self.queue_total == 1:
+        if self.queue_total == 1 and not self.queue_total_capped:
             return "1 lead needs you"
-        return f"{self.queue_total:,} leads need you"
+        return f"{count_label(self.queue_total, self.queue_total_capped)} leads need you"
+
+    @rx.var
+    def queue_total_label(self) -> str:
+        return count_label(self.queue_total, self.queue_total_capped)
 
     @rx.var
     def page_label(self) -> str:
         """"26–50 of 143" under the list; empty when one page holds it all."""
-        if self.queue_matching <= PAGE_SIZE or not self.items:
+        if (self.queue_matching <= PAGE_SIZE and not self.queue_matching_capped) or not self.items:
             return ""
-        first = self.queue_offset + 1
-        return f"{first:,}–{self.queue_offset + len(self.items):,} of {self.queue_matching:,}"
+        first, last = self.queue_offset + 1, self.queue_offset + len(self.items)
+        # Past a capped count: "101–125 of 125+".
+        of = count_label(max(self.queue_matching, last), self.queue_matching_capped)
+        return f"{first:,}–{last:,} of {of}"
 
     @rx.var
     def has_previous_page(self) -> bool:
@@ -117,6 +127,12 @@ class DashboardState(AppState):
 
     @rx.var
     def has_next_page(self) -> bool:
+        return self._more_after_this_page()
+
+    def _more_after_this_page(self) -> bool:
+        # Past a capped count, a full page may have more after it.
+        if self.queue_matching_capped:
+            return len(self.items) == PAGE_SIZE
         return self.queue_offset + PAGE_SIZE < self.queue_matching
 
     @rx.var
@@ -162,6 +178,7 @@ class DashboardState(AppState):
         page, health = await self._db(load)
         self.items, self.groups, self.queue_offset = page.items, page.groups, page.offset
         self.queue_total, self.queue_matching = page.total, page.matching
+        self.queue_total_capped, self.queue_matching_capped = page.total_capped, page.capped
         self.stages, self.weeks, self.baseline = health.stages, health.weeks, health.baseline
         self.open_count, self.open_value_label = health.open_count, health.open_value_label
         self.hot, self.warm, self.cold, self.stuck = health.hot, health.warm, health.cold, health.stuck
@@ -240,7 +257,7 @@ class DashboardState(AppState):
 
     @rx.event
     async def next_page(self):
-        if self.queue_offset + PAGE_SIZE < self.queue_matching:
+        if self._more_after_this_page():
             self.queue_offset += PAGE_SIZE
             await self._refresh()
             return rx.scroll_to(QUEUE_TOP)  # the pager is at the bottom: show the new page from its top

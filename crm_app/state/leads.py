@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import reflex as rx
 
 from crm_app.api import EXPORT_PATH, EXPORT_PURPOSE
-from crm_app.db.queries import SORTS, LeadFilter, LeadListRow, money, ranked_leads
+from crm_app.db.queries import SEARCH_COUNT_CAP, SORTS, LeadFilter, LeadListRow, money, ranked_leads
 from crm_app.services.forecast import weighting
 from crm_app.domain import Source, Stage, Tier
 from crm_app.services import accounts
@@ -112,6 +112,8 @@ class LeadsState(AppState):
             return "No leads"
         first = self.page * settings.page_size + 1
         last = min(self.total, first + settings.page_size - 1)
+        if self.search.strip() and self.total > SEARCH_COUNT_CAP:  # a search's count stops past the cap
+            return f"{first:,}-{last:,} of {SEARCH_COUNT_CAP:,}+"
         return f"{first:,}-{last:,} of {self.total:,}"
 
     @rx.var

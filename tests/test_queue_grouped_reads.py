@@ -1,0 +1,166 @@
+"""The action queue read group by group (a large book's, services/queue.py) against the one-pass
+statement (a small book's, and the only one before), on generated books with several reps, the pool, snoozes, contacts and
+follow-ups: the same items in the same order on every page, the same counts below the cap and the cap
+above it, for a rep and for a manager acting under row-level security; and a rep never sees another
+rep's lead through the new reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlmodel import Session
+
+from crm_app.db.models import FollowUp, Lead
+from crm_app.db.security import act_as
+from crm_app.domain import ActivityKind as K
+from crm_app.domain import Stage
+from crm_app.scoring import tier_for
+from crm_app.services.leads import add_activity, check_activity
+from crm_app.services.queue import GROUPS, action_queue
+from tests.conftest import NOW
+from tests.factories import make_lead, make_user
+
+@contextmanager
+def _acting(session: Session, user_id: int) -> Iterator[Session]:
+    """A service session acting as `user_id` under row-level security, on the test's connection."""
+    acting = act_as(Session(bind=session.connection(), join_transaction_mode="create_savepoint",
+                            expire_on_commit=False), user_id)
+    try:
+        yield acting
+    finally:
+        acting.close()
+        session.execute(text("RESET ROLE"))
+        session.execute(text("SELECT set_config('crm.user_id', '', true)"))
+
+
+def _reference(session, owner_id, group=None, limit=1000, offset=0):
+    """(counts per group, [(lead id, group)]) as the one-pass statement reads them (a small book's)."""
+    page = action_queue(session, owner_id=owner_id, now=NOW, limit=limit, offset=offset, group=group,
+                        count_cap=10**9, small_book=10**9)
+    return {g.kind: g.count for g in page.groups}, [(i.lead_id, i.kind) for i in page.items]
+
+
+def _same_as_reference(session, owner_id, cap, page_size):
+    counts, everything = _reference(session, owner_id)
+    for group in (None, *GROUPS):
+        whole = everything if group is None else [item for item in everything if item[1] == group]
+        paged, offset = [], 0
+        while True:
+            page = action_queue(session, owner_id=owner_id, now=NOW, limit=page_size, offset=offset,
+                                group=group, count_cap=cap, small_book=0)
+            assert {g.kind: (g.count, g.capped) for g in page.groups} == {
+                kind: (min(n, cap), n > cap) for kind, n in counts.items()}
+            if not page.items:
+                break
+            assert [i.position for i in page.items] == list(range(offset + 1, offset + len(page.items) + 1))
+            paged += [(i.lead_id, i.kind) for i in page.items]
+            offset += page_size
+        assert paged == whole, group
+        # A page read on its own equals the reference's page (the words come from the same rows).
+        if whole:
+            middle = len(whole) // 2
+            page = action_queue(session, owner_id=owner_id, now=NOW, limit=page_size, offset=middle, group=group,
+                                count_cap=cap, small_book=0)
+            assert [(i.lead_id, i.kind) for i in page.items] == _reference(
+                session, owner_id, group, limit=page_size, offset=middle)[1]
+
+
+KINDS = [K.PRICING_REQUEST, K.DEMO_REQUEST, K.EMAIL_RECEIVED, K.PAGE_VISIT, K.EMAIL_OPENED, K.CALL, K.EMAIL_SENT,
+         K.MEETING]
+minutes_ago = st.integers(min_value=1, max_value=60 * 24 * 6)
+a_lead = st.fixed_dictionaries({
+    "owner": st.sampled_from(["ria", "ria", "sam", "pool"]),
+    "score": st.sampled_from([10, 45, 69, 70, 70, 85, 99]),
+    "value": st.sampled_from([0, 500, 500, 9000]),
+    "turned_ago": minutes_ago,
+    "stage": st.sampled_from([Stage.NEW, Stage.NEGOTIATION, Stage.PROPOSAL, Stage.WON]),
+    "entered_days": st.integers(min_value=1, max_value=40),
+    "activities": st.lists(st.tuples(st.sampled_from(KINDS), minutes_ago), max_size=3),
+    "follow_up": st.one_of(st.none(), st.tuples(st.sampled_from(["ria", "sam"]),
+                                                 st.integers(min_value=-3000, max_value=500))),
+    "risk": st.sampled_from([None, None, 30, 60, 90]),
+    "snoozed": st.sampled_from([None, None, None, -60, 60]),
+})
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(a_lead, min_size=1, max_size=14), st.sampled_from([1, 2, 1000]), st.sampled_from([1, 3, 25]))
+def test_the_grouped_reads_page_and_count_as_the_single_statement_did(session, leads, cap, page_size):
+    users = {email: session.execute(text("SELECT id FROM users WHERE email = :e"), {"e": email}).scalar()
+             for email in ("ria@test.crm", "sam@test.crm", "meg@test.crm")}
+    ria = users["ria@test.crm"] or make_user(session, "Ria Rep").id
+    sam = users["sam@test.crm"] or make_user(session, "Sam Seller").id
+    meg = users["meg@test.crm"] or make_user(session, "Meg Manager", role="manager").id
+    owners = {"ria": ria, "sam": sam, "pool": None}
+    with session.begin_nested() as example:
+        for n, spec in enumerate(leads):
+            risk = spec["risk"]
+            lead = Lead(name=f"G{n}", source="website", stage=spec["stage"].value, owner_id=owners[spec["owner"]],
+                        created_at=NOW - timedelta(days=60), stage_entered_at=NOW - timedelta(days=spec["entered_days"]),
+                        score=spec["score"], tier=tier_for(spec["score"]).value, deal_value=spec["value"],
+                        scored_at=NOW - timedelta(minutes=spec["turned_ago"]),
+                        risk_points=risk, risk_level=None if risk is None else "high" if risk >= 55 else "medium")
+            session.add(lead)
+            session.flush()
+            for kind, ago in spec["activities"]:
+                add_activity(session, lead, check_activity(kind=kind, now=NOW, occurred_at=NOW - timedelta(minutes=ago)),
+                             now=NOW)
+            if spec["snoozed"] is not None:
+                lead.snoozed_until = NOW + timedelta(minutes=spec["snoozed"])
+                session.add(lead)
+            if spec["follow_up"] is not None:
+                who, due_in = spec["follow_up"]
+                session.add(FollowUp(lead_id=lead.id, owner_id=owners[who], due_at=NOW + timedelta(minutes=due_in)))
+            session.flush()
+
+        # As the tables' owner (the command line), then as each user under row-level security.
+        _same_as_reference(session, ria, cap, page_size)
+        _same_as_reference(session, None, cap, page_size)
+        with _acting(session, ria) as as_ria:
+            _same_as_reference(as_ria, ria, cap, page_size)
+        with _acting(session, meg) as as_meg:
+            _same_as_reference(as_meg, None, cap, page_size)
+            _same_as_reference(as_meg, sam, cap, page_size)
+        example.rollback()
+    session.expunge_all()
+
+
+def test_a_rep_never_sees_another_reps_lead_through_the_grouped_reads(session):
+    ria, sam = make_user(session, "Ria Rep"), make_user(session, "Sam Seller")
+    hot = [(K.PRICING_REQUEST, timedelta(minutes=20))]
+    mine = make_lead(session, "Mine", now=NOW, owner=ria, activities=hot, created_ago=timedelta(days=2))
+    pool = make_lead(session, "Pool", now=NOW, activities=hot, created_ago=timedelta(days=2))
+    # Sam's leads in every group, one of them carrying Ria's own overdue follow-up.
+    theirs = [make_lead(session, f"Sams {n}", now=NOW, owner=sam, activities=hot, created_ago=timedelta(days=2))
+              for n in range(3)]
+    make_lead(session, "Sams stuck", now=NOW, owner=sam, stage=Stage.NEGOTIATION, created_ago=timedelta(days=30))
+    for lead, due_in in ((theirs[0], -timedelta(hours=2)), (theirs[1], timedelta(minutes=30)),
+                         (pool, -timedelta(hours=1))):
+        session.add(FollowUp(lead_id=lead.id, owner_id=ria.id, due_at=NOW + due_in))
+    session.commit()
+    sams = {lead.id for lead in theirs} | set(session.execute(
+        text("SELECT id FROM leads WHERE owner_id = :sam"), {"sam": sam.id}).scalars())
+
+    with _acting(session, ria.id) as as_ria:
+        for cap in (1, 99):
+            for group in (None, *GROUPS):
+                for owner in (ria.id, sam.id, None):
+                    page = action_queue(as_ria, owner_id=owner, now=NOW, limit=50, group=group, count_cap=cap,
+                                        small_book=0)
+                    assert not {i.lead_id for i in page.items} & sams
+        for small_book in (0, 10**9):  # read group by group, and in one pass
+            page = action_queue(as_ria, owner_id=ria.id, now=NOW, limit=50, small_book=small_book)
+            assert {i.lead_id for i in page.items} == {mine.id, pool.id}  # hers, and the pool lead she promised
+            assert action_queue(as_ria, owner_id=sam.id, now=NOW, small_book=small_book).total == 0
+        # The follow-ups the queue reads past the policy: only hers on leads she may see, however asked.
+        for owner in (ria.id, sam.id, None):
+            seen = as_ria.execute(text("SELECT lead_id FROM crm_follow_ups_due(:o, '-infinity', 'infinity')"),
+                                  {"o": owner}).scalars().all()
+            assert set(seen) <= {pool.id, mine.id}
+        assert set(as_ria.execute(text(
+            "SELECT lead_id FROM crm_follow_ups_due(:o, '-infinity', 'infinity')"), {"o": ria.id}).scalars()) == {pool.id}
