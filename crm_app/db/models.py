@@ -152,10 +152,10 @@ class Lead(SQLModel, table=True):
         Index("ix_leads_risk_valid_until", "risk_valid_until"),
         Index("ix_leads_owner_risk", "owner_id", text("risk_points DESC"), text("id DESC"),
               postgresql_where=text("risk_level IN ('medium', 'high')")),
-        # The team's queue walks its High-risk deals in risk order (migration 0032).
+        # The team's queue walks its High-risk deals in risk order (migration 0033).
         Index("ix_leads_queue_risk", text("risk_points DESC"), text("id DESC"),
               postgresql_where=text("risk_level = 'high'")),
-        # A rep's new signals: their leads by last engagement (migration 0032).
+        # A rep's new signals: their leads by last engagement (migration 0033).
         Index("ix_leads_owner_last_activity", "owner_id", "last_activity_at"),
         # Where an imported lead came from (migration 0018_imports).
         CheckConstraint("import_row IS NULL OR import_row >= 1", name="ck_leads_import_row"),

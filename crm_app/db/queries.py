@@ -122,7 +122,7 @@ def matching_text(typed: str):
 
 def _matches_of(flt: LeadFilter, max_rows: int):
     """Up to `max_rows` ids of the leads `flt` matches (its search and owner, tier, stage and source),
-    through the trigram indexes (crm_lead_ids_matching, migration 0032: the user's visible leads only)."""
+    through the trigram indexes (crm_lead_ids_matching, migration 0033: the user's visible leads only)."""
     return func.crm_lead_ids_matching(search_pattern(flt.search), flt.owner_id, flt.tier or None,
                                       flt.stage or None, flt.source or None, max_rows)
 

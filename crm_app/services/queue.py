@@ -301,7 +301,7 @@ SELECT l.id AS lead_id, l.score, l.deal_value, l.risk_points, fr.signal_at, fr.s
             WHEN w.waiting AND coalesce({stuck}, false) THEN 6 END = {n}
 """
 
-# The viewer's follow-ups due in a window, each with its lead (crm_follow_ups_due, migration 0032: the
+# The viewer's follow-ups due in a window, each with its lead (crm_follow_ups_due, migration 0033: the
 # follow-ups policy applied per follow-up, where a rep's read of the table would hash every lead they
 # may see).
 _FOLLOW_UPS_DUE = "crm_follow_ups_due(CAST(:owner_id AS integer), {due}) c JOIN leads l ON l.id = c.lead_id"

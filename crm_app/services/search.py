@@ -86,7 +86,7 @@ def search_everywhere(session: Session, typed: str, *, offset: int = 0, limit: i
     ]
     companies: list[CompanyHit] = []
     if with_companies:
-        # From the company trigram index alone (crm_companies_matching, migration 0032): the user's
+        # From the company trigram index alone (crm_companies_matching, migration 0033): the user's
         # visible leads per matching company, however many leads the word matches elsewhere.
         companies = [CompanyHit(name=name, leads=count) for name, count in session.execute(
             text("SELECT company, leads FROM crm_companies_matching(:pattern, :shown)"),

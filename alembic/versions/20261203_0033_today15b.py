@@ -28,16 +28,16 @@ migration gives it what those reads need:
 - A smaller book (up to 100,000 open leads: a rep's at 1M) is still read in one pass, from
   ix_leads_open_queue: cheaper there than six grouped reads.
 
-Revision ID: 0032_today15b
-Revises: 0031_rollup15
+Revision ID: 0033_today15b
+Revises: 0032_forecast16e
 Create Date: 2026-12-03
 """
 from typing import Sequence, Union
 
 from alembic import op
 
-revision: str = "0032_today15b"
-down_revision: Union[str, None] = "0031_rollup15"
+revision: str = "0033_today15b"
+down_revision: Union[str, None] = "0032_forecast16e"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
