@@ -66,34 +66,39 @@ BEGIN
   RETURN NULL;
 END $fn$
 """
-# The row trigger's three rules, for every lead of the statement at once, in lead order.
+# The row trigger's three rules, for every lead of the statement at once, in lead order. The old and
+# new rows are paired once (a CTE read by each rule), keeping only the leads some rule may concern.
+HOT = "n.tier = 'hot' AND n.old_tier <> 'hot' AND n.owner_id IS NOT NULL AND n.last_activity_at > now() - interval '1 day'"
+ASSIGNED = "n.owner_id IS NOT NULL AND n.owner_id IS DISTINCT FROM n.old_owner_id"
+AT_RISK = ("n.risk_level = 'high' AND n.old_risk_level IS DISTINCT FROM 'high' AND n.owner_id IS NOT NULL "
+           "AND n.stage NOT IN ('won', 'lost')")
+WHO = "n.name || coalesce(' (' || nullif(n.company, '') || ')', '')"
 NEWS = f"""
 CREATE FUNCTION crm_notify_leads_news() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = {FIXED_PATH} AS $fn$
+DECLARE
+  told bigint;  -- notifications sent (each through crm_notify_user, as the row trigger did)
 BEGIN
-  PERFORM public.crm_notify_user(x.target, x.lead, x.kind, x.words)
-     FROM (
-       SELECT n.owner_id AS target, n.id AS lead, 'hot' AS kind, 1 AS rule, NULL::integer AS manager,
-              n.name || coalesce(' (' || nullif(n.company, '') || ')', '') || ' turned Hot (score ' || n.score || ')'
-                AS words
-         FROM new_rows n JOIN old_rows o ON o.id = n.id
-        WHERE n.tier = 'hot' AND o.tier <> 'hot' AND n.owner_id IS NOT NULL
-          AND n.last_activity_at > now() - interval '1 day'
-       UNION ALL
-       SELECT n.owner_id, n.id, 'assigned', 2, NULL,
-              n.name || coalesce(' (' || nullif(n.company, '') || ')', '') || ' was assigned to you'
-         FROM new_rows n JOIN old_rows o ON o.id = n.id
-        WHERE n.owner_id IS NOT NULL AND n.owner_id IS DISTINCT FROM o.owner_id
-          AND n.owner_id IS DISTINCT FROM public.crm_acting_user()
-       UNION ALL
-       SELECT u.id, n.id, 'at_risk', 3, u.id,
-              n.name || coalesce(' (' || nullif(n.company, '') || ')', '') || ' went At risk'
-         FROM new_rows n JOIN old_rows o ON o.id = n.id
-         JOIN public.users u ON u.role IN ('manager', 'admin') AND u.is_active AND u.id <> n.owner_id
-        WHERE n.risk_level = 'high' AND o.risk_level IS DISTINCT FROM 'high' AND n.owner_id IS NOT NULL
-          AND n.stage NOT IN ('won', 'lost')
-       ORDER BY lead, rule, manager
-     ) x;
+  WITH n AS (
+    SELECT n.id, n.name, n.company, n.score, n.tier, n.owner_id, n.risk_level, n.stage, n.last_activity_at,
+           o.tier AS old_tier, o.owner_id AS old_owner_id, o.risk_level AS old_risk_level
+      FROM new_rows n JOIN old_rows o ON o.id = n.id
+     WHERE ({HOT.replace("n.old_", "o.")}) OR ({ASSIGNED.replace("n.old_", "o.")}) OR ({AT_RISK.replace("n.old_", "o.")})
+  )
+  SELECT count(public.crm_notify_user(x.target, x.lead, x.kind, x.words)) INTO STRICT told
+    FROM (
+      SELECT n.owner_id AS target, n.id AS lead, 'hot' AS kind, 1 AS rule, NULL::integer AS manager,
+             {WHO} || ' turned Hot (score ' || n.score || ')' AS words
+        FROM n WHERE {HOT}
+      UNION ALL
+      SELECT n.owner_id, n.id, 'assigned', 2, NULL, {WHO} || ' was assigned to you'
+        FROM n WHERE {ASSIGNED} AND n.owner_id IS DISTINCT FROM public.crm_acting_user()
+      UNION ALL
+      SELECT u.id, n.id, 'at_risk', 3, u.id, {WHO} || ' went At risk'
+        FROM n JOIN public.users u ON u.role IN ('manager', 'admin') AND u.is_active AND u.id <> n.owner_id
+       WHERE {AT_RISK}
+      ORDER BY lead, rule, manager
+    ) x;
   RETURN NULL;
 END $fn$
 """
