@@ -164,6 +164,27 @@ def test_assignment_hot_and_at_risk(session, team, now):
     assert kinds(maya) == ["at_risk"] and "at_risk" not in kinds(ria)
 
 
+def test_one_statement_writing_many_leads_notifies_as_one_write_per_lead_would(session, team, now):
+    """The news trigger runs once per statement (migration 0032): a bulk write, as an import or a
+    sweep makes, tells each person of each lead once, and leaves alone the leads it did not change."""
+    ria, sam, maya = team["ria"], team["sam"], team["maya"]
+    ada, alan = team["mine"], team["sams"]
+    quiet = make_lead(session, "Grace Hopper", now=now, owner=ria)
+    session.execute(text("UPDATE leads SET risk_level = 'high', risk_points = 80 WHERE id = :id"), {"id": quiet.id})
+    before = session.execute(select(Notification.id)).scalars().all()
+    # Ada and Alan go At risk in one statement; Grace was already: the managers hear of Ada and Alan.
+    session.execute(text("UPDATE leads SET risk_level = 'high', risk_points = 80 WHERE id = ANY(:ids)"),
+                    {"ids": [ada.id, alan.id, quiet.id]})
+    # Both given to Sam in one statement: he hears of Ada, not of his own Alan.
+    session.execute(text("UPDATE leads SET owner_id = :sam WHERE id = ANY(:ids)"),
+                    {"sam": sam.id, "ids": [ada.id, alan.id]})
+    news = session.execute(select(Notification.user_id, Notification.lead_id, Notification.kind)
+                           .where(Notification.id.not_in(before), Notification.user_id.in_([ria.id, sam.id, maya.id]))
+                           .order_by(Notification.id)).all()
+    assert news == [(maya.id, ada.id, "at_risk"), (maya.id, alan.id, "at_risk"), (sam.id, ada.id, "assigned")]
+    assert ria.id not in {user for user, _lead, _kind in news}
+
+
 def test_a_due_follow_up_notifies_once(session, team, now):
     ria, lead = team["ria"], team["mine"]
     with acting(session, ria) as db:

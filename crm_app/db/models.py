@@ -105,7 +105,8 @@ class Lead(SQLModel, table=True):
         CheckConstraint("deal_value >= 0", name="ck_leads_deal_value"),
         CheckConstraint("version >= 1", name="ck_leads_version"),
         CheckConstraint("length(btrim(name)) > 0", name="ck_leads_name_not_blank"),
-        Index("uq_leads_email", text("lower(email)"), unique=True),
+        # On `email_key`, the stored lower(email) (migrations 0027, 0032): emails unique in any case.
+        Index("uq_leads_email", text("email_key"), unique=True),
         Index("uq_leads_external_id", "external_id", unique=True),
         # Ranked lists: a rep's leads by score, the whole team by score, a stage column by score.
         Index("ix_leads_owner_score", "owner_id", text("score DESC"), text("id DESC")),

@@ -50,21 +50,30 @@ _STAGE_OF = {stage.value: stage for stage in Stage}
 _MESSAGE_KIND_SET = frozenset(MESSAGE_KINDS)
 
 
-def _facts_of(session: Session, leads: list) -> dict[int, RiskFacts]:
+def _facts_of(session: Session, leads: list,
+              every_leads_activities: dict[int, list[ActivityFact]] | None = None) -> dict[int, RiskFacts]:
     """RiskFacts for rows with (id, stage, stage_entered_at, created_at, stagnation_days), in one
     query for all their activities. Scores and stores the sentiment of replies and notes that
-    have none yet."""
+    have none yet. With `every_leads_activities`, the activities of every lead, closed ones too, are
+    added to it from the same query (an import scores the leads with them: one read, not two)."""
     open_ids = [row.id for row in leads if not _STAGE_OF[row.stage].is_closed]
+    open_set = set(open_ids)
+    read_ids = open_ids if every_leads_activities is None else [row.id for row in leads]
     activities: dict[int, list[ActivityFact]] = defaultdict(list)
     messages: dict[int, list[Message]] = defaultdict(list)
     newly_scored: list[tuple[int, float]] = []
-    if open_ids:
+    if read_ids:
         # The driver's own cursor: tens of thousands of rows a batch, read as plain tuples.
         cursor = session.connection().connection.cursor()
-        cursor.execute(_ACTIVITIES_SQL, {"ids": open_ids, "kinds": _MESSAGE_KIND_VALUES})
+        cursor.execute(_ACTIVITIES_SQL, {"ids": read_ids, "kinds": _MESSAGE_KIND_VALUES})
         for activity_id, lead_id, kind_value, occurred_at, sentiment, unscored_body in cursor.fetchall():
             kind = _KIND_OF[kind_value]
-            activities[lead_id].append(ActivityFact(kind, occurred_at))
+            fact = ActivityFact(kind, occurred_at)
+            if every_leads_activities is not None:
+                every_leads_activities[lead_id].append(fact)
+            if lead_id not in open_set:
+                continue  # a closed deal's risk reads no activity
+            activities[lead_id].append(fact)
             if kind in _MESSAGE_KIND_SET:
                 if sentiment is None and unscored_body and unscored_body.strip():
                     sentiment = sentiment_of(unscored_body)
@@ -230,14 +239,16 @@ def reassess_risk_in_transaction(session: Session, lead_ids: list[int], now: dat
     return done
 
 
-def assess_unwritten(session: Session, rows: list, now: datetime, *, stored: bool = True) -> list[RiskResult]:
+def assess_unwritten(session: Session, rows: list, now: datetime, *, stored: bool = True,
+                     activities: dict[int, list[ActivityFact]] | None = None) -> list[RiskResult]:
     """The risk of leads as they are about to be written, without writing it: rows with (id, stage,
     stage_entered_at, created_at, stagnation_days), in order. An import computes its leads' risk
     before its one write of each lead (rewriting a lead costs an entry in each of its indexes).
-    `stored=False`: leads not stored yet, so without activities (none are read)."""
+    `stored=False`: leads not stored yet, so without activities (none are read). With `activities`
+    (a defaultdict(list), stored leads), every lead's activities are added to it from the same read."""
     if not stored:
         return [assess_risk(RiskFacts(stage=Stage(row.stage), stage_entered_at=row.stage_entered_at,
                                       created_at=row.created_at, stage_limit_days=row.stagnation_days), now)
                 for row in rows]
-    facts = _facts_of(session, rows)
+    facts = _facts_of(session, rows, activities)
     return [assess_risk(facts[row.id], now) for row in rows]

@@ -25,7 +25,6 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from crm_app.domain import ActivityKind
 from crm_app.scoring import ActivityFact, LeadFacts, ScoringEngine
 from crm_app.scoring.blend import score_many
 from crm_app.scoring.risk import RiskResult
@@ -67,20 +66,6 @@ class _Row:
             setattr(self, name, value)
 
 
-_KIND_OF = {kind.value: kind for kind in ActivityKind}  # ActivityKind(value) per activity costs a third of the read
-
-
-def _activities_of(session: Session, lead_ids: list[int]) -> dict[int, list[ActivityFact]]:
-    """These leads' activities for scoring, read as plain tuples on the driver's cursor (tens of
-    thousands of rows a batch)."""
-    activities: dict[int, list[ActivityFact]] = defaultdict(list)
-    cursor = session.connection().connection.cursor()
-    cursor.execute("SELECT lead_id, kind, occurred_at FROM activities WHERE lead_id = ANY(%s)", (lead_ids,))
-    for lead_id, kind, occurred_at in cursor.fetchall():
-        activities[lead_id].append(ActivityFact(_KIND_OF[kind], occurred_at))
-    return activities
-
-
 def _derive_batch(session: Session, engine: ScoringEngine, rows: list[_Row], now: datetime, *, stored: bool,
                   writer) -> None:
     """Score and assess one batch. New leads (`stored=False`) have no activities: nothing in their facts
@@ -88,7 +73,9 @@ def _derive_batch(session: Session, engine: ScoringEngine, rows: list[_Row], now
     its activities; a closed deal the model learned from keeps its out-of-fold score (out_of_fold.py),
     and one without a score at close gets it from the activities before it closed."""
     if stored:
-        activities = _activities_of(session, [row.id for row in rows])
+        # One read of the batch's activities serves the risk and the score.
+        activities: dict[int, list[ActivityFact]] = defaultdict(list)
+        risks = assess_unwritten(session, rows, now, activities=activities)
         facts = [LeadFacts(company_size=row.company_size, source=row.source, activities=tuple(activities[row.id]),
                            custom_fields=row.custom_fields or {}) for row in rows]
         scores = score_leads(session, engine, [row.id for row in rows], facts, now)
@@ -96,7 +83,7 @@ def _derive_batch(session: Session, engine: ScoringEngine, rows: list[_Row], now
         facts = [LeadFacts(company_size=row.company_size, source=row.source, custom_fields=row.custom_fields or {})
                  for row in rows]
         scores = score_many(engine, facts, now)
-    risks = assess_unwritten(session, rows, now, stored=stored)
+        risks = assess_unwritten(session, rows, now, stored=False)
     for row, fact, score, risk in zip(rows, facts, scores, risks):
         if not stored:
             at_close = score.score if row.stage in ("won", "lost") else None
