@@ -165,7 +165,7 @@ def test_assignment_hot_and_at_risk(session, team, now):
 
 
 def test_one_statement_writing_many_leads_notifies_as_one_write_per_lead_would(session, team, now):
-    """The news trigger runs once per statement (migration 0032): a bulk write, as an import or a
+    """The news trigger runs once per statement (migration 0034): a bulk write, as an import or a
     sweep makes, tells each person of each lead once, and leaves alone the leads it did not change."""
     ria, sam, maya = team["ria"], team["sam"], team["maya"]
     ada, alan = team["mine"], team["sams"]

@@ -29,8 +29,8 @@ demo, updating 3,334 leads took 1.5-2 ms a lead (see README, Importing at scale)
 - The analytics history (0031) moves the rollup by a changed summary through the kinds that read the
   summary only; the other kinds cancelled out (see _history_function).
 
-Revision ID: 0032_import20c
-Revises: 0031_rollup15
+Revision ID: 0034_import20c
+Revises: 0033_today15b
 Create Date: 2026-12-03
 """
 import importlib.util
@@ -39,8 +39,8 @@ from typing import Sequence, Union
 
 from alembic import op
 
-revision: str = "0032_import20c"
-down_revision: Union[str, None] = "0031_rollup15"
+revision: str = "0034_import20c"
+down_revision: Union[str, None] = "0033_today15b"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
