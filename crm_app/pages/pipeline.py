@@ -253,6 +253,8 @@ def _card(card: DealCard, index) -> rx.Component:
         # The deal just moved here (services/pipeline.deal_card keeps it in the loaded cards).
         data_highlighted=rx.cond(S.highlight_id == card.id, "true", "false"),
         data_activity=card.activity,
+        # Shown where it was dropped, not written yet (state/pipeline.save_moves).
+        data_saving=rx.cond(card.saving, "true", "false"),
         padding="10px 12px",
         margin_bottom="8px",
         background="white",
@@ -267,7 +269,8 @@ def _card(card: DealCard, index) -> rx.Component:
         style={"&[data-dragging='true']": {"box_shadow": "0 12px 28px rgba(16, 24, 40, 0.22)",
                                              "cursor": "grabbing"},
                "&[data-highlighted='true']": {"outline": f"2px solid {rx.color('accent', 8)}",
-                                              "background": rx.color("accent", 2)}},
+                                              "background": rx.color("accent", 2)},
+               "&[data-saving='true']": {"opacity": "0.8"}},
     )
 
 
