@@ -93,6 +93,16 @@ def var(update: dict, state: str, name: str):
     return (key in part, part.get(key))
 
 
+def board(update: dict, state: str) -> list[dict] | None:
+    """The board's columns an update sends (one var per column, state/pipeline.PipelineState._show;
+    an older app sent them all as `columns`), or None when it sends none."""
+    part = (update.get("delta") or {}).get(state) or {}
+    if "columns_rx_state_" in part:
+        return part["columns_rx_state_"]
+    columns = [value for key, value in part.items() if key.startswith("column_")]
+    return columns or None
+
+
 def failure(update: dict) -> str | None:
     """A handler's exception or refusal shown as a toast / error (the page would show it)."""
     for event in update.get("events") or []:
@@ -171,7 +181,7 @@ class Bench:
                 await client.open(timeout)  # hydrate + the board's on_load
                 columns = await client.wait_for(
                     lambda u: var(u, self.names["pipeline"], "ready")[1] is True
-                    and var(u, self.names["pipeline"], "columns")[1], timeout)
+                    and board(u, self.names["pipeline"]), timeout)
                 return Tab(client, email), columns
 
         opened = await asyncio.gather(*(one(i) for i in range(count)))
@@ -203,7 +213,7 @@ class Bench:
                 "shortcuts_open"
         elif kind == "move":
             to = tab.away if tab.at == tab.home else tab.home
-            state, route, handler, done = n["pipeline"], "/pipeline", "move_card", "columns"
+            state, route, handler, done = n["pipeline"], "/pipeline", "move_card", None
             payload = {"card_id": str(tab.card_id), "to_column": to, "to_index": 0}
         elif kind == "search":
             term = SEARCH_TERMS[tab.turn % len(SEARCH_TERMS)]
@@ -219,7 +229,7 @@ class Bench:
             if bad:
                 problem.append(bad)
                 return True
-            return var(update, state, done)[0] and update
+            return (board(update, state) is not None if done is None else var(update, state, done)[0]) and update
 
         update = await tab.client.wait_for(finished, timeout)
         elapsed = (time.perf_counter() - started) * 1000
@@ -227,7 +237,7 @@ class Bench:
             return elapsed, problem[0]
         if kind == "move":
             def shown(update) -> dict | None:
-                columns = var(update, state, "columns")[1] or []
+                columns = board(update, state) or []
                 return next((c for col in columns if col["stage"] == to for c in col["cards"]
                              if int(c["id"]) == tab.card_id), None)
 

@@ -275,7 +275,7 @@ def _card(card: DealCard, index) -> rx.Component:
 
 
 def _column(i: int, stage: Stage) -> rx.Component:
-    column = S.columns[i]
+    column = getattr(S, f"column_{stage.value}")
     header = rx.vstack(
         rx.hstack(
             rx.text(stage.label, size="2", weight="bold", class_name="column-title"),
@@ -364,7 +364,7 @@ def _column(i: int, stage: Stage) -> rx.Component:
 
 
 def _strip_chip(i: int, stage: Stage) -> rx.Component:
-    column = S.columns[i]
+    column = getattr(S, f"column_{stage.value}")
     return dnd_column(
         rx.box(width="8px", height="8px", border_radius="50%", background=rx.color(STAGE_COLORS[stage.value], 9),
                flex_shrink="0"),
@@ -410,7 +410,8 @@ def _phone_stage_picker() -> rx.Component:
     return rx.select.root(
         rx.select.trigger(width="100%", aria_label="Stage shown", class_name="phone-stage-trigger"),
         rx.select.content(*[
-            rx.select.item(stage.label + " (", S.columns[i].count.to_string(), ")", value=stage.value)
+            rx.select.item(stage.label + " (", getattr(S, f"column_{stage.value}").count.to_string(), ")",
+                           value=stage.value)
             for i, stage in enumerate(Stage)
         ]),
         value=S.phone_stage,

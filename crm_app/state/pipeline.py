@@ -11,7 +11,6 @@ redraw from the database shows it where it was dropped, not where the database s
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -61,10 +60,6 @@ LOGGABLE = ("call", "email_sent", "meeting")  # what the card menu logs
 # A move not written after this long was lost with the web worker that was writing it (a restart):
 # the board forgets it and shows the database again.
 LOST_MOVE_SECONDS = 120.0
-# A refused move puts the card back no sooner than this after the drop: the drag library animates the
-# drop for up to a third of a second, and a card moved to another column during that animation stays
-# lifted in the browser (seen when the database was away and the refusal came back at once).
-SETTLE_SECONDS = 1.0
 DATABASE_AWAY = "The database did not answer, so the move was not saved. Try again in a moment."
 SAVE_FAILED = "The move could not be saved."
 
@@ -76,8 +71,19 @@ def _empty_board() -> list[BoardColumn]:
 
 
 class PipelineState(AppState):
-    # One entry per stage, in funnel order, each with at most MAX_CARDS cards.
-    columns: list[BoardColumn] = _empty_board()
+    # The board: one entry per stage, in funnel order, each with at most MAX_CARDS cards. The page
+    # reads it as one var per column (`_show`), so a move sends the two columns it changed, not all
+    # eight (a rep's full board is ~80 KB of JSON at 100,000 leads).
+    _board: list[BoardColumn] = _empty_board()
+    column_new: BoardColumn = _empty_board()[0]
+    column_contacted: BoardColumn = _empty_board()[1]
+    column_qualified: BoardColumn = _empty_board()[2]
+    column_meeting: BoardColumn = _empty_board()[3]
+    column_proposal: BoardColumn = _empty_board()[4]
+    column_negotiation: BoardColumn = _empty_board()[5]
+    column_won: BoardColumn = _empty_board()[6]
+    column_lost: BoardColumn = _empty_board()[7]
+    open_summary: str = "0 open deals"
     ready: bool = False  # the board shows data from the database (not the prerendered default)
     owner: str = ""  # team | mine | unassigned | "<user id>" (a manager looking at one rep)
     tier: str = ALL
@@ -94,8 +100,8 @@ class PipelineState(AppState):
     highlight_id: int = 0
     _undo_tickets: dict[str, dict] = {}
     # Moves shown on the board and not written yet, oldest first: {lead_id, name, from, to, user_id,
-    # version (None: the version the previous move of this card leaves), shown (time.time() of the
-    # drop), started (time.time() once a save_moves task is writing it, else 0)}.
+    # version (None: the version the previous move of this card leaves), started (time.time() once a
+    # save_moves task is writing it, else 0)}.
     _pending_moves: list[dict] = []
 
     # Derived from held state only ------------------------------------------------------------
@@ -107,12 +113,6 @@ class PipelineState(AppState):
                     *[[str(u.id), u.name] for u in self.users if u.role == "rep"]]
         return [[MINE, "My deals"], [UNASSIGNED, "Unassigned"]]
 
-    @rx.var
-    def open_summary(self) -> str:
-        deals = sum(c.count for c in self.columns if not Stage(c.stage).is_closed)
-        stuck = sum(c.stagnating for c in self.columns)
-        text = f"{deals:,} open deal{'s' if deals != 1 else ''}"
-        return text + (f" · {stuck:,} stuck" if stuck else "")
 
     @rx.var
     def filtered(self) -> bool:
@@ -142,8 +142,21 @@ class PipelineState(AppState):
                            search=self.search.strip() or None, only_stagnating=self.only_stagnating,
                            risk=self.risk if self.risk in ("any", "high") else None)
 
+    def _show(self, columns: list[BoardColumn], *, resend: str = "") -> None:
+        """Hold `columns` as the board and hand the page the columns that changed (and `resend`)."""
+        self._board = columns
+        for column in columns:
+            name = f"column_{column.stage}"
+            if column.stage == resend or getattr(self, name) != column:
+                setattr(self, name, column)
+        deals = sum(c.count for c in columns if not Stage(c.stage).is_closed)
+        stuck = sum(c.stagnating for c in columns)
+        summary = f"{deals:,} open deal{'s' if deals != 1 else ''}" + (f" · {stuck:,} stuck" if stuck else "")
+        if summary != self.open_summary:
+            self.open_summary = summary
+
     def _find(self, lead_id: int) -> DealCard | None:
-        return find_card(self.columns, lead_id) if lead_id is not None else None
+        return find_card(self._board, lead_id) if lead_id is not None else None
 
     def _is_saving(self, lead_id: int) -> bool:
         return any(move["lead_id"] == lead_id for move in self._pending_moves)
@@ -171,7 +184,7 @@ class PipelineState(AppState):
         self._read_at = time.time()
         flt, now = self._filter(), now_utc()
         columns = await self._db(lambda s: board_columns(s, flt=flt, now=now, limit=PAGE))
-        self.columns = self._with_pending_moves(columns)
+        self._show(self._with_pending_moves(columns))
         self.highlight_id = 0
         self.ready = True
 
@@ -180,7 +193,7 @@ class PipelineState(AppState):
         `keep_in_view`: a deal just moved, added at the end of its new column when it ranks below the
         loaded cards (or the filter would hide it), so the user sees where it went."""
         flt, now = self._filter(), now_utc()
-        shown = {c.stage: len(c.cards) for c in self.columns}
+        shown = {c.stage: len(c.cards) for c in self._board}
         limits = {s: max(PAGE, shown.get(s, 0) + extra) for s in stages}
 
         def read(session):
@@ -194,7 +207,7 @@ class PipelineState(AppState):
                 if column.stage == moved.stage and all(c.id != moved.id for c in column.cards):
                     column.cards = [*column.cards, moved]
         fresh = {c.stage: c for c in columns}
-        self.columns = self._with_pending_moves([fresh.get(c.stage, c) for c in self.columns])
+        self._show(self._with_pending_moves([fresh.get(c.stage, c) for c in self._board]))
         self.highlight_id = moved.id if moved is not None else 0
 
     @rx.event
@@ -257,7 +270,7 @@ class PipelineState(AppState):
 
     @rx.event
     async def load_more(self, stage: str):
-        column = next((c for c in self.columns if isinstance(stage, str) and c.stage == stage), None)
+        column = next((c for c in self._board if isinstance(stage, str) and c.stage == stage), None)
         if column is None or not column.cards or len(column.cards) >= min(column.count, MAX_CARDS):
             return
         last, room = column.cards[-1], MAX_CARDS - len(column.cards)
@@ -268,8 +281,8 @@ class PipelineState(AppState):
         # come round again after the last one's score; it is shown once.
         shown = {card.id for card in column.cards}
         more = [card for card in more if card.id not in shown]
-        self.columns = [dataclasses.replace(c, cards=[*c.cards, *more]) if c.stage == stage else c
-                        for c in self.columns]
+        self._show([dataclasses.replace(c, cards=[*c.cards, *more]) if c.stage == stage else c
+                    for c in self._board])
 
     # Moving deals ---------------------------------------------------------------------------------
     async def _move(self, lead_id: int, to_stage: str):
@@ -281,7 +294,7 @@ class PipelineState(AppState):
         if card.stage == to_stage:
             # A drop within its own column: the order is by score, so the column stays as it is
             # (sent again, so the browser puts back a card it showed at the dropped position).
-            self.columns = list(self.columns)
+            self._show(self._board, resend=to_stage)
             return None
         if Stage(to_stage).is_closed:
             if self._is_saving(card.id):  # the dialog would read the version before that move
@@ -293,8 +306,8 @@ class PipelineState(AppState):
         user = self._checked_user(fresh=False) or await self._actor()
         self._pending_moves = [*self._pending_moves, {
             "lead_id": card.id, "name": card.name, "from": card.stage, "to": to_stage, "user_id": user.id,
-            "version": None if self._is_saving(card.id) else card.version, "started": 0.0, "shown": time.time()}]
-        self.columns = board_with_move(self.columns, card.id, to_stage, saving=True)
+            "version": None if self._is_saving(card.id) else card.version, "started": 0.0}]
+        self._show(board_with_move(self._board, card.id, to_stage, saving=True))
         self.highlight_id = card.id
         self.move_error = ""
         return [rx.call_script(_SCROLL_TO_CARD % card.id), PipelineState.save_moves]
@@ -323,9 +336,9 @@ class PipelineState(AppState):
         if card is None:  # written, and no longer visible to this user: the next redraw drops it
             shown = self._find(move["lead_id"])
             if shown is not None:
-                self.columns = board_with_card(self.columns, dataclasses.replace(shown, saving=False))
+                self._show(board_with_card(self._board, dataclasses.replace(shown, saving=False)))
             return None
-        self.columns = board_with_card(self.columns, card)
+        self._show(board_with_card(self._board, card))
         self._undo_tickets, token = issue_ticket(self._undo_tickets, {
             "lead_id": card.id, "back_to": move["from"], "version": card.version})
         return undo_toast(f"{move['name']} moved to {Stage(move['to']).label}", PipelineState.undo_move(token))
@@ -334,10 +347,10 @@ class PipelineState(AppState):
         """A move was not written: it and the card's later moves are dropped, and the card goes back
         to the column it left."""
         self._pending_moves = [m for m in self._pending_moves if m["lead_id"] != move["lead_id"]]
-        self.columns = board_with_move(self.columns, move["lead_id"], move["from"], saving=False)
+        self._show(board_with_move(self._board, move["lead_id"], move["from"], saving=False))
         card = self._find(move["lead_id"])
         if card is not None and card.saving:  # back already (it was moved there again)
-            self.columns = board_with_card(self.columns, dataclasses.replace(card, saving=False))
+            self._show(board_with_card(self._board, dataclasses.replace(card, saving=False)))
         self.move_error = reason
         return rx.toast.error("Move not saved", description=reason, duration=8000)
 
@@ -364,7 +377,6 @@ class PipelineState(AppState):
                 async with self:
                     self._set_user(user)
             if user is None or user.id != move["user_id"]:
-                await asyncio.sleep(max(0.0, move["shown"] + SETTLE_SECONDS - time.time()))
                 async with self:
                     yield [self._refused(move, SESSION_ENDED), self._sign_in_redirect()]
                 continue
@@ -383,8 +395,6 @@ class PipelineState(AppState):
                 if not database_unavailable(error):
                     log.exception("Saving a move of lead %s failed", move["lead_id"])
                 card, reason = None, DATABASE_AWAY if database_unavailable(error) else SAVE_FAILED
-            if reason is not None:
-                await asyncio.sleep(max(0.0, move["shown"] + SETTLE_SECONDS - time.time()))
             async with self:
                 if reason is None:
                     yield self._saved(move, card)
