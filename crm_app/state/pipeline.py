@@ -142,13 +142,19 @@ class PipelineState(AppState):
                            search=self.search.strip() or None, only_stagnating=self.only_stagnating,
                            risk=self.risk if self.risk in ("any", "high") else None)
 
-    def _show(self, columns: list[BoardColumn], *, resend: str = "") -> None:
-        """Hold `columns` as the board and hand the page the columns that changed (and `resend`)."""
+    def _held(self) -> list[BoardColumn]:
+        """The board as plain objects (not through Reflex's change-tracking proxies, which cost a
+        wrapper per attribute read and would nest inside new lists): it is only ever replaced whole,
+        never changed in place."""
+        board = self._board
+        return list(getattr(board, "__wrapped__", board))
+
+    def _show(self, columns: list[BoardColumn], stages: list[str] | None = None) -> None:
+        """Hold `columns` as the board and hand the page the columns of `stages` (all by default)."""
         self._board = columns
         for column in columns:
-            name = f"column_{column.stage}"
-            if column.stage == resend or getattr(self, name) != column:
-                setattr(self, name, column)
+            if stages is None or column.stage in stages:
+                setattr(self, f"column_{column.stage}", column)
         deals = sum(c.count for c in columns if not Stage(c.stage).is_closed)
         stuck = sum(c.stagnating for c in columns)
         summary = f"{deals:,} open deal{'s' if deals != 1 else ''}" + (f" · {stuck:,} stuck" if stuck else "")
@@ -156,7 +162,7 @@ class PipelineState(AppState):
             self.open_summary = summary
 
     def _find(self, lead_id: int) -> DealCard | None:
-        return find_card(self._board, lead_id) if lead_id is not None else None
+        return find_card(self._held(), lead_id) if lead_id is not None else None
 
     def _is_saving(self, lead_id: int) -> bool:
         return any(move["lead_id"] == lead_id for move in self._pending_moves)
@@ -193,7 +199,7 @@ class PipelineState(AppState):
         `keep_in_view`: a deal just moved, added at the end of its new column when it ranks below the
         loaded cards (or the filter would hide it), so the user sees where it went."""
         flt, now = self._filter(), now_utc()
-        shown = {c.stage: len(c.cards) for c in self._board}
+        shown = {c.stage: len(c.cards) for c in self._held()}
         limits = {s: max(PAGE, shown.get(s, 0) + extra) for s in stages}
 
         def read(session):
@@ -207,7 +213,7 @@ class PipelineState(AppState):
                 if column.stage == moved.stage and all(c.id != moved.id for c in column.cards):
                     column.cards = [*column.cards, moved]
         fresh = {c.stage: c for c in columns}
-        self._show(self._with_pending_moves([fresh.get(c.stage, c) for c in self._board]))
+        self._show(self._with_pending_moves([fresh.get(c.stage, c) for c in self._held()]))
         self.highlight_id = moved.id if moved is not None else 0
 
     @rx.event
@@ -270,7 +276,7 @@ class PipelineState(AppState):
 
     @rx.event
     async def load_more(self, stage: str):
-        column = next((c for c in self._board if isinstance(stage, str) and c.stage == stage), None)
+        column = next((c for c in self._held() if isinstance(stage, str) and c.stage == stage), None)
         if column is None or not column.cards or len(column.cards) >= min(column.count, MAX_CARDS):
             return
         last, room = column.cards[-1], MAX_CARDS - len(column.cards)
@@ -282,7 +288,7 @@ class PipelineState(AppState):
         shown = {card.id for card in column.cards}
         more = [card for card in more if card.id not in shown]
         self._show([dataclasses.replace(c, cards=[*c.cards, *more]) if c.stage == stage else c
-                    for c in self._board])
+                    for c in self._held()], [stage])
 
     # Moving deals ---------------------------------------------------------------------------------
     async def _move(self, lead_id: int, to_stage: str):
@@ -294,7 +300,7 @@ class PipelineState(AppState):
         if card.stage == to_stage:
             # A drop within its own column: the order is by score, so the column stays as it is
             # (sent again, so the browser puts back a card it showed at the dropped position).
-            self._show(self._board, resend=to_stage)
+            self._show(self._held(), [to_stage])
             return None
         if Stage(to_stage).is_closed:
             if self._is_saving(card.id):  # the dialog would read the version before that move
@@ -307,7 +313,7 @@ class PipelineState(AppState):
         self._pending_moves = [*self._pending_moves, {
             "lead_id": card.id, "name": card.name, "from": card.stage, "to": to_stage, "user_id": user.id,
             "version": None if self._is_saving(card.id) else card.version, "started": 0.0}]
-        self._show(board_with_move(self._board, card.id, to_stage, saving=True))
+        self._show(board_with_move(self._held(), card.id, to_stage, saving=True), [card.stage, to_stage])
         self.highlight_id = card.id
         self.move_error = ""
         return [rx.call_script(_SCROLL_TO_CARD % card.id), PipelineState.save_moves]
@@ -336,9 +342,9 @@ class PipelineState(AppState):
         if card is None:  # written, and no longer visible to this user: the next redraw drops it
             shown = self._find(move["lead_id"])
             if shown is not None:
-                self._show(board_with_card(self._board, dataclasses.replace(shown, saving=False)))
+                self._show(board_with_card(self._held(), dataclasses.replace(shown, saving=False)), [shown.stage])
             return None
-        self._show(board_with_card(self._board, card))
+        self._show(board_with_card(self._held(), card), [card.stage])
         self._undo_tickets, token = issue_ticket(self._undo_tickets, {
             "lead_id": card.id, "back_to": move["from"], "version": card.version})
         return undo_toast(f"{move['name']} moved to {Stage(move['to']).label}", PipelineState.undo_move(token))
@@ -347,10 +353,12 @@ class PipelineState(AppState):
         """A move was not written: it and the card's later moves are dropped, and the card goes back
         to the column it left."""
         self._pending_moves = [m for m in self._pending_moves if m["lead_id"] != move["lead_id"]]
-        self._show(board_with_move(self._board, move["lead_id"], move["from"], saving=False))
+        shown = self._find(move["lead_id"])
+        self._show(board_with_move(self._held(), move["lead_id"], move["from"], saving=False),
+                   [move["from"], shown.stage] if shown is not None else [])
         card = self._find(move["lead_id"])
         if card is not None and card.saving:  # back already (it was moved there again)
-            self._show(board_with_card(self._board, dataclasses.replace(card, saving=False)))
+            self._show(board_with_card(self._held(), dataclasses.replace(card, saving=False)), [card.stage])
         self.move_error = reason
         return rx.toast.error("Move not saved", description=reason, duration=8000)
 
