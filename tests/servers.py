@@ -17,9 +17,18 @@ from crm_app.settings import REPO_ROOT
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on: any the system gives, or the first free one of CRM_TEST_PORTS
+    ("3160-3169") when several people's test runs share a machine and each keeps to its own ports."""
+    wanted = os.environ.get("CRM_TEST_PORTS", "")
+    first, _, last = wanted.partition("-")
+    for port in range(int(first), int(last or first) + 1) if first.isdecimal() else [0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError(f"no free port in CRM_TEST_PORTS={wanted}")
 
 
 @contextmanager

@@ -253,6 +253,8 @@ def _card(card: DealCard, index) -> rx.Component:
         # The deal just moved here (services/pipeline.deal_card keeps it in the loaded cards).
         data_highlighted=rx.cond(S.highlight_id == card.id, "true", "false"),
         data_activity=card.activity,
+        # Shown where it was dropped, not written yet (state/pipeline.save_moves).
+        data_saving=rx.cond(card.saving, "true", "false"),
         padding="10px 12px",
         margin_bottom="8px",
         background="white",
@@ -267,12 +269,13 @@ def _card(card: DealCard, index) -> rx.Component:
         style={"&[data-dragging='true']": {"box_shadow": "0 12px 28px rgba(16, 24, 40, 0.22)",
                                              "cursor": "grabbing"},
                "&[data-highlighted='true']": {"outline": f"2px solid {rx.color('accent', 8)}",
-                                              "background": rx.color("accent", 2)}},
+                                              "background": rx.color("accent", 2)},
+               "&[data-saving='true']": {"opacity": "0.8"}},
     )
 
 
 def _column(i: int, stage: Stage) -> rx.Component:
-    column = S.columns[i]
+    column = getattr(S, f"column_{stage.value}")
     header = rx.vstack(
         rx.hstack(
             rx.text(stage.label, size="2", weight="bold", class_name="column-title"),
@@ -361,7 +364,7 @@ def _column(i: int, stage: Stage) -> rx.Component:
 
 
 def _strip_chip(i: int, stage: Stage) -> rx.Component:
-    column = S.columns[i]
+    column = getattr(S, f"column_{stage.value}")
     return dnd_column(
         rx.box(width="8px", height="8px", border_radius="50%", background=rx.color(STAGE_COLORS[stage.value], 9),
                flex_shrink="0"),
@@ -407,7 +410,8 @@ def _phone_stage_picker() -> rx.Component:
     return rx.select.root(
         rx.select.trigger(width="100%", aria_label="Stage shown", class_name="phone-stage-trigger"),
         rx.select.content(*[
-            rx.select.item(stage.label + " (", S.columns[i].count.to_string(), ")", value=stage.value)
+            rx.select.item(stage.label + " (", getattr(S, f"column_{stage.value}").count.to_string(), ")",
+                           value=stage.value)
             for i, stage in enumerate(Stage)
         ]),
         value=S.phone_stage,

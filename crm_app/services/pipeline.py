@@ -9,7 +9,7 @@ for that stage (closed stages have no limit).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import Integer, String, and_, case, column, false, func, select, text, true, tuple_, values
@@ -19,7 +19,7 @@ from sqlmodel import Session
 from crm_app.db.models import FollowUp, Lead, StageRule, User
 from crm_app.db.queries import money, search_condition
 from crm_app.domain import Stage
-from crm_app.services.forecast import weighting
+from crm_app.services.forecast import Weighting, weighting
 
 STAGES: tuple[str, ...] = tuple(s.value for s in Stage)
 PAGE = 25  # cards per column per load
@@ -57,6 +57,8 @@ class DealCard:
     # The deal's next step, as Pipedrive shows it: overdue (red), planned (green), none (grey).
     activity: str = "none"
     activity_label: str = "No next step planned"
+    deal_value: float = 0.0  # what value_label shows, for the column's sums when the card moves
+    saving: bool = False  # moved on the board, not written yet (state/pipeline.save_moves)
 
 
 @dataclass
@@ -69,6 +71,12 @@ class BoardColumn:
     cards: list[DealCard] = field(default_factory=list)
     # Open stages: value x P(win) (services/forecast.Weighting); empty for Won and Lost.
     weighted_label: str = ""
+    # The sums behind the labels and how the stage is weighted, so a move can redraw the headers
+    # without asking the database (board_with_move).
+    value: float = 0.0
+    value_score: float = 0.0  # sum of value x score
+    win_rate: float | None = None  # the stage's win rate; None for Won and Lost
+    by_model: bool = False  # weighted by the model's probability (score / 100) instead
 
 
 # --- SQL building blocks ---------------------------------------------------------------------
@@ -146,6 +154,7 @@ def _card(row, now: datetime) -> DealCard:
         risk_level=row.risk_level or "",
         risk_reason=max(row.risk_reasons, key=lambda r: r["points"])["text"] if row.risk_reasons else "",
         activity=activity_status(row.next_due, now)[0], activity_label=activity_status(row.next_due, now)[1],
+        deal_value=float(row.deal_value or 0),
     )
 
 
@@ -294,11 +303,80 @@ def board_columns(
     columns = []
     for stage in wanted:
         count, value, stagnating, scored = totals.get(stage, (0, 0, 0, 0))
-        weighted = money(weights.weighted(stage, value, scored)) if stage in weights.rates else ""
-        columns.append(BoardColumn(stage=stage, label=Stage(stage).label, count=count,
-                                   value_label=money(value), stagnating=stagnating, cards=cards[stage],
-                                   weighted_label=weighted))
+        columns.append(_with_totals(
+            BoardColumn(stage=stage, label=Stage(stage).label, stagnating=stagnating, cards=cards[stage],
+                        win_rate=weights.rates.get(stage), by_model=weights.model),
+            count=count, value=float(value), value_score=float(scored)))
     return columns
+
+
+# --- The board in memory: a move shown before it is saved ---------------------------------------
+
+
+def _with_totals(column: BoardColumn, *, count: int, value: float, value_score: float, stagnating: int | None = None,
+                 cards: list[DealCard] | None = None) -> BoardColumn:
+    """`column` with these sums, its labels written from them."""
+    if column.win_rate is None:
+        weighted = ""
+    else:
+        weights = Weighting(model=column.by_model, rates={column.stage: column.win_rate})
+        weighted = money(weights.weighted(column.stage, value, value_score))
+    return replace(column, count=count, value=value, value_score=value_score, value_label=money(value),
+                   weighted_label=weighted, stagnating=column.stagnating if stagnating is None else stagnating,
+                   cards=column.cards if cards is None else cards)
+
+
+def placed(cards: Sequence[DealCard], card: DealCard) -> list[DealCard]:
+    """`cards` (best score first, then the higher id, as the board sorts) with `card` in its place;
+    at the end when it ranks below every loaded card, so a card just moved stays in view."""
+    for i, other in enumerate(cards):
+        if (other.score, other.id) < (card.score, card.id):
+            return [*cards[:i], card, *cards[i:]]
+    return [*cards, card]
+
+
+def find_card(columns: Sequence[BoardColumn], card_id: int) -> DealCard | None:
+    return next((card for column in columns for card in column.cards if card.id == card_id), None)
+
+
+def board_with_move(columns: Sequence[BoardColumn], card_id: int, to_stage: str, *, saving: bool) -> list[BoardColumn]:
+    """The board with a card moved to `to_stage`'s column, as the database will have it once the move
+    is written: the headers' count, value and weighted value go with the card, it has spent no day in
+    its new stage (so it is not stagnating), and it sits where its score ranks it. Unchanged when the
+    card is not on the board or already in that stage. `saving` marks the card as not written yet."""
+    card = find_card(columns, card_id)
+    if card is None or card.stage == to_stage or all(c.stage != to_stage for c in columns):
+        return list(columns)
+    moved = replace(card, stage=to_stage, days_in_stage=0, stagnating=False, saving=saving)
+    weight = card.deal_value * card.score
+    board = []
+    for column in columns:
+        if column.stage == card.stage:
+            column = _with_totals(column, count=max(0, column.count - 1), value=column.value - card.deal_value,
+                                  value_score=column.value_score - weight,
+                                  stagnating=max(0, column.stagnating - int(card.stagnating)),
+                                  cards=[c for c in column.cards if c.id != card_id])
+        elif column.stage == to_stage:
+            column = _with_totals(column, count=column.count + 1, value=column.value + card.deal_value,
+                                  value_score=column.value_score + weight, cards=placed(column.cards, moved))
+        board.append(column)
+    return board
+
+
+def board_with_card(columns: Sequence[BoardColumn], card: DealCard) -> list[BoardColumn]:
+    """The board with a card replaced by its saved self (the move rescored it: a new score, tier,
+    version), in its place by the new score; the column's value x score follows. Unchanged when the
+    card is not in its stage's column (moved on again meanwhile, or filtered away)."""
+    board = []
+    for column in columns:
+        old = next((c for c in column.cards if c.id == card.id), None)
+        if column.stage == card.stage and old is not None:
+            column = _with_totals(
+                column, count=column.count, value=column.value + card.deal_value - old.deal_value,
+                value_score=column.value_score + card.deal_value * card.score - old.deal_value * old.score,
+                cards=placed([c for c in column.cards if c.id != card.id], card))
+        board.append(column)
+    return board
 
 
 def column_cards(

@@ -128,6 +128,13 @@ async def db_as(user_id: int, work: Callable[[Session], T]) -> T:
     return await asyncio.to_thread(_in_session, work, user_id)
 
 
+async def session_user(token: str) -> CurrentUser | None:
+    """Whose session the browser's token is (None: none, or ended), from the database. Background
+    events call it outside `async with self` and keep the answer with AppState._set_user."""
+    now = now_utc()
+    return await run_system_db(lambda s: accounts.session_user(s, token, now)) if token else None
+
+
 def handle_backend_exception(exception: Exception) -> EventSpec | None:
     """Refusals become what the user should see: the sign-in page, or the reason in a toast."""
     if isinstance(exception, NotSignedIn):
@@ -179,15 +186,21 @@ class AppState(rx.State):
         morsel = jar.get(SESSION_COOKIE)
         return morsel.value[:100] if morsel else ""
 
+    def _checked_user(self, *, fresh: bool = True) -> CurrentUser | None:
+        """The signed-in user as the last check found them, without a query, while the browser carries
+        the same token; with `fresh`, only while that check is younger than RECHECK_SECONDS."""
+        if self._user is None or self._session_token() != self._checked_token:
+            return None
+        if fresh and time.monotonic() - self._checked_at >= RECHECK_SECONDS:
+            return None
+        return self._user
+
     async def _current_user(self, recheck: bool = False) -> CurrentUser | None:
         """The signed-in user, checked against the database at most every RECHECK_SECONDS (always
         with `recheck`: every page load does, so a session ended elsewhere stops a new page at once)."""
-        token = self._session_token()
-        fresh = not recheck and time.monotonic() - self._checked_at < RECHECK_SECONDS
-        if self._user is not None and fresh and token == self._checked_token:
-            return self._user
-        now = now_utc()
-        user = await run_system_db(lambda s: accounts.session_user(s, token, now)) if token else None
+        if not recheck and (user := self._checked_user()) is not None:
+            return user
+        user = await session_user(self._session_token())
         self._set_user(user)
         return user
 

@@ -1,11 +1,23 @@
-"""The pipeline board: columns of deals by stage, filters, load more, and moving deals safely."""
+"""The pipeline board: columns of deals by stage, filters, load more, and moving deals safely.
+
+A move is shown at once and saved behind it, as Trello and Pipedrive do: the drop's handler moves
+the card in the board it holds (the columns' counts and sums go with it) and answers without waiting
+for the database; `save_moves`, a background event, then writes the tab's moves one after another
+(a second move of the same card waits for the first, which gives it the version it expects). A move
+the database refuses (someone changed the deal, the user may not, the database is away) puts the
+card back where it was and says why. Until a move is written the card is marked as saving, and every
+redraw from the database shows it where it was dropped, not where the database still has it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 
 import reflex as rx
 
+from crm_app.db.outage import database_unavailable
 from crm_app.domain import Source, Stage, Tier
 from crm_app.services.errors import ServiceError
 from crm_app.services.leads import log_activity, move_lead_to_stage
@@ -17,11 +29,15 @@ from crm_app.services.pipeline import (
     BoardFilter,
     DealCard,
     board_columns,
+    board_with_card,
+    board_with_move,
     column_cards,
     deal_card,
+    find_card,
 )
 from crm_app.services.undo import undo_stage_move
-from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
+from crm_app.state.base import (
+    SESSION_ENDED, AppState, db_as, now_utc, picked, session_user, typed_text, whole_number)
 from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
 from crm_app.state.close_deal import CloseDealState
 from crm_app.state.next_step import NextStepState
@@ -41,14 +57,33 @@ _SCROLL_TO_CARD = ("window.requestAnimationFrame(() => document.querySelector('[
 
 LOGGABLE = ("call", "email_sent", "meeting")  # what the card menu logs
 
+# A move not written after this long was lost with the web worker that was writing it (a restart):
+# the board forgets it and shows the database again.
+LOST_MOVE_SECONDS = 120.0
+DATABASE_AWAY = "The database did not answer, so the move was not saved. Try again in a moment."
+SAVE_FAILED = "The move could not be saved."
+
+log = logging.getLogger(__name__)
+
 
 def _empty_board() -> list[BoardColumn]:
     return [BoardColumn(stage=s, label=Stage(s).label) for s in STAGES]
 
 
 class PipelineState(AppState):
-    # One entry per stage, in funnel order, each with at most MAX_CARDS cards.
-    columns: list[BoardColumn] = _empty_board()
+    # The board: one entry per stage, in funnel order, each with at most MAX_CARDS cards. The page
+    # reads it as one var per column (`_show`), so a move sends the two columns it changed, not all
+    # eight (a rep's full board is ~80 KB of JSON at 100,000 leads).
+    _board: list[BoardColumn] = _empty_board()
+    column_new: BoardColumn = _empty_board()[0]
+    column_contacted: BoardColumn = _empty_board()[1]
+    column_qualified: BoardColumn = _empty_board()[2]
+    column_meeting: BoardColumn = _empty_board()[3]
+    column_proposal: BoardColumn = _empty_board()[4]
+    column_negotiation: BoardColumn = _empty_board()[5]
+    column_won: BoardColumn = _empty_board()[6]
+    column_lost: BoardColumn = _empty_board()[7]
+    open_summary: str = "0 open deals"
     ready: bool = False  # the board shows data from the database (not the prerendered default)
     owner: str = ""  # team | mine | unassigned | "<user id>" (a manager looking at one rep)
     tier: str = ALL
@@ -64,6 +99,10 @@ class PipelineState(AppState):
     # in its new column's loaded cards even when it ranks below them.
     highlight_id: int = 0
     _undo_tickets: dict[str, dict] = {}
+    # Moves shown on the board and not written yet, oldest first: {lead_id, name, from, to, user_id,
+    # version (None: the version the previous move of this card leaves), started (time.time() once a
+    # save_moves task is writing it, else 0)}.
+    _pending_moves: list[dict] = []
 
     # Derived from held state only ------------------------------------------------------------
     @rx.var
@@ -74,12 +113,6 @@ class PipelineState(AppState):
                     *[[str(u.id), u.name] for u in self.users if u.role == "rep"]]
         return [[MINE, "My deals"], [UNASSIGNED, "Unassigned"]]
 
-    @rx.var
-    def open_summary(self) -> str:
-        deals = sum(c.count for c in self.columns if not Stage(c.stage).is_closed)
-        stuck = sum(c.stagnating for c in self.columns)
-        text = f"{deals:,} open deal{'s' if deals != 1 else ''}"
-        return text + (f" · {stuck:,} stuck" if stuck else "")
 
     @rx.var
     def filtered(self) -> bool:
@@ -109,12 +142,44 @@ class PipelineState(AppState):
                            search=self.search.strip() or None, only_stagnating=self.only_stagnating,
                            risk=self.risk if self.risk in ("any", "high") else None)
 
+    def _held(self) -> list[BoardColumn]:
+        """The board as plain objects (not through Reflex's change-tracking proxies, which cost a
+        wrapper per attribute read and would nest inside new lists): it is only ever replaced whole,
+        never changed in place."""
+        board = self._board
+        return list(getattr(board, "__wrapped__", board))
+
+    def _show(self, columns: list[BoardColumn], stages: list[str] | None = None) -> None:
+        """Hold `columns` as the board and hand the page the columns of `stages` (all by default)."""
+        self._board = columns
+        for column in columns:
+            if stages is None or column.stage in stages:
+                setattr(self, f"column_{column.stage}", column)
+        deals = sum(c.count for c in columns if not Stage(c.stage).is_closed)
+        stuck = sum(c.stagnating for c in columns)
+        summary = f"{deals:,} open deal{'s' if deals != 1 else ''}" + (f" · {stuck:,} stuck" if stuck else "")
+        if summary != self.open_summary:
+            self.open_summary = summary
+
     def _find(self, lead_id: int) -> DealCard | None:
-        for column in self.columns:
-            for card in column.cards:
-                if card.id == lead_id:
-                    return card
-        return None
+        return find_card(self._held(), lead_id) if lead_id is not None else None
+
+    def _is_saving(self, lead_id: int) -> bool:
+        return any(move["lead_id"] == lead_id for move in self._pending_moves)
+
+    def _with_pending_moves(self, columns: list[BoardColumn]) -> list[BoardColumn]:
+        """Columns read from the database, with the moves not written yet shown where they were
+        dropped (a card that is not on these columns is left alone)."""
+        targets = {move["lead_id"]: move["to"] for move in self._pending_moves}  # the last move wins
+        for lead_id, to_stage in targets.items():
+            card = find_card(columns, lead_id)
+            if card is None:
+                continue
+            if card.stage != to_stage:
+                columns = board_with_move(columns, lead_id, to_stage, saving=True)
+            else:
+                columns = board_with_card(columns, dataclasses.replace(card, saving=True))
+        return columns
 
     async def _refilter(self) -> None:
         """The user changed what the board shows: an old refusal message no longer applies."""
@@ -124,7 +189,8 @@ class PipelineState(AppState):
     async def _reload_board(self) -> None:
         self._read_at = time.time()
         flt, now = self._filter(), now_utc()
-        self.columns = await self._db(lambda s: board_columns(s, flt=flt, now=now, limit=PAGE))
+        columns = await self._db(lambda s: board_columns(s, flt=flt, now=now, limit=PAGE))
+        self._show(self._with_pending_moves(columns))
         self.highlight_id = 0
         self.ready = True
 
@@ -133,7 +199,7 @@ class PipelineState(AppState):
         `keep_in_view`: a deal just moved, added at the end of its new column when it ranks below the
         loaded cards (or the filter would hide it), so the user sees where it went."""
         flt, now = self._filter(), now_utc()
-        shown = {c.stage: len(c.cards) for c in self.columns}
+        shown = {c.stage: len(c.cards) for c in self._held()}
         limits = {s: max(PAGE, shown.get(s, 0) + extra) for s in stages}
 
         def read(session):
@@ -147,13 +213,14 @@ class PipelineState(AppState):
                 if column.stage == moved.stage and all(c.id != moved.id for c in column.cards):
                     column.cards = [*column.cards, moved]
         fresh = {c.stage: c for c in columns}
-        self.columns = [fresh.get(c.stage, c) for c in self.columns]
+        self._show(self._with_pending_moves([fresh.get(c.stage, c) for c in self._held()]))
         self.highlight_id = moved.id if moved is not None else 0
 
     @rx.event
     async def refresh_if_changed(self):
         """Every few seconds while the board is open: redraw it when deals it can show have changed
         (another rep's move, a score the REST API changed), keeping what "load more" added."""
+        self._forget_lost_moves()
         if self.ready and await self._news_since(self._read_at):
             self._read_at = time.time()
             await self._reload_stages(list(STAGES), keep_in_view=self.highlight_id)
@@ -209,7 +276,7 @@ class PipelineState(AppState):
 
     @rx.event
     async def load_more(self, stage: str):
-        column = next((c for c in self.columns if isinstance(stage, str) and c.stage == stage), None)
+        column = next((c for c in self._held() if isinstance(stage, str) and c.stage == stage), None)
         if column is None or not column.cards or len(column.cards) >= min(column.count, MAX_CARDS):
             return
         last, room = column.cards[-1], MAX_CARDS - len(column.cards)
@@ -220,12 +287,8 @@ class PipelineState(AppState):
         # come round again after the last one's score; it is shown once.
         shown = {card.id for card in column.cards}
         more = [card for card in more if card.id not in shown]
-        self.columns = [
-            BoardColumn(stage=c.stage, label=c.label, count=c.count, value_label=c.value_label,
-                        stagnating=c.stagnating, cards=[*c.cards, *more],
-                        weighted_label=c.weighted_label) if c.stage == stage else c
-            for c in self.columns
-        ]
+        self._show([dataclasses.replace(c, cards=[*c.cards, *more]) if c.stage == stage else c
+                    for c in self._held()], [stage])
 
     # Moving deals ---------------------------------------------------------------------------------
     async def _move(self, lead_id: int, to_stage: str):
@@ -235,29 +298,126 @@ class PipelineState(AppState):
             await self._reload_board()
             return rx.toast.error("That deal is no longer on this board.")
         if card.stage == to_stage:
-            # A drop within its own column: the order is by score, so just redraw the column.
-            await self._reload_stages([to_stage])
+            # A drop within its own column: the order is by score, so the column stays as it is
+            # (sent again, so the browser puts back a card it showed at the dropped position).
+            self._show(self._held(), [to_stage])
             return None
         if Stage(to_stage).is_closed:
+            if self._is_saving(card.id):  # the dialog would read the version before that move
+                return rx.toast.warning(f"{card.name}'s last move is still being saved: try again in a moment.")
             # Won and Lost ask for their details first; the card stays where it was until then.
             return CloseDealState.ask([card.id], to_stage, "pipeline")
-        from_stage, version, user_id, now = card.stage, card.version, self.viewer_int(), now_utc()
-        try:
-            await self._db(lambda s: move_lead_to_stage(
-                s, lead_id=lead_id, to_stage=to_stage, now=now, user_id=user_id, expected_version=version))
-        except ServiceError as error:
-            # Refused: nothing was written. Redraw the whole board from the database (the deal may
-            # have moved elsewhere meanwhile), which also puts the dragged card back.
-            self.move_error = str(error)
-            await self._reload_board()
-            return rx.toast.error("Move not saved", description=str(error), duration=8000)
+        # Who moves: as the page load checked (a tab nobody is signed in to moves nothing); save_moves
+        # checks again before writing when that check is RECHECK_SECONDS old, so the drop never waits.
+        user = self._checked_user(fresh=False) or await self._actor()
+        self._pending_moves = [*self._pending_moves, {
+            "lead_id": card.id, "name": card.name, "from": card.stage, "to": to_stage, "user_id": user.id,
+            "version": None if self._is_saving(card.id) else card.version, "started": 0.0}]
+        self._show(board_with_move(self._held(), card.id, to_stage, saving=True), [card.stage, to_stage])
+        self.highlight_id = card.id
         self.move_error = ""
-        await self._reload_stages([from_stage, to_stage], extra=1, keep_in_view=card.id)
-        moved = self._find(card.id)
+        return [rx.call_script(_SCROLL_TO_CARD % card.id), PipelineState.save_moves]
+
+    def _next_move(self) -> dict | None:
+        """The oldest move no task is writing and whose card has no earlier move still to write,
+        marked as being written; None when there is none."""
+        seen: set[int] = set()
+        for i, move in enumerate(self._pending_moves):
+            if not move["started"] and move["lead_id"] not in seen:
+                started = {**move, "started": time.time()}
+                self._pending_moves = [*self._pending_moves[:i], started, *self._pending_moves[i + 1:]]
+                return started
+            seen.add(move["lead_id"])
+        return None
+
+    def _saved(self, move: dict, card: DealCard | None):
+        """A move is written: the card shows what the database has now, the card's next move (if
+        the user moved it again meanwhile) expects its new version, and Undo is offered."""
+        rest = [m for m in self._pending_moves if m["started"] != move["started"] or m["lead_id"] != move["lead_id"]]
+        version = card.version if card is not None else None
+        self._pending_moves = [{**m, "version": version} if m["lead_id"] == move["lead_id"] and m["version"] is None
+                               else m for m in rest]
+        if self._is_saving(move["lead_id"]):
+            return None  # moved again meanwhile: the card shows that move, still being written
+        if card is None:  # written, and no longer visible to this user: the next redraw drops it
+            shown = self._find(move["lead_id"])
+            if shown is not None:
+                self._show(board_with_card(self._held(), dataclasses.replace(shown, saving=False)), [shown.stage])
+            return None
+        self._show(board_with_card(self._held(), card), [card.stage])
         self._undo_tickets, token = issue_ticket(self._undo_tickets, {
-            "lead_id": card.id, "back_to": from_stage, "version": moved.version if moved else version + 1})
-        return [rx.call_script(_SCROLL_TO_CARD % card.id),
-                undo_toast(f"{card.name} moved to {Stage(to_stage).label}", PipelineState.undo_move(token))]
+            "lead_id": card.id, "back_to": move["from"], "version": card.version})
+        return undo_toast(f"{move['name']} moved to {Stage(move['to']).label}", PipelineState.undo_move(token))
+
+    def _refused(self, move: dict, reason: str):
+        """A move was not written: it and the card's later moves are dropped, and the card goes back
+        to the column it left."""
+        self._pending_moves = [m for m in self._pending_moves if m["lead_id"] != move["lead_id"]]
+        shown = self._find(move["lead_id"])
+        self._show(board_with_move(self._held(), move["lead_id"], move["from"], saving=False),
+                   [move["from"], shown.stage] if shown is not None else [])
+        card = self._find(move["lead_id"])
+        if card is not None and card.saving:  # back already (it was moved there again)
+            self._show(board_with_card(self._held(), dataclasses.replace(card, saving=False)), [card.stage])
+        self.move_error = reason
+        return rx.toast.error("Move not saved", description=reason, duration=8000)
+
+    def _forget_lost_moves(self) -> None:
+        """Moves a web worker took to write and never finished (it restarted) are dropped; the next
+        redraw shows what the database has."""
+        cutoff = time.time() - LOST_MOVE_SECONDS
+        if any(0 < m["started"] < cutoff for m in self._pending_moves):
+            self._pending_moves = [m for m in self._pending_moves if not 0 < m["started"] < cutoff]
+            self._read_at = 0.0  # redraw at once
+
+    @rx.event(background=True)
+    async def save_moves(self):
+        """Write the moves the board shows and the database does not have yet, oldest first, one
+        at a time per card (several cards' moves are written side by side by several of these)."""
+        while True:
+            async with self:
+                move = self._next_move()
+                user, token = self._checked_user(), self._session_token()
+            if move is None:
+                return
+            if user is None:  # the session's check is due: made here, not in the drop's handler
+                user = await session_user(token)
+                async with self:
+                    self._set_user(user)
+            if user is None or user.id != move["user_id"]:
+                async with self:
+                    yield [self._refused(move, SESSION_ENDED), self._sign_in_redirect()]
+                continue
+            now = now_utc()
+
+            def write(session):
+                move_lead_to_stage(session, lead_id=move["lead_id"], to_stage=move["to"], now=now,
+                                   user_id=move["user_id"], expected_version=move["version"])
+                return deal_card(session, lead_id=move["lead_id"], now=now)
+
+            try:
+                card, reason = await db_as(move["user_id"], write), None
+            except ServiceError as error:
+                card, reason = None, str(error)
+            except Exception as error:  # the user sees why; a bug is logged
+                if not database_unavailable(error):
+                    log.exception("Saving a move of lead %s failed", move["lead_id"])
+                card, reason = None, DATABASE_AWAY if database_unavailable(error) else SAVE_FAILED
+            async with self:
+                if reason is None:
+                    yield self._saved(move, card)
+                else:
+                    yield [self._refused(move, reason), PipelineState.show_truth]
+
+    @rx.event
+    async def show_truth(self):
+        """After a refused move: the board as the database has it (the deal may have moved elsewhere
+        meanwhile). While the database is away the card simply stays where it went back to."""
+        try:
+            await self._reload_board()
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
 
     @rx.event
     async def undo_move(self, token: str):

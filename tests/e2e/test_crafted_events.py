@@ -188,6 +188,7 @@ def test_an_unassigned_lead_a_rep_may_see_is_still_moved_only_through_the_rules(
     try:
         socket.emit(f"{pipeline}.set_owner", value="unassigned")
         socket.emit(f"{pipeline}.move_from_menu", lead_id=pool.id, to_stage="contacted")
+        socket.wait_for("moved to Contacted")  # the board shows a move at once and offers Undo once saved
     finally:
         socket.close()
     assert _lead_row(app_session, pool.id).stage == "contacted"

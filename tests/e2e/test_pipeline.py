@@ -11,7 +11,8 @@ from sqlalchemy import select, update
 
 from crm_app.db.models import Lead, StageChange
 from crm_app.domain import ActivityKind, Source, Stage
-from tests.e2e.conftest import APP_NOW, choose_viewer
+from tests.conftest import database_away
+from tests.e2e.conftest import APP_CONNECTIONS, APP_NOW, choose_viewer
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +41,7 @@ def kan(app_session):
         "stale": lead("Kanlead Stale", deal_value=5_000),
         "menu": lead("Kanlead Menu", deal_value=7_500),
         "keys": lead("Kanlead Keys", deal_value=2_000),
+        "away": lead("Kanlead Away", deal_value=6_000),
         "stuck": lead("Kanlead Stuck", stage=Stage.CONTACTED, in_stage=timedelta(days=20), deal_value=4_000),
         "fresh": lead("Kanlead Fresh", stage=Stage.CONTACTED, in_stage=timedelta(days=2), deal_value=3_000),
         "meetings": [lead(f"Kanmeet {i:02}", stage=Stage.MEETING, owner=other, source=Source.EVENTS,
@@ -56,6 +58,12 @@ def column(page, stage: str):
     return page.locator(f'[data-rfd-droppable-id="{stage}"]')
 
 
+def saved(page, lead) -> None:
+    """Wait until the board no longer marks the card as being saved (a move is shown at once and
+    written behind it)."""
+    expect(card(page, lead)).to_have_attribute("data-saving", "false")
+
+
 def header_count(page, stage: str) -> int:
     return int(page.locator(f'.pipeline-column[data-stage="{stage}"] .column-count').inner_text())
 
@@ -68,7 +76,8 @@ def open_board(page, rep_name: str, shown_lead) -> None:
     expect(card(page, shown_lead)).to_be_visible()
 
 
-def drag_card_to_column(page, card_id, column_id, *, position="end"):
+def drag_card_to_column(page, card_id, column_id, *, position="end", before_drop=None):
+    """Drag a card onto a column with the mouse; `before_drop()` runs while the card is held over it."""
     src = page.locator(f'[data-rfd-draggable-id="{card_id}"]')
     src.scroll_into_view_if_needed()
     sb, tb = src.bounding_box(), page.locator(f'[data-rfd-droppable-id="{column_id}"]').bounding_box()
@@ -80,6 +89,8 @@ def drag_card_to_column(page, card_id, column_id, *, position="end"):
     page.mouse.move(x0, y0 + 10, steps=5)
     page.mouse.move(x1, y1, steps=20)
     page.mouse.move(x1, y1 + 1, steps=2)
+    if before_drop is not None:
+        before_drop()
     page.mouse.up()
     page.wait_for_function("() => !document.querySelector('[data-dragging=\"true\"]')")
 
@@ -110,6 +121,7 @@ def test_dragging_a_deal_to_another_stage_is_saved_and_survives_a_reload(page, k
     expect(page.locator('.pipeline-column[data-stage="new"] .column-count')).to_have_text(str(new_before - 1))
     expect(page.locator('.pipeline-column[data-stage="contacted"] .column-count')).to_have_text(
         str(contacted_before + 1))
+    saved(page, lead)
     assert stored(app_session, lead).stage == "contacted"
     assert stage_changes(app_session, lead)[-1] == ("new", "contacted", rep.id)
 
@@ -124,12 +136,15 @@ def test_a_move_on_a_deal_someone_else_changed_is_refused_and_the_card_goes_back
 
     lead = kan["leads"]["stale"]
     open_board(page, REP, lead)
-    # Behind the browser's back, a colleague logs a call on this deal: the board's copy is stale.
-    log_activity(app_session, lead_id=lead.id, kind=ActivityKind.CALL, now=datetime.now(timezone.utc),
-                 user_id=kan["other"].id)
     changes_before = stage_changes(app_session, lead)
 
-    drag_card_to_column(page, lead.id, "contacted")
+    def a_colleague_logs_a_call():
+        # Behind the browser's back, while the card is in the air: the board's copy is stale. (Done
+        # earlier, the board's live refresh, every 3 s, could show the new version before the drop.)
+        log_activity(app_session, lead_id=lead.id, kind=ActivityKind.CALL, now=datetime.now(timezone.utc),
+                     user_id=kan["other"].id)
+
+    drag_card_to_column(page, lead.id, "contacted", before_drop=a_colleague_logs_a_call)
 
     expect(page.locator(".move-error")).to_contain_text("changed by someone else")
     expect(column(page, "new").locator(f'[data-card-id="{lead.id}"]')).to_have_count(1)
@@ -141,6 +156,38 @@ def test_a_move_on_a_deal_someone_else_changed_is_refused_and_the_card_goes_back
     drag_card_to_column(page, lead.id, "contacted")
     expect(column(page, "contacted").locator(f'[data-card-id="{lead.id}"]')).to_have_count(1)
     expect(page.locator(".move-error")).to_have_count(0)
+    saved(page, lead)
+    assert stored(app_session, lead).stage == "contacted"
+
+
+def test_a_move_the_database_cannot_save_puts_the_card_back_and_says_why(page, kan, app_session, app_database_url):
+    lead = kan["leads"]["away"]
+    open_board(page, REP, lead)
+    new_before, contacted_before = header_count(page, "new"), header_count(page, "contacted")
+    changes_before = stage_changes(app_session, lead)
+
+    with database_away(app_database_url, APP_CONNECTIONS):
+        # The card menu's move (the same handler as a drop; dragging is covered above).
+        page.get_by_role("button", name="Actions for Kanlead Away", exact=True).click()
+        page.get_by_role("menuitem", name="Contacted").click()
+        # Shown in its new column at once, then back where it was with the reason, since the
+        # database could not write it.
+        expect(page.locator(".move-error")).to_contain_text("the move was not saved")
+        expect(column(page, "new").locator(f'[data-card-id="{lead.id}"]')).to_have_count(1)
+        expect(column(page, "contacted").locator(f'[data-card-id="{lead.id}"]')).to_have_count(0)
+        saved(page, lead)  # no longer marked as being saved
+        expect(page.locator('.pipeline-column[data-stage="new"] .column-count')).to_have_text(str(new_before))
+        expect(page.locator('.pipeline-column[data-stage="contacted"] .column-count')).to_have_text(
+            str(contacted_before))
+    assert stored(app_session, lead).stage == "new"
+    assert stage_changes(app_session, lead) == changes_before
+
+    # The database is back: the same move is saved.
+    page.get_by_role("button", name="Actions for Kanlead Away", exact=True).click()
+    page.get_by_role("menuitem", name="Contacted").click()
+    expect(column(page, "contacted").locator(f'[data-card-id="{lead.id}"]')).to_have_count(1)
+    expect(page.locator(".move-error")).to_have_count(0)
+    saved(page, lead)
     assert stored(app_session, lead).stage == "contacted"
 
 
@@ -155,6 +202,7 @@ def test_the_card_menu_moves_a_deal_without_dragging(page, kan, app_session):
     expect(column(page, "qualified").locator(f'[data-card-id="{lead.id}"]')).to_have_count(1)
     expect(page.locator('.pipeline-column[data-stage="qualified"] .column-count')).to_have_text(
         str(qualified_before + 1))
+    saved(page, lead)
     assert stored(app_session, lead).stage == "qualified"
     # The menu did not also open the lead (the click stayed in the menu).
     assert re.search(r"/pipeline/?$", page.url)

@@ -108,6 +108,8 @@ def test_a_card_dropped_below_the_loaded_cards_stays_visible_and_highlighted(pag
     expect(moved).to_have_attribute("data-highlighted", "true")
     expect(moved).to_be_in_viewport()
     expect(page.locator('.pipeline-column[data-stage="contacted"] .column-count')).to_have_text("28")
+    expect(moved).to_have_attribute("data-saving", "false")  # shown at once, then saved
+    expect(moved).to_have_attribute("data-highlighted", "true")
     app_session.expire_all()
     stored = app_session.get(Lead, low.id)
     assert stored.stage == "contacted"
