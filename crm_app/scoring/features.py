@@ -348,6 +348,13 @@ class FeatureSpec:
             return any(v == 1.0 for v in cols)
         return not any(math.isnan(v) for v in cols)
 
+    def known_rows(self, group: str, rows: np.ndarray) -> np.ndarray:
+        """`is_known` for every row of `rows` at once (a boolean per row)."""
+        cols = rows[:, [i for _, i in self._group_columns[group]]]
+        if group == "source":
+            return (cols == 1.0).any(axis=1)
+        return ~np.isnan(cols).any(axis=1)
+
     def describe(self, group: str, values: np.ndarray, facts: LeadFacts | None = None) -> str:
         """A profile group's fact for one lead in a sentence, from that lead's row of features (and its
         facts, for a category too rare to have a column of its own). Activity is put into words from

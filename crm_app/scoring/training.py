@@ -345,6 +345,7 @@ class TrainingResult:
     ordered: list[LabeledLead] = field(default_factory=list, repr=False)
     honest_scorer: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int), repr=False)
     fold_engines: list[ModelScoringEngine] = field(default_factory=list, repr=False)
+    features: np.ndarray | None = field(default=None, repr=False)  # `ordered`'s rows, each at its moment
 
     @property
     def model(self) -> Evaluation:
@@ -399,7 +400,8 @@ class TrainingResult:
             for start in range(0, rows.size, batch_size):
                 part = rows[start : start + batch_size]
                 leads = [self.ordered[i] for i in part]
-                explained = engine.explain_many([l.facts for l in leads], [l.moment for l in leads])
+                explained = engine.explain_many([l.facts for l in leads], [l.moment for l in leads],
+                                                None if self.features is None else self.features[part])
                 for i, explanation in zip(part, explained):
                     results[i] = explanation.result()
         return results  # type: ignore[return-value]
@@ -410,8 +412,9 @@ def _rule_probabilities(leads: Sequence[LabeledLead]) -> np.ndarray:
     return np.array([rules.score(lead.facts, lead.moment).score / 100 for lead in leads], dtype=float)
 
 
-def _drivers(booster: xgb.Booster, spec: FeatureSpec, features: np.ndarray) -> list[tuple[str, float]]:
-    contributions = booster.predict(xgb.DMatrix(features, missing=np.nan), pred_contribs=True)[:, :-1]
+def _drivers(engine: ModelScoringEngine, features: np.ndarray) -> list[tuple[str, float]]:
+    spec = engine.spec
+    contributions = engine.contributions(features)[:, :-1]
     pull = np.abs(contributions @ spec.group_matrix()).mean(axis=0)
     return sorted(zip(spec.groups, (float(v) for v in pull)), key=lambda item: -item[1])[:10]
 
@@ -486,14 +489,14 @@ def fit_scoring_model(
         model_p = engine.probabilities(features[test])
         figures = _holdout_figures(model_p, _rule_probabilities(ordered[test]), won[test],
                                    float(won[train].mean()), rounds)
-        drivers = _drivers(recipe.booster, spec, features[test])
+        drivers = _drivers(engine, features[test])
         honest_scorer = np.r_[recipe.fold_of, np.full(held, -1)]
     else:
         say(f"Measuring model and rules over {folds} folds of {count:,} closed leads")
         rules_p = _rule_probabilities(ordered)
         figures = _cross_validated_figures(recipe.oof_probability, rules_p, won, recipe.fold_of, folds)
         sample = np.random.default_rng(seed).permutation(count)[:DRIVER_ROWS]
-        drivers = _drivers(recipe.booster, spec, features[np.sort(sample)])
+        drivers = _drivers(engine, features[np.sort(sample)])
         honest_scorer = recipe.fold_of.copy()
         if order in (ORDER_NEWEST_FIRST, ORDER_OLDEST_FIRST):
             late = holdout_size(count)
@@ -526,6 +529,7 @@ def fit_scoring_model(
         ordered=ordered,
         honest_scorer=honest_scorer,
         fold_engines=fold_engines,
+        features=features,
     )
 
 
