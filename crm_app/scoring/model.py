@@ -141,6 +141,12 @@ def _split_thresholds(booster: xgb.Booster, columns: int) -> list[np.ndarray]:
     return [np.array(sorted(values)) for values in found]
 
 
+def dmatrix(features: np.ndarray, label: np.ndarray | None = None) -> xgb.DMatrix:
+    """XGBoost's matrix of rows of features (NaN: unknown), built on one thread like every fit and
+    prediction here (training.XGB_PARAMS): on the shared machine, all threads took twice as long."""
+    return xgb.DMatrix(features, label=label, missing=np.nan, nthread=1)
+
+
 _LISTED_KEYS = frozenset(activity_key(kind) for kind in LISTED_KINDS)
 
 
@@ -185,7 +191,7 @@ class ModelScoringEngine:
 
     def margins(self, features: np.ndarray) -> np.ndarray:
         """The model's raw log-odds for rows of features."""
-        return self.booster.predict(xgb.DMatrix(features, missing=np.nan), output_margin=True).astype(float)
+        return self.booster.predict(dmatrix(features), output_margin=True).astype(float)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Calibrated P(won) for rows of features."""
@@ -212,7 +218,7 @@ class ModelScoringEngine:
         return self._tree_shap(rows[first])[inverse.reshape(-1)]
 
     def _tree_shap(self, rows: np.ndarray) -> np.ndarray:
-        return self.booster.predict(xgb.DMatrix(rows, missing=np.nan), pred_contribs=True).astype(float)
+        return self.booster.predict(dmatrix(rows), pred_contribs=True).astype(float)
 
     def explain_many(
         self, facts: Sequence[LeadFacts], now: datetime | Sequence[datetime], features: np.ndarray | None = None
