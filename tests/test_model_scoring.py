@@ -143,6 +143,21 @@ def test_apportion_rounds_to_the_total_and_keeps_every_sign(values, nudge) -> No
 # --- Time ---------------------------------------------------------------------------------------
 
 
+def test_treeshap_by_classes_of_rows_equals_treeshap_row_by_row(trained, open_leads) -> None:
+    # The engine computes TreeSHAP once per class of rows that every split sends the same way; on the
+    # rows themselves XGBoost gives the very same numbers, for leads as they are and without activity,
+    # with values on split points and unknowns among them.
+    engine = trained.engine
+    features = engine.spec.matrix(open_leads, NOW)
+    on_splits = features.copy()
+    for column, splits in engine._splits:  # noqa: SLF001 - values exactly at each split, and just below
+        on_splits[: splits.size, column] = splits[: len(on_splits)]
+        on_splits[splits.size : 2 * splits.size, column] = np.nextafter(splits, -np.inf)[: len(on_splits) - splits.size]
+    on_splits[::7, engine.spec.columns.index(next(c for c in engine.spec.columns if c.group == "company_size"))] = np.nan
+    for rows in (features, engine.spec.no_activity(features), on_splits):
+        assert np.array_equal(engine.contributions(rows), engine._tree_shap(rows))  # noqa: SLF001
+
+
 def test_a_score_holds_until_its_valid_until(trained, open_leads) -> None:
     engine = trained.engine
     expiring = [(f, r) for f in open_leads if (r := engine.score(f, NOW)).valid_until is not None]

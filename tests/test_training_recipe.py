@@ -14,7 +14,7 @@ import pytest
 
 from crm_app.scoring.calibration import IsotonicCalibrator, PlattCalibrator, calibrator_from_dict
 from crm_app.scoring.engine import LeadFacts
-from crm_app.scoring.evaluation import Interval, figure_text
+from crm_app.scoring.evaluation import Interval, figure_text, measures, resampled_measures
 from crm_app.scoring.field_guard import LEAK_AUC, check_fields
 from crm_app.scoring.model import ModelScoringEngine
 from crm_app.scoring.training import (
@@ -119,6 +119,23 @@ def test_a_small_holdout_is_printed_with_an_interval_and_fewer_decimals() -> Non
     assert figure_text("roc_auc", 0.81, Interval(0.73, 0.895, "bootstrap")) == "0.81 (0.73-0.90)"
     assert figure_text("brier", 0.1163, Interval(0.1153, 0.1173, "folds")) == "0.1163 +- 0.0010"
     assert figure_text("top_20_win_rate", 0.36, Interval(0.3, 0.42, "bootstrap")) == "36% (30%-42%)"
+
+
+def test_the_bootstrap_measures_each_resample_as_measures_would() -> None:
+    # Resamples are given as draw counts per deal and measured all at once: the figures are those of
+    # measures() on each resample itself, ties in the scores (the rules' steps) included.
+    rng = np.random.default_rng(5)
+    won = (rng.random(300) < 0.3).astype(float)
+    for probability in (rng.random(300), rng.integers(0, 6, 300) / 5):
+        draws = [rng.integers(0, 300, 300) for _ in range(20)] + [np.flatnonzero(won == 0)]  # one without wins
+        counts = np.array([np.bincount(draw, minlength=300) for draw in draws], dtype=float)
+        found = resampled_measures(probability, won, counts)
+        for r, draw in enumerate(draws):
+            for measure, value in measures(probability[draw], won[draw]).items():
+                if value is None:
+                    assert math.isnan(found[measure][r])
+                else:
+                    assert found[measure][r] == pytest.approx(value, abs=1e-12)
 
 
 def test_stored_calibrators_keep_their_json_form() -> None:

@@ -172,28 +172,70 @@ def bootstrap_intervals(
 ) -> dict[str, dict[str, Interval | None]]:
     """95% percentile intervals of every measure, per scorer, over `rounds` resamples of the deals
     (stratified: each resample keeps the share of wins). Scorers are resampled together, so their
-    intervals describe the same draws. None for a measure that is undefined on these deals."""
+    intervals describe the same draws. None for a measure that is undefined on these deals.
+
+    A resample is scikit-learn's `resample` as before; what it draws is kept as how many times each
+    deal was drawn, and every measure of every resample is computed from those counts at once
+    (`resampled_measures`): the same figures as `measures` on each resample, without a round of
+    scikit-learn calls per resample and measure (400 resamples took a minute at 10,000 deals)."""
     won = np.asarray(won, dtype=float)
     rows = np.arange(won.size)
     random_state = np.random.RandomState(seed)
-    draws: dict[str, dict[str, list[float]]] = {name: {m: [] for m in MEASURES} for name in probabilities}
-    for _ in range(rounds):
+    counts = np.zeros((rounds, won.size))
+    for r in range(rounds):
         sample = resample(rows, replace=True, n_samples=won.size, stratify=won, random_state=random_state)
-        for name, probability in probabilities.items():
-            for measure, value in measures(np.asarray(probability)[sample], won[sample]).items():
-                if value is not None:
-                    draws[name][measure].append(value)
+        counts[r] = np.bincount(sample, minlength=won.size)
     tail = 100 * (1 - CONFIDENCE) / 2
     result: dict[str, dict[str, Interval | None]] = {}
-    for name, by_measure in draws.items():
+    for name, probability in probabilities.items():
         result[name] = {}
-        for measure, values in by_measure.items():
+        for measure, values in resampled_measures(np.asarray(probability, dtype=float), won, counts).items():
+            values = values[~np.isnan(values)]
             if len(values) < rounds / 2:
                 result[name][measure] = None
                 continue
             low, high = np.percentile(values, [tail, 100 - tail])
             result[name][measure] = Interval(float(low), float(high), "bootstrap")
     return result
+
+
+def resampled_measures(probability: np.ndarray, won: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """`measures` of many resamples at once, each resample given as how many times it drew each deal
+    (a row of `counts`); NaN where a measure is undefined. Ties are groups of equal scores, as in
+    `measures`: a resample holds a deal's copies at its score, so each distinct score is one step."""
+    rounds = counts.shape[0]
+    order = np.argsort(-probability, kind="stable")
+    score = probability[order]
+    starts = np.flatnonzero(np.r_[True, score[1:] != score[:-1]])  # distinct scores, highest first
+    drawn = counts[:, order]
+    wins = np.add.reduceat(drawn * won[order], starts, axis=1)  # per resample and distinct score
+    losses = np.add.reduceat(drawn * (1 - won[order]), starts, axis=1)
+    size = drawn.sum(axis=1)
+    positives, negatives = wins.sum(axis=1), losses.sum(axis=1)
+    cum_wins, cum_losses = np.cumsum(wins, axis=1), np.cumsum(losses, axis=1)
+    nan = np.full(rounds, np.nan)
+    both = (positives > 0) & (negatives > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # ROC-AUC: each win against the losses scored below it, ties counting half.
+        beaten = (wins * (negatives[:, None] - cum_losses + 0.5 * losses)).sum(axis=1)
+        roc = np.where(both, beaten / (positives * negatives), nan)
+        # Average precision: each step's share of the wins times the precision at that step.
+        taken = cum_wins + cum_losses
+        precision = np.divide(cum_wins, taken, out=np.zeros_like(cum_wins), where=taken > 0)
+        pr = np.where(positives > 0, (wins * precision).sum(axis=1) / positives, nan)
+        brier_values = (drawn * (score - won[order]) ** 2).sum(axis=1) / size
+        # Win rate in the top share: ties at the cut taken in proportion (top_share_win_rate).
+        wanted = np.maximum(1, np.ceil(TOP_SHARE * size))
+        taken_all = np.cumsum(wins + losses, axis=1)
+        cut = (taken_all < wanted[:, None]).sum(axis=1)  # the distinct score the cut falls in
+        at = np.arange(rounds)
+        above = np.where(cut > 0, taken_all[at, cut - 1], 0.0)
+        wins_above = np.where(cut > 0, cum_wins[at, cut - 1], 0.0)
+        tied = wins[at, cut] + losses[at, cut]
+        top = (wins_above + wins[at, cut] * (wanted - above) / tied) / wanted
+        base_rate = positives / size
+        lift = np.where(base_rate > 0, top / base_rate, nan)
+    return {"roc_auc": roc, "pr_auc": pr, "brier": brier_values, "top_20_win_rate": top, "top_20_lift": lift}
 
 
 def fold_spread(values: Sequence[float | None]) -> tuple[float | None, float | None]:

@@ -67,7 +67,7 @@ from crm_app.scoring.evaluation import (
 )
 from crm_app.scoring.features import FeatureSpec
 from crm_app.scoring.field_guard import FieldVerdict, check_fields, left_out, without_fields
-from crm_app.scoring.model import ModelScoringEngine
+from crm_app.scoring.model import ModelScoringEngine, dmatrix
 from crm_app.scoring.rules import RuleBasedScoringEngine
 
 MIN_CLOSED = 200
@@ -93,7 +93,8 @@ XGB_PARAMS: dict[str, Any] = {
 }
 MAX_TREES = 1000
 EARLY_STOPPING_TREES = 50
-# Drivers of a cross-validated model are read on at most this many deals (enough for an average).
+# Drivers are read on at most this many deals of the holdout or the cross-validation (enough for an
+# average; TreeSHAP of every deal's activity took a tenth of a training run at 50,000 deals).
 DRIVER_ROWS = 5000
 
 # How the closed deals are ordered in time: by their close dates, or (without usable dates) in the
@@ -203,10 +204,10 @@ def fit_recipe(
     for j, (train, test) in enumerate(splitter.split(features, won)):
         say(f"Training fold {j + 1} of {folds} on {train.size:,} deals")
         fold_of[test] = j
-        held = xgb.DMatrix(features[test], label=won[test], missing=np.nan)
+        held = dmatrix(features[test], won[test])
         booster = xgb.train(
             params,
-            xgb.DMatrix(features[train], label=won[train], missing=np.nan),
+            dmatrix(features[train], won[train]),
             num_boost_round=MAX_TREES,
             evals=[(held, "fold")],
             early_stopping_rounds=EARLY_STOPPING_TREES,
@@ -219,7 +220,7 @@ def fit_recipe(
     oof_margin = np.empty(won.size)
     for j, booster in enumerate(fold_boosters):
         rows = fold_of == j
-        oof_margin[rows] = booster.predict(xgb.DMatrix(features[rows], missing=np.nan), output_margin=True)
+        oof_margin[rows] = booster.predict(dmatrix(features[rows]), output_margin=True)
     calibrator = fit_calibrator(oof_margin, won)
     fold_calibrators = [fit_calibrator(oof_margin[fold_of != j], won[fold_of != j]) for j in range(folds)]
     oof_probability = np.empty(won.size)
@@ -227,7 +228,7 @@ def fit_recipe(
         rows = fold_of == j
         oof_probability[rows] = fold_calibrator(oof_margin[rows])
     say(f"Training the scoring model on all {won.size:,} deals with {trees} trees")
-    booster = xgb.train(params, xgb.DMatrix(features, label=won, missing=np.nan), num_boost_round=trees)
+    booster = xgb.train(params, dmatrix(features, won), num_boost_round=trees)
     return Recipe(booster, calibrator, trees, fold_of, fold_boosters, fold_calibrators, oof_margin,
                   oof_probability)
 
@@ -345,6 +346,7 @@ class TrainingResult:
     ordered: list[LabeledLead] = field(default_factory=list, repr=False)
     honest_scorer: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int), repr=False)
     fold_engines: list[ModelScoringEngine] = field(default_factory=list, repr=False)
+    features: np.ndarray | None = field(default=None, repr=False)  # `ordered`'s rows, each at its moment
 
     @property
     def model(self) -> Evaluation:
@@ -399,7 +401,8 @@ class TrainingResult:
             for start in range(0, rows.size, batch_size):
                 part = rows[start : start + batch_size]
                 leads = [self.ordered[i] for i in part]
-                explained = engine.explain_many([l.facts for l in leads], [l.moment for l in leads])
+                explained = engine.explain_many([l.facts for l in leads], [l.moment for l in leads],
+                                                None if self.features is None else self.features[part])
                 for i, explanation in zip(part, explained):
                     results[i] = explanation.result()
         return results  # type: ignore[return-value]
@@ -410,8 +413,9 @@ def _rule_probabilities(leads: Sequence[LabeledLead]) -> np.ndarray:
     return np.array([rules.score(lead.facts, lead.moment).score / 100 for lead in leads], dtype=float)
 
 
-def _drivers(booster: xgb.Booster, spec: FeatureSpec, features: np.ndarray) -> list[tuple[str, float]]:
-    contributions = booster.predict(xgb.DMatrix(features, missing=np.nan), pred_contribs=True)[:, :-1]
+def _drivers(engine: ModelScoringEngine, features: np.ndarray) -> list[tuple[str, float]]:
+    spec = engine.spec
+    contributions = engine.contributions(features)[:, :-1]
     pull = np.abs(contributions @ spec.group_matrix()).mean(axis=0)
     return sorted(zip(spec.groups, (float(v) for v in pull)), key=lambda item: -item[1])[:10]
 
@@ -486,14 +490,15 @@ def fit_scoring_model(
         model_p = engine.probabilities(features[test])
         figures = _holdout_figures(model_p, _rule_probabilities(ordered[test]), won[test],
                                    float(won[train].mean()), rounds)
-        drivers = _drivers(recipe.booster, spec, features[test])
+        sample = np.random.default_rng(seed).permutation(np.arange(count - held, count))[:DRIVER_ROWS]
+        drivers = _drivers(engine, features[np.sort(sample)])
         honest_scorer = np.r_[recipe.fold_of, np.full(held, -1)]
     else:
         say(f"Measuring model and rules over {folds} folds of {count:,} closed leads")
         rules_p = _rule_probabilities(ordered)
         figures = _cross_validated_figures(recipe.oof_probability, rules_p, won, recipe.fold_of, folds)
         sample = np.random.default_rng(seed).permutation(count)[:DRIVER_ROWS]
-        drivers = _drivers(recipe.booster, spec, features[np.sort(sample)])
+        drivers = _drivers(engine, features[np.sort(sample)])
         honest_scorer = recipe.fold_of.copy()
         if order in (ORDER_NEWEST_FIRST, ORDER_OLDEST_FIRST):
             late = holdout_size(count)
@@ -502,7 +507,7 @@ def fit_scoring_model(
             again = fit_recipe(features[older], won[older], spec, folds=folds, seed=seed)
             newest = slice(count - late, count)
             time_holdout = _holdout_figures(
-                again.calibrator(again.booster.predict(xgb.DMatrix(features[newest], missing=np.nan),
+                again.calibrator(again.booster.predict(dmatrix(features[newest]),
                                                        output_margin=True)),
                 rules_p[newest], won[newest], float(won[older].mean()), rounds,
             )
@@ -526,6 +531,7 @@ def fit_scoring_model(
         ordered=ordered,
         honest_scorer=honest_scorer,
         fold_engines=fold_engines,
+        features=features,
     )
 
 

@@ -34,7 +34,7 @@ from crm_app.db.models import ScoringModel, utcnow
 from crm_app.domain import ActivityKind, Stage
 from crm_app.scoring.engine import ActivityFact, LeadFacts, tier_for
 from crm_app.scoring.evaluation import Evaluation
-from crm_app.scoring.features import group_title, open_life_moment
+from crm_app.scoring.features import ACTIVITY_ORDER, group_title, open_life_moment
 from crm_app.scoring.model import ModelScoringEngine, OutdatedModel
 from crm_app.scoring.training import (
     MIN_CLOSED,
@@ -96,23 +96,28 @@ _CLOSED = f"l.stage IN ('{Stage.WON.value}', '{Stage.LOST.value}') AND l.closed_
 _KINDS = {kind.value: kind for kind in ActivityKind}
 
 
-def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False) -> list[LabeledLead]:
-    """Every lead closed by `now`, oldest close first, each as it was at one moment of its open life
-    (`open_life_moment`) with only the activities before that moment; `at_close` takes them at the
-    close instead (what earlier versions trained on, kept to measure the difference)."""
+def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False,
+                      newest: int | None = None) -> list[LabeledLead]:
+    """Every lead closed by `now` (or the `newest` of them by close), oldest close first, each as it
+    was at one moment of its open life (`open_life_moment`) with only the activities before that
+    moment; `at_close` takes them at the close instead (what earlier versions trained on, kept to
+    measure the difference)."""
     activities: dict[int, list[ActivityFact]] = defaultdict(list)
+    closed = f"SELECT l.* FROM leads l WHERE {_CLOSED}"
+    if newest is not None:
+        closed += " ORDER BY l.closed_at DESC, l.id DESC LIMIT :newest"
     # Streamed on the driver's own server-side cursor, as plain tuples: about a million rows at 100,000
     # leads, where SQLAlchemy's result rows cost most of the load.
-    closed = _CLOSED.replace(":now", "%(now)s")
     with session.connection().connection.cursor(name="closed_lead_activities") as cursor:
         cursor.itersize = 50_000
         cursor.execute(
             f"""
             SELECT a.lead_id, a.kind, a.occurred_at
-              FROM activities a JOIN leads l ON l.id = a.lead_id
-             WHERE {closed} AND a.occurred_at < l.closed_at
+              FROM activities a JOIN ({closed.replace(":now", "%(now)s").replace(":newest", "%(newest)s")}) l
+                ON l.id = a.lead_id
+             WHERE a.occurred_at < l.closed_at
             """,
-            {"now": now},
+            {"now": now, "newest": newest},
         )
         for lead_id, kind, occurred_at in cursor:
             activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
@@ -120,12 +125,11 @@ def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False
         text(
             f"""
             SELECT l.id, l.company_size, l.source, l.custom_fields, l.created_at, l.closed_at, l.stage
-              FROM leads l
-             WHERE {_CLOSED}
+              FROM ({closed}) l
              ORDER BY l.closed_at, l.id
             """
         ),
-        {"now": now},
+        {"now": now, "newest": newest},
     )
     labeled = []
     for row in leads:
@@ -251,10 +255,12 @@ def train_model(
     trained_by: int | None = None,
     at_close: bool = False,
     keep_fields: Collection[str] = (),
+    newest: int | None = None,
 ) -> TrainingReport:
     """Train a model on the deals closed by `now`, store it (inactive) with its metrics, every closed
     deal's out-of-fold score and the open leads' preview scores, and commit. `keep_fields` names custom
-    fields the manager keeps although the guard flagged them (a leak or an id).
+    fields the manager keeps although the guard flagged them (a leak or an id). `newest`: learn from
+    that many of the newest closed deals only (the benchmark's sample at a million leads).
 
     Raises NotEnoughHistory below 200 closed deals or 30 of either outcome: the rules keep scoring.
     """
@@ -262,7 +268,7 @@ def train_model(
     try:
         check_history(*_closed_counts(session, now))  # before loading anything
         say("Loading closed leads and their activities")
-        timeline = history_timeline(session, load_closed_leads(session, now=now, at_close=at_close))
+        timeline = history_timeline(session, load_closed_leads(session, now=now, at_close=at_close, newest=newest))
         leads = timeline.leads
         result = fit_scoring_model(leads, progress=say, meta={"trained_at": now.isoformat()},
                                    keep_order=timeline.declared is not None, history_order=timeline.declared,
@@ -350,11 +356,13 @@ def _prune_model_scores(session: Session, newest_version: int) -> None:
 
 
 def _preview_open_leads(session: Session, engine: ModelScoringEngine, now: datetime,
-                        batch_size: int = 10_000) -> list[tuple[int, int]]:
+                        batch_size: int = 20_000) -> list[tuple[int, int]]:
     """(lead id, score) of every open lead as the model scores it now: what switching to it would
-    store, without writing a lead."""
+    store, without writing a lead. The score needs no reasons, so each lead's activity is read as one
+    count and latest moment per kind (grouped in the database), not as every activity."""
     found: list[tuple[int, int]] = []
     last_id = 0
+    kinds = [kind.value for kind in ACTIVITY_ORDER]
     while True:
         leads = session.execute(
             text(f"SELECT id, company_size, source, custom_fields FROM leads WHERE id > :last_id "
@@ -364,18 +372,18 @@ def _preview_open_leads(session: Session, engine: ModelScoringEngine, now: datet
         if not leads:
             return found
         last_id = leads[-1].id
-        activities: dict[int, list[ActivityFact]] = defaultdict(list)
-        cursor = session.connection().connection.cursor()  # plain tuples: tens of thousands of rows
-        cursor.execute("SELECT lead_id, kind, occurred_at FROM activities WHERE lead_id = ANY(%(ids)s)",
-                       {"ids": [row.id for row in leads]})
-        for lead_id, kind, occurred_at in cursor.fetchall():
-            activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
-        facts = [
-            LeadFacts(company_size=row.company_size, source=row.source, activities=tuple(activities[row.id]),
-                      custom_fields=row.custom_fields or {})
-            for row in leads
-        ]
-        probability = engine.probabilities(engine.spec.matrix(facts, now))
+        summaries: dict[int, dict[ActivityKind, tuple[int, datetime]]] = defaultdict(dict)
+        cursor = session.connection().connection.cursor()  # plain tuples
+        cursor.execute("SELECT lead_id, kind, count(*), max(occurred_at) FROM activities "
+                       "WHERE lead_id = ANY(%(ids)s) AND occurred_at <= %(now)s "
+                       "AND kind = ANY(%(kinds)s) GROUP BY lead_id, kind",
+                       {"ids": [row.id for row in leads], "now": now, "kinds": kinds})
+        for lead_id, kind, count, latest in cursor.fetchall():
+            summaries[lead_id][_KINDS[kind]] = (count, latest)
+        facts = [LeadFacts(company_size=row.company_size, source=row.source, activities=(),
+                           custom_fields=row.custom_fields or {}) for row in leads]
+        features = engine.spec.matrix_of_summaries(facts, [summaries.get(row.id, {}) for row in leads], now)
+        probability = engine.probabilities(features)
         scores = np.clip(np.floor(100 * probability + 0.5), 0, 100).astype(int)
         found += [(row.id, int(score)) for row, score in zip(leads, scores)]
 
