@@ -1,4 +1,4 @@
-"""the analytics rollup moves only by the leads whose figures an update changed; live notices per statement
+"""the analytics rollup moves only by the leads whose figures an update changed
 
 Migration 0031's update trigger on `leads` added the facts of every new row and took away those of
 every old row, and let the sums cancel (HAVING ... <> 0). A statement that changes no figure of most
@@ -15,14 +15,11 @@ facts, so leaving it out changes no sum: the rollup is identical (tests/test_ana
 compares it with the queries over `leads` after every kind of write). Pairs are matched by id; a row
 whose id changed matches nothing and is counted on both sides, as before.
 
-The live-update notice (migration 0010: `NOTIFY crm_leads` with the owner of every inserted or updated
-lead) becomes a statement trigger too. Per row, it called PL/pgSQL once for each lead written (30-40
-microseconds each, 30-40 s of a million-lead rescore) to send what PostgreSQL folds into one notice per
-owner and transaction anyway; now each statement sends one per distinct owner (and former owner) of its
-rows, the same notices.
+(Written beside migration 0034, which made the live-update notices statement triggers too; this one
+keeps 0034's work_mem for the function it replaces.)
 
-Revision ID: 0032_train15b
-Revises: 0031_rollup15
+Revision ID: 0035_train15b
+Revises: 0034_import20c
 Create Date: 2026-12-03
 """
 import importlib.util
@@ -31,8 +28,8 @@ from typing import Sequence, Union
 
 from alembic import op
 
-revision: str = "0032_train15b"
-down_revision: Union[str, None] = "0031_rollup15"
+revision: str = "0035_train15b"
+down_revision: Union[str, None] = "0034_import20c"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
@@ -112,7 +109,7 @@ def _updated_function(body: str) -> None:
     op.execute(
         f"""
         CREATE OR REPLACE FUNCTION crm_rollup_leads_updated() RETURNS trigger
-          LANGUAGE plpgsql SECURITY DEFINER SET search_path = {FIXED_PATH} AS $fn$
+          LANGUAGE plpgsql SECURITY DEFINER SET search_path = {FIXED_PATH} SET work_mem = '64MB' AS $fn$
         BEGIN
         {body}
         END $fn$
@@ -120,49 +117,12 @@ def _updated_function(body: str) -> None:
     )
 
 
-NOTIFY_INSERTED = """
-        PERFORM pg_notify('crm_leads', o) FROM (SELECT DISTINCT coalesce(owner_id::text, 'pool') AS o FROM new_leads) n;
-        RETURN NULL;"""
-NOTIFY_UPDATED = """
-        PERFORM pg_notify('crm_leads', o) FROM (
-            SELECT coalesce(owner_id::text, 'pool') AS o FROM new_leads
-            UNION
-            SELECT coalesce(x.owner_id::text, 'pool') FROM old_leads x JOIN new_leads n ON n.id = x.id
-             WHERE x.owner_id IS DISTINCT FROM n.owner_id) owners;
-        RETURN NULL;"""
-ROW_NOTIFY = """
-        CREATE FUNCTION crm_notify_lead_change() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF TG_OP <> 'INSERT' AND OLD.owner_id IS DISTINCT FROM NEW.owner_id THEN
-            PERFORM pg_notify('crm_leads', coalesce(OLD.owner_id::text, 'pool'));
-          END IF;
-          PERFORM pg_notify('crm_leads', coalesce(NEW.owner_id::text, 'pool'));
-          RETURN NULL;
-        END $$
-        """
-
-
 def upgrade() -> None:
     rollup15 = _rollup15()
     _updated_function(_delta(rollup15) + ";" + HISTORY_OF_CREATION)
 
-    op.execute("DROP TRIGGER leads_notify_change ON leads")
-    op.execute("DROP FUNCTION crm_notify_lead_change()")
-    for event, body, tables in (("insert", NOTIFY_INSERTED, "NEW TABLE AS new_leads"),
-                                ("update", NOTIFY_UPDATED, "NEW TABLE AS new_leads OLD TABLE AS old_leads")):
-        op.execute(f"CREATE FUNCTION crm_notify_leads_{event}ed() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-                   f"BEGIN{body}\nEND $$")
-        op.execute(f"CREATE TRIGGER leads_notify_{event} AFTER {event.upper()} ON leads REFERENCING {tables} "
-                   f"FOR EACH STATEMENT EXECUTE FUNCTION crm_notify_leads_{event}ed()")
-
 
 def downgrade() -> None:
-    for event in ("insert", "update"):
-        op.execute(f"DROP TRIGGER leads_notify_{event} ON leads")
-        op.execute(f"DROP FUNCTION crm_notify_leads_{event}ed()")
-    op.execute(ROW_NOTIFY)
-    op.execute("CREATE TRIGGER leads_notify_change AFTER INSERT OR UPDATE ON leads "
-               "FOR EACH ROW EXECUTE FUNCTION crm_notify_lead_change()")
     rollup15 = _rollup15()
     _updated_function(rollup15.rollup_delta((1, "new_leads", SUMMARIES), (-1, "old_leads", SUMMARIES))
                       + ";" + HISTORY_OF_CREATION)
