@@ -94,6 +94,9 @@ async def listen_for_changes() -> None:
         except Exception:  # the database restarted or the connection dropped: listen again
             log.exception("Listening for lead changes failed; retrying in %.0f s", RECONNECT_SECONDS)
         finally:
+            # Not listening from here until the next LISTEN: what changed meanwhile is never heard, so
+            # callers must look (and a cancelled listener, as a test's, must not answer for later ones).
+            _listening_since = 0.0
             if raw is not None:
                 try:
                     raw.invalidate()  # never hand a LISTENing connection back to the pool

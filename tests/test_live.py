@@ -59,5 +59,7 @@ def test_the_listener_hears_committed_changes_by_owner_and_not_rolled_back_ones(
                 conn.execute(text("DELETE FROM users WHERE id = :id"), {"id": owner})
         finally:
             listener.cancel()
+        # Stopped, it no longer answers for what changes: callers must look again.
+        assert await _until(lambda: live.listening_since() == 0.0)
 
     run_async(scenario(), timeout=60)
