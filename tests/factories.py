@@ -100,11 +100,12 @@ def make_past_stay(session: Session, owner: User, n: int, *, now: datetime, move
 
 
 @contextmanager
-def acting(session: Session, user) -> Iterator[Session]:
-    """A service session as `user` under row-level security, on the test's connection (a savepoint
-    of its transaction, so the test's fixture data is visible); the role is reset afterwards."""
+def acting(session: Session, user: User | int) -> Iterator[Session]:
+    """A service session as `user` (or user id) under row-level security, on the test's connection (a
+    savepoint of its transaction, so the test's fixture data is visible and its commits are rolled
+    back with the test); the role is reset afterwards."""
     db = act_as(Session(bind=session.connection(), join_transaction_mode="create_savepoint",
-                        expire_on_commit=False), user.id)
+                        expire_on_commit=False), user if isinstance(user, int) else user.id)
     try:
         yield db
     finally:

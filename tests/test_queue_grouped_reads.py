@@ -6,36 +6,21 @@ rep's lead through the new reads."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
-from sqlmodel import Session
 
 from crm_app.db.models import FollowUp, Lead
-from crm_app.db.security import act_as
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Stage
 from crm_app.scoring import tier_for
 from crm_app.services.leads import add_activity, check_activity
 from crm_app.services.queue import GROUPS, action_queue
 from tests.conftest import NOW
-from tests.factories import make_lead, make_user
+from tests.factories import acting, make_lead, make_user
 
-@contextmanager
-def _acting(session: Session, user_id: int) -> Iterator[Session]:
-    """A service session acting as `user_id` under row-level security, on the test's connection."""
-    acting = act_as(Session(bind=session.connection(), join_transaction_mode="create_savepoint",
-                            expire_on_commit=False), user_id)
-    try:
-        yield acting
-    finally:
-        acting.close()
-        session.execute(text("RESET ROLE"))
-        session.execute(text("SELECT set_config('crm.user_id', '', true)"))
 
 
 def _reference(session, owner_id, group=None, limit=1000, offset=0):
@@ -121,9 +106,9 @@ def test_the_grouped_reads_page_and_count_as_the_single_statement_did(session, l
         # As the tables' owner (the command line), then as each user under row-level security.
         _same_as_reference(session, ria, cap, page_size)
         _same_as_reference(session, None, cap, page_size)
-        with _acting(session, ria) as as_ria:
+        with acting(session, ria) as as_ria:
             _same_as_reference(as_ria, ria, cap, page_size)
-        with _acting(session, meg) as as_meg:
+        with acting(session, meg) as as_meg:
             _same_as_reference(as_meg, None, cap, page_size)
             _same_as_reference(as_meg, sam, cap, page_size)
         example.rollback()
@@ -146,7 +131,7 @@ def test_a_rep_never_sees_another_reps_lead_through_the_grouped_reads(session):
     sams = {lead.id for lead in theirs} | set(session.execute(
         text("SELECT id FROM leads WHERE owner_id = :sam"), {"sam": sam.id}).scalars())
 
-    with _acting(session, ria.id) as as_ria:
+    with acting(session, ria.id) as as_ria:
         for cap in (1, 99):
             for group in (None, *GROUPS):
                 for owner in (ria.id, sam.id, None):

@@ -3,8 +3,6 @@ reachable page by page, under row-level security; and the actions on it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import pytest
@@ -12,10 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
 
 from crm_app.db.models import Activity, FollowUp, Lead
-from crm_app.db.security import act_as
 from crm_app.domain import REQUEST_KINDS
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Stage
@@ -35,7 +31,7 @@ from crm_app.services.queue import (
     work_item,
 )
 from tests.conftest import NOW
-from tests.factories import make_lead, make_user
+from tests.factories import acting, make_lead, make_user
 
 HOT = [(K.PRICING_REQUEST, timedelta(minutes=20)), (K.DEMO_REQUEST, timedelta(days=2))]
 RECENT = timedelta(days=2)  # in the New stage for 2 days: within its 7-day limit, not stuck
@@ -320,27 +316,16 @@ def test_one_group_at_a_time_pages_through_it(session, big_book):
         _queue(session, big_book.id, group="urgent")
 
 
-@contextmanager
-def _acting(session: Session, user_id: int) -> Iterator[Session]:
-    """A service session acting as `user_id` under row-level security, on the test's connection."""
-    acting = act_as(Session(bind=session.connection(), join_transaction_mode="create_savepoint",
-                            expire_on_commit=False), user_id)
-    try:
-        yield acting
-    finally:
-        acting.close()
-        session.execute(text("RESET ROLE"))
-        session.execute(text("SELECT set_config('crm.user_id', '', true)"))
 
 
 def test_under_row_level_security_a_rep_gets_their_queue_and_a_manager_the_team(session, team):
     manager = make_user(session, "Meg Manager", role="manager")
     as_owner = [(i.lead_id, i.kind) for i in _queue(session, team["ria"].id).items]
     team_view = [(i.lead_id, i.kind) for i in _queue(session, None).items]
-    with _acting(session, team["ria"].id) as ria:
+    with acting(session, team["ria"].id) as ria:
         assert [(i.lead_id, i.kind) for i in _queue(ria, team["ria"].id).items] == as_owner
         assert _queue(ria, team["sam"].id).items == []  # Sam's leads are not hers to see
-    with _acting(session, manager.id) as meg:
+    with acting(session, manager.id) as meg:
         assert [(i.lead_id, i.kind) for i in _queue(meg, None).items] == team_view
     assert len(team_view) > len(as_owner)
 

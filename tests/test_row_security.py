@@ -25,7 +25,7 @@ from crm_app.services import accounts, api_keys
 from crm_app.services.errors import Forbidden, InvalidInput
 from crm_app.services.permissions import CurrentUser
 from tests.conftest import NOW
-from tests.factories import TEST_PASSWORD, make_lead
+from tests.factories import TEST_PASSWORD, acting, make_lead
 
 
 @dataclass
@@ -438,18 +438,6 @@ def test_act_as_applies_to_every_transaction_of_a_session(engine, team: Team) ->
 # --- Accounts, team settings and API keys (migration 0012): what each role still may do ------------
 
 
-@contextmanager
-def _acting(session: Session, user_id: int) -> Iterator[Session]:
-    """A service session acting as `user_id` on the test's connection (the fixture's rows are visible);
-    its commits land in savepoints that the test's rollback removes."""
-    acting = act_as(Session(bind=session.connection(), join_transaction_mode="create_savepoint",
-                            expire_on_commit=False), user_id)
-    try:
-        yield acting
-    finally:
-        acting.close()
-        session.execute(text("RESET ROLE"))
-        session.execute(text("SELECT set_config('crm.user_id', '', true)"))
 
 
 def _user(session: Session, user_id: int) -> CurrentUser:
@@ -518,7 +506,7 @@ def test_a_manager_changes_team_settings_but_not_accounts_or_keys(session: Sessi
 def test_the_services_manage_accounts_and_keys_as_an_admin(session: Session, team: Team) -> None:
     """The Users and API keys pages' calls, acting as the admin; the last-admin rules still hold."""
     ada = _user(session, team.ada)
-    with _acting(session, team.ada) as s:
+    with acting(session, team.ada) as s:
         new_id = accounts.create_user(s, ada, email="cal@rls.test", name="Cal", role="rep",
                                       password="a long first password", now=NOW)
         accounts.set_role(s, ada, new_id, "manager", NOW)
@@ -536,7 +524,7 @@ def test_the_services_manage_accounts_and_keys_as_an_admin(session: Session, tea
     revoked = session.execute(text("SELECT revoked_by FROM api_keys WHERE id = :id"), {"id": key_id}).scalar_one()
     assert revoked == team.ada and secret.startswith("crm_")
     # With another admin, the first one may step down.
-    with _acting(session, team.ada) as s:
+    with acting(session, team.ada) as s:
         accounts.set_role(s, ada, team.meg, "admin", NOW)
         accounts.set_role(s, ada, team.ada, "manager", NOW)
     assert session.execute(text("SELECT role FROM users WHERE id = :id"), {"id": team.ada}).scalar_one() == "manager"
@@ -558,7 +546,7 @@ def test_a_user_changes_their_own_password_only(session: Session, team: Team) ->
     assert session.execute(text("SELECT count(*) FROM audit_log WHERE actor_id = :id AND action = 'password_changed'"),
                            {"id": team.ana}).scalar_one() == 1
     for who in (team.ana, team.ben):
-        with _acting(session, who) as s, pytest.raises(Forbidden):
+        with acting(session, who) as s, pytest.raises(Forbidden):
             accounts.change_password(s, ana, current="a brand new secret", new="ben was here 123", now=NOW)
     # No door in the database either: the function 0012 added for it is gone, and the hash column
     # cannot be changed under the app role, not even by an admin.
