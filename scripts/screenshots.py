@@ -36,7 +36,7 @@ PAGES = [
     ("forecast", MANAGER, "/forecast", ".backtest-ready .js-plotly-plot"),
     ("analytics-lost-reasons", MANAGER, "/analytics", ".lost-by-source"),
     ("model", MANAGER, "/model", ".calibration-chart"),
-    ("import", MANAGER, "/import", "input[type=file], .rt-Button"),
+    ("import", MANAGER, "/import", "input[type=file], .rt-Button:visible"),
     ("settings", MANAGER, "/settings", "input"),
     ("audit", MANAGER, "/audit", "table"),
     ("users", ADMIN, "/users", ".user-row"),
