@@ -395,22 +395,28 @@ edge AS (SELECT count(*) AS walked, {last}(key) AS last FROM walk)
 _COUNTS_SQL = "SELECT {counts}".format(
     counts=",\n       ".join(f"(SELECT count(*) FROM ({sql} LIMIT :cap) g) AS g{n}" for n, sql in _GROUP_SQL.items()))
 
-# One group's items, `:limit` from `:offset` in its order, with what their words need; `walked`: how
-# many leads a walk read (NULL: no walk).
-_PAGE_SQL = """{walk}
-SELECT {walked} AS walked, p.*, l.name, l.company, l.tier, l.stage, l.stage_entered_at, l.version,
+# What a queue card prints of its item `p`: the lead, its owner, its stage's time limit and its last
+# engagement (one definition for the grouped pages and the one-pass statement; no braces, so both
+# templates may be formatted after it is put in).
+_ITEM_COLUMNS = """l.name, l.company, l.tier, l.stage, l.stage_entered_at, l.version,
        l.last_contacted_at, l.risk_reasons, u.name AS owner_name, r.stagnation_days,
-       e.kind AS last_kind, e.occurred_at AS last_at
-  FROM {edge}
-  LEFT JOIN ({members} ORDER BY {inner_order} LIMIT :limit OFFSET :offset) p ON TRUE
-  LEFT JOIN leads l ON l.id = p.lead_id
+       e.kind AS last_kind, e.occurred_at AS last_at"""
+_ITEM_JOINS = """  LEFT JOIN leads l ON l.id = p.lead_id
   LEFT JOIN users u ON u.id = l.owner_id
   LEFT JOIN stage_rules r ON r.stage = l.stage
   LEFT JOIN LATERAL (
         SELECT a.kind, a.occurred_at FROM activities a
          WHERE a.lead_id = l.id AND a.kind = ANY(:engagement_kinds) AND a.occurred_at <= :now
          ORDER BY a.occurred_at DESC LIMIT 1
-  ) e ON TRUE
+  ) e ON TRUE"""
+
+# One group's items, `:limit` from `:offset` in its order, with what their words need; `walked`: how
+# many leads a walk read (NULL: no walk).
+_PAGE_SQL = """{walk}
+SELECT {walked} AS walked, p.*, """ + _ITEM_COLUMNS + """
+  FROM {edge}
+  LEFT JOIN ({members} ORDER BY {inner_order} LIMIT :limit OFFSET :offset) p ON TRUE
+""" + _ITEM_JOINS + """
  ORDER BY {order}
 """
 
@@ -465,7 +471,7 @@ fresh AS (
 # and only the page's leads are read again for their words. Its cost grows with the book, the grouped
 # reads' does not: below SMALL_BOOK open leads this is the cheaper of the two, and they agree on every
 # item and count (tests/test_queue_grouped_reads.py).
-_ONE_PASS_SQL = """
+_ONE_PASS_SQL = ("""
 WITH {fresh},
 follow_ups_due AS (
     -- A lead's earliest open follow-up that is due by the end of today.
@@ -516,24 +522,15 @@ page AS (
               CASE WHEN grp = 5 THEN risk_points END DESC, score DESC, deal_value DESC, lead_id
      LIMIT :limit OFFSET :offset
 )
-SELECT c.by_group, p.*, l.name, l.company, l.tier, l.stage, l.stage_entered_at, l.version,
-       l.last_contacted_at, l.risk_reasons, u.name AS owner_name, r.stagnation_days,
-       e.kind AS last_kind, e.occurred_at AS last_at
+SELECT c.by_group, p.*, """ + _ITEM_COLUMNS + """
   FROM counts c
   LEFT JOIN page p ON TRUE
-  LEFT JOIN leads l ON l.id = p.lead_id
-  LEFT JOIN users u ON u.id = l.owner_id
-  LEFT JOIN stage_rules r ON r.stage = l.stage
-  LEFT JOIN LATERAL (
-        SELECT a.kind, a.occurred_at FROM activities a
-         WHERE a.lead_id = l.id AND a.kind = ANY(:engagement_kinds) AND a.occurred_at <= :now
-         ORDER BY a.occurred_at DESC LIMIT 1
-  ) e ON TRUE
+""" + _ITEM_JOINS + """
  ORDER BY p.grp,
           CASE WHEN p.grp = 1 THEN p.signal_at END DESC,
           CASE WHEN p.grp = 4 THEN p.due_at END,
           CASE WHEN p.grp = 5 THEN p.risk_points END DESC, p.score DESC, p.deal_value DESC, p.lead_id
-""".format(fresh=_FRESH_SQL.format(where=_OWNER), waiting=_WAITING, owner=_OWNER,
+""").format(fresh=_FRESH_SQL.format(where=_OWNER), waiting=_WAITING, owner=_OWNER,
            stuck=stuck_sql("l.stage_entered_at", "r.stagnation_days"),
            columns="l.id, l.score, l.deal_value, l.risk_points, l.tier, l.risk_level, l.stage, "
                    "l.stage_entered_at, l.snoozed_until, l.last_contacted_at, l.last_activity_at")
