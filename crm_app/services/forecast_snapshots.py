@@ -192,28 +192,20 @@ def refresh_forecasts(session: Session, *, now: datetime, backtests: bool = True
     reps = session.execute(text(
         "SELECT id FROM users WHERE role = 'rep' AND is_active ORDER BY id")).scalars().all()
     scopes: list[int | None] = [None, *reps]
-    for owner_id in scopes:
-        version = scope_version(session, owner_id=owner_id, now=now)
-        if not _due(read_snapshot(session, "forecast", owner_id), now=clock(), version=version,
-                    minutes=REBUILD_MINUTES):
-            continue
-        began = time.perf_counter()
-        forecast = build_forecast(session, owner_id=owner_id, now=now)
-        store_snapshot(session, kind="forecast", owner_id=owner_id, as_of=now, scope_version=version,
-                       payload=forecast_payload(forecast), seconds=time.perf_counter() - began,
-                       computed_at=clock())
-        summary.forecasts.append(_scope_name(owner_id))
-    for owner_id in scopes if backtests else ():
-        version = backtest_version(session, owner_id=owner_id, now=now)
-        if not _due(read_snapshot(session, "backtest", owner_id), now=clock(), version=version,
-                    minutes=CALIBRATION_STORED_HOURS * 60):
-            continue
-        began = time.perf_counter()
-        backtest = run_backtest(session, owner_id=owner_id, now=now)
-        store_snapshot(session, kind="backtest", owner_id=owner_id, as_of=now, scope_version=version,
-                       payload=backtest_payload(backtest), seconds=time.perf_counter() - began,
-                       computed_at=clock())
-        summary.backtests.append(_scope_name(owner_id))
+    refreshes = [("forecast", scope_version, REBUILD_MINUTES, build_forecast, forecast_payload, summary.forecasts)]
+    if backtests:
+        refreshes.append(("backtest", backtest_version, CALIBRATION_STORED_HOURS * 60, run_backtest,
+                          backtest_payload, summary.backtests))
+    for kind, version_of, minutes, build, payload_of, done in refreshes:
+        for owner_id in scopes:
+            version = version_of(session, owner_id=owner_id, now=now)
+            if not _due(read_snapshot(session, kind, owner_id), now=clock(), version=version, minutes=minutes):
+                continue
+            began = time.perf_counter()
+            built = build(session, owner_id=owner_id, now=now)
+            store_snapshot(session, kind=kind, owner_id=owner_id, as_of=now, scope_version=version,
+                           payload=payload_of(built), seconds=time.perf_counter() - began, computed_at=clock())
+            done.append(_scope_name(owner_id))
     summary.seconds = time.perf_counter() - started
     log.info("forecast refresh: rates %s, forecasts %s, backtests %s in %.1f s", summary.rates,
              summary.forecasts or "none due", summary.backtests or "none due", summary.seconds)
