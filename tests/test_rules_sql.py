@@ -123,13 +123,18 @@ def test_a_rescore_rewrites_only_the_leads_whose_score_changed(session):
     session.execute(text("UPDATE leads SET company_size = 5000 WHERE id = :id"), {"id": changed})
     later = NOW + timedelta(seconds=1)
     expected = _engine_results(session, ids, now=later)
+    # Where each lead's row version is stored: an UPDATE (even one writing the same values) moves it.
+    places = dict(session.execute(text("SELECT id, ctid::text FROM leads WHERE id = ANY(:ids)"), {"ids": ids}).all())
     assert rules_sql.rescore_rules_where(session, later, "leads.id = ANY(:ids)", {"ids": ids}) == len(ids)
-    rows = session.execute(text("SELECT id, scored_at, score FROM leads WHERE id = ANY(:ids)"), {"ids": ids}).all()
+    rows = session.execute(text("SELECT id, scored_at, score, ctid::text AS place FROM leads WHERE id = ANY(:ids)"),
+                           {"ids": ids}).all()
     rescored = {r.id for r in rows if r.scored_at == later}
     # The later moment changes some scores (a recency bonus ending on the second), and the bigger company.
     assert changed in rescored
     assert {r.id: r.score for r in rows} == {i: v[0] for i, v in expected.items()}
     assert len(rescored) < len(ids)
+    # The others were not rewritten at all: same row version, so no new index entries.
+    assert {r.id for r in rows if r.place != places[r.id]} == rescored
 
 
 def test_rescore_entry_points_use_the_rubric_in_the_database(session):

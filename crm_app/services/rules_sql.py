@@ -83,7 +83,7 @@ def _phrase(kind: ActivityKind, count: str, newest: str, dates: str, asof: str) 
 
 
 def _reason(points: str, words: str) -> str:
-    return f"jsonb_build_array(jsonb_build_object('points', {points}, 'text', {words}))"
+    return f"jsonb_build_object('points', {points}, 'text', {words})"
 
 
 def _dates(kind: ActivityKind, before: str) -> str:
@@ -125,33 +125,33 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
         f"THEN ', capped at {rules.ENGAGEMENT_CAP}' ELSE '' END || ')'"
     )
     big = f"(c.company_size IS NOT NULL AND c.company_size > {rules.COMPANY_SIZE_OVER})"
-    reasons = " || ".join(
+    reasons = "to_jsonb(array_remove(ARRAY[" + ", ".join(
         [
             f"CASE WHEN g.n_req > 0 THEN "
             f"{_reason(str(rules.PRICING_POINTS), pricing_words)} "
             f"WHEN g.n_view > 0 THEN "
             f"{_reason(str(rules.PRICING_POINTS), page_words)} "
-            "ELSE '[]'::jsonb END",
+            "ELSE NULL END",
             f"CASE WHEN {recent} THEN "
             + _reason(
                 str(rules.RECENT_POINTS),
                 f"'Active in the last 24 hours (' || CASE {last_kind} {_LABELS} END || ', ' || "
                 f"{_day('g.last_at', None)} || ' ' || to_char(g.last_at, 'HH24:MI') || ')'",
             )
-            + " ELSE '[]'::jsonb END",
+            + " ELSE NULL END",
             f"CASE WHEN g.n_demo > 0 THEN "
             f"{_reason(str(rules.DEMO_POINTS), demo_words)} "
-            "ELSE '[]'::jsonb END",
+            "ELSE NULL END",
             f"CASE WHEN {big} THEN "
             + _reason(
                 str(rules.COMPANY_SIZE_POINTS),
                 f"'Company has ' || to_char(c.company_size, 'FM9,999,999,990') "
                 f"|| ' employees (over {rules.COMPANY_SIZE_OVER})'",
             )
-            + " ELSE '[]'::jsonb END",
-            f"CASE WHEN g.n > 0 THEN {_reason(engagement_points, engagement_words)} ELSE '[]'::jsonb END",
+            + " ELSE NULL END",
+            f"CASE WHEN g.n > 0 THEN {_reason(engagement_points, engagement_words)} ELSE NULL END",
         ]
-    )
+    ) + "]::jsonb[], NULL))"
     score = " + ".join(
         [
             f"CASE WHEN g.n_req > 0 OR g.n_view > 0 THEN {rules.PRICING_POINTS} ELSE 0 END",
