@@ -124,10 +124,12 @@ def test_a_rescore_rewrites_only_the_leads_whose_score_changed(session):
     later = NOW + timedelta(seconds=1)
     expected = _engine_results(session, ids, now=later)
     # Where each lead's row version is stored: an UPDATE (even one writing the same values) moves it.
-    places = dict(session.execute(text("SELECT id, ctid::text FROM leads WHERE id = ANY(:ids)"), {"ids": ids}).all())
+    places = dict(session.execute(text("SELECT id, ctid::text FROM leads WHERE id = ANY(:ids)"),
+                                  {"ids": ids}).all())
     assert rules_sql.rescore_rules_where(session, later, "leads.id = ANY(:ids)", {"ids": ids}) == len(ids)
-    rows = session.execute(text("SELECT id, scored_at, score, ctid::text AS place FROM leads WHERE id = ANY(:ids)"),
-                           {"ids": ids}).all()
+    rows = session.execute(
+        text("SELECT id, scored_at, score, ctid::text AS place FROM leads WHERE id = ANY(:ids)"), {"ids": ids}
+    ).all()
     rescored = {r.id for r in rows if r.scored_at == later}
     # The later moment changes some scores (a recency bonus ending on the second), and the bigger company.
     assert changed in rescored

@@ -317,10 +317,10 @@ def rescore_rules_where(
     Only a lead whose score, tier, reasons or expiry changed is written (with scored_at): rewriting
     a row costs an entry in each of the table's 24 indexes (the score is in several, so never a
     HOT update) and, at 1M leads, ~36 kB of WAL (~7 full-page images) and ~0.4 ms of CPU, against
-    ~0.014 ms to score a lead that stays the same; so a rescore that changes little writes little. The tier is named in the write only where it
-    changed, so the tier's triggers (hot_since, the Hot notification) run for those rows alone. A
-    lead whose version moved on since the statement read it was rescored by whoever changed it and
-    is left alone."""
+    ~0.014 ms to score a lead that stays the same; so a rescore that changes little writes little.
+    The tier is named in the write only where it changed, so the tier's triggers (hot_since, the Hot
+    notification) run for those rows alone. A lead whose version moved on since the statement read
+    it was rescored by whoever changed it and is left alone."""
     def update(dense: bool) -> str:
         match = "l.id = v.id AND l.version = v.version AND l.id > :lo AND l.id <= :hi"
         return f"""
