@@ -131,3 +131,29 @@ def test_all_different_says_what_a_set_says(chunks, merge_every):
         values.add_many(chunk)
         seen += chunk
     assert values.holds() == (len(set(seen)) == len(seen))
+
+
+def test_new_leads_sharing_facts_are_derived_once_and_each_stores_what_rescoring_would(session, tmp_path):
+    """New leads are scored and assessed once per distinct facts, then joined back to their rows: each
+    must still hold what rescoring and reassessing it alone stores, including rows whose facts differ
+    only by a blank, a date, or a custom value written 1 or 1.0 (kept apart as the model reads them)."""
+    sizes, stages = ["", "5", "900"], ["", "Won", "Proposal", "Lost"]
+    plans, closed = ["", "gold", "1", "1.0"], ["", "2026-11-01", "2026-11-02"]
+    rows = []
+    for i in range(96):  # every row's facts are shared with at least one other row
+        n = i % 48
+        rows.append([f"Person {i}", f"person.{i}@example.com", sizes[n % 3], ["Referral", "Website"][n // 24],
+                     stages[n % 4], closed[(n // 4) % 3], plans[(n // 12) % 4]])
+    summary = import_file(session, write_csv(tmp_path / "crm.csv", rows), MAPPING, now=NOW)
+    assert summary.created == 96
+    facts = session.execute(text("SELECT count(DISTINCT (company_size, source, custom_fields::text, stage, "
+                                 "stage_entered_at, created_at)) FROM leads")).scalar_one()
+    assert 1 < facts < 96
+    imported = stored_leads(session)
+    every = [row[0] for row in imported]
+    rescore_leads_in_transaction(session, every, NOW)
+    reassess_risk_in_transaction(session, every, NOW)
+    session.flush()
+    assert stored_leads(session) == imported
+    plans_stored = {r[0] for r in session.execute(text("SELECT custom_fields->>'Plan' FROM leads"))}
+    assert {"1", "1.0", "gold", None} <= plans_stored
