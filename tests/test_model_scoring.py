@@ -144,10 +144,11 @@ def test_apportion_rounds_to_the_total_and_keeps_every_sign(values, nudge) -> No
 
 
 def test_treeshap_by_classes_of_rows_equals_treeshap_row_by_row(trained, open_leads) -> None:
-    # The engine computes TreeSHAP once per class of rows that every split sends the same way; on the
-    # rows themselves XGBoost gives the very same numbers, for leads as they are and without activity,
-    # with values on split points and unknowns among them.
-    engine = trained.engine
+    # The engine computes TreeSHAP tree by tree, once per class of rows that the tree's splits send the
+    # same way, and adds the trees up as XGBoost does; on the rows themselves XGBoost gives the very
+    # same numbers (to the bit), for leads as they are and without activity, with values on split
+    # points and unknowns among them, from the trained engine and from one read back from storage.
+    engine = ModelScoringEngine.from_bytes(trained.engine.to_bytes())
     features = engine.spec.matrix(open_leads, NOW)
     on_splits = features.copy()
     for column, splits in engine._splits:  # noqa: SLF001 - values exactly at each split, and just below
@@ -156,6 +157,7 @@ def test_treeshap_by_classes_of_rows_equals_treeshap_row_by_row(trained, open_le
     on_splits[::7, engine.spec.columns.index(next(c for c in engine.spec.columns if c.group == "company_size"))] = np.nan
     for rows in (features, engine.spec.no_activity(features), on_splits):
         assert np.array_equal(engine.contributions(rows), engine._tree_shap(rows))  # noqa: SLF001
+        assert np.array_equal(trained.engine.contributions(rows), engine._tree_shap(rows))  # noqa: SLF001
 
 
 def test_a_score_holds_until_its_valid_until(trained, open_leads) -> None:
