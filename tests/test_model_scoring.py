@@ -18,7 +18,7 @@ from crm_app.domain import Source
 from crm_app.scoring import ActivityFact, LeadFacts, tier_for
 from crm_app.scoring.calibration import IsotonicCalibrator, PlattCalibrator
 from crm_app.scoring.evaluation import calibration_table, pr_auc, roc_auc, top_share_win_rate
-from crm_app.scoring.features import FeatureSpec
+from crm_app.scoring.features import ACTIVITY_KINDS, FeatureSpec
 from crm_app.scoring.model import BASELINE_TEXT, OTHER_MAX_POINTS, OTHER_TEXT, ModelScoringEngine, apportion
 from crm_app.scoring.training import LabeledLead, NotEnoughHistory, fit_scoring_model
 
@@ -256,3 +256,27 @@ def test_measures_on_cases_worked_by_hand() -> None:
     table = calibration_table(np.linspace(0, 1, 100), (np.arange(100) >= 50).astype(float))
     assert [b.count for b in table] == [10] * 10
     assert [b.observed for b in table] == [0] * 5 + [1] * 5
+
+
+def test_features_from_counts_per_kind_equal_features_from_the_activities(trained, open_leads) -> None:
+    # The switch preview reads each lead's activity as a count and latest moment per kind (a GROUP BY);
+    # its rows are the very numbers `matrix` computes from the activities, custom fields included, with
+    # an activity exactly at `now`, one after it and a lead with none.
+    spec = trained.engine.spec
+    assert spec.custom_fields
+    leads = [*open_leads,
+             replace(open_leads[0], activities=(ActivityFact(K.DEMO_REQUEST, NOW),
+                                                ActivityFact(K.PRICING_REQUEST, NOW + timedelta(seconds=1)))),
+             replace(open_leads[1], activities=(), company_size=None, custom_fields={})]
+    kinds = list(ACTIVITY_KINDS)
+    counts = np.zeros((len(leads), len(kinds)), dtype=np.int64)
+    latest = np.zeros((len(leads), len(kinds)), dtype=np.int64)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    for i, lead in enumerate(leads):
+        for activity in lead.activities:
+            if activity.occurred_at <= NOW and activity.kind in kinds:
+                k = kinds.index(activity.kind)
+                counts[i, k] += 1
+                latest[i, k] = max(latest[i, k], (activity.occurred_at - epoch) // timedelta(microseconds=1))
+    bare = [replace(lead, activities=()) for lead in leads]
+    assert np.array_equal(spec.matrix_of_counts(bare, counts, latest, NOW), spec.matrix(leads, NOW), equal_nan=True)
