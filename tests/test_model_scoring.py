@@ -280,3 +280,15 @@ def test_features_from_counts_per_kind_equal_features_from_the_activities(traine
                 latest[i, k] = max(latest[i, k], (activity.occurred_at - epoch) // timedelta(microseconds=1))
     bare = [replace(lead, activities=()) for lead in leads]
     assert np.array_equal(spec.matrix_of_counts(bare, counts, latest, NOW), spec.matrix(leads, NOW), equal_nan=True)
+
+
+def test_remembered_sentences_never_give_one_lead_another_leads_rare_category(trained, open_leads) -> None:
+    # The engine remembers each profile sentence per value of its group's columns; a category too rare
+    # for a column of its own shares one column ("<other>"), so its words come from each lead's facts.
+    engine = ModelScoringEngine.from_bytes(trained.engine.to_bytes())
+    group = engine.spec.groups.index("field:industry")
+    for value in ("Mining", "Farming", "Software", "Mining"):
+        lead = replace(open_leads[0], custom_fields={"industry": value})
+        row = engine.spec.matrix([lead], NOW)[0]
+        assert engine._describe(group, row, lead) == f"Industry is {value}"  # noqa: SLF001
+    assert engine._describe(engine.spec.groups.index("source"), row, lead) == engine.spec.describe("source", row)  # noqa: SLF001

@@ -192,6 +192,11 @@ class ModelScoringEngine:
         # Per tree: its split columns, and each column's split values in that tree (float32).
         self._trees = [[(i, t.astype(np.float32)) for i, t in splits] for splits in trees]
         self._single_trees: list[xgb.Booster] | None = None  # each tree as a booster, made when needed
+        # spec.describe's sentences by group and value (see _describe)
+        self._describe_columns = [
+            np.array([i for i, c in enumerate(spec.columns) if c.group == group]) for group in self._groups
+        ]
+        self._described: dict[tuple[int, bytes], str] = {}
 
     # --- The Strategy interface ----------------------------------------------------------------
 
@@ -315,11 +320,16 @@ class ModelScoringEngine:
             moments, expiries = [now] * rows, self._valid_until(features, now)
         else:  # each lead as of its own moment (training rows): nothing to expire
             moments, expiries = list(now), [None] * rows
+        # Per row as plain Python numbers (the same float64 values): the row loop below is the part of
+        # scoring that runs once per lead, and NumPy scalars cost several times more there.
+        kinds = list(activity_points)
+        steps = list(zip(*(column.tolist() for column in activity_points.values()))) if kinds else [()] * rows
+        profile_rows, point_rows = profile.tolist(), profile_points.tolist()
+        score_list, baseline_list, p_list = scores.tolist(), baselines.tolist(), p_all.tolist()
         return [
             self._explain_row(
-                facts[r], moments[r], features[r], profile[r], profile_points[r],
-                {kind: float(column[r]) for kind, column in activity_points.items()},
-                int(scores[r]), int(baselines[r]), float(p_all[r]), expiries[r],
+                facts[r], moments[r], features[r], profile_rows[r], point_rows[r], dict(zip(kinds, steps[r])),
+                score_list[r], baseline_list[r], p_list[r], expiries[r],
             )
             for r in range(rows)
         ]  # fmt: skip
@@ -374,8 +384,8 @@ class ModelScoringEngine:
         facts: LeadFacts,
         now: datetime,
         features: np.ndarray,
-        log_odds: np.ndarray,
-        profile_points: np.ndarray,
+        log_odds: list[float],
+        profile_points: list[float],
         activity_points: dict[ActivityKind, float],
         score: int,
         baseline: int,
@@ -394,22 +404,20 @@ class ModelScoringEngine:
                     (activity_phrase(kind, moments[kind], now), activity_key(kind), activity_points[kind], 0.0)
                 )
         # Profile groups, largest first, until what is left for "Other factors" is a few points.
-        ranked = sorted((g for g in range(len(profile_points)) if profile_points[g] != 0),
+        ranked = sorted((g for g, points in enumerate(profile_points) if points != 0),
                         key=lambda g: -abs(profile_points[g]))
-        rest_abs = sum(abs(float(profile_points[g])) for g in ranked)
+        rest_abs = sum(abs(profile_points[g]) for g in ranked)
         shown: list[int] = []
         for g in ranked:
             if rest_abs <= OTHER_MAX_POINTS and len(shown) >= self.top_reasons:
                 break
-            if rest_abs <= OTHER_MAX_POINTS and abs(float(profile_points[g])) < 1:
+            if rest_abs <= OTHER_MAX_POINTS and abs(profile_points[g]) < 1:
                 break
             shown.append(g)
-            rest_abs -= abs(float(profile_points[g]))
-        rest = [g for g in ranked if g not in shown]
+            rest_abs -= abs(profile_points[g])
+        rest = ranked[len(shown):]
         for g in shown:
-            group = self._groups[g]
-            lines.append((self.spec.describe(group, features, facts), group, float(profile_points[g]),
-                          float(log_odds[g])))
+            lines.append((self._describe(g, features, facts), self._groups[g], profile_points[g], log_odds[g]))
         if rest or not lines:
             lines.append((OTHER_TEXT, "other", float(sum(profile_points[g] for g in rest)),
                           float(sum(log_odds[g] for g in rest))))
@@ -417,6 +425,21 @@ class ModelScoringEngine:
         factors = [Factor(key, text, lo, p, key) for (text, key, _, lo), p in zip(lines, whole)]
         factors.sort(key=lambda f: -abs(f.points))
         return Explanation(score, probability, baseline, tuple(factors), valid_until)
+
+    def _describe(self, g: int, features: np.ndarray, facts: LeadFacts) -> str:
+        """spec.describe of profile group `g` for one lead, remembered per value of the group's columns
+        (a source, a company size: a few thousand sentences for a hundred thousand leads). A category
+        too rare for a column of its own is worded from the lead's facts, so it is not remembered."""
+        group = self._groups[g]
+        columns = self._describe_columns[g]
+        key = (g, features[columns].tobytes())
+        text = self._described.get(key)
+        if text is None:
+            text = self.spec.describe(group, features, facts)
+            if not (group.startswith("field:") and features[columns[-1]] == 1.0):  # "<other>": the raw value
+                if len(self._described) < 100_000:
+                    self._described[key] = text
+        return text
 
     def _valid_until(self, features: np.ndarray, now: datetime) -> list[datetime | None]:
         """When time alone next moves a lead's feature across a split, i.e. may change its score."""
