@@ -362,48 +362,49 @@ def _preview_open_leads(session: Session, engine: ModelScoringEngine, now: datet
                         batch_size: int = 50_000) -> list[tuple[int, int]]:
     """(lead id, score) of every open lead as the model scores it now: what switching to it would
     store, without writing a lead. The score needs no reasons, so each lead's activity is read as one
-    count and latest moment per kind, grouped in the database and copied out as plain numbers (at a
-    million leads that is half a million open leads: no Python object per activity or per count)."""
-    found: list[tuple[int, int]] = []
-    last_id = 0
+    count and latest moment per kind: grouped by the database in one pass over the activities and
+    copied out as plain numbers (no Python object per activity or per count). At a million leads,
+    batches of open leads by id made the database scan every activity once per batch (2.6 s each, for
+    480,000 open leads 10 of them)."""
+    open_leads = f"stage NOT IN ('{Stage.WON.value}', '{Stage.LOST.value}')"
     kinds = [kind.value for kind in ACTIVITY_KINDS]
     with_fields = bool(engine.spec.custom_fields)
     cursor = session.connection().connection.cursor()  # plain tuples
-    while True:
-        cursor.execute(
-            f"SELECT id, company_size, source{', custom_fields' if with_fields else ''} FROM leads "
-            f"WHERE id > %(last_id)s AND stage NOT IN ('{Stage.WON.value}', '{Stage.LOST.value}') "
-            "ORDER BY id LIMIT %(n)s",
-            {"last_id": last_id, "n": batch_size},
-        )
-        leads = cursor.fetchall()
-        if not leads:
-            return found
-        last_id = leads[-1][0]
-        ids = np.array([row[0] for row in leads], dtype=np.int64)
-        grouped = io.StringIO()
-        cursor.copy_expert(
-            cursor.mogrify(
-                "COPY (SELECT lead_id, array_position(%(kinds)s::text[], kind::text), count(*), "
-                "(extract(epoch FROM max(occurred_at)) * 1000000)::bigint FROM activities "
-                "WHERE lead_id = ANY(%(ids)s) AND occurred_at <= %(now)s AND kind = ANY(%(kinds)s) "
-                "GROUP BY lead_id, kind) TO STDOUT WITH (FORMAT csv)",
-                {"ids": ids.tolist(), "now": now, "kinds": kinds},
-            ).decode(),
-            grouped,
-        )
-        counts = np.zeros((len(leads), len(kinds)), dtype=np.int64)
-        latest = np.zeros((len(leads), len(kinds)), dtype=np.int64)
-        if grouped.tell():
-            grouped.seek(0)
-            table = np.loadtxt(grouped, delimiter=",", dtype=np.int64, ndmin=2)
-            row, kind = np.searchsorted(ids, table[:, 0]), table[:, 1] - 1
-            counts[row, kind], latest[row, kind] = table[:, 2], table[:, 3]
+    cursor.execute(f"SELECT id, company_size, source{', custom_fields' if with_fields else ''} FROM leads "
+                   f"WHERE {open_leads} ORDER BY id")
+    leads = cursor.fetchall()
+    if not leads:
+        return []
+    ids = np.array([row[0] for row in leads], dtype=np.int64)
+    grouped = io.StringIO()
+    cursor.copy_expert(
+        cursor.mogrify(
+            "COPY (SELECT a.lead_id, array_position(%(kinds)s::text[], a.kind::text), count(*), "
+            "(extract(epoch FROM max(a.occurred_at)) * 1000000)::bigint "
+            f"FROM activities a JOIN leads l ON l.id = a.lead_id AND l.{open_leads} "
+            "WHERE a.occurred_at <= %(now)s AND a.kind = ANY(%(kinds)s) "
+            "GROUP BY a.lead_id, a.kind) TO STDOUT WITH (FORMAT csv)",
+            {"now": now, "kinds": kinds},
+        ).decode(),
+        grouped,
+    )
+    counts = np.zeros((len(leads), len(kinds)), dtype=np.int64)
+    latest = np.zeros((len(leads), len(kinds)), dtype=np.int64)
+    if grouped.tell():
+        grouped.seek(0)
+        table = np.loadtxt(grouped, delimiter=",", dtype=np.int64, ndmin=2)
+        row = np.searchsorted(ids, table[:, 0])
+        known = (row < ids.size) & (ids[np.minimum(row, ids.size - 1)] == table[:, 0])  # opened meanwhile
+        row, table = row[known], table[known]
+        counts[row, table[:, 1] - 1], latest[row, table[:, 1] - 1] = table[:, 2], table[:, 3]
+    scores = np.empty(len(leads), dtype=np.int64)
+    for start in range(0, len(leads), batch_size):
+        part = slice(start, start + batch_size)
         facts = [LeadFacts(company_size=r[1], source=r[2], custom_fields=(r[3] or {}) if with_fields else {})
-                 for r in leads]
-        probability = engine.probabilities(engine.spec.matrix_of_counts(facts, counts, latest, now))
-        scores = np.clip(np.floor(100 * probability + 0.5), 0, 100).astype(int)
-        found += zip(ids.tolist(), scores.tolist())
+                 for r in leads[part]]
+        probability = engine.probabilities(engine.spec.matrix_of_counts(facts, counts[part], latest[part], now))
+        scores[part] = np.clip(np.floor(100 * probability + 0.5), 0, 100).astype(int)
+    return list(zip(ids.tolist(), scores.tolist()))
 
 
 def _chart_metrics(result: TrainingResult, leads: list[LabeledLead], at_close: bool) -> dict[str, Any]:
