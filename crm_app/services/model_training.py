@@ -119,24 +119,27 @@ def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False
     ).all()
     moments = [row.closed_at if at_close else open_life_moment(row.id, row.created_at, row.closed_at)
                for row in rows]
+    as_of = {row.id: moment for row, moment in zip(rows, moments)}
     activities: dict[int, list[ActivityFact]] = defaultdict(list)
     # Streamed on the driver's own server-side cursor, as plain tuples: SQLAlchemy's result rows cost
-    # most of the load. Each lead's moment goes to the database, which keeps only the activities before
-    # it (about half of those before the close).
+    # most of the load. Joined to the closed leads in the database (a scan of every activity it can
+    # run in parallel: handing it the 100,000 moments as arrays made that a single-process hash join,
+    # 25.9 -> 48 s at a million leads); the moment, which only Python computes, is applied here.
     with session.connection().connection.cursor(name="closed_lead_activities") as cursor:
         cursor.itersize = 50_000
         cursor.execute(
-            """
+            f"""
             SELECT a.lead_id, a.kind, a.occurred_at
-              FROM unnest(%(ids)s::int[], %(moments)s::timestamptz[]) AS m(lead_id, as_of)
-              JOIN activities a ON a.lead_id = m.lead_id AND a.occurred_at < m.as_of
-             WHERE a.kind = ANY(%(kinds)s)
+              FROM activities a JOIN ({closed.replace(":now", "%(now)s").replace(":newest", "%(newest)s")}) l
+                ON l.id = a.lead_id
+             WHERE a.occurred_at < l.closed_at AND a.kind = ANY(%(kinds)s)
             """,
-            {"ids": [row.id for row in rows], "moments": moments,
-             "kinds": [kind.value for kind in ACTIVITY_ORDER]},
+            {"now": now, "newest": newest, "kinds": [kind.value for kind in ACTIVITY_ORDER]},
         )
         for lead_id, kind, occurred_at in cursor:
-            activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
+            moment = as_of.get(lead_id)  # None: closed after the leads were read
+            if moment is not None and occurred_at < moment:
+                activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
     return [
         LabeledLead(
             facts=LeadFacts(
@@ -147,10 +150,10 @@ def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False
             ),
             closed_at=row.closed_at,
             won=row.stage == Stage.WON.value,
-            as_of=None if at_close else as_of,
+            as_of=None if at_close else moment,
             lead_id=row.id,
         )
-        for row, as_of in zip(rows, moments)
+        for row, moment in zip(rows, moments)
     ]
 
 
