@@ -18,7 +18,7 @@ from crm_app.domain import Source
 from crm_app.scoring import ActivityFact, LeadFacts, tier_for
 from crm_app.scoring.calibration import IsotonicCalibrator, PlattCalibrator
 from crm_app.scoring.evaluation import calibration_table, pr_auc, roc_auc, top_share_win_rate
-from crm_app.scoring.features import FeatureSpec
+from crm_app.scoring.features import ACTIVITY_KINDS, FeatureSpec
 from crm_app.scoring.model import BASELINE_TEXT, OTHER_MAX_POINTS, OTHER_TEXT, ModelScoringEngine, apportion
 from crm_app.scoring.training import LabeledLead, NotEnoughHistory, fit_scoring_model
 
@@ -144,10 +144,11 @@ def test_apportion_rounds_to_the_total_and_keeps_every_sign(values, nudge) -> No
 
 
 def test_treeshap_by_classes_of_rows_equals_treeshap_row_by_row(trained, open_leads) -> None:
-    # The engine computes TreeSHAP once per class of rows that every split sends the same way; on the
-    # rows themselves XGBoost gives the very same numbers, for leads as they are and without activity,
-    # with values on split points and unknowns among them.
-    engine = trained.engine
+    # The engine computes TreeSHAP tree by tree, once per class of rows that the tree's splits send the
+    # same way, and adds the trees up as XGBoost does; on the rows themselves XGBoost gives the very
+    # same numbers (to the bit), for leads as they are and without activity, with values on split
+    # points and unknowns among them, from the trained engine and from one read back from storage.
+    engine = ModelScoringEngine.from_bytes(trained.engine.to_bytes())
     features = engine.spec.matrix(open_leads, NOW)
     on_splits = features.copy()
     for column, splits in engine._splits:  # noqa: SLF001 - values exactly at each split, and just below
@@ -156,6 +157,7 @@ def test_treeshap_by_classes_of_rows_equals_treeshap_row_by_row(trained, open_le
     on_splits[::7, engine.spec.columns.index(next(c for c in engine.spec.columns if c.group == "company_size"))] = np.nan
     for rows in (features, engine.spec.no_activity(features), on_splits):
         assert np.array_equal(engine.contributions(rows), engine._tree_shap(rows))  # noqa: SLF001
+        assert np.array_equal(trained.engine.contributions(rows), engine._tree_shap(rows))  # noqa: SLF001
 
 
 def test_a_score_holds_until_its_valid_until(trained, open_leads) -> None:
@@ -254,3 +256,39 @@ def test_measures_on_cases_worked_by_hand() -> None:
     table = calibration_table(np.linspace(0, 1, 100), (np.arange(100) >= 50).astype(float))
     assert [b.count for b in table] == [10] * 10
     assert [b.observed for b in table] == [0] * 5 + [1] * 5
+
+
+def test_features_from_counts_per_kind_equal_features_from_the_activities(trained, open_leads) -> None:
+    # The switch preview reads each lead's activity as a count and latest moment per kind (a GROUP BY);
+    # its rows are the very numbers `matrix` computes from the activities, custom fields included, with
+    # an activity exactly at `now`, one after it and a lead with none.
+    spec = trained.engine.spec
+    assert spec.custom_fields
+    leads = [*open_leads,
+             replace(open_leads[0], activities=(ActivityFact(K.DEMO_REQUEST, NOW),
+                                                ActivityFact(K.PRICING_REQUEST, NOW + timedelta(seconds=1)))),
+             replace(open_leads[1], activities=(), company_size=None, custom_fields={})]
+    kinds = list(ACTIVITY_KINDS)
+    counts = np.zeros((len(leads), len(kinds)), dtype=np.int64)
+    latest = np.zeros((len(leads), len(kinds)), dtype=np.int64)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    for i, lead in enumerate(leads):
+        for activity in lead.activities:
+            if activity.occurred_at <= NOW and activity.kind in kinds:
+                k = kinds.index(activity.kind)
+                counts[i, k] += 1
+                latest[i, k] = max(latest[i, k], (activity.occurred_at - epoch) // timedelta(microseconds=1))
+    bare = [replace(lead, activities=()) for lead in leads]
+    assert np.array_equal(spec.matrix_of_counts(bare, counts, latest, NOW), spec.matrix(leads, NOW), equal_nan=True)
+
+
+def test_remembered_sentences_never_give_one_lead_another_leads_rare_category(trained, open_leads) -> None:
+    # The engine remembers each profile sentence per value of its group's columns; a category too rare
+    # for a column of its own shares one column ("<other>"), so its words come from each lead's facts.
+    engine = ModelScoringEngine.from_bytes(trained.engine.to_bytes())
+    group = engine.spec.groups.index("field:industry")
+    for value in ("Mining", "Farming", "Software", "Mining"):
+        lead = replace(open_leads[0], custom_fields={"industry": value})
+        row = engine.spec.matrix([lead], NOW)[0]
+        assert engine._describe(group, row, lead) == f"Industry is {value}"  # noqa: SLF001
+    assert engine._describe(engine.spec.groups.index("source"), row, lead) == engine.spec.describe("source", row)  # noqa: SLF001

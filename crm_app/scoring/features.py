@@ -31,7 +31,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,15 @@ ACTIVITY_ORDER = (
 assert set(ACTIVITY_ORDER) == set(ENGAGEMENT_KINDS), "every prospect kind is a feature, and only those"
 _KINDS = tuple(kind for kind in ActivityKind if kind in ENGAGEMENT_KINDS)
 _KIND_INDEX = {kind: i for i, kind in enumerate(_KINDS)}
+# The prospect's kinds in the order of their feature columns (what `matrix_of_counts` takes).
+ACTIVITY_KINDS = _KINDS
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (as PostgreSQL counts a timestamptz)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def open_life_moment(key: int, opened_at: datetime, closed_at: datetime) -> datetime:
@@ -301,22 +310,36 @@ class FeatureSpec:
                 latest[i] = activity.occurred_at
         return self._row(facts, counts, latest, now)
 
-    def matrix_of_summaries(
-        self, facts: Sequence[LeadFacts], summaries: Sequence[dict[ActivityKind, tuple[int, datetime]]], now: datetime
+    def matrix_of_counts(
+        self, facts: Sequence[LeadFacts], counts: np.ndarray, latest: np.ndarray, now: datetime
     ) -> np.ndarray:
-        """`matrix(facts, now)` for leads whose activity comes summarised (the facts' own activities are
-        not read): per prospect kind, how many up to `now` and the latest of them (a GROUP BY in the
-        database instead of every activity as an object)."""
-        rows = []
-        for lead, summary in zip(facts, summaries, strict=True):
-            counts = [0] * len(_KINDS)
-            latest: list[datetime | None] = [None] * len(_KINDS)
-            for kind, (count, last) in summary.items():
-                i = _KIND_INDEX.get(kind)
-                if i is not None:
-                    counts[i], latest[i] = count, last
-            rows.append(self._row(lead, counts, latest, now))
-        return np.array(rows, dtype=np.float32).reshape(len(rows), len(self.columns))
+        """`matrix(facts, now)` for leads whose prospect activity comes summarised (the facts' own
+        activities are not read): `counts[i, k]` activities of kind `ACTIVITY_KINDS[k]` up to `now`,
+        the latest of them at `latest[i, k]` microseconds since the epoch (ignored for a count of 0).
+        A GROUP BY in the database instead of every activity as an object, and the rows computed
+        column by column: the same numbers as `matrix` (days since are the same float64 divisions)."""
+        rows = len(facts)
+        counts = np.asarray(counts, dtype=np.int64).reshape(rows, len(_KINDS))
+        latest = np.asarray(latest, dtype=np.int64).reshape(rows, len(_KINDS))
+        out = np.empty((rows, len(self.columns)), dtype=np.float64)
+        sources = [s.value for s in Source]
+        source = [f.source for f in facts]
+        for i, value in enumerate(sources):
+            out[:, i] = [1.0 if x == value else 0.0 for x in source]
+        logs = {size: (math.log1p(size) if size is not None and size >= 0 else math.nan)
+                for size in {f.company_size for f in facts}}
+        at = len(sources)
+        out[:, at] = [logs[f.company_size] for f in facts]
+        now_us = _micros(now)
+        since = np.where(counts > 0, (now_us - latest).astype(np.float64) / 1e6 / DAY_SECONDS, NEVER_DAYS)
+        since = np.minimum(since, NEVER_DAYS)
+        out[:, at + 1] = counts.sum(axis=1).astype(np.float64)
+        out[:, at + 2] = since.min(axis=1)
+        out[:, at + 3 : at + 3 + 2 * len(_KINDS) : 2] = counts
+        out[:, at + 4 : at + 4 + 2 * len(_KINDS) : 2] = since
+        if self.custom_fields:
+            out[:, at + 3 + 2 * len(_KINDS) :] = [self._custom_values(f) for f in facts]
+        return out.astype(np.float32)
 
     def _row(self, facts: LeadFacts, counts: list[int], latest: list[datetime | None], now: datetime) -> list[float]:
         nan = math.nan
@@ -330,7 +353,11 @@ class FeatureSpec:
         values.append(min(since) if since else NEVER_DAYS)
         for n, s in zip(counts, since):
             values += [float(n), s]
+        return values + self._custom_values(facts)
 
+    def _custom_values(self, facts: LeadFacts) -> list[float]:
+        nan = math.nan
+        values: list[float] = []
         for custom in self.custom_fields:
             raw = facts.custom_fields.get(custom.key)
             if custom.kind == "numeric":

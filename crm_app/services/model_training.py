@@ -34,7 +34,7 @@ from crm_app.db.models import ScoringModel, utcnow
 from crm_app.domain import ActivityKind, Stage
 from crm_app.scoring.engine import ActivityFact, LeadFacts, tier_for
 from crm_app.scoring.evaluation import Evaluation
-from crm_app.scoring.features import ACTIVITY_ORDER, group_title, open_life_moment
+from crm_app.scoring.features import ACTIVITY_KINDS, ACTIVITY_ORDER, group_title, open_life_moment
 from crm_app.scoring.model import ModelScoringEngine, OutdatedModel
 from crm_app.scoring.training import (
     MIN_CLOSED,
@@ -99,29 +99,15 @@ _KINDS = {kind.value: kind for kind in ActivityKind}
 def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False,
                       newest: int | None = None) -> list[LabeledLead]:
     """Every lead closed by `now` (or the `newest` of them by close), oldest close first, each as it
-    was at one moment of its open life (`open_life_moment`) with only the activities before that
-    moment; `at_close` takes them at the close instead (what earlier versions trained on, kept to
-    measure the difference)."""
-    activities: dict[int, list[ActivityFact]] = defaultdict(list)
+    was at one moment of its open life (`open_life_moment`) with only the prospect's activities
+    before that moment; `at_close` takes them at the close instead (what earlier versions trained on,
+    kept to measure the difference). Only the prospect's own kinds are read: they are all that the
+    features, the rules and the reasons look at (a rep's calls, emails and notes are a third of the
+    rows)."""
     closed = f"SELECT l.* FROM leads l WHERE {_CLOSED}"
     if newest is not None:
         closed += " ORDER BY l.closed_at DESC, l.id DESC LIMIT :newest"
-    # Streamed on the driver's own server-side cursor, as plain tuples: about a million rows at 100,000
-    # leads, where SQLAlchemy's result rows cost most of the load.
-    with session.connection().connection.cursor(name="closed_lead_activities") as cursor:
-        cursor.itersize = 50_000
-        cursor.execute(
-            f"""
-            SELECT a.lead_id, a.kind, a.occurred_at
-              FROM activities a JOIN ({closed.replace(":now", "%(now)s").replace(":newest", "%(newest)s")}) l
-                ON l.id = a.lead_id
-             WHERE a.occurred_at < l.closed_at
-            """,
-            {"now": now, "newest": newest},
-        )
-        for lead_id, kind, occurred_at in cursor:
-            activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
-    leads = session.execute(
+    rows = session.execute(
         text(
             f"""
             SELECT l.id, l.company_size, l.source, l.custom_fields, l.created_at, l.closed_at, l.stage
@@ -130,25 +116,45 @@ def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False
             """
         ),
         {"now": now, "newest": newest},
-    )
-    labeled = []
-    for row in leads:
-        as_of = row.closed_at if at_close else open_life_moment(row.id, row.created_at, row.closed_at)
-        labeled.append(
-            LabeledLead(
-                facts=LeadFacts(
-                    company_size=row.company_size,
-                    source=row.source,
-                    activities=tuple(a for a in activities.get(row.id, ()) if a.occurred_at < as_of),
-                    custom_fields=row.custom_fields or {},
-                ),
-                closed_at=row.closed_at,
-                won=row.stage == Stage.WON.value,
-                as_of=None if at_close else as_of,
-                lead_id=row.id,
-            )
+    ).all()
+    moments = [row.closed_at if at_close else open_life_moment(row.id, row.created_at, row.closed_at)
+               for row in rows]
+    as_of = {row.id: moment for row, moment in zip(rows, moments)}
+    activities: dict[int, list[ActivityFact]] = defaultdict(list)
+    # Streamed on the driver's own server-side cursor, as plain tuples: SQLAlchemy's result rows cost
+    # most of the load. Joined to the closed leads in the database (a scan of every activity it can
+    # run in parallel: handing it the 100,000 moments as arrays made that a single-process hash join,
+    # 25.9 -> 48 s at a million leads); the moment, which only Python computes, is applied here.
+    with session.connection().connection.cursor(name="closed_lead_activities") as cursor:
+        cursor.itersize = 50_000
+        cursor.execute(
+            f"""
+            SELECT a.lead_id, a.kind, a.occurred_at
+              FROM activities a JOIN ({closed.replace(":now", "%(now)s").replace(":newest", "%(newest)s")}) l
+                ON l.id = a.lead_id
+             WHERE a.occurred_at < l.closed_at AND a.kind = ANY(%(kinds)s)
+            """,
+            {"now": now, "newest": newest, "kinds": [kind.value for kind in ACTIVITY_ORDER]},
         )
-    return labeled
+        for lead_id, kind, occurred_at in cursor:
+            moment = as_of.get(lead_id)  # None: closed after the leads were read
+            if moment is not None and occurred_at < moment:
+                activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
+    return [
+        LabeledLead(
+            facts=LeadFacts(
+                company_size=row.company_size,
+                source=row.source,
+                activities=tuple(activities.get(row.id, ())),
+                custom_fields=row.custom_fields or {},
+            ),
+            closed_at=row.closed_at,
+            won=row.stage == Stage.WON.value,
+            as_of=None if at_close else moment,
+            lead_id=row.id,
+        )
+        for row, moment in zip(rows, moments)
+    ]
 
 
 @dataclass(frozen=True)
@@ -356,36 +362,52 @@ def _prune_model_scores(session: Session, newest_version: int) -> None:
 
 
 def _preview_open_leads(session: Session, engine: ModelScoringEngine, now: datetime,
-                        batch_size: int = 20_000) -> list[tuple[int, int]]:
+                        batch_size: int = 50_000) -> list[tuple[int, int]]:
     """(lead id, score) of every open lead as the model scores it now: what switching to it would
     store, without writing a lead. The score needs no reasons, so each lead's activity is read as one
-    count and latest moment per kind (grouped in the database), not as every activity."""
-    found: list[tuple[int, int]] = []
-    last_id = 0
-    kinds = [kind.value for kind in ACTIVITY_ORDER]
-    while True:
-        leads = session.execute(
-            text(f"SELECT id, company_size, source, custom_fields FROM leads WHERE id > :last_id "
-                 f"AND stage NOT IN ('{Stage.WON.value}', '{Stage.LOST.value}') ORDER BY id LIMIT :n"),
-            {"last_id": last_id, "n": batch_size},
-        ).all()
-        if not leads:
-            return found
-        last_id = leads[-1].id
-        summaries: dict[int, dict[ActivityKind, tuple[int, datetime]]] = defaultdict(dict)
-        cursor = session.connection().connection.cursor()  # plain tuples
-        cursor.execute("SELECT lead_id, kind, count(*), max(occurred_at) FROM activities "
-                       "WHERE lead_id = ANY(%(ids)s) AND occurred_at <= %(now)s "
-                       "AND kind = ANY(%(kinds)s) GROUP BY lead_id, kind",
-                       {"ids": [row.id for row in leads], "now": now, "kinds": kinds})
-        for lead_id, kind, count, latest in cursor.fetchall():
-            summaries[lead_id][_KINDS[kind]] = (count, latest)
-        facts = [LeadFacts(company_size=row.company_size, source=row.source, activities=(),
-                           custom_fields=row.custom_fields or {}) for row in leads]
-        features = engine.spec.matrix_of_summaries(facts, [summaries.get(row.id, {}) for row in leads], now)
-        probability = engine.probabilities(features)
-        scores = np.clip(np.floor(100 * probability + 0.5), 0, 100).astype(int)
-        found += [(row.id, int(score)) for row, score in zip(leads, scores)]
+    count and latest moment per kind: grouped by the database in one pass over the activities and
+    copied out as plain numbers (no Python object per activity or per count). At a million leads,
+    batches of open leads by id made the database scan every activity once per batch (2.6 s each, for
+    480,000 open leads 10 of them)."""
+    open_leads = f"stage NOT IN ('{Stage.WON.value}', '{Stage.LOST.value}')"
+    kinds = [kind.value for kind in ACTIVITY_KINDS]
+    with_fields = bool(engine.spec.custom_fields)
+    cursor = session.connection().connection.cursor()  # plain tuples
+    cursor.execute(f"SELECT id, company_size, source{', custom_fields' if with_fields else ''} FROM leads "
+                   f"WHERE {open_leads} ORDER BY id")
+    leads = cursor.fetchall()
+    if not leads:
+        return []
+    ids = np.array([row[0] for row in leads], dtype=np.int64)
+    grouped = io.StringIO()
+    cursor.copy_expert(
+        cursor.mogrify(
+            "COPY (SELECT a.lead_id, array_position(%(kinds)s::text[], a.kind::text), count(*), "
+            "(extract(epoch FROM max(a.occurred_at)) * 1000000)::bigint "
+            f"FROM activities a JOIN leads l ON l.id = a.lead_id AND l.{open_leads} "
+            "WHERE a.occurred_at <= %(now)s AND a.kind = ANY(%(kinds)s) "
+            "GROUP BY a.lead_id, a.kind) TO STDOUT WITH (FORMAT csv)",
+            {"now": now, "kinds": kinds},
+        ).decode(),
+        grouped,
+    )
+    counts = np.zeros((len(leads), len(kinds)), dtype=np.int64)
+    latest = np.zeros((len(leads), len(kinds)), dtype=np.int64)
+    if grouped.tell():
+        grouped.seek(0)
+        table = np.loadtxt(grouped, delimiter=",", dtype=np.int64, ndmin=2)
+        row = np.searchsorted(ids, table[:, 0])
+        known = (row < ids.size) & (ids[np.minimum(row, ids.size - 1)] == table[:, 0])  # opened meanwhile
+        row, table = row[known], table[known]
+        counts[row, table[:, 1] - 1], latest[row, table[:, 1] - 1] = table[:, 2], table[:, 3]
+    scores = np.empty(len(leads), dtype=np.int64)
+    for start in range(0, len(leads), batch_size):
+        part = slice(start, start + batch_size)
+        facts = [LeadFacts(company_size=r[1], source=r[2], custom_fields=(r[3] or {}) if with_fields else {})
+                 for r in leads[part]]
+        probability = engine.probabilities(engine.spec.matrix_of_counts(facts, counts[part], latest[part], now))
+        scores[part] = np.clip(np.floor(100 * probability + 0.5), 0, 100).astype(int)
+    return list(zip(ids.tolist(), scores.tolist()))
 
 
 def _chart_metrics(result: TrainingResult, leads: list[LabeledLead], at_close: bool) -> dict[str, Any]:
