@@ -243,7 +243,7 @@ PAGE_RUNS = 30
 # A figure stops early once its runs took this long (after at least PAGE_MIN_RUNS; half as long on
 # sampled runs): at 1M leads some pages take seconds, and the line says how many runs it got.
 PAGE_BUDGET_SECONDS = 20.0
-PAGE_MIN_RUNS = 3
+PAGE_MIN_RUNS = int(os.environ.get("BENCH_PAGE_MIN_RUNS", "3"))  # 1: a glance at a page that takes a minute
 
 
 def _time_calls(label: str, call: Callable[[Session, int, int], object], owners: list[int], bench: Bench, *,
