@@ -38,8 +38,8 @@ the same time.
 
 Everything is selected, grouped, counted, ordered and paged in SQL, under the acting user's row-level
 security; the page asks for one group or all of them, 25 at a time. A book of up to SMALL_BOOK open
-leads is read in one statement that reads each open lead once. A larger one (a team at 100,000 leads, a
-rep at a million) is read group by group: each group's candidates through their own index, counted up
+leads (SMALL_TEAM_BOOK for the whole team) is read in one statement that reads each open lead once. A
+larger one (a team at 100,000 leads) is read group by group: each group's candidates through their own index, counted up
 to COUNT_CAP ("99+"), and a long group paged by walking an index in the group's order, so the cost
 follows the page, not the book. Both apply the same rules and agree on every item and count.
 
@@ -78,11 +78,15 @@ PAGE_SIZE = 25
 # through more than this in a day.
 COUNT_CAP = 99
 # Up to this many open leads in view, the queue reads them all in one statement; beyond it, group by
-# group. At 100,000 leads (load 8-10) a rep's ~8,000 open leads cost about the same either way
-# (217 / 224 ms), the team's 48,000 136-199 ms group by group against 311-318 ms in one pass, since the
-# new signals' walk breaks ties as the group does (migration 0036; before, it walked the ~800 leads
-# engaged at the same second as the newest and read 1,800 leads for a page).
-SMALL_BOOK = 20_000
+# group. The team's book is read group by group from SMALL_TEAM_BOOK open leads: at 100,000 leads
+# (load 8-10) its 48,000 cost 229-262 ms so against 308-525 ms in one pass, since the new signals' walk
+# breaks ties as the group does (migration 0036; before, it walked the ~800 leads engaged in the same
+# second as the newest, 1,800 leads for a page). One rep's book stays in one pass up to SMALL_BOOK: at
+# 1M leads a rep's 84,000 cost 0.8-1.5 s in one pass and 1.2-2.6 s group by group, where counting the
+# Hot group alone takes ~0.5 s (PostgreSQL reads the rep's ~20,000 leads scored 70+ through a bitmap, in
+# table order, and most of the first ones are closed, instead of walking them by score).
+SMALL_BOOK = 100_000
+SMALL_TEAM_BOOK = 20_000
 # "Done" on a lead without a follow-up: hidden until the prospect does something new.
 UNTIL_NEXT_ENGAGEMENT = datetime(9999, 12, 31, tzinfo=timezone.utc)
 MAX_FOLLOW_UP_DAYS = 365
@@ -557,18 +561,21 @@ def _params(now: datetime) -> dict:
 
 def action_queue(
     session: Session, *, owner_id: int | None, now: datetime, limit: int = PAGE_SIZE, offset: int = 0,
-    group: str | None = None, count_cap: int = COUNT_CAP, small_book: int = SMALL_BOOK,
+    group: str | None = None, count_cap: int = COUNT_CAP, small_book: int | None = None,
     walk_slack: int = WALK_SLACK,
 ) -> QueuePage:
     """The to-do list of one rep (`owner_id`) or the whole team (None): `limit` items from `offset`
     of one group (`group`, a key of GROUPS) or of all, and how many leads wait in each group, counted
     up to `count_cap` (a group holding more says so: `QueueGroup.capped`). A book of up to
-    `small_book` open leads is read in one pass, a larger one group by group (a long group walked
+    `small_book` open leads (default SMALL_BOOK for one owner, SMALL_TEAM_BOOK for the team) is read in
+    one pass, a larger one group by group (a long group walked
     `walk_slack` leads beyond what the page needs, at first). See the module docstring for the rules."""
     if group is not None and group not in GROUPS:
         raise InvalidInput(f"Unknown queue group {group!r}.", field="group")
     params = {**_params(now), "owner_id": owner_id, "day_end": end_of_day(now)}
     offset, limit = max(offset, 0), max(limit, 0)
+    if small_book is None:
+        small_book = SMALL_TEAM_BOOK if owner_id is None else SMALL_BOOK
     if _open_leads(session, owner_id) <= small_book:
         rows = session.execute(text(_ONE_PASS_SQL), {
             **params, "grp": _GROUP_NUMBER[group] if group else None, "limit": limit, "offset": offset}).all()
