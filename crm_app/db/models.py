@@ -148,16 +148,19 @@ class Lead(SQLModel, table=True):
         ),
         CheckConstraint("last_reply_sentiment BETWEEN -1 AND 1", name="ck_leads_last_reply_sentiment"),
         CheckConstraint("(tier = 'hot') = (hot_since IS NOT NULL)", name="ck_leads_hot_since"),
-        # The action queue's fresh signals: leads whose last engagement is recent (migration 0017).
-        Index("ix_leads_last_activity", "last_activity_at"),
+        # The action queue's fresh signals: leads whose last engagement is recent (migration 0017), in
+        # the order of the queue's new signals (migration 0036).
+        Index("ix_leads_last_activity", text("last_activity_at DESC"), text("score DESC"), text("deal_value DESC"),
+              "id"),
         Index("ix_leads_risk_valid_until", "risk_valid_until"),
         Index("ix_leads_owner_risk", "owner_id", text("risk_points DESC"), text("id DESC"),
               postgresql_where=text("risk_level IN ('medium', 'high')")),
         # The team's queue walks its High-risk deals in risk order (migration 0033).
         Index("ix_leads_queue_risk", text("risk_points DESC"), text("id DESC"),
               postgresql_where=text("risk_level = 'high'")),
-        # A rep's new signals: their leads by last engagement (migration 0033).
-        Index("ix_leads_owner_last_activity", "owner_id", "last_activity_at"),
+        # A rep's new signals: their leads by last engagement (migrations 0033, 0036).
+        Index("ix_leads_owner_last_activity", "owner_id", text("last_activity_at DESC"), text("score DESC"),
+              text("deal_value DESC"), "id"),
         # Where an imported lead came from (migration 0018_imports).
         CheckConstraint("import_row IS NULL OR import_row >= 1", name="ck_leads_import_row"),
         Index("ix_leads_import_row", "import_id", "import_row", postgresql_where=text("import_id IS NOT NULL")),

@@ -38,8 +38,8 @@ the same time.
 
 Everything is selected, grouped, counted, ordered and paged in SQL, under the acting user's row-level
 security; the page asks for one group or all of them, 25 at a time. A book of up to SMALL_BOOK open
-leads is read in one statement that reads each open lead once. A larger one (a team at 100,000 leads, a
-rep at a million) is read group by group: each group's candidates through their own index, counted up
+leads (SMALL_TEAM_BOOK for the whole team) is read in one statement that reads each open lead once. A
+larger one (a team at 100,000 leads) is read group by group: each group's candidates through their own index, counted up
 to COUNT_CAP ("99+"), and a long group paged by walking an index in the group's order, so the cost
 follows the page, not the book. Both apply the same rules and agree on every item and count.
 
@@ -78,10 +78,15 @@ PAGE_SIZE = 25
 # through more than this in a day.
 COUNT_CAP = 99
 # Up to this many open leads in view, the queue reads them all in one statement; beyond it, group by
-# group. At 1M leads (load 3-5) a rep's 84,000 open leads cost about the same either way (~0.6 s: the
-# new signals' walk reads thousands of leads, as a signal is often hours older than the lead's last
-# engagement), the team's 480,000 read group by group ~0.9-1.2 s against 1.4-2.3 s in one pass.
+# group. The team's book is read group by group from SMALL_TEAM_BOOK open leads: at 100,000 leads
+# (load 8-10) its 48,000 cost 229-262 ms so against 308-525 ms in one pass, since the new signals' walk
+# breaks ties as the group does (migration 0036; before, it walked the ~800 leads engaged in the same
+# second as the newest, 1,800 leads for a page). One rep's book stays in one pass up to SMALL_BOOK: at
+# 1M leads a rep's 84,000 cost 0.8-1.5 s in one pass and 1.2-2.6 s group by group, where counting the
+# Hot group alone takes ~0.5 s (PostgreSQL reads the rep's ~20,000 leads scored 70+ through a bitmap, in
+# table order, and most of the first ones are closed, instead of walking them by score).
 SMALL_BOOK = 100_000
+SMALL_TEAM_BOOK = 20_000
 # "Done" on a lead without a follow-up: hidden until the prospect does something new.
 UNTIL_NEXT_ENGAGEMENT = datetime(9999, 12, 31, tzinfo=timezone.utc)
 MAX_FOLLOW_UP_DAYS = 365
@@ -353,10 +358,16 @@ _GROUP_ORDER = {
 # index and keeping its members: the walk reads `:walk` leads, about as many as the page needs over the
 # group's share, not the whole group. Every member at or before the walk's last lead (`e.last`) is
 # found, pool leads included; the walk's key compares like the group's order. New signals are walked by
-# last engagement, newest first: a signal is an engagement, so no lead further on has a newer one.
+# last engagement, newest first, then as the group breaks ties (score, deal value, id): a signal is an
+# engagement, so a lead further on has no newer signal, nor an equal one that ranks before `e.last`.
+# (By the time alone, a member was only certain once its signal was newer than the walk's last lead, so
+# a few thousand leads engaged in the same second, as a bulk load or an import leaves them, were walked
+# whole before the first item could be shown.)
 _BY_SCORE = ("l.score DESC, l.deal_value DESC, l.id", "ARRAY[-l.score, -l.deal_value, l.id]")
+_BY_ENGAGEMENT = "ARRAY[-extract(epoch FROM {at}), -l.score, -l.deal_value, l.id]"
 _WALKS = {  # group: (the walk's order, its key)
-    1: ("l.last_activity_at DESC", "l.last_activity_at"),
+    1: ("l.last_activity_at DESC, l.score DESC, l.deal_value DESC, l.id",
+        _BY_ENGAGEMENT.format(at="l.last_activity_at")),
     2: _BY_SCORE, 3: _BY_SCORE, 6: _BY_SCORE,
     5: ("l.risk_points DESC, l.score DESC, l.deal_value DESC, l.id",
         "ARRAY[-l.risk_points, -l.score, -l.deal_value, l.id]"),
@@ -373,7 +384,7 @@ _WALKED_BY_SCORE = _WALKED.format(key=_BY_SCORE[1])
 _WALK_CANDIDATES = "walk wk JOIN leads l ON l.id = wk.id CROSS JOIN edge e"
 _POOL_CANDIDATES = _FOLLOW_UPS_DUE + " CROSS JOIN edge e"
 _WALK_GROUP_SQL = {
-    1: _group_sql(1, _WALK_CANDIDATES, " AND (e.walked < :walk OR fr.signal_at > e.last)"),
+    1: _group_sql(1, _WALK_CANDIDATES, _WALKED.format(key=_BY_ENGAGEMENT.format(at="fr.signal_at"))),
     2: _union(_group_sql(2, _WALK_CANDIDATES, _WALKED_BY_SCORE),
               _group_sql(2, _POOL_CANDIDATES.format(due=_OVERDUE),
                          f" AND d.id = c.id AND ({_OWNER}) IS NOT TRUE" + _WALKED_BY_SCORE)),
@@ -424,7 +435,7 @@ SELECT {walked} AS walked, p.*, """ + _ITEM_COLUMNS + """
 def _page_sql(n: int, members: str, walk: bool) -> str:
     return _PAGE_SQL.format(
         walk=_WALK_SQL.format(key=_WALKS[n][1], owner=_OWNER, where=_WALK_FROM[n], order=_WALKS[n][0],
-                              last="min" if n == 1 else "max") if walk else "",
+                              last="max") if walk else "",
         walked="edge_row.walked" if walk else "CAST(NULL AS bigint)",
         edge="edge edge_row" if walk else "(SELECT 1) edge_row",
         members=members, inner_order=_GROUP_ORDER[n],
@@ -433,8 +444,9 @@ def _page_sql(n: int, members: str, walk: bool) -> str:
 
 _PAGES_SQL = {n: _page_sql(n, sql, walk=False) for n, sql in _GROUP_SQL.items()}
 _WALK_PAGES_SQL = {n: _page_sql(n, sql, walk=True) for n, sql in _WALK_GROUP_SQL.items()}
-# The first walk reads this many leads per item wanted (and a few more); each next one eight times more.
+# The first walk reads this many leads per item wanted (and WALK_SLACK more); each next one eight times more.
 _WALK_PER_ITEM = 4
+WALK_SLACK = 100
 _WALK_GROWTH = 8
 
 
@@ -549,17 +561,21 @@ def _params(now: datetime) -> dict:
 
 def action_queue(
     session: Session, *, owner_id: int | None, now: datetime, limit: int = PAGE_SIZE, offset: int = 0,
-    group: str | None = None, count_cap: int = COUNT_CAP, small_book: int = SMALL_BOOK,
+    group: str | None = None, count_cap: int = COUNT_CAP, small_book: int | None = None,
+    walk_slack: int = WALK_SLACK,
 ) -> QueuePage:
     """The to-do list of one rep (`owner_id`) or the whole team (None): `limit` items from `offset`
     of one group (`group`, a key of GROUPS) or of all, and how many leads wait in each group, counted
     up to `count_cap` (a group holding more says so: `QueueGroup.capped`). A book of up to
-    `small_book` open leads is read in one pass, a larger one group by group. See the module
-    docstring for the rules."""
+    `small_book` open leads (default SMALL_BOOK for one owner, SMALL_TEAM_BOOK for the team) is read in
+    one pass, a larger one group by group (a long group walked
+    `walk_slack` leads beyond what the page needs, at first). See the module docstring for the rules."""
     if group is not None and group not in GROUPS:
         raise InvalidInput(f"Unknown queue group {group!r}.", field="group")
     params = {**_params(now), "owner_id": owner_id, "day_end": end_of_day(now)}
     offset, limit = max(offset, 0), max(limit, 0)
+    if small_book is None:
+        small_book = SMALL_TEAM_BOOK if owner_id is None else SMALL_BOOK
     if _open_leads(session, owner_id) <= small_book:
         rows = session.execute(text(_ONE_PASS_SQL), {
             **params, "grp": _GROUP_NUMBER[group] if group else None, "limit": limit, "offset": offset}).all()
@@ -574,7 +590,7 @@ def action_queue(
         groups.append(QueueGroup(kind, label, min(count, count_cap), capped=count > count_cap))
     if rows is None:
         rows = _page_rows(session, params, groups if group is None else [g for g in groups if g.kind == group],
-                          offset=offset, limit=limit)
+                          offset=offset, limit=limit, walk_slack=walk_slack)
     items: list[QueueItem] = []
     for r in rows:
         kind = _GROUP_KIND[r.grp]
@@ -613,7 +629,8 @@ def _open_leads(session: Session, owner_id: int | None) -> int:
         session, owner_id=owner_id, stages=[s.value for s in OPEN_STAGES]).values())
 
 
-def _page_rows(session: Session, params: dict, groups: list[QueueGroup], *, offset: int, limit: int) -> list:
+def _page_rows(session: Session, params: dict, groups: list[QueueGroup], *, offset: int, limit: int,
+               walk_slack: int = WALK_SLACK) -> list:
     """`limit` rows from `offset` of `groups` run one after another, each read in its own order."""
     rows: list = []
     skip = offset
@@ -636,7 +653,7 @@ def _page_rows(session: Session, params: dict, groups: list[QueueGroup], *, offs
             continue
         # Past the cap: walk the group in order until the page is full or the group ends.
         wanted = skip + limit - len(rows)
-        walk = _WALK_PER_ITEM * wanted + 100
+        walk = _WALK_PER_ITEM * wanted + walk_slack
         while True:
             found = session.execute(text(_WALK_PAGES_SQL[n]), {**params, "walk": walk, "limit": wanted,
                                                                "offset": 0}).all()
