@@ -161,6 +161,8 @@ class AppState(rx.State):
     viewer_role: str = ""
     users: list[UserOption] = []
     _user: CurrentUser | None = None
+    # time.time() of the last check: wall clock, not time.monotonic(), because the state travels
+    # between web workers on other machines (Redis), whose monotonic clocks count from their own boot.
     _checked_at: float = 0.0
     _checked_token: str = ""
     # The token this tab signed out of: if the browser hands it back (a cookie write racing the
@@ -191,7 +193,7 @@ class AppState(rx.State):
         the same token; with `fresh`, only while that check is younger than RECHECK_SECONDS."""
         if self._user is None or self._session_token() != self._checked_token:
             return None
-        if fresh and time.monotonic() - self._checked_at >= RECHECK_SECONDS:
+        if fresh and not 0 <= time.time() - self._checked_at < RECHECK_SECONDS:
             return None
         return self._user
 
@@ -205,7 +207,7 @@ class AppState(rx.State):
         return user
 
     def _set_user(self, user: CurrentUser | None) -> None:
-        self._user, self._checked_at, self._checked_token = user, time.monotonic(), self._session_token()
+        self._user, self._checked_at, self._checked_token = user, time.time(), self._session_token()
         self.viewer_id = str(user.id) if user else ""
         self.viewer_name = user.name if user else ""
         self.viewer_role = user.role.value if user else ""
