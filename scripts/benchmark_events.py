@@ -14,7 +14,7 @@ to the update that carries its result (the state the handler changes):
   move    PipelineState.move_card(card, stage, 0), the board's drop handler: a card of the tab's own
           rep goes back and forth between its stage and the next open one (each tab its own card,
           so no two moves race); the reply must show the card in the new column. The board shows a
-          move at once and writes it behind (state/pipeline.save_moves), so a second row, `saved`,
+          move at once and writes it behind (state/pipeline._write_move), so a second row, `saved`,
           times the same moves until the update that shows the card written (no longer marked as
           saving); a tab sends its next move only then, as a person drags a card once it has
           landed. Afterwards every saved move is checked against the database: one stage change

@@ -32,8 +32,14 @@ export REFLEX_OPLOCK_ENABLED="${REFLEX_OPLOCK_ENABLED:-1}"
 # lock owned by another event. Measured here (scripts/benchmark_events.py, 3 workers, 100,000 leads,
 # load 15-25 on 2 cores): with 10 s, opening 50 tabs at once (sign-in, Pipeline board load) hit it
 # ~900 times; with 60 s, 6 times (handlers held it up to 21 s). A worker that dies holding a lock
-# delays only that tab, up to this long. The lease a worker keeps between a tab's events stays at
-# 5 s (Reflex's default is half the lock's time, which was 5 s).
+# delays only that tab, up to this long.
 export REFLEX_REDIS_LOCK_EXPIRATION="${REFLEX_REDIS_LOCK_EXPIRATION:-60000}"
-export REFLEX_OPLOCK_HOLD_TIME="${REFLEX_OPLOCK_HOLD_TIME:-5}"
+# The lease a worker keeps on a busy tab's state lasts 30 s: at its end the worker writes the state
+# to Redis and gives the lock up, and the tab's next event takes them again, which is where events
+# of the same tab waited (lock hand-overs inside the worker). Another worker that needs the tab
+# breaks the lease at once, so a longer lease costs nothing there. Measured (benchmark_events.py,
+# 3 workers, 100,000 leads, load 12-16): 5 s -> 30 s took 50 tabs' do-nothing events from 432 to
+# 1,502 events/s and drag-and-drop moves from 7 to 40 saved moves/s. A worker that dies loses at
+# most this much of its tabs' screen state (what the database has is not affected).
+export REFLEX_OPLOCK_HOLD_TIME="${REFLEX_OPLOCK_HOLD_TIME:-30}"
 exec python scripts/supervise.py --port "${CRM_PORT:-3000}" --job-workers "${CRM_JOB_WORKERS:-1}" "$@"

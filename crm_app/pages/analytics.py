@@ -10,6 +10,7 @@ from crm_app.components.layout import page_frame
 from crm_app.components.loading import loading_rows
 from crm_app.scoring.segments import SegmentInsight
 from crm_app.services.analytics import PERIODS, FunnelRow, SourceRoiRow, TierCount
+from crm_app.state.base import figure_var
 from crm_app.state.analytics import AnalyticsState
 
 MUTED = rx.color("gray", 10)
@@ -17,7 +18,7 @@ MUTED = rx.color("gray", 10)
 
 def _chart(figure, class_name: str) -> rx.Component:
     return rx.plotly(
-        data=figure,
+        data=figure_var(figure),
         template=charts.TEMPLATE,
         config=charts.CONFIG,
         use_resize_handler=True,

@@ -12,6 +12,7 @@ from crm_app.components.next_step import next_step_panel
 from crm_app.components.next_action import suggestion_line
 from crm_app.services.pipeline_health import StageHealth
 from crm_app.services.queue import SNOOZE_CHOICES, QueueItem
+from crm_app.state.base import figure_var
 from crm_app.state.dashboard import QUEUE_TOP, DashboardState
 
 S = DashboardState
@@ -344,7 +345,7 @@ def _health() -> rx.Component:
             ),
             rx.cond(
                 S.has_new_leads,
-                rx.plotly(data=S.new_leads_chart, config={"displayModeBar": False}, width="100%",
+                rx.plotly(data=figure_var(S.new_leads_chart), config={"displayModeBar": False}, width="100%",
                           height="220px", use_resize_handler=True),
                 rx.center(rx.text("No new leads in the last 8 weeks.", size="2", color=rx.color("gray", 10)),
                           padding="2.5em 0", class_name="no-new-leads"),

@@ -8,6 +8,7 @@ import reflex as rx
 from crm_app import charts
 from crm_app.components.layout import page_frame
 from crm_app.services.forecast import BacktestRow, DealRow, TargetRow, WindowRow
+from crm_app.state.base import figure_var
 from crm_app.state.forecast import ForecastState, MethodRow
 
 MUTED = rx.color("gray", 10)
@@ -213,7 +214,7 @@ def _backtest() -> rx.Component:
                     rx.table.body(rx.foreach(ForecastState.method_rows, _method_row)),
                     variant="ghost", size="2", width="100%", class_name="backtest-methods",
                 ),
-                rx.plotly(data=ForecastState.backtest_figure, template=charts.TEMPLATE, config=charts.CONFIG,
+                rx.plotly(data=figure_var(ForecastState.backtest_figure), template=charts.TEMPLATE, config=charts.CONFIG,
                           use_resize_handler=True, width="100%", class_name="backtest-chart"),
                 rx.box(
                     rx.table.root(

@@ -10,13 +10,14 @@ from crm_app.components.controls import MUTED, data_table
 from crm_app.components.layout import page_frame
 from crm_app.scoring.field_guard import LEAK_AUC
 from crm_app.services.model_report import FieldRow, MeasureRow, ModelVersionRow, TierChangeRow
+from crm_app.state.base import figure_var
 from crm_app.state.model import ModelState
 
 RIGHT = {"text_align": "right"}  # a number column's header
 
 
 def _chart(figure, class_name: str) -> rx.Component:
-    return rx.plotly(data=figure, template=charts.TEMPLATE, config=charts.CONFIG, use_resize_handler=True,
+    return rx.plotly(data=figure_var(figure), template=charts.TEMPLATE, config=charts.CONFIG, use_resize_handler=True,
                      width="100%", class_name=class_name)
 
 

@@ -253,7 +253,7 @@ def _card(card: DealCard, index) -> rx.Component:
         # The deal just moved here (services/pipeline.deal_card keeps it in the loaded cards).
         data_highlighted=rx.cond(S.highlight_id == card.id, "true", "false"),
         data_activity=card.activity,
-        # Shown where it was dropped, not written yet (state/pipeline.save_moves).
+        # Shown where it was dropped, not written yet (state/pipeline._write_move).
         data_saving=rx.cond(card.saving, "true", "false"),
         padding="10px 12px",
         margin_bottom="8px",

@@ -58,7 +58,7 @@ class DealCard:
     activity: str = "none"
     activity_label: str = "No next step planned"
     deal_value: float = 0.0  # what value_label shows, for the column's sums when the card moves
-    saving: bool = False  # moved on the board, not written yet (state/pipeline.save_moves)
+    saving: bool = False  # moved on the board, not written yet (state/pipeline._write_move)
 
 
 @dataclass

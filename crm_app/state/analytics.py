@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import plotly.graph_objects as go
 import reflex as rx
 
 from crm_app import charts
@@ -21,7 +20,7 @@ from crm_app.services.analytics import (
 from crm_app.scoring.segments import SegmentInsight
 from crm_app.services.lost_reasons import LostReasonTable, lost_reason_tables
 from crm_app.services.segments import segment_insights
-from crm_app.state.base import AppState, now_utc, picked
+from crm_app.state.base import EMPTY_FIGURE, AppState, figure_data, now_utc, picked
 
 EVERYONE = "all"
 
@@ -41,11 +40,12 @@ class AnalyticsState(AppState):
     undated_leads: int = 0
     closed_with_score: int = 0
     week_count: int = 0
-    source_conversion_figure: go.Figure = go.Figure()
-    source_value_figure: go.Figure = go.Figure()
-    weekly_figure: go.Figure = go.Figure()
-    tier_conversion_figure: go.Figure = go.Figure()
-    funnel_figure: go.Figure = go.Figure()
+    # The charts' figures as JSON data (state/base.figure_data: a go.Figure is slow to unpickle).
+    source_conversion_figure: dict = EMPTY_FIGURE
+    source_value_figure: dict = EMPTY_FIGURE
+    weekly_figure: dict = EMPTY_FIGURE
+    tier_conversion_figure: dict = EMPTY_FIGURE
+    funnel_figure: dict = EMPTY_FIGURE
     loading: bool = False
     loaded: bool = False  # the first report has arrived: until then, placeholders, not "No leads"
     segments: list[SegmentInsight] = []
@@ -103,42 +103,42 @@ class AnalyticsState(AppState):
         self.closed_with_score = sum(r.won + r.lost for r in report.tier_conversion)
         self.week_count = len(report.weekly)
         sources = report.sources
-        self.source_conversion_figure = charts.ranked_bars(
+        self.source_conversion_figure = figure_data(charts.ranked_bars(
             [r.label for r in sources],
             [r.conversion for r in sources],
             colors=[charts.source_color(r.source) for r in sources],
             text=[f"{r.conversion_label}  ({r.closed_label})" if r.won + r.lost else "nothing closed"
                   for r in sources],
             percent=True,
-        )
-        self.source_value_figure = charts.ranked_bars(
+        ))
+        self.source_value_figure = figure_data(charts.ranked_bars(
             [r.label for r in sources],
             [r.revenue_per_lead for r in sources],
             colors=[charts.source_color(r.source) for r in sources],
             text=[f"{r.revenue_per_lead_label} per lead" for r in sources],
             hover=[f"{r.label}: {r.won_revenue_label} won from {r.leads:,} leads" for r in sources],
             money=True,
-        )
+        ))
         weeks = report.weekly
-        self.weekly_figure = charts.stacked_tier_bars(
+        self.weekly_figure = figure_data(charts.stacked_tier_bars(
             [w.week_start for w in weeks],
             {"hot": [w.hot for w in weeks], "warm": [w.warm for w in weeks], "cold": [w.cold for w in weeks]},
             x_title="Week the lead was created",
             y_title="Leads",
-        )
+        ))
         tiers = report.tier_conversion
-        self.tier_conversion_figure = charts.tier_bars(
+        self.tier_conversion_figure = figure_data(charts.tier_bars(
             [t.tier for t in tiers],
             [t.conversion for t in tiers],
             text=[t.conversion_label if t.won + t.lost else "" for t in tiers],
             labels=[f"<b>{t.label}</b><br>{t.won + t.lost:,} closed" for t in tiers],
             hover=[f"{t.label}: {t.conversion_label} won ({t.closed_label})" for t in tiers],
-        )
-        self.funnel_figure = charts.funnel(
+        ))
+        self.funnel_figure = figure_data(charts.funnel(
             [r.label for r in report.funnel],
             [r.reached for r in report.funnel],
             text=[f"{r.reached_label} · {r.reached_share_label}" for r in report.funnel],
-        )
+        ))
 
     @rx.event
     async def load(self):

@@ -6,7 +6,6 @@ import json
 import time
 from urllib.parse import urlencode
 
-import plotly.graph_objects as go
 import reflex as rx
 
 from crm_app.charts import new_leads_per_week
@@ -29,7 +28,7 @@ from crm_app.services.queue import (
 )
 from crm_app.db.models import FollowUp, Lead
 from crm_app.services.undo import reopen_follow_up, undo_logged_activity, undo_snooze
-from crm_app.state.base import AppState, now_utc, picked, typed_text, whole_number
+from crm_app.state.base import AppState, figure_data, now_utc, picked, typed_text, whole_number
 from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
 from crm_app.state.next_step import NextStepState
 
@@ -136,8 +135,10 @@ class DashboardState(AppState):
         return self.queue_offset + PAGE_SIZE < self.queue_matching
 
     @rx.var
-    def new_leads_chart(self) -> go.Figure:
-        return new_leads_per_week(self.weeks, self.baseline)
+    def new_leads_chart(self) -> dict:
+        # JSON data, not the go.Figure: the cached value is part of the tab's pickled state
+        # (state/base.figure_data).
+        return figure_data(new_leads_per_week(self.weeks, self.baseline))
 
     @rx.var
     def has_new_leads(self) -> bool:

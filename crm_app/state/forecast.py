@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import plotly.graph_objects as go
 import reflex as rx
 
 from crm_app import charts
@@ -25,7 +24,7 @@ from crm_app.services.forecast import (
     set_sales_target,
 )
 from crm_app.services.forecast_snapshots import precomputed_backtest, precomputed_forecast
-from crm_app.state.base import AppState, db_as, now_utc, picked, typed_text
+from crm_app.state.base import EMPTY_FIGURE, AppState, db_as, figure_data, now_utc, picked, typed_text
 
 EVERYONE = "all"
 
@@ -69,7 +68,7 @@ class ForecastState(AppState):
     backtest_loaded: bool = False
     backtest_rows: list[BacktestRow] = []
     method_rows: list[MethodRow] = []
-    backtest_figure: go.Figure = go.Figure()
+    backtest_figure: dict = EMPTY_FIGURE  # JSON data (state/base.figure_data)
     _owner_chosen_for: str = ""
 
     @rx.var
@@ -176,13 +175,13 @@ class ForecastState(AppState):
             for s in backtest.scores
         ]
         months = backtest.months
-        self.backtest_figure = charts.forecast_backtest(
+        self.backtest_figure = figure_data(charts.forecast_backtest(
             [m.label for m in months], [m.actual for m in months],
             [(m.predictions["forecast"].expected, m.predictions["forecast"].low, m.predictions["forecast"].high)
              for m in months],
             [m.predictions["stage_weighted"].expected for m in months],
             [m.predictions["run_rate"].expected for m in months],
-        )
+        ))
         self.backtest_loaded = True
 
     @rx.event

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 
-import plotly.graph_objects as go
 import reflex as rx
 
 from crm_app import charts
@@ -36,7 +35,8 @@ from crm_app.services.scoring_jobs import (
 )
 from crm_app.services.scoring_settings import parse_blend_percent, set_engine_choice
 from crm_app.services.switch_impact import switch_impact
-from crm_app.state.base import AppState, db_as, now_utc, picked, typed_text, whole_number
+from crm_app.state.base import (
+    EMPTY_FIGURE, AppState, db_as, figure_data, now_utc, picked, typed_text, whole_number)
 
 POLL_SECONDS = 1.0
 MANAGERS_ONLY = "Only a manager can change how leads are scored."
@@ -99,9 +99,10 @@ class ModelState(AppState):
     confirm_detail: str = ""
     _pending_switch: dict = {}
     _saved_mode: str = ""  # the team's engine as stored (`mode` may show the blend editor before its Save)
-    calibration_figure: go.Figure = go.Figure()
-    gains_figure: go.Figure = go.Figure()
-    drivers_figure: go.Figure = go.Figure()
+    # The charts' figures as JSON data (state/base.figure_data: a go.Figure is slow to unpickle).
+    calibration_figure: dict = EMPTY_FIGURE
+    gains_figure: dict = EMPTY_FIGURE
+    drivers_figure: dict = EMPTY_FIGURE
 
     @rx.var
     def training_running(self) -> bool:
@@ -167,14 +168,16 @@ class ModelState(AppState):
         self.keep_fields = [f.key for f in shown.fields if f.kept]
         metrics = shown.metrics
         as_points = lambda table: [(b["predicted"], b["observed"], b["count"]) for b in table]  # noqa: E731
-        self.calibration_figure = charts.calibration(
+        self.calibration_figure = figure_data(charts.calibration(
             as_points(metrics["model"]["calibration"]), as_points(metrics["rules"]["calibration"])
-        )
+        ))
         gains = metrics.get("gains")
         self.gains_figure = (
-            charts.cumulative_gains(gains["shares"], gains["model"], gains["rules"]) if gains else go.Figure()
+            figure_data(charts.cumulative_gains(gains["shares"], gains["model"], gains["rules"])) if gains
+            else EMPTY_FIGURE
         )
-        self.drivers_figure = charts.share_bars([d.title for d in shown.drivers], [d.share for d in shown.drivers])
+        self.drivers_figure = figure_data(
+            charts.share_bars([d.title for d in shown.drivers], [d.share for d in shown.drivers]))
 
     async def _refresh(self, keep_draft: bool = False) -> None:
         now = now_utc()

@@ -2,20 +2,33 @@
 
 A move is shown at once and saved behind it, as Trello and Pipedrive do: the drop's handler moves
 the card in the board it holds (the columns' counts and sums go with it) and answers without waiting
-for the database; `save_moves`, a background event, then writes the tab's moves one after another
-(a second move of the same card waits for the first, which gives it the version it expects). A move
-the database refuses (someone changed the deal, the user may not, the database is away) puts the
-card back where it was and says why. Until a move is written the card is marked as saving, and every
-redraw from the database shows it where it was dropped, not where the database still has it.
+for the database. It also starts the write as a task of the web worker (`_write_move`), outside the
+tab's state: the task writes the move in a thread and hands the outcome back as an event of the tab
+(`move_written`), which shows the saved card, offers Undo and starts the card's next move, if the user
+moved it again meanwhile (one write at a time per card, so the second expects the version the first
+left). A move the database refuses (someone changed the deal, the user may not, the database is away)
+puts the card back where it was and says why. Until a move is written the card is marked as saving,
+and every redraw from the database shows it where it was dropped, not where the database still has it.
+
+Why a task and an event rather than a Reflex background event: a background event enters the tab's
+state (`async with self`) once for each step (take the move, after the write, to find none left), and
+with several web workers on Redis each entry takes the tab's lock; those entries racing the tab's own
+events lost lock wake-ups inside Reflex's opportunistic lock and waited out the 60 s lock expiry
+(3 workers: 2.4 moves/s at 10 tabs, one move 60 s). Now a move takes the state twice: the drop and
+its outcome.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import secrets
 import time
 
 import reflex as rx
+from reflex_base.event import Event
+from reflex_base.event.context import EventContext
 
 from crm_app.db.outage import database_unavailable
 from crm_app.domain import Source, Stage, Tier
@@ -65,6 +78,48 @@ SAVE_FAILED = "The move could not be saved."
 
 log = logging.getLogger(__name__)
 
+# Writes in flight in this worker (a task nobody holds may be collected before it ends), and their
+# outcomes waiting for the tab's `move_written`: {key: (tab, move, card | None, refusal | None, checked)}.
+_writing: set[asyncio.Task] = set()
+_written: dict[str, tuple] = {}
+# `checked`, when the write had to check the session first: (the user it found, or None).
+_NOT_CHECKED = ()
+
+
+async def _write_move(tab: str, move: dict, token: str, check_session: bool) -> None:
+    """Write one move, outside the tab's state, and hand the outcome to the tab as an event. Runs in
+    the context of the drop's event (asyncio copies it), so it enqueues for that tab (`tab`, its client
+    token; `token` is the browser's session token)."""
+    checked, card, reason = _NOT_CHECKED, None, None
+    try:
+        if check_session:  # the session's check is due: made here, not in the drop's handler
+            user = await session_user(token)
+            checked = (user,)
+            if user is None or user.id != move["user_id"]:
+                reason = SESSION_ENDED
+        if reason is None:
+            now = now_utc()
+
+            def write(session):
+                move_lead_to_stage(session, lead_id=move["lead_id"], to_stage=move["to"], now=now,
+                                   user_id=move["user_id"], expected_version=move["version"])
+                return deal_card(session, lead_id=move["lead_id"], now=now)
+
+            card = await db_as(move["user_id"], write)
+    except ServiceError as error:
+        reason = str(error)
+    except Exception as error:  # the user sees why; a bug is logged
+        if not database_unavailable(error):
+            log.exception("Saving a move of lead %s failed", move["lead_id"])
+        reason = DATABASE_AWAY if database_unavailable(error) else SAVE_FAILED
+    key = secrets.token_urlsafe(12)
+    _written[key] = (tab, move, card, reason, checked)
+    try:
+        await EventContext.get().enqueue(*Event.from_event_type(PipelineState.move_written(key)))
+    except Exception:  # the worker is stopping: the tab forgets the move after LOST_MOVE_SECONDS
+        _written.pop(key, None)
+        log.exception("Could not hand the written move of lead %s to its tab", move["lead_id"])
+
 
 def _empty_board() -> list[BoardColumn]:
     return [BoardColumn(stage=s, label=Stage(s).label) for s in STAGES]
@@ -101,7 +156,7 @@ class PipelineState(AppState):
     _undo_tickets: dict[str, dict] = {}
     # Moves shown on the board and not written yet, oldest first: {lead_id, name, from, to, user_id,
     # version (None: the version the previous move of this card leaves), started (time.time() once a
-    # save_moves task is writing it, else 0)}.
+    # `_write_move` task is writing it, else 0)}.
     _pending_moves: list[dict] = []
 
     # Derived from held state only ------------------------------------------------------------
@@ -307,8 +362,8 @@ class PipelineState(AppState):
                 return rx.toast.warning(f"{card.name}'s last move is still being saved: try again in a moment.")
             # Won and Lost ask for their details first; the card stays where it was until then.
             return CloseDealState.ask([card.id], to_stage, "pipeline")
-        # Who moves: as the page load checked (a tab nobody is signed in to moves nothing); save_moves
-        # checks again before writing when that check is RECHECK_SECONDS old, so the drop never waits.
+        # Who moves: as the page load checked (a tab nobody is signed in to moves nothing); the write
+        # checks again first when that check is RECHECK_SECONDS old, so the drop never waits.
         user = self._checked_user(fresh=False) or await self._actor()
         self._pending_moves = [*self._pending_moves, {
             "lead_id": card.id, "name": card.name, "from": card.stage, "to": to_stage, "user_id": user.id,
@@ -316,7 +371,8 @@ class PipelineState(AppState):
         self._show(board_with_move(self._held(), card.id, to_stage, saving=True), [card.stage, to_stage])
         self.highlight_id = card.id
         self.move_error = ""
-        return [rx.call_script(_SCROLL_TO_CARD % card.id), PipelineState.save_moves]
+        self._start_writes()
+        return rx.call_script(_SCROLL_TO_CARD % card.id)
 
     def _next_move(self) -> dict | None:
         """The oldest move no task is writing and whose card has no earlier move still to write,
@@ -370,44 +426,35 @@ class PipelineState(AppState):
             self._pending_moves = [m for m in self._pending_moves if not 0 < m["started"] < cutoff]
             self._read_at = 0.0  # redraw at once
 
-    @rx.event(background=True)
-    async def save_moves(self):
-        """Write the moves the board shows and the database does not have yet, oldest first, one
-        at a time per card (several cards' moves are written side by side by several of these)."""
-        while True:
-            async with self:
-                move = self._next_move()
-                user, token = self._checked_user(), self._session_token()
-            if move is None:
-                return
-            if user is None:  # the session's check is due: made here, not in the drop's handler
-                user = await session_user(token)
-                async with self:
-                    self._set_user(user)
-            if user is None or user.id != move["user_id"]:
-                async with self:
-                    yield [self._refused(move, SESSION_ENDED), self._sign_in_redirect()]
-                continue
-            now = now_utc()
+    def _start_writes(self) -> None:
+        """Start a write for every move that can be written now (the oldest of each card's moves
+        not being written yet)."""
+        tab, token, check = self.router.session.client_token, self._session_token(), self._checked_user() is None
+        while (move := self._next_move()) is not None:
+            task = asyncio.create_task(_write_move(tab, move, token, check))
+            _writing.add(task)
+            task.add_done_callback(_writing.discard)
 
-            def write(session):
-                move_lead_to_stage(session, lead_id=move["lead_id"], to_stage=move["to"], now=now,
-                                   user_id=move["user_id"], expected_version=move["version"])
-                return deal_card(session, lead_id=move["lead_id"], now=now)
-
-            try:
-                card, reason = await db_as(move["user_id"], write), None
-            except ServiceError as error:
-                card, reason = None, str(error)
-            except Exception as error:  # the user sees why; a bug is logged
-                if not database_unavailable(error):
-                    log.exception("Saving a move of lead %s failed", move["lead_id"])
-                card, reason = None, DATABASE_AWAY if database_unavailable(error) else SAVE_FAILED
-            async with self:
-                if reason is None:
-                    yield self._saved(move, card)
-                else:
-                    yield [self._refused(move, reason), PipelineState.show_truth]
+    @rx.event
+    def move_written(self, key: str):
+        """A write started by this tab ended (`_write_move`): show its outcome, start what waited."""
+        outcome = _written.get(key) if isinstance(key, str) else None
+        if outcome is None or outcome[0] != self.router.session.client_token:
+            return None  # not this tab's (a crafted event), or already shown
+        del _written[key]
+        _, move, card, reason, checked = outcome
+        if not any(m["lead_id"] == move["lead_id"] and m["started"] == move["started"] for m in self._pending_moves):
+            return None  # forgotten meanwhile (_forget_lost_moves): the board shows the database
+        if checked:
+            self._set_user(checked[0])
+        if reason == SESSION_ENDED:
+            shown = self._refused(move, reason)
+            self._start_writes()  # the card's later moves, refused the same way
+            return [shown, self._sign_in_redirect()]
+        # (_saved answers None when the card was moved again meanwhile: a list may not hold None.)
+        shown = self._saved(move, card) if reason is None else [self._refused(move, reason), PipelineState.show_truth]
+        self._start_writes()
+        return shown
 
     @rx.event
     async def show_truth(self):

@@ -22,7 +22,7 @@ TOO_LATE = "Too late to undo: that change is kept."
 
 def issue_ticket(tickets: dict[str, dict[str, Any]], undo: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], str]:
     """`tickets` with a new one for `undo` (expired ones dropped), and the new ticket's token."""
-    now = time.monotonic()
+    now = time.time()  # wall clock: the ticket may be taken by another machine's worker (Redis)
     token = secrets.token_urlsafe(12)
     kept = {k: v for k, v in tickets.items() if v["expires"] > now}
     return {**kept, token: {**undo, "expires": now + UNDO_SECONDS + _GRACE_SECONDS}}, token
@@ -34,7 +34,7 @@ def take_ticket(tickets: dict[str, dict[str, Any]], token: object) -> tuple[dict
         return tickets, None
     rest = {k: v for k, v in tickets.items() if k != token}
     undo = tickets[token]
-    return rest, (undo if undo["expires"] > time.monotonic() else None)
+    return rest, (undo if undo["expires"] > time.time() else None)
 
 
 def undo_toast(message: str, on_undo, description: str | None = None):

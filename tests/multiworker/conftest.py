@@ -50,7 +50,7 @@ def cluster(database_url: str) -> Iterator[Cluster]:
             "REFLEX_REDIS_URL": REDIS_URL,
             "REFLEX_OPLOCK_ENABLED": "1",  # as serve.sh sets it
             "REFLEX_REDIS_LOCK_EXPIRATION": "60000",  # as serve.sh sets it
-            "REFLEX_OPLOCK_HOLD_TIME": "5",
+            "REFLEX_OPLOCK_HOLD_TIME": "30",  # as serve.sh sets it
             "GRANIAN_WORKERS": str(WEB_WORKERS),
             "CRM_JOB_WORKERS": "1",
             "CRM_SECRET_KEY": "multiworker-test-secret-shared-by-every-worker",

@@ -79,6 +79,41 @@ def test_a_move_on_one_web_worker_reaches_a_tab_on_the_other_live(cluster, team,
         manager_context.close()
 
 
+def test_moves_made_one_after_another_on_a_worker_are_all_saved(cluster, team, browser):
+    """A rep drops two cards, then the first again before anything is saved: the board shows each at
+    once and saved soon after, in the order made (the state goes through Redis between the drops and
+    their writes; a lost lock wake-up there once held a save for the lock's whole 60 s)."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=cluster.url)
+    try:
+        tab = Tab(context)
+        sign_in_as(tab.page, "Ria Rep", "/pipeline")
+        first, second = team["leads"]
+        _board(tab, first)
+        with cluster.engine.connect() as connection:
+            stages = dict(connection.execute(text("SELECT id, stage FROM leads WHERE id IN (:a, :b)"),
+                                             {"a": first.id, "b": second.id}).all())
+        # Columns in view at this width (the board scrolls sideways past Meeting).
+        there = {lead.id: "qualified" if stages[lead.id] != "qualified" else "contacted" for lead in (first, second)}
+        drag_card_to_column(tab.page, first.id, there[first.id])
+        drag_card_to_column(tab.page, second.id, there[second.id])
+        drag_card_to_column(tab.page, first.id, stages[first.id])  # back, before or after its first save
+        for lead, stage in ((first, stages[first.id]), (second, there[second.id])):
+            expect(_in_column(tab, lead, stage)).to_have_count(1)
+            expect(_in_column(tab, lead, stage)).to_have_attribute("data-saving", "false")
+        with cluster.engine.connect() as connection:
+            now = dict(connection.execute(text("SELECT id, stage FROM leads WHERE id IN (:a, :b)"),
+                                          {"a": first.id, "b": second.id}).all())
+            moves = connection.execute(text(
+                "SELECT lead_id, from_stage, to_stage FROM stage_changes WHERE lead_id IN (:a, :b) ORDER BY id DESC LIMIT 3"),
+                {"a": first.id, "b": second.id}).all()
+        assert now == {first.id: stages[first.id], second.id: there[second.id]}
+        assert sorted(tuple(m) for m in moves) == sorted([
+            (first.id, stages[first.id], there[first.id]), (second.id, stages[second.id], there[second.id]),
+            (first.id, there[first.id], stages[first.id])])
+    finally:
+        context.close()
+
+
 def test_a_training_started_on_the_model_page_is_run_by_the_job_worker(cluster, team, browser):
     context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=cluster.url)
     try:
