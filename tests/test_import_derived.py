@@ -42,6 +42,18 @@ def stored_leads(session) -> list[tuple]:
     return [tuple(r) for r in session.execute(text(f"SELECT id, stage, closed_at, {DERIVED} FROM leads ORDER BY id"))]
 
 
+def stored_as_rescored(session) -> list[tuple]:
+    """Every stored lead's row, after asserting that rescoring and reassessing each lead alone would
+    store exactly the same."""
+    imported = stored_leads(session)
+    every = [row[0] for row in imported]
+    rescore_leads_in_transaction(session, every, NOW)
+    reassess_risk_in_transaction(session, every, NOW)
+    session.flush()
+    assert stored_leads(session) == imported
+    return imported
+
+
 def a_team_with_history(session) -> dict[str, int]:
     """Leads whose scores and risk depend on their activities, stage and dates."""
     keen = make_lead(session, "Keen Buyer", now=NOW, stage=Stage.QUALIFIED, company_size=20,
@@ -72,12 +84,7 @@ def test_what_an_import_stores_is_what_rescoring_and_reassessing_would_store(ses
     ]
     summary = import_file(session, write_csv(tmp_path / "crm.csv", rows), MAPPING, now=NOW)
     assert (summary.created, summary.updated) == (2, 4)
-    imported = stored_leads(session)
-    every = [row[0] for row in imported]
-    rescore_leads_in_transaction(session, every, NOW)
-    reassess_risk_in_transaction(session, every, NOW)
-    session.flush()
-    assert stored_leads(session) == imported
+    imported = stored_as_rescored(session)
     by_id = {row[0]: row for row in imported}
     assert by_id[ids["stalled"]][1] == "negotiation"
     closing, reopened = by_id[ids["closing"]], by_id[ids["won"]]
@@ -149,11 +156,6 @@ def test_new_leads_sharing_facts_are_derived_once_and_each_stores_what_rescoring
     facts = session.execute(text("SELECT count(DISTINCT (company_size, source, custom_fields::text, stage, "
                                  "stage_entered_at, created_at)) FROM leads")).scalar_one()
     assert 1 < facts < 96
-    imported = stored_leads(session)
-    every = [row[0] for row in imported]
-    rescore_leads_in_transaction(session, every, NOW)
-    reassess_risk_in_transaction(session, every, NOW)
-    session.flush()
-    assert stored_leads(session) == imported
+    imported = stored_as_rescored(session)
     plans_stored = {r[0] for r in session.execute(text("SELECT custom_fields->>'Plan' FROM leads"))}
     assert {"1", "1.0", "gold", None} <= plans_stored
