@@ -50,6 +50,17 @@ MAX_WORDS_LISTED = 50  # unknown words reported one by one; the rest are counted
 CELLS_KEPT = 5_000  # distinct cells of a field whose reading is kept (RowChecker.read_cells)
 
 
+def _remembered(cache: dict[str, Any], cell: str, read: Callable[[str], Any]) -> Any:
+    """`read(cell)`, remembered in `cache` while it holds fewer than CELLS_KEPT cells (a column repeats
+    few values: sizes, amounts, sources, stages; a cell past the bound is read anew)."""
+    value = cache.get(cell, _UNREAD)
+    if value is _UNREAD:
+        value = read(cell)
+        if len(cache) < CELLS_KEPT:
+            cache[cell] = value
+    return value
+
+
 @dataclass(frozen=True)
 class RowError:
     row: int  # 0: the file or the mapping as a whole
@@ -264,12 +275,8 @@ class RowChecker:
             if target == CUSTOM:
                 decimal = self.decimals.get(header)
                 # Most columns repeat a few values: read each once.
-                known = self.custom_values.setdefault(header, {})
-                value = known.get(cell, _UNREAD)
-                if value is _UNREAD:
-                    value = custom_value(cell, decimal)
-                    if len(known) < 5_000:
-                        known[cell] = value
+                value = _remembered(self.custom_values.setdefault(header, {}), cell,
+                                    lambda c: custom_value(c, decimal))
                 if decimal is not None:
                     if isinstance(value, str):
                         others = self.not_numbers.setdefault(header, Counter())
@@ -285,16 +292,13 @@ class RowChecker:
         def parsed(field_name: str, parse: Callable[[str], Any]) -> Any:
             if field_name not in values:
                 return None
-            cell = values[field_name]
-            known = self.read_cells.setdefault(field_name, {})
-            read = known.get(cell)
-            if read is None:
+            def read_cell(cell: str) -> tuple[Any, str | None]:
                 try:
-                    read = (parse(cell), None)
+                    return parse(cell), None
                 except CellProblem as problem:
-                    read = (None, str(problem))
-                if len(known) < CELLS_KEPT:
-                    known[cell] = read
+                    return None, str(problem)
+
+            read = _remembered(self.read_cells.setdefault(field_name, {}), values[field_name], read_cell)
             if read[1] is not None:
                 errors.append(RowError(number, columns[field_name], read[1]))
             return read[0]
@@ -304,12 +308,8 @@ class RowChecker:
             if field_name not in values:
                 return None
             cell = values[field_name]
-            words = self.known_words.setdefault(field_name, {})
-            ours = words.get(cell, _UNREAD)
-            if ours is _UNREAD:
-                ours = known_word(cell, field_name, mapping)
-                if len(words) < CELLS_KEPT:
-                    words[cell] = ours
+            ours = _remembered(self.known_words.setdefault(field_name, {}), cell,
+                               lambda c: known_word(c, field_name, mapping))
             if ours is None and field_name == "source" and "source" in mapping.defaults:
                 ours = mapping.defaults["source"]
                 self.defaulted[self.spelling.setdefault(cell.lower(), cell)] += 1
