@@ -155,3 +155,49 @@ def test_an_import_cancelled_from_the_page_stores_nothing_and_its_job_says_cance
     with team.owner.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM leads WHERE version > 1")).scalar_one() == 0
         assert conn.execute(text("SELECT count(*) FROM imports")).scalar_one() == 0
+
+
+def test_a_cancel_ends_the_statement_the_import_is_waiting_in(team, tmp_path):
+    """The page's Cancel stops an import inside a running statement, not only between steps: here the
+    import waits for leads another transaction holds (an edit in progress), and the cancel ends that
+    wait while the other transaction still holds them."""
+    path = write_import_file(tmp_path / "leads.csv", ROWS, stored=STORED)
+    open_owner = lambda: Session(team.owner, expire_on_commit=False)  # noqa: E731
+    with open_owner() as session:
+        job_id = import_runs.start_job(session, team.manager, "leads.csv", NOW)
+    control = import_runs.ImportControl()
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with import_runs.heartbeat(open_owner, job_id, control, lambda: datetime.now(timezone.utc)), \
+                    team.as_manager() as session:
+                import_file(session, path, MAPPING, now=NOW, actor_id=team.manager, control=control)
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    with team.owner.connect() as editor:
+        editor.execute(text("SELECT id FROM leads FOR UPDATE"))  # every stored lead, held until rollback
+        worker = threading.Thread(target=run)
+        worker.start()
+        with team.owner.connect() as conn:
+            def waiting() -> bool:
+                return conn.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity a JOIN import_jobs j ON j.backend_pid = a.pid "
+                    "WHERE j.id = :id AND a.wait_event_type = 'Lock'"), {"id": job_id}).scalar_one() == 1
+
+            deadline = datetime.now(timezone.utc).timestamp() + 60
+            while not waiting():
+                assert datetime.now(timezone.utc).timestamp() < deadline, "the import never waited for the leads"
+                threading.Event().wait(0.2)
+            assert control.step == "Comparing matched leads"
+        with open_owner() as session:  # what the page's Cancel does
+            assert import_runs.request_cancel(session, team.manager)
+        worker.join(30)
+        assert not worker.is_alive(), "the cancel did not end the statement the import was waiting in"
+        editor.rollback()
+    assert len(outcome) == 1 and isinstance(outcome[0], import_runs.ImportCancelled)
+    assert len(team.stored()) == STORED
+    with team.owner.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM leads WHERE version > 1")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM imports")).scalar_one() == 0
