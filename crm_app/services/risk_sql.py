@@ -39,7 +39,8 @@ from crm_app.scoring.sentiment import NEGATIVE_FROM, sentiment_of
 from crm_app.services import rules_sql
 
 CHUNK = rules_sql.CHUNK
-_MESSAGE_KINDS = (ActivityKind.EMAIL_RECEIVED, ActivityKind.NOTE)
+# The kinds whose tone is stored (services/risk.py's MESSAGE_KINDS), as the partial index names them.
+assert {k.value for k in (ActivityKind.EMAIL_RECEIVED, ActivityKind.NOTE)} == {'email_received', 'note'}
 
 
 def _kinds(kinds) -> str:
@@ -238,9 +239,10 @@ def _score_unscored_messages(session: Session, lo: int, hi: int) -> int:
     """Score and keep the sentiment of the range's open deals' replies and notes that have a body but no
     sentiment yet (as the Python path does when it reads them)."""
     rows = session.execute(
+        # The partial index ix_activities_unscored (migration 0037) holds exactly these.
         text("SELECT a.id, a.body FROM activities a JOIN leads l ON l.id = a.lead_id "
              "WHERE a.lead_id > :lo AND a.lead_id <= :hi AND a.sentiment IS NULL AND a.body IS NOT NULL "
-             f"AND a.kind IN {_kinds(_MESSAGE_KINDS)} AND l.stage NOT IN ('won', 'lost')"),
+             "AND a.kind IN ('email_received', 'note') AND l.stage NOT IN ('won', 'lost')"),
         {"lo": lo, "hi": hi},
     ).all()
     scored = [(row.id, sentiment_of(row.body)) for row in rows if row.body.strip()]
