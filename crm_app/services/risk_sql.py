@@ -19,8 +19,9 @@ Moments are formatted in the session's time zone (`to_char`), as the Python path
 the driver returns in that same zone (the app's connections run in UTC); intervals are in hours, the
 timedelta arithmetic of an aware datetime.
 
-Replies and notes stored without a sentiment (an older database, an import) are scored in Python first,
-range by range, and kept, as the Python path does: the SQL then reads numbers only.
+Replies and notes stored without a sentiment (an older database, an import) are scored in Python first
+(found through a partial index, migration 0037) and kept, as the Python path does: the SQL then reads
+numbers only.
 """
 
 from __future__ import annotations
@@ -230,27 +231,33 @@ def assessed_rows(session: Session, lo: int, hi: int, now: datetime, condition: 
     """The risk of the leads with lo < id <= hi meeting `condition` whose stored risk differs, without
     storing it: (id, version, level, points, reasons, valid_until, reply_at, reply_sentiment) rows.
     For tests and inspection (a lead never assessed differs unless it is a closed deal)."""
-    _score_unscored_messages(session, lo, hi)
+    _score_unscored_messages(session, f"leads.id > :lo AND leads.id <= :hi AND ({condition})",
+                             {"lo": lo, "hi": hi, "now": now, **(params or {})})
     return session.execute(text(_assessed_sql(condition, True) + " ORDER BY id"),
                            {"lo": lo, "hi": hi, "now": now, **(params or {})}).all()
 
 
-def _score_unscored_messages(session: Session, lo: int, hi: int) -> int:
-    """Score and keep the sentiment of the range's open deals' replies and notes that have a body but no
-    sentiment yet (as the Python path does when it reads them)."""
-    rows = session.execute(
-        # The partial index ix_activities_unscored (migration 0037) holds exactly these.
-        text("SELECT a.id, a.body FROM activities a JOIN leads l ON l.id = a.lead_id "
-             "WHERE a.lead_id > :lo AND a.lead_id <= :hi AND a.sentiment IS NULL AND a.body IS NOT NULL "
-             "AND a.kind IN ('email_received', 'note') AND l.stage NOT IN ('won', 'lost')"),
-        {"lo": lo, "hi": hi},
-    ).all()
-    scored = [(row.id, sentiment_of(row.body)) for row in rows if row.body.strip()]
-    if scored:
-        execute_values(session.connection().connection.cursor(),
-                       "UPDATE activities AS a SET sentiment = v.s FROM (VALUES %s) AS v(id, s) WHERE a.id = v.id",
-                       scored, page_size=1000)
-    return len(scored)
+def _score_unscored_messages(session: Session, condition: str, params: dict, batch: int = 5000) -> int:
+    """Score and keep the sentiment of the replies and notes of open deals meeting `condition` that have
+    a body but no sentiment yet (as the Python path does when it reads them). Returns how many."""
+    # The partial index ix_activities_unscored (migration 0037) holds exactly these: normally none.
+    read = text(
+        "SELECT a.id, a.body FROM activities a JOIN leads ON leads.id = a.lead_id "
+        "WHERE a.id > :after AND a.sentiment IS NULL AND a.body IS NOT NULL "
+        "AND a.kind IN ('email_received', 'note') AND leads.stage NOT IN ('won', 'lost') "
+        f"AND ({condition}) ORDER BY a.id LIMIT :batch"
+    )
+    after, done = 0, 0
+    while rows := session.execute(read, {**params, "after": after, "batch": batch}).all():
+        after = rows[-1].id
+        # A blank body has no tone (the Python path leaves it unscored too).
+        scored = [(row.id, sentiment_of(row.body)) for row in rows if row.body.strip()]
+        if scored:
+            execute_values(session.connection().connection.cursor(),
+                           "UPDATE activities AS a SET sentiment = v.s FROM (VALUES %s) AS v(id, s) WHERE a.id = v.id",
+                           scored, page_size=1000)
+            done += len(scored)
+    return done
 
 
 def reassess_risk_where(session: Session, now: datetime, condition: str = "TRUE", params: dict | None = None,
@@ -276,11 +283,10 @@ def reassess_risk_where(session: Session, now: datetime, condition: str = "TRUE"
             SELECT count(*) FROM written
         """
 
-    # Unscored replies and notes (rare: an older database, an import) are scored up front, range by
-    # range, so the statements read numbers only.
+    # Unscored replies and notes (rare: an older database, an import) are scored up front, so the
+    # statements read numbers only.
     params = {"now": now, **(params or {})}
-    for lo, hi, _count, _dense in rules_sql._ranges(session, condition, params, chunk):  # noqa: SLF001
-        if _score_unscored_messages(session, lo, hi) and commit:
-            session.commit()
+    if _score_unscored_messages(session, condition, params) and commit:
+        session.commit()
     return rules_sql._run(session, condition, params, chunk, update, progress, commit,  # noqa: SLF001
                           workers=rules_sql.WORKERS if workers is None else workers)
