@@ -5,6 +5,7 @@
 Writes into the database it is given (use a copy). Cases: rescore_all with every lead's stored reasons
 wiped (every lead rewritten, as after a change of the rubric; the wipe is not timed), then again with
 nothing changed; risk: every lead's stored risk wiped (not timed), reassess_all_risk, then again.
+WAL is the server's position before and after: on a shared server it includes other work.
 """
 from __future__ import annotations
 
