@@ -300,6 +300,10 @@ class Activity(SQLModel, table=True):
         # The action queue's fresh requests of the last hours (migration 0017).
         Index("ix_activities_requests", "occurred_at",
               postgresql_where=text(_in("kind", REQUEST_KINDS))),
+        # Replies and notes whose tone is not stored yet, scored before a set-based risk assessment
+        # (migration 0037_rescore16; normally empty).
+        Index("ix_activities_unscored", "lead_id",
+              postgresql_where=text("sentiment IS NULL AND body IS NOT NULL AND kind IN ('email_received', 'note')")),
     )
 
     id: int | None = Field(default=None, primary_key=True)

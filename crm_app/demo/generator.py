@@ -498,8 +498,7 @@ def _begin_load(engine: Engine, job: _LoadJob) -> _Deferred:
 def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
                  say: Callable[[str], None], workers: int | None = None) -> list[tuple[str, float]]:
     """After the bulk load: triggers and sequences back, statistics, scores, risk, indexes, the bell
-    and a vacuum, each split across `workers` connections (processes for the risk, which is
-    assessed in Python) where it splits. Returns how long each step took."""
+    and a vacuum, each split across `workers` connections where it splits. Returns how long each step took."""
     workers = max(1, workers or os.cpu_count() or 1)
     steps: list[tuple[str, float]] = []
     moment = time.perf_counter()
@@ -534,16 +533,11 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
             with Session(engine) as session:
                 record_rules_scores_at_close(session)
             step("score (rules, in the database)")
-        # Risk too before the indexes: it rewrites most open deals.
+        # Risk too before the indexes: it rewrites most open deals. Set-based in the database
+        # (services/risk_sql.py), its ranges on several connections at once.
         say("Assessing risk")
-        if len(ranges) == 1:
-            with Session(engine) as session:
-                reassess_all_risk(session, now)
-        else:
-            engine.dispose()  # no pooled connection may be shared with the forked workers
-            url = engine.url.render_as_string(hide_password=False)
-            with multiprocessing.get_context("fork").Pool(len(ranges)) as pool:
-                pool.starmap(_assess_risk_range, [(url, now, first, last) for first, last in ranges])
+        with Session(engine) as session:
+            reassess_all_risk(session, now)
         step("assess risk")
         say("Building indexes")
         # The activities' indexes first: they are the biggest, so the connections finish together.
@@ -605,15 +599,6 @@ def _score_range(engine: Engine, now: datetime, first: int, last: int) -> None:
     with Session(engine) as session:
         rescore_rules_where(session, now, "leads.id BETWEEN :range_first AND :range_last",
                             {"range_first": first, "range_last": last})
-
-
-def _assess_risk_range(url: str, now: datetime, first: int, last: int) -> None:
-    engine = make_engine(url, poolclass=NullPool)
-    try:
-        with Session(engine) as session:
-            reassess_all_risk(session, now, ids=(first, last))
-    finally:
-        engine.dispose()
 
 
 def _build_index(engine: Engine, definition: str) -> None:

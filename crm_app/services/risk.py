@@ -21,6 +21,7 @@ from crm_app.domain import ActivityKind, Stage
 from crm_app.scoring.engine import ActivityFact
 from crm_app.scoring.risk import Message, RiskFacts, RiskResult, assess_risk
 from crm_app.scoring.sentiment import sentiment_of
+from crm_app.services.risk_sql import reassess_risk_where
 
 # Texts whose tone says something about the deal: what the prospect wrote, what the rep noted.
 MESSAGE_KINDS = (ActivityKind.EMAIL_RECEIVED, ActivityKind.NOTE)
@@ -41,6 +42,9 @@ _ACTIVITIES_SQL = """
            CASE WHEN sentiment IS NULL AND kind = ANY(%(kinds)s) THEN body END AS unscored_body
       FROM activities
      WHERE lead_id = ANY(%(ids)s)
+     -- In id order: of two activities at the same instant the first written counts as the earlier,
+     -- as in the set-based assessment (services/risk_sql.py).
+     ORDER BY id
 """
 
 
@@ -177,47 +181,27 @@ def _store(session: Session, assessed: list[tuple[int, int, RiskResult]], now: d
     return len(written)
 
 
-def _reassess_where(
-    session: Session, now: datetime, condition: str, params: dict, batch_size: int,
-    progress: Callable[[int], None] | None,
-) -> int:
-    done, last_id = 0, 0
-    while True:
-        leads = session.execute(
-            text(f"{_LEADS_SQL} WHERE l.id > :last_id AND ({condition}) ORDER BY l.id LIMIT :n"),
-            {"last_id": last_id, "n": batch_size, **params},
-        ).all()
-        if not leads:
-            break
-        last_id = leads[-1].id
-        facts = _facts_of(session, leads)
-        done += _store(session, _changed(leads, [assess_risk(facts[row.id], now) for row in leads]), now)
-        session.commit()  # a batch at a time: row locks are held for one batch only
-        if progress:
-            progress(done)
-    return done
-
-
 def reassess_all_risk(
     session: Session, now: datetime, batch_size: int = 5000, progress: Callable[[int], None] | None = None,
     ids: tuple[int, int] | None = None,
 ) -> int:
-    """Reassess every lead's risk (after a rule change, or for generated data), batch by batch; only
-    the leads with ids in the inclusive range `ids` when given (bulk loads split the work between
-    processes). Returns how many changed."""
+    """Reassess every lead's risk (after a rule change, or for generated data), set-based in the
+    database (services/risk_sql.py), range by range on several connections where the session may fan
+    out; only the leads with ids in the inclusive range `ids` when given. Returns how many changed.
+    (`batch_size` is kept for callers; ranges hold risk_sql.CHUNK leads.)"""
     # A closed deal already without risk has nothing to reassess.
-    condition = "l.stage NOT IN ('won', 'lost') OR l.risk_level IS NOT NULL"
+    condition = "leads.stage NOT IN ('won', 'lost') OR leads.risk_level IS NOT NULL"
     params = {}
     if ids is not None:
-        condition = f"l.id BETWEEN :range_first AND :range_last AND ({condition})"
+        condition = f"leads.id BETWEEN :range_first AND :range_last AND ({condition})"
         params = {"range_first": ids[0], "range_last": ids[1]}
-    return _reassess_where(session, now, condition, params, batch_size, progress)
+    return reassess_risk_where(session, now, condition, params, progress)
 
 
 def reassess_expired_risk(session: Session, now: datetime, batch_size: int = 2000) -> int:
     """Reassess the deals whose risk time alone has changed (a deal past its stage limit, a reply
-    ageing out): what the periodic sweep runs. Returns how many changed."""
-    return _reassess_where(session, now, "l.risk_valid_until <= :now", {"now": now}, batch_size, None)
+    ageing out): what the periodic sweep runs, set-based in the database. Returns how many changed."""
+    return reassess_risk_where(session, now, "leads.risk_valid_until <= :now")
 
 
 def expire_stage_risk(session: Session, stage: str) -> None:
