@@ -301,7 +301,7 @@ class Activity(SQLModel, table=True):
         Index("ix_activities_requests", "occurred_at",
               postgresql_where=text(_in("kind", REQUEST_KINDS))),
         # Replies and notes whose tone is not stored yet, scored before a set-based risk assessment
-        # (migration 0037_rescore16; normally empty).
+        # (migration 0038_rescore16; normally empty).
         Index("ix_activities_unscored", "lead_id",
               postgresql_where=text("sentiment IS NULL AND body IS NOT NULL AND kind IN ('email_received', 'note')")),
     )

@@ -6,16 +6,16 @@ Python first, range by range, before the range's statement runs. Finding them re
 the range (~10 per lead); this partial index holds only the unscored ones (normally none: a reply or
 note is scored when it is written), so the check costs an empty index probe per range.
 
-Revision ID: 0037_rescore16
-Revises: 0036_pages15c
+Revision ID: 0038_rescore16
+Revises: 0037_imp16
 Create Date: 2026-12-04
 """
 from typing import Sequence, Union
 
 from alembic import op
 
-revision: str = "0037_rescore16"
-down_revision: Union[str, None] = "0036_pages15c"
+revision: str = "0038_rescore16"
+down_revision: Union[str, None] = "0037_imp16"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
