@@ -21,6 +21,12 @@ each load: a scan of the closed leads in scope and a GROUP BY over their activit
   kinds and domain.CONTACT_KINDS / CONTENT_READ_KINDS; a change there needs a migration that rebuilds
   these tables (tests/test_segments_rollup.py compares the rollup with the scan on generated data).
 
+Ctrl-K's companies (`crm_companies_matching`, migration 0033) counted the viewer's leads of every
+matching company on each search: for "smith" at 1M leads ~29,000 leads read one by one. Now
+`company_lead_counts` keeps the leads per company x owner (statement triggers on `leads`: insert,
+delete, a new company or owner, truncate), the function sums the matching companies' rows the viewer
+may see (same rule of who may match), found through a trigram index on the company.
+
 Revision ID: 0037_pages16
 Revises: 0036_pages15c
 Create Date: 2026-12-04
@@ -162,9 +168,46 @@ def _backfill() -> str:
     """
 
 
+# Who may match a search (migrations 0016, 0029, 0033; unchanged).
+VISIBLE_TO_MATCH = (
+    "CASE WHEN (SELECT crm_acting_user()) IS NULL THEN (SELECT crm_session_bypasses_rls()) "
+    "ELSE owner_id IS NULL OR owner_id = (SELECT crm_acting_user()) OR (SELECT crm_sees_team()) END"
+)
+COMPANIES_BEFORE = ("SELECT company::text, count(*) FROM public.leads WHERE company ILIKE $1 AND "
+                    f"{VISIBLE_TO_MATCH} GROUP BY company ORDER BY count(*) DESC, company LIMIT $2")
+COMPANIES_NOW = ("SELECT company, sum(leads)::bigint FROM public.company_lead_counts WHERE company ILIKE $1 AND "
+                 f"{VISIBLE_TO_MATCH} GROUP BY company HAVING sum(leads) > 0 ORDER BY 2 DESC, company LIMIT $2")
+
+
+def _companies_function(body: str) -> None:
+    op.execute(
+        f"""
+        CREATE OR REPLACE FUNCTION crm_companies_matching(pattern text, max_rows integer)
+          RETURNS TABLE (company text, leads bigint)
+          LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = {FIXED_PATH} ROWS 200 AS $$
+          BEGIN
+            RETURN QUERY EXECUTE '{body.replace(chr(39), chr(39) * 2)}' USING pattern, max_rows;
+          END
+        $$
+        """
+    )
+
+
+def company_delta(*signed: tuple[int, str]) -> str:
+    parts = " UNION ALL ".join(f"SELECT {sign} AS sign, company::text AS company, owner_id FROM {rows} "
+                               "WHERE company IS NOT NULL" for sign, rows in signed)
+    return f"""
+    INSERT INTO public.company_lead_counts AS c (company, owner_id, leads)
+    SELECT company, owner_id, sum(sign) FROM ({parts}) x
+     GROUP BY company, owner_id HAVING sum(sign) <> 0 ORDER BY company, owner_id
+    ON CONFLICT (company, owner_id) DO UPDATE SET leads = c.leads + EXCLUDED.leads
+    """
+
+
 FUNCTIONS = ("crm_segments_leads_inserted", "crm_segments_leads_updated", "crm_segments_leads_deleted",
              "crm_segments_activities_inserted", "crm_segments_activities_updated",
-             "crm_segments_activities_deleted", "crm_segments_rebuilt")
+             "crm_segments_activities_deleted", "crm_segments_rebuilt", "crm_companies_inserted",
+             "crm_companies_updated", "crm_companies_deleted", "crm_companies_truncated")
 
 
 def upgrade() -> None:
@@ -268,6 +311,43 @@ def upgrade() -> None:
         op.execute(f"CREATE TRIGGER {table}_segments_truncate AFTER TRUNCATE ON {table} "
                    "FOR EACH STATEMENT EXECUTE FUNCTION crm_segments_rebuilt()")
 
+    # Ctrl-K's companies.
+    op.execute("CREATE TABLE company_lead_counts (company text NOT NULL, owner_id integer, leads bigint NOT NULL)")
+    op.execute("COMMENT ON TABLE company_lead_counts IS 'Leads per company x owner for search (migration 0037); "
+               "kept by triggers on leads, read by crm_companies_matching'")
+    op.execute("INSERT INTO company_lead_counts SELECT company, owner_id, count(*) FROM leads "
+               "WHERE company IS NOT NULL GROUP BY company, owner_id")
+    op.execute("CREATE UNIQUE INDEX uq_company_lead_counts ON company_lead_counts (company, owner_id) NULLS NOT DISTINCT")
+    op.execute("CREATE INDEX ix_company_lead_counts_trgm ON company_lead_counts USING gin (company gin_trgm_ops)")
+    op.execute("ANALYZE company_lead_counts")
+    _function("crm_companies_inserted", company_delta((1, "new_leads")) + "; RETURN NULL;")
+    _function("crm_companies_deleted", company_delta((-1, "old_leads")) + "; RETURN NULL;")
+    _function(
+        "crm_companies_updated",
+        """
+        IF NOT EXISTS (SELECT 1 FROM new_leads n JOIN old_leads o ON o.id = n.id
+                        WHERE (n.company, n.owner_id) IS DISTINCT FROM (o.company, o.owner_id)) THEN
+            RETURN NULL;
+        END IF;
+        WITH changed_new AS (SELECT n.* FROM new_leads n JOIN old_leads o ON o.id = n.id
+                              WHERE (n.company, n.owner_id) IS DISTINCT FROM (o.company, o.owner_id)),
+             changed_old AS (SELECT o.* FROM new_leads n JOIN old_leads o ON o.id = n.id
+                              WHERE (n.company, n.owner_id) IS DISTINCT FROM (o.company, o.owner_id))
+        """ + company_delta((1, "changed_new"), (-1, "changed_old")) + "; RETURN NULL;",
+    )
+    _function("crm_companies_truncated", "DELETE FROM public.company_lead_counts; RETURN NULL;")
+    for event, name, tables in (
+        ("INSERT", "crm_companies_inserted", "NEW TABLE AS new_leads"),
+        ("UPDATE", "crm_companies_updated", "NEW TABLE AS new_leads OLD TABLE AS old_leads"),
+        ("DELETE", "crm_companies_deleted", "OLD TABLE AS old_leads"),
+    ):
+        op.execute(f"CREATE TRIGGER leads_companies_{event.lower()} AFTER {event} ON leads REFERENCING {tables} "
+                   f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()")
+    op.execute("CREATE TRIGGER leads_companies_truncate AFTER TRUNCATE ON leads "
+               "FOR EACH STATEMENT EXECUTE FUNCTION crm_companies_truncated()")
+    op.execute(f"REVOKE ALL ON company_lead_counts FROM {APP_ROLE}")
+    _companies_function(COMPANIES_NOW)
+
     for table in ("segment_rollup", "lead_activity_counts"):
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         op.execute(f"REVOKE ALL ON {table} FROM {APP_ROLE}")
@@ -279,7 +359,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _companies_function(COMPANIES_BEFORE)
     for event in ("insert", "update", "delete", "truncate"):
+        op.execute(f"DROP TRIGGER leads_companies_{event} ON leads")
         op.execute(f"DROP TRIGGER leads_segments_{event} ON leads")
         op.execute(f"DROP TRIGGER activities_segments_{event} ON activities")
     for name in FUNCTIONS:
@@ -287,3 +369,4 @@ def downgrade() -> None:
     op.execute("DROP VIEW segment_facts")
     op.execute("DROP TABLE segment_rollup")
     op.execute("DROP TABLE lead_activity_counts")
+    op.execute("DROP TABLE company_lead_counts")
