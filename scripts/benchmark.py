@@ -18,6 +18,7 @@ figure line names its sample or run count. Each section prints its own wall-cloc
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 import csv
 import os
 import random
@@ -244,6 +245,13 @@ PAGE_RUNS = 30
 # sampled runs): at 1M leads some pages take seconds, and the line says how many runs it got.
 PAGE_BUDGET_SECONDS = 20.0
 PAGE_MIN_RUNS = int(os.environ.get("BENCH_PAGE_MIN_RUNS", "3"))  # 1: a glance at a page that takes a minute
+# Only the page figures whose label contains one of these words (comma-separated, any case), e.g.
+# "analytics,forecast": at 1M the whole section takes many minutes. Empty: every figure.
+PAGE_ONLY = [w.strip().lower() for w in os.environ.get("BENCH_PAGES", "").split(",") if w.strip()]
+
+
+def _page_wanted(label: str) -> bool:
+    return not PAGE_ONLY or any(word in label.lower() for word in PAGE_ONLY)
 
 
 def _time_calls(label: str, call: Callable[[Session, int, int], object], owners: list[int], bench: Bench, *,
@@ -251,6 +259,8 @@ def _time_calls(label: str, call: Callable[[Session, int, int], object], owners:
     """p50/p95 of `call(session, owner_id, user_id)` over up to PAGE_RUNS runs across reps (fewer once
     they took PAGE_BUDGET_SECONDS), after two warm-ups (one on sampled runs). Each run acts as `as_user(owner_id)` under
     row-level security, as the page would."""
+    if not _page_wanted(label):
+        return
     rng = random.Random(bench.seed)
     timings = []
     warm_ups = 1 if bench.sampled else 2  # at 1M a slow page's warm-up costs as much as a run
@@ -295,7 +305,7 @@ def pages(bench: Bench) -> None:
     now = bench.now
     rng = random.Random(bench.seed)
     team = [u for u in users.values() if u.role == Role.REP]
-    forecasts_stored = _store_forecasts(bench)
+    forecasts_stored = _page_wanted("forecast") and _store_forecasts(bench)
 
     def today(s, owner, user):
         action_queue(s, owner_id=owner, now=now, limit=PAGE_SIZE)
@@ -308,11 +318,19 @@ def pages(bench: Bench) -> None:
         weighting(s, now)
 
     def analytics(user, owner, period):
+        # As the page's load (state/analytics.py): the report, the segment insights and the lost reasons
+        # side by side, each in a session of its own.
         flt = period_filter(period, now=now, owner_id=owner)
-        analytics_report_concurrently(lambda: act_as(Session(bench.engine), user), flt=flt)
-        with act_as(Session(bench.engine), user) as s:
-            segment_insights(s, flt=flt)
-            lost_reason_tables(s, flt=flt)
+
+        def part(query):
+            with act_as(Session(bench.engine), user) as s:
+                return query(s, flt=flt)
+
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            waiting = [pool.submit(analytics_report_concurrently, lambda: act_as(Session(bench.engine), user), flt=flt),
+                       pool.submit(part, segment_insights), pool.submit(part, lost_reason_tables)]
+            for future in waiting:
+                future.result()
 
     def forecast_page(s, owner, user):
         # What the page's load reads when the job worker has stored this month's forecast: the snapshot
@@ -370,6 +388,8 @@ def pages(bench: Bench) -> None:
 
     # Drag and drop: the handler's persist (lock, version check, history row, rescore, commit), as a
     # manager, then the reload of the two columns it touched, as the board does.
+    if not _page_wanted("drag-and-drop persist"):
+        return
     stages = [Stage.CONTACTED, Stage.QUALIFIED, Stage.MEETING, Stage.PROPOSAL]
     candidates = [lead for leads in open_leads.values() for lead in leads]
     persist, reload = [], []

@@ -426,3 +426,100 @@ SELECT coalesce(l.lost_reason, :none) AS reason, l.source,
 def lost_breakdown(session: Session, *, flt: AnalyticsFilter, none: str) -> set[tuple[str, str, str, int]]:
     where, params = _scope(flt)
     return {tuple(r) for r in session.execute(text(_BREAKDOWN_SQL.format(where=where)), {**params, "none": none})}
+
+
+# ---------------------------------------------------------------------------------------------
+# Segment insights before their rollup (migration 0037): the closed leads in scope and a GROUP BY
+# over their activities on every load (services/segments.py until then, word for word).
+
+from crm_app.domain import CONTACT_KINDS, CONTENT_READ_KINDS, Play  # noqa: E402
+from crm_app.scoring import ENGAGEMENT_KINDS  # noqa: E402
+from crm_app.scoring.next_action import size_band_sql  # noqa: E402
+from crm_app.scoring.segments import ENGAGEMENT_THRESHOLDS, MIN_SUPPORT, READ_THRESHOLDS  # noqa: E402
+from crm_app.services.analytics import _scope  # noqa: E402
+
+CONTENT_PLAYS = tuple(p for p in Play if p.is_content)
+MAX_FIELD_VALUE = 60
+
+
+def _trait_selects() -> str:
+    """One SELECT per trait over the per-lead counts, UNION ALL'ed: a lead appears once per trait
+    it has (bounded: size, custom field values, 6 plays, 2 x 2 reads, 2 engagement thresholds)."""
+    conditions = [("'size:' || size_band", "TRUE")]
+    for play in Play:
+        conditions.append((f"'play:{play.value}'", f"played_{play.value} > 0"))
+    for play in CONTENT_PLAYS:
+        for n in READ_THRESHOLDS:
+            conditions.append((f"'read:{play.value}:{n}'", f"read_{play.value} >= {n}"))
+    for n in ENGAGEMENT_THRESHOLDS:
+        conditions.append((f"'engaged:{n}'", f"engagements >= {n}"))
+    selects = [f"SELECT source, won, {trait} AS trait FROM counted WHERE {condition}" for trait, condition in conditions]
+    # Custom field values: short text only (a value is a category, not a note).
+    selects.append(
+        "SELECT source, won, 'field:' || f.key || ':' || f.value FROM counted "
+        "CROSS JOIN LATERAL jsonb_each_text(custom_fields) AS f(key, value) "
+        f"WHERE length(f.value) BETWEEN 1 AND {MAX_FIELD_VALUE}"
+    )
+    return "\n    UNION ALL ".join(selects)
+
+
+def _count_columns() -> list[tuple[str, str]]:
+    """(name, FILTER condition) of the per-lead activity counts the traits need."""
+    columns = [("engagements", "a.kind = ANY(:engagement_kinds)")]
+    columns += [(f"played_{p.value}", f"a.play = '{p.value}' AND a.kind = ANY(:rep_kinds)") for p in Play]
+    columns += [(f"read_{p.value}", f"a.play = '{p.value}' AND a.kind = ANY(:read_kinds)") for p in CONTENT_PLAYS]
+    return columns
+
+
+_SEGMENTS_SQL = """
+WITH closed AS MATERIALIZED (
+    SELECT id, source, {band} AS size_band, custom_fields, stage = 'won' AS won
+      FROM leads WHERE {where} AND stage IN ('won', 'lost')
+),
+per_lead AS (
+    SELECT a.lead_id, {counts}
+      FROM activities a
+     WHERE a.lead_id IN (SELECT id FROM closed)
+     GROUP BY a.lead_id
+),
+counted AS MATERIALIZED (
+    SELECT l.source, l.won, l.size_band, l.custom_fields, {zeroes}
+      FROM closed l LEFT JOIN per_lead x ON x.lead_id = l.id
+),
+traits AS (
+    {traits}
+)
+SELECT source, trait, count(*) AS closed, count(*) FILTER (WHERE won) AS won
+  FROM traits GROUP BY GROUPING SETS ((source, trait), (trait))
+HAVING count(*) >= :min_support
+UNION ALL
+SELECT source, NULL, count(*), count(*) FILTER (WHERE won) FROM closed GROUP BY GROUPING SETS ((source), ())
+"""
+
+
+def _segments_sql(where: str) -> str:
+    columns = _count_columns()
+    return _SEGMENTS_SQL.format(
+        where=where,
+        band=size_band_sql("company_size"),
+        counts=", ".join(f"count(*) FILTER (WHERE {condition}) AS {name}" for name, condition in columns),
+        zeroes=", ".join(f"coalesce(x.{name}, 0) AS {name}" for name, _ in columns),
+        traits=_trait_selects(),
+    )
+
+
+def segment_counts(session: Session, *, flt: AnalyticsFilter, min_support: int = MIN_SUPPORT) -> list[tuple]:
+    """(source, trait, closed, won) rows as the scan counted them; (None, None, ...) is every closed lead."""
+    where, params = _scope(flt)
+    session.execute(text("SET LOCAL jit = off"))
+    session.execute(text("SET LOCAL work_mem = '64MB'"))
+    return [tuple(r) for r in session.execute(
+        text(_segments_sql(where)),
+        {
+            **params,
+            "engagement_kinds": [k.value for k in ENGAGEMENT_KINDS],
+            "rep_kinds": [k.value for k in CONTACT_KINDS],
+            "read_kinds": [k.value for k in CONTENT_READ_KINDS],
+            "min_support": min_support,
+        },
+    ).all()]

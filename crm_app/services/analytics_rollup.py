@@ -91,13 +91,28 @@ def _grains(first_day: date | None, end_day: date | None) -> list[tuple[bool, da
     return ranges
 
 
-def rollup_rows(flt: AnalyticsFilter, kind: Kind, *, dated: bool = False, daily: bool = False) -> tuple[str, dict]:
+def rollup_rows(
+    flt: AnalyticsFilter,
+    kind: Kind | None,
+    *,
+    dated: bool = False,
+    daily: bool = False,
+    table: str = "analytics_rollup",
+    facts: str = "analytics_facts",
+    columns: str = _COLUMNS,
+    count: str = "n",
+) -> tuple[str, dict]:
     """A query (for a WITH clause or FROM) of rollup-shaped rows (k1, k2, k3, day, n, score_sum,
     value_sum, days_sum, days_n) whose sums over any grouping of keys are the filter's figures, and its
     parameters. `dated`: leads imported without dates are left out even without a period. `daily`:
-    every row is of one day (for a grouping by week), none a month's."""
-    params: dict = {"kind": int(kind)}
-    common = ["kind = :kind"]
+    every row is of one day (for a grouping by week), none a month's. Another rollup of the same
+    shape (day x dates known x owner, monthly rows, a facts view for the part days) is read with
+    `table`, `facts`, its `columns` and its `count` column, and `kind` None."""
+    params: dict = {}
+    common = ["TRUE"]
+    if kind is not None:
+        common = ["kind = :kind"]
+        params["kind"] = int(kind)
     if flt.owner_id is not None:
         common.append("owner_id = :owner_id")
         params["owner_id"] = flt.owner_id
@@ -105,10 +120,10 @@ def rollup_rows(flt: AnalyticsFilter, kind: Kind, *, dated: bool = False, daily:
     if period or dated:
         common.append("dates_known")
     # A key whose leads have all gone keeps a row of zeros until it is used again.
-    stored = [*common, "n <> 0"]
+    stored = [*common, f"{count} <> 0"]
     if not period:
         grain = "NOT monthly" if daily else "monthly"
-        return f"SELECT {_COLUMNS} FROM analytics_rollup WHERE {' AND '.join(stored)} AND {grain}", params
+        return f"SELECT {columns} FROM {table} WHERE {' AND '.join(stored)} AND {grain}", params
     span = _span(flt.created_from, flt.created_to)
     parts = []
     if span.first_day is None or span.end_day is None or span.first_day < span.end_day:
@@ -121,7 +136,7 @@ def rollup_rows(flt: AnalyticsFilter, kind: Kind, *, dated: bool = False, daily:
             if high is not None:
                 bounds.append(f"day < :day_to_{i}")
                 params[f"day_to_{i}"] = high
-            parts.append(f"SELECT {_COLUMNS} FROM analytics_rollup WHERE {' AND '.join(stored + bounds)}")
+            parts.append(f"SELECT {columns} FROM {table} WHERE {' AND '.join(stored + bounds)}")
     ranges = []
     for i, (low, high) in enumerate(span.edges):
         bounds = []
@@ -133,8 +148,8 @@ def rollup_rows(flt: AnalyticsFilter, kind: Kind, *, dated: bool = False, daily:
             params[f"edge_to_{i}"] = high
         ranges.append("(" + " AND ".join(bounds) + ")")
     if ranges:
-        parts.append(f"SELECT {_COLUMNS} FROM analytics_facts WHERE {' AND '.join(common)} "
+        parts.append(f"SELECT {columns} FROM {facts} WHERE {' AND '.join(common)} "
                      f"AND ({' OR '.join(ranges)})")
     if not parts:
-        parts.append(f"SELECT {_COLUMNS} FROM analytics_rollup WHERE false")
+        parts.append(f"SELECT {columns} FROM {table} WHERE false")
     return " UNION ALL ".join(parts), params

@@ -20,6 +20,8 @@ from sqlmodel import Session
 
 from crm_app.db.queries import money
 from crm_app.domain import OPEN_STAGES
+from crm_app.services.analytics import AnalyticsFilter
+from crm_app.services.analytics_rollup import Kind, rollup_rows
 from crm_app.services.forecast import weighting
 from crm_app.services.pipeline import kept_totals, stuck_counts
 
@@ -72,6 +74,25 @@ SELECT date_bin('7 days', l.created_at, CAST(:origin AS timestamptz)) AS week, c
    AND (CAST(:owner_id AS integer) IS NULL OR l.owner_id = :owner_id)
  GROUP BY 1
 """
+
+
+def _week_counts(session: Session, *, owner_id: int | None, now: datetime, origin: datetime,
+                 since: datetime) -> dict[datetime, int]:
+    """New leads (with known dates) per week from `since` to `now`, by the week's start. When weeks start
+    at UTC midnight, from the analytics rollup's day rows (one per lead under kind SOURCE, migration
+    0031) and today's leads up to now: at 1M leads the scan of the ~186,000 leads created in seven
+    weeks took ~160 ms for the team. In another time zone, from the leads."""
+    if now.utcoffset() != timedelta(0):
+        return {r.week: r.count for r in session.execute(
+            text(_WEEKS_SQL), {"owner_id": owner_id, "now": now, "origin": origin, "since": since})}
+    flt = AnalyticsFilter(created_from=since, created_to=now + timedelta(microseconds=1), owner_id=owner_id)
+    rows_sql, params = rollup_rows(flt, Kind.SOURCE, dated=True, daily=True)
+    counts: dict[datetime, int] = {}
+    first = origin.date()
+    for day, n in session.execute(text(f"SELECT day, sum(n) FROM ({rows_sql}) r GROUP BY day"), params):
+        week = origin + timedelta(weeks=(day - first).days // 7)
+        counts[week] = counts.get(week, 0) + int(n)
+    return {week: n for week, n in counts.items() if n}
 
 
 @dataclass
@@ -155,10 +176,7 @@ def pipeline_health(session: Session, *, owner_id: int | None, now: datetime) ->
 
     origin = week_start(now)
     since = origin - timedelta(weeks=WEEKS_SHOWN - 1)
-    counts = {
-        r.week: r.count
-        for r in session.execute(text(_WEEKS_SQL), {**params, "origin": origin, "since": since})
-    }
+    counts = _week_counts(session, owner_id=owner_id, now=now, origin=origin, since=since)
     starts = [since + timedelta(weeks=i) for i in range(WEEKS_SHOWN)]
     health.weeks = [
         WeekCount(label=f"{start.day} {start:%b}", count=counts.get(start, 0), current=start == origin)

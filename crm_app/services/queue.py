@@ -326,6 +326,13 @@ def _union(*parts: str) -> str:
     return "SELECT * FROM ({}) members".format(" UNION ALL ".join(parts))
 
 
+# The Hot leads in view, walked best score first (ix_leads_tier_score for the team, ix_leads_owner_score
+# for a rep) so that a count up to the cap stops after about as many leads as it needs: found through a
+# bitmap (in table order), a count read every Hot lead's index entry first, open or closed (97,000 for
+# the team at 1M leads: ~100 ms of the counts' ~220 ms). The fence (OFFSET 0) keeps the order.
+_HOT_BY_SCORE = (f"(SELECT * FROM leads l WHERE l.score >= {HOT_MIN} AND l.tier = 'hot' AND ({_OWNER}) "
+                 "ORDER BY l.score DESC, l.id DESC OFFSET 0) l")
+
 # Each group's members, from candidates that hold all of them: read whole to count a group (up to the
 # cap) and to page through one that the cap did not stop. A follow-up stands for its lead only when it
 # is the lead's earliest one due (d), so a lead with two is read once. A pool lead is in view only
@@ -333,7 +340,7 @@ def _union(*parts: str) -> str:
 _GROUP_SQL = {
     1: _group_sql(1, "leads l", f" AND l.last_activity_at > :fresh_cutoff AND ({_OWNER})"),
     2: _group_sql(2, _FOLLOW_UPS_DUE.format(due=_OVERDUE), " AND d.id = c.id"),
-    3: _union(_group_sql(3, "leads l", f" AND l.score >= {HOT_MIN} AND l.tier = 'hot' AND ({_OWNER}) AND {_WAITING}"),
+    3: _union(_group_sql(3, _HOT_BY_SCORE, f" AND ({_OWNER}) AND {_WAITING}"),
               _group_sql(3, _FOLLOW_UPS_DUE.format(due=_LATER_TODAY),
                          f" AND d.id = c.id AND l.tier = 'hot' AND ({_OWNER}) IS NOT TRUE")),
     4: _group_sql(4, _FOLLOW_UPS_DUE.format(due=_LATER_TODAY), " AND d.id = c.id"),

@@ -4,8 +4,12 @@ Candidate segments are a source, a trait, or a source and a trait, where traits 
 company size band, each custom field value (short ones: industry, country, ...), each play a rep
 used, reading 1+ / 2+ of each content play, and 5+ / 10+ interactions. Only groups with the
 minimum support leave the database. Closed leads in the page's scope (period, owner) are counted per
-candidate in one SQL statement (GROUPING SETS); scoring.segments decides what is strong enough to
-show and says it in words.
+candidate from `segment_rollup` (migration 0037: closed and won leads per day x owner x source x
+trait, kept by triggers on leads and activities, with each lead's activity counts in
+`lead_activity_counts`), read as the analytics rollup is (services/analytics_rollup.py: whole months,
+whole days, and the part days from `segment_facts`), in one statement (GROUPING SETS);
+scoring.segments decides what is strong enough to show and says it in words. The scan it replaced
+(closed leads and their activities on every load) is tests/analytics_reference.segment_counts.
 """
 
 from __future__ import annotations
@@ -15,87 +19,34 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlmodel import Session
 
-from crm_app.domain import CONTACT_KINDS, CONTENT_READ_KINDS, Play
-from crm_app.scoring import ENGAGEMENT_KINDS
-from crm_app.scoring.next_action import size_band_sql
-from crm_app.scoring.segments import (
-    ENGAGEMENT_THRESHOLDS,
-    MIN_SUPPORT,
-    READ_THRESHOLDS,
-    SegmentCount,
-    SegmentInsight,
-    insights,
-)
-from crm_app.services.analytics import AnalyticsFilter, _scope
-
-CONTENT_PLAYS = tuple(p for p in Play if p.is_content)
-MAX_FIELD_VALUE = 60
-
-
-def _trait_selects() -> str:
-    """One SELECT per trait over the per-lead counts, UNION ALL'ed: a lead appears once per trait
-    it has (bounded: size, custom field values, 6 plays, 2 x 2 reads, 2 engagement thresholds)."""
-    conditions = [("'size:' || size_band", "TRUE")]
-    for play in Play:
-        conditions.append((f"'play:{play.value}'", f"played_{play.value} > 0"))
-    for play in CONTENT_PLAYS:
-        for n in READ_THRESHOLDS:
-            conditions.append((f"'read:{play.value}:{n}'", f"read_{play.value} >= {n}"))
-    for n in ENGAGEMENT_THRESHOLDS:
-        conditions.append((f"'engaged:{n}'", f"engagements >= {n}"))
-    selects = [f"SELECT source, won, {trait} AS trait FROM counted WHERE {condition}" for trait, condition in conditions]
-    # Custom field values: short text only (a value is a category, not a note).
-    selects.append(
-        "SELECT source, won, 'field:' || f.key || ':' || f.value FROM counted "
-        "CROSS JOIN LATERAL jsonb_each_text(custom_fields) AS f(key, value) "
-        f"WHERE length(f.value) BETWEEN 1 AND {MAX_FIELD_VALUE}"
-    )
-    return "\n    UNION ALL ".join(selects)
-
-
-def _count_columns() -> list[tuple[str, str]]:
-    """(name, FILTER condition) of the per-lead activity counts the traits need."""
-    columns = [("engagements", "a.kind = ANY(:engagement_kinds)")]
-    columns += [(f"played_{p.value}", f"a.play = '{p.value}' AND a.kind = ANY(:rep_kinds)") for p in Play]
-    columns += [(f"read_{p.value}", f"a.play = '{p.value}' AND a.kind = ANY(:read_kinds)") for p in CONTENT_PLAYS]
-    return columns
-
+from crm_app.scoring.segments import MIN_SUPPORT, SegmentCount, SegmentInsight, insights
+from crm_app.services.analytics import AnalyticsFilter
+from crm_app.services.analytics_rollup import rollup_rows
 
 _SEGMENTS_SQL = """
-WITH closed AS MATERIALIZED (
-    SELECT id, source, {band} AS size_band, custom_fields, stage = 'won' AS won
-      FROM leads WHERE {where} AND stage IN ('won', 'lost')
-),
-per_lead AS (
-    SELECT a.lead_id, {counts}
-      FROM activities a
-     WHERE a.lead_id IN (SELECT id FROM closed)
-     GROUP BY a.lead_id
-),
-counted AS MATERIALIZED (
-    SELECT l.source, l.won, l.size_band, l.custom_fields, {zeroes}
-      FROM closed l LEFT JOIN per_lead x ON x.lead_id = l.id
-),
-traits AS (
-    {traits}
-)
-SELECT source, trait, count(*) AS closed, count(*) FILTER (WHERE won) AS won
-  FROM traits GROUP BY GROUPING SETS ((source, trait), (trait))
-HAVING count(*) >= :min_support
+WITH r AS ({rows})
+SELECT source, trait, sum(closed)::bigint AS closed, sum(won)::bigint AS won
+  FROM r WHERE trait IS NOT NULL
+ GROUP BY GROUPING SETS ((source, trait), (trait))
+HAVING sum(closed) >= :min_support
 UNION ALL
-SELECT source, NULL, count(*), count(*) FILTER (WHERE won) FROM closed GROUP BY GROUPING SETS ((source), ())
+SELECT source, NULL, coalesce(sum(closed), 0)::bigint, coalesce(sum(won), 0)::bigint
+  FROM r WHERE trait IS NULL GROUP BY GROUPING SETS ((source), ())
 """
 
 
-def _segments_sql(where: str) -> str:
-    columns = _count_columns()
-    return _SEGMENTS_SQL.format(
-        where=where,
-        band=size_band_sql("company_size"),
-        counts=", ".join(f"count(*) FILTER (WHERE {condition}) AS {name}" for name, condition in columns),
-        zeroes=", ".join(f"coalesce(x.{name}, 0) AS {name}" for name, _ in columns),
-        traits=_trait_selects(),
-    )
+def segment_rows(flt: AnalyticsFilter) -> tuple[str, dict]:
+    """Rows (source, trait, day, closed, won) of the segment rollup whose sums are the filter's counts
+    (trait NULL: each closed lead once)."""
+    return rollup_rows(flt, None, table="segment_rollup", facts="segment_facts",
+                       columns="source, trait, day, closed, won", count="closed")
+
+
+def segment_counts(session: Session, *, flt: AnalyticsFilter, min_support: int = MIN_SUPPORT) -> list:
+    """(source, trait, closed, won) per candidate with at least `min_support` closed leads, and per
+    source and in all (trait None; source None too: every closed lead in scope)."""
+    rows_sql, params = segment_rows(flt)
+    return session.execute(text(_SEGMENTS_SQL.format(rows=rows_sql)), {**params, "min_support": min_support}).all()
 
 
 @dataclass
@@ -110,24 +61,8 @@ class SegmentReport:
 def segment_insights(session: Session, *, flt: AnalyticsFilter, min_support: int = MIN_SUPPORT) -> SegmentReport:
     """The strongest segments among closed leads in scope (lift over the average win rate, 95%
     Wilson interval above it, at least `min_support` closed leads), strongest first."""
-    where, params = _scope(flt)
-    # The statement is big enough for PostgreSQL to JIT-compile it, which costs more (about 1 s at
-    # 100,000 leads) than it saves on a one-pass aggregate; off for this transaction only.
-    session.execute(text("SET LOCAL jit = off"))
-    # The per-lead counts are hashed in memory rather than spilled to disk (one statement's worth).
-    session.execute(text("SET LOCAL work_mem = '64MB'"))
-    rows = session.execute(
-        text(_segments_sql(where)),
-        {
-            **params,
-            "engagement_kinds": [k.value for k in ENGAGEMENT_KINDS],
-            "rep_kinds": [k.value for k in CONTACT_KINDS],
-            "read_kinds": [k.value for k in CONTENT_READ_KINDS],
-            "min_support": min_support,
-        },
-    ).all()
     counts, closed, won = [], 0, 0
-    for r in rows:
+    for r in segment_counts(session, flt=flt, min_support=min_support):
         if r.source is None and r.trait is None:
             closed, won = r.closed, r.won
         else:
