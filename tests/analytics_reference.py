@@ -429,7 +429,7 @@ def lost_breakdown(session: Session, *, flt: AnalyticsFilter, none: str) -> set[
 
 
 # ---------------------------------------------------------------------------------------------
-# Segment insights before their rollup (migration 0037): the closed leads in scope and a GROUP BY
+# Segment insights before their rollup (migration 0039): the closed leads in scope and a GROUP BY
 # over their activities on every load (services/segments.py until then, word for word).
 
 from crm_app.domain import CONTACT_KINDS, CONTENT_READ_KINDS, Play  # noqa: E402

@@ -1,4 +1,4 @@
-"""Ctrl-K's companies come from the kept per-company counts (migration 0037) and say what counting the
+"""Ctrl-K's companies come from the kept per-company counts (migration 0039) and say what counting the
 viewer's leads of each matching company says: after inserts, new companies and owners, deletions and a
 user's deletion, for the whole team, a rep and a manager under row-level security."""
 

@@ -1,4 +1,4 @@
-"""Segment insights from their rollup (migration 0037) count what the scan of closed leads and their
+"""Segment insights from their rollup (migration 0039) count what the scan of closed leads and their
 activities counted (tests/analytics_reference.segment_counts), on generated teams and histories:
 several owners and the unassigned pool, company sizes, custom fields, activities of every kind with
 and without plays; then the writes that must keep the per-lead counts and the rollup right in their

@@ -20,7 +20,7 @@ the driver returns in that same zone (the app's connections run in UTC); interva
 timedelta arithmetic of an aware datetime.
 
 Replies and notes stored without a sentiment (an older database, an import) are scored in Python first
-(found through a partial index, migration 0037) and kept, as the Python path does: the SQL then reads
+(found through a partial index, migration 0038) and kept, as the Python path does: the SQL then reads
 numbers only.
 """
 
@@ -240,7 +240,7 @@ def assessed_rows(session: Session, lo: int, hi: int, now: datetime, condition: 
 def _score_unscored_messages(session: Session, condition: str, params: dict, batch: int = 5000) -> int:
     """Score and keep the sentiment of the replies and notes of open deals meeting `condition` that have
     a body but no sentiment yet (as the Python path does when it reads them). Returns how many."""
-    # The partial index ix_activities_unscored (migration 0037) holds exactly these: normally none.
+    # The partial index ix_activities_unscored (migration 0038) holds exactly these: normally none.
     read = text(
         "SELECT a.id, a.body FROM activities a JOIN leads ON leads.id = a.lead_id "
         "WHERE a.id > :after AND a.sentiment IS NULL AND a.body IS NOT NULL "

@@ -4,7 +4,7 @@ Candidate segments are a source, a trait, or a source and a trait, where traits 
 company size band, each custom field value (short ones: industry, country, ...), each play a rep
 used, reading 1+ / 2+ of each content play, and 5+ / 10+ interactions. Only groups with the
 minimum support leave the database. Closed leads in the page's scope (period, owner) are counted per
-candidate from `segment_rollup` (migration 0037: closed and won leads per day x owner x source x
+candidate from `segment_rollup` (migration 0039: closed and won leads per day x owner x source x
 trait, kept by triggers on leads and activities, with each lead's activity counts in
 `lead_activity_counts`), read as the analytics rollup is (services/analytics_rollup.py: whole months,
 whole days, and the part days from `segment_facts`), in one statement (GROUPING SETS);

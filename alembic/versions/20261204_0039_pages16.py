@@ -27,16 +27,16 @@ matching company on each search: for "smith" at 1M leads ~29,000 leads read one 
 delete, a new company or owner, truncate), the function sums the matching companies' rows the viewer
 may see (same rule of who may match), found through a trigram index on the company.
 
-Revision ID: 0037_pages16
-Revises: 0036_pages15c
+Revision ID: 0039_pages16
+Revises: 0038_rescore16
 Create Date: 2026-12-04
 """
 from typing import Sequence, Union
 
 from alembic import op
 
-revision: str = "0037_pages16"
-down_revision: Union[str, None] = "0036_pages15c"
+revision: str = "0039_pages16"
+down_revision: Union[str, None] = "0038_rescore16"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
