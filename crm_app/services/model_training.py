@@ -34,7 +34,7 @@ from sqlmodel import Session
 
 from crm_app.db.models import ScoringModel, utcnow
 from crm_app.domain import ActivityKind, Stage
-from crm_app.scoring.engine import ActivityFact, LeadFacts, tier_for
+from crm_app.scoring.engine import ActivityFact, LeadFacts
 from crm_app.scoring.evaluation import Evaluation
 from crm_app.scoring.features import ACTIVITY_KINDS, ACTIVITY_ORDER, group_title, open_life_moment
 from crm_app.scoring.model import ModelScoringEngine, OutdatedModel
