@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlmodel import Session
 
-from crm_app.db.models import Lead, ModelScore, ScoringModel
+from crm_app.db.models import Lead, ModelPreview, ScoringModel
 from crm_app.services.search import search_everywhere
 from crm_app.services.switch_impact import switch_impact
 from tests.conftest import NOW
@@ -52,9 +52,8 @@ def test_the_impact_of_switching_to_a_model_counts_hot_before_and_after(session:
     model = ScoringModel(version=1, trained_at=NOW, rows=100, features={}, metrics={}, is_active=False, model=b"-")
     session.add(model)
     session.commit()
-    for i, lead in enumerate(leads):
-        session.add(ModelScore(model_id=model.id, lead_id=lead.id, score=80 if i == 0 else 50,
-                               tier="hot" if i == 0 else "warm", out_of_fold=False))
+    session.add(ModelPreview(model_id=model.id, lead_ids=[lead.id for lead in leads],
+                             scores=[80 if i == 0 else 50 for i in range(len(leads))]))
     session.commit()
     impact = switch_impact(session, mode="model", model_id=model.id)
     assert impact.headline == "Re-ranks 5 open leads; Hot 2 \u2192 1."

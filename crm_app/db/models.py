@@ -27,7 +27,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
@@ -291,7 +291,8 @@ class Activity(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(_in("kind", ActivityKind), name="ck_activities_kind"),
         CheckConstraint("sentiment BETWEEN -1 AND 1", name="ck_activities_sentiment"),
-        Index("ix_activities_lead_occurred", "lead_id", text("occurred_at DESC")),
+        # Carries the kind (migration 0037): training reads a closed deal's kinds index-only.
+        Index("ix_activities_lead_occurred", "lead_id", text("occurred_at DESC"), postgresql_include=["kind"]),
         Index("ix_activities_user", "user_id"),
         Index("ix_activities_owner_occurred_at", "owner_id", "occurred_at"),
         # A play tags rep outreach of the kinds it is done as, or a prospect opening its content.
@@ -482,8 +483,9 @@ class ScoringModel(SQLModel, table=True):
 
 
 class ModelScore(SQLModel, table=True):
-    """A stored model's score for one lead: for a closed deal it learned from, the score of a model that
-    did not train on it (out of fold); for an open lead, what the model would give it (a preview)."""
+    """A stored model's score for one closed deal it learned from: the score of a model that did not
+    train on it (out of fold). Open leads' previews were rows here too until migration 0037
+    (ModelPreview); `out_of_fold` is true on every row since."""
 
     __tablename__ = "model_scores"
     __table_args__ = (
@@ -502,6 +504,20 @@ class ModelScore(SQLModel, table=True):
     tier: str = Field(sa_column=Column(String(8), nullable=False))
     reasons: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     out_of_fold: bool = Field(sa_column=Column(Boolean, nullable=False))
+
+
+class ModelPreview(SQLModel, table=True):
+    """What a stored model would score each open lead at training time (the model page counts the tiers
+    a switch would change): one row per model, lead ids ascending with their scores (migration 0037)."""
+
+    __tablename__ = "model_previews"
+    __table_args__ = (CheckConstraint("cardinality(lead_ids) = cardinality(scores)", name="ck_model_previews_sizes"),)
+
+    model_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("scoring_models.id", ondelete="CASCADE"), primary_key=True)
+    )
+    lead_ids: list[int] = Field(sa_column=Column(ARRAY(Integer), nullable=False))
+    scores: list[int] = Field(sa_column=Column(ARRAY(SmallInteger), nullable=False))
 
 
 class PlayStat(SQLModel, table=True):

@@ -338,7 +338,16 @@ class FeatureSpec:
         out[:, at + 3 : at + 3 + 2 * len(_KINDS) : 2] = counts
         out[:, at + 4 : at + 4 + 2 * len(_KINDS) : 2] = since
         if self.custom_fields:
-            out[:, at + 3 + 2 * len(_KINDS) :] = [self._custom_values(f) for f in facts]
+            # Once per custom-fields object: leads that share one (the preview parses each distinct
+            # text once) share their values.
+            known: dict[int, list[float]] = {}
+            values = []
+            for f in facts:
+                row = known.get(id(f.custom_fields))
+                if row is None:
+                    row = known[id(f.custom_fields)] = self._custom_values(f)
+                values.append(row)
+            out[:, at + 3 + 2 * len(_KINDS) :] = values
         return out.astype(np.float32)
 
     def _row(self, facts: LeadFacts, counts: list[int], latest: list[datetime | None], now: datetime) -> list[float]:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -395,6 +395,14 @@ class TrainingResult:
         """Every deal's score with its reasons, in training order, each from a model that did not
         train on it (as of the deal's moment, so no `valid_until`)."""
         results: list[ScoreResult | None] = [None] * len(self.ordered)
+        for part, explained in self.honest_batches(batch_size):
+            for i, result in zip(part, explained):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def honest_batches(self, batch_size: int = 10_000) -> Iterator[tuple[np.ndarray, list[ScoreResult]]]:
+        """honest_results a batch at a time, scorer by scorer: (positions in `ordered`, their results),
+        so a caller can store one batch while the next is computed."""
         for scorer in np.unique(self.honest_scorer):
             engine = self.engine if scorer < 0 else self.fold_engines[scorer]
             rows = np.flatnonzero(self.honest_scorer == scorer)
@@ -403,9 +411,7 @@ class TrainingResult:
                 leads = [self.ordered[i] for i in part]
                 explained = engine.explain_many([l.facts for l in leads], [l.moment for l in leads],
                                                 None if self.features is None else self.features[part])
-                for i, explanation in zip(part, explained):
-                    results[i] = explanation.result()
-        return results  # type: ignore[return-value]
+                yield part, [explanation.result() for explanation in explained]
 
 
 def _rule_probabilities(leads: Sequence[LabeledLead]) -> np.ndarray:

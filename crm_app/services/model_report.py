@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from crm_app.domain import Tier
+from crm_app.scoring.engine import HOT_MIN, WARM_MIN
 from crm_app.scoring.evaluation import MEASURES, digits_for, figure_text
 from crm_app.scoring.field_guard import FieldVerdict
 from crm_app.scoring.training import (
@@ -281,11 +282,15 @@ def impact_preview(session: Session, model_id: int) -> ImpactPreview:
                    count(*) FILTER (WHERE ms.tier = 'warm') AS after_warm,
                    count(*) FILTER (WHERE ms.tier = 'cold') AS after_cold
               FROM leads l
-              LEFT JOIN model_scores ms ON ms.lead_id = l.id AND ms.model_id = :id AND NOT ms.out_of_fold
+              LEFT JOIN (SELECT p.lead_id,
+                                CASE WHEN p.score >= :hot THEN 'hot' WHEN p.score >= :warm THEN 'warm'
+                                     ELSE 'cold' END AS tier
+                           FROM model_previews mp, unnest(mp.lead_ids, mp.scores) AS p(lead_id, score)
+                          WHERE mp.model_id = :id) ms ON ms.lead_id = l.id
              WHERE l.stage NOT IN ('won', 'lost')
             """
         ),
-        {"id": model_id},
+        {"id": model_id, "hot": HOT_MIN, "warm": WARM_MIN},
     ).one()
     history = session.execute(
         text("SELECT count(*) FROM model_scores ms JOIN leads l ON l.id = ms.lead_id "

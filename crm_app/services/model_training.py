@@ -15,24 +15,26 @@ with the metrics; every closed deal's out-of-fold score and every open lead's pr
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import logging
-
+import queue
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from crm_app.db.models import ScoringModel, utcnow
 from crm_app.domain import ActivityKind, Stage
-from crm_app.scoring.engine import ActivityFact, LeadFacts, tier_for
+from crm_app.scoring.engine import ActivityFact, LeadFacts
 from crm_app.scoring.evaluation import Evaluation
 from crm_app.scoring.features import ACTIVITY_KINDS, ACTIVITY_ORDER, group_title, open_life_moment
 from crm_app.scoring.model import ModelScoringEngine, OutdatedModel
@@ -119,26 +121,28 @@ def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False
     ).all()
     moments = [row.closed_at if at_close else open_life_moment(row.id, row.created_at, row.closed_at)
                for row in rows]
-    as_of = {row.id: moment for row, moment in zip(rows, moments)}
     activities: dict[int, list[ActivityFact]] = defaultdict(list)
-    # Streamed on the driver's own server-side cursor, as plain tuples: SQLAlchemy's result rows cost
-    # most of the load. Joined to the closed leads in the database (a scan of every activity it can
-    # run in parallel: handing it the 100,000 moments as arrays made that a single-process hash join,
-    # 25.9 -> 48 s at a million leads); the moment, which only Python computes, is applied here.
-    with session.connection().connection.cursor(name="closed_lead_activities") as cursor:
-        cursor.itersize = 50_000
-        cursor.execute(
-            f"""
-            SELECT a.lead_id, a.kind, a.occurred_at
-              FROM activities a JOIN ({closed.replace(":now", "%(now)s").replace(":newest", "%(newest)s")}) l
-                ON l.id = a.lead_id
-             WHERE a.occurred_at < l.closed_at AND a.kind = ANY(%(kinds)s)
-            """,
-            {"now": now, "newest": newest, "kinds": [kind.value for kind in ACTIVITY_ORDER]},
-        )
-        for lead_id, kind, occurred_at in cursor:
-            moment = as_of.get(lead_id)  # None: closed after the leads were read
-            if moment is not None and occurred_at < moment:
+    # Each lead's activities before its moment, read through ix_activities_lead_occurred, which
+    # carries the kind (migration 0037): one index-only probe per lead, so the cost follows the deals
+    # read, not the table (a join to the closed leads scanned all 10.5M activities at a million leads:
+    # ~16 s for the newest 100,000 deals). The ids and moments go as two array literals (exact to the
+    # microsecond; a list of 100,000 parameters would be parsed element by element). Streamed on the
+    # driver's own server-side cursor, as plain tuples: SQLAlchemy's result rows cost most of the load.
+    if rows:
+        with session.connection().connection.cursor(name="closed_lead_activities") as cursor:
+            cursor.itersize = 50_000
+            cursor.execute(
+                """
+                SELECT a.lead_id, a.kind, a.occurred_at
+                  FROM unnest(%(ids)s::int[], %(moments)s::timestamptz[]) AS l(id, moment)
+                  JOIN activities a ON a.lead_id = l.id AND a.occurred_at < l.moment
+                 WHERE a.kind = ANY(%(kinds)s)
+                """,
+                {"ids": "{" + ",".join(str(row.id) for row in rows) + "}",
+                 "moments": "{" + ",".join(moment.isoformat() for moment in moments) + "}",
+                 "kinds": [kind.value for kind in ACTIVITY_ORDER]},
+            )
+            for lead_id, kind, occurred_at in cursor:
                 activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
     return [
         LabeledLead(
@@ -301,39 +305,74 @@ def train_model(
     say = progress or (lambda message: None)
     try:
         check_history(*_closed_counts(session, now))  # before loading anything
-        say("Loading closed leads and their activities")
-        timeline = history_timeline(session, load_closed_leads(session, now=now, at_close=at_close, newest=newest))
-        leads = timeline.leads
+    except _NotEnoughHistory as error:
+        raise NotEnoughHistory(str(error)) from None
+    with _collected_less():
+        return _train(session, now=now, say=say, trained_by=trained_by, at_close=at_close, keep_fields=keep_fields,
+                      newest=newest)
+
+
+@contextmanager
+def _collected_less() -> Iterator[None]:
+    """The garbage collector leaves what exists at the start, and the loaded deals once frozen by
+    `_train`, out of its full passes: a million activities as objects made each pass long, ~10% of
+    a training's CPU at 100,000 leads. Objects still go when their last reference does; unfrozen at
+    the end."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _train(session: Session, *, now: datetime, say: Callable[[str], None], trained_by: int | None, at_close: bool,
+           keep_fields: Collection[str], newest: int | None) -> TrainingReport:
+    say("Loading closed leads and their activities")
+    timeline = history_timeline(session, load_closed_leads(session, now=now, at_close=at_close, newest=newest))
+    leads = timeline.leads
+    gc.freeze()
+    # The open leads are read while the model trains (after the closed deals: the two reads compete
+    # for the same disk and cores; the fits are Python's alone).
+    open_leads = _OpenLeadReader(session, now)
+    try:
         result = fit_scoring_model(leads, progress=say, meta={"trained_at": now.isoformat()},
                                    keep_order=timeline.declared is not None, history_order=timeline.declared,
                                    dates_usable=timeline.dates_usable, keep_fields=set(keep_fields))
     except _NotEnoughHistory as error:
+        open_leads.cancel()
         raise NotEnoughHistory(str(error)) from None
+    except BaseException:
+        open_leads.cancel()
+        raise
     metrics = {**result.metrics(), **_chart_metrics(result, leads, at_close)}
-    say(f"Scoring the {result.rows:,} closed deals, each with a model that did not learn from it")
-    honest = [(lead.lead_id, r) for lead, r in zip(result.ordered, result.honest_results()) if lead.lead_id]
-    say("Previewing the open leads with the new model")
-    preview = _preview_open_leads(session, result.engine, now)
-
+    try:
+        # One training at a time picks the next version number (held to the commit). The model's row
+        # comes first, so that the out-of-fold scores can be stored while they are computed.
+        session.execute(text("LOCK TABLE scoring_models IN EXCLUSIVE MODE"))
+        version = session.execute(text("SELECT coalesce(max(version), 0) + 1 FROM scoring_models")).scalar_one()
+        engine = result.engine
+        engine.meta["version"] = version
+        row = ScoringModel(
+            version=version,
+            trained_at=now,
+            rows=result.rows,
+            features=engine.spec.as_dict(),
+            metrics=metrics,
+            is_active=False,
+            model=engine.to_bytes(),
+            trained_by=trained_by,
+        )
+        session.add(row)
+        session.flush()
+        say(f"Scoring the {result.rows:,} closed deals, each with a model that did not learn from it")
+        honest_rows = _store_out_of_fold(session, row.id, result)
+        say("Previewing the open leads with the new model")
+        preview = _preview_open_leads(result.engine, open_leads.result(), now)
+    except BaseException:
+        open_leads.cancel()
+        raise
     say("Saving the model")
-    # One training at a time picks the next version number.
-    session.execute(text("LOCK TABLE scoring_models IN EXCLUSIVE MODE"))
-    version = session.execute(text("SELECT coalesce(max(version), 0) + 1 FROM scoring_models")).scalar_one()
-    engine = result.engine
-    engine.meta["version"] = version
-    row = ScoringModel(
-        version=version,
-        trained_at=now,
-        rows=result.rows,
-        features=engine.spec.as_dict(),
-        metrics=metrics,
-        is_active=False,
-        model=engine.to_bytes(),
-        trained_by=trained_by,
-    )
-    session.add(row)
-    session.flush()
-    _store_model_scores(session, row.id, honest, preview)
+    _store_preview(session, row.id, preview)
     _prune_model_scores(session, version)
     session.commit()
     say(f"Model version {version} saved")
@@ -351,7 +390,7 @@ def train_model(
         summary=result.summary(),
         metrics=metrics,
         fit_rows=result.fit_rows,
-        honest_rows=len(honest),
+        honest_rows=honest_rows,
     )
 
 
@@ -361,23 +400,101 @@ def train_model(
 KEEP_REASONS_OF = 3
 
 
-def _store_model_scores(session: Session, model_id: int, honest: list, preview: list) -> None:
-    """Insert the out-of-fold scores (with their reasons) and the open leads' previews with COPY: at
-    100,000 leads that is ~100,000 rows, which multi-row INSERTs took a minute to parse."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    # With each reason's fact key (not kept on leads), so a blend shows one line per fact here too.
-    for lead_id, r in honest:
-        writer.writerow((model_id, lead_id, r.score, r.tier.value,
-                         json.dumps([{**x.as_dict(), "key": x.key} for x in r.reasons]), "t"))
-    for lead_id, score in preview:
-        writer.writerow((model_id, lead_id, score, tier_for(score).value, None, "f"))
-    buffer.seek(0)
-    session.connection().connection.cursor().copy_expert(
-        "COPY model_scores (model_id, lead_id, score, tier, reasons, out_of_fold) "
-        "FROM STDIN WITH (FORMAT csv)",
-        buffer,
-    )
+def _store_out_of_fold(session: Session, model_id: int, result: TrainingResult) -> int:
+    """Store every closed deal's out-of-fold score with its reasons (as `model_scores` rows) while they
+    are computed: one COPY on the session's connection, fed batch by batch from a thread, so that the
+    database parses, indexes and checks one batch (~5-8 s for 100,000 rows with their reasons, most of
+    it the two indexes and foreign keys) while Python explains the next. How many rows it stored."""
+    feed = _CopyFeed()
+    failed: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            session.connection().connection.cursor().copy_expert(
+                "COPY model_scores (model_id, lead_id, score, tier, reasons, out_of_fold) "
+                "FROM STDIN WITH (FORMAT csv)",
+                feed,
+            )
+        except BaseException as error:  # raised below, in the training's thread
+            failed.append(error)
+            feed.stop()
+
+    session.connection()  # the transaction begins here; the thread only uses its connection
+    writer = threading.Thread(target=copy, name="out-of-fold-copy", daemon=True)
+    writer.start()
+    stored = 0
+    try:
+        # Batches of up to a fold (at 100,000 deals): each batch's TreeSHAP runs tree by tree once
+        # per class of rows, so fewer, larger batches cost less (40,000 rows: -25% CPU against 10,000s).
+        for part, results in result.honest_batches(20_000):
+            buffer = io.StringIO()
+            out = csv.writer(buffer)
+            for i, r in zip(part.tolist(), results):
+                lead_id = result.ordered[i].lead_id
+                if lead_id:
+                    # With each reason's fact key (not kept on leads), so a blend shows one line per fact.
+                    out.writerow((model_id, lead_id, r.score, r.tier.value,
+                                  json.dumps([{**x.as_dict(), "key": x.key} for x in r.reasons]), "t"))
+                    stored += 1
+            if not feed.put(buffer.getvalue()):
+                break  # the COPY failed: raised below
+        feed.put("")  # the end of the rows
+    except BaseException:
+        feed.fail()
+        writer.join()  # the COPY is aborted: the caller's rollback ends the transaction
+        raise
+    writer.join()
+    if failed:
+        raise failed[0]
+    return stored
+
+
+class _CopyFeed:
+    """A file for psycopg2's copy_expert whose reads wait for the blocks another thread puts ("" ends
+    the COPY; `fail` makes the next read raise, which aborts it)."""
+
+    def __init__(self) -> None:
+        self._blocks: queue.Queue[str | None] = queue.Queue(maxsize=4)
+        self._stopped = False
+
+    def put(self, block: str) -> bool:
+        """Hand over a block of rows; False once the COPY has stopped reading."""
+        while not self._stopped:
+            try:
+                self._blocks.put(block, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fail(self) -> None:
+        self._stopped = True
+        while True:  # the blocks not read yet are dropped, so the end fits (one producer)
+            try:
+                self._blocks.get_nowait()
+            except queue.Empty:
+                break
+        self._blocks.put_nowait(None)
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def read(self, size: int = -1) -> str:
+        block = self._blocks.get()
+        if block is None:
+            raise RuntimeError("training stopped while storing the out-of-fold scores")
+        return block
+
+
+def _store_preview(session: Session, model_id: int, preview: list[tuple[int, int]]) -> None:
+    """The open leads' preview as one row of two arrays (`model_previews`: as rows of model_scores,
+    480,000 foreign-key checks and index entries at a million leads, 11-21 s; the model page only
+    counts them). `preview` is in lead id order (_preview_open_leads)."""
+    if preview:
+        line = "{}\t{{{}}}\t{{{}}}\n".format(model_id, ",".join(str(lead_id) for lead_id, _ in preview),
+                                           ",".join(str(score) for _, score in preview))
+        session.connection().connection.cursor().copy_expert(
+            "COPY model_previews (model_id, lead_ids, scores) FROM STDIN", io.StringIO(line))
 
 
 def _prune_model_scores(session: Session, newest_version: int) -> None:
@@ -386,41 +503,110 @@ def _prune_model_scores(session: Session, newest_version: int) -> None:
     session.execute(
         text(f"UPDATE model_scores SET reasons = NULL WHERE reasons IS NOT NULL AND {old}"), params
     )
-    session.execute(text(f"DELETE FROM model_scores WHERE NOT out_of_fold AND {old}"), params)
+    session.execute(text(f"DELETE FROM model_previews WHERE {old}"), params)
 
 
-def _preview_open_leads(session: Session, engine: ModelScoringEngine, now: datetime,
-                        batch_size: int = 50_000) -> list[tuple[int, int]]:
-    """(lead id, score) of every open lead as the model scores it now: what switching to it would
-    store, without writing a lead. The score needs no reasons, so each lead's activity is read as one
-    count and latest moment per kind: grouped by the database in one pass over the activities and
+_OPEN = f"stage NOT IN ('{Stage.WON.value}', '{Stage.LOST.value}')"
+
+
+@dataclass(frozen=True)
+class _OpenLeadActivity:
+    """Every open lead (id, company size, source, custom fields as JSON text), by id, and its activity
+    as one CSV line per lead and kind: the kind's number in ACTIVITY_KINDS (from 1), how many, and the
+    latest moment in microseconds since the epoch."""
+
+    leads: list[tuple]
+    grouped: io.StringIO
+
+
+def _read_open_lead_activity(cursor, now: datetime) -> _OpenLeadActivity:
+    """The switch preview's reading: grouped by the database in one pass over the activities and
     copied out as plain numbers (no Python object per activity or per count). At a million leads,
     batches of open leads by id made the database scan every activity once per batch (2.6 s each, for
-    480,000 open leads 10 of them)."""
-    open_leads = f"stage NOT IN ('{Stage.WON.value}', '{Stage.LOST.value}')"
+    480,000 open leads 10 of them). Custom fields stay text here (parsed only if the model reads them)."""
     kinds = [kind.value for kind in ACTIVITY_KINDS]
-    with_fields = bool(engine.spec.custom_fields)
-    cursor = session.connection().connection.cursor()  # plain tuples
-    cursor.execute(f"SELECT id, company_size, source{', custom_fields' if with_fields else ''} FROM leads "
-                   f"WHERE {open_leads} ORDER BY id")
+    cursor.execute(f"SELECT id, company_size, source, custom_fields::text FROM leads WHERE {_OPEN} ORDER BY id")
     leads = cursor.fetchall()
+    grouped = io.StringIO()
+    if leads:
+        cursor.copy_expert(
+            cursor.mogrify(
+                "COPY (SELECT a.lead_id, array_position(%(kinds)s::text[], a.kind::text), count(*), "
+                "(extract(epoch FROM max(a.occurred_at)) * 1000000)::bigint "
+                f"FROM activities a JOIN leads l ON l.id = a.lead_id AND l.{_OPEN} "
+                "WHERE a.occurred_at <= %(now)s AND a.kind = ANY(%(kinds)s) "
+                "GROUP BY a.lead_id, a.kind) TO STDOUT WITH (FORMAT csv)",
+                {"now": now, "kinds": kinds},
+            ).decode(),
+            grouped,
+        )
+    return _OpenLeadActivity(leads, grouped)
+
+
+class _OpenLeadReader:
+    """Reads the open leads' activity for the preview while the model trains: on a connection of its
+    own, in a thread, when the session is bound to an engine (the database groups ~5M activities at a
+    million leads while Python fits the trees; the thread mostly waits on the socket, without the
+    GIL). A session bound to one connection (a test's transaction, whose rows no other connection
+    sees) reads it on that connection when asked. Training does not write what this reads."""
+
+    def __init__(self, session: Session, now: datetime) -> None:
+        self._session, self._now = session, now
+        self._found: _OpenLeadActivity | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._connection: Any = None
+        bind = session.get_bind()
+        if isinstance(bind, Engine):
+            self._thread = threading.Thread(target=self._read_apart, args=(bind,), name="preview-reader",
+                                            daemon=True)
+            self._thread.start()
+
+    def _read_apart(self, bind: Engine) -> None:
+        try:
+            connection = self._connection = bind.raw_connection()
+            try:
+                with connection.cursor() as cursor:
+                    self._found = _read_open_lead_activity(cursor, self._now)
+                connection.rollback()
+            finally:
+                connection.close()
+        except BaseException as error:  # raised where the result is asked for
+            self._error = error
+
+    def cancel(self) -> None:
+        """Stop reading (training failed): the statement is cancelled, the thread ends."""
+        connection = self._connection
+        if self._thread is not None and self._thread.is_alive() and connection is not None:
+            try:
+                connection.driver_connection.cancel()
+            except Exception:  # finished or closed meanwhile
+                pass
+
+    def result(self) -> _OpenLeadActivity:
+        if self._thread is None:
+            return _read_open_lead_activity(self._session.connection().connection.cursor(), self._now)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._found is not None
+        return self._found
+
+
+def _preview_open_leads(engine: ModelScoringEngine, found: _OpenLeadActivity, now: datetime,
+                        batch_size: int = 50_000) -> list[tuple[int, int]]:
+    """(lead id, score) of every open lead, by id, as the model scores it now: what switching to it would
+    store, without writing a lead. The score needs no reasons, so each lead's activity is one count
+    and latest moment per kind (_read_open_lead_activity), and its rows are built column by column."""
+    leads = found.leads
     if not leads:
         return []
+    kinds = ACTIVITY_KINDS
+    with_fields = bool(engine.spec.custom_fields)
     ids = np.array([row[0] for row in leads], dtype=np.int64)
-    grouped = io.StringIO()
-    cursor.copy_expert(
-        cursor.mogrify(
-            "COPY (SELECT a.lead_id, array_position(%(kinds)s::text[], a.kind::text), count(*), "
-            "(extract(epoch FROM max(a.occurred_at)) * 1000000)::bigint "
-            f"FROM activities a JOIN leads l ON l.id = a.lead_id AND l.{open_leads} "
-            "WHERE a.occurred_at <= %(now)s AND a.kind = ANY(%(kinds)s) "
-            "GROUP BY a.lead_id, a.kind) TO STDOUT WITH (FORMAT csv)",
-            {"now": now, "kinds": kinds},
-        ).decode(),
-        grouped,
-    )
     counts = np.zeros((len(leads), len(kinds)), dtype=np.int64)
     latest = np.zeros((len(leads), len(kinds)), dtype=np.int64)
+    grouped = found.grouped
     if grouped.tell():
         grouped.seek(0)
         table = np.loadtxt(grouped, delimiter=",", dtype=np.int64, ndmin=2)
@@ -429,13 +615,22 @@ def _preview_open_leads(session: Session, engine: ModelScoringEngine, now: datet
         row, table = row[known], table[known]
         counts[row, table[:, 1] - 1], latest[row, table[:, 1] - 1] = table[:, 2], table[:, 3]
     scores = np.empty(len(leads), dtype=np.int64)
+    parsed: dict[str | None, dict[str, Any]] = {}  # each distinct custom-fields text parsed once
     for start in range(0, len(leads), batch_size):
         part = slice(start, start + batch_size)
-        facts = [LeadFacts(company_size=r[1], source=r[2], custom_fields=(r[3] or {}) if with_fields else {})
+        facts = [LeadFacts(company_size=r[1], source=r[2],
+                           custom_fields=_fields(r[3], parsed) if with_fields else {})
                  for r in leads[part]]
         probability = engine.probabilities(engine.spec.matrix_of_counts(facts, counts[part], latest[part], now))
         scores[part] = np.clip(np.floor(100 * probability + 0.5), 0, 100).astype(int)
     return list(zip(ids.tolist(), scores.tolist()))
+
+
+def _fields(text_value: str | None, parsed: dict[str | None, dict[str, Any]]) -> dict[str, Any]:
+    fields = parsed.get(text_value)
+    if fields is None:
+        fields = parsed[text_value] = json.loads(text_value) if text_value else {}
+    return fields
 
 
 def _chart_metrics(result: TrainingResult, leads: list[LabeledLead], at_close: bool) -> dict[str, Any]:
