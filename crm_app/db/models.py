@@ -291,7 +291,7 @@ class Activity(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(_in("kind", ActivityKind), name="ck_activities_kind"),
         CheckConstraint("sentiment BETWEEN -1 AND 1", name="ck_activities_sentiment"),
-        # Carries the kind (migration 0037): training reads a closed deal's kinds index-only.
+        # Carries the kind (migration 0040): training reads a closed deal's kinds index-only.
         Index("ix_activities_lead_occurred", "lead_id", text("occurred_at DESC"), postgresql_include=["kind"]),
         Index("ix_activities_user", "user_id"),
         Index("ix_activities_owner_occurred_at", "owner_id", "occurred_at"),
@@ -484,7 +484,7 @@ class ScoringModel(SQLModel, table=True):
 
 class ModelScore(SQLModel, table=True):
     """A stored model's score for one closed deal it learned from: the score of a model that did not
-    train on it (out of fold). Open leads' previews were rows here too until migration 0037
+    train on it (out of fold). Open leads' previews were rows here too until migration 0040
     (ModelPreview); `out_of_fold` is true on every row since."""
 
     __tablename__ = "model_scores"
@@ -508,7 +508,7 @@ class ModelScore(SQLModel, table=True):
 
 class ModelPreview(SQLModel, table=True):
     """What a stored model would score each open lead at training time (the model page counts the tiers
-    a switch would change): one row per model, lead ids ascending with their scores (migration 0037)."""
+    a switch would change): one row per model, lead ids ascending with their scores (migration 0040)."""
 
     __tablename__ = "model_previews"
     __table_args__ = (CheckConstraint("cardinality(lead_ids) = cardinality(scores)", name="ck_model_previews_sizes"),)

@@ -123,7 +123,7 @@ def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False
                for row in rows]
     activities: dict[int, list[ActivityFact]] = defaultdict(list)
     # Each lead's activities before its moment, read through ix_activities_lead_occurred, which
-    # carries the kind (migration 0037): one index-only probe per lead, so the cost follows the deals
+    # carries the kind (migration 0040): one index-only probe per lead, so the cost follows the deals
     # read, not the table (a join to the closed leads scanned all 10.5M activities at a million leads:
     # ~16 s for the newest 100,000 deals). The ids and moments go as two array literals (exact to the
     # microsecond; a list of 100,000 parameters would be parsed element by element). Streamed on the

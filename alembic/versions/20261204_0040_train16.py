@@ -16,8 +16,8 @@ which is then one index-only probe per deal instead of a scan of every activity 
 at a million leads for the newest 100,000 deals). Same key, so every other read keeps its plan;
 the index grows by about a quarter.
 
-Revision ID: 0037_train16
-Revises: 0036_pages15c
+Revision ID: 0040_train16
+Revises: 0039_pages16
 Create Date: 2026-12-04
 """
 from typing import Sequence, Union
@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0037_train16"
-down_revision: Union[str, None] = "0036_pages15c"
+revision: str = "0040_train16"
+down_revision: Union[str, None] = "0039_pages16"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
