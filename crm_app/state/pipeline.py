@@ -79,7 +79,10 @@ SAVE_FAILED = "The move could not be saved."
 log = logging.getLogger(__name__)
 
 # Writes in flight in this worker (a task nobody holds may be collected before it ends), and their
-# outcomes waiting for the tab's `move_written`: {key: (tab, move, card | None, refusal | None, checked)}.
+# outcomes waiting for the tab's `move_written`: {key: (tab, move, card | None, refusal | None, checked,
+# time.monotonic() when written)}. An outcome whose event never came (the tab closed, or its next
+# event went to another web worker) is dropped after LOST_MOVE_SECONDS, when the tab has forgotten
+# the move too (`_forget_lost_moves`): without it the dict grew by every such move for the worker's life.
 _writing: set[asyncio.Task] = set()
 _written: dict[str, tuple] = {}
 # `checked`, when the write had to check the session first: (the user it found, or None).
@@ -112,13 +115,26 @@ async def _write_move(tab: str, move: dict, token: str, check_session: bool) -> 
         if not database_unavailable(error):
             log.exception("Saving a move of lead %s failed", move["lead_id"])
         reason = DATABASE_AWAY if database_unavailable(error) else SAVE_FAILED
+    _forget_unclaimed(time.monotonic())
     key = secrets.token_urlsafe(12)
-    _written[key] = (tab, move, card, reason, checked)
+    _written[key] = (tab, move, card, reason, checked, time.monotonic())
     try:
         await EventContext.get().enqueue(*Event.from_event_type(PipelineState.move_written(key)))
     except Exception:  # the worker is stopping: the tab forgets the move after LOST_MOVE_SECONDS
         _written.pop(key, None)
         log.exception("Could not hand the written move of lead %s to its tab", move["lead_id"])
+
+
+def _forget_unclaimed(now: float) -> int:
+    """Drop outcomes no tab claimed within LOST_MOVE_SECONDS (oldest first: the dict keeps insertion
+    order, so the sweep stops at the first young one); the number dropped."""
+    dropped = 0
+    for key, outcome in list(_written.items()):
+        if now - outcome[-1] < LOST_MOVE_SECONDS:
+            break
+        del _written[key]
+        dropped += 1
+    return dropped
 
 
 def _empty_board() -> list[BoardColumn]:
@@ -442,7 +458,7 @@ class PipelineState(AppState):
         if outcome is None or outcome[0] != self.router.session.client_token:
             return None  # not this tab's (a crafted event), or already shown
         del _written[key]
-        _, move, card, reason, checked = outcome
+        _, move, card, reason, checked, _at = outcome
         if not any(m["lead_id"] == move["lead_id"] and m["started"] == move["started"] for m in self._pending_moves):
             return None  # forgotten meanwhile (_forget_lost_moves): the board shows the database
         if checked:
