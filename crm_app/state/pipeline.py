@@ -30,10 +30,11 @@ import reflex as rx
 from reflex_base.event import Event
 from reflex_base.event.context import EventContext
 
+from crm_app import move_writer
 from crm_app.db.outage import database_unavailable
 from crm_app.domain import Source, Stage, Tier
 from crm_app.services.errors import ServiceError
-from crm_app.services.leads import log_activity, move_lead_to_stage
+from crm_app.services.leads import log_activity
 from crm_app.services.pipeline import (
     MAX_CARDS,
     PAGE,
@@ -50,7 +51,7 @@ from crm_app.services.pipeline import (
 )
 from crm_app.services.undo import undo_stage_move
 from crm_app.state.base import (
-    SESSION_ENDED, AppState, db_as, now_utc, picked, session_user, typed_text, whole_number)
+    SESSION_ENDED, AppState, now_utc, picked, typed_text, whole_number)
 from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
 from crm_app.state.close_deal import CloseDealState
 from crm_app.state.next_step import NextStepState
@@ -73,8 +74,7 @@ LOGGABLE = ("call", "email_sent", "meeting")  # what the card menu logs
 # A move not written after this long was lost with the web worker that was writing it (a restart):
 # the board forgets it and shows the database again.
 LOST_MOVE_SECONDS = 120.0
-DATABASE_AWAY = "The database did not answer, so the move was not saved. Try again in a moment."
-SAVE_FAILED = "The move could not be saved."
+DATABASE_AWAY, SAVE_FAILED = move_writer.DATABASE_AWAY, move_writer.SAVE_FAILED
 
 log = logging.getLogger(__name__)
 
@@ -85,36 +85,18 @@ log = logging.getLogger(__name__)
 # the move too (`_forget_lost_moves`): without it the dict grew by every such move for the worker's life.
 _writing: set[asyncio.Task] = set()
 _written: dict[str, tuple] = {}
-# `checked`, when the write had to check the session first: (the user it found, or None).
-_NOT_CHECKED = ()
+# `checked`, when the write had to check the session first: (the user it found, or None); else ().
 
 
 async def _write_move(tab: str, move: dict, token: str, check_session: bool) -> None:
-    """Write one move, outside the tab's state, and hand the outcome to the tab as an event. Runs in
-    the context of the drop's event (asyncio copies it), so it enqueues for that tab (`tab`, its client
-    token; `token` is the browser's session token)."""
-    checked, card, reason = _NOT_CHECKED, None, None
-    try:
-        if check_session:  # the session's check is due: made here, not in the drop's handler
-            user = await session_user(token)
-            checked = (user,)
-            if user is None or user.id != move["user_id"]:
-                reason = SESSION_ENDED
-        if reason is None:
-            now = now_utc()
-
-            def write(session):
-                move_lead_to_stage(session, lead_id=move["lead_id"], to_stage=move["to"], now=now,
-                                   user_id=move["user_id"], expected_version=move["version"])
-                return deal_card(session, lead_id=move["lead_id"], now=now)
-
-            card = await db_as(move["user_id"], write)
-    except ServiceError as error:
-        reason = str(error)
-    except Exception as error:  # the user sees why; a bug is logged
-        if not database_unavailable(error):
-            log.exception("Saving a move of lead %s failed", move["lead_id"])
-        reason = DATABASE_AWAY if database_unavailable(error) else SAVE_FAILED
+    """Write one move, outside the tab's state (crm_app/move_writer.py: in a writer process, so the
+    write's Python does not hold up this worker's event loop), and hand the outcome to the tab as an
+    event. Runs in the context of the drop's event (asyncio copies it), so it enqueues for that tab
+    (`tab`, its client token; `token` is the browser's session token). With `check_session` the
+    session's check is due: made there, not in the drop's handler."""
+    checked, card, reason = await move_writer.write(move, token, check_session, now_utc())
+    if reason is move_writer.SESSION_ENDED:
+        reason = SESSION_ENDED
     _forget_unclaimed(time.monotonic())
     key = secrets.token_urlsafe(12)
     _written[key] = (tab, move, card, reason, checked, time.monotonic())
