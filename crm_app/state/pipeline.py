@@ -3,11 +3,12 @@
 A move is shown at once and saved behind it, as Trello and Pipedrive do: the drop's handler moves
 the card in the board it holds (the columns' counts and sums go with it) and answers without waiting
 for the database. It also starts the write as a task of the web worker (`_write_move`), outside the
-tab's state: the task writes the move in a thread and hands the outcome back as an event of the tab
-(`move_written`), which shows the saved card, offers Undo and starts the card's next move, if the user
-moved it again meanwhile (one write at a time per card, so the second expects the version the first
-left). A move the database refuses (someone changed the deal, the user may not, the database is away)
-puts the card back where it was and says why. Until a move is written the card is marked as saving,
+tab's state: the task writes the move (crm_app/move_writer.py: in a thread, or a writer process)
+and hands the outcome back as an event of the tab (`move_written`), which shows the saved card,
+offers Undo and starts the card's next move, if the user moved it again meanwhile (one write at a
+time per card, so the second expects the version the first left). A move the database refuses
+(someone changed the deal, the user may not, the database is away) puts the card back where it was
+and says why. Until a move is written the card is marked as saving,
 and every redraw from the database shows it where it was dropped, not where the database still has it.
 
 Why a task and an event rather than a Reflex background event: a background event enters the tab's
@@ -89,11 +90,11 @@ _written: dict[str, tuple] = {}
 
 
 async def _write_move(tab: str, move: dict, token: str, check_session: bool) -> None:
-    """Write one move, outside the tab's state (crm_app/move_writer.py: in a writer process, so the
-    write's Python does not hold up this worker's event loop), and hand the outcome to the tab as an
-    event. Runs in the context of the drop's event (asyncio copies it), so it enqueues for that tab
-    (`tab`, its client token; `token` is the browser's session token). With `check_session` the
-    session's check is due: made there, not in the drop's handler."""
+    """Write one move, outside the tab's state (crm_app/move_writer.py: in a thread of this worker,
+    or a writer process with CRM_MOVE_WRITERS), and hand the outcome to the tab as an event. Runs
+    in the context of the drop's event (asyncio copies it), so it enqueues for that tab (`tab`, its
+    client token; `token` is the browser's session token). With `check_session` the session's
+    check is due: made there, not in the drop's handler."""
     checked, card, reason = await move_writer.write(move, token, check_session, now_utc())
     if reason is move_writer.SESSION_ENDED:
         reason = SESSION_ENDED
