@@ -6,6 +6,8 @@ from crm_app.api import api
 from crm_app.http_security import with_security_headers
 from crm_app.closed_tabs import forget_closed_tabs
 from crm_app.live import listen_for_changes
+from crm_app.memory_report import report_memory
+from crm_app.move_writer import stop_writers_at_exit
 from crm_app.pages.analytics import analytics_page
 from crm_app.pages.api_keys import api_keys_page
 from crm_app.pages.auth import account_page, audit_page, sign_in_page, users_page
@@ -55,4 +57,6 @@ app.add_page(audit_page, route="/audit", title="Audit log · Pipeline CRM", on_l
 app.add_page(api_keys_page, route="/api-keys", title="API keys · Pipeline CRM", on_load=ApiKeysState.load)
 app.register_lifespan_task(listen_for_changes)  # open pages update when leads change
 app.register_lifespan_task(forget_closed_tabs)  # closed tabs' states leave memory (one worker)
+app.register_lifespan_task(stop_writers_at_exit)  # drag-and-drop moves' writer processes
+app.register_lifespan_task(report_memory)  # debugging only: off unless CRM_MEMORY_REPORT is set
 # Slow work (training, rescoring, sweeps) runs in job worker processes (crm_app/worker.py), not here.

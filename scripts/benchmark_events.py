@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from benchmark_memory import Client, loopback, sign_in, worker_processes  # noqa: E402
+from benchmark_memory import Client, helper_processes, loopback, sign_in, worker_processes  # noqa: E402
 
 KINDS = ("floor", "move", "search", "today")
 REPS = ["riley@demo.crm", "sam@demo.crm", "priya@demo.crm", "diego@demo.crm", "hannah@demo.crm",
@@ -266,7 +266,9 @@ class Bench:
         cell, tabs = Cell(kind, clients), self.tabs[:clients]
         if self.args.warmup:
             await asyncio.gather(*(self.one_event(tab, kind) for tab in tabs for _ in range(1)))
+        # The web workers and the move writers they spawned (a writer spawned during the cell is missed).
         procs = worker_processes(self.port)
+        procs += helper_processes(procs)
         cpu0 = sum(sum(p.cpu_times()[:2]) for p in procs)
         own0 = sum(os.times()[:2])
         started = time.perf_counter()

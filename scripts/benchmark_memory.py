@@ -75,11 +75,18 @@ def worker_processes(port: int) -> list[psutil.Process]:
     found: dict[int, psutil.Process] = {}
     for pid in sorted(owners):
         owner = psutil.Process(pid)
-        children = [c for c in owner.children(recursive=True) if "python" in (c.name() or "").lower()
-                    or "granian" in " ".join(c.cmdline()).lower()]
+        # (Not the processes a worker spawns itself, such as its move writers: `helper_processes`.)
+        children = [c for c in owner.children(recursive=True)
+                    if ("python" in (c.name() or "").lower() or "granian" in " ".join(c.cmdline()).lower())
+                    and "multiprocessing" not in " ".join(c.cmdline())]
         for process in children or [owner]:
             found[process.pid] = process
     return list(found.values())
+
+
+def helper_processes(workers: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes the web workers spawned themselves (crm_app/move_writer.py's writers)."""
+    return [c for w in workers for c in w.children(recursive=True) if "multiprocessing" in " ".join(c.cmdline())]
 
 
 def rss_mb(procs: list[psutil.Process]) -> list[float]:

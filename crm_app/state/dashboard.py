@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from urllib.parse import urlencode
@@ -43,6 +44,13 @@ LOG_KINDS = {
 }
 FOLLOW_UP_DAYS = ("none", "1", "2", "3", "7", "14")  # what the log dialog's select offers
 LOG_TITLES = {"call": "Log a call", "email": "Log an email", "meeting": "Log a meeting", "note": "Add a note"}
+
+
+@functools.lru_cache(maxsize=256)
+def _new_leads_chart_json(weeks: tuple[tuple[str, int, bool], ...], baseline: float) -> str:
+    """The new-leads chart's figure as JSON text (a fresh dict is parsed from it for each tab, so no
+    two tabs share a mutable value); keyed by the data, not by tab: at most 256 kept (a few KB each)."""
+    return json.dumps(figure_data(new_leads_per_week([WeekCount(*w) for w in weeks], baseline)))
 
 
 class DashboardState(AppState):
@@ -137,8 +145,11 @@ class DashboardState(AppState):
     @rx.var
     def new_leads_chart(self) -> dict:
         # JSON data, not the go.Figure: the cached value is part of the tab's pickled state
-        # (state/base.figure_data).
-        return figure_data(new_leads_per_week(self.weeks, self.baseline))
+        # (state/base.figure_data). Reflex computes it for every tab that opens, on any page (the
+        # whole state tree's first update), and Plotly's figure building cost ~100 ms of CPU each:
+        # one figure per distinct set of weeks, kept in a bounded memo.
+        return json.loads(_new_leads_chart_json(tuple((w.label, w.count, w.current) for w in self.weeks),
+                                                float(self.baseline)))
 
     @rx.var
     def has_new_leads(self) -> bool:

@@ -3,11 +3,12 @@
 A move is shown at once and saved behind it, as Trello and Pipedrive do: the drop's handler moves
 the card in the board it holds (the columns' counts and sums go with it) and answers without waiting
 for the database. It also starts the write as a task of the web worker (`_write_move`), outside the
-tab's state: the task writes the move in a thread and hands the outcome back as an event of the tab
-(`move_written`), which shows the saved card, offers Undo and starts the card's next move, if the user
-moved it again meanwhile (one write at a time per card, so the second expects the version the first
-left). A move the database refuses (someone changed the deal, the user may not, the database is away)
-puts the card back where it was and says why. Until a move is written the card is marked as saving,
+tab's state: the task writes the move (crm_app/move_writer.py: in a thread, or a writer process)
+and hands the outcome back as an event of the tab (`move_written`), which shows the saved card,
+offers Undo and starts the card's next move, if the user moved it again meanwhile (one write at a
+time per card, so the second expects the version the first left). A move the database refuses
+(someone changed the deal, the user may not, the database is away) puts the card back where it was
+and says why. Until a move is written the card is marked as saving,
 and every redraw from the database shows it where it was dropped, not where the database still has it.
 
 Why a task and an event rather than a Reflex background event: a background event enters the tab's
@@ -30,10 +31,11 @@ import reflex as rx
 from reflex_base.event import Event
 from reflex_base.event.context import EventContext
 
+from crm_app import move_writer
 from crm_app.db.outage import database_unavailable
 from crm_app.domain import Source, Stage, Tier
 from crm_app.services.errors import ServiceError
-from crm_app.services.leads import log_activity, move_lead_to_stage
+from crm_app.services.leads import log_activity
 from crm_app.services.pipeline import (
     MAX_CARDS,
     PAGE,
@@ -50,7 +52,7 @@ from crm_app.services.pipeline import (
 )
 from crm_app.services.undo import undo_stage_move
 from crm_app.state.base import (
-    SESSION_ENDED, AppState, db_as, now_utc, picked, session_user, typed_text, whole_number)
+    SESSION_ENDED, AppState, now_utc, picked, typed_text, whole_number)
 from crm_app.state.undo import TOO_LATE, issue_ticket, take_ticket, undo_toast
 from crm_app.state.close_deal import CloseDealState
 from crm_app.state.next_step import NextStepState
@@ -73,52 +75,49 @@ LOGGABLE = ("call", "email_sent", "meeting")  # what the card menu logs
 # A move not written after this long was lost with the web worker that was writing it (a restart):
 # the board forgets it and shows the database again.
 LOST_MOVE_SECONDS = 120.0
-DATABASE_AWAY = "The database did not answer, so the move was not saved. Try again in a moment."
-SAVE_FAILED = "The move could not be saved."
+DATABASE_AWAY, SAVE_FAILED = move_writer.DATABASE_AWAY, move_writer.SAVE_FAILED
 
 log = logging.getLogger(__name__)
 
 # Writes in flight in this worker (a task nobody holds may be collected before it ends), and their
-# outcomes waiting for the tab's `move_written`: {key: (tab, move, card | None, refusal | None, checked)}.
+# outcomes waiting for the tab's `move_written`: {key: (tab, move, card | None, refusal | None, checked,
+# time.monotonic() when written)}. An outcome whose event never came (the tab closed, or its next
+# event went to another web worker) is dropped after LOST_MOVE_SECONDS, when the tab has forgotten
+# the move too (`_forget_lost_moves`): without it the dict grew by every such move for the worker's life.
 _writing: set[asyncio.Task] = set()
 _written: dict[str, tuple] = {}
-# `checked`, when the write had to check the session first: (the user it found, or None).
-_NOT_CHECKED = ()
+# `checked`, when the write had to check the session first: (the user it found, or None); else ().
 
 
 async def _write_move(tab: str, move: dict, token: str, check_session: bool) -> None:
-    """Write one move, outside the tab's state, and hand the outcome to the tab as an event. Runs in
-    the context of the drop's event (asyncio copies it), so it enqueues for that tab (`tab`, its client
-    token; `token` is the browser's session token)."""
-    checked, card, reason = _NOT_CHECKED, None, None
-    try:
-        if check_session:  # the session's check is due: made here, not in the drop's handler
-            user = await session_user(token)
-            checked = (user,)
-            if user is None or user.id != move["user_id"]:
-                reason = SESSION_ENDED
-        if reason is None:
-            now = now_utc()
-
-            def write(session):
-                move_lead_to_stage(session, lead_id=move["lead_id"], to_stage=move["to"], now=now,
-                                   user_id=move["user_id"], expected_version=move["version"])
-                return deal_card(session, lead_id=move["lead_id"], now=now)
-
-            card = await db_as(move["user_id"], write)
-    except ServiceError as error:
-        reason = str(error)
-    except Exception as error:  # the user sees why; a bug is logged
-        if not database_unavailable(error):
-            log.exception("Saving a move of lead %s failed", move["lead_id"])
-        reason = DATABASE_AWAY if database_unavailable(error) else SAVE_FAILED
+    """Write one move, outside the tab's state (crm_app/move_writer.py: in a thread of this worker,
+    or a writer process with CRM_MOVE_WRITERS), and hand the outcome to the tab as an event. Runs
+    in the context of the drop's event (asyncio copies it), so it enqueues for that tab (`tab`, its
+    client token; `token` is the browser's session token). With `check_session` the session's
+    check is due: made there, not in the drop's handler."""
+    checked, card, reason = await move_writer.write(move, token, check_session, now_utc())
+    if reason is move_writer.SESSION_ENDED:
+        reason = SESSION_ENDED
+    _forget_unclaimed(time.monotonic())
     key = secrets.token_urlsafe(12)
-    _written[key] = (tab, move, card, reason, checked)
+    _written[key] = (tab, move, card, reason, checked, time.monotonic())
     try:
         await EventContext.get().enqueue(*Event.from_event_type(PipelineState.move_written(key)))
     except Exception:  # the worker is stopping: the tab forgets the move after LOST_MOVE_SECONDS
         _written.pop(key, None)
         log.exception("Could not hand the written move of lead %s to its tab", move["lead_id"])
+
+
+def _forget_unclaimed(now: float) -> int:
+    """Drop outcomes no tab claimed within LOST_MOVE_SECONDS (oldest first: the dict keeps insertion
+    order, so the sweep stops at the first young one); the number dropped."""
+    dropped = 0
+    for key, outcome in list(_written.items()):
+        if now - outcome[-1] < LOST_MOVE_SECONDS:
+            break
+        del _written[key]
+        dropped += 1
+    return dropped
 
 
 def _empty_board() -> list[BoardColumn]:
@@ -442,7 +441,7 @@ class PipelineState(AppState):
         if outcome is None or outcome[0] != self.router.session.client_token:
             return None  # not this tab's (a crafted event), or already shown
         del _written[key]
-        _, move, card, reason, checked = outcome
+        _, move, card, reason, checked, _at = outcome
         if not any(m["lead_id"] == move["lead_id"] and m["started"] == move["started"] for m in self._pending_moves):
             return None  # forgotten meanwhile (_forget_lost_moves): the board shows the database
         if checked:
