@@ -249,10 +249,8 @@ def _run_range(session: Session, statement: str, params: dict) -> int:
     # Planning this statement with JIT costs seconds, more than running it.
     session.execute(text("SET LOCAL jit = off"))
     session.execute(text("SET LOCAL work_mem = '64MB'"))
-    # What a range writes is recomputed from the activities by the next rescore: a crash losing the
-    # last moments of committed ranges loses nothing that matters, and a commit need not wait for the
-    # WAL flush. Only this transaction's commit is asynchronous (the rows are still WAL-logged).
-    session.execute(text("SET LOCAL synchronous_commit = off"))
+    # No `synchronous_commit = off` here: with commit=False the range runs in the caller's transaction,
+    # which may hold an acknowledged write of its own (the fault test lost one that way).
     return session.execute(text(statement), params).scalar_one()
 
 
