@@ -63,6 +63,25 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def scratch_engine(server_url: str, prefix: str, *, install: bool = False) -> Iterator[Engine]:
+    """An engine (the tables' owner) on a new scratch database, as `scratch_database` makes it, for a
+    test whose rows must be committed (a worker process or another connection has to see them).
+    Disposed when the block ends; with `install` it is also the app's engine (`get_engine`, what the
+    command line and the jobs use) for the block."""
+    with scratch_database(server_url, prefix) as url:
+        engine = make_engine(url)
+        previous = db_engine_module._engine
+        if install:
+            db_engine_module.set_engine(engine)
+        try:
+            yield engine
+        finally:
+            if install:
+                db_engine_module.set_engine(previous)
+            engine.dispose()
+
+
 def run_async(coroutine, timeout: float = 120):
     """Run a coroutine to its end and return its result, in a thread of its own: once the browser tests
     have run, Playwright keeps an event loop in the main thread and `asyncio.run` refuses to start there.

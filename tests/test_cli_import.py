@@ -10,25 +10,16 @@ import pytest
 from sqlalchemy import text
 
 from crm_app import cli
-from crm_app.db import engine as db_engine_module
-from crm_app.db.engine import make_engine
 from crm_app.settings import REPO_ROOT
-from tests.conftest import scratch_database
+from tests.conftest import scratch_engine
 
 BANK_MAPPING = str(REPO_ROOT / "docs" / "mappings" / "bank-marketing.json")
 
 
 @pytest.fixture
 def cli_engine(database_url):
-    with scratch_database(database_url, "crm_cli") as url:
-        eng = make_engine(url)
-        previous = db_engine_module._engine
-        db_engine_module.set_engine(eng)
-        try:
-            yield eng
-        finally:
-            db_engine_module.set_engine(previous)
-            eng.dispose()
+    with scratch_engine(database_url, "crm_cli", install=True) as eng:
+        yield eng
 
 
 def calls_csv(path, rows: int = 400):

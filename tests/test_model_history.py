@@ -25,8 +25,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from crm_app import cli
-from crm_app.db import engine as db_engine_module
-from crm_app.db.engine import make_engine
 from crm_app.scoring.evaluation import roc_auc
 from crm_app.scoring.training import NO_DATES_SENTENCE
 from crm_app.services.model_report import model_page
@@ -37,7 +35,7 @@ from crm_app.services.scoring import engine_config, load_facts, rescore_all
 from crm_app.services.scoring_jobs import RESCORE, latest_job, run_rescore_job, start_job
 from crm_app.services.scoring_settings import set_engine_choice
 from crm_app.db.models import Lead
-from tests.conftest import scratch_database
+from tests.conftest import scratch_engine
 
 CLOSED, OPEN = 480, 60
 
@@ -92,24 +90,17 @@ MAPPING = {
 @pytest.fixture(scope="module")
 def team_db(database_url: str, tmp_path_factory) -> Iterator[Engine]:
     """A database of its own holding the imported export (through `cli import`)."""
-    with scratch_database(database_url, "crm_history") as url:
-        engine = make_engine(url)
-        previous = db_engine_module._engine
-        db_engine_module.set_engine(engine)
+    with scratch_engine(database_url, "crm_history", install=True) as engine:
         folder = tmp_path_factory.mktemp("export")
         lead_export(folder / "leads.csv")
         (folder / "mapping.json").write_text(json.dumps(MAPPING))
-        try:
-            command = ["import", str(folder / "leads.csv"), "--mapping", str(folder / "mapping.json")]
-            assert cli.main(command) == 0
-            # The tests' clock runs just after the import: set here, not when the module is collected
-            # (in a full run that is many minutes earlier, and the imported deals closed "in the future").
-            global NOW
-            NOW = datetime.now(timezone.utc) + timedelta(minutes=5)
-            yield engine
-        finally:
-            db_engine_module.set_engine(previous)
-            engine.dispose()
+        command = ["import", str(folder / "leads.csv"), "--mapping", str(folder / "mapping.json")]
+        assert cli.main(command) == 0
+        # The tests' clock runs just after the import: set here, not when the module is collected
+        # (in a full run that is many minutes earlier, and the imported deals closed "in the future").
+        global NOW
+        NOW = datetime.now(timezone.utc) + timedelta(minutes=5)
+        yield engine
 
 
 @pytest.fixture

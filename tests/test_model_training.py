@@ -19,7 +19,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from crm_app.db.engine import make_engine
 from crm_app.db.models import Activity, Lead
 from crm_app.demo.generator import generate_demo_data
 from crm_app.domain import ActivityKind, Stage
@@ -36,7 +35,7 @@ from crm_app.services.model_training import (
     train_model,
 )
 from tests.factories import make_lead
-from tests.conftest import scratch_database
+from tests.conftest import scratch_engine
 
 NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
 LEADS = 3000
@@ -47,11 +46,9 @@ BANK_CSV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "
 @pytest.fixture(scope="module")
 def history(database_url: str) -> Iterator[Engine]:
     """A database of its own with a year of demo pipeline (about a thousand closed deals)."""
-    with scratch_database(database_url, "crm_model") as url:
-        engine = make_engine(url)
+    with scratch_engine(database_url, "crm_model") as engine:
         generate_demo_data(engine, leads=LEADS, seed=SEED, now=NOW)
         yield engine
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")

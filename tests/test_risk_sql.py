@@ -16,14 +16,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from crm_app.db.engine import make_engine
 from crm_app.db.models import Lead
 from crm_app.domain import ActivityKind, Source, Stage
 from crm_app.scoring.risk import assess_risk
 from crm_app.scoring.sentiment import NEGATIVE_FROM
 from crm_app.services import risk_sql
 from crm_app.services.risk import _LEADS_SQL, _facts_of, _stored_as, reassess_all_risk, reassess_expired_risk
-from tests.conftest import NOW, scratch_database
+from tests.conftest import NOW, scratch_engine
 
 KINDS = list(ActivityKind)
 STAGES = list(Stage)
@@ -197,12 +196,8 @@ def test_any_deals_facts_assess_the_same_in_the_database_as_in_the_rules(session
 
 @pytest.fixture(scope="module")
 def committed_engine(database_url: str) -> Iterator[Engine]:
-    with scratch_database(database_url, "crm_risk_sql") as url:
-        engine = make_engine(url)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
+    with scratch_engine(database_url, "crm_risk_sql") as engine:
+        yield engine
 
 
 def test_ranges_on_several_connections_store_the_rules_results(committed_engine):

@@ -14,7 +14,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from crm_app.db.engine import make_engine
 
 from crm_app.db.models import Lead
 from crm_app.domain import ActivityKind, Source, Stage
@@ -29,7 +28,7 @@ from crm_app.services.scoring import (
     rescore_expired,
     rescore_open_leads,
 )
-from tests.conftest import NOW, scratch_database
+from tests.conftest import NOW, scratch_engine
 
 ENGINE = RuleBasedScoringEngine()
 KINDS = list(ActivityKind)
@@ -228,12 +227,8 @@ def test_any_leads_facts_score_the_same_in_the_database_as_in_the_engine(session
 @pytest.fixture(scope="module")
 def committed_engine(database_url: str) -> Iterator[Engine]:
     """A database of its own whose rows are committed, as a job worker's rescore sees them."""
-    with scratch_database(database_url, "crm_rules_sql") as url:
-        engine = make_engine(url)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
+    with scratch_engine(database_url, "crm_rules_sql") as engine:
+        yield engine
 
 
 def test_ranges_on_several_connections_store_the_engines_results(committed_engine):

@@ -24,10 +24,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from crm_app.db.engine import make_engine
 from crm_app.demo.generator import generate_demo_data
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Source
@@ -36,7 +34,7 @@ from crm_app.scoring.blend import BlendedScoringEngine, score_many
 from crm_app.scoring.model import OTHER_MAX_POINTS, OTHER_TEXT
 from crm_app.scoring.phrases import day
 from crm_app.services.model_training import engine_for_model, train_model
-from tests.conftest import scratch_database
+from tests.conftest import scratch_engine
 
 NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
 # Generated leads per engine and relation; CRM_TRUST_LEADS raises it for a longer run.
@@ -50,12 +48,10 @@ INDUSTRIES = ("Software", "Retail", "Healthcare", "Logistics", "Finance", "Minin
 @pytest.fixture(scope="module")
 def engines(database_url: str) -> Iterator[dict[str, object]]:
     """The three engines, the model trained on the demo team's history in PostgreSQL."""
-    with scratch_database(database_url, "crm_trust") as url:
-        db: Engine = make_engine(url)
+    with scratch_engine(database_url, "crm_trust") as db:
         generate_demo_data(db, leads=1500, seed=7, now=NOW)
         with Session(db) as session:
             model = engine_for_model(session, train_model(session, now=NOW).model_id)
-        db.dispose()
         rules = RuleBasedScoringEngine()
         yield {"rules": rules, "model": model, "blend": BlendedScoringEngine(model, rules, 0.5)}
 

@@ -15,7 +15,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from crm_app.db.engine import make_engine
 from crm_app.db.models import Lead
 from crm_app.demo.generator import generate_demo_data
 from crm_app.domain import ActivityKind
@@ -38,7 +37,7 @@ from crm_app.services.scoring_jobs import (
     start_job,
 )
 from crm_app.services.scoring_settings import engine_status, set_engine_choice
-from tests.conftest import scratch_database
+from tests.conftest import scratch_engine
 
 NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
 LEADS = 1500
@@ -46,11 +45,9 @@ LEADS = 1500
 
 @pytest.fixture(scope="module")
 def history(database_url: str) -> Iterator[Engine]:
-    with scratch_database(database_url, "crm_engine") as url:
-        engine = make_engine(url)
+    with scratch_engine(database_url, "crm_engine") as engine:
         generate_demo_data(engine, leads=LEADS, seed=11, now=NOW)
         yield engine
-        engine.dispose()
 
 
 @pytest.fixture
