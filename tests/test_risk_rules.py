@@ -215,6 +215,33 @@ def test_nothing_changes_before_valid_until(facts, hours):
     assert (again.points, [r.text for r in again.reasons]) == (result.points, [r.text for r in result.reasons])
 
 
+around = st.integers(min_value=-90 * 24, max_value=10 * 24).map(lambda h: NOW + timedelta(hours=h))
+deal_around_now = st.builds(
+    lambda acts, msgs, entered, limit: deal(*acts, messages=msgs, entered=entered, limit=limit,
+                                            created=NOW - timedelta(days=120)),
+    st.lists(st.tuples(st.sampled_from(KINDS), around), max_size=12),
+    st.lists(st.tuples(st.sampled_from([K.EMAIL_RECEIVED, K.NOTE]), around,
+                       st.one_of(st.none(), st.floats(min_value=-1, max_value=1))), max_size=4),
+    moments, st.one_of(st.none(), st.integers(min_value=1, max_value=60)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(deal_around_now, st.integers(min_value=1, max_value=20 * 24))
+def test_an_activity_stamped_later_ends_the_assessment_when_it_comes(facts, hours):
+    """Activities sent with a later time count from their moment: until then the stored risk holds,
+    and `valid_until` is no later than the first of them, so the sweep reassesses the deal then."""
+    result = assess_risk(facts, NOW)
+    upcoming = [a.occurred_at for a in facts.activities if a.occurred_at > NOW]
+    if upcoming:
+        assert result.valid_until is not None and result.valid_until <= min(upcoming)
+    later = NOW + timedelta(hours=hours)
+    if result.valid_until is not None and later >= result.valid_until:
+        return
+    again = assess_risk(facts, later)
+    assert (again.points, [r.text for r in again.reasons]) == (result.points, [r.text for r in result.reasons])
+
+
 @settings(max_examples=200, deadline=None)
 @given(any_deal)
 def test_a_fresh_negative_reply_never_lowers_the_risk_level(facts):

@@ -143,3 +143,35 @@ def test_score_stays_within_0_100_and_equals_its_reasons(lead: LeadFacts, now: d
 def test_more_engagement_never_lowers_the_score(lead: LeadFacts, now: datetime, extra: ActivityFact) -> None:
     more = LeadFacts(company_size=lead.company_size, activities=[*lead.activities, extra])
     assert ENGINE.score(more, now).score >= ENGINE.score(lead, now).score
+
+
+def test_an_activity_stamped_later_counts_from_its_moment_and_the_score_says_until_when() -> None:
+    """A visit sent with a later time (an API client's clock, an event logged ahead) is not known yet:
+    the score ignores it, but says it holds only until then, so the sweep rescores the lead then."""
+    later = NOW + timedelta(hours=3)
+    result = ENGINE.score(facts((K.PRICING_REQUEST, later), size=200), NOW)
+    assert result.score == 10 and result.valid_until == later
+    at_the_time = ENGINE.score(facts((K.PRICING_REQUEST, later), size=200), later)
+    assert at_the_time.score == 10 + 30 + 20 + 5
+
+
+around = st.integers(min_value=-60 * 24, max_value=10 * 24).map(lambda h: NOW + timedelta(hours=h))
+leads_around_now = st.builds(
+    LeadFacts,
+    company_size=st.one_of(st.none(), st.integers(min_value=0, max_value=1_000)),
+    activities=st.lists(st.builds(ActivityFact, kinds, around), max_size=20),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lead=leads_around_now, hours=st.integers(min_value=1, max_value=20 * 24))
+def test_a_score_holds_until_its_valid_until(lead: LeadFacts, hours: int) -> None:
+    """What the sweep relies on: the stored score stays true until `valid_until` (or for good without
+    one), activities stamped after `now` included."""
+    result = ENGINE.score(lead, NOW)
+    later = NOW + timedelta(hours=hours)
+    if result.valid_until is not None and later >= result.valid_until:
+        return
+    again = ENGINE.score(lead, later)
+    assert (again.score, again.tier, [(r.points, r.key) for r in again.reasons]) == (
+        result.score, result.tier, [(r.points, r.key) for r in result.reasons])

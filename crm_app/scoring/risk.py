@@ -251,6 +251,10 @@ def assess_risk(facts: RiskFacts, now: datetime) -> RiskResult:
                 else f"Never contacted since it arrived on {_day(facts.created_at)}")
         reasons.append(RiskReason(NO_CONTACT_POINTS, text, "no_contact", contact_at))
 
+    # An activity stamped after `now` (logged ahead, or sent with a later time) counts once its moment
+    # comes: the assessment holds until then at most.
+    moments.append(min((a.occurred_at for a in facts.activities if a.occurred_at > now), default=now))
+
     points = min(MAX_POINTS, sum(r.points for r in reasons))
     later = [m for m in moments if m > now]
     return RiskResult(

@@ -104,5 +104,11 @@ class RuleBasedScoringEngine:
                 Reason(points, f"{count} {times} (+{POINTS_PER_INTERACTION} each{capped})", "engagement")
             )
 
+        # An activity stamped after `now` counts once its moment comes: the score holds until then at most.
+        upcoming = min((a.occurred_at for a in facts.activities
+                        if a.kind in ENGAGEMENT_KINDS and a.occurred_at > now), default=None)
+        if upcoming is not None and (valid_until is None or upcoming < valid_until):
+            valid_until = upcoming
+
         score = sum(r.points for r in reasons)
         return ScoreResult(score=score, tier=tier_for(score), reasons=tuple(reasons), valid_until=valid_until)

@@ -169,6 +169,7 @@ def _assessed_sql(condition: str, dense: bool) -> str:
         f"CASE WHEN NOT {neg_reply} THEN g.out_at + {no_reply} END",
         f"CASE WHEN NOT {neg_reply} THEN g.out_at + {no_reply_long} END",
         f"{quiet_since} + {no_contact}",
+        "f.next_at",  # an activity stamped after :now counts once its moment comes
     ]
     valid_until = "least(" + ", ".join(f"(SELECT m FROM (SELECT {m} AS m) x WHERE m > :now)" for m in moments) + ")"
     return f"""
@@ -208,12 +209,17 @@ def _assessed_sql(condition: str, dense: bool) -> str:
                          min(occurred_at + 2 * {engagement})
                              FILTER (WHERE {engaged} AND occurred_at + 2 * {engagement} > :now)) AS engaged_next
               FROM a GROUP BY lead_id
+        ), f AS (
+            SELECT a.lead_id, min(a.occurred_at) AS next_at
+              FROM activities a JOIN c ON c.id = a.lead_id AND NOT c.closed
+             WHERE {range_filter}a.occurred_at > :now
+             GROUP BY a.lead_id
         ), p AS (
             SELECT c.*, g.reply_at, g.reply_sentiment,
                    CASE WHEN NOT c.closed THEN {points_sql} END AS points,
                    CASE WHEN NOT c.closed THEN {reasons_sql} ELSE '[]'::jsonb END AS reasons,
                    CASE WHEN NOT c.closed THEN {valid_until} END AS valid_until
-              FROM c LEFT JOIN g ON g.lead_id = c.id
+              FROM c LEFT JOIN g ON g.lead_id = c.id LEFT JOIN f ON f.lead_id = c.id
         ), v AS (
             SELECT id, version, CASE WHEN NOT closed THEN {level} END AS level, points, reasons, valid_until,
                    reply_at, reply_sentiment,

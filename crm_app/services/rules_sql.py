@@ -175,14 +175,30 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
     else:
         stored = stored_s = ""
         final = f"id, version, score, {tier_sql} AS tier, reasons, valid_until FROM s"
-    if asof == ":now" and dense:
+    # Scored at :now, the activities stamped later are read too: the earliest of them (`next_at`) is
+    # when the score may change by time alone, as the engine's `valid_until` says. Scored at a moment
+    # of each lead's own (a close), only what came before it is read.
+    upcoming = asof == ":now"
+    if upcoming and dense:
         # One moment for all: aggregate the range's activities on their own (an index range scan
         # in lead order), then match them to the leads.
-        source = "activities a WHERE a.lead_id > :lo AND a.lead_id <= :hi AND a.occurred_at <= :now"
+        source = "activities a WHERE a.lead_id > :lo AND a.lead_id <= :hi"
+    elif upcoming:
+        source = "activities a JOIN c ON c.id = a.lead_id WHERE TRUE"
     else:
         source = f"activities a JOIN c ON c.id = a.lead_id WHERE a.occurred_at {before} c.asof"
         if dense:
             source += " AND a.lead_id > :lo AND a.lead_id <= :hi"
+
+    def known(condition: str = "") -> str:
+        """The FILTER that keeps an aggregate to what had happened by :now (and `condition`)."""
+        parts = (["a.occurred_at <= :now"] if upcoming else []) + ([condition] if condition else [])
+        return f" FILTER (WHERE {' AND '.join(parts)})" if parts else ""
+
+    next_at = ",\n                   min(a.occurred_at) FILTER (WHERE a.occurred_at > :now) AS next_at" if upcoming else ""
+    valid_until = f"CASE WHEN {recent} THEN g.last_at + {window} END"
+    if upcoming:
+        valid_until = f"least({valid_until}, g.next_at)"
     return f"""
         WITH c AS (
             SELECT leads.id, leads.version, leads.company_size, {asof} AS asof{stored}
@@ -190,21 +206,21 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
              WHERE leads.id > :lo AND leads.id <= :hi AND ({condition})
         ), g AS (
             SELECT a.lead_id,
-                   count(*) AS n,
-                   max(a.occurred_at) AS last_at,
-                   count(*) FILTER (WHERE a.kind = '{pricing.value}') AS n_req,
-                   max(a.occurred_at) FILTER (WHERE a.kind = '{pricing.value}') AS last_req,
-                   count(*) FILTER (WHERE a.kind = '{page.value}') AS n_view,
-                   max(a.occurred_at) FILTER (WHERE a.kind = '{page.value}') AS last_view,
-                   count(*) FILTER (WHERE a.kind = '{demo.value}') AS n_demo,
-                   max(a.occurred_at) FILTER (WHERE a.kind = '{demo.value}') AS last_demo
+                   count(*){known()} AS n,
+                   max(a.occurred_at){known()} AS last_at,
+                   count(*){known(f"a.kind = '{pricing.value}'")} AS n_req,
+                   max(a.occurred_at){known(f"a.kind = '{pricing.value}'")} AS last_req,
+                   count(*){known(f"a.kind = '{page.value}'")} AS n_view,
+                   max(a.occurred_at){known(f"a.kind = '{page.value}'")} AS last_view,
+                   count(*){known(f"a.kind = '{demo.value}'")} AS n_demo,
+                   max(a.occurred_at){known(f"a.kind = '{demo.value}'")} AS last_demo{next_at}
               FROM {source} AND a.kind IN ({_ENGAGED})
              GROUP BY a.lead_id
         ), s AS (
             SELECT c.id, c.version,{stored_s}
                    {score} AS score,
                    {reasons} AS reasons,
-                   CASE WHEN {recent} THEN g.last_at + {window} END AS valid_until
+                   {valid_until} AS valid_until
               FROM c LEFT JOIN g ON g.lead_id = c.id
         )
         SELECT {final}
