@@ -174,7 +174,10 @@ def test_activities_after_now_are_not_known_yet(trained) -> None:
     with_future = replace(
         facts, activities=(*facts.activities, ActivityFact(K.PRICING_REQUEST, NOW + timedelta(hours=1)))
     )
-    assert trained.engine.score(with_future, NOW) == trained.engine.score(facts, NOW)
+    now_known, plain = trained.engine.score(with_future, NOW), trained.engine.score(facts, NOW)
+    assert (now_known.score, now_known.reasons) == (plain.score, plain.reasons)
+    # ... and the score holds only until it is: the sweep rescores the lead then.
+    assert now_known.valid_until == min(t for t in (plain.valid_until, NOW + timedelta(hours=1)) if t)
 
 
 def test_features_as_of_the_close_ignore_what_came_after() -> None:

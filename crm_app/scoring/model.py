@@ -46,7 +46,7 @@ import xgboost as xgb
 from crm_app.domain import ActivityKind
 from crm_app.scoring.calibration import Calibrator, calibrator_from_dict
 from crm_app.scoring.engine import LeadFacts, Reason, ScoreResult, tier_for
-from crm_app.scoring.features import ACTIVITY_ORDER, FeatureSpec
+from crm_app.scoring.features import ACTIVITY_KINDS, ACTIVITY_ORDER, FeatureSpec
 from crm_app.scoring.phrases import LISTED_KINDS, activity_key, activity_phrase
 
 # Version 2: features without a rep's own activity, monotone in the prospect's (older models cannot
@@ -59,6 +59,7 @@ TOP_REASONS = 5
 OTHER_MAX_POINTS = 3.0
 # A rescore a moment after a split threshold is crossed, so float rounding cannot land just before it.
 VALID_UNTIL_MARGIN = timedelta(minutes=1)
+_PROSPECT_KINDS = frozenset(ACTIVITY_KINDS)  # the kinds that are features (a rep's own work is not)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +319,12 @@ class ModelScoringEngine:
         baselines = np.clip(_round_half_up(100 * p_base), 0, 100)
         if isinstance(now, datetime):
             moments, expiries = [now] * rows, self._valid_until(features, now)
+            # A prospect's activity stamped after `now` is a feature from its moment on.
+            for r, lead in enumerate(facts):
+                upcoming = min((a.occurred_at for a in lead.activities
+                                if a.occurred_at > now and a.kind in _PROSPECT_KINDS), default=None)
+                if upcoming is not None and (expiries[r] is None or upcoming < expiries[r]):
+                    expiries[r] = upcoming
         else:  # each lead as of its own moment (training rows): nothing to expire
             moments, expiries = list(now), [None] * rows
         # Per row as plain Python numbers (the same float64 values): the row loop below is the part of
