@@ -148,12 +148,16 @@ def test_a_rep_never_sees_another_reps_lead_through_the_grouped_reads(session):
             assert {i.lead_id for i in page.items} == {mine.id, pool.id}  # hers, and the pool lead she promised
             assert action_queue(as_ria, owner_id=sam.id, now=NOW, small_book=small_book).total == 0
         # The follow-ups the queue reads past the policy: only hers on leads she may see, however asked.
+        due = "SELECT lead_id FROM crm_follow_ups_due(:o, '-infinity', 'infinity', :rows, :others)"
         for owner in (ria.id, sam.id, None):
-            seen = as_ria.execute(text("SELECT lead_id FROM crm_follow_ups_due(:o, '-infinity', 'infinity')"),
-                                  {"o": owner}).scalars().all()
-            assert set(seen) <= {pool.id, mine.id}
-        assert set(as_ria.execute(text(
-            "SELECT lead_id FROM crm_follow_ups_due(:o, '-infinity', 'infinity')"), {"o": ria.id}).scalars()) == {pool.id}
+            for rows, others in ((None, False), (1, False), (None, True)):
+                seen = as_ria.execute(text(due), {"o": owner, "rows": rows, "others": others}).scalars().all()
+                assert set(seen) <= {pool.id, mine.id}
+        assert set(as_ria.execute(text(due), {"o": ria.id, "rows": None, "others": False}).scalars()) == {pool.id}
+        # At most `max_rows`, due first; `others_only`: those on leads not the owner's (none for everyone).
+        assert as_ria.execute(text(due), {"o": ria.id, "rows": 1, "others": False}).scalars().all() == [pool.id]
+        assert as_ria.execute(text(due), {"o": ria.id, "rows": None, "others": True}).scalars().all() == [pool.id]
+        assert as_ria.execute(text(due), {"o": None, "rows": None, "others": True}).scalars().all() == []
 
 
 def test_new_signals_engaged_at_the_same_moment_page_as_the_single_statement_did(session):
@@ -177,3 +181,32 @@ def test_new_signals_engaged_at_the_same_moment_page_as_the_single_statement_did
         _same_as_reference(session, None, 1, page_size, walk_slack=0)
         with acting(session, ria.id) as as_ria:
             _same_as_reference(as_ria, ria.id, 1, page_size, walk_slack=0)
+
+
+def test_a_follow_up_group_counted_past_follow_ups_of_other_groups(session):
+    """A follow-up group's count reads a few follow-ups per lead it counts to, due first, and reads on
+    when those held too few members: here the first-due follow-ups are on leads with a new signal (the
+    first group) or with another follow-up due before them, and the overdue and due-today members come
+    after them."""
+    ria = make_user(session, "Ria Rep")
+    fresh = [(K.PRICING_REQUEST, timedelta(minutes=20))]
+    for n in range(12):
+        lead = make_lead(session, f"Asked {n}", now=NOW, owner=ria, activities=fresh, created_ago=timedelta(days=3))
+        session.add(FollowUp(lead_id=lead.id, owner_id=ria.id, due_at=NOW - timedelta(hours=30 - n)))
+        session.add(FollowUp(lead_id=lead.id, owner_id=ria.id, due_at=NOW + timedelta(minutes=n + 1)))
+    twice = make_lead(session, "Twice", now=NOW, owner=ria, created_ago=timedelta(days=3))
+    for n in range(10):  # its earliest stands for it: one member of the overdue group
+        session.add(FollowUp(lead_id=twice.id, owner_id=ria.id, due_at=NOW - timedelta(hours=10, minutes=n)))
+    late = [make_lead(session, f"Late {n}", now=NOW, owner=ria, created_ago=timedelta(days=3)) for n in range(2)]
+    session.add(FollowUp(lead_id=late[0].id, owner_id=ria.id, due_at=NOW - timedelta(minutes=5)))
+    session.add(FollowUp(lead_id=late[1].id, owner_id=ria.id, due_at=NOW + timedelta(minutes=50)))
+    session.commit()
+    page = action_queue(session, owner_id=ria.id, now=NOW, small_book=10**9, count_cap=10**9)
+    assert {g.kind: g.count for g in page.groups if g.kind in ("overdue", "due")} == {"overdue": 2, "due": 1}
+    for cap in (1, 2, 3):
+        grouped = action_queue(session, owner_id=ria.id, now=NOW, small_book=0, count_cap=cap)
+        assert {g.kind: (g.count, g.capped) for g in grouped.groups if g.kind in ("overdue", "due")} == {
+            "overdue": (min(2, cap), 2 > cap), "due": (1, 1 > cap)}
+        _same_as_reference(session, ria.id, cap, 25, walk_slack=0)
+        with acting(session, ria.id) as as_ria:
+            _same_as_reference(as_ria, ria.id, cap, 3, walk_slack=0)

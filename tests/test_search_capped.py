@@ -16,7 +16,8 @@ from sqlmodel import Session
 from crm_app.db.models import Lead, User
 from crm_app.db.queries import SORTS, LeadFilter, _apply, ranked_leads, search_pattern
 from crm_app.scoring import tier_for
-from crm_app.services.search import COMPANIES_SHOWN, search_everywhere
+from crm_app.services import search
+from crm_app.services.search import COMPANIES_SHOWN, FIRST_WALK, search_everywhere
 from tests.conftest import NOW
 from tests.factories import make_lead, make_user
 from tests.test_lead_actions import acting
@@ -49,12 +50,20 @@ def _same_as_reference(session: Session, owners: list[int | None], cap: int) -> 
                         ids, count = _reference(session, flt, sort, 4, offset)
                         assert [r.id for r in rows] == ids, (word, owner, tier, sort, offset)
                         assert total == min(count, cap + 1)
-        # Ctrl-K: best score first, a page at a time; the companies with their visible leads.
-        everything = [h.id for h in search_everywhere(session, word, limit=1000, search_cap=10_000).leads]
-        for offset in (0, 2, 5):
-            found = search_everywhere(session, word, limit=3, offset=offset, search_cap=cap)
-            assert [h.id for h in found.leads] == everything[offset:offset + 3]
-            assert found.more_leads == (len(everything) > offset + 3)
+        # Ctrl-K: best score first, a page at a time, whether the page was found among the first
+        # leads walked or after all the matches were counted and ranked; the companies with their
+        # visible leads.
+        everything = list(session.execute(_apply(select(Lead.id), LeadFilter(search=word)).order_by(*SORTS["score"])
+                                          ).scalars())
+        for first_walk in (500, 4, 1):
+            search.FIRST_WALK = first_walk
+            try:
+                for offset in (0, 2, 5):
+                    found = search_everywhere(session, word, limit=3, offset=offset, search_cap=cap)
+                    assert [h.id for h in found.leads] == everything[offset:offset + 3], (word, first_walk, offset)
+                    assert found.more_leads == (len(everything) > offset + 3)
+            finally:
+                search.FIRST_WALK = FIRST_WALK
         assert [(c.name, c.leads) for c in search_everywhere(session, word, search_cap=cap).companies] == \
             _reference_companies(session, word)
 

@@ -150,3 +150,26 @@ def test_a_rep_reads_only_the_segment_rows_of_their_own_and_unowned_leads(sessio
         assert set(db.execute(text("SELECT lead_id FROM lead_activity_counts")).scalars()) <= mine
         for table in ("segment_rollup", "lead_activity_counts"):
             assert db.execute(text(f"SELECT has_table_privilege('{table}', 'INSERT, UPDATE, DELETE')")).scalar() is False
+
+
+@pytest.mark.parametrize("day", [1, 2, 15, 16, 27, 30])
+def test_periods_ending_on_any_day_of_the_month_read_the_figures_of_the_scans(session: Session, team: dict,
+                                                                               day: int) -> None:
+    """A period's part months are read from their day rows or as their month row less the days outside
+    them, whichever reads fewer days (services/analytics_rollup.py): a period ending early, mid or late
+    in a month, starting on either side of its month's middle, gives every figure the scans give."""
+    from tests.test_analytics_rollup import _same_figures
+
+    rng = random.Random(day)
+    lead_ids = _random_leads(session, rng, team, 70)
+    _shape_leads(session, rng, lead_ids)
+    _add_activities(session, rng, lead_ids, 300)
+    session.flush()
+    now = NOW.replace(day=day)
+    for label, flt in _filters([None, team["reps"][0]], now):
+        _same_figures(session, flt, f"day {day} {label}")
+        _same_counts(session, flt, f"day {day} {label}", 1)
+    with acting(session, team["rep_users"][1]) as db:
+        for label, flt in _filters([team["reps"][1]], now):
+            _same_figures(db, flt, f"as rep, day {day} {label}")
+            _same_counts(db, flt, f"as rep, day {day} {label}", 2)

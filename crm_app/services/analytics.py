@@ -147,6 +147,13 @@ class SourceRoiRow:
 
 _SOURCE_ROI = """
 WITH parts AS ({rows}),
+-- Each key's sums first: a part month may come as its month row less some days' rows, so a key whose
+-- leads all fall outside the period nets to zero and must not lend its spelling to min(k2) below.
+keyed AS (
+    SELECT k1, k2, k3, sum(n) AS n, sum(score_sum) AS score_sum, sum(value_sum) AS value_sum,
+           sum(days_sum) AS days_sum, sum(days_n) AS days_n
+      FROM parts GROUP BY k1, k2, k3 HAVING sum(n) <> 0
+),
 -- Spend is stored per source for all time; each lead the source ever brought carries an equal share,
 -- so a filtered view (a period, one rep) is charged only for its own leads.
 source_totals AS (SELECT k1 AS source, sum(n) AS all_leads FROM analytics_rollup WHERE kind = 1 AND monthly GROUP BY k1),
@@ -161,7 +168,7 @@ per_source AS (
            sum(value_sum) FILTER (WHERE k3 = 'won') / nullif(sum(n) FILTER (WHERE k3 = 'won'), 0) AS average_deal,
            sum(score_sum) / sum(n) AS average_score,
            sum(days_sum) / nullif(sum(days_n), 0) AS average_days_to_close
-      FROM parts
+      FROM keyed
      GROUP BY k1, lower(k2)
     HAVING sum(n) > 0
 )

@@ -39,8 +39,8 @@ the same time.
 Everything is selected, grouped, counted, ordered and paged in SQL, under the acting user's row-level
 security; the page asks for one group or all of them, 25 at a time. A book of up to SMALL_BOOK open
 leads (SMALL_TEAM_BOOK for the whole team) is read in one statement that reads each open lead once. A
-larger one (a team at 100,000 leads) is read group by group: each group's candidates through their own index, counted up
-to COUNT_CAP ("99+"), and a long group paged by walking an index in the group's order, so the cost
+larger one (a team at 100,000 leads, a rep at 1M) is read group by group: each group's candidates through
+their own index, in its order, counted up to COUNT_CAP ("99+") from as few as that needs, and a long group paged by walking an index in the group's order, so the cost
 follows the page, not the book. Both apply the same rules and agree on every item and count.
 
 One module (past 500 lines) on purpose: the list and the actions on its items (done, snooze, log)
@@ -81,12 +81,16 @@ COUNT_CAP = 99
 # group. The team's book is read group by group from SMALL_TEAM_BOOK open leads: at 100,000 leads
 # (load 8-10) its 48,000 cost 229-262 ms so against 308-525 ms in one pass, since the new signals' walk
 # breaks ties as the group does (migration 0036; before, it walked the ~800 leads engaged in the same
-# second as the newest, 1,800 leads for a page). One rep's book stays in one pass up to SMALL_BOOK: at
-# 1M leads a rep's 84,000 cost 0.8-1.5 s in one pass and 1.2-2.6 s group by group, where counting the
-# Hot group alone takes ~0.5 s (PostgreSQL reads the rep's ~20,000 leads scored 70+ through a bitmap, in
-# table order, and most of the first ones are closed, instead of walking them by score).
-SMALL_BOOK = 100_000
+# second as the newest, 1,800 leads for a page). One rep's book too, since each group's count walks a
+# limited number of candidates in an index's order (migration 0041, _ROWS): at 1M leads a rep's 84,000
+# open leads cost 345-1,710 ms in one pass (p50 553, load ~4) and 42-198 ms group by group (p50 86); at
+# 100,000 leads a rep's ~8,000 cost about the same either way (77-146 ms against 115-131, load ~8).
+SMALL_BOOK = 20_000
 SMALL_TEAM_BOOK = 20_000
+# A group's count walks this many candidates per lead it counts to (see _ROWS): about half of a rep's Hot
+# leads are members (the rest closed, answered or overdue), most stuck and risky deals; the follow-up
+# groups read a quarter more follow-ups than they count to (~98 in 100 are members at 1M leads).
+_READ_PER_COUNT = 4
 # "Done" on a lead without a follow-up: hidden until the prospect does something new.
 UNTIL_NEXT_ENGAGEMENT = datetime(9999, 12, 31, tzinfo=timezone.utc)
 MAX_FOLLOW_UP_DAYS = 365
@@ -306,10 +310,14 @@ SELECT l.id AS lead_id, l.score, l.deal_value, l.risk_points, fr.signal_at, fr.s
             WHEN w.waiting AND coalesce({stuck}, false) THEN 6 END = {n}
 """
 
-# The viewer's follow-ups due in a window, each with its lead (crm_follow_ups_due, migration 0033: the
-# follow-ups policy applied per follow-up, where a rep's read of the table would hash every lead they
-# may see).
-_FOLLOW_UPS_DUE = "crm_follow_ups_due(CAST(:owner_id AS integer), {due}) c JOIN leads l ON l.id = c.lead_id"
+# The viewer's follow-ups due in a window, each with its lead (crm_follow_ups_due, migrations 0033 and
+# 0041: the follow-ups policy applied per follow-up, where a rep's read of the table would hash every
+# lead they may see), due first: `:due_rows` of them (NULL: all; see _ROWS), or all of those on leads
+# not the owner's (pool leads).
+_FOLLOW_UPS_DUE = ("crm_follow_ups_due(CAST(:owner_id AS integer), {due}, CAST(:due_rows AS integer), false) c "
+                   "JOIN leads l ON l.id = c.lead_id")
+_POOL_FOLLOW_UPS_DUE = ("crm_follow_ups_due(CAST(:owner_id AS integer), {due}, NULL, true) c "
+                        "JOIN leads l ON l.id = c.lead_id")
 _OVERDUE = "'-infinity', :now"
 _LATER_TODAY = ":now, :day_end"
 _STUCK_CUTOFF = "CAST(:now AS timestamptz) - (c.stagnation_days + 1) * interval '24 hours'"
@@ -326,12 +334,31 @@ def _union(*parts: str) -> str:
     return "SELECT * FROM ({}) members".format(" UNION ALL ".join(parts))
 
 
-# The Hot leads in view, walked best score first (ix_leads_tier_score for the team, ix_leads_owner_score
-# for a rep) so that a count up to the cap stops after about as many leads as it needs: found through a
-# bitmap (in table order), a count read every Hot lead's index entry first, open or closed (97,000 for
-# the team at 1M leads: ~100 ms of the counts' ~220 ms). The fence (OFFSET 0) keeps the order.
-_HOT_BY_SCORE = (f"(SELECT * FROM leads l WHERE l.score >= {HOT_MIN} AND l.tier = 'hot' AND ({_OWNER}) "
-                 "ORDER BY l.score DESC, l.id DESC OFFSET 0) l")
+# A count up to the cap walks each group's candidates in an index's order, `:count_rows` of them (NULL:
+# all; _READ_PER_COUNT per lead counted), and reads on from all of them only when the walk ended short of
+# the cap having read all it might (_READ_SQL): PostgreSQL otherwise planned a rep's candidates at 1M as
+# a bitmap of all of them (e.g. their ~20,000 Hot leads, sorted by score: 0.4 s) or a scan of the table.
+_ROWS = "CAST(:count_rows AS integer)"
+# The Hot leads in view, best score first (ix_leads_score for the team, ix_leads_owner_score for a rep).
+# Hot is a score of HOT_MIN or more (ck_leads_tier_matches_score): testing the tier too made PostgreSQL
+# take the two for independent, expect a tenth as many and pick the bitmap.
+_HOT_LEADS = f"FROM leads l WHERE l.score >= {HOT_MIN} AND ({_OWNER}) ORDER BY l.score DESC, l.id DESC"
+# The deals at High risk in view, riskiest first: the team's through ix_leads_queue_risk (High only), a
+# rep's through ix_leads_owner_risk (Medium and High; HIGH_FROM points are High by
+# ck_leads_risk_level_matches_points), each written as its index's condition (the array is folded when
+# the statement is planned): `= 'high'` on a rep's made PostgreSQL take the risk level for independent
+# of the points, expect a twentieth as many and read the team's index instead.
+_RISKY_LEADS = (f"FROM leads l WHERE l.risk_points >= {HIGH_FROM} AND ({_OWNER}) AND l.risk_level = ANY("
+                "CASE WHEN CAST(:owner_id AS integer) IS NULL THEN ARRAY['high'] ELSE ARRAY['medium', 'high'] END) "
+                "ORDER BY l.risk_points DESC, l.id DESC")
+# Each stage's deals that entered it before its cutoff, longest first (ix_leads_stage_entered,
+# ix_leads_owner_stage_entered), `{rows}` per stage. The cutoff is computed apart (the fence): under row
+# security only a leakproof comparison may be an index condition, and the arithmetic in it is not, so
+# PostgreSQL read a stage's every deal (a rep's 3,000 new leads at 1M, none stuck) to test it.
+_STUCK_LEADS = (f"(SELECT r.stage, {_STUCK_CUTOFF.replace('c.', 'r.')} AS cutoff FROM stage_rules r "
+                "WHERE r.stagnation_days IS NOT NULL OFFSET 0) c CROSS JOIN LATERAL (SELECT {columns} FROM leads l "
+                f"WHERE l.stage = c.stage AND l.stage_entered_at <= c.cutoff AND ({_OWNER}) "
+                "ORDER BY l.stage_entered_at LIMIT {rows}) l")
 
 # Each group's members, from candidates that hold all of them: read whole to count a group (up to the
 # cap) and to page through one that the cap did not stop. A follow-up stands for its lead only when it
@@ -340,16 +367,12 @@ _HOT_BY_SCORE = (f"(SELECT * FROM leads l WHERE l.score >= {HOT_MIN} AND l.tier 
 _GROUP_SQL = {
     1: _group_sql(1, "leads l", f" AND l.last_activity_at > :fresh_cutoff AND ({_OWNER})"),
     2: _group_sql(2, _FOLLOW_UPS_DUE.format(due=_OVERDUE), " AND d.id = c.id"),
-    3: _union(_group_sql(3, _HOT_BY_SCORE, f" AND ({_OWNER}) AND {_WAITING}"),
-              _group_sql(3, _FOLLOW_UPS_DUE.format(due=_LATER_TODAY),
+    3: _union(_group_sql(3, f"(SELECT * {_HOT_LEADS} LIMIT {_ROWS}) l", f" AND ({_OWNER}) AND {_WAITING}"),
+              _group_sql(3, _POOL_FOLLOW_UPS_DUE.format(due=_LATER_TODAY),
                          f" AND d.id = c.id AND l.tier = 'hot' AND ({_OWNER}) IS NOT TRUE")),
     4: _group_sql(4, _FOLLOW_UPS_DUE.format(due=_LATER_TODAY), " AND d.id = c.id"),
-    5: _group_sql(5, "leads l", f" AND l.risk_points >= {HIGH_FROM} AND l.risk_level = 'high' AND ({_OWNER})"
-                                f" AND {_WAITING}"),
-    # Stuck: each stage's deals that entered it before its cutoff, through the (owner, stage,
-    # stage_entered_at) indexes.
-    6: _group_sql(6, "stage_rules c JOIN leads l ON l.stage = c.stage AND c.stagnation_days IS NOT NULL "
-                     f"AND l.stage_entered_at <= {_STUCK_CUTOFF}", f" AND ({_OWNER}) AND {_WAITING}"),
+    5: _group_sql(5, f"(SELECT * {_RISKY_LEADS} LIMIT {_ROWS}) l", f" AND ({_OWNER}) AND {_WAITING}"),
+    6: _group_sql(6, _STUCK_LEADS.format(columns="l.*", rows=_ROWS), f" AND ({_OWNER}) AND {_WAITING}"),
 }
 # Within a group (the order of the module docstring); the lead id breaks ties.
 _GROUP_ORDER = {
@@ -389,7 +412,7 @@ _WALK_FROM = {1: " AND l.last_activity_at > :fresh_cutoff", 2: "", 3: f" AND l.s
 _WALKED = " AND (e.walked < :walk OR {key} <= e.last)"
 _WALKED_BY_SCORE = _WALKED.format(key=_BY_SCORE[1])
 _WALK_CANDIDATES = "walk wk JOIN leads l ON l.id = wk.id CROSS JOIN edge e"
-_POOL_CANDIDATES = _FOLLOW_UPS_DUE + " CROSS JOIN edge e"
+_POOL_CANDIDATES = _POOL_FOLLOW_UPS_DUE + " CROSS JOIN edge e"
 _WALK_GROUP_SQL = {
     1: _group_sql(1, _WALK_CANDIDATES, _WALKED.format(key=_BY_ENGAGEMENT.format(at="fr.signal_at"))),
     2: _union(_group_sql(2, _WALK_CANDIDATES, _WALKED_BY_SCORE),
@@ -410,8 +433,20 @@ edge AS (SELECT count(*) AS walked, {last}(key) AS last FROM walk)
 """
 
 # How many leads wait in each group, counted up to :cap (a count stops there: the page says "99+").
-_COUNTS_SQL = "SELECT {counts}".format(
-    counts=",\n       ".join(f"(SELECT count(*) FROM ({sql} LIMIT :cap) g) AS g{n}" for n, sql in _GROUP_SQL.items()))
+# With the counts of the groups walked `:count_rows` candidates at most, how far each walk went (the most
+# of a stage's, for stuck deals): a count below the cap from a walk that went that far is counted again.
+_DUE_READ = "(SELECT count(*) FROM crm_follow_ups_due(CAST(:owner_id AS integer), {}, CAST(:due_rows AS integer), false))"
+_READ_SQL = {
+    2: _DUE_READ.format(_OVERDUE),
+    3: f"(SELECT count(*) FROM (SELECT 1 {_HOT_LEADS} LIMIT {_ROWS}) w)",
+    4: _DUE_READ.format(_LATER_TODAY),
+    5: f"(SELECT count(*) FROM (SELECT 1 {_RISKY_LEADS} LIMIT {_ROWS}) w)",
+    6: "(SELECT coalesce(max(w.n), 0) FROM (SELECT c.stage, count(*) AS n FROM {} GROUP BY c.stage) w)".format(
+        _STUCK_LEADS.format(columns="1", rows=_ROWS)),
+}
+_COUNTS_SQL = "SELECT {counts}, {read}".format(
+    counts=",\n       ".join(f"(SELECT count(*) FROM ({sql} LIMIT :cap) g) AS g{n}" for n, sql in _GROUP_SQL.items()),
+    read=", ".join(f"{sql} AS read{n}" for n, sql in _READ_SQL.items()))
 
 # What a queue card prints of its item `p`: the lead, its owner, its stage's time limit and its last
 # engagement (one definition for the grouped pages and the one-pass statement; no braces, so both
@@ -579,7 +614,7 @@ def action_queue(
     `walk_slack` leads beyond what the page needs, at first). See the module docstring for the rules."""
     if group is not None and group not in GROUPS:
         raise InvalidInput(f"Unknown queue group {group!r}.", field="group")
-    params = {**_params(now), "owner_id": owner_id, "day_end": end_of_day(now)}
+    params = {**_params(now), "owner_id": owner_id, "day_end": end_of_day(now), "count_rows": None, "due_rows": None}
     offset, limit = max(offset, 0), max(limit, 0)
     if small_book is None:
         small_book = SMALL_TEAM_BOOK if owner_id is None else SMALL_BOOK
@@ -590,7 +625,14 @@ def action_queue(
         counted = [by_group.get(n, 0) for n in _GROUP_KIND]
         rows = [r for r in rows if r.lead_id is not None]
     else:
-        counted, rows = session.execute(text(_COUNTS_SQL), {**params, "cap": count_cap + 1}).one(), None
+        walk = {"count_rows": _READ_PER_COUNT * (count_cap + 1), "due_rows": (count_cap + 1) * 5 // 4 + 1}
+        found = session.execute(text(_COUNTS_SQL), {**params, "cap": count_cap + 1, **walk}).one()
+        counted, rows = list(found[:len(_GROUP_SQL)]), None
+        for n in _READ_SQL:
+            if counted[n - 1] <= count_cap and found._mapping[f"read{n}"] >= walk[
+                    "due_rows" if n in (2, 4) else "count_rows"]:
+                counted[n - 1] = session.execute(text(f"SELECT count(*) FROM ({_GROUP_SQL[n]} LIMIT :cap) g"),
+                                                 {**params, "cap": count_cap + 1}).scalar_one()
     groups = []
     for kind, label in GROUPS.items():
         count = counted[_GROUP_NUMBER[kind] - 1]

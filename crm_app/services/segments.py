@@ -32,6 +32,8 @@ HAVING sum(closed) >= :min_support
 UNION ALL
 SELECT source, NULL, coalesce(sum(closed), 0)::bigint, coalesce(sum(won), 0)::bigint
   FROM r WHERE trait IS NULL GROUP BY GROUPING SETS ((source), ())
+-- A source only where it has closed leads in scope (a part month's rows less its other days' net to 0).
+HAVING GROUPING(source) = 1 OR sum(closed) <> 0
 """
 
 
@@ -39,7 +41,7 @@ def segment_rows(flt: AnalyticsFilter) -> tuple[str, dict]:
     """Rows (source, trait, day, closed, won) of the segment rollup whose sums are the filter's counts
     (trait NULL: each closed lead once)."""
     return rollup_rows(flt, None, table="segment_rollup", facts="segment_facts",
-                       columns="source, trait, day, closed, won", count="closed")
+                       keys="source, trait, day", measures="closed, won", count="closed")
 
 
 def segment_counts(session: Session, *, flt: AnalyticsFilter, min_support: int = MIN_SUPPORT) -> list:
