@@ -11,12 +11,15 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+import xgboost as xgb
 
 from crm_app.scoring.calibration import IsotonicCalibrator, PlattCalibrator, calibrator_from_dict
 from crm_app.scoring.engine import LeadFacts
 from crm_app.scoring.evaluation import Interval, figure_text, measures, resampled_measures
 from crm_app.scoring.field_guard import LEAK_AUC, check_fields
-from crm_app.scoring.model import ModelScoringEngine
+from crm_app.scoring import training
+from crm_app.scoring.features import FeatureSpec
+from crm_app.scoring.model import ModelScoringEngine, dmatrix
 from crm_app.scoring.training import (
     CROSS_VALIDATION,
     HOLDOUT,
@@ -90,6 +93,44 @@ def test_the_scoring_model_is_refit_on_all_its_training_history_and_calibrated_o
     assert stored.booster.num_boosted_rounds() == result.trees
     assert result.metrics()["calibrated_on"] == "out_of_fold"
     assert result.calibration_method == "isotonic"  # 1,200 out-of-fold margins are enough for its steps
+
+
+def test_folds_fit_side_by_side_give_the_models_of_one_fit_after_the_other(monkeypatch) -> None:
+    leads = history(1500)
+    won = np.array([lead.won for lead in leads], dtype=float)
+    spec = FeatureSpec.learn([lead.facts for lead in leads])
+    features = spec.matrix([lead.facts for lead in leads], [lead.moment for lead in leads])
+    side_by_side = training.fit_recipe(features, won, spec)
+    monkeypatch.setattr(training, "FIT_THREADS", 1)
+    in_turn = training.fit_recipe(features, won, spec)
+    assert side_by_side.trees == in_turn.trees
+    models = zip(side_by_side.fold_boosters + [side_by_side.booster], in_turn.fold_boosters + [in_turn.booster])
+    for a, b in models:
+        assert bytes(a.save_raw("ubj")) == bytes(b.save_raw("ubj"))
+    assert (side_by_side.oof_probability == in_turn.oof_probability).all()
+    # The refit grew beside the folds only as far as their stopping points allowed: it has the trees of
+    # a fit of exactly the folds' mean, no more.
+    plain = xgb.train(training.booster_params(spec), dmatrix(features, won), num_boost_round=in_turn.trees)
+    assert side_by_side.booster.num_boosted_rounds() == in_turn.trees
+    assert (side_by_side.booster.predict(dmatrix(features), output_margin=True)
+            == plain.predict(dmatrix(features), output_margin=True)).all()
+
+
+def test_a_failing_fold_fails_the_training_instead_of_leaving_the_refit_waiting(monkeypatch) -> None:
+    leads = history(600)
+    won = np.array([lead.won for lead in leads], dtype=float)
+    spec = FeatureSpec.learn([lead.facts for lead in leads])
+    features = spec.matrix([lead.facts for lead in leads], [lead.moment for lead in leads])
+    grew = training._FoldProgress.after_iteration
+
+    def broken(self, model, epoch, evals_log):
+        if self._fold == 3 and epoch == 5:
+            raise MemoryError("fold 4 ran out of memory")
+        return grew(self, model, epoch, evals_log)
+
+    monkeypatch.setattr(training._FoldProgress, "after_iteration", broken)
+    with pytest.raises(MemoryError, match="fold 4"):
+        training.fit_recipe(features, won, spec)
 
 
 def test_every_deal_is_scored_by_a_model_that_did_not_learn_from_it() -> None:

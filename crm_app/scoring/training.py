@@ -37,9 +37,11 @@ activities up to then only.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -91,6 +93,9 @@ XGB_PARAMS: dict[str, Any] = {
     "nthread": 1,
     "seed": 0,
 }
+# Fold models fit at once, each on one thread of its own: two threads that each grow a tree alone
+# never wait for each other (unlike OpenMP's threads inside one fit, see "nthread" above).
+FIT_THREADS = 2
 MAX_TREES = 1000
 EARLY_STOPPING_TREES = 50
 # Drivers are read on at most this many deals of the holdout or the cross-validation (enough for an
@@ -184,6 +189,81 @@ class Recipe:
     oof_probability: np.ndarray
 
 
+class _TreeCount:
+    """The scoring model's number of trees (the mean of the folds' stopping points), and while the
+    folds still run, how many it will have at least: a running fold that has grown e + 1 trees stops
+    at e - 49 or later (early stopping ends a fit EARLY_STOPPING_TREES rounds after its best one), one
+    not started at 1 or later, and the rounded mean never falls as they grow."""
+
+    def __init__(self, folds: int) -> None:
+        self._at_least = [1] * folds
+        self._done = [False] * folds
+        self._failed = False
+        self._changed = threading.Condition()
+
+    def grew(self, fold: int, trees: int) -> None:
+        with self._changed:
+            if not self._done[fold] and trees - EARLY_STOPPING_TREES > self._at_least[fold]:
+                self._at_least[fold] = trees - EARLY_STOPPING_TREES
+                self._changed.notify_all()
+
+    def stopped(self, fold: int, stop: int) -> None:
+        with self._changed:
+            self._at_least[fold], self._done[fold] = stop, True
+            self._changed.notify_all()
+
+    def fail(self) -> None:
+        with self._changed:
+            self._failed = True
+            self._changed.notify_all()
+
+    def _bound(self) -> int:
+        return max(1, round(float(np.mean(self._at_least))))
+
+    def trees(self) -> int:
+        """The final count (every fold stopped)."""
+        with self._changed:
+            assert all(self._done)
+            return self._bound()
+
+    def wait_beyond(self, grown: int) -> bool:
+        """Wait until more than `grown` trees are certain (True) or the count is final at `grown` or a
+        fold failed (False)."""
+        with self._changed:
+            while True:
+                if self._failed:
+                    raise RuntimeError("a fold model failed: the scoring model is not refit")
+                if self._bound() > grown:
+                    return True
+                if all(self._done):
+                    return False
+                self._changed.wait()
+
+
+class _FoldProgress(xgb.callback.TrainingCallback):
+    """Tells the tree count how far a fold has grown."""
+
+    def __init__(self, count: _TreeCount, fold: int) -> None:
+        super().__init__()
+        self._count, self._fold = count, fold
+
+    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Any) -> bool:
+        self._count.grew(self._fold, epoch + 1)
+        return False
+
+
+class _GrowTo(xgb.callback.TrainingCallback):
+    """Lets a fit add tree number `epoch + 1` only once the tree count is sure to reach it, and stops
+    it at the count."""
+
+    def __init__(self, count: _TreeCount) -> None:
+        super().__init__()
+        self._count = count
+
+    def before_iteration(self, model: xgb.Booster, epoch: int, evals_log: Any) -> bool:
+        return not self._count.wait_beyond(epoch)
+
+
 def fit_recipe(
     features: np.ndarray,
     won: np.ndarray,
@@ -199,36 +279,65 @@ def fit_recipe(
     params = booster_params(spec)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold_of = np.empty(won.size, dtype=int)
-    fitted: list[xgb.Booster] = []
-    stops: list[int] = []
-    for j, (train, test) in enumerate(splitter.split(features, won)):
-        say(f"Training fold {j + 1} of {folds} on {train.size:,} deals")
+    splits = list(splitter.split(features, won))
+    for j, (_, test) in enumerate(splits):
         fold_of[test] = j
-        held = dmatrix(features[test], won[test])
-        booster = xgb.train(
-            params,
-            dmatrix(features[train], won[train]),
-            num_boost_round=MAX_TREES,
-            evals=[(held, "fold")],
-            early_stopping_rounds=EARLY_STOPPING_TREES,
-            verbose_eval=False,
-        )
-        fitted.append(booster)
-        stops.append(booster.best_iteration + 1)
-    trees = max(1, round(float(np.mean(stops))))
+
+    count = _TreeCount(folds)
+
+    def fit_fold(j: int) -> xgb.Booster:
+        train, test = splits[j]
+        try:
+            booster = xgb.train(
+                params,
+                dmatrix(features[train], won[train]),
+                num_boost_round=MAX_TREES,
+                evals=[(dmatrix(features[test], won[test]), "fold")],
+                early_stopping_rounds=EARLY_STOPPING_TREES,
+                verbose_eval=False,
+                callbacks=[_FoldProgress(count, j)],
+            )
+        except BaseException:
+            count.fail()
+            raise
+        count.stopped(j, booster.best_iteration + 1)
+        return booster
+
+    def refit() -> xgb.Booster:
+        # Grows while the folds still run, only as far as their stopping points so far guarantee
+        # (_TreeCount.wait_beyond): the same trees as a fit of exactly `trees` rounds, never one more.
+        return xgb.train(params, dmatrix(features, won), num_boost_round=MAX_TREES,
+                         callbacks=[_GrowTo(count)])
+
+    # The folds are fit FIT_THREADS at a time, each on one thread (XGBoost releases the GIL while it
+    # grows a tree): a booster's trees depend only on its data and seed, not on the thread or the
+    # order, so they are the trees a fit one after the other grows. The scoring model's refit starts
+    # on the first thread free after the last fold started (beside the last fold).
+    with ThreadPoolExecutor(max_workers=FIT_THREADS, thread_name_prefix="fold-fit") as pool:
+        running = [pool.submit(fit_fold, j) for j in range(folds)]
+        refitting = pool.submit(refit)
+        fitted: list[xgb.Booster] = []
+        try:
+            for j, fit in enumerate(running):
+                say(f"Training fold {j + 1} of {folds} on {splits[j][0].size:,} deals")
+                fitted.append(fit.result())
+        except BaseException:
+            count.fail()  # the refit stops waiting
+            raise
+        trees = count.trees()
+        say(f"Training the scoring model on all {won.size:,} deals with {trees} trees")
+        booster = refitting.result()
     fold_boosters = [b[: min(trees, b.num_boosted_rounds())] for b in fitted]
     oof_margin = np.empty(won.size)
-    for j, booster in enumerate(fold_boosters):
+    for j, fold_booster in enumerate(fold_boosters):
         rows = fold_of == j
-        oof_margin[rows] = booster.predict(dmatrix(features[rows]), output_margin=True)
+        oof_margin[rows] = fold_booster.predict(dmatrix(features[rows]), output_margin=True)
     calibrator = fit_calibrator(oof_margin, won)
     fold_calibrators = [fit_calibrator(oof_margin[fold_of != j], won[fold_of != j]) for j in range(folds)]
     oof_probability = np.empty(won.size)
     for j, fold_calibrator in enumerate(fold_calibrators):
         rows = fold_of == j
         oof_probability[rows] = fold_calibrator(oof_margin[rows])
-    say(f"Training the scoring model on all {won.size:,} deals with {trees} trees")
-    booster = xgb.train(params, dmatrix(features, won), num_boost_round=trees)
     return Recipe(booster, calibrator, trees, fold_of, fold_boosters, fold_calibrators, oof_margin,
                   oof_probability)
 
