@@ -2,13 +2,15 @@
 leads, and how much memory the importing process needs.
 
     .venv/bin/python scripts/benchmark_import.py [--server URL] [--stored 10000,100000] [--million]
-                                                 [--rows 5000,100000] [--template DB] [--keep]
+                                                 [--rows 5000,100000] [--template DB[,DB...]] [--keep]
+                                                 [--steps]
 
 For each stored size it seeds a template database of its own on the server (`--server`, default the
 machine's PostgreSQL): migrated, a manager, two reps and that many stored leads
 (crm_app/demo/import_load.py: one set-based INSERT, then ANALYZE). `--template DB` instead takes an
-existing database (a copy of the demo's million leads, say; it is only copied, never changed) as the
-one stored size. For each file size it writes a generated file (a third of its rows match stored leads
+existing database (a copy of the demo's million leads, say; it is only copied, never changed) as a
+stored size; several, comma-separated, are each one size, and `--stored` then adds seeded sizes beside
+them (`--stored 10000 --template crm_100k,crm_1m`: 10k, 100k and 1M stored leads in one run). For each file size it writes a generated file (a third of its rows match stored leads
 by email, a third by external id, a third are new; with --template: two thirds match whatever the
 stored leads carry) and imports that same file once each way, each in a fresh process and each into a
 fresh copy of the template (`CREATE DATABASE ... TEMPLATE`), so every run starts from the same state:
@@ -19,7 +21,9 @@ fresh copy of the template (`CREATE DATABASE ... TEMPLATE`), so every run starts
 
 Prints seconds, rows per second, the process's peak memory (max RSS: reading, checking and writing
 the file) and web/cli per size, with the machine's load average beside each run (the machine is
-shared: compare runs made together). `--million` adds 1,000,000 stored leads (seeding takes minutes);
+shared: compare runs made together). `--steps` also prints how long each step of each import took
+(the steps its progress names: reading, matching, scoring, storing new leads, updating matched ones,
+then the stage history and commit). `--million` adds 1,000,000 stored leads (seeding takes minutes);
 `--keep` keeps the seeded templates (named crm_bench_tpl_<size>; see --prefix) for the next run to
 reuse.
 """
@@ -64,9 +68,17 @@ def _one_import(path_kind: str, url: str, file: str) -> None:
     owner = make_engine(url)
     clock = lambda: datetime.now(timezone.utc)  # noqa: E731
     started = time.perf_counter()
+    steps: list[list] = []  # [step, seconds from the start until the next step began]
+
+    def progress(step) -> None:
+        name = ("Reading and checking the file" if step.phase == "reading"
+                else "Done" if step.phase == "done" else step.message)
+        if not steps or steps[-1][0] != name:
+            steps.append([name, time.perf_counter() - started])
+
     if path_kind == "cli":
         with Session(owner, expire_on_commit=False) as session:
-            summary = import_file(session, Path(file), MAPPING, now=clock())
+            summary = import_file(session, Path(file), MAPPING, now=clock(), progress=progress)
     else:
         def key() -> bytes:
             with owner.connect() as conn:
@@ -82,11 +94,15 @@ def _one_import(path_kind: str, url: str, file: str) -> None:
         control = import_runs.ImportControl()
         with import_runs.heartbeat(open_owner, job_id, control, clock), \
                 act_as(Session(web, expire_on_commit=False), manager) as session:
-            summary = import_file(session, Path(file), MAPPING, now=clock(), actor_id=manager, control=control)
+            summary = import_file(session, Path(file), MAPPING, now=clock(), actor_id=manager, control=control,
+                                  progress=progress)
         with open_owner() as session:
             import_runs.finish_job(session, job_id, "succeeded", clock())
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "created": summary.created, "updated": summary.updated,
+    # Each step's own time: until the next step began.
+    marks = [at for _, at in steps[1:]] + [seconds]
+    timed = [(name, end - at) for (name, at), end in zip(steps, marks)]
+    print(json.dumps({"seconds": seconds, "steps": [["Starting", steps[0][1] if steps else seconds]] + timed, "created": summary.created, "updated": summary.updated,
                       "skipped": summary.skipped,
                       "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -106,6 +122,20 @@ def _admin(admin_url: str, statement: str) -> None:
             conn.execute(text(statement))
     finally:
         admin.dispose()
+
+
+def _copy(admin_url: str, template: str, name: str, wait: float = 300) -> None:
+    """CREATE DATABASE name TEMPLATE template, retried while someone else is connected to the template
+    (a shared template on a shared server: PostgreSQL refuses the copy until they leave)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            _admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            return
+        except Exception as error:  # noqa: BLE001 - only "being accessed by other users" is waited out
+            if "being accessed by other users" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(3)
 
 
 def _exists(admin_url: str, name: str) -> bool:
@@ -150,20 +180,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", default=os.environ.get("TEST_DATABASE_URL")
                         or "postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--stored", default="10000,100000", help="stored leads, comma-separated")
+    parser.add_argument("--stored", help="stored leads to seed, comma-separated (default 10000,100000 without "
+                                         "--template)")
     parser.add_argument("--million", action="store_true", help="also 1,000,000 stored leads")
     parser.add_argument("--rows", default="5000,100000", help="rows per imported file, comma-separated")
-    parser.add_argument("--template", help="an existing database to copy as the stored leads (instead of seeding)")
+    parser.add_argument("--template", help="existing databases to copy as stored leads, comma-separated (each "
+                                           "one size; seeded sizes only with --stored)")
     parser.add_argument("--keep", action="store_true", help="keep the seeded templates for the next run")
+    parser.add_argument("--steps", action="store_true", help="print each import's time per step")
     parser.add_argument("--prefix", default="crm_bench", help="names of the databases made: PREFIX_tpl_<size>, "
                                                               "PREFIX_run_<pid>")
     args = parser.parse_args()
     admin_url = make_url(normalize_url(args.server)).set(database="postgres").render_as_string(hide_password=False)
-    if args.template:
-        templates = [(None, args.template)]
-    else:
-        sizes = [int(s) for s in args.stored.split(",") if s] + ([1_000_000] if args.million else [])
-        templates = [(stored, None) for stored in sizes]
+    stored_sizes = args.stored if args.stored is not None else ("" if args.template else "10000,100000")
+    sizes = [int(s) for s in stored_sizes.split(",") if s] + ([1_000_000] if args.million else [])
+    templates = [(stored, None) for stored in sizes]
+    templates += [(None, name) for name in (args.template or "").split(",") if name]
     file_rows = [int(r) for r in args.rows.split(",") if r]
     print(f"{'stored':>10} {'file rows':>10} {'path':>4} {'seconds':>8} {'rows/s':>8} {'peak MB':>8} "
           f"{'created/updated/skipped':>24}  machine")
@@ -184,7 +216,7 @@ def main() -> None:
                     file = None  # the same file both ways, written once
                     for path_kind in ("cli", "web"):
                         _admin(admin_url, f'DROP DATABASE IF EXISTS "{run}" WITH (FORCE)')
-                        _admin(admin_url, f'CREATE DATABASE "{run}" TEMPLATE "{template}"')
+                        _copy(admin_url, template, run)
                         url = _url(admin_url, run)
                         try:
                             if not seeded:
@@ -205,6 +237,9 @@ def main() -> None:
                               f"{rows / result['seconds']:>8,.0f} {result['max_rss_mb']:>8.0f} "
                               f"{result['created']:>8,}/{result['updated']:,}/{result['skipped']:,}  {_load()}",
                               flush=True)
+                        if args.steps:
+                            for name, took in result["steps"]:
+                                print(f"{'':>32}{took:>8.1f}  {name[:70]}", flush=True)
                     print(f"{'':>10} {'':>10} web/cli {times['web'] / times['cli']:.2f}x", flush=True)
             finally:
                 if seeded and not args.keep:

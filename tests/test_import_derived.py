@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from crm_app.domain import ActivityKind, Source, Stage
+from crm_app.scoring import RuleBasedScoringEngine
 from crm_app.services.importing import ImportMapping, import_file, validate_file
 from crm_app.services.importing.keys import AllDifferent, FirstRows
 from crm_app.services.leads import log_activity
@@ -91,6 +92,40 @@ def test_what_an_import_stores_is_what_rescoring_and_reassessing_would_store(ses
     assert (closing[1], closing[8]) == ("won", None) and closing[7] is not None  # closed: a score then, no risk
     assert reopened[2] is None and reopened[8] is not None  # reopened: open again, at risk or not
     assert by_id[ids["keen"]][3] > 0
+
+
+class RubricInPython(RuleBasedScoringEngine):
+    """The rubric, but not the rubric itself: rescoring with it takes the lead-by-lead Python path."""
+
+
+def test_with_the_rubric_matched_leads_derived_in_the_database_hold_what_python_scoring_gives(session, tmp_path):
+    """With the rules, an import scores and assesses its changed matched leads in SQL (derive.py); each
+    must hold exactly what the engine and the risk rules in Python give it afterwards, including a reply
+    stored without its tone (scored and kept, as the Python path does), a deal the file closes (its score
+    at close from the activities before) and a deal it reopens."""
+    ids = a_team_with_history(session)
+    session.execute(text("UPDATE activities SET sentiment = NULL WHERE lead_id = :id AND kind = 'email_received'"),
+                    {"id": ids["keen"]})
+    session.commit()
+    rows = [
+        ["", "keen.buyer@example.com", "400", "", "", "", "gold"],
+        ["", "stalled.deal@example.com", "", "", "Negotiation", "", ""],
+        ["", "closing.deal@example.com", "", "", "Won", "2026-11-10", ""],
+        ["", "won.before@example.com", "", "", "Qualified", "", ""],
+    ]
+    summary = import_file(session, write_csv(tmp_path / "crm.csv", rows), MAPPING, now=NOW)
+    assert summary.updated == 4
+    imported = stored_leads(session)
+    unscored = session.execute(text("SELECT count(*) FROM activities WHERE lead_id = :id AND sentiment IS NULL "
+                                    "AND kind = 'email_received' AND btrim(body) <> ''"), {"id": ids["keen"]}).scalar_one()
+    assert unscored == 0  # the reply's tone was scored and kept
+    every = [row[0] for row in imported]
+    rescore_leads_in_transaction(session, every, NOW, engine=RubricInPython())
+    reassess_risk_in_transaction(session, every, NOW)
+    session.flush()
+    assert stored_leads(session) == imported
+    keen = next(row for row in imported if row[0] == ids["keen"])
+    assert any("Negative reply" in reason["text"] for reason in keen[10])  # the reply's tone counted
 
 
 def test_a_changed_lead_is_written_once_with_its_data_score_and_risk(session, tmp_path):

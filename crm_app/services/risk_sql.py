@@ -81,11 +81,15 @@ def _reason(points: str, words: str, code: str, at: str | None, kind: str | None
     return f"jsonb_build_object({', '.join(parts)})"
 
 
-def _assessed_sql(condition: str, dense: bool) -> str:
+def _assessed_sql(condition: str, dense: bool, leads: str = "leads", changed_only: bool = True) -> str:
     """A SELECT of the leads with :lo < id <= :hi meeting `condition` (SQL over `leads`) whose stored
     risk differs from their risk at :now: (id, version, level, points, reasons, valid_until, reply_at,
     reply_sentiment). `dense`: most leads of the range qualify, so their activities are read in one
-    index range scan rather than lead by lead."""
+    index range scan rather than lead by lead.
+
+    `leads` is the relation the leads are read from, named `leads` (the table by default; an import
+    passes its leads as they are about to be written); `changed_only=False` returns every lead, the
+    stored risk columns then unread."""
     window, day = _hours(risk.MESSAGE_WINDOW), _hours(risk.DAY)
     unanswered_after, engagement = _hours(risk.UNANSWERED_AFTER), _hours(risk.ENGAGEMENT_WINDOW)
     no_reply, no_reply_long = _hours(risk.NO_REPLY_AFTER), _hours(risk.NO_REPLY_LONG_AFTER)
@@ -156,6 +160,14 @@ def _assessed_sql(condition: str, dense: bool) -> str:
     points_sql = (f"least({risk.MAX_POINTS}, "
                   + " + ".join(f"CASE WHEN coalesce({cond}, false) THEN {pts} ELSE 0 END" for cond, pts, _ in reasons)
                   + ")")
+    stored = ("leads.risk_level, leads.risk_points, leads.risk_reasons, leads.risk_valid_until, "
+              "leads.last_reply_at, leads.last_reply_sentiment" if changed_only else
+              "NULL::text AS risk_level, NULL::int AS risk_points, NULL::jsonb AS risk_reasons, "
+              "NULL::timestamptz AS risk_valid_until, NULL::timestamptz AS last_reply_at, "
+              "NULL::double precision AS last_reply_sentiment")
+    differs = ("WHERE (risk_level, risk_points, risk_reasons, risk_valid_until, last_reply_at, last_reply_sentiment) "
+               "IS DISTINCT FROM (level, points, reasons, valid_until, reply_at, reply_sentiment)"
+               if changed_only else "")
     level = (f"CASE WHEN points >= {risk.HIGH_FROM} THEN 'high' WHEN points >= {risk.MEDIUM_FROM} THEN 'medium' "
              "ELSE 'low' END")
     # When time alone changes the result: the earliest of the rules' moments still to come.
@@ -175,10 +187,8 @@ def _assessed_sql(condition: str, dense: bool) -> str:
     return f"""
         WITH c AS MATERIALIZED (
             SELECT leads.id, leads.version, leads.stage::text AS stage, leads.stage_entered_at, leads.created_at,
-                   r.stagnation_days, leads.stage IN ('won', 'lost') AS closed,
-                   leads.risk_level, leads.risk_points, leads.risk_reasons, leads.risk_valid_until,
-                   leads.last_reply_at, leads.last_reply_sentiment
-              FROM leads LEFT JOIN stage_rules r ON r.stage = leads.stage
+                   r.stagnation_days, leads.stage IN ('won', 'lost') AS closed, {stored}
+              FROM {leads} LEFT JOIN stage_rules r ON r.stage = leads.stage
              WHERE leads.id > :lo AND leads.id <= :hi AND ({condition})
         ), a AS (
             SELECT a.id, a.lead_id, a.kind, a.occurred_at, a.sentiment,
@@ -227,8 +237,7 @@ def _assessed_sql(condition: str, dense: bool) -> str:
               FROM p
         )
         SELECT id, version, level, points, reasons, valid_until, reply_at, reply_sentiment FROM v
-         WHERE (risk_level, risk_points, risk_reasons, risk_valid_until, last_reply_at, last_reply_sentiment)
-               IS DISTINCT FROM (level, points, reasons, valid_until, reply_at, reply_sentiment)
+         {differs}
     """
 
 
@@ -243,12 +252,14 @@ def assessed_rows(session: Session, lo: int, hi: int, now: datetime, condition: 
                            {"lo": lo, "hi": hi, "now": now, **(params or {})}).all()
 
 
-def _score_unscored_messages(session: Session, condition: str, params: dict, batch: int = 5000) -> int:
+def _score_unscored_messages(session: Session, condition: str, params: dict, batch: int = 5000,
+                             leads: str = "leads") -> int:
     """Score and keep the sentiment of the replies and notes of open deals meeting `condition` that have
-    a body but no sentiment yet (as the Python path does when it reads them). Returns how many."""
+    a body but no sentiment yet (as the Python path does when it reads them). Returns how many.
+    `leads`: the relation the leads (id, stage) are read from, named `leads` (as in _assessed_sql)."""
     # The partial index ix_activities_unscored (migration 0038) holds exactly these: normally none.
     read = text(
-        "SELECT a.id, a.body FROM activities a JOIN leads ON leads.id = a.lead_id "
+        f"SELECT a.id, a.body FROM activities a JOIN {leads} ON leads.id = a.lead_id "
         "WHERE a.id > :after AND a.sentiment IS NULL AND a.body IS NOT NULL "
         "AND a.kind IN ('email_received', 'note') AND leads.stage NOT IN ('won', 'lost') "
         f"AND ({condition}) ORDER BY a.id LIMIT :batch"

@@ -97,14 +97,17 @@ def _dates(kind: ActivityKind, before: str) -> str:
 
 
 def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = True,
-                changed_only: bool = False) -> str:
+                changed_only: bool = False, leads: str = "leads") -> str:
     """A SELECT of (id, version, score, tier, reasons, valid_until) for the leads with :lo < id <= :hi
     that meet `condition` (SQL over the table `leads`), each scored at `asof` (:now, or an expression
     over `leads`). `dense`: most leads of the range meet the condition, so the activities of the whole
     range are read in one index range scan rather than lead by lead. `changed_only`: only the leads
     whose stored score, tier, reasons or expiry differ (or that were never scored), with a column
     `tier_changed`; compared in the
-    same pass that reads the lead, so an unchanged lead costs no second lookup."""
+    same pass that reads the lead, so an unchanged lead costs no second lookup.
+
+    `leads` is the relation the leads are read from, named `leads` (the table by default; an import
+    passes its leads as they are about to be written, with the columns read here)."""
     before = "<" if strictly_before else "<="
     pricing, page, demo = (ActivityKind.PRICING_REQUEST, ActivityKind.PRICING_PAGE_VISIT,
                            ActivityKind.DEMO_REQUEST)
@@ -202,7 +205,7 @@ def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = 
     return f"""
         WITH c AS (
             SELECT leads.id, leads.version, leads.company_size, {asof} AS asof{stored}
-              FROM leads
+              FROM {leads}
              WHERE leads.id > :lo AND leads.id <= :hi AND ({condition})
         ), g AS (
             SELECT a.lead_id,

@@ -28,13 +28,16 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy import text
 from sqlmodel import Session
 
-from crm_app.scoring import ActivityFact, LeadFacts, ScoringEngine
+from crm_app.scoring import ActivityFact, LeadFacts, RuleBasedScoringEngine, ScoringEngine
 from crm_app.scoring.blend import score_many
 from crm_app.scoring.risk import RiskResult
 from crm_app.services.out_of_fold import score_leads
 from crm_app.services.risk import assess_unwritten
+from crm_app.services.risk_sql import _assessed_sql, _score_unscored_messages
+from crm_app.services.rules_sql import _scored_sql
 
 BATCH = 2_000
 DERIVED_COLUMNS = (
@@ -83,6 +86,25 @@ _MATCHED_ROWS = """
     SELECT m.id, m.company_size, m.source, m.custom_fields, m.stage, m.stage_entered_at, m.created_at,
            m.closed_at, m.score_at_close, r.stagnation_days
       FROM import_matched m LEFT JOIN stage_rules r ON r.stage = m.stage
+"""
+
+
+# The changed matched leads as they are about to be written, as the set-based rubric and risk read a lead
+# (rules_sql.py, risk_sql.py: the relation is named `leads`). The version is not read: nothing compares it.
+_MATCHED_AS_LEADS = """(SELECT m.id, 0 AS version, m.company_size, m.stage, m.stage_entered_at, m.created_at,
+                               m.closed_at, m.score_at_close FROM import_matched m) AS leads"""
+_ALL_IDS = {"lo": 0, "hi": 2_147_483_647}  # every id: the ranges of rules_sql/risk_sql are not used here
+# With the rules, the changed matched leads' scores, scores at close and risk in one statement each, inside
+# PostgreSQL (what a rescore and a risk pass of those leads would store, and what the Python path below
+# computes, ~10x faster: a 66,667-lead import spent ~25 s scoring them in Python).
+_MATCHED_DERIVED_SQL = f"""
+    INSERT INTO import_derived
+    SELECT s.id, s.score, s.tier, s.reasons, s.valid_until, c.score, r.level, r.points, r.reasons, r.valid_until,
+           r.reply_at, r.reply_sentiment
+      FROM ({_scored_sql("TRUE", ":now", False, dense=False, leads=_MATCHED_AS_LEADS)}) s
+      JOIN ({_assessed_sql("TRUE", dense=False, leads=_MATCHED_AS_LEADS, changed_only=False)}) r ON r.id = s.id
+      LEFT JOIN ({_scored_sql("leads.closed_at IS NOT NULL AND leads.score_at_close IS NULL", "leads.closed_at",
+                              True, dense=False, leads=_MATCHED_AS_LEADS)}) c ON c.id = s.id
 """
 
 
@@ -138,6 +160,18 @@ def _risk_columns(risk: RiskResult) -> tuple:
             _moment(risk.last_reply_at), risk.last_reply_sentiment)
 
 
+def _derive_matched_in_sql(session: Session, now: datetime) -> None:
+    """The rubric's scores and the risk of the changed matched leads, set-based (the team scores with the
+    rules). Replies and notes of open deals stored without a sentiment are scored first, as the Python
+    path does when it reads them."""
+    params = {"now": now, **_ALL_IDS}
+    _score_unscored_messages(session, "TRUE", params,
+                             leads="(SELECT m.id, m.stage FROM import_matched m) AS leads")
+    session.execute(text("SET LOCAL jit = off"))  # planning this with JIT costs more than running it
+    session.execute(text(_MATCHED_DERIVED_SQL), params)
+    session.execute(text("RESET jit"))
+
+
 def _moment(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -157,8 +191,14 @@ def derive_scores_and_risk(session: Session, engine: ScoringEngine, now: datetim
     cursor.execute(f"CREATE TEMP TABLE import_facts_derived ({DERIVED_COLUMNS}) ON COMMIT DROP")
     cursor.execute(_NEW_FACTS_TABLE, {"now": now})
     done = 0
-    for table, name, query, stored in (("import_facts_derived", "import_new_rows", _NEW_ROWS_DISTINCT, False),
-                                       ("import_derived", "import_matched_rows", _MATCHED_ROWS, True)):
+    passes = [("import_facts_derived", "import_new_rows", _NEW_ROWS_DISTINCT, False)]
+    if type(engine) is RuleBasedScoringEngine:  # the rubric itself, which rules_sql.py computes
+        _derive_matched_in_sql(session, now)
+        cursor.execute("SELECT count(*) FROM import_derived")
+        done += cursor.fetchone()[0]
+    else:
+        passes.append(("import_derived", "import_matched_rows", _MATCHED_ROWS, True))
+    for table, name, query, stored in passes:
         with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
             writer = csv.writer(spool)
             reader = connection.cursor(name=name)

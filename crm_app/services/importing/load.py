@@ -222,7 +222,7 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: 
     changed, unchanged = _merge_matched(cursor, now)
     say(f"Scoring {created:,} new and {changed:,} updated leads", 0)
     derive_scores_and_risk(session, engine, now, control.check if control is not None else None)
-    say("Storing new leads", 0)
+    say(f"Storing {created:,} new leads", 0)
     # Each lead is written once, with its score and risk (derive.py says why).
     cursor.execute(
         f"""
@@ -243,7 +243,7 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: 
         """,
         {"now": now, "template": mapping.name_template, "import_id": import_id},
     )
-    say("New leads stored", cursor.rowcount)
+    say(f"Updating {changed:,} matched leads", cursor.rowcount)
     # A blank cell kept the stored value, a value overwrote it (merged in import_matched).
     assignments = ", ".join(f"{c} = m.{c}" for c in _MERGED_COLUMNS + (
         "custom_fields", "stage", "stage_entered_at", "closed_at"))
@@ -264,7 +264,7 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: 
         """,
         {"now": now},
     )
-    say("Matched leads updated", cursor.rowcount)
+    say("Recording the stage history", cursor.rowcount)
     # History, in one statement: a new lead was created in "new", then (if elsewhere) moved to where it
     # is; a row without dates says nothing of the way (it only arrived, at the import, in its stage).
     # A matched lead the file moves has the move recorded.
@@ -438,6 +438,7 @@ def import_file(
                 newest_first=mapping.row_order == NEWEST_FIRST and not report.has_dates,
                 engine=engine, control=control,
             )
+            say("Committing", created + updated)
             audit.record(session, now=now, actor_id=actor.id if actor is not None else None, action="leads_imported",
                          entity="import", entity_id=import_id,
                          new={"file": name, "rows": report.rows, "created": created,
