@@ -60,7 +60,7 @@ def main() -> None:
         INSERT INTO proto_lead_scores
         SELECT s.id, l.owner_id, l.stage, l.deal_value, l.last_activity_at, s.score, s.tier, s.reasons,
                s.valid_until, :now
-          FROM ({rules_sql._scored_sql('TRUE', ':now', False, True)}) s JOIN leads l ON l.id = s.id
+          FROM ({rules_sql.scored_sql('TRUE', ':now', False, True)}) s JOIN leads l ON l.id = s.id
     """  # noqa: SLF001
 
     def one(lo: int, hi: int) -> None:

@@ -81,7 +81,7 @@ def _reason(points: str, words: str, code: str, at: str | None, kind: str | None
     return f"jsonb_build_object({', '.join(parts)})"
 
 
-def _assessed_sql(condition: str, dense: bool, leads: str = "leads", changed_only: bool = True) -> str:
+def assessed_sql(condition: str, dense: bool, leads: str = "leads", changed_only: bool = True) -> str:
     """A SELECT of the leads with :lo < id <= :hi meeting `condition` (SQL over `leads`) whose stored
     risk differs from their risk at :now: (id, version, level, points, reasons, valid_until, reply_at,
     reply_sentiment). `dense`: most leads of the range qualify, so their activities are read in one
@@ -246,17 +246,17 @@ def assessed_rows(session: Session, lo: int, hi: int, now: datetime, condition: 
     """The risk of the leads with lo < id <= hi meeting `condition` whose stored risk differs, without
     storing it: (id, version, level, points, reasons, valid_until, reply_at, reply_sentiment) rows.
     For tests and inspection (a lead never assessed differs unless it is a closed deal)."""
-    _score_unscored_messages(session, f"leads.id > :lo AND leads.id <= :hi AND ({condition})",
+    score_unscored_messages(session, f"leads.id > :lo AND leads.id <= :hi AND ({condition})",
                              {"lo": lo, "hi": hi, "now": now, **(params or {})})
-    return session.execute(text(_assessed_sql(condition, True) + " ORDER BY id"),
+    return session.execute(text(assessed_sql(condition, True) + " ORDER BY id"),
                            {"lo": lo, "hi": hi, "now": now, **(params or {})}).all()
 
 
-def _score_unscored_messages(session: Session, condition: str, params: dict, batch: int = 5000,
+def score_unscored_messages(session: Session, condition: str, params: dict, batch: int = 5000,
                              leads: str = "leads") -> int:
     """Score and keep the sentiment of the replies and notes of open deals meeting `condition` that have
     a body but no sentiment yet (as the Python path does when it reads them). Returns how many.
-    `leads`: the relation the leads (id, stage) are read from, named `leads` (as in _assessed_sql)."""
+    `leads`: the relation the leads (id, stage) are read from, named `leads` (as in assessed_sql)."""
     # The partial index ix_activities_unscored (migration 0038) holds exactly these: normally none.
     read = text(
         f"SELECT a.id, a.body FROM activities a JOIN {leads} ON leads.id = a.lead_id "
@@ -287,7 +287,7 @@ def reassess_risk_where(session: Session, now: datetime, condition: str = "TRUE"
     alone. Returns how many leads were written."""
     def update(dense: bool) -> str:
         return f"""
-            WITH v AS MATERIALIZED ({_assessed_sql(condition, dense)}),
+            WITH v AS MATERIALIZED ({assessed_sql(condition, dense)}),
             written AS (
                 UPDATE leads AS l
                    SET risk_level = v.level, risk_points = v.points, risk_reasons = v.reasons, risk_at = :now,
@@ -303,7 +303,7 @@ def reassess_risk_where(session: Session, now: datetime, condition: str = "TRUE"
     # Unscored replies and notes (rare: an older database, an import) are scored up front, so the
     # statements read numbers only.
     params = {"now": now, **(params or {})}
-    if _score_unscored_messages(session, condition, params) and commit:
+    if score_unscored_messages(session, condition, params) and commit:
         session.commit()
     return rules_sql._run(session, condition, params, chunk, update, progress, commit,  # noqa: SLF001
                           workers=rules_sql.WORKERS if workers is None else workers)

@@ -96,7 +96,7 @@ def _dates(kind: ActivityKind, before: str) -> str:
     )
 
 
-def _scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = True,
+def scored_sql(condition: str, asof: str, strictly_before: bool, dense: bool = True,
                 changed_only: bool = False, leads: str = "leads") -> str:
     """A SELECT of (id, version, score, tier, reasons, valid_until) for the leads with :lo < id <= :hi
     that meet `condition` (SQL over the table `leads`), each scored at `asof` (:now, or an expression
@@ -235,7 +235,7 @@ def scored_rows(session: Session, lo: int, hi: int, condition: str = "TRUE", par
     """The rubric's results for the leads with lo < id <= hi meeting `condition`, without storing
     them: (id, version, score, tier, reasons, valid_until) rows. For tests and inspection."""
     return session.execute(
-        text(_scored_sql(condition, asof, strictly_before) + " ORDER BY id"),
+        text(scored_sql(condition, asof, strictly_before) + " ORDER BY id"),
         {"lo": lo, "hi": hi, **(params or {})},
     ).all()
 
@@ -345,7 +345,7 @@ def rescore_rules_where(
     def update(dense: bool) -> str:
         match = "l.id = v.id AND l.version = v.version AND l.id > :lo AND l.id <= :hi"
         return f"""
-            WITH v AS MATERIALIZED ({_scored_sql(condition, ':now', False, dense, changed_only=True)}),
+            WITH v AS MATERIALIZED ({scored_sql(condition, ':now', False, dense, changed_only=True)}),
             tiered AS (
                 UPDATE leads AS l
                    SET score = v.score, tier = v.tier, score_reasons = v.reasons,
@@ -382,7 +382,7 @@ def record_rules_scores_at_close(session: Session, chunk: int = CHUNK, commit: b
         return f"""
             WITH written AS (
                 UPDATE leads AS l SET score_at_close = v.score
-                  FROM ({_scored_sql(condition, 'leads.closed_at', strictly_before, dense)}) AS v
+                  FROM ({scored_sql(condition, 'leads.closed_at', strictly_before, dense)}) AS v
                  WHERE l.id = v.id
                 RETURNING 1
             )

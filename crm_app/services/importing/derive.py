@@ -36,8 +36,8 @@ from crm_app.scoring.blend import score_many
 from crm_app.scoring.risk import RiskResult
 from crm_app.services.out_of_fold import score_leads
 from crm_app.services.risk import assess_unwritten
-from crm_app.services.risk_sql import _assessed_sql, _score_unscored_messages
-from crm_app.services.rules_sql import _scored_sql
+from crm_app.services.risk_sql import assessed_sql, score_unscored_messages
+from crm_app.services.rules_sql import scored_sql
 
 BATCH = 2_000
 DERIVED_COLUMNS = (
@@ -101,9 +101,9 @@ _MATCHED_DERIVED_SQL = f"""
     INSERT INTO import_derived
     SELECT s.id, s.score, s.tier, s.reasons, s.valid_until, c.score, r.level, r.points, r.reasons, r.valid_until,
            r.reply_at, r.reply_sentiment
-      FROM ({_scored_sql("TRUE", ":now", False, dense=False, leads=_MATCHED_AS_LEADS)}) s
-      JOIN ({_assessed_sql("TRUE", dense=False, leads=_MATCHED_AS_LEADS, changed_only=False)}) r ON r.id = s.id
-      LEFT JOIN ({_scored_sql("leads.closed_at IS NOT NULL AND leads.score_at_close IS NULL", "leads.closed_at",
+      FROM ({scored_sql("TRUE", ":now", False, dense=False, leads=_MATCHED_AS_LEADS)}) s
+      JOIN ({assessed_sql("TRUE", dense=False, leads=_MATCHED_AS_LEADS, changed_only=False)}) r ON r.id = s.id
+      LEFT JOIN ({scored_sql("leads.closed_at IS NOT NULL AND leads.score_at_close IS NULL", "leads.closed_at",
                               True, dense=False, leads=_MATCHED_AS_LEADS)}) c ON c.id = s.id
 """
 
@@ -165,7 +165,7 @@ def _derive_matched_in_sql(session: Session, now: datetime) -> None:
     rules). Replies and notes of open deals stored without a sentiment are scored first, as the Python
     path does when it reads them."""
     params = {"now": now, **_ALL_IDS}
-    _score_unscored_messages(session, "TRUE", params,
+    score_unscored_messages(session, "TRUE", params,
                              leads="(SELECT m.id, m.stage FROM import_matched m) AS leads")
     session.execute(text("SET LOCAL jit = off"))  # planning this with JIT costs more than running it
     session.execute(text(_MATCHED_DERIVED_SQL), params)
