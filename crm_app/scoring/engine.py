@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, Sequence
+from typing import Any, Collection, Iterable, Protocol, Sequence
 
 from crm_app.domain import ActivityKind, Tier
 
@@ -28,6 +28,19 @@ def tier_for(score: int) -> Tier:
 class ActivityFact:
     kind: ActivityKind
     occurred_at: datetime
+
+
+def next_activity_at(activities: Iterable[ActivityFact], now: datetime,
+                     kinds: Collection[ActivityKind] | None = None) -> datetime | None:
+    """The moment of the first activity (of `kinds`, or any) stamped after `now`: not known at `now`, it
+    counts from then, so what was worked out at `now` holds until then at most. None without one."""
+    return min((a.occurred_at for a in activities if a.occurred_at > now and (kinds is None or a.kind in kinds)),
+               default=None)
+
+
+def sooner(first: datetime | None, second: datetime | None) -> datetime | None:
+    """The earlier of two expiries, None standing for "never"."""
+    return second if first is None else first if second is None else min(first, second)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ import xgboost as xgb
 
 from crm_app.domain import ActivityKind
 from crm_app.scoring.calibration import Calibrator, calibrator_from_dict
-from crm_app.scoring.engine import LeadFacts, Reason, ScoreResult, tier_for
+from crm_app.scoring.engine import LeadFacts, Reason, ScoreResult, next_activity_at, sooner, tier_for
 from crm_app.scoring.features import ACTIVITY_KINDS, ACTIVITY_ORDER, FeatureSpec
 from crm_app.scoring.phrases import LISTED_KINDS, activity_key, activity_phrase
 
@@ -320,11 +320,8 @@ class ModelScoringEngine:
         if isinstance(now, datetime):
             moments, expiries = [now] * rows, self._valid_until(features, now)
             # A prospect's activity stamped after `now` is a feature from its moment on.
-            for r, lead in enumerate(facts):
-                upcoming = min((a.occurred_at for a in lead.activities
-                                if a.occurred_at > now and a.kind in _PROSPECT_KINDS), default=None)
-                if upcoming is not None and (expiries[r] is None or upcoming < expiries[r]):
-                    expiries[r] = upcoming
+            expiries = [sooner(expiry, next_activity_at(lead.activities, now, _PROSPECT_KINDS))
+                        for expiry, lead in zip(expiries, facts)]
         else:  # each lead as of its own moment (training rows): nothing to expire
             moments, expiries = list(now), [None] * rows
         # Per row as plain Python numbers (the same float64 values): the row loop below is the part of

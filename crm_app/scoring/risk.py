@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any, Sequence
 
 from crm_app.domain import ANSWER_KINDS, CONTACT_KINDS, REQUEST_KINDS, ActivityKind, RiskLevel, Stage
-from crm_app.scoring.engine import ActivityFact
+from crm_app.scoring.engine import ActivityFact, next_activity_at
 from crm_app.scoring.rules import ENGAGEMENT_KINDS
 from crm_app.scoring.sentiment import NEGATIVE_FROM
 
@@ -253,7 +253,9 @@ def assess_risk(facts: RiskFacts, now: datetime) -> RiskResult:
 
     # An activity stamped after `now` (logged ahead, or sent with a later time) counts once its moment
     # comes: the assessment holds until then at most.
-    moments.append(min((a.occurred_at for a in facts.activities if a.occurred_at > now), default=now))
+    upcoming = next_activity_at(facts.activities, now)
+    if upcoming is not None:
+        moments.append(upcoming)
 
     points = min(MAX_POINTS, sum(r.points for r in reasons))
     later = [m for m in moments if m > now]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from crm_app.domain import ActivityKind
-from crm_app.scoring.engine import LeadFacts, Reason, ScoreResult, tier_for
+from crm_app.scoring.engine import LeadFacts, Reason, ScoreResult, next_activity_at, sooner, tier_for
 from crm_app.scoring.phrases import activity_key, activity_phrase, day
 
 PRICING_POINTS = 30
@@ -105,10 +105,7 @@ class RuleBasedScoringEngine:
             )
 
         # An activity stamped after `now` counts once its moment comes: the score holds until then at most.
-        upcoming = min((a.occurred_at for a in facts.activities
-                        if a.kind in ENGAGEMENT_KINDS and a.occurred_at > now), default=None)
-        if upcoming is not None and (valid_until is None or upcoming < valid_until):
-            valid_until = upcoming
+        valid_until = sooner(valid_until, next_activity_at(facts.activities, now, ENGAGEMENT_KINDS))
 
         score = sum(r.points for r in reasons)
         return ScoreResult(score=score, tier=tier_for(score), reasons=tuple(reasons), valid_until=valid_until)
