@@ -113,11 +113,12 @@ def search_condition(typed: str):
 SEARCH_COUNT_CAP = 1000
 
 
-def matching_text(typed: str):
+def matching_text(typed: str, lead=Lead):
     """The search as a plain condition, for walking an index in the list's order: under row-level
-    security it is tested on each lead the walk reads, after the policy, and never looks anything up."""
+    security it is tested on each lead the walk reads, after the policy, and never looks anything up.
+    `lead`: the leads table, or an alias of a subquery of it."""
     pattern = search_pattern(typed)
-    return or_(Lead.name.ilike(pattern), Lead.company.ilike(pattern), Lead.email.ilike(pattern))
+    return or_(lead.name.ilike(pattern), lead.company.ilike(pattern), lead.email.ilike(pattern))
 
 
 def _matches_of(flt: LeadFilter, max_rows: int):

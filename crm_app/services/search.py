@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -73,9 +73,7 @@ def search_everywhere(session: Session, typed: str, *, offset: int = 0, limit: i
         return SearchResults()
     offset = max(0, offset)
     best = aliased(Lead, select(Lead).order_by(Lead.score.desc(), Lead.id.desc()).limit(FIRST_WALK).subquery())
-    pattern = search_pattern(typed)
-    rows = _page(session, best, or_(best.name.ilike(pattern), best.company.ilike(pattern), best.email.ilike(pattern)),
-                 offset, limit)
+    rows = _page(session, best, matching_text(typed, best), offset, limit)
     if len(rows) <= limit:  # fewer than a page and one more: rank all the matches
         rows = _page(session, Lead, _all_matches(session, typed, search_cap), offset, limit)
     leads = [
