@@ -444,8 +444,10 @@ _READ_SQL = {
     6: "(SELECT coalesce(max(w.n), 0) FROM (SELECT c.stage, count(*) AS n FROM {} GROUP BY c.stage) w)".format(
         _STUCK_LEADS.format(columns="1", rows=_ROWS)),
 }
+# Each group's members counted up to :cap.
+_GROUP_COUNT_SQL = {n: f"SELECT count(*) FROM ({sql} LIMIT :cap) g" for n, sql in _GROUP_SQL.items()}
 _COUNTS_SQL = "SELECT {counts}, {read}".format(
-    counts=",\n       ".join(f"(SELECT count(*) FROM ({sql} LIMIT :cap) g) AS g{n}" for n, sql in _GROUP_SQL.items()),
+    counts=",\n       ".join(f"({sql}) AS g{n}" for n, sql in _GROUP_COUNT_SQL.items()),
     read=", ".join(f"{sql} AS read{n}" for n, sql in _READ_SQL.items()))
 
 # What a queue card prints of its item `p`: the lead, its owner, its stage's time limit and its last
@@ -631,7 +633,7 @@ def action_queue(
         for n in _READ_SQL:
             if counted[n - 1] <= count_cap and found._mapping[f"read{n}"] >= walk[
                     "due_rows" if n in (2, 4) else "count_rows"]:
-                counted[n - 1] = session.execute(text(f"SELECT count(*) FROM ({_GROUP_SQL[n]} LIMIT :cap) g"),
+                counted[n - 1] = session.execute(text(_GROUP_COUNT_SQL[n]),
                                                  {**params, "cap": count_cap + 1}).scalar_one()
     groups = []
     for kind, label in GROUPS.items():
@@ -691,7 +693,7 @@ def _page_rows(session: Session, params: dict, groups: list[QueueGroup], *, offs
             # today are this day's few; a capped count is counted on when the page starts past it)
             if g.capped and skip >= g.count:
                 g = QueueGroup(g.kind, g.label, session.execute(
-                    text(f"SELECT count(*) FROM ({_GROUP_SQL[n]} LIMIT :cap) g"), {**params, "cap": skip + 1}
+                    text(_GROUP_COUNT_SQL[n]), {**params, "cap": skip + 1}
                 ).scalar_one())
             if skip >= g.count:
                 skip -= g.count
