@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
-import secrets
+import os
 import time
 
 import reflex as rx
@@ -81,12 +82,18 @@ log = logging.getLogger(__name__)
 
 # Writes in flight in this worker (a task nobody holds may be collected before it ends), and their
 # outcomes waiting for the tab's `move_written`: {key: (tab, move, card | None, refusal | None, checked,
-# time.monotonic() when written)}. An outcome whose event never came (the tab closed, or its next
+# time.monotonic() when written)}; `checked`, when the write had to check the session first: (the
+# user it found, or None), else (). An outcome whose event never came (the tab closed, or its next
 # event went to another web worker) is dropped after LOST_MOVE_SECONDS, when the tab has forgotten
 # the move too (`_forget_lost_moves`): without it the dict grew by every such move for the worker's life.
 _writing: set[asyncio.Task] = set()
 _written: dict[str, tuple] = {}
-# `checked`, when the write had to check the session first: (the user it found, or None); else ().
+# Keys of _written: a counter, not a random token. They need no secrecy (move_written checks that the
+# outcome is the claiming tab's own), and os.urandom releases the interpreter lock, so on the event loop
+# each call waited for a move-writing thread to hand the lock back (py-spy at 50 tabs: ~9% of the
+# loop's samples were in token_urlsafe, half of them here).
+# The process id keeps them apart from another web worker's, should an event reach the wrong one.
+_keys = itertools.count(1)
 
 
 async def _write_move(tab: str, move: dict, token: str, check_session: bool) -> None:
@@ -99,7 +106,7 @@ async def _write_move(tab: str, move: dict, token: str, check_session: bool) -> 
     if reason is move_writer.SESSION_ENDED:
         reason = SESSION_ENDED
     _forget_unclaimed(time.monotonic())
-    key = secrets.token_urlsafe(12)
+    key = f"{os.getpid()}-{next(_keys)}"
     _written[key] = (tab, move, card, reason, checked, time.monotonic())
     try:
         await EventContext.get().enqueue(*Event.from_event_type(PipelineState.move_written(key)))
