@@ -30,10 +30,8 @@ would store.
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
-import io
 import itertools
 import json
 import math
@@ -743,7 +741,7 @@ def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, int]
         _copy(cursor, "activities", _ACTIVITY_COLUMNS,
               _activity_rows(simulated, job.user_ids, simulation.rng, first_id=first_activity + 1))
         connection.commit()
-        _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS, follow_ups)
+        _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS, map(_line, follow_ups))
         connection.commit()
     finally:
         connection.close()
@@ -880,7 +878,11 @@ class _Lead:
         return next((moment for _, to, moment in self.history if to is stage), None)
 
     def last(self, kinds: Collection[ActivityKind]) -> int | None:
-        return max((moment for moment, kind, _ in self.activities if kind in kinds), default=None)
+        # The activities are kept in time order: the latest of the kinds is the last one found.
+        for moment, kind, _ in reversed(self.activities):
+            if kind in kinds:
+                return moment
+        return None
 
 
 def _hot_share(leads: int) -> int:
@@ -1283,17 +1285,23 @@ def _lost_reasons(leads: list[_Lead], rng: random.Random) -> dict[int, str]:
 
 
 def _timestamp(moment: int | None) -> str | None:
-    """ISO 8601 in UTC, as datetime.isoformat() writes it, built from a cached date (the load
-    writes tens of millions of moments, and a datetime per moment is a third of the row cost)."""
+    """ISO 8601 in UTC, as datetime.isoformat() writes it, from a cached date and a cached time of day
+    (the load writes tens of millions of moments: a datetime per moment was a third of the row cost,
+    and formatting the time of day each time another sixth)."""
     if moment is None:
         return None
     day, second = divmod(moment, DAY)
-    return f"{_date_of_day(day)}T{second // HOUR:02d}:{second // 60 % 60:02d}:{second % 60:02d}+00:00"
+    date = _DATE_OF_DAY.get(day)
+    if date is None:
+        date = _DATE_OF_DAY[day] = datetime.fromtimestamp(day * DAY, timezone.utc).date().isoformat()
+    clock = _TIME_OF_SECOND.get(second)
+    if clock is None:
+        clock = _TIME_OF_SECOND[second] = f"T{second // HOUR:02d}:{second // 60 % 60:02d}:{second % 60:02d}+00:00"
+    return date + clock
 
 
-@functools.lru_cache(maxsize=4096)
-def _date_of_day(day: int) -> str:
-    return datetime.fromtimestamp(day * DAY, timezone.utc).date().isoformat()
+_DATE_OF_DAY: dict[int, str] = {}  # a day since the epoch -> "2026-12-03"
+_TIME_OF_SECOND: dict[int, str] = {}  # a second of the day -> "T17:05:00+00:00" (at most 86,400 of them)
 
 
 def _insert_team(cursor, *, joined_at: int) -> dict[str, int]:
@@ -1332,112 +1340,132 @@ def _owner_id(lead: _Lead, user_ids: dict[str, int]) -> int | None:
     return user_ids[lead.owner.email] if lead.owner else None
 
 
-def _lead_rows(leads: list[_Lead], user_ids: dict[str, int], lost_reasons: dict[int, str]) -> Iterator[tuple]:
+# Rows go to COPY in its text format, each line written by one f-string: through csv.writer, with
+# a tuple per row, the formatting cost as much as drawing the data. In the text format a field
+# needs escaping only where it holds a backslash, tab, newline or carriage return; NULL is \N.
+_NULL = "\\N"
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _field(value: str | None) -> str:
+    """A text value as a field of COPY's text format."""
+    if value is None:
+        return _NULL
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+def _line(row: Sequence) -> str:
+    """Any row as a line of COPY's text format (for the small tables; the big ones write theirs inline)."""
+    return "\t".join(_NULL if value is None else _field(str(value)) for value in row) + "\n"
+
+
+def _lead_rows(leads: list[_Lead], user_ids: dict[str, int], lost_reasons: dict[int, str]) -> Iterator[str]:
     # Score, tier and reasons keep their defaults (0, cold, none) until rescoring fills them in.
     for lead in leads:
         # The same definition log_activity keeps: the last engagement the rubric counts.
         last_activity_at = lead.last(ENGAGEMENT_KINDS)
-        custom_fields = (
-            {"industry": lead.company.industry, "country": lead.company.country} if lead.enriched else {}
-        )
+        company = lead.company
+        custom_fields = {"industry": company.industry, "country": company.country} if lead.enriched else {}
+        owner_id = _owner_id(lead, user_ids)
+        stage, entered = lead.history[-1][1], lead.history[-1][2]
         yield (
-            lead.number,
-            lead.name,
-            lead.email,
-            lead.phone,
-            lead.title,
-            lead.company.name,
-            lead.company.size,
-            lead.source.value,
-            lead.stage.value,
-            _owner_id(lead, user_ids),
-            lead.deal_value,
-            _timestamp(lead.created_at),
-            _timestamp(max(lead.stage_entered_at, lead.activities[-1][0])),
-            _timestamp(lead.stage_entered_at),
-            _timestamp(lead.closed_at),
-            _timestamp(last_activity_at),
-            _timestamp(lead.last(CONTACT_KINDS)),
-            json.dumps(custom_fields),
-            lost_reasons.get(lead.number),
+            f"{lead.number}\t{_field(lead.name)}\t{_field(lead.email)}\t{_field(lead.phone)}\t"
+            f"{_field(lead.title)}\t{_field(company.name)}\t{company.size}\t{lead.source}\t{stage}\t"
+            f"{_NULL if owner_id is None else owner_id}\t{lead.deal_value}\t{_timestamp(lead.created_at)}\t"
+            f"{_timestamp(max(entered, lead.activities[-1][0]))}\t{_timestamp(entered)}\t"
+            f"{_timestamp(entered) if stage in _CLOSED else _NULL}\t{_timestamp(last_activity_at) or _NULL}\t"
+            f"{_timestamp(lead.last(CONTACT_KINDS)) or _NULL}\t{_field(json.dumps(custom_fields))}\t"
+            f"{_field(lost_reasons.get(lead.number))}\n"
         )
 
 
-def _stage_change_rows(leads: list[_Lead], user_ids: dict[str, int], first_id: int = 1) -> Iterator[tuple]:
-    change_id = itertools.count(first_id)
+def _stage_change_rows(leads: list[_Lead], user_ids: dict[str, int], first_id: int = 1) -> Iterator[str]:
+    change_id = first_id
     for lead in leads:
         owner_id = _owner_id(lead, user_ids)
+        owner = _NULL if owner_id is None else str(owner_id)
         for before, after, moment in lead.history:
             # The lead's arrival was recorded by an integration, every later move by its owner.
-            user_id = owner_id if before is not None else None
-            yield (next(change_id), lead.number, before, after.value, _timestamp(moment), user_id, owner_id)
+            if before is None:
+                yield f"{change_id}\t{lead.number}\t{_NULL}\t{after}\t{_timestamp(moment)}\t{_NULL}\t{owner}\n"
+            else:
+                yield f"{change_id}\t{lead.number}\t{before}\t{after}\t{_timestamp(moment)}\t{owner}\t{owner}\n"
+            change_id += 1
+
+
+_MESSAGE_KIND_SET = frozenset({ActivityKind.EMAIL_RECEIVED, ActivityKind.NOTE})  # risk.MESSAGE_KINDS
 
 
 def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Random,
-                   first_id: int = 1) -> Iterator[tuple]:
-    activity_id = itertools.count(first_id)
+                   first_id: int = 1) -> Iterator[str]:
+    activity_id = first_id
+    email_sent, email_received, note = ActivityKind.EMAIL_SENT, ActivityKind.EMAIL_RECEIVED, ActivityKind.NOTE
+    call, meeting = ActivityKind.CALL, ActivityKind.MEETING
     for lead in leads:
         owner_id = _owner_id(lead, user_ids)
+        owner = _NULL if owner_id is None else str(owner_id)
+        number = lead.number
         names = {
             "first": lead.name.split()[0],
             "company": lead.company.name,
             "rep": lead.owner.first_name if lead.owner else "team",
         }
+        who = (lead.name, lead.company.name)
         tone_odds = _TONE_ODDS[lead.outlook]
         last_reply = None
         if lead.outlook == "lost":
-            replies = [i for i, (_, k, _) in enumerate(lead.activities) if k is ActivityKind.EMAIL_RECEIVED]
+            replies = [i for i, (_, k, _) in enumerate(lead.activities) if k is email_received]
             last_reply = replies[-1] if replies else None
         for index, (moment, kind, play) in enumerate(lead.activities):
             subject = body = None
             if play:
                 # Fixed words, no draw: the other rows' random choices stay as they were.
-                subject, body = PLAY_WORDS[(Play(play), kind)]
-            elif kind is ActivityKind.EMAIL_SENT:
+                subject, body = PLAY_WORDS[(_PLAY_OF[play], kind)]
+            elif kind is email_sent:
                 subject, body = rng.choice(OUTREACH_EMAILS)
-            elif kind is ActivityKind.EMAIL_RECEIVED or kind is ActivityKind.NOTE:
-                if kind is ActivityKind.EMAIL_RECEIVED and moment in lead.sour_replies:
+            elif kind is email_received or kind is note:
+                if kind is email_received and moment in lead.sour_replies:
                     tone = "negative"
                 elif index == last_reply and rng.random() < LOST_LAST_REPLY_NEGATIVE:
                     tone = "negative"
                 else:
                     tone = tone_odds.one(rng)
-                subject, body = rng.choice((REPLIES if kind is ActivityKind.EMAIL_RECEIVED else NOTES)[tone])
-            elif kind is ActivityKind.CALL:
+                subject, body = rng.choice((REPLIES if kind is email_received else NOTES)[tone])
+            elif kind is call:
                 subject = rng.choice(CALL_SUBJECTS)
-            elif kind is ActivityKind.MEETING:
+            elif kind is meeting:
                 subject = rng.choice(MEETING_SUBJECTS)
             occurred_at = _timestamp(moment)
-            body = body and body.format(**names)
+            if body:
+                body = body.format(**names)
+            # As log_activity stores it: a tone for a reply or note, none for anything else.
+            sentiment = message_sentiment(kind, body, who) if kind in _MESSAGE_KIND_SET else None
             yield (
-                next(activity_id),
-                lead.number,
-                kind.value,
-                occurred_at,
-                owner_id if kind in REP_KINDS else None,
-                subject and subject.format(**names),
-                body,
-                occurred_at,  # logged as it happened
-                message_sentiment(kind, body, (lead.name, lead.company.name)),  # as log_activity stores it
-                play or None,
-                owner_id,
+                f"{activity_id}\t{number}\t{kind}\t{occurred_at}\t{owner if kind in REP_KINDS else _NULL}\t"
+                f"{_NULL if subject is None else _field(subject.format(**names))}\t{_field(body)}\t"
+                f"{occurred_at}\t"  # logged as it happened
+                f"{_NULL if sentiment is None else sentiment}\t{play or _NULL}\t{owner}\n"
             )
+            activity_id += 1
 
 
-class _CsvStream:
-    """A file-like source of CSV text for COPY that writes the next block only when asked, so
+_PLAY_OF = {play.value: play for play in Play}
+_CLOSED = frozenset(stage for stage in Stage if stage.is_closed)
+
+
+class _CopyStream:
+    """A file-like source of COPY text that writes the next block of lines only when asked, so
     PostgreSQL stores one block while Python writes the next, and no table is held as text."""
 
     BLOCK_ROWS = 5000
 
-    def __init__(self, rows: Iterable[Sequence]) -> None:
-        self._rows = iter(rows)
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
 
     def read(self, size: int = -1) -> str:
-        # COPY passes a size hint; a block of whole rows of any length is fine by it. Empty = done.
-        block = io.StringIO()
-        csv.writer(block, lineterminator="\n").writerows(itertools.islice(self._rows, self.BLOCK_ROWS))
-        return block.getvalue()
+        # COPY passes a size hint; a block of whole lines of any length is fine by it. Empty = done.
+        return "".join(itertools.islice(self._lines, self.BLOCK_ROWS))
 
 
 # Kept while loading: what the scoring in the load reads by (besides primary keys and constraints).
@@ -1493,6 +1521,6 @@ def _drop_foreign_keys(cursor, tables: Sequence[str]) -> list[str]:
     return [f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}' for table, name, definition in dropped]
 
 
-def _copy(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
-    """Bulk-insert rows with COPY; None becomes NULL (an unquoted empty CSV field)."""
-    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", _CsvStream(rows))
+def _copy(cursor, table: str, columns: Sequence[str], lines: Iterable[str]) -> None:
+    """Bulk-insert lines of COPY's text format (`_field`, `_line`)."""
+    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", _CopyStream(lines))
