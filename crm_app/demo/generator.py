@@ -30,6 +30,7 @@ would store.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import itertools
@@ -44,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from faker import Faker
 from sqlalchemy import text
@@ -313,22 +314,46 @@ PLAY_WINDOW = 45 * DAY  # as scoring.next_action.MOVE_WINDOW_DAYS: "moved forwar
 MID_SIZE = range(51, 1001)
 
 
-def _play_effect(play: Play, lead: _Lead, stage: Stage, stay_days: float) -> float:
+def _play_effect(play: Play, lead: _PlayFeatures, stage: Stage, stay_days: float) -> float:
     early = stage in (Stage.CONTACTED, Stage.QUALIFIED)
     if play is Play.CASE_STUDY:
-        return 0.9 if early and (lead.source is Source.LINKEDIN or lead.company.size in MID_SIZE) else 0.0
+        return 0.9 if early and (lead.linkedin or lead.mid_size) else 0.0
     if play is Play.DEMO:
-        return 0.8 if stage in (Stage.QUALIFIED, Stage.MEETING) and lead.company.size > 200 else 0.0
+        return 0.8 if stage in (Stage.QUALIFIED, Stage.MEETING) and lead.over_200 else 0.0
     if play is Play.PRICING_CALL:
-        return 0.8 if stage in LATE_STAGES and lead.intent > 0.3 else 0.0
+        return 0.8 if stage in LATE_STAGES and lead.keen else 0.0
     if play is Play.NURTURE_SEQUENCE:
-        cool = lead.source in (Source.PAID_SEARCH, Source.WEBSITE, Source.COLD_OUTREACH)
-        return 0.6 if stage is Stage.CONTACTED and cool else 0.0
+        return 0.6 if stage is Stage.CONTACTED and lead.cool else 0.0
     if play is Play.BREAKUP_EMAIL:
         return 0.9 if stage in (Stage.PROPOSAL, Stage.NEGOTIATION) and stay_days > 14 else 0.0
     # Whitepapers move nobody, and reps reach for them when a deal is going nowhere: leads that
     # got one moved on less often (what a naive look at the history would wrongly credit).
     return -0.5
+
+
+class _PlayFeatures(NamedTuple):
+    """What the plays' effects depend on in a lead."""
+
+    linkedin: bool  # came through LinkedIn
+    mid_size: bool  # company size in MID_SIZE
+    over_200: bool  # more than 200 employees
+    keen: bool  # intent above 0.3
+    cool: bool  # paid search, website or cold outreach
+
+    @classmethod
+    def of(cls, lead: _Lead) -> _PlayFeatures:
+        return cls(lead.source is Source.LINKEDIN, lead.company.size in MID_SIZE, lead.company.size > 200,
+                   lead.intent > 0.3, lead.source in (Source.PAID_SEARCH, Source.WEBSITE, Source.COLD_OUTREACH))
+
+
+_PLAYS = tuple(Play)
+
+
+@functools.lru_cache(maxsize=None)
+def _play_effects(stage: Stage, lead: _PlayFeatures, stuck: bool) -> tuple[float, ...]:
+    """The effect of every play (in _PLAYS order) in a stay of this stage, `stuck` in it for more
+    than 14 days: worked out once per combination (a few hundred; a chunk asks ~340,000 times)."""
+    return tuple(_play_effect(play, lead, stage, 15.0 if stuck else 14.0) for play in _PLAYS)
 
 
 # What a tagged activity says: fixed words, so tagging draws nothing from the main generator.
@@ -792,6 +817,7 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
+@functools.lru_cache(maxsize=4096)  # names come from pools of a few hundred
 def _slug(word: str) -> str:
     return re.sub(r"[^a-z]", "", word.lower())
 
@@ -811,7 +837,13 @@ class _Odds:
         return rng.choices(self.options, cum_weights=self.cumulative, k=k)
 
     def one(self, rng: random.Random):
-        return rng.choices(self.options, cum_weights=self.cumulative)[0]
+        # Exactly the draw rng.choices(options, cum_weights=cumulative)[0] makes (one random()
+        # bisected into the cumulative weights), without its per-call checks: drawn ~10 times a lead.
+        return self.options[bisect.bisect(self.cumulative, rng.random() * self.total, 0, len(self.cumulative) - 1)]
+
+    @property
+    def total(self) -> float:
+        return self.cumulative[-1] + 0.0
 
 
 _SOURCE_ODDS = _Odds.of({source: profile.share for source, profile in SOURCE_PROFILES.items()})
@@ -872,7 +904,8 @@ class _Lead:
 
     @property
     def closed_at(self) -> int | None:
-        return self.stage_entered_at if self.stage.is_closed else None
+        stage, entered = self.history[-1][1], self.history[-1][2]
+        return entered if stage in _CLOSED else None
 
     def entered(self, stage: Stage) -> int | None:
         return next((moment for _, to, moment in self.history if to is stage), None)
@@ -1150,6 +1183,7 @@ class _Simulation:
         if lead.owner is None or len(lead.history) < 2:
             return
         rng = self.play_rng
+        features = _PlayFeatures.of(lead)
         end_of_life = lead.closed_at or self.now
         if lead.sour_replies:
             # Nobody has answered that "no" yet (_turn_sour): no outreach after it.
@@ -1157,20 +1191,19 @@ class _Simulation:
         added = []
         for index in range(1, len(lead.history)):
             _, stage, entered = lead.history[index]
-            if stage.is_closed:
+            if stage in _CLOSED:
                 continue
             following = lead.history[index + 1] if index + 1 < len(lead.history) else None
             left = following[2] if following else None
             moved = None
             if following is not None:
                 forward = following[1] is Stage.WON or (
-                    not following[1].is_closed and OPEN_STAGES.index(following[1]) > OPEN_STAGES.index(stage))
+                    following[1] not in _CLOSED and _OPEN_INDEX[following[1]] > _OPEN_INDEX[stage])
                 moved = forward and left - entered <= PLAY_WINDOW
             until = min(left if left is not None else self.now, end_of_life)
             if until - entered < HOUR:
                 continue
-            for play in Play:
-                effect = _play_effect(play, lead, stage, (until - entered) / DAY)
+            for play, effect in zip(_PLAYS, _play_effects(stage, features, until - entered > 14 * DAY)):
                 if moved is None:
                     odds = PLAY_BASE_RATE
                 elif moved:
@@ -1480,7 +1513,9 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
 
 
 _PLAY_OF = {play.value: play for play in Play}
+# Stage.is_closed and OPEN_STAGES.index as lookups: asked hundreds of thousands of times a chunk.
 _CLOSED = frozenset(stage for stage in Stage if stage.is_closed)
+_OPEN_INDEX = {stage: index for index, stage in enumerate(OPEN_STAGES)}
 
 
 class _CopyStream:
