@@ -501,7 +501,7 @@ class _Deferred:
 
 def _begin_load(engine: Engine, job: _LoadJob) -> _Deferred:
     """Make the empty tables ready for the bulk load: the team in, the secondary indexes, foreign
-    keys and owner triggers out (committed, so that the workers' connections load without them).
+    keys and some row triggers out (_LOAD_TRIGGERS) (committed, so that the workers' connections load without them).
     Returns what was taken out."""
     with engine.begin() as connection:
         cursor = connection.connection.cursor()
@@ -512,8 +512,7 @@ def _begin_load(engine: Engine, job: _LoadJob) -> _Deferred:
             foreign_keys=_drop_foreign_keys(cursor, _LOADED_TABLES),
         )
         job.user_ids.update(_insert_team(cursor, joined_at=job.now - YEAR - 30 * DAY))
-        # The owner triggers look the lead up per row; the rows carry their owner already.
-        for table, trigger in _OWNER_TRIGGERS.items():
+        for table, trigger in _LOAD_TRIGGERS:
             cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
     return deferred
 
@@ -535,7 +534,7 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
     try:
         with engine.begin() as connection:
             cursor = connection.connection.cursor()
-            for table, trigger in _OWNER_TRIGGERS.items():
+            for table, trigger in _LOAD_TRIGGERS:
                 cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
             # Ids were given explicitly, so the sequences must be moved past them.
             for table in ("leads", "stage_changes", "activities"):
@@ -765,6 +764,7 @@ def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, int]
         connection.commit()
         _copy(cursor, "activities", _ACTIVITY_COLUMNS,
               _activity_rows(simulated, job.user_ids, simulation.rng, first_id=first_activity + 1))
+        cursor.execute(_NOTIFY_REQUESTS, {"first": first_activity + 1, "last": first_activity + activities})
         connection.commit()
         _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS, map(_line, follow_ups))
         connection.commit()
@@ -783,7 +783,7 @@ def _restore_after_failed_load(engine: Engine, deferred: _Deferred) -> None:
         connection.execute(
             text("TRUNCATE users, leads, activities, stage_changes, follow_ups RESTART IDENTITY CASCADE")
         )
-        for table, trigger in _OWNER_TRIGGERS.items():
+        for table, trigger in _LOAD_TRIGGERS:
             connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}"))
         for definition in deferred.indexes:
             connection.execute(text(re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX IF NOT EXISTS ", definition)))
@@ -1263,10 +1263,28 @@ _ACTIVITY_COLUMNS = (
     "id", "lead_id", "kind", "occurred_at", "user_id", "subject", "body", "created_at", "sentiment", "play",
     "owner_id",
 )
-_OWNER_TRIGGERS = {
-    "activities": "activities_owner_from_lead",
-    "stage_changes": "stage_changes_owner_from_lead",
-}
+# Row triggers off while loading, (table, trigger). The owner triggers look the lead up per row; the
+# rows carry their owner already. The request trigger runs for every activity to notify the owner of
+# the few recent pricing and demo requests (a second of a chunk's COPY): each chunk notifies them in
+# one statement instead (_NOTIFY_REQUESTS).
+_LOAD_TRIGGERS = (
+    ("activities", "activities_owner_from_lead"),
+    ("stage_changes", "stage_changes_owner_from_lead"),
+    ("activities", "activities_notify_request"),
+)
+# What crm_notify_request (migration 0023) does for each inserted activity, for a range of them in id
+# order: the owner hears of a pricing or demo request of the last day that someone else logged.
+_NOTIFY_REQUESTS = """
+    SELECT public.crm_notify_user(r.owner_id, r.lead_id, r.kind, r.words)
+      FROM (SELECT l.owner_id, a.lead_id, a.kind,
+                   l.name || coalesce(' (' || nullif(l.company, '') || ')', '')
+                   || CASE a.kind WHEN 'pricing_request' THEN ' asked for pricing' ELSE ' asked for a demo' END AS words
+              FROM activities a JOIN leads l ON l.id = a.lead_id
+             WHERE a.id BETWEEN %(first)s AND %(last)s AND a.kind IN ('pricing_request', 'demo_request')
+               AND a.occurred_at > now() - interval '1 day'
+               AND l.owner_id IS NOT NULL AND a.user_id IS DISTINCT FROM l.owner_id
+             ORDER BY a.id OFFSET 0) r
+"""
 
 
 _FOLLOW_UP_COLUMNS = ("lead_id", "owner_id", "due_at", "note", "created_at", "kind")
