@@ -342,8 +342,9 @@ class _PlayFeatures(NamedTuple):
 
     @classmethod
     def of(cls, lead: _Lead) -> _PlayFeatures:
-        return cls(lead.source is Source.LINKEDIN, lead.company.size in MID_SIZE, lead.company.size > 200,
-                   lead.intent > 0.3, lead.source in (Source.PAID_SEARCH, Source.WEBSITE, Source.COLD_OUTREACH))
+        cool = lead.source in (Source.PAID_SEARCH, Source.WEBSITE, Source.COLD_OUTREACH)
+        size = lead.company.size
+        return cls(lead.source is Source.LINKEDIN, size in MID_SIZE, size > 200, lead.intent > 0.3, cool)
 
 
 _PLAYS = tuple(Play)
@@ -501,8 +502,8 @@ class _Deferred:
 
 def _begin_load(engine: Engine, job: _LoadJob) -> _Deferred:
     """Make the empty tables ready for the bulk load: the team in, the secondary indexes, foreign
-    keys and some row triggers out (_LOAD_TRIGGERS) (committed, so that the workers' connections load without them).
-    Returns what was taken out."""
+    keys and the row triggers of _LOAD_TRIGGERS out (committed, so that the workers' connections load
+    without them). Returns what was taken out."""
     with engine.begin() as connection:
         cursor = connection.connection.cursor()
         # Indexes are built once after the load, far faster than kept up row by row through COPY and
@@ -839,7 +840,8 @@ class _Odds:
     def one(self, rng: random.Random):
         # Exactly the draw rng.choices(options, cum_weights=cumulative)[0] makes (one random()
         # bisected into the cumulative weights), without its per-call checks: drawn ~10 times a lead.
-        return self.options[bisect.bisect(self.cumulative, rng.random() * self.total, 0, len(self.cumulative) - 1)]
+        at = bisect.bisect(self.cumulative, rng.random() * self.total, 0, len(self.cumulative) - 1)
+        return self.options[at]
 
     @property
     def total(self) -> float:
@@ -1278,7 +1280,8 @@ _NOTIFY_REQUESTS = """
     SELECT public.crm_notify_user(r.owner_id, r.lead_id, r.kind, r.words)
       FROM (SELECT l.owner_id, a.lead_id, a.kind,
                    l.name || coalesce(' (' || nullif(l.company, '') || ')', '')
-                   || CASE a.kind WHEN 'pricing_request' THEN ' asked for pricing' ELSE ' asked for a demo' END AS words
+                   || CASE a.kind WHEN 'pricing_request' THEN ' asked for pricing'
+                                  ELSE ' asked for a demo' END AS words
               FROM activities a JOIN leads l ON l.id = a.lead_id
              WHERE a.id BETWEEN %(first)s AND %(last)s AND a.kind IN ('pricing_request', 'demo_request')
                AND a.occurred_at > now() - interval '1 day'
@@ -1348,7 +1351,8 @@ def _timestamp(moment: int | None) -> str | None:
         date = _DATE_OF_DAY[day] = datetime.fromtimestamp(day * DAY, timezone.utc).date().isoformat()
     clock = _TIME_OF_SECOND.get(second)
     if clock is None:
-        clock = _TIME_OF_SECOND[second] = f"T{second // HOUR:02d}:{second // 60 % 60:02d}:{second % 60:02d}+00:00"
+        clock = f"T{second // HOUR:02d}:{second // 60 % 60:02d}:{second % 60:02d}+00:00"
+        _TIME_OF_SECOND[second] = clock
     return date + clock
 
 
@@ -1447,10 +1451,9 @@ def _stage_change_rows(leads: list[_Lead], user_ids: dict[str, int], first_id: i
         for index, (before, after, moment) in enumerate(lead.history):
             stay = stay_of.get(index, _NO_STAY)
             # The lead's arrival was recorded by an integration, every later move by its owner.
-            if before is None:
-                yield f"{change_id}\t{lead.number}\t{_NULL}\t{after}\t{_timestamp(moment)}\t{_NULL}\t{owner}\t{stay}\n"
-            else:
-                yield f"{change_id}\t{lead.number}\t{before}\t{after}\t{_timestamp(moment)}\t{owner}\t{owner}\t{stay}\n"
+            moved_by, before = (_NULL, _NULL) if before is None else (owner, before)
+            yield (f"{change_id}\t{lead.number}\t{before}\t{after}\t{_timestamp(moment)}\t{moved_by}\t"
+                   f"{owner}\t{stay}\n")
             change_id += 1
 
 
