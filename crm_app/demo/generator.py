@@ -30,10 +30,9 @@ would store.
 
 from __future__ import annotations
 
-import csv
+import bisect
 import functools
 import hashlib
-import io
 import itertools
 import json
 import math
@@ -46,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from faker import Faker
 from sqlalchemy import text
@@ -315,22 +314,47 @@ PLAY_WINDOW = 45 * DAY  # as scoring.next_action.MOVE_WINDOW_DAYS: "moved forwar
 MID_SIZE = range(51, 1001)
 
 
-def _play_effect(play: Play, lead: _Lead, stage: Stage, stay_days: float) -> float:
+def _play_effect(play: Play, lead: _PlayFeatures, stage: Stage, stay_days: float) -> float:
     early = stage in (Stage.CONTACTED, Stage.QUALIFIED)
     if play is Play.CASE_STUDY:
-        return 0.9 if early and (lead.source is Source.LINKEDIN or lead.company.size in MID_SIZE) else 0.0
+        return 0.9 if early and (lead.linkedin or lead.mid_size) else 0.0
     if play is Play.DEMO:
-        return 0.8 if stage in (Stage.QUALIFIED, Stage.MEETING) and lead.company.size > 200 else 0.0
+        return 0.8 if stage in (Stage.QUALIFIED, Stage.MEETING) and lead.over_200 else 0.0
     if play is Play.PRICING_CALL:
-        return 0.8 if stage in LATE_STAGES and lead.intent > 0.3 else 0.0
+        return 0.8 if stage in LATE_STAGES and lead.keen else 0.0
     if play is Play.NURTURE_SEQUENCE:
-        cool = lead.source in (Source.PAID_SEARCH, Source.WEBSITE, Source.COLD_OUTREACH)
-        return 0.6 if stage is Stage.CONTACTED and cool else 0.0
+        return 0.6 if stage is Stage.CONTACTED and lead.cool else 0.0
     if play is Play.BREAKUP_EMAIL:
         return 0.9 if stage in (Stage.PROPOSAL, Stage.NEGOTIATION) and stay_days > 14 else 0.0
     # Whitepapers move nobody, and reps reach for them when a deal is going nowhere: leads that
     # got one moved on less often (what a naive look at the history would wrongly credit).
     return -0.5
+
+
+class _PlayFeatures(NamedTuple):
+    """What the plays' effects depend on in a lead."""
+
+    linkedin: bool  # came through LinkedIn
+    mid_size: bool  # company size in MID_SIZE
+    over_200: bool  # more than 200 employees
+    keen: bool  # intent above 0.3
+    cool: bool  # paid search, website or cold outreach
+
+    @classmethod
+    def of(cls, lead: _Lead) -> _PlayFeatures:
+        cool = lead.source in (Source.PAID_SEARCH, Source.WEBSITE, Source.COLD_OUTREACH)
+        size = lead.company.size
+        return cls(lead.source is Source.LINKEDIN, size in MID_SIZE, size > 200, lead.intent > 0.3, cool)
+
+
+_PLAYS = tuple(Play)
+
+
+@functools.lru_cache(maxsize=None)
+def _play_effects(stage: Stage, lead: _PlayFeatures, stuck: bool) -> tuple[float, ...]:
+    """The effect of every play (in _PLAYS order) in a stay of this stage, `stuck` in it for more
+    than 14 days: worked out once per combination (a few hundred; a chunk asks ~340,000 times)."""
+    return tuple(_play_effect(play, lead, stage, 15.0 if stuck else 14.0) for play in _PLAYS)
 
 
 # What a tagged activity says: fixed words, so tagging draws nothing from the main generator.
@@ -478,8 +502,8 @@ class _Deferred:
 
 def _begin_load(engine: Engine, job: _LoadJob) -> _Deferred:
     """Make the empty tables ready for the bulk load: the team in, the secondary indexes, foreign
-    keys and owner triggers out (committed, so that the workers' connections load without them).
-    Returns what was taken out."""
+    keys and the row triggers of _LOAD_TRIGGERS out (committed, so that the workers' connections load
+    without them). Returns what was taken out."""
     with engine.begin() as connection:
         cursor = connection.connection.cursor()
         # Indexes are built once after the load, far faster than kept up row by row through COPY and
@@ -489,8 +513,7 @@ def _begin_load(engine: Engine, job: _LoadJob) -> _Deferred:
             foreign_keys=_drop_foreign_keys(cursor, _LOADED_TABLES),
         )
         job.user_ids.update(_insert_team(cursor, joined_at=job.now - YEAR - 30 * DAY))
-        # The owner triggers look the lead up per row; the rows carry their owner already.
-        for table, trigger in _OWNER_TRIGGERS.items():
+        for table, trigger in _LOAD_TRIGGERS:
             cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
     return deferred
 
@@ -512,7 +535,7 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
     try:
         with engine.begin() as connection:
             cursor = connection.connection.cursor()
-            for table, trigger in _OWNER_TRIGGERS.items():
+            for table, trigger in _LOAD_TRIGGERS:
                 cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
             # Ids were given explicitly, so the sequences must be moved past them.
             for table in ("leads", "stage_changes", "activities"):
@@ -742,8 +765,9 @@ def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, int]
         connection.commit()
         _copy(cursor, "activities", _ACTIVITY_COLUMNS,
               _activity_rows(simulated, job.user_ids, simulation.rng, first_id=first_activity + 1))
+        cursor.execute(_NOTIFY_REQUESTS, {"first": first_activity + 1, "last": first_activity + activities})
         connection.commit()
-        _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS, follow_ups)
+        _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS, map(_line, follow_ups))
         connection.commit()
     finally:
         connection.close()
@@ -760,7 +784,7 @@ def _restore_after_failed_load(engine: Engine, deferred: _Deferred) -> None:
         connection.execute(
             text("TRUNCATE users, leads, activities, stage_changes, follow_ups RESTART IDENTITY CASCADE")
         )
-        for table, trigger in _OWNER_TRIGGERS.items():
+        for table, trigger in _LOAD_TRIGGERS:
             connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}"))
         for definition in deferred.indexes:
             connection.execute(text(re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX IF NOT EXISTS ", definition)))
@@ -794,6 +818,7 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
+@functools.lru_cache(maxsize=4096)  # names come from pools of a few hundred
 def _slug(word: str) -> str:
     return re.sub(r"[^a-z]", "", word.lower())
 
@@ -813,7 +838,14 @@ class _Odds:
         return rng.choices(self.options, cum_weights=self.cumulative, k=k)
 
     def one(self, rng: random.Random):
-        return rng.choices(self.options, cum_weights=self.cumulative)[0]
+        # Exactly the draw rng.choices(options, cum_weights=cumulative)[0] makes (one random()
+        # bisected into the cumulative weights), without its per-call checks: drawn ~10 times a lead.
+        at = bisect.bisect(self.cumulative, rng.random() * self.total, 0, len(self.cumulative) - 1)
+        return self.options[at]
+
+    @property
+    def total(self) -> float:
+        return self.cumulative[-1] + 0.0
 
 
 _SOURCE_ODDS = _Odds.of({source: profile.share for source, profile in SOURCE_PROFILES.items()})
@@ -874,13 +906,18 @@ class _Lead:
 
     @property
     def closed_at(self) -> int | None:
-        return self.stage_entered_at if self.stage.is_closed else None
+        stage, entered = self.history[-1][1], self.history[-1][2]
+        return entered if stage in _CLOSED else None
 
     def entered(self, stage: Stage) -> int | None:
         return next((moment for _, to, moment in self.history if to is stage), None)
 
     def last(self, kinds: Collection[ActivityKind]) -> int | None:
-        return max((moment for moment, kind, _ in self.activities if kind in kinds), default=None)
+        # The activities are kept in time order: the latest of the kinds is the last one found.
+        for moment, kind, _ in reversed(self.activities):
+            if kind in kinds:
+                return moment
+        return None
 
 
 def _hot_share(leads: int) -> int:
@@ -1148,6 +1185,7 @@ class _Simulation:
         if lead.owner is None or len(lead.history) < 2:
             return
         rng = self.play_rng
+        features = _PlayFeatures.of(lead)
         end_of_life = lead.closed_at or self.now
         if lead.sour_replies:
             # Nobody has answered that "no" yet (_turn_sour): no outreach after it.
@@ -1155,20 +1193,19 @@ class _Simulation:
         added = []
         for index in range(1, len(lead.history)):
             _, stage, entered = lead.history[index]
-            if stage.is_closed:
+            if stage in _CLOSED:
                 continue
             following = lead.history[index + 1] if index + 1 < len(lead.history) else None
             left = following[2] if following else None
             moved = None
             if following is not None:
                 forward = following[1] is Stage.WON or (
-                    not following[1].is_closed and OPEN_STAGES.index(following[1]) > OPEN_STAGES.index(stage))
+                    following[1] not in _CLOSED and _OPEN_INDEX[following[1]] > _OPEN_INDEX[stage])
                 moved = forward and left - entered <= PLAY_WINDOW
             until = min(left if left is not None else self.now, end_of_life)
             if until - entered < HOUR:
                 continue
-            for play in Play:
-                effect = _play_effect(play, lead, stage, (until - entered) / DAY)
+            for play, effect in zip(_PLAYS, _play_effects(stage, features, until - entered > 14 * DAY)):
                 if moved is None:
                     odds = PLAY_BASE_RATE
                 elif moved:
@@ -1222,15 +1259,35 @@ _LEAD_COLUMNS = (
 )  # fmt: skip
 # `owner_id` is the lead's owner (migration 0025): written here with the trigger that sets it off
 # for the load (a lookup per row), as the trigger would set it.
-_STAGE_CHANGE_COLUMNS = ("id", "lead_id", "from_stage", "to_stage", "changed_at", "user_id", "owner_id")
+_STAGE_CHANGE_COLUMNS = ("id", "lead_id", "from_stage", "to_stage", "changed_at", "user_id", "owner_id",
+                         "previous_stage", "days_in_previous_stage")
 _ACTIVITY_COLUMNS = (
     "id", "lead_id", "kind", "occurred_at", "user_id", "subject", "body", "created_at", "sentiment", "play",
     "owner_id",
 )
-_OWNER_TRIGGERS = {
-    "activities": "activities_owner_from_lead",
-    "stage_changes": "stage_changes_owner_from_lead",
-}
+# Row triggers off while loading, (table, trigger). The owner triggers look the lead up per row; the
+# rows carry their owner already. The request trigger runs for every activity to notify the owner of
+# the few recent pricing and demo requests (a second of a chunk's COPY): each chunk notifies them in
+# one statement instead (_NOTIFY_REQUESTS).
+_LOAD_TRIGGERS = (
+    ("activities", "activities_owner_from_lead"),
+    ("stage_changes", "stage_changes_owner_from_lead"),
+    ("activities", "activities_notify_request"),
+)
+# What crm_notify_request (migration 0023) does for each inserted activity, for a range of them in id
+# order: the owner hears of a pricing or demo request of the last day that someone else logged.
+_NOTIFY_REQUESTS = """
+    SELECT public.crm_notify_user(r.owner_id, r.lead_id, r.kind, r.words)
+      FROM (SELECT l.owner_id, a.lead_id, a.kind,
+                   l.name || coalesce(' (' || nullif(l.company, '') || ')', '')
+                   || CASE a.kind WHEN 'pricing_request' THEN ' asked for pricing'
+                                  ELSE ' asked for a demo' END AS words
+              FROM activities a JOIN leads l ON l.id = a.lead_id
+             WHERE a.id BETWEEN %(first)s AND %(last)s AND a.kind IN ('pricing_request', 'demo_request')
+               AND a.occurred_at > now() - interval '1 day'
+               AND l.owner_id IS NOT NULL AND a.user_id IS DISTINCT FROM l.owner_id
+             ORDER BY a.id OFFSET 0) r
+"""
 
 
 _FOLLOW_UP_COLUMNS = ("lead_id", "owner_id", "due_at", "note", "created_at", "kind")
@@ -1283,17 +1340,24 @@ def _lost_reasons(leads: list[_Lead], rng: random.Random) -> dict[int, str]:
 
 
 def _timestamp(moment: int | None) -> str | None:
-    """ISO 8601 in UTC, as datetime.isoformat() writes it, built from a cached date (the load
-    writes tens of millions of moments, and a datetime per moment is a third of the row cost)."""
+    """ISO 8601 in UTC, as datetime.isoformat() writes it, from a cached date and a cached time of day
+    (the load writes tens of millions of moments: a datetime per moment was a third of the row cost,
+    and formatting the time of day each time another sixth)."""
     if moment is None:
         return None
     day, second = divmod(moment, DAY)
-    return f"{_date_of_day(day)}T{second // HOUR:02d}:{second // 60 % 60:02d}:{second % 60:02d}+00:00"
+    date = _DATE_OF_DAY.get(day)
+    if date is None:
+        date = _DATE_OF_DAY[day] = datetime.fromtimestamp(day * DAY, timezone.utc).date().isoformat()
+    clock = _TIME_OF_SECOND.get(second)
+    if clock is None:
+        clock = f"T{second // HOUR:02d}:{second // 60 % 60:02d}:{second % 60:02d}+00:00"
+        _TIME_OF_SECOND[second] = clock
+    return date + clock
 
 
-@functools.lru_cache(maxsize=4096)
-def _date_of_day(day: int) -> str:
-    return datetime.fromtimestamp(day * DAY, timezone.utc).date().isoformat()
+_DATE_OF_DAY: dict[int, str] = {}  # a day since the epoch -> "2026-12-03"
+_TIME_OF_SECOND: dict[int, str] = {}  # a second of the day -> "T17:05:00+00:00" (at most 86,400 of them)
 
 
 def _insert_team(cursor, *, joined_at: int) -> dict[str, int]:
@@ -1332,112 +1396,161 @@ def _owner_id(lead: _Lead, user_ids: dict[str, int]) -> int | None:
     return user_ids[lead.owner.email] if lead.owner else None
 
 
-def _lead_rows(leads: list[_Lead], user_ids: dict[str, int], lost_reasons: dict[int, str]) -> Iterator[tuple]:
+# Rows go to COPY in its text format, each line written by one f-string: through csv.writer, with
+# a tuple per row, the formatting cost as much as drawing the data. In the text format a field
+# needs escaping only where it holds a backslash, tab, newline or carriage return; NULL is \N.
+_NULL = "\\N"
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _field(value: str | None) -> str:
+    """A text value as a field of COPY's text format."""
+    if value is None:
+        return _NULL
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+def _line(row: Sequence) -> str:
+    """Any row as a line of COPY's text format (for the small tables; the big ones write theirs inline)."""
+    return "\t".join(_NULL if value is None else _field(str(value)) for value in row) + "\n"
+
+
+def _lead_rows(leads: list[_Lead], user_ids: dict[str, int], lost_reasons: dict[int, str]) -> Iterator[str]:
     # Score, tier and reasons keep their defaults (0, cold, none) until rescoring fills them in.
     for lead in leads:
         # The same definition log_activity keeps: the last engagement the rubric counts.
         last_activity_at = lead.last(ENGAGEMENT_KINDS)
-        custom_fields = (
-            {"industry": lead.company.industry, "country": lead.company.country} if lead.enriched else {}
-        )
+        company = lead.company
+        custom_fields = {"industry": company.industry, "country": company.country} if lead.enriched else {}
+        owner_id = _owner_id(lead, user_ids)
+        stage, entered = lead.history[-1][1], lead.history[-1][2]
         yield (
-            lead.number,
-            lead.name,
-            lead.email,
-            lead.phone,
-            lead.title,
-            lead.company.name,
-            lead.company.size,
-            lead.source.value,
-            lead.stage.value,
-            _owner_id(lead, user_ids),
-            lead.deal_value,
-            _timestamp(lead.created_at),
-            _timestamp(max(lead.stage_entered_at, lead.activities[-1][0])),
-            _timestamp(lead.stage_entered_at),
-            _timestamp(lead.closed_at),
-            _timestamp(last_activity_at),
-            _timestamp(lead.last(CONTACT_KINDS)),
-            json.dumps(custom_fields),
-            lost_reasons.get(lead.number),
+            f"{lead.number}\t{_field(lead.name)}\t{_field(lead.email)}\t{_field(lead.phone)}\t"
+            f"{_field(lead.title)}\t{_field(company.name)}\t{company.size}\t{lead.source}\t{stage}\t"
+            f"{_NULL if owner_id is None else owner_id}\t{lead.deal_value}\t{_timestamp(lead.created_at)}\t"
+            f"{_timestamp(max(entered, lead.activities[-1][0]))}\t{_timestamp(entered)}\t"
+            f"{_timestamp(entered) if stage in _CLOSED else _NULL}\t{_timestamp(last_activity_at) or _NULL}\t"
+            f"{_timestamp(lead.last(CONTACT_KINDS)) or _NULL}\t{_field(json.dumps(custom_fields))}\t"
+            f"{_field(lost_reasons.get(lead.number))}\n"
         )
 
 
-def _stage_change_rows(leads: list[_Lead], user_ids: dict[str, int], first_id: int = 1) -> Iterator[tuple]:
-    change_id = itertools.count(first_id)
+def _stage_change_rows(leads: list[_Lead], user_ids: dict[str, int], first_id: int = 1) -> Iterator[str]:
+    change_id = first_id
     for lead in leads:
         owner_id = _owner_id(lead, user_ids)
-        for before, after, moment in lead.history:
+        owner = _NULL if owner_id is None else str(owner_id)
+        # Each change carries the stay it ended (the stage before and the days spent in it), as the
+        # history trigger (crm_analytics_history) would write them: it then has no row to correct,
+        # where it used to rewrite every stage change of the chunk a second time.
+        stays = sorted((moment, index, after) for index, (_, after, moment) in enumerate(lead.history))
+        stay_of = {}
+        for (entered, _, stage), (left, index, _) in zip(stays, stays[1:]):
+            stay_of[index] = f"{stage}\t{_days_in_stage(left - entered)}"
+        for index, (before, after, moment) in enumerate(lead.history):
+            stay = stay_of.get(index, _NO_STAY)
             # The lead's arrival was recorded by an integration, every later move by its owner.
-            user_id = owner_id if before is not None else None
-            yield (next(change_id), lead.number, before, after.value, _timestamp(moment), user_id, owner_id)
+            moved_by, before = (_NULL, _NULL) if before is None else (owner, before)
+            yield (f"{change_id}\t{lead.number}\t{before}\t{after}\t{_timestamp(moment)}\t{moved_by}\t"
+                   f"{owner}\t{stay}\n")
+            change_id += 1
+
+
+_NO_STAY = f"{_NULL}\t{_NULL}"
+
+
+def _days_in_stage(seconds: int) -> str:
+    """`seconds` in days as the history trigger stores them: PostgreSQL's
+    `extract(epoch FROM interval) / 86400.0`, a numeric whose scale follows numeric division's rule
+    (at least 16 significant digits; select_div_scale), rounded half up. Equal text, not only an equal
+    value, so that the rows are what the trigger would have written (checked against the server for
+    240,000 spans from 0 s to 30 years)."""
+    # The weight (position) and value of the dividend's leading base-10,000 digit; 0 and 0 for zero.
+    weight = (len(str(seconds)) - 1) // 4
+    first = seconds // 10_000**weight
+    # The divisor 86400.0 has weight 1 and leading digit 8.
+    scale = max(16 - 4 * (weight - 1 - (first <= 8)), 6)
+    quotient, remainder = divmod(seconds * 10**scale, DAY)
+    quotient += 2 * remainder >= DAY
+    whole, fraction = divmod(quotient, 10**scale)
+    return f"{whole}.{fraction:0{scale}d}"
+
+
+_MESSAGE_KIND_SET = frozenset({ActivityKind.EMAIL_RECEIVED, ActivityKind.NOTE})  # risk.MESSAGE_KINDS
 
 
 def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Random,
-                   first_id: int = 1) -> Iterator[tuple]:
-    activity_id = itertools.count(first_id)
+                   first_id: int = 1) -> Iterator[str]:
+    activity_id = first_id
+    email_sent, email_received, note = ActivityKind.EMAIL_SENT, ActivityKind.EMAIL_RECEIVED, ActivityKind.NOTE
+    call, meeting = ActivityKind.CALL, ActivityKind.MEETING
     for lead in leads:
         owner_id = _owner_id(lead, user_ids)
+        owner = _NULL if owner_id is None else str(owner_id)
+        number = lead.number
         names = {
             "first": lead.name.split()[0],
             "company": lead.company.name,
             "rep": lead.owner.first_name if lead.owner else "team",
         }
+        who = (lead.name, lead.company.name)
         tone_odds = _TONE_ODDS[lead.outlook]
         last_reply = None
         if lead.outlook == "lost":
-            replies = [i for i, (_, k, _) in enumerate(lead.activities) if k is ActivityKind.EMAIL_RECEIVED]
+            replies = [i for i, (_, k, _) in enumerate(lead.activities) if k is email_received]
             last_reply = replies[-1] if replies else None
         for index, (moment, kind, play) in enumerate(lead.activities):
             subject = body = None
             if play:
                 # Fixed words, no draw: the other rows' random choices stay as they were.
-                subject, body = PLAY_WORDS[(Play(play), kind)]
-            elif kind is ActivityKind.EMAIL_SENT:
+                subject, body = PLAY_WORDS[(_PLAY_OF[play], kind)]
+            elif kind is email_sent:
                 subject, body = rng.choice(OUTREACH_EMAILS)
-            elif kind is ActivityKind.EMAIL_RECEIVED or kind is ActivityKind.NOTE:
-                if kind is ActivityKind.EMAIL_RECEIVED and moment in lead.sour_replies:
+            elif kind is email_received or kind is note:
+                if kind is email_received and moment in lead.sour_replies:
                     tone = "negative"
                 elif index == last_reply and rng.random() < LOST_LAST_REPLY_NEGATIVE:
                     tone = "negative"
                 else:
                     tone = tone_odds.one(rng)
-                subject, body = rng.choice((REPLIES if kind is ActivityKind.EMAIL_RECEIVED else NOTES)[tone])
-            elif kind is ActivityKind.CALL:
+                subject, body = rng.choice((REPLIES if kind is email_received else NOTES)[tone])
+            elif kind is call:
                 subject = rng.choice(CALL_SUBJECTS)
-            elif kind is ActivityKind.MEETING:
+            elif kind is meeting:
                 subject = rng.choice(MEETING_SUBJECTS)
             occurred_at = _timestamp(moment)
-            body = body and body.format(**names)
+            if body:
+                body = body.format(**names)
+            # As log_activity stores it: a tone for a reply or note, none for anything else.
+            sentiment = message_sentiment(kind, body, who) if kind in _MESSAGE_KIND_SET else None
             yield (
-                next(activity_id),
-                lead.number,
-                kind.value,
-                occurred_at,
-                owner_id if kind in REP_KINDS else None,
-                subject and subject.format(**names),
-                body,
-                occurred_at,  # logged as it happened
-                message_sentiment(kind, body, (lead.name, lead.company.name)),  # as log_activity stores it
-                play or None,
-                owner_id,
+                f"{activity_id}\t{number}\t{kind}\t{occurred_at}\t{owner if kind in REP_KINDS else _NULL}\t"
+                f"{_NULL if subject is None else _field(subject.format(**names))}\t{_field(body)}\t"
+                f"{occurred_at}\t"  # logged as it happened
+                f"{_NULL if sentiment is None else sentiment}\t{play or _NULL}\t{owner}\n"
             )
+            activity_id += 1
 
 
-class _CsvStream:
-    """A file-like source of CSV text for COPY that writes the next block only when asked, so
+_PLAY_OF = {play.value: play for play in Play}
+# Stage.is_closed and OPEN_STAGES.index as lookups: asked hundreds of thousands of times a chunk.
+_CLOSED = frozenset(stage for stage in Stage if stage.is_closed)
+_OPEN_INDEX = {stage: index for index, stage in enumerate(OPEN_STAGES)}
+
+
+class _CopyStream:
+    """A file-like source of COPY text that writes the next block of lines only when asked, so
     PostgreSQL stores one block while Python writes the next, and no table is held as text."""
 
     BLOCK_ROWS = 5000
 
-    def __init__(self, rows: Iterable[Sequence]) -> None:
-        self._rows = iter(rows)
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
 
     def read(self, size: int = -1) -> str:
-        # COPY passes a size hint; a block of whole rows of any length is fine by it. Empty = done.
-        block = io.StringIO()
-        csv.writer(block, lineterminator="\n").writerows(itertools.islice(self._rows, self.BLOCK_ROWS))
-        return block.getvalue()
+        # COPY passes a size hint; a block of whole lines of any length is fine by it. Empty = done.
+        return "".join(itertools.islice(self._lines, self.BLOCK_ROWS))
 
 
 # Kept while loading: what the scoring in the load reads by (besides primary keys and constraints).
@@ -1493,6 +1606,6 @@ def _drop_foreign_keys(cursor, tables: Sequence[str]) -> list[str]:
     return [f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}' for table, name, definition in dropped]
 
 
-def _copy(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
-    """Bulk-insert rows with COPY; None becomes NULL (an unquoted empty CSV field)."""
-    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", _CsvStream(rows))
+def _copy(cursor, table: str, columns: Sequence[str], lines: Iterable[str]) -> None:
+    """Bulk-insert lines of COPY's text format (`_field`, `_line`)."""
+    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", _CopyStream(lines))
