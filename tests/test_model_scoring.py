@@ -19,7 +19,7 @@ from crm_app.scoring import ActivityFact, LeadFacts, tier_for
 from crm_app.scoring.calibration import IsotonicCalibrator, PlattCalibrator
 from crm_app.scoring.evaluation import calibration_table, pr_auc, roc_auc, top_share_win_rate
 from crm_app.scoring.features import ACTIVITY_KINDS, FeatureSpec
-from crm_app.scoring.model import BASELINE_TEXT, OTHER_MAX_POINTS, OTHER_TEXT, ModelScoringEngine, apportion
+from crm_app.scoring.model import BASELINE_TEXT, OTHER_MAX_POINTS, OTHER_TEXT, ModelScoringEngine, _classes, apportion
 from crm_app.scoring.training import LabeledLead, NotEnoughHistory, fit_scoring_model
 
 NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
@@ -158,6 +158,21 @@ def test_treeshap_by_classes_of_rows_equals_treeshap_row_by_row(trained, open_le
     for rows in (features, engine.spec.no_activity(features), on_splits):
         assert np.array_equal(engine.contributions(rows), engine._tree_shap(rows))  # noqa: SLF001
         assert np.array_equal(trained.engine.contributions(rows), engine._tree_shap(rows))  # noqa: SLF001
+
+
+@given(st.lists(st.lists(st.integers(-1, 3), min_size=1, max_size=1), min_size=1, max_size=60),
+       st.integers(1, 40), st.integers(0, 2**20))
+def test_rows_of_equal_sides_are_one_class_and_no_other(cells, columns, width) -> None:
+    # The classes TreeSHAP runs once for: two rows share one exactly when they agree at every split
+    # (also past an int64 key: wide columns make the numbering rank its key midway).
+    rng = np.random.default_rng(len(cells) * columns + width)
+    base = np.array(cells, dtype=np.int32).reshape(-1, 1)
+    sides = np.where(rng.random((len(cells), columns)) < 0.5, base, rng.integers(-1, 3, (len(cells), columns)))
+    sides[:, 0] = np.where(sides[:, 0] < 0, -1, np.minimum(sides[:, 0] * width, 2**30))
+    sides = sides.astype(np.int32)
+    first, inverse = _classes(sides)
+    assert np.array_equal(sides[first][inverse], sides)  # each row is its class's row
+    assert len({row.tobytes() for row in sides}) == first.size  # and distinct rows are apart
 
 
 def test_a_score_holds_until_its_valid_until(trained, open_leads) -> None:
