@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Source
-from crm_app.scoring import ActivityFact, LeadFacts, tier_for
+from crm_app.scoring import ActivityFact, LeadFacts, Reason, tier_for
 from crm_app.scoring.calibration import IsotonicCalibrator, PlattCalibrator
 from crm_app.scoring.evaluation import calibration_table, pr_auc, roc_auc, top_share_win_rate
 from crm_app.scoring.features import ACTIVITY_KINDS, FeatureSpec
@@ -173,6 +173,18 @@ def test_rows_of_equal_sides_are_one_class_and_no_other(cells, columns, width) -
     first, inverse = _classes(sides)
     assert np.array_equal(sides[first][inverse], sides)  # each row is its class's row
     assert len({row.tobytes() for row in sides}) == first.size  # and distinct rows are apart
+
+
+@given(st.lists(st.tuples(st.integers(-100, 100), st.text(), st.text(max_size=12)), max_size=8))
+def test_stored_reasons_are_the_json_of_their_dicts(reasons) -> None:
+    # Training writes each closed deal's reasons as text for the COPY; a reader parses what
+    # json.dumps of the dicts would have written (quotes, backslashes, accents, emoji included).
+    import json
+
+    from crm_app.services.model_training import _reasons_json
+
+    listed = [Reason(points, text, key) for points, text, key in reasons]
+    assert _reasons_json(listed) == json.dumps([{**r.as_dict(), "key": r.key} for r in listed])
 
 
 def test_a_score_holds_until_its_valid_until(trained, open_leads) -> None:

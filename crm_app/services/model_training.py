@@ -18,11 +18,12 @@ import csv
 import gc
 import io
 import json
+import json.encoder
 import logging
 import queue
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +35,7 @@ from sqlmodel import Session
 
 from crm_app.db.models import ScoringModel, utcnow
 from crm_app.domain import ActivityKind, Stage
-from crm_app.scoring.engine import ActivityFact, LeadFacts
+from crm_app.scoring.engine import ActivityFact, LeadFacts, Reason
 from crm_app.scoring.evaluation import Evaluation
 from crm_app.scoring.features import ACTIVITY_KINDS, ACTIVITY_ORDER, group_title, open_life_moment
 from crm_app.scoring.model import ModelScoringEngine, OutdatedModel
@@ -96,6 +97,7 @@ class ModelRow:
 
 _CLOSED = f"l.stage IN ('{Stage.WON.value}', '{Stage.LOST.value}') AND l.closed_at IS NOT NULL AND l.closed_at <= :now"
 _KINDS = {kind.value: kind for kind in ActivityKind}
+_json_text = json.encoder.encode_basestring_ascii  # a str as json.dumps writes it (quoted, ASCII)
 
 
 def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False,
@@ -440,8 +442,7 @@ def _store_out_of_fold(session: Session, model_id: int, result: TrainingResult) 
                 lead_id = result.ordered[i].lead_id
                 if lead_id:
                     # With each reason's fact key (not kept on leads), so a blend shows one line per fact.
-                    out.writerow((model_id, lead_id, r.score, r.tier.value,
-                                  json.dumps([{**x.as_dict(), "key": x.key} for x in r.reasons]), "t"))
+                    out.writerow((model_id, lead_id, r.score, r.tier.value, _reasons_json(r.reasons), "t"))
                     stored += 1
             if not feed.put(buffer.getvalue()):
                 break  # the COPY failed: raised below
@@ -454,6 +455,16 @@ def _store_out_of_fold(session: Session, model_id: int, result: TrainingResult) 
     if failed:
         raise failed[0]
     return stored
+
+
+def _reasons_json(reasons: Sequence[Reason]) -> str:
+    """json.dumps([{**r.as_dict(), "key": r.key} for r in reasons]), the same text (default separators,
+    ASCII), written without a dict per reason: a closed deal's stored reasons with each fact's key
+    (not kept on leads), so a blend shows one line per fact. A tenth of the out-of-fold step's CPU
+    went to json.dumps of 100,000 deals' small dicts."""
+    return "[" + ", ".join(
+        f'{{"points": {int(r.points)}, "text": {_json_text(r.text)}, "key": {_json_text(r.key)}}}' for r in reasons
+    ) + "]"
 
 
 class _CopyFeed:
