@@ -3,6 +3,7 @@ the measures, storing and loading, and facts from after the outcome kept out."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import replace
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm_app.domain import ActivityKind as K
@@ -21,6 +22,7 @@ from crm_app.scoring.evaluation import calibration_table, pr_auc, roc_auc, top_s
 from crm_app.scoring.features import ACTIVITY_KINDS, FeatureSpec
 from crm_app.scoring.model import BASELINE_TEXT, OTHER_MAX_POINTS, OTHER_TEXT, ModelScoringEngine, _classes, apportion
 from crm_app.scoring.training import LabeledLead, NotEnoughHistory, fit_scoring_model
+from crm_app.services.model_training import _reasons_json
 
 NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
 START = NOW - timedelta(days=400)
@@ -160,6 +162,7 @@ def test_treeshap_by_classes_of_rows_equals_treeshap_row_by_row(trained, open_le
         assert np.array_equal(trained.engine.contributions(rows), engine._tree_shap(rows))  # noqa: SLF001
 
 
+@settings(deadline=None)
 @given(st.lists(st.lists(st.integers(-1, 3), min_size=1, max_size=1), min_size=1, max_size=60),
        st.integers(1, 40), st.integers(0, 2**20))
 def test_rows_of_equal_sides_are_one_class_and_no_other(cells, columns, width) -> None:
@@ -175,14 +178,11 @@ def test_rows_of_equal_sides_are_one_class_and_no_other(cells, columns, width) -
     assert len({row.tobytes() for row in sides}) == first.size  # and distinct rows are apart
 
 
+@settings(deadline=None)  # a busy shared machine
 @given(st.lists(st.tuples(st.integers(-100, 100), st.text(), st.text(max_size=12)), max_size=8))
 def test_stored_reasons_are_the_json_of_their_dicts(reasons) -> None:
     # Training writes each closed deal's reasons as text for the COPY; a reader parses what
     # json.dumps of the dicts would have written (quotes, backslashes, accents, emoji included).
-    import json
-
-    from crm_app.services.model_training import _reasons_json
-
     listed = [Reason(points, text, key) for points, text, key in reasons]
     assert _reasons_json(listed) == json.dumps([{**r.as_dict(), "key": r.key} for r in listed])
 
