@@ -640,10 +640,11 @@ def _preview_open_leads(engine: ModelScoringEngine, found: _OpenLeadActivity, no
     parsed: dict[str | None, dict[str, Any]] = {}  # each distinct custom-fields text parsed once
     for start in range(0, len(leads), batch_size):
         part = slice(start, start + batch_size)
-        facts = [LeadFacts(company_size=r[1], source=r[2],
-                           custom_fields=_fields(r[3], parsed) if with_fields else {})
-                 for r in leads[part]]
-        probability = engine.probabilities(engine.spec.matrix_of_counts(facts, counts[part], latest[part], now))
+        rows = leads[part]
+        matrix = engine.spec.matrix_of_columns([r[2] for r in rows], [r[1] for r in rows],
+                                               [_fields(r[3], parsed) for r in rows] if with_fields else None,
+                                               counts[part], latest[part], now)
+        probability = engine.probabilities(matrix)
         scores[part] = np.clip(np.floor(100 * probability + 0.5), 0, 100).astype(int)
     return list(zip(ids.tolist(), scores.tolist()))
 
