@@ -162,6 +162,20 @@ def test_treeshap_by_classes_of_rows_equals_treeshap_row_by_row(trained, open_le
         assert np.array_equal(trained.engine.contributions(rows), engine._tree_shap(rows))  # noqa: SLF001
 
 
+def test_in_place_margins_are_xgboosts_on_a_dmatrix(trained, open_leads) -> None:
+    # The engine predicts in place (no DMatrix built): the same log-odds to the bit, unknowns included,
+    # and from a model read back from storage as from the trained one.
+    from crm_app.scoring.model import dmatrix
+
+    features = trained.engine.spec.matrix(open_leads, NOW)
+    features[::5, 7] = np.nan
+    for engine in (trained.engine, ModelScoringEngine.from_bytes(trained.engine.to_bytes())):
+        expected = engine.booster.predict(dmatrix(features), output_margin=True).astype(float)
+        assert engine.margins(features).tobytes() == expected.tobytes()
+        assert engine.margins(features[::-2]).tobytes() == expected[::-2].tobytes()  # a strided view
+    assert trained.engine.margins(features[:0]).size == 0
+
+
 @settings(deadline=None)
 @given(st.lists(st.lists(st.integers(-1, 3), min_size=1, max_size=1), min_size=1, max_size=60),
        st.integers(1, 40), st.integers(0, 2**20))

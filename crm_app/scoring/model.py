@@ -256,8 +256,13 @@ class ModelScoringEngine:
     # --- Numbers -------------------------------------------------------------------------------
 
     def margins(self, features: np.ndarray) -> np.ndarray:
-        """The model's raw log-odds for rows of features."""
-        return self.booster.predict(dmatrix(features), output_margin=True).astype(float)
+        """The model's raw log-odds for rows of features: XGBoost's in-place prediction, the numbers of
+        `predict` on a DMatrix to the bit (compared) without building one (at a million leads the
+        preview's 480,000 rows and the out-of-fold steps spent a fifth of their prediction on that)."""
+        rows = np.ascontiguousarray(features)
+        if len(rows) == 0:
+            return np.zeros(0)
+        return self.booster.inplace_predict(rows, predict_type="margin", missing=np.nan).astype(float)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Calibrated P(won) for rows of features."""
