@@ -114,7 +114,8 @@ def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False
     rows = session.execute(
         text(
             f"""
-            SELECT l.id, l.company_size, l.source, l.custom_fields, l.created_at, l.closed_at, l.stage
+            SELECT l.id, l.company_size, l.source, l.custom_fields::text AS custom_fields, l.created_at,
+                   l.closed_at, l.stage
               FROM ({closed}) l
              ORDER BY l.closed_at, l.id
             """
@@ -146,13 +147,16 @@ def load_closed_leads(session: Session, *, now: datetime, at_close: bool = False
             )
             for lead_id, kind, occurred_at in cursor:
                 activities[lead_id].append(ActivityFact(_KINDS[kind], occurred_at))
+    # Custom fields come as text, parsed once per distinct text: leads with the same values share one
+    # dict (read only, like all facts), so features compute each one's values once (FeatureSpec.matrix).
+    parsed: dict[str | None, dict[str, Any]] = {}
     return [
         LabeledLead(
             facts=LeadFacts(
                 company_size=row.company_size,
                 source=row.source,
                 activities=tuple(activities.get(row.id, ())),
-                custom_fields=row.custom_fields or {},
+                custom_fields=_fields(row.custom_fields, parsed),
             ),
             closed_at=row.closed_at,
             won=row.stage == Stage.WON.value,
@@ -652,7 +656,7 @@ def _preview_open_leads(engine: ModelScoringEngine, found: _OpenLeadActivity, no
 def _fields(text_value: str | None, parsed: dict[str | None, dict[str, Any]]) -> dict[str, Any]:
     fields = parsed.get(text_value)
     if fields is None:
-        fields = parsed[text_value] = json.loads(text_value) if text_value else {}
+        fields = parsed[text_value] = (json.loads(text_value) if text_value else None) or {}  # JSON null too
     return fields
 
 
