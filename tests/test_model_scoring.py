@@ -198,7 +198,7 @@ def test_stored_reasons_are_the_json_of_their_dicts(reasons) -> None:
     # Training writes each closed deal's reasons as text for the COPY; a reader parses what
     # json.dumps of the dicts would have written (quotes, backslashes, accents, emoji included).
     listed = [Reason(points, text, key) for points, text, key in reasons]
-    assert _reasons_json(listed) == json.dumps([{**r.as_dict(), "key": r.key} for r in listed])
+    assert _reasons_json(reasons) == json.dumps([{**r.as_dict(), "key": r.key} for r in listed])
 
 
 def test_a_score_holds_until_its_valid_until(trained, open_leads) -> None:

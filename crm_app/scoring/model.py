@@ -82,12 +82,17 @@ class Explanation:
     valid_until: datetime | None
 
     def result(self) -> ScoreResult:
-        reasons = [Reason(self.baseline, BASELINE_TEXT, "baseline")] if self.baseline else []
+        return ScoreResult(score=self.score, tier=tier_for(self.score),
+                           reasons=tuple(Reason(*reason) for reason in self.reason_parts()),
+                           valid_until=self.valid_until)
+
+    def reason_parts(self) -> list[tuple[int, str, str]]:
+        """The result's reasons as (points, text, key), without making them (training stores 100,000
+        deals' reasons as text: services/model_training._reasons_json)."""
+        reasons = [(self.baseline, BASELINE_TEXT, "baseline")] if self.baseline else []
         # A pricing or demo request is named even when the model gives it no points.
-        reasons += [Reason(f.points, f.text, f.key) for f in self.factors if f.points or f.key in _LISTED_KEYS]
-        return ScoreResult(
-            score=self.score, tier=tier_for(self.score), reasons=tuple(reasons), valid_until=self.valid_until
-        )
+        reasons += [(f.points, f.text, f.key) for f in self.factors if f.points or f.key in _LISTED_KEYS]
+        return reasons
 
 
 class OutdatedModel(ValueError):

@@ -35,7 +35,7 @@ from sqlmodel import Session
 
 from crm_app.db.models import ScoringModel, utcnow
 from crm_app.domain import ActivityKind, Stage
-from crm_app.scoring.engine import ActivityFact, LeadFacts, Reason
+from crm_app.scoring.engine import ActivityFact, LeadFacts, tier_for
 from crm_app.scoring.evaluation import Evaluation
 from crm_app.scoring.features import ACTIVITY_KINDS, ACTIVITY_ORDER, group_title, open_life_moment
 from crm_app.scoring.model import ModelScoringEngine, OutdatedModel
@@ -439,14 +439,19 @@ def _store_out_of_fold(session: Session, model_id: int, result: TrainingResult) 
     try:
         # Batches of up to a fold (at 100,000 deals): each batch's TreeSHAP runs tree by tree once
         # per class of rows, so fewer, larger batches cost less (40,000 rows: -25% CPU against 10,000s).
-        for part, results in result.honest_batches(20_000):
+        for part, explained in result.honest_explanations(20_000):
             buffer = io.StringIO()
             out = csv.writer(buffer)
-            for i, r in zip(part.tolist(), results):
+            for i, e in zip(part.tolist(), explained):
                 lead_id = result.ordered[i].lead_id
                 if lead_id:
-                    # With each reason's fact key (not kept on leads), so a blend shows one line per fact.
-                    out.writerow((model_id, lead_id, r.score, r.tier.value, _reasons_json(r.reasons), "t"))
+                    # Each result's score, tier and reasons (Explanation.result), written without
+                    # making it; with each reason's fact key (not kept on leads), so a blend shows one
+                    # line per fact.
+                    reasons = e.reason_parts()
+                    if sum(points for points, _, _ in reasons) != e.score:
+                        raise ValueError("the points of the reasons must add up to the score")
+                    out.writerow((model_id, lead_id, e.score, tier_for(e.score).value, _reasons_json(reasons), "t"))
                     stored += 1
             if not feed.put(buffer.getvalue()):
                 break  # the COPY failed: raised below
@@ -461,13 +466,14 @@ def _store_out_of_fold(session: Session, model_id: int, result: TrainingResult) 
     return stored
 
 
-def _reasons_json(reasons: Sequence[Reason]) -> str:
-    """json.dumps([{**r.as_dict(), "key": r.key} for r in reasons]), the same text (default separators,
-    ASCII), written without a dict per reason: a closed deal's stored reasons with each fact's key
-    (not kept on leads), so a blend shows one line per fact. A tenth of the out-of-fold step's CPU
-    went to json.dumps of 100,000 deals' small dicts."""
+def _reasons_json(reasons: Sequence[tuple[int, str, str]]) -> str:
+    """json.dumps([{**Reason(*r).as_dict(), "key": r[2]} for r in reasons]), the same text (default
+    separators, ASCII), written without a dict per reason: a closed deal's stored reasons with each
+    fact's key (not kept on leads), so a blend shows one line per fact. A tenth of the out-of-fold
+    step's CPU went to json.dumps of 100,000 deals' small dicts."""
     return "[" + ", ".join(
-        f'{{"points": {int(r.points)}, "text": {_json_text(r.text)}, "key": {_json_text(r.key)}}}' for r in reasons
+        f'{{"points": {int(points)}, "text": {_json_text(text)}, "key": {_json_text(key)}}}'
+        for points, text, key in reasons
     ) + "]"
 
 
