@@ -3,6 +3,7 @@ the measures, storing and loading, and facts from after the outcome kept out."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import replace
@@ -10,17 +11,18 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm_app.domain import ActivityKind as K
 from crm_app.domain import Source
-from crm_app.scoring import ActivityFact, LeadFacts, tier_for
+from crm_app.scoring import ActivityFact, LeadFacts, Reason, tier_for
 from crm_app.scoring.calibration import IsotonicCalibrator, PlattCalibrator
 from crm_app.scoring.evaluation import calibration_table, pr_auc, roc_auc, top_share_win_rate
 from crm_app.scoring.features import ACTIVITY_KINDS, FeatureSpec
-from crm_app.scoring.model import BASELINE_TEXT, OTHER_MAX_POINTS, OTHER_TEXT, ModelScoringEngine, apportion
+from crm_app.scoring.model import BASELINE_TEXT, OTHER_MAX_POINTS, OTHER_TEXT, ModelScoringEngine, _classes, apportion
 from crm_app.scoring.training import LabeledLead, NotEnoughHistory, fit_scoring_model
+from crm_app.services.model_training import _reasons_json
 
 NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
 START = NOW - timedelta(days=400)
@@ -158,6 +160,45 @@ def test_treeshap_by_classes_of_rows_equals_treeshap_row_by_row(trained, open_le
     for rows in (features, engine.spec.no_activity(features), on_splits):
         assert np.array_equal(engine.contributions(rows), engine._tree_shap(rows))  # noqa: SLF001
         assert np.array_equal(trained.engine.contributions(rows), engine._tree_shap(rows))  # noqa: SLF001
+
+
+def test_in_place_margins_are_xgboosts_on_a_dmatrix(trained, open_leads) -> None:
+    # The engine predicts in place (no DMatrix built): the same log-odds to the bit, unknowns included,
+    # and from a model read back from storage as from the trained one.
+    from crm_app.scoring.model import dmatrix
+
+    features = trained.engine.spec.matrix(open_leads, NOW)
+    features[::5, 7] = np.nan
+    for engine in (trained.engine, ModelScoringEngine.from_bytes(trained.engine.to_bytes())):
+        expected = engine.booster.predict(dmatrix(features), output_margin=True).astype(float)
+        assert engine.margins(features).tobytes() == expected.tobytes()
+        assert engine.margins(features[::-2]).tobytes() == expected[::-2].tobytes()  # a strided view
+    assert trained.engine.margins(features[:0]).size == 0
+
+
+@settings(deadline=None)
+@given(st.lists(st.lists(st.integers(-1, 3), min_size=1, max_size=1), min_size=1, max_size=60),
+       st.integers(1, 40), st.integers(0, 2**20))
+def test_rows_of_equal_sides_are_one_class_and_no_other(cells, columns, width) -> None:
+    # The classes TreeSHAP runs once for: two rows share one exactly when they agree at every split
+    # (also past an int64 key: wide columns make the numbering rank its key midway).
+    rng = np.random.default_rng(len(cells) * columns + width)
+    base = np.array(cells, dtype=np.int32).reshape(-1, 1)
+    sides = np.where(rng.random((len(cells), columns)) < 0.5, base, rng.integers(-1, 3, (len(cells), columns)))
+    sides[:, 0] = np.where(sides[:, 0] < 0, -1, np.minimum(sides[:, 0] * width, 2**30))
+    sides = sides.astype(np.int32)
+    first, inverse = _classes(sides)
+    assert np.array_equal(sides[first][inverse], sides)  # each row is its class's row
+    assert len({row.tobytes() for row in sides}) == first.size  # and distinct rows are apart
+
+
+@settings(deadline=None)  # a busy shared machine
+@given(st.lists(st.tuples(st.integers(-100, 100), st.text(), st.text(max_size=12)), max_size=8))
+def test_stored_reasons_are_the_json_of_their_dicts(reasons) -> None:
+    # Training writes each closed deal's reasons as text for the COPY; a reader parses what
+    # json.dumps of the dicts would have written (quotes, backslashes, accents, emoji included).
+    listed = [Reason(points, text, key) for points, text, key in reasons]
+    assert _reasons_json(reasons) == json.dumps([{**r.as_dict(), "key": r.key} for r in listed])
 
 
 def test_a_score_holds_until_its_valid_until(trained, open_leads) -> None:

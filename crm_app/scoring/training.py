@@ -69,7 +69,7 @@ from crm_app.scoring.evaluation import (
 )
 from crm_app.scoring.features import FeatureSpec
 from crm_app.scoring.field_guard import FieldVerdict, check_fields, left_out, without_fields
-from crm_app.scoring.model import ModelScoringEngine, dmatrix
+from crm_app.scoring.model import Explanation, ModelScoringEngine, dmatrix
 from crm_app.scoring.rules import RuleBasedScoringEngine
 
 MIN_CLOSED = 200
@@ -512,15 +512,20 @@ class TrainingResult:
     def honest_batches(self, batch_size: int = 10_000) -> Iterator[tuple[np.ndarray, list[ScoreResult]]]:
         """honest_results a batch at a time, scorer by scorer: (positions in `ordered`, their results),
         so a caller can store one batch while the next is computed."""
+        for part, explained in self.honest_explanations(batch_size):
+            yield part, [explanation.result() for explanation in explained]
+
+    def honest_explanations(self, batch_size: int = 10_000) -> Iterator[tuple[np.ndarray, list[Explanation]]]:
+        """honest_batches with the explanations behind the results (`Explanation.result`), for a caller
+        that writes them out and needs no ScoreResult objects."""
         for scorer in np.unique(self.honest_scorer):
             engine = self.engine if scorer < 0 else self.fold_engines[scorer]
             rows = np.flatnonzero(self.honest_scorer == scorer)
             for start in range(0, rows.size, batch_size):
                 part = rows[start : start + batch_size]
                 leads = [self.ordered[i] for i in part]
-                explained = engine.explain_many([l.facts for l in leads], [l.moment for l in leads],
+                yield part, engine.explain_many([l.facts for l in leads], [l.moment for l in leads],
                                                 None if self.features is None else self.features[part])
-                yield part, [explanation.result() for explanation in explained]
 
 
 def _rule_probabilities(leads: Sequence[LabeledLead]) -> np.ndarray:
