@@ -23,6 +23,17 @@ The sums are the same facts' sums (tests/test_analytics_rollup.py compares the f
 every kind of write, tests/test_rollup_bulk_updates.py the rollup table with a rebuild from scratch
 after random bulk updates of every column the rollup reads, alone and together).
 
+Measured (PAIRS on the same copies, the machine's load 6-10 on 2 shared cores):
+- 1M copy, rules rescore of the first 200,000 leads (4 ranges; ~109,000 rows written, scores and
+  some tiers moving): the trigger 20.1 s and 19.2 s -> 8.2 s and 9.7 s (track_functions); the rescore
+  116 s and 132 s -> 77 s and 109 s (a second pair, load 9-10: 12.5 s and 19.8 s -> 11.9 s and 8.9 s);
+- 100k copy with the leads' own indexes dropped (so the trigger is most of the work), the backend's
+  CPU for one 50,000-lead UPDATE: score alone 2.9/2.6 -> 2.1/1.7 s, score and tier 3.1/2.8 -> 2.4/2.2 s,
+  stage and value (as an import's matched update) 2.4/2.1 -> 1.9/1.8 s.
+What is left is the upsert: a range's leads sit in ~26,000-37,000 rollup rows (day x owner x source x
+detail), each moved by ON CONFLICT. (A fillfactor of 75 on analytics_rollup made 29% of them HOT in a
+test and no measurable difference; not done.)
+
 And the statement triggers of `leads`, `stage_changes` and `activities` plan with JIT off: their
 transition tables' joins are estimated at millions of rows, so a session with PostgreSQL's default
 (psql, a script, the generator; the app's engines already turn it off) compiled each query for
@@ -169,8 +180,7 @@ def _updated_function(body: str, declare: str = "") -> None:
     op.execute(
         f"""
         CREATE OR REPLACE FUNCTION crm_rollup_leads_updated() RETURNS trigger
-          LANGUAGE plpgsql SECURITY DEFINER SET search_path = {FIXED_PATH} SET work_mem = '64MB' AS $fn$
-        {declare}
+          LANGUAGE plpgsql SECURITY DEFINER SET search_path = {FIXED_PATH} SET work_mem = '64MB' AS $fn${declare}
         BEGIN
         {body}
         END $fn$
@@ -179,7 +189,7 @@ def _updated_function(body: str, declare: str = "") -> None:
 
 
 def upgrade() -> None:
-    _updated_function(_updated(_rollup15(), _imp16()), "DECLARE moved_creation integer[];")
+    _updated_function(_updated(_rollup15(), _imp16()), "\n        DECLARE moved_creation integer[];")
     for function in NO_JIT:
         op.execute(f"ALTER FUNCTION {function} SET jit = off")
 
