@@ -15,7 +15,7 @@ import xgboost as xgb
 
 from crm_app.scoring.calibration import IsotonicCalibrator, PlattCalibrator, calibrator_from_dict
 from crm_app.scoring.engine import LeadFacts
-from crm_app.scoring.evaluation import Interval, figure_text, measures, resampled_measures, stratified_draw_counts
+from crm_app.scoring.evaluation import Interval, figure_text, measures, resampled_measures
 from crm_app.scoring.field_guard import LEAK_AUC, check_fields
 from crm_app.scoring import training
 from crm_app.scoring.features import FeatureSpec
@@ -177,20 +177,6 @@ def test_the_bootstrap_measures_each_resample_as_measures_would() -> None:
                     assert math.isnan(found[measure][r])
                 else:
                     assert found[measure][r] == pytest.approx(value, abs=1e-12)
-
-
-def test_the_bootstrap_draws_the_deals_scikit_learn_resample_draws() -> None:
-    # The intervals stay those of scikit-learn's stratified resample: the same deals drawn as often,
-    # round after round from one random stream (odd sizes and rates make the classes' shares round).
-    from sklearn.utils import resample
-
-    for size, rate, seed in ((1, 1.0, 0), (7, 0.5, 1), (301, 0.3, 2), (2_000, 0.07, 3), (999, 0.999, 4)):
-        won = (np.random.default_rng(seed).random(size) < rate).astype(float)
-        ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
-        counts = stratified_draw_counts(won, 25, ours)
-        for r in range(25):
-            sample = resample(np.arange(size), replace=True, n_samples=size, stratify=won, random_state=theirs)
-            assert np.array_equal(counts[r], np.bincount(sample, minlength=size))
 
 
 def test_stored_calibrators_keep_their_json_form() -> None:
