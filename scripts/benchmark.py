@@ -109,7 +109,7 @@ class Bench:
 
 
 def figure(label: str, value: str) -> None:
-    print(f"{label}: {value}", flush=True)
+    print(f"{label}: {value}  (load {os.getloadavg()[0]:.1f})", flush=True)
 
 
 def percentile(sorted_values: list[float], share: float) -> float:

@@ -11,6 +11,7 @@ stages. Each call runs in a fresh session acting as the user, as `AppState._db` 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -63,7 +64,7 @@ def timed(label: str, runs: int, engine, users: list[int], call: Callable[..., o
             if run >= 2:
                 timings.append((time.perf_counter() - started) * 1000)
     print(f"{label}: p50 {percentile(timings, 0.5):.1f} ms, p95 {percentile(timings, 0.95):.1f} ms "
-          f"({len(timings)} runs)", flush=True)
+          f"({len(timings)} runs)  load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

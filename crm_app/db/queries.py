@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from crm_app.db.models import Lead, User
 from crm_app.domain import Source, Stage
+from crm_app.scoring.engine import HOT_MIN, WARM_MIN
 
 
 @dataclass
@@ -77,13 +78,29 @@ def list_users(session: Session) -> list[UserOption]:
     return [UserOption(id=r.id, name=r.name, role=r.role) for r in rows]
 
 
+# Each tier as its range of scores (ck_leads_tier_matches_score makes the two the same leads): a
+# filtered list walks the index of its sort and owner (ix_leads_score, ix_leads_owner_score,
+# ix_leads_stage_score) over that range, so the leads table keeps no index of its own for the tier
+# (ix_leads_tier_score went in migration 0042). Not both tests: PostgreSQL would take the tier and the
+# score for independent and misestimate the rows.
+TIER_SCORES = {"hot": (HOT_MIN, 100), "warm": (WARM_MIN, HOT_MIN - 1), "cold": (0, WARM_MIN - 1)}
+
+
+def tier_condition(tier: str, lead=Lead):
+    """The leads of `tier` ('hot', 'warm' or 'cold'), as a range of their score."""
+    if tier not in TIER_SCORES:
+        return lead.tier == tier  # no such tier: matches nothing, as before
+    low, high = TIER_SCORES[tier]
+    return lead.score.between(low, high)
+
+
 def _apply(query, flt: LeadFilter):
     if flt.owner_id == 0:
         query = query.where(Lead.owner_id.is_(None))
     elif flt.owner_id is not None:
         query = query.where(Lead.owner_id == flt.owner_id)
     if flt.tier:
-        query = query.where(Lead.tier == flt.tier)
+        query = query.where(tier_condition(flt.tier))
     if flt.stage:
         query = query.where(Lead.stage == flt.stage)
     if flt.source:

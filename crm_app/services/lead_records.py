@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
-from crm_app.db.queries import search_pattern
+from crm_app.db.queries import TIER_SCORES, search_pattern
 from crm_app.domain import Stage, Tier
 from crm_app.services.errors import InvalidInput, NotFound
 
@@ -116,8 +116,9 @@ def list_leads(session: Session, query: LeadQuery, *, viewer_id: int) -> tuple[l
     if query.tier:
         if query.tier not in {t.value for t in Tier}:
             raise InvalidInput("tier is one of: hot, warm, cold.", field="tier")
-        where.append("l.tier = :tier")
-        params["tier"] = query.tier
+        # As its range of scores (queries.tier_condition): walked in the score index the page reads.
+        where.append("l.score BETWEEN :tier_low AND :tier_high")
+        params["tier_low"], params["tier_high"] = TIER_SCORES[query.tier]
     if query.stage:
         if query.stage not in {s.value for s in Stage}:
             raise InvalidInput(f"stage is one of: {', '.join(s.value for s in Stage)}.", field="stage")

@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from crm_app.db.models import FollowUp, Lead, StageRule, User
-from crm_app.db.queries import money, search_condition
+from crm_app.db.queries import money, search_condition, tier_condition
 from crm_app.domain import Stage
 from crm_app.services.forecast import Weighting, weighting
 
@@ -106,7 +106,7 @@ def _conditions(flt: BoardFilter, now: datetime) -> list[ColumnElement]:
     elif flt.owner_id is not None:
         where.append(Lead.owner_id == flt.owner_id)
     if flt.tier:
-        where.append(Lead.tier == flt.tier)
+        where.append(tier_condition(flt.tier))  # its range of scores, walked in ix_leads_*score
     if flt.source:
         where.append(Lead.source == flt.source)
     if flt.search and flt.search.strip():
