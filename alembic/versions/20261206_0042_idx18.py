@@ -1,4 +1,4 @@
-"""The leads table's index diet (issues #15, #20): the indexes no page reads any more, dropped
+"""The leads table's index diet (issues #15, #20): the index no page reads any more, dropped
 
 Every update of a lead that is not HOT (a rescore changes `score`, an import's matched UPDATE, a stage
 move) writes one entry into every index on `leads`: 28 before this migration, each entry of a new page
@@ -12,12 +12,13 @@ benchmarks, and each hot statement EXPLAINed as a rep under row security and as 
   the same leads), walked in the index of the list's sort and owner (ix_leads_score,
   ix_leads_owner_score, ix_leads_stage_score, ix_leads_owner_stage_score), as the queue's Hot group
   already did.
-- ix_leads_open_queue ((owner_id, stage) INCLUDE 10 columns, open stages only; 47 MB at 1M, the
-  widest entry each write adds): read by Today's one-pass path alone, for a book of up to SMALL_BOOK
-  open leads (a rep's at 100k). At 1M no book is that small: 13 scans in the whole run. That path now
-  reads the same leads' rows through ix_leads_owner_stage_score (a rep's Today at 100k, the queue
-  alone: p50 ~205 -> ~290 ms, load 6.5; the grouped path 250-290). Its INCLUDE columns also made a
-  snooze or a logged contact (snoozed_until, last_contacted_at, in no other index) a non-HOT update.
+
+ix_leads_open_queue ((owner_id, stage) INCLUDE 10 columns, open stages only; 47 MB at 1M) was
+measured too: only Today's one-pass read of a book of at most SMALL_BOOK open leads uses it (13 scans
+at 1M, where no book is that small), but that is every rep's Today at 100,000 leads, whose queue read
+the rows instead without it (p50 ~205 -> ~290 ms, load 6.5). The first page a rep opens at the size
+most teams have outweighs a write cost measured in one noisy pair (100k rows into 1M: 235 -> 184 s
+with both dropped), so it stays.
 
 Kept though suspected (each still serves a query no other index serves as well, at 1M): the
 owner-first twins of the team's indexes (ix_leads_owner_score, _owner_stage_score,
@@ -41,13 +42,9 @@ down_revision: Union[str, None] = "0041_pages17"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
-OPEN = "'new', 'contacted', 'qualified', 'meeting', 'proposal', 'negotiation'"
 # Each dropped index as the migration that made it wrote it: the downgrade makes it again.
 DROPPED = {
     "ix_leads_tier_score": "ON leads (tier, score DESC, id DESC)",
-    "ix_leads_open_queue": ("ON leads (owner_id, stage) INCLUDE (id, score, deal_value, risk_points, tier, risk_level, "
-                            "stage_entered_at, snoozed_until, last_contacted_at, last_activity_at) "
-                            f"WHERE stage IN ({OPEN})"),
 }
 
 

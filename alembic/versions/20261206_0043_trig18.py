@@ -41,7 +41,7 @@ transition tables' joins are estimated at millions of rows, so a session with Po
 no row). CREATE OR REPLACE of these functions in a later migration drops the setting (as with work_mem).
 
 Revision ID: 0043_trig18
-Revises: 0041_pages17
+Revises: 0042_idx18
 Create Date: 2026-12-06
 """
 import importlib.util
@@ -51,7 +51,7 @@ from typing import Sequence, Union
 from alembic import op
 
 revision: str = "0043_trig18"
-down_revision: Union[str, None] = "0041_pages17"
+down_revision: Union[str, None] = "0042_idx18"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

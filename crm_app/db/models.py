@@ -121,10 +121,14 @@ class Lead(SQLModel, table=True):
         # Kanban columns per owner, and stagnation checks per stage.
         Index("ix_leads_owner_stage_score", "owner_id", "stage", text("score DESC"), text("id DESC")),
         Index("ix_leads_stage_entered", "stage", "stage_entered_at", postgresql_include=["owner_id", "tier"]),
-        # Stuck deals per stage and new leads per week for one owner, read from indexes alone
-        # (migration 0029_board15; its ix_leads_open_queue went in 0042).
+        # Stuck deals per stage and new leads per week for one owner, and the action queue's open
+        # leads, read from indexes alone (migration 0029_board15).
         Index("ix_leads_owner_stage_entered", "owner_id", "stage", "stage_entered_at", postgresql_include=["tier"]),
         Index("ix_leads_owner_created", "owner_id", "created_at", postgresql_include=["dates_known"]),
+        Index("ix_leads_open_queue", "owner_id", "stage",
+              postgresql_include=["id", "score", "deal_value", "risk_points", "tier", "risk_level", "stage_entered_at",
+                                  "snoozed_until", "last_contacted_at", "last_activity_at"],
+              postgresql_where=text("stage IN ('new', 'contacted', 'qualified', 'meeting', 'proposal', 'negotiation')")),
         # Search (ILIKE '%term%') through trigrams, and the leads table's other sorts (migration 0004; a
         # tier is filtered as its range of scores since 0042, which dropped ix_leads_tier_score).
         *(

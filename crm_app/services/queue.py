@@ -522,11 +522,9 @@ fresh AS (
 
 
 # A small book's queue in one statement: one row per lead with a reason to be in the queue, all its
-# reasons as columns; its group is its first reason. The leads in view are read once (their rows, found
-# through the owner's index; the partial covering index ix_leads_open_queue that spared the heap went in
-# migration 0042: at 1M no book is read this way, and every lead's write paid for its ten columns), the
-# fresh ones and the follow-ups due through their own indexes, and only the page's leads are read again
-# for their words. Its cost grows with the book, the grouped
+# reasons as columns; its group is its first reason. The leads in view are read once (from the partial
+# covering index ix_leads_open_queue), the fresh ones and the follow-ups due through their own indexes,
+# and only the page's leads are read again for their words. Its cost grows with the book, the grouped
 # reads' does not: below SMALL_BOOK open leads this is the cheaper of the two, and they agree on every
 # item and count (tests/test_queue_grouped_reads.py).
 _ONE_PASS_SQL = ("""
