@@ -43,6 +43,13 @@ def sooner(first: datetime | None, second: datetime | None) -> datetime | None:
     return second if first is None else first if second is None else min(first, second)
 
 
+def check_points_add_up(score: int, points: Iterable[int]) -> None:
+    """Every point of a score carries a reason: the reasons' points must sum to it (ScoreResult, and
+    training's out-of-fold rows, which are written without making ScoreResults)."""
+    if sum(points) != score:
+        raise ValueError("the points of the reasons must add up to the score")
+
+
 @dataclass(frozen=True, slots=True)
 class LeadFacts:
     """What an engine may know about a lead: only facts, never the clock."""
@@ -78,8 +85,7 @@ class ScoreResult:
     valid_until: datetime | None = None
 
     def __post_init__(self) -> None:
-        if sum(r.points for r in self.reasons) != self.score:
-            raise ValueError("the points of the reasons must add up to the score")
+        check_points_add_up(self.score, (r.points for r in self.reasons))
         if tier_for(self.score) is not self.tier:
             raise ValueError(f"tier {self.tier} does not match score {self.score}")
 

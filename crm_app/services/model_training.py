@@ -35,7 +35,7 @@ from sqlmodel import Session
 
 from crm_app.db.models import ScoringModel, utcnow
 from crm_app.domain import ActivityKind, Stage
-from crm_app.scoring.engine import ActivityFact, LeadFacts, tier_for
+from crm_app.scoring.engine import ActivityFact, LeadFacts, check_points_add_up, tier_for
 from crm_app.scoring.evaluation import Evaluation
 from crm_app.scoring.features import ACTIVITY_KINDS, ACTIVITY_ORDER, group_title, open_life_moment
 from crm_app.scoring.model import ModelScoringEngine, OutdatedModel
@@ -449,8 +449,7 @@ def _store_out_of_fold(session: Session, model_id: int, result: TrainingResult) 
                     # making it; with each reason's fact key (not kept on leads), so a blend shows one
                     # line per fact.
                     reasons = e.reason_parts()
-                    if sum(points for points, _, _ in reasons) != e.score:
-                        raise ValueError("the points of the reasons must add up to the score")
+                    check_points_add_up(e.score, (points for points, _, _ in reasons))
                     out.writerow((model_id, lead_id, e.score, tier_for(e.score).value, _reasons_json(reasons), "t"))
                     stored += 1
             if not feed.put(buffer.getvalue()):
