@@ -550,7 +550,7 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
             for table, trigger in _LOAD_TRIGGERS:
                 cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
             # Ids were given explicitly, so the sequences must be moved past them.
-            for table in ("leads", "stage_changes", "activities"):
+            for table in ("leads", "stage_changes", "activities", "follow_ups"):
                 cursor.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
                 )
@@ -726,20 +726,29 @@ class _Loaded:
                        self.assess_seconds + other.assess_seconds)
 
 
+# The tables whose ids a chunk gives its rows, following on from the chunks before it: stage changes,
+# activities, follow-ups.
+_NUMBERED = 3
+
+
 def _load_chunks(job: _LoadJob, plan: list[_Chunk], workers: int, say: Callable[[str], None]) -> _Loaded:
-    """Draw and COPY every chunk, in this process or in `workers` forked ones. A chunk's stage-change
-    and activity ids follow on from the chunks before it, so a chunk learns its first ids once
+    """Draw and COPY every chunk, in this process or in `workers` forked ones. A chunk's stage-change,
+    activity and follow-up ids follow on from the chunks before it, so a chunk learns its first ids once
     every earlier chunk has been drawn (they are drawn in order, so it never waits for long)."""
     total = _Loaded()
     if workers == 1:
-        offsets = (0, 0)
+        taken = [0] * _NUMBERED
+
+        def offsets(counts: tuple[int, ...]) -> tuple[int, ...]:
+            before = tuple(taken)
+            taken[:] = [a + b for a, b in zip(taken, counts)]
+            return before
+
         for chunk in plan:
-            loaded = _load_chunk(job, chunk, lambda counts, offsets=offsets: offsets)
-            offsets = (offsets[0] + loaded.stage_changes, offsets[1] + loaded.activities)
-            total += loaded
+            total += _load_chunk(job, chunk, offsets)
             say(f"Stored {chunk.first + chunk.count - 1:,} leads")
         return total
-    counts = multiprocessing.get_context("fork").Array("q", [-1] * (2 * len(plan)), lock=False)
+    counts = multiprocessing.get_context("fork").Array("q", [-1] * (_NUMBERED * len(plan)), lock=False)
     context = multiprocessing.get_context("fork")
     with context.Pool(workers, initializer=_init_worker, initargs=(counts,)) as pool:
         for loaded in pool.imap(_load_chunk_in_worker, [(job, chunk) for chunk in plan]):
@@ -748,7 +757,7 @@ def _load_chunks(job: _LoadJob, plan: list[_Chunk], workers: int, say: Callable[
     return total
 
 
-_counts_by_chunk = None  # the shared array of (stage changes, activities) per chunk, in a worker
+_counts_by_chunk = None  # the shared array of (stage changes, activities, follow-ups) per chunk, in a worker
 
 
 def _init_worker(counts) -> None:
@@ -760,16 +769,16 @@ def _load_chunk_in_worker(args: tuple[_LoadJob, _Chunk]) -> _Loaded:
     job, chunk = args
     counts = _counts_by_chunk
 
-    def offsets(mine: tuple[int, int]) -> tuple[int, int]:
-        counts[2 * chunk.index], counts[2 * chunk.index + 1] = mine
-        while any(counts[2 * i] < 0 for i in range(chunk.index)):
+    def offsets(mine: tuple[int, ...]) -> tuple[int, ...]:
+        counts[_NUMBERED * chunk.index:_NUMBERED * (chunk.index + 1)] = mine
+        while any(counts[_NUMBERED * i] < 0 for i in range(chunk.index)):
             time.sleep(0.05)
-        return (sum(counts[2 * i] for i in range(chunk.index)), sum(counts[2 * i + 1] for i in range(chunk.index)))
+        return tuple(sum(counts[_NUMBERED * i + k] for i in range(chunk.index)) for k in range(_NUMBERED))
 
     return _load_chunk(job, chunk, offsets)
 
 
-def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, int]], tuple[int, int]]) -> _Loaded:
+def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, ...]], tuple[int, ...]]) -> _Loaded:
     """Draw one chunk of leads and COPY it, each table in a transaction of its own.
 
     The tables' statement triggers keep the rollups (analytics, segments, companies, stage history)
@@ -785,17 +794,17 @@ def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, int]
     simulated = simulation.run(chunk.count, chunk.first, chunk.hot, chunk.sour)
     stage_changes = sum(len(lead.history) for lead in simulated)
     activities = sum(len(lead.activities) for lead in simulated)
-    first_change, first_activity = offsets((stage_changes, activities))
+    # Drawn from a generator of their own, so the other rows stay what they were for this seed;
+    # both before the leads' COPY, so that each lost deal's reason is in its row from the start.
+    backbone = random.Random(seed * 7919 + 14)
+    follow_ups = list(_follow_up_rows(simulated, job.user_ids, backbone, now=job.now))
+    lost_reasons = _lost_reasons(simulated, backbone)
+    first_change, first_activity, first_follow_up = offsets((stage_changes, activities, len(follow_ups)))
     simulated_at = time.perf_counter()
     engine = make_engine(job.url, poolclass=NullPool)
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
-        # Drawn from a generator of their own, so the other rows stay what they were for this seed;
-        # both before the leads' COPY, so that each lost deal's reason is in its row from the start.
-        backbone = random.Random(seed * 7919 + 14)
-        follow_ups = list(_follow_up_rows(simulated, job.user_ids, backbone, now=job.now))
-        lost_reasons = _lost_reasons(simulated, backbone)
         if job.score_at is None:
             lead_columns, derived = _LEAD_COLUMNS, None
             activity_rows = _activity_rows(simulated, job.user_ids, simulation.rng, first_id=first_activity + 1)
@@ -818,7 +827,8 @@ def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, int]
         _copy(cursor, "activities", _ACTIVITY_COLUMNS, activity_rows)
         cursor.execute(_NOTIFY_REQUESTS, {"first": first_activity + 1, "last": first_activity + activities})
         connection.commit()
-        _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS, map(_line, follow_ups))
+        _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS,
+              (_line((first_follow_up + number, *row)) for number, row in enumerate(follow_ups, 1)))
         connection.commit()
     finally:
         connection.close()
@@ -1341,7 +1351,7 @@ _NOTIFY_REQUESTS = """
 """
 
 
-_FOLLOW_UP_COLUMNS = ("lead_id", "owner_id", "due_at", "note", "created_at", "kind")
+_FOLLOW_UP_COLUMNS = ("id", "lead_id", "owner_id", "due_at", "note", "created_at", "kind")
 FOLLOW_UP_SHARE = 0.35  # open, owned deals with a next step
 _NEXT_STEPS = {
     "call": ("Walk through the pricing for the larger team", "Check in after their board meeting",
