@@ -411,6 +411,8 @@ class DemoSummary:
     workers: int = 1
     chunks: int = 1
     steps: tuple[tuple[str, float], ...] = ()
+    # Of insert_seconds (summed over workers): scoring the leads and assessing their risk as drawn.
+    assess_seconds: float = 0.0
 
 
 # Leads are drawn and stored in chunks of this many, each from a generator seeded by the seed and
@@ -489,6 +491,7 @@ def generate_demo_data(
         workers=workers,
         chunks=len(plan),
         steps=tuple(steps),
+        assess_seconds=loaded.assess_seconds,
     )
     say(f"Done in {summary.elapsed_seconds:.1f} s")
     return summary
