@@ -24,8 +24,9 @@ something to find:
   Next best action and segment insights should find exactly that.
 
 Rows go in with PostgreSQL COPY (100,000 leads with a million activities, scored, in under a minute
-on two cores); scores are then stored by the app's own rescoring, so they are exactly what the app
-would store.
+on two cores), scored and assessed for risk as they are drawn by the app's own engines (the rubric's
+and scoring.risk), so they hold exactly what the app's rescoring would store; with another engine
+than the rules, the app's rescoring stores the scores after the load.
 """
 
 from __future__ import annotations
@@ -439,7 +440,7 @@ def generate_demo_data(
 
     The same `seed` and `now` always produce the same rows. `activities_per_lead` is the average
     number of activities per lead (default 9). `progress` receives short messages as the work goes
-    on. Commits; every lead's score is then stored by the app's own rescoring.
+    on. Commits; every lead is scored by the team's engine and assessed for risk.
 
     More than CHUNK_LEADS leads are drawn and stored in `workers` processes at once (default: one
     per CPU), each with its own COPY streams; the rows are the same for any number of workers (but
@@ -814,7 +815,7 @@ def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, ...]
         else:
             # Scored and assessed as drawn. Risk reads the tone of the replies and notes, which their
             # texts give: the activities' rows are written first (the same draws in the same order),
-            # keeping each tone, and held until their COPY (~70 MB for a chunk of 25,000 leads).
+            # keeping each tone, and held until their COPY (~50 MB for a chunk of 25,000 leads).
             tones: dict[int, list[tuple[int, ActivityKind, float | None]]] = defaultdict(list)
             activity_rows = list(_activity_rows(simulated, job.user_ids, simulation.rng,
                                                 first_id=first_activity + 1, tones=tones))
