@@ -614,14 +614,14 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
 
 # The leads went in scored and assessed (`_derived_fields`). The database used to score them after
 # the load, rewriting every lead (cold, unscored) twice or three times (the rubric, the score at close,
-# the risk): at 1M leads 292 s and 213 s of a 30-minute run, where scoring them in the workers as they
-# are drawn costs ~0.13 ms of Python a lead. Those rewrites also left two marks, kept here so the
+# the risk): at 1M leads 88 s + 60 s of 645 s on a quiet machine, where scoring them in the workers as
+# they are drawn costs ~0.11 ms of Python a lead. Those rewrites also left two marks, kept here so the
 # database holds the same values either way:
 # - the notifications their triggers sent ("turned Hot", "went At risk"), deleted afterwards as
 #   seeding, not news (_finish_load), but their ids were taken: the follow-ups' reminders come after them;
 # - in the analytics rollup (kind 2, leads by tier), every group of leads had a row for Cold, where
 #   they all went in; a group none of whose leads stayed Cold kept its row with zeros.
-# Both follow the triggers of migrations 0031 (rollup) and 0043 (crm_notify_leads_news).
+# Both follow the leads' triggers as migration 0043 left them (crm_rollup_leads_*, crm_notify_leads_news).
 _TAKE_THE_NOTIFICATION_IDS = """
     SELECT count(nextval('public.notifications_id_seq'))
       FROM (SELECT 1 FROM leads
