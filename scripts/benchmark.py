@@ -140,7 +140,8 @@ def insert_demo_data(bench: Bench) -> None:
     figure("load (draw + COPY)", f"{summary.load_seconds:.1f} s in {summary.workers} worker process(es), "
                                  f"{summary.chunks} chunk(s) = {rows / summary.load_seconds:,.0f} rows/s")
     figure("  of which drawing / COPY", f"{summary.simulate_seconds:.1f} s / {summary.insert_seconds:.1f} s "
-                                        f"(summed over the workers)")
+                                        f"(summed over the workers; scoring and risk as drawn "
+                                        f"{summary.assess_seconds:.1f} s of the COPY's)")
     for label, seconds in summary.steps[1:]:
         figure(f"  then {label}", f"{seconds:.1f} s")
     figure("after the load (score, risk, indexes, vacuum)", f"{summary.score_seconds:.1f} s")

@@ -24,8 +24,9 @@ something to find:
   Next best action and segment insights should find exactly that.
 
 Rows go in with PostgreSQL COPY (100,000 leads with a million activities, scored, in under a minute
-on two cores); scores are then stored by the app's own rescoring, so they are exactly what the app
-would store.
+on two cores), scored and assessed for risk as they are drawn by the app's own engines (the rubric's
+and scoring.risk), so they hold exactly what the app's rescoring would store; with another engine
+than the rules, the app's rescoring stores the scores after the load.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import random
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -56,9 +58,11 @@ from sqlmodel import Session
 from crm_app.db.engine import make_engine
 from crm_app.domain import CONTACT_KINDS, OPEN_STAGES, ActivityKind, Play, Role, Source, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS
+from crm_app.scoring.engine import ActivityFact, LeadFacts
+from crm_app.scoring.risk import Message, RiskFacts, assess_risk
+from crm_app.scoring.rules import RuleBasedScoringEngine
 from crm_app.services.notifications import notify_due_follow_ups
 from crm_app.services.risk import message_sentiment, reassess_all_risk
-from crm_app.services.rules_sql import record_rules_scores_at_close, rescore_rules_where
 from crm_app.services.scoring import engine_config, record_scores_at_close, rescore_all
 
 # The simulation keeps every moment as whole seconds since the epoch: cheap to draw and compare,
@@ -408,6 +412,8 @@ class DemoSummary:
     workers: int = 1
     chunks: int = 1
     steps: tuple[tuple[str, float], ...] = ()
+    # Of insert_seconds (summed over workers): scoring the leads and assessing their risk as drawn.
+    assess_seconds: float = 0.0
 
 
 # Leads are drawn and stored in chunks of this many, each from a generator seeded by the seed and
@@ -434,7 +440,7 @@ def generate_demo_data(
 
     The same `seed` and `now` always produce the same rows. `activities_per_lead` is the average
     number of activities per lead (default 9). `progress` receives short messages as the work goes
-    on. Commits; every lead's score is then stored by the app's own rescoring.
+    on. Commits; every lead is scored by the team's engine and assessed for risk.
 
     More than CHUNK_LEADS leads are drawn and stored in `workers` processes at once (default: one
     per CPU), each with its own COPY streams; the rows are the same for any number of workers (but
@@ -460,7 +466,7 @@ def generate_demo_data(
         user_ids={},
     )
 
-    deferred = _begin_load(engine, job)
+    deferred = _begin_load(engine, job, now)
     try:
         say(f"Drawing and storing {leads:,} leads in {len(plan)} chunk(s), {workers} process(es)")
         if workers > 1:
@@ -471,7 +477,7 @@ def generate_demo_data(
         raise
     load_done = time.perf_counter()
     steps = [("draw + COPY", load_done - started)]
-    steps += _finish_load(engine, now, leads, deferred, say, workers)
+    steps += _finish_load(engine, now, leads, deferred, say, workers, scored_in_draw=job.score_at is not None)
     finished = time.perf_counter()
     summary = DemoSummary(
         users=len(TEAM),
@@ -486,6 +492,7 @@ def generate_demo_data(
         workers=workers,
         chunks=len(plan),
         steps=tuple(steps),
+        assess_seconds=loaded.assess_seconds,
     )
     say(f"Done in {summary.elapsed_seconds:.1f} s")
     return summary
@@ -500,10 +507,12 @@ class _Deferred:
     foreign_keys: list[str]
 
 
-def _begin_load(engine: Engine, job: _LoadJob) -> _Deferred:
+def _begin_load(engine: Engine, job: _LoadJob, now: datetime) -> _Deferred:
     """Make the empty tables ready for the bulk load: the team in, the secondary indexes, foreign
     keys and the row triggers of _LOAD_TRIGGERS out (committed, so that the workers' connections load
-    without them). Returns what was taken out."""
+    without them). When the team's engine is the rules, the job says so (`score_at`, with the stages'
+    limits): the workers then score each lead and assess its risk as they draw it. Returns what was
+    taken out."""
     with engine.begin() as connection:
         cursor = connection.connection.cursor()
         # Indexes are built once after the load, far faster than kept up row by row through COPY and
@@ -515,13 +524,20 @@ def _begin_load(engine: Engine, job: _LoadJob) -> _Deferred:
         job.user_ids.update(_insert_team(cursor, joined_at=job.now - YEAR - 30 * DAY))
         for table, trigger in _LOAD_TRIGGERS:
             cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
+        with Session(bind=connection) as session:
+            if engine_config(session).effective == "rules":
+                job.score_at = now.astimezone(timezone.utc)
+                cursor.execute("SELECT stage, stagnation_days FROM stage_rules")
+                job.stage_limits = dict(cursor.fetchall())
     return deferred
 
 
 def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
-                 say: Callable[[str], None], workers: int | None = None) -> list[tuple[str, float]]:
-    """After the bulk load: triggers and sequences back, statistics, scores, risk, indexes, the bell
-    and a vacuum, each split across `workers` connections where it splits. Returns how long each step took."""
+                 say: Callable[[str], None], workers: int | None = None,
+                 scored_in_draw: bool = False) -> list[tuple[str, float]]:
+    """After the bulk load: triggers and sequences back, statistics, risk and scores (unless the
+    workers stored them with the rows, `scored_in_draw`), indexes, the bell and a vacuum, each split
+    across `workers` connections where it splits. Returns how long each step took."""
     workers = max(1, workers or os.cpu_count() or 1)
     steps: list[tuple[str, float]] = []
     moment = time.perf_counter()
@@ -538,30 +554,25 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
             for table, trigger in _LOAD_TRIGGERS:
                 cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
             # Ids were given explicitly, so the sequences must be moved past them.
-            for table in ("leads", "stage_changes", "activities"):
+            for table in ("leads", "stage_changes", "activities", "follow_ups"):
                 cursor.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
                 )
             # Planner statistics for what was just loaded: without them the scoring below plans its
             # per-range queries blind (parallel sequential scans of the whole table).
             cursor.execute("ANALYZE users, leads, stage_changes, activities, follow_ups")
-            with Session(bind=connection) as session:
-                scored_in_load = engine_config(session).effective == "rules"
         step("analyze")
-        ranges = _id_ranges(leads, workers)
-        if scored_in_load:
-            # The rubric in the database, before the indexes exist (a scored row then costs no index
-            # entries), one range of leads per connection.
-            _in_threads([lambda first, last: _score_range(engine, now, first, last)] * len(ranges), ranges)
+        if scored_in_draw:
+            with engine.begin() as connection:
+                _leave_what_the_passes_left(connection.connection.cursor())
+            step("rollup and bell as the passes left them")
+        else:
+            # Risk before the indexes: it rewrites most open deals. Set-based in the database
+            # (services/risk_sql.py), its ranges on several connections at once.
+            say("Assessing risk")
             with Session(engine) as session:
-                record_rules_scores_at_close(session)
-            step("score (rules, in the database)")
-        # Risk too before the indexes: it rewrites most open deals. Set-based in the database
-        # (services/risk_sql.py), its ranges on several connections at once.
-        say("Assessing risk")
-        with Session(engine) as session:
-            reassess_all_risk(session, now)
-        step("assess risk")
+                reassess_all_risk(session, now)
+            step("assess risk")
         say("Building indexes")
         # The activities' indexes first: they are the biggest, so the connections finish together.
         ordered = sorted(deferred.indexes, key=lambda definition: " ON public.activities " not in definition)
@@ -581,7 +592,7 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
         raise
 
     with Session(engine) as session:
-        if not scored_in_load:
+        if not scored_in_draw:
             rescore_all(session, now, progress=lambda done: say(f"Scored {done:,} of {leads:,} leads"))
             record_scores_at_close(session)
             step("score (engine)")
@@ -601,11 +612,41 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
     return steps
 
 
-def _id_ranges(leads: int, parts: int) -> list[tuple[int, int]]:
-    """Leads 1..`leads` in up to `parts` inclusive id ranges of about equal size."""
-    parts = max(1, min(parts, leads))
-    bounds = [leads * i // parts for i in range(parts + 1)]
-    return [(bounds[i] + 1, bounds[i + 1]) for i in range(parts)]
+# The leads went in scored and assessed (`_derived_fields`). The database used to score them after
+# the load, rewriting every lead (cold, unscored) twice or three times (the rubric, the score at close,
+# the risk): at 1M leads 88 s + 60 s of 645 s on a quiet machine, where scoring them in the workers as
+# they are drawn costs ~0.11 ms of Python a lead. Those rewrites also left two marks, kept here so the
+# database holds the same values either way:
+# - the notifications their triggers sent ("turned Hot", "went At risk"), deleted afterwards as
+#   seeding, not news (_finish_load), but their ids were taken: the follow-ups' reminders come after them;
+# - in the analytics rollup (kind 2, leads by tier), every group of leads had a row for Cold, where
+#   they all went in; a group none of whose leads stayed Cold kept its row with zeros.
+# Both follow the leads' triggers as migration 0043 left them (crm_rollup_leads_*, crm_notify_leads_news).
+_TAKE_THE_NOTIFICATION_IDS = """
+    SELECT count(nextval('public.notifications_id_seq'))
+      FROM (SELECT 1 FROM leads
+             WHERE tier = 'hot' AND owner_id IS NOT NULL AND last_activity_at > now() - interval '1 day'
+            UNION ALL
+            SELECT 1 FROM leads l
+              JOIN users u ON u.role IN ('manager', 'admin') AND u.is_active AND u.id <> l.owner_id
+             WHERE l.risk_level = 'high' AND l.owner_id IS NOT NULL AND l.stage NOT IN ('won', 'lost')) AS sent
+"""
+_EMPTIED_COLD_GROUPS = """
+    INSERT INTO analytics_rollup (kind, monthly, day, dates_known, owner_id, k1, k2, k3,
+                                  n, score_sum, value_sum, days_sum, days_n)
+    SELECT 2, g.monthly, CASE WHEN g.monthly THEN date_trunc('month', l.day::timestamp)::date ELSE l.day END,
+           l.dates_known, l.owner_id, 'cold', l.k2, NULL, 0, 0, 0, 0, 0
+      FROM (SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date AS day, dates_known, owner_id,
+                   CASE WHEN stage IN ('won', 'lost') THEN 'closed' ELSE 'open' END AS k2
+              FROM leads WHERE tier <> 'cold') AS l
+     CROSS JOIN (VALUES (false), (true)) AS g(monthly)
+    ON CONFLICT (kind, monthly, day, dates_known, owner_id, k1, k2, k3) DO NOTHING
+"""
+
+
+def _leave_what_the_passes_left(cursor) -> None:
+    cursor.execute(_TAKE_THE_NOTIFICATION_IDS)
+    cursor.execute(_EMPTIED_COLD_GROUPS)
 
 
 def _in_threads(calls: list[Callable], args: list[tuple], workers: int | None = None) -> None:
@@ -616,12 +657,6 @@ def _in_threads(calls: list[Callable], args: list[tuple], workers: int | None = 
     with ThreadPoolExecutor(max_workers=workers or len(calls)) as pool:
         for future in [pool.submit(call, *arguments) for call, arguments in zip(calls, args)]:
             future.result()
-
-
-def _score_range(engine: Engine, now: datetime, first: int, last: int) -> None:
-    with Session(engine) as session:
-        rescore_rules_where(session, now, "leads.id BETWEEN :range_first AND :range_last",
-                            {"range_first": first, "range_last": last})
 
 
 def _build_index(engine: Engine, definition: str) -> None:
@@ -675,6 +710,10 @@ class _LoadJob:
     now: int
     activities_per_lead: float
     user_ids: dict[str, int]
+    # When the team's engine is the rules: the moment (`now` exactly, to the microsecond) the workers
+    # score each lead and assess its risk at, as they draw it; None: the database does it after the load.
+    score_at: datetime | None = None
+    stage_limits: dict[str, int | None] = field(default_factory=dict)  # stage_rules: days a stage may last
 
 
 @dataclass(frozen=True)
@@ -683,26 +722,37 @@ class _Loaded:
     activities: int = 0
     simulate_seconds: float = 0.0
     insert_seconds: float = 0.0
+    assess_seconds: float = 0.0  # scoring and risk in the draw (part of insert_seconds)
 
     def __add__(self, other: _Loaded) -> _Loaded:
         return _Loaded(self.stage_changes + other.stage_changes, self.activities + other.activities,
-                       self.simulate_seconds + other.simulate_seconds, self.insert_seconds + other.insert_seconds)
+                       self.simulate_seconds + other.simulate_seconds, self.insert_seconds + other.insert_seconds,
+                       self.assess_seconds + other.assess_seconds)
+
+
+# The tables whose ids a chunk gives its rows, following on from the chunks before it: stage changes,
+# activities, follow-ups.
+_NUMBERED = 3
 
 
 def _load_chunks(job: _LoadJob, plan: list[_Chunk], workers: int, say: Callable[[str], None]) -> _Loaded:
-    """Draw and COPY every chunk, in this process or in `workers` forked ones. A chunk's stage-change
-    and activity ids follow on from the chunks before it, so a chunk learns its first ids once
+    """Draw and COPY every chunk, in this process or in `workers` forked ones. A chunk's stage-change,
+    activity and follow-up ids follow on from the chunks before it, so a chunk learns its first ids once
     every earlier chunk has been drawn (they are drawn in order, so it never waits for long)."""
     total = _Loaded()
     if workers == 1:
-        offsets = (0, 0)
+        taken = [0] * _NUMBERED
+
+        def offsets(counts: tuple[int, ...]) -> tuple[int, ...]:
+            before = tuple(taken)
+            taken[:] = [a + b for a, b in zip(taken, counts)]
+            return before
+
         for chunk in plan:
-            loaded = _load_chunk(job, chunk, lambda counts, offsets=offsets: offsets)
-            offsets = (offsets[0] + loaded.stage_changes, offsets[1] + loaded.activities)
-            total += loaded
+            total += _load_chunk(job, chunk, offsets)
             say(f"Stored {chunk.first + chunk.count - 1:,} leads")
         return total
-    counts = multiprocessing.get_context("fork").Array("q", [-1] * (2 * len(plan)), lock=False)
+    counts = multiprocessing.get_context("fork").Array("q", [-1] * (_NUMBERED * len(plan)), lock=False)
     context = multiprocessing.get_context("fork")
     with context.Pool(workers, initializer=_init_worker, initargs=(counts,)) as pool:
         for loaded in pool.imap(_load_chunk_in_worker, [(job, chunk) for chunk in plan]):
@@ -711,7 +761,7 @@ def _load_chunks(job: _LoadJob, plan: list[_Chunk], workers: int, say: Callable[
     return total
 
 
-_counts_by_chunk = None  # the shared array of (stage changes, activities) per chunk, in a worker
+_counts_by_chunk = None  # the shared array of (stage changes, activities, follow-ups) per chunk, in a worker
 
 
 def _init_worker(counts) -> None:
@@ -723,16 +773,16 @@ def _load_chunk_in_worker(args: tuple[_LoadJob, _Chunk]) -> _Loaded:
     job, chunk = args
     counts = _counts_by_chunk
 
-    def offsets(mine: tuple[int, int]) -> tuple[int, int]:
-        counts[2 * chunk.index], counts[2 * chunk.index + 1] = mine
-        while any(counts[2 * i] < 0 for i in range(chunk.index)):
+    def offsets(mine: tuple[int, ...]) -> tuple[int, ...]:
+        counts[_NUMBERED * chunk.index:_NUMBERED * (chunk.index + 1)] = mine
+        while any(counts[_NUMBERED * i] < 0 for i in range(chunk.index)):
             time.sleep(0.05)
-        return (sum(counts[2 * i] for i in range(chunk.index)), sum(counts[2 * i + 1] for i in range(chunk.index)))
+        return tuple(sum(counts[_NUMBERED * i + k] for i in range(chunk.index)) for k in range(_NUMBERED))
 
     return _load_chunk(job, chunk, offsets)
 
 
-def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, int]], tuple[int, int]]) -> _Loaded:
+def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, ...]], tuple[int, ...]]) -> _Loaded:
     """Draw one chunk of leads and COPY it, each table in a transaction of its own.
 
     The tables' statement triggers keep the rollups (analytics, segments, companies, stage history)
@@ -742,38 +792,53 @@ def _load_chunk(job: _LoadJob, chunk: _Chunk, offsets: Callable[[tuple[int, int]
     the companies' trigger, 4.3 s on 1 worker). A chunk need not be atomic: a load that fails is
     truncated as a whole (`_restore_after_failed_load`)."""
     started = time.perf_counter()
+    assessed = 0.0
     seed = _chunk_seed(job.seed, chunk.index)
     simulation = _Simulation(seed, job.now, job.activities_per_lead, chunk=chunk.index)
     simulated = simulation.run(chunk.count, chunk.first, chunk.hot, chunk.sour)
     stage_changes = sum(len(lead.history) for lead in simulated)
     activities = sum(len(lead.activities) for lead in simulated)
-    first_change, first_activity = offsets((stage_changes, activities))
+    # Drawn from a generator of their own, so the other rows stay what they were for this seed;
+    # both before the leads' COPY, so that each lost deal's reason is in its row from the start.
+    backbone = random.Random(seed * 7919 + 14)
+    follow_ups = list(_follow_up_rows(simulated, job.user_ids, backbone, now=job.now))
+    lost_reasons = _lost_reasons(simulated, backbone)
+    first_change, first_activity, first_follow_up = offsets((stage_changes, activities, len(follow_ups)))
     simulated_at = time.perf_counter()
     engine = make_engine(job.url, poolclass=NullPool)
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
-        # Drawn from a generator of their own, so the other rows stay what they were for this seed;
-        # both before the leads' COPY, so that each lost deal's reason is in its row from the start.
-        backbone = random.Random(seed * 7919 + 14)
-        follow_ups = list(_follow_up_rows(simulated, job.user_ids, backbone, now=job.now))
-        lost_reasons = _lost_reasons(simulated, backbone)
-        _copy(cursor, "leads", _LEAD_COLUMNS, _lead_rows(simulated, job.user_ids, lost_reasons))
+        if job.score_at is None:
+            lead_columns, derived = _LEAD_COLUMNS, None
+            activity_rows = _activity_rows(simulated, job.user_ids, simulation.rng, first_id=first_activity + 1)
+        else:
+            # Scored and assessed as drawn. Risk reads the tone of the replies and notes, which their
+            # texts give: the activities' rows are written first (the same draws in the same order),
+            # keeping each tone, and held until their COPY (~50 MB for a chunk of 25,000 leads).
+            tones: dict[int, list[tuple[int, ActivityKind, float | None]]] = defaultdict(list)
+            activity_rows = list(_activity_rows(simulated, job.user_ids, simulation.rng,
+                                                first_id=first_activity + 1, tones=tones))
+            assessing = time.perf_counter()
+            lead_columns = _LEAD_COLUMNS + _DERIVED_COLUMNS
+            derived = _derived_fields(simulated, tones, job.score_at, job.stage_limits)
+            assessed = time.perf_counter() - assessing
+        _copy(cursor, "leads", lead_columns, _lead_rows(simulated, job.user_ids, lost_reasons, derived))
         connection.commit()
         _copy(cursor, "stage_changes", _STAGE_CHANGE_COLUMNS,
               _stage_change_rows(simulated, job.user_ids, first_id=first_change + 1))
         connection.commit()
-        _copy(cursor, "activities", _ACTIVITY_COLUMNS,
-              _activity_rows(simulated, job.user_ids, simulation.rng, first_id=first_activity + 1))
+        _copy(cursor, "activities", _ACTIVITY_COLUMNS, activity_rows)
         cursor.execute(_NOTIFY_REQUESTS, {"first": first_activity + 1, "last": first_activity + activities})
         connection.commit()
-        _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS, map(_line, follow_ups))
+        _copy(cursor, "follow_ups", _FOLLOW_UP_COLUMNS,
+              (_line((first_follow_up + number, *row)) for number, row in enumerate(follow_ups, 1)))
         connection.commit()
     finally:
         connection.close()
         engine.dispose()
     finished = time.perf_counter()
-    return _Loaded(stage_changes, activities, simulated_at - started, finished - simulated_at)
+    return _Loaded(stage_changes, activities, simulated_at - started, finished - simulated_at, assessed)
 
 
 def _restore_after_failed_load(engine: Engine, deferred: _Deferred) -> None:
@@ -1290,7 +1355,7 @@ _NOTIFY_REQUESTS = """
 """
 
 
-_FOLLOW_UP_COLUMNS = ("lead_id", "owner_id", "due_at", "note", "created_at", "kind")
+_FOLLOW_UP_COLUMNS = ("id", "lead_id", "owner_id", "due_at", "note", "created_at", "kind")
 FOLLOW_UP_SHARE = 0.35  # open, owned deals with a next step
 _NEXT_STEPS = {
     "call": ("Walk through the pricing for the larger team", "Check in after their board meeting",
@@ -1416,8 +1481,10 @@ def _line(row: Sequence) -> str:
     return "\t".join(_NULL if value is None else _field(str(value)) for value in row) + "\n"
 
 
-def _lead_rows(leads: list[_Lead], user_ids: dict[str, int], lost_reasons: dict[int, str]) -> Iterator[str]:
-    # Score, tier and reasons keep their defaults (0, cold, none) until rescoring fills them in.
+def _lead_rows(leads: list[_Lead], user_ids: dict[str, int], lost_reasons: dict[int, str],
+               derived: dict[int, str] | None = None) -> Iterator[str]:
+    """The leads' rows; with `derived` (by lead number, _DERIVED_COLUMNS), scored and assessed.
+    Without, score, tier and reasons keep their defaults (0, cold, none) until rescoring fills them in."""
     for lead in leads:
         # The same definition log_activity keeps: the last engagement the rubric counts.
         last_activity_at = lead.last(ENGAGEMENT_KINDS)
@@ -1432,8 +1499,63 @@ def _lead_rows(leads: list[_Lead], user_ids: dict[str, int], lost_reasons: dict[
             f"{_timestamp(max(entered, lead.activities[-1][0]))}\t{_timestamp(entered)}\t"
             f"{_timestamp(entered) if stage in _CLOSED else _NULL}\t{_timestamp(last_activity_at) or _NULL}\t"
             f"{_timestamp(lead.last(CONTACT_KINDS)) or _NULL}\t{_field(json.dumps(custom_fields))}\t"
-            f"{_field(lost_reasons.get(lead.number))}\n"
+            f"{_field(lost_reasons.get(lead.number))}{derived[lead.number] if derived else ''}\n"
         )
+
+
+# What the rubric and the risk rules store on a lead: filled in by the workers when the team's engine
+# is the rules (_derived_fields), after the columns above. hot_since follows from tier and scored_at
+# (the row trigger leads_keep_hot_since, as when a rescore made the lead Hot).
+_DERIVED_COLUMNS = (
+    "score", "tier", "score_reasons", "scored_at", "score_valid_until", "score_at_close",
+    "risk_level", "risk_points", "risk_reasons", "risk_at", "risk_valid_until", "last_reply_at",
+    "last_reply_sentiment",
+)
+_RULES = RuleBasedScoringEngine()
+_NO_RISK = f"\t{_NULL}\t{_NULL}\t[]\t{_NULL}\t{_NULL}\t{_NULL}\t{_NULL}"  # a closed deal's
+
+
+def _derived_fields(leads: list[_Lead], tones: dict[int, list[tuple[int, ActivityKind, float | None]]],
+                    at: datetime, stage_limits: dict[str, int | None]) -> dict[int, str]:
+    """Each lead's score at `at` (the rubric's engine), a closed deal's score at its close (from what
+    was known then) and an open deal's risk at `at` (scoring.risk), as the fields of _DERIVED_COLUMNS
+    that end its row, by lead number. These are the values the database's passes wrote into the leads
+    stored cold and unscored (rescore_rules_where, record_rules_scores_at_close, reassess_all_risk:
+    the rubric and risk in SQL, tested equal to these engines); `tones`: each lead's replies and notes
+    (moment, kind, sentiment) in order, as stored."""
+    at_text = at.isoformat()
+    fields = {}
+    for lead in leads:
+        # In id order: of two activities at the same instant the later-written counts as the later,
+        # as the SQL reads them.
+        facts = tuple(ActivityFact(kind, _aware(moment)) for moment, kind, _ in lead.activities)
+        known = LeadFacts(company_size=lead.company.size, activities=facts)
+        scored = _RULES.score(known, at)
+        closed_at = lead.closed_at
+        row = (f"\t{scored.score}\t{scored.tier.value}\t{_field(json.dumps([r.as_dict() for r in scored.reasons]))}"
+               f"\t{at_text}\t{_iso(scored.valid_until)}\t")
+        if closed_at is not None:
+            fields[lead.number] = row + f"{_RULES.score(known, _aware(closed_at)).score}{_NO_RISK}"
+            continue
+        messages = tuple(Message(kind, _aware(moment), sentiment) for moment, kind, sentiment in tones[lead.number])
+        risk = assess_risk(RiskFacts(stage=lead.stage, stage_entered_at=_aware(lead.stage_entered_at),
+                                     created_at=_aware(lead.created_at),
+                                     stage_limit_days=stage_limits.get(lead.stage.value),
+                                     activities=facts, messages=messages), at)
+        sentiment = risk.last_reply_sentiment
+        fields[lead.number] = row + (
+            f"{_NULL}\t{risk.level.value}\t{risk.points}\t{_field(json.dumps([r.as_dict() for r in risk.reasons]))}"
+            f"\t{at_text}\t{_iso(risk.valid_until)}\t{_iso(risk.last_reply_at)}\t{_NULL if sentiment is None else sentiment}"
+        )
+    return fields
+
+
+def _aware(moment: int) -> datetime:
+    return datetime.fromtimestamp(moment, timezone.utc)
+
+
+def _iso(moment: datetime | None) -> str:
+    return _NULL if moment is None else moment.isoformat()
 
 
 def _stage_change_rows(leads: list[_Lead], user_ids: dict[str, int], first_id: int = 1) -> Iterator[str]:
@@ -1481,7 +1603,9 @@ _MESSAGE_KIND_SET = frozenset({ActivityKind.EMAIL_RECEIVED, ActivityKind.NOTE}) 
 
 
 def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Random,
-                   first_id: int = 1) -> Iterator[str]:
+                   first_id: int = 1, tones: dict[int, list] | None = None) -> Iterator[str]:
+    """The activities' rows; `tones`, when given, receives each lead's replies and notes as (moment,
+    kind, sentiment), in order."""
     activity_id = first_id
     email_sent, email_received, note = ActivityKind.EMAIL_SENT, ActivityKind.EMAIL_RECEIVED, ActivityKind.NOTE
     call, meeting = ActivityKind.CALL, ActivityKind.MEETING
@@ -1523,7 +1647,11 @@ def _activity_rows(leads: list[_Lead], user_ids: dict[str, int], rng: random.Ran
             if body:
                 body = body.format(**names)
             # As log_activity stores it: a tone for a reply or note, none for anything else.
-            sentiment = message_sentiment(kind, body, who) if kind in _MESSAGE_KIND_SET else None
+            sentiment = None
+            if kind in _MESSAGE_KIND_SET:
+                sentiment = message_sentiment(kind, body, who)
+                if tones is not None:
+                    tones[number].append((moment, kind, sentiment))
             yield (
                 f"{activity_id}\t{number}\t{kind}\t{occurred_at}\t{owner if kind in REP_KINDS else _NULL}\t"
                 f"{_NULL if subject is None else _field(subject.format(**names))}\t{_field(body)}\t"

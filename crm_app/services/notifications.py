@@ -89,6 +89,7 @@ WITH fresh AS (
       FROM follow_ups f JOIN leads l ON l.id = f.lead_id
      WHERE f.done_at IS NULL AND f.owner_id IS NOT NULL AND f.due_at <= :now AND f.due_at > :since
        AND l.stage NOT IN ('won', 'lost')
+     ORDER BY f.id  -- ids in the follow-ups' order, whatever order the rows lie in
     ON CONFLICT (follow_up_id) WHERE kind = 'follow_up_due' DO NOTHING
     RETURNING user_id
 )
