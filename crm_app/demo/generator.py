@@ -562,11 +562,7 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
             # per-range queries blind (parallel sequential scans of the whole table).
             cursor.execute("ANALYZE users, leads, stage_changes, activities, follow_ups")
         step("analyze")
-        if scored_in_draw:
-            with engine.begin() as connection:
-                _leave_what_the_passes_left(connection.connection.cursor())
-            step("rollup and bell as the passes left them")
-        else:
+        if not scored_in_draw:
             # Risk before the indexes: it rewrites most open deals. Set-based in the database
             # (services/risk_sql.py), its ranges on several connections at once.
             say("Assessing risk")
@@ -612,41 +608,12 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
     return steps
 
 
-# The leads went in scored and assessed (`_derived_fields`). The database used to score them after
-# the load, rewriting every lead (cold, unscored) twice or three times (the rubric, the score at close,
-# the risk): at 1M leads 88 s + 60 s of 645 s on a quiet machine, where scoring them in the workers as
-# they are drawn costs ~0.11 ms of Python a lead. Those rewrites also left two marks, kept here so the
-# database holds the same values either way:
-# - the notifications their triggers sent ("turned Hot", "went At risk"), deleted afterwards as
-#   seeding, not news (_finish_load), but their ids were taken: the follow-ups' reminders come after them;
-# - in the analytics rollup (kind 2, leads by tier), every group of leads had a row for Cold, where
-#   they all went in; a group none of whose leads stayed Cold kept its row with zeros.
-# Both follow the leads' triggers as migration 0043 left them (crm_rollup_leads_*, crm_notify_leads_news).
-_TAKE_THE_NOTIFICATION_IDS = """
-    SELECT count(nextval('public.notifications_id_seq'))
-      FROM (SELECT 1 FROM leads
-             WHERE tier = 'hot' AND owner_id IS NOT NULL AND last_activity_at > now() - interval '1 day'
-            UNION ALL
-            SELECT 1 FROM leads l
-              JOIN users u ON u.role IN ('manager', 'admin') AND u.is_active AND u.id <> l.owner_id
-             WHERE l.risk_level = 'high' AND l.owner_id IS NOT NULL AND l.stage NOT IN ('won', 'lost')) AS sent
-"""
-_EMPTIED_COLD_GROUPS = """
-    INSERT INTO analytics_rollup (kind, monthly, day, dates_known, owner_id, k1, k2, k3,
-                                  n, score_sum, value_sum, days_sum, days_n)
-    SELECT 2, g.monthly, CASE WHEN g.monthly THEN date_trunc('month', l.day::timestamp)::date ELSE l.day END,
-           l.dates_known, l.owner_id, 'cold', l.k2, NULL, 0, 0, 0, 0, 0
-      FROM (SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date AS day, dates_known, owner_id,
-                   CASE WHEN stage IN ('won', 'lost') THEN 'closed' ELSE 'open' END AS k2
-              FROM leads WHERE tier <> 'cold') AS l
-     CROSS JOIN (VALUES (false), (true)) AS g(monthly)
-    ON CONFLICT (kind, monthly, day, dates_known, owner_id, k1, k2, k3) DO NOTHING
-"""
-
-
-def _leave_what_the_passes_left(cursor) -> None:
-    cursor.execute(_TAKE_THE_NOTIFICATION_IDS)
-    cursor.execute(_EMPTIED_COLD_GROUPS)
+# The leads go in scored and assessed (`_derived_fields`). The database used to score them after the
+# load, rewriting every lead (cold, unscored) two or three times (the rubric, the score at close, the
+# risk): at 1M leads 88 s + 60 s of 645 s on a quiet machine, where scoring them in the workers as they
+# are drawn costs ~0.11 ms of Python a lead. Those passes also left traces that carry no meaning and
+# are not reproduced: ids used up by the "turned Hot" notifications deleted afterwards as seeding, and
+# all-zero Cold rows in the analytics rollup (a rollup row whose sums are zero is no row).
 
 
 def _in_threads(calls: list[Callable], args: list[tuple], workers: int | None = None) -> None:
