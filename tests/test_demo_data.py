@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session
 
 from crm_app.db.engine import make_engine
 from crm_app.demo.generator import (
@@ -25,6 +26,7 @@ from crm_app.demo.generator import (
 from crm_app.domain import CONTACT_KINDS, ActivityKind, Role, Source, Stage
 from crm_app.scoring import ENGAGEMENT_KINDS, ActivityFact, LeadFacts, RuleBasedScoringEngine
 from tests.conftest import scratch_database
+from tests.test_import_rollup import _rebuilt, _stored
 
 NOW = datetime(2026, 11, 12, 15, 0, tzinfo=timezone.utc)
 LEADS = 1500
@@ -257,6 +259,15 @@ def test_stored_scores_are_what_the_rubric_gives(db: Connection) -> None:
 # --- The story ----------------------------------------------------------------------------------
 
 
+def test_the_analytics_rollup_and_stage_history_are_what_a_rebuild_from_the_rows_gives(demo_engine: Engine) -> None:
+    """The leads go in scored by COPY and the stays with their stage changes: the triggers' rollup,
+    stage summaries and stored stays must equal migration 0031's rebuild from the rows alone."""
+    with Session(demo_engine) as session:
+        stored, rebuilt = _stored(session), _rebuilt(session)
+    assert stored["rollup"] and stored["summaries"]
+    assert stored == rebuilt
+
+
 def test_referrals_win_more_often_than_paid_search(db: Connection) -> None:
     assert win_rate(db, "source = 'referral'") > win_rate(db, "source = 'paid_search'") + 0.2
 
@@ -402,6 +413,8 @@ def test_chunks_drawn_by_two_processes_give_the_same_data_as_one_and_are_complet
             try:
                 summary = generate_demo_data(engine, leads=900, seed=SEED, now=NOW, workers=workers,
                                              chunk_leads=400)
+                with Session(engine) as session:  # the analytics the triggers kept, as a rebuild has them
+                    assert _stored(session) == _rebuilt(session)
                 with engine.connect() as connection:
                     digests.append(digest(connection))
                     checks.append(connection.execute(text(
