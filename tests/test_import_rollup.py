@@ -130,3 +130,50 @@ def test_an_import_keeps_the_rollup_as_a_rebuild_has_it_and_one_changing_nothing
     assert (again.created, again.updated, again.skipped) == (0, 0, 90)
     assert session.execute(text(rollup_rows)).scalars().all() == rollup_before
     assert _stored(session) == after
+
+
+def test_an_import_writes_each_stage_change_once_with_its_stay(session, team, tmp_path):  # noqa: F811
+    """The usual import (moves at the import moment, new leads created before they closed): each stage
+    change is inserted with the stay it ends, so the history trigger rewrites none of them (it rewrote
+    every move once: a second write of ~54,000 rows at 100,000 rows into 1M), and the stays are a
+    rebuild's. Leads with a recorded history and leads with none (their stay runs from creation)."""
+    rng = random.Random(7)
+    lead_ids = _random_leads(session, rng, team, 40)
+    session.execute(text("UPDATE leads SET email = 'stored.' || id || '@file.example', stage = 'contacted', "
+                         "closed_at = NULL, stage_entered_at = created_at + interval '1 day' WHERE id = ANY(:ids)"),
+                    {"ids": lead_ids})
+    session.execute(text(  # half arrive at creation and move to "contacted" a day later; half have no history
+        "INSERT INTO stage_changes (lead_id, from_stage, to_stage, changed_at) "
+        "SELECT id, NULL, 'new', created_at FROM leads WHERE id = ANY(:ids) "
+        "UNION ALL SELECT id, 'new', 'contacted', created_at + interval '1 day' FROM leads WHERE id = ANY(:ids)"),
+        {"ids": lead_ids[:20]})
+    session.execute(text(
+        "CREATE TABLE test_stay_rewrites (id int); "
+        "CREATE FUNCTION test_count_stay_rewrites() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO test_stay_rewrites VALUES (NEW.id); RETURN NULL; END $$; "
+        "CREATE TRIGGER test_count_stay_rewrites AFTER UPDATE ON stage_changes FOR EACH ROW "
+        "EXECUTE FUNCTION test_count_stay_rewrites()"))
+    session.commit()
+    try:
+        rows = [["", f"stored.{i}@file.example", "", "qualified", "", "", ""] for i in lead_ids]
+        rows += [[f"New {i}", f"new.{i}@file.example", "website", rng.choice(STAGES),
+                  (NOW - timedelta(days=30)).isoformat(), (NOW - timedelta(days=3)).isoformat(), "100"]
+                 for i in range(15)]
+        rows += [[f"Undated {i}", f"undated.{i}@file.example", "website", rng.choice(STAGES), "", "", ""]
+                 for i in range(5)]
+        path = tmp_path / "moves.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([HEADER] + rows)
+        summary = import_file(session, path, MAPPING, now=NOW)
+        assert (summary.created, summary.updated) == (20, 40)
+        assert session.execute(text("SELECT count(*) FROM test_stay_rewrites")).scalar_one() == 0
+        moves = session.execute(text(
+            "SELECT count(*) FROM stage_changes WHERE lead_id = ANY(:ids) AND to_stage = 'qualified' "
+            "AND previous_stage = 'contacted' AND days_in_previous_stage > 0"), {"ids": lead_ids}).scalar_one()
+        assert moves == 40
+        assert _stored(session) == _rebuilt(session)
+    finally:
+        session.rollback()
+        session.execute(text("DROP TRIGGER test_count_stay_rewrites ON stage_changes; "
+                             "DROP FUNCTION test_count_stay_rewrites(); DROP TABLE test_stay_rewrites"))
+        session.commit()

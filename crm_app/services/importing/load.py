@@ -268,18 +268,45 @@ def _write(session: Session, spool, now: datetime, mapping: ImportMapping, say: 
     # History, in one statement: a new lead was created in "new", then (if elsewhere) moved to where it
     # is; a row without dates says nothing of the way (it only arrived, at the import, in its stage).
     # A matched lead the file moves has the move recorded.
+    #
+    # Each change is written with the stay it ends (previous_stage, days_in_previous_stage) as the
+    # history trigger (crm_analytics_history, migration 0037) computes it: the trigger rewrites every
+    # change whose stored stay differs from its own, so a change written without its stay was written
+    # twice (at 100,000 rows into 1M, ~54,000 moves inserted, then updated, with their four indexes and
+    # the update's trigger). A stay worked out here that the trigger would not agree with (a file date
+    # before the lead's later history, say) is still put right by the trigger: this only spares it the
+    # work in the usual case. A new dated lead's move ends its stay in "new" since its creation; a
+    # matched lead's move ends the stay that began with its latest recorded change at or before the
+    # move, else (no change before it, none recording its arrival) the stay since its creation in the
+    # stage the move leaves.
     cursor.execute(
         f"""
-        INSERT INTO stage_changes (lead_id, from_stage, to_stage, changed_at)
-        SELECT t.lead_id, NULL, 'new', {NEW_CREATED_AT} FROM import_rows t
+        INSERT INTO stage_changes (lead_id, from_stage, to_stage, changed_at, previous_stage, days_in_previous_stage)
+        SELECT t.lead_id, NULL, 'new', {NEW_CREATED_AT}, NULL, NULL FROM import_rows t
          WHERE t.is_new AND (t.dated OR t.stage = 'new')
         UNION ALL
-        SELECT t.lead_id, 'new', t.stage, {NEW_STAGE_ENTERED_AT}
+        SELECT t.lead_id, 'new', t.stage, {NEW_STAGE_ENTERED_AT},
+               CASE WHEN {NEW_CREATED_AT} <= {NEW_STAGE_ENTERED_AT} THEN 'new' END,
+               CASE WHEN {NEW_CREATED_AT} <= {NEW_STAGE_ENTERED_AT}
+                    THEN extract(epoch FROM {NEW_STAGE_ENTERED_AT} - {NEW_CREATED_AT}) / 86400.0 END
           FROM import_rows t WHERE t.is_new AND t.dated AND t.stage <> 'new'
         UNION ALL
-        SELECT t.lead_id, NULL, t.stage, %(now)s FROM import_rows t WHERE t.is_new AND NOT t.dated AND t.stage <> 'new'
+        SELECT t.lead_id, NULL, t.stage, %(now)s, NULL, NULL
+          FROM import_rows t WHERE t.is_new AND NOT t.dated AND t.stage <> 'new'
         UNION ALL
-        SELECT id, from_stage, stage, stage_entered_at FROM import_matched WHERE moved
+        SELECT m.id, m.from_stage, m.stage, m.stage_entered_at, coalesce(p.stage, c.stage),
+               extract(epoch FROM m.stage_entered_at - coalesce(p.entered_at, c.entered_at)) / 86400.0
+          FROM import_matched m
+          LEFT JOIN LATERAL (
+              SELECT s.to_stage::text AS stage, s.changed_at AS entered_at FROM stage_changes s
+               WHERE s.lead_id = m.id AND s.changed_at <= m.stage_entered_at
+               ORDER BY s.changed_at DESC, s.id DESC LIMIT 1) p ON true
+          LEFT JOIN LATERAL (
+              SELECT m.from_stage AS stage, m.created_at AS entered_at
+               WHERE p.stage IS NULL AND m.created_at <= m.stage_entered_at
+                 AND NOT EXISTS (SELECT FROM stage_changes s WHERE s.lead_id = m.id AND s.from_stage IS NULL)) c
+            ON true
+         WHERE m.moved
         """,
         {"now": now},
     )
