@@ -13,6 +13,8 @@ Each section is a function of the shared `Bench`; to add one, write it and list 
 `--sections pages` runs only some of them on the database a previous run left (no regeneration).
 Above SAMPLE_FROM leads the sections that would take minutes run on samples, and say so: every
 figure line names its sample or run count. Each section prints its own wall-clock time.
+`--sections websocket` (never run by default) serves the app on the database and times websocket
+round trips with scripts/benchmark_events.py, with 1 web worker and with 3 on Redis.
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ class Bench:
     seed: int = 42
     summary: DemoSummary | None = None
     workers: int | None = None
+    app_port: int = 3000  # the websocket section's app
+    events_options: str = ""  # passed on to benchmark_events by the websocket section
 
     @property
     def sampled(self) -> bool:
@@ -713,12 +717,30 @@ def model(bench: Bench) -> None:
     figure("rules again", f"{restored:,} leads rescored by the rules")
 
 
-# Websocket round trips against the running app (1, 10, 50 clients; drag-and-drop move, search, Today
-# load next to an empty handler's floor; 1 worker and 3 on Redis) belong here as a section of their
-# own, `websocket(bench)`, listed after `pages`: it needs the app served on this database.
+def websocket(bench: Bench) -> None:
+    """Websocket round trips against the app served on this database, by scripts/benchmark_events.py
+    (its docstring says how each is timed): an empty handler's floor, a drag-and-drop move, a leads
+    search and the Today load at 1, 10 and 50 clients, with 1 web worker and then with 3 on Redis.
+    It starts the app itself on --app-port, one configuration at a time (the first start on a port
+    builds the frontend: a few minutes), and prints its tables as they come. Run only when named
+    (`--sections websocket`): it takes ~4 minutes a configuration besides the build, and a free port
+    and Redis; `--events='--workers 1 --seconds 5'` passes options on to benchmark_events."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import shlex
+
+    import benchmark_events
+
+    argv = ["--database-url", bench.engine.url.render_as_string(hide_password=False), "--port", str(bench.app_port),
+            *shlex.split(bench.events_options)]
+    print(f"benchmark_events {' '.join(argv[2:])}", flush=True)
+    benchmark_events.main(argv)
+
+
 SECTIONS: list[Callable[[Bench], None]] = [
     insert_demo_data, rescoring, ranked_list, pages, queue, risk, insights, import_export, model,
 ]
+# Run only when named in --sections: they serve the app.
+OPT_IN_SECTIONS: list[Callable[[Bench], None]] = [websocket]
 
 
 # --- Setting up ---------------------------------------------------------------------------------
@@ -768,9 +790,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database", default=DATABASE,
                         help=f"name of the scratch database (default {DATABASE}); engineers sharing a server "
                              "each pick their own")
-    parser.add_argument("--sections", nargs="*", choices=[f.__name__ for f in SECTIONS],
+    parser.add_argument("--sections", nargs="*", choices=[f.__name__ for f in SECTIONS + OPT_IN_SECTIONS],
                         help="run only these sections, in this order, on the database a full run left (or on "
-                             "a fresh copy of --template)")
+                             "a fresh copy of --template); `websocket` runs only when named")
+    parser.add_argument("--app-port", type=int, default=3000, help="where the websocket section serves the app")
+    parser.add_argument("--events", default="", help="options for scripts/benchmark_events.py (websocket section), "
+                                                     "e.g. --events='--workers 1 --clients 1 10'")
     parser.add_argument("--template", help="copy this database (made by the generator before, on the same "
                                            "server) instead of generating; its leads are counted")
     parser.add_argument("--workers", type=int, help="processes that generate (default: one per CPU)")
@@ -781,7 +806,7 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     # In the order given (the first figures are the first to read on a long run).
-    by_name = {f.__name__: f for f in SECTIONS}
+    by_name = {f.__name__: f for f in SECTIONS + OPT_IN_SECTIONS}
     sections = [by_name[name] for name in args.sections] if args.sections else list(SECTIONS)
     if args.sections and not args.template:
         server = normalize_url(args.database_url) if args.database_url else embedded_server_url(database=args.database)
@@ -807,6 +832,8 @@ def main(argv: list[str] | None = None) -> None:
         leads=leads,
         activities_per_lead=args.activities_per_lead,
         workers=args.workers,
+        app_port=args.app_port,
+        events_options=args.events,
     )
     try:
         for section in sections:
