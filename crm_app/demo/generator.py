@@ -608,14 +608,6 @@ def _finish_load(engine: Engine, now: datetime, leads: int, deferred: _Deferred,
     return steps
 
 
-# The leads go in scored and assessed (`_derived_fields`). The database used to score them after the
-# load, rewriting every lead (cold, unscored) two or three times (the rubric, the score at close, the
-# risk): at 1M leads 88 s + 60 s of 645 s on a quiet machine, where scoring them in the workers as they
-# are drawn costs ~0.11 ms of Python a lead. Those passes also left traces that carry no meaning and
-# are not reproduced: ids used up by the "turned Hot" notifications deleted afterwards as seeding, and
-# all-zero Cold rows in the analytics rollup (a rollup row whose sums are zero is no row).
-
-
 def _in_threads(calls: list[Callable], args: list[tuple], workers: int | None = None) -> None:
     """Run calls[i](*args[i]) on `workers` threads (default: one each); the first error is raised."""
     if len(calls) == 1:
@@ -1488,8 +1480,11 @@ def _derived_fields(leads: list[_Lead], tones: dict[int, list[tuple[int, Activit
     was known then) and an open deal's risk at `at` (scoring.risk), as the fields of _DERIVED_COLUMNS
     that end its row, by lead number. These are the values the database's passes wrote into the leads
     stored cold and unscored (rescore_rules_where, record_rules_scores_at_close, reassess_all_risk:
-    the rubric and risk in SQL, tested equal to these engines); `tones`: each lead's replies and notes
-    (moment, kind, sentiment) in order, as stored."""
+    the rubric and risk in SQL, tested equal to these engines): at 1M leads those passes took 88 s + 60 s
+    of 645 s on a quiet machine, this ~0.11 ms of Python a lead. Their traces that meant nothing are
+    not reproduced (ids used up by the "turned Hot" notifications deleted as seeding, all-zero Cold
+    rows in the analytics rollup). `tones`: each lead's replies and notes (moment, kind, sentiment) in
+    order, as stored."""
     at_text = at.isoformat()
     fields = {}
     for lead in leads:
