@@ -549,7 +549,6 @@ def risk(bench: Bench) -> None:
 
     from crm_app.scoring.sentiment import sentiment_of
     from crm_app.services.risk import reassess_all_risk, reassess_expired_risk
-    from crm_app.services.risk_sql import reassess_risk_where
 
     # Above SAMPLE_FROM leads: the leads with the lowest SAMPLE_REWRITE ids (in the same proportions as
     # the whole), so the line gives a rate, not the whole table's time: clearing a lead's risk rewrites
@@ -584,8 +583,7 @@ def risk(bench: Bench) -> None:
                                   {"now": later}).scalar_one()
             last = min(bench.leads, SAMPLE_LEADS)
             started = time.perf_counter()
-            swept = reassess_risk_where(session, later, "leads.risk_valid_until <= :now AND leads.id <= :sample_last",
-                                        {"sample_last": last})
+            swept = reassess_expired_risk(session, later, ids=(1, last))
             figure("sweep a day later (reassess_expired_risk)",
                    f"{swept:,} deals written in {time.perf_counter() - started:.1f} s (sample: the deals due among "
                    f"leads 1-{last:,}; {due:,} due of {bench.leads:,})")

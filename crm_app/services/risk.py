@@ -190,18 +190,26 @@ def reassess_all_risk(
     out; only the leads with ids in the inclusive range `ids` when given. Returns how many changed.
     (`batch_size` is kept for callers; ranges hold risk_sql.CHUNK leads.)"""
     # A closed deal already without risk has nothing to reassess.
-    condition = "leads.stage NOT IN ('won', 'lost') OR leads.risk_level IS NOT NULL"
-    params = {}
-    if ids is not None:
-        condition = f"leads.id BETWEEN :range_first AND :range_last AND ({condition})"
-        params = {"range_first": ids[0], "range_last": ids[1]}
+    condition, params = _within(ids, "leads.stage NOT IN ('won', 'lost') OR leads.risk_level IS NOT NULL")
     return reassess_risk_where(session, now, condition, params, progress)
 
 
-def reassess_expired_risk(session: Session, now: datetime, batch_size: int = 2000) -> int:
+def reassess_expired_risk(session: Session, now: datetime, batch_size: int = 2000,
+                          ids: tuple[int, int] | None = None) -> int:
     """Reassess the deals whose risk time alone has changed (a deal past its stage limit, a reply
-    ageing out): what the periodic sweep runs, set-based in the database. Returns how many changed."""
-    return reassess_risk_where(session, now, "leads.risk_valid_until <= :now")
+    ageing out): what the periodic sweep runs, set-based in the database; only among the leads with
+    ids in the inclusive range `ids` when given. Returns how many changed."""
+    condition, params = _within(ids, "leads.risk_valid_until <= :now")
+    return reassess_risk_where(session, now, condition, params)
+
+
+def _within(ids: tuple[int, int] | None, condition: str) -> tuple[str, dict]:
+    """`condition` (SQL over `leads`) narrowed to the leads with ids in the inclusive range `ids`
+    (all when None), with the range's parameters."""
+    if ids is None:
+        return condition, {}
+    return (f"leads.id BETWEEN :range_first AND :range_last AND ({condition})",
+            {"range_first": ids[0], "range_last": ids[1]})
 
 
 def expire_stage_risk(session: Session, stage: str) -> None:
